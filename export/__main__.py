@@ -1,0 +1,84 @@
+"""Export a trained lipstream model to ONNX, and refuse to ship it unless it matches Keras.
+
+    python -m export --model PATH.keras --out PATH.onnx [--cache FILE.h5] [--int8] [--fp16]
+
+Writes PATH.onnx (the full model) and PATH.front.onnx / PATH.back.onnx (the streaming halves: the
+convolutional front end, run on new frames only, and the recurrent back end), all with the model's
+ModelSpec in their metadata. Exits non-zero when the parity gate fails. --int8 and --fp16 add
+PATH.int8.* and PATH.fp16.* families; compare them with python -m training.evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="a lipstream .keras model")
+    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
+    parser.add_argument("--cache", type=Path, default=Path("cache/s1.h5"),
+                        help="mouth-crop cache with real windows for the parity gate")
+    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--int8", action="store_true", help="also write an int8 variant (CPU)")
+    parser.add_argument("--fp16", action="store_true", help="also write an fp16 variant (GPU)")
+    args = parser.parse_args(argv)
+    if args.out.suffix != ".onnx":
+        print("error: --out must end in .onnx", file=sys.stderr)
+        return 2
+    for path, what in ((args.model, "model"), (args.cache, "cache (make one with python -m training.prepare)")):
+        if not path.is_file():
+            print(f"error: no {what} at {path}", file=sys.stderr)
+            return 2
+
+    import onnxruntime as ort
+
+    from export.convert import convert, save, streaming_paths
+    from export.parity import MAX_PROB_DIFF, gate
+    from realtime.spec import ModelSpecError
+    from training.dataset import is_validation, load_clips
+    from training.model import inference_model, load
+
+    try:
+        model, spec = load(args.model)
+    except (ModelSpecError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    model = inference_model(model) if isinstance(model.output, dict) else model
+    exported = convert(model, spec, args.opset)
+    written = save(exported, args.out)
+    front_path, back_path = streaming_paths(args.out)
+    options = ort.SessionOptions()
+    sessions = {name: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+                for name, p in (("full", args.out), ("front", front_path), ("back", back_path))}
+    clips = [c.mouth for c in load_clips(args.cache) if is_validation(c.key, 0.06)][:4]
+    results = gate(model, sessions, clips, spec)
+    print(f"{'form':<11} {'frames':>6} {'max |dp|':>10}  transcripts")
+    for r in results:
+        print(f"{r.form:<11} {r.length:>6} {r.max_prob_diff:>10.2e}  {'equal' if r.transcripts_equal else 'DIFFER'}")
+    for p in written:
+        print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
+    if not all(r.ok for r in results):
+        print(f"error: parity gate failed (limit {MAX_PROB_DIFF:g} and equal transcripts); do not ship {args.out}",
+              file=sys.stderr)
+        return 1
+    print("parity gate passed")
+    variants = []
+    if args.int8:
+        from export.variants import int8
+        from realtime.spec import normalise
+
+        variants += int8(args.out, [normalise(c) for c in clips])
+    if args.fp16:
+        from export.variants import fp16
+
+        variants += fp16(args.out)
+    for p in variants:
+        print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Keras -> ONNX: the convolutional front end through tf2onnx, the recurrent back end as native ONNX
+GRU ops, the two composed into the full model, each carrying the ModelSpec in its metadata."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import onnx
+import onnx.compose
+
+from export.onnx_gru import FEATURES, LOGP, back_end
+from realtime.backend import streaming_paths
+from realtime.spec import ModelSpec
+from training.model import FRONT_END
+
+OPSET = 17  # tf2onnx supports opsets up to 18
+FRAMES = "frames"
+
+
+@dataclass(frozen=True)
+class Exported:
+    """The three forms: the full model, and its two halves for the streaming runtime."""
+
+    full: onnx.ModelProto
+    front: onnx.ModelProto
+    back: onnx.ModelProto
+
+
+def _rename(proto: onnx.ModelProto, old: str, new: str) -> None:
+    for node in proto.graph.node:
+        node.input[:] = [new if i == old else i for i in node.input]
+        node.output[:] = [new if o == old else o for o in node.output]
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        if value.name == old:
+            value.name = new
+
+
+def front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
+    """`frames` (batch, time, H, W, C) -> `features` (batch, time, F) through tf2onnx."""
+    import tensorflow as tf
+    import tf2onnx
+
+    sub = keras.Model(model.inputs, model.get_layer(FRONT_END).output)
+    signature = (tf.TensorSpec((None, None, *model.inputs[0].shape[2:]), tf.float32, name=FRAMES),)
+
+    @tf.function(input_signature=signature)
+    def run(frames):
+        return sub(frames, training=False)
+
+    proto, _ = tf2onnx.convert.from_function(run, input_signature=signature, opset=opset)
+    _rename(proto, proto.graph.input[0].name, FRAMES)
+    _rename(proto, proto.graph.output[0].name, FEATURES)
+    proto.graph.name = "lipstream_front_end"
+    return proto
+
+
+def with_metadata(proto: onnx.ModelProto, spec: ModelSpec, form: str) -> onnx.ModelProto:
+    del proto.metadata_props[:]
+    for key, value in {**spec.to_metadata(), "lipstream.form": form}.items():
+        proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
+    proto.producer_name = "lipstream"
+    return proto
+
+
+def convert(model: keras.Model, spec: ModelSpec, opset: int = OPSET) -> Exported:
+    front = front_end(model, opset)
+    back = back_end(model, FRONT_END, opset, front.ir_version)
+    # Both halves must use the same default-domain opset to compose.
+    full = onnx.compose.merge_models(front, back, io_map=[(FEATURES, FEATURES)],
+                                     prefix1="front/", prefix2="back/")
+    _rename(full, f"front/{FRAMES}", FRAMES)
+    _rename(full, f"back/{LOGP}", LOGP)
+    full.graph.name = "lipstream"
+    opsets = {o.domain: o.version for o in full.opset_import}  # merge_models repeats the default domain
+    del full.opset_import[:]
+    full.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets.items())
+    onnx.checker.check_model(full)
+    return Exported(with_metadata(full, spec, "full"), with_metadata(front, spec, "front"),
+                    with_metadata(back, spec, "back"))
+
+
+def save(exported: Exported, path: Path) -> list[Path]:
+    front_path, back_path = streaming_paths(path)
+    written = []
+    for proto, p in ((exported.full, path), (exported.front, front_path), (exported.back, back_path)):
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        onnx.save(proto, tmp)
+        tmp.replace(p)
+        written.append(p)
+    return written

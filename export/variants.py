@@ -1,0 +1,66 @@
+"""Reduced-precision variants of an exported model: int8 for CPUs, fp16 for GPUs.
+
+Each variant is written as a family like the fp32 one (`NAME.int8.onnx`, `.int8.front.onnx`,
+`.int8.back.onnx`), so the runtime streams with it the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from realtime.backend import streaming_paths
+
+
+def family(path: Path, tag: str = "") -> tuple[Path, Path, Path]:
+    """The full model and its streaming halves, for the fp32 model or a variant tagged e.g. int8."""
+    full = Path(path).with_suffix(f".{tag}.onnx") if tag else Path(path)
+    return (full, *streaming_paths(full))
+
+
+def _copy_metadata(source: Path, target: Path) -> None:
+    proto = onnx.load(str(target))
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(onnx.load(str(source), load_external_data=False).metadata_props)
+    onnx.save(proto, str(target))
+
+
+def int8(path: Path, calibration: list[np.ndarray]) -> list[Path]:
+    """Static int8 quantisation (QDQ, per-channel weights) calibrated on real normalised windows;
+    the recurrent GRU ops stay in float (ONNX Runtime has no int8 GRU)."""
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, feeds: list[dict[str, np.ndarray]]):
+            self.feeds = iter(feeds)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    full, front, back = family(path)
+    front_session = ort.InferenceSession(str(front), providers=["CPUExecutionProvider"])
+    features = [front_session.run(None, {"frames": x[None]})[0] for x in calibration]
+    frames = [{"frames": x[None]} for x in calibration]
+    written = []
+    for source, target, feeds in zip((full, front, back), family(path, "int8"),
+                                     (frames, frames, [{"features": f} for f in features])):
+        quantize_static(str(source), str(target), Reader(feeds), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+        _copy_metadata(source, target)
+        written.append(target)
+    return written
+
+
+def fp16(path: Path) -> list[Path]:
+    """Weights and arithmetic in float16, inputs and outputs kept float32 (for CUDA)."""
+    from onnxconverter_common.float16 import convert_float_to_float16
+
+    written = []
+    for source, target in zip(family(path), family(path, "fp16")):
+        converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        onnx.save(converted, str(target))
+        written.append(target)
+    return written

@@ -1,0 +1,148 @@
+"""The inference backend: ONNX Runtime sessions, and per-frame log-probabilities over a sliding window.
+
+The backend only produces probabilities; what becomes a caption is the policy's business
+(realtime.captions). Streaming keeps the convolutional front end's features of past frames, so a
+new frame costs the front end on a few frames plus one pass of the recurrent back end over the window.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from realtime.spec import ModelSpec, ModelSpecError, normalise
+
+PROVIDERS = ("auto", "cuda", "cpu")
+
+
+def streaming_paths(path: Path) -> tuple[Path, Path]:
+    """Where the streaming halves of `model.onnx` live: `model.front.onnx` and `model.back.onnx`."""
+    path = Path(path)
+    return path.with_suffix(".front.onnx"), path.with_suffix(".back.onnx")
+
+
+class ModelLoadError(Exception):
+    """A missing, unreadable or non-lipstream model; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    providers: tuple[str, ...]
+    name: str  # "cuda" or "cpu"
+    reason: str
+
+
+def _session(path: Path, providers: list[str], threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # no wall of provider errors: the choice is reported in one line
+    return ort.InferenceSession(str(path), options, providers=providers)
+
+
+def choose_provider(requested: str, probe: Path, available: list[str] | None = None) -> ProviderChoice:
+    """CUDA when a CUDA session can really be created on `probe`, else CPU, with the reason why."""
+    import onnxruntime as ort
+
+    if requested not in PROVIDERS:
+        raise ValueError(f"unknown provider {requested!r} (choose from {', '.join(PROVIDERS)})")
+    cpu = ProviderChoice(("CPUExecutionProvider",), "cpu", "")
+    if requested == "cpu":
+        return ProviderChoice(cpu.providers, "cpu", "CPU requested")
+    available = ort.get_available_providers() if available is None else available
+    if "CUDAExecutionProvider" not in available:
+        return ProviderChoice(cpu.providers, "cpu", "this ONNX Runtime build has no CUDA provider")
+    severity = ort.get_default_logger_severity() if hasattr(ort, "get_default_logger_severity") else 2
+    ort.set_default_logger_severity(4)
+    try:
+        session = _session(probe, ["CUDAExecutionProvider", "CPUExecutionProvider"], 0)
+        active = session.get_providers()
+    except Exception as e:  # a broken CUDA install raises many kinds of errors; all mean "use the CPU"
+        return ProviderChoice(cpu.providers, "cpu", f"CUDA session failed ({str(e).splitlines()[0][:80]})")
+    finally:
+        ort.set_default_logger_severity(severity)
+    if "CUDAExecutionProvider" not in active:
+        return ProviderChoice(cpu.providers, "cpu", "no usable CUDA device or libraries")
+    return ProviderChoice(("CUDAExecutionProvider", "CPUExecutionProvider"), "cuda", "CUDA session created")
+
+
+class OnnxModel:
+    """A lipstream ONNX model: the full form, and the streaming halves when they sit beside it."""
+
+    def __init__(self, path: Path, provider: str = "auto", threads: int = 0):
+        path = Path(path)
+        if not path.is_file():
+            raise ModelLoadError(f"no model at {path}")
+        try:
+            meta = _session(path, ["CPUExecutionProvider"], 1).get_modelmeta().custom_metadata_map
+        except Exception as e:  # ORT raises several types for a file that is not a model
+            raise ModelLoadError(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
+        try:
+            self.spec = ModelSpec.from_metadata(meta, str(path))
+        except ModelSpecError as e:
+            raise ModelLoadError(str(e)) from None
+        self.path = path
+        self.choice = choose_provider(provider, path)
+        providers = list(self.choice.providers)
+        self.full = _session(path, providers, threads)
+        front, back = streaming_paths(path)
+        self.front = _session(front, providers, threads) if front.is_file() else None
+        self.back = _session(back, providers, threads) if back.is_file() else None
+
+    @property
+    def streams(self) -> bool:
+        return self.front is not None and self.back is not None
+
+    def window_logp(self, crops: np.ndarray) -> np.ndarray:
+        """Log-probabilities (T, classes) for uint8 crops (T, H, W, C): the full-window recompute."""
+        return self.full.run(None, {"frames": normalise(crops)[None]})[0][0]
+
+    def batch_logp(self, frames: np.ndarray) -> np.ndarray:
+        """Log-probabilities for already normalised frames (B, T, H, W, C)."""
+        return self.full.run(None, {"frames": frames})[0]
+
+
+class StreamingBackend:
+    """Per-frame log-probabilities over the last `window` frames, doing only the new work per frame.
+
+    Each push runs the front end on the newest 3·context+1 frames: the oldest of its last context+1
+    outputs is now final (its right context has arrived), the newer ones are provisional exactly as a
+    full window ending here would compute them. The back end reads the last `window` features.
+    """
+
+    def __init__(self, model: OnnxModel, window: int = 75):
+        if not model.streams:
+            raise ModelLoadError(f"{model.path} has no streaming halves (.front.onnx/.back.onnx): re-export it")
+        self.model = model
+        self.window = window
+        self.context = model.spec.context
+        self.frames: deque[np.ndarray] = deque(maxlen=3 * self.context + 1)
+        self.features: deque[np.ndarray] = deque(maxlen=window)
+        self.count = 0  # frames pushed since the last reset
+
+    def reset(self) -> None:
+        self.frames.clear()
+        self.features.clear()
+        self.count = 0
+
+    def push(self, crop: np.ndarray) -> None:
+        """Add one uint8 crop; updates the cached features (cheap: a few frames of front end)."""
+        self.frames.append(normalise(crop[None])[0])
+        chunk = np.stack(self.frames)[None]
+        out = self.model.front.run(None, {"frames": chunk})[0][0]
+        for _ in range(min(self.context, self.count)):  # the previous push's provisional features
+            self.features.pop()
+        for feature in out[-min(self.context + 1, len(out)):]:
+            self.features.append(feature)
+        self.count += 1
+
+    def logp(self) -> np.ndarray:
+        """Log-probabilities (T, classes) of the frames in the window, oldest first."""
+        features = np.stack(self.features)[None]
+        return self.model.back.run(None, {"features": features})[0][0]

@@ -1,0 +1,226 @@
+"""Latency benchmark: the live pipeline (the same code as run_live.py, headless) on a video paced at
+its own fps as a webcam would deliver it, stage by stage and glass to caption.
+
+    python -m realtime.bench --source FILE [--model PATH] [--provider auto|cuda|cpu]
+        [--keras PATH.keras] [--json PATH] [--plot PATH.png]
+
+With a GRID align file beside the video (FILE.align, or the corpus' align/NAME.align), it also
+measures how long after a word's end the word is committed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import resource
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
+from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
+from realtime.live import STAGES, LiveOptions, LivePipeline
+
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.onnx"
+
+
+def percentiles(values: list[float] | np.ndarray) -> dict[str, float]:
+    """p50, p95 and p99 (linear interpolation between order statistics); NaN for no values."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+    p50, p95, p99 = np.percentile(v, [50, 95, 99])
+    return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
+
+
+@dataclass
+class Recording:
+    """Everything measured while the stream ran."""
+
+    stages: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    latency: list[float] = field(default_factory=list)
+    media_t: list[float] = field(default_factory=list)
+    frames: int = 0
+    wall: float = 0.0
+    cpu: float = 0.0
+
+
+def run_stream(model: OnnxModel, source: str, options: LiveOptions) -> tuple[Recording, LivePipeline, FrameSource]:
+    pipeline = LivePipeline(model, options)
+    frames = FrameSource(SourceOptions(source=source))
+    resampler = Resampler(model.spec.fps)
+    rec = Recording()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.monotonic()
+    frames.start()
+    try:
+        for frame in frames:
+            for f in resampler.push(frame):
+                step = pipeline.step(f)
+                for stage, ms in step.stages_ms.items():
+                    rec.stages[stage].append(ms)
+                rec.latency.append(step.latency_ms)
+                rec.media_t.append(f.t)
+                rec.frames += 1
+    finally:
+        frames.stop()
+    pipeline.finish()
+    rec.wall = time.monotonic() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    rec.cpu = (after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime) / rec.wall * 100
+    return rec, pipeline, frames
+
+
+def align_beside(source: Path) -> Path | None:
+    for candidate in (source.with_suffix(".align"), source.parent.parent / "align" / f"{source.stem}.align"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def commit_delays(pipeline: LivePipeline, align: Path, fps: float) -> list[float]:
+    """Milliseconds from each correctly read word's end (align file) to its commit."""
+    from training.grid import read_align
+
+    reference = [t for t in read_align(align) if t.is_word]
+    committed = pipeline.policy.words
+    matcher = difflib.SequenceMatcher(a=[t.word for t in reference], b=[w.text for w in committed], autojunk=False)
+    delays = []
+    for block in matcher.get_matching_blocks():
+        for k in range(block.size):
+            ref, got = reference[block.a + k], committed[block.b + k]
+            delays.append((got.committed_at - ref.end / fps) * 1e3)
+    return delays
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(times))
+
+
+def compare(model: OnnxModel, crops: np.ndarray, keras_path: Path | None, repeats: int = 30) -> dict:
+    """ms for one T-frame window: TF Keras predict_on_batch (when TF and a .keras are at hand), ORT full
+    window, ORT streaming update (front end on the new frame + back end over the window)."""
+    window = crops[-75:]
+    stream = StreamingBackend(model, len(window))
+    for crop in window:
+        stream.push(crop)
+
+    def update() -> None:
+        stream.push(window[-1])
+        stream.logp()
+
+    out = {"ort_window": _median_ms(lambda: model.window_logp(window), repeats),
+           "ort_stream_update": _median_ms(update, repeats),
+           "tf_window": None}
+    if keras_path is not None and keras_path.is_file():
+        try:
+            from realtime.spec import normalise
+            from training.model import load
+
+            keras_model, _ = load(keras_path)
+            x = normalise(window)[None]
+            out["tf_window"] = _median_ms(lambda: keras_model.predict_on_batch(x), repeats)
+        except ImportError:
+            pass
+    return out
+
+
+def plot(rec: Recording, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.5))
+    names = [s for s in STAGES if s != "total"] + ["total", "glass→caption"]
+    data = [rec.stages[s] for s in STAGES if s != "total"] + [rec.stages["total"], rec.latency]
+    a.boxplot(data, whis=(1, 99), showfliers=False)
+    a.set_xticks(range(1, len(names) + 1), names, rotation=30)
+    a.set_ylabel("ms per frame (whiskers p1-p99)")
+    a.set_title("latency by stage")
+    b.plot(rec.media_t, rec.latency, lw=0.6)
+    b.set_xlabel("stream time (s)")
+    b.set_ylabel("glass-to-caption latency (ms)")
+    b.set_title("glass to caption over time")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m realtime.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--source", type=Path, required=True, help="a video file, played at its own fps")
+    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
+    parser.add_argument("--provider", default="auto", choices=("auto", "cuda", "cpu"))
+    parser.add_argument("--keras", type=Path, help="the .keras model for the TF comparison "
+                                                  "(default: the .keras beside the model)")
+    parser.add_argument("--json", type=Path, help="write the results as one JSON object")
+    parser.add_argument("--plot", type=Path, help="write a PNG of the latency distributions")
+    parser.add_argument("--hop", type=int, default=1)
+    args = parser.parse_args(argv)
+    try:
+        model = OnnxModel(args.model, args.provider)
+        rec, pipeline, source = run_stream(model, str(args.source), LiveOptions(hop=args.hop))
+    except (ModelLoadError, CaptureError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    crops = []
+    from realtime.tracker import MouthTracker, TrackerOptions
+    import cv2
+
+    capture = cv2.VideoCapture(str(args.source))
+    with MouthTracker(TrackerOptions(crop=model.spec.crop)) as tracker:
+        while len(crops) < 75:
+            ok, image = capture.read()
+            if not ok:
+                break
+            crop = tracker.process(image, len(crops) / model.spec.fps).crop
+            if crop is not None:
+                crops.append(crop)
+    comparisons = {}
+    if len(crops) >= 8:
+        keras_path = args.keras or args.model.with_suffix(".keras")
+        comparisons = compare(model, np.stack(crops), keras_path)
+        int8 = args.model.with_suffix(".int8.onnx")
+        if int8.is_file() and all(p.is_file() for p in streaming_paths(int8)):
+            q = compare(OnnxModel(int8, args.provider), np.stack(crops), None)
+            comparisons.update(ort_int8_window=q["ort_window"], ort_int8_stream_update=q["ort_stream_update"])
+    result = {
+        "glass_to_caption_ms": percentiles(rec.latency),
+        "stages_ms": {s: percentiles(v) for s, v in rec.stages.items()},
+        "fps": rec.frames / rec.wall if rec.wall else 0.0,
+        "dropped_frames": source.dropped,
+        "frames": rec.frames,
+        "seconds": rec.wall,
+        "cpu_percent": rec.cpu,
+        "rss_mb": rss_mb,
+        "provider": model.choice.name,
+        "provider_reason": model.choice.reason,
+        "compare_ms": comparisons,
+    }
+    align = align_beside(args.source)
+    if align is not None:
+        delays = commit_delays(pipeline, align, model.spec.fps)
+        result["word_commit_delay_ms"] = {**percentiles(delays), "words": len(delays)}
+    result["transcript"] = pipeline.policy.committed
+    pipeline.close()
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1))
+    if args.plot:
+        plot(rec, args.plot)
+    print(json.dumps({k: v for k, v in result.items() if k != "transcript"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

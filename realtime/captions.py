@@ -1,0 +1,129 @@
+"""The streaming caption policy: overlapping window outputs in, committed and tentative text out.
+
+Committed text never changes once shown; the tentative tail may. The policy here is the buffered-CTC
+one: a frame's probabilities are frozen from the first window in which it has `right_context` frames
+after it (a bidirectional model's reading of a frame settles once it sees what follows), and a word is
+committed once its frozen frames show it finished: a space read after it, or a pause of `pause`
+frames. It is independent of the backend: anything that gives per-frame log-probabilities over a
+sliding window, with each frame's media time, can drive it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from realtime.decode import Word, decode
+from realtime.vocab import Vocabulary
+
+
+@dataclass(frozen=True)
+class TimedWord:
+    text: str
+    start: float  # media seconds of the word's first and last character
+    end: float
+    committed_at: float  # media time of the frame whose arrival committed it
+
+
+@dataclass(frozen=True)
+class CaptionState:
+    t: float  # media time of the newest frame
+    committed: str
+    tentative: str
+
+    @property
+    def text(self) -> str:
+        return " ".join(s for s in (self.committed, self.tentative) if s)
+
+
+@dataclass(frozen=True)
+class PolicyOptions:
+    decoder: str = "greedy"
+    beam_width: int = 8
+    right_context: int = 8  # frames after a frame before its probabilities are frozen
+    pause: int = 6  # blank frames after a word that end it without a space
+
+
+@dataclass
+class CaptionPolicy:
+    vocabulary: Vocabulary
+    options: PolicyOptions = field(default_factory=PolicyOptions)
+
+    def __post_init__(self) -> None:
+        self.words: list[TimedWord] = []
+        self._frozen: list[np.ndarray] = []  # log-probability rows of the open segment
+        self._times: list[float] = []  # media time of each frozen row
+        self._frozen_until = -np.inf  # media time of the newest frozen frame
+        self._open: list[tuple[np.ndarray, float]] = []  # the newest window's frames not yet frozen
+        self._tail = CaptionState(0.0, "", "")
+        self._space = self.vocabulary.charset.index(" ")
+
+    @property
+    def committed(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+    def _decode(self, logp: np.ndarray):
+        return decode(logp, self.options.decoder, self.vocabulary, self.options.beam_width)
+
+    def _commit(self, now: float, final: bool) -> None:
+        """Move finished words of the frozen segment into `words` and drop their frames."""
+        if not self._frozen:
+            return
+        logp = np.stack(self._frozen)
+        hyp = self._decode(logp)
+        if not hyp.words:
+            if final:
+                self._frozen, self._times = [], []
+            return
+        best = np.argmax(logp, axis=-1)
+        letters = np.nonzero((best != self.vocabulary.blank) & (best != self._space))[0]
+        quiet = len(best) - 1 - int(letters[-1]) if len(letters) else len(best)
+        done: list[Word] = list(hyp.words) if final else []
+        if not final:
+            for i, w in enumerate(hyp.words):
+                ended = i + 1 < len(hyp.words) or quiet >= self.options.pause or \
+                    bool(np.any(best[w.end + 1:] == self._space))
+                if ended:
+                    done.append(w)
+        if not done:
+            return
+        for w in done:
+            self.words.append(TimedWord(w.text, self._times[w.start], self._times[w.end], now))
+        cut = len(logp) if final else done[-1].end + 1
+        self._frozen, self._times = self._frozen[cut:], self._times[cut:]
+
+    def update(self, logp: np.ndarray, times: np.ndarray) -> CaptionState:
+        """Take a window's log-probabilities (T, classes) and its frames' media times (T,)."""
+        now = float(times[-1])
+        settled = len(times) - self.options.right_context
+        for row, t in zip(logp[:max(settled, 0)], times[:max(settled, 0)]):
+            if t > self._frozen_until:
+                self._frozen.append(row)
+                self._times.append(float(t))
+                self._frozen_until = float(t)
+        self._commit(now, final=False)
+        self._open = [(r, float(t)) for r, t in zip(logp, times) if t > self._frozen_until]
+        rows = self._frozen + [r for r, _ in self._open]
+        pending = np.stack(rows) if rows else np.zeros((0, logp.shape[1]), np.float32)
+        tentative = self._decode(pending).text if len(pending) else ""
+        self._tail = CaptionState(now, self.committed, tentative)
+        return self._tail
+
+    def flush(self, now: float | None = None) -> CaptionState:
+        """End of a stream (or of a face): commit everything read so far; later windows start afresh.
+        The last window's unfrozen frames are committed as the latest update read them."""
+        now = self._tail.t if now is None else now
+        for row, t in self._open:
+            self._frozen.append(row)
+            self._times.append(t)
+            self._frozen_until = max(self._frozen_until, t)
+        self._open = []
+        self._commit(now, final=True)
+        self._frozen, self._times = [], []
+        self._tail = CaptionState(now, self.committed, "")
+        return self._tail
+
+    def clear(self) -> None:
+        """Forget the transcript (the user pressed c)."""
+        self.__post_init__()

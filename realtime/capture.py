@@ -1,0 +1,180 @@
+"""Frame capture: a thread that stamps each frame with its time and never blocks the pipeline, and a
+resampler that turns whatever rate the source delivers into the model's frame rate."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+class CaptureError(Exception):
+    """A source that cannot be opened; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    image: np.ndarray  # BGR
+    t: float  # seconds: media time for files, time since the stream started for cameras
+    index: int  # frame number from the source
+    captured: float  # time.monotonic() when the frame was read: where glass-to-caption latency starts
+    read_ms: float = 0.0  # time spent reading and decoding it
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    source: str = "0"  # camera index, video file or stream URL
+    fast: bool = False  # files: read as fast as possible instead of at the file's own fps
+    queue_size: int = 4
+    retries: int = 5  # reopen attempts when a camera stops delivering
+    backoff: float = 0.2  # seconds before the first reopen, doubled each time
+
+
+def is_camera(source: str) -> bool:
+    return source.isdigit()
+
+
+def is_url(source: str) -> bool:
+    return "://" in source
+
+
+class FrameSource:
+    """Reads frames on a thread. Cameras and paced files drop the oldest frame when the consumer falls
+    behind (counted in `dropped`); `fast` files block instead, so every frame is processed."""
+
+    def __init__(self, options: SourceOptions):
+        self.options = options
+        source = options.source
+        if not is_camera(source) and not is_url(source) and not Path(source).is_file():
+            raise CaptureError(f"no video file at {source}")
+        self._capture = self._open()
+        self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
+        if not self.fps or self.fps > 240:
+            self.fps = 30.0
+        self.expected_frames = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.is_file else 0
+        self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=options.queue_size)
+        self.dropped = 0
+        self.read = 0
+        self.error: str | None = None  # why the stream ended early, when it did
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    @property
+    def is_file(self) -> bool:
+        return not is_camera(self.options.source) and not is_url(self.options.source)
+
+    def _open(self) -> cv2.VideoCapture:
+        source = self.options.source
+        capture = cv2.VideoCapture(int(source) if is_camera(source) else source)
+        if not capture.isOpened():
+            if is_camera(source):
+                raise CaptureError(f"cannot open camera {source}; to caption a video instead, use --source FILE")
+            raise CaptureError(f"cannot read {source}: not a video this OpenCV build can decode")
+        return capture
+
+    def start(self) -> "FrameSource":
+        self._started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:  # unblock a producer waiting on a full queue
+            self.frames.get_nowait()
+        except queue.Empty:
+            pass
+        self._thread.join(timeout=2)
+        self._capture.release()
+
+    def _put(self, item: Frame | None) -> None:
+        if self.options.fast and self.is_file or item is None:
+            while not self._stop.is_set():
+                try:
+                    self.frames.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
+        try:
+            self.frames.put_nowait(item)
+        except queue.Full:
+            try:
+                self.frames.get_nowait()
+                self.dropped += 1
+            except queue.Empty:
+                pass
+            self.frames.put_nowait(item)
+
+    def _reopen(self) -> bool:
+        """A camera or stream that stopped delivering: retry with back-off."""
+        delay = self.options.backoff
+        for _ in range(self.options.retries):
+            if self._stop.wait(delay):
+                return False
+            self._capture.release()
+            try:
+                self._capture = self._open()
+                return True
+            except CaptureError:
+                delay *= 2
+        return False
+
+    def _run(self) -> None:
+        pace = self.is_file and not self.options.fast
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            ok, image = self._capture.read()
+            read_ms = (time.perf_counter() - started) * 1e3
+            if not ok:
+                if self.is_file:
+                    if self.expected_frames and self.read < self.expected_frames - 1:
+                        self.error = f"video ended early: read {self.read} of {self.expected_frames} frames"
+                    break
+                if not self._reopen():
+                    self.error = f"{self.options.source} stopped delivering frames"
+                    break
+                continue
+            if self.is_file:
+                t = self.read / self.fps
+                if pace:
+                    wait = self._started + t - time.monotonic()
+                    if wait > 0 and self._stop.wait(wait):
+                        break
+            else:
+                t = time.monotonic() - self._started
+            self._put(Frame(image, t, self.read, time.monotonic(), read_ms))
+            self.read += 1
+        self._put(None)
+
+    def __iter__(self):
+        while True:
+            frame = self.frames.get()
+            if frame is None:
+                return
+            yield frame
+
+
+class Resampler:
+    """Maps frames stamped at any rate onto the model's rate: frame k is due at k / fps, and takes the
+    newest source frame at or before that time (a 30 fps webcam loses one frame in six for 25 fps)."""
+
+    def __init__(self, fps: float, max_gap: float = 0.5):
+        self.period = 1.0 / fps
+        self.max_gap = max_gap  # a longer stall is skipped, not filled with copies of one frame
+        self.next_t: float | None = None
+        self.count = 0
+
+    def push(self, frame: Frame) -> list[Frame]:
+        if self.next_t is None or frame.t - self.next_t > self.max_gap:
+            self.next_t = frame.t
+        out = []
+        while frame.t + 1e-6 >= self.next_t:
+            out.append(Frame(frame.image, self.next_t, frame.index, frame.captured, frame.read_ms))
+            self.count += 1
+            self.next_t += self.period
+        return out

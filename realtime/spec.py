@@ -1,0 +1,95 @@
+"""What a model needs to be fed and read: the one source of configuration, stored in the model itself.
+
+Training writes a ModelSpec into the `.keras` file and the export into ONNX `metadata_props`; the
+runtime reads it back and configures the crop, frame rate, normalisation and decoder from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+
+from realtime.crop import CropSpec
+from realtime.vocab import Vocabulary
+
+NORMALISATION = "per_frame_standardise"
+_PREFIX = "lipstream."
+
+
+class ModelSpecError(ValueError):
+    """A model that does not describe itself (missing or malformed lipstream metadata)."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)
+    fps: float = 25.0
+    crop: CropSpec = field(default_factory=CropSpec)
+    normalisation: str = NORMALISATION
+    window: int = 75  # frames per training sample
+    context: int = 3  # frames of temporal context each side in the convolutional front end
+    config: str = ""
+    version: str = ""
+    val_cer: float | None = None
+    val_wer: float | None = None
+
+    def to_metadata(self) -> dict[str, str]:
+        """Flat string key/values, as ONNX metadata_props hold them."""
+        values = {
+            "charset": self.vocabulary.charset,
+            "blank": str(self.vocabulary.blank),
+            "fps": repr(self.fps),
+            "crop": json.dumps(asdict(self.crop)),
+            "normalisation": self.normalisation,
+            "window": str(self.window),
+            "context": str(self.context),
+            "config": self.config,
+            "version": self.version,
+            "val_cer": "" if self.val_cer is None else repr(self.val_cer),
+            "val_wer": "" if self.val_wer is None else repr(self.val_wer),
+        }
+        return {_PREFIX + k: v for k, v in values.items()}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str], source: str = "model") -> "ModelSpec":
+        values = {k[len(_PREFIX):]: v for k, v in metadata.items() if k.startswith(_PREFIX)}
+        required = ("charset", "blank", "fps", "crop", "normalisation", "window", "context")
+        missing = [k for k in required if k not in values]
+        if missing:
+            raise ModelSpecError(f"{source} has no lipstream metadata ({', '.join(missing)} missing): "
+                                 "export it with `python -m export`")
+        try:
+            vocabulary = Vocabulary(values["charset"])
+            if int(values["blank"]) != vocabulary.blank:
+                raise ModelSpecError(f"{source}: blank index {values['blank']} is not after the charset")
+            crop_fields = {f.name for f in fields(CropSpec)}
+            crop = CropSpec(**{k: v for k, v in json.loads(values["crop"]).items() if k in crop_fields})
+            if values["normalisation"] != NORMALISATION:
+                raise ModelSpecError(f"{source}: unknown normalisation {values['normalisation']!r}")
+            return cls(
+                vocabulary=vocabulary, fps=float(values["fps"]), crop=crop,
+                normalisation=values["normalisation"], window=int(values["window"]),
+                context=int(values["context"]), config=values.get("config", ""),
+                version=values.get("version", ""),
+                val_cer=float(values["val_cer"]) if values.get("val_cer") else None,
+                val_wer=float(values["val_wer"]) if values.get("val_wer") else None,
+            )
+        except (ValueError, TypeError, KeyError) as e:
+            if isinstance(e, ModelSpecError):
+                raise
+            raise ModelSpecError(f"{source}: malformed lipstream metadata ({e})") from None
+
+
+def normalise(crops: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+    """uint8 crops (..., H, W, C) -> float32, each frame standardised to zero mean and unit variance.
+
+    Per frame, so that a stream needs no statistics from frames it has not seen yet, and so that
+    webcam exposure and contrast changes cancel out.
+    """
+    x = crops.astype(np.float32)
+    axes = (-3, -2, -1)
+    mean = x.mean(axis=axes, keepdims=True)
+    std = x.std(axis=axes, keepdims=True)
+    return (x - mean) / (std + eps * 255)

@@ -1,0 +1,78 @@
+"""The live window: the frame with the lip contour and crop box, an inset of what the model reads,
+rolling captions (committed in white, tentative in grey) and a HUD."""
+
+from __future__ import annotations
+
+import textwrap
+
+import cv2
+import numpy as np
+
+from realtime.live import StepResult
+
+WHITE, GREY, GREEN, YELLOW, RED = (255, 255, 255), (150, 150, 150), (80, 220, 80), (0, 220, 255), (60, 60, 230)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+TITLE = "lipstream"
+
+
+def _wrap(committed: str, tentative: str, width: int) -> list[list[tuple[str, tuple[int, int, int]]]]:
+    """The last two caption lines as runs of (text, colour): older text scrolls off the top."""
+    words = [(w, WHITE) for w in committed.split()] + [(w, GREY) for w in tentative.split()]
+    lines: list[list[tuple[str, tuple[int, int, int]]]] = [[]]
+    length = 0
+    for word, colour in words:
+        if length and length + 1 + len(word) > width:
+            lines.append([])
+            length = 0
+        lines[-1].append((word, colour))
+        length += len(word) + (1 if length else 0)
+    return lines[-2:]
+
+
+def render(step: StepResult, hud: str, scale: float = 2.0, paused: bool = False) -> np.ndarray:
+    image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
+    h, w = image.shape[:2]
+    track = step.track
+    if track.box is not None:
+        cv2.polylines(image, [np.round(track.box * scale).astype(np.int32)], True, YELLOW, 1, cv2.LINE_AA)
+    if track.lips is not None:
+        lips = np.round(track.lips * scale).astype(np.int32)
+        cv2.polylines(image, [lips[:20], lips[20:]], True, GREEN, 1, cv2.LINE_AA)
+    if track.crop is not None:
+        inset = cv2.cvtColor(track.crop, cv2.COLOR_RGB2BGR) if track.crop.shape[-1] == 3 else \
+            cv2.cvtColor(track.crop, cv2.COLOR_GRAY2BGR)
+        inset = cv2.resize(inset, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+        ih, iw = inset.shape[:2]
+        image[10:10 + ih, w - iw - 10:w - 10] = inset
+        cv2.rectangle(image, (w - iw - 11, 9), (w - 10, 10 + ih), WHITE, 1)
+    # Caption band.
+    band = 84
+    overlay = image.copy()
+    cv2.rectangle(overlay, (0, h - band), (w, h), (0, 0, 0), -1)
+    image = cv2.addWeighted(overlay, 0.65, image, 0.35, 0)
+    chars = max(10, int(w / 15))
+    for row, line in enumerate(_wrap(step.caption.committed, step.caption.tentative, chars)):
+        x, y = 14, h - band + 32 + row * 34
+        for word, colour in line:
+            cv2.putText(image, word, (x, y), FONT, 0.85, colour, 2, cv2.LINE_AA)
+            x += cv2.getTextSize(word + " ", FONT, 0.85, 2)[0][0]
+    cv2.putText(image, hud, (10, 24), FONT, 0.55, WHITE, 1, cv2.LINE_AA)
+    if step.no_face:
+        cv2.putText(image, "no face", (10, 54), FONT, 0.8, RED, 2, cv2.LINE_AA)
+    if paused:
+        cv2.putText(image, "paused", (10, 84), FONT, 0.8, YELLOW, 2, cv2.LINE_AA)
+    return image
+
+
+class Window:
+    """An OpenCV window; `show` returns the key pressed (or -1)."""
+
+    def __init__(self) -> None:
+        cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE)
+
+    def show(self, image: np.ndarray) -> int:
+        cv2.imshow(TITLE, image)
+        return cv2.waitKey(1) & 0xFF
+
+    def close(self) -> None:
+        cv2.destroyAllWindows()

@@ -1,0 +1,138 @@
+"""Live lipreading captions from a webcam or a video file.
+
+    python run_live.py                        # camera 0, the bundled model, a window
+    python run_live.py --source clip.mp4      # a video file, played at its own fps
+    python run_live.py --source clip.mp4 --headless --jsonl - --fast
+
+Keys in the window: q or Esc quit, space pause, c clear, s save the transcript.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "lipstream-lite.onnx"
+EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 3, 2, 130
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from realtime.backend import PROVIDERS
+    from realtime.decode import DECODERS
+
+    p = argparse.ArgumentParser(prog="run_live.py", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__[__doc__.index("Keys"):])
+    p.add_argument("--source", default="0", help="camera index, video file or stream URL (default: camera 0)")
+    p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="lipstream ONNX model (default: bundled)")
+    p.add_argument("--provider", choices=PROVIDERS, default="auto", help="ONNX Runtime device (default: auto)")
+    p.add_argument("--decoder", choices=DECODERS, default="greedy")
+    p.add_argument("--headless", action="store_true", help="no window")
+    p.add_argument("--jsonl", help="write caption changes as JSON lines to PATH, or - for stdout")
+    p.add_argument("--srt", type=Path, help="write the committed words as SRT subtitles")
+    p.add_argument("--vtt", type=Path, help="write the committed words as WebVTT subtitles")
+    p.add_argument("--fast", action="store_true", help="files: read as fast as possible, not at the file's fps")
+    p.add_argument("--window", type=int, default=75, help="frames the model reads at once (default 75)")
+    p.add_argument("--hop", type=int, default=1, help="update the captions every N frames (default 1)")
+    p.add_argument("--right-context", type=int, default=8, help="frames after a frame before it is final")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all cores)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.monotonic()
+    from realtime.backend import ModelLoadError, OnnxModel
+    from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
+    from realtime.captions import PolicyOptions
+    from realtime.live import JsonLines, LiveOptions, LivePipeline, log, subtitles, write_text
+
+    if args.window < 8 or args.hop < 1 or args.right_context < 0 or args.right_context >= args.window:
+        log("error: need --window >= 8, --hop >= 1 and 0 <= --right-context < --window")
+        return EXIT_USAGE
+    try:
+        model = OnnxModel(args.model, args.provider, args.threads)
+    except ModelLoadError as e:
+        log(f"error: {e}")
+        return EXIT_USAGE
+    log(f"running on {model.choice.name.upper()} ({model.choice.reason}); model {args.model.name}, "
+        f"{model.spec.fps:g} fps, decoder {args.decoder}")
+    try:
+        source = FrameSource(SourceOptions(source=args.source, fast=args.fast))
+    except CaptureError as e:
+        log(f"error: {e}")
+        return EXIT_USAGE
+    window = None
+    if not args.headless:
+        from realtime.window import Window, render
+
+        try:
+            window = Window()
+        except Exception:  # OpenCV raises cv2.error without a display or a GUI build
+            log("error: cannot open a window here (no display?); use --headless with --jsonl -")
+            return EXIT_USAGE
+    out = None
+    if args.jsonl:
+        out = JsonLines(sys.stdout if args.jsonl == "-" else open(args.jsonl, "w", encoding="utf-8"))
+
+    options = LiveOptions(window=args.window, hop=args.hop,
+                          policy=replace(PolicyOptions(), decoder=args.decoder, right_context=args.right_context))
+    pipeline = LivePipeline(model, options)
+    resampler = Resampler(model.spec.fps)
+    code, paused, first = EXIT_OK, False, True
+    fps_clock: list[float] = []
+    try:
+        source.start()
+        for frame in source:
+            for f in resampler.push(frame):
+                if paused:
+                    continue
+                step = pipeline.step(f)
+                if first:
+                    log(f"first frame processed {time.monotonic() - started:.2f} s after start")
+                    first = False
+                if step.changed and out:
+                    out.caption(step.caption)
+                if window is not None:
+                    fps_clock = [t for t in fps_clock if t > time.monotonic() - 1] + [time.monotonic()]
+                    hud = (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
+                           f"  dropped {source.dropped}")
+                    key = window.show(render(step, hud, paused=paused))
+                    if key in (ord("q"), 27):
+                        raise KeyboardInterrupt
+                    if key == ord(" "):
+                        paused = not paused
+                    elif key == ord("c"):
+                        pipeline.policy.clear()
+                    elif key == ord("s"):
+                        path = Path(f"lipstream-transcript-{time.strftime('%Y%m%d-%H%M%S')}.txt")
+                        write_text(path, pipeline.policy.committed + "\n")
+                        log(f"saved {path}")
+        if source.error:
+            log(f"error: {source.error}; the transcript so far is kept")
+            code = EXIT_SOURCE_ENDED
+    except KeyboardInterrupt:
+        code = EXIT_OK if window is not None else EXIT_INTERRUPTED
+    finally:
+        source.stop()
+        final = pipeline.finish()
+        pipeline.close()
+        if window is not None:
+            window.close()
+    if out:
+        out.caption(final)
+        out.final(final.committed)
+    for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
+        if path:
+            write_text(path, subtitles(pipeline.policy, kind))
+    if source.dropped:
+        log(f"{source.dropped} frames dropped (processing fell behind)")
+    if not out and not args.srt and not args.vtt:
+        print(final.committed)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

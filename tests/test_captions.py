@@ -1,0 +1,74 @@
+"""The caption policy's invariants: committed text only grows, and the final text is the committed
+text plus the flushed tail."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from realtime.captions import CaptionPolicy, PolicyOptions
+from realtime.decode import greedy
+from tests.test_decode import V, matrix
+
+SENTENCE = "__b_i_n_ _b_l_u_e_ _a_t_ _f_ _t_w_o_ _n_o_w______"
+
+
+def stream(logp: np.ndarray, policy: CaptionPolicy, window: int, noise: float = 0.0, seed: int = 0):
+    """Feed a policy the windows a streaming backend would give, ending at every frame."""
+    rng = np.random.default_rng(seed)
+    states = []
+    times = np.arange(len(logp)) / 25
+    for end in range(1, len(logp) + 1):
+        start = max(0, end - window)
+        chunk = logp[start:end] + rng.normal(0, noise, size=(end - start, logp.shape[1]))
+        states.append(policy.update(chunk, times[start:end]))
+    return states
+
+
+def test_committed_only_grows_and_final_is_committed_plus_tail() -> None:
+    logp = matrix(SENTENCE)
+    policy = CaptionPolicy(V, PolicyOptions(right_context=4, pause=4))
+    states = stream(logp, policy, window=20)
+    for before, after in zip(states, states[1:]):
+        assert after.committed.startswith(before.committed)
+    last = states[-1]
+    final = policy.flush()
+    assert final.committed == " ".join(s for s in (last.committed, last.tentative) if s)
+    assert final.committed == greedy(logp).text == "bin blue at f two now"
+    assert final.tentative == ""
+
+
+def test_words_are_committed_while_speech_goes_on() -> None:
+    logp = matrix(SENTENCE)
+    policy = CaptionPolicy(V, PolicyOptions(right_context=4, pause=4))
+    states = stream(logp, policy, window=20)
+    first_commit = next(i for i, s in enumerate(states) if s.committed)
+    assert states[first_commit].committed == "bin"
+    assert first_commit < len(SENTENCE) // 3  # "bin" is committed long before the sentence ends
+    times = [w.committed_at for w in policy.words]
+    assert times == sorted(times)
+    for w in policy.words:
+        assert w.start <= w.end <= w.committed_at
+
+
+def test_invariants_hold_when_windows_disagree() -> None:
+    logp = matrix(SENTENCE, sharp=0.6)
+    for seed in range(5):
+        policy = CaptionPolicy(V, PolicyOptions(right_context=6))
+        states = stream(logp, policy, window=25, noise=1.0, seed=seed)
+        for before, after in zip(states, states[1:]):
+            assert after.committed.startswith(before.committed)
+        last = states[-1]
+        assert policy.flush().committed == " ".join(s for s in (last.committed, last.tentative) if s)
+
+
+def test_flush_then_new_stream_keeps_the_transcript() -> None:
+    policy = CaptionPolicy(V, PolicyOptions(right_context=4, pause=4))
+    stream(matrix(SENTENCE), policy, window=20)
+    policy.flush()
+    logp = matrix("__s_e_t_ _r_e_d____")
+    times = 10 + np.arange(len(logp)) / 25
+    for end in range(1, len(logp) + 1):
+        policy.update(logp[max(0, end - 20):end], times[max(0, end - 20):end])
+    assert policy.flush().committed == "bin blue at f two now set red"
+    policy.clear()
+    assert policy.committed == ""

@@ -1,0 +1,185 @@
+"""The live loop end to end, headless, on real GRID clips and honest stand-ins for a camera."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import jiwer
+import numpy as np
+import pytest
+
+import run_live
+from realtime.backend import OnnxModel
+from realtime.capture import Frame, FrameSource, Resampler, SourceOptions
+from realtime.decode import greedy
+from realtime.live import LiveOptions, LivePipeline
+from realtime.tracker import MouthTracker, TrackerOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "lipstream-lite.onnx"
+GRID = ROOT.parent / "shared" / "data" / "grid" / "s1"
+CLIPS = ("bbaf2n", "lgaz8p", "sbil9s")
+
+
+@pytest.fixture(scope="module")
+def model() -> OnnxModel:
+    assert MODEL.is_file(), f"the bundled model is missing: {MODEL}"
+    return OnnxModel(MODEL, "cpu")
+
+
+def clip(name: str) -> Path:
+    path = GRID / "video" / f"{name}.mp4"
+    assert path.is_file(), f"GRID clip missing: {path} (see ../shared/data/README.md)"
+    return path
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return frames
+        frames.append(frame)
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float, fourcc: str = "mp4v") -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (w, h))
+    for f in frames:
+        writer.write(f)
+    writer.release()
+    return path
+
+
+def offline_text(model: OnnxModel, path: Path) -> str:
+    """The offline reading: every crop of the clip through the full model at once, greedy."""
+    with MouthTracker(TrackerOptions(crop=model.spec.crop, max_faces=2)) as tracker:
+        crops = [tracker.process(f, i / 25).crop for i, f in enumerate(read_frames(path))]
+    return greedy(model.window_logp(np.stack([c for c in crops if c is not None])), model.spec.vocabulary).text
+
+
+def run_headless(tmp_path: Path, source: Path, *extra: str) -> tuple[int, list[dict]]:
+    out = tmp_path / "captions.jsonl"
+    code = run_live.main(["--source", str(source), "--model", str(MODEL), "--headless", "--fast",
+                          "--jsonl", str(out), *extra])
+    return code, [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_streaming_transcript_matches_offline_decode(model: OnnxModel, tmp_path: Path) -> None:
+    refs, streamed = [], []
+    for name in CLIPS:
+        code, lines = run_headless(tmp_path, clip(name))
+        assert code == 0
+        assert lines[-1]["final"] is True
+        changes = lines[:-1]
+        assert changes, "no caption changes"
+        for before, after in zip(changes, changes[1:]):
+            assert after["committed"].startswith(before["committed"])
+            assert after["t"] >= before["t"]
+        assert lines[-1]["text"] == changes[-1]["committed"]
+        refs.append(offline_text(model, clip(name)))
+        streamed.append(lines[-1]["text"])
+    assert all(refs), "the bundled model read nothing offline"
+    assert jiwer.wer(refs, streamed) <= 0.1, list(zip(refs, streamed))
+
+
+def test_subtitles_hold_the_committed_words(tmp_path: Path) -> None:
+    srt, vtt = tmp_path / "out.srt", tmp_path / "out.vtt"
+    code, lines = run_headless(tmp_path, clip(CLIPS[0]), "--srt", str(srt), "--vtt", str(vtt))
+    assert code == 0
+    words = lines[-1]["text"].split()
+    cue_words = [w for line in srt.read_text().splitlines() if line and "-->" not in line and not line.isdigit()
+                 for w in line.split()]
+    assert cue_words == words
+    assert vtt.read_text().startswith("WEBVTT")
+    assert "-->" in vtt.read_text()
+
+
+def test_fake_camera_at_30_fps_is_resampled_to_the_model_rate(model: OnnxModel, tmp_path: Path) -> None:
+    frames = read_frames(clip(CLIPS[0]))
+    at_30 = [frames[min(len(frames) - 1, k * 25 // 30)] for k in range(90)]  # 3 s at 30 fps
+    path = write_video(tmp_path / "cam30.mp4", at_30, 30.0)
+    source = FrameSource(SourceOptions(source=str(path)))  # paced: served at 30 fps like a camera
+    assert source.fps == pytest.approx(30.0)
+    resampler = Resampler(model.spec.fps)
+    out: list[Frame] = []
+    source.start()
+    try:
+        for frame in source:
+            out.extend(resampler.push(frame))
+    finally:
+        source.stop()
+    assert source.read == 90
+    assert len(out) == pytest.approx(75, abs=1)
+    assert np.allclose(np.diff([f.t for f in out]), 1 / 25)
+    # Every output frame is the newest source frame at or before its due time.
+    assert all(f.index / 30 <= f.t + 1e-6 < (f.index + 1) / 30 for f in out)
+
+
+def test_black_frames_mid_stream_commit_and_restart(model: OnnxModel) -> None:
+    a, b = read_frames(clip(CLIPS[0])), read_frames(clip(CLIPS[1]))
+    black = [np.zeros_like(a[0])] * 25
+    pipeline = LivePipeline(model, LiveOptions())
+    results = [pipeline.step(Frame(f, i / 25, i, 0.0)) for i, f in enumerate(a + black + b)]
+    gap = results[len(a):len(a) + 25]
+    assert all(r.track.crop is None for r in gap)
+    assert any(r.no_face for r in gap)
+    assert pipeline.backend.count == len(b)  # the stream restarted cleanly at the new face
+    committed_at_gap = gap[-1].caption.committed
+    assert committed_at_gap and gap[-1].caption.tentative == ""
+    final = pipeline.finish()
+    assert final.committed.startswith(committed_at_gap)
+    assert len(final.committed) > len(committed_at_gap)
+    pipeline.close()
+
+
+def test_truncated_video_keeps_the_transcript_and_fails(tmp_path: Path) -> None:
+    frames = read_frames(clip(CLIPS[0]))
+    path = write_video(tmp_path / "clip.avi", frames + frames, 25.0, "MJPG")
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * 0.7)])
+    code, lines = run_headless(tmp_path, path)
+    assert code == run_live.EXIT_SOURCE_ENDED
+    assert lines[-1]["final"] is True and lines[-1]["text"]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run_live.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--source", "7", "--headless"], "--source FILE"),
+    (["--source", "missing.mp4", "--headless"], "no video file"),
+    (["--model", "missing.onnx", "--headless"], "no model"),
+    (["--model", "README.md", "--headless"], "not a readable ONNX model"),
+])
+def test_faults_give_one_line_and_exit_2(args: list[str], says: str) -> None:
+    result = _run(*args)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and says in errors[0], result.stderr
+
+
+def test_unreadable_video_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    result = _run("--source", str(bad), "--headless")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "cannot read" in result.stderr
+
+
+def test_live_process_never_imports_tensorflow_or_jax(tmp_path: Path) -> None:
+    code = ("import sys, run_live\n"
+            f"rc = run_live.main(['--source', {str(clip(CLIPS[0]))!r}, '--headless', '--fast', '--jsonl', "
+            f"{str(tmp_path / 'x.jsonl')!r}])\n"
+            "heavy = sorted(m for m in ('tensorflow', 'jax', 'keras') if m in sys.modules)\n"
+            "print(rc, heavy)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.stdout.strip() == "0 []", result.stderr

@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import PREPARED_CLIPS, PreparedRun
+from realtime.crop import CropPose, CropSpec, crop_mouth
+from training.grid import read_align, sentence_from_code
+from training.prepare import prepare
+
+
+def run_prepare(grid: Path, out: Path) -> tuple[list, str]:
+    log = io.StringIO()
+    with contextlib.redirect_stderr(log):
+        skipped = prepare(grid, out, workers=1)
+    return skipped, log.getvalue()
+
+
+def test_run_finishes_and_reports_the_bad_clip(prepared: PreparedRun):
+    assert prepared.exit_code == 0
+    assert "4 clips, 0 already cached, 4 to prepare" in prepared.log
+    assert "skipped s1/x: unreadable video" in prepared.log
+    assert prepared.out.is_file()
+    assert not prepared.out.with_name(prepared.out.name + ".partial").exists()
+
+
+def test_cache_layout(prepared: PreparedRun, grid_s1: Path):
+    with h5py.File(prepared.out, "r") as f:
+        assert json.loads(f.attrs["crop"]) == asdict(CropSpec())
+        assert list(f["clips"]) == ["s1"]
+        assert sorted(f["clips/s1"]) == sorted(PREPARED_CLIPS)  # the unreadable x is not there
+        for name in PREPARED_CLIPS:
+            g = f[f"clips/s1/{name}"]
+            first = int(g.attrs["first_frame"])
+            frames = 75 - first
+            assert g["mouth"].dtype == np.uint8 and g["mouth"].shape == (frames, 50, 100, 3)
+            assert g["pose"].shape == (frames, 4) and g["box"].shape == (frames, 4, 2)
+            assert g["lips"].shape == (frames, 40, 2) and g["quality"].shape == (frames,)
+            assert g["held"].dtype == bool and g["held"].shape == (frames,)
+            assert g.attrs["complete"]
+            assert g.attrs["fps"] == 25.0
+            assert g.attrs["source"].endswith(f"s1/video/{name}.mp4")
+            text = g.attrs["text"]
+            assert text == sentence_from_code(name)  # lower-case words, no sil
+            assert json.loads(g.attrs["words"]) == text.split()
+            words = [t for t in read_align(grid_s1 / "align" / f"{name}.align") if t.is_word]
+            np.testing.assert_allclose(g["spans"][:], [(t.start - first, t.end - first) for t in words])
+            assert (g["spans"][:] >= 0).all() and (g["spans"][:] <= frames).all()
+        assert f["clips/s1/bbaf2n"].attrs["first_frame"] == 0
+        assert f["clips/s1/bbizzn"].attrs["first_frame"] > 0  # its corrupt leading frames are trimmed
+
+
+def test_mouth_frames_line_up_with_the_video(prepared: PreparedRun, grid_s1: Path):
+    """After trimming, crop i is frame first_frame + i of the video, cut where `pose` says."""
+    with h5py.File(prepared.out, "r") as f:
+        g = f["clips/s1/bbizzn"]
+        first, mouth, pose = int(g.attrs["first_frame"]), g["mouth"][:], g["pose"][:]
+    capture = cv2.VideoCapture(str(grid_s1 / "video" / "bbizzn.mp4"))
+    video = [capture.read()[1] for _ in range(75)]
+    capture.release()
+    for i in (0, 1, len(mouth) // 2, len(mouth) - 2):
+        cut = [crop_mouth(video[first + i + k], CropPose(*map(float, pose[i])), CropSpec()) for k in (-1, 0, 1)]
+        error = [np.abs(c.astype(int) - mouth[i]).mean() for c in cut]
+        assert error[1] < 1.0 and error[1] < min(error[0], error[2]), error
+
+
+def test_rerun_keeps_finished_clips(prepared: PreparedRun, tmp_path: Path):
+    out = tmp_path / "s1.h5"
+    shutil.copy(prepared.out, out)
+    skipped, log = run_prepare(prepared.grid, out)
+    assert "4 clips, 3 already cached, 1 to prepare" in log  # only the bad clip is tried again
+    assert [(c.name, why) for c, why in skipped] == [("x", "unreadable video")]
+    with h5py.File(prepared.out, "r") as before, h5py.File(out, "r") as after:
+        for name in PREPARED_CLIPS:
+            np.testing.assert_array_equal(after[f"clips/s1/{name}/mouth"], before[f"clips/s1/{name}/mouth"])
+
+
+def test_resume_redoes_a_half_written_clip(prepared: PreparedRun, tmp_path: Path):
+    out = tmp_path / "s1.h5"
+    partial = tmp_path / "s1.h5.partial"
+    shutil.copy(prepared.out, partial)
+    with h5py.File(partial, "a") as f:  # as if interrupted while writing bbaf3s
+        g = f["clips/s1/bbaf3s"]
+        del g.attrs["complete"]
+        del g["held"]
+    skipped, log = run_prepare(prepared.grid, out)
+    assert "4 clips, 2 already cached, 2 to prepare" in log
+    assert [c.name for c, _ in skipped] == ["x"]
+    assert out.is_file() and not partial.exists()
+    with h5py.File(prepared.out, "r") as before, h5py.File(out, "r") as after:
+        g = after["clips/s1/bbaf3s"]
+        assert g.attrs["complete"] and g["held"].shape == (75,)
+        np.testing.assert_array_equal(g["mouth"], before["clips/s1/bbaf3s/mouth"])
+
+
+def test_cache_made_with_another_crop_is_refused(prepared: PreparedRun, tmp_path: Path):
+    out = tmp_path / "s1.h5"
+    shutil.copy(prepared.out, out)
+    with pytest.raises(ValueError, match="another crop"):
+        prepare(prepared.grid, out, workers=1, spec=CropSpec(width=96, height=48))
+    assert out.is_file() and not out.with_name(out.name + ".partial").exists()  # left as it was

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from tests.conftest import PreparedRun
+from training.report import MONTAGE_SCALE, main
+
+
+def run_report(cache: Path, capsys: pytest.CaptureFixture, *extra: str) -> dict:
+    assert main(["--cache", str(cache), "--json", *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def found_at(image: np.ndarray, tile: np.ndarray) -> tuple[int, int] | None:
+    """Top-left corner where `tile` appears pixel for pixel in `image`, if it does."""
+    difference = cv2.matchTemplate(image.astype(np.float32), tile.astype(np.float32), cv2.TM_SQDIFF)
+    _, _, where, _ = cv2.minMaxLoc(difference)
+    x, y = where
+    return where if np.array_equal(image[y:y + tile.shape[0], x:x + tile.shape[1]], tile) else None
+
+
+def test_report_on_a_real_cache(prepared: PreparedRun, tmp_path: Path, capsys: pytest.CaptureFixture):
+    png = tmp_path / "docs" / "crops.png"
+    report = run_report(prepared.out, capsys, "--montage", str(png))
+    with h5py.File(prepared.out, "r") as f:
+        clips = {f"s1/{name}": g["mouth"][()] for name, g in f["clips/s1"].items()}
+    assert report["clips"] == 3 and report["frames"] == sum(len(m) for m in clips.values())
+    # Real GRID clips, tracked: the crop barely zooms or moves, and no detection was dropped.
+    assert 0 < report["width_cv"] < 0.02
+    assert 0 < report["jitter_median_px"] <= report["jitter_p95_px"] < 3
+    assert report["held_fraction"] == 0
+
+    # The montage shows the cached crops themselves, first and last frame included, one clip a row.
+    image = cv2.imread(str(png))
+    rows = []
+    for key in sorted(clips):
+        for crop in (clips[key][0], clips[key][-1]):
+            tile = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), None, fx=MONTAGE_SCALE, fy=MONTAGE_SCALE,
+                              interpolation=cv2.INTER_NEAREST)
+            where = found_at(image, tile)
+            assert where is not None, key
+        rows.append(where[1])
+    assert rows == sorted(rows) and len(set(rows)) == 3
+
+
+def test_report_figures_mean_what_they_say(prepared: PreparedRun, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """Poses rewritten to known motion: steady width, a centre moving 3-4-5 px a frame, one clip held."""
+    cache = tmp_path / "known.h5"
+    shutil.copy(prepared.out, cache)
+    with h5py.File(cache, "a") as f:
+        clips = list(f["clips/s1"].values())
+        for g in clips:
+            pose = g["pose"][()]
+            steps = np.arange(len(pose))
+            pose[:, 0], pose[:, 1], pose[:, 2] = 100 + 3 * steps, 50 + 4 * steps, 80
+            g["pose"][...] = pose
+            g["held"][...] = g is clips[0]
+        held = len(clips[0]["held"])
+        frames = sum(len(g["held"]) for g in clips)
+    report = run_report(cache, capsys)
+    assert report["width_cv"] == 0
+    assert report["jitter_median_px"] == pytest.approx(5) and report["jitter_p95_px"] == pytest.approx(5)
+    assert report["held_fraction"] == pytest.approx(held / frames)

@@ -1,0 +1,188 @@
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from realtime.crop import LIPS, CropPose
+from realtime.tracker import MouthTracker, TrackerOptions, TrackResult
+
+FPS = 25.0
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def track(frames: list[np.ndarray], options: TrackerOptions | None = None) -> list[TrackResult]:
+    with MouthTracker(options) as tracker:
+        return [tracker.process(frame, i / FPS) for i, frame in enumerate(frames)]
+
+
+def first_pose(frame: np.ndarray, options: TrackerOptions | None = None) -> CropPose:
+    """The unsmoothed pose a fresh tracker gives for one frame."""
+    (result,) = track([frame], options)
+    assert result.reason == "ok"
+    return result.pose
+
+
+@pytest.fixture(scope="module")
+def frames(grid_s1: Path) -> list[np.ndarray]:
+    """All 75 frames of a real clip with a clean start."""
+    frames = read_frames(grid_s1 / "video" / "bbaf2n.mp4")
+    assert len(frames) == 75
+    return frames
+
+
+@pytest.fixture(scope="module")
+def tracked(frames: list[np.ndarray]) -> list[TrackResult]:
+    return track(frames)
+
+
+def test_every_frame_of_a_real_clip_gets_a_crop(tracked: list[TrackResult]):
+    for result in tracked:
+        assert result.reason == "ok" and result.faces == 1
+        assert result.crop is not None and result.crop.shape == (50, 100, 3) and result.crop.dtype == np.uint8
+        assert result.box.shape == (4, 2) and result.lips.shape == (40, 2)
+        assert 0.9 < result.quality <= 1.0  # GRID speakers face the camera
+        # The lips lie inside the crop box (axis-aligned here: the head is upright).
+        (x0, y0), (x1, y1) = result.box.min(axis=0), result.box.max(axis=0)
+        assert (result.lips[:, 0] > x0).all() and (result.lips[:, 0] < x1).all()
+        assert (result.lips[:, 1] > y0).all() and (result.lips[:, 1] < y1).all()
+
+
+def test_crop_size_is_steady_within_a_clip(tracked: list[TrackResult]):
+    width = np.array([r.pose.width for r in tracked])
+    assert width.std() / width.mean() < 0.02
+
+
+def test_crop_does_not_zoom_while_the_mouth_opens(tracked: list[TrackResult]):
+    """Lip width changes with speech (about 6% in this clip); the crop width must not follow it."""
+    opening = np.array([np.linalg.norm(r.lips[LIPS.index(13)] - r.lips[LIPS.index(14)]) for r in tracked])
+    width = np.array([r.pose.width for r in tracked])
+    order = np.argsort(opening)
+    closed, wide_open = order[: len(order) // 4], order[-(len(order) // 4):]
+    assert opening[wide_open].mean() > 3 * opening[closed].mean()  # the speaker does open the mouth
+    assert width[wide_open].mean() / width[closed].mean() == pytest.approx(1.0, abs=0.02)
+
+
+@pytest.mark.parametrize("degrees", [10.0, -10.0])
+def test_crop_follows_head_roll(frames: list[np.ndarray], degrees: float):
+    frame = frames[0]
+    upright = first_pose(frame)
+    # cv2 turns positive angles counter-clockwise on screen; with y pointing down that is a negative roll.
+    rotation = cv2.getRotationMatrix2D((upright.cx, upright.cy), degrees, 1.0)
+    rolled = first_pose(cv2.warpAffine(frame, rotation, frame.shape[1::-1], borderMode=cv2.BORDER_REPLICATE))
+    assert math.degrees(rolled.angle - upright.angle) == pytest.approx(-degrees, abs=2.0)
+    assert math.hypot(rolled.cx - upright.cx, rolled.cy - upright.cy) < 3.0  # rotated about the crop centre
+    assert rolled.width == pytest.approx(upright.width, rel=0.03)
+
+
+def test_black_frame_without_a_face_before(frames: list[np.ndarray]):
+    (result,) = track([np.zeros_like(frames[0])])
+    assert (result.crop, result.pose, result.box, result.lips) == (None, None, None, None)
+    assert (result.reason, result.quality, result.faces) == ("no_face", 0.0, 0)
+
+
+def test_detection_drop_out_is_held_then_given_up(frames: list[np.ndarray]):
+    """Within hold_seconds of the last detection a frame without a face keeps the last pose; later, none."""
+    hold = TrackerOptions().hold_seconds
+    black = np.zeros_like(frames[0])
+    with MouthTracker() as tracker:
+        for i, frame in enumerate(frames[:5]):
+            seen = tracker.process(frame, i / FPS)
+        assert seen.reason == "ok"
+        t = seen.t
+        for dt in (0.5 * hold, 0.9 * hold):
+            held = tracker.process(black, t + dt)
+            assert held.reason == "held" and held.pose == seen.pose and held.lips is None
+            assert held.crop is not None and held.crop.shape == (50, 100, 3)
+            np.testing.assert_allclose(held.box, seen.box)
+        for dt in (1.5 * hold, 1.6 * hold, 10 * hold):
+            gone = tracker.process(black, t + dt)
+            assert gone.reason == "no_face" and gone.crop is None and gone.pose is None
+
+
+def placed(frame: np.ndarray, x: int, width: int = 600) -> np.ndarray:
+    """`frame` on a wider black canvas, `x` pixels from the left edge."""
+    canvas = np.zeros((frame.shape[0], width, 3), np.uint8)
+    canvas[:, x:x + frame.shape[1]] = frame
+    return canvas
+
+
+@pytest.mark.parametrize("shift, gap", [(240, True), (30, True), (240, False)],
+                         ids=["far_after_gap", "near_after_gap", "sudden_jump"])
+def test_new_face_starts_afresh(frames: list[np.ndarray], shift: int, gap: bool):
+    """A face found after a gap, or far from the last one, is a new face: its crop is centred on it,
+    not smoothed from where the last face was."""
+    with MouthTracker() as tracker:
+        before = [tracker.process(placed(f, 0), i / FPS) for i, f in enumerate(frames[:10])]
+        t = before[-1].t
+        if gap:
+            t += 0.5
+            assert tracker.process(np.zeros((288, 600, 3), np.uint8), t).reason == "no_face"
+        # FaceMesh may need a frame to find the face again; the tracker holds the old pose meanwhile.
+        for frame in frames[11:16]:
+            t += 1 / FPS
+            after = tracker.process(placed(frame, shift), t)
+            if after.reason == "ok":
+                break
+    assert after.reason == "ok"
+    expected = first_pose(placed(frame, shift))
+    assert expected.cx - before[-1].pose.cx > 0.8 * shift
+    assert (after.pose.cx, after.pose.cy) == pytest.approx((expected.cx, expected.cy), abs=1.0)
+    assert after.pose.width == pytest.approx(expected.width, rel=0.01)
+
+
+def two_faces(frame: np.ndarray, left_scale: float, right_scale: float) -> np.ndarray:
+    """The face in `frame` twice, side by side, each scaled about its own mouth (so it stays in place);
+    scale 0 leaves that side empty."""
+    face = frame[:, 40:280]  # the speaker and some background
+    mouth_x, mouth_y = 119, 222
+    canvas = np.zeros((frame.shape[0], 2 * face.shape[1], 3), np.uint8)
+    canvas[:] = frame[0, 0]
+    for x0, scale in ((0, left_scale), (face.shape[1], right_scale)):
+        if scale == 0:
+            continue
+        small = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        x, y = round(x0 + mouth_x * (1 - scale)), round(mouth_y * (1 - scale))
+        canvas[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return canvas
+
+
+@pytest.mark.parametrize("big_on_left", [True, False], ids=["big_left", "big_right"])
+def test_locks_on_the_larger_face_and_stays_on_it(frames: list[np.ndarray], big_on_left: bool):
+    """Starts on the larger face; keeps following it when it later becomes the smaller one."""
+    scales = [(1.0, 0.5)] * 4 + [(1.0 - 0.1 * k, 0.5 + 0.1 * k) for k in range(1, 6)] + [(0.5, 1.0)] * 4
+    if not big_on_left:
+        scales = [(b, a) for a, b in scales]
+    canvas = [two_faces(f, *s) for f, s in zip(frames, scales)]
+    results = track(canvas, TrackerOptions(max_faces=2))
+    # Both faces are seen at the start and at the end, so both choices are real choices.
+    assert results[0].faces == 2 and results[-1].faces == 2
+    half = canvas[0].shape[1] / 2
+    for result in results:
+        assert result.reason == "ok"
+        assert (result.pose.cx < half) == big_on_left
+
+
+def test_keeps_the_followed_face_when_a_larger_one_appears(frames: list[np.ndarray]):
+    """FaceMesh lists the larger newcomer first; the tracker stays on the face it was following."""
+    scales = [(0, 0.5)] * 4 + [(1.0, 0.5)] * 6  # a speaker on the right, then someone closer on the left
+    canvas = [two_faces(f, *s) for f, s in zip(frames, scales)]
+    results = track(canvas, TrackerOptions(max_faces=2))
+    assert results[-1].faces == 2
+    half = canvas[0].shape[1] / 2
+    for result in results:
+        assert result.reason == "ok" and result.pose.cx > half

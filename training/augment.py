@@ -1,0 +1,199 @@
+"""Training samples from cached clips: what LipNet used plus what a webcam and a live stream bring.
+
+A sample is a list of (clip, frame) references, so every temporal transform (sub-sentences, windows
+across concatenated clips, speed change, frame drops and repeats) is an index operation and the word
+labels follow the frames. Pixel transforms (flip, small affine, colour) act on the gathered frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from realtime.vocab import Vocabulary
+from training.model import WORD_CLASSES
+
+_WORD_CLASS = {w: i for i, w in enumerate(WORD_CLASSES)}
+OTHER_WORD = _WORD_CLASS["<other>"]
+UNKNOWN = -1  # no per-frame word label (clips without an align file; padding)
+
+
+@dataclass(frozen=True)
+class CachedClip:
+    key: str  # speaker/name
+    mouth: np.ndarray  # (T, H, W, C) uint8
+    text: str
+    words: tuple[str, ...]
+    spans: np.ndarray  # (W, 2) frame spans; empty without an align file
+
+    def frame_chars(self, vocabulary: Vocabulary) -> np.ndarray:
+        """A guessed per-frame character alignment: each word's characters spread evenly over its span
+        (a space first for every word but the first, a blank between repeated letters), blank in
+        silence, UNKNOWN where a span is too short to hold its word. A dense target that lets the CTC
+        head learn to read long before CTC finds alignments itself."""
+        chars = np.full(len(self.mouth), vocabulary.blank, dtype=np.int32)
+        if not len(self.spans):
+            return np.full(len(self.mouth), UNKNOWN, dtype=np.int32)
+        for i, (word, (start, end)) in enumerate(zip(self.words, self.spans)):
+            seq: list[int] = [vocabulary.encode(" ")[0]] if i else []
+            for c in vocabulary.encode(word):
+                if seq and seq[-1] == c:
+                    seq.append(vocabulary.blank)
+                seq.append(int(c))
+            a, b = int(round(start)), min(int(round(end)), len(chars))
+            n = b - a
+            if n < len(seq) and i:
+                seq = seq[1:]  # a short word: its letters matter more than the space before it
+            if n < len(seq):
+                chars[a:b] = UNKNOWN
+                continue
+            chars[a:b] = np.array(seq)[(np.arange(n) * len(seq)) // n]
+        return chars
+
+    @property
+    def frame_words(self) -> np.ndarray:
+        """Index into `words` of the word spoken at each frame, -1 in silence."""
+        owner = np.full(len(self.mouth), -1, dtype=np.int32)
+        for i, (start, end) in enumerate(self.spans):
+            owner[int(round(start)):int(round(end))] = i
+        return owner
+
+
+@dataclass(frozen=True)
+class AugmentOptions:
+    flip: float = 0.5
+    jitter: float = 0.05  # per frame: probability of deletion, and again of duplication
+    speed: tuple[float, float] = (0.8, 1.2)
+    speed_p: float = 0.5
+    shift_px: float = 3.0
+    scale: float = 0.05
+    rotate_deg: float = 4.0
+    affine_p: float = 0.5
+    colour_p: float = 0.5
+    min_visible: float = 0.5  # a word counts in a window when this share of its frames is in it
+
+
+@dataclass(frozen=True)
+class Sample:
+    frames: np.ndarray  # (T, H, W, C) uint8
+    text: str
+    frame_classes: np.ndarray  # (T,) word class per frame, UNKNOWN where not known
+    frame_chars: np.ndarray  # (T,) guessed character class per frame, UNKNOWN where not known
+
+
+class Sampler:
+    """Draws samples of three kinds: whole sentences, sub-sentences cut at word boundaries (single
+    words included), and windows cut anywhere across concatenated clips (a continuous stream)."""
+
+    def __init__(self, clips: list[CachedClip], options: AugmentOptions = AugmentOptions(), seed: int = 0,
+                 vocabulary: Vocabulary = Vocabulary()):
+        self.clips = clips
+        self.options = options
+        self.rng = np.random.default_rng(seed)
+        self.owners = [c.frame_words for c in clips]
+        self.chars = [c.frame_chars(vocabulary) for c in clips]
+        self.aligned = [i for i, c in enumerate(clips) if len(c.spans)]
+
+    # --- index plans: arrays of (clip, frame) ---
+    def sentence(self) -> np.ndarray:
+        i = int(self.rng.integers(len(self.clips)))
+        n = len(self.clips[i].mouth)
+        return np.stack([np.full(n, i), np.arange(n)], axis=1)
+
+    def sub_sentence(self) -> np.ndarray:
+        if not self.aligned:
+            return self.sentence()
+        i = int(self.rng.choice(self.aligned))
+        clip = self.clips[i]
+        n_words = len(clip.spans)
+        first = int(self.rng.integers(n_words))
+        last = int(self.rng.integers(first, min(n_words, first + 1 + int(self.rng.integers(1, n_words + 1)))))
+        margin = self.rng.integers(0, 4, size=2)
+        start = max(0, int(np.floor(clip.spans[first, 0])) - int(margin[0]))
+        end = min(len(clip.mouth), int(np.ceil(clip.spans[last, 1])) + int(margin[1]))
+        return np.stack([np.full(end - start, i), np.arange(start, end)], axis=1)
+
+    def stream(self, length: int) -> np.ndarray:
+        parts, total = [], 0
+        while total < length * 2:
+            part = self.sentence()
+            parts.append(part)
+            total += len(part)
+        plan = np.concatenate(parts)
+        start = int(self.rng.integers(0, len(plan) - length + 1))
+        return plan[start:start + length]
+
+    def retime(self, plan: np.ndarray) -> np.ndarray:
+        """Speed change and LipNet's temporal jitter (frames deleted or repeated)."""
+        o, rng = self.options, self.rng
+        if rng.random() < o.speed_p:
+            factor = rng.uniform(*o.speed)
+            n = max(2, int(round(len(plan) / factor)))
+            plan = plan[np.round(np.linspace(0, len(plan) - 1, n)).astype(int)]
+        if o.jitter:
+            keep = rng.random(len(plan)) >= o.jitter
+            repeat = 1 + (rng.random(len(plan)) < o.jitter)
+            plan = np.repeat(plan, repeat * keep, axis=0)
+        return plan
+
+    # --- labels and pixels ---
+    def labels(self, plan: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
+        """The words mostly visible in the plan, in order; each frame's word class and character."""
+        classes = np.full(len(plan), UNKNOWN, dtype=np.int32)
+        chars = np.array([self.chars[c][f] for c, f in plan], dtype=np.int32)
+        words: list[str] = []
+        seen: dict[tuple[int, int], set[int]] = {}
+        order: list[tuple[int, int]] = []
+        for k, (c, f) in enumerate(plan):
+            clip = self.clips[c]
+            if not len(clip.spans):
+                continue
+            w = int(self.owners[c][f])
+            if w < 0:
+                classes[k] = 0
+                continue
+            classes[k] = _WORD_CLASS.get(clip.words[w], OTHER_WORD)
+            if (c, w) not in seen:
+                seen[(c, w)] = set()
+                order.append((c, w))
+            seen[(c, w)].add(int(f))
+        for c, w in order:
+            start, end = self.clips[c].spans[w]
+            span = max(1, int(round(end)) - int(round(start)))
+            if len(seen[(c, w)]) >= self.options.min_visible * span:
+                words.append(self.clips[c].words[w])
+            else:  # a word cut at the window's edge is not in the text: no character targets either
+                rows = np.nonzero(plan[:, 0] == c)[0]
+                chars[rows[self.owners[c][plan[rows, 1]] == w]] = UNKNOWN
+        if not any(len(self.clips[c].spans) for c in np.unique(plan[:, 0])):
+            # Unaligned clips only come whole (see sub_sentence / stream use), so their text is exact.
+            words = self.clips[int(plan[0, 0])].text.split()
+        return " ".join(words), classes, chars
+
+    def pixels(self, frames: np.ndarray) -> np.ndarray:
+        o, rng = self.options, self.rng
+        frames = frames.copy()
+        if rng.random() < o.flip:
+            frames = frames[:, :, ::-1]
+        t, h, w, _ = frames.shape
+        if rng.random() < o.affine_p:
+            m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), rng.uniform(-o.rotate_deg, o.rotate_deg),
+                                        1 + rng.uniform(-o.scale, o.scale))
+            m[:, 2] += rng.uniform(-o.shift_px, o.shift_px, size=2)
+            frames = np.stack([cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REPLICATE) for f in frames])
+        if rng.random() < o.colour_p:
+            gain = rng.uniform(0.7, 1.3) * rng.uniform(0.9, 1.1, size=frames.shape[-1])
+            bias = rng.uniform(-30, 30)
+            frames = np.clip(frames.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(frames)
+
+    def draw(self, kind: str, length: int = 75) -> Sample:
+        plan = {"sentence": self.sentence, "words": self.sub_sentence,
+                "stream": lambda: self.stream(length)}[kind]()
+        if kind != "stream" or any(len(self.clips[c].spans) for c in np.unique(plan[:, 0])):
+            plan = self.retime(plan)
+        text, classes, chars = self.labels(plan)
+        frames = np.stack([self.clips[c].mouth[f] for c, f in plan])
+        return Sample(self.pixels(frames), text, classes, chars)

@@ -1,0 +1,74 @@
+"""Join GRID clips into one continuous video with one align file, as a stand-in for a person who
+keeps talking: what the streaming captioner and the latency benchmark are measured on.
+
+    python -m training.concat --grid DIR --out FILE.mp4 [--split val|all] [--count N] [--seconds S]
+
+Writes FILE.mp4 and FILE.align (word times shifted to the joined video, in GRID's units).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import cv2
+
+from training.dataset import is_validation
+from training.evaluate import VAL_FRACTION
+from training.grid import ALIGN_UNITS_PER_FRAME, find_clips, read_align
+
+
+def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tuple[int, int]:
+    clips = [c for c in find_clips(grid) if c.align is not None and
+             (split == "all" or is_validation(f"{c.speaker}/{c.name}", VAL_FRACTION))]
+    if count:
+        clips = clips[:count]
+    if not clips:
+        raise ValueError(f"no aligned clips under {grid} for split {split!r}")
+    writer, frames, lines, used = None, 0, [], 0
+    for clip in clips:
+        capture = cv2.VideoCapture(str(clip.video))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        start = frames
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            if writer is None:
+                h, w = image.shape[:2]
+                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            writer.write(image)
+            frames += 1
+        capture.release()
+        for token in read_align(clip.align):
+            s = min(start + token.start, frames)
+            e = min(start + token.end, frames)
+            lines.append(f"{round(s * ALIGN_UNITS_PER_FRAME)} {round(e * ALIGN_UNITS_PER_FRAME)} {token.word}")
+        used += 1
+        if seconds and frames >= seconds * fps:
+            break
+    writer.release()
+    out.with_suffix(".align").write_text("\n".join(lines) + "\n")
+    return used, frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.concat", description=__doc__.split("\n")[0])
+    parser.add_argument("--grid", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="the .mp4 to write (an .align goes beside it)")
+    parser.add_argument("--split", choices=("val", "all"), default="val")
+    parser.add_argument("--count", type=int, default=0, help="at most this many clips")
+    parser.add_argument("--seconds", type=float, default=0, help="stop once the video is this long")
+    args = parser.parse_args(argv)
+    try:
+        used, frames = concat(args.grid, args.out, args.split, args.count, args.seconds)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({used} clips, {frames} frames) and {args.out.with_suffix('.align')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""From the HDF5 cache to tf.data batches: loading, the validation split, and the input pipeline."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from realtime.crop import CropSpec
+from realtime.spec import normalise
+from realtime.vocab import Vocabulary
+from training.augment import UNKNOWN, CachedClip, Sample, Sampler
+
+LABEL_PAD = -1
+
+
+def read_crop_spec(cache: Path) -> CropSpec:
+    with h5py.File(cache, "r") as f:
+        return CropSpec(**json.loads(f.attrs["crop"]))
+
+
+def load_clips(cache: Path) -> list[CachedClip]:
+    """Every complete clip in the cache, in memory (uint8 crops: about 1 GB for 900 GRID clips)."""
+    clips = []
+    with h5py.File(cache, "r") as f:
+        for speaker, group in f.get("clips", {}).items():
+            for name, g in group.items():
+                if not g.attrs.get("complete", False):
+                    continue
+                clips.append(CachedClip(f"{speaker}/{name}", g["mouth"][()], str(g.attrs["text"]),
+                                        tuple(json.loads(g.attrs["words"])), g["spans"][()]))
+    if not clips:
+        raise ValueError(f"{cache} holds no complete clips")
+    return sorted(clips, key=lambda c: c.key)
+
+
+def is_validation(key: str, fraction: float) -> bool:
+    """A deterministic split by clip: the same clips validate on every machine and every run."""
+    digest = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)
+    return digest % 10_000 < fraction * 10_000
+
+
+def split(clips: list[CachedClip], fraction: float) -> tuple[list[CachedClip], list[CachedClip]]:
+    train = [c for c in clips if not is_validation(c.key, fraction)]
+    val = [c for c in clips if is_validation(c.key, fraction)]
+    return train, val
+
+
+def pad_batch(samples: list[Sample], vocabulary: Vocabulary) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Normalised frames padded to the longest sample, and targets:
+    `ctc` = [frames, label ids..., -1 padding]; `words` and `chars` = per-frame classes, -1 where unknown."""
+    t = max(len(s.frames) for s in samples)
+    n = max(len(s.text) for s in samples)
+    x = np.zeros((len(samples), t, *samples[0].frames.shape[1:]), dtype=np.float32)
+    ctc = np.full((len(samples), 1 + n), LABEL_PAD, dtype=np.int32)
+    words = np.full((len(samples), t), UNKNOWN, dtype=np.int32)
+    chars = np.full((len(samples), t), UNKNOWN, dtype=np.int32)
+    for i, s in enumerate(samples):
+        x[i, :len(s.frames)] = normalise(s.frames)
+        ctc[i, 0] = len(s.frames)
+        ctc[i, 1:1 + len(s.text)] = vocabulary.encode(s.text)
+        words[i, :len(s.frames)] = s.frame_classes
+        chars[i, :len(s.frames)] = s.frame_chars
+    return x, {"ctc": ctc, "words": words, "chars": chars}
+
+
+def kind_weights(epoch: int, curriculum_epochs: int) -> dict[str, float]:
+    """Short samples first (curriculum), then mostly sentences and stream windows."""
+    if epoch < curriculum_epochs:
+        return {"words": 0.6, "stream": 0.2, "sentence": 0.2}
+    return {"words": 0.25, "stream": 0.35, "sentence": 0.4}
+
+
+def batches(sampler: Sampler, batch_size: int, steps: int, epoch: int, curriculum_epochs: int,
+            vocabulary: Vocabulary) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """One epoch of batches; each batch is one kind of sample, so padding wastes little."""
+    weights = kind_weights(epoch, curriculum_epochs)
+    kinds, p = list(weights), np.array(list(weights.values()))
+    for _ in range(steps):
+        kind = kinds[int(sampler.rng.choice(len(kinds), p=p / p.sum()))]
+        length = int(sampler.rng.integers(30, 91))
+        samples = [sampler.draw(kind, length) for _ in range(batch_size)]
+        samples = [s for s in samples if s.text] or [sampler.draw("sentence")]
+        yield pad_batch(samples, vocabulary)
+
+
+def tf_dataset(sampler: Sampler, batch_size: int, steps: int, epoch_of, curriculum_epochs: int,
+               vocabulary: Vocabulary, frame_shape: tuple[int, int, int]):
+    """A repeating tf.data pipeline over `batches`, prefetched so augmentation overlaps training.
+    `epoch_of()` gives the current epoch (for the curriculum)."""
+    import tensorflow as tf
+
+    def generate():
+        while True:
+            yield from batches(sampler, batch_size, steps, epoch_of(), curriculum_epochs, vocabulary)
+
+    signature = (tf.TensorSpec((None, None, *frame_shape), tf.float32),
+                 {k: tf.TensorSpec((None, None), tf.int32) for k in ("ctc", "words", "chars")})
+    return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(4)

@@ -1,0 +1,137 @@
+"""Character and word error rates of a model on GRID clips or a cache.
+
+    python -m training.evaluate --model PATH.keras|PATH.onnx --data DIR_OR_CACHE
+        [--decoder greedy|beam|grammar] [--split all|val|train] [--json]
+
+A GRID folder is prepared with the same crop as training and live captioning; a cache is read as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+import numpy as np
+
+from realtime.decode import DECODERS, decode
+from realtime.spec import ModelSpec, normalise
+from training.augment import CachedClip
+from training.dataset import is_validation, load_clips
+
+VAL_FRACTION = 0.06  # the split training.train records by default
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    cer: float
+    wer: float
+    names: tuple[str, ...]
+    refs: tuple[str, ...]
+    hyps: tuple[str, ...]
+
+    def as_json(self) -> dict:
+        return {"cer": self.cer, "wer": self.wer, "n": len(self.refs),
+                "clips": [{"name": n, "ref": r, "hyp": h} for n, r, h in zip(self.names, self.refs, self.hyps)]}
+
+
+def clips_from_folder(folder: Path, spec: ModelSpec, workers: int) -> tuple[list[CachedClip], list[str]]:
+    """Prepare crops for every clip under a GRID folder; returns the clips and the skipped reasons."""
+    from training.grid import find_clips
+    from training.prepare import _work
+    from realtime.tracker import TrackerOptions
+
+    options = TrackerOptions(crop=spec.crop, max_faces=1)
+    jobs = [(c, options) for c in find_clips(folder)]
+    if not jobs:
+        raise FileNotFoundError(f"no videos under {folder}")
+    with mp.get_context("spawn").Pool(workers) as pool:
+        results = pool.map(_work, jobs)
+    clips = [CachedClip(f"{c.speaker}/{c.name}", p.mouth, p.text, p.words, p.spans) for c, p, _ in results if p]
+    return clips, [f"{c.speaker}/{c.name}: {why}" for c, p, why in results if p is None]
+
+
+class Predictor:
+    """Log-probabilities per clip from a .keras or an .onnx model."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        if self.path.suffix == ".onnx":
+            from realtime.backend import OnnxModel
+
+            self.onnx = OnnxModel(self.path, "cpu")
+            self.spec = self.onnx.spec
+        elif self.path.suffix == ".keras":
+            from training.model import inference_model, load
+
+            model, self.spec = load(self.path)
+            self.keras = inference_model(model) if isinstance(model.output, dict) else model
+            self.onnx = None
+        else:
+            raise ValueError(f"{path}: the model must be a .keras or an .onnx file")
+
+    def logp(self, clips: list[CachedClip], batch: int = 8) -> list[np.ndarray]:
+        out = []
+        for i in range(0, len(clips), batch):
+            chunk = clips[i:i + batch]
+            t = max(len(c.mouth) for c in chunk)
+            x = np.zeros((len(chunk), t, *chunk[0].mouth.shape[1:]), np.float32)
+            for j, c in enumerate(chunk):
+                x[j, :len(c.mouth)] = normalise(c.mouth)
+            y = self.onnx.batch_logp(x) if self.onnx else np.asarray(self.keras.predict_on_batch(x))
+            out.extend(y[j, :len(c.mouth)] for j, c in enumerate(chunk))
+        return out
+
+
+def evaluate(predictor: Predictor, clips: list[CachedClip], decoder: str = "greedy") -> Evaluation:
+    refs = [c.text for c in clips]
+    hyps = [decode(lp, decoder, predictor.spec.vocabulary).text for lp in predictor.logp(clips)]
+    return Evaluation(float(jiwer.cer(refs, hyps)), float(jiwer.wer(refs, hyps)),
+                      tuple(c.key for c in clips), tuple(refs), tuple(hyps))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--data", type=Path, required=True, help="a GRID folder or an HDF5 cache")
+    parser.add_argument("--decoder", choices=DECODERS, default="greedy")
+    parser.add_argument("--split", choices=("all", "val", "train"), default="all",
+                        help=f"clips of the training run's deterministic split ({VAL_FRACTION:g} validation)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    try:
+        if not args.model.is_file():
+            raise FileNotFoundError(f"no model at {args.model}")
+        predictor = Predictor(args.model)
+        skipped: list[str] = []
+        if args.data.is_dir():
+            clips, skipped = clips_from_folder(args.data, predictor.spec, args.workers)
+        elif args.data.is_file():
+            clips = load_clips(args.data)
+        else:
+            raise FileNotFoundError(f"no GRID folder or cache at {args.data}")
+        if args.split != "all":
+            clips = [c for c in clips if is_validation(c.key, VAL_FRACTION) == (args.split == "val")]
+        if not clips:
+            raise ValueError("no clips to evaluate")
+        result = evaluate(predictor, clips, args.decoder)
+    except Exception as e:  # one line for the user, whatever failed to load
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for s in skipped:
+        print(f"skipped {s}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.as_json()))
+    else:
+        print(f"{len(clips)} clips, decoder {args.decoder}: CER {result.cer:.4f}  WER {result.wer:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

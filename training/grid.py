@@ -1,0 +1,106 @@
+"""Reading the GRID corpus: align files, sentences, and the two folder layouts it comes in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from realtime.vocab import GRID_GRAMMAR
+
+NON_WORDS = frozenset({"sil", "sp"})
+VIDEO_SUFFIXES = (".mp4", ".mpg", ".mov", ".avi")
+ALIGN_UNITS_PER_FRAME = 1000  # GRID align times are in 1/1000 of a 25 fps frame
+
+_DIGITS = {"z": "zero", "1": "one", "2": "two", "3": "three", "4": "four",
+           "5": "five", "6": "six", "7": "seven", "8": "eight", "9": "nine", "0": "zero"}
+
+
+class AlignError(ValueError):
+    """A malformed align file; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Token:
+    start: float  # frame index (may be fractional)
+    end: float
+    word: str
+
+    @property
+    def is_word(self) -> bool:
+        return self.word not in NON_WORDS
+
+
+@dataclass(frozen=True)
+class Clip:
+    speaker: str
+    name: str
+    video: Path
+    align: Path | None
+
+
+def read_align(path: Path) -> list[Token]:
+    """Parse `start end word` lines; times become frame indices."""
+    tokens: list[Token] = []
+    text = Path(path).read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        if len(parts) != 3:
+            raise AlignError(f"{path}:{number}: expected 'start end word', got {line.strip()!r}")
+        try:
+            start, end = int(parts[0]), int(parts[1])
+        except ValueError:
+            raise AlignError(f"{path}:{number}: times must be integers, got {line.strip()!r}") from None
+        if end < start or (tokens and start < round(tokens[-1].end * ALIGN_UNITS_PER_FRAME)):
+            raise AlignError(f"{path}:{number}: times go backwards in {line.strip()!r}")
+        word = parts[2].lower()
+        if not word.isalpha():
+            raise AlignError(f"{path}:{number}: word {parts[2]!r} is not a word")
+        tokens.append(Token(start / ALIGN_UNITS_PER_FRAME, end / ALIGN_UNITS_PER_FRAME, word))
+    if not any(t.is_word for t in tokens):
+        raise AlignError(f"{path}: no words")
+    return tokens
+
+
+def sentence(tokens: list[Token]) -> str:
+    return " ".join(t.word for t in tokens if t.is_word)
+
+
+def sentence_from_code(code: str) -> str:
+    """`bbaf2n` -> "bin blue at f two now": one character a word, digit `z` = zero."""
+    if len(code) != len(GRID_GRAMMAR):
+        raise ValueError(f"GRID code {code!r} must have {len(GRID_GRAMMAR)} characters")
+    words = []
+    for ch, slot in zip(code.lower(), GRID_GRAMMAR):
+        if slot is GRID_GRAMMAR[4]:
+            word = _DIGITS.get(ch)
+        elif slot is GRID_GRAMMAR[3]:
+            word = ch if ch in slot else None
+        else:
+            word = next((w for w in slot if w[0] == ch), None)
+        if word is None:
+            raise ValueError(f"GRID code {code!r}: {ch!r} is not a word of its slot")
+        words.append(word)
+    return " ".join(words)
+
+
+def find_clips(root: Path) -> list[Clip]:
+    """Clips under a GRID folder, a speaker folder, or the corpus' own layout.
+
+    Accepts `SPEAKER/video/*.mp4|mpg` + `SPEAKER/align/*.align` and
+    `SPEAKER/*.mpg` + `alignments/SPEAKER/*.align`.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    clips: list[Clip] = []
+    for video in sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES):
+        if video.parent.name == "video":
+            speaker_dir = video.parent.parent
+            align = speaker_dir / "align" / f"{video.stem}.align"
+        else:
+            speaker_dir = video.parent
+            align = speaker_dir.parent / "alignments" / speaker_dir.name / f"{video.stem}.align"
+        clips.append(Clip(speaker_dir.name, video.stem, video, align if align.is_file() else None))
+    return clips

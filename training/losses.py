@@ -1,0 +1,41 @@
+"""Training losses, registered with Keras so checkpoints load in safe mode."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable("lipstream")
+class CTCLoss(keras.losses.Loss):
+    """CTC over characters; y_true packs [input frames, label ids..., -1 padding]."""
+
+    def __init__(self, blank: int, name: str = "ctc_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.blank = blank
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        lengths = y_true[:, 0]
+        labels = y_true[:, 1:]
+        label_lengths = ops.sum(ops.cast(labels >= 0, "int32"), axis=1)
+        return ops.ctc_loss(ops.maximum(labels, 0), y_pred, label_lengths, lengths, mask_index=self.blank)
+
+    def get_config(self):
+        return {**super().get_config(), "blank": self.blank}
+
+
+@keras.saving.register_keras_serializable("lipstream")
+class FrameLoss(keras.losses.Loss):
+    """Per-frame classification against targets from the align files' word spans (which word, which
+    character): dense supervision long before CTC finds its alignments. Frames labelled -1 are ignored.
+    Takes logits or log-probabilities (log_softmax leaves log-probabilities unchanged)."""
+
+    def __init__(self, name: str = "frame_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        y_true = ops.cast(y_true, "int32")
+        mask = ops.cast(y_true >= 0, "float32")
+        ce = ops.sparse_categorical_crossentropy(ops.maximum(y_true, 0), y_pred, from_logits=True)
+        return ops.sum(ce * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)

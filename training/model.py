@@ -1,0 +1,120 @@
+"""LipNet-family models in Keras 3: a 3D-convolution front end, bidirectional GRUs, CTC over characters.
+
+The time axis is dynamic, so one set of weights reads windows of any length. Frames are flattened
+with Reshape (TimeDistributed(Flatten()) converts to ONNX with wrong results on a dynamic axis).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from realtime.spec import ModelSpec, ModelSpecError
+from realtime.vocab import GRID_WORDS, Vocabulary
+
+FRONT_END = "front_end"  # name of the front end's output layer (per-frame features)
+
+# Per-frame word classes for the auxiliary loss: silence, each GRID word, any other word.
+WORD_CLASSES = ("<sil>",) + GRID_WORDS + ("<other>",)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str
+    filters: tuple[int, int, int]
+    kernels: tuple[tuple[int, int, int], ...]
+    gru_units: int
+    gru_layers: int = 2
+    dropout: float = 0.5
+    spatial_dropout: float = 0.1
+
+
+CONFIGS: dict[str, ModelConfig] = {
+    # LipNet (Assael et al. 2016): 32/64/96 filters, two BiGRU(256).
+    "lipnet": ModelConfig("lipnet", (32, 64, 96), ((3, 5, 5), (3, 5, 5), (3, 3, 3)), 256),
+    # The bundled model: narrower convolutions and GRUs for CPU training and real-time CPU inference.
+    "lite": ModelConfig("lite", (16, 32, 48), ((3, 5, 5), (3, 3, 3), (3, 3, 3)), 128),
+    # For tests: trains in seconds.
+    "tiny": ModelConfig("tiny", (8, 16, 16), ((3, 5, 5), (3, 3, 3), (3, 3, 3)), 32, dropout=0.0,
+                        spatial_dropout=0.0),
+}
+
+
+def context_frames(config: ModelConfig) -> int:
+    """Frames of temporal context each side that the front end reads (its receptive field's half-width)."""
+    return sum(k[0] // 2 for k in config.kernels)
+
+
+def build(config: ModelConfig, height: int, width: int, channels: int,
+          vocabulary: Vocabulary = Vocabulary(), auxiliary: bool = True) -> keras.Model:
+    """The training model: outputs `ctc` (log-probabilities over characters + blank) and, with
+    `auxiliary`, training signals only: `words` (per-frame word-class logits) and `chars` (the same
+    log-probabilities, for a per-frame character loss)."""
+    frames = keras.Input((None, height, width, channels), name="frames")
+    x = frames
+    for i, (filters, kernel) in enumerate(zip(config.filters, config.kernels)):
+        strides = (1, 2, 2) if i == 0 else (1, 1, 1)
+        x = layers.Conv3D(filters, kernel, strides=strides, padding="same", use_bias=False,
+                          kernel_initializer="he_normal", name=f"conv{i + 1}")(x)
+        x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+        x = layers.Activation("relu", name=f"relu{i + 1}")(x)
+        if config.spatial_dropout:
+            x = layers.SpatialDropout3D(config.spatial_dropout, name=f"drop{i + 1}")(x)
+        x = layers.MaxPooling3D((1, 2, 2), name=f"pool{i + 1}")(x)
+    _, _, h, w, c = x.shape
+    x = layers.Reshape((-1, h * w * c), name=FRONT_END)(x)
+    for i in range(config.gru_layers):
+        x = layers.Bidirectional(
+            layers.GRU(config.gru_units, return_sequences=True, reset_after=True,
+                       kernel_initializer="orthogonal", name=f"gru{i + 1}"),
+            merge_mode="concat", name=f"bigru{i + 1}")(x)
+        if config.dropout:
+            x = layers.Dropout(config.dropout, name=f"gru_drop{i + 1}")(x)
+    logits = layers.Dense(vocabulary.size, name="char_logits")(x)
+    ctc = layers.Activation("log_softmax", name="ctc", dtype="float32")(logits)
+    outputs = {"ctc": ctc}
+    if auxiliary:
+        outputs["words"] = layers.Dense(len(WORD_CLASSES), name="words")(x)
+        outputs["chars"] = layers.Identity(name="chars")(ctc)
+    return keras.Model(frames, outputs, name=config.name)
+
+
+def inference_model(model: keras.Model) -> keras.Model:
+    """The part the runtime uses: frames -> character log-probabilities."""
+    return keras.Model(model.inputs, model.get_layer("ctc").output, name=model.name)
+
+
+def count_params(model: keras.Model) -> int:
+    return int(sum(w.numpy().size for w in inference_model(model).weights if w.trainable))
+
+
+SPEC_ENTRY = "lipstream.json"  # the ModelSpec, stored inside the .keras zip beside Keras' own files
+
+
+def save(model: keras.Model, path: Path, spec: ModelSpec) -> None:
+    """Save a .keras file that carries its ModelSpec, written to a temporary name and renamed."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.keras")
+    model.save(tmp)
+    with zipfile.ZipFile(tmp, "a") as z:
+        z.writestr(SPEC_ENTRY, json.dumps(spec.to_metadata(), indent=1))
+    os.replace(tmp, path)
+
+
+def read_spec(path: Path) -> ModelSpec:
+    with zipfile.ZipFile(path) as z:
+        if SPEC_ENTRY not in z.namelist():
+            raise ModelSpecError(f"{path} has no lipstream metadata: it was not saved by lipstream")
+        return ModelSpec.from_metadata(json.loads(z.read(SPEC_ENTRY)), str(path))
+
+
+def load(path: Path, compile: bool = False) -> tuple[keras.Model, ModelSpec]:
+    """A lipstream .keras model and its spec; loaded with Keras' safe_mode (nothing is unpickled)."""
+    spec = read_spec(path)
+    return keras.saving.load_model(path, compile=compile, safe_mode=True), spec

@@ -1,0 +1,200 @@
+"""Turn GRID-layout clips into an HDF5 cache of mouth crops (the model's input), resumably.
+
+    python -m training.prepare --grid DIR --out FILE.h5 [--workers N]
+
+Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame `pose`, `box`, `lips`,
+`quality`, `held`, and word frame spans; attributes `text`, `fps`, `source`. The file's attribute `crop`
+records the crop spec. Work goes to FILE.h5.partial, renamed when every clip is done, so a FILE.h5
+is always complete; an interrupted run resumes from the partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+from tqdm import tqdm
+
+from realtime.crop import CropSpec
+from realtime.tracker import MouthTracker, TrackerOptions
+from training.grid import AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
+
+MIN_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class PreparedClip:
+    clip: Clip
+    text: str
+    fps: float
+    mouth: np.ndarray  # (T, H, W, C) uint8
+    pose: np.ndarray  # (T, 4) cx, cy, width, angle
+    box: np.ndarray  # (T, 4, 2)
+    lips: np.ndarray  # (T, 40, 2), NaN where the detection was held
+    quality: np.ndarray  # (T,)
+    held: np.ndarray  # (T,) bool
+    words: tuple[str, ...]
+    spans: np.ndarray  # (W, 2) start, end frame of each word, counted from first_frame
+    first_frame: int  # frames trimmed from the start of the video (no face in them)
+
+
+class ClipError(Exception):
+    """A clip that cannot be used; the message says why."""
+
+
+def clip_text(clip: Clip) -> tuple[str, tuple[str, ...], np.ndarray]:
+    """The sentence, its words and their frame spans (empty when there is no align file)."""
+    if clip.align is not None:
+        tokens = read_align(clip.align)
+        words = [t for t in tokens if t.is_word]
+        return (sentence(tokens), tuple(t.word for t in words),
+                np.array([(t.start, t.end) for t in words], dtype=np.float32).reshape(-1, 2))
+    try:
+        text = sentence_from_code(clip.name)
+    except ValueError:
+        raise ClipError("no align file, and the name is not a GRID sentence code") from None
+    return text, tuple(text.split()), np.zeros((0, 2), dtype=np.float32)
+
+
+def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
+    """Track every frame of one clip with a fresh tracker; raise ClipError when it is unusable."""
+    text, words, spans = clip_text(clip)
+    capture = cv2.VideoCapture(str(clip.video))
+    if not capture.isOpened():
+        raise ClipError("unreadable video")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    results = []
+    with MouthTracker(options) as tracker:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            results.append(tracker.process(frame, len(results) / fps))
+    capture.release()
+    found = [i for i, r in enumerate(results) if r.crop is not None]
+    if not found:
+        raise ClipError("no face found")
+    # Frames without a face at either end (GRID has some corrupt leading frames) are trimmed when no
+    # word is spoken in them; a face lost anywhere else makes the clip unusable.
+    first, last = found[0], found[-1] + 1
+    lost = len(results) - len(found)
+    if lost != len(results) - (last - first) or (len(spans) and (spans[0, 0] < first or spans[-1, 1] > last)):
+        raise ClipError(f"face lost in {lost} of {len(results)} frames")
+    results = results[first:last]
+    spans = spans - first
+    if len(results) < MIN_FRAMES:
+        raise ClipError(f"too short ({len(results)} frames)")
+    lips = np.stack([r.lips if r.lips is not None else np.full((40, 2), np.nan, np.float32) for r in results])
+    return PreparedClip(
+        clip=clip, text=text, fps=float(fps),
+        mouth=np.stack([r.crop for r in results]),
+        pose=np.stack([r.pose.as_array() for r in results]).astype(np.float32),
+        box=np.stack([r.box for r in results]).astype(np.float32),
+        lips=lips.astype(np.float32),
+        quality=np.array([r.quality for r in results], dtype=np.float32),
+        held=np.array([r.reason == "held" for r in results]),
+        words=words, spans=spans, first_frame=first,
+    )
+
+
+def _work(job: tuple[Clip, TrackerOptions]) -> tuple[Clip, PreparedClip | None, str]:
+    clip, options = job
+    try:
+        return clip, prepare_clip(clip, options), ""
+    except (ClipError, AlignError) as e:
+        return clip, None, str(e)
+    except Exception as e:  # a broken file must not stop the run; it is listed at the end
+        return clip, None, f"{type(e).__name__}: {e}"
+
+
+def write_clip(f: h5py.File, p: PreparedClip) -> None:
+    """Write one clip; the `complete` attribute goes last, so a half-written group is recognised."""
+    key = f"clips/{p.clip.speaker}/{p.clip.name}"
+    if key in f:
+        del f[key]
+    g = f.create_group(key)
+    g.create_dataset("mouth", data=p.mouth, chunks=(1, *p.mouth.shape[1:]), compression="lzf")
+    for name in ("pose", "box", "lips", "quality", "held", "spans"):
+        g.create_dataset(name, data=getattr(p, name))
+    g.attrs.update(text=p.text, fps=p.fps, source=str(p.clip.video), words=json.dumps(list(p.words)),
+                   first_frame=p.first_frame)
+    g.attrs["complete"] = True
+    f.flush()
+
+
+def done_keys(f: h5py.File) -> set[str]:
+    """Keys of completely written clips; incomplete groups (an interrupted write) are removed."""
+    done = set()
+    for speaker, group in list(f.get("clips", {}).items()):
+        for name in list(group):
+            if group[name].attrs.get("complete", False):
+                done.add(f"{speaker}/{name}")
+            else:
+                del group[name]
+    return done
+
+
+def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) -> list[tuple[Clip, str]]:
+    """Cache every clip under `grid` into `out`; returns the skipped clips with reasons."""
+    clips = find_clips(grid)
+    if not clips:
+        raise FileNotFoundError(f"no videos under {grid}")
+    partial = out.with_name(out.name + ".partial")
+    existing = partial if partial.exists() else out
+    if existing.exists():  # checked before renaming, so a refused run leaves the cache where it was
+        with h5py.File(existing, "r") as f:
+            stored = json.loads(f.attrs.get("crop", "null"))
+        if stored is not None and stored != asdict(spec):
+            raise ValueError(f"{out} was made with another crop ({stored}); use a new --out")
+    if out.exists() and not partial.exists():
+        out.rename(partial)
+    skipped: list[tuple[Clip, str]] = []
+    with h5py.File(partial, "a") as f:
+        f.attrs["crop"] = json.dumps(asdict(spec))
+        done = done_keys(f)
+        todo = [c for c in clips if f"{c.speaker}/{c.name}" not in done]
+        options = TrackerOptions(crop=spec, max_faces=1)
+        print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare", file=sys.stderr)
+        context = mp.get_context("spawn")
+        with context.Pool(workers) as pool, tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
+            for clip, prepared, why in pool.imap_unordered(_work, [(c, options) for c in todo]):
+                if prepared is None:
+                    skipped.append((clip, why))
+                else:
+                    write_clip(f, prepared)
+                bar.update()
+    partial.rename(out)
+    return skipped
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.prepare", description=__doc__.split("\n")[0])
+    parser.add_argument("--grid", type=Path, required=True, help="GRID folder (speakers, or one speaker)")
+    parser.add_argument("--out", type=Path, required=True, help="HDF5 cache to write or resume")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args(argv)
+    try:
+        skipped = prepare(args.grid, args.out, max(1, args.workers))
+    except KeyboardInterrupt:
+        print(f"interrupted: finished clips are kept in {args.out}.partial; run again to resume", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for clip, why in skipped:
+        print(f"skipped {clip.speaker}/{clip.name}: {why}", file=sys.stderr)
+    if skipped:
+        print(f"{len(skipped)} clips skipped (run again to retry them)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

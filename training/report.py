@@ -1,0 +1,109 @@
+"""How steady the crops in a prepared cache are, and a montage of what the model sees.
+
+    python -m training.report --cache FILE.h5 [--montage docs/crops.png] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+
+MONTAGE_SCALE = 2  # crops are small; nearest-neighbour upscaling keeps their pixels visible as they are
+_FONT, _FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.5
+_GAP = 2  # dark pixels between tiles, so neighbouring crops do not run into each other
+
+
+@dataclass(frozen=True)
+class CacheReport:
+    clips: int
+    frames: int
+    width_cv: float  # median over clips of std/mean of the crop width: zoom the face did not cause
+    jitter_median_px: float  # frame-to-frame movement of the crop centre
+    jitter_p95_px: float
+    held_fraction: float  # frames cut at a held pose through a detection drop-out
+
+
+def complete_clips(f: h5py.File) -> list[tuple[str, h5py.Group]]:
+    """(speaker/name, group) of every completely written clip, sorted by key."""
+    clips = [(f"{speaker}/{name}", g) for speaker, group in f.get("clips", {}).items()
+             for name, g in group.items() if g.attrs.get("complete", False)]
+    return sorted(clips, key=lambda c: c[0])
+
+
+def summarize(f: h5py.File) -> CacheReport:
+    clips = complete_clips(f)
+    if not clips:
+        raise ValueError(f"{f.filename} holds no complete clips")
+    poses = [g["pose"][()] for _, g in clips]
+    held = np.concatenate([g["held"][()] for _, g in clips])
+    steps = np.concatenate([np.linalg.norm(np.diff(p[:, :2], axis=0), axis=1) for p in poses])
+    return CacheReport(
+        clips=len(clips), frames=len(held),
+        width_cv=float(np.median([p[:, 2].std() / p[:, 2].mean() for p in poses])),
+        jitter_median_px=float(np.median(steps)), jitter_p95_px=float(np.percentile(steps, 95)),
+        held_fraction=float(held.mean()),
+    )
+
+
+def montage(f: h5py.File, rows: int = 6, cols: int = 8) -> np.ndarray:
+    """BGR image: `rows` clips spread over the cache, `cols` evenly spaced crops of each, labelled."""
+    clips = complete_clips(f)
+    picked = [clips[i] for i in np.linspace(0, len(clips) - 1, min(rows, len(clips))).round().astype(int)]
+    label_width = max(cv2.getTextSize(key, _FONT, _FONT_SCALE, 1)[0][0] for key, _ in picked) + 12
+    lines = []
+    for key, g in picked:
+        mouth = g["mouth"]
+        tiles = [mouth[int(i)] for i in np.linspace(0, len(mouth) - 1, cols).round()]
+        tiles = [cv2.cvtColor(t, cv2.COLOR_GRAY2BGR if t.shape[-1] == 1 else cv2.COLOR_RGB2BGR) for t in tiles]
+        tiles = [cv2.resize(t, None, fx=MONTAGE_SCALE, fy=MONTAGE_SCALE, interpolation=cv2.INTER_NEAREST)
+                 for t in tiles]
+        height = tiles[0].shape[0]
+        label = np.zeros((height, label_width, 3), np.uint8)
+        cv2.putText(label, key, (6, height // 2 + 5), _FONT, _FONT_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
+        gap = np.zeros((height, _GAP, 3), np.uint8)
+        lines.append(np.hstack([label] + [part for t in tiles for part in (gap, t)]))
+        lines.append(np.zeros((_GAP, lines[-1].shape[1], 3), np.uint8))
+    return np.vstack(lines[:-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.report", description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", type=Path, required=True, help="HDF5 cache made by training.prepare")
+    parser.add_argument("--montage", type=Path, help="write a PNG of crops from a few clips here")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+    try:
+        with h5py.File(args.cache, "r") as f:
+            report = summarize(f)
+            image = montage(f) if args.montage else None
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if image is not None:
+        args.montage.parent.mkdir(parents=True, exist_ok=True)
+        if not cv2.imwrite(str(args.montage), image):
+            print(f"error: could not write {args.montage}", file=sys.stderr)
+            return 2
+    if args.json:
+        print(json.dumps(asdict(report), indent=2))
+        return 0
+    print(f"clips                {report.clips}")
+    print(f"frames               {report.frames}")
+    print(f"crop width std/mean  {report.width_cv:.4f} (median over clips)")
+    print(f"crop centre jitter   {report.jitter_median_px:.2f} px median, {report.jitter_p95_px:.2f} px p95 "
+          "(frame to frame)")
+    print(f"held frames          {100 * report.held_fraction:.2f}%")
+    if args.montage:
+        print(f"montage              {args.montage}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Train a lipreading model on a mouth-crop cache.
+
+    python -m training.train --cache FILE.h5 --out runs/NAME [--config lite] [--epochs N] [--resume]
+
+The run folder keeps the validation split (split.json), the last state (last.keras, state.json,
+resumable), the best model on validation CER (best.keras, the inference model with its spec),
+a CSV log and TensorBoard logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+
+def _configure_devices(strategy: str, logical_cpus: int) -> None:
+    import tensorflow as tf
+
+    if strategy == "mirrored" and not tf.config.list_physical_devices("GPU") and logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
+
+
+def _strategy(name: str):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def learning_rate(epoch: int, base: float, epochs: int, warmup: int = 1) -> float:
+    """Linear warm-up, then cosine decay to 5% of the base rate."""
+    if epoch < warmup:
+        return base * (epoch + 1) / (warmup + 1)
+    progress = (epoch - warmup) / max(1, epochs - warmup)
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def predict_logp(model, clips, batch_size: int = 16) -> list[np.ndarray]:
+    """Per-clip log-probabilities from a Keras model on whole cached clips."""
+    from realtime.spec import normalise
+
+    out = []
+    for i in range(0, len(clips), batch_size):
+        chunk = clips[i:i + batch_size]
+        t = max(len(c.mouth) for c in chunk)
+        x = np.zeros((len(chunk), t, *chunk[0].mouth.shape[1:]), np.float32)
+        for j, c in enumerate(chunk):
+            x[j, :len(c.mouth)] = normalise(c.mouth)
+        y = model.predict_on_batch(x)
+        y = y["ctc"] if isinstance(y, dict) else y
+        out.extend(np.asarray(y[j, :len(c.mouth)]) for j, c in enumerate(chunk))
+    return out
+
+
+def error_rates(refs: list[str], hyps: list[str]) -> tuple[float, float]:
+    import jiwer
+
+    return float(jiwer.cer(refs, hyps)), float(jiwer.wer(refs, hyps))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--config", default="lite")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--resume", action="store_true", help="continue from the run folder's last state")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--val-fraction", type=float, default=0.06)
+    parser.add_argument("--aux-weight", type=float, default=0.5, help="per-frame word loss weight (0: off)")
+    parser.add_argument("--char-weight", type=float, default=1.0,
+                        help="per-frame character loss weight on the CTC head (0: off)")
+    parser.add_argument("--curriculum-epochs", type=int, default=3, help="epochs of mostly short samples")
+    parser.add_argument("--patience", type=int, default=12, help="early stopping on validation CER")
+    parser.add_argument("--steps", type=int, default=0, help="steps per epoch (default: one pass of clips)")
+    parser.add_argument("--limit", type=int, default=0, help="use only this many clips (quick runs)")
+    parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
+    parser.add_argument("--logical-cpus", type=int, default=2, help="CPU devices for --strategy mirrored")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        return train(args)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def train(args: argparse.Namespace) -> int:
+    from training.dataset import load_clips, read_crop_spec, split, tf_dataset
+    from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, save
+
+    if args.config not in CONFIGS:
+        raise ValueError(f"unknown config {args.config!r} (choose from {', '.join(CONFIGS)})")
+    if not args.cache.is_file():
+        raise FileNotFoundError(f"no cache at {args.cache}: make one with python -m training.prepare")
+    run = args.out
+    state_path = run / "state.json"
+    if state_path.exists() and not args.resume:
+        raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
+    if args.resume and not state_path.exists():
+        raise ValueError(f"nothing to resume in {run}")
+    run.mkdir(parents=True, exist_ok=True)
+
+    _configure_devices(args.strategy, args.logical_cpus)
+    import keras
+    import tensorflow as tf
+
+    from realtime.decode import greedy
+    from realtime.spec import ModelSpec
+    from realtime.vocab import Vocabulary
+    from training.augment import Sampler
+
+    keras.utils.set_random_seed(args.seed)
+    crop = read_crop_spec(args.cache)
+    clips = load_clips(args.cache)
+    if args.limit:
+        clips = clips[:args.limit]
+    train_clips, val_clips = split(clips, args.val_fraction)
+    if not val_clips:
+        val_clips = train_clips[-1:]
+    (run / "split.json").write_text(json.dumps({"fraction": args.val_fraction, "validation": [c.key for c in val_clips],
+                                                "train": len(train_clips)}, indent=1))
+    vocabulary = Vocabulary()
+    config = CONFIGS[args.config]
+    base_spec = ModelSpec(vocabulary=vocabulary, crop=crop, context=context_frames(config), config=config.name,
+                          version=_version())
+    print(f"{len(train_clips)} training clips, {len(val_clips)} validation clips", file=sys.stderr)
+
+    state = json.loads(state_path.read_text()) if args.resume else {"epoch": 0, "best_cer": None}
+    strategy = _strategy(args.strategy)
+    from training.losses import CTCLoss, FrameLoss
+
+    with strategy.scope():
+        if args.resume:
+            model, _ = load(run / "last.keras", compile=True)
+        else:
+            model = build(config, crop.height, crop.width, crop.channels, vocabulary)
+            model.compile(optimizer=keras.optimizers.Adam(args.lr, clipnorm=5.0),
+                          loss={"ctc": CTCLoss(vocabulary.blank), "words": FrameLoss(), "chars": FrameLoss()},
+                          loss_weights={"ctc": 1.0, "words": args.aux_weight, "chars": args.char_weight})
+    print(f"config {config.name}: {count_params(model):,} parameters", file=sys.stderr)
+
+    steps = args.steps or max(1, len(train_clips) // args.batch_size)
+    epoch_box = {"epoch": state["epoch"]}
+    sampler = Sampler(train_clips, seed=args.seed + state["epoch"], vocabulary=vocabulary)
+    data = tf_dataset(sampler, args.batch_size, steps, lambda: epoch_box["epoch"], args.curriculum_epochs,
+                      vocabulary, (crop.height, crop.width, crop.channels))
+    runtime_model = inference_model(model)
+
+    class Validate(keras.callbacks.Callback):
+        """Greedy CER/WER on the validation clips; keeps the best model and the resumable state."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            epoch_box["epoch"] = epoch
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs if logs is not None else {}
+            logp = predict_logp(runtime_model, val_clips)
+            hyps = [greedy(lp, vocabulary).text for lp in logp]
+            cer, wer = error_rates([c.text for c in val_clips], hyps)
+            logs.update(val_cer=cer, val_wer=wer, epoch_seconds=time.perf_counter() - self.started)
+            if state["best_cer"] is None or cer < state["best_cer"]:
+                state.update(best_cer=cer, best_wer=wer, best_epoch=epoch + 1)
+                save(runtime_model, run / "best.keras", replace(base_spec, val_cer=cer, val_wer=wer))
+            save(self.model, run / "last.keras", base_spec)
+            state["epoch"] = epoch + 1
+            state_path.write_text(json.dumps(state, indent=1))
+            print(f"\nepoch {epoch + 1}: val CER {cer:.4f} WER {wer:.4f} (best {state['best_cer']:.4f});"
+                  f" e.g. {hyps[0]!r} for {val_clips[0].text!r}", file=sys.stderr)
+
+    callbacks = [
+        Validate(),
+        keras.callbacks.LearningRateScheduler(lambda e: learning_rate(e, args.lr, args.epochs)),
+        keras.callbacks.EarlyStopping(monitor="val_cer", patience=args.patience, mode="min"),
+        keras.callbacks.CSVLogger(str(run / "log.csv"), append=args.resume),
+        keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0),
+    ]
+    if state["epoch"] >= args.epochs:
+        print(f"{run} already trained {state['epoch']} epochs", file=sys.stderr)
+        return 0
+    model.fit(data, epochs=args.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps,
+              callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
+    print(json.dumps(state), file=sys.stderr)
+    del tf
+    return 0
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lipstream")
+    except PackageNotFoundError:
+        return "0"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
