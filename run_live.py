@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "lipstream-lite.onnx"
@@ -21,6 +20,7 @@ EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 3, 2, 130
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import PROVIDERS
+    from realtime.captions import POLICIES
     from realtime.decode import DECODERS
 
     p = argparse.ArgumentParser(prog="run_live.py", description=__doc__.split("\n")[0],
@@ -36,6 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fast", action="store_true", help="files: read as fast as possible, not at the file's fps")
     p.add_argument("--window", type=int, default=75, help="frames the model reads at once (default 75)")
     p.add_argument("--hop", type=int, default=1, help="update the captions every N frames (default 1)")
+    p.add_argument("--policy", choices=POLICIES, default="right-context", help="how captions are committed")
     p.add_argument("--right-context", type=int, default=8, help="frames after a frame before it is final")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all cores)")
     return p.parse_args(argv)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         out = JsonLines(sys.stdout if args.jsonl == "-" else open(args.jsonl, "w", encoding="utf-8"))
 
     options = LiveOptions(window=args.window, hop=args.hop,
-                          policy=replace(PolicyOptions(), decoder=args.decoder, right_context=args.right_context))
+                          policy=PolicyOptions(args.policy, args.decoder, right_context=args.right_context))
     pipeline = LivePipeline(model, options)
     resampler = Resampler(model.spec.fps)
     code, paused, first = EXIT_OK, False, True

@@ -2,8 +2,8 @@
 
     python -m export --model PATH.keras --out PATH.onnx [--cache FILE.h5] [--int8] [--fp16]
 
-Writes PATH.onnx (the full model) and PATH.front.onnx / PATH.back.onnx (the streaming halves: the
-convolutional front end, run on new frames only, and the recurrent back end), all with the model's
+Writes PATH.onnx (the full model) and PATH.step.onnx / PATH.back.onnx (the streaming parts: the
+convolutional front end one frame at a time, and the recurrent back end), all with the model's
 ModelSpec in their metadata. Exits non-zero when the parity gate fails. --int8 and --fp16 add
 PATH.int8.* and PATH.fp16.* families; compare them with python -m training.evaluate.
 """
@@ -33,10 +33,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no {what} at {path}", file=sys.stderr)
             return 2
 
-    import onnxruntime as ort
-
-    from export.convert import convert, save, streaming_paths
+    from export.convert import convert, save
     from export.parity import MAX_PROB_DIFF, gate
+    from realtime.backend import OnnxModel
     from realtime.spec import ModelSpecError
     from training.dataset import is_validation, load_clips
     from training.model import inference_model, load
@@ -49,12 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     model = inference_model(model) if isinstance(model.output, dict) else model
     exported = convert(model, spec, args.opset)
     written = save(exported, args.out)
-    front_path, back_path = streaming_paths(args.out)
-    options = ort.SessionOptions()
-    sessions = {name: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
-                for name, p in (("full", args.out), ("front", front_path), ("back", back_path))}
     clips = [c.mouth for c in load_clips(args.cache) if is_validation(c.key, 0.06)][:4]
-    results = gate(model, sessions, clips, spec)
+    results = gate(model, OnnxModel(args.out, "cpu"), clips)
     print(f"{'form':<11} {'frames':>6} {'max |dp|':>10}  transcripts")
     for r in results:
         print(f"{r.form:<11} {r.length:>6} {r.max_prob_diff:>10.2e}  {'equal' if r.transcripts_equal else 'DIFFER'}")
@@ -68,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     variants = []
     if args.int8:
         from export.variants import int8
-        from realtime.spec import normalise
 
-        variants += int8(args.out, [normalise(c) for c in clips])
+        variants += int8(args.out, clips)
     if args.fp16:
         from export.variants import fp16
 

@@ -1,5 +1,6 @@
 """Keras -> ONNX: the convolutional front end through tf2onnx, the recurrent back end as native ONNX
-GRU ops, the two composed into the full model, each carrying the ModelSpec in its metadata."""
+GRU ops, the two composed into the full model; and for streaming, the front end's per-frame step
+(export.streaming) beside the back end. Each carries the ModelSpec in its metadata."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import onnx
 import onnx.compose
 
 from export.onnx_gru import FEATURES, LOGP, back_end
+from export.streaming import step_function
 from realtime.backend import streaming_paths
 from realtime.spec import ModelSpec
 from training.model import FRONT_END
@@ -21,10 +23,10 @@ FRAMES = "frames"
 
 @dataclass(frozen=True)
 class Exported:
-    """The three forms: the full model, and its two halves for the streaming runtime."""
+    """The full model, and the streaming runtime's two parts: the front end's step and the back end."""
 
     full: onnx.ModelProto
-    front: onnx.ModelProto
+    step: onnx.ModelProto
     back: onnx.ModelProto
 
 
@@ -56,6 +58,20 @@ def front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
     return proto
 
 
+def streaming_step(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
+    """(step, frame, state0..) -> (features, next_state0..) through tf2onnx; see export.streaming."""
+    import tf2onnx
+
+    function, signature = step_function(model)
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
+    outputs = [o.name for o in proto.graph.output]
+    _rename(proto, outputs[0], FEATURES)
+    for i, name in enumerate(outputs[1:]):
+        _rename(proto, name, f"next_state{i}")
+    proto.graph.name = "lipstream_streaming_front_end"
+    return proto
+
+
 def with_metadata(proto: onnx.ModelProto, spec: ModelSpec, form: str) -> onnx.ModelProto:
     del proto.metadata_props[:]
     for key, value in {**spec.to_metadata(), "lipstream.form": form}.items():
@@ -77,14 +93,14 @@ def convert(model: keras.Model, spec: ModelSpec, opset: int = OPSET) -> Exported
     del full.opset_import[:]
     full.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets.items())
     onnx.checker.check_model(full)
-    return Exported(with_metadata(full, spec, "full"), with_metadata(front, spec, "front"),
+    return Exported(with_metadata(full, spec, "full"), with_metadata(streaming_step(model, opset), spec, "step"),
                     with_metadata(back, spec, "back"))
 
 
 def save(exported: Exported, path: Path) -> list[Path]:
-    front_path, back_path = streaming_paths(path)
+    step_path, back_path = streaming_paths(path)
     written = []
-    for proto, p in ((exported.full, path), (exported.front, front_path), (exported.back, back_path)):
+    for proto, p in ((exported.full, path), (exported.step, step_path), (exported.back, back_path)):
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(p.name + ".tmp")
         onnx.save(proto, tmp)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from realtime.backend import OnnxModel, StreamingBackend
 from realtime.decode import greedy
 from realtime.spec import ModelSpec, normalise
 
@@ -39,16 +40,20 @@ def check(keras_logp: np.ndarray, onnx_logp: np.ndarray, spec: ModelSpec, form: 
     return ParityResult(form, keras_logp.shape[1], diff, same)
 
 
-def gate(keras_model, sessions: dict[str, object], clips: list[np.ndarray], spec: ModelSpec) -> list[ParityResult]:
-    """Compare every emitted form on windows of every length: `full` (one session) and `streaming`
-    (front then back sessions), each against Keras."""
+def gate(keras_model, model: OnnxModel, clips: list[np.ndarray]) -> list[ParityResult]:
+    """Compare every emitted form with Keras on windows of every length: `full` (the whole window in
+    one run) and `streaming` (the runtime's StreamingBackend fed frame by frame, then its back end)."""
     results = []
     for length in WINDOW_LENGTHS:
-        x = normalise(windows(clips, length))
+        crops = windows(clips, length)
+        x = normalise(crops)
         reference = np.asarray(keras_model.predict_on_batch(x))
-        full = sessions["full"].run(None, {"frames": x})[0]
-        results.append(check(reference, full, spec, "full"))
-        features = sessions["front"].run(None, {"frames": x})[0]
-        halves = sessions["back"].run(None, {"features": features})[0]
-        results.append(check(reference, halves, spec, "front+back"))
+        results.append(check(reference, model.batch_logp(x), model.spec, "full"))
+        streamed = []
+        for window in crops:
+            stream = StreamingBackend(model, window=length)
+            for crop in window:
+                stream.push(crop)
+            streamed.append(stream.logp())
+        results.append(check(reference, np.stack(streamed), model.spec, "streaming"))
     return results

@@ -6,6 +6,7 @@ Each variant is written as a family like the fp32 one (`NAME.int8.onnx`, `.int8.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +29,12 @@ def _copy_metadata(source: Path, target: Path) -> None:
 
 
 def int8(path: Path, calibration: list[np.ndarray]) -> list[Path]:
-    """Static int8 quantisation (QDQ, per-channel weights) calibrated on real normalised windows;
+    """Static int8 quantisation (QDQ, per-channel weights) calibrated on real clips (uint8 crops);
     the recurrent GRU ops stay in float (ONNX Runtime has no int8 GRU)."""
-    import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from realtime.backend import OnnxModel, StreamingBackend
+    from realtime.spec import normalise
 
     class Reader(CalibrationDataReader):
         def __init__(self, feeds: list[dict[str, np.ndarray]]):
@@ -40,13 +43,17 @@ def int8(path: Path, calibration: list[np.ndarray]) -> list[Path]:
         def get_next(self):
             return next(self.feeds, None)
 
-    full, front, back = family(path)
-    front_session = ort.InferenceSession(str(front), providers=["CPUExecutionProvider"])
-    features = [front_session.run(None, {"frames": x[None]})[0] for x in calibration]
-    frames = [{"frames": x[None]} for x in calibration]
+    model = OnnxModel(path, "cpu")
+    full_feeds, step_feeds, back_feeds = [], [], []
+    for clip in calibration:
+        full_feeds.append({"frames": normalise(clip)[None]})
+        stream = StreamingBackend(model, window=len(clip))
+        for crop in clip:
+            step_feeds.append(stream.step_feed(crop))
+            stream.push(crop)
+        back_feeds.append({"features": np.stack(stream.features)[None]})
     written = []
-    for source, target, feeds in zip((full, front, back), family(path, "int8"),
-                                     (frames, frames, [{"features": f} for f in features])):
+    for source, target, feeds in zip(family(path), family(path, "int8"), (full_feeds, step_feeds, back_feeds)):
         quantize_static(str(source), str(target), Reader(feeds), quant_format=QuantFormat.QDQ,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
         _copy_metadata(source, target)
@@ -60,7 +67,9 @@ def fp16(path: Path) -> list[Path]:
 
     written = []
     for source, target in zip(family(path), family(path, "fp16")):
-        converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        with warnings.catch_warnings():  # it warns for every weight too small for fp16; they become 0
+            warnings.simplefilter("ignore", UserWarning)
+            converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
         onnx.save(converted, str(target))
         written.append(target)
     return written

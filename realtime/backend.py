@@ -19,9 +19,10 @@ PROVIDERS = ("auto", "cuda", "cpu")
 
 
 def streaming_paths(path: Path) -> tuple[Path, Path]:
-    """Where the streaming halves of `model.onnx` live: `model.front.onnx` and `model.back.onnx`."""
+    """Where the streaming parts of `model.onnx` live: `model.step.onnx` (the front end, one frame at a
+    time) and `model.back.onnx` (the recurrent back end)."""
     path = Path(path)
-    return path.with_suffix(".front.onnx"), path.with_suffix(".back.onnx")
+    return path.with_suffix(".step.onnx"), path.with_suffix(".back.onnx")
 
 
 class ModelLoadError(Exception):
@@ -91,13 +92,13 @@ class OnnxModel:
         self.choice = choose_provider(provider, path)
         providers = list(self.choice.providers)
         self.full = _session(path, providers, threads)
-        front, back = streaming_paths(path)
-        self.front = _session(front, providers, threads) if front.is_file() else None
+        step, back = streaming_paths(path)
+        self.step = _session(step, providers, threads) if step.is_file() else None
         self.back = _session(back, providers, threads) if back.is_file() else None
 
     @property
     def streams(self) -> bool:
-        return self.front is not None and self.back is not None
+        return self.step is not None and self.back is not None
 
     def window_logp(self, crops: np.ndarray) -> np.ndarray:
         """Log-probabilities (T, classes) for uint8 crops (T, H, W, C): the full-window recompute."""
@@ -111,34 +112,41 @@ class OnnxModel:
 class StreamingBackend:
     """Per-frame log-probabilities over the last `window` frames, doing only the new work per frame.
 
-    Each push runs the front end on the newest 3·context+1 frames: the oldest of its last context+1
-    outputs is now final (its right context has arrived), the newer ones are provisional exactly as a
-    full window ending here would compute them. The back end reads the last `window` features.
+    The front end's step model takes one frame and its per-layer state and returns the features of
+    the last context + 1 frames: the oldest now final, the newer ones provisional (as the full window
+    ending here computes them), replacing the provisional ones of the previous frame. The back end
+    then reads the last `window` features.
     """
 
     def __init__(self, model: OnnxModel, window: int = 75):
         if not model.streams:
-            raise ModelLoadError(f"{model.path} has no streaming halves (.front.onnx/.back.onnx): re-export it")
+            raise ModelLoadError(f"{model.path} has no streaming parts (.step.onnx/.back.onnx): re-export it")
         self.model = model
         self.window = window
         self.context = model.spec.context
-        self.frames: deque[np.ndarray] = deque(maxlen=3 * self.context + 1)
+        inputs = model.step.get_inputs()
+        self._state_names = [i.name for i in inputs if i.name.startswith("state")]
+        self._state_shapes = [tuple(i.shape) for i in inputs if i.name.startswith("state")]
         self.features: deque[np.ndarray] = deque(maxlen=window)
-        self.count = 0  # frames pushed since the last reset
+        self.reset()
 
     def reset(self) -> None:
-        self.frames.clear()
         self.features.clear()
-        self.count = 0
+        self.states = [np.zeros(s, np.float32) for s in self._state_shapes]
+        self.count = 0  # frames pushed since the last reset
+
+    def step_feed(self, crop: np.ndarray) -> dict[str, np.ndarray]:
+        """The step model's inputs for the next uint8 crop."""
+        feed = {"step": np.array(self.count, np.int64), "frame": normalise(crop[None, None])}
+        feed.update(zip(self._state_names, self.states))
+        return feed
 
     def push(self, crop: np.ndarray) -> None:
-        """Add one uint8 crop; updates the cached features (cheap: a few frames of front end)."""
-        self.frames.append(normalise(crop[None])[0])
-        chunk = np.stack(self.frames)[None]
-        out = self.model.front.run(None, {"frames": chunk})[0][0]
-        for _ in range(min(self.context, self.count)):  # the previous push's provisional features
+        """Add one uint8 crop: one frame of front-end work."""
+        features, *self.states = self.model.step.run(None, self.step_feed(crop))
+        for _ in range(min(self.context, self.count)):  # the previous frame's provisional features
             self.features.pop()
-        for feature in out[-min(self.context + 1, len(out)):]:
+        for feature in features[0][-min(self.context + 1, self.count + 1):]:
             self.features.append(feature)
         self.count += 1
 

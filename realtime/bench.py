@@ -23,6 +23,7 @@ import numpy as np
 
 from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
+from realtime.captions import POLICIES, PolicyOptions
 from realtime.live import STAGES, LiveOptions, LivePipeline
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.onnx"
@@ -49,9 +50,10 @@ class Recording:
     cpu: float = 0.0
 
 
-def run_stream(model: OnnxModel, source: str, options: LiveOptions) -> tuple[Recording, LivePipeline, FrameSource]:
+def run_stream(model: OnnxModel, source: str, options: LiveOptions,
+               fast: bool = False) -> tuple[Recording, LivePipeline, FrameSource]:
     pipeline = LivePipeline(model, options)
-    frames = FrameSource(SourceOptions(source=source))
+    frames = FrameSource(SourceOptions(source=source, fast=fast))
     resampler = Resampler(model.spec.fps)
     rec = Recording()
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -86,7 +88,7 @@ def commit_delays(pipeline: LivePipeline, align: Path, fps: float) -> list[float
     """Milliseconds from each correctly read word's end (align file) to its commit."""
     from training.grid import read_align
 
-    reference = [t for t in read_align(align) if t.is_word]
+    reference = [t for t in read_align(align) if t.is_word]  # GRID's reader: no TensorFlow behind it
     committed = pipeline.policy.words
     matcher = difflib.SequenceMatcher(a=[t.word for t in reference], b=[w.text for w in committed], autojunk=False)
     delays = []
@@ -166,10 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the results as one JSON object")
     parser.add_argument("--plot", type=Path, help="write a PNG of the latency distributions")
     parser.add_argument("--hop", type=int, default=1)
+    parser.add_argument("--fast", action="store_true",
+                        help="read as fast as possible (accuracy only: latencies then include queueing)")
+    parser.add_argument("--policy", choices=POLICIES, default="right-context")
+    parser.add_argument("--right-context", type=int, default=8)
     args = parser.parse_args(argv)
     try:
         model = OnnxModel(args.model, args.provider)
-        rec, pipeline, source = run_stream(model, str(args.source), LiveOptions(hop=args.hop))
+        rec, pipeline, source = run_stream(model, str(args.source), LiveOptions(
+            hop=args.hop, policy=PolicyOptions(args.policy, right_context=args.right_context)), args.fast)
     except (ModelLoadError, CaptureError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -210,8 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     }
     align = align_beside(args.source)
     if align is not None:
+        import jiwer
+
+        from training.grid import read_align, sentence
+
         delays = commit_delays(pipeline, align, model.spec.fps)
         result["word_commit_delay_ms"] = {**percentiles(delays), "words": len(delays)}
+        result["wer"] = float(jiwer.wer(sentence(read_align(align)), pipeline.policy.committed or "-"))
     result["transcript"] = pipeline.policy.committed
     pipeline.close()
     if args.json:

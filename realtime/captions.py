@@ -1,11 +1,15 @@
-"""The streaming caption policy: overlapping window outputs in, committed and tentative text out.
+"""Streaming caption policies: overlapping window outputs in, committed and tentative text out.
 
-Committed text never changes once shown; the tentative tail may. The policy here is the buffered-CTC
-one: a frame's probabilities are frozen from the first window in which it has `right_context` frames
-after it (a bidirectional model's reading of a frame settles once it sees what follows), and a word is
-committed once its frozen frames show it finished: a space read after it, or a pause of `pause`
-frames. It is independent of the backend: anything that gives per-frame log-probabilities over a
-sliding window, with each frame's media time, can drive it.
+Committed text never changes once shown; the tentative tail may. Policies are independent of the
+backend: anything that gives per-frame log-probabilities over a sliding window, with each frame's media
+time, can drive them. Two are here (README: how they compare, and why right-context is the default):
+
+- right-context (buffered CTC): a frame's probabilities are frozen from the first window in which it
+  has `right_context` frames after it (a bidirectional model's reading of a frame settles once it sees
+  what follows); a word is committed once its frozen frames show it finished: a space read after it, or
+  a pause of `pause` frames.
+- local-agreement (LocalAgreement-2, as in whisper_streaming): each window is decoded whole, and the
+  longest run of words that two consecutive hypotheses agree on is committed.
 """
 
 from __future__ import annotations
@@ -37,8 +41,12 @@ class CaptionState:
         return " ".join(s for s in (self.committed, self.tentative) if s)
 
 
+POLICIES = ("right-context", "local-agreement")
+
+
 @dataclass(frozen=True)
 class PolicyOptions:
+    policy: str = "right-context"
     decoder: str = "greedy"
     beam_width: int = 8
     right_context: int = 8  # frames after a frame before its probabilities are frozen
@@ -47,17 +55,14 @@ class PolicyOptions:
 
 @dataclass
 class CaptionPolicy:
+    """What every policy shares: the committed words, and the decoder it reads windows with."""
+
     vocabulary: Vocabulary
     options: PolicyOptions = field(default_factory=PolicyOptions)
 
     def __post_init__(self) -> None:
         self.words: list[TimedWord] = []
-        self._frozen: list[np.ndarray] = []  # log-probability rows of the open segment
-        self._times: list[float] = []  # media time of each frozen row
-        self._frozen_until = -np.inf  # media time of the newest frozen frame
-        self._open: list[tuple[np.ndarray, float]] = []  # the newest window's frames not yet frozen
         self._tail = CaptionState(0.0, "", "")
-        self._space = self.vocabulary.charset.index(" ")
 
     @property
     def committed(self) -> str:
@@ -65,6 +70,36 @@ class CaptionPolicy:
 
     def _decode(self, logp: np.ndarray):
         return decode(logp, self.options.decoder, self.vocabulary, self.options.beam_width)
+
+    def update(self, logp: np.ndarray, times: np.ndarray) -> CaptionState:
+        """Take a window's log-probabilities (T, classes) and its frames' media times (T,)."""
+        raise NotImplementedError
+
+    def flush(self, now: float | None = None) -> CaptionState:
+        """End of a stream (or of a face): commit everything read so far; later windows start afresh."""
+        raise NotImplementedError
+
+    def clear(self) -> None:
+        """Forget the transcript (the user pressed c)."""
+        self.__post_init__()
+
+
+def make_policy(vocabulary: Vocabulary, options: PolicyOptions = PolicyOptions()) -> CaptionPolicy:
+    kinds = {"right-context": RightContextPolicy, "local-agreement": LocalAgreementPolicy}
+    if options.policy not in kinds:
+        raise ValueError(f"unknown caption policy {options.policy!r} (choose from {', '.join(POLICIES)})")
+    return kinds[options.policy](vocabulary, options)
+
+
+@dataclass
+class RightContextPolicy(CaptionPolicy):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._frozen: list[np.ndarray] = []  # log-probability rows of the open segment
+        self._times: list[float] = []  # media time of each frozen row
+        self._frozen_until = -np.inf  # media time of the newest frozen frame
+        self._open: list[tuple[np.ndarray, float]] = []  # the newest window's frames not yet frozen
+        self._space = self.vocabulary.charset.index(" ")
 
     def _commit(self, now: float, final: bool) -> None:
         """Move finished words of the frozen segment into `words` and drop their frames."""
@@ -94,7 +129,6 @@ class CaptionPolicy:
         self._frozen, self._times = self._frozen[cut:], self._times[cut:]
 
     def update(self, logp: np.ndarray, times: np.ndarray) -> CaptionState:
-        """Take a window's log-probabilities (T, classes) and its frames' media times (T,)."""
         now = float(times[-1])
         settled = len(times) - self.options.right_context
         for row, t in zip(logp[:max(settled, 0)], times[:max(settled, 0)]):
@@ -111,8 +145,7 @@ class CaptionPolicy:
         return self._tail
 
     def flush(self, now: float | None = None) -> CaptionState:
-        """End of a stream (or of a face): commit everything read so far; later windows start afresh.
-        The last window's unfrozen frames are committed as the latest update read them."""
+        """The last window's unfrozen frames are committed as the latest update read them."""
         now = self._tail.t if now is None else now
         for row, t in self._open:
             self._frozen.append(row)
@@ -124,6 +157,39 @@ class CaptionPolicy:
         self._tail = CaptionState(now, self.committed, "")
         return self._tail
 
-    def clear(self) -> None:
-        """Forget the transcript (the user pressed c)."""
-        self.__post_init__()
+
+@dataclass
+class LocalAgreementPolicy(CaptionPolicy):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._previous: list[TimedWord] = []  # the last hypothesis' words after the committed ones
+        self._committed_until = -np.inf  # media time of the last committed word's end
+
+    def update(self, logp: np.ndarray, times: np.ndarray) -> CaptionState:
+        now = float(times[-1])
+        words = self._decode(logp).words
+        # A window that ends inside a word reads only its beginning: such a word cannot be agreed on.
+        quiet = len(logp) - 1 - words[-1].end if words else len(logp)
+        complete = len(words) if quiet >= self.options.pause else len(words) - 1
+        current = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words]
+        keep = [(w.start + w.end) / 2 > self._committed_until for w in current]
+        complete -= sum(1 for k in keep[:max(complete, 0)] if not k)
+        current = [w for w, k in zip(current, keep) if k]
+        agreed = 0
+        while agreed < min(complete, len(self._previous)) and current[agreed].text == self._previous[agreed].text:
+            agreed += 1
+        if agreed:
+            self.words.extend(current[:agreed])
+            self._committed_until = current[agreed - 1].end
+        self._previous = current[agreed:]
+        self._tail = CaptionState(now, self.committed, " ".join(w.text for w in self._previous))
+        return self._tail
+
+    def flush(self, now: float | None = None) -> CaptionState:
+        now = self._tail.t if now is None else now
+        self.words.extend(self._previous)
+        if self._previous:
+            self._committed_until = self._previous[-1].end
+        self._previous = []
+        self._tail = CaptionState(now, self.committed, "")
+        return self._tail

@@ -18,7 +18,7 @@ import numpy as np
 
 from realtime.backend import OnnxModel, StreamingBackend
 from realtime.capture import Frame
-from realtime.captions import CaptionPolicy, CaptionState, PolicyOptions
+from realtime.captions import CaptionPolicy, CaptionState, PolicyOptions, make_policy
 from realtime.tracker import MouthTracker, TrackerOptions, TrackResult
 
 STAGES = ("capture", "landmarks", "crop", "front_end", "back_end", "captions", "total")
@@ -51,7 +51,7 @@ class LivePipeline:
         spec = model.spec
         self.tracker = MouthTracker(TrackerOptions(crop=spec.crop, max_faces=options.max_faces))
         self.backend = StreamingBackend(model, options.window)
-        self.policy = CaptionPolicy(spec.vocabulary, options.policy)
+        self.policy = make_policy(spec.vocabulary, options.policy)
         self.times: deque[float] = deque(maxlen=options.window)
         self.caption = CaptionState(0.0, "", "")
         self.last_face = -np.inf

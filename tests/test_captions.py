@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from realtime.captions import CaptionPolicy, PolicyOptions
+import pytest
+
+from realtime.captions import POLICIES, CaptionPolicy, PolicyOptions, make_policy
 from realtime.decode import greedy
 from tests.test_decode import V, matrix
 
@@ -24,9 +26,10 @@ def stream(logp: np.ndarray, policy: CaptionPolicy, window: int, noise: float = 
     return states
 
 
-def test_committed_only_grows_and_final_is_committed_plus_tail() -> None:
+@pytest.mark.parametrize("name", POLICIES)
+def test_committed_only_grows_and_final_is_committed_plus_tail(name: str) -> None:
     logp = matrix(SENTENCE)
-    policy = CaptionPolicy(V, PolicyOptions(right_context=4, pause=4))
+    policy = make_policy(V, PolicyOptions(name, right_context=4, pause=4))
     states = stream(logp, policy, window=20)
     for before, after in zip(states, states[1:]):
         assert after.committed.startswith(before.committed)
@@ -37,9 +40,10 @@ def test_committed_only_grows_and_final_is_committed_plus_tail() -> None:
     assert final.tentative == ""
 
 
-def test_words_are_committed_while_speech_goes_on() -> None:
+@pytest.mark.parametrize("name", POLICIES)
+def test_words_are_committed_while_speech_goes_on(name: str) -> None:
     logp = matrix(SENTENCE)
-    policy = CaptionPolicy(V, PolicyOptions(right_context=4, pause=4))
+    policy = make_policy(V, PolicyOptions(name, right_context=4, pause=4))
     states = stream(logp, policy, window=20)
     first_commit = next(i for i, s in enumerate(states) if s.committed)
     assert states[first_commit].committed == "bin"
@@ -50,10 +54,11 @@ def test_words_are_committed_while_speech_goes_on() -> None:
         assert w.start <= w.end <= w.committed_at
 
 
-def test_invariants_hold_when_windows_disagree() -> None:
+@pytest.mark.parametrize("name", POLICIES)
+def test_invariants_hold_when_windows_disagree(name: str) -> None:
     logp = matrix(SENTENCE, sharp=0.6)
     for seed in range(5):
-        policy = CaptionPolicy(V, PolicyOptions(right_context=6))
+        policy = make_policy(V, PolicyOptions(name, right_context=6))
         states = stream(logp, policy, window=25, noise=1.0, seed=seed)
         for before, after in zip(states, states[1:]):
             assert after.committed.startswith(before.committed)
@@ -61,8 +66,9 @@ def test_invariants_hold_when_windows_disagree() -> None:
         assert policy.flush().committed == " ".join(s for s in (last.committed, last.tentative) if s)
 
 
-def test_flush_then_new_stream_keeps_the_transcript() -> None:
-    policy = CaptionPolicy(V, PolicyOptions(right_context=4, pause=4))
+@pytest.mark.parametrize("name", POLICIES)
+def test_flush_then_new_stream_keeps_the_transcript(name: str) -> None:
+    policy = make_policy(V, PolicyOptions(name, right_context=4, pause=4))
     stream(matrix(SENTENCE), policy, window=20)
     policy.flush()
     logp = matrix("__s_e_t_ _r_e_d____")

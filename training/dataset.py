@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import h5py
@@ -48,6 +48,20 @@ def split(clips: list[CachedClip], fraction: float) -> tuple[list[CachedClip], l
     train = [c for c in clips if not is_validation(c.key, fraction)]
     val = [c for c in clips if is_validation(c.key, fraction)]
     return train, val
+
+
+def predict_clips(predict: Callable[[np.ndarray], np.ndarray], clips: list[CachedClip],
+                  batch_size: int = 16) -> list[np.ndarray]:
+    """Per-clip outputs (T, classes) of `predict` (a normalised, padded batch -> (B, T, classes))."""
+    out = []
+    for i in range(0, len(clips), batch_size):
+        chunk = clips[i:i + batch_size]
+        x = np.zeros((len(chunk), max(len(c.mouth) for c in chunk), *chunk[0].mouth.shape[1:]), np.float32)
+        for j, c in enumerate(chunk):
+            x[j, :len(c.mouth)] = normalise(c.mouth)
+        y = predict(x)
+        out.extend(y[j, :len(c.mouth)] for j, c in enumerate(chunk))
+    return out
 
 
 def pad_batch(samples: list[Sample], vocabulary: Vocabulary) -> tuple[np.ndarray, dict[str, np.ndarray]]:

@@ -20,9 +20,9 @@ import jiwer
 import numpy as np
 
 from realtime.decode import DECODERS, decode
-from realtime.spec import ModelSpec, normalise
+from realtime.spec import ModelSpec
 from training.augment import CachedClip
-from training.dataset import is_validation, load_clips
+from training.dataset import is_validation, load_clips, predict_clips
 
 VAL_FRACTION = 0.06  # the split training.train records by default
 
@@ -43,7 +43,7 @@ class Evaluation:
 def clips_from_folder(folder: Path, spec: ModelSpec, workers: int) -> tuple[list[CachedClip], list[str]]:
     """Prepare crops for every clip under a GRID folder; returns the clips and the skipped reasons."""
     from training.grid import find_clips
-    from training.prepare import _work
+    from training.prepare import try_prepare
     from realtime.tracker import TrackerOptions
 
     options = TrackerOptions(crop=spec.crop, max_faces=1)
@@ -51,7 +51,7 @@ def clips_from_folder(folder: Path, spec: ModelSpec, workers: int) -> tuple[list
     if not jobs:
         raise FileNotFoundError(f"no videos under {folder}")
     with mp.get_context("spawn").Pool(workers) as pool:
-        results = pool.map(_work, jobs)
+        results = pool.map(try_prepare, jobs)
     clips = [CachedClip(f"{c.speaker}/{c.name}", p.mouth, p.text, p.words, p.spans) for c, p, _ in results if p]
     return clips, [f"{c.speaker}/{c.name}: {why}" for c, p, why in results if p is None]
 
@@ -75,17 +75,10 @@ class Predictor:
         else:
             raise ValueError(f"{path}: the model must be a .keras or an .onnx file")
 
-    def logp(self, clips: list[CachedClip], batch: int = 8) -> list[np.ndarray]:
-        out = []
-        for i in range(0, len(clips), batch):
-            chunk = clips[i:i + batch]
-            t = max(len(c.mouth) for c in chunk)
-            x = np.zeros((len(chunk), t, *chunk[0].mouth.shape[1:]), np.float32)
-            for j, c in enumerate(chunk):
-                x[j, :len(c.mouth)] = normalise(c.mouth)
-            y = self.onnx.batch_logp(x) if self.onnx else np.asarray(self.keras.predict_on_batch(x))
-            out.extend(y[j, :len(c.mouth)] for j, c in enumerate(chunk))
-        return out
+    def logp(self, clips: list[CachedClip]) -> list[np.ndarray]:
+        if self.onnx:
+            return predict_clips(self.onnx.batch_logp, clips)
+        return predict_clips(lambda x: np.asarray(self.keras.predict_on_batch(x)), clips)
 
 
 def evaluate(predictor: Predictor, clips: list[CachedClip], decoder: str = "greedy") -> Evaluation:

@@ -118,3 +118,32 @@ def load(path: Path, compile: bool = False) -> tuple[keras.Model, ModelSpec]:
     """A lipstream .keras model and its spec; loaded with Keras' safe_mode (nothing is unpickled)."""
     spec = read_spec(path)
     return keras.saving.load_model(path, compile=compile, safe_mode=True), spec
+
+
+def macs_per_frame(model: keras.Model) -> int:
+    """Multiply-adds the inference model spends per video frame (convolutions, GRUs, the output layer)."""
+    total = 0
+    for layer in inference_model(model).layers:
+        if isinstance(layer, layers.Conv3D):
+            _, _, h, w, c_out = layer.output.shape
+            kt, kh, kw, c_in, _ = layer.kernel.shape
+            total += h * w * c_out * kt * kh * kw * c_in
+        elif isinstance(layer, layers.Bidirectional):
+            cell = layer.forward_layer.cell
+            n_in, units = cell.kernel.shape[0], cell.units
+            total += 2 * 3 * units * (n_in + units)
+        elif isinstance(layer, layers.Dense):
+            total += layer.kernel.shape[0] * layer.kernel.shape[1]
+    return int(total)
+
+
+def main() -> None:
+    """Print each configuration's size: `python -m training.model`."""
+    print(f"{'config':<8} {'parameters':>12} {'MACs/frame':>12}")
+    for config in CONFIGS.values():
+        model = build(config, 50, 100, 3)
+        print(f"{config.name:<8} {count_params(model):>12,} {macs_per_frame(model):>12,}")
+
+
+if __name__ == "__main__":
+    main()

@@ -105,7 +105,8 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     )
 
 
-def _work(job: tuple[Clip, TrackerOptions]) -> tuple[Clip, PreparedClip | None, str]:
+def try_prepare(job: tuple[Clip, TrackerOptions]) -> tuple[Clip, PreparedClip | None, str]:
+    """prepare_clip for a worker pool: never raises; a failure comes back as its reason."""
     clip, options = job
     try:
         return clip, prepare_clip(clip, options), ""
@@ -165,7 +166,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare", file=sys.stderr)
         context = mp.get_context("spawn")
         with context.Pool(workers) as pool, tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
-            for clip, prepared, why in pool.imap_unordered(_work, [(c, options) for c in todo]):
+            for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options) for c in todo]):
                 if prepared is None:
                     skipped.append((clip, why))
                 else:

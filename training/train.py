@@ -46,21 +46,15 @@ def learning_rate(epoch: int, base: float, epochs: int, warmup: int = 1) -> floa
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def predict_logp(model, clips, batch_size: int = 16) -> list[np.ndarray]:
-    """Per-clip log-probabilities from a Keras model on whole cached clips."""
-    from realtime.spec import normalise
+def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: float) -> None:
+    """CTC on the character head plus the per-frame word and character losses (see training.losses)."""
+    import keras
 
-    out = []
-    for i in range(0, len(clips), batch_size):
-        chunk = clips[i:i + batch_size]
-        t = max(len(c.mouth) for c in chunk)
-        x = np.zeros((len(chunk), t, *chunk[0].mouth.shape[1:]), np.float32)
-        for j, c in enumerate(chunk):
-            x[j, :len(c.mouth)] = normalise(c.mouth)
-        y = model.predict_on_batch(x)
-        y = y["ctc"] if isinstance(y, dict) else y
-        out.extend(np.asarray(y[j, :len(c.mouth)]) for j, c in enumerate(chunk))
-    return out
+    from training.losses import CTCLoss, FrameLoss
+
+    model.compile(optimizer=keras.optimizers.Adam(lr, clipnorm=5.0),
+                  loss={"ctc": CTCLoss(vocabulary.blank), "words": FrameLoss(), "chars": FrameLoss()},
+                  loss_weights={"ctc": 1.0, "words": aux_weight, "chars": char_weight})
 
 
 def error_rates(refs: list[str], hyps: list[str]) -> tuple[float, float]:
@@ -98,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    from training.dataset import load_clips, read_crop_spec, split, tf_dataset
+    from training.dataset import load_clips, predict_clips, read_crop_spec, split, tf_dataset
     from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, save
 
     if args.config not in CONFIGS:
@@ -140,16 +134,12 @@ def train(args: argparse.Namespace) -> int:
 
     state = json.loads(state_path.read_text()) if args.resume else {"epoch": 0, "best_cer": None}
     strategy = _strategy(args.strategy)
-    from training.losses import CTCLoss, FrameLoss
-
     with strategy.scope():
         if args.resume:
             model, _ = load(run / "last.keras", compile=True)
         else:
             model = build(config, crop.height, crop.width, crop.channels, vocabulary)
-            model.compile(optimizer=keras.optimizers.Adam(args.lr, clipnorm=5.0),
-                          loss={"ctc": CTCLoss(vocabulary.blank), "words": FrameLoss(), "chars": FrameLoss()},
-                          loss_weights={"ctc": 1.0, "words": args.aux_weight, "chars": args.char_weight})
+            compile_model(model, vocabulary, args.lr, args.aux_weight, args.char_weight)
     print(f"config {config.name}: {count_params(model):,} parameters", file=sys.stderr)
 
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
@@ -168,7 +158,7 @@ def train(args: argparse.Namespace) -> int:
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            logp = predict_logp(runtime_model, val_clips)
+            logp = predict_clips(lambda x: np.asarray(runtime_model.predict_on_batch(x)), val_clips)
             hyps = [greedy(lp, vocabulary).text for lp in logp]
             cer, wer = error_rates([c.text for c in val_clips], hyps)
             logs.update(val_cer=cer, val_wer=wer, epoch_seconds=time.perf_counter() - self.started)
