@@ -160,21 +160,27 @@ class FrameSource:
 
 
 class Resampler:
-    """Maps frames stamped at any rate onto the model's rate: frame k is due at k / fps, and takes the
-    newest source frame at or before that time (a 30 fps webcam loses one frame in six for 25 fps)."""
+    """Maps frames stamped at any rate onto the model's rate: frame k is due at k / fps and takes the
+    source frame nearest that time (a 30 fps webcam loses one frame in six for a 25 fps model; a
+    15 fps one repeats frames)."""
 
     def __init__(self, fps: float, max_gap: float = 0.5):
         self.period = 1.0 / fps
         self.max_gap = max_gap  # a longer stall is skipped, not filled with copies of one frame
         self.next_t: float | None = None
+        self.previous: Frame | None = None
         self.count = 0
 
     def push(self, frame: Frame) -> list[Frame]:
         if self.next_t is None or frame.t - self.next_t > self.max_gap:
-            self.next_t = frame.t
+            self.next_t, self.previous = frame.t, None
         out = []
         while frame.t + 1e-6 >= self.next_t:
-            out.append(Frame(frame.image, self.next_t, frame.index, frame.captured, frame.read_ms))
+            due = self.next_t
+            nearest = self.previous if self.previous is not None and \
+                due - self.previous.t < frame.t - due else frame
+            out.append(Frame(nearest.image, due, nearest.index, nearest.captured, nearest.read_ms))
             self.count += 1
             self.next_t += self.period
+        self.previous = frame
         return out
