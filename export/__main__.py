@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from export.parity import MAX_PROB_DIFF, gate
     from realtime.backend import OnnxModel
     from realtime.spec import ModelSpecError
-    from training.dataset import is_validation, load_clips
+    from training.dataset import VAL_FRACTION, is_validation, load_clips
     from training.model import inference_model, load
 
     try:
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     model = inference_model(model) if isinstance(model.output, dict) else model
     exported = convert(model, spec, args.opset)
     written = save(exported, args.out)
-    clips = [c.mouth for c in load_clips(args.cache) if is_validation(c.key, 0.06)][:4]
+    cached = load_clips(args.cache)
+    clips = [c.mouth for c in ([c for c in cached if is_validation(c.key, VAL_FRACTION)] or cached)[:4]]
     results = gate(model, OnnxModel(args.out, "cpu"), clips)
     print(f"{'form':<11} {'frames':>6} {'max |dp|':>10}  transcripts")
     for r in results:

@@ -56,3 +56,74 @@ def prepared(grid_s1: Path, tmp_path_factory: pytest.TempPathFactory) -> Prepare
     with contextlib.redirect_stderr(log):
         code = prepare_main(["--grid", str(root / "grid"), "--out", str(out), "--workers", "2"])
     return PreparedRun(root / "grid", out, code, log.getvalue())
+
+
+# Eight real clips for the training and export tests. bbaf5a, bbbf8p and bgbh7a fall in the 6% validation
+# split (training.dataset.is_validation) that training.train validates on and python -m export gates on.
+CACHED_CLIPS = ("bbaf2n", "bbaf3s", "bbaf4p", "bbaf5a", "bbal6n", "bbal7s", "bbbf8p", "bgbh7a")
+
+
+@pytest.fixture(scope="session")
+def small_cache(grid_s1: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real mouth-crop cache of CACHED_CLIPS, made once per session by training.prepare."""
+    from training.prepare import prepare
+
+    root = tmp_path_factory.mktemp("small_cache")
+    for name in CACHED_CLIPS:
+        link_clip(grid_s1, name, root / "s1")
+    out = root / "s1.h5"
+    skipped = prepare(root, out, workers=2)
+    assert not skipped, f"clips skipped: {skipped}"
+    return out
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    model: Path  # the inference model, saved with training.model.save
+    keys: tuple[str, ...]  # the clips it was trained on
+    cer: tuple[float, ...]  # greedy CER on them before training, then every 10 steps
+    steps: int
+
+
+@pytest.fixture(scope="session")
+def tiny_run(small_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """The tiny config, compiled as training.train compiles it, over-fitted to three whole real clips
+    (no augmentation) until its greedy CER on them is at most 0.1, for at most 200 steps."""
+    import jiwer
+    import keras
+    import numpy as np
+
+    from realtime.decode import greedy
+    from realtime.spec import ModelSpec
+    from realtime.vocab import Vocabulary
+    from training.augment import Sample
+    from training.dataset import load_clips, pad_batch, read_crop_spec
+    from training.model import CONFIGS, WORD_CLASSES, build, context_frames, inference_model, save
+    from training.train import compile_model
+
+    keras.utils.set_random_seed(0)
+    vocabulary, config, crop = Vocabulary(), CONFIGS["tiny"], read_crop_spec(small_cache)
+    clips = load_clips(small_cache)[:3]
+    samples = []
+    for c in clips:
+        classes = np.array([0] + [WORD_CLASSES.index(w) for w in c.words], np.int32)[c.frame_words + 1]
+        samples.append(Sample(c.mouth, c.text, classes, c.frame_chars(vocabulary)))
+    x, y = pad_batch(samples, vocabulary)
+    model = build(config, crop.height, crop.width, crop.channels, vocabulary)
+    compile_model(model, vocabulary, lr=3e-3, aux_weight=0.5, char_weight=1.0)
+    runtime = inference_model(model)
+
+    def cer() -> float:
+        logp = np.asarray(runtime.predict_on_batch(x))
+        return float(jiwer.cer([c.text for c in clips],
+                               [greedy(lp[:len(c.mouth)], vocabulary).text for lp, c in zip(logp, clips)]))
+
+    history, step = [cer()], 0
+    while history[-1] > 0.1 and step < 200:
+        for _ in range(10):
+            model.train_on_batch(x, y)
+        step += 10
+        history.append(cer())
+    path = tmp_path_factory.mktemp("tiny_run") / "tiny.keras"
+    save(runtime, path, ModelSpec(vocabulary=vocabulary, crop=crop, context=context_frames(config), config="tiny"))
+    return TinyRun(path, tuple(c.key for c in clips), tuple(history), step)

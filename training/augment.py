@@ -140,33 +140,29 @@ class Sampler:
 
     # --- labels and pixels ---
     def labels(self, plan: np.ndarray) -> tuple[str, np.ndarray, np.ndarray]:
-        """The words mostly visible in the plan, in order; each frame's word class and character."""
+        """The words spoken in the plan, in order; each frame's word class and character.
+
+        Per stretch of one clip: a word inside the stretch counts however retiming thinned or skipped
+        its frames (it was still spoken); a word the window cuts at either end counts when mostly visible."""
         classes = np.full(len(plan), UNKNOWN, dtype=np.int32)
         chars = np.array([self.chars[c][f] for c, f in plan], dtype=np.int32)
         words: list[str] = []
-        seen: dict[tuple[int, int], set[int]] = {}
-        order: list[tuple[int, int]] = []
-        for k, (c, f) in enumerate(plan):
+        breaks = np.nonzero((np.diff(plan[:, 0]) != 0) | (np.diff(plan[:, 1]) < 0))[0] + 1
+        for rows in np.split(np.arange(len(plan)), breaks):
+            c = int(plan[rows[0], 0])
             clip = self.clips[c]
             if not len(clip.spans):
                 continue
-            w = int(self.owners[c][f])
-            if w < 0:
-                classes[k] = 0
-                continue
-            classes[k] = _WORD_CLASS.get(clip.words[w], OTHER_WORD)
-            if (c, w) not in seen:
-                seen[(c, w)] = set()
-                order.append((c, w))
-            seen[(c, w)].add(int(f))
-        for c, w in order:
-            start, end = self.clips[c].spans[w]
-            span = max(1, int(round(end)) - int(round(start)))
-            if len(seen[(c, w)]) >= self.options.min_visible * span:
-                words.append(self.clips[c].words[w])
-            else:  # a word cut at the window's edge is not in the text: no character targets either
-                rows = np.nonzero(plan[:, 0] == c)[0]
-                chars[rows[self.owners[c][plan[rows, 1]] == w]] = UNKNOWN
+            frames = plan[rows, 1]
+            owner = self.owners[c][frames]
+            classes[rows] = [0 if w < 0 else _WORD_CLASS.get(clip.words[w], OTHER_WORD) for w in owner]
+            for w, (start, end) in enumerate(np.round(clip.spans).astype(int)):
+                visible = len(np.unique(frames[owner == w]))
+                inside = frames[0] <= start and end <= frames[-1] + 1
+                if inside or (visible and visible >= self.options.min_visible * max(1, end - start)):
+                    words.append(clip.words[w])
+                elif visible:  # cut at the window's edge: not in the text, so no character targets either
+                    chars[rows[owner == w]] = UNKNOWN
         if not any(len(self.clips[c].spans) for c in np.unique(plan[:, 0])):
             # Unaligned clips only come whole (see sub_sentence / stream use), so their text is exact.
             words = self.clips[int(plan[0, 0])].text.split()

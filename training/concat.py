@@ -14,8 +14,7 @@ from pathlib import Path
 
 import cv2
 
-from training.dataset import is_validation
-from training.evaluate import VAL_FRACTION
+from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, find_clips, read_align
 
 

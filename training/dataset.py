@@ -16,6 +16,7 @@ from realtime.vocab import Vocabulary
 from training.augment import UNKNOWN, CachedClip, Sample, Sampler
 
 LABEL_PAD = -1
+VAL_FRACTION = 0.06  # the share of clips held out for validation (about 50 of GRID's 900 per speaker)
 
 
 def read_crop_spec(cache: Path) -> CropSpec:

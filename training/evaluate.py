@@ -19,12 +19,11 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from realtime.decode import DECODERS, decode
+from realtime.decode import DECODERS, Grammar, decode
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
-from training.dataset import is_validation, load_clips, predict_clips
+from training.dataset import VAL_FRACTION, is_validation, load_clips, predict_clips
 
-VAL_FRACTION = 0.06  # the split training.train records by default
 
 
 @dataclass(frozen=True)
@@ -82,8 +81,10 @@ class Predictor:
 
 
 def evaluate(predictor: Predictor, clips: list[CachedClip], decoder: str = "greedy") -> Evaluation:
+    """Error rates over whole clips; the grammar decoder reads each clip as one whole GRID sentence."""
     refs = [c.text for c in clips]
-    hyps = [decode(lp, decoder, predictor.spec.vocabulary).text for lp in predictor.logp(clips)]
+    sentence = Grammar(cyclic=False)
+    hyps = [decode(lp, decoder, predictor.spec.vocabulary, grammar=sentence).text for lp in predictor.logp(clips)]
     return Evaluation(float(jiwer.cer(refs, hyps)), float(jiwer.wer(refs, hyps)),
                       tuple(c.key for c in clips), tuple(refs), tuple(hyps))
 

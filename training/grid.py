@@ -10,6 +10,7 @@ from realtime.vocab import GRID_GRAMMAR
 NON_WORDS = frozenset({"sil", "sp"})
 VIDEO_SUFFIXES = (".mp4", ".mpg", ".mov", ".avi")
 ALIGN_UNITS_PER_FRAME = 1000  # GRID align times are in 1/1000 of a 25 fps frame
+GRID_FPS = 25.0
 
 _DIGITS = {"z": "zero", "1": "one", "2": "two", "3": "three", "4": "four",
            "5": "five", "6": "six", "7": "seven", "8": "eight", "9": "nine", "0": "zero"}
@@ -83,6 +84,15 @@ def sentence_from_code(code: str) -> str:
             raise ValueError(f"GRID code {code!r}: {ch!r} is not a word of its slot")
         words.append(word)
     return " ".join(words)
+
+
+def code_from_sentence(text: str) -> str:
+    """"bin blue at f two now" -> `bbaf2n`, the inverse of sentence_from_code: GRID's clip names."""
+    words = text.lower().split()
+    if len(words) != len(GRID_GRAMMAR) or any(w not in slot for w, slot in zip(words, GRID_GRAMMAR)):
+        raise ValueError(f"{text!r} is not a GRID sentence")
+    digit = GRID_GRAMMAR[4].index(words[4])
+    return "".join(w[0] for w in words[:4]) + ("z" if digit == 0 else str(digit)) + words[5][0]
 
 
 def find_clips(root: Path) -> list[Clip]:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.dataset import VAL_FRACTION
+
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
     import tensorflow as tf
@@ -44,6 +46,23 @@ def learning_rate(epoch: int, base: float, epochs: int, warmup: int = 1) -> floa
         return base * (epoch + 1) / (warmup + 1)
     progress = (epoch - warmup) / max(1, epochs - warmup)
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
+    """Copy a trained model's weights into a new training model, layer by layer name."""
+    from training.model import FRONT_END, load
+
+    base, spec = load(base_path)
+    if spec.config and spec.config != model.name:
+        raise ValueError(f"{base_path} is a {spec.config!r} model; pass --config {spec.config}")
+    for layer in base.layers:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+    if freeze_front_end:
+        for layer in model.layers:
+            layer.trainable = False
+            if layer.name == FRONT_END:
+                break
 
 
 def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: float) -> None:
@@ -72,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last state")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--val-fraction", type=float, default=0.06)
+    parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     parser.add_argument("--aux-weight", type=float, default=0.5, help="per-frame word loss weight (0: off)")
     parser.add_argument("--char-weight", type=float, default=1.0,
                         help="per-frame character loss weight on the CTC head (0: off)")
@@ -80,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patience", type=int, default=12, help="early stopping on validation CER")
     parser.add_argument("--steps", type=int, default=0, help="steps per epoch (default: one pass of clips)")
     parser.add_argument("--limit", type=int, default=0, help="use only this many clips (quick runs)")
+    parser.add_argument("--init", type=Path, help="start from this model's weights (fine-tuning)")
+    parser.add_argument("--freeze-front-end", action="store_true", help="train only the recurrent back end")
     parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
     parser.add_argument("--logical-cpus", type=int, default=2, help="CPU devices for --strategy mirrored")
     parser.add_argument("--seed", type=int, default=0)
@@ -134,11 +155,14 @@ def train(args: argparse.Namespace) -> int:
 
     state = json.loads(state_path.read_text()) if args.resume else {"epoch": 0, "best_cer": None}
     strategy = _strategy(args.strategy)
+    print(f"{args.strategy} strategy: {strategy.num_replicas_in_sync} device(s)", file=sys.stderr)
     with strategy.scope():
         if args.resume:
             model, _ = load(run / "last.keras", compile=True)
         else:
             model = build(config, crop.height, crop.width, crop.channels, vocabulary)
+            if args.init:
+                initialise(model, args.init, args.freeze_front_end)
             compile_model(model, vocabulary, args.lr, args.aux_weight, args.char_weight)
     print(f"config {config.name}: {count_params(model):,} parameters", file=sys.stderr)
 

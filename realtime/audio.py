@@ -1,0 +1,197 @@
+"""Sound: a clip's audio track, a microphone or a file streamed through one callback, and voice activity.
+
+Both streams call `callback(indata, frames, time, status)` — sounddevice's signature — from their own
+thread, in blocks: `indata` is (frames, 1) float32, `status` is sounddevice's CallbackFlags from a
+microphone and None from a file (nothing can overflow). AudioRecording is the consumer the recorder gives
+them. Whatever the callback raises ends the stream and is raised again by `check()` on the consumer's
+thread, so a failure in the audio thread is never silently a take without sound.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import av
+import numpy as np
+
+from realtime.activity import ActivityOptions, Span, active_span
+
+Callback = Callable[[np.ndarray, int, Any, Any], None]
+
+
+class AudioError(Exception):
+    """Sound that cannot be read or recorded; the message is one line for the user."""
+
+
+def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
+    """The first audio track of any file FFmpeg reads (GRID's mp4s carry 16 kHz AAC), float32 mono at `rate`."""
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise AudioError(f"cannot read {path}: {e}") from None
+    with container:
+        if not container.streams.audio:
+            raise AudioError(f"{path} has no audio track")
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        chunks = [out.to_ndarray()[0] for frame in container.decode(audio=0) for out in resampler.resample(frame)]
+        chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+class AudioRecording:
+    """The consumer: keeps every block, copied (PortAudio reuses its buffer). Time is counted in samples
+    from the stream's start, so it never drifts from the sound itself."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.overflows = 0  # blocks the driver reported lost samples before
+        self._blocks: list[np.ndarray] = []
+        self._received = 0
+        self._changed = threading.Condition()
+
+    def __call__(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        block = np.array(indata[:frames, 0], dtype=np.float32)
+        with self._changed:
+            self._blocks.append(block)
+            self._received += frames
+            self.overflows += bool(status)
+            self._changed.notify_all()
+
+    @property
+    def seconds(self) -> float:
+        """How much sound has arrived: the time since the start, in the stream's own clock."""
+        return self._received / self.rate
+
+    def wait_for(self, seconds: float, timeout: float) -> bool:
+        with self._changed:
+            return self._changed.wait_for(lambda: self.seconds >= seconds, timeout)
+
+    def samples(self) -> np.ndarray:
+        with self._changed:
+            return np.concatenate(self._blocks) if self._blocks else np.zeros(0, np.float32)
+
+
+class _Stream:
+    """What both streams share: the callback's exceptions are kept for the consumer's thread."""
+
+    def __init__(self, callback: Callback, rate: int, block_ms: float):
+        self.callback = callback
+        self.rate = rate
+        self.blocksize = max(1, round(rate * block_ms / 1000))
+        self.error: BaseException | None = None
+
+    def _deliver(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> bool:
+        try:
+            self.callback(indata, frames, time, status)
+            return True
+        except BaseException as e:  # noqa: BLE001 - even KeyboardInterrupt: it belongs to the consumer
+            self.error = e
+            return False
+
+    def check(self) -> None:
+        """Raise, on the caller's thread, what the callback raised on the audio thread."""
+        if self.error is not None:
+            raise self.error
+
+
+class MicrophoneStream(_Stream):
+    """The default input device (or `device`) through sounddevice, `block_ms` blocks at `rate`."""
+
+    def __init__(self, callback: Callback, rate: int = 16000, block_ms: float = 20.0, device: int | str | None = None):
+        super().__init__(callback, rate, block_ms)
+        try:
+            import sounddevice  # imported here: it needs the PortAudio library, which only recording does
+        except OSError:
+            raise AudioError("no microphone support: the PortAudio library is missing (apt install "
+                             "libportaudio2); to record from a file instead, use --audio-file FILE") from None
+        self._abort = sounddevice.CallbackAbort
+        try:
+            self._stream = sounddevice.InputStream(samplerate=rate, blocksize=self.blocksize, device=device,
+                                                   channels=1, dtype="float32", callback=self._call)
+        except (sounddevice.PortAudioError, ValueError) as e:
+            raise AudioError(f"cannot open a microphone ({e}); to record from a file instead, "
+                             "use --audio-file FILE") from None
+
+    def _call(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+        if not self._deliver(indata, frames, time, status):
+            raise self._abort
+
+    def start(self) -> "MicrophoneStream":
+        self._stream.start()
+        return self
+
+    def stop(self) -> None:
+        self._stream.close()
+
+
+@dataclass(frozen=True)
+class BlockTime:
+    """The callback's `time` for a file: when the block starts in the file, and when it was delivered,
+    both in seconds since the stream started (PortAudio's fields, in its names)."""
+
+    inputBufferAdcTime: float  # noqa: N815
+    currentTime: float  # noqa: N815
+
+
+class FileAudioStream(_Stream):
+    """Stands in for a microphone: a file's sound, delivered through the callback in blocks on a thread,
+    each once all its samples would have been heard (`realtime`), or as fast as the consumer takes them."""
+
+    def __init__(self, path: Path | str, callback: Callback, rate: int = 16000, block_ms: float = 20.0,
+                 realtime: bool = True):
+        super().__init__(callback, rate, block_ms)
+        self.samples = read_audio(path, rate)
+        self.realtime = realtime
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audio", daemon=True)
+
+    def start(self) -> "FileAudioStream":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        for begin in range(0, len(self.samples), self.blocksize):
+            block = self.samples[begin:begin + self.blocksize, None]
+            if self.realtime:
+                self._stop.wait(started + (begin + len(block)) / self.rate - time.monotonic())
+            if self._stop.is_set():
+                return
+            when = BlockTime(begin / self.rate, time.monotonic() - started)
+            if not self._deliver(block, len(block), when, None):
+                return
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    frame_ms: float = 10.0
+    band_hz: tuple[float, float] = (300.0, 4000.0)  # the voice's band: hum below and hiss above are not speech
+    # Tuned on GRID speaker 1 (python -m realtime.vad_report): 21 dB above the floor, with pre/post making
+    # up for the quiet ends of words (a plosive's closure, a trailing nasal) that fall below it.
+    activity: ActivityOptions = field(default_factory=lambda: ActivityOptions(
+        margin=21.0, floor_percentile=10.0, hangover=0.15, min_active=0.2, pre=0.05, post=0.04))
+
+
+def band_energy_db(samples: np.ndarray, rate: int, frame_ms: float, band_hz: tuple[float, float]) -> np.ndarray:
+    """Energy in `band_hz` of each `frame_ms` frame, in dB; only its differences matter."""
+    n = max(1, round(rate * frame_ms / 1000))
+    count = len(samples) // n
+    frames = np.asarray(samples[:count * n], dtype=np.float64).reshape(count, n) * np.hanning(n)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(n, 1.0 / rate)
+    band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
+    return 10 * np.log10(power[:, band].sum(axis=1) / n + 1e-10)
+
+
+def detect_speech(samples: np.ndarray, rate: int, options: VadOptions = VadOptions()) -> Span | None:
+    """The main speech span of a take (first voiced frame to last), in seconds; None for no speech."""
+    energy = band_energy_db(samples, rate, options.frame_ms, options.band_hz)
+    return active_span(energy, options.frame_ms / 1000, options.activity)

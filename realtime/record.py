@@ -1,0 +1,347 @@
+"""Recording new clips: one GRID-grammar prompt at a time, webcam video and microphone sound, trimmed to the
+spoken part and written in the GRID layout that training.prepare reads.
+
+    python -m realtime.record --out DIR [--speaker NAME] [--count N] [--source CAM_OR_FILE]
+                              [--audio-file FILE] [--silent] [--headless] [--seed N]
+
+Prompts cycle every slot of the grammar through its words in shuffled rounds, so N prompts cover each letter
+and digit equally often (within one); a later session for the same speaker continues the sequence.
+
+A take runs from the prompt until the speaker has been quiet for a moment after speaking (at most `seconds`).
+The voice activity of its sound gives the spoken span — with --silent (mouthed, not voiced), the movement of
+the lips does — and the clip keeps that span plus `margin` each side. A take without speech, or with a frame
+of that clip where no face was found, is not saved: the prompt is shown again, up to `attempts` times.
+
+Stand-ins: --source FILE plays a video in place of the camera, --audio-file FILE a sound file (or a video's
+sound track) in place of the microphone, each at real time through the devices' own path: frames through
+FrameSource, sound in 20 ms blocks through the microphone's callback. One file is one take, so each take
+replays it from the start. A GRID clip (named by its sentence code, like bbaf2n.mp4) stands in for a speaker
+reading its own sentence, so that sentence is every prompt; pass the same mp4 as both stand-ins.
+
+Under DIR/SPEAKER this writes video/NAME.mp4 (25 fps H.264 with 16 kHz AAC sound), align/NAME.align (sil,
+the prompt's words spread evenly over the spoken span, sil: an estimate, which manifest.jsonl says) and one
+manifest.jsonl line per clip. NAME is the sentence's GRID code (bbaf2n), suffixed _2, _3 when repeated.
+The video is written under a .tmp name; it is renamed, its align file written and its manifest line added
+with Ctrl-C held back, so an interrupted session leaves complete clips only. Sound and video share the
+clock of their streams' start: exact for the stand-ins, within the devices' latency for a camera and mic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import av
+import cv2
+import numpy as np
+
+from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
+from realtime.audio import AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech
+from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
+from realtime.crop import LIPS
+from realtime.live import log, write_text
+from realtime.tracker import MouthTracker, TrackResult
+from realtime.vocab import GRID_GRAMMAR
+from training.grid import ALIGN_UNITS_PER_FRAME, GRID_FPS, code_from_sentence, sentence_from_code
+
+WINDOW = "lipstream record"
+
+
+@dataclass(frozen=True)
+class RecordOptions:
+    out: Path  # GRID folder: clips go to out/speaker/{video,align}
+    speaker: str = "me"
+    count: int = 10  # clips to record
+    source: str = "0"  # camera index, or a video file standing in for the camera
+    audio_file: str | None = None  # a sound file standing in for the microphone
+    silent: bool = False  # mouthed, not voiced: the lips give the spoken span
+    headless: bool = False  # print the prompts instead of opening a window
+    seed: int = 0  # prompt order
+    seconds: float = 6.0  # longest take
+    quiet_after: float = 0.8  # a voiced take ends once the speaker has been quiet this long after speaking
+    margin: float = 0.3  # seconds kept each side of the spoken span
+    attempts: int = 3  # takes of one prompt before it is given up
+    rate: int = 16000
+    realtime: bool = True  # stand-ins paced at real time; tests read them as fast as they are taken
+    vad: VadOptions = field(default_factory=VadOptions)
+    lips: ActivityOptions = LIP_ACTIVITY
+
+
+@dataclass(frozen=True)
+class Take:
+    images: list[np.ndarray]  # BGR frames at GRID_FPS
+    audio: np.ndarray  # the sound under them: float32, len(images) / GRID_FPS seconds
+
+
+@dataclass(frozen=True)
+class Cut:
+    """The part of a take to keep: frames first..last (exclusive), and the spoken span within them."""
+
+    first: int
+    last: int
+    span: Span  # seconds from the clip's first frame
+
+
+@dataclass(frozen=True)
+class Session:
+    saved: tuple[str, ...]  # names of the clips written
+    rejected: tuple[str, ...]  # why each take that was not saved was not
+
+
+def choose_prompts(count: int, seed: int = 0) -> list[str]:
+    """`count` GRID sentences; every slot goes through its words in shuffled rounds, so each letter and digit
+    (and every other word) comes up equally often, within one, whatever `count` is."""
+    rng = np.random.default_rng(seed)
+    columns = []
+    for slot in GRID_GRAMMAR:
+        rounds = -(-count // len(slot))
+        columns.append([slot[i] for _ in range(rounds) for i in rng.permutation(len(slot))][:count])
+    return [" ".join(words) for words in zip(*columns)]
+
+
+def own_sentence(source: str) -> str | None:
+    """The sentence a GRID clip standing in for the camera says: the one its name encodes."""
+    try:
+        return sentence_from_code(Path(source).stem)
+    except ValueError:
+        return None
+
+
+def clip_name(text: str, taken: set[str]) -> str:
+    """The sentence's GRID code, suffixed _2, _3... when a clip of that sentence exists."""
+    code = code_from_sentence(text)
+    name, n = code, 1
+    while name in taken:
+        n += 1
+        name = f"{code}_{n}"
+    return name
+
+
+def estimated_align(words: list[str], span: Span, frames: int) -> str:
+    """GRID align lines for a clip of `frames` frames: silence, the words spread evenly over the spoken
+    span, silence; times in GRID's units (1/1000 of a frame)."""
+    total = frames * ALIGN_UNITS_PER_FRAME
+    edges = np.linspace(span.start, span.end, len(words) + 1) * GRID_FPS * ALIGN_UNITS_PER_FRAME
+    edges = np.clip(np.round(edges), 0, total).astype(int)
+    tokens = [(0, edges[0], "sil"), *zip(edges[:-1], edges[1:], words), (edges[-1], total, "sil")]
+    return "".join(f"{start} {end} {word}\n" for start, end, word in tokens if end > start or word != "sil")
+
+
+def speech_over(recording: AudioRecording, now: float, options: RecordOptions) -> bool:
+    """The speaker has spoken and been quiet for `quiet_after`, both in the sound and on camera so far."""
+    span = detect_speech(recording.samples(), recording.rate, options.vad)
+    return span is not None and min(now, recording.seconds) >= span.end + options.quiet_after
+
+
+def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None]) -> Take:
+    """Camera and microphone (or their stand-ins) from now until the take is over, at GRID_FPS."""
+    recording = AudioRecording(options.rate)
+    source = FrameSource(SourceOptions(options.source, fast=not options.realtime))
+    sound = (FileAudioStream(options.audio_file, recording, options.rate, realtime=options.realtime)
+             if options.audio_file else MicrophoneStream(recording, options.rate))
+    resampler = Resampler(GRID_FPS)
+    frames: list[Frame] = []
+    source.start()
+    sound.start()
+    try:
+        for frame in source:
+            sound.check()
+            frames += resampler.push(frame)
+            show(frame.image)
+            if frame.t >= options.seconds or (not options.silent and speech_over(recording, frame.t, options)):
+                break
+        if frames:  # a microphone's last blocks arrive a little after the camera's frame
+            recording.wait_for(frames[-1].t + 1 / GRID_FPS, timeout=0.5)
+    finally:
+        source.stop()
+        sound.stop()
+    sound.check()
+    if not frames:
+        raise CaptureError(source.error or f"no frames from {options.source}")
+    start, n = round(frames[0].t * options.rate), round(len(frames) * options.rate / GRID_FPS)
+    audio = recording.samples()[start:start + n]
+    return Take([f.image for f in frames], np.pad(audio, (0, n - len(audio))))
+
+
+def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions) -> Cut | str:
+    """The clip to keep — the spoken span with `margin` each side — or why there is none."""
+    if options.silent:
+        no_lips = np.full((len(LIPS), 2), np.nan, np.float32)
+        span = lip_span(np.stack([t.lips if t.lips is not None else no_lips for t in tracks]), GRID_FPS, options.lips)
+    else:
+        span = detect_speech(take.audio, options.rate, options.vad)
+    if span is None:
+        return "no lip movement" if options.silent else "no speech"
+    first = max(0, int(np.floor((span.start - options.margin) * GRID_FPS)))
+    last = min(len(take.images), int(np.ceil((span.end + options.margin) * GRID_FPS)))
+    missing = sum(t.crop is None for t in tracks[first:last])
+    if missing:
+        return f"no face in {missing} of {last - first} frames"
+    offset = first / GRID_FPS
+    return Cut(first, last, Span(span.start - offset, span.end - offset))
+
+
+def write_video(path: Path, images: list[np.ndarray], audio: np.ndarray, rate: int) -> None:
+    """H.264 at GRID_FPS with AAC sound. Both are stamped from zero: only then does the file record AAC's
+    encoder delay, which readers skip, so the sound stays in sync with the frames."""
+    height, width = (d // 2 * 2 for d in images[0].shape[:2])  # 4:2:0 needs even sizes
+    with av.open(str(path), "w", format="mp4") as container:
+        video = container.add_stream("libx264", rate=Fraction(GRID_FPS))
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.options = {"crf": "18"}
+        sound = container.add_stream("aac", rate=rate, layout="mono")
+        for index, image in enumerate(images):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
+            frame.pts, frame.time_base = index, Fraction(1) / Fraction(GRID_FPS)
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        frame = av.AudioFrame.from_ndarray(audio[None].astype(np.float32), format="flt", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
+        container.mux(sound.encode(frame))
+        container.mux(sound.encode())
+
+
+@contextlib.contextmanager
+def held_interrupts():
+    """Ctrl-C waits until the block is done: a clip's files and manifest line are committed together."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, _: pressed.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
+
+
+def save_clip(folder: Path, name: str, take: Take, cut: Cut, entry: dict, rate: int) -> None:
+    """Write one clip and its manifest line; on any failure or interruption, nothing of it is left."""
+    video, align = folder / "video" / f"{name}.mp4", folder / "align" / f"{name}.align"
+    tmp = video.with_name(video.name + ".tmp")
+    images = take.images[cut.first:cut.last]
+    per_frame = rate / GRID_FPS
+    try:
+        write_video(tmp, images, take.audio[round(cut.first * per_frame):round(cut.last * per_frame)], rate)
+        with held_interrupts():
+            write_text(align, estimated_align(entry["text"].split(), cut.span, len(images)))
+            tmp.replace(video)
+            with (folder / "manifest.jsonl").open("a", encoding="utf-8") as f:
+                f.write(json.dumps(entry) + "\n")
+    finally:
+        tmp.unlink(missing_ok=True)
+        if not video.exists():
+            align.unlink(missing_ok=True)
+
+
+class Screen:
+    """Shows the prompt: printed, and with a window, drawn over the camera image (Esc or q stops)."""
+
+    def __init__(self, headless: bool):
+        self.headless = headless
+        self.text = ""
+
+    def prompt(self, text: str, number: int, total: int, attempt: int) -> None:
+        self.text = text
+        again = f" (take {attempt + 1})" if attempt else ""
+        print(f"[{number + 1}/{total}] say: {text}{again}", flush=True)
+
+    def show(self, image: np.ndarray) -> None:
+        if self.headless:
+            return
+        view = image.copy()
+        cv2.putText(view, self.text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
+        cv2.putText(view, self.text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
+        cv2.imshow(WINDOW, view)
+        if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+            raise KeyboardInterrupt
+
+    def close(self) -> None:
+        if not self.headless:
+            cv2.destroyAllWindows()
+
+
+def record(options: RecordOptions) -> Session:
+    """Prompt, record and save `count` clips; Ctrl-C (KeyboardInterrupt) keeps every clip already saved."""
+    folder = options.out / options.speaker
+    for sub in ("video", "align"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        for stale in (folder / sub).glob("*.tmp"):  # left by a killed session: never complete
+            stale.unlink()
+    manifest = folder / "manifest.jsonl"
+    done = len(manifest.read_text(encoding="utf-8").splitlines()) if manifest.exists() else 0
+    own = own_sentence(options.source)
+    prompts = [own] * options.count if own else choose_prompts(done + options.count, options.seed)[done:]
+    taken = {p.stem for p in (folder / "video").glob("*.mp4")} | {p.stem for p in (folder / "align").glob("*.align")}
+    saved: list[str] = []
+    rejected: list[str] = []
+    screen = Screen(options.headless)
+    with MouthTracker() as tracker:
+        try:
+            for number, text in enumerate(prompts, start=done):
+                for attempt in range(options.attempts):
+                    screen.prompt(text, number - done, len(prompts), attempt)
+                    take = capture_take(options, screen.show)
+                    tracker.reset()
+                    tracks = [tracker.process(image, k / GRID_FPS) for k, image in enumerate(take.images)]
+                    cut = cut_take(take, tracks, options)
+                    if isinstance(cut, str):
+                        log(f"not saved: {cut}")
+                        rejected.append(cut)
+                        continue
+                    name = clip_name(text, taken)
+                    entry = {"name": name, "text": text, "prompt": number, "fps": GRID_FPS,
+                             "frames": cut.last - cut.first, "take_start": round(cut.first / GRID_FPS, 3),
+                             "speech": [round(cut.span.start, 3), round(cut.span.end, 3)],
+                             "alignment": "estimated", "mode": "silent" if options.silent else "voice",
+                             "source": options.source, "audio": options.audio_file or "microphone"}
+                    save_clip(folder, name, take, cut, entry, options.rate)
+                    taken.add(name)
+                    saved.append(name)
+                    log(f"saved {name}")
+                    break
+                else:
+                    log(f"gave up on '{text}' after {options.attempts} takes")
+        finally:
+            screen.close()
+    return Session(tuple(saved), tuple(rejected))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m realtime.record", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="GRID folder to add the clips to")
+    parser.add_argument("--speaker", default="me", help="the speaker's folder name")
+    parser.add_argument("--count", type=int, default=10, help="clips to record")
+    parser.add_argument("--source", default="0", help="camera index, or a video file standing in for the camera")
+    parser.add_argument("--audio-file", help="a sound file (or a video's sound) standing in for the microphone")
+    parser.add_argument("--silent", action="store_true", help="mouthed without voice: the lips give the spoken span")
+    parser.add_argument("--headless", action="store_true", help="print the prompts instead of opening a window")
+    parser.add_argument("--seed", type=int, default=0, help="prompt order")
+    args = parser.parse_args(argv)
+    options = RecordOptions(out=args.out, speaker=args.speaker, count=args.count, source=args.source,
+                            audio_file=args.audio_file, silent=args.silent, headless=args.headless, seed=args.seed)
+    try:
+        session = record(options)
+    except KeyboardInterrupt:
+        log(f"interrupted: the complete clips are kept in {options.out / options.speaker}")
+        return 130
+    except (CaptureError, AudioError) as e:
+        log(f"error: {e}")
+        return 2
+    log(f"{len(session.saved)} clips saved in {options.out / options.speaker}, "
+        f"{len(session.rejected)} takes not saved")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

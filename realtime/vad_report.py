@@ -1,0 +1,61 @@
+"""How close the voice activity detector's speech span comes to GRID's word alignments.
+
+    python -m realtime.vad_report --grid DIR [--count 100]
+
+`count` clips are taken evenly across the sorted corpus. For each, the detected start is compared with the
+first word's start and the detected end with the last word's end; the report gives the median and 95th
+percentile of the absolute errors in ms, and the median signed error (a bias that VadOptions' pre and
+post would absorb).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from realtime.audio import VadOptions, detect_speech, read_audio
+from training.grid import GRID_FPS, Clip, find_clips, read_align
+
+
+def spread(clips: list[Clip], count: int) -> list[Clip]:
+    """`count` clips evenly across the list, so the sample covers every part of the corpus."""
+    count = min(count, len(clips))
+    return [clips[i * len(clips) // count] for i in range(count)]
+
+
+def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = 16000) -> tuple[float, float]:
+    """Detected minus aligned start and end of the speech, in seconds; inf when no speech was found."""
+    words = [t for t in read_align(clip.align) if t.is_word]
+    span = detect_speech(read_audio(clip.video, rate), rate, options)
+    if span is None:
+        return np.inf, np.inf
+    return span.start - words[0].start / GRID_FPS, span.end - words[-1].end / GRID_FPS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m realtime.vad_report", description=__doc__.split("\n")[0])
+    parser.add_argument("--grid", type=Path, required=True, help="GRID folder with video/*.mp4 and align/*.align")
+    parser.add_argument("--count", type=int, default=100)
+    args = parser.parse_args(argv)
+    try:
+        clips = [c for c in find_clips(args.grid) if c.align is not None]
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not clips:
+        print(f"error: no clips with align files under {args.grid}", file=sys.stderr)
+        return 2
+    errors = np.array([boundary_errors(c) for c in spread(clips, args.count)]) * 1000
+    missed = int(np.isinf(errors[:, 0]).sum())
+    print(f"{len(errors)} clips, speech found in {len(errors) - missed}")
+    for name, e in (("start", errors[:, 0]), ("end", errors[:, 1])):
+        print(f"{name:>5}: median |error| {np.median(np.abs(e)):.0f} ms, p95 {np.percentile(np.abs(e), 95):.0f} ms, "
+              f"median signed {np.median(e):+.0f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,339 @@
+"""Recording clips: GRID clips stand in for the camera and the microphone (their sound streamed in blocks
+through the microphone's callback path), and what is written must be what training.prepare reads."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import signal
+import wave
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import realtime.record as record_module
+from realtime.audio import (AudioError, AudioRecording, BlockTime, FileAudioStream, MicrophoneStream,
+                            detect_speech, read_audio)
+from realtime.record import RecordOptions, Session, choose_prompts, estimated_align, record, write_video
+from realtime.activity import Span
+from realtime.vad_report import main as vad_report_main
+from realtime.vocab import GRID_GRAMMAR
+from training.grid import code_from_sentence, read_align, sentence, sentence_from_code
+from training.prepare import prepare
+
+CLIP = "praj3a"  # "place red at j three again"
+
+
+def grid_words(grid_s1: Path, name: str):
+    return [t for t in read_align(grid_s1 / "align" / f"{name}.align") if t.is_word]
+
+
+def stand_in(grid_s1: Path, out: Path, name: str = CLIP, **kw) -> RecordOptions:
+    """Options that record from GRID clip `name`: its video for the camera, its sound for the microphone."""
+    video = str(grid_s1 / "video" / f"{name}.mp4")
+    return RecordOptions(out=out, speaker="s1", count=1, source=video, audio_file=video, headless=True,
+                         realtime=False, **kw)
+
+
+def files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> None:
+    with wave.open(str(path), "wb") as f:
+        f.setnchannels(1)
+        f.setsampwidth(2)
+        f.setframerate(rate)
+        f.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+@dataclass(frozen=True)
+class Recorded:
+    out: Path
+    session: Session
+    entry: dict
+    stdout: str
+
+
+@pytest.fixture(scope="module")
+def recorded(grid_s1: Path, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    out = tmp_path_factory.mktemp("recorded") / "grid"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        session = record(stand_in(grid_s1, out))
+    lines = (out / "s1" / "manifest.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    return Recorded(out, session, json.loads(lines[0]), printed.getvalue())
+
+
+def test_recording_writes_one_complete_clip(recorded: Recorded):
+    assert recorded.session == Session(saved=(CLIP,), rejected=())
+    assert "[1/1] say: place red at j three again" in recorded.stdout
+    assert files(recorded.out) == [f"s1/align/{CLIP}.align", "s1/manifest.jsonl", f"s1/video/{CLIP}.mp4"]
+    entry = recorded.entry
+    assert entry["name"] == CLIP and entry["text"] == sentence_from_code(CLIP) and entry["prompt"] == 0
+    assert entry["alignment"] == "estimated" and entry["mode"] == "voice" and entry["fps"] == 25.0
+    tokens = read_align(recorded.out / "s1" / "align" / f"{CLIP}.align")
+    assert sentence(tokens) == entry["text"]
+    words = [t for t in tokens if t.is_word]
+    start, end = entry["speech"]
+    assert words[0].start == pytest.approx(start * 25, abs=0.01) and words[-1].end == pytest.approx(end * 25, abs=0.01)
+    assert 0 < words[0].start and words[-1].end < entry["frames"]  # the margins are kept
+    assert tokens[0].word == tokens[-1].word == "sil" and tokens[-1].end == entry["frames"]
+
+
+def test_recorded_speech_is_where_grid_says_it_is(recorded: Recorded, grid_s1: Path):
+    """Trimming keeps the timing: clip time + where the clip starts = the source's time."""
+    words = grid_words(grid_s1, CLIP)
+    start, end = (recorded.entry["take_start"] + t for t in recorded.entry["speech"])
+    assert abs(start - words[0].start / 25) <= 0.08
+    assert abs(end - words[-1].end / 25) <= 0.08
+    assert 0.2 <= recorded.entry["speech"][0] <= 0.35  # the 0.3 s margin, unless clamped at the start
+
+
+def test_recorded_sound_is_in_sync_with_the_frames(recorded: Recorded, grid_s1: Path):
+    sound = read_audio(recorded.out / "s1" / "video" / f"{CLIP}.mp4")
+    frames = recorded.entry["frames"]
+    assert len(sound) >= frames * 640  # 16 kHz: 640 samples a frame
+    first = round(recorded.entry["take_start"] * 16000)
+    source = read_audio(grid_s1 / "video" / f"{CLIP}.mp4")[first:first + frames * 640]
+    mine = sound[:frames * 640]
+    lags = range(-400, 401, 8)  # +-25 ms
+    scores = [np.dot(source[800:-800], mine[800 + lag:len(mine) - 800 + lag]) for lag in lags]
+    assert list(lags)[int(np.argmax(scores))] == 0
+    assert np.corrcoef(source, mine)[0, 1] > 0.95  # AAC at 16 kHz is close to the original
+
+
+def test_prepare_accepts_the_recorded_clip(recorded: Recorded, tmp_path: Path):
+    cache = tmp_path / "x.h5"
+    with contextlib.redirect_stderr(io.StringIO()):
+        skipped = prepare(recorded.out, cache, workers=1)
+    assert skipped == []
+    with h5py.File(cache, "r") as f:
+        assert list(f["clips/s1"]) == [CLIP]
+        g = f[f"clips/s1/{CLIP}"]
+        assert g["mouth"].shape == (recorded.entry["frames"], 50, 100, 3)
+        assert g.attrs["text"] == sentence_from_code(CLIP) and g.attrs["fps"] == 25.0
+        assert g.attrs["first_frame"] == 0  # a face in every frame
+        assert g["spans"].shape == (6, 2)
+
+
+def test_vad_boundaries_match_grid_alignments(grid_s1: Path):
+    names = sorted(p.stem for p in (grid_s1 / "video").glob("*.mp4"))[7::45]
+    assert len(names) == 20
+    errors = []
+    for name in names:
+        words = grid_words(grid_s1, name)
+        span = detect_speech(read_audio(grid_s1 / "video" / f"{name}.mp4"), 16000)
+        assert span is not None, name
+        errors.append((span.start - words[0].start / 25, span.end - words[-1].end / 25))
+    errors = np.abs(errors)
+    assert np.median(errors[:, 0]) <= 0.08 and np.median(errors[:, 1]) <= 0.08  # 2 frames
+    assert (errors <= 0.08).mean(axis=0).min() >= 0.5  # a fixed 0.8-2.0 s span gets 5% of starts right
+
+
+def test_vad_report(grid_s1: Path, capsys: pytest.CaptureFixture):
+    assert vad_report_main(["--grid", str(grid_s1), "--count", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "5 clips, speech found in 5"
+    assert lines[1].startswith("start: median |error| ") and lines[2].startswith("  end: median |error| ")
+    assert "p95" in lines[1] and "ms" in lines[2]
+
+
+def test_interrupt_while_recording_leaves_complete_clips_only(grid_s1: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch):
+    """Ctrl-C in the middle of the second take, raised from the audio consumer after 10 blocks."""
+    out = tmp_path / "grid"
+    (out / "s1" / "video").mkdir(parents=True)
+    (out / "s1" / "video" / "old.mp4.tmp").write_bytes(b"left by a killed session")
+    blocks: Counter[int] = Counter()
+    consume = AudioRecording.__call__
+
+    def interrupted(self, indata, frames, time, status):
+        blocks[id(self)] += 1
+        if len(blocks) == 2 and blocks[id(self)] == 10:
+            raise KeyboardInterrupt
+        consume(self, indata, frames, time, status)
+
+    monkeypatch.setattr(AudioRecording, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt), contextlib.redirect_stdout(io.StringIO()):
+        record(stand_in(grid_s1, out, count=2))
+    assert len(blocks) == 2 and list(blocks.values())[1] == 10  # the second take was cut short
+    assert list(blocks.values())[0] > 100  # the first ran to its end
+    assert files(out) == [f"s1/align/{CLIP}.align", "s1/manifest.jsonl", f"s1/video/{CLIP}.mp4"]
+    assert len((out / "s1" / "manifest.jsonl").read_text().splitlines()) == 1
+    read_align(out / "s1" / "align" / f"{CLIP}.align")
+
+
+def test_interrupt_while_writing_leaves_nothing_of_the_clip(grid_s1: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch):
+    written = []
+
+    def half_written(path: Path, *args) -> None:
+        path.write_bytes(b"\x00\x00\x00\x20ftypisom")  # the start of an mp4, and no more
+        written.append(path.name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(record_module, "write_video", half_written)
+    out = tmp_path / "grid"
+    with pytest.raises(KeyboardInterrupt), contextlib.redirect_stdout(io.StringIO()):
+        record(stand_in(grid_s1, out))
+    assert written == [f"{CLIP}.mp4.tmp"]
+    assert files(out) == []
+
+
+def test_ctrl_c_while_committing_waits_for_the_clip(grid_s1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A real SIGINT between writing the align file and renaming the video: the clip is finished first."""
+    write_text = record_module.write_text
+
+    def signalled(path: Path, text: str) -> None:
+        signal.raise_signal(signal.SIGINT)
+        write_text(path, text)
+
+    monkeypatch.setattr(record_module, "write_text", signalled)
+    out = tmp_path / "grid"
+    with pytest.raises(KeyboardInterrupt), contextlib.redirect_stdout(io.StringIO()):
+        record(stand_in(grid_s1, out, count=2))
+    assert files(out) == [f"s1/align/{CLIP}.align", "s1/manifest.jsonl", f"s1/video/{CLIP}.mp4"]
+    assert json.loads((out / "s1" / "manifest.jsonl").read_text())["name"] == CLIP
+
+
+@pytest.mark.parametrize("sound", ["noise", "lead_in"])
+def test_take_without_speech_is_prompted_again_not_saved(sound: str, grid_s1: Path, tmp_path: Path):
+    if sound == "noise":
+        samples = np.random.default_rng(0).normal(0, 0.002, 3 * 16000)
+    else:  # the clip's own first 0.5 s, before anyone speaks
+        samples = read_audio(grid_s1 / "video" / f"{CLIP}.mp4")[:8000]
+        assert grid_words(grid_s1, CLIP)[0].start / 25 > 0.6
+    wav = tmp_path / "quiet.wav"
+    write_wav(wav, samples)
+    options = RecordOptions(out=tmp_path / "grid", speaker="s1", count=1, source=str(grid_s1 / "video" / f"{CLIP}.mp4"),
+                            audio_file=str(wav), headless=True, realtime=False, attempts=2)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        session = record(options)
+    assert session == Session(saved=(), rejected=("no speech", "no speech"))
+    assert printed.getvalue().splitlines() == ["[1/1] say: place red at j three again",
+                                               "[1/1] say: place red at j three again (take 2)"]
+    assert [f for f in files(tmp_path / "grid")] == []
+
+
+def test_take_without_a_face_is_prompted_again_not_saved(grid_s1: Path, tmp_path: Path):
+    sound = read_audio(grid_s1 / "video" / f"{CLIP}.mp4")[:48000]
+    blank = tmp_path / "blank.mp4"  # GRID's voice over grey frames
+    write_video(blank, [np.full((288, 360, 3), 128, np.uint8)] * 75, sound, 16000)
+    options = RecordOptions(out=tmp_path / "grid", speaker="s1", count=1, source=str(blank), audio_file=str(blank),
+                            headless=True, realtime=False, attempts=2)
+    with contextlib.redirect_stdout(io.StringIO()):
+        session = record(options)
+    assert session.saved == () and len(session.rejected) == 2
+    assert all(why.startswith("no face in ") for why in session.rejected)
+    assert files(tmp_path / "grid") == []
+
+
+def test_silent_mode_finds_the_span_from_the_lips(grid_s1: Path, tmp_path: Path):
+    out = tmp_path / "grid"
+    quiet = tmp_path / "quiet.wav"  # no voice at all: only the lips can tell
+    write_wav(quiet, np.zeros(3 * 16000))
+    options = stand_in(grid_s1, out, silent=True)
+    options = RecordOptions(**{**options.__dict__, "audio_file": str(quiet)})
+    with contextlib.redirect_stdout(io.StringIO()):
+        session = record(options)
+    assert session.saved == (CLIP,)
+    entry = json.loads((out / "s1" / "manifest.jsonl").read_text())
+    assert entry["mode"] == "silent"
+    words = grid_words(grid_s1, CLIP)
+    start, end = (entry["take_start"] + t for t in entry["speech"])
+    assert abs(end - words[-1].end / 25) <= 0.12  # the lips close with the last word
+    assert words[0].start / 25 - 0.6 <= start <= words[0].start / 25 + 0.08  # and open a little before the first
+
+
+def test_prompts_cover_letters_and_digits_evenly():
+    letters, digits = GRID_GRAMMAR[3], GRID_GRAMMAR[4]
+    for count in (1, 10, 25, 36, 100, 137):
+        prompts = choose_prompts(count, seed=3)
+        assert len(prompts) == count
+        assert all(sentence_from_code(code_from_sentence(p)) == p for p in prompts)
+        for slot, words in ((3, letters), (4, digits), (0, GRID_GRAMMAR[0])):
+            seen = Counter(p.split()[slot] for p in prompts)
+            counts = [seen[w] for w in words]
+            assert max(counts) - min(counts) <= 1, (count, slot, seen)
+    assert choose_prompts(60, seed=3) == choose_prompts(60, seed=3)
+    assert choose_prompts(60, seed=3) != choose_prompts(60, seed=4)
+    assert choose_prompts(100, seed=3)[:40] == choose_prompts(40, seed=3)  # a later session continues it
+    assert len(set(choose_prompts(100, seed=3))) > 90  # letters and digits are not paired the same way
+
+
+def test_estimated_align_is_a_grid_align(tmp_path: Path):
+    path = tmp_path / "x.align"
+    path.write_text(estimated_align(["bin", "blue", "at", "f", "two", "now"], Span(0.3, 1.5), frames=46))
+    tokens = read_align(path)
+    assert [t.word for t in tokens] == ["sil", "bin", "blue", "at", "f", "two", "now", "sil"]
+    assert tokens[0].start == 0 and tokens[1].start == pytest.approx(7.5) and tokens[-2].end == pytest.approx(37.5)
+    assert tokens[-1].end == 46
+    lengths = [t.end - t.start for t in tokens[1:-1]]
+    assert max(lengths) - min(lengths) <= 0.002  # evenly
+    path.write_text(estimated_align(["bin", "blue", "at", "f", "two", "now"], Span(0.0, 1.84), frames=46))
+    assert [t.word for t in read_align(path)] == ["bin", "blue", "at", "f", "two", "now"]  # no empty silences
+
+
+def test_file_stream_delivers_the_sound_in_blocks_through_the_callback(grid_s1: Path):
+    path = grid_s1 / "video" / f"{CLIP}.mp4"
+    calls = []
+    stream = FileAudioStream(path, lambda indata, frames, time, status: calls.append(
+        (indata.copy(), frames, time, status)), block_ms=20.0, realtime=False)
+    stream.start()
+    stream.stop_when_done = None
+    stream._thread.join()
+    stream.check()
+    expected = read_audio(path)
+    assert len(expected) > 47000 and np.abs(expected).max() > 0.1
+    assert all(c[0].shape == (c[1], 1) and c[0].dtype == np.float32 for c in calls)
+    assert [c[1] for c in calls[:-1]] == [320] * (len(calls) - 1)
+    np.testing.assert_array_equal(np.concatenate([c[0][:, 0] for c in calls]), expected)
+    assert [c[2].inputBufferAdcTime for c in calls[:3]] == [0.0, 0.02, 0.04]
+    assert all(isinstance(c[2], BlockTime) and c[3] is None for c in calls)
+
+
+def test_a_failing_consumer_surfaces_on_the_consumer_thread(grid_s1: Path):
+    def broken(indata, frames, time, status):
+        raise ValueError("consumer bug")
+
+    stream = FileAudioStream(grid_s1 / "video" / f"{CLIP}.mp4", broken, realtime=False).start()
+    stream._thread.join()
+    with pytest.raises(ValueError, match="consumer bug"):
+        stream.check()
+
+
+def test_recording_consumer_counts_time_in_samples():
+    recording = AudioRecording(16000)
+    buffer = np.ones((320, 1), np.float32)
+    recording(buffer, 320, None, None)
+    buffer[:] = 2  # PortAudio reuses its buffer: the recording must have copied it
+    recording(buffer, 160, None, True)
+    assert recording.seconds == pytest.approx(0.03)
+    assert recording.overflows == 1
+    np.testing.assert_array_equal(recording.samples(), [1.0] * 320 + [2.0] * 160)
+
+
+def test_no_microphone_is_a_one_line_error():
+    try:
+        import sounddevice
+        sounddevice.query_devices(kind="input")
+        pytest.skip("this machine has a microphone")
+    except (OSError, ValueError, sounddevice.PortAudioError):
+        pass
+    with pytest.raises(AudioError) as error:
+        MicrophoneStream(AudioRecording(16000))
+    assert "\n" not in str(error.value) and "--audio-file" in str(error.value)
+
+
+def test_read_audio_errors_are_one_line(tmp_path: Path):
+    (tmp_path / "x.mp4").write_text("not a video\n")
+    with pytest.raises(AudioError, match="cannot read"):
+        read_audio(tmp_path / "x.mp4")

@@ -1,0 +1,124 @@
+"""Training on real cached GRID clips: the loss, over-fitting, resumable runs, the mirrored strategy and
+the sampler's labels."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from realtime.spec import ModelSpec
+from realtime.vocab import GRID_GRAMMAR, Vocabulary
+from training.augment import UNKNOWN, Sampler
+from training.dataset import batches, load_clips, read_crop_spec
+from training.model import CONFIGS, WORD_CLASSES, build, load
+from training.train import compile_model, main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def quick_run(cache: Path, out: Path, *extra: str) -> list[str]:
+    return ["--cache", str(cache), "--out", str(out), "--config", "tiny", "--steps", "2", "--limit", "8",
+            "--batch-size", "4", *extra]
+
+
+def test_a_few_steps_lower_the_loss(small_cache: Path):
+    import keras
+
+    keras.utils.set_random_seed(1)
+    vocabulary, crop = Vocabulary(), read_crop_spec(small_cache)
+    sampler = Sampler(load_clips(small_cache), seed=1, vocabulary=vocabulary)
+    x, y = next(batches(sampler, batch_size=4, steps=1, epoch=0, curriculum_epochs=3, vocabulary=vocabulary))
+    model = build(CONFIGS["tiny"], crop.height, crop.width, crop.channels, vocabulary)
+    compile_model(model, vocabulary, lr=2e-3, aux_weight=0.5, char_weight=1.0)
+    # train_on_batch reports the loss before its update: the first is the untrained model's.
+    losses = [model.train_on_batch(x, y, return_dict=True) for _ in range(8)]
+    assert losses[-1]["loss"] < 0.9 * losses[0]["loss"]
+    assert losses[-1]["ctc_loss"] < losses[0]["ctc_loss"]
+
+
+def test_tiny_overfits_a_few_clips(tiny_run):
+    assert tiny_run.cer[0] > 0.5  # it could not read them before training
+    assert tiny_run.cer[-1] <= 0.1, f"greedy CER every 10 steps: {tiny_run.cer}"
+
+
+def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    run = tmp_path / "run"
+    assert main(quick_run(small_cache, run, "--epochs", "1")) == 0
+    assert json.loads((run / "state.json").read_text())["epoch"] == 1
+    assert main(quick_run(small_cache, run, "--epochs", "2", "--resume")) == 0
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 2
+    with open(run / "log.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
+    model, spec = load(run / "best.keras")
+    assert isinstance(spec, ModelSpec) and spec.config == "tiny" and spec.val_cer == state["best_cer"]
+    assert model.output_shape == (None, None, Vocabulary().size)
+
+    capsys.readouterr()
+    assert main(quick_run(small_cache, run, "--epochs", "3")) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run" in err and "--resume" in err
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2  # the refused run changed nothing
+
+
+def test_mirrored_strategy_trains_on_two_cpus(small_cache: Path, tmp_path: Path):
+    run = tmp_path / "mirrored"
+    # A fresh process: logical CPU devices must be configured before TensorFlow initialises.
+    done = subprocess.run([sys.executable, "-m", "training.train",
+                           *quick_run(small_cache, run, "--epochs", "1", "--strategy", "mirrored",
+                                      "--logical-cpus", "2")],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "mirrored strategy: 2 device(s)" in done.stderr
+    assert json.loads((run / "state.json").read_text())["epoch"] == 1
+
+
+def contiguous_in(words: list[str], sentence: tuple[str, ...]) -> bool:
+    return any(list(sentence[i:i + len(words)]) == words for i in range(len(sentence) - len(words) + 1))
+
+
+def word_runs(classes: np.ndarray) -> list[tuple[str, int, int]]:
+    """(word, first frame, end frame) of each run of frames labelled with one word."""
+    runs, start = [], 0
+    for c, group in itertools.groupby(classes):
+        n = len(list(group))
+        if c > 0:
+            runs.append((WORD_CLASSES[c], start, start + n))
+        start += n
+    return runs
+
+
+SLOT = {w: i for i, slot in enumerate(GRID_GRAMMAR) for w in slot}
+
+
+@pytest.mark.parametrize("kind", ["sentence", "words", "stream"])
+def test_sampler_labels_follow_the_frames(small_cache: Path, kind: str):
+    clips = load_clips(small_cache)
+    sampler = Sampler(clips, seed=7)
+    for _ in range(20):
+        s = sampler.draw(kind, length=60)
+        assert len(s.frames) == len(s.frame_classes) == len(s.frame_chars) > 0
+        assert s.frames.shape[1:] == clips[0].mouth.shape[1:] and s.frames.dtype == np.uint8
+        words, runs = s.text.split(), word_runs(s.frame_classes)
+        # Whole sentences back to back, cut anywhere: the words follow the grammar's order.
+        assert all(SLOT[b] == (SLOT[a] + 1) % len(GRID_GRAMMAR) for a, b in zip(words, words[1:])), s.text
+        # The words seen in the frames are in the text, in order (retiming may skip a short word's
+        # frames, not its place in the text), but for a word cut at either edge, which has no
+        # character targets.
+        a = int(bool(runs) and words[:1] != [runs[0][0]])
+        b = int(len(runs) > a and words[-1:] != [runs[-1][0]])
+        remaining = iter(words)
+        assert all(w in remaining for w, _, _ in runs[a:len(runs) - b]), (s.text, [w for w, _, _ in runs])
+        for _, start, end in runs[:a] + runs[len(runs) - b:]:
+            assert (s.frame_chars[start:end] == UNKNOWN).all()
+        if kind == "sentence":
+            assert s.text in {c.text for c in clips}
+        elif kind == "words":
+            assert words and any(contiguous_in(words, c.words) for c in clips)

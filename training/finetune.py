@@ -1,0 +1,73 @@
+"""Fine-tune a model to one person's recorded clips (python -m realtime.record makes them).
+
+    python -m training.finetune --base MODEL.keras --data DIR --out runs/NAME
+        [--epochs 8] [--lr 3e-4] [--freeze-front-end] [--val-fraction 0.2]
+
+Prepares the clips with the same crop as training and live captioning, holds some out (a
+deterministic split by clip), trains from the base weights, exports ONNX through `python -m export`,
+and prints the held-out CER/WER before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.finetune", description=__doc__.split("\n")[0])
+    parser.add_argument("--base", type=Path, required=True, help="the model to start from (.keras)")
+    parser.add_argument("--data", type=Path, required=True, help="a folder of recorded clips (GRID layout)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--freeze-front-end", action="store_true")
+    parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+
+    from export.__main__ import main as export_main
+    from training import train
+    from training.dataset import load_clips, split
+    from training.evaluate import Predictor, evaluate
+    from training.model import read_spec
+    from training.prepare import prepare
+
+    try:
+        spec = read_spec(args.base)
+        args.out.mkdir(parents=True, exist_ok=True)
+        cache = args.out / "clips.h5"
+        skipped = prepare(args.data, cache, args.workers, spec.crop)
+        for clip, why in skipped:
+            print(f"skipped {clip.speaker}/{clip.name}: {why}", file=sys.stderr)
+        train_clips, held_out = split(load_clips(cache), args.val_fraction)
+        if not held_out or not train_clips:
+            raise ValueError(f"need clips to train on and to hold out; have {len(train_clips)} and {len(held_out)}"
+                             " (record more, or change --val-fraction)")
+        before = evaluate(Predictor(args.base), held_out)
+        code = train.main(["--cache", str(cache), "--out", str(args.out), "--config", spec.config,
+                           "--init", str(args.base), "--epochs", str(args.epochs), "--lr", str(args.lr),
+                           "--batch-size", str(args.batch_size), "--val-fraction", str(args.val_fraction),
+                           "--curriculum-epochs", "0", "--patience", str(args.epochs)]
+                          + (["--freeze-front-end"] if args.freeze_front_end else []))
+        if code:
+            return code
+        tuned = args.out / "best.keras"
+        after = evaluate(Predictor(tuned), held_out)
+        code = export_main(["--model", str(tuned), "--out", str(args.out / "finetuned.onnx"), "--cache", str(cache)])
+    except (FileNotFoundError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    report = {"held_out": len(held_out), "trained_on": len(train_clips),
+              "before": {"cer": before.cer, "wer": before.wer}, "after": {"cer": after.cer, "wer": after.wer}}
+    (args.out / "finetune.json").write_text(json.dumps(report, indent=1))
+    print(f"held-out clips: {len(held_out)}; CER {before.cer:.4f} -> {after.cer:.4f}, "
+          f"WER {before.wer:.4f} -> {after.wer:.4f}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
