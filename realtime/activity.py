@@ -1,10 +1,11 @@
 """When someone is speaking: a frame-level signal (the voice's energy, the lips' opening) becomes one span.
 
 The voice and the lips use the same rule. A frame is active above an adaptive floor — a low percentile of
-the take's own frames, since most of a take is not speech — plus a margin; pauses shorter than the hang-over
-are bridged, so a word's quiet consonants and the gaps between words do not split it; bursts shorter than
-the minimum (a click, a breath, a twitch of the lips) are ignored; the span runs from the first active frame
-to the last.
+the take's own frames, since most of a take is not speech — plus a margin. Blips shorter than any speech
+sound (a click, a lip smack) are dropped first, so that they cannot be joined to the speech; then pauses
+shorter than the hang-over are bridged, so a word's quiet consonants and the gaps between words do not
+split it; then what is still shorter than the minimum (a breath, a twitch of the lips) is ignored. The span
+runs from the first active frame to the last.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Span:
 class ActivityOptions:
     margin: float  # active above floor + margin, in the signal's units
     floor_percentile: float = 10.0
+    min_burst: float = 0.0  # seconds: shorter blips are dropped before the hang-over can bridge them
     hangover: float = 0.3  # seconds: shorter pauses are bridged
     min_active: float = 0.2  # seconds: shorter bursts are not speech
     pre: float = 0.0  # seconds added before the first active frame (onsets below the threshold)
@@ -45,6 +47,9 @@ def active_frames(values: np.ndarray, frame_seconds: float, options: ActivityOpt
         return np.zeros(len(values), dtype=bool)
     with np.errstate(invalid="ignore"):
         mask = values > np.nanpercentile(values, options.floor_percentile) + options.margin
+    for start, end in _runs(mask):
+        if (end - start) * frame_seconds < options.min_burst:
+            mask[start:end] = False
     runs = _runs(mask)
     for (_, end), (start, _) in zip(runs[:-1], runs[1:]):
         if (start - end) * frame_seconds < options.hangover:

@@ -174,10 +174,10 @@ class FileAudioStream(_Stream):
 class VadOptions:
     frame_ms: float = 10.0
     band_hz: tuple[float, float] = (300.0, 4000.0)  # the voice's band: hum below and hiss above are not speech
-    # Tuned on GRID speaker 1 (python -m realtime.vad_report): 21 dB above the floor, with pre/post making
+    # Tuned on GRID speaker 1 (python -m realtime.vad_report): 15 dB above the floor, with pre/post making
     # up for the quiet ends of words (a plosive's closure, a trailing nasal) that fall below it.
     activity: ActivityOptions = field(default_factory=lambda: ActivityOptions(
-        margin=21.0, floor_percentile=10.0, hangover=0.15, min_active=0.2, pre=0.05, post=0.04))
+        margin=15.0, floor_percentile=10.0, min_burst=0.05, hangover=0.3, min_active=0.2, pre=0.05, post=0.025))
 
 
 def band_energy_db(samples: np.ndarray, rate: int, frame_ms: float, band_hz: tuple[float, float]) -> np.ndarray:

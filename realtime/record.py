@@ -7,7 +7,8 @@ spoken part and written in the GRID layout that training.prepare reads.
 Prompts cycle every slot of the grammar through its words in shuffled rounds, so N prompts cover each letter
 and digit equally often (within one); a later session for the same speaker continues the sequence.
 
-A take runs from the prompt until the speaker has been quiet for a moment after speaking (at most `seconds`).
+A take runs from the prompt until the speaker has been quiet for a moment after speaking (at most `seconds`;
+with --silent always `seconds`, since the lips are tracked once the take is over).
 The voice activity of its sound gives the spoken span — with --silent (mouthed, not voiced), the movement of
 the lips does — and the clip keeps that span plus `margin` each side. A take without speech, or with a frame
 of that clip where no face was found, is not saved: the prompt is shown again, up to `attempts` times.
@@ -78,7 +79,7 @@ class RecordOptions:
 @dataclass(frozen=True)
 class Take:
     images: list[np.ndarray]  # BGR frames at GRID_FPS
-    audio: np.ndarray  # the sound under them: float32, len(images) / GRID_FPS seconds
+    audio: np.ndarray  # the sound under them, float32: len(images) / GRID_FPS seconds, or less if it stopped
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,11 @@ class Session:
 
 def choose_prompts(count: int, seed: int = 0) -> list[str]:
     """`count` GRID sentences; every slot goes through its words in shuffled rounds, so each letter and digit
-    (and every other word) comes up equally often, within one, whatever `count` is."""
-    rng = np.random.default_rng(seed)
+    (and every other word) comes up equally often, within one, whatever `count` is. Each slot draws from its
+    own generator, so a longer list starts with the shorter one: a later session continues the sequence."""
     columns = []
-    for slot in GRID_GRAMMAR:
+    for number, slot in enumerate(GRID_GRAMMAR):
+        rng = np.random.default_rng([seed, number])
         rounds = -(-count // len(slot))
         columns.append([slot[i] for _ in range(rounds) for i in rng.permutation(len(slot))][:count])
     return [" ".join(words) for words in zip(*columns)]
@@ -167,12 +169,13 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None]) -> 
     if not frames:
         raise CaptureError(source.error or f"no frames from {options.source}")
     start, n = round(frames[0].t * options.rate), round(len(frames) * options.rate / GRID_FPS)
-    audio = recording.samples()[start:start + n]
-    return Take([f.image for f in frames], np.pad(audio, (0, n - len(audio))))
+    return Take([f.image for f in frames], recording.samples()[start:start + n])
 
 
 def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions) -> Cut | str:
     """The clip to keep — the spoken span with `margin` each side — or why there is none."""
+    if all(t.crop is None for t in tracks):
+        return "no face"
     if options.silent:
         no_lips = np.full((len(LIPS), 2), np.nan, np.float32)
         span = lip_span(np.stack([t.lips if t.lips is not None else no_lips for t in tracks]), GRID_FPS, options.lips)
@@ -230,9 +233,10 @@ def save_clip(folder: Path, name: str, take: Take, cut: Cut, entry: dict, rate: 
     video, align = folder / "video" / f"{name}.mp4", folder / "align" / f"{name}.align"
     tmp = video.with_name(video.name + ".tmp")
     images = take.images[cut.first:cut.last]
-    per_frame = rate / GRID_FPS
+    first, last = (round(i * rate / GRID_FPS) for i in (cut.first, cut.last))
+    audio = take.audio[first:last]
     try:
-        write_video(tmp, images, take.audio[round(cut.first * per_frame):round(cut.last * per_frame)], rate)
+        write_video(tmp, images, np.pad(audio, (0, last - first - len(audio))), rate)
         with held_interrupts():
             write_text(align, estimated_align(entry["text"].split(), cut.span, len(images)))
             tmp.replace(video)

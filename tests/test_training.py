@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def quick_run(cache: Path, out: Path, *extra: str) -> list[str]:
-    return ["--cache", str(cache), "--out", str(out), "--config", "tiny", "--steps", "2", "--limit", "8",
-            "--batch-size", "4", *extra]
+    return ["--cache", str(cache), "--out", str(out), "--config", "tiny", "--limit", "8", "--batch-size", "4",
+            *extra]
 
 
 def test_a_few_steps_lower_the_loss(small_cache: Path):
@@ -48,11 +48,19 @@ def test_tiny_overfits_a_few_clips(tiny_run):
     assert tiny_run.cer[-1] <= 0.1, f"greedy CER every 10 steps: {tiny_run.cer}"
 
 
+def train_process(*argv: str) -> subprocess.CompletedProcess:
+    """`python -m training.train` in a fresh process, as a run is resumed (or as TensorFlow must start
+    for logical CPU devices)."""
+    return subprocess.run([sys.executable, "-m", "training.train", *argv], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
+
+
 def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     run = tmp_path / "run"
-    assert main(quick_run(small_cache, run, "--epochs", "1")) == 0
+    assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "2")) == 0
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
-    assert main(quick_run(small_cache, run, "--epochs", "2", "--resume")) == 0
+    resumed = train_process(*quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2
     with open(run / "log.csv") as f:
@@ -62,7 +70,7 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert model.output_shape == (None, None, Vocabulary().size)
 
     capsys.readouterr()
-    assert main(quick_run(small_cache, run, "--epochs", "3")) == 2
+    assert main(quick_run(small_cache, run, "--epochs", "3", "--steps", "2")) == 2
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err
     assert json.loads((run / "state.json").read_text())["epoch"] == 2  # the refused run changed nothing
@@ -70,11 +78,8 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
 
 def test_mirrored_strategy_trains_on_two_cpus(small_cache: Path, tmp_path: Path):
     run = tmp_path / "mirrored"
-    # A fresh process: logical CPU devices must be configured before TensorFlow initialises.
-    done = subprocess.run([sys.executable, "-m", "training.train",
-                           *quick_run(small_cache, run, "--epochs", "1", "--strategy", "mirrored",
-                                      "--logical-cpus", "2")],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    done = train_process(*quick_run(small_cache, run, "--epochs", "1", "--steps", "1", "--strategy", "mirrored",
+                                    "--logical-cpus", "2"))
     assert done.returncode == 0, done.stderr[-3000:]
     assert "mirrored strategy: 2 device(s)" in done.stderr
     assert json.loads((run / "state.json").read_text())["epoch"] == 1

@@ -118,6 +118,8 @@ def read_spec(path: Path) -> ModelSpec:
 def load(path: Path, compile: bool = False) -> tuple[keras.Model, ModelSpec]:
     """A lipstream .keras model and its spec; loaded with Keras' safe_mode (nothing is unpickled)."""
     spec = read_spec(path)
+    if compile:
+        import training.losses  # noqa: F401  (registers the losses a compiled checkpoint names)
     return keras.saving.load_model(path, compile=compile, safe_mode=True), spec
 
 

@@ -1,0 +1,156 @@
+"""Keras -> ONNX on a model trained on real clips: the files, their metadata, the parity gate, dynamic
+shapes, the streaming backend, load errors and evaluation of both forms."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from export.__main__ import main as export_main
+from export.parity import WINDOW_LENGTHS, gate, windows
+from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, choose_provider, streaming_paths
+from realtime.spec import ModelSpec, normalise
+from training.dataset import VAL_FRACTION, is_validation, load_clips, read_crop_spec
+from training.evaluate import main as evaluate_main
+from training.model import load, read_spec
+
+
+@dataclass(frozen=True)
+class Export:
+    path: Path  # the full model; the streaming parts sit beside it
+    exit_code: int
+    out: str  # what python -m export printed
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_run, small_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Export:
+    path = tmp_path_factory.mktemp("export") / "x.onnx"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = export_main(["--model", str(tiny_run.model), "--out", str(path), "--cache", str(small_cache)])
+    return Export(path, code, out.getvalue())
+
+
+@pytest.fixture(scope="module")
+def keras_model(tiny_run):
+    return load(tiny_run.model)[0]
+
+
+@pytest.fixture(scope="module")
+def val_clips(small_cache: Path) -> list[np.ndarray]:
+    """The clips python -m export gates on: the cache's validation clips."""
+    return [c.mouth for c in load_clips(small_cache) if is_validation(c.key, VAL_FRACTION)]
+
+
+def test_export_writes_three_files_and_passes_the_gate(exported: Export):
+    assert exported.exit_code == 0, exported.out
+    assert "parity gate passed" in exported.out
+    for path in (exported.path, *streaming_paths(exported.path)):
+        assert path.is_file() and f"wrote {path}" in exported.out
+    assert [p.name for p in (exported.path, *streaming_paths(exported.path))] == [
+        "x.onnx", "x.step.onnx", "x.back.onnx"]
+    for form in ("full", "streaming"):
+        for length in WINDOW_LENGTHS:
+            assert any(line.split()[:2] == [form, str(length)] and line.endswith("equal")
+                       for line in exported.out.splitlines()), (form, length)
+
+
+def test_metadata_carries_the_keras_spec(exported: Export, tiny_run, small_cache: Path):
+    import onnxruntime as ort
+
+    spec = read_spec(tiny_run.model)
+    assert spec.config == "tiny" and spec.crop == read_crop_spec(small_cache)
+    for path, form in zip((exported.path, *streaming_paths(exported.path)), ("full", "step", "back")):
+        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
+        assert ModelSpec.from_metadata(meta.custom_metadata_map, str(path)) == spec  # charset, blank, fps, crop..
+        assert meta.custom_metadata_map["lipstream.form"] == form
+
+
+def test_gate_fails_when_a_weight_is_corrupted(exported: Export, keras_model, val_clips, tmp_path: Path):
+    corrupt = tmp_path / "c.onnx"
+    for source, target in zip((exported.path, *streaming_paths(exported.path)), (corrupt, *streaming_paths(corrupt))):
+        shutil.copy(source, target)
+    back_path = streaming_paths(corrupt)[1]
+    back = onnx.load(back_path)
+    weight = next(w for w in back.graph.initializer if w.name == "bigru1_W")
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) + 0.5, weight.name))
+    onnx.save(back, back_path)
+
+    results = gate(keras_model, OnnxModel(corrupt, "cpu"), val_clips)
+    assert {r.length for r in results} == set(WINDOW_LENGTHS)
+    assert all(r.ok for r in results if r.form == "full")  # the full model was not touched
+    assert not any(r.ok for r in results if r.form == "streaming")
+
+
+def test_onnx_has_dynamic_batch_and_time_and_matches_keras(exported: Export, keras_model, val_clips):
+    proto = onnx.load(exported.path)
+    for value in (proto.graph.input[0], proto.graph.output[0]):
+        batch, time = value.type.tensor_type.shape.dim[:2]
+        assert batch.dim_param and time.dim_param and not batch.dim_value and not time.dim_value
+    model = OnnxModel(exported.path, "cpu")
+    for length, batch in ((12, 3), (75, 1), (150, 2)):
+        x = normalise(windows(val_clips, length, count=batch))
+        onnx_logp = model.batch_logp(x)
+        assert onnx_logp.shape == (batch, length, model.spec.vocabulary.size)
+        np.testing.assert_allclose(np.exp(onnx_logp), np.exp(keras_model.predict_on_batch(x)), atol=1e-4)
+
+
+def test_streaming_backend_equals_the_full_window_until_it_slides(exported: Export, val_clips):
+    model = OnnxModel(exported.path, "cpu")
+    clip = val_clips[0]
+    stream = StreamingBackend(model, window=len(clip))
+    for n, crop in enumerate(clip, start=1):
+        stream.push(crop)
+        np.testing.assert_allclose(stream.logp(), model.window_logp(clip[:n]), atol=1e-4, err_msg=f"frame {n}")
+
+
+def test_choose_provider_falls_back_to_cpu_with_a_reason(exported: Export):
+    assert choose_provider("cpu", exported.path).providers == ("CPUExecutionProvider",)
+    for requested, available in (("auto", ["CPUExecutionProvider"]),
+                                 ("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"])):
+        choice = choose_provider(requested, exported.path, available=available)  # no GPU here
+        assert choice.name == "cpu" and choice.providers == ("CPUExecutionProvider",) and choice.reason
+
+
+def test_unusable_models_raise_a_one_line_error(exported: Export, tmp_path: Path):
+    not_a_model = tmp_path / "text.onnx"
+    not_a_model.write_text("not a model\n")
+    bare = onnx.load(exported.path)
+    del bare.metadata_props[:]
+    onnx.save(bare, tmp_path / "bare.onnx")
+    for path, reason in ((tmp_path / "missing.onnx", "no model"), (not_a_model, "not a readable ONNX model"),
+                         (tmp_path / "bare.onnx", "no lipstream metadata")):
+        with pytest.raises(ModelLoadError) as error:
+            OnnxModel(path, "cpu")
+        assert reason in str(error.value) and "\n" not in str(error.value)
+
+
+def test_evaluate_reads_keras_and_onnx_alike(exported: Export, tiny_run, small_cache: Path,
+                                            capsys: pytest.CaptureFixture):
+    results = {}
+    for model in (tiny_run.model, exported.path):
+        assert evaluate_main(["--model", str(model), "--data", str(small_cache), "--json"]) == 0
+        out = capsys.readouterr().out
+        assert out.count("\n") == 1
+        results[model.suffix] = json.loads(out)
+    keras, onnx_ = results[".keras"], results[".onnx"]
+    names = [c.key for c in load_clips(small_cache)]
+    for result in (keras, onnx_):
+        assert set(result) == {"cer", "wer", "n", "clips"} and result["n"] == len(names)
+        assert [c["name"] for c in result["clips"]] == names
+        assert all(set(c) == {"name", "ref", "hyp"} for c in result["clips"])
+        assert result["cer"] == pytest.approx(jiwer.cer([c["ref"] for c in result["clips"]],
+                                                        [c["hyp"] for c in result["clips"]]))
+    assert [c["hyp"] for c in onnx_["clips"]] == [c["hyp"] for c in keras["clips"]]
+    trained = [c for c in onnx_["clips"] if c["name"] in tiny_run.keys]
+    assert jiwer.cer([c["ref"] for c in trained], [c["hyp"] for c in trained]) <= 0.1  # it reads what it learnt
