@@ -116,6 +116,11 @@ class StreamingBackend:
     the last context + 1 frames: the oldest now final, the newer ones provisional (as the full window
     ending here computes them), replacing the provisional ones of the previous frame. The back end
     then reads the last `window` features.
+
+    Once the window slides, its first `context` features have seen frames before the window, where
+    the model, trained on windows, always saw zero padding. They are recomputed as the window's own
+    start (2 x context steps from a zero state), so every window reads exactly as the same frames
+    read as one offline window: what the model was trained on.
     """
 
     def __init__(self, model: OnnxModel, window: int = 75):
@@ -128,29 +133,53 @@ class StreamingBackend:
         self._state_names = [i.name for i in inputs if i.name.startswith("state")]
         self._state_shapes = [tuple(i.shape) for i in inputs if i.name.startswith("state")]
         self.features: deque[np.ndarray] = deque(maxlen=window)
+        self.frames: deque[np.ndarray] = deque(maxlen=window)  # normalised, for the window's start
         self.reset()
 
     def reset(self) -> None:
         self.features.clear()
-        self.states = [np.zeros(s, np.float32) for s in self._state_shapes]
+        self.frames.clear()
+        self.states = self._zero_states()
         self.count = 0  # frames pushed since the last reset
 
+    def _zero_states(self) -> list[np.ndarray]:
+        return [np.zeros(s, np.float32) for s in self._state_shapes]
+
+    def _step(self, n: int, frame: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        feed = {"step": np.array(n, np.int64), "frame": frame}
+        feed.update(zip(self._state_names, states))
+        features, *states = self.model.step.run(None, feed)
+        return features[0], states
+
     def step_feed(self, crop: np.ndarray) -> dict[str, np.ndarray]:
-        """The step model's inputs for the next uint8 crop."""
+        """The step model's inputs for the next uint8 crop (calibration data for quantisation)."""
         feed = {"step": np.array(self.count, np.int64), "frame": normalise(crop[None, None])}
         feed.update(zip(self._state_names, self.states))
         return feed
 
     def push(self, crop: np.ndarray) -> None:
         """Add one uint8 crop: one frame of front-end work."""
-        features, *self.states = self.model.step.run(None, self.step_feed(crop))
+        frame = normalise(crop[None, None])
+        features, self.states = self._step(self.count, frame, self.states)
+        self.frames.append(frame)
         for _ in range(min(self.context, self.count)):  # the previous frame's provisional features
             self.features.pop()
-        for feature in features[0][-min(self.context + 1, self.count + 1):]:
+        for feature in features[-min(self.context + 1, self.count + 1):]:
             self.features.append(feature)
         self.count += 1
 
+    def _window_start(self) -> list[np.ndarray]:
+        """The first `context` features as if the window began the stream."""
+        states, start = self._zero_states(), []
+        for n in range(2 * self.context):
+            features, states = self._step(n, self.frames[n], states)
+            if n >= self.context:
+                start.append(features[0])
+        return start
+
     def logp(self) -> np.ndarray:
         """Log-probabilities (T, classes) of the frames in the window, oldest first."""
-        features = np.stack(self.features)[None]
-        return self.model.back.run(None, {"features": features})[0][0]
+        features = np.stack(self.features)
+        if self.count > self.window and len(self.features) > 2 * self.context:
+            features[:self.context] = np.stack(self._window_start())
+        return self.model.back.run(None, {"features": features[None]})[0][0]

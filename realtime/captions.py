@@ -125,7 +125,11 @@ class RightContextPolicy(CaptionPolicy):
             return
         for w in done:
             self.words.append(TimedWord(w.text, self._times[w.start], self._times[w.end], now))
-        cut = len(logp) if final else done[-1].end + 1
+        cut = len(logp)
+        if not final:  # past the last committed character's whole run, so it is not read twice
+            cut = done[-1].end + 1
+            while cut < len(best) and best[cut] == best[done[-1].end]:
+                cut += 1
         self._frozen, self._times = self._frozen[cut:], self._times[cut:]
 
     def update(self, logp: np.ndarray, times: np.ndarray) -> CaptionState:
