@@ -34,10 +34,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--srt", type=Path, help="write the committed words as SRT subtitles")
     p.add_argument("--vtt", type=Path, help="write the committed words as WebVTT subtitles")
     p.add_argument("--fast", action="store_true", help="files: read as fast as possible, not at the file's fps")
-    p.add_argument("--window", type=int, default=75, help="frames the model reads at once (default 75)")
+    p.add_argument("--window", type=int, default=150, help="most frames the model reads at once (default 150)")
     p.add_argument("--hop", type=int, default=1, help="update the captions every N frames (default 1)")
-    p.add_argument("--policy", choices=POLICIES, default="right-context", help="how captions are committed")
-    p.add_argument("--right-context", type=int, default=8, help="frames after a frame before it is final")
+    p.add_argument("--policy", choices=POLICIES, default="pause", help="how captions are committed (default pause)")
+    p.add_argument("--right-context", type=int, default=12,
+                   help="right-context policy: frames after a frame before it is final")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all cores)")
     return p.parse_args(argv)
 

@@ -168,18 +168,19 @@ class StreamingBackend:
             self.features.append(feature)
         self.count += 1
 
-    def _window_start(self) -> list[np.ndarray]:
-        """The first `context` features as if the window began the stream."""
+    def _window_start(self, first: int) -> list[np.ndarray]:
+        """The `context` features from index `first` on, as if the window began the stream there."""
         states, start = self._zero_states(), []
         for n in range(2 * self.context):
-            features, states = self._step(n, self.frames[n], states)
+            features, states = self._step(n, self.frames[first + n], states)
             if n >= self.context:
                 start.append(features[0])
         return start
 
-    def logp(self) -> np.ndarray:
-        """Log-probabilities (T, classes) of the frames in the window, oldest first."""
-        features = np.stack(self.features)
-        if self.count > self.window and len(self.features) > 2 * self.context:
-            features[:self.context] = np.stack(self._window_start())
+    def logp(self, first: int = 0) -> np.ndarray:
+        """Log-probabilities (T, classes) of the window's frames from index `first` on, oldest first."""
+        features = np.stack(list(self.features)[first:])
+        began_stream = first == 0 and self.count <= self.window
+        if not began_stream and len(features) > 2 * self.context:
+            features[:self.context] = np.stack(self._window_start(first))
         return self.model.back.run(None, {"features": features[None]})[0][0]

@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hop", type=int, default=1)
     parser.add_argument("--fast", action="store_true",
                         help="read as fast as possible (accuracy only: latencies then include queueing)")
-    parser.add_argument("--policy", choices=POLICIES, default="right-context")
-    parser.add_argument("--right-context", type=int, default=8)
+    parser.add_argument("--policy", choices=POLICIES, default="pause")
+    parser.add_argument("--right-context", type=int, default=12)
     args = parser.parse_args(argv)
     try:
         model = OnnxModel(args.model, args.provider)

@@ -26,7 +26,7 @@ STAGES = ("capture", "landmarks", "crop", "front_end", "back_end", "captions", "
 
 @dataclass(frozen=True)
 class LiveOptions:
-    window: int = 75  # frames the back end reads (3 s at 25 fps: the training window)
+    window: int = 150  # most frames the back end reads at once (6 s at 25 fps)
     hop: int = 1  # run the back end and the policy every `hop` frames
     lost_face_seconds: float = 0.5  # after this long without a face, commit and restart the stream
     policy: PolicyOptions = field(default_factory=PolicyOptions)
@@ -87,9 +87,12 @@ class LivePipeline:
             t1 = time.perf_counter()
             stages["front_end"] = (t1 - t0) * 1e3
             if self.backend.count % self.options.hop == 0:
-                logp = self.backend.logp()
+                times = np.fromiter(self.times, float)
+                first = int(np.searchsorted(times, self.policy.window_start()))
+                first = min(first, len(times) - 1)
+                logp = self.backend.logp(first)
                 t2 = time.perf_counter()
-                changed = self._set(self.policy.update(logp, np.fromiter(self.times, float)))
+                changed = self._set(self.policy.update(logp, times[first:]))
                 stages["back_end"] = (t2 - t1) * 1e3
                 stages["captions"] = (time.perf_counter() - t2) * 1e3
         done = time.perf_counter()

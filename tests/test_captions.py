@@ -20,7 +20,8 @@ def stream(logp: np.ndarray, policy: CaptionPolicy, window: int, noise: float = 
     states = []
     times = np.arange(len(logp)) / 25
     for end in range(1, len(logp) + 1):
-        start = max(0, end - window)
+        start = max(end - window, int(np.searchsorted(times, policy.window_start())))
+        start = min(start, end - 1)
         chunk = logp[start:end] + rng.normal(0, noise, size=(end - start, logp.shape[1]))
         states.append(policy.update(chunk, times[start:end]))
     return states
@@ -74,7 +75,8 @@ def test_flush_then_new_stream_keeps_the_transcript(name: str) -> None:
     logp = matrix("__s_e_t_ _r_e_d____")
     times = 10 + np.arange(len(logp)) / 25
     for end in range(1, len(logp) + 1):
-        policy.update(logp[max(0, end - 20):end], times[max(0, end - 20):end])
+        start = min(max(end - 20, int(np.searchsorted(times, policy.window_start()))), end - 1)
+        policy.update(logp[start:end], times[start:end])
     assert policy.flush().committed == "bin blue at f two now set red"
     policy.clear()
     assert policy.committed == ""
