@@ -18,6 +18,7 @@ from realtime.capture import Frame, FrameSource, Resampler, SourceOptions
 from realtime.decode import greedy
 from realtime.live import LiveOptions, LivePipeline
 from realtime.tracker import MouthTracker, TrackerOptions
+from tests.test_tracker import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "lipstream-lite.onnx"
@@ -35,16 +36,6 @@ def clip(name: str) -> Path:
     path = GRID / "video" / f"{name}.mp4"
     assert path.is_file(), f"GRID clip missing: {path} (see ../shared/data/README.md)"
     return path
-
-
-def read_frames(path: Path) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            return frames
-        frames.append(frame)
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float, fourcc: str = "mp4v") -> Path:
