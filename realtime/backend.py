@@ -141,21 +141,21 @@ class StreamingBackend:
         self.frames.clear()
         self.states = self._zero_states()
         self.count = 0  # frames pushed since the last reset
+        self._start: tuple[int, np.ndarray] | None = None  # (stream frame, features) of the last window start
 
     def _zero_states(self) -> list[np.ndarray]:
         return [np.zeros(s, np.float32) for s in self._state_shapes]
 
+    def _feed(self, n: int, frame: np.ndarray, states: list[np.ndarray]) -> dict[str, np.ndarray]:
+        return {"step": np.array(n, np.int64), "frame": frame, **dict(zip(self._state_names, states))}
+
     def _step(self, n: int, frame: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        feed = {"step": np.array(n, np.int64), "frame": frame}
-        feed.update(zip(self._state_names, states))
-        features, *states = self.model.step.run(None, feed)
+        features, *states = self.model.step.run(None, self._feed(n, frame, states))
         return features[0], states
 
     def step_feed(self, crop: np.ndarray) -> dict[str, np.ndarray]:
         """The step model's inputs for the next uint8 crop (calibration data for quantisation)."""
-        feed = {"step": np.array(self.count, np.int64), "frame": normalise(crop[None, None])}
-        feed.update(zip(self._state_names, self.states))
-        return feed
+        return self._feed(self.count, normalise(crop[None, None]), self.states)
 
     def push(self, crop: np.ndarray) -> None:
         """Add one uint8 crop: one frame of front-end work."""
@@ -168,19 +168,24 @@ class StreamingBackend:
             self.features.append(feature)
         self.count += 1
 
-    def _window_start(self, first: int) -> list[np.ndarray]:
-        """The `context` features from index `first` on, as if the window began the stream there."""
+    def _window_start(self, first: int) -> np.ndarray:
+        """The `context` features from index `first` on, as if the window began the stream there.
+        Kept while the window's start stays put (the pause policy holds it for a whole phrase)."""
+        frame = self.count - len(self.features) + first
+        if self._start is not None and self._start[0] == frame:
+            return self._start[1]
         states, start = self._zero_states(), []
         for n in range(2 * self.context):
             features, states = self._step(n, self.frames[first + n], states)
             if n >= self.context:
                 start.append(features[0])
-        return start
+        self._start = (frame, np.stack(start))
+        return self._start[1]
 
     def logp(self, first: int = 0) -> np.ndarray:
         """Log-probabilities (T, classes) of the window's frames from index `first` on, oldest first."""
         features = np.stack(list(self.features)[first:])
         began_stream = first == 0 and self.count <= self.window
         if not began_stream and len(features) > 2 * self.context:
-            features[:self.context] = np.stack(self._window_start(first))
+            features[:self.context] = self._window_start(first)
         return self.model.back.run(None, {"features": features[None]})[0][0]

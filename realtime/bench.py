@@ -19,12 +19,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
 from realtime.captions import POLICIES, PolicyOptions
 from realtime.live import STAGES, LiveOptions, LivePipeline
+from realtime.tracker import MouthTracker, TrackerOptions
 
 BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.onnx"
 
@@ -182,9 +184,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     crops = []
-    from realtime.tracker import MouthTracker, TrackerOptions
-    import cv2
-
     capture = cv2.VideoCapture(str(args.source))
     with MouthTracker(TrackerOptions(crop=model.spec.crop)) as tracker:
         while len(crops) < 75:

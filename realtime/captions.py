@@ -66,10 +66,23 @@ class CaptionPolicy:
     def __post_init__(self) -> None:
         self.words: list[TimedWord] = []
         self._tail = CaptionState(0.0, "", "")
+        self._space = self.vocabulary.charset.index(" ")
 
     @property
     def committed(self) -> str:
         return " ".join(w.text for w in self.words)
+
+    def _quiet(self, logp: np.ndarray) -> tuple[np.ndarray, int]:
+        """The best class per frame, and how many frames at the end read no letter (blank or space)."""
+        best = np.argmax(logp, axis=-1)
+        letters = np.nonzero((best != self.vocabulary.blank) & (best != self._space))[0]
+        return best, len(best) - 1 - int(letters[-1]) if len(letters) else len(best)
+
+    def _flush_words(self, words: list[TimedWord], now: float | None) -> CaptionState:
+        """Commit the words still pending and show no tentative text."""
+        self.words.extend(words)
+        self._tail = CaptionState(self._tail.t if now is None else now, self.committed, "")
+        return self._tail
 
     def _decode(self, logp: np.ndarray):
         return decode(logp, self.options.decoder, self.vocabulary, self.options.beam_width)
@@ -106,7 +119,6 @@ class RightContextPolicy(CaptionPolicy):
         self._times: list[float] = []  # media time of each frozen row
         self._frozen_until = -np.inf  # media time of the newest frozen frame
         self._open: list[tuple[np.ndarray, float]] = []  # the newest window's frames not yet frozen
-        self._space = self.vocabulary.charset.index(" ")
 
     def _commit(self, now: float, final: bool) -> None:
         """Move finished words of the frozen segment into `words` and drop their frames."""
@@ -118,9 +130,7 @@ class RightContextPolicy(CaptionPolicy):
             if final:
                 self._frozen, self._times = [], []
             return
-        best = np.argmax(logp, axis=-1)
-        letters = np.nonzero((best != self.vocabulary.blank) & (best != self._space))[0]
-        quiet = len(best) - 1 - int(letters[-1]) if len(letters) else len(best)
+        best, quiet = self._quiet(logp)
         done: list[Word] = list(hyp.words) if final else []
         if not final:
             for i, w in enumerate(hyp.words):
@@ -180,7 +190,7 @@ class LocalAgreementPolicy(CaptionPolicy):
         now = float(times[-1])
         words = self._decode(logp).words
         # A window that ends inside a word reads only its beginning: such a word cannot be agreed on.
-        quiet = len(logp) - 1 - words[-1].end if words else len(logp)
+        _, quiet = self._quiet(logp)
         complete = len(words) if quiet >= self.options.pause else len(words) - 1
         current = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words]
         keep = [(w.start + w.end) / 2 > self._committed_until for w in current]
@@ -197,13 +207,10 @@ class LocalAgreementPolicy(CaptionPolicy):
         return self._tail
 
     def flush(self, now: float | None = None) -> CaptionState:
-        now = self._tail.t if now is None else now
-        self.words.extend(self._previous)
         if self._previous:
             self._committed_until = self._previous[-1].end
-        self._previous = []
-        self._tail = CaptionState(now, self.committed, "")
-        return self._tail
+        pending, self._previous = self._previous, []
+        return self._flush_words(pending, now)
 
 
 @dataclass
@@ -216,22 +223,16 @@ class PausePolicy(CaptionPolicy):
     def window_start(self) -> float:
         return self._start
 
-    def _commit(self, words: list[TimedWord], now: float) -> None:
-        self.words.extend(TimedWord(w.text, w.start, w.end, now) for w in words)
-
     def update(self, logp: np.ndarray, times: np.ndarray) -> CaptionState:
         now = float(times[-1])
         words = self._decode(logp).words
-        best = np.argmax(logp, axis=-1)
-        space = self.vocabulary.charset.index(" ")
-        letters = np.nonzero((best != self.vocabulary.blank) & (best != space))[0]
-        quiet = len(best) - 1 - int(letters[-1]) if len(letters) else len(best)
+        best, quiet = self._quiet(logp)
         timed = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words]
         # The newest frames have no right context yet and read as blanks: a pause counts once it is
         # `pause` frames long beyond those.
         if timed and quiet >= self.options.pause + self.options.right_context:
             # The speaker paused: the window read a whole phrase, from silence to silence.
-            self._commit(timed, now)
+            self.words.extend(timed)
             self._start = float(times[len(best) - quiet // 2 - 1])
             timed = []
         elif len(timed) > 1 and times[0] > self._start:
@@ -239,7 +240,7 @@ class PausePolicy(CaptionPolicy):
             middle = times[len(times) // 2]
             old = [w for w in timed[:-1] if w.end < middle]
             if old:
-                self._commit(old, now)
+                self.words.extend(old)
                 self._start = old[-1].end + 1e-6
                 timed = timed[len(old):]
         elif not timed and quiet >= 2 * (self.options.pause + self.options.right_context):
@@ -249,8 +250,5 @@ class PausePolicy(CaptionPolicy):
         return self._tail
 
     def flush(self, now: float | None = None) -> CaptionState:
-        now = self._tail.t if now is None else now
-        self._commit(self._pending, now)
-        self._pending, self._start = [], -np.inf
-        self._tail = CaptionState(now, self.committed, "")
-        return self._tail
+        pending, self._pending, self._start = self._pending, [], -np.inf
+        return self._flush_words(pending, now)

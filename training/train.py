@@ -130,7 +130,6 @@ def train(args: argparse.Namespace) -> int:
 
     _configure_devices(args.strategy, args.logical_cpus)
     import keras
-    import tensorflow as tf
 
     from realtime.decode import greedy
     from realtime.spec import ModelSpec
@@ -208,7 +207,6 @@ def train(args: argparse.Namespace) -> int:
     model.fit(data, epochs=args.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps,
               callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
     print(json.dumps(state), file=sys.stderr)
-    del tf
     return 0
 
 
