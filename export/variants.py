@@ -61,6 +61,17 @@ def int8(path: Path, calibration: list[np.ndarray]) -> list[Path]:
     return written
 
 
+def _cast_to_float16(model: onnx.ModelProto) -> None:
+    """The converter leaves Cast(to=float) nodes inside the graph (the step model's bool masks) while
+    typing their outputs float16, which ONNX Runtime refuses to load: make them cast to float16."""
+    outputs = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        if node.op_type == "Cast" and not outputs.intersection(node.output):
+            for attribute in node.attribute:
+                if attribute.name == "to" and attribute.i == onnx.TensorProto.FLOAT:
+                    attribute.i = onnx.TensorProto.FLOAT16
+
+
 def fp16(path: Path) -> list[Path]:
     """Weights and arithmetic in float16, inputs and outputs kept float32 (for CUDA)."""
     from onnxconverter_common.float16 import convert_float_to_float16
@@ -70,6 +81,7 @@ def fp16(path: Path) -> list[Path]:
         with warnings.catch_warnings():  # it warns for every weight too small for fp16; they become 0
             warnings.simplefilter("ignore", UserWarning)
             converted = convert_float_to_float16(onnx.load(str(source)), keep_io_types=True)
+        _cast_to_float16(converted)
         onnx.save(converted, str(target))
         written.append(target)
     return written

@@ -51,7 +51,7 @@ POLICIES = ("pause", "right-context", "local-agreement")
 class PolicyOptions:
     policy: str = "pause"
     decoder: str = "greedy"
-    beam_width: int = 8
+    beam_width: int | None = None  # None: the decoder's default (realtime.decode.BEAM_WIDTH)
     right_context: int = 12  # frames after a frame before the model's reading of it settles
     pause: int = 6  # blank frames after a word that end it without a space
 

@@ -167,12 +167,15 @@ def beam_search(logp: np.ndarray, vocabulary: Vocabulary = Vocabulary(), width: 
     return _hypothesis(chars, _logaddexp(pb, pnb))
 
 
-def grammar_search(logp: np.ndarray, vocabulary: Vocabulary = Vocabulary(), width: int = 8,
+def grammar_search(logp: np.ndarray, vocabulary: Vocabulary = Vocabulary(), width: int = 32,
                    grammar: Grammar = Grammar(), fallback_nats_per_frame: float = 0.15) -> Hypothesis:
     """The GRID reading of the frames, unless free text is far more likely: then the free reading.
 
     Speech that is not GRID makes the constrained hypothesis much less likely than the free one;
     past `fallback_nats_per_frame` (log-likelihood ratio per frame) the free text is returned.
+    The constrained search needs a wider beam than free text: with 8 prefixes, readings such as
+    "s eight" heard as "sight" fill the beam with prefixes the grammar later rejects (measured on the
+    validation clips: width 8 found no GRID reading for 5 of 53 clips, 32 for none; 64 reads the same).
     """
     constrained = beam_search(logp, vocabulary, width, grammar)
     free = beam_search(logp, vocabulary, width)
@@ -183,15 +186,16 @@ def grammar_search(logp: np.ndarray, vocabulary: Vocabulary = Vocabulary(), widt
 
 
 DECODERS = ("greedy", "beam", "grammar")
+BEAM_WIDTH = {"beam": 8, "grammar": 32}
 
 
 def decode(logp: np.ndarray, decoder: str = "greedy", vocabulary: Vocabulary = Vocabulary(),
-           width: int = 8, grammar: Grammar = Grammar()) -> Hypothesis:
-    """Decode with a decoder named on the command line."""
+           width: int | None = None, grammar: Grammar = Grammar()) -> Hypothesis:
+    """Decode with a decoder named on the command line; `width` None: the decoder's own default."""
     if decoder == "greedy":
         return greedy(logp, vocabulary)
     if decoder == "beam":
-        return beam_search(logp, vocabulary, width)
+        return beam_search(logp, vocabulary, width or BEAM_WIDTH[decoder])
     if decoder == "grammar":
-        return grammar_search(logp, vocabulary, width, grammar)
+        return grammar_search(logp, vocabulary, width or BEAM_WIDTH[decoder], grammar)
     raise ValueError(f"unknown decoder {decoder!r} (choose from {', '.join(DECODERS)})")

@@ -154,3 +154,21 @@ def test_evaluate_reads_keras_and_onnx_alike(exported: Export, tiny_run, small_c
     assert [c["hyp"] for c in onnx_["clips"]] == [c["hyp"] for c in keras["clips"]]
     trained = [c for c in onnx_["clips"] if c["name"] in tiny_run.keys]
     assert jiwer.cer([c["ref"] for c in trained], [c["hyp"] for c in trained]) <= 0.1  # it reads what it learnt
+
+
+def test_fp16_variant_streams_like_the_fp32_model(exported: Export, val_clips, tmp_path: Path):
+    """The fp16 family (for GPUs) loads in ONNX Runtime, every part of it, and reads as fp32 does."""
+    from export.variants import family, fp16
+
+    source = tmp_path / exported.path.name
+    for path in family(exported.path):
+        shutil.copy(path, source.with_name(path.name))
+    assert fp16(source) == list(family(source, "fp16"))
+    full, half = OnnxModel(source, "cpu"), OnnxModel(family(source, "fp16")[0], "cpu")
+    clip = val_clips[0]
+    streams = [StreamingBackend(m, window=len(clip)) for m in (full, half)]
+    for crop in clip:
+        for stream in streams:
+            stream.push(crop)
+    np.testing.assert_allclose(np.exp(streams[1].logp()), np.exp(streams[0].logp()), atol=5e-3)
+    np.testing.assert_allclose(np.exp(half.window_logp(clip)), np.exp(full.window_logp(clip)), atol=5e-3)

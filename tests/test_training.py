@@ -16,7 +16,7 @@ import pytest
 from realtime.spec import ModelSpec
 from realtime.vocab import GRID_GRAMMAR, Vocabulary
 from training.augment import UNKNOWN, Sampler
-from training.dataset import batches, load_clips, read_crop_spec
+from training.dataset import SampleMix, batches, load_clips, read_crop_spec
 from training.model import CONFIGS, WORD_CLASSES, build, load
 from training.train import compile_model, main
 
@@ -34,7 +34,7 @@ def test_a_few_steps_lower_the_loss(small_cache: Path):
     keras.utils.set_random_seed(1)
     vocabulary, crop = Vocabulary(), read_crop_spec(small_cache)
     sampler = Sampler(load_clips(small_cache), seed=1, vocabulary=vocabulary)
-    x, y = next(batches(sampler, batch_size=4, steps=1, epoch=0, curriculum_epochs=3, vocabulary=vocabulary))
+    x, y = next(batches(sampler, batch_size=4, steps=1, epoch=0, mix=SampleMix(), vocabulary=vocabulary))
     model = build(CONFIGS["tiny"], crop.height, crop.width, crop.channels, vocabulary)
     compile_model(model, vocabulary, lr=2e-3, aux_weight=0.5, char_weight=1.0)
     # train_on_batch reports the loss before its update: the first is the untrained model's.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -83,27 +84,36 @@ def pad_batch(samples: list[Sample], vocabulary: Vocabulary) -> tuple[np.ndarray
     return x, {"ctc": ctc, "words": words, "chars": chars}
 
 
-def kind_weights(epoch: int, curriculum_epochs: int) -> dict[str, float]:
-    """Short samples first (curriculum), then mostly sentences and stream windows."""
-    if epoch < curriculum_epochs:
-        return {"words": 0.6, "stream": 0.2, "sentence": 0.2}
-    return {"words": 0.25, "stream": 0.35, "sentence": 0.4}
+@dataclass(frozen=True)
+class SampleMix:
+    """Which kinds of sample an epoch draws: short samples first (curriculum), then mostly sentences
+    and stream windows of `window` frames (the live loop reads windows up to its own window length)."""
+
+    curriculum_epochs: int = 3
+    stream: float = 0.35  # share of stream windows after the curriculum
+    window: tuple[int, int] = (30, 90)  # stream window length range, frames
+
+    def weights(self, epoch: int) -> dict[str, float]:
+        if epoch < self.curriculum_epochs:
+            return {"words": 0.6, "stream": 0.2, "sentence": 0.2}
+        rest = 1.0 - self.stream
+        return {"words": rest * 0.4, "stream": self.stream, "sentence": rest * 0.6}
 
 
-def batches(sampler: Sampler, batch_size: int, steps: int, epoch: int, curriculum_epochs: int,
+def batches(sampler: Sampler, batch_size: int, steps: int, epoch: int, mix: SampleMix,
             vocabulary: Vocabulary) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
     """One epoch of batches; each batch is one kind of sample, so padding wastes little."""
-    weights = kind_weights(epoch, curriculum_epochs)
+    weights = mix.weights(epoch)
     kinds, p = list(weights), np.array(list(weights.values()))
     for _ in range(steps):
         kind = kinds[int(sampler.rng.choice(len(kinds), p=p / p.sum()))]
-        length = int(sampler.rng.integers(30, 91))
+        length = int(sampler.rng.integers(mix.window[0], mix.window[1] + 1))
         samples = [sampler.draw(kind, length) for _ in range(batch_size)]
         samples = [s for s in samples if s.text] or [sampler.draw("sentence")]
         yield pad_batch(samples, vocabulary)
 
 
-def tf_dataset(sampler: Sampler, batch_size: int, steps: int, epoch_of, curriculum_epochs: int,
+def tf_dataset(sampler: Sampler, batch_size: int, steps: int, epoch_of, mix: SampleMix,
                vocabulary: Vocabulary, frame_shape: tuple[int, int, int]):
     """A repeating tf.data pipeline over `batches`, prefetched so augmentation overlaps training.
     `epoch_of()` gives the current epoch (for the curriculum)."""
@@ -111,7 +121,7 @@ def tf_dataset(sampler: Sampler, batch_size: int, steps: int, epoch_of, curricul
 
     def generate():
         while True:
-            yield from batches(sampler, batch_size, steps, epoch_of(), curriculum_epochs, vocabulary)
+            yield from batches(sampler, batch_size, steps, epoch_of(), mix, vocabulary)
 
     signature = (tf.TensorSpec((None, None, *frame_shape), tf.float32),
                  {k: tf.TensorSpec((None, None), tf.int32) for k in ("ctc", "words", "chars")})

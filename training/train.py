@@ -22,6 +22,10 @@ import numpy as np
 from training.dataset import VAL_FRACTION
 
 
+_RECIPE = ("config", "batch_size", "lr", "aux_weight", "char_weight", "curriculum_epochs", "stream_share",
+           "max_window", "seed")
+
+
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
     import tensorflow as tf
 
@@ -96,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--char-weight", type=float, default=1.0,
                         help="per-frame character loss weight on the CTC head (0: off)")
     parser.add_argument("--curriculum-epochs", type=int, default=3, help="epochs of mostly short samples")
+    parser.add_argument("--stream-share", type=float, default=0.35,
+                        help="share of windows cut across concatenated clips, after the curriculum")
+    parser.add_argument("--max-window", type=int, default=90, help="longest stream window, frames")
     parser.add_argument("--patience", type=int, default=12, help="early stopping on validation CER")
     parser.add_argument("--steps", type=int, default=0, help="steps per epoch (default: one pass of clips)")
     parser.add_argument("--limit", type=int, default=0, help="use only this many clips (quick runs)")
@@ -113,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    from training.dataset import load_clips, predict_clips, read_crop_spec, split, tf_dataset
+    from training.dataset import SampleMix, load_clips, predict_clips, read_crop_spec, split, tf_dataset
     from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, save
 
     if args.config not in CONFIGS:
@@ -127,6 +134,14 @@ def train(args: argparse.Namespace) -> int:
     if args.resume and not state_path.exists():
         raise ValueError(f"nothing to resume in {run}")
     run.mkdir(parents=True, exist_ok=True)
+    recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
+    if args.resume and recipe.exists():
+        for key, value in json.loads(recipe.read_text()).items():
+            if key in _RECIPE:
+                setattr(args, key, value)
+    else:
+        recipe.write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                                     indent=1))
 
     _configure_devices(args.strategy, args.logical_cpus)
     import keras
@@ -168,7 +183,8 @@ def train(args: argparse.Namespace) -> int:
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
     epoch_box = {"epoch": state["epoch"]}
     sampler = Sampler(train_clips, seed=args.seed + state["epoch"], vocabulary=vocabulary)
-    data = tf_dataset(sampler, args.batch_size, steps, lambda: epoch_box["epoch"], args.curriculum_epochs,
+    mix = SampleMix(args.curriculum_epochs, args.stream_share, (30, max(30, args.max_window)))
+    data = tf_dataset(sampler, args.batch_size, steps, lambda: epoch_box["epoch"], mix,
                       vocabulary, (crop.height, crop.width, crop.channels))
     runtime_model = inference_model(model)
 
