@@ -34,6 +34,16 @@ def link_clip(grid_s1: Path, name: str, speaker_dir: Path) -> None:
     (speaker_dir / "align" / f"{name}.align").symlink_to(grid_s1 / "align" / f"{name}.align")
 
 
+@pytest.fixture
+def grid_subset(grid_s1: Path, tmp_path: Path):
+    """A function making a GRID folder of the named real clips (speaker s1) under tmp_path."""
+    def make(names: tuple[str, ...]) -> Path:
+        for name in names:
+            link_clip(grid_s1, name, tmp_path / "grid" / "s1")
+        return tmp_path / "grid"
+    return make
+
+
 @dataclass(frozen=True)
 class PreparedRun:
     grid: Path  # a GRID folder: s1/ with the real clips and one unreadable x.mp4

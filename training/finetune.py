@@ -1,7 +1,7 @@
 """Fine-tune a model to one person's recorded clips (python -m realtime.record makes them).
 
     python -m training.finetune --base MODEL.keras --data DIR --out runs/NAME
-        [--epochs 8] [--lr 3e-4] [--freeze-front-end] [--val-fraction 0.2]
+        [--epochs 8] [--lr 1e-3] [--freeze-front-end] [--val-fraction 0.2]
 
 Prepares the clips with the same crop as training and live captioning, holds some out (a
 deterministic split by clip), trains from the base weights, exports ONNX through `python -m export`,
@@ -22,8 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="a folder of recorded clips (GRID layout)")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20, help="steps per epoch (a person records few clips)")
     parser.add_argument("--freeze-front-end", action="store_true")
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--workers", type=int, default=2)
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         before = evaluate(Predictor(args.base), held_out)
         code = train.main(["--cache", str(cache), "--out", str(args.out), "--config", spec.config,
                            "--init", str(args.base), "--epochs", str(args.epochs), "--lr", str(args.lr),
-                           "--batch-size", str(args.batch_size), "--val-fraction", str(args.val_fraction),
+                           "--batch-size", str(args.batch_size), "--steps", str(args.steps),
+                           "--val-fraction", str(args.val_fraction),
                            "--curriculum-epochs", "0", "--patience", str(args.epochs)]
                           + (["--freeze-front-end"] if args.freeze_front_end else []))
         if code:

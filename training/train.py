@@ -22,6 +22,7 @@ import numpy as np
 from training.dataset import VAL_FRACTION
 
 
+FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "batch_size", "lr", "aux_weight", "char_weight", "curriculum_epochs", "stream_share",
            "max_window", "seed")
 
@@ -54,6 +55,8 @@ def learning_rate(epoch: int, base: float, epochs: int, warmup: int = 1) -> floa
 
 def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
     """Copy a trained model's weights into a new training model, layer by layer name."""
+    import keras
+
     from training.model import FRONT_END, load
 
     base, spec = load(base_path)
@@ -62,6 +65,9 @@ def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
     for layer in base.layers:
         if layer.weights:
             model.get_layer(layer.name).set_weights(layer.get_weights())
+    for layer in model.layers:  # the batch statistics must follow a new camera and face within a few steps
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = min(layer.momentum, FINETUNE_BN_MOMENTUM)
     if freeze_front_end:
         for layer in model.layers:
             layer.trainable = False

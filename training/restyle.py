@@ -1,0 +1,84 @@
+"""Write GRID clips with another look: a reproducible stand-in for "a new person" when measuring
+fine-tuning, since no second person can be recorded here.
+
+    python -m training.restyle --grid DIR --out DIR [--split val|all] [--count N]
+
+Each frame gets red and blue swapped (another skin and lighting tone than any colour jitter in
+training), a darker gamma and a softer focus (a cheaper webcam). The words and their timing are
+the speaker's own, so the align files are copied unchanged into our GRID layout
+(`OUT/<speaker>x/video/<name>.mp4`, `OUT/<speaker>x/align/<name>.align`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from training.dataset import VAL_FRACTION, is_validation
+from training.grid import find_clips
+
+_GAMMA = (255 * (np.arange(256) / 255) ** 1.5).astype(np.uint8)  # darker mid-tones
+
+
+def restyle(image: np.ndarray) -> np.ndarray:
+    """One BGR frame with the other look."""
+    return cv2.GaussianBlur(cv2.LUT(image[:, :, ::-1], _GAMMA), (5, 5), 1.2)
+
+
+def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
+    clips = [c for c in find_clips(grid) if c.align is not None and
+             (split == "all" or is_validation(f"{c.speaker}/{c.name}", VAL_FRACTION))]
+    if count:
+        clips = clips[:count]
+    if not clips:
+        raise ValueError(f"no aligned clips under {grid} for split {split!r}")
+    for clip in clips:
+        speaker = out / f"{clip.speaker}x"
+        (speaker / "video").mkdir(parents=True, exist_ok=True)
+        (speaker / "align").mkdir(parents=True, exist_ok=True)
+        target = speaker / "video" / f"{clip.name}.mp4"
+        partial = target.with_name(f".{target.stem}.partial.mp4")  # renamed once complete
+        capture = cv2.VideoCapture(str(clip.video))
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        writer = None
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                break
+            if writer is None:
+                h, w = image.shape[:2]
+                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            writer.write(restyle(image))
+        capture.release()
+        if writer is None:
+            raise ValueError(f"{clip.video} has no readable frames")
+        writer.release()
+        partial.replace(target)
+        shutil.copy(clip.align, speaker / "align" / f"{clip.name}.align")
+    return len(clips)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.restyle", description=__doc__.split("\n")[0])
+    parser.add_argument("--grid", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="the folder to write (our GRID layout)")
+    parser.add_argument("--split", choices=("val", "all"), default="val",
+                        help="val: only clips no bundled model trained on")
+    parser.add_argument("--count", type=int, default=0, help="at most this many clips")
+    args = parser.parse_args(argv)
+    try:
+        n = restyle_clips(args.grid, args.out, args.split, args.count)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {n} clips under {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
