@@ -10,6 +10,7 @@ runs from the first active frame to the last.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,3 +92,29 @@ def mouth_opening(lips: np.ndarray) -> np.ndarray:
 def lip_span(lips: np.ndarray, fps: float, options: ActivityOptions = LIP_ACTIVITY) -> Span | None:
     """The span where the mouth moves, for silent speech: frames without a face are NaN and never active."""
     return active_span(mouth_opening(lips), 1.0 / fps, options)
+
+
+class MovingLips:
+    """Frame by frame, whether the lips move: the live loop's pause detector, so a phrase ends where
+    the speaker's mouth rests, whatever the model reads there. The floor is the mouth's resting
+    opening, a low percentile of the last `history` frames, as `active_frames` takes it over a take."""
+
+    def __init__(self, options: ActivityOptions = LIP_ACTIVITY, history: int = 250):
+        self.options = options
+        self.openings: deque[float] = deque(maxlen=history)
+        self.last = False
+
+    def __call__(self, lips: np.ndarray | None) -> bool:
+        """`lips`: one frame's (40, 2) lip landmarks; None (a frame the tracker held) repeats the last answer."""
+        if lips is None:
+            return self.last
+        opening = float(mouth_opening(np.asarray(lips)[None])[0])
+        if np.isfinite(opening):
+            self.openings.append(opening)
+            floor = np.percentile(self.openings, self.options.floor_percentile)
+            self.last = opening > floor + self.options.margin
+        return self.last
+
+    def reset(self) -> None:
+        self.openings.clear()
+        self.last = False

@@ -11,8 +11,10 @@ time, can drive them. Two are here (README: how they compare, and why right-cont
 - local-agreement (LocalAgreement-2, as in whisper_streaming): each window is decoded whole, and the
   longest run of words that two consecutive hypotheses agree on is committed.
 - pause: the window starts in the last pause (the policy says where: `window_start`), grows while the
-  person speaks, and its words are committed when they pause again. The model was trained on windows
-  that begin and end in silence, and reads those far better than windows cut mid-speech.
+  person speaks, and its words are committed when their lips rest again (`still` frames). The model
+  reads a phrase from silence to silence about as well as a whole clip offline, and far better than
+  windows cut mid-speech; and pauses are taken from the lips, not from the model's blanks, because a
+  bidirectional CTC model places some letters at its window's edges rather than where they are spoken.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class PolicyOptions:
     beam_width: int | None = None  # None: the decoder's default (realtime.decode.BEAM_WIDTH)
     right_context: int = 12  # frames after a frame before the model's reading of it settles
     pause: int = 6  # blank frames after a word that end it without a space
+    still: int = 12  # frames of resting lips that end a phrase (pause policy)
 
 
 @dataclass
@@ -91,8 +94,9 @@ class CaptionPolicy:
         """Media time the next window should start at; -inf: the backend's whole sliding window."""
         return -np.inf
 
-    def update(self, logp: np.ndarray, times: np.ndarray) -> CaptionState:
-        """Take a window's log-probabilities (T, classes) and its frames' media times (T,)."""
+    def update(self, logp: np.ndarray, times: np.ndarray, moving: np.ndarray) -> CaptionState:
+        """Take a window's log-probabilities (T, classes), its frames' media times (T,) and whether the
+        lips move in each frame (T,) bool (realtime.activity.MovingLips)."""
         raise NotImplementedError
 
     def flush(self, now: float | None = None) -> CaptionState:
@@ -149,7 +153,7 @@ class RightContextPolicy(CaptionPolicy):
                 cut += 1
         self._frozen, self._times = self._frozen[cut:], self._times[cut:]
 
-    def update(self, logp: np.ndarray, times: np.ndarray) -> CaptionState:
+    def update(self, logp: np.ndarray, times: np.ndarray, moving: np.ndarray) -> CaptionState:
         now = float(times[-1])
         settled = len(times) - self.options.right_context
         for row, t in zip(logp[:max(settled, 0)], times[:max(settled, 0)]):
@@ -186,7 +190,7 @@ class LocalAgreementPolicy(CaptionPolicy):
         self._previous: list[TimedWord] = []  # the last hypothesis' words after the committed ones
         self._committed_until = -np.inf  # media time of the last committed word's end
 
-    def update(self, logp: np.ndarray, times: np.ndarray) -> CaptionState:
+    def update(self, logp: np.ndarray, times: np.ndarray, moving: np.ndarray) -> CaptionState:
         now = float(times[-1])
         words = self._decode(logp).words
         # A window that ends inside a word reads only its beginning: such a word cannot be agreed on.
@@ -223,28 +227,33 @@ class PausePolicy(CaptionPolicy):
     def window_start(self) -> float:
         return self._start
 
-    def update(self, logp: np.ndarray, times: np.ndarray) -> CaptionState:
+    def update(self, logp: np.ndarray, times: np.ndarray, moving: np.ndarray) -> CaptionState:
         now = float(times[-1])
-        words = self._decode(logp).words
-        best, quiet = self._quiet(logp)
-        timed = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words]
-        # The newest frames have no right context yet and read as blanks: a pause counts once it is
-        # `pause` frames long beyond those.
-        if timed and quiet >= self.options.pause + self.options.right_context:
-            # The speaker paused: the window read a whole phrase, from silence to silence.
-            self.words.extend(timed)
-            self._start = float(times[len(best) - quiet // 2 - 1])
-            timed = []
-        elif len(timed) > 1 and times[0] > self._start:
-            # The phrase outgrew the backend's window: commit its older half before it slides out.
-            middle = times[len(times) // 2]
-            old = [w for w in timed[:-1] if w.end < middle]
-            if old:
-                self.words.extend(old)
-                self._start = old[-1].end + 1e-6
-                timed = timed[len(old):]
-        elif not timed and quiet >= 2 * (self.options.pause + self.options.right_context):
-            self._start = float(times[len(best) - self.options.pause])  # keep the window short in silence
+        if self._start == -np.inf:  # a stream's first frame starts its first phrase
+            self._start = float(times[0])
+        moved = np.flatnonzero(moving)
+        still = len(moving) - 1 - int(moved[-1]) if len(moved) else len(moving)
+        timed = []
+        if not len(moved):
+            # Resting lips: whatever the model reads here is not speech; keep the window short.
+            if len(times) > 2 * self.options.still:
+                self._start = float(times[-self.options.still])
+        else:
+            words = self._decode(logp).words
+            timed = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words]
+            if still >= self.options.still:
+                # The speaker paused: the window read a whole phrase, from rest to rest.
+                self.words.extend(timed)
+                self._start = float(times[len(times) - still // 2 - 1])
+                timed = []
+            elif len(timed) > 1 and times[0] > self._start:
+                # The phrase outgrew the backend's window: commit its older half before it slides out.
+                middle = times[len(times) // 2]
+                old = [w for w in timed[:-1] if w.end < middle]
+                if old:
+                    self.words.extend(old)
+                    self._start = old[-1].end + 1e-6
+                    timed = timed[len(old):]
         self._pending = timed
         self._tail = CaptionState(now, self.committed, " ".join(w.text for w in timed))
         return self._tail

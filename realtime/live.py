@@ -16,6 +16,7 @@ from typing import IO
 
 import numpy as np
 
+from realtime.activity import MovingLips
 from realtime.backend import OnnxModel, StreamingBackend
 from realtime.capture import Frame
 from realtime.captions import CaptionPolicy, CaptionState, PolicyOptions, make_policy
@@ -53,6 +54,8 @@ class LivePipeline:
         self.backend = StreamingBackend(model, options.window)
         self.policy = make_policy(spec.vocabulary, options.policy)
         self.times: deque[float] = deque(maxlen=options.window)
+        self.moving_lips = MovingLips()
+        self.moving: deque[bool] = deque(maxlen=options.window)  # per frame of the window: the lips move
         self.caption = CaptionState(0.0, "", "")
         self.last_face = -np.inf
 
@@ -78,12 +81,15 @@ class LivePipeline:
                 changed = self._set(self.policy.flush(frame.t))
                 self.backend.reset()
                 self.times.clear()
+                self.moving.clear()
+                self.moving_lips.reset()
                 stages["captions"] = (time.perf_counter() - t0) * 1e3
         else:
             self.last_face = frame.t
             t0 = time.perf_counter()
             self.backend.push(track.crop)
             self.times.append(frame.t)
+            self.moving.append(self.moving_lips(track.lips))
             t1 = time.perf_counter()
             stages["front_end"] = (t1 - t0) * 1e3
             if self.backend.count % self.options.hop == 0:
@@ -92,7 +98,8 @@ class LivePipeline:
                 first = min(first, len(times) - 1)
                 logp = self.backend.logp(first)
                 t2 = time.perf_counter()
-                changed = self._set(self.policy.update(logp, times[first:]))
+                moving = np.fromiter(self.moving, bool)[first:]
+                changed = self._set(self.policy.update(logp, times[first:], moving))
                 stages["back_end"] = (t2 - t1) * 1e3
                 stages["captions"] = (time.perf_counter() - t2) * 1e3
         done = time.perf_counter()

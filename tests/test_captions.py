@@ -14,16 +14,27 @@ from tests.test_decode import V, matrix
 SENTENCE = "__b_i_n_ _b_l_u_e_ _a_t_ _f_ _t_w_o_ _n_o_w______"
 
 
-def stream(logp: np.ndarray, policy: CaptionPolicy, window: int, noise: float = 0.0, seed: int = 0):
+def lips_moving(logp: np.ndarray) -> np.ndarray:
+    """The lips move from the first letter the model reads to the last (as realtime.activity sees it)."""
+    best = np.argmax(logp, axis=-1)
+    letters = np.flatnonzero((best != V.blank) & (best != V.charset.index(" ")))
+    moving = np.zeros(len(logp), bool)
+    moving[letters[0]:letters[-1] + 1] = True
+    return moving
+
+
+def stream(logp: np.ndarray, policy: CaptionPolicy, window: int, noise: float = 0.0, seed: int = 0,
+           t0: float = 0.0):
     """Feed a policy the windows a streaming backend would give, ending at every frame."""
     rng = np.random.default_rng(seed)
     states = []
-    times = np.arange(len(logp)) / 25
+    times = t0 + np.arange(len(logp)) / 25
+    moving = lips_moving(logp)
     for end in range(1, len(logp) + 1):
         start = max(end - window, int(np.searchsorted(times, policy.window_start())))
         start = min(start, end - 1)
         chunk = logp[start:end] + rng.normal(0, noise, size=(end - start, logp.shape[1]))
-        states.append(policy.update(chunk, times[start:end]))
+        states.append(policy.update(chunk, times[start:end], moving[start:end]))
     return states
 
 
@@ -48,7 +59,7 @@ def test_words_are_committed_while_speech_goes_on(name: str) -> None:
     states = stream(logp, policy, window=20)
     first_commit = next(i for i, s in enumerate(states) if s.committed)
     assert states[first_commit].committed == "bin"
-    assert first_commit < len(SENTENCE) // 3  # "bin" is committed long before the sentence ends
+    assert first_commit < len(SENTENCE) // 2  # "bin" is committed long before the sentence ends
     times = [w.committed_at for w in policy.words]
     assert times == sorted(times)
     for w in policy.words:
@@ -72,11 +83,44 @@ def test_flush_then_new_stream_keeps_the_transcript(name: str) -> None:
     policy = make_policy(V, PolicyOptions(name, right_context=4, pause=4))
     stream(matrix(SENTENCE), policy, window=20)
     policy.flush()
-    logp = matrix("__s_e_t_ _r_e_d____")
-    times = 10 + np.arange(len(logp)) / 25
-    for end in range(1, len(logp) + 1):
-        start = min(max(end - 20, int(np.searchsorted(times, policy.window_start()))), end - 1)
-        policy.update(logp[start:end], times[start:end])
+    stream(matrix("__s_e_t_ _r_e_d____"), policy, window=20, t0=10.0)
     assert policy.flush().committed == "bin blue at f two now set red"
     policy.clear()
     assert policy.committed == ""
+
+
+def test_pause_policy_commits_when_the_lips_rest_whatever_the_window_edge_reads() -> None:
+    """A bidirectional model may place a word's last letters at the window's newest frame; the pause
+    is taken from the lips, so the phrase still commits `still` frames after they rest."""
+    options = PolicyOptions("pause", still=8)
+    policy = make_policy(V, options)
+    logp = matrix("__b_i_n_ _b_l_u" + "_" * 30)
+    moving = lips_moving(logp)
+    rest = int(np.flatnonzero(moving)[-1]) + 1
+    times = np.arange(len(logp)) / 25
+    edge = matrix("e")[0]
+    committed_at = None
+    for end in range(1, len(logp) + 1):
+        start = min(int(np.searchsorted(times, policy.window_start())), end - 1)
+        chunk = logp[start:end].copy()
+        if end > rest:
+            chunk[-1] = edge  # the last letter of "blue", read only at the window's edge
+        state = policy.update(chunk, times[start:end], moving[start:end])
+        if state.committed and committed_at is None:
+            committed_at = end
+    assert committed_at == rest + options.still
+    assert policy.committed == "bin blue"
+    assert policy.window_start() > times[rest]  # the next phrase starts inside the pause
+
+
+def test_pause_policy_commits_nothing_while_the_lips_rest() -> None:
+    """Windows in silence that the model reads as the start of a sentence ("bi") are not speech."""
+    policy = make_policy(V, PolicyOptions("pause", still=8))
+    times = np.arange(200) / 25
+    for end in range(1, len(times) + 1):
+        start = min(max(end - 60, int(np.searchsorted(times, policy.window_start()))), end - 1)
+        chunk = matrix("b_i" + "_" * (end - start))[:end - start]
+        state = policy.update(chunk, times[start:end], np.zeros(end - start, bool))
+        assert state.committed == "" and state.tentative == ""
+        assert end - start <= 2 * 8 + 1  # the window stays short in silence
+    assert policy.flush().committed == ""

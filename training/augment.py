@@ -18,6 +18,7 @@ from training.model import WORD_CLASSES
 _WORD_CLASS = {w: i for i, w in enumerate(WORD_CLASSES)}
 OTHER_WORD = _WORD_CLASS["<other>"]
 UNKNOWN = -1  # no per-frame word label (clips without an align file; padding)
+SPEECH_MARGIN = 2  # frames: lips move before and after the sound the align file times
 
 
 @dataclass(frozen=True)
@@ -28,14 +29,23 @@ class CachedClip:
     words: tuple[str, ...]
     spans: np.ndarray  # (W, 2) frame spans; empty without an align file
 
-    def frame_chars(self, vocabulary: Vocabulary) -> np.ndarray:
-        """A guessed per-frame character alignment: each word's characters spread evenly over its span
-        (a space first for every word but the first, a blank between repeated letters), blank in
-        silence, UNKNOWN where a span is too short to hold its word. A dense target that lets the CTC
-        head learn to read long before CTC finds alignments itself."""
+    def frame_chars(self, vocabulary: Vocabulary, target: str = "spread") -> np.ndarray:
+        """Per-frame targets for the CTC head, blank in silence; within words, by `target`:
+
+        - "spread": a guessed alignment, each word's characters spread evenly over its span (a space
+          first for every word but the first, a blank between repeated letters), UNKNOWN where a span
+          is too short to hold its word. Dense: the CTC head learns to read long before CTC finds
+          alignments itself, but it fights CTC's peaky emissions once CTC has found them.
+        - "silence": UNKNOWN over each word and SPEECH_MARGIN frames around it, so CTC places letters
+          freely inside the words but emits nothing in silence: no letters held back to a window's
+          edge or to the next sentence, which is what a streaming caption policy needs."""
         chars = np.full(len(self.mouth), vocabulary.blank, dtype=np.int32)
         if not len(self.spans):
             return np.full(len(self.mouth), UNKNOWN, dtype=np.int32)
+        if target == "silence":
+            for start, end in np.round(self.spans).astype(int):
+                chars[max(0, start - SPEECH_MARGIN):end + SPEECH_MARGIN] = UNKNOWN
+            return chars
         for i, (word, (start, end)) in enumerate(zip(self.words, self.spans)):
             seq: list[int] = [vocabulary.encode(" ")[0]] if i else []
             for c in vocabulary.encode(word):
@@ -73,6 +83,7 @@ class AugmentOptions:
     affine_p: float = 0.5
     colour_p: float = 0.5
     min_visible: float = 0.5  # a word counts in a window when this share of its frames is in it
+    char_target: str = "spread"  # the per-frame character target (CachedClip.frame_chars)
 
 
 @dataclass(frozen=True)
@@ -93,7 +104,7 @@ class Sampler:
         self.options = options
         self.rng = np.random.default_rng(seed)
         self.owners = [c.frame_words for c in clips]
-        self.chars = [c.frame_chars(vocabulary) for c in clips]
+        self.chars = [c.frame_chars(vocabulary, options.char_target) for c in clips]
         self.aligned = [i for i, c in enumerate(clips) if len(c.spans)]
 
     # --- index plans: arrays of (clip, frame) ---

@@ -24,7 +24,7 @@ from training.dataset import VAL_FRACTION
 
 FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "batch_size", "lr", "aux_weight", "char_weight", "curriculum_epochs", "stream_share",
-           "max_window", "seed")
+           "max_window", "char_target", "min_visible", "seed")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -109,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stream-share", type=float, default=0.35,
                         help="share of windows cut across concatenated clips, after the curriculum")
     parser.add_argument("--max-window", type=int, default=90, help="longest stream window, frames")
+    parser.add_argument("--char-target", choices=("spread", "silence"), default="spread",
+                        help="per-frame character target (training.augment.CachedClip.frame_chars)")
+    parser.add_argument("--min-visible", type=float, default=0.5,
+                        help="a word a window cuts counts in its text when this share of it is in the window")
     parser.add_argument("--patience", type=int, default=12, help="early stopping on validation CER")
     parser.add_argument("--steps", type=int, default=0, help="steps per epoch (default: one pass of clips)")
     parser.add_argument("--limit", type=int, default=0, help="use only this many clips (quick runs)")
@@ -155,7 +159,7 @@ def train(args: argparse.Namespace) -> int:
     from realtime.decode import greedy
     from realtime.spec import ModelSpec
     from realtime.vocab import Vocabulary
-    from training.augment import Sampler
+    from training.augment import AugmentOptions, Sampler
 
     keras.utils.set_random_seed(args.seed)
     crop = read_crop_spec(args.cache)
@@ -188,7 +192,8 @@ def train(args: argparse.Namespace) -> int:
 
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
     epoch_box = {"epoch": state["epoch"]}
-    sampler = Sampler(train_clips, seed=args.seed + state["epoch"], vocabulary=vocabulary)
+    augment = AugmentOptions(min_visible=args.min_visible, char_target=args.char_target)
+    sampler = Sampler(train_clips, augment, seed=args.seed + state["epoch"], vocabulary=vocabulary)
     mix = SampleMix(args.curriculum_epochs, args.stream_share, (30, max(30, args.max_window)))
     data = tf_dataset(sampler, args.batch_size, steps, lambda: epoch_box["epoch"], mix,
                       vocabulary, (crop.height, crop.width, crop.channels))
