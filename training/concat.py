@@ -10,12 +10,57 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, find_clips, read_align
+
+
+class Mp4Writer:
+    """An mp4 file opened at its first frame's size."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path, self.fps = path, fps
+        self.writer: cv2.VideoWriter | None = None
+
+    def write(self, image: np.ndarray) -> None:
+        if self.writer is None:
+            h, w = image.shape[:2]
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+        self.writer.write(image)
+
+    def close(self) -> bool:
+        """Finish the file; False when no frame was written (and no file was made)."""
+        if self.writer is None:
+            return False
+        self.writer.release()
+        return True
+
+
+def video_fps(path: Path) -> float:
+    capture = cv2.VideoCapture(str(path))
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    capture.release()
+    return fps
+
+
+def append_video(source: Path, writer: Mp4Writer,
+                 transform: Callable[[np.ndarray], np.ndarray] = lambda image: image) -> int:
+    """Write every frame of `source` (transformed) to `writer`; returns how many."""
+    capture = cv2.VideoCapture(str(source))
+    n = 0
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        writer.write(transform(image))
+        n += 1
+    capture.release()
+    return n
 
 
 def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tuple[int, int]:
@@ -25,21 +70,11 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
         clips = clips[:count]
     if not clips:
         raise ValueError(f"no aligned clips under {grid} for split {split!r}")
-    writer, frames, lines, used = None, 0, [], 0
+    fps = video_fps(clips[0].video)
+    writer, frames, lines, used = Mp4Writer(out, fps), 0, [], 0
     for clip in clips:
-        capture = cv2.VideoCapture(str(clip.video))
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
         start = frames
-        while True:
-            ok, image = capture.read()
-            if not ok:
-                break
-            if writer is None:
-                h, w = image.shape[:2]
-                writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-            writer.write(image)
-            frames += 1
-        capture.release()
+        frames += append_video(clip.video, writer)
         for token in read_align(clip.align):
             s = min(start + token.start, frames)
             e = min(start + token.end, frames)
@@ -47,7 +82,7 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
         used += 1
         if seconds and frames >= seconds * fps:
             break
-    writer.release()
+    writer.close()
     out.with_suffix(".align").write_text("\n".join(lines) + "\n")
     return used, frames
 

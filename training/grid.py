@@ -99,13 +99,14 @@ def find_clips(root: Path) -> list[Clip]:
     """Clips under a GRID folder, a speaker folder, or the corpus' own layout.
 
     Accepts `SPEAKER/video/*.mp4|mpg` + `SPEAKER/align/*.align` and
-    `SPEAKER/*.mpg` + `alignments/SPEAKER/*.align`.
+    `SPEAKER/*.mpg` + `alignments/SPEAKER/*.align`. Hidden files (a video still being written) are not clips.
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
     clips: list[Clip] = []
-    for video in sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES):
+    videos = (p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith("."))
+    for video in sorted(videos):
         if video.parent.name == "video":
             speaker_dir = video.parent.parent
             align = speaker_dir / "align" / f"{video.stem}.align"

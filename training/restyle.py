@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from training.concat import Mp4Writer, append_video, video_fps
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import find_clips
 
@@ -43,21 +44,10 @@ def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
         (speaker / "align").mkdir(parents=True, exist_ok=True)
         target = speaker / "video" / f"{clip.name}.mp4"
         partial = target.with_name(f".{target.stem}.partial.mp4")  # renamed once complete
-        capture = cv2.VideoCapture(str(clip.video))
-        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-        writer = None
-        while True:
-            ok, image = capture.read()
-            if not ok:
-                break
-            if writer is None:
-                h, w = image.shape[:2]
-                writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-            writer.write(restyle(image))
-        capture.release()
-        if writer is None:
+        writer = Mp4Writer(partial, video_fps(clip.video))
+        append_video(clip.video, writer, restyle)
+        if not writer.close():
             raise ValueError(f"{clip.video} has no readable frames")
-        writer.release()
         partial.replace(target)
         shutil.copy(clip.align, speaker / "align" / f"{clip.name}.align")
     return len(clips)
