@@ -113,7 +113,9 @@ def _median_ms(fn, repeats: int) -> float:
 
 def compare(model: OnnxModel, crops: np.ndarray, keras_path: Path | None, repeats: int = 30) -> dict:
     """ms for one T-frame window: TF Keras predict_on_batch (when TF and a .keras are at hand), ORT full
-    window, ORT streaming update (front end on the new frame + back end over the window)."""
+    window, ORT streaming update (front end on the new frame + back end over the window), as a sliding
+    window pays it (its start moves every frame and is recomputed) and as the pause policy pays it
+    while a phrase is spoken (`ort_phrase_update`: the window grows from a pause, its start held)."""
     window = crops[-75:]
     stream = StreamingBackend(model, len(window))
     for crop in window:
@@ -123,8 +125,20 @@ def compare(model: OnnxModel, crops: np.ndarray, keras_path: Path | None, repeat
         stream.push(window[-1])
         stream.logp()
 
+    phrase = StreamingBackend(model, 2 * len(window))
+    phrase_ms = []
+    for _ in range(repeats):
+        phrase.reset()
+        for crop in window[:-1]:
+            phrase.push(crop)
+        t = time.perf_counter()
+        phrase.push(window[-1])
+        phrase.logp()
+        phrase_ms.append((time.perf_counter() - t) * 1e3)
+
     out = {"ort_window": _median_ms(lambda: model.window_logp(window), repeats),
            "ort_stream_update": _median_ms(update, repeats),
+           "ort_phrase_update": float(np.median(phrase_ms)),
            "tf_window": None}
     if keras_path is not None and keras_path.is_file():
         try:

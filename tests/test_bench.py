@@ -1,0 +1,58 @@
+"""The latency benchmark's mechanics on a real GRID clip: its fields, their consistency, stage times that
+add up, and the percentile code. No speed is asserted: this machine's timings are not a test's business."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from realtime.backend import OnnxModel
+from realtime.bench import main as bench_main
+from realtime.bench import percentiles, run_stream
+from realtime.live import STAGES, LiveOptions
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models" / "lipstream-lite.onnx"
+CLIP = ROOT.parent / "shared" / "data" / "grid" / "s1" / "video" / "bbaf5a.mp4"
+
+
+def test_percentiles_interpolate_between_order_statistics() -> None:
+    assert percentiles(np.arange(1, 101)) == {"p50": 50.5, "p95": 95.05, "p99": 99.01}
+    assert percentiles([7.0]) == {"p50": 7.0, "p95": 7.0, "p99": 7.0}
+    assert all(math.isnan(v) for v in percentiles([]).values())
+
+
+def test_stage_times_add_up_to_the_total() -> None:
+    rec, pipeline, source = run_stream(OnnxModel(MODEL, "cpu"), str(CLIP), LiveOptions(), fast=True)
+    pipeline.close()
+    assert rec.frames == 75 and all(len(v) == rec.frames for v in rec.stages.values())
+    parts = np.sum([rec.stages[s] for s in STAGES if s != "total"], axis=0)
+    assert np.all(parts <= np.asarray(rec.stages["total"]) + 1e-6)
+    assert np.all(np.asarray(rec.latency) >= 0)
+
+
+def test_bench_writes_every_field_consistently(tmp_path: Path, capsys) -> None:
+    out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
+    assert bench_main(["--source", str(CLIP), "--json", str(out), "--plot", str(plot)]) == 0
+    result = json.loads(out.read_text())
+    assert json.loads(capsys.readouterr().out) == {k: v for k, v in result.items() if k != "transcript"}
+
+    def ordered(p: dict) -> bool:
+        return p["p50"] <= p["p95"] <= p["p99"]
+
+    assert ordered(result["glass_to_caption_ms"])
+    assert set(result["stages_ms"]) == set(STAGES) and all(ordered(p) for p in result["stages_ms"].values())
+    assert result["frames"] == 75 and result["fps"] > 0 and result["seconds"] > 0
+    assert isinstance(result["dropped_frames"], int) and result["dropped_frames"] >= 0
+    assert result["rss_mb"] > 0 and result["cpu_percent"] > 0
+    assert result["provider"] == "cpu" and result["provider_reason"]
+    compare = result["compare_ms"]
+    for key in ("tf_window", "ort_window", "ort_stream_update", "ort_phrase_update"):
+        assert compare[key] > 0, key  # TF is installed here, and the .keras sits beside the model
+    # The clip's align file sits in the corpus' align folder: commit delays and WER are measured.
+    assert result["word_commit_delay_ms"]["words"] >= 1 and ordered(result["word_commit_delay_ms"])
+    assert 0 <= result["wer"] <= 1 and result["transcript"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
