@@ -1,6 +1,6 @@
-"""Keras -> ONNX: the convolutional front end through tf2onnx, the recurrent back end as native ONNX
-GRU ops, the two composed into the full model; and for streaming, the front end's per-frame step
-(export.streaming) beside the back end. Each carries the ModelSpec in its metadata."""
+"""Keras -> ONNX: the convolutional front end through tf2onnx (in the forms of export.front_end), the
+recurrent back end as native ONNX GRU ops, the two composed into the full model; and for streaming,
+the front end's per-frame step beside the back end. Each carries the ModelSpec in its metadata."""
 
 from __future__ import annotations
 
@@ -12,13 +12,12 @@ import onnx
 import onnx.compose
 
 from export.onnx_gru import FEATURES, LOGP, back_end
-from export.streaming import step_function
+from export.front_end import FRAMES, step_function, window_function
 from realtime.backend import streaming_paths
 from realtime.spec import ModelSpec
 from training.model import FRONT_END
 
 OPSET = 17  # tf2onnx supports opsets up to 18
-FRAMES = "frames"
 
 
 @dataclass(frozen=True)
@@ -41,17 +40,10 @@ def _rename(proto: onnx.ModelProto, old: str, new: str) -> None:
 
 def front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
     """`frames` (batch, time, H, W, C) -> `features` (batch, time, F) through tf2onnx."""
-    import tensorflow as tf
     import tf2onnx
 
-    sub = keras.Model(model.inputs, model.get_layer(FRONT_END).output)
-    signature = (tf.TensorSpec((None, None, *model.inputs[0].shape[2:]), tf.float32, name=FRAMES),)
-
-    @tf.function(input_signature=signature)
-    def run(frames):
-        return sub(frames, training=False)
-
-    proto, _ = tf2onnx.convert.from_function(run, input_signature=signature, opset=opset)
+    function, signature = window_function(model)
+    proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
     _rename(proto, proto.graph.input[0].name, FRAMES)
     _rename(proto, proto.graph.output[0].name, FEATURES)
     proto.graph.name = "lipstream_front_end"
@@ -59,7 +51,7 @@ def front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
 
 
 def streaming_step(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
-    """(step, frame, state0..) -> (features, next_state0..) through tf2onnx; see export.streaming."""
+    """(step, frame, state0..) -> (features, next_state0..) through tf2onnx; see export.front_end."""
     import tf2onnx
 
     function, signature = step_function(model)
@@ -88,6 +80,10 @@ def convert(model: keras.Model, spec: ModelSpec, opset: int = OPSET) -> Exported
                                      prefix1="front/", prefix2="back/")
     _rename(full, f"front/{FRAMES}", FRAMES)
     _rename(full, f"back/{LOGP}", LOGP)
+    # The front end's features as a second output: the streaming runtime reads a window's first frames
+    # through it in one run (see realtime.backend.StreamingBackend).
+    full.graph.node.append(onnx.helper.make_node("Identity", [f"front/{FEATURES}"], [FEATURES]))
+    full.graph.output.extend(o for o in front.graph.output if o.name == FEATURES)
     full.graph.name = "lipstream"
     opsets = {o.domain: o.version for o in full.opset_import}  # merge_models repeats the default domain
     del full.opset_import[:]

@@ -40,9 +40,21 @@ def check(keras_logp: np.ndarray, onnx_logp: np.ndarray, spec: ModelSpec, form: 
     return ParityResult(form, keras_logp.shape[1], diff, same)
 
 
+def _streamed(model: OnnxModel, crops: np.ndarray, window: int) -> np.ndarray:
+    """The StreamingBackend's log-probabilities after each clip in `crops` is fed frame by frame."""
+    out = []
+    for clip in crops:
+        stream = StreamingBackend(model, window=window)
+        for crop in clip:
+            stream.push(crop)
+        out.append(stream.logp())
+    return np.stack(out)
+
+
 def gate(keras_model, model: OnnxModel, clips: list[np.ndarray]) -> list[ParityResult]:
     """Compare every emitted form with Keras on windows of every length: `full` (the whole window in
-    one run) and `streaming` (the runtime's StreamingBackend fed frame by frame, then its back end)."""
+    one run), `streaming` (the runtime's StreamingBackend fed frame by frame, then its back end) and
+    `sliding` (the same after the window has slid by its length: its start read afresh)."""
     results = []
     available = sum(len(c) for c in clips)
     for length in (n for n in WINDOW_LENGTHS if n <= available):
@@ -50,11 +62,9 @@ def gate(keras_model, model: OnnxModel, clips: list[np.ndarray]) -> list[ParityR
         x = normalise(crops)
         reference = np.asarray(keras_model.predict_on_batch(x))
         results.append(check(reference, model.batch_logp(x), model.spec, "full"))
-        streamed = []
-        for window in crops:
-            stream = StreamingBackend(model, window=length)
-            for crop in window:
-                stream.push(crop)
-            streamed.append(stream.logp())
-        results.append(check(reference, np.stack(streamed), model.spec, "streaming"))
+        results.append(check(reference, _streamed(model, crops, length), model.spec, "streaming"))
+        if 2 * length <= available:
+            longer = windows(clips, 2 * length)
+            reference = np.asarray(keras_model.predict_on_batch(normalise(longer[:, length:])))
+            results.append(check(reference, _streamed(model, longer, length), model.spec, "sliding"))
     return results

@@ -16,6 +16,7 @@ import numpy as np
 from realtime.spec import ModelSpec, ModelSpecError, normalise
 
 PROVIDERS = ("auto", "cuda", "cpu")
+FEATURES = "features"  # the full model's second output: the front end's per-frame features
 
 
 def streaming_paths(path: Path) -> tuple[Path, Path]:
@@ -43,6 +44,7 @@ def _session(path: Path, providers: list[str], threads: int):
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3  # no wall of provider errors: the choice is reported in one line
     return ort.InferenceSession(str(path), options, providers=providers)
 
@@ -98,7 +100,8 @@ class OnnxModel:
 
     @property
     def streams(self) -> bool:
-        return self.step is not None and self.back is not None
+        return (self.step is not None and self.back is not None
+                and FEATURES in [o.name for o in self.full.get_outputs()])
 
     def window_logp(self, crops: np.ndarray) -> np.ndarray:
         """Log-probabilities (T, classes) for uint8 crops (T, H, W, C): the full-window recompute."""
@@ -119,13 +122,14 @@ class StreamingBackend:
 
     Once the window slides, its first `context` features have seen frames before the window, where
     the model, trained on windows, always saw zero padding. They are recomputed as the window's own
-    start (2 x context steps from a zero state), so every window reads exactly as the same frames
-    read as one offline window: what the model was trained on.
+    start (the full model's front end over the window's first 2 x context frames), so every window
+    reads exactly as the same frames read as one offline window: what the model was trained on.
     """
 
     def __init__(self, model: OnnxModel, window: int = 75):
         if not model.streams:
-            raise ModelLoadError(f"{model.path} has no streaming parts (.step.onnx/.back.onnx): re-export it")
+            raise ModelLoadError(f"{model.path} has no streaming parts (.step.onnx/.back.onnx, the features"
+                                 " output): re-export it with python -m export")
         self.model = model
         self.window = window
         self.context = model.spec.context
@@ -149,10 +153,6 @@ class StreamingBackend:
     def _feed(self, n: int, frame: np.ndarray, states: list[np.ndarray]) -> dict[str, np.ndarray]:
         return {"step": np.array(n, np.int64), "frame": frame, **dict(zip(self._state_names, states))}
 
-    def _step(self, n: int, frame: np.ndarray, states: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
-        features, *states = self.model.step.run(None, self._feed(n, frame, states))
-        return features[0], states
-
     def step_feed(self, crop: np.ndarray) -> dict[str, np.ndarray]:
         """The step model's inputs for the next uint8 crop (calibration data for quantisation)."""
         return self._feed(self.count, normalise(crop[None, None]), self.states)
@@ -160,26 +160,23 @@ class StreamingBackend:
     def push(self, crop: np.ndarray) -> None:
         """Add one uint8 crop: one frame of front-end work."""
         frame = normalise(crop[None, None])
-        features, self.states = self._step(self.count, frame, self.states)
+        features, *self.states = self.model.step.run(None, self._feed(self.count, frame, self.states))
         self.frames.append(frame)
         for _ in range(min(self.context, self.count)):  # the previous frame's provisional features
             self.features.pop()
-        for feature in features[-min(self.context + 1, self.count + 1):]:
+        for feature in features[0, -min(self.context + 1, self.count + 1):]:
             self.features.append(feature)
         self.count += 1
 
     def _window_start(self, first: int) -> np.ndarray:
-        """The `context` features from index `first` on, as if the window began the stream there.
-        Kept while the window's start stays put (the pause policy holds it for a whole phrase)."""
+        """The `context` features from index `first` on, as if the window began the stream there: the
+        full model's front end over the 2 x context frames they read, in one run. Kept while the
+        window's start stays put (the pause policy holds it for a whole phrase)."""
         frame = self.count - len(self.features) + first
-        if self._start is not None and self._start[0] == frame:
-            return self._start[1]
-        states, start = self._zero_states(), []
-        for n in range(2 * self.context):
-            features, states = self._step(n, self.frames[first + n], states)
-            if n >= self.context:
-                start.append(features[0])
-        self._start = (frame, np.stack(start))
+        if self._start is None or self._start[0] != frame:
+            frames = np.concatenate([self.frames[first + n] for n in range(2 * self.context)], axis=1)
+            features = self.model.full.run([FEATURES], {"frames": frames})[0][0]
+            self._start = (frame, features[:self.context])
         return self._start[1]
 
     def logp(self, first: int = 0) -> np.ndarray:

@@ -23,7 +23,7 @@ from training.dataset import VAL_FRACTION
 
 
 FINETUNE_BN_MOMENTUM = 0.9
-_RECIPE = ("config", "batch_size", "lr", "aux_weight", "char_weight", "curriculum_epochs", "stream_share",
+_RECIPE = ("config", "dropout", "batch_size", "lr", "aux_weight", "char_weight", "curriculum_epochs", "stream_share",
            "max_window", "char_target", "min_visible", "seed")
 
 
@@ -97,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--config", default="lite")
+    parser.add_argument("--dropout", type=float, help="dropout after each recurrent layer (default: the config's)")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last state")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -173,6 +174,8 @@ def train(args: argparse.Namespace) -> int:
                                                 "train": len(train_clips)}, indent=1))
     vocabulary = Vocabulary()
     config = CONFIGS[args.config]
+    if args.dropout is not None:
+        config = replace(config, dropout=args.dropout)
     base_spec = ModelSpec(vocabulary=vocabulary, crop=crop, context=context_frames(config), config=config.name,
                           version=_version())
     print(f"{len(train_clips)} training clips, {len(val_clips)} validation clips", file=sys.stderr)

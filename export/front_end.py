@@ -1,6 +1,11 @@
-"""The streaming front end: one new frame in, the features it settles, with per-layer state.
+"""The convolutional front end as TF functions of the Keras weights (batch norm folded in), in the
+forms ONNX Runtime runs fastest: the whole window, and one new frame at a time with per-layer state.
 
-Each 3D convolution (temporal kernel 3, 'same' padding) is y[p] = z0(x[p-1]) + z1(x[p]) + z2(x[p+1]),
+Whole window: the first convolution reads 3 input channels, where ONNX Runtime's Conv3D kernel is
+slow; stacking each frame with its two neighbours on the channel axis turns it into one 2D
+convolution of 9 channels over every frame, the same arithmetic at about twice the speed.
+
+One frame at a time: each 3D convolution (temporal kernel 3, 'same' padding) is y[p] = z0(x[p-1]) + z1(x[p]) + z2(x[p+1]),
 where z_k is a 2D convolution of one frame with the kernel's k-th temporal slice. So an input frame's
 three contributions are computed once, when the frame arrives, and kept as state.
 
@@ -17,7 +22,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-STEP, FRAME, FEATURES = "step", "frame", "features"
+STEP, FRAME, FRAMES = "step", "frame", "frames"
 
 
 def _blocks(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray, int]]:
@@ -47,6 +52,42 @@ def state_shapes(model: keras.Model) -> list[tuple[int, ...]]:
             _, _, h, w, c = layer.output.shape
             shapes.append((2, h, w, 3 * c))
     return shapes
+
+
+def _stacked_taps(kernel: np.ndarray) -> np.ndarray:
+    """(3, kh, kw, cin, cout) -> (kh, kw, 3 * cin, cout): temporal taps k on channels k * cin + c."""
+    kt, kh, kw, cin, cout = kernel.shape
+    return np.ascontiguousarray(kernel.transpose(1, 2, 0, 3, 4).reshape(kh, kw, kt * cin, cout))
+
+
+def window_function(model: keras.Model):
+    """A tf.function `frames` (batch, time, H, W, C) -> features (batch, time, F), as the Keras front end
+    computes them in inference (zero padding in time at the window's ends)."""
+    import tensorflow as tf
+
+    blocks = _blocks(model)
+    height, width, channels = model.inputs[0].shape[2:]
+    signature = (tf.TensorSpec((None, None, height, width, channels), tf.float32, name=FRAMES),)
+
+    @tf.function(input_signature=signature)
+    def window(frames):
+        batch, time = tf.shape(frames)[0], tf.shape(frames)[1]
+        x = frames
+        for i, (kernel, bias, stride) in enumerate(blocks):
+            if i == 0:
+                padded = tf.pad(x, [[0, 0], [1, 1], [0, 0], [0, 0], [0, 0]])
+                taps = tf.concat([padded[:, :-2], padded[:, 1:-1], padded[:, 2:]], axis=-1)
+                y = tf.nn.conv2d(tf.reshape(taps, (-1, height, width, 3 * channels)),
+                                 tf.constant(_stacked_taps(kernel)), strides=stride, padding="SAME")
+                y = tf.nn.max_pool2d(tf.nn.relu(y + bias), 2, 2, "VALID")
+                x = tf.reshape(y, (batch, time, *y.shape[1:]))
+            else:
+                y = tf.nn.conv3d(x, tf.constant(kernel), strides=(1, 1, stride, stride, 1), padding="SAME")
+                x = tf.nn.max_pool3d(tf.nn.relu(y + bias), (1, 2, 2), (1, 2, 2), "VALID")
+        _, _, h, w, c = x.shape
+        return tf.reshape(x, (batch, time, h * w * c))
+
+    return window, signature
 
 
 def step_function(model: keras.Model):
