@@ -145,9 +145,8 @@ def compare(model: OnnxModel, crops: np.ndarray, keras_path: Path | None, repeat
             from realtime.spec import normalise
             from training.model import load
 
-            keras_model, _ = load(keras_path)
-            x = normalise(window)[None]
-            out["tf_window"] = _median_ms(lambda: keras_model.predict_on_batch(x), repeats)
+            keras_model, _ = load(keras_path)  # timed as ORT is: from uint8 crops, normalisation included
+            out["tf_window"] = _median_ms(lambda: keras_model.predict_on_batch(normalise(window)[None]), repeats)
         except ImportError:
             pass
     return out
