@@ -10,6 +10,7 @@ Keys in the window: q or Esc quit, space pause, c clear, s save the transcript.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="right-context policy: frames after a frame before it is final")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all cores)")
     return p.parse_args(argv)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """A stop request (SIGTERM: kill, a service manager) ends the stream as Ctrl-C does: transcript kept."""
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     resampler = Resampler(model.spec.fps)
     code, paused, first = EXIT_OK, False, True
     fps_clock: list[float] = []
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         source.start()
         for frame in source:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -138,6 +140,26 @@ def test_truncated_video_keeps_the_transcript_and_fails(tmp_path: Path) -> None:
     code, lines = run_headless(tmp_path, path)
     assert code == run_live.EXIT_SOURCE_ENDED
     assert lines[-1]["final"] is True and lines[-1]["text"]
+
+
+def test_stop_request_keeps_the_transcript(tmp_path: Path) -> None:
+    """SIGTERM mid-stream (a real signal to a real process reading at the file's own pace): the words
+    read so far reach the JSON lines and the subtitles, and the exit code says it was interrupted."""
+    frames = [f for name in CLIPS for f in read_frames(clip(name))]
+    video = write_video(tmp_path / "long.avi", frames, 25.0, "MJPG")  # 9 s, paced: still running when stopped
+    out, srt = tmp_path / "captions.jsonl", tmp_path / "out.srt"
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--headless",
+                                "--jsonl", str(out), "--srt", str(srt)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "first frame processed" in line:
+            break
+    time.sleep(4.0)  # the first sentence (3 s) is read
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=60)
+    assert process.returncode == run_live.EXIT_INTERRUPTED
+    final = json.loads(out.read_text().splitlines()[-1])
+    assert final["final"] is True and final["text"]
+    assert final["text"].split()[0] in srt.read_text()
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
