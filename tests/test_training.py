@@ -15,7 +15,7 @@ import pytest
 
 from realtime.spec import ModelSpec
 from realtime.vocab import GRID_GRAMMAR, Vocabulary
-from training.augment import UNKNOWN, Sampler
+from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.dataset import SampleMix, batches, load_clips, read_crop_spec
 from training.model import CONFIGS, WORD_CLASSES, build, load
 from training.train import compile_model, main
@@ -98,6 +98,18 @@ def word_runs(classes: np.ndarray) -> list[tuple[str, int, int]]:
             runs.append((WORD_CLASSES[c], start, start + n))
         start += n
     return runs
+
+
+def test_lipnet_only_augmentation_keeps_pixels_or_their_mirror(small_cache: Path):
+    clips = load_clips(small_cache)
+    frames = clips[0].mouth[:20]
+    full = Sampler(clips, seed=3)
+    lipnet = Sampler(clips, AugmentOptions().lipnet_only(), seed=3)
+    kept = [lipnet.pixels(frames) for _ in range(20)]
+    assert all(np.array_equal(k, frames) or np.array_equal(k, frames[:, :, ::-1]) for k in kept)
+    assert any(np.array_equal(k, frames[:, :, ::-1]) for k in kept)
+    changed = [full.pixels(frames) for _ in range(20)]
+    assert not all(np.array_equal(c, frames) or np.array_equal(c, frames[:, :, ::-1]) for c in changed)
 
 
 SLOT = {w: i for i, slot in enumerate(GRID_GRAMMAR) for w in slot}

@@ -7,7 +7,7 @@ labels follow the frames. Pixel transforms (flip, small affine, colour) act on t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -84,6 +84,11 @@ class AugmentOptions:
     colour_p: float = 0.5
     min_visible: float = 0.5  # a word counts in a window when this share of its frames is in it
     char_target: str = "spread"  # the per-frame character target (CachedClip.frame_chars)
+
+    def lipnet_only(self) -> AugmentOptions:
+        """LipNet's own pixel augmentation (flip, frame jitter) without what a webcam brings (speed,
+        affine and colour jitter): the baseline that measures what the webcam augmentation is worth."""
+        return replace(self, speed_p=0.0, affine_p=0.0, colour_p=0.0)
 
 
 @dataclass(frozen=True)
