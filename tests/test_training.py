@@ -112,6 +112,20 @@ def test_lipnet_only_augmentation_keeps_pixels_or_their_mirror(small_cache: Path
     assert not all(np.array_equal(c, frames) or np.array_equal(c, frames[:, :, ::-1]) for c in changed)
 
 
+def test_time_masking_replaces_short_runs_with_the_mean_frame(small_cache: Path):
+    frames = load_clips(small_cache)[0].mouth[:75]  # three seconds of a real clip
+    sampler = Sampler([], AugmentOptions(time_mask=8), seed=5)
+    mean = frames.mean(axis=0).astype(np.uint8)
+    masked_counts = []
+    for _ in range(30):
+        out = sampler.mask_time(frames.copy())
+        changed = np.nonzero(np.any(out != frames, axis=(1, 2, 3)))[0]
+        assert all(np.array_equal(out[i], mean) for i in changed)
+        masked_counts.append(len(changed))
+    assert max(masked_counts) <= 3 * 8  # at most one run of 8 frames per second
+    assert max(masked_counts) > 8 and min(masked_counts) < 8  # runs vary in width and sometimes add up
+
+
 SLOT = {w: i for i, slot in enumerate(GRID_GRAMMAR) for w in slot}
 
 

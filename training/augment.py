@@ -82,13 +82,14 @@ class AugmentOptions:
     rotate_deg: float = 4.0
     affine_p: float = 0.5
     colour_p: float = 0.5
+    time_mask: int = 0  # per second of a sample, up to this many consecutive frames replaced by its mean frame
     min_visible: float = 0.5  # a word counts in a window when this share of its frames is in it
     char_target: str = "spread"  # the per-frame character target (CachedClip.frame_chars)
 
     def lipnet_only(self) -> AugmentOptions:
         """LipNet's own pixel augmentation (flip, frame jitter) without what a webcam brings (speed,
         affine and colour jitter): the baseline that measures what the webcam augmentation is worth."""
-        return replace(self, speed_p=0.0, affine_p=0.0, colour_p=0.0)
+        return replace(self, speed_p=0.0, affine_p=0.0, colour_p=0.0, time_mask=0)
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,20 @@ class Sampler:
             gain = rng.uniform(0.7, 1.3) * rng.uniform(0.9, 1.1, size=frames.shape[-1])
             bias = rng.uniform(-30, 30)
             frames = np.clip(frames.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+        if o.time_mask:
+            frames = self.mask_time(frames)
         return np.ascontiguousarray(frames)
+
+    def mask_time(self, frames: np.ndarray, fps: float = 25.0) -> np.ndarray:
+        """Time masking (Ma et al. 2022, "Visual speech recognition for multiple languages"): per second,
+        a run of up to `time_mask` frames becomes the sample's mean frame, labels unchanged, so the model
+        reads a word from its context when a few frames are missing or blurred, and over-fits less."""
+        mean = frames.mean(axis=0).astype(np.uint8)
+        for _ in range(max(1, int(round(len(frames) / fps)))):
+            width = int(self.rng.integers(0, self.options.time_mask + 1))
+            start = int(self.rng.integers(0, max(1, len(frames) - width + 1)))
+            frames[start:start + width] = mean
+        return frames
 
     def draw(self, kind: str, length: int = 75) -> Sample:
         plan = {"sentence": self.sentence, "words": self.sub_sentence,

@@ -24,7 +24,7 @@ from training.dataset import VAL_FRACTION
 
 FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "dropout", "batch_size", "lr", "aux_weight", "char_weight", "curriculum_epochs", "stream_share",
-           "max_window", "char_target", "min_visible", "augment", "seed")
+           "max_window", "char_target", "min_visible", "augment", "time_mask", "seed")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -111,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of windows cut across concatenated clips, after the curriculum")
     parser.add_argument("--augment", choices=("webcam", "lipnet"), default="webcam",
                         help="lipnet: flip and frame jitter only, without speed, affine and colour jitter")
+    parser.add_argument("--time-mask", type=int, default=0,
+                        help="time masking: per second, up to this many frames replaced by the mean frame")
     parser.add_argument("--max-window", type=int, default=90, help="longest stream window, frames")
     parser.add_argument("--char-target", choices=("spread", "silence"), default="spread",
                         help="per-frame character target (training.augment.CachedClip.frame_chars)")
@@ -197,7 +199,8 @@ def train(args: argparse.Namespace) -> int:
 
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
     epoch_box = {"epoch": state["epoch"]}
-    augment = AugmentOptions(min_visible=args.min_visible, char_target=args.char_target)
+    augment = AugmentOptions(min_visible=args.min_visible, char_target=args.char_target,
+                             time_mask=args.time_mask)
     if args.augment == "lipnet":
         augment = augment.lipnet_only()
     sampler = Sampler(train_clips, augment, seed=args.seed + state["epoch"], vocabulary=vocabulary)
