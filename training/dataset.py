@@ -86,10 +86,11 @@ def pad_batch(samples: list[Sample], vocabulary: Vocabulary) -> tuple[np.ndarray
 
 @dataclass(frozen=True)
 class SampleMix:
-    """Which kinds of sample an epoch draws: short samples first (curriculum), then mostly sentences
-    and stream windows of `window` frames (the live loop reads windows up to its own window length)."""
+    """Which kinds of sample an epoch draws: optionally short samples first (a curriculum; from scratch
+    it slowed training, README), then mostly sentences and stream windows of `window` frames (the live
+    loop reads windows up to its own window length)."""
 
-    curriculum_epochs: int = 3
+    curriculum_epochs: int = 0
     stream: float = 0.35  # share of stream windows after the curriculum
     window: tuple[int, int] = (30, 90)  # stream window length range, frames
 

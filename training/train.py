@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aux-weight", type=float, default=0.5, help="per-frame word loss weight (0: off)")
     parser.add_argument("--char-weight", type=float, default=1.0,
                         help="per-frame character loss weight on the CTC head (0: off)")
-    parser.add_argument("--curriculum-epochs", type=int, default=3, help="epochs of mostly short samples")
+    parser.add_argument("--curriculum-epochs", type=int, default=0,
+                        help="epochs of mostly short samples first (measured slower than none: README)")
     parser.add_argument("--stream-share", type=float, default=0.35,
                         help="share of windows cut across concatenated clips, after the curriculum")
     parser.add_argument("--augment", choices=("webcam", "lipnet"), default="webcam",
