@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from realtime.spec import ModelSpec
 from realtime.vocab import Vocabulary
 from training.model import WORD_CLASSES
 
@@ -83,6 +84,7 @@ class AugmentOptions:
     affine_p: float = 0.5
     colour_p: float = 0.5
     time_mask: int = 0  # per second of a sample, up to this many consecutive frames replaced by its mean frame
+    fps: float = ModelSpec.fps  # the frame rate the model reads (its spec), which time_mask counts seconds in
     min_visible: float = 0.5  # a word counts in a window when this share of its frames is in it
     char_target: str = "spread"  # the per-frame character target (CachedClip.frame_chars)
 
@@ -204,12 +206,12 @@ class Sampler:
             frames = self.mask_time(frames)
         return np.ascontiguousarray(frames)
 
-    def mask_time(self, frames: np.ndarray, fps: float = 25.0) -> np.ndarray:
+    def mask_time(self, frames: np.ndarray) -> np.ndarray:
         """Time masking (Ma et al. 2022, "Visual speech recognition for multiple languages"): per second,
         a run of up to `time_mask` frames becomes the sample's mean frame, labels unchanged, so the model
         reads a word from its context when a few frames are missing or blurred, and over-fits less."""
         mean = frames.mean(axis=0).astype(np.uint8)
-        for _ in range(max(1, int(round(len(frames) / fps)))):
+        for _ in range(max(1, int(round(len(frames) / self.options.fps)))):
             width = int(self.rng.integers(0, self.options.time_mask + 1))
             start = int(self.rng.integers(0, max(1, len(frames) - width + 1)))
             frames[start:start + width] = mean

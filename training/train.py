@@ -201,7 +201,7 @@ def train(args: argparse.Namespace) -> int:
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
     epoch_box = {"epoch": state["epoch"]}
     augment = AugmentOptions(min_visible=args.min_visible, char_target=args.char_target,
-                             time_mask=args.time_mask)
+                             time_mask=args.time_mask, fps=base_spec.fps)
     if args.augment == "lipnet":
         augment = augment.lipnet_only()
     sampler = Sampler(train_clips, augment, seed=args.seed + state["epoch"], vocabulary=vocabulary)
