@@ -23,8 +23,8 @@ from training.dataset import VAL_FRACTION
 
 
 FINETUNE_BN_MOMENTUM = 0.9
-_RECIPE = ("config", "dropout", "batch_size", "lr", "aux_weight", "char_weight", "curriculum_epochs", "stream_share",
-           "max_window", "char_target", "min_visible", "augment", "time_mask", "seed")
+_RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
+           "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment", "time_mask", "seed")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--config", default="lite")
     parser.add_argument("--dropout", type=float, help="dropout after each recurrent layer (default: the config's)")
+    parser.add_argument("--spatial-dropout", type=float,
+                        help="channel dropout after each convolution block (default: the config's)")
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last state")
     parser.add_argument("--batch-size", type=int, default=16)
@@ -181,6 +183,8 @@ def train(args: argparse.Namespace) -> int:
     config = CONFIGS[args.config]
     if args.dropout is not None:
         config = replace(config, dropout=args.dropout)
+    if args.spatial_dropout is not None:
+        config = replace(config, spatial_dropout=args.spatial_dropout)
     base_spec = ModelSpec(vocabulary=vocabulary, crop=crop, context=context_frames(config), config=config.name,
                           version=_version())
     print(f"{len(train_clips)} training clips, {len(val_clips)} validation clips", file=sys.stderr)
