@@ -24,7 +24,8 @@ from training.dataset import VAL_FRACTION
 
 FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
-           "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment", "time_mask", "seed")
+           "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
+           "time_mask", "seed")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
