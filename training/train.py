@@ -181,11 +181,8 @@ def train(args: argparse.Namespace) -> int:
     (run / "split.json").write_text(json.dumps({"fraction": args.val_fraction, "validation": [c.key for c in val_clips],
                                                 "train": len(train_clips)}, indent=1))
     vocabulary = Vocabulary()
-    config = CONFIGS[args.config]
-    if args.dropout is not None:
-        config = replace(config, dropout=args.dropout)
-    if args.spatial_dropout is not None:
-        config = replace(config, spatial_dropout=args.spatial_dropout)
+    overrides = {"dropout": args.dropout, "spatial_dropout": args.spatial_dropout}
+    config = replace(CONFIGS[args.config], **{k: v for k, v in overrides.items() if v is not None})
     base_spec = ModelSpec(vocabulary=vocabulary, crop=crop, context=context_frames(config), config=config.name,
                           version=_version())
     print(f"{len(train_clips)} training clips, {len(val_clips)} validation clips", file=sys.stderr)
