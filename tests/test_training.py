@@ -57,7 +57,8 @@ def train_process(*argv: str) -> subprocess.CompletedProcess:
 
 def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     run = tmp_path / "run"
-    assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "2", "--spatial-dropout", "0.25")) == 0
+    assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "2", "--spatial-dropout", "0.25",
+                          "--weight-decay", "0.01")) == 0
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
     resumed = train_process(*quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -68,8 +69,9 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     model, spec = load(run / "best.keras")
     assert isinstance(spec, ModelSpec) and spec.config == "tiny" and spec.val_cer == state["best_cer"]
     assert model.output_shape == (None, None, Vocabulary().size)
-    trained, _ = load(run / "last.keras")  # the recipe, channel dropout included, survives the resume
+    trained, _ = load(run / "last.keras", compile=True)  # the recipe survives the resume
     assert [trained.get_layer(f"drop{i}").rate for i in (1, 2, 3)] == [0.25] * 3
+    assert trained.optimizer.weight_decay == pytest.approx(0.01)
 
     capsys.readouterr()
     assert main(quick_run(small_cache, run, "--epochs", "3", "--steps", "2")) == 2

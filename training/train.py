@@ -3,8 +3,8 @@
     python -m training.train --cache FILE.h5 --out runs/NAME [--config lite] [--epochs N] [--resume]
 
 The run folder keeps the validation split (split.json), the last state (last.keras, state.json,
-resumable), the best model on validation CER (best.keras, the inference model with its spec),
-a CSV log and TensorBoard logs.
+resumable), the best model on validation CER, ties broken by WER (best.keras, the inference model
+with its spec), a CSV log and TensorBoard logs.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from training.dataset import VAL_FRACTION
 FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
-           "time_mask", "seed")
+           "time_mask", "weight_decay", "seed")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -76,13 +76,15 @@ def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
                 break
 
 
-def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: float) -> None:
-    """CTC on the character head plus the per-frame word and character losses (see training.losses)."""
+def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: float,
+                  weight_decay: float = 0.0) -> None:
+    """CTC on the character head plus the per-frame word and character losses (see training.losses).
+    Weight decay is decoupled from the gradient (Keras applies it as AdamW does)."""
     import keras
 
     from training.losses import CTCLoss, FrameLoss
 
-    model.compile(optimizer=keras.optimizers.Adam(lr, clipnorm=5.0),
+    model.compile(optimizer=keras.optimizers.Adam(lr, clipnorm=5.0, weight_decay=weight_decay or None),
                   loss={"ctc": CTCLoss(vocabulary.blank), "words": FrameLoss(), "chars": FrameLoss()},
                   loss_weights={"ctc": 1.0, "words": aux_weight, "chars": char_weight})
 
@@ -105,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last state")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--weight-decay", type=float, default=0.0,
+                        help="decoupled weight decay per unit learning rate (0: off)")
     parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     parser.add_argument("--aux-weight", type=float, default=0.5, help="per-frame word loss weight (0: off)")
     parser.add_argument("--char-weight", type=float, default=1.0,
@@ -197,7 +201,7 @@ def train(args: argparse.Namespace) -> int:
             model = build(config, crop.height, crop.width, crop.channels, vocabulary)
             if args.init:
                 initialise(model, args.init, args.freeze_front_end)
-            compile_model(model, vocabulary, args.lr, args.aux_weight, args.char_weight)
+            compile_model(model, vocabulary, args.lr, args.aux_weight, args.char_weight, args.weight_decay)
     print(f"config {config.name}: {count_params(model):,} parameters", file=sys.stderr)
 
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
@@ -213,7 +217,8 @@ def train(args: argparse.Namespace) -> int:
     runtime_model = inference_model(model)
 
     class Validate(keras.callbacks.Callback):
-        """Greedy CER/WER on the validation clips; keeps the best model and the resumable state."""
+        """Greedy CER/WER on the validation clips; keeps the best model (lowest CER, then WER) and the
+        resumable state."""
 
         def on_epoch_begin(self, epoch, logs=None):
             epoch_box["epoch"] = epoch
@@ -225,7 +230,7 @@ def train(args: argparse.Namespace) -> int:
             hyps = [greedy(lp, vocabulary).text for lp in logp]
             cer, wer = error_rates([c.text for c in val_clips], hyps)
             logs.update(val_cer=cer, val_wer=wer, epoch_seconds=time.perf_counter() - self.started)
-            if state["best_cer"] is None or cer < state["best_cer"]:
+            if state["best_cer"] is None or (cer, wer) < (state["best_cer"], state["best_wer"]):
                 state.update(best_cer=cer, best_wer=wer, best_epoch=epoch + 1)
                 save(runtime_model, run / "best.keras", replace(base_spec, val_cer=cer, val_wer=wer))
             save(self.model, run / "last.keras", base_spec)
