@@ -18,7 +18,7 @@ from realtime.vocab import GRID_GRAMMAR, Vocabulary
 from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.dataset import SampleMix, batches, load_clips, read_crop_spec
 from training.model import CONFIGS, WORD_CLASSES, build, load
-from training.train import compile_model, main
+from training.train import compile_model, improves, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,6 +78,16 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err
     assert json.loads((run / "state.json").read_text())["epoch"] == 2  # the refused run changed nothing
+    assert main(quick_run(small_cache, tmp_path / "decay", "--weight-decay", "-0.1")) == 2
+    assert "--weight-decay must be 0 or more" in capsys.readouterr().err
+
+
+def test_best_checkpoint_is_lowest_cer_then_lowest_wer():
+    assert improves(0.05, 0.2, {"best_cer": None, "best_wer": None})
+    best = {"best_cer": 0.0211, "best_wer": 0.0503}
+    assert improves(0.0211, 0.0472, best)  # same CER, fewer word errors
+    assert not improves(0.0211, 0.0503, best) and not improves(0.0211, 0.0566, best)
+    assert improves(0.0204, 0.0566, best) and not improves(0.0219, 0.0440, best)
 
 
 def test_mirrored_strategy_trains_on_two_cpus(small_cache: Path, tmp_path: Path):

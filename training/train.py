@@ -89,6 +89,11 @@ def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: 
                   loss_weights={"ctc": 1.0, "words": aux_weight, "chars": char_weight})
 
 
+def improves(cer: float, wer: float, state: dict) -> bool:
+    """Whether an epoch beats the best so far: lower validation CER, ties broken by lower WER."""
+    return state["best_cer"] is None or (cer, wer) < (state["best_cer"], state["best_wer"])
+
+
 def error_rates(refs: list[str], hyps: list[str]) -> tuple[float, float]:
     import jiwer
 
@@ -154,6 +159,8 @@ def train(args: argparse.Namespace) -> int:
     state_path = run / "state.json"
     if state_path.exists() and not args.resume:
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
+    if args.weight_decay < 0:
+        raise ValueError(f"--weight-decay must be 0 or more, not {args.weight_decay}")
     if args.resume and not state_path.exists():
         raise ValueError(f"nothing to resume in {run}")
     run.mkdir(parents=True, exist_ok=True)
@@ -230,7 +237,7 @@ def train(args: argparse.Namespace) -> int:
             hyps = [greedy(lp, vocabulary).text for lp in logp]
             cer, wer = error_rates([c.text for c in val_clips], hyps)
             logs.update(val_cer=cer, val_wer=wer, epoch_seconds=time.perf_counter() - self.started)
-            if state["best_cer"] is None or (cer, wer) < (state["best_cer"], state["best_wer"]):
+            if improves(cer, wer, state):
                 state.update(best_cer=cer, best_wer=wer, best_epoch=epoch + 1)
                 save(runtime_model, run / "best.keras", replace(base_spec, val_cer=cer, val_wer=wer))
             save(self.model, run / "last.keras", base_spec)
