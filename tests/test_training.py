@@ -18,7 +18,7 @@ from realtime.vocab import GRID_GRAMMAR, Vocabulary
 from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.dataset import SampleMix, batches, load_clips, read_crop_spec
 from training.model import CONFIGS, WORD_CLASSES, build, load
-from training.train import compile_model, improves, main
+from training.train import averaged_weights, compile_model, improves, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,7 +58,7 @@ def train_process(*argv: str) -> subprocess.CompletedProcess:
 def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     run = tmp_path / "run"
     assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "2", "--spatial-dropout", "0.25",
-                          "--weight-decay", "0.01")) == 0
+                          "--weight-decay", "0.01", "--ema", "0.9")) == 0
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
     resumed = train_process(*quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -72,6 +72,7 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     trained, _ = load(run / "last.keras", compile=True)  # the recipe survives the resume
     assert [trained.get_layer(f"drop{i}").rate for i in (1, 2, 3)] == [0.25] * 3
     assert trained.optimizer.weight_decay == pytest.approx(0.01)
+    assert trained.optimizer.use_ema and trained.optimizer.ema_momentum == pytest.approx(0.9)
 
     capsys.readouterr()
     assert main(quick_run(small_cache, run, "--epochs", "3", "--steps", "2")) == 2
@@ -80,6 +81,31 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert json.loads((run / "state.json").read_text())["epoch"] == 2  # the refused run changed nothing
     assert main(quick_run(small_cache, tmp_path / "decay", "--weight-decay", "-0.1")) == 2
     assert "--weight-decay must be 0 or more" in capsys.readouterr().err
+    assert main(quick_run(small_cache, tmp_path / "ema", "--ema", "1")) == 2
+    assert "--ema must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_averaged_weights_are_lent_to_the_model_and_taken_back(small_cache: Path):
+    import keras
+
+    keras.utils.set_random_seed(2)
+    vocabulary, crop = Vocabulary(), read_crop_spec(small_cache)
+    sampler = Sampler(load_clips(small_cache), seed=2, vocabulary=vocabulary)
+    x, y = next(batches(sampler, batch_size=4, steps=1, epoch=0, mix=SampleMix(), vocabulary=vocabulary))
+    model = build(CONFIGS["tiny"], crop.height, crop.width, crop.channels, vocabulary)
+    compile_model(model, vocabulary, lr=2e-3, aux_weight=0.5, char_weight=1.0, ema=0.5)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    trained = [np.array(w) for w in model.trainable_weights]
+    averages = [np.array(a) for a in model.optimizer._model_variables_moving_average]
+    assert any(not np.allclose(t, a) for t, a in zip(trained, averages))
+    logp_trained = np.asarray(model.predict_on_batch(x)["ctc"])
+    with averaged_weights(model):
+        for weight, average in zip(model.trainable_weights, averages):
+            np.testing.assert_array_equal(np.array(weight), average)
+        assert not np.allclose(np.asarray(model.predict_on_batch(x)["ctc"]), logp_trained)
+    for weight, value in zip(model.trainable_weights, trained):
+        np.testing.assert_array_equal(np.array(weight), value)
 
 
 def test_best_checkpoint_is_lowest_cer_then_lowest_wer():

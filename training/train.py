@@ -14,6 +14,8 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from training.dataset import VAL_FRACTION
 FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
-           "time_mask", "weight_decay", "seed")
+           "time_mask", "weight_decay", "ema", "seed")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -77,16 +79,39 @@ def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
 
 
 def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: float,
-                  weight_decay: float = 0.0) -> None:
+                  weight_decay: float = 0.0, ema: float = 0.0) -> None:
     """CTC on the character head plus the per-frame word and character losses (see training.losses).
-    Weight decay is decoupled from the gradient (Keras applies it as AdamW does)."""
+    Weight decay is decoupled from the gradient (Keras applies it as AdamW does); `ema` > 0 keeps an
+    exponential moving average of the weights with that momentum (see `averaged_weights`)."""
     import keras
 
     from training.losses import CTCLoss, FrameLoss
 
-    model.compile(optimizer=keras.optimizers.Adam(lr, clipnorm=5.0, weight_decay=weight_decay or None),
+    optimizer = keras.optimizers.Adam(lr, clipnorm=5.0, weight_decay=weight_decay or None,
+                                      use_ema=ema > 0, ema_momentum=ema or 0.99)
+    model.compile(optimizer=optimizer,
                   loss={"ctc": CTCLoss(vocabulary.blank), "words": FrameLoss(), "chars": FrameLoss()},
                   loss_weights={"ctc": 1.0, "words": aux_weight, "chars": char_weight})
+
+
+@contextmanager
+def averaged_weights(model) -> Iterator[None]:
+    """Put the optimizer's moving average of the weights into the model for a while (Polyak averaging:
+    the average of the last few hundred steps reads better than any one step), then restore the
+    weights training goes on from. Without `--ema` the model is left as it is."""
+    optimizer = model.optimizer
+    if not getattr(optimizer, "use_ema", False):
+        yield
+        return
+    pairs = list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
+    current = [np.array(variable) for variable, _ in pairs]
+    for variable, average in pairs:
+        variable.assign(average)
+    try:
+        yield
+    finally:
+        for (variable, _), value in zip(pairs, current):
+            variable.assign(value)
 
 
 def improves(cer: float, wer: float, state: dict) -> bool:
@@ -114,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="decoupled weight decay per unit learning rate (0: off)")
+    parser.add_argument("--ema", type=float, default=0.0,
+                        help="validate and keep the moving average of the weights, with this momentum per "
+                             "step, e.g. 0.998 (0: off)")
     parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     parser.add_argument("--aux-weight", type=float, default=0.5, help="per-frame word loss weight (0: off)")
     parser.add_argument("--char-weight", type=float, default=1.0,
@@ -161,6 +189,8 @@ def train(args: argparse.Namespace) -> int:
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
     if args.weight_decay < 0:
         raise ValueError(f"--weight-decay must be 0 or more, not {args.weight_decay}")
+    if not 0 <= args.ema < 1:
+        raise ValueError(f"--ema must be in [0, 1), not {args.ema}")
     if args.resume and not state_path.exists():
         raise ValueError(f"nothing to resume in {run}")
     run.mkdir(parents=True, exist_ok=True)
@@ -208,7 +238,8 @@ def train(args: argparse.Namespace) -> int:
             model = build(config, crop.height, crop.width, crop.channels, vocabulary)
             if args.init:
                 initialise(model, args.init, args.freeze_front_end)
-            compile_model(model, vocabulary, args.lr, args.aux_weight, args.char_weight, args.weight_decay)
+            compile_model(model, vocabulary, args.lr, args.aux_weight, args.char_weight, args.weight_decay,
+                          args.ema)
     print(f"config {config.name}: {count_params(model):,} parameters", file=sys.stderr)
 
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
@@ -233,13 +264,14 @@ def train(args: argparse.Namespace) -> int:
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            logp = predict_clips(lambda x: np.asarray(runtime_model.predict_on_batch(x)), val_clips)
-            hyps = [greedy(lp, vocabulary).text for lp in logp]
-            cer, wer = error_rates([c.text for c in val_clips], hyps)
+            with averaged_weights(self.model):
+                logp = predict_clips(lambda x: np.asarray(runtime_model.predict_on_batch(x)), val_clips)
+                hyps = [greedy(lp, vocabulary).text for lp in logp]
+                cer, wer = error_rates([c.text for c in val_clips], hyps)
+                if improves(cer, wer, state):
+                    state.update(best_cer=cer, best_wer=wer, best_epoch=epoch + 1)
+                    save(runtime_model, run / "best.keras", replace(base_spec, val_cer=cer, val_wer=wer))
             logs.update(val_cer=cer, val_wer=wer, epoch_seconds=time.perf_counter() - self.started)
-            if improves(cer, wer, state):
-                state.update(best_cer=cer, best_wer=wer, best_epoch=epoch + 1)
-                save(runtime_model, run / "best.keras", replace(base_spec, val_cer=cer, val_wer=wer))
             save(self.model, run / "last.keras", base_spec)
             state["epoch"] = epoch + 1
             state_path.write_text(json.dumps(state, indent=1))
