@@ -60,6 +60,14 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "2", "--spatial-dropout", "0.25",
                           "--weight-decay", "0.01", "--ema", "0.9")) == 0
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
+    best, _ = load(run / "best.keras")  # epoch 1 is the best so far: it holds the averaged weights,
+    raw, _ = load(run / "last.keras", compile=True)  # and last.keras the raw ones, to resume from
+    averages = {variable.path: np.array(average) for variable, average in
+                zip(raw.optimizer._trainable_variables, raw.optimizer._model_variables_moving_average)}
+    raw_weights = {variable.path: np.array(variable) for variable in raw.trainable_weights}
+    for weight in best.trainable_weights:
+        np.testing.assert_array_equal(np.array(weight), averages[weight.path])
+    assert any(not np.array_equal(averages[path], value) for path, value in raw_weights.items())
     resumed = train_process(*quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     state = json.loads((run / "state.json").read_text())
@@ -104,6 +112,8 @@ def test_averaged_weights_are_lent_to_the_model_and_taken_back(small_cache: Path
         for weight, average in zip(model.trainable_weights, averages):
             np.testing.assert_array_equal(np.array(weight), average)
         assert not np.allclose(np.asarray(model.predict_on_batch(x)["ctc"]), logp_trained)
+    with pytest.raises(KeyboardInterrupt), averaged_weights(model):
+        raise KeyboardInterrupt  # an interrupted validation must not leave the averages in the model
     for weight, value in zip(model.trainable_weights, trained):
         np.testing.assert_array_equal(np.array(weight), value)
 
@@ -123,6 +133,14 @@ def test_mirrored_strategy_trains_on_two_cpus(small_cache: Path, tmp_path: Path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "mirrored strategy: 2 device(s)" in done.stderr
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
+    best, _ = load(run / "best.keras")  # epoch 1 is the best so far: it holds the averaged weights,
+    raw, _ = load(run / "last.keras", compile=True)  # and last.keras the raw ones, to resume from
+    averages = {variable.path: np.array(average) for variable, average in
+                zip(raw.optimizer._trainable_variables, raw.optimizer._model_variables_moving_average)}
+    raw_weights = {variable.path: np.array(variable) for variable in raw.trainable_weights}
+    for weight in best.trainable_weights:
+        np.testing.assert_array_equal(np.array(weight), averages[weight.path])
+    assert any(not np.array_equal(averages[path], value) for path, value in raw_weights.items())
 
 
 def contiguous_in(words: list[str], sentence: tuple[str, ...]) -> bool:

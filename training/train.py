@@ -18,10 +18,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from training.dataset import VAL_FRACTION
+
+if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
+    import keras
 
 
 FINETUNE_BN_MOMENTUM = 0.9
@@ -88,26 +92,26 @@ def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: 
     from training.losses import CTCLoss, FrameLoss
 
     optimizer = keras.optimizers.Adam(lr, clipnorm=5.0, weight_decay=weight_decay or None,
-                                      use_ema=ema > 0, ema_momentum=ema or 0.99)
+                                      use_ema=ema > 0, ema_momentum=ema)
     model.compile(optimizer=optimizer,
                   loss={"ctc": CTCLoss(vocabulary.blank), "words": FrameLoss(), "chars": FrameLoss()},
                   loss_weights={"ctc": 1.0, "words": aux_weight, "chars": char_weight})
 
 
 @contextmanager
-def averaged_weights(model) -> Iterator[None]:
+def averaged_weights(model: keras.Model) -> Iterator[None]:
     """Put the optimizer's moving average of the weights into the model for a while (Polyak averaging:
-    the average of the last few hundred steps reads better than any one step), then restore the
-    weights training goes on from. Without `--ema` the model is left as it is."""
+    it evens out the step-to-step noise of what is validated and kept), then restore the weights
+    training goes on from. Without `--ema` the model is left as it is."""
     optimizer = model.optimizer
-    if not getattr(optimizer, "use_ema", False):
+    if not optimizer.use_ema:
         yield
         return
     pairs = list(zip(optimizer._trainable_variables, optimizer._model_variables_moving_average))
     current = [np.array(variable) for variable, _ in pairs]
-    for variable, average in pairs:
-        variable.assign(average)
     try:
+        for variable, average in pairs:
+            variable.assign(average)
         yield
     finally:
         for (variable, _), value in zip(pairs, current):
@@ -288,6 +292,7 @@ def train(args: argparse.Namespace) -> int:
     if state["epoch"] >= args.epochs:
         print(f"{run} already trained {state['epoch']} epochs", file=sys.stderr)
         return 0
+    # With --ema, fit ends by writing the averages into the model: save nothing after it.
     model.fit(data, epochs=args.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps,
               callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
     print(json.dumps(state), file=sys.stderr)
