@@ -4,7 +4,7 @@
 
 The run folder keeps the validation split (split.json), the last state (last.keras, state.json,
 resumable), the best model on validation CER, ties broken by WER (best.keras, the inference model
-with its spec), a CSV log and TensorBoard logs.
+with its spec; with --ema, the moving average of the weights), a CSV log and TensorBoard logs.
 """
 
 from __future__ import annotations
@@ -259,8 +259,8 @@ def train(args: argparse.Namespace) -> int:
     runtime_model = inference_model(model)
 
     class Validate(keras.callbacks.Callback):
-        """Greedy CER/WER on the validation clips; keeps the best model (lowest CER, then WER) and the
-        resumable state."""
+        """Greedy CER/WER on the validation clips (of the averaged weights with --ema); keeps the best
+        model (lowest CER, then WER) and the resumable state (the raw weights)."""
 
         def on_epoch_begin(self, epoch, logs=None):
             epoch_box["epoch"] = epoch
