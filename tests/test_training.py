@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -28,15 +29,20 @@ def quick_run(cache: Path, out: Path, *extra: str) -> list[str]:
             *extra]
 
 
-def test_a_few_steps_lower_the_loss(small_cache: Path):
-    import keras
-
-    keras.utils.set_random_seed(1)
-    vocabulary, crop = Vocabulary(), read_crop_spec(small_cache)
-    sampler = Sampler(load_clips(small_cache), seed=1, vocabulary=vocabulary)
+def tiny_model_and_batch(cache: Path, seed: int,
+                         ema: float = 0.0) -> tuple[keras.Model, np.ndarray, dict[str, np.ndarray]]:
+    """An untrained `tiny` training model, compiled as training.train compiles it, and one real batch."""
+    keras.utils.set_random_seed(seed)
+    vocabulary, crop = Vocabulary(), read_crop_spec(cache)
+    sampler = Sampler(load_clips(cache), seed=seed, vocabulary=vocabulary)
     x, y = next(batches(sampler, batch_size=4, steps=1, epoch=0, mix=SampleMix(), vocabulary=vocabulary))
     model = build(CONFIGS["tiny"], crop.height, crop.width, crop.channels, vocabulary)
-    compile_model(model, vocabulary, lr=2e-3, aux_weight=0.5, char_weight=1.0)
+    compile_model(model, vocabulary, lr=2e-3, aux_weight=0.5, char_weight=1.0, ema=ema)
+    return model, x, y
+
+
+def test_a_few_steps_lower_the_loss(small_cache: Path):
+    model, x, y = tiny_model_and_batch(small_cache, seed=1)
     # train_on_batch reports the loss before its update: the first is the untrained model's.
     losses = [model.train_on_batch(x, y, return_dict=True) for _ in range(8)]
     assert losses[-1]["loss"] < 0.9 * losses[0]["loss"]
@@ -94,14 +100,7 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
 
 
 def test_averaged_weights_are_lent_to_the_model_and_taken_back(small_cache: Path):
-    import keras
-
-    keras.utils.set_random_seed(2)
-    vocabulary, crop = Vocabulary(), read_crop_spec(small_cache)
-    sampler = Sampler(load_clips(small_cache), seed=2, vocabulary=vocabulary)
-    x, y = next(batches(sampler, batch_size=4, steps=1, epoch=0, mix=SampleMix(), vocabulary=vocabulary))
-    model = build(CONFIGS["tiny"], crop.height, crop.width, crop.channels, vocabulary)
-    compile_model(model, vocabulary, lr=2e-3, aux_weight=0.5, char_weight=1.0, ema=0.5)
+    model, x, y = tiny_model_and_batch(small_cache, seed=2, ema=0.5)
     for _ in range(3):
         model.train_on_batch(x, y)
     trained = [np.array(w) for w in model.trainable_weights]
