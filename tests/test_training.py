@@ -68,9 +68,9 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
     best, _ = load(run / "best.keras")  # epoch 1 is the best so far: it holds the averaged weights,
     raw, _ = load(run / "last.keras", compile=True)  # and last.keras the raw ones, to resume from
-    averages = {variable.path: np.array(average) for variable, average in
-                zip(raw.optimizer._trainable_variables, raw.optimizer._model_variables_moving_average)}
     raw_weights = {variable.path: np.array(variable) for variable in raw.trainable_weights}
+    with averaged_weights(raw):
+        averages = {variable.path: np.array(variable) for variable in raw.trainable_weights}
     for weight in best.trainable_weights:
         np.testing.assert_array_equal(np.array(weight), averages[weight.path])
     assert any(not np.array_equal(averages[path], value) for path, value in raw_weights.items())
