@@ -19,6 +19,8 @@ from realtime.vocab import GRID_GRAMMAR, Vocabulary
 from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.dataset import SampleMix, batches, load_clips, read_crop_spec
 from training.model import CONFIGS, WORD_CLASSES, build, load
+from training.benchmark import main as benchmark_main
+from training.recipe import main as recipe_main
 from training.train import averaged_weights, compile_model, improves, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -97,6 +99,35 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert "--weight-decay must be 0 or more" in capsys.readouterr().err
     assert main(quick_run(small_cache, tmp_path / "ema", "--ema", "1")) == 2
     assert "--ema must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_recipe_trains_stage_two_from_stage_one_and_resumes(small_cache: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture):
+    out = tmp_path / "recipe"
+    quick = ["--config", "tiny", "--limit", "8", "--batch-size", "4", "--steps", "2"]
+    assert recipe_main(["--cache", str(small_cache), "--out", str(out), "--epochs", "1", "1", *quick]) == 0
+    first = json.loads((out / "stage1" / "args.json").read_text())
+    second = json.loads((out / "stage2" / "args.json").read_text())
+    assert first["init"] is None and first["lr"] == 2e-3 and first["weight_decay"] == 0 and first["seed"] == 0
+    assert second["init"] == str(out / "stage1" / "best.keras")
+    assert second["lr"] == 1e-3 and second["weight_decay"] == 0.05 and second["seed"] == 1
+    assert first["config"] == second["config"] == "tiny" and second["char_target"] == "silence"
+
+    capsys.readouterr()
+    assert recipe_main(["--cache", str(small_cache), "--out", str(out), "--epochs", "1", "2", *quick]) == 0
+    assert f"the model: {out / 'stage2' / 'best.keras'}" in capsys.readouterr().out
+    for stage, epochs in (("stage1", ["0"]), ("stage2", ["0", "1"])):  # stage 1 was done; stage 2 resumed
+        with open(out / stage / "log.csv") as f:
+            assert [row["epoch"] for row in csv.DictReader(f)] == epochs
+
+
+def test_benchmark_times_training_steps(small_cache: Path, capsys: pytest.CaptureFixture):
+    assert benchmark_main(["--cache", str(small_cache), "--configs", "tiny", "--batch-size", "4", "--steps", "2"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["config"] == "tiny" and line["batch_size"] == 4 and line["steps"] == 2
+    assert 0 < line["median_ms"] <= line["p90_ms"]
+    assert benchmark_main(["--cache", str(small_cache), "--configs", "huge"]) == 2
+    assert "unknown config 'huge'" in capsys.readouterr().err
 
 
 def test_averaged_weights_are_lent_to_the_model_and_taken_back(small_cache: Path):
