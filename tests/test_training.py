@@ -1,5 +1,5 @@
-"""Training on real cached GRID clips: the loss, over-fitting, resumable runs, the mirrored strategy and
-the sampler's labels."""
+"""Training on real cached GRID clips: the loss, over-fitting, resumable runs, the two-stage recipe, the
+step benchmark, the mirrored strategy and the sampler's labels."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import pytest
 from realtime.spec import ModelSpec
 from realtime.vocab import GRID_GRAMMAR, Vocabulary
 from training.augment import UNKNOWN, AugmentOptions, Sampler
+from training.benchmark import main as benchmark_main
 from training.dataset import SampleMix, batches, load_clips, read_crop_spec
 from training.model import CONFIGS, WORD_CLASSES, build, load
-from training.benchmark import main as benchmark_main
 from training.recipe import main as recipe_main
 from training.train import averaged_weights, compile_model, improves, main
 
@@ -111,7 +111,9 @@ def test_recipe_trains_stage_two_from_stage_one_and_resumes(small_cache: Path, t
     assert first["init"] is None and first["lr"] == 2e-3 and first["weight_decay"] == 0 and first["seed"] == 0
     assert second["init"] == str(out / "stage1" / "best.keras")
     assert second["lr"] == 1e-3 and second["weight_decay"] == 0.05 and second["seed"] == 1
-    assert first["config"] == second["config"] == "tiny" and second["char_target"] == "silence"
+    assert first["config"] == second["config"] == "tiny"
+    for stage in (first, second):
+        assert stage["char_target"] == "silence" and stage["char_weight"] == 0.5 and stage["patience"] == 100
 
     capsys.readouterr()
     assert recipe_main(["--cache", str(small_cache), "--out", str(out), "--epochs", "1", "2", *quick]) == 0
@@ -119,6 +121,14 @@ def test_recipe_trains_stage_two_from_stage_one_and_resumes(small_cache: Path, t
     for stage, epochs in (("stage1", ["0"]), ("stage2", ["0", "1"])):  # stage 1 was done; stage 2 resumed
         with open(out / stage / "log.csv") as f:
             assert [row["epoch"] for row in csv.DictReader(f)] == epochs
+    # Stage 2 has begun: stage 1 is not reopened, even when asked for more epochs.
+    assert recipe_main(["--cache", str(small_cache), "--out", str(out), "--epochs", "2", "2", *quick]) == 0
+    assert json.loads((out / "stage1" / "state.json").read_text())["epoch"] == 1
+    for chained in (["--resume"], ["--init", str(out / "stage2" / "best.keras")]):
+        with pytest.raises(SystemExit) as refused:
+            recipe_main(["--cache", str(small_cache), "--out", str(out), *chained])
+        assert refused.value.code == 2
+    assert "chains its stages itself" in capsys.readouterr().err
 
 
 def test_benchmark_times_training_steps(small_cache: Path, capsys: pytest.CaptureFixture):
@@ -128,6 +138,8 @@ def test_benchmark_times_training_steps(small_cache: Path, capsys: pytest.Captur
     assert 0 < line["median_ms"] <= line["p90_ms"]
     assert benchmark_main(["--cache", str(small_cache), "--configs", "huge"]) == 2
     assert "unknown config 'huge'" in capsys.readouterr().err
+    assert benchmark_main(["--cache", str(small_cache.with_name("none.h5")), "--configs", "tiny"]) == 2
+    assert capsys.readouterr().err.startswith("error: no cache at")
 
 
 def test_averaged_weights_are_lent_to_the_model_and_taken_back(small_cache: Path):

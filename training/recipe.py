@@ -1,11 +1,12 @@
 """The bundled model's recipe, from scratch in one resumable command: two runs of training.train.
 
-    python -m training.recipe --cache FILE.h5 --out runs/NAME [training.train options for both stages]
+    python -m training.recipe --cache FILE.h5 --out runs/NAME [--epochs 100 60] [training.train options]
 
 Stage 1 trains `lite` from random weights (cosine schedule from lr 2e-3, 100 epochs); stage 2 starts
 again from stage 1's best weights at lr 1e-3 with weight decay for 60 epochs (a warm restart, measured
-better than stage 1 alone: README). Each stage is a run folder of its own (OUT/stage1, OUT/stage2); run the same command again to resume where it stopped.
-The model to keep is OUT/stage2/best.keras.
+better than stage 1 alone: README). Each stage is a run folder of its own (OUT/stage1, OUT/stage2);
+run the same command again to resume where it stopped. A stage is not touched again once the next one has begun, so stage 2 always starts from the
+weights it began with. The model to keep is OUT/stage2/best.keras.
 """
 
 from __future__ import annotations
@@ -38,26 +39,39 @@ def stage_argv(stage: Stage, previous: Path | None, cache: Path, out: Path, epoc
     """training.train's arguments for one stage: it resumes when its folder holds a run."""
     folder = out / stage.name
     argv = ["--cache", str(cache), "--out", str(folder), "--epochs", str(epochs), *COMMON, *stage.flags, *extra]
-    if (folder / "state.json").exists():
+    if started(folder):
         argv.append("--resume")
     elif previous is not None:
         argv += ["--init", str(previous / "best.keras")]
     return argv
 
 
+def started(folder: Path) -> bool:
+    return (folder / "state.json").exists()
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.recipe", description=__doc__.split("\n")[0],
-                                     epilog="Other options are passed to training.train in both stages.")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.recipe", description=__doc__.split("\n")[0],
+        epilog="Other options go to training.train in both stages, after the recipe's own flags, so they "
+               "override them (e.g. --config tiny --limit 8 for a quick run).")
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="folder of the two stage runs")
     parser.add_argument("--epochs", type=int, nargs=len(STAGES), metavar="N",
                         default=[stage.epochs for stage in STAGES], help="epochs of each stage")
+    parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)  # the recipe resumes
+    parser.add_argument("--init", help=argparse.SUPPRESS)  # and chains its stages itself
     args, extra = parser.parse_known_args(argv)
+    if args.resume or args.init:
+        parser.error("the recipe resumes and chains its stages itself: run the same command again to resume")
+    if min(args.epochs) < 1:
+        parser.error(f"--epochs must be at least 1 for each stage, not {' '.join(map(str, args.epochs))}")
     previous = None
-    for stage, epochs in zip(STAGES, args.epochs):
-        code = train.main(stage_argv(stage, previous, args.cache, args.out, epochs, extra))
-        if code:
-            return code
+    for i, (stage, epochs) in enumerate(zip(STAGES, args.epochs)):
+        if i + 1 == len(STAGES) or not started(args.out / STAGES[i + 1].name):
+            code = train.main(stage_argv(stage, previous, args.cache, args.out, epochs, extra))
+            if code:
+                return code
         previous = args.out / stage.name
     state = json.loads((previous / "state.json").read_text())
     print(f"the model: {previous / 'best.keras'} (epoch {state['best_epoch']} of {previous.name}, "

@@ -179,14 +179,21 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def check_inputs(config: str, cache: Path) -> None:
+    """A known configuration and an existing cache, or a one-line error."""
+    from training.model import CONFIGS
+
+    if config not in CONFIGS:
+        raise ValueError(f"unknown config {config!r} (choose from {', '.join(CONFIGS)})")
+    if not cache.is_file():
+        raise FileNotFoundError(f"no cache at {cache}: make one with python -m training.prepare")
+
+
 def train(args: argparse.Namespace) -> int:
     from training.dataset import SampleMix, load_clips, predict_clips, read_crop_spec, split, tf_dataset
     from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, save
 
-    if args.config not in CONFIGS:
-        raise ValueError(f"unknown config {args.config!r} (choose from {', '.join(CONFIGS)})")
-    if not args.cache.is_file():
-        raise FileNotFoundError(f"no cache at {args.cache}: make one with python -m training.prepare")
+    check_inputs(args.config, args.cache)
     run = args.out
     state_path = run / "state.json"
     if state_path.exists() and not args.resume:
