@@ -19,29 +19,31 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.crop import CropSpec
 from training.augment import CachedClip
 
 WARMUP_STEPS = 3
 
 
-def step_ms(config_name: str, clips: list[CachedClip], cache: Path, batch_size: int, steps: int,
+def step_ms(config_name: str, clips: list[CachedClip], crop: CropSpec, batch_size: int, steps: int,
             seed: int = 0) -> list[float]:
     """Wall time of each counted training step (ms)."""
     import keras
 
     from realtime.vocab import Vocabulary
-    from training.augment import Sampler
-    from training.dataset import SampleMix, read_crop_spec, tf_dataset
+    from training.augment import AugmentOptions, Sampler
+    from training.dataset import SampleMix, tf_dataset
     from training.model import CONFIGS, build
     from training.train import compile_model
 
     keras.utils.set_random_seed(seed)
-    vocabulary, crop = Vocabulary(), read_crop_spec(cache)
+    vocabulary = Vocabulary()
     model = build(CONFIGS[config_name], crop.height, crop.width, crop.channels, vocabulary)
     compile_model(model, vocabulary, lr=2e-3, aux_weight=0.5, char_weight=0.5)  # weights: no effect on time
     total = WARMUP_STEPS + steps
-    data = tf_dataset(Sampler(clips, seed=seed, vocabulary=vocabulary), batch_size, total, lambda: 0, SampleMix(),
-                      vocabulary, (crop.height, crop.width, crop.channels))
+    sampler = Sampler(clips, AugmentOptions(char_target="silence"), seed=seed, vocabulary=vocabulary)
+    data = tf_dataset(sampler, batch_size, total, lambda: 0, SampleMix(), vocabulary,
+                      (crop.height, crop.width, crop.channels))
     times: list[float] = []
 
     class StepTimer(keras.callbacks.Callback):
@@ -64,18 +66,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1:
         parser.error("--batch-size and --steps must be at least 1")
-    from training.dataset import VAL_FRACTION, load_clips, split
+    from training.dataset import VAL_FRACTION, load_clips, read_crop_spec, split
     from training.train import check_inputs
 
     try:
         for name in args.configs:
             check_inputs(name, args.cache)
+        crop = read_crop_spec(args.cache)
         clips, _ = split(load_clips(args.cache), VAL_FRACTION)
-    except (FileNotFoundError, ValueError, KeyError, OSError) as e:
+        if not clips:
+            raise ValueError(f"{args.cache} holds no training clips")
+    except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except (KeyError, OSError) as e:
+        print(f"error: {args.cache} is not a lipstream cache ({e})", file=sys.stderr)
+        return 2
     for name in args.configs:
-        times = step_ms(name, clips, args.cache, args.batch_size, args.steps)
+        times = step_ms(name, clips, crop, args.batch_size, args.steps)
         print(json.dumps({"config": name, "batch_size": args.batch_size, "steps": len(times),
                           "median_ms": round(float(np.median(times)), 1),
                           "p90_ms": round(float(np.percentile(times, 90)), 1)}), flush=True)
