@@ -5,9 +5,8 @@
 Stage 1 trains `lite` from random weights (cosine schedule from lr 2e-3, 100 epochs); stage 2 starts
 again from stage 1's best weights at lr 1e-3 with weight decay for 60 epochs (a warm restart, measured
 better than stage 1 alone: README). Each stage is a run folder of its own (OUT/stage1, OUT/stage2);
-run the same command again to resume where it stopped. A finished stage is not loaded again, and a
-stage is not touched once the next one has begun, so stage 2 always starts from the weights it began
-with. The model to keep is OUT/stage2/best.keras.
+run the same command again to resume where it stopped. A stage is not touched once the next one has
+begun, so stage 2 always starts from the weights it began with. The model to keep is OUT/stage2/best.keras.
 """
 
 from __future__ import annotations
@@ -51,10 +50,6 @@ def started(folder: Path) -> bool:
     return (folder / "state.json").exists()
 
 
-def finished(folder: Path, epochs: int) -> bool:
-    return started(folder) and json.loads((folder / "state.json").read_text())["epoch"] >= epochs
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.recipe", description=__doc__.split("\n")[0], allow_abbrev=False,
@@ -73,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--epochs must be at least 1 for each stage, not {' '.join(map(str, args.epochs))}")
     previous = None
     for i, (stage, epochs) in enumerate(zip(STAGES, args.epochs)):
-        later_begun = i + 1 < len(STAGES) and started(args.out / STAGES[i + 1].name)
-        if not later_begun and not finished(args.out / stage.name, epochs):
+        if i + 1 == len(STAGES) or not started(args.out / STAGES[i + 1].name):
             code = train.main(stage_argv(stage, previous, args.cache, args.out, epochs, extra))
             if code:
                 return code

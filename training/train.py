@@ -204,6 +204,10 @@ def train(args: argparse.Namespace) -> int:
         raise ValueError(f"--ema must be in [0, 1), not {args.ema}")
     if args.resume and not state_path.exists():
         raise ValueError(f"nothing to resume in {run}")
+    state = json.loads(state_path.read_text()) if args.resume else {"epoch": 0, "best_cer": None}
+    if state["epoch"] >= args.epochs:  # before anything is loaded: a finished run costs nothing to ask
+        print(f"{run} already trained {state['epoch']} epochs", file=sys.stderr)
+        return 0
     run.mkdir(parents=True, exist_ok=True)
     recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
     if args.resume and recipe.exists():
@@ -239,7 +243,6 @@ def train(args: argparse.Namespace) -> int:
                           version=_version())
     print(f"{len(train_clips)} training clips, {len(val_clips)} validation clips", file=sys.stderr)
 
-    state = json.loads(state_path.read_text()) if args.resume else {"epoch": 0, "best_cer": None}
     strategy = _strategy(args.strategy)
     print(f"{args.strategy} strategy: {strategy.num_replicas_in_sync} device(s)", file=sys.stderr)
     with strategy.scope():
@@ -296,9 +299,6 @@ def train(args: argparse.Namespace) -> int:
         keras.callbacks.CSVLogger(str(run / "log.csv"), append=args.resume),
         keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0),
     ]
-    if state["epoch"] >= args.epochs:
-        print(f"{run} already trained {state['epoch']} epochs", file=sys.stderr)
-        return 0
     # With --ema, fit ends by writing the averages into the model: save nothing after it.
     model.fit(data, epochs=args.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps,
               callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
