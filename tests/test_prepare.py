@@ -16,6 +16,7 @@ from tests.conftest import PREPARED_CLIPS, PreparedRun
 from realtime.crop import CropPose, CropSpec, crop_mouth
 from training.grid import read_align, sentence_from_code
 from training.prepare import prepare
+from training.speech import DIMS
 
 
 def run_prepare(grid: Path, out: Path) -> tuple[list, str]:
@@ -108,3 +109,33 @@ def test_cache_made_with_another_crop_is_refused(prepared: PreparedRun, tmp_path
     with pytest.raises(ValueError, match="another crop"):
         prepare(prepared.grid, out, workers=1, spec=CropSpec(width=96, height=48))
     assert out.is_file() and not out.with_name(out.name + ".partial").exists()  # left as it was
+
+
+def test_speech_features_are_loud_where_the_align_file_has_words(prepared: PreparedRun):
+    """The sound is cut to the kept frames: loudness follows the word spans, best at no shift (bbizzn's
+    trimmed leading frames included), so the model learns to hear what the lips at that frame say."""
+    with h5py.File(prepared.out, "r") as f:
+        for name in PREPARED_CLIPS:
+            g = f[f"clips/s1/{name}"]
+            speech, spans = g["speech"][()].astype(np.float32), g["spans"][()]
+            assert speech.shape == (len(g["mouth"]), DIMS) and g["speech"].dtype == np.float16
+            loudness = speech.mean(axis=1)
+            spoken = np.zeros(len(loudness), bool)
+            for start, end in np.round(spans).astype(int):
+                spoken[start:end] = True
+            assert loudness[spoken].mean() - loudness[~spoken].mean() > 0.5, name
+
+            def agreement(shift: int) -> float:
+                return float(np.corrcoef(np.roll(loudness, shift), spoken)[0, 1])
+
+            assert agreement(0) > 0.5 and agreement(0) > max(agreement(s) for s in (-12, -6, 6, 12)), name
+
+
+def test_rerun_adds_speech_to_clips_cached_without_it(prepared: PreparedRun, tmp_path: Path):
+    out = tmp_path / "s1.h5"
+    shutil.copy(prepared.out, out)
+    with h5py.File(out, "a") as f:  # as cached before speech features existed
+        del f["clips/s1/bbizzn/speech"]
+    run_prepare(prepared.grid, out)
+    with h5py.File(prepared.out, "r") as before, h5py.File(out, "r") as after:
+        np.testing.assert_array_equal(after["clips/s1/bbizzn/speech"], before["clips/s1/bbizzn/speech"])

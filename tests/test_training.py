@@ -1,15 +1,17 @@
 """Training on real cached GRID clips: the loss, over-fitting, resumable runs, the two-stage recipe, the
-step benchmark, the mirrored strategy and the sampler's labels."""
+step benchmark, the mirrored strategy, the sampler's labels and the speech target."""
 
 from __future__ import annotations
 
 import csv
 import itertools
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from training.benchmark import main as benchmark_main
 from training.dataset import SampleMix, batches, load_clips, read_crop_spec
 from training.model import CONFIGS, WORD_CLASSES, build, load
 from training.recipe import main as recipe_main
+from training.speech import DIMS
 from training.train import averaged_weights, compile_model, improves, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,3 +249,48 @@ def test_sampler_labels_follow_the_frames(small_cache: Path, kind: str):
             assert s.text in {c.text for c in clips}
         elif kind == "words":
             assert words and any(contiguous_in(words, c.words) for c in clips)
+
+
+def test_speech_loss_is_the_squared_error_of_frames_with_sound():
+    from training.losses import SpeechLoss
+
+    rng = np.random.default_rng(0)
+    truth, predicted = rng.normal(size=(2, 5, 3)).astype(np.float32), rng.normal(size=(2, 5, 3)).astype(np.float32)
+    truth[0, 3:] = np.nan  # padding, or a clip without sound
+    truth[1, 0, 1] = np.nan  # a frame is known whole or not at all
+    per_sample = [np.square(predicted[0, :3] - truth[0, :3]).mean(),
+                  np.square(predicted[1, 1:] - truth[1, 1:]).mean()]
+    loss = SpeechLoss(reduction=None)(truth, predicted)
+    np.testing.assert_allclose(np.asarray(loss), per_sample, rtol=1e-5)
+
+
+def test_training_with_speech_hears_the_cached_sound_and_exports_without_it(small_cache: Path, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture):
+    run = tmp_path / "speech"
+    assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "3", "--speech-weight", "1")) == 0
+    with open(run / "log.csv") as f:
+        assert float(next(csv.DictReader(f))["speech_loss"]) > 0
+    trained, _ = load(run / "last.keras", compile=True)
+    assert trained.get_layer("speech").units == DIMS
+    runtime, _ = load(run / "best.keras")  # what export and the live loop read: lips in, characters out
+    assert runtime.output_shape == (None, None, Vocabulary().size)
+
+    deaf = tmp_path / "deaf.h5"
+    shutil.copy(small_cache, deaf)
+    with h5py.File(deaf, "a") as f:
+        for group in f["clips/s1"].values():
+            del group["speech"]
+    capsys.readouterr()
+    assert main(quick_run(deaf, tmp_path / "deaf", "--speech-weight", "1")) == 2
+    assert "--speech-weight needs speech features" in capsys.readouterr().err
+
+
+def test_sampled_speech_is_the_sound_of_the_sampled_frames(small_cache: Path):
+    clips = load_clips(small_cache)
+    heard = {row.tobytes() for c in clips for row in c.speech}
+    sampler = Sampler(clips, seed=3, speech_dims=DIMS)
+    for kind in ("sentence", "words", "stream"):
+        s = sampler.draw(kind, length=60)
+        assert s.frame_speech.shape == (len(s.frames), DIMS)
+        assert all(row.tobytes() in heard for row in s.frame_speech)
+    assert Sampler(clips, seed=3).draw("sentence").frame_speech is None

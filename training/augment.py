@@ -29,6 +29,7 @@ class CachedClip:
     text: str
     words: tuple[str, ...]
     spans: np.ndarray  # (W, 2) frame spans; empty without an align file
+    speech: np.ndarray | None = None  # (T, D) what was heard at each frame (training.speech), if known
 
     def frame_chars(self, vocabulary: Vocabulary, target: str = "spread") -> np.ndarray:
         """Per-frame targets for the CTC head, blank in silence; within words, by `target`:
@@ -100,6 +101,7 @@ class Sample:
     text: str
     frame_classes: np.ndarray  # (T,) word class per frame, UNKNOWN where not known
     frame_chars: np.ndarray  # (T,) guessed character class per frame, UNKNOWN where not known
+    frame_speech: np.ndarray | None = None  # (T, D) speech features, NaN where not known; None: not asked
 
 
 class Sampler:
@@ -107,8 +109,9 @@ class Sampler:
     words included), and windows cut anywhere across concatenated clips (a continuous stream)."""
 
     def __init__(self, clips: list[CachedClip], options: AugmentOptions = AugmentOptions(), seed: int = 0,
-                 vocabulary: Vocabulary = Vocabulary()):
+                 vocabulary: Vocabulary = Vocabulary(), speech_dims: int = 0):
         self.clips = clips
+        self.speech_dims = speech_dims  # > 0: samples carry the speech features of their frames
         self.options = options
         self.rng = np.random.default_rng(seed)
         self.owners = [c.frame_words for c in clips]
@@ -224,4 +227,12 @@ class Sampler:
             plan = self.retime(plan)
         text, classes, chars = self.labels(plan)
         frames = np.stack([self.clips[c].mouth[f] for c, f in plan])
-        return Sample(self.pixels(frames), text, classes, chars)
+        return Sample(self.pixels(frames), text, classes, chars, self.speech(plan))
+
+    def speech(self, plan: np.ndarray) -> np.ndarray | None:
+        """The speech features of the plan's frames (NaN for clips without sound); None when not asked."""
+        if not self.speech_dims:
+            return None
+        unknown = np.full(self.speech_dims, np.nan, dtype=np.float32)
+        return np.stack([unknown if self.clips[c].speech is None else self.clips[c].speech[f] for c, f in plan]
+                        ).astype(np.float32)

@@ -33,8 +33,9 @@ def load_clips(cache: Path) -> list[CachedClip]:
             for name, g in group.items():
                 if not g.attrs.get("complete", False):
                     continue
+                speech = g["speech"][()].astype(np.float32) if "speech" in g else None
                 clips.append(CachedClip(f"{speaker}/{name}", g["mouth"][()], str(g.attrs["text"]),
-                                        tuple(json.loads(g.attrs["words"])), g["spans"][()]))
+                                        tuple(json.loads(g.attrs["words"])), g["spans"][()], speech))
     if not clips:
         raise ValueError(f"{cache} holds no complete clips")
     return sorted(clips, key=lambda c: c.key)
@@ -68,7 +69,8 @@ def predict_clips(predict: Callable[[np.ndarray], np.ndarray], clips: list[Cache
 
 def pad_batch(samples: list[Sample], vocabulary: Vocabulary) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Normalised frames padded to the longest sample, and targets:
-    `ctc` = [frames, label ids..., -1 padding]; `words` and `chars` = per-frame classes, -1 where unknown."""
+    `ctc` = [frames, label ids..., -1 padding]; `words` and `chars` = per-frame classes, -1 where unknown;
+    `speech` = per-frame speech features, NaN where unknown (only when the samples carry them)."""
     t = max(len(s.frames) for s in samples)
     n = max(len(s.text) for s in samples)
     x = np.zeros((len(samples), t, *samples[0].frames.shape[1:]), dtype=np.float32)
@@ -81,7 +83,13 @@ def pad_batch(samples: list[Sample], vocabulary: Vocabulary) -> tuple[np.ndarray
         ctc[i, 1:1 + len(s.text)] = vocabulary.encode(s.text)
         words[i, :len(s.frames)] = s.frame_classes
         chars[i, :len(s.frames)] = s.frame_chars
-    return x, {"ctc": ctc, "words": words, "chars": chars}
+    targets = {"ctc": ctc, "words": words, "chars": chars}
+    if samples[0].frame_speech is not None:
+        speech = np.full((len(samples), t, samples[0].frame_speech.shape[1]), np.nan, dtype=np.float32)
+        for i, s in enumerate(samples):
+            speech[i, :len(s.frames)] = s.frame_speech
+        targets["speech"] = speech
+    return x, targets
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,8 @@ def tf_dataset(sampler: Sampler, batch_size: int, steps: int, epoch_of, mix: Sam
         while True:
             yield from batches(sampler, batch_size, steps, epoch_of(), mix, vocabulary)
 
-    signature = (tf.TensorSpec((None, None, *frame_shape), tf.float32),
-                 {k: tf.TensorSpec((None, None), tf.int32) for k in ("ctc", "words", "chars")})
+    targets = {k: tf.TensorSpec((None, None), tf.int32) for k in ("ctc", "words", "chars")}
+    if sampler.speech_dims:
+        targets["speech"] = tf.TensorSpec((None, None, sampler.speech_dims), tf.float32)
+    signature = (tf.TensorSpec((None, None, *frame_shape), tf.float32), targets)
     return tf.data.Dataset.from_generator(generate, output_signature=signature).prefetch(4)

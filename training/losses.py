@@ -39,3 +39,19 @@ class FrameLoss(keras.losses.Loss):
         mask = ops.cast(y_true >= 0, "float32")
         ce = ops.sparse_categorical_crossentropy(ops.maximum(y_true, 0), y_pred, from_logits=True)
         return ops.sum(ce * mask, axis=1) / ops.maximum(ops.sum(mask, axis=1), 1.0)
+
+
+@keras.saving.register_keras_serializable("lipstream")
+class SpeechLoss(keras.losses.Loss):
+    """Mean squared error of the predicted speech features per frame (training.speech); frames whose
+    features are NaN (no sound, padding) are ignored."""
+
+    def __init__(self, name: str = "speech_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        known = ops.logical_not(ops.isnan(y_true))
+        error = ops.where(known, ops.square(y_pred - ops.where(known, y_true, 0.0)), 0.0)
+        frames = ops.cast(ops.all(known, axis=-1), "float32")
+        per_frame = ops.mean(error, axis=-1)
+        return ops.sum(per_frame * frames, axis=1) / ops.maximum(ops.sum(frames, axis=1), 1.0)

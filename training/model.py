@@ -57,10 +57,11 @@ def context_frames(config: ModelConfig) -> int:
 
 
 def build(config: ModelConfig, height: int, width: int, channels: int,
-          vocabulary: Vocabulary = Vocabulary(), auxiliary: bool = True) -> keras.Model:
+          vocabulary: Vocabulary = Vocabulary(), auxiliary: bool = True, speech_dims: int = 0) -> keras.Model:
     """The training model: outputs `ctc` (log-probabilities over characters + blank) and, with
-    `auxiliary`, training signals only: `words` (per-frame word-class logits) and `chars` (the same
-    log-probabilities, for a per-frame character loss)."""
+    `auxiliary`, training signals only: `words` (per-frame word-class logits), `chars` (the same
+    log-probabilities, for a per-frame character loss) and, with `speech_dims`, `speech` (the sound
+    predicted from the lips: training.speech)."""
     frames = keras.Input((None, height, width, channels), name="frames")
     x = frames
     for i, (filters, kernel) in enumerate(zip(config.filters, config.kernels)):
@@ -87,6 +88,8 @@ def build(config: ModelConfig, height: int, width: int, channels: int,
     if auxiliary:
         outputs["words"] = layers.Dense(len(WORD_CLASSES), name="words")(x)
         outputs["chars"] = layers.Identity(name="chars")(ctc)
+        if speech_dims:
+            outputs["speech"] = layers.Dense(speech_dims, name="speech", dtype="float32")(x)
     return keras.Model(frames, outputs, name=config.name)
 
 

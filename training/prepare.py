@@ -3,7 +3,8 @@
     python -m training.prepare --grid DIR --out FILE.h5 [--workers N]
 
 Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame `pose`, `box`, `lips`,
-`quality`, `held`, and word frame spans; attributes `text`, `fps`, `source`. The file's attribute `crop`
+`quality`, `held`, `speech` (what was heard: training.speech; absent for a silent video), and word
+frame spans; attributes `text`, `fps`, `source`. The file's attribute `crop`
 records the crop spec. Work goes to FILE.h5.partial, renamed when every clip is done, so a FILE.h5
 is always complete; an interrupted run resumes from the partial file.
 """
@@ -23,9 +24,11 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
+from realtime.audio import AudioError, read_audio
 from realtime.crop import CropSpec
 from realtime.tracker import MouthTracker, TrackerOptions
 from training.grid import AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
+from training.speech import RATE, speech_features
 
 MIN_FRAMES = 8
 
@@ -44,6 +47,7 @@ class PreparedClip:
     words: tuple[str, ...]
     spans: np.ndarray  # (W, 2) start, end frame of each word, counted from first_frame
     first_frame: int  # frames trimmed from the start of the video (no face in them)
+    speech: np.ndarray | None  # (T, D) speech features of the kept frames; None for a silent video
 
 
 class ClipError(Exception):
@@ -62,6 +66,14 @@ def clip_text(clip: Clip) -> tuple[str, tuple[str, ...], np.ndarray]:
     except ValueError:
         raise ClipError("no align file, and the name is not a GRID sentence code") from None
     return text, tuple(text.split()), np.zeros((0, 2), dtype=np.float32)
+
+
+def heard(video: Path, fps: float, frames: int, first_frame: int) -> np.ndarray | None:
+    """The speech features of a clip's kept frames, or None when the video has no sound."""
+    try:
+        return speech_features(read_audio(video, RATE), fps, frames, first_frame)
+    except AudioError:
+        return None
 
 
 def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
@@ -102,6 +114,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
         quality=np.array([r.quality for r in results], dtype=np.float32),
         held=np.array([r.reason == "held" for r in results]),
         words=words, spans=spans, first_frame=first,
+        speech=heard(clip.video, float(fps), len(results), first),
     )
 
 
@@ -116,6 +129,25 @@ def try_prepare(job: tuple[Clip, TrackerOptions]) -> tuple[Clip, PreparedClip | 
         return clip, None, f"{type(e).__name__}: {e}"
 
 
+def hear_job(job: tuple[str, str, float, int, int]) -> tuple[str, np.ndarray | None]:
+    """`heard` for a worker pool: (key, source video, fps, frames, first frame) -> (key, features)."""
+    key, source, fps, frames, first = job
+    return key, heard(Path(source), fps, frames, first)
+
+
+def add_missing_speech(f: h5py.File, keys: set[str], pool) -> None:
+    """Speech features for cached clips that have none (a cache made before they existed)."""
+    jobs = []
+    for key in sorted(keys):
+        g = f[f"clips/{key}"]
+        if "speech" not in g:
+            jobs.append((key, str(g.attrs["source"]), float(g.attrs["fps"]), len(g["mouth"]),
+                         int(g.attrs.get("first_frame", 0))))
+    for key, speech in pool.imap_unordered(hear_job, jobs):
+        if speech is not None:
+            f[f"clips/{key}"].create_dataset("speech", data=speech.astype(np.float16))
+
+
 def write_clip(f: h5py.File, p: PreparedClip) -> None:
     """Write one clip; the `complete` attribute goes last, so a half-written group is recognised."""
     key = f"clips/{p.clip.speaker}/{p.clip.name}"
@@ -125,6 +157,8 @@ def write_clip(f: h5py.File, p: PreparedClip) -> None:
     g.create_dataset("mouth", data=p.mouth, chunks=(1, *p.mouth.shape[1:]), compression="lzf")
     for name in ("pose", "box", "lips", "quality", "held", "spans"):
         g.create_dataset(name, data=getattr(p, name))
+    if p.speech is not None:
+        g.create_dataset("speech", data=p.speech.astype(np.float16))
     g.attrs.update(text=p.text, fps=p.fps, source=str(p.clip.video), words=json.dumps(list(p.words)),
                    first_frame=p.first_frame)
     g.attrs["complete"] = True
@@ -166,6 +200,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare", file=sys.stderr)
         context = mp.get_context("spawn")
         with context.Pool(workers) as pool, tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
+            add_missing_speech(f, done, pool)
             for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options) for c in todo]):
                 if prepared is None:
                     skipped.append((clip, why))

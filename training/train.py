@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # imported where used: TensorFlow must start after the device
 FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
-           "time_mask", "weight_decay", "ema", "seed")
+           "time_mask", "weight_decay", "ema", "speech_weight", "seed")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -83,19 +83,22 @@ def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
 
 
 def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: float,
-                  weight_decay: float = 0.0, ema: float = 0.0) -> None:
-    """CTC on the character head plus the per-frame word and character losses (see training.losses).
+                  weight_decay: float = 0.0, ema: float = 0.0, speech_weight: float = 0.0) -> None:
+    """CTC on the character head plus the per-frame word, character and (for a model with a speech
+    head) speech losses (see training.losses).
     Weight decay is decoupled from the gradient (Keras applies it as AdamW does); `ema` > 0 keeps an
     exponential moving average of the weights with that momentum (see `averaged_weights`)."""
     import keras
 
-    from training.losses import CTCLoss, FrameLoss
+    from training.losses import CTCLoss, FrameLoss, SpeechLoss
 
     optimizer = keras.optimizers.Adam(lr, clipnorm=5.0, weight_decay=weight_decay or None,
                                       use_ema=ema > 0, ema_momentum=ema)
-    model.compile(optimizer=optimizer,
-                  loss={"ctc": CTCLoss(vocabulary.blank), "words": FrameLoss(), "chars": FrameLoss()},
-                  loss_weights={"ctc": 1.0, "words": aux_weight, "chars": char_weight})
+    losses = {"ctc": CTCLoss(vocabulary.blank), "words": FrameLoss(), "chars": FrameLoss()}
+    weights = {"ctc": 1.0, "words": aux_weight, "chars": char_weight}
+    if "speech" in model.output_names:
+        losses["speech"], weights["speech"] = SpeechLoss(), speech_weight
+    model.compile(optimizer=optimizer, loss=losses, loss_weights=weights)
 
 
 @contextmanager
@@ -148,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
                              "step, e.g. 0.998 (0: off)")
     parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
     parser.add_argument("--aux-weight", type=float, default=0.5, help="per-frame word loss weight (0: off)")
+    parser.add_argument("--speech-weight", type=float, default=0.0,
+                        help="weight of predicting the sound from the lips (0: off): training.speech")
     parser.add_argument("--char-weight", type=float, default=1.0,
                         help="per-frame character loss weight on the CTC head (0: off)")
     parser.add_argument("--curriculum-epochs", type=int, default=0,
@@ -231,6 +236,13 @@ def train(args: argparse.Namespace) -> int:
     clips = load_clips(args.cache)
     if args.limit:
         clips = clips[:args.limit]
+    speech_dims = 0
+    if args.speech_weight:
+        heard = [c.speech for c in clips if c.speech is not None]
+        if not heard:
+            raise ValueError(f"--speech-weight needs speech features in {args.cache}: its videos have no "
+                             f"sound, or it was made before them (run training.prepare --out {args.cache} again)")
+        speech_dims = heard[0].shape[1]
     train_clips, val_clips = split(clips, args.val_fraction)
     if not val_clips:
         val_clips = train_clips[-1:]
@@ -249,11 +261,11 @@ def train(args: argparse.Namespace) -> int:
         if args.resume:
             model, _ = load(run / "last.keras", compile=True)
         else:
-            model = build(config, crop.height, crop.width, crop.channels, vocabulary)
+            model = build(config, crop.height, crop.width, crop.channels, vocabulary, speech_dims=speech_dims)
             if args.init:
                 initialise(model, args.init, args.freeze_front_end)
             compile_model(model, vocabulary, args.lr, args.aux_weight, args.char_weight, args.weight_decay,
-                          args.ema)
+                          args.ema, args.speech_weight)
     print(f"config {config.name}: {count_params(model):,} parameters", file=sys.stderr)
 
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
@@ -262,7 +274,8 @@ def train(args: argparse.Namespace) -> int:
                              time_mask=args.time_mask, fps=base_spec.fps)
     if args.augment == "lipnet":
         augment = augment.lipnet_only()
-    sampler = Sampler(train_clips, augment, seed=args.seed + state["epoch"], vocabulary=vocabulary)
+    sampler = Sampler(train_clips, augment, seed=args.seed + state["epoch"], vocabulary=vocabulary,
+                      speech_dims=speech_dims)
     mix = SampleMix(args.curriculum_epochs, args.stream_share, (30, max(30, args.max_window)))
     data = tf_dataset(sampler, args.batch_size, steps, lambda: epoch_box["epoch"], mix,
                       vocabulary, (crop.height, crop.width, crop.channels))
