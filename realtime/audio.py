@@ -37,8 +37,12 @@ def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
         if not container.streams.audio:
             raise AudioError(f"{path} has no audio track")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-        chunks = [out.to_ndarray()[0] for frame in container.decode(audio=0) for out in resampler.resample(frame)]
-        chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
+        try:
+            chunks = [out.to_ndarray()[0] for frame in container.decode(audio=0)
+                      for out in resampler.resample(frame)]
+            chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
+        except av.FFmpegError as e:
+            raise AudioError(f"cannot decode the sound of {path}: {e}") from None
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 

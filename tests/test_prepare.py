@@ -114,6 +114,8 @@ def test_cache_made_with_another_crop_is_refused(prepared: PreparedRun, tmp_path
 def test_speech_features_are_loud_where_the_align_file_has_words(prepared: PreparedRun):
     """The sound is cut to the kept frames: loudness follows the word spans, best at no shift (bbizzn's
     trimmed leading frames included), so the model learns to hear what the lips at that frame say."""
+    shifts = (0, -3, 3, -6, 6, -12, 12)
+    agreements = []
     with h5py.File(prepared.out, "r") as f:
         for name in PREPARED_CLIPS:
             g = f[f"clips/s1/{name}"]
@@ -125,10 +127,10 @@ def test_speech_features_are_loud_where_the_align_file_has_words(prepared: Prepa
                 spoken[start:end] = True
             assert loudness[spoken].mean() - loudness[~spoken].mean() > 0.5, name
 
-            def agreement(shift: int) -> float:
-                return float(np.corrcoef(np.roll(loudness, shift), spoken)[0, 1])
-
-            assert agreement(0) > 0.5 and agreement(0) > max(agreement(s) for s in (-12, -6, 6, 12)), name
+            agreements.append([np.corrcoef(np.roll(loudness, shift), spoken)[0, 1] for shift in shifts])
+            assert agreements[-1][0] > 0.5, name
+    mean = np.mean(agreements, axis=0)
+    assert mean[0] > mean[1:].max(), dict(zip(shifts, mean))
 
 
 def test_rerun_adds_speech_to_clips_cached_without_it(prepared: PreparedRun, tmp_path: Path):

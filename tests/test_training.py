@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -262,6 +263,14 @@ def test_speech_loss_is_the_squared_error_of_frames_with_sound():
                   np.square(predicted[1, 1:] - truth[1, 1:]).mean()]
     loss = SpeechLoss(reduction=None)(truth, predicted)
     np.testing.assert_allclose(np.asarray(loss), per_sample, rtol=1e-5)
+    import tensorflow as tf
+
+    guess = tf.Variable(predicted)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(SpeechLoss(reduction=None)(truth, guess))
+    gradient = tape.gradient(total, guess).numpy()
+    assert np.isfinite(gradient).all()  # NaN targets reach neither the loss nor its gradient
+    assert (gradient[0, 3:] == 0).all() and (gradient[1, 0] == 0).all() and (gradient[0, :3] != 0).all()
 
 
 def test_training_with_speech_hears_the_cached_sound_and_exports_without_it(small_cache: Path, tmp_path: Path,
@@ -273,7 +282,13 @@ def test_training_with_speech_hears_the_cached_sound_and_exports_without_it(smal
     trained, _ = load(run / "last.keras", compile=True)
     assert trained.get_layer("speech").units == DIMS
     runtime, _ = load(run / "best.keras")  # what export and the live loop read: lips in, characters out
-    assert runtime.output_shape == (None, None, Vocabulary().size)
+    assert "speech" not in {layer.name for layer in runtime.layers}
+    # A resumed run hears as it began, and a new run may start from its last.keras without the head.
+    assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume")) == 0
+    with open(run / "log.csv") as f:
+        assert [float(row["speech_loss"]) > 0 for row in csv.DictReader(f)] == [True, True]
+    assert main(quick_run(small_cache, tmp_path / "from_speech", "--epochs", "1", "--steps", "1",
+                          "--init", str(run / "last.keras"))) == 0
 
     deaf = tmp_path / "deaf.h5"
     shutil.copy(small_cache, deaf)
@@ -286,11 +301,25 @@ def test_training_with_speech_hears_the_cached_sound_and_exports_without_it(smal
 
 
 def test_sampled_speech_is_the_sound_of_the_sampled_frames(small_cache: Path):
+    """Each sampled frame carries the sound of the same clip and frame as its pixels; NaN for a clip
+    without sound."""
     clips = load_clips(small_cache)
-    heard = {row.tobytes() for c in clips for row in c.speech}
-    sampler = Sampler(clips, seed=3, speech_dims=DIMS)
-    for kind in ("sentence", "words", "stream"):
+    clips = [c if i % 2 else replace(c, speech=None) for i, c in enumerate(clips)]
+    where = {row.astype(np.float32).tobytes(): (c, f) for c in clips if c.speech is not None
+             for f, row in enumerate(c.speech)}
+    still = replace(AugmentOptions(), flip=0.0, affine_p=0.0, colour_p=0.0)  # retiming stays on
+    sampler = Sampler(clips, still, seed=3, speech_dims=DIMS)
+    silent = heard = 0
+    for kind in ("sentence", "words", "stream") * 4:
         s = sampler.draw(kind, length=60)
-        assert s.frame_speech.shape == (len(s.frames), DIMS)
-        assert all(row.tobytes() in heard for row in s.frame_speech)
+        assert s.frame_speech.shape == (len(s.frames), DIMS) and s.frame_speech.dtype == np.float32
+        for pixels, row in zip(s.frames, s.frame_speech):
+            if np.isnan(row).all():
+                silent += 1
+                assert any((pixels == c.mouth).all(axis=(1, 2, 3)).any() for c in clips if c.speech is None)
+            else:
+                heard += 1
+                clip, frame = where[row.tobytes()]
+                np.testing.assert_array_equal(pixels, clip.mouth[frame])
+    assert silent and heard
     assert Sampler(clips, seed=3).draw("sentence").frame_speech is None

@@ -234,5 +234,5 @@ class Sampler:
         if not self.speech_dims:
             return None
         unknown = np.full(self.speech_dims, np.nan, dtype=np.float32)
-        return np.stack([unknown if self.clips[c].speech is None else self.clips[c].speech[f] for c, f in plan]
-                        ).astype(np.float32)
+        rows = [unknown if self.clips[c].speech is None else self.clips[c].speech[f] for c, f in plan]
+        return np.stack(rows).astype(np.float32)  # cached as float16

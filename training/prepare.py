@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+from multiprocessing.pool import Pool
 import os
 import sys
 from dataclasses import asdict, dataclass
@@ -68,8 +69,8 @@ def clip_text(clip: Clip) -> tuple[str, tuple[str, ...], np.ndarray]:
     return text, tuple(text.split()), np.zeros((0, 2), dtype=np.float32)
 
 
-def heard(video: Path, fps: float, frames: int, first_frame: int) -> np.ndarray | None:
-    """The speech features of a clip's kept frames, or None when the video has no sound."""
+def clip_speech(video: Path, fps: float, frames: int, first_frame: int) -> np.ndarray | None:
+    """The speech features of a clip's kept frames, or None when its sound cannot be read."""
     try:
         return speech_features(read_audio(video, RATE), fps, frames, first_frame)
     except AudioError:
@@ -114,7 +115,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
         quality=np.array([r.quality for r in results], dtype=np.float32),
         held=np.array([r.reason == "held" for r in results]),
         words=words, spans=spans, first_frame=first,
-        speech=heard(clip.video, float(fps), len(results), first),
+        speech=clip_speech(clip.video, float(fps), len(results), first),
     )
 
 
@@ -129,21 +130,21 @@ def try_prepare(job: tuple[Clip, TrackerOptions]) -> tuple[Clip, PreparedClip | 
         return clip, None, f"{type(e).__name__}: {e}"
 
 
-def hear_job(job: tuple[str, str, float, int, int]) -> tuple[str, np.ndarray | None]:
-    """`heard` for a worker pool: (key, source video, fps, frames, first frame) -> (key, features)."""
-    key, source, fps, frames, first = job
-    return key, heard(Path(source), fps, frames, first)
+def speech_job(job: tuple[str, Path, float, int, int]) -> tuple[str, np.ndarray | None]:
+    """`clip_speech` for a worker pool: (key, video, fps, frames, first frame) -> (key, features)."""
+    key, video, fps, frames, first = job
+    return key, clip_speech(video, fps, frames, first)
 
 
-def add_missing_speech(f: h5py.File, keys: set[str], pool) -> None:
-    """Speech features for cached clips that have none (a cache made before they existed)."""
+def add_missing_speech(f: h5py.File, videos: dict[str, Path], pool: Pool) -> None:
+    """Speech features for cached clips that have none (a cache made before they existed), read from
+    the clips' videos under this run's --grid."""
     jobs = []
-    for key in sorted(keys):
+    for key, video in sorted(videos.items()):
         g = f[f"clips/{key}"]
         if "speech" not in g:
-            jobs.append((key, str(g.attrs["source"]), float(g.attrs["fps"]), len(g["mouth"]),
-                         int(g.attrs.get("first_frame", 0))))
-    for key, speech in pool.imap_unordered(hear_job, jobs):
+            jobs.append((key, video, float(g.attrs["fps"]), len(g["mouth"]), int(g.attrs["first_frame"])))
+    for key, speech in pool.imap_unordered(speech_job, jobs):
         if speech is not None:
             f[f"clips/{key}"].create_dataset("speech", data=speech.astype(np.float16))
 
@@ -200,7 +201,8 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare", file=sys.stderr)
         context = mp.get_context("spawn")
         with context.Pool(workers) as pool, tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
-            add_missing_speech(f, done, pool)
+            add_missing_speech(f, {f"{c.speaker}/{c.name}": c.video for c in clips
+                                   if f"{c.speaker}/{c.name}" in done}, pool)
             for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options) for c in todo]):
                 if prepared is None:
                     skipped.append((clip, why))

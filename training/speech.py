@@ -3,8 +3,7 @@
 Asking the model to predict the sound from the lips (LiRA, Ma et al. 2021, pretrains on it) is a
 target for every frame, silence included, that changes within a word where word and character labels
 do not. `training.train --speech-weight` adds it: a head on the recurrent features that inference
-drops, so the live model never hears anything. Measured (README): from scratch it speeds training
-up; from a trained model it does not mend the confusions left.
+drops, so the live model never hears anything.
 
 Per video frame, SUBFRAMES log-mel vectors of MEL_BANDS bands, 10 ms apart, standardised per clip
 and band (the level of a microphone is not speech). training.prepare stores them as `speech`
@@ -25,10 +24,10 @@ DIMS = SUBFRAMES * MEL_BANDS
 
 def mel_filters(bands: int = MEL_BANDS, n_fft: int = N_FFT, rate: int = RATE) -> np.ndarray:
     """Triangular mel filterbank (HTK mel scale), (bands, n_fft // 2 + 1)."""
-    def mel(hz):
+    def mel(hz: np.ndarray | float) -> np.ndarray:
         return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
 
-    def hz(m):
+    def hz(m: np.ndarray | float) -> np.ndarray:
         return 700.0 * (10.0 ** (np.asarray(m) / 2595.0) - 1.0)
 
     edges = hz(np.linspace(mel(0.0), mel(rate / 2), bands + 2))
@@ -38,12 +37,13 @@ def mel_filters(bands: int = MEL_BANDS, n_fft: int = N_FFT, rate: int = RATE) ->
     return np.maximum(0.0, np.minimum(rise, fall))
 
 
-def speech_features(sound: np.ndarray, fps: float, frames: int, first_frame: int = 0) -> np.ndarray:
+def speech_features(sound: np.ndarray, fps: float, frames: int, first_frame: int = 0) -> np.ndarray | None:
     """(frames, DIMS) float32: the log-mel features of video frames first_frame .. first_frame+frames-1
-    of a clip whose sound (mono, RATE) starts with its first frame.
+    of a clip whose sound (mono, RATE) starts with its first frame; NaN for frames the sound does not
+    reach (not known, rather than silence), None when it reaches none.
 
     Video frame i spans [i / fps, (i + 1) / fps) s, cut in SUBFRAMES equal steps; a WINDOW-long window
-    is centred on each step (sound missing at the ends counts as silence)."""
+    is centred on each step."""
     step = 1.0 / (fps * SUBFRAMES)
     starts = (first_frame + np.arange(frames)[:, None]) / fps + np.arange(SUBFRAMES)[None, :] * step
     centres = np.round((starts.reshape(-1) + step / 2) * RATE).astype(int)
@@ -51,6 +51,11 @@ def speech_features(sound: np.ndarray, fps: float, frames: int, first_frame: int
     padded = np.pad(sound.astype(np.float32), (half, max(0, int(centres.max(initial=0)) + half - len(sound))))
     windows = padded[centres[:, None] + np.arange(WINDOW)[None, :]] * np.hanning(WINDOW).astype(np.float32)
     power = np.abs(np.fft.rfft(windows, n=N_FFT)) ** 2
-    logmel = np.log(power @ mel_filters().T + 1e-8)
-    logmel = (logmel - logmel.mean(axis=0)) / (logmel.std(axis=0) + 1e-3)
+    logmel = np.log(power @ mel_filters().T + 1e-8).reshape(frames, SUBFRAMES, MEL_BANDS)
+    heard = (centres < len(sound)).reshape(frames, SUBFRAMES).all(axis=1)
+    if not heard.any():
+        return None
+    known = logmel[heard]
+    logmel = (logmel - known.mean(axis=(0, 1))) / (known.std(axis=(0, 1)) + 1e-3)
+    logmel[~heard] = np.nan
     return logmel.reshape(frames, DIMS).astype(np.float32)

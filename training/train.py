@@ -69,8 +69,9 @@ def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
     base, spec = load(base_path)
     if spec.config and spec.config != model.name:
         raise ValueError(f"{base_path} is a {spec.config!r} model; pass --config {spec.config}")
-    for layer in base.layers:
-        if layer.weights:
+    names = {layer.name for layer in model.layers}
+    for layer in base.layers:  # a training head the new model lacks (a last.keras's speech head) is left
+        if layer.weights and layer.name in names:
             model.get_layer(layer.name).set_weights(layer.get_weights())
     for layer in model.layers:  # the batch statistics must follow a new camera and face within a few steps
         if isinstance(layer, keras.layers.BatchNormalization):
@@ -236,13 +237,9 @@ def train(args: argparse.Namespace) -> int:
     clips = load_clips(args.cache)
     if args.limit:
         clips = clips[:args.limit]
-    speech_dims = 0
-    if args.speech_weight:
-        heard = [c.speech for c in clips if c.speech is not None]
-        if not heard:
-            raise ValueError(f"--speech-weight needs speech features in {args.cache}: its videos have no "
-                             f"sound, or it was made before them (run training.prepare --out {args.cache} again)")
-        speech_dims = heard[0].shape[1]
+    if args.speech_weight and all(c.speech is None for c in clips):
+        raise ValueError(f"--speech-weight needs speech features in {args.cache}: its videos have no "
+                         f"sound, or it was made before them (run training.prepare --out {args.cache} again)")
     train_clips, val_clips = split(clips, args.val_fraction)
     if not val_clips:
         val_clips = train_clips[-1:]
@@ -261,6 +258,7 @@ def train(args: argparse.Namespace) -> int:
         if args.resume:
             model, _ = load(run / "last.keras", compile=True)
         else:
+            speech_dims = next(c.speech.shape[1] for c in clips if c.speech is not None) if args.speech_weight else 0
             model = build(config, crop.height, crop.width, crop.channels, vocabulary, speech_dims=speech_dims)
             if args.init:
                 initialise(model, args.init, args.freeze_front_end)
@@ -274,6 +272,7 @@ def train(args: argparse.Namespace) -> int:
                              time_mask=args.time_mask, fps=base_spec.fps)
     if args.augment == "lipnet":
         augment = augment.lipnet_only()
+    speech_dims = model.get_layer("speech").units if "speech" in model.output_names else 0  # as the run began
     sampler = Sampler(train_clips, augment, seed=args.seed + state["epoch"], vocabulary=vocabulary,
                       speech_dims=speech_dims)
     mix = SampleMix(args.curriculum_epochs, args.stream_share, (30, max(30, args.max_window)))
