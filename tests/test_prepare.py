@@ -141,3 +141,10 @@ def test_rerun_adds_speech_to_clips_cached_without_it(prepared: PreparedRun, tmp
     run_prepare(prepared.grid, out)
     with h5py.File(prepared.out, "r") as before, h5py.File(out, "r") as after:
         np.testing.assert_array_equal(after["clips/s1/bbizzn/speech"], before["clips/s1/bbizzn/speech"])
+    with h5py.File(out, "a") as f:  # as cached with features made another way
+        f.attrs["speech"] = json.dumps({**json.loads(f.attrs["speech"]), "mel_bands": 80})
+        f["clips/s1/bbaf2n/speech"][...] = 0
+    run_prepare(prepared.grid, out)
+    with h5py.File(prepared.out, "r") as before, h5py.File(out, "r") as after:
+        for name in PREPARED_CLIPS:
+            np.testing.assert_array_equal(after[f"clips/s1/{name}/speech"], before[f"clips/s1/{name}/speech"])

@@ -5,7 +5,7 @@
 Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame `pose`, `box`, `lips`,
 `quality`, `held`, `speech` (what was heard: training.speech; absent for a silent video), and word
 frame spans; attributes `text`, `fps`, `source`. The file's attribute `crop`
-records the crop spec. Work goes to FILE.h5.partial, renamed when every clip is done, so a FILE.h5
+records the crop spec, and `speech` the speech features' format (features of another are made again). Work goes to FILE.h5.partial, renamed when every clip is done, so a FILE.h5
 is always complete; an interrupted run resumes from the partial file.
 """
 
@@ -29,6 +29,7 @@ from realtime.audio import AudioError, read_audio
 from realtime.crop import CropSpec
 from realtime.tracker import MouthTracker, TrackerOptions
 from training.grid import AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
+from training.speech import FORMAT as SPEECH_FORMAT
 from training.speech import RATE, speech_features
 
 MIN_FRAMES = 8
@@ -196,6 +197,11 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
     with h5py.File(partial, "a") as f:
         f.attrs["crop"] = json.dumps(asdict(spec))
         done = done_keys(f)
+        if json.loads(f.attrs.get("speech", "null")) != SPEECH_FORMAT:  # features made another way are redone
+            for key in done:
+                if "speech" in f[f"clips/{key}"]:
+                    del f[f"clips/{key}/speech"]
+            f.attrs["speech"] = json.dumps(SPEECH_FORMAT)
         todo = [c for c in clips if f"{c.speaker}/{c.name}" not in done]
         options = TrackerOptions(crop=spec, max_faces=1)
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare", file=sys.stderr)

@@ -20,6 +20,7 @@ N_FFT = 512
 MEL_BANDS = 40
 SUBFRAMES = 4  # log-mel vectors per video frame: 10 ms apart at 25 fps
 DIMS = SUBFRAMES * MEL_BANDS
+FORMAT = {"rate": RATE, "window": WINDOW, "n_fft": N_FFT, "mel_bands": MEL_BANDS, "subframes": SUBFRAMES}
 
 
 def mel_filters(bands: int = MEL_BANDS, n_fft: int = N_FFT, rate: int = RATE) -> np.ndarray:
