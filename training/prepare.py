@@ -4,9 +4,10 @@
 
 Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame `pose`, `box`, `lips`,
 `quality`, `held`, `speech` (what was heard: training.speech; absent for a silent video), and word
-frame spans; attributes `text`, `fps`, `source`. The file's attribute `crop`
-records the crop spec, and `speech` the speech features' format (features of another are made again). Work goes to FILE.h5.partial, renamed when every clip is done, so a FILE.h5
-is always complete; an interrupted run resumes from the partial file.
+frame spans; attributes `text`, `fps`, `source`. The file's attribute `crop` records the crop spec, and
+`speech` the speech features' format (features of another format are made again). Work goes to
+FILE.h5.partial, renamed when every clip is done, so a FILE.h5 is always complete; an interrupted run
+resumes from the partial file.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-from multiprocessing.pool import Pool
 import os
 import sys
 from dataclasses import asdict, dataclass
+from multiprocessing.pool import Pool
 from pathlib import Path
 
 import cv2

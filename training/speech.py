@@ -5,7 +5,7 @@ target for every frame, silence included, that changes within a word where word 
 do not. `training.train --speech-weight` adds it: a head on the recurrent features that inference
 drops, so the live model never hears anything.
 
-Per video frame, SUBFRAMES log-mel vectors of MEL_BANDS bands, 10 ms apart, standardised per clip
+Per video frame, SUBFRAMES log-mel vectors of MEL_BANDS bands (10 ms apart at 25 fps), standardised per clip
 and band (the level of a microphone is not speech). training.prepare stores them as `speech`
 (T, SUBFRAMES * MEL_BANDS) float16 beside each clip's `mouth`.
 """
