@@ -139,8 +139,14 @@ def speech_job(job: tuple[str, Path, float, int, int]) -> tuple[str, np.ndarray 
 
 
 def add_missing_speech(f: h5py.File, videos: dict[str, Path], pool: Pool) -> None:
-    """Speech features for cached clips that have none (a cache made before they existed), read from
-    the clips' videos under this run's --grid."""
+    """Speech features for cached clips that have none (a cache made before they existed) or have them
+    in another format, read from the clips' videos under this run's --grid."""
+    if json.loads(f.attrs.get("speech", "null")) != SPEECH_FORMAT:  # every clip's, under --grid or not
+        for speaker in f.get("clips", {}).values():
+            for g in speaker.values():
+                if "speech" in g:
+                    del g["speech"]
+        f.attrs["speech"] = json.dumps(SPEECH_FORMAT)
     jobs = []
     for key, video in sorted(videos.items()):
         g = f[f"clips/{key}"]
@@ -198,11 +204,6 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
     with h5py.File(partial, "a") as f:
         f.attrs["crop"] = json.dumps(asdict(spec))
         done = done_keys(f)
-        if json.loads(f.attrs.get("speech", "null")) != SPEECH_FORMAT:  # features made another way are redone
-            for key in done:
-                if "speech" in f[f"clips/{key}"]:
-                    del f[f"clips/{key}/speech"]
-            f.attrs["speech"] = json.dumps(SPEECH_FORMAT)
         todo = [c for c in clips if f"{c.speaker}/{c.name}" not in done]
         options = TrackerOptions(crop=spec, max_faces=1)
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare", file=sys.stderr)

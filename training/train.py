@@ -231,6 +231,7 @@ def train(args: argparse.Namespace) -> int:
     from realtime.spec import ModelSpec
     from realtime.vocab import Vocabulary
     from training.augment import AugmentOptions, Sampler
+    from training.speech import DIMS as SPEECH_DIMS
 
     keras.utils.set_random_seed(args.seed)
     crop = read_crop_spec(args.cache)
@@ -258,8 +259,8 @@ def train(args: argparse.Namespace) -> int:
         if args.resume:
             model, _ = load(run / "last.keras", compile=True)
         else:
-            speech_dims = next(c.speech.shape[1] for c in clips if c.speech is not None) if args.speech_weight else 0
-            model = build(config, crop.height, crop.width, crop.channels, vocabulary, speech_dims=speech_dims)
+            model = build(config, crop.height, crop.width, crop.channels, vocabulary,
+                          speech_dims=SPEECH_DIMS if args.speech_weight else 0)
             if args.init:
                 initialise(model, args.init, args.freeze_front_end)
             compile_model(model, vocabulary, args.lr, args.aux_weight, args.char_weight, args.weight_decay,
