@@ -7,6 +7,7 @@ import shutil
 from dataclasses import asdict
 from pathlib import Path
 
+import av
 import cv2
 import h5py
 import numpy as np
@@ -148,3 +149,40 @@ def test_rerun_adds_speech_to_clips_cached_without_it(prepared: PreparedRun, tmp
     with h5py.File(prepared.out, "r") as before, h5py.File(out, "r") as after:
         for name in PREPARED_CLIPS:
             np.testing.assert_array_equal(after[f"clips/s1/{name}/speech"], before[f"clips/s1/{name}/speech"])
+
+
+def copy_without_sound(video: Path, out: Path) -> None:
+    """The video track of `video`, packet for packet, in a file with no audio track."""
+    with av.open(str(video)) as source, av.open(str(out), "w") as target:
+        stream = target.add_stream_from_template(source.streams.video[0])
+        for packet in source.demux(source.streams.video[0]):
+            if packet.dts is not None:  # the demuxer's closing empty packet
+                packet.stream = stream
+                target.mux(packet)
+
+
+def test_a_clip_without_sound_is_marked_silent_and_not_read_again(grid_s1: Path, tmp_path: Path):
+    speaker = tmp_path / "grid" / "s1"
+    (speaker / "video").mkdir(parents=True)
+    (speaker / "align").mkdir()
+    (speaker / "align" / "bbaf2n.align").symlink_to(grid_s1 / "align" / "bbaf2n.align")
+    video = speaker / "video" / "bbaf2n.mp4"
+    copy_without_sound(grid_s1 / "video" / "bbaf2n.mp4", video)
+    out = tmp_path / "s1.h5"
+    run_prepare(tmp_path / "grid", out)
+    with h5py.File(out, "r") as f:
+        g = f["clips/s1/bbaf2n"]
+        assert g.attrs["silent"] and "speech" not in g and len(g["mouth"]) == 75
+
+    video.unlink()  # the same clip with its sound: a rerun does not look for it again
+    video.symlink_to(grid_s1 / "video" / "bbaf2n.mp4")
+    _, log = run_prepare(tmp_path / "grid", out)
+    assert "speech" not in log
+    with h5py.File(out, "a") as f:
+        assert "speech" not in f["clips/s1/bbaf2n"]
+        f.attrs["speech"] = json.dumps({**json.loads(f.attrs["speech"]), "mel_bands": 80})
+    _, log = run_prepare(tmp_path / "grid", out)  # features of another format: every clip is heard again
+    assert "speech" in log
+    with h5py.File(out, "r") as f:
+        g = f["clips/s1/bbaf2n"]
+        assert not g.attrs.get("silent", False) and g["speech"].shape == (75, DIMS)

@@ -4,7 +4,8 @@
 
 Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame `pose`, `box`, `lips`,
 `quality`, `held`, `speech` (what was heard: training.speech; absent for a silent video), and word
-frame spans; attributes `text`, `fps`, `source`. The file's attribute `crop` records the crop spec, and
+frame spans; attributes `text`, `fps`, `source`, and `silent` (no sound was read, so none is looked for
+again). The file's attribute `crop` records the crop spec, and
 `speech` the speech features' format (features of another format are made again). Work goes to
 FILE.h5.partial, renamed when every clip is done, so a FILE.h5 is always complete; an interrupted run
 resumes from the partial file.
@@ -146,14 +147,20 @@ def add_missing_speech(f: h5py.File, videos: dict[str, Path], pool: Pool) -> Non
             for g in speaker.values():
                 if "speech" in g:
                     del g["speech"]
+                g.attrs.pop("silent", None)
         f.attrs["speech"] = json.dumps(SPEECH_FORMAT)
     jobs = []
     for key, video in sorted(videos.items()):
         g = f[f"clips/{key}"]
-        if "speech" not in g:
+        if "speech" not in g and not g.attrs.get("silent", False):
             jobs.append((key, video, float(g.attrs["fps"]), len(g["mouth"]), int(g.attrs["first_frame"])))
-    for key, speech in pool.imap_unordered(speech_job, jobs):
-        if speech is not None:
+    if not jobs:
+        return
+    for key, speech in tqdm(pool.imap_unordered(speech_job, jobs), total=len(jobs), desc="speech",
+                            unit="clip", dynamic_ncols=True):
+        if speech is None:
+            f[f"clips/{key}"].attrs["silent"] = True
+        else:
             f[f"clips/{key}"].create_dataset("speech", data=speech.astype(np.float16))
 
 
@@ -169,7 +176,7 @@ def write_clip(f: h5py.File, p: PreparedClip) -> None:
     if p.speech is not None:
         g.create_dataset("speech", data=p.speech.astype(np.float16))
     g.attrs.update(text=p.text, fps=p.fps, source=str(p.clip.video), words=json.dumps(list(p.words)),
-                   first_frame=p.first_frame)
+                   first_frame=p.first_frame, silent=p.speech is None)
     g.attrs["complete"] = True
     f.flush()
 
@@ -208,15 +215,16 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         options = TrackerOptions(crop=spec, max_faces=1)
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare", file=sys.stderr)
         context = mp.get_context("spawn")
-        with context.Pool(workers) as pool, tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
+        with context.Pool(workers) as pool:
             add_missing_speech(f, {f"{c.speaker}/{c.name}": c.video for c in clips
                                    if f"{c.speaker}/{c.name}" in done}, pool)
-            for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options) for c in todo]):
-                if prepared is None:
-                    skipped.append((clip, why))
-                else:
-                    write_clip(f, prepared)
-                bar.update()
+            with tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
+                for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options) for c in todo]):
+                    if prepared is None:
+                        skipped.append((clip, why))
+                    else:
+                        write_clip(f, prepared)
+                    bar.update()
     partial.rename(out)
     return skipped
 
