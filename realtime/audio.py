@@ -27,6 +27,10 @@ class AudioError(Exception):
     """Sound that cannot be read or recorded; the message is one line for the user."""
 
 
+class NoAudioTrack(AudioError):
+    """A file with no sound at all, as opposed to sound that could not be read this time."""
+
+
 def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
     """The first audio track of any file FFmpeg reads (GRID's mp4s carry 16 kHz AAC), float32 mono at `rate`."""
     try:
@@ -35,7 +39,7 @@ def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
         raise AudioError(f"cannot read {path}: {e}") from None
     with container:
         if not container.streams.audio:
-            raise AudioError(f"{path} has no audio track")
+            raise NoAudioTrack(f"{path} has no audio track")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         try:
             chunks = [out.to_ndarray()[0] for frame in container.decode(audio=0)

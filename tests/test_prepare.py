@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import PREPARED_CLIPS, PreparedRun
+from tests.conftest import PREPARED_CLIPS, PreparedRun, link_clip
 from realtime.crop import CropPose, CropSpec, crop_mouth
 from training.grid import read_align, sentence_from_code
 from training.prepare import prepare
@@ -170,9 +170,14 @@ def test_a_clip_without_sound_is_marked_silent_and_not_read_again(grid_s1: Path,
     copy_without_sound(grid_s1 / "video" / "bbaf2n.mp4", video)
     out = tmp_path / "s1.h5"
     run_prepare(tmp_path / "grid", out)
-    with h5py.File(out, "r") as f:
+    with h5py.File(out, "a") as f:
         g = f["clips/s1/bbaf2n"]
         assert g.attrs["silent"] and "speech" not in g and len(g["mouth"]) == 75
+        del g.attrs["silent"]  # as cached before clips were marked: the next run marks it
+    _, log = run_prepare(tmp_path / "grid", out)
+    assert "speech" in log
+    with h5py.File(out, "r") as f:
+        assert f["clips/s1/bbaf2n"].attrs["silent"] and "speech" not in f["clips/s1/bbaf2n"]
 
     video.unlink()  # the same clip with its sound: a rerun does not look for it again
     video.symlink_to(grid_s1 / "video" / "bbaf2n.mp4")
@@ -186,3 +191,24 @@ def test_a_clip_without_sound_is_marked_silent_and_not_read_again(grid_s1: Path,
     with h5py.File(out, "r") as f:
         g = f["clips/s1/bbaf2n"]
         assert not g.attrs.get("silent", False) and g["speech"].shape == (75, DIMS)
+
+
+def test_a_sound_that_cannot_be_read_is_tried_again_on_the_next_run(grid_s1: Path, tmp_path: Path):
+    speaker = tmp_path / "grid" / "s1"
+    link_clip(grid_s1, "bbaf2n", speaker)
+    out = tmp_path / "s1.h5"
+    run_prepare(tmp_path / "grid", out)
+    with h5py.File(out, "a") as f:
+        del f["clips/s1/bbaf2n/speech"]
+    video = speaker / "video" / "bbaf2n.mp4"
+    video.unlink()  # the file cannot be opened this time (its mouths are already cached)
+    video.write_text("not a video\n")
+    run_prepare(tmp_path / "grid", out)
+    with h5py.File(out, "r") as f:
+        g = f["clips/s1/bbaf2n"]
+        assert "speech" not in g and not g.attrs.get("silent", False)
+    video.unlink()
+    video.symlink_to(grid_s1 / "video" / "bbaf2n.mp4")
+    run_prepare(tmp_path / "grid", out)
+    with h5py.File(out, "r") as f:
+        assert f["clips/s1/bbaf2n/speech"].shape == (75, DIMS)

@@ -3,12 +3,12 @@
     python -m training.prepare --grid DIR --out FILE.h5 [--workers N]
 
 Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame `pose`, `box`, `lips`,
-`quality`, `held`, `speech` (what was heard: training.speech; absent for a silent video), and word
-frame spans; attributes `text`, `fps`, `source`, and `silent` (no sound was read, so none is looked for
-again). The file's attribute `crop` records the crop spec, and
-`speech` the speech features' format (features of another format are made again). Work goes to
-FILE.h5.partial, renamed when every clip is done, so a FILE.h5 is always complete; an interrupted run
-resumes from the partial file.
+`quality`, `held`, `speech` (what was heard: training.speech), and word frame spans; attributes
+`text`, `fps`, `source`, and `silent` on a clip without sound, whose sound is not looked for again.
+The file's attribute `crop` records the crop spec, and `speech` the speech features' format: features
+of another format, and the `silent` marks, are made again (as is a clip whose sound could not be read
+this time). Work goes to FILE.h5.partial, renamed when every clip is done, so a FILE.h5 is always
+complete; an interrupted run resumes from the partial file.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from realtime.audio import AudioError, read_audio
+from realtime.audio import AudioError, NoAudioTrack, read_audio
 from realtime.crop import CropSpec
 from realtime.tracker import MouthTracker, TrackerOptions
 from training.grid import AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
@@ -51,7 +51,8 @@ class PreparedClip:
     words: tuple[str, ...]
     spans: np.ndarray  # (W, 2) start, end frame of each word, counted from first_frame
     first_frame: int  # frames trimmed from the start of the video (no face in them)
-    speech: np.ndarray | None  # (T, D) speech features of the kept frames; None for a silent video
+    speech: np.ndarray | None  # (T, D) speech features of the kept frames; None when none were read
+    silent: bool  # the video has no sound for its kept frames (not read again)
 
 
 class ClipError(Exception):
@@ -72,12 +73,17 @@ def clip_text(clip: Clip) -> tuple[str, tuple[str, ...], np.ndarray]:
     return text, tuple(text.split()), np.zeros((0, 2), dtype=np.float32)
 
 
-def clip_speech(video: Path, fps: float, frames: int, first_frame: int) -> np.ndarray | None:
-    """The speech features of a clip's kept frames, or None when its sound cannot be read."""
+def clip_speech(video: Path, fps: float, frames: int, first_frame: int) -> tuple[np.ndarray | None, bool]:
+    """(the speech features of a clip's kept frames, whether it is silent): (None, True) when the video
+    has no sound for those frames, (None, False) when its sound cannot be read now (a broken track, a
+    busy disk), so a later run tries again."""
     try:
-        return speech_features(read_audio(video, RATE), fps, frames, first_frame)
+        features = speech_features(read_audio(video, RATE), fps, frames, first_frame)
+    except NoAudioTrack:
+        return None, True
     except AudioError:
-        return None
+        return None, False
+    return features, features is None
 
 
 def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
@@ -109,6 +115,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     if len(results) < MIN_FRAMES:
         raise ClipError(f"too short ({len(results)} frames)")
     lips = np.stack([r.lips if r.lips is not None else np.full((40, 2), np.nan, np.float32) for r in results])
+    speech, silent = clip_speech(clip.video, float(fps), len(results), first)
     return PreparedClip(
         clip=clip, text=text, fps=float(fps),
         mouth=np.stack([r.crop for r in results]),
@@ -118,7 +125,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
         quality=np.array([r.quality for r in results], dtype=np.float32),
         held=np.array([r.reason == "held" for r in results]),
         words=words, spans=spans, first_frame=first,
-        speech=clip_speech(clip.video, float(fps), len(results), first),
+        speech=speech, silent=silent,
     )
 
 
@@ -133,15 +140,16 @@ def try_prepare(job: tuple[Clip, TrackerOptions]) -> tuple[Clip, PreparedClip | 
         return clip, None, f"{type(e).__name__}: {e}"
 
 
-def speech_job(job: tuple[str, Path, float, int, int]) -> tuple[str, np.ndarray | None]:
-    """`clip_speech` for a worker pool: (key, video, fps, frames, first frame) -> (key, features)."""
+def speech_job(job: tuple[str, Path, float, int, int]) -> tuple[str, np.ndarray | None, bool]:
+    """`clip_speech` for a worker pool: (key, video, fps, frames, first frame) -> (key, features, silent)."""
     key, video, fps, frames, first = job
-    return key, clip_speech(video, fps, frames, first)
+    return key, *clip_speech(video, fps, frames, first)
 
 
 def add_missing_speech(f: h5py.File, videos: dict[str, Path], pool: Pool) -> None:
-    """Speech features for cached clips that have none (a cache made before they existed) or have them
-    in another format, read from the clips' videos under this run's --grid."""
+    """Speech features for cached clips that have none (a cache made before they existed, a sound not
+    read last time) or have them in another format, read from the clips' videos under this run's --grid;
+    clips marked silent are skipped, and clips found silent are marked."""
     if json.loads(f.attrs.get("speech", "null")) != SPEECH_FORMAT:  # every clip's, under --grid or not
         for speaker in f.get("clips", {}).values():
             for g in speaker.values():
@@ -156,12 +164,12 @@ def add_missing_speech(f: h5py.File, videos: dict[str, Path], pool: Pool) -> Non
             jobs.append((key, video, float(g.attrs["fps"]), len(g["mouth"]), int(g.attrs["first_frame"])))
     if not jobs:
         return
-    for key, speech in tqdm(pool.imap_unordered(speech_job, jobs), total=len(jobs), desc="speech",
-                            unit="clip", dynamic_ncols=True):
-        if speech is None:
-            f[f"clips/{key}"].attrs["silent"] = True
-        else:
+    for key, speech, silent in tqdm(pool.imap_unordered(speech_job, jobs), total=len(jobs), desc="speech",
+                                    unit="clip", dynamic_ncols=True):
+        if speech is not None:
             f[f"clips/{key}"].create_dataset("speech", data=speech.astype(np.float16))
+        elif silent:
+            f[f"clips/{key}"].attrs["silent"] = True
 
 
 def write_clip(f: h5py.File, p: PreparedClip) -> None:
@@ -176,7 +184,9 @@ def write_clip(f: h5py.File, p: PreparedClip) -> None:
     if p.speech is not None:
         g.create_dataset("speech", data=p.speech.astype(np.float16))
     g.attrs.update(text=p.text, fps=p.fps, source=str(p.clip.video), words=json.dumps(list(p.words)),
-                   first_frame=p.first_frame, silent=p.speech is None)
+                   first_frame=p.first_frame)
+    if p.silent:
+        g.attrs["silent"] = True
     g.attrs["complete"] = True
     f.flush()
 
