@@ -86,6 +86,15 @@ def test_rerun_keeps_finished_clips(prepared: PreparedRun, tmp_path: Path):
             np.testing.assert_array_equal(after[f"clips/s1/{name}/mouth"], before[f"clips/s1/{name}/mouth"])
 
 
+def test_the_cache_folder_is_made_when_missing(grid_subset, tmp_path: Path):
+    """The README's first command writes cache/s1.h5 in a fresh clone, where cache/ does not exist yet."""
+    out = tmp_path / "cache" / "nested" / "s1.h5"
+    skipped, _ = run_prepare(grid_subset(("bbaf2n",)), out)
+    assert skipped == []
+    with h5py.File(out, "r") as f:
+        assert f["clips/s1/bbaf2n"].attrs["complete"]
+
+
 def test_resume_redoes_a_half_written_clip(prepared: PreparedRun, tmp_path: Path):
     out = tmp_path / "s1.h5"
     partial = tmp_path / "s1.h5.partial"

@@ -217,6 +217,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
             raise ValueError(f"{out} was made with another crop ({stored}); use a new --out")
     if out.exists() and not partial.exists():
         out.rename(partial)
+    out.parent.mkdir(parents=True, exist_ok=True)
     skipped: list[tuple[Clip, str]] = []
     with h5py.File(partial, "a") as f:
         f.attrs["crop"] = json.dumps(asdict(spec))
