@@ -226,7 +226,7 @@ def test_time_masking_replaces_short_runs_with_the_mean_frame(small_cache: Path)
 SLOT = {w: i for i, slot in enumerate(GRID_GRAMMAR) for w in slot}
 
 
-@pytest.mark.parametrize("kind", ["sentence", "words", "stream"])
+@pytest.mark.parametrize("kind", ["sentence", "words", "splice", "stream"])
 def test_sampler_labels_follow_the_frames(small_cache: Path, kind: str):
     clips = load_clips(small_cache)
     sampler = Sampler(clips, seed=7)
@@ -250,6 +250,35 @@ def test_sampler_labels_follow_the_frames(small_cache: Path, kind: str):
             assert s.text in {c.text for c in clips}
         elif kind == "words":
             assert words and any(contiguous_in(words, c.words) for c in clips)
+        elif kind == "splice":
+            assert len(words) == len(GRID_GRAMMAR) and SLOT[words[0]] == 0, s.text
+
+
+def test_a_spliced_sentence_reads_each_word_from_the_clip_its_frames_come_from(small_cache: Path):
+    """Without pixel changes or retiming, a spliced sample is runs of real frames: the k-th run is
+    word k of one clip with the pause after it, and the text says that clip's k-th word."""
+    clips = load_clips(small_cache)
+    where = {c.mouth[f].tobytes(): (i, f) for i, c in enumerate(clips) for f in range(len(c.mouth))}
+    still = replace(AugmentOptions(), flip=0.0, affine_p=0.0, colour_p=0.0, speed_p=0.0, jitter=0.0)
+    sampler = Sampler(clips, still, seed=11)
+    mixed = 0
+    for _ in range(10):
+        s = sampler.draw("splice")
+        source = np.array([where[f.tobytes()] for f in s.frames])
+        runs = np.split(source, np.nonzero((np.diff(source[:, 0]) != 0) | (np.diff(source[:, 1]) != 1))[0] + 1)
+        mixed += len({int(r[0, 0]) for r in runs}) > 1
+        words = s.text.split()
+        slot = 0
+        for run in runs:
+            clip, first, last = clips[int(run[0, 0])], int(run[0, 1]), int(run[-1, 1])
+            bounds = np.append(np.round(clip.spans[:, 0]).astype(int), len(clip.mouth))
+            bounds[0] = 0  # segment k (word k and the pause after it): frames bounds[k]:bounds[k + 1]
+            read = [k for k in range(len(clip.words)) if first <= bounds[k] and bounds[k + 1] <= last + 1]
+            assert read and read[0] == slot and bounds[slot] == first and bounds[read[-1] + 1] == last + 1
+            assert [clip.words[k] for k in read] == words[slot:slot + len(read)], (s.text, clip.key)
+            slot += len(read)
+        assert slot == len(words) and source[0, 1] == 0 and source[-1, 1] == len(clips[source[-1, 0]].mouth) - 1
+    assert mixed >= 8  # nearly every spliced sentence joins several clips
 
 
 def test_speech_loss_is_the_squared_error_of_frames_with_sound():

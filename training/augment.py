@@ -105,8 +105,9 @@ class Sample:
 
 
 class Sampler:
-    """Draws samples of three kinds: whole sentences, sub-sentences cut at word boundaries (single
-    words included), and windows cut anywhere across concatenated clips (a continuous stream)."""
+    """Draws samples of four kinds: whole sentences, sub-sentences cut at word boundaries (single
+    words included), sentences spliced from the words of several clips, and windows cut anywhere
+    across concatenated clips (a continuous stream)."""
 
     def __init__(self, clips: list[CachedClip], options: AugmentOptions = AugmentOptions(), seed: int = 0,
                  vocabulary: Vocabulary = Vocabulary(), speech_dims: int = 0):
@@ -136,6 +137,23 @@ class Sampler:
         start = max(0, int(np.floor(clip.spans[first, 0])) - int(margin[0]))
         end = min(len(clip.mouth), int(np.ceil(clip.spans[last, 1])) + int(margin[1]))
         return np.stack([np.full(end - start, i), np.arange(start, end)], axis=1)
+
+    def splice(self) -> np.ndarray:
+        """A sentence never filmed: each word, with the pause after it, from a clip drawn for that word
+        alone (the same slot of another sentence, so the grammar holds). A word is then read from its
+        own frames, not from which sentence its neighbours say it is in: 845 sentences become every
+        combination of their words. Leading and trailing silence come with the first and last word."""
+        n_words = len(self.clips[self.aligned[0]].spans) if self.aligned else 0
+        same = [i for i in self.aligned if len(self.clips[i].spans) == n_words]
+        if len(same) < 2:
+            return self.sentence()
+        parts = []
+        for slot, i in enumerate(self.rng.choice(same, size=n_words)):
+            starts = np.round(self.clips[i].spans[:, 0]).astype(int)
+            start = 0 if slot == 0 else int(starts[slot])
+            end = len(self.clips[i].mouth) if slot == n_words - 1 else int(starts[slot + 1])
+            parts.append(np.stack([np.full(end - start, int(i)), np.arange(start, end)], axis=1))
+        return np.concatenate(parts)
 
     def stream(self, length: int) -> np.ndarray:
         parts, total = [], 0
@@ -221,7 +239,7 @@ class Sampler:
         return frames
 
     def draw(self, kind: str, length: int = 75) -> Sample:
-        plan = {"sentence": self.sentence, "words": self.sub_sentence,
+        plan = {"sentence": self.sentence, "words": self.sub_sentence, "splice": self.splice,
                 "stream": lambda: self.stream(length)}[kind]()
         if kind != "stream" or any(len(self.clips[c].spans) for c in np.unique(plan[:, 0])):
             plan = self.retime(plan)

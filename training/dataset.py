@@ -101,12 +101,16 @@ class SampleMix:
     curriculum_epochs: int = 0
     stream: float = 0.35  # share of stream windows after the curriculum
     window: tuple[int, int] = (30, 90)  # stream window length range, frames
+    splice: float = 0.0  # share of the whole sentences spliced from several clips' words (Sampler.splice)
 
     def weights(self, epoch: int) -> dict[str, float]:
         if epoch < self.curriculum_epochs:
             return {"words": 0.6, "stream": 0.2, "sentence": 0.2}
         rest = 1.0 - self.stream
-        return {"words": rest * 0.4, "stream": self.stream, "sentence": rest * 0.6}
+        weights = {"words": rest * 0.4, "stream": self.stream, "sentence": rest * 0.6 * (1 - self.splice)}
+        if self.splice:  # absent, not zero, without it: the draws of a run without splicing stay as they were
+            weights["splice"] = rest * 0.6 * self.splice
+        return weights
 
 
 def batches(sampler: Sampler, batch_size: int, steps: int, epoch: int, mix: SampleMix,

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # imported where used: TensorFlow must start after the device
 FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
-           "time_mask", "weight_decay", "ema", "speech_weight", "seed")
+           "time_mask", "weight_decay", "ema", "speech_weight", "splice", "seed")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="epochs of mostly short samples first (measured slower than none: README)")
     parser.add_argument("--stream-share", type=float, default=0.35,
                         help="share of windows cut across concatenated clips, after the curriculum")
+    parser.add_argument("--splice", type=float, default=0.0,
+                        help="share of whole-sentence samples spliced from the words of several clips (0: off)")
     parser.add_argument("--augment", choices=("webcam", "lipnet"), default="webcam",
                         help="lipnet: flip and frame jitter only, without speed, affine and colour jitter")
     parser.add_argument("--time-mask", type=int, default=0,
@@ -206,6 +208,8 @@ def train(args: argparse.Namespace) -> int:
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
     if args.weight_decay < 0:
         raise ValueError(f"--weight-decay must be 0 or more, not {args.weight_decay}")
+    if not 0 <= args.splice <= 1:
+        raise ValueError(f"--splice must be in [0, 1], not {args.splice}")
     if not 0 <= args.ema < 1:
         raise ValueError(f"--ema must be in [0, 1), not {args.ema}")
     if args.resume and not state_path.exists():
@@ -276,7 +280,7 @@ def train(args: argparse.Namespace) -> int:
     speech_dims = model.get_layer("speech").units if "speech" in model.output_names else 0  # as the run began
     sampler = Sampler(train_clips, augment, seed=args.seed + state["epoch"], vocabulary=vocabulary,
                       speech_dims=speech_dims)
-    mix = SampleMix(args.curriculum_epochs, args.stream_share, (30, max(30, args.max_window)))
+    mix = SampleMix(args.curriculum_epochs, args.stream_share, (30, max(30, args.max_window)), args.splice)
     data = tf_dataset(sampler, args.batch_size, steps, lambda: epoch_box["epoch"], mix,
                       vocabulary, (crop.height, crop.width, crop.channels))
     runtime_model = inference_model(model)
