@@ -30,7 +30,10 @@ class Mp4Writer:
     def write(self, image: np.ndarray) -> None:
         if self.writer is None:
             h, w = image.shape[:2]
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            if not self.writer.isOpened():  # OpenCV fails silently: every frame would be lost
+                raise OSError(f"cannot write a video to {self.path}")
         self.writer.write(image)
 
     def close(self) -> bool:
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         used, frames = concat(args.grid, args.out, args.split, args.count, args.seconds)
-    except (FileNotFoundError, ValueError) as e:
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.out} ({used} clips, {frames} frames) and {args.out.with_suffix('.align')}")
