@@ -10,6 +10,7 @@ Keys in the window: q or Esc quit, space pause, c clear, s save the transcript.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -49,6 +50,20 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def unwritable(path: Path) -> str | None:
+    """Why `path` cannot be written, or None; its folder is made when missing."""
+    if path.is_dir():
+        return "it is a folder"
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker:
+        return f"{blocker} is not a folder"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return e.strerror or str(e)
+    return None if os.access(path.parent, os.W_OK) else "permission denied"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
@@ -60,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.window < 8 or args.hop < 1 or args.right_context < 0 or args.right_context >= args.window:
         log("error: need --window >= 8, --hop >= 1 and 0 <= --right-context < --window")
         return EXIT_USAGE
+    for path in (Path(p) for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p):
+        problem = unwritable(path)  # before any frame is read: a run must not end in a file it cannot write
+        if problem:
+            log(f"error: cannot write {path}: {problem}")
+            return EXIT_USAGE
     try:
         model = OnnxModel(args.model, args.provider, args.threads)
     except ModelLoadError as e:
@@ -133,14 +153,19 @@ def main(argv: list[str] | None = None) -> int:
     if out:
         out.caption(final)
         out.final(final.committed)
+    lost = False
     for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
         if path:
-            write_text(path, subtitles(pipeline.policy, kind))
+            try:
+                write_text(path, subtitles(pipeline.policy, kind))
+            except OSError as e:  # a disk that filled up during the run: the words go to stdout instead
+                log(f"error: could not write {path} ({e.strerror or e}); the transcript follows on stdout")
+                lost = True
     if source.dropped:
         log(f"{source.dropped} frames dropped (processing fell behind)")
-    if not out and not args.srt and not args.vtt:
+    if lost or (not out and not args.srt and not args.vtt):
         print(final.committed)
-    return code
+    return EXIT_USAGE if lost and code == EXIT_OK else code
 
 
 if __name__ == "__main__":

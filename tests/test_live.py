@@ -93,6 +93,39 @@ def test_subtitles_hold_the_committed_words(tmp_path: Path) -> None:
     assert "-->" in vtt.read_text()
 
 
+def test_outputs_go_into_folders_made_for_them(tmp_path: Path) -> None:
+    srt, jsonl = tmp_path / "new" / "out.srt", tmp_path / "other" / "deeper" / "captions.jsonl"
+    code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(MODEL), "--headless", "--fast",
+                          "--srt", str(srt), "--jsonl", str(jsonl)])
+    assert code == 0
+    final = json.loads(jsonl.read_text().splitlines()[-1])
+    assert final["text"] and final["text"].split()[-1] in srt.read_text()
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_run(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(MODEL), "--headless", "--fast",
+                          "--vtt", str(blocker / "out.vtt")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"error: cannot write {blocker / 'out.vtt'}: {blocker} is not a folder" in err
+    assert "first frame processed" not in err and "Traceback" not in err
+
+
+def test_a_subtitle_file_that_fails_at_the_end_leaves_the_transcript_on_stdout(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    srt = tmp_path / "out.srt"
+    (tmp_path / "out.srt.tmp").mkdir()  # the temporary file it is written through cannot be made
+    code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(MODEL), "--headless", "--fast",
+                          "--srt", str(srt)])
+    captured = capsys.readouterr()
+    assert code == 2 and not srt.exists()
+    assert f"could not write {srt}" in captured.err and "Traceback" not in captured.err
+    assert captured.out.strip() == offline_text(OnnxModel(MODEL, "cpu"), clip(CLIPS[0]))
+
+
 def test_fake_camera_at_30_fps_is_resampled_to_the_model_rate(model: OnnxModel, tmp_path: Path) -> None:
     frames = read_frames(clip(CLIPS[0]))
     at_30 = [frames[min(len(frames) - 1, k * 25 // 30)] for k in range(90)]  # 3 s at 30 fps
