@@ -50,18 +50,38 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def output_problem(args: argparse.Namespace) -> str | None:
+    """Why the output files asked for cannot all be written, or None: each must be writable, none may
+    be the video read (it would be lost) nor another output (one would replace the other)."""
+    outputs = [Path(p) for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
+    taken = {Path(args.source).resolve(): "the video read"} if Path(args.source).is_file() else {}
+    for path in outputs:
+        if path.resolve() in taken:
+            return f"{path} is {taken[path.resolve()]}: choose another file"
+        taken[path.resolve()] = "another output"
+        why = unwritable(path)
+        if why:
+            return f"cannot write {path}: {why}"
+    return None
+
+
 def unwritable(path: Path) -> str | None:
     """Why `path` cannot be written, or None; its folder is made when missing."""
-    if path.is_dir():
-        return "it is a folder"
-    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-    if blocker:
-        return f"{blocker} is not a folder"
     try:
+        if path.is_dir():
+            return "it is a folder"
+        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+        if blocker:
+            return f"{blocker} is not a folder"
         path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
+        existed = path.exists()
+        with open(path, "a", encoding="utf-8"):  # what the run will do, tried now: appends nothing
+            pass
+        if not existed:
+            path.unlink()
+    except OSError as e:  # a name too long, a read-only or pseudo file system
         return e.strerror or str(e)
-    return None if os.access(path.parent, os.W_OK) else "permission denied"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,16 +92,23 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.captions import PolicyOptions
     from realtime.live import JsonLines, LiveOptions, LivePipeline, log, subtitles, write_text
 
-    if args.window < 8 or args.hop < 1 or args.right_context < 0 or args.right_context >= args.window:
-        log("error: need --window >= 8, --hop >= 1 and 0 <= --right-context < --window")
+    if args.window < 8 or args.hop < 1 or args.right_context < 0 or args.right_context >= args.window \
+            or args.threads < 0:
+        log("error: need --window >= 8, --hop >= 1, 0 <= --right-context < --window and --threads >= 0")
         return EXIT_USAGE
-    for path in (Path(p) for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p):
-        problem = unwritable(path)  # before any frame is read: a run must not end in a file it cannot write
-        if problem:
-            log(f"error: cannot write {path}: {problem}")
-            return EXIT_USAGE
+    problem = output_problem(args)  # before any frame is read: a run must not end in a file it cannot write
+    if problem:
+        log(f"error: {problem}")
+        return EXIT_USAGE
+    if not args.headless and sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        log("error: no display to open a window on; use --headless with --jsonl -")  # Qt would abort
+        return EXIT_USAGE
+    options = LiveOptions(window=args.window, hop=args.hop,
+                          policy=PolicyOptions(args.policy, args.decoder, right_context=args.right_context))
     try:
         model = OnnxModel(args.model, args.provider, args.threads)
+        pipeline = LivePipeline(model, options)
     except ModelLoadError as e:
         log(f"error: {e}")
         return EXIT_USAGE
@@ -91,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         source = FrameSource(SourceOptions(source=args.source, fast=args.fast))
     except CaptureError as e:
         log(f"error: {e}")
+        pipeline.close()
         return EXIT_USAGE
     window = None
     if not args.headless:
@@ -98,16 +126,14 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             window = Window()
-        except Exception:  # OpenCV raises cv2.error without a display or a GUI build
+        except Exception:  # OpenCV raises cv2.error without a GUI build
             log("error: cannot open a window here (no display?); use --headless with --jsonl -")
+            pipeline.close()
             return EXIT_USAGE
     out = None
     if args.jsonl:
         out = JsonLines(sys.stdout if args.jsonl == "-" else open(args.jsonl, "w", encoding="utf-8"))
 
-    options = LiveOptions(window=args.window, hop=args.hop,
-                          policy=PolicyOptions(args.policy, args.decoder, right_context=args.right_context))
-    pipeline = LivePipeline(model, options)
     resampler = Resampler(model.spec.fps)
     code, paused, first = EXIT_OK, False, True
     fps_clock: list[float] = []

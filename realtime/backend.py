@@ -98,8 +98,22 @@ class OnnxModel:
         providers = list(self.choice.providers)
         self.full = _session(path, providers, threads)
         step, back = streaming_paths(path)
-        self.step = _session(step, providers, threads, spin=False) if step.is_file() else None
-        self.back = _session(back, providers, threads, spin=False) if back.is_file() else None
+        self.step = self._part(step, {"step", "frame"}, providers, threads)
+        self.back = self._part(back, {FEATURES}, providers, threads)
+
+    @staticmethod
+    def _part(path: Path, inputs: set[str], providers: list[str], threads: int):
+        """A streaming part's session (None when absent): refused, in one line, when it is broken or
+        does not take the inputs its part takes (besides the step model's states)."""
+        if not path.is_file():
+            return None
+        try:
+            session = _session(path, providers, threads, spin=False)
+        except Exception as e:  # as for the full model: ORT raises several types
+            raise ModelLoadError(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
+        if {i.name for i in session.get_inputs() if not i.name.startswith("state")} != inputs:
+            raise ModelLoadError(f"{path} is not this model's streaming part: re-export with python -m export")
+        return session
 
     @property
     def streams(self) -> bool:

@@ -50,8 +50,8 @@ class LivePipeline:
         self.model = model
         self.options = options
         spec = model.spec
+        self.backend = StreamingBackend(model, options.window)  # first: it refuses a model that cannot stream
         self.tracker = MouthTracker(TrackerOptions(crop=spec.crop, max_faces=options.max_faces))
-        self.backend = StreamingBackend(model, options.window)
         self.policy = make_policy(spec.vocabulary, options.policy)
         self.times: deque[float] = deque(maxlen=options.window)
         self.moving_lips = MovingLips()

@@ -114,6 +114,44 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_run(tmp_path: Pa
     assert "first frame processed" not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("outputs", [("--jsonl", "VIDEO"), ("--srt", "VIDEO"), ("--srt", "x.txt", "--vtt", "x.txt"),
+                                     ("--jsonl", "x.txt", "--srt", "x.txt")])
+def test_outputs_that_would_overwrite_the_video_or_each_other_are_refused(
+        outputs: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    video = tmp_path / "talk.mp4"
+    video.write_bytes(clip(CLIPS[0]).read_bytes())
+    args = [str(video) if a == "VIDEO" else str(tmp_path / a) if "." in a else a for a in outputs]
+    code = run_live.main(["--source", str(video), "--model", str(MODEL), "--headless", "--fast", *args])
+    err = capsys.readouterr().err
+    assert code == 2 and "choose another file" in err and err.count("\n") == 1
+    assert video.read_bytes() == clip(CLIPS[0]).read_bytes()
+
+
+def test_a_model_missing_or_with_broken_streaming_parts_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    alone = tmp_path / "alone.onnx"
+    alone.write_bytes(MODEL.read_bytes())
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(MODEL.read_bytes())
+    broken.with_suffix(".step.onnx").write_text("not a model\n")
+    broken.with_suffix(".back.onnx").write_bytes(MODEL.with_suffix(".back.onnx").read_bytes())
+    swapped = tmp_path / "swapped.onnx"
+    swapped.write_bytes(MODEL.read_bytes())
+    swapped.with_suffix(".step.onnx").write_bytes(MODEL.with_suffix(".back.onnx").read_bytes())
+    swapped.with_suffix(".back.onnx").write_bytes(MODEL.with_suffix(".back.onnx").read_bytes())
+    for model, message in ((alone, "has no streaming parts"), (broken, "is not a readable ONNX model"),
+                           (swapped, "is not this model's streaming part")):
+        code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(model), "--headless", "--fast"])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_no_display_is_one_line_not_an_abort(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(MODEL)])
+    assert code == 2 and "no display" in capsys.readouterr().err
+
+
 def test_a_subtitle_file_that_fails_at_the_end_leaves_the_transcript_on_stdout(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     srt = tmp_path / "out.srt"
