@@ -10,7 +10,6 @@ Keys in the window: q or Esc quit, space pause, c clear, s save the transcript.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
@@ -67,18 +66,19 @@ def output_problem(args: argparse.Namespace) -> str | None:
 
 def unwritable(path: Path) -> str | None:
     """Why `path` cannot be written, or None; its folder is made when missing."""
+    from realtime.files import make_folder_for
+
     try:
         if path.is_dir():
             return "it is a folder"
-        blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-        if blocker:
-            return f"{blocker} is not a folder"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder_for(path)
         existed = path.exists()
         with open(path, "a", encoding="utf-8"):  # what the run will do, tried now: appends nothing
             pass
         if not existed:
             path.unlink()
+    except NotADirectoryError as e:  # make_folder_for's: a file stands where a folder must be
+        return str(e).rsplit(": ", 1)[-1]
     except OSError as e:  # a name too long, a read-only or pseudo file system
         return e.strerror or str(e)
     return None
@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.backend import ModelLoadError, OnnxModel
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
     from realtime.captions import PolicyOptions
-    from realtime.live import JsonLines, LiveOptions, LivePipeline, log, subtitles, write_text
+    from realtime.files import write_text
+    from realtime.live import JsonLines, LiveOptions, LivePipeline, log, subtitles
 
     if args.window < 8 or args.hop < 1 or args.right_context < 0 or args.right_context >= args.window \
             or args.threads < 0:
@@ -100,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     if problem:
         log(f"error: {problem}")
         return EXIT_USAGE
-    if not args.headless and sys.platform.startswith("linux") and not (
-            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        log("error: no display to open a window on; use --headless with --jsonl -")  # Qt would abort
-        return EXIT_USAGE
+    if not args.headless:
+        from realtime.window import has_display
+
+        if not has_display():
+            log("error: no display to open a window on; use --headless with --jsonl -")
+            return EXIT_USAGE
     options = LiveOptions(window=args.window, hop=args.hop,
                           policy=PolicyOptions(args.policy, args.decoder, right_context=args.right_context))
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 
@@ -36,30 +37,35 @@ def main(argv: list[str] | None = None) -> int:
     from export.convert import convert, save
     from export.parity import MAX_PROB_DIFF, gate
     from realtime.backend import OnnxModel
-    from realtime.spec import ModelSpecError
+    from realtime.files import make_folder_for
     from training.dataset import VAL_FRACTION, is_validation, load_clips
     from training.model import inference_model, load
 
     try:
         model, spec = load(args.model)
-    except (ModelSpecError, ValueError, OSError) as e:
+        cached = load_clips(args.cache)  # read before anything is written: a bad cache costs no file
+        make_folder_for(args.out)
+    except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     model = inference_model(model) if isinstance(model.output, dict) else model
-    exported = convert(model, spec, args.opset)
-    written = save(exported, args.out)
-    cached = load_clips(args.cache)
     clips = [c.mouth for c in ([c for c in cached if is_validation(c.key, VAL_FRACTION)] or cached)[:4]]
-    results = gate(model, OnnxModel(args.out, "cpu"), clips)
-    print(f"{'form':<11} {'frames':>6} {'max |dp|':>10}  transcripts")
-    for r in results:
-        print(f"{r.form:<11} {r.length:>6} {r.max_prob_diff:>10.2e}  {'equal' if r.transcripts_equal else 'DIFFER'}")
+    exported = convert(model, spec, args.opset)
+    # Written and gated under a temporary folder beside --out, and moved over an earlier export only
+    # once they pass: a failed export leaves what was there before.
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=args.out.parent) as staging:
+        staged = save(exported, Path(staging) / args.out.name)
+        results = gate(model, OnnxModel(staged[0], "cpu"), clips)
+        print(f"{'form':<11} {'frames':>6} {'max |dp|':>10}  transcripts")
+        for r in results:
+            print(f"{r.form:<11} {r.length:>6} {r.max_prob_diff:>10.2e}  {'equal' if r.transcripts_equal else 'DIFFER'}")
+        if not all(r.ok for r in results):
+            print(f"error: parity gate failed (limit {MAX_PROB_DIFF:g} and equal transcripts); nothing written to "
+                  f"{args.out}", file=sys.stderr)
+            return 1
+        written = [p.replace(args.out.with_name(p.name)) for p in staged]
     for p in written:
         print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
-    if not all(r.ok for r in results):
-        print(f"error: parity gate failed (limit {MAX_PROB_DIFF:g} and equal transcripts); do not ship {args.out}",
-              file=sys.stderr)
-        return 1
     print("parity gate passed")
     variants = []
     if args.int8:

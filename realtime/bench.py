@@ -25,6 +25,8 @@ import numpy as np
 from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
 from realtime.captions import POLICIES, PolicyOptions
+from realtime.cli import at_least
+from realtime.files import make_folder_for
 from realtime.live import STAGES, LiveOptions, LivePipeline
 from realtime.tracker import MouthTracker, TrackerOptions
 
@@ -150,8 +152,10 @@ def compare(model: OnnxModel, crops: np.ndarray, keras_path: Path | None, policy
 
             keras_model, _ = load(keras_path)  # timed as ORT is: from uint8 crops, normalisation included
             out["tf_window"] = _median_ms(lambda: keras_model.predict_on_batch(normalise(window)[None]), repeats)
-        except ImportError:
+        except ImportError:  # no TensorFlow here: no comparison
             pass
+        except ValueError as e:  # not a lipstream .keras (ModelSpecError): said, after the results
+            out["tf_error"] = str(e)
     return out
 
 
@@ -185,17 +189,25 @@ def main(argv: list[str] | None = None) -> int:
                                                   "(default: the .keras beside the model)")
     parser.add_argument("--json", type=Path, help="write the results as one JSON object")
     parser.add_argument("--plot", type=Path, help="write a PNG of the latency distributions")
-    parser.add_argument("--hop", type=int, default=1)
+    parser.add_argument("--hop", type=at_least(1), default=1)
     parser.add_argument("--fast", action="store_true",
                         help="read as fast as possible (accuracy only: latencies then include queueing)")
     parser.add_argument("--policy", choices=POLICIES, default="pause")
-    parser.add_argument("--right-context", type=int, default=12)
+    parser.add_argument("--right-context", type=at_least(0), default=12)
     args = parser.parse_args(argv)
+    if args.right_context >= LiveOptions().window:
+        parser.error(f"--right-context must be less than the window ({LiveOptions().window} frames)")
+    if args.plot and args.plot.suffix.lower() != ".png":
+        parser.error("--plot must name a .png file")
+    if args.keras and not args.keras.is_file():
+        parser.error(f"no Keras model at {args.keras}")
     try:
+        for path in (p for p in (args.json, args.plot) if p):  # before the run, not after it
+            make_folder_for(path)
         model = OnnxModel(args.model, args.provider)
         rec, pipeline, source = run_stream(model, str(args.source), LiveOptions(
             hop=args.hop, policy=PolicyOptions(args.policy, right_context=args.right_context)), args.fast)
-    except (ModelLoadError, CaptureError) as e:
+    except (ModelLoadError, CaptureError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -247,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot:
         plot(rec, args.plot)
     print(json.dumps({k: v for k, v in result.items() if k != "transcript"}, indent=1))
+    if "tf_error" in comparisons:
+        print(f"error: no TF comparison: {comparisons['tf_error']}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -11,7 +11,6 @@ import sys
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO
 
 import numpy as np
@@ -153,13 +152,6 @@ class JsonLines:
     def final(self, text: str) -> None:
         self.out.write(json.dumps({"final": True, "text": text}) + "\n")
         self.out.flush()
-
-
-def write_text(path: Path, text: str) -> None:
-    """Write a file through a temporary name, so an interrupted run never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def log(message: str) -> None:

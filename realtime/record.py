@@ -47,10 +47,13 @@ import numpy as np
 from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
 from realtime.audio import AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
+from realtime.cli import at_least
 from realtime.crop import LIPS
-from realtime.live import log, write_text
+from realtime.files import make_folder_for, write_text
+from realtime.live import log
 from realtime.tracker import MouthTracker, TrackResult
 from realtime.vocab import GRID_GRAMMAR
+from realtime.window import has_display
 from training.grid import ALIGN_UNITS_PER_FRAME, GRID_FPS, code_from_sentence, sentence_from_code
 
 WINDOW = "lipstream record"
@@ -325,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m realtime.record", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="GRID folder to add the clips to")
     parser.add_argument("--speaker", default="me", help="the speaker's folder name")
-    parser.add_argument("--count", type=int, default=10, help="clips to record")
+    parser.add_argument("--count", type=at_least(1), default=10, help="clips to record")
     parser.add_argument("--source", default="0", help="camera index, or a video file standing in for the camera")
     parser.add_argument("--audio-file", help="a sound file (or a video's sound) standing in for the microphone")
     parser.add_argument("--silent", action="store_true", help="mouthed without voice: the lips give the spoken span")
@@ -334,12 +337,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = RecordOptions(out=args.out, speaker=args.speaker, count=args.count, source=args.source,
                             audio_file=args.audio_file, silent=args.silent, headless=args.headless, seed=args.seed)
+    if not args.headless and not has_display():
+        log("error: no display to show the prompts on; use --headless")
+        return 2
     try:
+        make_folder_for(options.out / options.speaker / "video" / "x")  # a file in the way: said before recording
         session = record(options)
     except KeyboardInterrupt:
         log(f"interrupted: the complete clips are kept in {options.out / options.speaker}")
         return 130
-    except (CaptureError, AudioError) as e:
+    except (CaptureError, AudioError, OSError) as e:
         log(f"error: {e}")
         return 2
     log(f"{len(session.saved)} clips saved in {options.out / options.speaker}, "

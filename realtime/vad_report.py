@@ -16,8 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.audio import VadOptions, detect_speech, read_audio
-from training.grid import GRID_FPS, Clip, find_clips, read_align
+from realtime.audio import AudioError, VadOptions, detect_speech, read_audio
+from realtime.cli import at_least
+from training.grid import GRID_FPS, AlignError, Clip, find_clips, read_align
 
 
 def spread(clips: list[Clip], count: int) -> list[Clip]:
@@ -38,7 +39,7 @@ def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m realtime.vad_report", description=__doc__.split("\n")[0])
     parser.add_argument("--grid", type=Path, required=True, help="GRID folder with video/*.mp4 and align/*.align")
-    parser.add_argument("--count", type=int, default=100)
+    parser.add_argument("--count", type=at_least(1), default=100)
     args = parser.parse_args(argv)
     try:
         clips = [c for c in find_clips(args.grid) if c.align is not None]
@@ -48,7 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     if not clips:
         print(f"error: no clips with align files under {args.grid}", file=sys.stderr)
         return 2
-    errors = np.array([boundary_errors(c) for c in spread(clips, args.count)]) * 1000
+    measured = []
+    for clip in spread(clips, args.count):
+        try:
+            measured.append(boundary_errors(clip))
+        except (AudioError, AlignError) as e:  # one bad clip is reported, not the end of the report
+            print(f"skipped {clip.speaker}/{clip.name}: {e}", file=sys.stderr)
+    if not measured:
+        print("error: no clip could be measured", file=sys.stderr)
+        return 2
+    errors = np.array(measured) * 1000
     missed = int(np.isinf(errors[:, 0]).sum())
     print(f"{len(errors)} clips, speech found in {len(errors) - missed}")
     for name, e in (("start", errors[:, 0]), ("end", errors[:, 1])):

@@ -3,7 +3,8 @@ rolling captions (committed in white, tentative in grey) and a HUD."""
 
 from __future__ import annotations
 
-import textwrap
+import os
+import sys
 
 import cv2
 import numpy as np
@@ -62,6 +63,12 @@ def render(step: StepResult, hud: str, scale: float = 2.0, paused: bool = False)
     if paused:
         cv2.putText(image, "paused", (10, 84), FONT, 0.8, YELLOW, 2, cv2.LINE_AA)
     return image
+
+
+def has_display() -> bool:
+    """Whether a window can be opened: on Linux, OpenCV's Qt aborts the whole process, with no
+    exception to catch, when there is no display."""
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 class Window:

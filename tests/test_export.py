@@ -151,6 +151,24 @@ def test_unusable_models_raise_a_one_line_error(exported: Export, tmp_path: Path
         assert reason in str(error.value) and "\n" not in str(error.value)
 
 
+def test_a_failed_export_leaves_the_earlier_one_as_it_was(exported: Export, tiny_run, small_cache: Path,
+                                                          tmp_path: Path, capsys: pytest.CaptureFixture):
+    out = tmp_path / exported.path.name
+    for path in (exported.path, *streaming_paths(exported.path)):
+        shutil.copy(path, out.with_name(path.name))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    fake_cache, fake_model = tmp_path / "fake.h5", tmp_path / "fake.keras"
+    fake_cache.write_text("not a cache\n")
+    fake_model.write_text("not a model\n")
+    before.update({p.name: p.read_bytes() for p in (fake_cache, fake_model)})
+    for model, cache, reason in ((tiny_run.model, fake_cache, "is not a lipstream cache"),
+                                 (fake_model, small_cache, "is not a .keras model")):
+        assert export_main(["--model", str(model), "--out", str(out), "--cache", str(cache)]) == 2
+        err = capsys.readouterr().err
+        assert reason in err and err.count("\n") == 1, err
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing replaced or left over
+
+
 def test_evaluate_reads_keras_and_onnx_alike(exported: Export, tiny_run, small_cache: Path,
                                             capsys: pytest.CaptureFixture):
     results = {}
@@ -172,12 +190,15 @@ def test_evaluate_reads_keras_and_onnx_alike(exported: Export, tiny_run, small_c
     assert jiwer.cer([c["ref"] for c in trained], [c["hyp"] for c in trained]) <= 0.1  # it reads what it learnt
 
 
-def test_fp16_variant_streams_like_the_fp32_model(exported: Export, val_clips, tmp_path: Path):
-    """The fp16 family (for GPUs) loads in ONNX Runtime, every part of it, and reads as fp32 does."""
+def test_fp16_variant_streams_like_the_fp32_model(val_clips, tmp_path: Path):
+    """The bundled model's fp16 family (for GPUs) loads in ONNX Runtime, every part of it, and reads as
+    fp32 does. (The test suite's tiny model is too unsure of its letters for this: fp16 rounding alone
+    tips some of its frames from one letter to another.)"""
     from export.variants import family, fp16
 
-    source = tmp_path / exported.path.name
-    for path in family(exported.path):
+    bundled = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.onnx"
+    source = tmp_path / bundled.name
+    for path in family(bundled):
         shutil.copy(path, source.with_name(path.name))
     assert fp16(source) == list(family(source, "fp16"))
     full, half = OnnxModel(source, "cpu"), OnnxModel(family(source, "fp16")[0], "cpu")

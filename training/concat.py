@@ -16,6 +16,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from realtime.cli import at_least, non_negative
+from realtime.files import make_folder_for
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, find_clips, read_align
 
@@ -30,7 +32,7 @@ class Mp4Writer:
     def write(self, image: np.ndarray) -> None:
         if self.writer is None:
             h, w = image.shape[:2]
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_folder_for(self.path)
             self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not self.writer.isOpened():  # OpenCV fails silently: every frame would be lost
                 raise OSError(f"cannot write a video to {self.path}")
@@ -78,6 +80,9 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
     for clip in clips:
         start = frames
         frames += append_video(clip.video, writer)
+        if frames == start:  # unreadable: its words would stand in the align file with no frames
+            print(f"skipped {clip.speaker}/{clip.name}: unreadable video", file=sys.stderr)
+            continue
         for token in read_align(clip.align):
             s = min(start + token.start, frames)
             e = min(start + token.end, frames)
@@ -85,7 +90,8 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
         used += 1
         if seconds and frames >= seconds * fps:
             break
-    writer.close()
+    if not writer.close():
+        raise ValueError(f"none of the {len(clips)} clips under {grid} could be read")
     out.with_suffix(".align").write_text("\n".join(lines) + "\n")
     return used, frames
 
@@ -95,8 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="the .mp4 to write (an .align goes beside it)")
     parser.add_argument("--split", choices=("val", "all"), default="val")
-    parser.add_argument("--count", type=int, default=0, help="at most this many clips")
-    parser.add_argument("--seconds", type=float, default=0, help="stop once the video is this long")
+    parser.add_argument("--count", type=at_least(0), default=0, help="at most this many clips")
+    parser.add_argument("--seconds", type=non_negative, default=0, help="stop once the video is this long")
     args = parser.parse_args(argv)
     try:
         used, frames = concat(args.grid, args.out, args.split, args.count, args.seconds)

@@ -8,27 +8,29 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from realtime.crop import CropSpec
 from realtime.spec import normalise
 from realtime.vocab import Vocabulary
 from training.augment import UNKNOWN, CachedClip, Sample, Sampler
+from training.cache import open_cache
 
 LABEL_PAD = -1
 VAL_FRACTION = 0.06  # the share of clips held out for validation (about 50 of GRID's 900 per speaker)
 
 
 def read_crop_spec(cache: Path) -> CropSpec:
-    with h5py.File(cache, "r") as f:
+    with open_cache(cache) as f:
+        if "crop" not in f.attrs:
+            raise ValueError(f"{cache} is not a lipstream cache (no crop settings)")
         return CropSpec(**json.loads(f.attrs["crop"]))
 
 
 def load_clips(cache: Path) -> list[CachedClip]:
     """Every complete clip in the cache, in memory (uint8 crops: about 1 GB for 900 GRID clips)."""
     clips = []
-    with h5py.File(cache, "r") as f:
+    with open_cache(cache) as f:
         for speaker, group in f.get("clips", {}).items():
             for name, g in group.items():
                 if not g.attrs.get("complete", False):

@@ -116,10 +116,15 @@ def save(model: keras.Model, path: Path, spec: ModelSpec) -> None:
 
 
 def read_spec(path: Path) -> ModelSpec:
-    with zipfile.ZipFile(path) as z:
-        if SPEC_ENTRY not in z.namelist():
-            raise ModelSpecError(f"{path} has no lipstream metadata: it was not saved by lipstream")
-        return ModelSpec.from_metadata(json.loads(z.read(SPEC_ENTRY)), str(path))
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no model at {path}")
+    try:
+        with zipfile.ZipFile(path) as z:
+            if SPEC_ENTRY not in z.namelist():
+                raise ModelSpecError(f"{path} has no lipstream metadata: it was not saved by lipstream")
+            return ModelSpec.from_metadata(json.loads(z.read(SPEC_ENTRY)), str(path))
+    except zipfile.BadZipFile:
+        raise ModelSpecError(f"{path} is not a .keras model (not a zip archive)") from None
 
 
 def load(path: Path, compile: bool = False) -> tuple[keras.Model, ModelSpec]:
@@ -147,8 +152,11 @@ def macs_per_frame(model: keras.Model) -> int:
     return int(total)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Print each configuration's size: `python -m training.model`."""
+    import argparse
+
+    argparse.ArgumentParser(prog="python -m training.model", description=main.__doc__).parse_args(argv)
     print(f"{'config':<8} {'parameters':>12} {'MACs/frame':>12}")
     for config in CONFIGS.values():
         model = build(config, 50, 100, 3)

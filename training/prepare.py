@@ -29,7 +29,9 @@ from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
 from realtime.crop import CropSpec
+from realtime.files import make_folder_for
 from realtime.tracker import MouthTracker, TrackerOptions
+from training.cache import open_cache
 from training.grid import AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
 from training.speech import FORMAT as SPEECH_FORMAT
 from training.speech import RATE, speech_features
@@ -211,13 +213,13 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
     partial = out.with_name(out.name + ".partial")
     existing = partial if partial.exists() else out
     if existing.exists():  # checked before renaming, so a refused run leaves the cache where it was
-        with h5py.File(existing, "r") as f:
+        with open_cache(existing) as f:
             stored = json.loads(f.attrs.get("crop", "null"))
         if stored is not None and stored != asdict(spec):
             raise ValueError(f"{out} was made with another crop ({stored}); use a new --out")
     if out.exists() and not partial.exists():
         out.rename(partial)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    make_folder_for(out)
     skipped: list[tuple[Clip, str]] = []
     with h5py.File(partial, "a") as f:
         f.attrs["crop"] = json.dumps(asdict(spec))
@@ -258,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {clip.speaker}/{clip.name}: {why}", file=sys.stderr)
     if skipped:
         print(f"{len(skipped)} clips skipped (run again to retry them)", file=sys.stderr)
+    with open_cache(args.out) as f:
+        if not any(g.attrs.get("complete", False) for group in f.get("clips", {}).values() for g in group.values()):
+            print(f"error: no usable clip under {args.grid}: {args.out} holds none", file=sys.stderr)
+            return 2
     return 0
 
 

@@ -15,6 +15,9 @@ import cv2
 import h5py
 import numpy as np
 
+from realtime.files import make_folder_for
+from training.cache import open_cache
+
 MONTAGE_SCALE = 2  # crops are small; nearest-neighbour upscaling keeps their pixels visible as they are
 _FONT, _FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.5
 _GAP = 2  # dark pixels between tiles, so neighbouring crops do not run into each other
@@ -79,18 +82,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--montage", type=Path, help="write a PNG of crops from a few clips here")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
+    if args.montage and args.montage.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        parser.error("--montage must name a .png or .jpg file")
     try:
-        with h5py.File(args.cache, "r") as f:
+        with open_cache(args.cache) as f:
             report = summarize(f)
             image = montage(f) if args.montage else None
+        if image is not None:
+            make_folder_for(args.montage)
+            if not cv2.imwrite(str(args.montage), image):
+                raise OSError(f"could not write {args.montage}")
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if image is not None:
-        args.montage.parent.mkdir(parents=True, exist_ok=True)
-        if not cv2.imwrite(str(args.montage), image):
-            print(f"error: could not write {args.montage}", file=sys.stderr)
-            return 2
     if args.json:
         print(json.dumps(asdict(report), indent=2))
         return 0

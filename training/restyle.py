@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from realtime.cli import at_least
 from training.concat import Mp4Writer, append_video, video_fps
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import find_clips
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the folder to write (our GRID layout)")
     parser.add_argument("--split", choices=("val", "all"), default="val",
                         help="val: only clips no bundled model trained on")
-    parser.add_argument("--count", type=int, default=0, help="at most this many clips")
+    parser.add_argument("--count", type=at_least(0), default=0, help="at most this many clips")
     args = parser.parse_args(argv)
     try:
         n = restyle_clips(args.grid, args.out, args.split, args.count)

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from realtime.cli import at_least
+from realtime.files import make_folder_for
 from training.dataset import VAL_FRACTION
 
 if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
@@ -141,9 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dropout", type=float, help="dropout after each recurrent layer (default: the config's)")
     parser.add_argument("--spatial-dropout", type=float,
                         help="channel dropout after each convolution block (default: the config's)")
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=at_least(1), default=60)
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last state")
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=at_least(1), default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--weight-decay", type=float, default=0.0,
                         help="decoupled weight decay per unit learning rate (0: off)")
@@ -156,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="weight of predicting the sound from the lips (0: off): training.speech")
     parser.add_argument("--char-weight", type=float, default=1.0,
                         help="per-frame character loss weight on the CTC head (0: off)")
-    parser.add_argument("--curriculum-epochs", type=int, default=0,
+    parser.add_argument("--curriculum-epochs", type=at_least(0), default=0,
                         help="epochs of mostly short samples first (measured slower than none: README)")
     parser.add_argument("--stream-share", type=float, default=0.35,
                         help="share of windows cut across concatenated clips, after the curriculum")
@@ -164,25 +166,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of whole-sentence samples spliced from the words of several clips (0: off)")
     parser.add_argument("--augment", choices=("webcam", "lipnet"), default="webcam",
                         help="lipnet: flip and frame jitter only, without speed, affine and colour jitter")
-    parser.add_argument("--time-mask", type=int, default=0,
+    parser.add_argument("--time-mask", type=at_least(0), default=0,
                         help="time masking: per second, up to this many frames replaced by the mean frame")
     parser.add_argument("--max-window", type=int, default=90, help="longest stream window, frames")
     parser.add_argument("--char-target", choices=("spread", "silence"), default="spread",
                         help="per-frame character target (training.augment.CachedClip.frame_chars)")
     parser.add_argument("--min-visible", type=float, default=0.5,
                         help="a word a window cuts counts in its text when this share of it is in the window")
-    parser.add_argument("--patience", type=int, default=12, help="early stopping on validation CER")
-    parser.add_argument("--steps", type=int, default=0, help="steps per epoch (default: one pass of clips)")
-    parser.add_argument("--limit", type=int, default=0, help="use only this many clips (quick runs)")
+    parser.add_argument("--patience", type=at_least(1), default=12, help="early stopping on validation CER")
+    parser.add_argument("--steps", type=at_least(0), default=0, help="steps per epoch (default: one pass of clips)")
+    parser.add_argument("--limit", type=at_least(0), default=0, help="use only this many clips (quick runs)")
     parser.add_argument("--init", type=Path, help="start from this model's weights (fine-tuning)")
     parser.add_argument("--freeze-front-end", action="store_true", help="train only the recurrent back end")
     parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
-    parser.add_argument("--logical-cpus", type=int, default=2, help="CPU devices for --strategy mirrored")
+    parser.add_argument("--logical-cpus", type=at_least(1), default=2, help="CPU devices for --strategy mirrored")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
         return train(args)
-    except (FileNotFoundError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
@@ -195,6 +197,9 @@ def check_inputs(config: str, cache: Path) -> None:
         raise ValueError(f"unknown config {config!r} (choose from {', '.join(CONFIGS)})")
     if not cache.is_file():
         raise FileNotFoundError(f"no cache at {cache}: make one with python -m training.prepare")
+    from training.dataset import read_crop_spec
+
+    read_crop_spec(cache)  # one that is not a cache is refused before the run folder is touched
 
 
 def train(args: argparse.Namespace) -> int:
@@ -210,6 +215,8 @@ def train(args: argparse.Namespace) -> int:
         raise ValueError(f"--weight-decay must be 0 or more, not {args.weight_decay}")
     if not 0 <= args.splice <= 1:
         raise ValueError(f"--splice must be in [0, 1], not {args.splice}")
+    if not 0 <= args.val_fraction < 1:
+        raise ValueError(f"--val-fraction must be in [0, 1), not {args.val_fraction}")
     if not 0 <= args.ema < 1:
         raise ValueError(f"--ema must be in [0, 1), not {args.ema}")
     if args.resume and not state_path.exists():
@@ -218,7 +225,7 @@ def train(args: argparse.Namespace) -> int:
     if state["epoch"] >= args.epochs:  # before anything is loaded: a finished run costs nothing to ask
         print(f"{run} already trained {state['epoch']} epochs", file=sys.stderr)
         return 0
-    run.mkdir(parents=True, exist_ok=True)
+    make_folder_for(state_path)
     recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
     if args.resume and recipe.exists():
         for key, value in json.loads(recipe.read_text()).items():
@@ -246,6 +253,8 @@ def train(args: argparse.Namespace) -> int:
         raise ValueError(f"--speech-weight needs speech features in {args.cache}: its videos have no "
                          f"sound, or it was made before them (run training.prepare --out {args.cache} again)")
     train_clips, val_clips = split(clips, args.val_fraction)
+    if not train_clips:
+        raise ValueError(f"no training clips: all {len(clips)} clips of {args.cache} are in the validation split")
     if not val_clips:
         val_clips = train_clips[-1:]
     (run / "split.json").write_text(json.dumps({"fraction": args.val_fraction, "validation": [c.key for c in val_clips],

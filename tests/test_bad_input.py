@@ -1,0 +1,139 @@
+"""Bad input to the tools' command lines: one line that says what is wrong, a non-zero exit, no
+traceback, and nothing the user had lost or replaced."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from realtime.bench import main as bench_main
+from realtime.record import main as record_main
+from realtime.vad_report import main as vad_main
+from training.concat import main as concat_main
+from training.grid import read_align
+from training.model import read_spec
+from training.prepare import main as prepare_main
+from training.report import main as report_main
+from training.train import main as train_main
+from realtime.spec import ModelSpecError
+
+
+def one_line_error(capsys: pytest.CaptureFixture, says: str) -> None:
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err, err
+    assert [line for line in err.splitlines() if "error" in line] == [line for line in err.splitlines()
+                                                                      if says in line], err
+
+
+@pytest.fixture
+def not_a_file(tmp_path: Path) -> Path:
+    """A text file with the name of a cache, a model or a video."""
+    path = tmp_path / "fake"
+    path.write_text("not what it claims to be\n")
+    return path
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["training.concat", "--count", "-3"], "must be 0 or more, not -3"),
+    (["training.concat", "--seconds", "-5"], "must be 0 or more, not -5"),
+    (["realtime.bench", "--hop", "0"], "must be 1 or more, not 0"),
+    (["realtime.bench", "--right-context", "500"], "--right-context must be less than the window"),
+    (["realtime.bench", "--plot", "latency.txt"], "--plot must name a .png file"),
+    (["realtime.record", "--count", "-3"], "must be 1 or more, not -3"),
+    (["realtime.vad_report", "--count", "0"], "must be 1 or more, not 0"),
+    (["training.train", "--batch-size", "0"], "must be 1 or more, not 0"),
+    (["training.train", "--epochs", "0"], "must be 1 or more, not 0"),
+    (["training.report", "--montage", "crops.txt"], "--montage must name a .png or .jpg file"),
+])
+def test_impossible_numbers_and_names_are_refused_before_anything_runs(argv: list[str], says: str, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture):
+    tool, *options = argv
+    required = {"training.concat": ["--grid", str(tmp_path), "--out", str(tmp_path / "v.mp4")],
+                "realtime.bench": ["--source", str(tmp_path / "v.mp4")],
+                "realtime.record": ["--out", str(tmp_path / "rec"), "--headless"],
+                "realtime.vad_report": ["--grid", str(tmp_path)],
+                "training.train": ["--cache", str(tmp_path / "c.h5"), "--out", str(tmp_path / "run")],
+                "training.report": ["--cache", str(tmp_path / "c.h5")]}[tool]
+    main = {"training.concat": concat_main, "realtime.bench": bench_main, "realtime.record": record_main,
+            "realtime.vad_report": vad_main, "training.train": train_main, "training.report": report_main}[tool]
+    with pytest.raises(SystemExit) as exit_:
+        main([*required, *options])
+    assert exit_.value.code == 2
+    one_line_error(capsys, says)
+    assert list(tmp_path.iterdir()) == []  # nothing was made
+
+
+def test_a_file_that_is_not_a_cache_is_refused_and_no_run_folder_is_begun(not_a_file: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture):
+    run = tmp_path / "run"
+    assert train_main(["--cache", str(not_a_file), "--out", str(run)]) == 2
+    one_line_error(capsys, "is not a lipstream cache")
+    assert not run.exists()
+    for main, argv in ((report_main, ["--cache", str(not_a_file)]),
+                       (prepare_main, ["--grid", str(tmp_path), "--out", str(not_a_file)])):
+        assert main(argv) == 2
+        one_line_error(capsys, "error:")
+    assert not_a_file.read_text() == "not what it claims to be\n"  # not taken over as a cache either
+
+
+def test_a_run_folder_under_a_file_is_one_line(small_cache: Path, not_a_file: Path, capsys: pytest.CaptureFixture):
+    assert train_main(["--cache", str(small_cache), "--out", str(not_a_file / "run")]) == 2
+    one_line_error(capsys, f"{not_a_file} is not a folder")
+
+
+def test_a_validation_split_of_every_clip_is_refused(small_cache: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture):
+    assert train_main(["--cache", str(small_cache), "--out", str(tmp_path / "run"), "--val-fraction", "1"]) == 2
+    one_line_error(capsys, "--val-fraction must be in [0, 1)")
+
+
+def test_a_file_that_is_not_a_keras_model_is_named(not_a_file: Path, tmp_path: Path):
+    with pytest.raises(ModelSpecError, match="is not a .keras model"):
+        read_spec(not_a_file)
+    with pytest.raises(FileNotFoundError, match="no model at"):
+        read_spec(tmp_path / "missing.keras")
+
+
+def test_a_grid_of_unusable_clips_makes_no_cache_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture):
+    speaker = tmp_path / "grid" / "s1"
+    (speaker / "video").mkdir(parents=True)
+    (speaker / "align").mkdir()
+    (speaker / "video" / "x.mp4").write_text("not a video\n")
+    (speaker / "align" / "x.align").write_text("0 20000 sil\n20000 30000 bin\n30000 74500 sil\n")
+    assert prepare_main(["--grid", str(tmp_path / "grid"), "--out", str(tmp_path / "c.h5"), "--workers", "1"]) == 2
+    assert "error: no usable clip" in capsys.readouterr().err
+
+
+def test_an_unreadable_clip_is_left_out_of_a_joined_video_and_its_align_file(grid_subset, tmp_path: Path,
+                                                                            capsys: pytest.CaptureFixture):
+    grid = grid_subset(("bbaf2n",))
+    (grid / "s1" / "video" / "aaaa0a.mp4").write_text("not a video\n")  # sorts first
+    (grid / "s1" / "align" / "aaaa0a.align").write_text("0 20000 sil\n20000 30000 bin\n30000 74500 sil\n")
+    out = tmp_path / "joined.mp4"
+    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 0
+    assert "skipped s1/aaaa0a: unreadable video" in capsys.readouterr().err
+    assert read_align(out.with_suffix(".align")) == read_align(grid / "s1" / "align" / "bbaf2n.align")
+    (grid / "s1" / "video" / "bbaf2n.mp4").unlink()
+    (grid / "s1" / "video" / "bbaf2n.mp4").write_text("not a video either\n")
+    assert concat_main(["--grid", str(grid), "--out", str(tmp_path / "none.mp4"), "--split", "all"]) == 2
+    one_line_error(capsys, "none of the 2 clips")
+
+
+def test_vad_report_skips_a_clip_it_cannot_hear(grid_subset, capsys: pytest.CaptureFixture):
+    grid = grid_subset(("bbaf2n",))
+    (grid / "s1" / "video" / "bbaf3s.mp4").write_text("not a video\n")
+    (grid / "s1" / "align" / "bbaf3s.align").write_text("0 20000 sil\n20000 30000 bin\n30000 74500 sil\n")
+    assert vad_main(["--grid", str(grid / "s1"), "--count", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "skipped s1/bbaf3s" in captured.err and "1 clips, speech found in 1" in captured.out
+
+
+def test_record_refuses_a_window_without_a_display_and_a_folder_under_a_file(
+        not_a_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert record_main(["--out", str(tmp_path / "rec")]) == 2
+    one_line_error(capsys, "no display")
+    assert record_main(["--out", str(not_a_file / "rec"), "--headless"]) == 2
+    one_line_error(capsys, f"{not_a_file} is not a folder")

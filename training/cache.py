@@ -1,0 +1,20 @@
+"""Opening the HDF5 mouth-crop cache (written by training.prepare, read by training.dataset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+
+
+def open_cache(cache: Path, mode: str = "r") -> h5py.File:
+    """The HDF5 cache, or a one-line ValueError for a path that is not one (h5py's own is a dump)."""
+    if Path(cache).is_dir():
+        raise ValueError(f"{cache} is a folder, not a cache file")
+    try:
+        return h5py.File(cache, mode)
+    except OSError as e:
+        if not Path(cache).exists():
+            raise FileNotFoundError(f"no cache at {cache}: make one with python -m training.prepare") from None
+        raise ValueError(f"{cache} is not a lipstream cache (not a readable HDF5 file: "
+                         f"{str(e).splitlines()[0][:60]})") from None
