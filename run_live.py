@@ -22,6 +22,7 @@ EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 3, 2, 130
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import PROVIDERS
     from realtime.captions import POLICIES
+    from realtime.cli import at_least
     from realtime.decode import DECODERS
 
     p = argparse.ArgumentParser(prog="run_live.py", description=__doc__.split("\n")[0],
@@ -35,12 +36,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--srt", type=Path, help="write the committed words as SRT subtitles")
     p.add_argument("--vtt", type=Path, help="write the committed words as WebVTT subtitles")
     p.add_argument("--fast", action="store_true", help="files: read as fast as possible, not at the file's fps")
-    p.add_argument("--window", type=int, default=150, help="most frames the model reads at once (default 150)")
-    p.add_argument("--hop", type=int, default=1, help="update the captions every N frames (default 1)")
+    p.add_argument("--window", type=at_least(8), default=150, help="most frames the model reads at once (default 150)")
+    p.add_argument("--hop", type=at_least(1), default=1, help="update the captions every N frames (default 1)")
     p.add_argument("--policy", choices=POLICIES, default="pause", help="how captions are committed (default pause)")
-    p.add_argument("--right-context", type=int, default=12,
+    p.add_argument("--right-context", type=at_least(0), default=12,
                    help="right-context policy: frames after a frame before it is final")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (default: all cores)")
+    p.add_argument("--threads", type=at_least(0), default=0, help="ONNX Runtime threads (default: all cores)")
     return p.parse_args(argv)
 
 
@@ -49,38 +50,20 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def output_problem(args: argparse.Namespace) -> str | None:
+def outputs_problem(args: argparse.Namespace) -> str | None:
     """Why the output files asked for cannot all be written, or None: each must be writable, none may
     be the video read (it would be lost) nor another output (one would replace the other)."""
+    from realtime.files import output_problem
+
     outputs = [Path(p) for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
     taken = {Path(args.source).resolve(): "the video read"} if Path(args.source).is_file() else {}
     for path in outputs:
+        problem = output_problem(path)
+        if problem:
+            return problem
         if path.resolve() in taken:
             return f"{path} is {taken[path.resolve()]}: choose another file"
         taken[path.resolve()] = "another output"
-        why = unwritable(path)
-        if why:
-            return f"cannot write {path}: {why}"
-    return None
-
-
-def unwritable(path: Path) -> str | None:
-    """Why `path` cannot be written, or None; its folder is made when missing."""
-    from realtime.files import make_folder_for
-
-    try:
-        if path.is_dir():
-            return "it is a folder"
-        make_folder_for(path)
-        existed = path.exists()
-        with open(path, "a", encoding="utf-8"):  # what the run will do, tried now: appends nothing
-            pass
-        if not existed:
-            path.unlink()
-    except NotADirectoryError as e:  # make_folder_for's: a file stands where a folder must be
-        return str(e).rsplit(": ", 1)[-1]
-    except OSError as e:  # a name too long, a read-only or pseudo file system
-        return e.strerror or str(e)
     return None
 
 
@@ -90,14 +73,13 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.backend import ModelLoadError, OnnxModel
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
     from realtime.captions import PolicyOptions
-    from realtime.files import write_text
+    from realtime.files import make_folder_for, write_text
     from realtime.live import JsonLines, LiveOptions, LivePipeline, log, subtitles
 
-    if args.window < 8 or args.hop < 1 or args.right_context < 0 or args.right_context >= args.window \
-            or args.threads < 0:
-        log("error: need --window >= 8, --hop >= 1, 0 <= --right-context < --window and --threads >= 0")
+    if args.right_context >= args.window:
+        log("error: --right-context must be less than --window")
         return EXIT_USAGE
-    problem = output_problem(args)  # before any frame is read: a run must not end in a file it cannot write
+    problem = outputs_problem(args)  # before any frame is read: a run must not end in a file it cannot write
     if problem:
         log(f"error: {problem}")
         return EXIT_USAGE
@@ -134,8 +116,11 @@ def main(argv: list[str] | None = None) -> int:
             pipeline.close()
             return EXIT_USAGE
     out = None
-    if args.jsonl:
-        out = JsonLines(sys.stdout if args.jsonl == "-" else open(args.jsonl, "w", encoding="utf-8"))
+    if args.jsonl == "-":
+        out = JsonLines(sys.stdout)
+    elif args.jsonl:
+        make_folder_for(Path(args.jsonl))
+        out = JsonLines(open(args.jsonl, "w", encoding="utf-8"))
 
     resampler = Resampler(model.spec.fps)
     code, paused, first = EXIT_OK, False, True
@@ -192,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                 lost = True
     if source.dropped:
         log(f"{source.dropped} frames dropped (processing fell behind)")
-    if lost or (not out and not args.srt and not args.vtt):
+    if (lost and args.jsonl != "-") or (not out and not args.srt and not args.vtt):  # "-": in its final line
         print(final.committed)
     return EXIT_USAGE if lost and code == EXIT_OK else code
 

@@ -26,7 +26,7 @@ from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, stream
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
 from realtime.captions import POLICIES, PolicyOptions
 from realtime.cli import at_least
-from realtime.files import make_folder_for
+from realtime.files import make_folder_for, output_problem, write_text
 from realtime.live import STAGES, LiveOptions, LivePipeline
 from realtime.tracker import MouthTracker, TrackerOptions
 
@@ -201,13 +201,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--plot must name a .png file")
     if args.keras and not args.keras.is_file():
         parser.error(f"no Keras model at {args.keras}")
+    for path in (p for p in (args.json, args.plot) if p):  # before the run, not after it
+        problem = output_problem(path)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     try:
-        for path in (p for p in (args.json, args.plot) if p):  # before the run, not after it
-            make_folder_for(path)
         model = OnnxModel(args.model, args.provider)
         rec, pipeline, source = run_stream(model, str(args.source), LiveOptions(
             hop=args.hop, policy=PolicyOptions(args.policy, right_context=args.right_context)), args.fast)
-    except (ModelLoadError, CaptureError, OSError) as e:
+    except (ModelLoadError, CaptureError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -255,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     result["transcript"] = pipeline.policy.committed
     pipeline.close()
     if args.json:
-        args.json.write_text(json.dumps(result, indent=1))
+        write_text(args.json, json.dumps(result, indent=1))
     if args.plot:
+        make_folder_for(args.plot)
         plot(rec, args.plot)
     print(json.dumps({k: v for k, v in result.items() if k != "transcript"}, indent=1))
     if "tf_error" in comparisons:

@@ -49,7 +49,7 @@ from realtime.audio import AudioError, AudioRecording, FileAudioStream, Micropho
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
 from realtime.cli import at_least
 from realtime.crop import LIPS
-from realtime.files import make_folder_for, write_text
+from realtime.files import folder_problem, write_text
 from realtime.live import log
 from realtime.tracker import MouthTracker, TrackResult
 from realtime.vocab import GRID_GRAMMAR
@@ -341,7 +341,9 @@ def main(argv: list[str] | None = None) -> int:
         log("error: no display to show the prompts on; use --headless")
         return 2
     try:
-        make_folder_for(options.out / options.speaker / "video" / "x")  # a file in the way: said before recording
+        problem = folder_problem(options.out / options.speaker)  # said before recording, not after
+        if problem:
+            raise NotADirectoryError(problem)
         session = record(options)
     except KeyboardInterrupt:
         log(f"interrupted: the complete clips are kept in {options.out / options.speaker}")

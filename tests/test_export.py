@@ -169,6 +169,31 @@ def test_a_failed_export_leaves_the_earlier_one_as_it_was(exported: Export, tiny
         assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing replaced or left over
 
 
+def test_an_export_that_fails_the_gate_replaces_nothing(exported: Export, tiny_run, small_cache: Path,
+                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture):
+    """A converter that got one weight wrong (as the Flatten export once did): the gate fails, and the
+    export already at --out stays as it was, with nothing staged left beside it."""
+    import export.convert
+
+    def wrong(*args, **kwargs):
+        converted = real(*args, **kwargs)
+        weight = next(w for w in converted.back.graph.initializer if w.name == "bigru1_W")
+        weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) + 0.5, weight.name))
+        return converted
+
+    real = export.convert.convert
+    monkeypatch.setattr(export.convert, "convert", wrong)
+    out = tmp_path / exported.path.name
+    for path in (exported.path, *streaming_paths(exported.path)):
+        shutil.copy(path, out.with_name(path.name))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert export_main(["--model", str(tiny_run.model), "--out", str(out), "--cache", str(small_cache)]) == 1
+    captured = capsys.readouterr()
+    assert "DIFFER" in captured.out and "parity gate failed" in captured.err and "nothing written" in captured.err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 def test_evaluate_reads_keras_and_onnx_alike(exported: Export, tiny_run, small_cache: Path,
                                             capsys: pytest.CaptureFixture):
     results = {}

@@ -243,6 +243,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["--source", "missing.mp4", "--headless"], "no video file"),
     (["--model", "missing.onnx", "--headless"], "no model"),
     (["--model", "README.md", "--headless"], "not a readable ONNX model"),
+    (["--hop", "0", "--headless"], "must be 1 or more, not 0"),
+    (["--right-context", "150", "--headless"], "--right-context must be less than --window"),
 ])
 def test_faults_give_one_line_and_exit_2(args: list[str], says: str) -> None:
     result = _run(*args)

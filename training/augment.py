@@ -118,6 +118,9 @@ class Sampler:
         self.owners = [c.frame_words for c in clips]
         self.chars = [c.frame_chars(vocabulary, options.char_target) for c in clips]
         self.aligned = [i for i, c in enumerate(clips) if len(c.spans)]
+        counts = [len(clips[i].spans) for i in self.aligned]
+        usual = max(set(counts), key=counts.count, default=0)  # splice slot by slot: GRID's six words
+        self.spliceable = [i for i, n in zip(self.aligned, counts) if n == usual]
 
     # --- index plans: arrays of (clip, frame) ---
     def sentence(self) -> np.ndarray:
@@ -143,12 +146,11 @@ class Sampler:
         alone (the same slot of another sentence, so the grammar holds). A word is then read from its
         own frames, not from which sentence its neighbours say it is in: 845 sentences become every
         combination of their words. Leading and trailing silence come with the first and last word."""
-        n_words = len(self.clips[self.aligned[0]].spans) if self.aligned else 0
-        same = [i for i in self.aligned if len(self.clips[i].spans) == n_words]
-        if len(same) < 2:
+        if len(self.spliceable) < 2:
             return self.sentence()
+        n_words = len(self.clips[self.spliceable[0]].spans)
         parts = []
-        for slot, i in enumerate(self.rng.choice(same, size=n_words)):
+        for slot, i in enumerate(self.rng.choice(self.spliceable, size=n_words)):
             starts = np.round(self.clips[i].spans[:, 0]).astype(int)
             start = 0 if slot == 0 else int(starts[slot])
             end = len(self.clips[i].mouth) if slot == n_words - 1 else int(starts[slot + 1])

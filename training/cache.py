@@ -7,12 +7,12 @@ from pathlib import Path
 import h5py
 
 
-def open_cache(cache: Path, mode: str = "r") -> h5py.File:
-    """The HDF5 cache, or a one-line ValueError for a path that is not one (h5py's own is a dump)."""
+def open_cache(cache: Path) -> h5py.File:
+    """The HDF5 cache, read-only; a one-line error for a path that is not one (h5py's is a dump)."""
     if Path(cache).is_dir():
         raise ValueError(f"{cache} is a folder, not a cache file")
     try:
-        return h5py.File(cache, mode)
+        return h5py.File(cache, "r")
     except OSError as e:
         if not Path(cache).exists():
             raise FileNotFoundError(f"no cache at {cache}: make one with python -m training.prepare") from None

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
+from realtime.cli import at_least
 from realtime.crop import CropSpec
 from realtime.files import make_folder_for
 from realtime.tracker import MouthTracker, TrackerOptions
@@ -238,6 +239,11 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
                     else:
                         write_clip(f, prepared)
                     bar.update()
+        usable = bool(done_keys(f))
+    if not usable:  # a cache of no clips would only fail later, in training or export
+        partial.unlink()
+        why = f", e.g. {skipped[0][0].name}: {skipped[0][1]}" if skipped else ""
+        raise ValueError(f"no usable clip under {grid} ({len(skipped)} skipped{why}): no cache written")
     partial.rename(out)
     return skipped
 
@@ -246,10 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.prepare", description=__doc__.split("\n")[0])
     parser.add_argument("--grid", type=Path, required=True, help="GRID folder (speakers, or one speaker)")
     parser.add_argument("--out", type=Path, required=True, help="HDF5 cache to write or resume")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     try:
-        skipped = prepare(args.grid, args.out, max(1, args.workers))
+        skipped = prepare(args.grid, args.out, args.workers)
     except KeyboardInterrupt:
         print(f"interrupted: finished clips are kept in {args.out}.partial; run again to resume", file=sys.stderr)
         return 130
@@ -260,10 +266,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped {clip.speaker}/{clip.name}: {why}", file=sys.stderr)
     if skipped:
         print(f"{len(skipped)} clips skipped (run again to retry them)", file=sys.stderr)
-    with open_cache(args.out) as f:
-        if not any(g.attrs.get("complete", False) for group in f.get("clips", {}).values() for g in group.values()):
-            print(f"error: no usable clip under {args.grid}: {args.out} holds none", file=sys.stderr)
-            return 2
     return 0
 
 

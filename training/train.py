@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
-        return train(args)
+        return train(args, {key: parser.get_default(key) for key in _RECIPE})
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -195,14 +195,14 @@ def check_inputs(config: str, cache: Path) -> None:
 
     if config not in CONFIGS:
         raise ValueError(f"unknown config {config!r} (choose from {', '.join(CONFIGS)})")
-    if not cache.is_file():
-        raise FileNotFoundError(f"no cache at {cache}: make one with python -m training.prepare")
     from training.dataset import read_crop_spec
 
-    read_crop_spec(cache)  # one that is not a cache is refused before the run folder is touched
+    read_crop_spec(cache)  # a missing cache, or one that is not a cache, before the run folder is touched
 
 
-def train(args: argparse.Namespace) -> int:
+def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
+    """Run or resume the training `args` ask for; `defaults` are the options' defaults, which a resumed
+    run takes for an option its folder's args.json predates."""
     from training.dataset import SampleMix, load_clips, predict_clips, read_crop_spec, split, tf_dataset
     from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, save
 
@@ -228,9 +228,9 @@ def train(args: argparse.Namespace) -> int:
     make_folder_for(state_path)
     recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
     if args.resume and recipe.exists():
-        for key, value in json.loads(recipe.read_text()).items():
-            if key in _RECIPE:
-                setattr(args, key, value)
+        began = json.loads(recipe.read_text())
+        for key in _RECIPE:
+            setattr(args, key, began.get(key, defaults[key]))
     else:
         recipe.write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                                      indent=1))
