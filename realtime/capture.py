@@ -56,6 +56,9 @@ class FrameSource:
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
         if not self.fps or self.fps > 240:
             self.fps = 30.0
+        if self.is_file and cv2.haveImageReader(str(source)):  # FFmpeg opens a photo as a one-frame video
+            self._capture.release()
+            raise CaptureError(f"{source} is a still image, not a video: nothing to lipread")
         self.expected_frames = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.is_file else 0
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=options.queue_size)
         self.dropped = 0

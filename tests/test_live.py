@@ -244,6 +244,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["--model", "missing.onnx", "--headless"], "no model"),
     (["--model", "README.md", "--headless"], "not a readable ONNX model"),
     (["--hop", "0", "--headless"], "must be 1 or more, not 0"),
+    (["--source", "docs/crops.png", "--headless"], "is a still image, not a video"),
     (["--right-context", "150", "--headless"], "--right-context must be less than --window"),
 ])
 def test_faults_give_one_line_and_exit_2(args: list[str], says: str) -> None:
