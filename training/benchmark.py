@@ -66,13 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.steps < 1:
         parser.error("--batch-size and --steps must be at least 1")
-    from training.dataset import VAL_FRACTION, load_clips, read_crop_spec, split
+    from training.dataset import VAL_FRACTION, load_clips, split
     from training.train import check_inputs
 
     try:
-        for name in args.configs:
-            check_inputs(name, args.cache)
-        crop = read_crop_spec(args.cache)
+        crop = [check_inputs(name, args.cache) for name in args.configs][0]
         clips, _ = split(load_clips(args.cache), VAL_FRACTION)
         if not clips:
             raise ValueError(f"{args.cache} holds no training clips")

@@ -29,6 +29,8 @@ from training.dataset import VAL_FRACTION
 if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
     import keras
 
+    from realtime.crop import CropSpec
+
 
 FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
@@ -189,24 +191,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def check_inputs(config: str, cache: Path) -> None:
-    """A known configuration and an existing cache, or a one-line error."""
+def check_inputs(config: str, cache: Path) -> CropSpec:
+    """The crop of an existing cache, for a known configuration; or a one-line error."""
     from training.model import CONFIGS
 
     if config not in CONFIGS:
         raise ValueError(f"unknown config {config!r} (choose from {', '.join(CONFIGS)})")
     from training.dataset import read_crop_spec
 
-    read_crop_spec(cache)  # a missing cache, or one that is not a cache, before the run folder is touched
+    return read_crop_spec(cache)  # a missing cache, or one that is not, before the run folder is touched
 
 
 def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     """Run or resume the training `args` ask for; `defaults` are the options' defaults, which a resumed
     run takes for an option its folder's args.json predates."""
-    from training.dataset import SampleMix, load_clips, predict_clips, read_crop_spec, split, tf_dataset
+    from training.dataset import SampleMix, load_clips, predict_clips, split, tf_dataset
     from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, save
 
-    check_inputs(args.config, args.cache)
+    crop = check_inputs(args.config, args.cache)
     run = args.out
     state_path = run / "state.json"
     if state_path.exists() and not args.resume:
@@ -245,7 +247,6 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     from training.speech import DIMS as SPEECH_DIMS
 
     keras.utils.set_random_seed(args.seed)
-    crop = read_crop_spec(args.cache)
     clips = load_clips(args.cache)
     if args.limit:
         clips = clips[:args.limit]
