@@ -20,12 +20,24 @@ def at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def non_negative(text: str) -> float:
-    """An argparse type: a number of 0 or more."""
+def _number(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+def non_negative(text: str) -> float:
+    """An argparse type: a number of 0 or more."""
+    value = _number(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
+    return value
+
+
+def positive(text: str) -> float:
+    """An argparse type: a number above 0."""
+    value = _number(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
     return value

@@ -45,6 +45,8 @@ def not_a_file(tmp_path: Path) -> Path:
     (["training.train", "--batch-size", "0"], "must be 1 or more, not 0"),
     (["training.train", "--epochs", "0"], "must be 1 or more, not 0"),
     (["training.report", "--montage", "crops.txt"], "--montage must name a .png or .jpg file"),
+    (["training.prepare", "--face-width", "0"], "must be above 0, not 0"),
+    (["training.prepare", "--crop-size", "4", "100"], "must be 8 or more, not 4"),
 ])
 def test_impossible_numbers_and_names_are_refused_before_anything_runs(argv: list[str], says: str, tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture):
@@ -54,9 +56,11 @@ def test_impossible_numbers_and_names_are_refused_before_anything_runs(argv: lis
                 "realtime.record": ["--out", str(tmp_path / "rec"), "--headless"],
                 "realtime.vad_report": ["--grid", str(tmp_path)],
                 "training.train": ["--cache", str(tmp_path / "c.h5"), "--out", str(tmp_path / "run")],
-                "training.report": ["--cache", str(tmp_path / "c.h5")]}[tool]
+                "training.report": ["--cache", str(tmp_path / "c.h5")],
+                "training.prepare": ["--grid", str(tmp_path), "--out", str(tmp_path / "c.h5")]}[tool]
     main = {"training.concat": concat_main, "realtime.bench": bench_main, "realtime.record": record_main,
-            "realtime.vad_report": vad_main, "training.train": train_main, "training.report": report_main}[tool]
+            "realtime.vad_report": vad_main, "training.train": train_main, "training.report": report_main,
+            "training.prepare": prepare_main}[tool]
     with pytest.raises(SystemExit) as exit_:
         main([*required, *options])
     assert exit_.value.code == 2

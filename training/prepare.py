@@ -1,6 +1,7 @@
 """Turn GRID-layout clips into an HDF5 cache of mouth crops (the model's input), resumably.
 
-    python -m training.prepare --grid DIR --out FILE.h5 [--workers N]
+    python -m training.prepare --grid DIR --out FILE.h5 [--workers N] [--crop-size H W] [--face-width F]
+        [--below-nose B] [--grey]
 
 Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame `pose`, `box`, `lips`,
 `quality`, `held`, `speech` (what was heard: training.speech), and word frame spans; attributes
@@ -28,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
-from realtime.cli import at_least
+from realtime.cli import at_least, positive
 from realtime.crop import CropSpec
 from realtime.files import make_folder_for
 from realtime.tracker import MouthTracker, TrackerOptions
@@ -253,9 +254,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=Path, required=True, help="GRID folder (speakers, or one speaker)")
     parser.add_argument("--out", type=Path, required=True, help="HDF5 cache to write or resume")
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1)
+    default = CropSpec()
+    parser.add_argument("--crop-size", type=at_least(8), nargs=2, metavar=("H", "W"),
+                        default=(default.height, default.width), help="crop height and width in pixels")
+    parser.add_argument("--face-width", type=positive, default=default.face_width,
+                        help="crop width in outer-eye-corner distances")
+    parser.add_argument("--below-nose", type=float, default=default.below_nose,
+                        help="crop centre below the base of the nose, in outer-eye-corner distances")
+    parser.add_argument("--grey", action="store_true", help="one grey channel instead of RGB")
     args = parser.parse_args(argv)
+    spec = CropSpec(height=args.crop_size[0], width=args.crop_size[1], channels=1 if args.grey else 3,
+                    face_width=args.face_width, below_nose=args.below_nose)
     try:
-        skipped = prepare(args.grid, args.out, args.workers)
+        skipped = prepare(args.grid, args.out, args.workers, spec)
     except KeyboardInterrupt:
         print(f"interrupted: finished clips are kept in {args.out}.partial; run again to resume", file=sys.stderr)
         return 130
