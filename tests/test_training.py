@@ -352,3 +352,33 @@ def test_sampled_speech_is_the_sound_of_the_sampled_frames(small_cache: Path):
                 np.testing.assert_array_equal(pixels, clip.mouth[frame])
     assert silent and heard
     assert Sampler(clips, seed=3).draw("sentence").frame_speech is None
+
+
+def test_confidence_penalty_subtracts_the_entropy_of_each_sample_s_own_frames():
+    """The penalised CTC loss is the plain one less the weight times the summed entropy of the frames the
+    sample has (padding frames do not count), and its gradient flattens a confident frame."""
+    import tensorflow as tf
+
+    from training.losses import CTCLoss
+
+    vocabulary = Vocabulary()
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=3.0, size=(2, 6, vocabulary.size)).astype(np.float32)
+    logp = np.asarray(tf.nn.log_softmax(logits)).astype(np.float32)
+    truth = np.full((2, 4), -1, np.int32)
+    truth[0, :3] = [6, *vocabulary.encode("ab")]
+    truth[1, :2] = [4, *vocabulary.encode("c")]  # two padding frames
+    plain = np.asarray(CTCLoss(vocabulary.blank, reduction=None)(truth, logp))
+    penalised = np.asarray(CTCLoss(vocabulary.blank, 0.5, reduction=None)(truth, logp))
+    entropy = -(np.exp(logp) * logp).sum(-1)
+    np.testing.assert_allclose(plain - penalised, 0.5 * np.array([entropy[0].sum(), entropy[1, :4].sum()]),
+                               rtol=1e-5)
+    guess = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        logp_guess = tf.nn.log_softmax(guess)
+        penalty = tf.reduce_sum(CTCLoss(vocabulary.blank, 1.0, reduction=None)(truth, logp_guess)
+                                - CTCLoss(vocabulary.blank, reduction=None)(truth, logp_guess))
+    step = tape.gradient(penalty, guess).numpy()  # the penalty's own gradient: descending it raises the entropy
+    frame = logits[0, 0]
+    assert np.sign(step[0, 0, frame.argmax()]) > 0  # descending it lowers the most likely class
+    assert (step[1, 4:] == 0).all()  # padding frames are untouched

@@ -8,21 +8,32 @@ from keras import ops
 
 @keras.saving.register_keras_serializable("lipstream")
 class CTCLoss(keras.losses.Loss):
-    """CTC over characters; y_true packs [input frames, label ids..., -1 padding]."""
+    """CTC over characters; y_true packs [input frames, label ids..., -1 padding].
 
-    def __init__(self, blank: int, name: str = "ctc_loss", **kwargs):
+    `confidence_penalty` > 0 subtracts that weight times the entropy of each frame's distribution,
+    summed over the sample's frames (Pereyra et al. 2017, "Regularizing neural networks by penalizing
+    confident output distributions"): a model that reads its training clips almost exactly is kept from
+    putting all its mass on one reading."""
+
+    def __init__(self, blank: int, confidence_penalty: float = 0.0, name: str = "ctc_loss", **kwargs):
         super().__init__(name=name, **kwargs)
         self.blank = blank
+        self.confidence_penalty = confidence_penalty
 
     def call(self, y_true, y_pred):
         y_true = ops.cast(y_true, "int32")
         lengths = y_true[:, 0]
         labels = y_true[:, 1:]
         label_lengths = ops.sum(ops.cast(labels >= 0, "int32"), axis=1)
-        return ops.ctc_loss(ops.maximum(labels, 0), y_pred, label_lengths, lengths, mask_index=self.blank)
+        loss = ops.ctc_loss(ops.maximum(labels, 0), y_pred, label_lengths, lengths, mask_index=self.blank)
+        if self.confidence_penalty:
+            frames = ops.cast(ops.arange(ops.shape(y_pred)[1])[None, :] < lengths[:, None], y_pred.dtype)
+            entropy = -ops.sum(ops.exp(y_pred) * y_pred, axis=-1)
+            loss = loss - self.confidence_penalty * ops.sum(entropy * frames, axis=1)
+        return loss
 
     def get_config(self):
-        return {**super().get_config(), "blank": self.blank}
+        return {**super().get_config(), "blank": self.blank, "confidence_penalty": self.confidence_penalty}
 
 
 @keras.saving.register_keras_serializable("lipstream")

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.cli import at_least
+from realtime.cli import at_least, non_negative
 from realtime.files import make_folder_for
 from training.dataset import VAL_FRACTION
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # imported where used: TensorFlow must start after the device
 FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
-           "time_mask", "weight_decay", "ema", "speech_weight", "splice", "seed")
+           "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty", "seed")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -88,9 +88,11 @@ def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
 
 
 def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: float,
-                  weight_decay: float = 0.0, ema: float = 0.0, speech_weight: float = 0.0) -> None:
+                  weight_decay: float = 0.0, ema: float = 0.0, speech_weight: float = 0.0,
+                  confidence_penalty: float = 0.0) -> None:
     """CTC on the character head plus the per-frame word, character and (for a model with a speech
-    head) speech losses (see training.losses).
+    head) speech losses, the CTC loss less `confidence_penalty` times the output's entropy (see
+    training.losses).
     Weight decay is decoupled from the gradient (Keras applies it as AdamW does); `ema` > 0 keeps an
     exponential moving average of the weights with that momentum (see `averaged_weights`)."""
     import keras
@@ -99,7 +101,7 @@ def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: 
 
     optimizer = keras.optimizers.Adam(lr, clipnorm=5.0, weight_decay=weight_decay or None,
                                       use_ema=ema > 0, ema_momentum=ema)
-    losses = {"ctc": CTCLoss(vocabulary.blank), "words": FrameLoss(), "chars": FrameLoss()}
+    losses = {"ctc": CTCLoss(vocabulary.blank, confidence_penalty), "words": FrameLoss(), "chars": FrameLoss()}
     weights = {"ctc": 1.0, "words": aux_weight, "chars": char_weight}
     if "speech" in model.output_names:
         losses["speech"], weights["speech"] = SpeechLoss(), speech_weight
@@ -158,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aux-weight", type=float, default=0.5, help="per-frame word loss weight (0: off)")
     parser.add_argument("--speech-weight", type=float, default=0.0,
                         help="weight of predicting the sound from the lips (0: off): training.speech")
+    parser.add_argument("--confidence-penalty", type=non_negative, default=0.0,
+                        help="weight of the CTC output's entropy per frame, subtracted from the loss (0: off)")
     parser.add_argument("--char-weight", type=float, default=1.0,
                         help="per-frame character loss weight on the CTC head (0: off)")
     parser.add_argument("--curriculum-epochs", type=at_least(0), default=0,
@@ -278,7 +282,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
             if args.init:
                 initialise(model, args.init, args.freeze_front_end)
             compile_model(model, vocabulary, args.lr, args.aux_weight, args.char_weight, args.weight_decay,
-                          args.ema, args.speech_weight)
+                          args.ema, args.speech_weight, args.confidence_penalty)
     print(f"config {config.name}: {count_params(model):,} parameters", file=sys.stderr)
 
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
