@@ -13,7 +13,8 @@ class CTCLoss(keras.losses.Loss):
     `confidence_penalty` > 0 subtracts that weight times the entropy of each frame's distribution,
     summed over the sample's frames (Pereyra et al. 2017, "Regularizing neural networks by penalizing
     confident output distributions"): a model that reads its training clips almost exactly is kept from
-    putting all its mass on one reading."""
+    putting all its mass on one reading. Measured: a word or so better on whole clips, far worse when
+    streamed, so off by default (README)."""
 
     def __init__(self, blank: int, confidence_penalty: float = 0.0, name: str = "ctc_loss", **kwargs):
         super().__init__(name=name, **kwargs)

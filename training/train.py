@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speech-weight", type=float, default=0.0,
                         help="weight of predicting the sound from the lips (0: off): training.speech")
     parser.add_argument("--confidence-penalty", type=non_negative, default=0.0,
-                        help="weight of the CTC output's entropy per frame, subtracted from the loss (0: off)")
+                        help="weight of the CTC output's entropy per frame, subtracted from the loss (0: off; "
+                             "measured worse when streamed: README)")
     parser.add_argument("--char-weight", type=float, default=1.0,
                         help="per-frame character loss weight on the CTC head (0: off)")
     parser.add_argument("--curriculum-epochs", type=at_least(0), default=0,
