@@ -75,24 +75,26 @@ def test_mouth_frames_line_up_with_the_video(prepared: PreparedRun, grid_s1: Pat
         assert error[1] < 1.0 and error[1] < min(error[0], error[2]), error
 
 
-def test_crop_options_make_the_crop_they_name(prepared: PreparedRun, tmp_path: Path):
+def test_crop_options_make_the_crop_they_name(prepared: PreparedRun, grid_subset, tmp_path: Path):
     """--crop-size, --face-width, --below-nose and --grey reach the cache's spec and its crops: a grey
     crop of more of the face (down to the jaw), cut where `pose` says."""
     from training.prepare import main as prepare_main
 
-    out = tmp_path / "grey.h5"
-    code = prepare_main(["--grid", str(prepared.grid), "--out", str(out), "--workers", "1", "--crop-size", "40",
-                         "56", "--face-width", "1.3", "--below-nose", "0.45", "--grey"])
-    spec = CropSpec(height=40, width=56, channels=1, face_width=1.3, below_nose=0.45)
+    out, grid = tmp_path / "grey.h5", grid_subset(("bbaf2n",))
+    code = prepare_main(["--grid", str(grid), "--out", str(out), "--workers", "1", "--crop-size", "40", "56",
+                         "--face-width", "1.3", "--below-nose", "0.45", "--grey"])
+    spec, usual_spec = CropSpec(height=40, width=56, channels=1, face_width=1.3, below_nose=0.45), CropSpec()
     with h5py.File(out, "r") as f, h5py.File(prepared.out, "r") as usual:
         assert code == 0 and json.loads(f.attrs["crop"]) == asdict(spec)
         mouth, pose = f["clips/s1/bbaf2n/mouth"][:], f["clips/s1/bbaf2n/pose"][:]
-        usual_pose = usual["clips/s1/bbaf2n/pose"][:]
+        usual_pose = usual["clips/s1/bbaf2n/pose"][:]  # the same clip with the default crop
     assert mouth.shape == (75, 40, 56, 1)
-    np.testing.assert_allclose(np.median(pose[:, 2] / usual_pose[:, 2]), 1.3 / 1.1, rtol=0.01)
-    eye_distance = usual_pose[:, 2] / 1.1  # the crop moves down by 0.15 eye-corner distances
-    np.testing.assert_allclose(np.median((pose[:, 1] - usual_pose[:, 1]) / eye_distance), 0.15, atol=0.01)
-    capture = cv2.VideoCapture(str(prepared.grid / "s1" / "video" / "bbaf2n.mp4"))
+    np.testing.assert_allclose(np.median(pose[:, 2] / usual_pose[:, 2]), spec.face_width / usual_spec.face_width,
+                               rtol=0.01)
+    eye_distance = usual_pose[:, 2] / usual_spec.face_width
+    np.testing.assert_allclose(np.median((pose[:, 1] - usual_pose[:, 1]) / eye_distance),
+                               spec.below_nose - usual_spec.below_nose, atol=0.01)
+    capture = cv2.VideoCapture(str(grid / "s1" / "video" / "bbaf2n.mp4"))
     frame = [capture.read()[1] for _ in range(38)][-1]
     capture.release()
     cut = crop_mouth(frame, CropPose(*map(float, pose[37])), spec)
