@@ -44,6 +44,7 @@ def not_a_file(tmp_path: Path) -> Path:
     (["realtime.vad_report", "--count", "0"], "must be 1 or more, not 0"),
     (["training.train", "--batch-size", "0"], "must be 1 or more, not 0"),
     (["training.train", "--epochs", "0"], "must be 1 or more, not 0"),
+    (["training.train", "--sequence-scale", "0"], "must be above 0, not 0"),
     (["training.report", "--montage", "crops.txt"], "--montage must name a .png or .jpg file"),
     (["training.prepare", "--face-width", "0"], "must be above 0, not 0"),
     (["training.prepare", "--crop-size", "4", "100"], "must be 8 or more, not 4"),

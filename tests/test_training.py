@@ -55,6 +55,21 @@ def test_a_few_steps_lower_the_loss(small_cache: Path):
     assert losses[-1]["ctc_loss"] < losses[0]["ctc_loss"]
 
 
+def test_steps_with_rivals_lower_the_loss_on_real_sentences(small_cache: Path):
+    """Training against the sentences one word away (--sequence-weight) runs in the compiled model on
+    real whole-sentence samples, and lowers the loss."""
+    from training.dataset import pad_batch
+
+    keras.utils.set_random_seed(2)
+    vocabulary, crop = Vocabulary(), read_crop_spec(small_cache)
+    sampler = Sampler(load_clips(small_cache), seed=2, vocabulary=vocabulary)
+    x, y = pad_batch([sampler.draw("sentence") for _ in range(4)], vocabulary, with_rivals=True)
+    model = build(CONFIGS["tiny"], crop.height, crop.width, crop.channels, vocabulary)
+    compile_model(model, vocabulary, lr=2e-3, aux_weight=0.5, char_weight=1.0, sequence_weight=1.0)
+    losses = [model.train_on_batch(x, y, return_dict=True) for _ in range(8)]
+    assert losses[-1]["ctc_loss"] < 0.9 * losses[0]["ctc_loss"]
+
+
 def test_tiny_overfits_a_few_clips(tiny_run):
     assert tiny_run.cer[0] > 0.5  # it could not read them before training
     assert tiny_run.cer[-1] <= 0.1, f"greedy CER every 10 steps: {tiny_run.cer}"
@@ -382,3 +397,66 @@ def test_confidence_penalty_subtracts_the_entropy_of_each_sample_s_own_frames():
     frame = logits[0, 0]
     assert np.sign(step[0, 0, frame.argmax()]) > 0  # descending it lowers the most likely class
     assert (step[1, 4:] == 0).all()  # padding frames are untouched
+
+
+def test_sequence_loss_is_the_sentence_s_cross_entropy_against_the_sentences_one_word_away():
+    """With rivals packed, the CTC loss adds weight x -log softmax(scale x CTC log-likelihood) over the
+    sentence and its 45 GRID neighbours, taken at the sentence; a sample that is not a GRID sentence, or
+    has too few frames for it, gets plain CTC; and descending the added term sets the sentence apart."""
+    import tensorflow as tf
+
+    from training.augment import Sample
+    from training.dataset import pad_batch
+    from training.grid import RIVALS, rivals
+    from training.losses import CTCLoss
+
+    vocabulary = Vocabulary()
+    sentence, other = "bin blue at f two now", "hello there"
+    neighbours = rivals(sentence)
+    assert len(neighbours) == len(set(neighbours)) == RIVALS == 45 and sentence not in neighbours
+    assert all(sum(a != b for a, b in zip(n.split(), sentence.split())) == 1 for n in neighbours)
+    assert rivals(other) == [] and rivals("bin blue at w two now") == []  # GRID has no letter w
+    frames = np.zeros((90, 2, 2, 3), np.uint8)
+    empty = np.zeros(90, np.int32)
+    samples = [Sample(frames, sentence, empty, empty), Sample(frames[:70], other, empty[:70], empty[:70]),
+               Sample(frames[:20], sentence, empty[:20], empty[:20])]  # too few frames for its letters
+    plain_targets = pad_batch(samples, vocabulary)[1]["ctc"]
+    targets = pad_batch(samples, vocabulary, with_rivals=True)[1]["ctc"]
+    width = max(len(t) for t in [sentence, *neighbours])
+    assert targets.shape == (3, 1 + (1 + RIVALS) * width)
+    assert vocabulary.decode(targets[0, 1 + width:1 + 2 * width]) == neighbours[0]
+    assert (targets[1, 1 + width:] == -1).all()
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=2.0, size=(3, 90, vocabulary.size)).astype(np.float32)
+    logp = np.asarray(tf.nn.log_softmax(logits))
+    plain = np.asarray(CTCLoss(vocabulary.blank, reduction=None)(plain_targets, logp))
+    total = np.asarray(CTCLoss(vocabulary.blank, sequence_weight=0.7, sequence_scale=0.5, rivals=RIVALS,
+                               reduction=None)(targets, logp))
+    one = np.full((1, 1 + width), -1, np.int32)
+    likelihoods = []
+    for text in [sentence, *neighbours]:  # each reading scored alone, as plain CTC
+        one[:] = -1
+        one[0, 0] = 90
+        one[0, 1:1 + len(text)] = vocabulary.encode(text)
+        likelihoods.append(-float(np.asarray(CTCLoss(vocabulary.blank, reduction=None)(one, logp[:1]))[0]))
+    scaled = 0.5 * np.array(likelihoods)
+    expected = -(scaled[0] - np.logaddexp.reduce(scaled))
+    np.testing.assert_allclose(total[0] - plain[0], 0.7 * expected, rtol=1e-4)
+    np.testing.assert_allclose(total[1], plain[1], rtol=1e-6)  # not a GRID sentence: CTC alone
+    assert total[2] == plain[2]  # a sentence its frames cannot hold: CTC alone, no NaN
+    guess = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        logp_guess = tf.nn.log_softmax(guess)
+        added = tf.reduce_sum(CTCLoss(vocabulary.blank, sequence_weight=1.0, rivals=RIVALS, reduction=None)(
+            targets, logp_guess) - CTCLoss(vocabulary.blank, reduction=None)(plain_targets, logp_guess))
+    stepped = guess - 20.0 * tape.gradient(added, guess)
+    one[:] = -1
+    one[0, 0] = 90
+    one[0, 1:1 + len(neighbours[0])] = vocabulary.encode(neighbours[0])
+
+    def margin(weights: tf.Tensor) -> float:  # the sentence's CTC log-likelihood less the first rival's
+        logp_now = tf.nn.log_softmax(weights)[:1]
+        return float(CTCLoss(vocabulary.blank, reduction=None)(one, logp_now)[0]
+                     - CTCLoss(vocabulary.blank, reduction=None)(plain_targets[:1], logp_now)[0])
+
+    assert margin(stepped) > margin(guess)  # descending the added term sets the sentence apart from a rival

@@ -15,6 +15,7 @@ from realtime.spec import normalise
 from realtime.vocab import Vocabulary
 from training.augment import UNKNOWN, CachedClip, Sample, Sampler
 from training.cache import open_cache
+from training.grid import RIVALS, rivals
 
 LABEL_PAD = -1
 VAL_FRACTION = 0.06  # the share of clips held out for validation (about 50 of GRID's 900 per speaker)
@@ -69,20 +70,25 @@ def predict_clips(predict: Callable[[np.ndarray], np.ndarray], clips: list[Cache
     return out
 
 
-def pad_batch(samples: list[Sample], vocabulary: Vocabulary) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def pad_batch(samples: list[Sample], vocabulary: Vocabulary,
+              with_rivals: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Normalised frames padded to the longest sample, and targets:
-    `ctc` = [frames, label ids..., -1 padding]; `words` and `chars` = per-frame classes, -1 where unknown;
-    `speech` = per-frame speech features, NaN where unknown (only when the samples carry them)."""
+    `ctc` = [frames, label ids..., -1 padding]; with `with_rivals`, the label is followed by the
+    training.grid.RIVALS sentences one word away from it, each padded to the label's width (all padding
+    for a sample that is not a whole GRID sentence); `words` and `chars` = per-frame classes, -1 where
+    unknown; `speech` = per-frame speech features, NaN where unknown (only when the samples carry them)."""
+    texts = [[s.text, *(rivals(s.text) if with_rivals else [])] for s in samples]
     t = max(len(s.frames) for s in samples)
-    n = max(len(s.text) for s in samples)
+    n = max(len(text) for sample_texts in texts for text in sample_texts)
     x = np.zeros((len(samples), t, *samples[0].frames.shape[1:]), dtype=np.float32)
-    ctc = np.full((len(samples), 1 + n), LABEL_PAD, dtype=np.int32)
+    ctc = np.full((len(samples), 1 + (1 + RIVALS * with_rivals) * n), LABEL_PAD, dtype=np.int32)
     words = np.full((len(samples), t), UNKNOWN, dtype=np.int32)
     chars = np.full((len(samples), t), UNKNOWN, dtype=np.int32)
     for i, s in enumerate(samples):
         x[i, :len(s.frames)] = normalise(s.frames)
         ctc[i, 0] = len(s.frames)
-        ctc[i, 1:1 + len(s.text)] = vocabulary.encode(s.text)
+        for j, text in enumerate(texts[i]):
+            ctc[i, 1 + j * n:1 + j * n + len(text)] = vocabulary.encode(text)
         words[i, :len(s.frames)] = s.frame_classes
         chars[i, :len(s.frames)] = s.frame_chars
     targets = {"ctc": ctc, "words": words, "chars": chars}
@@ -116,8 +122,9 @@ class SampleMix:
 
 
 def batches(sampler: Sampler, batch_size: int, steps: int, epoch: int, mix: SampleMix,
-            vocabulary: Vocabulary) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """One epoch of batches; each batch is one kind of sample, so padding wastes little."""
+            vocabulary: Vocabulary, with_rivals: bool = False) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """One epoch of batches; each batch is one kind of sample, so padding wastes little. `with_rivals`:
+    see pad_batch."""
     weights = mix.weights(epoch)
     kinds, p = list(weights), np.array(list(weights.values()))
     for _ in range(steps):
@@ -125,18 +132,18 @@ def batches(sampler: Sampler, batch_size: int, steps: int, epoch: int, mix: Samp
         length = int(sampler.rng.integers(mix.window[0], mix.window[1] + 1))
         samples = [sampler.draw(kind, length) for _ in range(batch_size)]
         samples = [s for s in samples if s.text] or [sampler.draw("sentence")]
-        yield pad_batch(samples, vocabulary)
+        yield pad_batch(samples, vocabulary, with_rivals)
 
 
 def tf_dataset(sampler: Sampler, batch_size: int, steps: int, epoch_of, mix: SampleMix,
-               vocabulary: Vocabulary, frame_shape: tuple[int, int, int]):
+               vocabulary: Vocabulary, frame_shape: tuple[int, int, int], with_rivals: bool = False):
     """A repeating tf.data pipeline over `batches`, prefetched so augmentation overlaps training.
     `epoch_of()` gives the current epoch (for the curriculum)."""
     import tensorflow as tf
 
     def generate():
         while True:
-            yield from batches(sampler, batch_size, steps, epoch_of(), mix, vocabulary)
+            yield from batches(sampler, batch_size, steps, epoch_of(), mix, vocabulary, with_rivals)
 
     targets = {k: tf.TensorSpec((None, None), tf.int32) for k in ("ctc", "words", "chars")}
     if sampler.speech_dims:

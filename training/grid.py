@@ -86,13 +86,30 @@ def sentence_from_code(code: str) -> str:
     return " ".join(words)
 
 
+def is_grid_sentence(words: list[str]) -> bool:
+    return len(words) == len(GRID_GRAMMAR) and all(w in slot for w, slot in zip(words, GRID_GRAMMAR))
+
+
 def code_from_sentence(text: str) -> str:
     """"bin blue at f two now" -> `bbaf2n`, the inverse of sentence_from_code: GRID's clip names."""
     words = text.lower().split()
-    if len(words) != len(GRID_GRAMMAR) or any(w not in slot for w, slot in zip(words, GRID_GRAMMAR)):
+    if not is_grid_sentence(words):
         raise ValueError(f"{text!r} is not a GRID sentence")
     digit = GRID_GRAMMAR[4].index(words[4])
     return "".join(w[0] for w in words[:4]) + ("z" if digit == 0 else str(digit)) + words[5][0]
+
+
+RIVALS = sum(len(slot) - 1 for slot in GRID_GRAMMAR)  # 45 GRID sentences are one word away from each
+
+
+def rivals(text: str) -> list[str]:
+    """Every GRID sentence one word away from `text` (RIVALS of them), or none when `text` is not a GRID
+    sentence: the readings the grammar decoder weighs a clip's sentence against."""
+    words = text.split()
+    if not is_grid_sentence(words):
+        return []
+    return [" ".join([*words[:i], other, *words[i + 1:]])
+            for i, slot in enumerate(GRID_GRAMMAR) for other in slot if other != words[i]]
 
 
 def find_clips(root: Path) -> list[Clip]:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.cli import at_least, non_negative
+from realtime.cli import at_least, non_negative, positive
 from realtime.files import make_folder_for
 from training.dataset import VAL_FRACTION
 
@@ -35,7 +35,8 @@ if TYPE_CHECKING:  # imported where used: TensorFlow must start after the device
 FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
-           "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty", "seed")
+           "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty", "sequence_weight",
+           "sequence_scale", "seed")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -89,19 +90,23 @@ def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
 
 def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: float,
                   weight_decay: float = 0.0, ema: float = 0.0, speech_weight: float = 0.0,
-                  confidence_penalty: float = 0.0) -> None:
+                  confidence_penalty: float = 0.0, sequence_weight: float = 0.0, sequence_scale: float = 1.0) -> None:
     """CTC on the character head plus the per-frame word, character and (for a model with a speech
-    head) speech losses, the CTC loss less `confidence_penalty` times the output's entropy (see
-    training.losses).
+    head) speech losses, the CTC loss less `confidence_penalty` times the output's entropy and plus
+    `sequence_weight` times the sentence against its rivals (see training.losses; the batches must then
+    carry the rivals: training.dataset.pad_batch).
     Weight decay is decoupled from the gradient (Keras applies it as AdamW does); `ema` > 0 keeps an
     exponential moving average of the weights with that momentum (see `averaged_weights`)."""
     import keras
 
+    from training.grid import RIVALS
     from training.losses import CTCLoss, FrameLoss, SpeechLoss
 
     optimizer = keras.optimizers.Adam(lr, clipnorm=5.0, weight_decay=weight_decay or None,
                                       use_ema=ema > 0, ema_momentum=ema)
-    losses = {"ctc": CTCLoss(vocabulary.blank, confidence_penalty), "words": FrameLoss(), "chars": FrameLoss()}
+    ctc = CTCLoss(vocabulary.blank, confidence_penalty, sequence_weight, sequence_scale,
+                  rivals=RIVALS if sequence_weight else 0)
+    losses = {"ctc": ctc, "words": FrameLoss(), "chars": FrameLoss()}
     weights = {"ctc": 1.0, "words": aux_weight, "chars": char_weight}
     if "speech" in model.output_names:
         losses["speech"], weights["speech"] = SpeechLoss(), speech_weight
@@ -163,6 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--confidence-penalty", type=non_negative, default=0.0,
                         help="weight of the CTC output's entropy per frame, subtracted from the loss (0: off; "
                              "measured worse when streamed: README)")
+    parser.add_argument("--sequence-weight", type=non_negative, default=0.0,
+                        help="weight of each whole GRID sentence's cross-entropy against the 45 sentences one "
+                             "word away, by CTC likelihood (0: off; training.losses.CTCLoss)")
+    parser.add_argument("--sequence-scale", type=positive, default=1.0,
+                        help="scale of the CTC log-likelihoods in that cross-entropy: below 1 demands a margin")
     parser.add_argument("--char-weight", type=float, default=1.0,
                         help="per-frame character loss weight on the CTC head (0: off)")
     parser.add_argument("--curriculum-epochs", type=at_least(0), default=0,
@@ -283,7 +293,8 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
             if args.init:
                 initialise(model, args.init, args.freeze_front_end)
             compile_model(model, vocabulary, args.lr, args.aux_weight, args.char_weight, args.weight_decay,
-                          args.ema, args.speech_weight, args.confidence_penalty)
+                          args.ema, args.speech_weight, args.confidence_penalty, args.sequence_weight,
+                          args.sequence_scale)
     print(f"config {config.name}: {count_params(model):,} parameters", file=sys.stderr)
 
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
@@ -297,7 +308,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
                       speech_dims=speech_dims)
     mix = SampleMix(args.curriculum_epochs, args.stream_share, (30, max(30, args.max_window)), args.splice)
     data = tf_dataset(sampler, args.batch_size, steps, lambda: epoch_box["epoch"], mix,
-                      vocabulary, (crop.height, crop.width, crop.channels))
+                      vocabulary, (crop.height, crop.width, crop.channels), with_rivals=args.sequence_weight > 0)
     runtime_model = inference_model(model)
 
     class Validate(keras.callbacks.Callback):
