@@ -48,7 +48,7 @@ class CTCLoss(keras.losses.Loss):
             frames = ops.cast(ops.arange(ops.shape(y_pred)[1])[None, :] < lengths[:, None], y_pred.dtype)
             entropy = -ops.sum(ops.exp(y_pred) * y_pred, axis=-1)
             loss = loss - self.confidence_penalty * ops.sum(entropy * frames, axis=1)
-        if self.rivals and self.sequence_weight:  # skipped for a batch without rivals (most are not sentences)
+        if self.rivals and self.sequence_weight:  # skipped for a batch without rivals (most of the word batches)
             loss = loss + self.sequence_weight * ops.cond(
                 ops.any(label_lengths[:, 1] > 0),
                 lambda: self._sequence_loss(labels, label_lengths, y_pred, lengths), lambda: ops.zeros_like(loss))
