@@ -75,8 +75,9 @@ def pad_batch(samples: list[Sample], vocabulary: Vocabulary,
     """Normalised frames padded to the longest sample, and targets:
     `ctc` = [frames, label ids..., -1 padding]; with `with_rivals`, the label is followed by the
     training.grid.RIVALS sentences one word away from it, each padded as the label is, to the longest
-    reading in the batch (all padding for a sample that is not a whole GRID sentence); `words` and `chars` = per-frame classes, -1 where
-    unknown; `speech` = per-frame speech features, NaN where unknown (only when the samples carry them)."""
+    reading in the batch (all padding for a sample that is not a whole GRID sentence); `words` and
+    `chars` = per-frame classes, -1 where unknown; `speech` = per-frame speech features, NaN where
+    unknown (only when the samples carry them)."""
     texts = [[s.text, *(rivals(s.text) if with_rivals else [])] for s in samples]
     t = max(len(s.frames) for s in samples)
     n = max(len(text) for sample_texts in texts for text in sample_texts)

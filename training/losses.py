@@ -51,10 +51,10 @@ class CTCLoss(keras.losses.Loss):
         if self.rivals and self.sequence_weight:  # skipped for a batch without rivals (most of the word batches)
             loss = loss + self.sequence_weight * ops.cond(
                 ops.any(label_lengths[:, 1] > 0),
-                lambda: self._sequence_loss(labels, label_lengths, y_pred, lengths), lambda: ops.zeros_like(loss))
+                lambda: self._sequence_loss(labels, y_pred, lengths), lambda: ops.zeros_like(loss))
         return loss
 
-    def _sequence_loss(self, labels, label_lengths, y_pred, lengths):
+    def _sequence_loss(self, labels, y_pred, lengths):
         """-log softmax over (label, rivals) of the scaled CTC log-likelihoods, taken at the label; 0
         for a sample without rivals or whose label does not fit its frames. TensorFlow's fused CTC
         kernel, which takes sparse labels, scores the 46 readings of a batch 6-8 times faster than the
@@ -79,8 +79,8 @@ class CTCLoss(keras.losses.Loss):
         likelihood = tf.where(possible, likelihood, -math.inf)
         scaled = self.sequence_scale * tf.reshape(likelihood, (batch, readings))
         share = scaled[:, 0] - tf.reduce_logsumexp(scaled, axis=1)
-        label_fits = tf.reshape(possible, (batch, readings))[:, 0]
-        return tf.where(label_fits & (label_lengths[:, 1] > 0), -share, tf.zeros_like(share))
+        label_fits = tf.reshape(possible, (batch, readings))[:, 0]  # without rivals, the share is 1 and this 0
+        return tf.where(label_fits, -share, tf.zeros_like(share))
 
     def get_config(self):
         return {**super().get_config(), "blank": self.blank, "confidence_penalty": self.confidence_penalty,
