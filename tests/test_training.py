@@ -120,6 +120,24 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert "--ema must be in [0, 1)" in capsys.readouterr().err
 
 
+def test_a_grey_cache_trains_a_grey_model(grid_subset, tmp_path: Path):
+    """`training.prepare --grey` makes one-channel crops; the sampler's warps keep their channel axis
+    (OpenCV drops it) and training writes a model that reads one channel."""
+    from training.prepare import main as prepare_main
+
+    cache = tmp_path / "grey.h5"
+    grid = grid_subset(("bbaf2n", "bbaf3s", "bbaf5a"))  # bbaf5a is in the validation split
+    assert prepare_main(["--grid", str(grid), "--out", str(cache), "--workers", "1", "--grey"]) == 0
+    clips = load_clips(cache)
+    warped = Sampler(clips, AugmentOptions(affine_p=1.0, colour_p=1.0), seed=0).pixels(clips[0].mouth)
+    assert warped.shape == clips[0].mouth.shape == (75, 50, 100, 1)
+    assert not np.array_equal(warped, clips[0].mouth)
+    run = tmp_path / "run"
+    assert main(quick_run(cache, run, "--epochs", "1", "--steps", "2")) == 0
+    model, spec = load(run / "best.keras")
+    assert spec.crop.channels == 1 and model.input_shape[-1] == 1
+
+
 def test_recipe_trains_stage_two_from_stage_one_and_resumes(small_cache: Path, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture):
     out = tmp_path / "recipe"
