@@ -4,7 +4,8 @@
     python run_live.py --source clip.mp4      # a video file, played at its own fps
     python run_live.py --source clip.mp4 --headless --jsonl - --fast
 
-Keys in the window: q or Esc quit, space pause, c clear, s save the transcript.
+Keys in the window: q or Esc quit, space pause (what was read is committed first), c clear the
+screen (the transcript and subtitles keep every word), s save the transcript.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "lipstream-lite.onnx"
@@ -31,6 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="lipstream ONNX model (default: bundled)")
     p.add_argument("--provider", choices=PROVIDERS, default="auto", help="ONNX Runtime device (default: auto)")
     p.add_argument("--decoder", choices=DECODERS, default="greedy")
+    p.add_argument("--beam-width", type=at_least(1), help="beam and grammar decoders (default 8 and 32)")
     p.add_argument("--headless", action="store_true", help="no window")
     p.add_argument("--jsonl", help="write caption changes as JSON lines to PATH, or - for stdout")
     p.add_argument("--srt", type=Path, help="write the committed words as SRT subtitles")
@@ -90,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
             log("error: no display to open a window on; use --headless with --jsonl -")
             return EXIT_USAGE
     options = LiveOptions(window=args.window, hop=args.hop,
-                          policy=PolicyOptions(args.policy, args.decoder, right_context=args.right_context))
+                          policy=PolicyOptions(args.policy, args.decoder, args.beam_width,
+                                               right_context=args.right_context))
     try:
         model = OnnxModel(args.model, args.provider, args.threads)
         pipeline = LivePipeline(model, options)
@@ -123,36 +127,46 @@ def main(argv: list[str] | None = None) -> int:
         out = JsonLines(open(args.jsonl, "w", encoding="utf-8"))
 
     resampler = Resampler(model.spec.fps)
-    code, paused, first = EXIT_OK, False, True
+    code, paused, step = EXIT_OK, False, None
+    first = True
+    hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         source.start()
         for frame in source:
             for f in resampler.push(frame):
-                if paused:
-                    continue
-                step = pipeline.step(f)
-                if first:
-                    log(f"first frame processed {time.monotonic() - started:.2f} s after start")
-                    first = False
-                if step.changed and out:
-                    out.caption(step.caption)
-                if window is not None:
+                if not paused:  # paused: frames pass unread, and the window keeps answering keys
+                    step = pipeline.step(f)
+                    if first:
+                        log(f"first frame processed {time.monotonic() - started:.2f} s after start")
+                        first = False
+                    if step.changed and out:
+                        out.caption(step.caption)
+                if window is not None and step is not None:
                     fps_clock = [t for t in fps_clock if t > time.monotonic() - 1] + [time.monotonic()]
                     hud = (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
                            f"  dropped {source.dropped}")
-                    key = window.show(render(step, hud, paused=paused))
+                    shown = " ".join(step.caption.committed.split()[hidden:])
+                    key = window.show(render(replace(step, caption=replace(step.caption, committed=shown)), hud,
+                                             paused=paused))
                     if key in (ord("q"), 27):
                         raise KeyboardInterrupt
                     if key == ord(" "):
                         paused = not paused
+                        if paused and pipeline.restart(step.frame.t):
+                            step = replace(step, caption=pipeline.caption)
+                            if out:
+                                out.caption(step.caption)
                     elif key == ord("c"):
-                        pipeline.policy.clear()
+                        hidden = len(pipeline.policy.words)
                     elif key == ord("s"):
                         path = Path(f"lipstream-transcript-{time.strftime('%Y%m%d-%H%M%S')}.txt")
-                        write_text(path, pipeline.policy.committed + "\n")
-                        log(f"saved {path}")
+                        try:
+                            write_text(path, pipeline.policy.committed + "\n")
+                            log(f"saved {path}")
+                        except OSError as e:  # the run goes on; its outputs are written at the end
+                            log(f"error: could not save {path} ({e.strerror or e})")
         if source.error:
             log(f"error: {source.error}; the transcript so far is kept")
             code = EXIT_SOURCE_ENDED

@@ -4,8 +4,9 @@
 
 Writes PATH.onnx (the full model) and PATH.step.onnx / PATH.back.onnx (the streaming parts: the
 convolutional front end one frame at a time, and the recurrent back end), all with the model's
-ModelSpec in their metadata. Exits non-zero when the parity gate fails. --int8 and --fp16 add
-PATH.int8.* and PATH.fp16.* families; compare them with python -m training.evaluate.
+ModelSpec in their metadata. Exits non-zero, writing nothing, when the parity gate fails. --int8 and
+--fp16 add PATH.int8.* and PATH.fp16.* families (compare them with python -m training.evaluate); those
+of an earlier export that are not made again are removed, since they no longer match.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from export import MAX_OPSET, OPSET
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n")[0])
@@ -22,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--cache", type=Path, default=Path("cache/s1.h5"),
                         help="mouth-crop cache with real windows for the parity gate")
-    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--opset", type=int, choices=range(13, MAX_OPSET + 1), default=OPSET, metavar="N",
+                        help=f"ONNX opset, 13 to {MAX_OPSET} (default {OPSET})")
     parser.add_argument("--int8", action="store_true", help="also write an int8 variant (CPU)")
     parser.add_argument("--fp16", action="store_true", help="also write an fp16 variant (GPU)")
     args = parser.parse_args(argv)
@@ -35,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     from export.convert import convert, save
-    from export.parity import MAX_PROB_DIFF, gate
+    from export.parity import MAX_PROB_DIFF, WINDOW_LENGTHS, gate
+    from export.variants import family, fp16, int8
     from realtime.backend import OnnxModel
     from realtime.files import make_folder_for
     from training.dataset import VAL_FRACTION, is_validation, load_clips
@@ -50,34 +55,46 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model = inference_model(model) if isinstance(model.output, dict) else model
     clips = [c.mouth for c in ([c for c in cached if is_validation(c.key, VAL_FRACTION)] or cached)[:4]]
-    exported = convert(model, spec, args.opset)
     # Written and gated under a temporary folder beside --out, and moved over an earlier export only
-    # once they pass: a failed export leaves what was there before.
+    # once everything asked for is made: a failed export leaves what was there before.
     with tempfile.TemporaryDirectory(prefix=".export-", dir=args.out.parent) as staging:
-        staged = save(exported, Path(staging) / args.out.name)
-        results = gate(model, OnnxModel(staged[0], "cpu"), clips)
+        try:
+            staged = list(save(convert(model, spec, args.opset), Path(staging) / args.out.name))
+            results = gate(model, OnnxModel(staged[0], "cpu"), clips)
+        except Exception as e:  # a converter or runtime failure: one line, and nothing written
+            print(f"error: conversion failed ({type(e).__name__}: {e}); nothing written to {args.out}",
+                  file=sys.stderr)
+            return 1
         print(f"{'form':<11} {'frames':>6} {'max |dp|':>10}  transcripts")
         for r in results:
             print(f"{r.form:<11} {r.length:>6} {r.max_prob_diff:>10.2e}  {'equal' if r.transcripts_equal else 'DIFFER'}")
+        if not results:
+            print(f"error: the parity gate needs windows of at least {min(WINDOW_LENGTHS)} frames and {args.cache}'s "
+                  f"clips hold {sum(len(c) for c in clips)}; nothing written to {args.out}", file=sys.stderr)
+            return 1
         if not all(r.ok for r in results):
             print(f"error: parity gate failed (limit {MAX_PROB_DIFF:g} and equal transcripts); nothing written to "
                   f"{args.out}", file=sys.stderr)
             return 1
+        print("parity gate passed")
+        try:
+            if args.int8:
+                staged += int8(staged[0], clips)
+            if args.fp16:
+                staged += fp16(staged[0])
+        except Exception as e:
+            print(f"error: a variant failed ({type(e).__name__}: {e}); nothing written to {args.out}",
+                  file=sys.stderr)
+            return 1
+        # Variants of the model this export replaces, not made again, would no longer match it.
+        stale = [p for tag, asked in (("int8", args.int8), ("fp16", args.fp16)) if not asked
+                 for p in family(args.out, tag) if p.exists()]
         written = [p.replace(args.out.with_name(p.name)) for p in staged]
     for p in written:
         print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
-    print("parity gate passed")
-    variants = []
-    if args.int8:
-        from export.variants import int8
-
-        variants += int8(args.out, clips)
-    if args.fp16:
-        from export.variants import fp16
-
-        variants += fp16(args.out)
-    for p in variants:
-        print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
+    for p in stale:
+        p.unlink()
+        print(f"removed {p}: a variant of the model replaced")
     return 0
 
 

@@ -11,13 +11,12 @@ import keras
 import onnx
 import onnx.compose
 
+from export import OPSET
 from export.onnx_gru import FEATURES, LOGP, back_end
 from export.front_end import FRAMES, step_function, window_function
 from realtime.backend import streaming_paths
 from realtime.spec import ModelSpec
 from training.model import FRONT_END
-
-OPSET = 17  # tf2onnx supports opsets up to 18
 
 
 @dataclass(frozen=True)

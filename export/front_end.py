@@ -121,7 +121,3 @@ def step_function(model: keras.Model):
         return (features, *new_states)
 
     return step, signature
-
-
-def initial_states(shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
-    return [np.zeros(s, np.float32) for s in shapes]

@@ -1,6 +1,6 @@
 """Reduced-precision variants of an exported model: int8 for CPUs, fp16 for GPUs.
 
-Each variant is written as a family like the fp32 one (`NAME.int8.onnx`, `.int8.front.onnx`,
+Each variant is written as a family like the fp32 one (`NAME.int8.onnx`, `.int8.step.onnx`,
 `.int8.back.onnx`), so the runtime streams with it the same way.
 """
 

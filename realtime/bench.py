@@ -22,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
+from realtime.backend import PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
 from realtime.captions import POLICIES, PolicyOptions
 from realtime.cli import at_least
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m realtime.bench", description=__doc__.split("\n")[0])
     parser.add_argument("--source", type=Path, required=True, help="a video file, played at its own fps")
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
-    parser.add_argument("--provider", default="auto", choices=("auto", "cuda", "cpu"))
+    parser.add_argument("--provider", default="auto", choices=PROVIDERS)
     parser.add_argument("--keras", type=Path, help="the .keras model for the TF comparison "
                                                   "(default: the .keras beside the model)")
     parser.add_argument("--json", type=Path, help="write the results as one JSON object")

@@ -41,10 +41,6 @@ class CaptionState:
     committed: str
     tentative: str
 
-    @property
-    def text(self) -> str:
-        return " ".join(s for s in (self.committed, self.tentative) if s)
-
 
 POLICIES = ("pause", "right-context", "local-agreement")
 
@@ -103,10 +99,6 @@ class CaptionPolicy:
         """End of a stream (or of a face): commit everything read so far; later windows start afresh."""
         raise NotImplementedError
 
-    def clear(self) -> None:
-        """Forget the transcript (the user pressed c)."""
-        self.__post_init__()
-
 
 def make_policy(vocabulary: Vocabulary, options: PolicyOptions = PolicyOptions()) -> CaptionPolicy:
     kinds = {"pause": PausePolicy, "right-context": RightContextPolicy, "local-agreement": LocalAgreementPolicy}
@@ -130,9 +122,9 @@ class RightContextPolicy(CaptionPolicy):
             return
         logp = np.stack(self._frozen)
         hyp = self._decode(logp)
-        if not hyp.words:
-            if final:
-                self._frozen, self._times = [], []
+        if not hyp.words:  # silence: drop it but for its last frames, which may begin a word
+            drop = len(logp) if final else max(0, len(logp) - self.options.pause)
+            self._frozen, self._times = self._frozen[drop:], self._times[drop:]
             return
         best, quiet = self._quiet(logp)
         done: list[Word] = list(hyp.words) if final else []
@@ -252,7 +244,9 @@ class PausePolicy(CaptionPolicy):
                 old = [w for w in timed[:-1] if w.end < middle]
                 if old:
                     self.words.extend(old)
-                    self._start = old[-1].end + 1e-6
+                    # The next window starts on the frame after the last committed word, so a window
+                    # that begins later than `_start` has again slid past the phrase's start.
+                    self._start = float(times[np.searchsorted(times, old[-1].end, side="right")])
                     timed = timed[len(old):]
         self._pending = timed
         self._tail = CaptionState(now, self.committed, " ".join(w.text for w in timed))

@@ -172,7 +172,6 @@ class Resampler:
         self.max_gap = max_gap  # a longer stall is skipped, not filled with copies of one frame
         self.next_t: float | None = None
         self.previous: Frame | None = None
-        self.count = 0
 
     def push(self, frame: Frame) -> list[Frame]:
         if self.next_t is None or frame.t - self.next_t > self.max_gap:
@@ -183,7 +182,6 @@ class Resampler:
             nearest = self.previous if self.previous is not None and \
                 due - self.previous.t < frame.t - due else frame
             out.append(Frame(nearest.image, due, nearest.index, nearest.captured, nearest.read_ms))
-            self.count += 1
             self.next_t += self.period
         self.previous = frame
         return out

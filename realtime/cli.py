@@ -41,3 +41,19 @@ def positive(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
     return value
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a share, from 0 to 1."""
+    value = _number(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {text}")
+    return value
+
+
+def fraction_below_one(text: str) -> float:
+    """An argparse type: a rate or momentum, from 0 up to but not 1."""
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 up to but not 1, not {text}")
+    return value

@@ -75,13 +75,8 @@ class LivePipeline:
         changed = False
         if track.crop is None:
             if self.backend.count and frame.t - self.last_face > self.options.lost_face_seconds:
-                # The face is gone: what is stable is committed, and the next face starts a fresh stream.
                 t0 = time.perf_counter()
-                changed = self._set(self.policy.flush(frame.t))
-                self.backend.reset()
-                self.times.clear()
-                self.moving.clear()
-                self.moving_lips.reset()
+                changed = self.restart(frame.t)  # the face is gone
                 stages["captions"] = (time.perf_counter() - t0) * 1e3
         else:
             self.last_face = frame.t
@@ -89,27 +84,48 @@ class LivePipeline:
             self.backend.push(track.crop)
             self.times.append(frame.t)
             self.moving.append(self.moving_lips(track.lips))
-            t1 = time.perf_counter()
-            stages["front_end"] = (t1 - t0) * 1e3
+            stages["front_end"] = (time.perf_counter() - t0) * 1e3
             if self.backend.count % self.options.hop == 0:
-                times = np.fromiter(self.times, float)
-                first = int(np.searchsorted(times, self.policy.window_start()))
-                first = min(first, len(times) - 1)
-                logp = self.backend.logp(first)
-                t2 = time.perf_counter()
-                moving = np.fromiter(self.moving, bool)[first:]
-                changed = self._set(self.policy.update(logp, times[first:], moving))
-                stages["back_end"] = (t2 - t1) * 1e3
-                stages["captions"] = (time.perf_counter() - t2) * 1e3
+                changed, stages["back_end"], stages["captions"] = self._read()
         done = time.perf_counter()
         stages["total"] = (done - started) * 1e3 + frame.read_ms
         no_face = track.crop is None and frame.t - self.last_face > self.options.lost_face_seconds
         latency = (time.monotonic() - frame.captured) * 1e3
         return StepResult(frame, track, self.caption, changed, no_face, stages, latency)
 
-    def finish(self, t: float | None = None) -> CaptionState:
-        """End of stream: everything read is committed."""
+    def _read(self) -> tuple[bool, float, float]:
+        """The back end over the policy's window and the policy's update: whether the caption
+        changed, and the ms each took."""
+        t0 = time.perf_counter()
+        times = np.fromiter(self.times, float)
+        first = min(int(np.searchsorted(times, self.policy.window_start())), len(times) - 1)
+        logp = self.backend.logp(first)
+        t1 = time.perf_counter()
+        changed = self._set(self.policy.update(logp, times[first:], np.fromiter(self.moving, bool)[first:]))
+        return changed, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
+
+    def _read_the_rest(self) -> None:
+        """Read the frames that came after the last read (with --hop above 1) before a flush."""
+        if self.backend.count % self.options.hop:
+            self._read()
+
+    def restart(self, t: float) -> bool:
+        """Commit everything read and start a fresh stream: the face was lost, or the user paused, so
+        the next frames do not continue these (a window across the gap would read one phrase).
+        Returns whether the caption changed."""
+        before = self.caption
+        self._read_the_rest()
         self._set(self.policy.flush(t))
+        self.backend.reset()
+        self.times.clear()
+        self.moving.clear()
+        self.moving_lips.reset()
+        return (self.caption.committed, self.caption.tentative) != (before.committed, before.tentative)
+
+    def finish(self) -> CaptionState:
+        """End of stream: everything read is committed."""
+        self._read_the_rest()
+        self._set(self.policy.flush())
         return self.caption
 
 
@@ -121,13 +137,16 @@ def _timestamp(seconds: float, separator: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
 
 
-def subtitles(policy: CaptionPolicy, kind: str, words_per_cue: int = 6) -> str:
+WORDS_PER_CUE = 6
+
+
+def subtitles(policy: CaptionPolicy, kind: str) -> str:
     """SRT or WebVTT cues of the committed words, at their read times."""
     sep = "," if kind == "srt" else "."
     lines = [] if kind == "srt" else ["WEBVTT", ""]
     words = policy.words
-    for n, i in enumerate(range(0, len(words), words_per_cue), start=1):
-        cue = words[i:i + words_per_cue]
+    for n, i in enumerate(range(0, len(words), WORDS_PER_CUE), start=1):
+        cue = words[i:i + WORDS_PER_CUE]
         start, end = cue[0].start, max(cue[-1].end, cue[0].start) + 0.2
         if kind == "srt":
             lines.append(str(n))

@@ -83,6 +83,7 @@ class RecordOptions:
 class Take:
     images: list[np.ndarray]  # BGR frames at GRID_FPS
     audio: np.ndarray  # the sound under them, float32: len(images) / GRID_FPS seconds, or less if it stopped
+    lost_sound: bool = False  # the audio device dropped samples: the sound no longer lines up with the frames
 
 
 @dataclass(frozen=True)
@@ -172,11 +173,13 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None]) -> 
     if not frames:
         raise CaptureError(source.error or f"no frames from {options.source}")
     start, n = round(frames[0].t * options.rate), round(len(frames) * options.rate / GRID_FPS)
-    return Take([f.image for f in frames], recording.samples()[start:start + n])
+    return Take([f.image for f in frames], recording.samples()[start:start + n], recording.overflows > 0)
 
 
 def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions) -> Cut | str:
     """The clip to keep — the spoken span with `margin` each side — or why there is none."""
+    if take.lost_sound:
+        return "the audio device lost sound (its timing no longer matches the video)"
     if all(t.crop is None for t in tracks):
         return "no face"
     if options.silent:

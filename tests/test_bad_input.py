@@ -89,8 +89,12 @@ def test_a_run_folder_under_a_file_is_one_line(small_cache: Path, not_a_file: Pa
 
 def test_a_validation_split_of_every_clip_is_refused(small_cache: Path, tmp_path: Path,
                                                      capsys: pytest.CaptureFixture):
-    assert train_main(["--cache", str(small_cache), "--out", str(tmp_path / "run"), "--val-fraction", "1"]) == 2
-    one_line_error(capsys, "--val-fraction must be in [0, 1)")
+    with pytest.raises(SystemExit) as refused:  # argparse's usage line and one error line
+        train_main(["--cache", str(small_cache), "--out", str(tmp_path / "run"), "--val-fraction", "1"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].endswith("argument --val-fraction: must be from 0 up to but not 1, not 1")
+    assert "Traceback" not in err and not (tmp_path / "run").exists()
 
 
 def test_a_file_that_is_not_a_keras_model_is_named(not_a_file: Path, tmp_path: Path):

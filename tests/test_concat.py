@@ -28,6 +28,29 @@ def test_clips_join_into_one_video_with_shifted_word_times(grid_subset, tmp_path
     joined = read_align(out.with_suffix(".align"))
     assert [t.word for t in joined] == [t.word for t in first + second]
     assert [t.start for t in joined[len(first):]] == pytest.approx([t.start + 75 for t in second])
+    assert sorted(p.name for p in out.parent.iterdir()) == ["stream.align", "stream.mp4"]  # no partial file left
+
+
+def test_an_interrupted_run_leaves_the_earlier_video_whole(grid_subset, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    """Ctrl-C after the first clip of a second run: the first run's video is untouched."""
+    import training.concat
+
+    grid, out = grid_subset(("bbaf2n", "bbaf3s")), tmp_path / "stream.mp4"
+    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    real, calls = training.concat.append_video, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training.concat, "append_video", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"])
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
 def test_an_unwritable_output_is_one_line_and_exit_2(grid_subset, tmp_path: Path, capsys: pytest.CaptureFixture):

@@ -10,6 +10,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import jiwer
 import numpy as np
 import onnx
@@ -237,3 +238,33 @@ def test_fp16_variant_streams_like_the_fp32_model(val_clips, tmp_path: Path):
                                  (half.window_logp(clip), full.window_logp(clip))):
         np.testing.assert_allclose(np.exp(logp_half), np.exp(logp_full), atol=1e-2)
         assert greedy(logp_half, full.spec.vocabulary).text == greedy(logp_full, full.spec.vocabulary).text
+
+
+def test_a_new_export_removes_variants_it_did_not_make_again(exported: Export, tiny_run, small_cache: Path,
+                                                             tmp_path: Path):
+    """An int8 family left by an earlier export would no longer match the new model (and the runtime
+    would pick it up), so an export without --int8 removes it."""
+    from export.variants import family
+
+    out = tmp_path / exported.path.name
+    for old, stale in zip(family(exported.path), family(out, "int8")):
+        shutil.copy(old, stale)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert export_main(["--model", str(tiny_run.model), "--out", str(out), "--cache", str(small_cache)]) == 0
+    assert all(p.is_file() for p in family(out))
+    for stale in family(out, "int8"):
+        assert not stale.exists() and f"removed {stale}" in printed.getvalue()
+
+
+def test_evaluate_refuses_a_cache_cut_with_another_crop(tiny_run, small_cache: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture):
+    """Crops of the same size but of more of the face would give figures that mean nothing."""
+    other = tmp_path / "other.h5"
+    shutil.copy(small_cache, other)
+    with h5py.File(other, "a") as f:
+        crop = json.loads(f.attrs["crop"])
+        f.attrs["crop"] = json.dumps({**crop, "face_width": crop["face_width"] + 0.2})
+    assert evaluate_main(["--model", str(tiny_run.model), "--data", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "another crop" in err and err.count("\n") == 1

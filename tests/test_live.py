@@ -81,6 +81,15 @@ def test_streaming_transcript_matches_offline_decode(model: OnnxModel, tmp_path:
     assert streamed == refs
 
 
+def test_frames_after_the_last_update_are_read_before_the_end(tmp_path: Path) -> None:
+    """With --hop 40 the captions update at frames 40 and 80 only; the frames after the last update
+    (the end of the sentence) are still read before the final flush."""
+    sparse = run_headless(tmp_path, clip(CLIPS[0]), "--hop", "40")
+    every_frame = run_headless(tmp_path, clip(CLIPS[0]))
+    assert sparse[0] == every_frame[0] == 0
+    assert sparse[1][-1]["text"] == every_frame[1][-1]["text"] != ""
+
+
 def test_subtitles_hold_the_committed_words(tmp_path: Path) -> None:
     srt, vtt = tmp_path / "out.srt", tmp_path / "out.vtt"
     code, lines = run_headless(tmp_path, clip(CLIPS[0]), "--srt", str(srt), "--vtt", str(vtt))
@@ -220,16 +229,21 @@ def test_stop_request_keeps_the_transcript(tmp_path: Path) -> None:
     video = write_video(tmp_path / "long.avi", frames, 25.0, "MJPG")  # 9 s, paced: still running when stopped
     out, srt = tmp_path / "captions.jsonl", tmp_path / "out.srt"
     process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--headless",
-                                "--jsonl", str(out), "--srt", str(srt)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-        if "first frame processed" in line:
-            break
-    time.sleep(4.0)  # the first sentence (3 s) is read
+                                "--jsonl", str(out), "--srt", str(srt)], cwd=ROOT, stderr=subprocess.DEVNULL)
+
+    def committed() -> str:
+        lines = out.read_text().splitlines() if out.exists() else []
+        return json.loads(lines[-1])["committed"] if lines else ""
+
+    deadline = time.monotonic() + 60
+    while not committed() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)  # until the first sentence is read and committed
+    before = committed()
     process.send_signal(signal.SIGTERM)
     process.communicate(timeout=60)
     assert process.returncode == run_live.EXIT_INTERRUPTED
     final = json.loads(out.read_text().splitlines()[-1])
-    assert final["final"] is True and final["text"]
+    assert final["final"] is True and before and final["text"].startswith(before)
     assert final["text"].split()[0] in srt.read_text()
 
 

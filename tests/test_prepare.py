@@ -112,6 +112,30 @@ def test_rerun_keeps_finished_clips(prepared: PreparedRun, tmp_path: Path):
             np.testing.assert_array_equal(after[f"clips/s1/{name}/mouth"], before[f"clips/s1/{name}/mouth"])
 
 
+def test_an_interrupted_rerun_leaves_the_cache_as_it_was(prepared: PreparedRun, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    """Ctrl-C while a rerun adds a clip: FILE.h5 is still there, unchanged, and the next run resumes."""
+    import training.prepare
+
+    out = tmp_path / "s1.h5"
+    shutil.copy(prepared.out, out)
+    with h5py.File(out, "a") as f:
+        del f["clips/s1/bbaf3s"]
+    before = out.read_bytes()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.prepare, "write_clip", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_prepare(prepared.grid, out)
+    assert out.read_bytes() == before
+    monkeypatch.undo()
+    run_prepare(prepared.grid, out)
+    with h5py.File(out, "r") as f:
+        assert f["clips/s1/bbaf3s"].attrs["complete"]
+
+
 def test_the_cache_folder_is_made_when_missing(grid_subset, tmp_path: Path):
     """The README's first command writes cache/s1.h5 in a fresh clone, where cache/ does not exist yet."""
     out = tmp_path / "cache" / "nested" / "s1.h5"

@@ -373,3 +373,27 @@ def test_read_audio_errors_are_one_line(tmp_path: Path):
     (tmp_path / "x.mp4").write_text("not a video\n")
     with pytest.raises(AudioError, match="cannot read"):
         read_audio(tmp_path / "x.mp4")
+
+
+def test_a_take_whose_sound_was_dropped_is_not_saved(grid_s1: Path):
+    """A real GRID take is kept; the same take, had the audio device reported lost samples, is not:
+    its sound would no longer line up with its frames."""
+    from realtime.audio import read_audio
+    from realtime.record import GRID_FPS, Take, cut_take
+    from realtime.tracker import MouthTracker, TrackerOptions
+
+    video = grid_s1 / "video" / "bbaf2n.mp4"
+    capture = cv2.VideoCapture(str(video))
+    images = []
+    while True:
+        ok, image = capture.read()
+        if not ok:
+            break
+        images.append(image)
+    capture.release()
+    options = RecordOptions(out=Path("unused"))
+    take = Take(images, read_audio(video, options.rate))
+    with MouthTracker(TrackerOptions(max_faces=1)) as tracker:
+        tracks = [tracker.process(image, k / GRID_FPS) for k, image in enumerate(images)]
+    assert not isinstance(cut_take(take, tracks, options), str)
+    assert "lost sound" in cut_take(replace(take, lost_sound=True), tracks, options)

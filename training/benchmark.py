@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.cli import at_least
 from realtime.crop import CropSpec
 from training.augment import CachedClip
 
@@ -61,11 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.benchmark", description=__doc__.split("\n")[0])
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--configs", nargs="+", default=["lite", "wide", "lipnet"])
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=20, help="steps counted per configuration")
+    parser.add_argument("--batch-size", type=at_least(1), default=16)
+    parser.add_argument("--steps", type=at_least(1), default=20, help="steps counted per configuration")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.steps < 1:
-        parser.error("--batch-size and --steps must be at least 1")
     from training.dataset import VAL_FRACTION, load_clips, split
     from training.train import check_inputs
 

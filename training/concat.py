@@ -17,33 +17,42 @@ import cv2
 import numpy as np
 
 from realtime.cli import at_least, non_negative
-from realtime.files import make_folder_for
+from realtime.files import make_folder_for, write_text
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, find_clips, read_align
 
 
 class Mp4Writer:
-    """An mp4 file opened at its first frame's size."""
+    """An mp4 file opened at its first frame's size. It is written under a hidden partial name and
+    moved into place when closed, so a failed or interrupted run leaves an earlier file whole."""
 
     def __init__(self, path: Path, fps: float):
         self.path, self.fps = path, fps
+        self.partial = path.with_name(f".{path.stem}.partial{path.suffix}")
         self.writer: cv2.VideoWriter | None = None
 
     def write(self, image: np.ndarray) -> None:
         if self.writer is None:
             h, w = image.shape[:2]
             make_folder_for(self.path)
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
             if not self.writer.isOpened():  # OpenCV fails silently: every frame would be lost
                 raise OSError(f"cannot write a video to {self.path}")
         self.writer.write(image)
 
     def close(self) -> bool:
-        """Finish the file; False when no frame was written (and no file was made)."""
+        """Finish the file and move it into place; False when no frame was written (no file made)."""
         if self.writer is None:
             return False
         self.writer.release()
+        self.partial.replace(self.path)
         return True
+
+    def discard(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+            self.writer = None
+        self.partial.unlink(missing_ok=True)
 
 
 def video_fps(path: Path) -> float:
@@ -77,22 +86,26 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
         raise ValueError(f"no aligned clips under {grid} for split {split!r}")
     fps = video_fps(clips[0].video)
     writer, frames, lines, used = Mp4Writer(out, fps), 0, [], 0
-    for clip in clips:
-        start = frames
-        frames += append_video(clip.video, writer)
-        if frames == start:  # unreadable: its words would stand in the align file with no frames
-            print(f"skipped {clip.speaker}/{clip.name}: unreadable video", file=sys.stderr)
-            continue
-        for token in read_align(clip.align):
-            s = min(start + token.start, frames)
-            e = min(start + token.end, frames)
-            lines.append(f"{round(s * ALIGN_UNITS_PER_FRAME)} {round(e * ALIGN_UNITS_PER_FRAME)} {token.word}")
-        used += 1
-        if seconds and frames >= seconds * fps:
-            break
+    try:
+        for clip in clips:
+            start = frames
+            frames += append_video(clip.video, writer)
+            if frames == start:  # unreadable: its words would stand in the align file with no frames
+                print(f"skipped {clip.speaker}/{clip.name}: unreadable video", file=sys.stderr)
+                continue
+            for token in read_align(clip.align):
+                s = min(start + token.start, frames)
+                e = min(start + token.end, frames)
+                lines.append(f"{round(s * ALIGN_UNITS_PER_FRAME)} {round(e * ALIGN_UNITS_PER_FRAME)} {token.word}")
+            used += 1
+            if seconds and frames >= seconds * fps:
+                break
+    except BaseException:
+        writer.discard()
+        raise
     if not writer.close():
         raise ValueError(f"none of the {len(clips)} clips under {grid} could be read")
-    out.with_suffix(".align").write_text("\n".join(lines) + "\n")
+    write_text(out.with_suffix(".align"), "\n".join(lines) + "\n")
     return used, frames
 
 

@@ -28,6 +28,19 @@ def read_crop_spec(cache: Path) -> CropSpec:
         return CropSpec(**json.loads(f.attrs["crop"]))
 
 
+def read_fps(cache: Path) -> float:
+    """The frame rate of the cache's clips, which a model trained on them reads at (its spec's fps)."""
+    with open_cache(cache) as f:
+        rates = {round(float(g.attrs["fps"]), 2) for group in f.get("clips", {}).values() for g in group.values()
+                 if g.attrs.get("complete", False)}
+    if len(rates) > 1:
+        raise ValueError(f"{cache} holds clips at several frame rates ({', '.join(map(str, sorted(rates)))} fps): "
+                         "a model reads one; cache each rate apart")
+    if not rates:
+        raise ValueError(f"{cache} holds no complete clips")
+    return rates.pop()
+
+
 def load_clips(cache: Path) -> list[CachedClip]:
     """Every complete clip in the cache, in memory (uint8 crops: about 1 GB for 900 GRID clips)."""
     clips = []

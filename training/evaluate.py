@@ -1,9 +1,10 @@
 """Character and word error rates of a model on GRID clips or a cache.
 
     python -m training.evaluate --model PATH.keras|PATH.onnx --data DIR_OR_CACHE
-        [--decoder greedy|beam|grammar] [--split all|val|train] [--json]
+        [--decoder greedy|beam|grammar] [--beam-width N] [--split all|val|train] [--json]
 
-A GRID folder is prepared with the same crop as training and live captioning; a cache is read as is.
+A GRID folder is prepared with the same crop as training and live captioning; a cache is read as is,
+and only when it was cut with the model's crop.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
+from realtime.cli import at_least
 from realtime.decode import DECODERS, Grammar, decode
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
-from training.dataset import VAL_FRACTION, is_validation, load_clips, predict_clips
+from training.dataset import VAL_FRACTION, is_validation, load_clips, predict_clips, read_crop_spec
 
 
 
@@ -80,11 +82,13 @@ class Predictor:
         return predict_clips(lambda x: np.asarray(self.keras.predict_on_batch(x)), clips)
 
 
-def evaluate(predictor: Predictor, clips: list[CachedClip], decoder: str = "greedy") -> Evaluation:
-    """Error rates over whole clips; the grammar decoder reads each clip as one whole GRID sentence."""
+def evaluate(predictor: Predictor, clips: list[CachedClip], decoder: str = "greedy",
+             width: int | None = None) -> Evaluation:
+    """Error rates over whole clips; the grammar decoder reads each clip as one whole GRID sentence.
+    `width`: the beam's, None for the decoder's default."""
     refs = [c.text for c in clips]
     sentence = Grammar(cyclic=False)
-    hyps = [decode(lp, decoder, predictor.spec.vocabulary, grammar=sentence).text for lp in predictor.logp(clips)]
+    hyps = [decode(lp, decoder, predictor.spec.vocabulary, width, sentence).text for lp in predictor.logp(clips)]
     return Evaluation(float(jiwer.cer(refs, hyps)), float(jiwer.wer(refs, hyps)),
                       tuple(c.key for c in clips), tuple(refs), tuple(hyps))
 
@@ -94,10 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True, help="a GRID folder or an HDF5 cache")
     parser.add_argument("--decoder", choices=DECODERS, default="greedy")
+    parser.add_argument("--beam-width", type=at_least(1), help="beam and grammar decoders (default 8 and 32)")
     parser.add_argument("--split", choices=("all", "val", "train"), default="all",
                         help=f"clips of the training run's deterministic split ({VAL_FRACTION:g} validation)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     try:
         if not args.model.is_file():
@@ -107,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.data.is_dir():
             clips, skipped = clips_from_folder(args.data, predictor.spec, args.workers)
         elif args.data.is_file():
+            crop = read_crop_spec(args.data)
+            if crop != predictor.spec.crop:  # same size or not, other pixels: the figures would mean nothing
+                raise ValueError(f"{args.data} was cut with another crop than the model reads ({crop} against "
+                                 f"{predictor.spec.crop}); evaluate on the GRID folder or a cache of its crop")
             clips = load_clips(args.data)
         else:
             raise FileNotFoundError(f"no GRID folder or cache at {args.data}")
@@ -114,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             clips = [c for c in clips if is_validation(c.key, VAL_FRACTION) == (args.split == "val")]
         if not clips:
             raise ValueError("no clips to evaluate")
-        result = evaluate(predictor, clips, args.decoder)
+        result = evaluate(predictor, clips, args.decoder, args.beam_width)
     except Exception as e:  # one line for the user, whatever failed to load
         print(f"error: {e}", file=sys.stderr)
         return 2

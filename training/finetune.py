@@ -15,19 +15,22 @@ import json
 import sys
 from pathlib import Path
 
+from realtime.cli import at_least, fraction_below_one, positive
+from realtime.files import write_text
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.finetune", description=__doc__.split("\n")[0])
     parser.add_argument("--base", type=Path, required=True, help="the model to start from (.keras)")
     parser.add_argument("--data", type=Path, required=True, help="a folder of recorded clips (GRID layout)")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=20, help="steps per epoch (a person records few clips)")
+    parser.add_argument("--epochs", type=at_least(1), default=8)
+    parser.add_argument("--lr", type=positive, default=1e-3)
+    parser.add_argument("--batch-size", type=at_least(1), default=8)
+    parser.add_argument("--steps", type=at_least(1), default=20, help="steps per epoch (a person records few clips)")
     parser.add_argument("--freeze-front-end", action="store_true")
-    parser.add_argument("--val-fraction", type=float, default=0.2)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--val-fraction", type=fraction_below_one, default=0.2)
+    parser.add_argument("--workers", type=at_least(1), default=2)
     args = parser.parse_args(argv)
 
     from export.__main__ import main as export_main
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = {"held_out": len(held_out), "trained_on": len(train_clips),
               "before": {"cer": before.cer, "wer": before.wer}, "after": {"cer": after.cer, "wer": after.wer}}
-    (args.out / "finetune.json").write_text(json.dumps(report, indent=1))
+    write_text(args.out / "finetune.json", json.dumps(report, indent=1))
     print(f"held-out clips: {len(held_out)}; CER {before.cer:.4f} -> {after.cer:.4f}, "
           f"WER {before.wer:.4f} -> {after.wer:.4f}")
     return code

@@ -8,8 +8,9 @@ Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame 
 `text`, `fps`, `source`, and `silent` on a clip without sound, whose sound is not looked for again.
 The file's attribute `crop` records the crop spec, and `speech` the speech features' format: features
 of another format, and the `silent` marks, are made again (as is a clip whose sound could not be read
-this time). Work goes to FILE.h5.partial, renamed when every clip is done, so a FILE.h5 is always
-complete; an interrupted run resumes from the partial file.
+this time). Work goes to FILE.h5.partial (a copy of FILE.h5 when adding to one), which replaces
+FILE.h5 when every clip is done: a FILE.h5 is always complete, and stays while a rerun adds to it; an
+interrupted run resumes from the partial file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import shutil
 import sys
 from dataclasses import asdict, dataclass
 from multiprocessing.pool import Pool
@@ -219,8 +221,8 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
             stored = json.loads(f.attrs.get("crop", "null"))
         if stored is not None and stored != asdict(spec):
             raise ValueError(f"{out} was made with another crop ({stored}); use a new --out")
-    if out.exists() and not partial.exists():
-        out.rename(partial)
+    if out.exists() and not partial.exists():  # a copy: the cache stays usable while more is added
+        shutil.copyfile(out, partial)
     make_folder_for(out)
     skipped: list[tuple[Clip, str]] = []
     with h5py.File(partial, "a") as f:
@@ -245,7 +247,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         partial.unlink()
         why = f", e.g. {skipped[0][0].name}: {skipped[0][1]}" if skipped else ""
         raise ValueError(f"no usable clip under {grid} ({len(skipped)} skipped{why}): no cache written")
-    partial.rename(out)
+    partial.replace(out)
     return skipped
 
 

@@ -43,13 +43,14 @@ def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
         speaker = out / f"{clip.speaker}x"
         (speaker / "video").mkdir(parents=True, exist_ok=True)
         (speaker / "align").mkdir(parents=True, exist_ok=True)
-        target = speaker / "video" / f"{clip.name}.mp4"
-        partial = target.with_name(f".{target.stem}.partial.mp4")  # renamed once complete
-        writer = Mp4Writer(partial, video_fps(clip.video))
-        append_video(clip.video, writer, restyle)
+        writer = Mp4Writer(speaker / "video" / f"{clip.name}.mp4", video_fps(clip.video))
+        try:
+            append_video(clip.video, writer, restyle)
+        except BaseException:
+            writer.discard()
+            raise
         if not writer.close():
             raise ValueError(f"{clip.video} has no readable frames")
-        partial.replace(target)
         shutil.copy(clip.align, speaker / "align" / f"{clip.name}.align")
     return len(clips)
 

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.cli import at_least, non_negative, positive
-from realtime.files import make_folder_for
+from realtime.cli import at_least, fraction, fraction_below_one, non_negative, positive
+from realtime.files import make_folder_for, write_text
 from training.dataset import VAL_FRACTION
 
 if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
@@ -149,21 +149,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--config", default="lite")
-    parser.add_argument("--dropout", type=float, help="dropout after each recurrent layer (default: the config's)")
-    parser.add_argument("--spatial-dropout", type=float,
+    parser.add_argument("--dropout", type=fraction_below_one,
+                        help="dropout after each recurrent layer (default: the config's)")
+    parser.add_argument("--spatial-dropout", type=fraction_below_one,
                         help="channel dropout after each convolution block (default: the config's)")
     parser.add_argument("--epochs", type=at_least(1), default=60)
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last state")
     parser.add_argument("--batch-size", type=at_least(1), default=16)
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.0,
+    parser.add_argument("--lr", type=positive, default=2e-3)
+    parser.add_argument("--weight-decay", type=non_negative, default=0.0,
                         help="decoupled weight decay per unit learning rate (0: off)")
-    parser.add_argument("--ema", type=float, default=0.0,
+    parser.add_argument("--ema", type=fraction_below_one, default=0.0,
                         help="validate and keep the moving average of the weights, with this momentum per "
                              "step, e.g. 0.998 (0: off)")
-    parser.add_argument("--val-fraction", type=float, default=VAL_FRACTION)
-    parser.add_argument("--aux-weight", type=float, default=0.5, help="per-frame word loss weight (0: off)")
-    parser.add_argument("--speech-weight", type=float, default=0.0,
+    parser.add_argument("--val-fraction", type=fraction_below_one, default=VAL_FRACTION)
+    parser.add_argument("--aux-weight", type=non_negative, default=0.5, help="per-frame word loss weight (0: off)")
+    parser.add_argument("--speech-weight", type=non_negative, default=0.0,
                         help="weight of predicting the sound from the lips (0: off): training.speech")
     parser.add_argument("--confidence-penalty", type=non_negative, default=0.0,
                         help="weight of the CTC output's entropy per frame, subtracted from the loss (0: off; "
@@ -173,22 +174,23 @@ def main(argv: list[str] | None = None) -> int:
                              "word away, by CTC likelihood (0: off; training.losses.CTCLoss)")
     parser.add_argument("--sequence-scale", type=positive, default=1.0,
                         help="scale of the CTC log-likelihoods in that cross-entropy: below 1 demands a margin")
-    parser.add_argument("--char-weight", type=float, default=1.0,
+    parser.add_argument("--char-weight", type=non_negative, default=1.0,
                         help="per-frame character loss weight on the CTC head (0: off)")
     parser.add_argument("--curriculum-epochs", type=at_least(0), default=0,
                         help="epochs of mostly short samples first (measured slower than none: README)")
-    parser.add_argument("--stream-share", type=float, default=0.35,
+    parser.add_argument("--stream-share", type=fraction, default=0.35,
                         help="share of windows cut across concatenated clips, after the curriculum")
-    parser.add_argument("--splice", type=float, default=0.0,
+    parser.add_argument("--splice", type=fraction, default=0.0,
                         help="share of whole-sentence samples spliced from the words of several clips (0: off)")
     parser.add_argument("--augment", choices=("webcam", "lipnet"), default="webcam",
                         help="lipnet: flip and frame jitter only, without speed, affine and colour jitter")
     parser.add_argument("--time-mask", type=at_least(0), default=0,
                         help="time masking: per second, up to this many frames replaced by the mean frame")
-    parser.add_argument("--max-window", type=int, default=90, help="longest stream window, frames")
+    parser.add_argument("--max-window", type=at_least(30), default=90,
+                        help="longest stream window, frames (the shortest is 30)")
     parser.add_argument("--char-target", choices=("spread", "silence"), default="spread",
                         help="per-frame character target (training.augment.CachedClip.frame_chars)")
-    parser.add_argument("--min-visible", type=float, default=0.5,
+    parser.add_argument("--min-visible", type=fraction, default=0.5,
                         help="a word a window cuts counts in its text when this share of it is in the window")
     parser.add_argument("--patience", type=at_least(1), default=12, help="early stopping on validation CER")
     parser.add_argument("--steps", type=at_least(0), default=0, help="steps per epoch (default: one pass of clips)")
@@ -220,7 +222,7 @@ def check_inputs(config: str, cache: Path) -> CropSpec:
 def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     """Run or resume the training `args` ask for; `defaults` are the options' defaults, which a resumed
     run takes for an option its folder's args.json predates."""
-    from training.dataset import SampleMix, load_clips, predict_clips, split, tf_dataset
+    from training.dataset import SampleMix, load_clips, predict_clips, read_fps, split, tf_dataset
     from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, save
 
     crop = check_inputs(args.config, args.cache)
@@ -228,14 +230,6 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     state_path = run / "state.json"
     if state_path.exists() and not args.resume:
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
-    if args.weight_decay < 0:
-        raise ValueError(f"--weight-decay must be 0 or more, not {args.weight_decay}")
-    if not 0 <= args.splice <= 1:
-        raise ValueError(f"--splice must be in [0, 1], not {args.splice}")
-    if not 0 <= args.val_fraction < 1:
-        raise ValueError(f"--val-fraction must be in [0, 1), not {args.val_fraction}")
-    if not 0 <= args.ema < 1:
-        raise ValueError(f"--ema must be in [0, 1), not {args.ema}")
     if args.resume and not state_path.exists():
         raise ValueError(f"nothing to resume in {run}")
     state = json.loads(state_path.read_text()) if args.resume else {"epoch": 0, "best_cer": None}
@@ -249,8 +243,8 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
         for key in _RECIPE:
             setattr(args, key, began.get(key, defaults[key]))
     else:
-        recipe.write_text(json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                                     indent=1))
+        write_text(recipe, json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+                                      indent=1))
 
     _configure_devices(args.strategy, args.logical_cpus)
     import keras
@@ -273,13 +267,14 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
         raise ValueError(f"no training clips: all {len(clips)} clips of {args.cache} are in the validation split")
     if not val_clips:
         val_clips = train_clips[-1:]
-    (run / "split.json").write_text(json.dumps({"fraction": args.val_fraction, "validation": [c.key for c in val_clips],
-                                                "train": len(train_clips)}, indent=1))
+    write_text(run / "split.json", json.dumps({"fraction": args.val_fraction,
+                                               "validation": [c.key for c in val_clips], "train": len(train_clips)},
+                                              indent=1))
     vocabulary = Vocabulary()
     overrides = {"dropout": args.dropout, "spatial_dropout": args.spatial_dropout}
     config = replace(CONFIGS[args.config], **{k: v for k, v in overrides.items() if v is not None})
-    base_spec = ModelSpec(vocabulary=vocabulary, crop=crop, context=context_frames(config), config=config.name,
-                          version=_version())
+    base_spec = ModelSpec(vocabulary=vocabulary, fps=read_fps(args.cache), crop=crop, context=context_frames(config),
+                          config=config.name, version=_version())
     print(f"{len(train_clips)} training clips, {len(val_clips)} validation clips", file=sys.stderr)
 
     strategy = _strategy(args.strategy)
@@ -306,7 +301,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     speech_dims = model.get_layer("speech").units if "speech" in model.output_names else 0  # as the run began
     sampler = Sampler(train_clips, augment, seed=args.seed + state["epoch"], vocabulary=vocabulary,
                       speech_dims=speech_dims)
-    mix = SampleMix(args.curriculum_epochs, args.stream_share, (30, max(30, args.max_window)), args.splice)
+    mix = SampleMix(args.curriculum_epochs, args.stream_share, (30, args.max_window), args.splice)
     data = tf_dataset(sampler, args.batch_size, steps, lambda: epoch_box["epoch"], mix,
                       vocabulary, (crop.height, crop.width, crop.channels), with_rivals=args.sequence_weight > 0)
     runtime_model = inference_model(model)
@@ -331,7 +326,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
             logs.update(val_cer=cer, val_wer=wer, epoch_seconds=time.perf_counter() - self.started)
             save(self.model, run / "last.keras", base_spec)
             state["epoch"] = epoch + 1
-            state_path.write_text(json.dumps(state, indent=1))
+            write_text(state_path, json.dumps(state, indent=1))
             print(f"\nepoch {epoch + 1}: val CER {cer:.4f} WER {wer:.4f} (best {state['best_cer']:.4f});"
                   f" e.g. {hyps[0]!r} for {val_clips[0].text!r}", file=sys.stderr)
 
