@@ -25,7 +25,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import PROVIDERS
     from realtime.captions import POLICIES
     from realtime.cli import at_least
-    from realtime.decode import DECODERS
+    from realtime.decode import BEAM_WIDTH, DECODERS
 
     p = argparse.ArgumentParser(prog="run_live.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__[__doc__.index("Keys"):])
@@ -33,7 +33,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="lipstream ONNX model (default: bundled)")
     p.add_argument("--provider", choices=PROVIDERS, default="auto", help="ONNX Runtime device (default: auto)")
     p.add_argument("--decoder", choices=DECODERS, default="greedy")
-    p.add_argument("--beam-width", type=at_least(1), help="beam and grammar decoders (default 8 and 32)")
+    p.add_argument("--beam-width", type=at_least(1), metavar="N",
+                   help=f"the beam and grammar decoders' width (default {BEAM_WIDTH['beam']} and "
+                        f"{BEAM_WIDTH['grammar']})")
     p.add_argument("--headless", action="store_true", help="no window")
     p.add_argument("--jsonl", help="write caption changes as JSON lines to PATH, or - for stdout")
     p.add_argument("--srt", type=Path, help="write the committed words as SRT subtitles")
@@ -127,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         out = JsonLines(open(args.jsonl, "w", encoding="utf-8"))
 
     resampler = Resampler(model.spec.fps)
-    code, paused, step = EXIT_OK, False, None
-    first = True
+    code, paused, step, first = EXIT_OK, False, None, True
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
     signal.signal(signal.SIGTERM, _interrupt)
@@ -158,8 +159,10 @@ def main(argv: list[str] | None = None) -> int:
                             step = replace(step, caption=pipeline.caption)
                             if out:
                                 out.caption(step.caption)
+                        log("paused (space resumes)" if paused else "resumed")
                     elif key == ord("c"):
                         hidden = len(pipeline.policy.words)
+                        log("screen cleared (the transcript keeps every word)")
                     elif key == ord("s"):
                         path = Path(f"lipstream-transcript-{time.strftime('%Y%m%d-%H%M%S')}.txt")
                         try:

@@ -60,10 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix=".export-", dir=args.out.parent) as staging:
         try:
             staged = list(save(convert(model, spec, args.opset), Path(staging) / args.out.name))
-            results = gate(model, OnnxModel(staged[0], "cpu"), clips)
-        except Exception as e:  # a converter or runtime failure: one line, and nothing written
+        except Exception as e:  # the converter's failure: one line, and nothing written
             print(f"error: conversion failed ({type(e).__name__}: {e}); nothing written to {args.out}",
                   file=sys.stderr)
+            return 1
+        try:
+            results = gate(model, OnnxModel(staged[0], "cpu"), clips)
+        except Exception as e:  # ONNX Runtime refusing the converted model
+            print(f"error: the parity gate could not run the export ({type(e).__name__}: {e}); nothing written "
+                  f"to {args.out}", file=sys.stderr)
             return 1
         print(f"{'form':<11} {'frames':>6} {'max |dp|':>10}  transcripts")
         for r in results:

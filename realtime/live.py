@@ -1,7 +1,7 @@
 """The live loop: frames -> mouth crops -> streaming inference -> rolling captions.
 
-LivePipeline is the per-frame work, shared by run_live.py and the benchmark; `run` wires it to a
-frame source, the window or headless outputs, and the user's keys.
+LivePipeline is the per-frame work, shared by run_live.py (which wires it to a frame source, the
+window or headless outputs, and the user's keys) and the benchmark.
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 TITLE = "lipstream"
 
 
-def _wrap(committed: str, tentative: str, width: int) -> list[list[tuple[str, tuple[int, int, int]]]]:
-    """The last two caption lines as runs of (text, colour): older text scrolls off the top."""
+def caption_lines(committed: str, tentative: str, image_width: int) -> list[list[tuple[str, tuple[int, int, int]]]]:
+    """The two caption lines an image this wide shows, as runs of (word, colour): the newest words,
+    older ones scrolled off the top."""
+    width = max(10, int(image_width / 15))  # characters a line holds
     words = [(w, WHITE) for w in committed.split()] + [(w, GREY) for w in tentative.split()]
     lines: list[list[tuple[str, tuple[int, int, int]]]] = [[]]
     length = 0
@@ -51,8 +53,7 @@ def render(step: StepResult, hud: str, scale: float = 2.0, paused: bool = False)
     overlay = image.copy()
     cv2.rectangle(overlay, (0, h - band), (w, h), (0, 0, 0), -1)
     image = cv2.addWeighted(overlay, 0.65, image, 0.35, 0)
-    chars = max(10, int(w / 15))
-    for row, line in enumerate(_wrap(step.caption.committed, step.caption.tentative, chars)):
+    for row, line in enumerate(caption_lines(step.caption.committed, step.caption.tentative, w)):
         x, y = 14, h - band + 32 + row * 34
         for word, colour in line:
             cv2.putText(image, word, (x, y), FONT, 0.85, colour, 2, cv2.LINE_AA)

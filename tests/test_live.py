@@ -82,8 +82,8 @@ def test_streaming_transcript_matches_offline_decode(model: OnnxModel, tmp_path:
 
 
 def test_frames_after_the_last_update_are_read_before_the_end(tmp_path: Path) -> None:
-    """With --hop 40 the captions update at frames 40 and 80 only; the frames after the last update
-    (the end of the sentence) are still read before the final flush."""
+    """With --hop 40 the captions of a 75-frame clip update at frame 40 only; the frames after it (the
+    end of the sentence) are still read before the final flush."""
     sparse = run_headless(tmp_path, clip(CLIPS[0]), "--hop", "40")
     every_frame = run_headless(tmp_path, clip(CLIPS[0]))
     assert sparse[0] == every_frame[0] == 0
@@ -225,15 +225,15 @@ def test_truncated_video_keeps_the_transcript_and_fails(tmp_path: Path) -> None:
 def test_stop_request_keeps_the_transcript(tmp_path: Path) -> None:
     """SIGTERM mid-stream (a real signal to a real process reading at the file's own pace): the words
     read so far reach the JSON lines and the subtitles, and the exit code says it was interrupted."""
-    frames = [f for name in CLIPS for f in read_frames(clip(name))]
-    video = write_video(tmp_path / "long.avi", frames, 25.0, "MJPG")  # 9 s, paced: still running when stopped
+    frames = [f for name in CLIPS * 2 for f in read_frames(clip(name))]
+    video = write_video(tmp_path / "long.avi", frames, 25.0, "MJPG")  # 18 s, paced: still running when stopped
     out, srt = tmp_path / "captions.jsonl", tmp_path / "out.srt"
     process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--headless",
                                 "--jsonl", str(out), "--srt", str(srt)], cwd=ROOT, stderr=subprocess.DEVNULL)
 
     def committed() -> str:
-        lines = out.read_text().splitlines() if out.exists() else []
-        return json.loads(lines[-1])["committed"] if lines else ""
+        lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+        return next((line["committed"] for line in reversed(lines) if "committed" in line), "")
 
     deadline = time.monotonic() + 60
     while not committed() and time.monotonic() < deadline and process.poll() is None:

@@ -116,7 +116,8 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert json.loads((run / "state.json").read_text())["epoch"] == 2  # the refused run changed nothing
     for flag, value, says in (("--weight-decay", "-0.1", "must be 0 or more"),
                               ("--ema", "1", "must be from 0 up to but not 1"),
-                              ("--stream-share", "1.5", "must be from 0 to 1"), ("--max-window", "5", "must be 30 or more")):
+                              ("--stream-share", "1.5", "must be from 0 to 1"),
+                              ("--max-window", "5", "must be 30 or more")):
         with pytest.raises(SystemExit) as refused:  # argparse's usage line, before anything is loaded
             main(quick_run(small_cache, tmp_path / "refused", flag, value))
         assert refused.value.code == 2 and f"{flag}: {says}" in capsys.readouterr().err
@@ -139,6 +140,23 @@ def test_a_grey_cache_trains_a_grey_model(grid_subset, tmp_path: Path):
     assert main(quick_run(cache, run, "--epochs", "1", "--steps", "2")) == 0
     model, spec = load(run / "best.keras")
     assert spec.crop.channels == 1 and model.input_shape[-1] == 1
+
+
+def test_a_model_reads_at_its_clips_frame_rate(small_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """The spec's fps (what the live loop resamples the camera to) is the cached clips' own; clips at
+    two rates are refused, since one model reads one."""
+    cache = tmp_path / "30fps.h5"
+    shutil.copy(small_cache, cache)
+    with h5py.File(cache, "a") as f:
+        for g in f["clips/s1"].values():
+            g.attrs["fps"] = 30.0
+    assert main(quick_run(cache, tmp_path / "run", "--epochs", "1", "--steps", "1")) == 0
+    assert load(tmp_path / "run" / "best.keras")[1].fps == 30.0
+    with h5py.File(cache, "a") as f:
+        f["clips/s1/bbaf2n"].attrs["fps"] = 25.0
+    assert main(quick_run(cache, tmp_path / "mixed", "--epochs", "1", "--steps", "1")) == 2
+    assert "several frame rates (25.0, 30.0 fps)" in capsys.readouterr().err
+    assert not (tmp_path / "mixed").exists()
 
 
 def test_recipe_trains_stage_two_from_stage_one_and_resumes(small_cache: Path, tmp_path: Path,
@@ -176,6 +194,7 @@ def test_benchmark_times_training_steps(small_cache: Path, capsys: pytest.Captur
     assert benchmark_main(["--cache", str(small_cache), "--configs", "tiny", "--batch-size", "4", "--steps", "2"]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["config"] == "tiny" and line["batch_size"] == 4 and line["steps"] == 2  # counted after warm-up
+    assert set(line) == {"config", "batch_size", "steps", "median_ms", "p90_ms"}
     assert benchmark_main(["--cache", str(small_cache), "--configs", "huge"]) == 2
     assert "unknown config 'huge'" in capsys.readouterr().err
     assert benchmark_main(["--cache", str(small_cache.with_name("none.h5")), "--configs", "tiny"]) == 2

@@ -19,7 +19,7 @@ from realtime.captions import CaptionState
 from realtime.capture import Frame
 from realtime.live import StepResult
 from realtime.tracker import MouthTracker, TrackerOptions
-from realtime.window import GREY, WHITE, _wrap, render
+from realtime.window import GREY, WHITE, caption_lines, render
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "data" / "grid" / "s1" / "video" / "bbaf2n.mp4"
@@ -62,7 +62,7 @@ def test_captions_roll_to_the_last_two_lines() -> None:
     image = render(step, "")
     band = image[image.shape[0] - 84:]
     assert (band == WHITE).all(axis=-1).sum() > 200 and (band == GREY).all(axis=-1).sum() > 50
-    lines = _wrap(long, "again", 40)  # what the band shows: the newest words, older ones scrolled off
+    lines = caption_lines(long, "again", image.shape[1])  # what the band shows
     words = [word for line in lines for word, _ in line]
     assert len(lines) == 2 and lines[-1][-1] == ("again", GREY)
     assert words == (long.split() + ["again"])[-len(words):] and len(words) < len(long.split())
@@ -73,12 +73,15 @@ def x_display() -> Iterator[dict[str, str]]:
     """A real X server (Xvfb): the environment that opens windows on it."""
     if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
         pytest.skip("Xvfb and xdotool are installed by ./lipstream; run the suite through it")
-    display = ":%d" % (90 + os.getpid() % 100)
-    xvfb = subprocess.Popen(["Xvfb", display, "-screen", "0", "1024x768x24"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    ready, told = os.pipe()  # Xvfb writes its display number here once it accepts clients
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(told), "-screen", "0", "1024x768x24"], pass_fds=(told,),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(told)
     try:
-        time.sleep(1.0)
-        yield {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
+        with os.fdopen(ready) as f:
+            display = f.readline().strip()
+        assert display, "Xvfb did not start"
+        yield {**os.environ, "DISPLAY": f":{display}", "QT_QPA_PLATFORM": "xcb"}
     finally:
         xvfb.terminate()
         xvfb.wait()
@@ -93,16 +96,16 @@ def test_window_opens_on_a_real_x_display(x_display: dict[str, str], tmp_path: P
 
 
 def test_window_keys_clear_pause_save_and_quit(x_display: dict[str, str], tmp_path: Path) -> None:
-    """Keys typed into the real window (xdotool) on a real clip played ten times at its fps: c clears
+    """Keys typed into the real window (xdotool) on a real clip played 100 times at its fps: c clears
     the screen but keeps the words; space pauses, and the paused window still answers s (save) and
-    q (quit), so the saved transcript is the final one and the run ends long before the video."""
-    video = tmp_path / "ten.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", "9", "-i", str(CLIP), "-c", "copy",
-                    str(video)], check=True)
-    captions = tmp_path / "captions.jsonl"
-    run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--jsonl",
-                            str(captions)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env=x_display, cwd=tmp_path)
+    q (quit), so the saved transcript is the final one, and only q can end the run in time."""
+    video = tmp_path / "looped.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", "99", "-i", str(CLIP), "-c", "copy",
+                    str(video)], check=True)  # 300 s
+    captions, log = tmp_path / "captions.jsonl", tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--jsonl",
+                                str(captions)], stdout=subprocess.DEVNULL, stderr=err, env=x_display, cwd=tmp_path)
     try:
         found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream$"], capture_output=True,
                                text=True, env=x_display, timeout=120)
@@ -110,25 +113,29 @@ def test_window_keys_clear_pause_save_and_quit(x_display: dict[str, str], tmp_pa
 
         def committed() -> str:
             lines = [json.loads(line) for line in captions.read_text().splitlines() if line.strip()]
-            return lines[-1]["committed"] if lines else ""
+            return next((line["committed"] for line in reversed(lines) if "committed" in line), "")
 
-        deadline = time.monotonic() + 60
-        while not committed() and time.monotonic() < deadline:  # the first sentence, read and committed
-            time.sleep(0.2)
+        def wait_for(condition, what: str) -> None:
+            deadline = time.monotonic() + 60
+            while not condition():
+                assert time.monotonic() < deadline and run.poll() is None, f"no {what}: {log.read_text()[-2000:]}"
+                time.sleep(0.1)
+
+        wait_for(committed, "committed caption")  # the first sentence, read and committed
         before = committed()
         subprocess.run(["xdotool", "windowfocus", "--sync", window], env=x_display, check=True, timeout=30)
-        time.sleep(0.5)
-        for key in ("c", "space", "s", "q"):
+        for key, effect in (("c", "screen cleared"), ("space", "paused"), ("s", "saved")):
+            # One key per wait: OpenCV's Qt window keeps only the last key pressed between two frames.
             subprocess.run(["xdotool", "key", key], env=x_display, check=True, timeout=30)
-            time.sleep(0.3)
-        _, err = run.communicate(timeout=60)
+            wait_for(lambda: effect in log.read_text(), f"{effect!r} after {key}")
+        subprocess.run(["xdotool", "key", "q"], env=x_display, check=True, timeout=30)
+        run.wait(timeout=60)
     finally:
         run.kill()
+    err = log.read_text()
     assert run.returncode == 0, err
     saved = list(tmp_path.glob("lipstream-transcript-*.txt"))
     assert len(saved) == 1 and f"saved {saved[0].name}" in err
-    lines = [json.loads(line) for line in captions.read_text().splitlines()]
-    final = lines[-1]
+    final = json.loads(captions.read_text().splitlines()[-1])
     assert final["final"] and before and final["text"].startswith(before)  # c lost no word
     assert saved[0].read_text() == final["text"] + "\n"  # nothing was read after the pause
-    assert lines[-2]["t"] < 15.0  # media seconds: q was read while paused, long before the video's 30 s end

@@ -40,19 +40,25 @@ class Mp4Writer:
                 raise OSError(f"cannot write a video to {self.path}")
         self.writer.write(image)
 
+    def __enter__(self) -> Mp4Writer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        """Leaving on an exception (Ctrl-C included) drops the partial file; otherwise it is kept."""
+        if kind is not None:
+            if self.writer is not None:
+                self.writer.release()
+                self.writer = None
+            self.partial.unlink(missing_ok=True)
+
     def close(self) -> bool:
         """Finish the file and move it into place; False when no frame was written (no file made)."""
         if self.writer is None:
             return False
         self.writer.release()
+        self.writer = None
         self.partial.replace(self.path)
         return True
-
-    def discard(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-            self.writer = None
-        self.partial.unlink(missing_ok=True)
 
 
 def video_fps(path: Path) -> float:
@@ -85,8 +91,8 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
     if not clips:
         raise ValueError(f"no aligned clips under {grid} for split {split!r}")
     fps = video_fps(clips[0].video)
-    writer, frames, lines, used = Mp4Writer(out, fps), 0, [], 0
-    try:
+    frames, lines, used = 0, [], 0
+    with Mp4Writer(out, fps) as writer:
         for clip in clips:
             start = frames
             frames += append_video(clip.video, writer)
@@ -100,11 +106,8 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
             used += 1
             if seconds and frames >= seconds * fps:
                 break
-    except BaseException:
-        writer.discard()
-        raise
-    if not writer.close():
-        raise ValueError(f"none of the {len(clips)} clips under {grid} could be read")
+        if not writer.close():
+            raise ValueError(f"none of the {len(clips)} clips under {grid} could be read")
     write_text(out.with_suffix(".align"), "\n".join(lines) + "\n")
     return used, frames
 

@@ -222,7 +222,9 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         if stored is not None and stored != asdict(spec):
             raise ValueError(f"{out} was made with another crop ({stored}); use a new --out")
     if out.exists() and not partial.exists():  # a copy: the cache stays usable while more is added
-        shutil.copyfile(out, partial)
+        copying = out.with_name(out.name + ".copying")  # so an interrupted copy is no partial cache
+        shutil.copyfile(out, copying)
+        copying.replace(partial)
     make_folder_for(out)
     skipped: list[tuple[Clip, str]] = []
     with h5py.File(partial, "a") as f:

@@ -43,14 +43,10 @@ def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
         speaker = out / f"{clip.speaker}x"
         (speaker / "video").mkdir(parents=True, exist_ok=True)
         (speaker / "align").mkdir(parents=True, exist_ok=True)
-        writer = Mp4Writer(speaker / "video" / f"{clip.name}.mp4", video_fps(clip.video))
-        try:
+        with Mp4Writer(speaker / "video" / f"{clip.name}.mp4", video_fps(clip.video)) as writer:
             append_video(clip.video, writer, restyle)
-        except BaseException:
-            writer.discard()
-            raise
-        if not writer.close():
-            raise ValueError(f"{clip.video} has no readable frames")
+            if not writer.close():
+                raise ValueError(f"{clip.video} has no readable frames")
         shutil.copy(clip.align, speaker / "align" / f"{clip.name}.align")
     return len(clips)
 

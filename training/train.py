@@ -226,6 +226,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, save
 
     crop = check_inputs(args.config, args.cache)
+    fps = read_fps(args.cache)  # before the run folder is touched, as the crop
     run = args.out
     state_path = run / "state.json"
     if state_path.exists() and not args.resume:
@@ -273,7 +274,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     vocabulary = Vocabulary()
     overrides = {"dropout": args.dropout, "spatial_dropout": args.spatial_dropout}
     config = replace(CONFIGS[args.config], **{k: v for k, v in overrides.items() if v is not None})
-    base_spec = ModelSpec(vocabulary=vocabulary, fps=read_fps(args.cache), crop=crop, context=context_frames(config),
+    base_spec = ModelSpec(vocabulary=vocabulary, fps=fps, crop=crop, context=context_frames(config),
                           config=config.name, version=_version())
     print(f"{len(train_clips)} training clips, {len(val_clips)} validation clips", file=sys.stderr)
 
