@@ -379,21 +379,14 @@ def test_a_take_whose_sound_was_dropped_is_not_saved(grid_s1: Path):
     """A real GRID take is kept; the same take, had the audio device reported lost samples, is not:
     its sound would no longer line up with its frames."""
     from realtime.audio import read_audio
-    from realtime.record import GRID_FPS, Take, cut_take
-    from realtime.tracker import MouthTracker, TrackerOptions
+    from realtime.record import Take, cut_take
+    from realtime.tracker import TrackerOptions
+    from tests.test_tracker import read_frames, track
 
     video = grid_s1 / "video" / "bbaf2n.mp4"
-    capture = cv2.VideoCapture(str(video))
-    images = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        images.append(image)
-    capture.release()
+    images = read_frames(video)
     options = RecordOptions(out=Path("unused"))
     take = Take(images, read_audio(video, options.rate))
-    with MouthTracker(TrackerOptions(max_faces=1)) as tracker:
-        tracks = [tracker.process(image, k / GRID_FPS) for k, image in enumerate(images)]
+    tracks = track(images, TrackerOptions(max_faces=1))
     assert not isinstance(cut_take(take, tracks, options), str)
     assert "lost sound" in cut_take(replace(take, lost_sound=True), tracks, options)
