@@ -44,7 +44,7 @@ class Mp4Writer:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        """Leaving on an exception (Ctrl-C included) drops the partial file; otherwise it is kept."""
+        """Leaving on an exception (Ctrl-C included) drops the partial file; `close` moves it into place."""
         if kind is not None:
             if self.writer is not None:
                 self.writer.release()
