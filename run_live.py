@@ -24,8 +24,8 @@ EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 3, 2, 130
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import PROVIDERS
     from realtime.captions import POLICIES
-    from realtime.cli import at_least
-    from realtime.decode import BEAM_WIDTH, DECODERS
+    from realtime.cli import add_beam_width, at_least
+    from realtime.decode import DECODERS
 
     p = argparse.ArgumentParser(prog="run_live.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__[__doc__.index("Keys"):])
@@ -33,9 +33,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="lipstream ONNX model (default: bundled)")
     p.add_argument("--provider", choices=PROVIDERS, default="auto", help="ONNX Runtime device (default: auto)")
     p.add_argument("--decoder", choices=DECODERS, default="greedy")
-    p.add_argument("--beam-width", type=at_least(1), metavar="N",
-                   help=f"the beam and grammar decoders' width (default {BEAM_WIDTH['beam']} and "
-                        f"{BEAM_WIDTH['grammar']})")
+    add_beam_width(p)
     p.add_argument("--headless", action="store_true", help="no window")
     p.add_argument("--jsonl", help="write caption changes as JSON lines to PATH, or - for stdout")
     p.add_argument("--srt", type=Path, help="write the committed words as SRT subtitles")
@@ -148,9 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                     fps_clock = [t for t in fps_clock if t > time.monotonic() - 1] + [time.monotonic()]
                     hud = (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
                            f"  dropped {source.dropped}")
-                    shown = " ".join(step.caption.committed.split()[hidden:])
-                    key = window.show(render(replace(step, caption=replace(step.caption, committed=shown)), hud,
-                                             paused=paused))
+                    key = window.show(render(step, hud, paused=paused, hidden=hidden))
                     if key in (ord("q"), 27):
                         raise KeyboardInterrupt
                     if key == ord(" "):

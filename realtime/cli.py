@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from realtime.decode import BEAM_WIDTH
+
 
 def at_least(low: int) -> Callable[[str], int]:
     """An argparse type: a whole number no less than `low`."""
@@ -57,3 +59,10 @@ def fraction_below_one(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be from 0 up to but not 1, not {text}")
     return value
+
+
+def add_beam_width(parser: argparse.ArgumentParser) -> None:
+    """--beam-width, as every command that decodes takes it."""
+    parser.add_argument("--beam-width", type=at_least(1), metavar="N",
+                        help=f"the beam and grammar decoders' width (default {BEAM_WIDTH['beam']} and "
+                             f"{BEAM_WIDTH['grammar']})")

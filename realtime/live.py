@@ -62,7 +62,7 @@ class LivePipeline:
         self.tracker.close()
 
     def _set(self, caption: CaptionState) -> bool:
-        changed = (caption.committed, caption.tentative) != (self.caption.committed, self.caption.tentative)
+        changed = _text(caption) != _text(self.caption)
         self.caption = caption
         return changed
 
@@ -120,13 +120,18 @@ class LivePipeline:
         self.times.clear()
         self.moving.clear()
         self.moving_lips.reset()
-        return (self.caption.committed, self.caption.tentative) != (before.committed, before.tentative)
+        return _text(self.caption) != _text(before)
 
     def finish(self) -> CaptionState:
         """End of stream: everything read is committed."""
         self._read_the_rest()
         self._set(self.policy.flush())
         return self.caption
+
+
+def _text(caption: CaptionState) -> tuple[str, str]:
+    """What a caption shows, without its time."""
+    return caption.committed, caption.tentative
 
 
 def _timestamp(seconds: float, separator: str) -> str:

@@ -32,7 +32,8 @@ def caption_lines(committed: str, tentative: str, image_width: int) -> list[list
     return lines[-2:]
 
 
-def render(step: StepResult, hud: str, scale: float = 2.0, paused: bool = False) -> np.ndarray:
+def render(step: StepResult, hud: str, scale: float = 2.0, paused: bool = False, hidden: int = 0) -> np.ndarray:
+    """The window's image; `hidden`: committed words cleared from the screen (the c key)."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     track = step.track
@@ -53,7 +54,8 @@ def render(step: StepResult, hud: str, scale: float = 2.0, paused: bool = False)
     overlay = image.copy()
     cv2.rectangle(overlay, (0, h - band), (w, h), (0, 0, 0), -1)
     image = cv2.addWeighted(overlay, 0.65, image, 0.35, 0)
-    for row, line in enumerate(caption_lines(step.caption.committed, step.caption.tentative, w)):
+    committed = " ".join(step.caption.committed.split()[hidden:])
+    for row, line in enumerate(caption_lines(committed, step.caption.tentative, w)):
         x, y = 14, h - band + 32 + row * 34
         for word, colour in line:
             cv2.putText(image, word, (x, y), FONT, 0.85, colour, 2, cv2.LINE_AA)

@@ -114,6 +114,9 @@ def pad_batch(samples: list[Sample], vocabulary: Vocabulary,
     return x, targets
 
 
+SHORTEST_STREAM_WINDOW = 30  # frames
+
+
 @dataclass(frozen=True)
 class SampleMix:
     """Which kinds of sample an epoch draws: optionally short samples first (a curriculum; from scratch
@@ -122,7 +125,7 @@ class SampleMix:
 
     curriculum_epochs: int = 0
     stream: float = 0.35  # share of stream windows after the curriculum
-    window: tuple[int, int] = (30, 90)  # stream window length range, frames
+    window: tuple[int, int] = (SHORTEST_STREAM_WINDOW, 90)  # stream window length range, frames
     splice: float = 0.0  # share of the whole sentences spliced from several clips' words (Sampler.splice)
 
     def weights(self, epoch: int) -> dict[str, float]:

@@ -20,8 +20,8 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from realtime.cli import at_least
-from realtime.decode import BEAM_WIDTH, DECODERS, Grammar, decode
+from realtime.cli import add_beam_width, at_least
+from realtime.decode import DECODERS, Grammar, decode
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
 from training.dataset import VAL_FRACTION, is_validation, load_clips, predict_clips, read_crop_spec
@@ -98,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True, help="a GRID folder or an HDF5 cache")
     parser.add_argument("--decoder", choices=DECODERS, default="greedy")
-    parser.add_argument("--beam-width", type=at_least(1), metavar="N",
-                        help=f"the beam and grammar decoders' width (default {BEAM_WIDTH['beam']} and "
-                             f"{BEAM_WIDTH['grammar']})")
+    add_beam_width(parser)
     parser.add_argument("--split", choices=("all", "val", "train"), default="all",
                         help=f"clips of the training run's deterministic split ({VAL_FRACTION:g} validation)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")

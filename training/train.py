@@ -24,7 +24,7 @@ import numpy as np
 
 from realtime.cli import at_least, fraction, fraction_below_one, non_negative, positive
 from realtime.files import make_folder_for, write_text
-from training.dataset import VAL_FRACTION
+from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION
 
 if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
     import keras
@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="lipnet: flip and frame jitter only, without speed, affine and colour jitter")
     parser.add_argument("--time-mask", type=at_least(0), default=0,
                         help="time masking: per second, up to this many frames replaced by the mean frame")
-    parser.add_argument("--max-window", type=at_least(30), default=90,
-                        help="longest stream window, frames (the shortest is 30)")
+    parser.add_argument("--max-window", type=at_least(SHORTEST_STREAM_WINDOW), default=90,
+                        help=f"longest stream window, frames (the shortest is {SHORTEST_STREAM_WINDOW})")
     parser.add_argument("--char-target", choices=("spread", "silence"), default="spread",
                         help="per-frame character target (training.augment.CachedClip.frame_chars)")
     parser.add_argument("--min-visible", type=fraction, default=0.5,
@@ -302,7 +302,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     speech_dims = model.get_layer("speech").units if "speech" in model.output_names else 0  # as the run began
     sampler = Sampler(train_clips, augment, seed=args.seed + state["epoch"], vocabulary=vocabulary,
                       speech_dims=speech_dims)
-    mix = SampleMix(args.curriculum_epochs, args.stream_share, (30, args.max_window), args.splice)
+    mix = SampleMix(args.curriculum_epochs, args.stream_share, (SHORTEST_STREAM_WINDOW, args.max_window), args.splice)
     data = tf_dataset(sampler, args.batch_size, steps, lambda: epoch_box["epoch"], mix,
                       vocabulary, (crop.height, crop.width, crop.channels), with_rivals=args.sequence_weight > 0)
     runtime_model = inference_model(model)
