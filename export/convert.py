@@ -4,17 +4,19 @@ the front end's per-frame step beside the back end. Each carries the ModelSpec i
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 import onnx
 import onnx.compose
 
 from export import OPSET
 from export.onnx_gru import FEATURES, LOGP, back_end
 from export.front_end import FRAMES, step_function, window_function
-from realtime.backend import streaming_paths
+from realtime.backend import EXPORT_ID, streaming_paths
 from realtime.spec import ModelSpec
 from training.model import FRONT_END
 
@@ -63,9 +65,17 @@ def streaming_step(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
     return proto
 
 
-def with_metadata(proto: onnx.ModelProto, spec: ModelSpec, form: str) -> onnx.ModelProto:
+def weights_digest(model: keras.Model) -> str:
+    """Names the weights an export was made from, so the runtime can tell its three files belong together."""
+    digest = hashlib.sha256()
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def with_metadata(proto: onnx.ModelProto, spec: ModelSpec, form: str, source: str) -> onnx.ModelProto:
     del proto.metadata_props[:]
-    for key, value in {**spec.to_metadata(), "lipstream.form": form}.items():
+    for key, value in {**spec.to_metadata(), "lipstream.form": form, EXPORT_ID: source}.items():
         proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     proto.producer_name = "lipstream"
     return proto
@@ -88,8 +98,10 @@ def convert(model: keras.Model, spec: ModelSpec, opset: int = OPSET) -> Exported
     del full.opset_import[:]
     full.opset_import.extend(onnx.helper.make_opsetid(d, v) for d, v in opsets.items())
     onnx.checker.check_model(full)
-    return Exported(with_metadata(full, spec, "full"), with_metadata(streaming_step(model, opset), spec, "step"),
-                    with_metadata(back, spec, "back"))
+    source = weights_digest(model)
+    return Exported(with_metadata(full, spec, "full", source),
+                    with_metadata(streaming_step(model, opset), spec, "step", source),
+                    with_metadata(back, spec, "back", source))
 
 
 def save(exported: Exported, path: Path) -> list[Path]:

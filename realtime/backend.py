@@ -17,6 +17,7 @@ from realtime.spec import ModelSpec, ModelSpecError, normalise
 
 PROVIDERS = ("auto", "cuda", "cpu")
 FEATURES = "features"  # the full model's second output: the front end's per-frame features
+EXPORT_ID = "lipstream.export"  # metadata naming the weights an export's three files were made from
 
 
 def streaming_paths(path: Path) -> tuple[Path, Path]:
@@ -98,20 +99,23 @@ class OnnxModel:
         providers = list(self.choice.providers)
         self.full = _session(path, providers, threads)
         step, back = streaming_paths(path)
-        self.step = self._part(step, {"step", "frame"}, providers, threads)
-        self.back = self._part(back, {FEATURES}, providers, threads)
+        source = meta.get(EXPORT_ID)
+        self.step = self._part(step, {"step", "frame"}, source, providers, threads)
+        self.back = self._part(back, {FEATURES}, source, providers, threads)
 
     @staticmethod
-    def _part(path: Path, inputs: set[str], providers: list[str], threads: int):
-        """A streaming part's session (None when absent): refused, in one line, when it is broken or
-        does not take the inputs its part takes (besides the step model's states)."""
+    def _part(path: Path, inputs: set[str], source: str | None, providers: list[str], threads: int):
+        """A streaming part's session (None when absent): refused, in one line, when it is broken, was
+        exported from other weights than the full model (`source`), or does not take the inputs its part
+        takes (besides the step model's states)."""
         if not path.is_file():
             return None
         try:
             session = _session(path, providers, threads, spin=False)
         except Exception as e:  # as for the full model: ORT raises several types
             raise ModelLoadError(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
-        if {i.name for i in session.get_inputs() if not i.name.startswith("state")} != inputs:
+        if (session.get_modelmeta().custom_metadata_map.get(EXPORT_ID) != source
+                or {i.name for i in session.get_inputs() if not i.name.startswith("state")} != inputs):
             raise ModelLoadError(f"{path} is not this model's streaming part: re-export with python -m export")
         return session
 

@@ -152,6 +152,20 @@ def test_unusable_models_raise_a_one_line_error(exported: Export, tmp_path: Path
         assert reason in str(error.value) and "\n" not in str(error.value)
 
 
+def test_streaming_parts_of_another_export_are_refused(exported: Export, tmp_path: Path):
+    """Parts left beside a model from an earlier export take the same inputs, but not its weights."""
+    bundled = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.onnx"
+    for full, parts in ((exported.path, bundled), (bundled, exported.path)):
+        mixed = tmp_path / f"{full.stem}_with_{parts.stem}.onnx"
+        shutil.copy(full, mixed)
+        for source, target in zip(streaming_paths(parts), streaming_paths(mixed)):
+            shutil.copy(source, target)
+        with pytest.raises(ModelLoadError) as error:
+            OnnxModel(mixed, "cpu")
+        assert "is not this model's streaming part" in str(error.value) and "\n" not in str(error.value)
+    assert OnnxModel(exported.path, "cpu").streams  # its own parts, from the same weights
+
+
 def test_a_failed_export_leaves_the_earlier_one_as_it_was(exported: Export, tiny_run, small_cache: Path,
                                                           tmp_path: Path, capsys: pytest.CaptureFixture):
     out = tmp_path / exported.path.name
@@ -268,3 +282,30 @@ def test_evaluate_refuses_a_cache_cut_with_another_crop(tiny_run, small_cache: P
     assert evaluate_main(["--model", str(tiny_run.model), "--data", str(other)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "another crop" in err and err.count("\n") == 1
+
+
+def test_evaluate_holds_out_the_clips_the_model_s_run_held_out(tiny_run, small_cache: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture):
+    """`--split val` takes its share from split.json beside the model (training.train writes it), else
+    training's default; `--val-fraction` overrides both."""
+    keys = [c.key for c in load_clips(small_cache)]
+    held_out = {share: [k for k in keys if is_validation(k, share)] for share in (VAL_FRACTION, 0.3, 0.5)}
+    assert len({len(v) for v in held_out.values()}) == 3  # the three shares hold out different clips here
+    run = tmp_path / "run"
+    run.mkdir()
+    model = run / "best.keras"
+    shutil.copy(tiny_run.model, model)
+
+    def names(*extra: str) -> list[str]:
+        assert evaluate_main(["--model", str(model), "--data", str(small_cache), "--split", "val", "--json",
+                              *extra]) == 0
+        return [c["name"] for c in json.loads(capsys.readouterr().out)["clips"]]
+
+    assert names() == held_out[VAL_FRACTION]  # no record beside it, as for a model in models/
+    (run / "split.json").write_text(json.dumps({"fraction": 0.5, "validation": held_out[0.5], "train": 5}))
+    assert names() == held_out[0.5]
+    assert names("--val-fraction", "0.3") == held_out[0.3]
+    (run / "split.json").write_text("{}")
+    assert evaluate_main(["--model", str(model), "--data", str(small_cache), "--split", "val"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "split.json" in err and err.count("\n") == 1

@@ -263,6 +263,20 @@ def test_lipnet_only_augmentation_keeps_pixels_or_their_mirror(small_cache: Path
     assert not all(np.array_equal(c, frames) or np.array_equal(c, frames[:, :, ::-1]) for c in changed)
 
 
+def test_colour_swap_permutes_a_sample_s_channels(small_cache: Path):
+    frames = load_clips(small_cache)[0].mouth[:20]
+    still = replace(AugmentOptions(), flip=0.0, affine_p=0.0, colour_p=0.0)
+    assert all(np.array_equal(Sampler([], still, seed=4).pixels(frames), frames) for _ in range(5))
+    swapping = Sampler([], replace(still, colour_swap=1.0), seed=4)
+    orders = set()
+    for _ in range(30):
+        out = swapping.pixels(frames)
+        order = [next(j for j in range(3) if np.array_equal(out[..., i], frames[..., j])) for i in range(3)]
+        assert sorted(order) == [0, 1, 2] and order != [0, 1, 2]
+        orders.add(tuple(order))
+    assert len(orders) == 5  # every other order of three channels
+
+
 def test_time_masking_replaces_short_runs_with_the_mean_frame(small_cache: Path):
     frames = load_clips(small_cache)[0].mouth[:75]  # three seconds of a real clip
     sampler = Sampler([], AugmentOptions(time_mask=8), seed=5)

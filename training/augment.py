@@ -84,6 +84,7 @@ class AugmentOptions:
     rotate_deg: float = 4.0
     affine_p: float = 0.5
     colour_p: float = 0.5
+    colour_swap: float = 0.0  # share of samples whose colour channels are permuted: hues no gain jitter reaches
     time_mask: int = 0  # per second of a sample, up to this many consecutive frames replaced by its mean frame
     fps: float = ModelSpec.fps  # the frame rate the model reads (its spec), which time_mask counts seconds in
     min_visible: float = 0.5  # a word counts in a window when this share of its frames is in it
@@ -92,7 +93,7 @@ class AugmentOptions:
     def lipnet_only(self) -> AugmentOptions:
         """LipNet's own pixel augmentation (flip, frame jitter) without what a webcam brings (speed,
         affine and colour jitter): the baseline that measures what the webcam augmentation is worth."""
-        return replace(self, speed_p=0.0, affine_p=0.0, colour_p=0.0, time_mask=0)
+        return replace(self, speed_p=0.0, affine_p=0.0, colour_p=0.0, colour_swap=0.0, time_mask=0)
 
 
 @dataclass(frozen=True)
@@ -226,9 +227,19 @@ class Sampler:
             gain = rng.uniform(0.7, 1.3) * rng.uniform(0.9, 1.1, size=frames.shape[-1])
             bias = rng.uniform(-30, 30)
             frames = np.clip(frames.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)
+        if o.colour_swap and frames.shape[-1] > 1 and rng.random() < o.colour_swap:  # no draw when off: runs repeat
+            frames = frames[..., self.swapped_order(frames.shape[-1])]
         if o.time_mask:
             frames = self.mask_time(frames)
         return np.ascontiguousarray(frames)
+
+    def swapped_order(self, channels: int) -> np.ndarray:
+        """A channel order other than the identity: a face under another light, or a camera that
+        delivers its channels in another order, which the bundled RGB model read as nothing (README)."""
+        while True:
+            order = self.rng.permutation(channels)
+            if (order != np.arange(channels)).any():
+                return order
 
     def mask_time(self, frames: np.ndarray) -> np.ndarray:
         """Time masking (Ma et al. 2022, "Visual speech recognition for multiple languages"): per second,

@@ -1,7 +1,7 @@
 """Character and word error rates of a model on GRID clips or a cache.
 
     python -m training.evaluate --model PATH.keras|PATH.onnx --data DIR_OR_CACHE
-        [--decoder greedy|beam|grammar] [--beam-width N] [--split all|val|train] [--json]
+        [--decoder greedy|beam|grammar] [--beam-width N] [--split all|val|train] [--val-fraction F] [--json]
 
 A GRID folder is prepared with the same crop as training and live captioning; a cache is read as is,
 and only when it was cut with the model's crop.
@@ -20,7 +20,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from realtime.cli import add_beam_width, at_least
+from realtime.cli import add_beam_width, at_least, fraction_below_one
 from realtime.decode import DECODERS, Grammar, decode
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
@@ -93,6 +93,18 @@ def evaluate(predictor: Predictor, clips: list[CachedClip], decoder: str = "gree
                       tuple(c.key for c in clips), tuple(refs), tuple(hyps))
 
 
+def recorded_val_fraction(model: Path) -> float:
+    """The validation share of the run that trained `model` (its folder's split.json, as training.train
+    writes it), so `--split val` holds out the clips that run held out; training's default elsewhere."""
+    record = model.parent / "split.json"
+    if not record.is_file():
+        return VAL_FRACTION
+    try:
+        return float(json.loads(record.read_text())["fraction"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{record} is not a training run's split record ({type(e).__name__})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True)
@@ -100,7 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decoder", choices=DECODERS, default="greedy")
     add_beam_width(parser)
     parser.add_argument("--split", choices=("all", "val", "train"), default="all",
-                        help=f"clips of the training run's deterministic split ({VAL_FRACTION:g} validation)")
+                        help="clips of the training run's deterministic split")
+    parser.add_argument("--val-fraction", type=fraction_below_one,
+                        help="the split's validation share (default: the one split.json beside the model records, "
+                             f"else training's default, {VAL_FRACTION:g})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
@@ -120,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise FileNotFoundError(f"no GRID folder or cache at {args.data}")
         if args.split != "all":
-            clips = [c for c in clips if is_validation(c.key, VAL_FRACTION) == (args.split == "val")]
+            share = recorded_val_fraction(args.model) if args.val_fraction is None else args.val_fraction
+            clips = [c for c in clips if is_validation(c.key, share) == (args.split == "val")]
         if not clips:
             raise ValueError("no clips to evaluate")
         result = evaluate(predictor, clips, args.decoder, args.beam_width)

@@ -35,8 +35,8 @@ if TYPE_CHECKING:  # imported where used: TensorFlow must start after the device
 FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
-           "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty", "sequence_weight",
-           "sequence_scale", "seed")
+           "colour_swap", "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty",
+           "sequence_weight", "sequence_scale", "seed")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -184,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="share of whole-sentence samples spliced from the words of several clips (0: off)")
     parser.add_argument("--augment", choices=("webcam", "lipnet"), default="webcam",
                         help="lipnet: flip and frame jitter only, without speed, affine and colour jitter")
+    parser.add_argument("--colour-swap", type=fraction, default=0.0,
+                        help="share of samples with their colour channels permuted (0: off)")
     parser.add_argument("--time-mask", type=at_least(0), default=0,
                         help="time masking: per second, up to this many frames replaced by the mean frame")
     parser.add_argument("--max-window", type=at_least(SHORTEST_STREAM_WINDOW), default=90,
@@ -296,7 +298,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
     epoch_box = {"epoch": state["epoch"]}
     augment = AugmentOptions(min_visible=args.min_visible, char_target=args.char_target,
-                             time_mask=args.time_mask, fps=base_spec.fps)
+                             colour_swap=args.colour_swap, time_mask=args.time_mask, fps=base_spec.fps)
     if args.augment == "lipnet":
         augment = augment.lipnet_only()
     speech_dims = model.get_layer("speech").units if "speech" in model.output_names else 0  # as the run began
