@@ -69,6 +69,7 @@ def weights_digest(model: keras.Model) -> str:
     """Names the weights an export was made from, so the runtime can tell its three files belong together."""
     digest = hashlib.sha256()
     for weight in model.get_weights():
+        digest.update(f"{weight.dtype}{weight.shape}".encode())
         digest.update(np.ascontiguousarray(weight).tobytes())
     return digest.hexdigest()[:16]
 

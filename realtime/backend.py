@@ -114,8 +114,10 @@ class OnnxModel:
             session = _session(path, providers, threads, spin=False)
         except Exception as e:  # as for the full model: ORT raises several types
             raise ModelLoadError(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
-        if (session.get_modelmeta().custom_metadata_map.get(EXPORT_ID) != source
-                or {i.name for i in session.get_inputs() if not i.name.startswith("state")} != inputs):
+        if session.get_modelmeta().custom_metadata_map.get(EXPORT_ID) != source:
+            raise ModelLoadError(f"{path} was exported from other weights than the model beside it: re-export "
+                                 "with python -m export")
+        if {i.name for i in session.get_inputs() if not i.name.startswith("state")} != inputs:
             raise ModelLoadError(f"{path} is not this model's streaming part: re-export with python -m export")
         return session
 

@@ -45,6 +45,8 @@ def not_a_file(tmp_path: Path) -> Path:
     (["training.train", "--batch-size", "0"], "must be 1 or more, not 0"),
     (["training.train", "--epochs", "0"], "must be 1 or more, not 0"),
     (["training.train", "--sequence-scale", "0"], "must be above 0, not 0"),
+    (["training.train", "--colour-swap", "1.5"], "must be from 0 to 1, not 1.5"),
+    (["training.train", "--augment", "lipnet", "--colour-swap", "0.3"], "which --augment lipnet leaves out"),
     (["training.report", "--montage", "crops.txt"], "--montage must name a .png or .jpg file"),
     (["training.prepare", "--face-width", "0"], "must be above 0, not 0"),
     (["training.prepare", "--crop-size", "4", "100"], "must be 8 or more, not 4"),

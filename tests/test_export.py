@@ -19,7 +19,7 @@ from onnx import numpy_helper
 
 from export.__main__ import main as export_main
 from export.parity import WINDOW_LENGTHS, gate, windows
-from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, choose_provider, streaming_paths
+from realtime.backend import EXPORT_ID, ModelLoadError, OnnxModel, StreamingBackend, choose_provider, streaming_paths
 from realtime.decode import greedy
 from realtime.spec import ModelSpec, normalise
 from training.dataset import VAL_FRACTION, is_validation, load_clips, read_crop_spec
@@ -162,8 +162,20 @@ def test_streaming_parts_of_another_export_are_refused(exported: Export, tmp_pat
             shutil.copy(source, target)
         with pytest.raises(ModelLoadError) as error:
             OnnxModel(mixed, "cpu")
-        assert "is not this model's streaming part" in str(error.value) and "\n" not in str(error.value)
+        assert "exported from other weights" in str(error.value) and "\n" not in str(error.value)
+    digests = [m.value for p in (exported.path, *streaming_paths(exported.path))
+               for m in onnx.load(p).metadata_props if m.key == EXPORT_ID]
+    assert len(digests) == 3 and len(set(digests)) == 1  # all three files name the same weights
     assert OnnxModel(exported.path, "cpu").streams  # its own parts, from the same weights
+    other = tmp_path / "other.onnx"  # both files keyed, by other weights
+    shutil.copy(exported.path, other)
+    for source, target in zip(streaming_paths(exported.path), streaming_paths(other)):
+        shutil.copy(source, target)
+    back = onnx.load(streaming_paths(other)[1])
+    next(m for m in back.metadata_props if m.key == EXPORT_ID).value = "0" * 16
+    onnx.save(back, streaming_paths(other)[1])
+    with pytest.raises(ModelLoadError, match="exported from other weights"):
+        OnnxModel(other, "cpu")
 
 
 def test_a_failed_export_leaves_the_earlier_one_as_it_was(exported: Export, tiny_run, small_cache: Path,
@@ -305,7 +317,8 @@ def test_evaluate_holds_out_the_clips_the_model_s_run_held_out(tiny_run, small_c
     (run / "split.json").write_text(json.dumps({"fraction": 0.5, "validation": held_out[0.5], "train": 5}))
     assert names() == held_out[0.5]
     assert names("--val-fraction", "0.3") == held_out[0.3]
-    (run / "split.json").write_text("{}")
-    assert evaluate_main(["--model", str(model), "--data", str(small_cache), "--split", "val"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "split.json" in err and err.count("\n") == 1
+    for broken in ("{}", '{"fraction": 1.5}'):
+        (run / "split.json").write_text(broken)
+        assert evaluate_main(["--model", str(model), "--data", str(small_cache), "--split", "val"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "split.json" in err and err.count("\n") == 1

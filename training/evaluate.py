@@ -100,9 +100,12 @@ def recorded_val_fraction(model: Path) -> float:
     if not record.is_file():
         return VAL_FRACTION
     try:
-        return float(json.loads(record.read_text())["fraction"])
+        share = float(json.loads(record.read_text())["fraction"])
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{record} is not a training run's split record ({type(e).__name__})") from None
+    if not 0 <= share < 1:
+        raise ValueError(f"{record} records a validation share of {share}, not from 0 up to but not 1")
+    return share
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--logical-cpus", type=at_least(1), default=2, help="CPU devices for --strategy mirrored")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    if args.augment == "lipnet" and args.colour_swap:
+        parser.error("--colour-swap is part of the webcam augmentation, which --augment lipnet leaves out")
     try:
         return train(args, {key: parser.get_default(key) for key in _RECIPE})
     except (OSError, ValueError, KeyError) as e:
