@@ -186,3 +186,16 @@ def test_keeps_the_followed_face_when_a_larger_one_appears(frames: list[np.ndarr
     half = canvas[0].shape[1] / 2
     for result in results:
         assert result.reason == "ok" and result.pose.cx > half
+
+
+def test_a_cut_starts_smoothing_afresh(frames: list[np.ndarray], grid_s1: Path):
+    """A cut between two real clips, as in an edited video or the concatenated test stream: the crop on
+    the new shot's first frame is where a fresh tracker puts it, not smoothed from the last shot's."""
+    other = read_frames(grid_s1 / "video" / "bbaf5a.mp4")
+    results = track(frames + other[:3])
+    before, after = results[len(frames) - 1].pose, results[len(frames)].pose
+    expected = first_pose(other[0])
+    jump = math.hypot(expected.cx - before.cx, expected.cy - before.cy)
+    assert jump > 5  # the speaker sat about ten pixels away in that take
+    assert math.hypot(after.cx - expected.cx, after.cy - expected.cy) < 0.2 * jump
+    assert after.width == pytest.approx(expected.width, rel=0.02)
