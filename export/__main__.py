@@ -4,9 +4,10 @@
 
 Writes PATH.onnx (the full model) and PATH.step.onnx / PATH.back.onnx (the streaming parts: the
 convolutional front end one frame at a time, and the recurrent back end), all with the model's
-ModelSpec and a digest of its weights in their metadata (the runtime refuses parts of another export). Exits non-zero, writing nothing, when the parity gate fails. --int8 and
---fp16 add PATH.int8.* and PATH.fp16.* families (compare them with python -m training.evaluate); those
-of an earlier export that are not made again are removed, since they no longer match.
+ModelSpec and a digest of its weights in their metadata (the runtime refuses parts of another export).
+Exits non-zero, writing nothing, when the parity gate fails. --int8 and --fp16 add PATH.int8.* and
+PATH.fp16.* families (compare them with python -m training.evaluate); those of an earlier export that
+are not made again are removed, since they no longer match.
 """
 
 from __future__ import annotations
