@@ -82,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.right_context >= args.window:
         log("error: --right-context must be less than --window")
         return EXIT_USAGE
+    if args.hop > args.window:  # frames between two reads would never be read
+        log("error: --hop must not exceed --window")
+        return EXIT_USAGE
     problem = outputs_problem(args)  # before any frame is read: a run must not end in a file it cannot write
     if problem:
         log(f"error: {problem}")
@@ -95,20 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     options = LiveOptions(window=args.window, hop=args.hop,
                           policy=PolicyOptions(args.policy, args.decoder, args.beam_width,
                                                right_context=args.right_context))
+    try:  # the source first: a wrong path is told before the model and FaceMesh load
+        source = FrameSource(SourceOptions(source=args.source, fast=args.fast))
+    except CaptureError as e:
+        log(f"error: {e}")
+        return EXIT_USAGE
     try:
         model = OnnxModel(args.model, args.provider, args.threads)
         pipeline = LivePipeline(model, options)
     except ModelLoadError as e:
         log(f"error: {e}")
+        source.stop()
         return EXIT_USAGE
     log(f"running on {model.choice.name.upper()} ({model.choice.reason}); model {args.model.name}, "
         f"{model.spec.fps:g} fps, decoder {args.decoder}")
-    try:
-        source = FrameSource(SourceOptions(source=args.source, fast=args.fast))
-    except CaptureError as e:
-        log(f"error: {e}")
-        pipeline.close()
-        return EXIT_USAGE
     window = None
     if not args.headless:
         from realtime.window import Window, render
@@ -118,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # OpenCV raises cv2.error without a GUI build
             log("error: cannot open a window here (no display?); use --headless with --jsonl -")
             pipeline.close()
+            source.stop()
             return EXIT_USAGE
     out = None
     if args.jsonl == "-":
@@ -177,10 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         pipeline.close()
         if window is not None:
             window.close()
+    lost = False
     if out:
         out.caption(final)
         out.final(final.committed)
-    lost = False
+        if out.error:  # a disk that filled up during the run: the words go to stdout instead
+            log(f"error: could not write {args.jsonl} ({out.error.strerror or out.error}); "
+                "the transcript follows on stdout")
+            lost = True
     for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
         if path:
             try:

@@ -40,8 +40,8 @@ class ProviderChoice:
 
 def _session(path: Path, providers: list[str], threads: int, spin: bool = True):
     """`spin=False` for sessions run once per paced frame: ORT's idle workers would otherwise spin
-    between frames (live CPU 126 % instead of 27 %, and a worse glass-to-caption p95). Whole-window
-    reads keep spinning, which saves about a quarter of their time (README: Latency)."""
+    between frames (when it was measured: live CPU 126 % instead of 27 %, and a worse glass-to-caption
+    p95). Whole-window reads keep spinning, which saves about a quarter of their time (README: Latency)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.right_context >= LiveOptions().window:
         parser.error(f"--right-context must be less than the window ({LiveOptions().window} frames)")
+    if args.hop > LiveOptions().window:
+        parser.error(f"--hop must not exceed the window ({LiveOptions().window} frames)")
     if args.plot and args.plot.suffix.lower() != ".png":
         parser.error("--plot must name a .png file")
     if args.keras and not args.keras.is_file():

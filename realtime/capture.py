@@ -73,7 +73,15 @@ class FrameSource:
 
     def _open(self) -> cv2.VideoCapture:
         source = self.options.source
-        capture = cv2.VideoCapture(int(source) if is_camera(source) else source)
+        if is_camera(source):
+            level = cv2.getLogLevel()
+            cv2.setLogLevel(0)  # OpenCV's own lines on a missing camera: the error below says it once
+            try:
+                capture = cv2.VideoCapture(int(source))
+            finally:
+                cv2.setLogLevel(level)
+        else:
+            capture = cv2.VideoCapture(source)
         if not capture.isOpened():
             if is_camera(source):
                 raise CaptureError(f"cannot open camera {source}; to caption a video instead, use --source FILE")
@@ -91,7 +99,8 @@ class FrameSource:
             self.frames.get_nowait()
         except queue.Empty:
             pass
-        self._thread.join(timeout=2)
+        if self._thread.ident is not None:  # stopped before it started: nothing to join
+            self._thread.join(timeout=2)
         self._capture.release()
 
     def _put(self, item: Frame | None) -> None:

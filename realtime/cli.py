@@ -4,6 +4,7 @@ one usage line, rather than as a traceback or a silent no-op later."""
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 from realtime.decode import BEAM_WIDTH
@@ -22,16 +23,20 @@ def at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
-def _number(text: str) -> float:
+def number(text: str) -> float:
+    """An argparse type: a finite number (float() would take "nan" and "inf")."""
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
 
 
 def non_negative(text: str) -> float:
     """An argparse type: a number of 0 or more."""
-    value = _number(text)
+    value = number(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
     return value
@@ -39,7 +44,7 @@ def non_negative(text: str) -> float:
 
 def positive(text: str) -> float:
     """An argparse type: a number above 0."""
-    value = _number(text)
+    value = number(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
     return value
@@ -47,7 +52,7 @@ def positive(text: str) -> float:
 
 def fraction(text: str) -> float:
     """An argparse type: a share, from 0 to 1."""
-    value = _number(text)
+    value = number(text)
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {text}")
     return value
@@ -55,7 +60,7 @@ def fraction(text: str) -> float:
 
 def fraction_below_one(text: str) -> float:
     """An argparse type: a rate or momentum, from 0 up to but not 1."""
-    value = _number(text)
+    value = number(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be from 0 up to but not 1, not {text}")
     return value

@@ -165,17 +165,26 @@ class JsonLines:
     def __init__(self, out: IO[str]):
         self.out = out
         self.last: tuple[str, str] | None = None
+        self.error: OSError | None = None  # the first write that failed (a full disk): later lines are not tried
 
     def caption(self, c: CaptionState) -> None:
         if (c.committed, c.tentative) == self.last:
             return
         self.last = (c.committed, c.tentative)
-        self.out.write(json.dumps({"t": round(c.t, 3), "committed": c.committed, "tentative": c.tentative}) + "\n")
-        self.out.flush()
+        self._write({"t": round(c.t, 3), "committed": c.committed, "tentative": c.tentative})
 
     def final(self, text: str) -> None:
-        self.out.write(json.dumps({"final": True, "text": text}) + "\n")
-        self.out.flush()
+        self._write({"final": True, "text": text})
+
+    def _write(self, line: dict) -> None:
+        """A failed write leaves the run going: its words are still committed, and written elsewhere at the end."""
+        if self.error:
+            return
+        try:
+            self.out.write(json.dumps(line) + "\n")
+            self.out.flush()
+        except OSError as e:
+            self.error = e
 
 
 def log(message: str) -> None:

@@ -45,7 +45,8 @@ import cv2
 import numpy as np
 
 from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
-from realtime.audio import AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech
+from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech,
+                            read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
 from realtime.cli import at_least
 from realtime.crop import LIPS
@@ -281,8 +282,19 @@ class Screen:
             cv2.destroyAllWindows()
 
 
+def check_devices(options: RecordOptions) -> None:
+    """Open the camera and the microphone (or the files standing in for them) once: one that is missing
+    is told before any folder is made or prompt shown."""
+    FrameSource(SourceOptions(options.source)).stop()
+    if options.audio_file:
+        read_audio(options.audio_file, options.rate)
+    else:
+        MicrophoneStream(AudioRecording(options.rate), options.rate).stop()
+
+
 def record(options: RecordOptions) -> Session:
     """Prompt, record and save `count` clips; Ctrl-C (KeyboardInterrupt) keeps every clip already saved."""
+    check_devices(options)
     folder = options.out / options.speaker
     for sub in ("video", "align"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -336,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--audio-file", help="a sound file (or a video's sound) standing in for the microphone")
     parser.add_argument("--silent", action="store_true", help="mouthed without voice: the lips give the spoken span")
     parser.add_argument("--headless", action="store_true", help="print the prompts instead of opening a window")
-    parser.add_argument("--seed", type=int, default=0, help="prompt order")
+    parser.add_argument("--seed", type=at_least(0), default=0, help="prompt order")
     args = parser.parse_args(argv)
     options = RecordOptions(out=args.out, speaker=args.speaker, count=args.count, source=args.source,
                             audio_file=args.audio_file, silent=args.silent, headless=args.headless, seed=args.seed)

@@ -128,6 +128,7 @@ class MouthTracker:
                 min_detection_confidence=self.options.min_detection_confidence,
                 min_tracking_confidence=self.options.min_tracking_confidence,
             )
+            self._mesh.process(np.zeros((48, 64, 3), np.uint8))  # waits for the graph's start-up, which logs
         self._quiet = True  # until the first face: the first landmarks start calculators that log too
         self._filter = _OneEuro(self.options.smoothing_cutoff_hz, self.options.smoothing_beta, np.ones(4))
         self._last: CropPose | None = None

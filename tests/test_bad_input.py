@@ -39,16 +39,21 @@ def not_a_file(tmp_path: Path) -> Path:
     (["training.concat", "--seconds", "-5"], "must be 0 or more, not -5"),
     (["realtime.bench", "--hop", "0"], "must be 1 or more, not 0"),
     (["realtime.bench", "--right-context", "500"], "--right-context must be less than the window"),
+    (["realtime.bench", "--hop", "151"], "--hop must not exceed the window"),
     (["realtime.bench", "--plot", "latency.txt"], "--plot must name a .png file"),
     (["realtime.record", "--count", "-3"], "must be 1 or more, not -3"),
+    (["realtime.record", "--seed", "-1"], "must be 0 or more, not -1"),
     (["realtime.vad_report", "--count", "0"], "must be 1 or more, not 0"),
     (["training.train", "--batch-size", "0"], "must be 1 or more, not 0"),
     (["training.train", "--epochs", "0"], "must be 1 or more, not 0"),
     (["training.train", "--sequence-scale", "0"], "must be above 0, not 0"),
     (["training.train", "--colour-swap", "1.5"], "must be from 0 to 1, not 1.5"),
+    (["training.train", "--seed", "-1"], "must be 0 or more, not -1"),
     (["training.train", "--augment", "lipnet", "--colour-swap", "0.3"], "which --augment lipnet leaves out"),
     (["training.report", "--montage", "crops.txt"], "--montage must name a .png or .jpg file"),
     (["training.prepare", "--face-width", "0"], "must be above 0, not 0"),
+    (["training.prepare", "--below-nose", "nan"], "must be a finite number, not nan"),
+    (["training.train", "--lr", "inf"], "must be a finite number, not inf"),
     (["training.prepare", "--crop-size", "4", "100"], "must be 8 or more, not 4"),
 ])
 def test_impossible_numbers_and_names_are_refused_before_anything_runs(argv: list[str], says: str, tmp_path: Path,
@@ -82,6 +87,18 @@ def test_a_file_that_is_not_a_cache_is_refused_and_no_run_folder_is_begun(not_a_
         assert main(argv) == 2
         one_line_error(capsys, "is not a lipstream cache")
     assert not_a_file.read_text() == "not what it claims to be\n"  # not taken over as a cache either
+
+
+def test_a_missing_or_foreign_start_model_is_told_before_a_run_folder_is_begun(small_cache: Path, tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture):
+    run = tmp_path / "run"
+    for init, says in ((tmp_path / "missing.keras", "no model at"),
+                       (Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.keras",
+                        "is a 'lite' model; pass --config lite")):
+        assert train_main(["--cache", str(small_cache), "--out", str(run), "--config", "tiny",
+                           "--init", str(init)]) == 2
+        one_line_error(capsys, says)
+        assert not run.exists()
 
 
 def test_a_run_folder_under_a_file_is_one_line(small_cache: Path, not_a_file: Path, capsys: pytest.CaptureFixture):
@@ -149,3 +166,15 @@ def test_record_refuses_a_window_without_a_display_and_a_folder_under_a_file(
     one_line_error(capsys, "no display")
     assert record_main(["--out", str(not_a_file / "rec"), "--headless"]) == 2
     one_line_error(capsys, f"{not_a_file} is not a folder")
+
+
+def test_record_tells_a_missing_camera_or_sound_file_before_making_folders_or_prompting(
+        grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    video = str(grid_s1 / "video" / "bbaf2n.mp4")
+    for source, audio, says in ((str(tmp_path / "missing.mp4"), video, "no video file at"),
+                                (video, str(tmp_path / "missing.wav"), "cannot read")):
+        assert record_main(["--out", str(tmp_path / "rec"), "--headless", "--source", source,
+                            "--audio-file", audio]) == 2
+        captured = capsys.readouterr()
+        assert captured.out == "" and says in captured.err and captured.err.count("\n") == 1  # no prompt
+        assert not (tmp_path / "rec").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from realtime.backend import streaming_paths
 from training.finetune import main as finetune_main
@@ -21,7 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 CLIPS = ("bbaf5a", "bbbf8p", "bgwu6n", "bram2n", "bgbh7a", "bgwb6p", "bras6n", "bgwh8n", "bras8p")
 
 
-def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, tmp_path: Path):
+def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture):
     assert restyle_clips(grid_subset(CLIPS), tmp_path / "me", "all", 0) == len(CLIPS)
     original = cv2.VideoCapture(str(grid_s1 / "video" / "bbaf5a.mp4")).read()[1]
     restyled = cv2.VideoCapture(str(tmp_path / "me" / "s1x" / "video" / "bbaf5a.mp4")).read()[1]
@@ -41,3 +43,10 @@ def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, t
     assert report["after"]["cer"] < report["before"]["cer"], report
     for path in (run / "finetuned.onnx", *streaming_paths(run / "finetuned.onnx")):
         assert path.is_file()
+
+    kept = (run / "finetune.json").read_text()
+    again = finetune_main(["--base", str(REPO / "models" / "lipstream-lite.keras"), "--data", str(tmp_path / "me"),
+                           "--out", str(run)])  # refused before its clips are prepared again
+    err = capsys.readouterr().err
+    assert again == 2 and f"{run} already holds a fine-tuned run" in err and "Traceback" not in err
+    assert (run / "finetune.json").read_text() == kept

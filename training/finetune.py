@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         spec = read_spec(args.base)
+        if (args.out / "state.json").exists():  # before the clips are prepared: training would refuse it
+            raise ValueError(f"{args.out} already holds a fine-tuned run: choose another --out")
         args.out.mkdir(parents=True, exist_ok=True)
         cache = args.out / "clips.h5"
         skipped = prepare(args.data, cache, args.workers, spec.crop)

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
-from realtime.cli import at_least, positive
+from realtime.cli import at_least, number, positive
 from realtime.crop import CropSpec
 from realtime.files import make_folder_for
 from realtime.tracker import MouthTracker, TrackerOptions
@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                         default=(default.height, default.width), help="crop height and width in pixels")
     parser.add_argument("--face-width", type=positive, default=default.face_width,
                         help="crop width in outer-eye-corner distances")
-    parser.add_argument("--below-nose", type=float, default=default.below_nose,
+    parser.add_argument("--below-nose", type=number, default=default.below_nose,
                         help="crop centre below the base of the nose, in outer-eye-corner distances")
     parser.add_argument("--grey", action="store_true", help="one grey channel instead of RGB")
     args = parser.parse_args(argv)

@@ -71,9 +71,7 @@ def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
 
     from training.model import FRONT_END, load
 
-    base, spec = load(base_path)
-    if spec.config and spec.config != model.name:
-        raise ValueError(f"{base_path} is a {spec.config!r} model; pass --config {spec.config}")
+    base, _ = load(base_path)
     names = {layer.name for layer in model.layers}
     for layer in base.layers:  # a training head the new model lacks (a last.keras's speech head) is left
         if layer.weights and layer.name in names:
@@ -201,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--freeze-front-end", action="store_true", help="train only the recurrent back end")
     parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
     parser.add_argument("--logical-cpus", type=at_least(1), default=2, help="CPU devices for --strategy mirrored")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=at_least(0), default=0)
     args = parser.parse_args(argv)
     if args.augment == "lipnet" and args.colour_swap:
         parser.error("--colour-swap is part of the webcam augmentation, which --augment lipnet leaves out")
@@ -227,9 +225,13 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     """Run or resume the training `args` ask for; `defaults` are the options' defaults, which a resumed
     run takes for an option its folder's args.json predates."""
     from training.dataset import SampleMix, load_clips, predict_clips, read_fps, split, tf_dataset
-    from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, save
+    from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, read_spec, save
 
     crop = check_inputs(args.config, args.cache)
+    if args.init and not args.resume:  # a missing or foreign model is told before the run folder is made
+        init_config = read_spec(args.init).config
+        if init_config and init_config != args.config:
+            raise ValueError(f"{args.init} is a {init_config!r} model; pass --config {init_config}")
     fps = read_fps(args.cache)  # before the run folder is touched, as the crop
     run = args.out
     state_path = run / "state.json"
