@@ -48,6 +48,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class _ReaderGone(Exception):
+    """Whoever read the JSON lines on stdout has gone (a closed pipe): no one is left to caption for."""
+
+
 def _interrupt(signum: int, frame: object) -> None:
     """A stop request (SIGTERM: kill, a service manager) ends the stream as Ctrl-C does: transcript kept."""
     raise KeyboardInterrupt
@@ -146,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                         first = False
                     if step.changed and out:
                         out.caption(step.caption)
+                        if out.error and args.jsonl == "-":
+                            raise _ReaderGone
                 if window is not None and step is not None:
                     fps_clock = [t for t in fps_clock if t > time.monotonic() - 1] + [time.monotonic()]
                     hud = (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
@@ -175,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             code = EXIT_SOURCE_ENDED
     except KeyboardInterrupt:
         code = EXIT_OK if window is not None else EXIT_INTERRUPTED
+    except _ReaderGone:
+        pass  # told below, with the outputs
     finally:
         source.stop()
         final = pipeline.finish()
@@ -185,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     if out:
         out.caption(final)
         out.final(final.committed)
-        if out.error:  # a disk that filled up during the run: the words go to stdout instead
+        if out.error and args.jsonl == "-":
+            log(f"error: stdout was closed ({out.error.strerror or out.error}); stopped")
+            lost = True
+        elif out.error:  # a disk that filled up during the run: the words go to stdout instead
             log(f"error: could not write {args.jsonl} ({out.error.strerror or out.error}); "
                 "the transcript follows on stdout")
             lost = True

@@ -57,6 +57,12 @@ def offline_text(model: OnnxModel, path: Path) -> str:
     return greedy(model.window_logp(np.stack([c for c in crops if c is not None])), model.spec.vocabulary).text
 
 
+def cue_words(subtitles: Path) -> list[str]:
+    """The words of an SRT file's cues, in order."""
+    return [w for line in subtitles.read_text().splitlines() if line and "-->" not in line and not line.isdigit()
+            for w in line.split()]
+
+
 def run_headless(tmp_path: Path, source: Path, *extra: str) -> tuple[int, list[dict]]:
     out = tmp_path / "captions.jsonl"
     code = run_live.main(["--source", str(source), "--model", str(MODEL), "--headless", "--fast",
@@ -96,10 +102,7 @@ def test_subtitles_hold_the_committed_words(tmp_path: Path) -> None:
     srt, vtt = tmp_path / "out.srt", tmp_path / "out.vtt"
     code, lines = run_headless(tmp_path, clip(CLIPS[0]), "--srt", str(srt), "--vtt", str(vtt))
     assert code == 0
-    words = lines[-1]["text"].split()
-    cue_words = [w for line in srt.read_text().splitlines() if line and "-->" not in line and not line.isdigit()
-                 for w in line.split()]
-    assert cue_words == words
+    assert cue_words(srt) == lines[-1]["text"].split()
     assert vtt.read_text().startswith("WEBVTT")
     assert "-->" in vtt.read_text()
 
@@ -176,7 +179,7 @@ def test_a_subtitle_file_that_fails_at_the_end_leaves_the_transcript_on_stdout(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file whose writes fail as on a full disk")
-def test_json_lines_that_fail_mid_run_leave_the_subtitles_and_the_transcript_on_stdout(
+def test_json_lines_that_cannot_be_written_leave_the_subtitles_and_the_transcript_on_stdout(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     srt = tmp_path / "out.srt"
     code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(MODEL), "--headless", "--fast",
@@ -184,7 +187,20 @@ def test_json_lines_that_fail_mid_run_leave_the_subtitles_and_the_transcript_on_
     captured = capsys.readouterr()
     assert code == 2 and "could not write /dev/full" in captured.err and "Traceback" not in captured.err
     text = offline_text(OnnxModel(MODEL, "cpu"), clip(CLIPS[0]))
-    assert captured.out.strip() == text and text.split()[0] in srt.read_text()
+    assert captured.out.strip() == text and cue_words(srt) == text.split()
+
+
+def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(tmp_path: Path) -> None:
+    """`--jsonl - | head -1`: the pipe closes after the first caption, and no one is left to caption for."""
+    srt = tmp_path / "out.srt"
+    run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
+                            "--jsonl", "-", "--srt", str(srt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, cwd=ROOT)
+    assert json.loads(run.stdout.readline())["committed"] == ""
+    run.stdout.close()
+    err = run.stderr.read()
+    assert run.wait(timeout=60) == 2 and "Traceback" not in err, err
+    assert "error: stdout was closed" in err and srt.exists()
 
 
 def test_fake_camera_at_30_fps_is_resampled_to_the_model_rate(model: OnnxModel, tmp_path: Path) -> None:
@@ -269,8 +285,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args, says", [
     (["--source", "7", "--headless"], "--source FILE"),
     (["--source", "missing.mp4", "--headless", "--model", "missing.onnx"], "no video file"),  # told first
-    (["--model", "missing.onnx", "--headless", "--source", str(clip(CLIPS[0]))], "no model"),
-    (["--model", "README.md", "--headless", "--source", str(clip(CLIPS[0]))], "not a readable ONNX model"),
+    (["--model", "missing.onnx", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")], "no model"),
+    (["--model", "README.md", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
+     "not a readable ONNX model"),
     (["--hop", "0", "--headless"], "must be 1 or more, not 0"),
     (["--hop", "151", "--headless"], "--hop must not exceed --window"),
     (["--source", "docs/crops.png", "--headless"], "is a still image, not a video"),
@@ -303,8 +320,7 @@ def test_the_main_command_takes_file_names_from_the_folder_it_is_run_in(tmp_path
                             env={**os.environ, "LIPSTREAM_VENV": sys.prefix}, timeout=120)
     assert result.returncode == 0, result.stderr
     text = offline_text(OnnxModel(MODEL, "cpu"), clip(CLIPS[0]))
-    subtitles = (tmp_path / "subtitles" / "talk.srt").read_text()
-    assert all(word in subtitles for word in text.split())
+    assert cue_words(tmp_path / "subtitles" / "talk.srt") == text.split()
 
 
 def test_live_process_never_imports_tensorflow_or_jax_and_says_only_its_own_lines(tmp_path: Path) -> None:
