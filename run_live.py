@@ -17,33 +17,35 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-BUNDLED_MODEL = Path(__file__).resolve().parent / "models" / "lipstream-lite.onnx"
 EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 3, 2, 130
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from realtime.backend import PROVIDERS
-    from realtime.captions import POLICIES
-    from realtime.cli import add_beam_width, at_least
-    from realtime.decode import DECODERS
+    from realtime.backend import BUNDLED_MODEL, PROVIDERS
+    from realtime.captions import POLICIES, PolicyOptions
+    from realtime.cli import add_decoder, at_least
+    from realtime.live import LiveOptions
 
     p = argparse.ArgumentParser(prog="run_live.py", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__[__doc__.index("Keys"):])
     p.add_argument("--source", default="0", help="camera index, video file or stream URL (default: camera 0)")
     p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="lipstream ONNX model (default: bundled)")
     p.add_argument("--provider", choices=PROVIDERS, default="auto", help="ONNX Runtime device (default: auto)")
-    p.add_argument("--decoder", choices=DECODERS, default="greedy")
-    add_beam_width(p)
+    add_decoder(p)
     p.add_argument("--headless", action="store_true", help="no window")
     p.add_argument("--jsonl", help="write caption changes as JSON lines to PATH, or - for stdout")
     p.add_argument("--srt", type=Path, help="write the committed words as SRT subtitles")
     p.add_argument("--vtt", type=Path, help="write the committed words as WebVTT subtitles")
     p.add_argument("--fast", action="store_true", help="files: read as fast as possible, not at the file's fps")
-    p.add_argument("--window", type=at_least(8), default=150, help="most frames the model reads at once (default 150)")
-    p.add_argument("--hop", type=at_least(1), default=1, help="update the captions every N frames (default 1)")
-    p.add_argument("--policy", choices=POLICIES, default="pause", help="how captions are committed (default pause)")
-    p.add_argument("--right-context", type=at_least(0), default=12,
-                   help="right-context policy: frames after a frame before it is final")
+    p.add_argument("--window", type=at_least(8), default=LiveOptions.window,
+                   help=f"most frames the model reads at once (default {LiveOptions.window})")
+    p.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
+                   help=f"update the captions every N frames (default {LiveOptions.hop})")
+    p.add_argument("--policy", choices=POLICIES, default=PolicyOptions.policy,
+                   help=f"how captions are committed (default {PolicyOptions.policy})")
+    p.add_argument("--right-context", type=at_least(0), default=PolicyOptions.right_context,
+                   help=f"right-context policy: frames after a frame before it is final "
+                        f"(default {PolicyOptions.right_context})")
     p.add_argument("--threads", type=at_least(0), default=0, help="ONNX Runtime threads (default: all cores)")
     return p.parse_args(argv)
 
@@ -80,16 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.backend import ModelLoadError, OnnxModel
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
     from realtime.captions import PolicyOptions
+    from realtime.cli import window_problem
     from realtime.files import make_folder_for, write_text
     from realtime.live import JsonLines, LiveOptions, LivePipeline, log, subtitles
 
-    if args.right_context >= args.window:
-        log("error: --right-context must be less than --window")
-        return EXIT_USAGE
-    if args.hop > args.window:  # frames between two reads would never be read
-        log("error: --hop must not exceed --window")
-        return EXIT_USAGE
-    problem = outputs_problem(args)  # before any frame is read: a run must not end in a file it cannot write
+    problem = window_problem(args.window, args.hop, args.right_context) or outputs_problem(args)  # before any frame is read: a run must not end in a file it cannot write
     if problem:
         log(f"error: {problem}")
         return EXIT_USAGE

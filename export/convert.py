@@ -14,10 +14,10 @@ import onnx
 import onnx.compose
 
 from export import OPSET
-from export.onnx_gru import FEATURES, LOGP, back_end
-from export.front_end import FRAMES, step_function, window_function
+from export.onnx_gru import back_end
+from export.front_end import step_function, window_function
 from realtime.backend import EXPORT_ID, streaming_paths
-from realtime.spec import ModelSpec
+from realtime.spec import FEATURES, FRAMES, LOGP, ModelSpec
 from training.model import FRONT_END
 
 

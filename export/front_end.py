@@ -19,10 +19,17 @@ costs 1 + 2 + 3 frame-convolutions, where recomputing a 75-frame window costs 3 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 import numpy as np
 
-STEP, FRAME, FRAMES = "step", "frame", "frames"
+from realtime.spec import FRAME, FRAMES, STATE, STEP
+
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+    TracedFunction = tuple[tf.types.experimental.PolymorphicFunction, list[tf.TensorSpec]]
 
 
 def _blocks(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray, int]]:
@@ -60,8 +67,8 @@ def _stacked_taps(kernel: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(kernel.transpose(1, 2, 0, 3, 4).reshape(kh, kw, kt * cin, cout))
 
 
-def window_function(model: keras.Model):
-    """A tf.function `frames` (batch, time, H, W, C) -> features (batch, time, F), as the Keras front end
+def window_function(model: keras.Model) -> TracedFunction:
+    """A tf.function, and its input signature: `frames` (batch, time, H, W, C) -> features (batch, time, F), as the Keras front end
     computes them in inference (zero padding in time at the window's ends)."""
     import tensorflow as tf
 
@@ -90,8 +97,8 @@ def window_function(model: keras.Model):
     return window, signature
 
 
-def step_function(model: keras.Model):
-    """A tf.function (step, frame, *states) -> (features at positions step-L .. step, *new states),
+def step_function(model: keras.Model) -> TracedFunction:
+    """A tf.function, and its input signature: (step, frame, *states) -> (features at positions step-L .. step, *new states),
     L the number of convolutions; the first feature is final, the others provisional."""
     import tensorflow as tf
 
@@ -99,7 +106,7 @@ def step_function(model: keras.Model):
     shapes = state_shapes(model)
     signature = [tf.TensorSpec((), tf.int64, name=STEP),
                  tf.TensorSpec((1, 1, *model.inputs[0].shape[2:]), tf.float32, name=FRAME)]
-    signature += [tf.TensorSpec(s, tf.float32, name=f"state{i}") for i, s in enumerate(shapes)]
+    signature += [tf.TensorSpec(s, tf.float32, name=f"{STATE}{i}") for i, s in enumerate(shapes)]
     # The three temporal slices side by side: one 2D convolution gives all three contributions.
     stacked = [np.concatenate(list(k), axis=-1) for k, _, _ in blocks]
 

@@ -13,8 +13,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-FEATURES = "features"
-LOGP = "logp"
+from realtime.spec import FEATURES, LOGP
 
 
 def _gru_weights(bidirectional: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from realtime.backend import OnnxModel, StreamingBackend
 from realtime.decode import greedy
 from realtime.spec import ModelSpec, normalise
+
+if TYPE_CHECKING:
+    import keras
 
 WINDOW_LENGTHS = (12, 30, 75, 150)
 MAX_PROB_DIFF = 1e-4
@@ -51,7 +55,7 @@ def _streamed(model: OnnxModel, crops: np.ndarray, window: int) -> np.ndarray:
     return np.stack(out)
 
 
-def gate(keras_model, model: OnnxModel, clips: list[np.ndarray]) -> list[ParityResult]:
+def gate(keras_model: keras.Model, model: OnnxModel, clips: list[np.ndarray]) -> list[ParityResult]:
     """Compare every emitted form with Keras on windows of every length: `full` (the whole window in
     one run), `streaming` (the runtime's StreamingBackend fed frame by frame, then its back end) and
     `sliding` (the same after the window has slid by its length: its start read afresh)."""

@@ -34,7 +34,7 @@ def int8(path: Path, calibration: list[np.ndarray]) -> list[Path]:
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     from realtime.backend import OnnxModel, StreamingBackend
-    from realtime.spec import normalise
+    from realtime.spec import FEATURES, FRAMES, normalise
 
     class Reader(CalibrationDataReader):
         def __init__(self, feeds: list[dict[str, np.ndarray]]):
@@ -46,12 +46,12 @@ def int8(path: Path, calibration: list[np.ndarray]) -> list[Path]:
     model = OnnxModel(path, "cpu")
     full_feeds, step_feeds, back_feeds = [], [], []
     for clip in calibration:
-        full_feeds.append({"frames": normalise(clip)[None]})
+        full_feeds.append({FRAMES: normalise(clip)[None]})
         stream = StreamingBackend(model, window=len(clip))
         for crop in clip:
             step_feeds.append(stream.step_feed(crop))
             stream.push(crop)
-        back_feeds.append({"features": np.stack(stream.features)[None]})
+        back_feeds.append({FEATURES: np.stack(stream.features)[None]})
     written = []
     for source, target, feeds in zip(family(path), family(path, "int8"), (full_feeds, step_feeds, back_feeds)):
         quantize_static(str(source), str(target), Reader(feeds), quant_format=QuantFormat.QDQ,

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.spec import ModelSpec, ModelSpecError, normalise
+from realtime.spec import FEATURES, FRAME, FRAMES, STATE, STEP, ModelSpec, ModelSpecError, normalise
 
 PROVIDERS = ("auto", "cuda", "cpu")
-FEATURES = "features"  # the full model's second output: the front end's per-frame features
+BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.onnx"
 EXPORT_ID = "lipstream.export"  # metadata naming the weights an export's three files were made from
 
 
@@ -100,7 +100,7 @@ class OnnxModel:
         self.full = _session(path, providers, threads)
         step, back = streaming_paths(path)
         source = meta.get(EXPORT_ID)
-        self.step = self._part(step, {"step", "frame"}, source, providers, threads)
+        self.step = self._part(step, {STEP, FRAME}, source, providers, threads)
         self.back = self._part(back, {FEATURES}, source, providers, threads)
 
     @staticmethod
@@ -117,7 +117,7 @@ class OnnxModel:
         if session.get_modelmeta().custom_metadata_map.get(EXPORT_ID) != source:
             raise ModelLoadError(f"{path} was exported from other weights than the model beside it: re-export "
                                  "with python -m export")
-        if {i.name for i in session.get_inputs() if not i.name.startswith("state")} != inputs:
+        if {i.name for i in session.get_inputs() if not i.name.startswith(STATE)} != inputs:
             raise ModelLoadError(f"{path} is not this model's streaming part: re-export with python -m export")
         return session
 
@@ -128,11 +128,11 @@ class OnnxModel:
 
     def window_logp(self, crops: np.ndarray) -> np.ndarray:
         """Log-probabilities (T, classes) for uint8 crops (T, H, W, C): the full-window recompute."""
-        return self.full.run(None, {"frames": normalise(crops)[None]})[0][0]
+        return self.full.run(None, {FRAMES: normalise(crops)[None]})[0][0]
 
     def batch_logp(self, frames: np.ndarray) -> np.ndarray:
         """Log-probabilities for already normalised frames (B, T, H, W, C)."""
-        return self.full.run(None, {"frames": frames})[0]
+        return self.full.run(None, {FRAMES: frames})[0]
 
 
 class StreamingBackend:
@@ -149,7 +149,7 @@ class StreamingBackend:
     reads exactly as the same frames read as one offline window: what the model was trained on.
     """
 
-    def __init__(self, model: OnnxModel, window: int = 75):
+    def __init__(self, model: OnnxModel, window: int):
         if not model.streams:
             raise ModelLoadError(f"{model.path} has no streaming parts (.step.onnx/.back.onnx, the features"
                                  " output): re-export it with python -m export")
@@ -157,8 +157,8 @@ class StreamingBackend:
         self.window = window
         self.context = model.spec.context
         inputs = model.step.get_inputs()
-        self._state_names = [i.name for i in inputs if i.name.startswith("state")]
-        self._state_shapes = [tuple(i.shape) for i in inputs if i.name.startswith("state")]
+        self._state_names = [i.name for i in inputs if i.name.startswith(STATE)]
+        self._state_shapes = [tuple(i.shape) for i in inputs if i.name.startswith(STATE)]
         self.features: deque[np.ndarray] = deque(maxlen=window)
         self.frames: deque[np.ndarray] = deque(maxlen=window)  # normalised, for the window's start
         self.reset()
@@ -174,7 +174,7 @@ class StreamingBackend:
         return [np.zeros(s, np.float32) for s in self._state_shapes]
 
     def _feed(self, n: int, frame: np.ndarray, states: list[np.ndarray]) -> dict[str, np.ndarray]:
-        return {"step": np.array(n, np.int64), "frame": frame, **dict(zip(self._state_names, states))}
+        return {STEP: np.array(n, np.int64), FRAME: frame, **dict(zip(self._state_names, states))}
 
     def step_feed(self, crop: np.ndarray) -> dict[str, np.ndarray]:
         """The step model's inputs for the next uint8 crop (calibration data for quantisation)."""
@@ -198,7 +198,7 @@ class StreamingBackend:
         frame = self.count - len(self.features) + first
         if self._start is None or self._start[0] != frame:
             frames = np.concatenate([self.frames[first + n] for n in range(2 * self.context)], axis=1)
-            features = self.model.full.run([FEATURES], {"frames": frames})[0][0]
+            features = self.model.full.run([FEATURES], {FRAMES: frames})[0][0]
             self._start = (frame, features[:self.context])
         return self._start[1]
 
@@ -208,4 +208,4 @@ class StreamingBackend:
         began_stream = first == 0 and self.count <= self.window
         if not began_stream and len(features) > 2 * self.context:
             features[:self.context] = self._window_start(first)
-        return self.model.back.run(None, {"features": features[None]})[0][0]
+        return self.model.back.run(None, {FEATURES: features[None]})[0][0]

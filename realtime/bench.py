@@ -2,10 +2,11 @@
 its own fps as a webcam would deliver it, stage by stage and glass to caption.
 
     python -m realtime.bench --source FILE [--model PATH] [--provider auto|cuda|cpu]
-        [--keras PATH.keras] [--json PATH] [--plot PATH.png]
+        [--policy P] [--decoder D] [--fast] [--json PATH] [--plot PATH.png]
 
 With a GRID align file beside the video (FILE.align, or the corpus' align/NAME.align), it also
-measures how long after a word's end the word is committed.
+measures how long after a word's end the word is committed. The export against its Keras original
+is `python -m export.speed` (the runtime never loads TensorFlow).
 """
 
 from __future__ import annotations
@@ -18,19 +19,20 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 
-from realtime.backend import PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
+from realtime.backend import BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
 from realtime.captions import POLICIES, PolicyOptions
-from realtime.cli import at_least
+from realtime.cli import add_decoder, at_least, window_problem
 from realtime.files import make_folder_for, output_problem, write_text
 from realtime.live import STAGES, LiveOptions, LivePipeline
 from realtime.tracker import MouthTracker, TrackerOptions
 
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.onnx"
+WINDOW = 75  # frames of the window the comparisons read: one GRID sentence
 
 
 def percentiles(values: list[float] | np.ndarray) -> dict[str, float]:
@@ -103,7 +105,8 @@ def commit_delays(pipeline: LivePipeline, align: Path, fps: float) -> list[float
     return delays
 
 
-def _median_ms(fn, repeats: int) -> float:
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time of `repeats` calls of `fn`, after one warm-up call."""
     fn()
     times = []
     for _ in range(repeats):
@@ -113,14 +116,12 @@ def _median_ms(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def compare(model: OnnxModel, crops: np.ndarray, keras_path: Path | None, policy: str = "pause",
-            repeats: int = 30) -> dict:
-    """ms for one T-frame window: TF Keras predict_on_batch (when TF and a .keras are at hand), ORT full
-    window, and ORT's streaming update (front end on the new frame + back end over the window) in both
+def compare(model: OnnxModel, crops: np.ndarray, policy: str = "pause", repeats: int = 30) -> dict[str, float]:
+    """ms for one T-frame window: ORT's full window, and its streaming update (front end on the new frame + back end over the window) in both
     forms: as a sliding window pays it (`ort_sliding_update`: its start moves every frame and is
     re-read) and as the pause policy pays it while a phrase is spoken (`ort_phrase_update`: the window
     grows from a pause, its start held). `ort_stream_update` is the form `policy` runs."""
-    window = crops[-75:]
+    window = crops[-WINDOW:]
     stream = StreamingBackend(model, len(window))
     for crop in window:
         stream.push(crop)
@@ -140,22 +141,10 @@ def compare(model: OnnxModel, crops: np.ndarray, keras_path: Path | None, policy
         phrase.logp()
         phrase_ms.append((time.perf_counter() - t) * 1e3)
 
-    out = {"ort_window": _median_ms(lambda: model.window_logp(window), repeats),
-           "ort_sliding_update": _median_ms(update, repeats),
-           "ort_phrase_update": float(np.median(phrase_ms)),
-           "tf_window": None}
+    out = {"ort_window": median_ms(lambda: model.window_logp(window), repeats),
+           "ort_sliding_update": median_ms(update, repeats),
+           "ort_phrase_update": float(np.median(phrase_ms))}
     out["ort_stream_update"] = out["ort_phrase_update" if policy == "pause" else "ort_sliding_update"]
-    if keras_path is not None and keras_path.is_file():
-        try:
-            from realtime.spec import normalise
-            from training.model import load
-
-            keras_model, _ = load(keras_path)  # timed as ORT is: from uint8 crops, normalisation included
-            out["tf_window"] = _median_ms(lambda: keras_model.predict_on_batch(normalise(window)[None]), repeats)
-        except ImportError:  # no TensorFlow here: no comparison
-            pass
-        except ValueError as e:  # not a lipstream .keras (ModelSpecError): said, after the results
-            out["tf_error"] = str(e)
     return out
 
 
@@ -185,24 +174,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--source", type=Path, required=True, help="a video file, played at its own fps")
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--provider", default="auto", choices=PROVIDERS)
-    parser.add_argument("--keras", type=Path, help="the .keras model for the TF comparison "
-                                                  "(default: the .keras beside the model)")
     parser.add_argument("--json", type=Path, help="write the results as one JSON object")
     parser.add_argument("--plot", type=Path, help="write a PNG of the latency distributions")
-    parser.add_argument("--hop", type=at_least(1), default=1)
+    parser.add_argument("--hop", type=at_least(1), default=LiveOptions.hop)
     parser.add_argument("--fast", action="store_true",
                         help="read as fast as possible (accuracy only: latencies then include queueing)")
-    parser.add_argument("--policy", choices=POLICIES, default="pause")
-    parser.add_argument("--right-context", type=at_least(0), default=12)
+    parser.add_argument("--policy", choices=POLICIES, default=PolicyOptions.policy)
+    parser.add_argument("--right-context", type=at_least(0), default=PolicyOptions.right_context)
+    add_decoder(parser)
     args = parser.parse_args(argv)
-    if args.right_context >= LiveOptions().window:
-        parser.error(f"--right-context must be less than the window ({LiveOptions().window} frames)")
-    if args.hop > LiveOptions().window:
-        parser.error(f"--hop must not exceed the window ({LiveOptions().window} frames)")
+    problem = window_problem(LiveOptions.window, args.hop, args.right_context)
+    if problem:
+        parser.error(problem)
     if args.plot and args.plot.suffix.lower() != ".png":
         parser.error("--plot must name a .png file")
-    if args.keras and not args.keras.is_file():
-        parser.error(f"no Keras model at {args.keras}")
     for path in (p for p in (args.json, args.plot) if p):  # before the run, not after it
         problem = output_problem(path)
         if problem:
@@ -211,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = OnnxModel(args.model, args.provider)
         rec, pipeline, source = run_stream(model, str(args.source), LiveOptions(
-            hop=args.hop, policy=PolicyOptions(args.policy, right_context=args.right_context)), args.fast)
+            hop=args.hop, policy=PolicyOptions(args.policy, args.decoder, args.beam_width,
+                                               right_context=args.right_context)), args.fast)
     except (ModelLoadError, CaptureError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -219,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     crops = []
     capture = cv2.VideoCapture(str(args.source))
     with MouthTracker(TrackerOptions(crop=model.spec.crop)) as tracker:
-        while len(crops) < 75:
+        while len(crops) < WINDOW:
             ok, image = capture.read()
             if not ok:
                 break
@@ -228,16 +214,15 @@ def main(argv: list[str] | None = None) -> int:
                 crops.append(crop)
     comparisons = {}
     if len(crops) >= 8:
-        # int8 first, TF last: an engine's idle workers still spinning would slow the next one timed.
+        # int8 first: an engine's idle workers still spinning would slow the next one timed.
         int8 = args.model.with_suffix(".int8.onnx")
         if int8.is_file() and all(p.is_file() for p in streaming_paths(int8)):
             try:
-                q = compare(OnnxModel(int8, args.provider), np.stack(crops), None, args.policy)
+                q = compare(OnnxModel(int8, args.provider), np.stack(crops), args.policy)
                 comparisons.update(ort_int8_window=q["ort_window"], ort_int8_stream_update=q["ort_stream_update"])
             except ModelLoadError as e:
                 print(f"int8 comparison skipped: {e}", file=sys.stderr)
-        comparisons.update(compare(model, np.stack(crops), args.keras or args.model.with_suffix(".keras"),
-                                   args.policy))
+        comparisons.update(compare(model, np.stack(crops), args.policy))
     result = {
         "glass_to_caption_ms": percentiles(rec.latency),
         "stages_ms": {s: percentiles(v) for s, v in rec.stages.items()},
@@ -268,9 +253,6 @@ def main(argv: list[str] | None = None) -> int:
         make_folder_for(args.plot)
         plot(rec, args.plot)
     print(json.dumps({k: v for k, v in result.items() if k != "transcript"}, indent=1))
-    if "tf_error" in comparisons:
-        print(f"error: no TF comparison: {comparisons['tf_error']}", file=sys.stderr)
-        return 2
     return 0
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from realtime.decode import Word, decode
+from realtime.decode import Hypothesis, Word, decode
 from realtime.vocab import Vocabulary
 
 
@@ -55,7 +55,7 @@ class PolicyOptions:
     still: int = 12  # frames of resting lips that end a phrase (pause policy)
 
 
-@dataclass
+@dataclass(eq=False)  # stateful: two policies are equal only when they are one
 class CaptionPolicy:
     """What every policy shares: the committed words, and the decoder it reads windows with."""
 
@@ -83,7 +83,7 @@ class CaptionPolicy:
         self._tail = CaptionState(self._tail.t if now is None else now, self.committed, "")
         return self._tail
 
-    def _decode(self, logp: np.ndarray):
+    def _decode(self, logp: np.ndarray) -> Hypothesis:
         return decode(logp, self.options.decoder, self.vocabulary, self.options.beam_width)
 
     def window_start(self) -> float:
@@ -107,7 +107,7 @@ def make_policy(vocabulary: Vocabulary, options: PolicyOptions = PolicyOptions()
     return kinds[options.policy](vocabulary, options)
 
 
-@dataclass
+@dataclass(eq=False)
 class RightContextPolicy(CaptionPolicy):
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -175,7 +175,7 @@ class RightContextPolicy(CaptionPolicy):
         return self._tail
 
 
-@dataclass
+@dataclass(eq=False)
 class LocalAgreementPolicy(CaptionPolicy):
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -209,7 +209,7 @@ class LocalAgreementPolicy(CaptionPolicy):
         return self._flush_words(pending, now)
 
 
-@dataclass
+@dataclass(eq=False)
 class PausePolicy(CaptionPolicy):
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,7 +164,7 @@ class FrameSource:
             self.read += 1
         self._put(None)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Frame]:
         while True:
             frame = self.frames.get()
             if frame is None:

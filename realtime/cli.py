@@ -7,7 +7,7 @@ import argparse
 import math
 from collections.abc import Callable
 
-from realtime.decode import BEAM_WIDTH
+from realtime.decode import BEAM_WIDTH, DECODERS
 
 
 def at_least(low: int) -> Callable[[str], int]:
@@ -34,40 +34,42 @@ def number(text: str) -> float:
     return value
 
 
-def non_negative(text: str) -> float:
-    """An argparse type: a number of 0 or more."""
-    value = number(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {text}")
-    return value
+def within(low: float, high: float = math.inf, *, above: bool = False,
+           below: bool = False) -> Callable[[str], float]:
+    """An argparse type: a finite number from `low` (or `above` it) to `high` (or `below` it)."""
+    if high == math.inf:
+        bounds = f"above {low:g}" if above else f"{low:g} or more"
+    else:
+        bounds = f"from {low:g} {'up to but not' if below else 'to'} {high:g}"
+
+    def parse(text: str) -> float:
+        value = number(text)
+        if value < low or (above and value == low) or value > high or (below and value == high):
+            raise argparse.ArgumentTypeError(f"must be {bounds}, not {text}")
+        return value
+    return parse
 
 
-def positive(text: str) -> float:
-    """An argparse type: a number above 0."""
-    value = number(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
-    return value
+non_negative = within(0)
+positive = within(0, above=True)
+fraction = within(0, 1)  # a share
+fraction_below_one = within(0, 1, below=True)  # a rate or momentum
 
 
-def fraction(text: str) -> float:
-    """An argparse type: a share, from 0 to 1."""
-    value = number(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, not {text}")
-    return value
+def window_problem(window: int, hop: int, right_context: int) -> str | None:
+    """Why a live window cannot be read with this hop and right context, or None: a right context as
+    long as the window would never let a frame settle, and frames between two reads further apart
+    than the window would never be read."""
+    if right_context >= window:
+        return f"--right-context must be less than the window ({window} frames)"
+    if hop > window:
+        return f"--hop must not exceed the window ({window} frames)"
+    return None
 
 
-def fraction_below_one(text: str) -> float:
-    """An argparse type: a rate or momentum, from 0 up to but not 1."""
-    value = number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 up to but not 1, not {text}")
-    return value
-
-
-def add_beam_width(parser: argparse.ArgumentParser) -> None:
-    """--beam-width, as every command that decodes takes it."""
+def add_decoder(parser: argparse.ArgumentParser) -> None:
+    """--decoder and --beam-width, as every command that decodes takes them."""
+    parser.add_argument("--decoder", choices=DECODERS, default="greedy", help="(default greedy)")
     parser.add_argument("--beam-width", type=at_least(1), metavar="N",
                         help=f"the beam and grammar decoders' width (default {BEAM_WIDTH['beam']} and "
                              f"{BEAM_WIDTH['grammar']})")

@@ -56,6 +56,13 @@ def pose_from_landmarks(points: np.ndarray, spec: CropSpec) -> CropPose:
     return CropPose(float(centre[0]), float(centre[1]), spec.face_width * eye_distance, angle)
 
 
+def frontality(points: np.ndarray) -> float:
+    """How squarely the face meets the camera, 0..1: the outer eye corners' distance in the image over
+    their distance in 3D, which a turned head shortens in the image only."""
+    across = points[LEFT_EYE_OUTER] - points[RIGHT_EYE_OUTER]
+    return float(np.linalg.norm(across[:2]) / max(float(np.linalg.norm(across)), 1e-6))
+
+
 def crop_matrix(pose: CropPose, spec: CropSpec) -> np.ndarray:
     """2x3 affine map from crop pixel coordinates to frame pixel coordinates."""
     s = pose.width / spec.width

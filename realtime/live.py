@@ -46,7 +46,6 @@ class StepResult:
 
 class LivePipeline:
     def __init__(self, model: OnnxModel, options: LiveOptions = LiveOptions()):
-        self.model = model
         self.options = options
         spec = model.spec
         self.backend = StreamingBackend(model, options.window)  # first: it refuses a model that cannot stream

@@ -38,7 +38,7 @@ import threading
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import av
 import cv2
@@ -220,7 +220,7 @@ def write_video(path: Path, images: list[np.ndarray], audio: np.ndarray, rate: i
 
 
 @contextlib.contextmanager
-def held_interrupts():
+def held_interrupts() -> Iterator[None]:
     """Ctrl-C waits until the block is done: a clip's files and manifest line are committed together."""
     if threading.current_thread() is not threading.main_thread():
         yield

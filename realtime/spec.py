@@ -17,6 +17,12 @@ from realtime.vocab import Vocabulary
 NORMALISATION = "per_frame_standardise"
 _PREFIX = "lipstream."
 
+# The exported graphs' tensor names, which export/ writes and the runtime feeds and reads.
+FRAMES = "frames"  # the full model's input: normalised crops (batch, time, H, W, C)
+FEATURES = "features"  # the front end's per-frame features: the full model's second output, the back end's input
+LOGP = "logp"  # per-frame log-probabilities over the vocabulary
+STEP, FRAME, STATE = "step", "frame", "state"  # the step model's inputs: frame index, one frame, state0, state1…
+
 
 class ModelSpecError(ValueError):
     """A model that does not describe itself (missing or malformed lipstream metadata)."""
@@ -28,7 +34,6 @@ class ModelSpec:
     fps: float = 25.0
     crop: CropSpec = field(default_factory=CropSpec)
     normalisation: str = NORMALISATION
-    window: int = 75  # frames per training sample
     context: int = 3  # frames of temporal context each side in the convolutional front end
     config: str = ""
     version: str = ""
@@ -43,7 +48,6 @@ class ModelSpec:
             "fps": repr(self.fps),
             "crop": json.dumps(asdict(self.crop)),
             "normalisation": self.normalisation,
-            "window": str(self.window),
             "context": str(self.context),
             "config": self.config,
             "version": self.version,
@@ -55,7 +59,7 @@ class ModelSpec:
     @classmethod
     def from_metadata(cls, metadata: dict[str, str], source: str = "model") -> "ModelSpec":
         values = {k[len(_PREFIX):]: v for k, v in metadata.items() if k.startswith(_PREFIX)}
-        required = ("charset", "blank", "fps", "crop", "normalisation", "window", "context")
+        required = ("charset", "blank", "fps", "crop", "normalisation", "context")
         missing = [k for k in required if k not in values]
         if missing:
             raise ModelSpecError(f"{source} has no lipstream metadata ({', '.join(missing)} missing): "
@@ -70,8 +74,7 @@ class ModelSpec:
                 raise ModelSpecError(f"{source}: unknown normalisation {values['normalisation']!r}")
             return cls(
                 vocabulary=vocabulary, fps=float(values["fps"]), crop=crop,
-                normalisation=values["normalisation"], window=int(values["window"]),
-                context=int(values["context"]), config=values.get("config", ""),
+                normalisation=values["normalisation"], context=int(values["context"]), config=values.get("config", ""),
                 version=values.get("version", ""),
                 val_cer=float(values["val_cer"]) if values.get("val_cer") else None,
                 val_wer=float(values["val_wer"]) if values.get("val_wer") else None,

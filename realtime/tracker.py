@@ -9,18 +9,19 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import cv2
 import numpy as np
 
-from realtime.crop import LIPS, CropPose, CropSpec, crop_box, crop_mouth, pose_from_landmarks
+from realtime.crop import LIPS, CropPose, CropSpec, crop_box, crop_mouth, frontality, pose_from_landmarks
 
 # mediapipe imports TensorFlow and JAX when they are installed (seconds, and memory) though FaceMesh
 # needs neither; they are hidden from it while it loads and visible again afterwards.
 _HIDDEN_FROM_MEDIAPIPE = ("tensorflow", "jax", "jaxlib")
 
 
-def load_face_mesh_module():
+def load_face_mesh_module() -> ModuleType:
     """`mediapipe.python.solutions.face_mesh`, imported without TensorFlow or JAX."""
     if "mediapipe" in sys.modules:
         return importlib.import_module("mediapipe.python.solutions.face_mesh")
@@ -72,7 +73,7 @@ class TrackResult:
     pose: CropPose | None
     box: np.ndarray | None  # (4, 2) crop corners in the frame
     lips: np.ndarray | None  # (40, 2) lip landmarks in the frame, outer contour first
-    quality: float  # 0..1: how frontal the face is (2D / 3D eye distance); 0 without a face
+    quality: float  # 0..1: how frontal the face is (realtime.crop.frontality); 0 without a face
     reason: str  # "ok", "held" (detection dropped, last pose kept), "no_face"
     faces: int = 0
     landmark_ms: float = 0.0  # time spent in FaceMesh, and in placing and cutting the crop
@@ -209,9 +210,7 @@ class MouthTracker:
         cx, cy, width, angle = self._filter(raw.as_array(), t)
         pose = CropPose(float(cx), float(cy), float(width), float(angle))
         self._last, self._last_seen = pose, t
-        eye_2d = float(np.linalg.norm(points[263, :2] - points[33, :2]))
-        eye_3d = float(np.linalg.norm(points[263] - points[33]))
         crop = crop_mouth(frame_bgr, pose, spec)
         return TrackResult(t, crop, pose, crop_box(pose, spec), points[list(LIPS), :2].astype(np.float32),
-                           eye_2d / max(eye_3d, 1e-6), "ok", len(faces), **timing,
+                           frontality(points), "ok", len(faces), **timing,
                            crop_ms=(time.perf_counter() - landmarked) * 1e3)

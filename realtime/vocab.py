@@ -42,6 +42,3 @@ class Vocabulary:
             return np.array([index[c] for c in text], dtype=np.int32)
         except KeyError as e:
             raise ValueError(f"character {e.args[0]!r} is not in the vocabulary") from None
-
-    def decode(self, ids: "np.ndarray | list[int]") -> str:
-        return "".join(self.charset[i] for i in ids if 0 <= i < len(self.charset))

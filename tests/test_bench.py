@@ -31,7 +31,9 @@ def test_stage_times_add_up_to_the_total() -> None:
     assert rec.frames == 75 and all(len(v) == rec.frames for v in rec.stages.values())
     parts = np.sum([rec.stages[s] for s in STAGES if s != "total"], axis=0)
     assert np.all(parts <= np.asarray(rec.stages["total"]) + 1e-6)
-    assert np.all(np.asarray(rec.latency) >= 0)
+    # A frame's caption is ready no sooner than its own processing after capture took (clocks: 0.1 ms).
+    processing = np.asarray(rec.stages["total"]) - np.asarray(rec.stages["capture"])
+    assert np.all(np.asarray(rec.latency) + 0.1 >= processing)
 
 
 def test_bench_writes_every_field_consistently(tmp_path: Path, capsys) -> None:
@@ -50,8 +52,8 @@ def test_bench_writes_every_field_consistently(tmp_path: Path, capsys) -> None:
     assert result["rss_mb"] > 0 and result["cpu_percent"] > 0
     assert result["provider"] == "cpu" and result["provider_reason"]
     compare = result["compare_ms"]
-    for key in ("tf_window", "ort_window", "ort_sliding_update", "ort_phrase_update"):
-        assert compare[key] > 0, key  # TF is installed here, and the .keras sits beside the model
+    for key in ("ort_window", "ort_sliding_update", "ort_phrase_update", "ort_int8_window", "ort_int8_stream_update"):
+        assert compare[key] > 0, key  # the bundled model's int8 variant sits beside it
     assert compare["ort_stream_update"] == compare["ort_phrase_update"]  # the pause policy's form
     # The clip's align file sits in the corpus' align folder: commit delays and WER are measured.
     assert result["word_commit_delay_ms"]["words"] >= 1 and ordered(result["word_commit_delay_ms"])

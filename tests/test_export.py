@@ -19,6 +19,7 @@ from onnx import numpy_helper
 
 from export.__main__ import main as export_main
 from export.parity import WINDOW_LENGTHS, gate, windows
+from export.speed import main as speed_main
 from realtime.backend import EXPORT_ID, ModelLoadError, OnnxModel, StreamingBackend, choose_provider, streaming_paths
 from realtime.decode import greedy
 from realtime.spec import ModelSpec, normalise
@@ -322,3 +323,18 @@ def test_evaluate_holds_out_the_clips_the_model_s_run_held_out(tiny_run, small_c
         assert evaluate_main(["--model", str(model), "--data", str(small_cache), "--split", "val"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "split.json" in err and err.count("\n") == 1
+
+
+def test_speed_times_the_export_and_its_keras_original_on_one_real_window(exported: Export, tiny_run,
+                                                                          small_cache: Path,
+                                                                          capsys: pytest.CaptureFixture):
+    argv = ["--model", str(tiny_run.model), "--cache", str(small_cache), "--repeats", "2"]
+    assert speed_main([*argv, "--onnx", str(exported.path)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    held_out = [c.key for c in load_clips(small_cache) if is_validation(c.key, VAL_FRACTION)]
+    assert result["clip"] == held_out[0] and result["frames"] == 75
+    assert result["tf_window_ms"] > 0 and result["ort_window_ms"] > 0
+    assert result["tf_over_ort"] == pytest.approx(result["tf_window_ms"] / result["ort_window_ms"])
+    assert speed_main(argv) == 2  # no export beside the .keras, and none named
+    err = capsys.readouterr().err
+    assert err == f"error: no ONNX model at {tiny_run.model.with_suffix('.onnx')}\n"

@@ -289,9 +289,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["--model", "README.md", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
      "not a readable ONNX model"),
     (["--hop", "0", "--headless"], "must be 1 or more, not 0"),
-    (["--hop", "151", "--headless"], "--hop must not exceed --window"),
+    (["--hop", "151", "--headless"], "--hop must not exceed the window (150 frames)"),
     (["--source", "docs/crops.png", "--headless"], "is a still image, not a video"),
-    (["--right-context", "150", "--headless"], "--right-context must be less than --window"),
+    (["--right-context", "150", "--headless"], "--right-context must be less than the window (150 frames)"),
 ])
 def test_faults_give_one_line_and_exit_2(args: list[str], says: str) -> None:
     result = _run(*args)

@@ -19,7 +19,7 @@ import numpy as np
 from realtime.cli import at_least, non_negative
 from realtime.files import make_folder_for, write_text
 from training.dataset import VAL_FRACTION, is_validation
-from training.grid import ALIGN_UNITS_PER_FRAME, find_clips, read_align
+from training.grid import ALIGN_UNITS_PER_FRAME, Clip, find_clips, read_align, video_fps
 
 
 class Mp4Writer:
@@ -61,13 +61,6 @@ class Mp4Writer:
         return True
 
 
-def video_fps(path: Path) -> float:
-    capture = cv2.VideoCapture(str(path))
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
-    capture.release()
-    return fps
-
-
 def append_video(source: Path, writer: Mp4Writer,
                  transform: Callable[[np.ndarray], np.ndarray] = lambda image: image) -> int:
     """Write every frame of `source` (transformed) to `writer`; returns how many."""
@@ -83,13 +76,19 @@ def append_video(source: Path, writer: Mp4Writer,
     return n
 
 
-def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tuple[int, int]:
+def select_clips(grid: Path, split: str, count: int) -> list[Clip]:
+    """The aligned clips under `grid`: all, or those training holds out (`val`); the first `count` (0: all)."""
     clips = [c for c in find_clips(grid) if c.align is not None and
-             (split == "all" or is_validation(f"{c.speaker}/{c.name}", VAL_FRACTION))]
+             (split == "all" or is_validation(c.key, VAL_FRACTION))]
     if count:
         clips = clips[:count]
     if not clips:
         raise ValueError(f"no aligned clips under {grid} for split {split!r}")
+    return clips
+
+
+def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tuple[int, int]:
+    clips = select_clips(grid, split, count)
     fps = video_fps(clips[0].video)
     frames, lines, used = 0, [], 0
     with Mp4Writer(out, fps) as writer:
@@ -97,7 +96,7 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
             start = frames
             frames += append_video(clip.video, writer)
             if frames == start:  # unreadable: its words would stand in the align file with no frames
-                print(f"skipped {clip.speaker}/{clip.name}: unreadable video", file=sys.stderr)
+                print(f"skipped {clip.key}: unreadable video", file=sys.stderr)
                 continue
             for token in read_align(clip.align):
                 s = min(start + token.start, frames)

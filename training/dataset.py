@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -16,6 +17,9 @@ from realtime.vocab import Vocabulary
 from training.augment import UNKNOWN, CachedClip, Sample, Sampler
 from training.cache import open_cache
 from training.grid import RIVALS, rivals
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 LABEL_PAD = -1
 VAL_FRACTION = 0.06  # the share of clips held out for validation (about 50 of GRID's 900 per speaker)
@@ -152,8 +156,8 @@ def batches(sampler: Sampler, batch_size: int, steps: int, epoch: int, mix: Samp
         yield pad_batch(samples, vocabulary, with_rivals)
 
 
-def tf_dataset(sampler: Sampler, batch_size: int, steps: int, epoch_of, mix: SampleMix,
-               vocabulary: Vocabulary, frame_shape: tuple[int, int, int], with_rivals: bool = False):
+def tf_dataset(sampler: Sampler, batch_size: int, steps: int, epoch_of: Callable[[], int], mix: SampleMix,
+               vocabulary: Vocabulary, frame_shape: tuple[int, int, int], with_rivals: bool = False) -> tf.data.Dataset:
     """A repeating tf.data pipeline over `batches`, prefetched so augmentation overlaps training.
     `epoch_of()` gives the current epoch (for the curriculum)."""
     import tensorflow as tf

@@ -20,8 +20,8 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from realtime.cli import add_beam_width, at_least, fraction_below_one
-from realtime.decode import DECODERS, Grammar, decode
+from realtime.cli import add_decoder, at_least, fraction_below_one
+from realtime.decode import Grammar, decode
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
 from training.dataset import VAL_FRACTION, is_validation, load_clips, predict_clips, read_crop_spec
@@ -53,8 +53,8 @@ def clips_from_folder(folder: Path, spec: ModelSpec, workers: int) -> tuple[list
         raise FileNotFoundError(f"no videos under {folder}")
     with mp.get_context("spawn").Pool(workers) as pool:
         results = pool.map(try_prepare, jobs)
-    clips = [CachedClip(f"{c.speaker}/{c.name}", p.mouth, p.text, p.words, p.spans) for c, p, _ in results if p]
-    return clips, [f"{c.speaker}/{c.name}: {why}" for c, p, why in results if p is None]
+    clips = [CachedClip(c.key, p.mouth, p.text, p.words, p.spans) for c, p, _ in results if p]
+    return clips, [f"{c.key}: {why}" for c, p, why in results if p is None]
 
 
 class Predictor:
@@ -82,6 +82,11 @@ class Predictor:
         return predict_clips(lambda x: np.asarray(self.keras.predict_on_batch(x)), clips)
 
 
+def error_rates(refs: list[str], hyps: list[str]) -> tuple[float, float]:
+    """Character and word error rates over all the clips together (edits over reference length)."""
+    return float(jiwer.cer(refs, hyps)), float(jiwer.wer(refs, hyps))
+
+
 def evaluate(predictor: Predictor, clips: list[CachedClip], decoder: str = "greedy",
              width: int | None = None) -> Evaluation:
     """Error rates over whole clips; the grammar decoder reads each clip as one whole GRID sentence.
@@ -89,8 +94,7 @@ def evaluate(predictor: Predictor, clips: list[CachedClip], decoder: str = "gree
     refs = [c.text for c in clips]
     sentence = Grammar(cyclic=False)
     hyps = [decode(lp, decoder, predictor.spec.vocabulary, width, sentence).text for lp in predictor.logp(clips)]
-    return Evaluation(float(jiwer.cer(refs, hyps)), float(jiwer.wer(refs, hyps)),
-                      tuple(c.key for c in clips), tuple(refs), tuple(hyps))
+    return Evaluation(*error_rates(refs, hyps), tuple(c.key for c in clips), tuple(refs), tuple(hyps))
 
 
 def recorded_val_fraction(model: Path) -> float:
@@ -112,8 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True, help="a GRID folder or an HDF5 cache")
-    parser.add_argument("--decoder", choices=DECODERS, default="greedy")
-    add_beam_width(parser)
+    add_decoder(parser)
     parser.add_argument("--split", choices=("all", "val", "train"), default="all",
                         help="clips of the training run's deterministic split")
     parser.add_argument("--val-fraction", type=fraction_below_one,

@@ -38,6 +38,22 @@ class Clip:
     video: Path
     align: Path | None
 
+    @property
+    def key(self) -> str:
+        """`speaker/name`: the clip's name in a cache and in the validation split."""
+        return f"{self.speaker}/{self.name}"
+
+
+def video_fps(video: Path) -> float:
+    """The video's frame rate; GRID's when its container does not say."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(video))
+    try:
+        return capture.get(cv2.CAP_PROP_FPS) or GRID_FPS
+    finally:
+        capture.release()
+
 
 def read_align(path: Path) -> list[Token]:
     """Parse `start end word` lines; times become frame indices."""

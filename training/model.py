@@ -15,7 +15,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from realtime.spec import ModelSpec, ModelSpecError
+from realtime.spec import FRAMES, ModelSpec, ModelSpecError
 from realtime.vocab import GRID_WORDS, Vocabulary
 
 FRONT_END = "front_end"  # name of the front end's output layer (per-frame features)
@@ -62,7 +62,7 @@ def build(config: ModelConfig, height: int, width: int, channels: int,
     `auxiliary`, training signals only: `words` (per-frame word-class logits), `chars` (the same
     log-probabilities, for a per-frame character loss) and, with `speech_dims`, `speech` (the sound
     predicted from the lips: training.speech)."""
-    frames = keras.Input((None, height, width, channels), name="frames")
+    frames = keras.Input((None, height, width, channels), name=FRAMES)
     x = frames
     for i, (filters, kernel) in enumerate(zip(config.filters, config.kernels)):
         strides = (1, 2, 2) if i == 0 else (1, 1, 1)

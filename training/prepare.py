@@ -32,11 +32,11 @@ from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
 from realtime.cli import at_least, number, positive
-from realtime.crop import CropSpec
+from realtime.crop import LIPS, CropSpec
 from realtime.files import make_folder_for
 from realtime.tracker import MouthTracker, TrackerOptions
 from training.cache import open_cache
-from training.grid import AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
+from training.grid import AlignError, Clip, find_clips, read_align, sentence, sentence_from_code, video_fps
 from training.speech import FORMAT as SPEECH_FORMAT
 from training.speech import RATE, speech_features
 
@@ -98,7 +98,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     capture = cv2.VideoCapture(str(clip.video))
     if not capture.isOpened():
         raise ClipError("unreadable video")
-    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    fps = video_fps(clip.video)
     results = []
     with MouthTracker(options) as tracker:
         while True:
@@ -120,7 +120,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     spans = spans - first
     if len(results) < MIN_FRAMES:
         raise ClipError(f"too short ({len(results)} frames)")
-    lips = np.stack([r.lips if r.lips is not None else np.full((40, 2), np.nan, np.float32) for r in results])
+    lips = np.stack([r.lips if r.lips is not None else np.full((len(LIPS), 2), np.nan, np.float32) for r in results])
     speech, silent = clip_speech(clip.video, float(fps), len(results), first)
     return PreparedClip(
         clip=clip, text=text, fps=float(fps),
@@ -180,7 +180,7 @@ def add_missing_speech(f: h5py.File, videos: dict[str, Path], pool: Pool) -> Non
 
 def write_clip(f: h5py.File, p: PreparedClip) -> None:
     """Write one clip; the `complete` attribute goes last, so a half-written group is recognised."""
-    key = f"clips/{p.clip.speaker}/{p.clip.name}"
+    key = f"clips/{p.clip.key}"
     if key in f:
         del f[key]
     g = f.create_group(key)
@@ -230,13 +230,12 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
     with h5py.File(partial, "a") as f:
         f.attrs["crop"] = json.dumps(asdict(spec))
         done = done_keys(f)
-        todo = [c for c in clips if f"{c.speaker}/{c.name}" not in done]
+        todo = [c for c in clips if c.key not in done]
         options = TrackerOptions(crop=spec, max_faces=1)
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare", file=sys.stderr)
         context = mp.get_context("spawn")
         with context.Pool(workers) as pool:
-            add_missing_speech(f, {f"{c.speaker}/{c.name}": c.video for c in clips
-                                   if f"{c.speaker}/{c.name}" in done}, pool)
+            add_missing_speech(f, {c.key: c.video for c in clips if c.key in done}, pool)
             with tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
                 for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options) for c in todo]):
                     if prepared is None:

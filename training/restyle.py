@@ -20,9 +20,8 @@ import cv2
 import numpy as np
 
 from realtime.cli import at_least
-from training.concat import Mp4Writer, append_video, video_fps
-from training.dataset import VAL_FRACTION, is_validation
-from training.grid import find_clips
+from training.concat import Mp4Writer, append_video, select_clips
+from training.grid import video_fps
 
 _GAMMA = (255 * (np.arange(256) / 255) ** 1.5).astype(np.uint8)  # darker mid-tones
 
@@ -33,12 +32,7 @@ def restyle(image: np.ndarray) -> np.ndarray:
 
 
 def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
-    clips = [c for c in find_clips(grid) if c.align is not None and
-             (split == "all" or is_validation(f"{c.speaker}/{c.name}", VAL_FRACTION))]
-    if count:
-        clips = clips[:count]
-    if not clips:
-        raise ValueError(f"no aligned clips under {grid} for split {split!r}")
+    clips = select_clips(grid, split, count)
     for clip in clips:
         speaker = out / f"{clip.speaker}x"
         (speaker / "video").mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ import numpy as np
 
 from realtime.cli import at_least, fraction, fraction_below_one, non_negative, positive
 from realtime.files import make_folder_for, write_text
+from realtime.vocab import Vocabulary
 from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION
 
 if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
@@ -65,7 +66,7 @@ def learning_rate(epoch: int, base: float, epochs: int, warmup: int = 1) -> floa
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
+def initialise(model: keras.Model, base_path: Path, freeze_front_end: bool) -> None:
     """Copy a trained model's weights into a new training model, layer by layer name."""
     import keras
 
@@ -86,7 +87,7 @@ def initialise(model, base_path: Path, freeze_front_end: bool) -> None:
                 break
 
 
-def compile_model(model, vocabulary, lr: float, aux_weight: float, char_weight: float,
+def compile_model(model: keras.Model, vocabulary: Vocabulary, lr: float, aux_weight: float, char_weight: float,
                   weight_decay: float = 0.0, ema: float = 0.0, speech_weight: float = 0.0,
                   confidence_penalty: float = 0.0, sequence_weight: float = 0.0, sequence_scale: float = 1.0) -> None:
     """CTC on the character head plus the per-frame word, character and (for a model with a speech
@@ -134,12 +135,6 @@ def averaged_weights(model: keras.Model) -> Iterator[None]:
 def improves(cer: float, wer: float, state: dict) -> bool:
     """Whether an epoch beats the best so far: lower validation CER, ties broken by lower WER."""
     return state["best_cer"] is None or (cer, wer) < (state["best_cer"], state["best_wer"])
-
-
-def error_rates(refs: list[str], hyps: list[str]) -> tuple[float, float]:
-    import jiwer
-
-    return float(jiwer.cer(refs, hyps)), float(jiwer.wer(refs, hyps))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,6 +220,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     """Run or resume the training `args` ask for; `defaults` are the options' defaults, which a resumed
     run takes for an option its folder's args.json predates."""
     from training.dataset import SampleMix, load_clips, predict_clips, read_fps, split, tf_dataset
+    from training.evaluate import error_rates
     from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, read_spec, save
 
     crop = check_inputs(args.config, args.cache)

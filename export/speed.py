@@ -1,0 +1,69 @@
+"""How fast the ONNX export reads a window against its Keras original, on a real cached clip.
+
+    python -m export.speed --model PATH.keras [--onnx PATH.onnx] [--cache FILE.h5] [--repeats N]
+
+Both read the same 75-frame window (one GRID sentence: the cache's first validation clip, or its
+first clip when it holds out none) as the
+runtime pays for it: from uint8 crops, normalisation included, in one call; the median of N calls
+after one warm-up. The ONNX model defaults to the export beside the Keras one (PATH.onnx); give an
+int8 or fp16 variant with --onnx. One JSON line; run it on a quiet machine. The streaming forms are
+timed by python -m realtime.bench, which never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from realtime.cli import at_least
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.speed", description=__doc__.split("\n")[0])
+    parser.add_argument("--model", type=Path, required=True, help="a lipstream .keras model")
+    parser.add_argument("--onnx", type=Path, help="its export (default: the .onnx beside --model)")
+    parser.add_argument("--cache", type=Path, default=Path("cache/s1.h5"), help="mouth-crop cache")
+    parser.add_argument("--repeats", type=at_least(1), default=30, help="timed calls of each (default 30)")
+    args = parser.parse_args(argv)
+    onnx_path = args.onnx or args.model.with_suffix(".onnx")
+    for path, what in ((args.model, "model"), (onnx_path, "ONNX model"),
+                       (args.cache, "cache (make one with python -m training.prepare)")):
+        if not path.is_file():
+            print(f"error: no {what} at {path}", file=sys.stderr)
+            return 2
+
+    from realtime.backend import ModelLoadError, OnnxModel
+    from realtime.bench import WINDOW, median_ms
+    from realtime.spec import normalise
+    from training.dataset import VAL_FRACTION, is_validation, load_clips
+    from training.model import inference_model, load
+
+    try:
+        keras_model, spec = load(args.model)
+        onnx_model = OnnxModel(onnx_path, "cpu")
+        cached = load_clips(args.cache)
+    except (ValueError, OSError, ModelLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if onnx_model.spec.crop != spec.crop:
+        print(f"error: {onnx_path} reads another crop than {args.model}: not its export", file=sys.stderr)
+        return 2
+    held_out = [c for c in cached if is_validation(c.key, VAL_FRACTION)] or cached
+    clip = next((c for c in held_out if len(c.mouth) >= WINDOW), None)
+    if clip is None:
+        print(f"error: {args.cache} has no clip of {WINDOW} frames", file=sys.stderr)
+        return 2
+    keras_model = inference_model(keras_model) if isinstance(keras_model.output, dict) else keras_model
+    window = clip.mouth[:WINDOW]
+    # ONNX Runtime first: TensorFlow's thread pools, once started, would share the cores with it.
+    ort_ms = median_ms(lambda: onnx_model.window_logp(window), args.repeats)
+    tf_ms = median_ms(lambda: keras_model.predict_on_batch(normalise(window)[None]), args.repeats)
+    print(json.dumps({"clip": clip.key, "frames": WINDOW, "tf_window_ms": tf_ms, "ort_window_ms": ort_ms,
+                      "tf_over_ort": tf_ms / ort_ms}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
