@@ -23,10 +23,10 @@ EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 3, 2, 130
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import BUNDLED_MODEL, PROVIDERS
     from realtime.captions import POLICIES, PolicyOptions
-    from realtime.cli import add_decoder, at_least
-    from realtime.live import LiveOptions
+    from realtime.cli import add_decoder, at_least, summary
+    from realtime.live import SHORTEST_WINDOW, LiveOptions
 
-    p = argparse.ArgumentParser(prog="run_live.py", description=__doc__.split("\n")[0],
+    p = argparse.ArgumentParser(prog="run_live.py", description=summary(__doc__),
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__[__doc__.index("Keys"):])
     p.add_argument("--source", default="0", help="camera index, video file or stream URL (default: camera 0)")
     p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="lipstream ONNX model (default: bundled)")
@@ -37,8 +37,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--srt", type=Path, help="write the committed words as SRT subtitles")
     p.add_argument("--vtt", type=Path, help="write the committed words as WebVTT subtitles")
     p.add_argument("--fast", action="store_true", help="files: read as fast as possible, not at the file's fps")
-    p.add_argument("--window", type=at_least(8), default=LiveOptions.window,
-                   help=f"most frames the model reads at once (default {LiveOptions.window})")
+    p.add_argument("--window", type=at_least(SHORTEST_WINDOW), default=LiveOptions.window,
+                   help=f"most frames the model reads at once, {SHORTEST_WINDOW} or more: a phrase must fit "
+                        f"(default {LiveOptions.window})")
     p.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
                    help=f"update the captions every N frames (default {LiveOptions.hop})")
     p.add_argument("--policy", choices=POLICIES, default=PolicyOptions.policy,
@@ -59,6 +60,37 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+_stop_requested: list[int] = []  # the signals that came while starting up
+
+
+def _defer(signum: int, frame: object) -> None:
+    """While modules load, a stop request is noted, not raised: an interrupted import (NumPy's, ONNX
+    Runtime's) would fail later as a misleading ImportError, or a library could swallow it."""
+    _stop_requested.append(signum)
+
+
+def _stdout_gone() -> None:
+    """Point stdout at /dev/null once writing to it failed, so that Python's flush at exit does not
+    fail again with a traceback of its own."""
+    import os
+
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def save_transcript(text: str) -> None:
+    """The transcript to lipstream-transcript-DATE-TIME.txt in the current folder (the window's s key, and
+    the last resort when every output failed); says where, or why it could not."""
+    from realtime.files import write_text
+    from realtime.live import log
+
+    path = Path(f"lipstream-transcript-{time.strftime('%Y%m%d-%H%M%S')}.txt")
+    try:
+        write_text(path, text + "\n")
+        log(f"saved {path}")
+    except OSError as e:
+        log(f"error: could not save {path} ({e.strerror or e})")
+
+
 def outputs_problem(args: argparse.Namespace) -> str | None:
     """Why the output files asked for cannot all be written, or None: each must be writable, none may
     be the video read (it would be lost) nor another output (one would replace the other)."""
@@ -77,7 +109,16 @@ def outputs_problem(args: argparse.Namespace) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    _stop_requested.clear()
+    deferred = {s: signal.signal(s, _defer) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _run(parse_args(argv))
+    finally:
+        for s, handler in deferred.items():
+            signal.signal(s, handler)
+
+
+def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     from realtime.backend import ModelLoadError, OnnxModel
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
@@ -132,11 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         out = JsonLines(open(args.jsonl, "w", encoding="utf-8"))
 
     resampler = Resampler(model.spec.fps)
-    code, paused, step, first = EXIT_OK, False, None, True
+    code, paused, step, first, faceless = EXIT_OK, False, None, True, False
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever a library set while loading
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if _stop_requested:  # stopped while starting up: as if stopped at the first frame
+            raise KeyboardInterrupt
         source.start()
         for frame in source:
             for f in resampler.push(frame):
@@ -145,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
                     if first:
                         log(f"first frame processed {time.monotonic() - started:.2f} s after start")
                         first = False
+                    if step.no_face != faceless and (step.no_face or step.track.crop is not None):
+                        faceless = step.no_face  # said once each way: headless, nothing else shows it
+                        log("no face in view: nothing to read until someone faces the camera" if faceless
+                            else "face found")
                     if step.changed and out:
                         out.caption(step.caption)
                         if out.error and args.jsonl == "-":
@@ -167,12 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                         hidden = len(pipeline.policy.words)
                         log("screen cleared (the transcript keeps every word)")
                     elif key == ord("s"):
-                        path = Path(f"lipstream-transcript-{time.strftime('%Y%m%d-%H%M%S')}.txt")
-                        try:
-                            write_text(path, pipeline.policy.committed + "\n")
-                            log(f"saved {path}")
-                        except OSError as e:  # the run goes on; its outputs are written at the end
-                            log(f"error: could not save {path} ({e.strerror or e})")
+                        save_transcript(pipeline.policy.committed)  # the run goes on whether or not it could
         if source.error:
             log(f"error: {source.error}; the transcript so far is kept")
             code = EXIT_SOURCE_ENDED
@@ -186,28 +229,39 @@ def main(argv: list[str] | None = None) -> int:
         pipeline.close()
         if window is not None:
             window.close()
-    lost = False
+    lost = False  # an output failed: the run exits 2
     if out:
         out.caption(final)
         out.final(final.committed)
         if out.error and args.jsonl == "-":
+            _stdout_gone()
             log(f"error: stdout was closed ({out.error.strerror or out.error}); stopped")
             lost = True
         elif out.error:  # a disk that filled up during the run: the words go to stdout instead
             log(f"error: could not write {args.jsonl} ({out.error.strerror or out.error}); "
                 "the transcript follows on stdout")
             lost = True
+    kept = out is not None and out.error is None  # the transcript has reached an output
     for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
         if path:
             try:
                 write_text(path, subtitles(pipeline.policy, kind))
+                kept = True
             except OSError as e:  # a disk that filled up during the run: the words go to stdout instead
                 log(f"error: could not write {path} ({e.strerror or e}); the transcript follows on stdout")
                 lost = True
     if source.dropped:
         log(f"{source.dropped} frames dropped (processing fell behind)")
     if (lost and args.jsonl != "-") or (not out and not args.srt and not args.vtt):  # "-": in its final line
-        print(final.committed)
+        try:
+            print(final.committed, flush=True)
+            kept = True
+        except OSError as e:  # a closed pipe or a full disk behind stdout
+            _stdout_gone()
+            log(f"error: could not write the transcript to stdout ({e.strerror or e})")
+            lost = True
+    if not kept and final.committed:  # every output failed: the words still reach a file
+        save_transcript(final.committed)
     return EXIT_USAGE if lost and code == EXIT_OK else code
 
 

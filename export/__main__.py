@@ -18,10 +18,11 @@ import tempfile
 from pathlib import Path
 
 from export import MAX_OPSET, OPSET
+from realtime.cli import summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m export", description=summary(__doc__))
     parser.add_argument("--model", type=Path, required=True, help="a lipstream .keras model")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--cache", type=Path, default=Path("cache/s1.h5"),
@@ -33,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out.suffix != ".onnx":
         print("error: --out must end in .onnx", file=sys.stderr)
+        return 2
+    if args.model.suffix != ".keras":
+        print(f"error: --model must be a .keras model (the one to convert), not {args.model.name}", file=sys.stderr)
         return 2
     for path, what in ((args.model, "model"), (args.cache, "cache (make one with python -m training.prepare)")):
         if not path.is_file():

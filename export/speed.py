@@ -17,11 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from realtime.cli import at_least
+from realtime.cli import at_least, summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.speed", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m export.speed", description=summary(__doc__))
     parser.add_argument("--model", type=Path, required=True, help="a lipstream .keras model")
     parser.add_argument("--onnx", type=Path, help="its export (default: the .onnx beside --model)")
     parser.add_argument("--cache", type=Path, default=Path("cache/s1.h5"), help="mouth-crop cache")

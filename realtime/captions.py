@@ -19,7 +19,7 @@ time, can drive them. Three are here (README: how they compare, and why pause is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -66,6 +66,20 @@ class CaptionPolicy:
         self.words: list[TimedWord] = []
         self._tail = CaptionState(0.0, "", "")
         self._space = self.vocabulary.charset.index(" ")
+        self._moved = (-np.inf, np.inf)  # media times of the first and last frame the lips moved in, last window
+
+    def _note_movement(self, times: np.ndarray, moving: np.ndarray) -> None:
+        moved = np.flatnonzero(moving)
+        self._moved = (float(times[moved[0]]), float(times[moved[-1]])) if len(moved) else (-np.inf, np.inf)
+
+    def _commit_words(self, words: list[TimedWord]) -> None:
+        """Commit words with their times held within the lips' movement in the window read. The model
+        places a word's letters anywhere its window allows (a sentence's first word at the window's
+        start, before the lips move; its last at the end), so its frames time the words only roughly;
+        the lips say when the speech was."""
+        low, high = self._moved
+        self.words.extend(replace(w, start=min(max(w.start, low), high), end=min(max(w.end, low), high))
+                          for w in words)
 
     @property
     def committed(self) -> str:
@@ -79,7 +93,7 @@ class CaptionPolicy:
 
     def _flush_words(self, words: list[TimedWord], now: float | None) -> CaptionState:
         """Commit the words still pending and show no tentative text."""
-        self.words.extend(words)
+        self._commit_words(words)
         self._tail = CaptionState(self._tail.t if now is None else now, self.committed, "")
         return self._tail
 
@@ -136,8 +150,7 @@ class RightContextPolicy(CaptionPolicy):
                     done.append(w)
         if not done:
             return
-        for w in done:
-            self.words.append(TimedWord(w.text, self._times[w.start], self._times[w.end], now))
+        self._commit_words([TimedWord(w.text, self._times[w.start], self._times[w.end], now) for w in done])
         cut = len(logp)
         if not final:  # past the last committed character's whole run, so it is not read twice
             cut = done[-1].end + 1
@@ -147,6 +160,7 @@ class RightContextPolicy(CaptionPolicy):
 
     def update(self, logp: np.ndarray, times: np.ndarray, moving: np.ndarray) -> CaptionState:
         now = float(times[-1])
+        self._note_movement(times, moving)
         settled = len(times) - self.options.right_context
         for row, t in zip(logp[:max(settled, 0)], times[:max(settled, 0)]):
             if t > self._frozen_until:
@@ -184,6 +198,7 @@ class LocalAgreementPolicy(CaptionPolicy):
 
     def update(self, logp: np.ndarray, times: np.ndarray, moving: np.ndarray) -> CaptionState:
         now = float(times[-1])
+        self._note_movement(times, moving)
         words = self._decode(logp).words
         # A window that ends inside a word reads only its beginning: such a word cannot be agreed on.
         _, quiet = self._quiet(logp)
@@ -196,7 +211,7 @@ class LocalAgreementPolicy(CaptionPolicy):
         while agreed < min(complete, len(self._previous)) and current[agreed].text == self._previous[agreed].text:
             agreed += 1
         if agreed:
-            self.words.extend(current[:agreed])
+            self._commit_words(current[:agreed])
             self._committed_until = current[agreed - 1].end
         self._previous = current[agreed:]
         self._tail = CaptionState(now, self.committed, " ".join(w.text for w in self._previous))
@@ -223,6 +238,7 @@ class PausePolicy(CaptionPolicy):
         now = float(times[-1])
         if self._start == -np.inf:  # a stream's first frame starts its first phrase
             self._start = float(times[0])
+        self._note_movement(times, moving)
         moved = np.flatnonzero(moving)
         still = len(moving) - 1 - int(moved[-1]) if len(moved) else len(moving)
         timed = []
@@ -235,7 +251,7 @@ class PausePolicy(CaptionPolicy):
             timed = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words]
             if still >= self.options.still:
                 # The speaker paused: the window read a whole phrase, from rest to rest.
-                self.words.extend(timed)
+                self._commit_words(timed)
                 self._start = float(times[len(times) - still // 2 - 1])
                 timed = []
             elif len(timed) > 1 and times[0] > self._start:
@@ -243,7 +259,7 @@ class PausePolicy(CaptionPolicy):
                 middle = times[len(times) // 2]
                 old = [w for w in timed[:-1] if w.end < middle]
                 if old:
-                    self.words.extend(old)
+                    self._commit_words(old)
                     # The next window starts on the frame after the last committed word, so a window
                     # that begins later than `_start` has again slid past the phrase's start.
                     self._start = float(times[np.searchsorted(times, old[-1].end, side="right")])

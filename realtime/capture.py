@@ -3,6 +3,7 @@ resampler that turns whatever rate the source delivers into the model's frame ra
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -12,6 +13,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+# FFmpeg's own lines (a damaged file's decoding errors, a refused connection) are muted: the user gets
+# lipstream's one line instead. Read by OpenCV when it first opens a video; set it to see them.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 
 class CaptureError(Exception):
@@ -85,7 +90,9 @@ class FrameSource:
             capture = cv2.VideoCapture(source)
         if not capture.isOpened():
             if is_camera(source):
-                raise CaptureError(f"cannot open camera {source}; to caption a video instead, use --source FILE")
+                raise CaptureError(f"cannot open camera {source}; to read a video file instead, use --source FILE")
+            if is_url(source):
+                raise CaptureError(f"cannot open {source}: unreachable, or not a stream this OpenCV build can decode")
             raise CaptureError(f"cannot read {source}: not a video this OpenCV build can decode")
         return capture
 

@@ -10,6 +10,11 @@ from collections.abc import Callable
 from realtime.decode import BEAM_WIDTH, DECODERS
 
 
+def summary(doc: str) -> str:
+    """A module docstring's first paragraph on one line: its command's --help description."""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
 def at_least(low: int) -> Callable[[str], int]:
     """An argparse type: a whole number no less than `low`."""
     def parse(text: str) -> int:

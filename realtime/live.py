@@ -18,10 +18,13 @@ import numpy as np
 from realtime.activity import MovingLips
 from realtime.backend import OnnxModel, StreamingBackend
 from realtime.capture import Frame
-from realtime.captions import CaptionPolicy, CaptionState, PolicyOptions, make_policy
+from realtime.captions import CaptionPolicy, CaptionState, PolicyOptions, TimedWord, make_policy
 from realtime.tracker import MouthTracker, TrackerOptions, TrackResult
 
 STAGES = ("capture", "landmarks", "crop", "front_end", "back_end", "captions", "total")
+
+
+SHORTEST_WINDOW = 100  # frames: a spoken phrase must fit in the window (README: Streaming captions)
 
 
 @dataclass(frozen=True)
@@ -142,19 +145,50 @@ def _timestamp(seconds: float, separator: str) -> str:
 
 
 WORDS_PER_CUE = 6
+CUE_PAUSE = 0.5  # seconds between two words that begin a new cue
+LINGER = 0.2  # seconds a cue stays up after its last word
+READING_RATE = 15.0  # characters a second: a cue stays up long enough to be read (subtitling guides: 12-17)
+SHORTEST_CUE = 5 / 6  # seconds, however short its text (subtitling guides' minimum)
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    text: str
+
+
+def cues(words: list[TimedWord]) -> list[Cue]:
+    """The committed words as subtitle cues: words committed together (a phrase) or without a pause
+    between them share a cue of up to WORDS_PER_CUE words; each cue stays up long enough to be read,
+    never into the next, which never starts before the last one ends."""
+    groups: list[list[TimedWord]] = []
+    for w in words:
+        last = groups[-1][-1] if groups else None
+        if last and len(groups[-1]) < WORDS_PER_CUE and (
+                w.committed_at == last.committed_at or w.start - last.end < CUE_PAUSE):
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    out: list[Cue] = []
+    for n, group in enumerate(groups):
+        text = " ".join(w.text for w in group)
+        start = max(group[0].start, out[-1].end if out else 0.0)
+        end = max(group[-1].end + LINGER, start + max(len(text) / READING_RATE, SHORTEST_CUE))
+        if n + 1 < len(groups):
+            end = max(min(end, groups[n + 1][0].start), start + 0.001)
+        out.append(Cue(start, end, text))
+    return out
 
 
 def subtitles(policy: CaptionPolicy, kind: str) -> str:
-    """SRT or WebVTT cues of the committed words, at their read times."""
+    """SRT or WebVTT cues of the committed words, at the times they were spoken."""
     sep = "," if kind == "srt" else "."
     lines = [] if kind == "srt" else ["WEBVTT", ""]
-    words = policy.words
-    for n, i in enumerate(range(0, len(words), WORDS_PER_CUE), start=1):
-        cue = words[i:i + WORDS_PER_CUE]
-        start, end = cue[0].start, max(cue[-1].end, cue[0].start) + 0.2
+    for n, cue in enumerate(cues(policy.words), start=1):
         if kind == "srt":
             lines.append(str(n))
-        lines += [f"{_timestamp(start, sep)} --> {_timestamp(end, sep)}", " ".join(w.text for w in cue), ""]
+        lines += [f"{_timestamp(cue.start, sep)} --> {_timestamp(cue.end, sep)}", cue.text, ""]
     return "\n".join(lines)
 
 

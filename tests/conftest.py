@@ -108,7 +108,8 @@ def tiny_run(small_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Tin
     from realtime.vocab import Vocabulary
     from training.augment import Sample
     from training.dataset import load_clips, pad_batch, read_crop_spec
-    from training.model import CONFIGS, WORD_CLASSES, build, context_frames, inference_model, save
+    from training.grid import WORD_CLASSES
+    from training.model import CONFIGS, build, context_frames, inference_model, save
     from training.train import compile_model
 
     keras.utils.set_random_seed(0)

@@ -3,11 +3,14 @@ traceback, and nothing the user had lost or replaced."""
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
 
 from realtime.bench import main as bench_main
+from realtime.files import output_problem, write_text
 from realtime.record import main as record_main
 from realtime.vad_report import main as vad_main
 from training.concat import main as concat_main
@@ -178,3 +181,26 @@ def test_record_tells_a_missing_camera_or_sound_file_before_making_folders_or_pr
         captured = capsys.readouterr()
         assert captured.out == "" and says in captured.err and captured.err.count("\n") == 1  # no prompt
         assert not (tmp_path / "rec").exists()
+
+
+def test_an_output_through_a_link_or_into_a_pipe_replaces_neither(tmp_path: Path):
+    real, link = tmp_path / "real.srt", tmp_path / "link.srt"
+    real.write_text("old\n")
+    link.symlink_to(real)
+    write_text(link, "new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"  # written through the link, not over it
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    heard: list[str] = []
+    reader = threading.Thread(target=lambda: heard.append(pipe.read_text()))
+    reader.start()
+    assert output_problem(pipe) is None
+    write_text(pipe, "cue\n")
+    reader.join(timeout=10)
+    assert heard == ["cue\n"] and pipe.is_fifo()  # written into, still a pipe
+
+
+def test_a_folder_no_one_can_write_in_is_found_out_even_by_root():
+    """os.access says yes to root everywhere; /proc takes no new files from anyone."""
+    problem = output_problem(Path("/proc/lipstream-captions.srt"))
+    assert problem and problem.startswith("cannot write /proc/lipstream-captions.srt: /proc is not writable")

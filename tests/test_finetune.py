@@ -48,5 +48,5 @@ def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, t
     again = finetune_main(["--base", str(REPO / "models" / "lipstream-lite.keras"), "--data", str(tmp_path / "me"),
                            "--out", str(run)])  # refused before its clips are prepared again
     err = capsys.readouterr().err
-    assert again == 2 and f"{run} already holds a fine-tuned run" in err and "Traceback" not in err
+    assert again == 2 and f"{run} already holds a run" in err and "Traceback" not in err
     assert (run / "finetune.json").read_text() == kept

@@ -19,9 +19,12 @@ import run_live
 from realtime.backend import OnnxModel
 from realtime.capture import Frame, FrameSource, Resampler, SourceOptions
 from realtime.decode import greedy
-from realtime.live import LiveOptions, LivePipeline
+from realtime.captions import TimedWord
+from realtime.live import LINGER, SHORTEST_CUE, WORDS_PER_CUE, LiveOptions, LivePipeline, cues
 from realtime.tracker import MouthTracker, TrackerOptions
 from tests.test_tracker import read_frames
+from training.concat import concat
+from training.grid import read_align
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "lipstream-lite.onnx"
@@ -87,6 +90,56 @@ def test_streaming_transcript_matches_offline_decode(model: OnnxModel, tmp_path:
     assert all(refs), "the bundled model read nothing offline"
     # The pause policy reads each phrase from rest to rest, as the offline decode reads the whole clip.
     assert streamed == refs
+
+
+def srt_cues(path: Path) -> list[tuple[float, float, str]]:
+    """(start, end, text) of each cue of an SRT file."""
+    def seconds(stamp: str) -> float:
+        h, m, s = stamp.replace(",", ".").split(":")
+        return int(h) * 3600 + int(m) * 60 + float(s)
+
+    out = []
+    for block in path.read_text().strip().split("\n\n"):
+        _, times, text = block.splitlines()
+        start, end = times.split(" --> ")
+        out.append((seconds(start), seconds(end), text))
+    return out
+
+
+def test_subtitle_cues_follow_the_speech_and_never_overlap(tmp_path: Path) -> None:
+    """Three held-out sentences in a row: a cue for each, starting near where its sentence's speech starts
+    (the align file), up until the speech ends, and gone before the next one starts."""
+    video = tmp_path / "three.mp4"
+    concat(GRID, video, "val", 3, 0)
+    srt = tmp_path / "three.srt"
+    code, lines = run_headless(tmp_path, video, "--srt", str(srt))
+    assert code == 0
+    found = srt_cues(srt)
+    assert " ".join(text for _, _, text in found) == lines[-1]["text"]
+    assert all(start < end for start, end, _ in found)
+    assert all(end <= next_start for (_, end, _), (next_start, _, _) in zip(found, found[1:]))
+    words = [t for t in read_align(video.with_suffix(".align")) if t.is_word]
+    spoken = [(words[i].start / 25, words[i + 5].end / 25) for i in range(0, len(words), 6)]  # GRID: 6 words
+    assert len(found) == len(spoken) == 3
+    for (start, end, _), (speech_start, speech_end) in zip(found, spoken):
+        assert speech_start - 0.6 < start < speech_start + 0.2, (start, speech_start)
+        assert end > speech_end - 0.2, (end, speech_end)
+
+
+def test_cues_group_phrases_and_stay_up_long_enough_to_read() -> None:
+    def word(text: str, start: float, committed_at: float) -> TimedWord:
+        return TimedWord(text, start, start + 0.2, committed_at)
+
+    phrase = [word(w, 1.0 + 0.05 * i, 3.0) for i, w in enumerate("set red at a nine again please".split())]
+    late = [word("now", 1.6, 4.0), word("bin", 1.9, 4.5), word("blue", 9.0, 9.5)]
+    made = cues(phrase + late)
+    # Committed together (the pause policy's phrase): one cue, of WORDS_PER_CUE words at most; words
+    # committed apart share a cue only without a pause between them.
+    assert [c.text for c in made] == ["set red at a nine again", "please now bin", "blue"]
+    assert len(made[0].text.split()) == WORDS_PER_CUE
+    assert made[0].end == made[1].start  # its reading time would run into the next cue: cut there
+    assert made[1].end == pytest.approx(1.9 + 0.2 + LINGER)  # its last word's end, and a little after
+    assert made[2].end - made[2].start == pytest.approx(SHORTEST_CUE)  # a short word stays up long enough
 
 
 def test_frames_after_the_last_update_are_read_before_the_end(tmp_path: Path) -> None:
@@ -203,6 +256,20 @@ def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(tmp_path:
     assert "error: stdout was closed" in err and srt.exists()
 
 
+def test_a_transcript_stdout_cannot_take_is_saved_to_a_file(model: OnnxModel, tmp_path: Path) -> None:
+    """No output files and stdout on a full disk: one line says so, and the words reach a file."""
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])),
+                              "--headless", "--fast"], stdout=full, stderr=subprocess.PIPE, text=True,
+                             cwd=tmp_path, timeout=120)
+    said = run.stderr.splitlines()
+    assert run.returncode == 2 and all(line.startswith("lipstream: ") for line in said), run.stderr
+    assert "lipstream: error: could not write the transcript to stdout (No space left on device)" in said
+    saved = list(tmp_path.glob("lipstream-transcript-*.txt"))
+    assert len(saved) == 1 and f"lipstream: saved {saved[0].name}" in said
+    assert saved[0].read_text() == offline_text(model, clip(CLIPS[0])) + "\n"
+
+
 def test_fake_camera_at_30_fps_is_resampled_to_the_model_rate(model: OnnxModel, tmp_path: Path) -> None:
     frames = read_frames(clip(CLIPS[0]))
     at_30 = [frames[min(len(frames) - 1, k * 25 // 30)] for k in range(90)]  # 3 s at 30 fps
@@ -277,6 +344,21 @@ def test_stop_request_keeps_the_transcript(tmp_path: Path) -> None:
     assert final["text"].split()[0] in srt.read_text()
 
 
+@pytest.mark.parametrize("after", [0.1, 0.3, 0.6])
+def test_ctrl_c_while_starting_up_stops_cleanly(after: float) -> None:
+    """Ctrl-C while the modules and the model load (about the first half second): the run stops as at
+    its first frame, with no traceback and no misleading error from an interrupted import."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])),
+                                "--headless", "--jsonl", "-"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    time.sleep(after)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == run_live.EXIT_INTERRUPTED, err
+    assert all(line.startswith("lipstream: ") and "error" not in line for line in err.splitlines()), err
+    assert json.loads(out.splitlines()[-1])["final"] is True
+
+
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "run_live.py"), *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
@@ -289,6 +371,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["--model", "README.md", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
      "not a readable ONNX model"),
     (["--hop", "0", "--headless"], "must be 1 or more, not 0"),
+    (["--window", "60", "--headless"], "must be 100 or more, not 60"),
     (["--hop", "151", "--headless"], "--hop must not exceed the window (150 frames)"),
     (["--source", "docs/crops.png", "--headless"], "is a still image, not a video"),
     (["--right-context", "150", "--headless"], "--right-context must be less than the window (150 frames)"),
@@ -298,6 +381,32 @@ def test_faults_give_one_line_and_exit_2(args: list[str], says: str) -> None:
     assert result.returncode == 2
     said = [line for line in result.stderr.splitlines() if not line.startswith(("usage:", " "))]  # argparse's usage
     assert len(said) == 1 and says in said[0], result.stderr  # nothing from OpenCV or MediaPipe beside it
+
+
+def test_a_cut_off_video_is_told_in_lipstream_s_words_only(tmp_path: Path) -> None:
+    """A download cut off halfway: FFmpeg's decoding errors stay muted, and one line says what happened."""
+    half = tmp_path / "half.mp4"
+    data = clip(CLIPS[0]).read_bytes()
+    half.write_bytes(data[:len(data) // 2])
+    result = _run("--source", str(half), "--headless", "--fast")
+    assert result.returncode == run_live.EXIT_SOURCE_ENDED
+    said = result.stderr.splitlines()
+    assert all(line.startswith("lipstream: ") for line in said), result.stderr
+    assert [line for line in said if "error" in line] == [
+        next(line for line in said if line.startswith("lipstream: error: video ended early"))]
+
+
+def test_a_video_without_a_face_says_so(tmp_path: Path) -> None:
+    """Two seconds of an empty room, then a speaker: said when the face is missing and when it is found."""
+    frames = read_frames(clip(CLIPS[0]))
+    empty = np.full_like(frames[0], 90)
+    video = write_video(tmp_path / "late.avi", [empty] * 50 + frames, 25.0, "MJPG")
+    result = _run("--source", str(video), "--headless", "--fast")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "face" in line]
+    assert said == ["lipstream: no face in view: nothing to read until someone faces the camera",
+                    "lipstream: face found"], result.stderr
+    assert result.stdout.strip()  # the speaker was read once found
 
 
 def test_unreadable_video_is_refused(tmp_path: Path) -> None:

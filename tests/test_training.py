@@ -22,7 +22,8 @@ from realtime.vocab import GRID_GRAMMAR, Vocabulary
 from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.benchmark import main as benchmark_main
 from training.dataset import SampleMix, batches, load_clips, read_crop_spec
-from training.model import CONFIGS, WORD_CLASSES, build, load
+from training.grid import WORD_CLASSES
+from training.model import CONFIGS, build, load
 from training.recipe import main as recipe_main
 from training.speech import DIMS
 from training.train import averaged_weights, compile_model, improves, main

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.cli import at_least
+from realtime.cli import at_least, summary
 from realtime.crop import CropSpec
 from training.augment import CachedClip
 
@@ -59,7 +59,7 @@ def step_ms(config_name: str, clips: list[CachedClip], crop: CropSpec, batch_siz
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.benchmark", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.benchmark", description=summary(__doc__))
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--configs", nargs="+", default=["lite", "wide", "lipnet"])
     parser.add_argument("--batch-size", type=at_least(1), default=16)

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.cli import at_least, non_negative
+from realtime.cli import at_least, non_negative, summary
 from realtime.files import make_folder_for, write_text
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, Clip, find_clips, read_align, video_fps
@@ -112,7 +112,7 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.concat", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.concat", description=summary(__doc__))
     parser.add_argument("--grid", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="the .mp4 to write (an .align goes beside it)")
     parser.add_argument("--split", choices=("val", "all"), default="val")

@@ -20,7 +20,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from realtime.cli import add_decoder, at_least, fraction_below_one
+from realtime.cli import add_decoder, at_least, fraction_below_one, summary
 from realtime.decode import Grammar, decode
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
@@ -113,7 +113,7 @@ def recorded_val_fraction(model: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=summary(__doc__))
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True, help="a GRID folder or an HDF5 cache")
     add_decoder(parser)

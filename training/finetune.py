@@ -15,12 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-from realtime.cli import at_least, fraction_below_one, positive
+from realtime.cli import at_least, fraction_below_one, positive, summary
 from realtime.files import write_text
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.finetune", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.finetune", description=summary(__doc__))
     parser.add_argument("--base", type=Path, required=True, help="the model to start from (.keras)")
     parser.add_argument("--data", type=Path, required=True, help="a folder of recorded clips (GRID layout)")
     parser.add_argument("--out", type=Path, required=True, help="run folder")
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = read_spec(args.base)
         if (args.out / "state.json").exists():  # before the clips are prepared: training would refuse it
-            raise ValueError(f"{args.out} already holds a fine-tuned run: choose another --out")
+            raise ValueError(f"{args.out} already holds a run: choose another --out")
         args.out.mkdir(parents=True, exist_ok=True)
         cache = args.out / "clips.h5"
         skipped = prepare(args.data, cache, args.workers, spec.crop)

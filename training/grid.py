@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime.vocab import GRID_GRAMMAR
+from realtime.vocab import GRID_GRAMMAR, GRID_WORDS
 
 NON_WORDS = frozenset({"sil", "sp"})
 VIDEO_SUFFIXES = (".mp4", ".mpg", ".mov", ".avi")
 ALIGN_UNITS_PER_FRAME = 1000  # GRID align times are in 1/1000 of a 25 fps frame
 GRID_FPS = 25.0
+# Per-frame word classes for the auxiliary loss: silence, each GRID word, any other word.
+WORD_CLASSES = ("<sil>",) + GRID_WORDS + ("<other>",)
 
 _DIGITS = {"z": "zero", "1": "one", "2": "two", "3": "three", "4": "four",
            "5": "five", "6": "six", "7": "seven", "8": "eight", "9": "nine", "0": "zero"}

@@ -16,12 +16,10 @@ import keras
 from keras import layers
 
 from realtime.spec import FRAMES, ModelSpec, ModelSpecError
-from realtime.vocab import GRID_WORDS, Vocabulary
+from realtime.vocab import Vocabulary
+from training.grid import WORD_CLASSES
 
 FRONT_END = "front_end"  # name of the front end's output layer (per-frame features)
-
-# Per-frame word classes for the auxiliary loss: silence, each GRID word, any other word.
-WORD_CLASSES = ("<sil>",) + GRID_WORDS + ("<other>",)
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
-from realtime.cli import at_least, number, positive
+from realtime.cli import at_least, number, positive, summary
 from realtime.crop import LIPS, CropSpec
 from realtime.files import make_folder_for
 from realtime.tracker import MouthTracker, TrackerOptions
@@ -253,7 +253,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.prepare", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.prepare", description=summary(__doc__))
     parser.add_argument("--grid", type=Path, required=True, help="GRID folder (speakers, or one speaker)")
     parser.add_argument("--out", type=Path, required=True, help="HDF5 cache to write or resume")
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1)

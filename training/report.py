@@ -15,6 +15,7 @@ import cv2
 import h5py
 import numpy as np
 
+from realtime.cli import summary
 from realtime.files import make_folder_for
 from training.cache import open_cache
 
@@ -77,7 +78,7 @@ def montage(f: h5py.File, rows: int = 6, cols: int = 8) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.report", description=summary(__doc__))
     parser.add_argument("--cache", type=Path, required=True, help="HDF5 cache made by training.prepare")
     parser.add_argument("--montage", type=Path, help="write a PNG of crops from a few clips here")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

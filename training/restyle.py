@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.cli import at_least
+from realtime.cli import at_least, summary
 from training.concat import Mp4Writer, append_video, select_clips
 from training.grid import video_fps
 
@@ -46,7 +46,7 @@ def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.restyle", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.restyle", description=summary(__doc__))
     parser.add_argument("--grid", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="the folder to write (our GRID layout)")
     parser.add_argument("--split", choices=("val", "all"), default="val",

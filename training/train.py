@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.cli import at_least, fraction, fraction_below_one, non_negative, positive
+from realtime.cli import at_least, fraction, fraction_below_one, non_negative, positive, summary
 from realtime.files import make_folder_for, write_text
 from realtime.vocab import Vocabulary
 from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION
@@ -138,7 +138,7 @@ def improves(cer: float, wer: float, state: dict) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m training.train", description=summary(__doc__))
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--config", default="lite")
@@ -268,8 +268,10 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     train_clips, val_clips = split(clips, args.val_fraction)
     if not train_clips:
         raise ValueError(f"no training clips: all {len(clips)} clips of {args.cache} are in the validation split")
-    if not val_clips:
+    if not val_clips:  # a few clips, or --val-fraction 0: checkpoints still need a reading to keep the best
         val_clips = train_clips[-1:]
+        print(f"no clip falls in the validation split: validating on training clip {val_clips[0].key} "
+              "(its figures are not held out)", file=sys.stderr)
     write_text(run / "split.json", json.dumps({"fraction": args.val_fraction,
                                                "validation": [c.key for c in val_clips], "train": len(train_clips)},
                                               indent=1))
