@@ -5,7 +5,8 @@
     python run_live.py --source clip.mp4 --headless --jsonl - --fast
 
 Keys in the window: q or Esc quit, space pause (what was read is committed first), c clear the
-screen (the transcript and subtitles keep every word), s save the transcript.
+screen (the transcript and subtitles keep every word), s save the transcript, + and - make the view
+and its captions larger or smaller.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{model.spec.fps:g} fps, decoder {args.decoder}")
     window = None
     if not args.headless:
-        from realtime.window import Window, render
+        from realtime.window import ZOOM, Window, render, zoom
 
         try:
             window = Window()
@@ -165,6 +166,7 @@ def _run(args: argparse.Namespace) -> int:
             pipeline.close()
             source.stop()
             return EXIT_USAGE
+        scale = ZOOM  # the view's, changed with + and -
     out = None
     if args.jsonl == "-":
         out = JsonLines(sys.stdout)
@@ -201,7 +203,7 @@ def _run(args: argparse.Namespace) -> int:
                     fps_clock = [t for t in fps_clock if t > time.monotonic() - 1] + [time.monotonic()]
                     hud = (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
                            f"  dropped {source.dropped}")
-                    key = window.show(render(step, hud, paused=paused, hidden=hidden))
+                    key = window.show(render(step, hud, scale, paused=paused, hidden=hidden))
                     if key in (ord("q"), 27):
                         raise KeyboardInterrupt
                     if key == ord(" "):
@@ -211,6 +213,9 @@ def _run(args: argparse.Namespace) -> int:
                             if out:
                                 out.caption(step.caption)
                         log("paused (space resumes)" if paused else "resumed")
+                    elif zoom(scale, key) != scale:
+                        scale = zoom(scale, key)
+                        log(f"view at {scale:g}x")
                     elif key == ord("c"):
                         hidden = len(pipeline.policy.words)
                         log("screen cleared (the transcript keeps every word)")

@@ -16,10 +16,15 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 TITLE = "lipstream"
 
 
-def caption_lines(committed: str, tentative: str, image_width: int) -> list[list[tuple[str, tuple[int, int, int]]]]:
-    """The two caption lines an image this wide shows, as runs of (word, colour): the newest words,
-    older ones scrolled off the top."""
-    width = max(10, int(image_width / 15))  # characters a line holds
+ZOOMS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)  # the view's scales, + and - step through them
+ZOOM = 2.0  # to begin with
+
+
+def caption_lines(committed: str, tentative: str, image_width: int,
+                  scale: float = ZOOM) -> list[list[tuple[str, tuple[int, int, int]]]]:
+    """The two caption lines an image this wide, drawn at this scale, shows, as runs of (word, colour):
+    the newest words, older ones scrolled off the top."""
+    width = max(10, int(image_width / (7.5 * scale)))  # characters a line holds
     words = [(w, WHITE) for w in committed.split()] + [(w, GREY) for w in tentative.split()]
     lines: list[list[tuple[str, tuple[int, int, int]]]] = [[]]
     length = 0
@@ -32,8 +37,16 @@ def caption_lines(committed: str, tentative: str, image_width: int) -> list[list
     return lines[-2:]
 
 
-def render(step: StepResult, hud: str, scale: float = 2.0, paused: bool = False, hidden: int = 0) -> np.ndarray:
-    """The window's image; `hidden`: committed words cleared from the screen (the c key)."""
+def zoom(scale: float, key: int) -> float:
+    """The next scale for the + (or =) and - keys; the same for any other key."""
+    step = {ord("+"): 1, ord("="): 1, ord("-"): -1}.get(key, 0)
+    at = min(range(len(ZOOMS)), key=lambda i: abs(ZOOMS[i] - scale))
+    return ZOOMS[min(max(at + step, 0), len(ZOOMS) - 1)]
+
+
+def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, hidden: int = 0) -> np.ndarray:
+    """The window's image, the frame and its captions drawn at `scale` (the rest at its own size);
+    `hidden`: committed words cleared from the screen (the c key)."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     track = step.track
@@ -49,17 +62,17 @@ def render(step: StepResult, hud: str, scale: float = 2.0, paused: bool = False,
         ih, iw = inset.shape[:2]
         image[10:10 + ih, w - iw - 10:w - 10] = inset
         cv2.rectangle(image, (w - iw - 11, 9), (w - 10, 10 + ih), WHITE, 1)
-    # Caption band.
-    band = 84
+    # Caption band: its text grows with the view.
+    band, size, thickness = round(42 * scale), 0.425 * scale, max(1, round(scale))
     overlay = image.copy()
     cv2.rectangle(overlay, (0, h - band), (w, h), (0, 0, 0), -1)
     image = cv2.addWeighted(overlay, 0.65, image, 0.35, 0)
     committed = " ".join(step.caption.committed.split()[hidden:])
-    for row, line in enumerate(caption_lines(committed, step.caption.tentative, w)):
-        x, y = 14, h - band + 32 + row * 34
+    for row, line in enumerate(caption_lines(committed, step.caption.tentative, w, scale)):
+        x, y = round(7 * scale), h - band + round(16 * scale) + row * round(17 * scale)
         for word, colour in line:
-            cv2.putText(image, word, (x, y), FONT, 0.85, colour, 2, cv2.LINE_AA)
-            x += cv2.getTextSize(word + " ", FONT, 0.85, 2)[0][0]
+            cv2.putText(image, word, (x, y), FONT, size, colour, thickness, cv2.LINE_AA)
+            x += cv2.getTextSize(word + " ", FONT, size, thickness)[0][0]
     cv2.putText(image, hud, (10, 24), FONT, 0.55, WHITE, 1, cv2.LINE_AA)
     if step.no_face:
         cv2.putText(image, "no face", (10, 54), FONT, 0.8, RED, 2, cv2.LINE_AA)
@@ -78,7 +91,7 @@ class Window:
     """An OpenCV window; `show` returns the key pressed (or -1)."""
 
     def __init__(self) -> None:
-        cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE)
+        cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: the keys do it all
 
     def show(self, image: np.ndarray) -> int:
         cv2.imshow(TITLE, image)

@@ -19,7 +19,7 @@ from realtime.captions import CaptionState
 from realtime.capture import Frame
 from realtime.live import StepResult
 from realtime.tracker import MouthTracker, TrackerOptions
-from realtime.window import GREY, WHITE, caption_lines, render
+from realtime.window import GREY, WHITE, ZOOMS, caption_lines, render, zoom
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "data" / "grid" / "s1" / "video" / "bbaf2n.mp4"
@@ -68,6 +68,15 @@ def test_captions_roll_to_the_last_two_lines() -> None:
     assert words == (long.split() + ["again"])[-len(words):] and len(words) < len(long.split())
 
 
+def test_zoom_grows_the_captions_with_the_frame() -> None:
+    step = step_on_real_frame("bin blue at f two now", "")
+    at = {scale: render(step, "", scale) for scale in (2.0, 3.0)}
+    white = {scale: int((image[-round(42 * scale):] == WHITE).all(axis=-1).sum()) for scale, image in at.items()}
+    assert at[3.0].shape[:2] == (3 * 288, 3 * 360)
+    assert white[3.0] > 1.8 * white[2.0]  # strokes 1.5 times as long and as thick: 2.25 times the pixels
+    assert [zoom(2.0, ord(k)) for k in "+=-q"] == [2.5, 2.5, 1.5, 2.0] and zoom(ZOOMS[-1], ord("+")) == ZOOMS[-1]
+
+
 @pytest.fixture
 def x_display() -> Iterator[dict[str, str]]:
     """A real X server (Xvfb): the environment that opens windows on it."""
@@ -95,10 +104,11 @@ def test_window_opens_on_a_real_x_display(x_display: dict[str, str], tmp_path: P
     assert result.stdout.strip(), "the window run prints the final transcript"
 
 
-def test_window_keys_clear_pause_save_and_quit(x_display: dict[str, str], tmp_path: Path) -> None:
+def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], tmp_path: Path) -> None:
     """Keys typed into the real window (xdotool) on a real clip played 100 times at its fps: c clears
-    the screen but keeps the words; space pauses, and the paused window still answers s (save) and
-    q (quit), so the saved transcript is the final one, and only q can end the run in time."""
+    the screen but keeps the words; + makes the window (the frame and its captions) larger; space
+    pauses, and the paused window still answers s (save) and q (quit), so the saved transcript is the
+    final one, and only q can end the run in time."""
     video = tmp_path / "looped.mp4"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", "99", "-i", str(CLIP), "-c", "copy",
                     str(video)], check=True)  # 300 s
@@ -124,10 +134,17 @@ def test_window_keys_clear_pause_save_and_quit(x_display: dict[str, str], tmp_pa
         wait_for(committed, "committed caption")  # the first sentence, read and committed
         before = committed()
         subprocess.run(["xdotool", "windowfocus", "--sync", window], env=x_display, check=True, timeout=30)
-        for key, effect in (("c", "screen cleared"), ("space", "paused"), ("s", "saved")):
+        def size() -> str:
+            geometry = subprocess.run(["xdotool", "getwindowgeometry", window], capture_output=True, text=True,
+                                      env=x_display, timeout=30).stdout
+            return geometry.split("Geometry: ")[1].split()[0]
+
+        assert size() == "720x576"  # the 360x288 clip at twice its size, no toolbar
+        for key, effect in (("c", "screen cleared"), ("plus", "view at 2.5x"), ("space", "paused"), ("s", "saved")):
             # One key per wait: OpenCV's Qt window keeps only the last key pressed between two frames.
             subprocess.run(["xdotool", "key", key], env=x_display, check=True, timeout=30)
             wait_for(lambda: effect in log.read_text(), f"{effect!r} after {key}")
+        wait_for(lambda: size() == "900x720", "larger window after +")
         subprocess.run(["xdotool", "key", "q"], env=x_display, check=True, timeout=30)
         run.wait(timeout=60)
     finally:
