@@ -71,11 +71,20 @@ def _defer(signum: int, frame: object) -> None:
 
 
 def _stdout_gone() -> None:
-    """Point stdout at /dev/null once writing to it failed, so that Python's flush at exit does not
-    fail again with a traceback of its own."""
+    """Point the process's stdout at /dev/null once writing to it failed, so that Python's flush at
+    exit does not fail again with a traceback of its own (not when main() runs inside another program,
+    whose stdout is its own)."""
     import os
 
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if sys.stdout is not sys.__stdout__:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
 
 
 def save_transcript(text: str) -> None:
@@ -125,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
     from realtime.captions import PolicyOptions
     from realtime.cli import window_problem
-    from realtime.files import make_folder_for, write_text
+    from realtime.files import open_output, write_text
     from realtime.live import JsonLines, LiveOptions, LivePipeline, log, subtitles
 
     problem = window_problem(args.window, args.hop, args.right_context) or outputs_problem(args)  # before any frame is read: a run must not end in a file it cannot write
@@ -171,16 +180,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.jsonl == "-":
         out = JsonLines(sys.stdout)
     elif args.jsonl:
-        make_folder_for(Path(args.jsonl))
-        out = JsonLines(open(args.jsonl, "w", encoding="utf-8"))
+        out = JsonLines(open_output(Path(args.jsonl)))
 
     resampler = Resampler(model.spec.fps)
     code, paused, step, first, faceless = EXIT_OK, False, None, True, False
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever a library set while loading
-    signal.signal(signal.SIGTERM, _interrupt)
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever a library set while loading
+        signal.signal(signal.SIGTERM, _interrupt)
         if _stop_requested:  # stopped while starting up: as if stopped at the first frame
             raise KeyboardInterrupt
         source.start()
@@ -192,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
                         log(f"first frame processed {time.monotonic() - started:.2f} s after start")
                         first = False
                     if step.no_face != faceless and (step.no_face or step.track.crop is not None):
-                        faceless = step.no_face  # said once each way: headless, nothing else shows it
+                        faceless = step.no_face  # said once each way; headless, nothing else shows it
                         log("no face in view: nothing to read until someone faces the camera" if faceless
                             else "face found")
                     if step.changed and out:
@@ -229,6 +237,8 @@ def _run(args: argparse.Namespace) -> int:
     except _ReaderGone:
         pass  # told below, with the outputs
     finally:
+        for s in (signal.SIGINT, signal.SIGTERM):  # a second stop request must not cost the outputs
+            signal.signal(s, _defer)
         source.stop()
         final = pipeline.finish()
         pipeline.close()

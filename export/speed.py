@@ -2,8 +2,8 @@
 
     python -m export.speed --model PATH.keras [--onnx PATH.onnx] [--cache FILE.h5] [--repeats N]
 
-Both read the same 75-frame window (one GRID sentence: the cache's first validation clip, or its
-first clip when it holds out none) as the
+Both read the same 75-frame window (one GRID sentence: the cache's first validation clip of 75
+frames, or its first clip of 75 frames) as the
 runtime pays for it: from uint8 crops, normalisation included, in one call; the median of N calls
 after one warm-up. The ONNX model defaults to the export beside the Keras one (PATH.onnx); give an
 int8 or fp16 variant with --onnx. One JSON line; run it on a quiet machine. The streaming forms are
@@ -50,14 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     if onnx_model.spec.crop != spec.crop:
         print(f"error: {onnx_path} reads another crop than {args.model}: not its export", file=sys.stderr)
         return 2
-    held_out = [c for c in cached if is_validation(c.key, VAL_FRACTION)] or cached
-    clip = next((c for c in held_out if len(c.mouth) >= WINDOW), None)
+    held_out = [c for c in cached if is_validation(c.key, VAL_FRACTION)]
+    clip = next((c for c in held_out + cached if len(c.mouth) >= WINDOW), None)
     if clip is None:
         print(f"error: {args.cache} has no clip of {WINDOW} frames", file=sys.stderr)
         return 2
     keras_model = inference_model(keras_model) if isinstance(keras_model.output, dict) else keras_model
     window = clip.mouth[:WINDOW]
-    # ONNX Runtime first: TensorFlow's thread pools, once started, would share the cores with it.
+    # ONNX Runtime first: TensorFlow's thread pools, once they have run, would share the cores with it.
     ort_ms = median_ms(lambda: onnx_model.window_logp(window), args.repeats)
     tf_ms = median_ms(lambda: keras_model.predict_on_batch(normalise(window)[None]), args.repeats)
     print(json.dumps({"clip": clip.key, "frames": WINDOW, "tf_window_ms": tf_ms, "ort_window_ms": ort_ms,

@@ -30,7 +30,7 @@ from realtime.vocab import Vocabulary
 @dataclass(frozen=True)
 class TimedWord:
     text: str
-    start: float  # media seconds of the word's first and last character
+    start: float  # media seconds the word was spoken from and to: its letters' frames, held within the lips' movement
     end: float
     committed_at: float  # media time of the frame whose arrival committed it
 

@@ -4,8 +4,10 @@ when written, and text written so that no run leaves half a file."""
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
+from typing import IO
 
 
 def folder_problem(folder: Path, what: Path | None = None) -> str | None:
@@ -26,15 +28,39 @@ def folder_problem(folder: Path, what: Path | None = None) -> str | None:
     return None
 
 
+def written_in_place(path: Path) -> bool:
+    """Whether `path` is written to as it stands rather than replaced: a device, a pipe, or one of the
+    process's own streams (/dev/stdout, /dev/fd/N), which name no file that could be replaced."""
+    path = Path(os.path.abspath(path))
+    return path.exists() and not path.is_dir() and (path.parts[:2] == ("/", "dev") or not path.is_file())
+
+
+def own_stream(path: Path) -> IO[str] | None:
+    """sys.stdout or sys.stderr when `path` is where it goes (/dev/stdout, /dev/fd/1, or the file it is
+    redirected to): written through the stream itself, so neither overwrites the other."""
+    try:
+        named = os.stat(path)
+    except OSError:
+        return None
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            fd = os.fstat(stream.fileno())
+        except (OSError, ValueError, AttributeError):  # a stream with no file behind it (a test's capture)
+            continue
+        if (fd.st_dev, fd.st_ino) == (named.st_dev, named.st_ino):
+            return stream
+    return None
+
+
 def output_problem(path: Path) -> str | None:
     """Why a file cannot be written at `path`, or None. Makes nothing."""
     path = Path(path)
-    target = Path(os.path.realpath(path))  # where write_text writes
     try:
+        if written_in_place(path):  # nothing to try without writing into it; the device answers for itself
+            return None if os.access(path, os.W_OK) else f"cannot write {path}: it is not writable"
+        target = Path(os.path.realpath(path))  # a symlink is written through to its file
         if target.is_dir():
             return f"cannot write {path}: it is a folder"
-        if target.exists() and not target.is_file():  # a device or a pipe, written to directly
-            return None if os.access(target, os.W_OK) else f"cannot write {path}: it is not writable"
     except OSError as e:
         return f"cannot write {path}: {e.strerror or e}"
     return folder_problem(target.parent, path)
@@ -50,14 +76,30 @@ def make_folder_for(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
+def open_output(path: Path) -> IO[str]:
+    """An output written as the run goes (JSON lines): through a symlink to its file, into a device or pipe."""
+    stream = own_stream(path)
+    if stream:
+        return stream
+    if not written_in_place(path):
+        path = Path(os.path.realpath(path))
+        make_folder_for(path)
+    return open(path, "w", encoding="utf-8")
+
+
 def write_text(path: Path, text: str) -> None:
     """Write a file through a temporary name, so an interrupted run never leaves half a file. A symlink
-    is written through to its file, and what is not a file (/dev/stdout, a pipe) is written to directly:
-    neither is replaced."""
-    path = Path(os.path.realpath(path))
-    if path.exists() and not path.is_file():
-        path.write_text(text, encoding="utf-8")
+    is written through to its file, and a device or pipe (/dev/stdout) is written into: neither is
+    replaced."""
+    stream = own_stream(path)
+    if stream:
+        stream.write(text)
+        stream.flush()
         return
+    if written_in_place(path):
+        Path(path).write_text(text, encoding="utf-8")
+        return
+    path = Path(os.path.realpath(path))
     make_folder_for(path)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import IO
 
 import numpy as np
@@ -160,8 +160,8 @@ class Cue:
 
 def cues(words: list[TimedWord]) -> list[Cue]:
     """The committed words as subtitle cues: words committed together (a phrase) or without a pause
-    between them share a cue of up to WORDS_PER_CUE words; each cue stays up long enough to be read,
-    never into the next, which never starts before the last one ends."""
+    between them share a cue of up to WORDS_PER_CUE words. Each cue stays up long enough to be read,
+    SHORTEST_CUE at least, and is gone when the next begins: a cue that would begin sooner waits."""
     groups: list[list[TimedWord]] = []
     for w in words:
         last = groups[-1][-1] if groups else None
@@ -171,13 +171,13 @@ def cues(words: list[TimedWord]) -> list[Cue]:
         else:
             groups.append([w])
     out: list[Cue] = []
-    for n, group in enumerate(groups):
+    for group in groups:
         text = " ".join(w.text for w in group)
-        start = max(group[0].start, out[-1].end if out else 0.0)
-        end = max(group[-1].end + LINGER, start + max(len(text) / READING_RATE, SHORTEST_CUE))
-        if n + 1 < len(groups):
-            end = max(min(end, groups[n + 1][0].start), start + 0.001)
-        out.append(Cue(start, end, text))
+        start = max(group[0].start, out[-1].start + SHORTEST_CUE) if out else group[0].start
+        if out:  # the last cue ends where this one begins, having been up SHORTEST_CUE at least
+            out[-1] = replace(out[-1], end=min(out[-1].end, start))
+        out.append(Cue(start, max(group[-1].end + LINGER, start + max(len(text) / READING_RATE, SHORTEST_CUE)),
+                       text))
     return out
 
 

@@ -4,6 +4,8 @@ traceback, and nothing the user had lost or replaced."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -20,6 +22,8 @@ from training.prepare import main as prepare_main
 from training.report import main as report_main
 from training.train import main as train_main
 from realtime.spec import ModelSpecError
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_line_error(capsys: pytest.CaptureFixture, says: str) -> None:
@@ -192,7 +196,7 @@ def test_an_output_through_a_link_or_into_a_pipe_replaces_neither(tmp_path: Path
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)
     heard: list[str] = []
-    reader = threading.Thread(target=lambda: heard.append(pipe.read_text()))
+    reader = threading.Thread(target=lambda: heard.append(pipe.read_text()), daemon=True)
     reader.start()
     assert output_problem(pipe) is None
     write_text(pipe, "cue\n")
@@ -204,3 +208,21 @@ def test_a_folder_no_one_can_write_in_is_found_out_even_by_root():
     """os.access says yes to root everywhere; /proc takes no new files from anyone."""
     problem = output_problem(Path("/proc/lipstream-captions.srt"))
     assert problem and problem.startswith("cannot write /proc/lipstream-captions.srt: /proc is not writable")
+
+
+@pytest.mark.parametrize("into", ["file", "pipe"])
+def test_dev_stdout_as_an_output_joins_what_stdout_already_holds(into: str, tmp_path: Path):
+    """`--srt /dev/stdout`, stdout redirected to a file or piped: the text lands after what was printed
+    before it and before what is printed after it, and nothing is replaced."""
+    script = ("from pathlib import Path; from realtime.files import output_problem, write_text; "
+              "print('before', flush=True); assert output_problem(Path('/dev/stdout')) is None; "
+              "write_text(Path('/dev/stdout'), 'cue\\n'); print('after')")
+    command = [sys.executable, "-c", script]
+    if into == "file":
+        out = tmp_path / "out.txt"
+        with open(out, "w") as f:
+            subprocess.run(command, stdout=f, check=True, cwd=ROOT, timeout=60)
+        text = out.read_text()
+    else:
+        text = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True, cwd=ROOT, timeout=60).stdout
+    assert text == "before\ncue\nafter\n"
