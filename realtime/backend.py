@@ -84,8 +84,13 @@ class OnnxModel:
 
     def __init__(self, path: Path, provider: str = "auto", threads: int = 0):
         path = Path(path)
+        if path.is_dir():
+            raise ModelLoadError(f"{path} is a folder: name the .onnx model in it")
         if not path.is_file():
             raise ModelLoadError(f"no model at {path}")
+        if path.suffix == ".keras":
+            raise ModelLoadError(f"{path} is a Keras model: the runtime reads its ONNX export "
+                                 f"(python -m export --model {path} --out {path.with_suffix('.onnx')})")
         try:
             meta = _session(path, ["CPUExecutionProvider"], 1).get_modelmeta().custom_metadata_map
         except Exception as e:  # ORT raises several types for a file that is not a model

@@ -35,7 +35,7 @@ import json
 import signal
 import sys
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator
@@ -68,11 +68,13 @@ class RecordOptions:
     source: str = "0"  # camera index, or a video file standing in for the camera
     audio_file: str | None = None  # a sound file standing in for the microphone
     silent: bool = False  # mouthed, not voiced: the lips give the spoken span
+    sound: bool = True  # False: the video alone (a silent session with no microphone), its sound track silence
     headless: bool = False  # print the prompts instead of opening a window
     seed: int = 0  # prompt order
     seconds: float = 6.0  # longest take
     quiet_after: float = 0.8  # a voiced take ends once the speaker has been quiet this long after speaking
     margin: float = 0.3  # seconds kept each side of the spoken span
+    shortest_word: float = 0.12  # seconds a word takes at least (GRID's fastest sentence: 0.18 a word)
     attempts: int = 3  # takes of one prompt before it is given up
     rate: int = 16000
     realtime: bool = True  # stand-ins paced at real time; tests read them as fast as they are taken
@@ -153,32 +155,37 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None]) -> 
     recording = AudioRecording(options.rate)
     source = FrameSource(SourceOptions(options.source, fast=not options.realtime))
     sound = (FileAudioStream(options.audio_file, recording, options.rate, realtime=options.realtime)
-             if options.audio_file else MicrophoneStream(recording, options.rate))
+             if options.audio_file else MicrophoneStream(recording, options.rate) if options.sound else None)
     resampler = Resampler(GRID_FPS)
     frames: list[Frame] = []
     source.start()
-    sound.start()
+    if sound:
+        sound.start()
     try:
         for frame in source:
-            sound.check()
+            if sound:
+                sound.check()
             frames += resampler.push(frame)
             show(frame.image)
             if frame.t >= options.seconds or (not options.silent and speech_over(recording, frame.t, options)):
                 break
-        if frames:  # a microphone's last blocks arrive a little after the camera's frame
+        if frames and sound:  # a microphone's last blocks arrive a little after the camera's frame
             recording.wait_for(frames[-1].t + 1 / GRID_FPS, timeout=0.5)
     finally:
         source.stop()
-        sound.stop()
-    sound.check()
+        if sound:
+            sound.stop()
+    if sound:
+        sound.check()
     if not frames:
         raise CaptureError(source.error or f"no frames from {options.source}")
     start, n = round(frames[0].t * options.rate), round(len(frames) * options.rate / GRID_FPS)
     return Take([f.image for f in frames], recording.samples()[start:start + n], recording.overflows > 0)
 
 
-def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions) -> Cut | str:
-    """The clip to keep — the spoken span with `margin` each side — or why there is none."""
+def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, words: int = 6) -> Cut | str:
+    """The clip to keep — the spoken span with `margin` each side — or why there is none: a span too short
+    for the prompt's `words` missed some of them (lips the tracker followed poorly, a cough taken for speech)."""
     if take.lost_sound:
         return "the audio device lost sound (its timing no longer matches the video)"
     if all(t.crop is None for t in tracks):
@@ -190,6 +197,9 @@ def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions) -> C
         span = detect_speech(take.audio, options.rate, options.vad)
     if span is None:
         return "no lip movement" if options.silent else "no speech"
+    if span.end - span.start < words * options.shortest_word:
+        return (f"{'the lips moved' if options.silent else 'speech lasted'} {span.end - span.start:.2f} s: "
+                f"too short for {words} words")
     first = max(0, int(np.floor((span.start - options.margin) * GRID_FPS)))
     last = min(len(take.images), int(np.ceil((span.end + options.margin) * GRID_FPS)))
     missing = sum(t.crop is None for t in tracks[first:last])
@@ -282,19 +292,27 @@ class Screen:
             cv2.destroyAllWindows()
 
 
-def check_devices(options: RecordOptions) -> None:
+def check_devices(options: RecordOptions) -> RecordOptions:
     """Open the camera and the microphone (or the files standing in for them) once: one that is missing
-    is told before any folder is made or prompt shown."""
+    is told before any folder is made or prompt shown. A silent session, which times its words by the
+    lips, goes on without a microphone: the options it records with say so."""
     FrameSource(SourceOptions(options.source)).stop()
     if options.audio_file:
         read_audio(options.audio_file, options.rate)
-    else:
+        return options
+    try:
         MicrophoneStream(AudioRecording(options.rate), options.rate).stop()
+    except AudioError:
+        if not options.silent:
+            raise
+        log("no microphone: recording the video alone (with --silent the lips time the words)")
+        return replace(options, sound=False)
+    return options
 
 
 def record(options: RecordOptions) -> Session:
     """Prompt, record and save `count` clips; Ctrl-C (KeyboardInterrupt) keeps every clip already saved."""
-    check_devices(options)
+    options = check_devices(options)
     folder = options.out / options.speaker
     for sub in ("video", "align"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -316,7 +334,7 @@ def record(options: RecordOptions) -> Session:
                     take = capture_take(options, screen.show)
                     tracker.reset()
                     tracks = [tracker.process(image, k / GRID_FPS) for k, image in enumerate(take.images)]
-                    cut = cut_take(take, tracks, options)
+                    cut = cut_take(take, tracks, options, len(text.split()))
                     if isinstance(cut, str):
                         log(f"not saved: {cut}")
                         rejected.append(cut)
@@ -326,7 +344,7 @@ def record(options: RecordOptions) -> Session:
                              "frames": cut.last - cut.first, "take_start": round(cut.first / GRID_FPS, 3),
                              "speech": [round(cut.span.start, 3), round(cut.span.end, 3)],
                              "alignment": "estimated", "mode": "silent" if options.silent else "voice",
-                             "source": options.source, "audio": options.audio_file or "microphone"}
+                             "source": options.source, "audio": options.audio_file or ("microphone" if options.sound else "none")}
                     save_clip(folder, name, take, cut, entry, options.rate)
                     taken.add(name)
                     saved.append(name)
@@ -366,8 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     except (CaptureError, AudioError, OSError) as e:
         log(f"error: {e}")
         return 2
-    log(f"{len(session.saved)} clips saved in {options.out / options.speaker}, "
-        f"{len(session.rejected)} takes not saved")
+    saved, rejected = len(session.saved), len(session.rejected)
+    log(f"{saved} clip{'' if saved == 1 else 's'} saved in {options.out / options.speaker}, "
+        f"{rejected} take{'' if rejected == 1 else 's'} not saved")
     return 0
 
 

@@ -22,6 +22,7 @@ from training.prepare import main as prepare_main
 from training.report import main as report_main
 from training.train import main as train_main
 from realtime.spec import ModelSpecError
+from tests.conftest import link_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,3 +227,15 @@ def test_dev_stdout_as_an_output_joins_what_stdout_already_holds(into: str, tmp_
     else:
         text = subprocess.run(command, stdout=subprocess.PIPE, text=True, check=True, cwd=ROOT, timeout=60).stdout
     assert text == "before\ncue\nafter\n"
+
+
+def test_two_sessions_with_one_clip_name_are_refused_not_merged(grid_s1: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture):
+    """Two recording sessions of speaker `me` under one folder, each with the clip bbaf2n: a cache keeps
+    one clip a speaker and name, so preparing both would silently keep only one."""
+    for session in ("day1", "day2"):
+        link_clip(grid_s1, "bbaf2n", tmp_path / "sessions" / session / "me")
+    cache = tmp_path / "me.h5"
+    assert prepare_main(["--grid", str(tmp_path / "sessions"), "--out", str(cache)]) == 2
+    one_line_error(capsys, "are both clip me/bbaf2n: record each session under its own --speaker")
+    assert not cache.exists() and not cache.with_name("me.h5.partial").exists()

@@ -276,6 +276,27 @@ def test_silent_mode_finds_the_span_from_the_lips(grid_s1: Path, tmp_path: Path)
     assert words[0].start / 25 - 0.6 <= start <= words[0].start / 25 + 0.08  # and open a little before the first
 
 
+def test_silent_mode_records_without_a_microphone(grid_s1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """No microphone and no sound file given: a silent session records the video alone (its sound track
+    silence), timing the words by the lips; a voiced one is refused before anything is made."""
+    class NoMicrophone(MicrophoneStream):  # as on a machine without one, whatever this one has
+        def __init__(self, *args, **kwargs):
+            raise AudioError("cannot open a microphone (no input device)")
+
+    monkeypatch.setattr("realtime.record.MicrophoneStream", NoMicrophone)
+    out = tmp_path / "grid"
+    with pytest.raises(AudioError, match="microphone"):
+        record(replace(stand_in(grid_s1, out), audio_file=None))
+    assert not out.exists()
+    with contextlib.redirect_stdout(io.StringIO()):
+        session = record(replace(stand_in(grid_s1, out, silent=True), audio_file=None))
+    assert session.saved == (CLIP,)
+    entry = json.loads((out / "s1" / "manifest.jsonl").read_text())
+    assert entry["mode"] == "silent" and entry["audio"] == "none"
+    sound = read_audio(out / "s1" / "video" / f"{CLIP}.mp4", 16000)
+    assert len(sound) > 0 and np.abs(sound).max() < 1e-3
+
+
 def test_prompts_cover_letters_and_digits_evenly():
     letters, digits = GRID_GRAMMAR[3], GRID_GRAMMAR[4]
     for count in (1, 10, 25, 36, 100, 137):
@@ -390,3 +411,10 @@ def test_a_take_whose_sound_was_dropped_is_not_saved(grid_s1: Path):
     tracks = track(images, TrackerOptions(max_faces=1))
     assert not isinstance(cut_take(take, tracks, options), str)
     assert "lost sound" in cut_take(replace(take, lost_sound=True), tracks, options)
+    # Only its first word heard (the rest silenced): too short a span for the prompt's six words.
+    first = next(t for t in read_align(grid_s1 / "align" / "bbaf2n.align") if t.is_word)
+    keep = np.zeros_like(take.audio)
+    word = slice(int(first.start / 25 * options.rate), int(first.end / 25 * options.rate))
+    keep[word] = take.audio[word]
+    said = cut_take(replace(take, audio=keep), tracks, options, words=6)
+    assert isinstance(said, str) and said.startswith("speech lasted") and said.endswith("too short for 6 words")

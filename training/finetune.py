@@ -5,7 +5,9 @@
 
 Prepares the clips with the same crop as training and live captioning, holds some out (a
 deterministic split by clip), trains from the base weights, exports ONNX through `python -m export`,
-and prints the held-out CER/WER before and after.
+and prints the held-out CER/WER before and after. An interrupted run continues when the same command
+is run again; the fine-tuned model is `--out`/finetuned.onnx (run_live.py --model it): a model of
+this person, which reads others no better than before.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 
 from realtime.cli import at_least, fraction_below_one, positive, summary
-from realtime.files import write_text
+from realtime.files import make_folder_for, write_text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,9 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         spec = read_spec(args.base)
-        if (args.out / "state.json").exists():  # before the clips are prepared: training would refuse it
-            raise ValueError(f"{args.out} already holds a run: choose another --out")
-        args.out.mkdir(parents=True, exist_ok=True)
+        if (args.out / "finetune.json").exists():  # before the clips are prepared
+            raise ValueError(f"{args.out} already holds a fine-tuned model: choose another --out")
+        resuming = (args.out / "state.json").exists()  # interrupted: the same command goes on
+        make_folder_for(args.out / "clips.h5")
         cache = args.out / "clips.h5"
         skipped = prepare(args.data, cache, args.workers, spec.crop)
         for clip, why in skipped:
@@ -59,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                            "--batch-size", str(args.batch_size), "--steps", str(args.steps),
                            "--val-fraction", str(args.val_fraction),
                            "--curriculum-epochs", "0", "--patience", str(args.epochs)]
-                          + (["--freeze-front-end"] if args.freeze_front_end else []))
+                          + (["--freeze-front-end"] if args.freeze_front_end else [])
+                          + (["--resume"] if resuming else []), to_continue="run the same command again")
         if code:
             return code
         tuned = args.out / "best.keras"

@@ -135,6 +135,8 @@ def find_clips(root: Path) -> list[Clip]:
 
     Accepts `SPEAKER/video/*.mp4|mpg` + `SPEAKER/align/*.align` and
     `SPEAKER/*.mpg` + `alignments/SPEAKER/*.align`. Hidden files (a video still being written) are not clips.
+    Two videos with one key (speaker/name: two recording sessions of one speaker under one folder) are
+    refused: a cache keeps one clip a key, so one would be lost.
     """
     root = Path(root)
     if not root.is_dir():
@@ -149,4 +151,10 @@ def find_clips(root: Path) -> list[Clip]:
             speaker_dir = video.parent
             align = speaker_dir.parent / "alignments" / speaker_dir.name / f"{video.stem}.align"
         clips.append(Clip(speaker_dir.name, video.stem, video, align if align.is_file() else None))
+    seen: dict[str, Clip] = {}
+    for clip in clips:
+        if clip.key in seen:
+            raise ValueError(f"{seen[clip.key].video} and {clip.video} are both clip {clip.key}: record each "
+                             "session under its own --speaker (realtime.record)")
+        seen[clip.key] = clip
     return clips

@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     previous = None
     for i, (stage, epochs) in enumerate(zip(STAGES, args.epochs)):
         if i + 1 == len(STAGES) or not started(args.out / STAGES[i + 1].name):
-            code = train.main(stage_argv(stage, previous, args.cache, args.out, epochs, extra))
+            code = train.main(stage_argv(stage, previous, args.cache, args.out, epochs, extra),
+                              to_continue="run the same command again")
             if code:
                 return code
         previous = args.out / stage.name

@@ -137,7 +137,8 @@ def improves(cer: float, wer: float, state: dict) -> bool:
     return state["best_cer"] is None or (cer, wer) < (state["best_cer"], state["best_wer"])
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, to_continue: str = "run the same command with --resume") -> int:
+    """`to_continue`: how the user continues an interrupted run (a calling tool resumes its own way)."""
     parser = argparse.ArgumentParser(prog="python -m training.train", description=summary(__doc__))
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="run folder")
@@ -203,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out} keeps every finished epoch; {to_continue} to continue", file=sys.stderr)
+        return 130
 
 
 def check_inputs(config: str, cache: Path) -> CropSpec:
