@@ -137,7 +137,8 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.files import open_output, write_text
     from realtime.live import JsonLines, LiveOptions, LivePipeline, log, subtitles
 
-    problem = window_problem(args.window, args.hop, args.right_context) or outputs_problem(args)  # before any frame is read: a run must not end in a file it cannot write
+    # Before any frame is read: a run must not end in a file it cannot write.
+    problem = window_problem(args.window, args.hop, args.right_context) or outputs_problem(args)
     if problem:
         log(f"error: {problem}")
         return EXIT_USAGE

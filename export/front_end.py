@@ -68,8 +68,9 @@ def _stacked_taps(kernel: np.ndarray) -> np.ndarray:
 
 
 def window_function(model: keras.Model) -> TracedFunction:
-    """A tf.function, and its input signature: `frames` (batch, time, H, W, C) -> features (batch, time, F), as the Keras front end
-    computes them in inference (zero padding in time at the window's ends)."""
+    """A tf.function, and its input signature: `frames` (batch, time, H, W, C) -> features (batch,
+    time, F), as the Keras front end computes them in inference (zero padding in time at the window's
+    ends)."""
     import tensorflow as tf
 
     blocks = _blocks(model)
@@ -98,8 +99,9 @@ def window_function(model: keras.Model) -> TracedFunction:
 
 
 def step_function(model: keras.Model) -> TracedFunction:
-    """A tf.function, and its input signature: (step, frame, *states) -> (features at positions step-L .. step, *new states),
-    L the number of convolutions; the first feature is final, the others provisional."""
+    """A tf.function, and its input signature: (step, frame, *states) -> (features at positions
+    step-L .. step, *new states), L the number of convolutions; the first feature is final, the others
+    provisional."""
     import tensorflow as tf
 
     blocks = _blocks(model)

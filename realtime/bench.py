@@ -117,10 +117,11 @@ def median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def compare(model: OnnxModel, crops: np.ndarray, policy: str = "pause", repeats: int = 30) -> dict[str, float]:
-    """ms for one T-frame window: ORT's full window, and its streaming update (front end on the new frame + back end over the window) in both
-    forms: as a sliding window pays it (`ort_sliding_update`: its start moves every frame and is
-    re-read) and as the pause policy pays it while a phrase is spoken (`ort_phrase_update`: the window
-    grows from a pause, its start held). `ort_stream_update` is the form `policy` runs."""
+    """ms for one T-frame window: ORT's full window, and its streaming update (front end on the new
+    frame + back end over the window) in both forms: as a sliding window pays it (`ort_sliding_update`:
+    its start moves every frame and is re-read) and as the pause policy pays it while a phrase is spoken
+    (`ort_phrase_update`: the window grows from a pause, its start held). `ort_stream_update` is the form
+    `policy` runs."""
     window = crops[-WINDOW:]
     stream = StreamingBackend(model, len(window))
     for crop in window:

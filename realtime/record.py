@@ -344,7 +344,8 @@ def record(options: RecordOptions) -> Session:
                              "frames": cut.last - cut.first, "take_start": round(cut.first / GRID_FPS, 3),
                              "speech": [round(cut.span.start, 3), round(cut.span.end, 3)],
                              "alignment": "estimated", "mode": "silent" if options.silent else "voice",
-                             "source": options.source, "audio": options.audio_file or ("microphone" if options.sound else "none")}
+                             "source": options.source,
+                             "audio": options.audio_file or ("microphone" if options.sound else "none")}
                     save_clip(folder, name, take, cut, entry, options.rate)
                     taken.add(name)
                     saved.append(name)

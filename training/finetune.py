@@ -6,8 +6,8 @@
 Prepares the clips with the same crop as training and live captioning, holds some out (a
 deterministic split by clip), trains from the base weights, exports ONNX through `python -m export`,
 and prints the held-out CER/WER before and after. An interrupted run continues when the same command
-is run again; the fine-tuned model is `--out`/finetuned.onnx (run_live.py --model it): a model of
-this person, which reads others no better than before.
+is run again; the fine-tuned model is `--out`/finetuned.onnx (run_live.py --model it), a model of
+this person.
 """
 
 from __future__ import annotations
@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # while the clips are prepared or read (training says so itself)
+        print(f"interrupted: run the same command again to continue {args.out}", file=sys.stderr)
+        return 130
     report = {"held_out": len(held_out), "trained_on": len(train_clips),
               "before": {"cer": before.cer, "wer": before.wer}, "after": {"cer": after.cer, "wer": after.wer}}
     write_text(args.out / "finetune.json", json.dumps(report, indent=1))
