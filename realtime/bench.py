@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
-import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -62,7 +61,7 @@ def run_stream(model: OnnxModel, source: str, options: LiveOptions,
     frames = FrameSource(SourceOptions(source=source, fast=fast))
     resampler = Resampler(model.spec.fps)
     rec = Recording()
-    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = time.process_time()  # every thread's CPU time, user and system
     started = time.monotonic()
     frames.start()
     try:
@@ -78,9 +77,18 @@ def run_stream(model: OnnxModel, source: str, options: LiveOptions,
         frames.stop()
     pipeline.finish()
     rec.wall = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_SELF)
-    rec.cpu = (after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime) / rec.wall * 100
+    rec.cpu = (time.process_time() - cpu) / rec.wall * 100
     return rec, pipeline, frames
+
+
+def peak_rss_mb() -> float | None:
+    """The process's peak resident memory; None where the platform does not say (Windows)."""
+    try:
+        import resource
+    except ImportError:
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
 
 
 def align_beside(source: Path) -> Path | None:
@@ -202,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelLoadError, CaptureError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = peak_rss_mb()
     crops = []
     capture = cv2.VideoCapture(str(args.source))
     with MouthTracker(TrackerOptions(crop=model.spec.crop)) as tracker:
