@@ -222,8 +222,8 @@ def _run(args: argparse.Namespace) -> int:
                             if out:
                                 out.caption(step.caption)
                         log("paused (space resumes)" if paused else "resumed")
-                    elif zoom(scale, key) != scale:
-                        scale = zoom(scale, key)
+                    elif (zoomed := zoom(scale, key)) != scale:
+                        scale = zoomed
                         log(f"view at {scale:g}x")
                     elif key == ord("c"):
                         hidden = len(pipeline.policy.words)

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from export.variants import family, fp16, int8
     from realtime.backend import OnnxModel
     from realtime.files import make_folder_for
-    from training.dataset import VAL_FRACTION, is_validation, load_clips
+    from training.dataset import held_out_first, load_clips
     from training.model import inference_model, load
 
     try:
@@ -63,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     model = inference_model(model) if isinstance(model.output, dict) else model
     # Real windows of every length, slid by their length: held-out clips first, then as many others as
     # that needs (a person's own recordings are short). Parity asks for real pixels, not unseen ones.
-    ordered = sorted(cached, key=lambda c: not is_validation(c.key, VAL_FRACTION))  # stable: held out first
     clips: list[np.ndarray] = []
-    for clip in ordered:
+    for clip in held_out_first(cached):
         if sum(len(c) for c in clips) >= 2 * max(WINDOW_LENGTHS):
             break
         clips.append(clip.mouth)

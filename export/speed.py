@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.backend import ModelLoadError, OnnxModel
     from realtime.bench import WINDOW, median_ms
     from realtime.spec import normalise
-    from training.dataset import VAL_FRACTION, is_validation, load_clips
+    from training.dataset import held_out_first, load_clips
     from training.model import inference_model, load
 
     try:
@@ -50,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if onnx_model.spec.crop != spec.crop:
         print(f"error: {onnx_path} reads another crop than {args.model}: not its export", file=sys.stderr)
         return 2
-    held_out = [c for c in cached if is_validation(c.key, VAL_FRACTION)]
-    clip = next((c for c in held_out + cached if len(c.mouth) >= WINDOW), None)
+    clip = next((c for c in held_out_first(cached) if len(c.mouth) >= WINDOW), None)
     if clip is None:
         print(f"error: {args.cache} has no clip of {WINDOW} frames", file=sys.stderr)
         return 2

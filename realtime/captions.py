@@ -68,9 +68,11 @@ class CaptionPolicy:
         self._space = self.vocabulary.charset.index(" ")
         self._moved = (-np.inf, np.inf)  # media times of the first and last frame the lips moved in, last window
 
-    def _note_movement(self, times: np.ndarray, moving: np.ndarray) -> None:
+    def _note_movement(self, times: np.ndarray, moving: np.ndarray) -> np.ndarray:
+        """Note when the lips moved in this window; the indices of the frames they moved in."""
         moved = np.flatnonzero(moving)
         self._moved = (float(times[moved[0]]), float(times[moved[-1]])) if len(moved) else (-np.inf, np.inf)
+        return moved
 
     def _commit_words(self, words: list[TimedWord]) -> None:
         """Commit words with their times held within the lips' movement in the window read. The model
@@ -238,8 +240,7 @@ class PausePolicy(CaptionPolicy):
         now = float(times[-1])
         if self._start == -np.inf:  # a stream's first frame starts its first phrase
             self._start = float(times[0])
-        self._note_movement(times, moving)
-        moved = np.flatnonzero(moving)
+        moved = self._note_movement(times, moving)
         still = len(moving) - 1 - int(moved[-1]) if len(moved) else len(moving)
         timed = []
         if not len(moved):

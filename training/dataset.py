@@ -67,6 +67,12 @@ def is_validation(key: str, fraction: float) -> bool:
     return digest % 10_000 < fraction * 10_000
 
 
+def held_out_first(clips: list[CachedClip], fraction: float = VAL_FRACTION) -> list[CachedClip]:
+    """The clips, those of the validation split first (for checks that want unseen clips, and any
+    clip when there are too few of those)."""
+    return sorted(clips, key=lambda c: not is_validation(c.key, fraction))
+
+
 def split(clips: list[CachedClip], fraction: float) -> tuple[list[CachedClip], list[CachedClip]]:
     train = [c for c in clips if not is_validation(c.key, fraction)]
     val = [c for c in clips if is_validation(c.key, fraction)]

@@ -47,8 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         if (args.out / "finetune.json").exists():  # before the clips are prepared
             raise ValueError(f"{args.out} already holds a fine-tuned model: choose another --out")
         resuming = (args.out / "state.json").exists()  # interrupted: the same command goes on
-        make_folder_for(args.out / "clips.h5")
         cache = args.out / "clips.h5"
+        make_folder_for(cache)
         skipped = prepare(args.data, cache, args.workers, spec.crop)
         for clip, why in skipped:
             print(f"skipped {clip.speaker}/{clip.name}: {why}", file=sys.stderr)
