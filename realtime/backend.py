@@ -16,7 +16,17 @@ import numpy as np
 from realtime.spec import FEATURES, FRAME, FRAMES, STATE, STEP, ModelSpec, ModelSpecError, normalise
 
 PROVIDERS = ("auto", "cuda", "cpu")
-BUNDLED_MODEL = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.onnx"
+
+
+def _bundled_model() -> Path:
+    """The shipped model: installed beside this module by a wheel (realtime/models/), else in the
+    checkout's models/ folder."""
+    here = Path(__file__).resolve().parent
+    installed = here / "models" / "lipstream-lite.onnx"
+    return installed if installed.exists() else here.parent / "models" / installed.name
+
+
+BUNDLED_MODEL = _bundled_model()
 EXPORT_ID = "lipstream.export"  # metadata naming the weights an export's three files were made from
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from realtime.vocab import GRID_GRAMMAR, GRID_WORDS
+
+if TYPE_CHECKING:  # cv2 is imported where a video is read, so reading align files needs no OpenCV
+    import cv2
 
 NON_WORDS = frozenset({"sil", "sp"})
 VIDEO_SUFFIXES = (".mp4", ".mpg", ".mov", ".avi")
@@ -46,13 +50,20 @@ class Clip:
         return f"{self.speaker}/{self.name}"
 
 
+def capture_fps(capture: cv2.VideoCapture) -> float:
+    """An opened video's frame rate; GRID's when its container does not say."""
+    import cv2
+
+    return capture.get(cv2.CAP_PROP_FPS) or GRID_FPS
+
+
 def video_fps(video: Path) -> float:
-    """The video's frame rate; GRID's when its container does not say."""
+    """The frame rate of the video file at `video` (see capture_fps)."""
     import cv2
 
     capture = cv2.VideoCapture(str(video))
     try:
-        return capture.get(cv2.CAP_PROP_FPS) or GRID_FPS
+        return capture_fps(capture)
     finally:
         capture.release()
 

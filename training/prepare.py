@@ -36,7 +36,7 @@ from realtime.crop import LIPS, CropSpec
 from realtime.files import make_folder_for
 from realtime.tracker import MouthTracker, TrackerOptions
 from training.cache import open_cache
-from training.grid import AlignError, Clip, find_clips, read_align, sentence, sentence_from_code, video_fps
+from training.grid import AlignError, Clip, capture_fps, find_clips, read_align, sentence, sentence_from_code
 from training.speech import FORMAT as SPEECH_FORMAT
 from training.speech import RATE, speech_features
 
@@ -96,17 +96,19 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     """Track every frame of one clip with a fresh tracker; raise ClipError when it is unusable."""
     text, words, spans = clip_text(clip)
     capture = cv2.VideoCapture(str(clip.video))
-    if not capture.isOpened():
-        raise ClipError("unreadable video")
-    fps = video_fps(clip.video)
-    results = []
-    with MouthTracker(options) as tracker:
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            results.append(tracker.process(frame, len(results) / fps))
-    capture.release()
+    try:
+        if not capture.isOpened():
+            raise ClipError("unreadable video")
+        fps = capture_fps(capture)
+        results = []
+        with MouthTracker(options) as tracker:
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                results.append(tracker.process(frame, len(results) / fps))
+    finally:
+        capture.release()
     found = [i for i, r in enumerate(results) if r.crop is not None]
     if not found:
         raise ClipError("no face found")
