@@ -54,7 +54,7 @@ def step_ms(config_name: str, clips: list[CachedClip], crop: CropSpec, batch_siz
         def on_train_batch_end(self, batch, logs=None):
             times.append(1000 * (time.perf_counter() - self.started))
 
-    model.fit(data, epochs=1, steps_per_epoch=total, callbacks=[StepTimer()], verbose=0)
+    model.fit(data, epochs=1, steps_per_epoch=total, shuffle=False, callbacks=[StepTimer()], verbose=0)
     return times[WARMUP_STEPS:]
 
 

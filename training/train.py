@@ -347,7 +347,8 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
         keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0),
     ]
     # With --ema, fit ends by writing the averages into the model: save nothing after it.
-    model.fit(data, epochs=args.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps,
+    # The dataset draws its own shuffled samples; fit's shuffle applies only to arrays.
+    model.fit(data, epochs=args.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps, shuffle=False,
               callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
     print(json.dumps(state), file=sys.stderr)
     return 0
