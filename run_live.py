@@ -202,7 +202,7 @@ def _run(args: argparse.Namespace) -> int:
                         first = False
                     if step.no_face != faceless and (step.no_face or step.track.crop is not None):
                         faceless = step.no_face  # said once each way; headless, nothing else shows it
-                        log("no face in view: nothing to read until someone faces the camera" if faceless
+                        log("no face in view: nothing to read until a face is seen" if faceless
                             else "face found")
                     if step.changed and out:
                         out.caption(step.caption)

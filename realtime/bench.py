@@ -20,11 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from realtime.backend import BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
-from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
+from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, open_video
 from realtime.captions import POLICIES, PolicyOptions
 from realtime.cli import add_decoder, at_least, summary, window_problem
 from realtime.files import make_folder_for, output_problem, write_text
@@ -212,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rss_mb = peak_rss_mb()
     crops = []
-    capture = cv2.VideoCapture(str(args.source))
+    capture = open_video(str(args.source))
     with MouthTracker(TrackerOptions(crop=model.spec.crop)) as tracker:
         while len(crops) < WINDOW:
             ok, image = capture.read()

@@ -41,17 +41,39 @@ class SourceOptions:
     backoff: float = 0.2  # seconds before the first reopen, doubled each time
 
 
+# Consecutive failed reads after which a video is taken to have ended: a damaged packet fails one
+# read and the next frames still decode.
+FAILED_READS = 25
+# A video that ends this much short of its container's duration ended early (cut off); container
+# durations are estimates (mkv and fragmented mp4 round up to a frame or two).
+SHORTFALL = 0.25  # seconds
+
+
 def is_camera(source: str) -> bool:
-    return source.isdigit()
+    """A camera index, unless a file of that name exists."""
+    return source.isdigit() and not Path(source).exists()
 
 
 def is_url(source: str) -> bool:
     return "://" in source
 
 
+def open_video(source: str) -> cv2.VideoCapture:
+    """An OpenCV capture of a video file or URL whose frames come upright, as the file's rotation tag
+    says (phones film upright and tag the rotation; OpenCV 4.11 ignores the tag unless asked)."""
+    capture = cv2.VideoCapture(source)
+    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+    return capture
+
+
 class FrameSource:
-    """Reads frames on a thread. Cameras and paced files drop the oldest frame when the consumer falls
-    behind (counted in `dropped`); `fast` files block instead, so every frame is processed."""
+    """Reads frames on a thread. Cameras, live streams and paced videos drop the oldest frame when the
+    consumer falls behind (counted in `dropped`); `fast` videos block instead, so every frame is
+    processed.
+
+    A video (a file, or a URL to one) has an end and its own timeline: frames carry their media
+    time, it is played at its pace and never reopened. A camera or live stream (a URL whose container
+    gives no length) is stamped by the clock, and reopened when it stops delivering."""
 
     def __init__(self, options: SourceOptions):
         self.options = options
@@ -62,20 +84,20 @@ class FrameSource:
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
         if not self.fps or self.fps > 240:
             self.fps = 30.0
-        if self.is_file and cv2.haveImageReader(str(source)):  # FFmpeg opens a photo as a one-frame video
-            self._capture.release()
+        if not is_camera(source) and not is_url(source) and cv2.haveImageReader(str(source)):
+            self._capture.release()  # FFmpeg opens a photo as a one-frame video
             raise CaptureError(f"{source} is a still image, not a video: nothing to lipread")
-        self.expected_frames = int(self._capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0) if self.is_file else 0
+        frames = self._capture.get(cv2.CAP_PROP_FRAME_COUNT) if not is_camera(source) else 0.0
+        counted = 0 < frames < 1e12  # a live stream has no count; a webm without a duration, a garbage one
+        self.is_video = not is_camera(source) and (counted or not is_url(source))
+        self.duration = frames / self.fps if counted else 0.0  # the container's estimate; 0 when unknown
+        self.last_t = -1.0  # media time of the last frame read
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=options.queue_size)
         self.dropped = 0
         self.read = 0
         self.error: str | None = None  # why the stream ended early, when it did
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
-
-    @property
-    def is_file(self) -> bool:
-        return not is_camera(self.options.source) and not is_url(self.options.source)
 
     def _open(self) -> cv2.VideoCapture:
         source = self.options.source
@@ -87,7 +109,7 @@ class FrameSource:
             finally:
                 cv2.setLogLevel(level)
         else:
-            capture = cv2.VideoCapture(source)
+            capture = open_video(source)
         if not capture.isOpened():
             if is_camera(source):
                 raise CaptureError(f"cannot open camera {source}; to read a video file instead, use --source FILE")
@@ -112,7 +134,7 @@ class FrameSource:
         self._capture.release()
 
     def _put(self, item: Frame | None) -> None:
-        if self.options.fast and self.is_file or item is None:
+        if self.options.fast and self.is_video or item is None:
             while not self._stop.is_set():
                 try:
                     self.frames.put(item, timeout=0.1)
@@ -144,23 +166,35 @@ class FrameSource:
                 delay *= 2
         return False
 
+    def _media_time(self) -> float:
+        """The frame just read's presentation time (variable frame rates included); a frame's place
+        at the nominal rate when the container gives no usable time."""
+        t = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
+        return t if t > self.last_t else self.last_t + 1 / self.fps
+
     def _run(self) -> None:
-        pace = self.is_file and not self.options.fast
+        pace = self.is_video and not self.options.fast
+        failed = 0
         while not self._stop.is_set():
             started = time.perf_counter()
             ok, image = self._capture.read()
             read_ms = (time.perf_counter() - started) * 1e3
             if not ok:
-                if self.is_file:
-                    if self.expected_frames and self.read < self.expected_frames - 1:
-                        self.error = f"video ended early: read {self.read} of {self.expected_frames} frames"
+                if self.is_video:
+                    failed += 1
+                    if failed < FAILED_READS:
+                        continue
+                    end = self.last_t + 1 / self.fps
+                    if end < self.duration - SHORTFALL:
+                        self.error = f"video ended early: read {end:.2f} s of {self.duration:.2f} s"
                     break
                 if not self._reopen():
                     self.error = f"{self.options.source} stopped delivering frames"
                     break
                 continue
-            if self.is_file:
-                t = self.read / self.fps
+            failed = 0
+            if self.is_video:
+                t = self.last_t = self._media_time()
                 if pace:
                     wait = self._started + t - time.monotonic()
                     if wait > 0 and self._stop.wait(wait):

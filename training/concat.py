@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from realtime.capture import open_video
 from realtime.cli import at_least, non_negative, summary
 from realtime.files import make_folder_for, write_text
 from training.dataset import VAL_FRACTION, is_validation
@@ -64,7 +65,7 @@ class Mp4Writer:
 def append_video(source: Path, writer: Mp4Writer,
                  transform: Callable[[np.ndarray], np.ndarray] = lambda image: image) -> int:
     """Write every frame of `source` (transformed) to `writer`; returns how many."""
-    capture = cv2.VideoCapture(str(source))
+    capture = open_video(str(source))
     n = 0
     while True:
         ok, image = capture.read()

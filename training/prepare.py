@@ -25,12 +25,12 @@ from dataclasses import asdict, dataclass
 from multiprocessing.pool import Pool
 from pathlib import Path
 
-import cv2
 import h5py
 import numpy as np
 from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
+from realtime.capture import open_video
 from realtime.cli import at_least, number, positive, summary
 from realtime.crop import LIPS, CropSpec
 from realtime.files import make_folder_for
@@ -95,7 +95,7 @@ def clip_speech(video: Path, fps: float, frames: int, first_frame: int) -> tuple
 def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     """Track every frame of one clip with a fresh tracker; raise ClipError when it is unusable."""
     text, words, spans = clip_text(clip)
-    capture = cv2.VideoCapture(str(clip.video))
+    capture = open_video(str(clip.video))
     try:
         if not capture.isOpened():
             raise ClipError("unreadable video")
