@@ -78,20 +78,22 @@ class FrameSource:
     def __init__(self, options: SourceOptions):
         self.options = options
         source = options.source
-        if not is_camera(source) and not is_url(source) and not Path(source).is_file():
+        camera = is_camera(source)
+        local = not camera and not is_url(source)
+        if local and not Path(source).is_file():
             raise CaptureError(f"no video file at {source}")
         self._capture = self._open()
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
         if not self.fps or self.fps > 240:
             self.fps = 30.0
-        if not is_camera(source) and not is_url(source) and cv2.haveImageReader(str(source)):
+        if local and cv2.haveImageReader(str(source)):
             self._capture.release()  # FFmpeg opens a photo as a one-frame video
             raise CaptureError(f"{source} is a still image, not a video: nothing to lipread")
-        frames = self._capture.get(cv2.CAP_PROP_FRAME_COUNT) if not is_camera(source) else 0.0
+        frames = 0.0 if camera else self._capture.get(cv2.CAP_PROP_FRAME_COUNT)
         counted = 0 < frames < 1e12  # a live stream has no count; a webm without a duration, a garbage one
-        self.is_video = not is_camera(source) and (counted or not is_url(source))
+        self.is_video = local or counted
         self.duration = frames / self.fps if counted else 0.0  # the container's estimate; 0 when unknown
-        self.last_t = -1.0  # media time of the last frame read
+        self._last_t = -1.0  # media time of the last frame read
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=options.queue_size)
         self.dropped = 0
         self.read = 0
@@ -170,7 +172,7 @@ class FrameSource:
         """The frame just read's presentation time (variable frame rates included); a frame's place
         at the nominal rate when the container gives no usable time."""
         t = self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
-        return t if t > self.last_t else self.last_t + 1 / self.fps
+        return t if t > self._last_t else self._last_t + 1 / self.fps
 
     def _run(self) -> None:
         pace = self.is_video and not self.options.fast
@@ -184,7 +186,7 @@ class FrameSource:
                     failed += 1
                     if failed < FAILED_READS:
                         continue
-                    end = self.last_t + 1 / self.fps
+                    end = self._last_t + 1 / self.fps
                     if end < self.duration - SHORTFALL:
                         self.error = f"video ended early: read {end:.2f} s of {self.duration:.2f} s"
                     break
@@ -194,7 +196,7 @@ class FrameSource:
                 continue
             failed = 0
             if self.is_video:
-                t = self.last_t = self._media_time()
+                t = self._last_t = self._media_time()
                 if pace:
                     wait = self._started + t - time.monotonic()
                     if wait > 0 and self._stop.wait(wait):
