@@ -21,15 +21,16 @@ from realtime.crop import LIPS, CropPose, CropSpec, crop_box, crop_mouth, fronta
 _HIDDEN_FROM_MEDIAPIPE = ("tensorflow", "jax", "jaxlib")
 
 
-def load_face_mesh_module() -> ModuleType:
-    """`mediapipe.python.solutions.face_mesh`, imported without TensorFlow or JAX."""
+def load_solution(name: str) -> ModuleType:
+    """`mediapipe.python.solutions.<name>`, imported without TensorFlow or JAX."""
+    module = f"mediapipe.python.solutions.{name}"
     if "mediapipe" in sys.modules:
-        return importlib.import_module("mediapipe.python.solutions.face_mesh")
+        return importlib.import_module(module)
     hidden = [name for name in _HIDDEN_FROM_MEDIAPIPE if name not in sys.modules]
     for name in hidden:
         sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail fast
     try:
-        return importlib.import_module("mediapipe.python.solutions.face_mesh")
+        return importlib.import_module(module)
     finally:
         for name in hidden:
             sys.modules.pop(name, None)
@@ -62,6 +63,10 @@ class TrackerOptions:
     smoothing_beta: float = 0.5  # one-euro filter: how fast the cutoff opens with motion (per eye distance/s)
     new_face_jump: float = 0.5  # a jump larger than this (in crop widths) is a new face: reset smoothing
     cut_change: float = 2.0  # a mean change of a small grey thumbnail larger than this is a cut: reset smoothing
+    small_face: float = 0.35  # a far face is read in a view until it is this share of the frame's shorter side
+    # (FaceMesh's own detector finds GRID's face in a 1080p frame from about a quarter)
+    view_faces: float = 4.0  # the view's side, in face widths
+    search_seconds: float = 0.5  # how often the far-face detector looks while no face is found
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ class TrackResult:
     lips: np.ndarray | None  # (40, 2) lip landmarks in the frame, outer contour first
     quality: float  # 0..1: how frontal the face is (realtime.crop.frontality); 0 without a face
     reason: str  # "ok", "held" (detection dropped, last pose kept), "no_face"
-    faces: int = 0
+    faces: int = 0  # faces FaceMesh found in what it looked at (a far face's view holds only that face)
     landmark_ms: float = 0.0  # time spent in FaceMesh, and in placing and cutting the crop
     crop_ms: float = 0.0
 
@@ -111,18 +116,45 @@ class _OneEuro:
         self.speed[:] = 0
 
 
+View = tuple[int, int, int, int]  # x0, y0, x1, y1: the part of the frame FaceMesh is given
+
+
+def view_around(box: np.ndarray, side: float, shape: tuple[int, int]) -> View:
+    """A square of `side` pixels centred on the face box (x0, y0, x1, y1), moved inside the frame
+    (`shape`: its height and width)."""
+    return view_at((box[:2] + box[2:]) / 2 - side / 2, side, shape)
+
+
+def view_at(corner: np.ndarray, side: float, shape: tuple[int, int]) -> View:
+    """A square of `side` pixels with its top left corner at `corner` (x, y), moved inside the frame."""
+    h, w = shape
+    side = int(min(side, w, h))
+    x0 = int(min(max(corner[0], 0), w - side))
+    y0 = int(min(max(corner[1], 0), h - side))
+    return x0, y0, x0 + side, y0 + side
+
+
+def box_size(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], box[3] - box[1]))
+
+
 class MouthTracker:
     """Follows one face and returns the model's mouth crop for every frame.
 
     Several faces: locks on the largest and most central, then follows the one nearest its last
     position. The crop pose is smoothed over time and reset when a new face appears.
+
+    FaceMesh finds faces with a short-range detector that sees the whole frame shrunk to 128 pixels,
+    so a face far away in a large frame (a lecture video; GRID's face in a 1080p frame) is never found.
+    When FaceMesh finds none, MediaPipe's full-range detector looks (every `search_seconds`), and a
+    small face is then read in a view around it, cut from the frame at its own resolution: the mouth
+    crop is cut from the full frame as before, so the model sees the same pixels.
     """
 
     def __init__(self, options: TrackerOptions | None = None):
         self.options = options or TrackerOptions()
         with _quiet_native_stderr():
-            face_mesh = load_face_mesh_module()
-            self._mesh = face_mesh.FaceMesh(
+            self._mesh = load_solution("face_mesh").FaceMesh(
                 static_image_mode=False,
                 max_num_faces=self.options.max_faces,
                 refine_landmarks=False,
@@ -135,9 +167,16 @@ class MouthTracker:
         self._last: CropPose | None = None
         self._last_seen = -math.inf
         self._thumbnail: np.ndarray | None = None
+        self._view: View | None = None  # None: the whole frame
+        self._place_in_view: np.ndarray | None = None  # where the followed face sits in the view
+        self._looked_at: View | None = None  # where FaceMesh looked last (its tracking state is there)
+        self._finder = None  # the full-range face detector, made the first time it is needed
+        self._searched = -math.inf
 
     def close(self) -> None:
         self._mesh.close()
+        if self._finder is not None:
+            self._finder.close()
 
     def __enter__(self) -> "MouthTracker":
         return self
@@ -150,6 +189,71 @@ class MouthTracker:
         self._last = None
         self._last_seen = -math.inf
         self._thumbnail = None
+        self._view = None
+        self._place_in_view = None
+
+    def _landmarks(self, rgb: np.ndarray, view: View | None) -> list[np.ndarray]:
+        """FaceMesh's faces in `view` of the frame, in frame pixels."""
+        self._looked_at = view
+        x0, y0, x1, y1 = view or (0, 0, rgb.shape[1], rgb.shape[0])
+        image = np.ascontiguousarray(rgb[y0:y1, x0:x1]) if view else rgb
+        if self._quiet:
+            with _quiet_native_stderr():
+                found = self._mesh.process(image).multi_face_landmarks or []
+            self._quiet = not found
+        else:
+            found = self._mesh.process(image).multi_face_landmarks or []
+        w, h = x1 - x0, y1 - y0
+        return [np.array([(x0 + p.x * w, y0 + p.y * h, p.z * w) for p in f.landmark], dtype=np.float64)
+                for f in found]
+
+    def _far_face(self, rgb: np.ndarray) -> np.ndarray | None:
+        """The most confident face the full-range detector finds, as a box in frame pixels. It sees its
+        input shrunk to 192 pixels, so a frame of 720 lines or more is also searched in overlapping
+        tiles half its height (a 720p or 1080p frame: 18 tiles, about 50 ms on this machine's CPU)."""
+        if self._finder is None:
+            with _quiet_native_stderr():
+                self._finder = load_solution("face_detection").FaceDetection(
+                    model_selection=1, min_detection_confidence=self.options.min_detection_confidence)
+                self._finder.process(np.zeros((48, 64, 3), np.uint8))  # its start-up logs too
+        h, w = rgb.shape[:2]
+        found = self._detect(rgb, 0, 0)
+        side = min(h, w) // 2
+        if not found and side >= 360:
+            found = [face for y in range(0, h - side + 1, side // 2) for x in range(0, w - side + 1, side // 2)
+                     for face in self._detect(np.ascontiguousarray(rgb[y:y + side, x:x + side]), x, y)]
+        return max(found, key=lambda face: face[0])[1] if found else None
+
+    def _detect(self, image: np.ndarray, x0: int, y0: int) -> list[tuple[float, np.ndarray]]:
+        """The full-range detector's faces in `image`, cut from the frame at (x0, y0): (score, box)."""
+        h, w = image.shape[:2]
+        faces = []
+        for detection in self._finder.process(image).detections or []:
+            box = detection.location_data.relative_bounding_box
+            faces.append((detection.score[0], np.array([x0 + box.xmin * w, y0 + box.ymin * h,
+                                                        x0 + (box.xmin + box.width) * w,
+                                                        y0 + (box.ymin + box.height) * h])))
+        return faces
+
+    def _next_view(self, points: np.ndarray, view: View | None, shape: tuple[int, int]) -> View | None:
+        """Where FaceMesh looks next frame. A face it found in the whole frame it tracks there. A face
+        found only in a view (small and far away) it can track only in a view, and only if the face stays
+        put in what it sees: the view moves with the face, and keeps its size while the face's stays
+        within a factor of two. A face grown to `small_face` of the frame is tracked in the whole frame."""
+        if view is None:
+            return None
+        box = np.concatenate([points[:, :2].min(axis=0), points[:, :2].max(axis=0)])
+        size = box_size(box)
+        if size >= self.options.small_face * min(shape):
+            return None
+        side, wanted = view[2] - view[0], size * self.options.view_faces
+        if not wanted / 2 <= side <= wanted * 2:  # FaceMesh must find the face afresh at its new scale
+            self._place_in_view = None
+            return view_around(box, wanted, shape)
+        centre = (box[:2] + box[2:]) / 2
+        if self._place_in_view is None:  # a new view: the face stays where it was found in it
+            self._place_in_view = centre - view[:2]
+        return view_at(centre - self._place_in_view, side, shape)
 
     def _choose(self, faces: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
         spec = self.options.crop
@@ -180,15 +284,21 @@ class MouthTracker:
         rgb.flags.writeable = False
         if self._is_cut(frame_bgr):
             self._filter.reset()
-        if self._quiet:
-            with _quiet_native_stderr():
-                found = self._mesh.process(rgb).multi_face_landmarks or []
-            self._quiet = not found
-        else:
-            found = self._mesh.process(rgb).multi_face_landmarks or []
+        view, previous = self._view, self._looked_at
+        faces = self._landmarks(rgb, view)
+        if not faces and view != previous:  # FaceMesh tracked the face in another view's coordinates and
+            faces = self._landmarks(rgb, view)  # lost it; a second look detects it afresh
+        if not faces and view is not None:  # the face left the view: look at the whole frame
+            view = None
+            faces = self._landmarks(rgb, None)
+        if not faces and not 0 <= t - self._searched < self.options.search_seconds:  # (a new stream's t restarts)
+            self._searched = t
+            far = self._far_face(rgb)
+            if far is not None:
+                view, self._place_in_view = view_around(far, box_size(far) * self.options.view_faces, (h, w)), None
+                faces = self._landmarks(rgb, view)
         landmarked = time.perf_counter()
         timing = {"landmark_ms": (landmarked - started) * 1e3}
-        faces = [np.array([(p.x * w, p.y * h, p.z * w) for p in f.landmark], dtype=np.float64) for f in found]
         spec = self.options.crop
         if not faces:
             if self._last is not None and t - self._last_seen <= self.options.hold_seconds:
@@ -200,6 +310,7 @@ class MouthTracker:
             return TrackResult(t, None, None, None, None, 0.0, "no_face", 0, **timing)
 
         points = self._choose(faces, (h, w))
+        self._view = self._next_view(points, view, (h, w))
         raw = pose_from_landmarks(points, spec)
         if self._last is not None and math.hypot(raw.cx - self._last.cx, raw.cy - self._last.cy) > \
                 self.options.new_face_jump * self._last.width:

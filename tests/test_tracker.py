@@ -199,3 +199,52 @@ def test_a_cut_starts_smoothing_afresh(frames: list[np.ndarray], grid_s1: Path):
     assert jump > 5  # the speaker sat about ten pixels away in that take
     assert math.hypot(after.cx - expected.cx, after.cy - expected.cy) < 0.2 * jump
     assert after.width == pytest.approx(expected.width, rel=0.02)
+
+
+def in_large_frame(frames: list[np.ndarray], scale: float, size: tuple[int, int] = (1080, 1920),
+                   at: tuple[int, int] = (700, 400)) -> list[np.ndarray]:
+    """The clip's frames scaled and pasted at (x, y) into a black frame of `size` (height, width): a
+    speaker far from the camera of a lecture video."""
+    out = []
+    for frame in frames:
+        small = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale != 1 else frame
+        large = np.zeros((*size, 3), np.uint8)
+        large[at[1]:at[1] + small.shape[0], at[0]:at[0] + small.shape[1]] = small
+        out.append(large)
+    return out
+
+
+def test_a_face_far_away_in_a_1080p_frame_is_found_and_cut_from_the_same_pixels(
+        frames: list[np.ndarray], tracked: list[TrackResult]) -> None:
+    """GRID's face at its own size in a 1080p frame is too small for FaceMesh's detector: the
+    full-range detector finds it, and the mouth crops are those of the clip itself."""
+    far = track(in_large_frame(frames[:20], 1.0))
+    assert all(r.reason == "ok" for r in far)
+    for near, result in zip(tracked, far):
+        assert result.pose.cx - 700 == pytest.approx(near.pose.cx, abs=1.5)
+        assert result.pose.cy - 400 == pytest.approx(near.pose.cy, abs=1.5)
+        assert np.abs(result.crop.astype(int) - near.crop).mean() < 4
+
+
+def test_a_face_half_that_size_is_found_in_tiles_and_followed_as_it_moves(frames: list[np.ndarray],
+                                                                          tracked: list[TrackResult]) -> None:
+    """At half GRID's size (eye corners 30 pixels apart) the face is found only in tiles of the
+    frame; then a view that moves with the face keeps FaceMesh tracking it across the frame."""
+    moving = [in_large_frame([f], 0.5, at=(300 + 12 * i, 500 - 4 * i))[0] for i, f in enumerate(frames[:40])]
+    far = track(moving)
+    assert all(r.reason == "ok" for r in far)
+    for i, (near, result) in enumerate(zip(tracked, far)):  # the lips (unsmoothed) where they were put
+        assert result.lips.mean(axis=0) == pytest.approx(near.lips.mean(axis=0) / 2 + (300 + 12 * i, 500 - 4 * i),
+                                                         abs=1.5)
+
+
+def test_a_far_face_coming_closer_is_tracked_throughout(frames: list[np.ndarray],
+                                                       tracked: list[TrackResult]) -> None:
+    """From half GRID's size to three times it over 60 frames: read in a view while it is small, in the
+    whole frame once it is large, and not lost where one hands over to the other."""
+    scales = np.linspace(0.5, 3.0, 60)
+    coming = [in_large_frame([f], s, at=(300, 50))[0] for f, s in zip(frames, scales)]
+    for s, near, result in zip(scales, tracked, track(coming)):
+        assert result.reason == "ok"
+        # where the lips were put, within 3 pixels of the clip's own (1.5 in the frame at half size)
+        assert (result.lips.mean(axis=0) - (300, 50)) / s == pytest.approx(near.lips.mean(axis=0), abs=3)
