@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
         out = JsonLines(open_output(Path(args.jsonl)))
 
     resampler = Resampler(model.spec.fps)
-    code, paused, step, first, faceless = EXIT_OK, False, None, True, False
+    code, paused, step, first, faceless, seen = EXIT_OK, False, None, True, False, False
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
     try:
@@ -200,6 +200,7 @@ def _run(args: argparse.Namespace) -> int:
                     if first:
                         log(f"first frame processed {time.monotonic() - started:.2f} s after start")
                         first = False
+                    seen = seen or step.track.crop is not None
                     if step.no_face != faceless and (step.no_face or step.track.crop is not None):
                         faceless = step.no_face  # said once each way; headless, nothing else shows it
                         log("no face in view: nothing to read until a face is seen" if faceless
@@ -233,6 +234,9 @@ def _run(args: argparse.Namespace) -> int:
         if source.error:
             log(f"error: {source.error}; the transcript so far is kept")
             code = EXIT_SOURCE_ENDED
+        elif source.is_video and not seen:  # read to its end without a face: not a video to lipread
+            log(f"error: no face in {args.source}: nothing was read")
+            code = EXIT_USAGE
     except KeyboardInterrupt:
         code = EXIT_OK if window is not None else EXIT_INTERRUPTED
     except _ReaderGone:

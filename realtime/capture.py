@@ -82,6 +82,8 @@ class FrameSource:
         local = not camera and not is_url(source)
         if local and not Path(source).is_file():
             raise CaptureError(f"no video file at {source}")
+        if local and Path(source).stat().st_size == 0:
+            raise CaptureError(f"{source} is empty (0 bytes): nothing to lipread")
         self._capture = self._open()
         self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
         if not self.fps or self.fps > 240:
@@ -117,7 +119,7 @@ class FrameSource:
                 raise CaptureError(f"cannot open camera {source}; to read a video file instead, use --source FILE")
             if is_url(source):
                 raise CaptureError(f"cannot open {source}: unreachable, or not a stream this OpenCV build can decode")
-            raise CaptureError(f"cannot read {source}: not a video this OpenCV build can decode")
+            raise CaptureError(f"cannot read {source}: damaged or cut off, or not a video this OpenCV build decodes")
         return capture
 
     def start(self) -> "FrameSource":

@@ -436,6 +436,24 @@ def test_a_video_without_a_face_says_so(tmp_path: Path) -> None:
     assert result.stdout.strip()  # the speaker was read once found
 
 
+def test_a_video_without_any_face_is_an_error(tmp_path: Path) -> None:
+    """Read to its end and no face in it: one line says so, and the run fails (exit 2), not a silent
+    empty transcript."""
+    video = write_video(tmp_path / "room.avi", [np.full((288, 360, 3), 90, np.uint8)] * 50, 25.0, "MJPG")
+    result = _run("--source", str(video), "--headless", "--fast")
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [f"lipstream: error: no face in {video}: nothing was read"], result.stderr
+
+
+def test_an_empty_file_is_refused_as_empty(tmp_path: Path) -> None:
+    empty = tmp_path / "talk.mp4"
+    empty.touch()
+    result = _run("--source", str(empty), "--headless")
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"lipstream: error: {empty} is empty (0 bytes): nothing to lipread"
+
+
 def test_unreadable_video_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
