@@ -235,7 +235,7 @@ class Sampler:
 
     def swapped_order(self, channels: int) -> np.ndarray:
         """A channel order other than the identity: a face under another light, or a camera that
-        delivers its channels in another order, which the bundled RGB model read as nothing (README)."""
+        delivers its channels in another order, which the bundled RGB model read as nothing (docs/experiments.md)."""
         while True:
             order = self.rng.permutation(channels)
             if (order != np.arange(channels)).any():

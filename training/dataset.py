@@ -130,7 +130,7 @@ SHORTEST_STREAM_WINDOW = 30  # frames
 @dataclass(frozen=True)
 class SampleMix:
     """Which kinds of sample an epoch draws: optionally short samples first (a curriculum; from scratch
-    it slowed training, README), then mostly sentences and stream windows of `window` frames (the live
+    it slowed training, docs/experiments.md), then mostly sentences and stream windows of `window` frames (the live
     loop reads windows up to its own window length)."""
 
     curriculum_epochs: int = 0

@@ -17,7 +17,7 @@ class CTCLoss(keras.losses.Loss):
     summed over the sample's frames (Pereyra et al. 2017, "Regularizing neural networks by penalizing
     confident output distributions"): a model that reads its training clips almost exactly is kept from
     putting all its mass on one reading. Measured: a word or so better on whole clips, far worse when
-    streamed, so off by default (README).
+    streamed, so off by default (docs/experiments.md).
 
     `sequence_weight` > 0 adds that weight times the sentence-level cross-entropy of the label against
     its rivals (the GRID sentences one word away): -log of the label's share of `sequence_scale` x CTC

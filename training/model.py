@@ -39,9 +39,9 @@ CONFIGS: dict[str, ModelConfig] = {
     "lipnet": ModelConfig("lipnet", (32, 64, 96), ((3, 5, 5), (3, 5, 5), (3, 3, 3)), 256),
     # The bundled model: narrower convolutions and GRUs for CPU training and real-time CPU inference.
     # No dropout after its GRUs: with 0.5 its training CER stood as high as its validation CER, and
-    # from the same weights 0.0 read 0.8 CER points better than 0.2 after 4 epochs (README).
+    # from the same weights 0.0 read 0.8 CER points better than 0.2 after 4 epochs (docs/experiments.md).
     "lite": ModelConfig("lite", (16, 32, 48), ((3, 5, 5), (3, 3, 3), (3, 3, 3)), 128, dropout=0.0),
-    # LipNet's front-end width with lite's GRUs: measured 20 epochs slower to converge than lite (README).
+    # LipNet's front-end width with lite's GRUs: measured 20 epochs slower to converge than lite (docs/experiments.md).
     "wide": ModelConfig("wide", (32, 64, 96), ((3, 5, 5), (3, 3, 3), (3, 3, 3)), 128, dropout=0.0),
     # For tests: trains in seconds, and its inference-mode statistics catch up within ~100 steps.
     "tiny": ModelConfig("tiny", (8, 16, 16), ((3, 5, 5), (3, 3, 3), (3, 3, 3)), 32, dropout=0.0,
