@@ -167,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{model.spec.fps:g} fps, decoder {args.decoder}")
     window = None
     if not args.headless:
-        from realtime.window import ZOOM, Window, render, zoom
+        from realtime.window import Window, first_zoom, render, zoom
 
         try:
             window = Window()
@@ -176,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
             pipeline.close()
             source.stop()
             return EXIT_USAGE
-        scale = ZOOM  # the view's, changed with + and -
+        scale = None  # the view's: first_zoom for the first frame, then changed with + and -
     out = None
     if args.jsonl == "-":
         out = JsonLines(sys.stdout)
@@ -213,6 +213,7 @@ def _run(args: argparse.Namespace) -> int:
                     fps_clock = [t for t in fps_clock if t > time.monotonic() - 1] + [time.monotonic()]
                     hud = (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
                            f"  dropped {source.dropped}")
+                    scale = scale or first_zoom(step.frame.image.shape)
                     key = window.show(render(step, hud, scale, paused=paused, hidden=hidden))
                     if key in (ord("q"), 27):
                         raise KeyboardInterrupt

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlparse
 
 import cv2
 import numpy as np
@@ -58,6 +59,15 @@ def is_url(source: str) -> bool:
     return "://" in source
 
 
+# A URL whose path ends in one of these names a recording, even when its container gives no length (a
+# WebM written as a stream); a live stream's or camera's URL rarely does (.m3u8, .mjpg, .flv, none).
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".wmv"})
+
+
+def names_a_video_file(url: str) -> bool:
+    return Path(urlparse(url).path).suffix.lower() in VIDEO_SUFFIXES
+
+
 def open_video(source: str) -> cv2.VideoCapture:
     """An OpenCV capture of a video file or URL whose frames come upright, as the file's rotation tag
     says (phones film upright and tag the rotation; OpenCV 4.11 ignores the tag unless asked)."""
@@ -73,7 +83,8 @@ class FrameSource:
 
     A video (a file, or a URL to one) has an end and its own timeline: frames carry their media
     time, it is played at its pace and never reopened. A camera or live stream (a URL whose container
-    gives no length) is stamped by the clock, and reopened when it stops delivering."""
+    gives no length and whose name is not a video file's) is stamped by the clock, and reopened when it
+    stops delivering."""
 
     def __init__(self, options: SourceOptions):
         self.options = options
@@ -93,7 +104,7 @@ class FrameSource:
             raise CaptureError(f"{source} is a still image, not a video: nothing to lipread")
         frames = 0.0 if camera else self._capture.get(cv2.CAP_PROP_FRAME_COUNT)
         counted = 0 < frames < 1e12  # a live stream has no count; a webm without a duration, a garbage one
-        self.is_video = local or counted
+        self.is_video = local or counted or (is_url(source) and names_a_video_file(source))
         self.duration = frames / self.fps if counted else 0.0  # the container's estimate; 0 when unknown
         self._last_t = -1.0  # media time of the last frame read
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=options.queue_size)

@@ -16,15 +16,25 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 TITLE = "lipstream"
 
 
-ZOOMS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)  # the view's scales, + and - step through them
-ZOOM = 2.0  # to begin with
+ZOOMS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)  # the view's scales, + and - step through them
+ZOOM = 2.0  # to begin with, if the view fits in FIRST_VIEW
+FIRST_VIEW = (1600, 900)  # the largest view to begin with (width, height): a 1080p screen, less its bars
+CAPTION_LINES = 288  # captions take the same share of any view as of a 288-line video's (GRID's) at 1x
+
+
+def first_zoom(shape: tuple[int, ...]) -> float:
+    """The scale to begin with for frames of this shape: ZOOM, or the largest smaller one that fits in
+    FIRST_VIEW (a 1080p video at 2x would open a window larger than most screens)."""
+    h, w = shape[:2]
+    fitting = [z for z in ZOOMS if z <= ZOOM and w * z <= FIRST_VIEW[0] and h * z <= FIRST_VIEW[1]]
+    return max(fitting, default=ZOOMS[0])
 
 
 def caption_lines(committed: str, tentative: str, image_width: int,
-                  scale: float = ZOOM) -> list[list[tuple[str, tuple[int, int, int]]]]:
-    """The two caption lines an image this wide, drawn at this scale, shows, as runs of (word, colour):
-    the newest words, older ones scrolled off the top."""
-    width = max(10, int(image_width / (7.5 * scale)))  # characters a line holds
+                  text_scale: float = ZOOM) -> list[list[tuple[str, tuple[int, int, int]]]]:
+    """The two caption lines an image this wide, its text drawn at this scale, shows, as runs of (word,
+    colour): the newest words, older ones scrolled off the top."""
+    width = max(10, int(image_width / (7.5 * text_scale)))  # characters a line holds
     words = [(w, WHITE) for w in committed.split()] + [(w, GREY) for w in tentative.split()]
     lines: list[list[tuple[str, tuple[int, int, int]]]] = [[]]
     length = 0
@@ -45,8 +55,8 @@ def zoom(scale: float, key: int) -> float:
 
 
 def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, hidden: int = 0) -> np.ndarray:
-    """The window's image, the frame and its captions drawn at `scale` (the rest at its own size);
-    `hidden`: committed words cleared from the screen (the c key)."""
+    """The window's image: the frame drawn at `scale`, its captions sized to the view, the rest at its
+    own size; `hidden`: committed words cleared from the screen (the c key)."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     track = step.track
@@ -63,13 +73,14 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         image[10:10 + ih, w - iw - 10:w - 10] = inset
         cv2.rectangle(image, (w - iw - 11, 9), (w - 10, 10 + ih), WHITE, 1)
     # Caption band: its text grows with the view.
-    band, size, thickness = round(42 * scale), 0.425 * scale, max(1, round(scale))
+    text_scale = h / CAPTION_LINES
+    band, size, thickness = round(42 * text_scale), 0.425 * text_scale, max(1, round(text_scale))
     overlay = image.copy()
     cv2.rectangle(overlay, (0, h - band), (w, h), (0, 0, 0), -1)
     image = cv2.addWeighted(overlay, 0.65, image, 0.35, 0)
     committed = " ".join(step.caption.committed.split()[hidden:])
-    for row, line in enumerate(caption_lines(committed, step.caption.tentative, w, scale)):
-        x, y = round(7 * scale), h - band + round(16 * scale) + row * round(17 * scale)
+    for row, line in enumerate(caption_lines(committed, step.caption.tentative, w, text_scale)):
+        x, y = round(7 * text_scale), h - band + round(16 * text_scale) + row * round(17 * text_scale)
         for word, colour in line:
             cv2.putText(image, word, (x, y), FONT, size, colour, thickness, cv2.LINE_AA)
             x += cv2.getTextSize(word + " ", FONT, size, thickness)[0][0]

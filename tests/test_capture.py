@@ -119,6 +119,14 @@ def test_a_video_url_is_played_once_at_its_own_times(served: str, fast: bool) ->
     assert np.allclose([f.t for f in frames], np.arange(75) / 25, atol=1e-3)
 
 
+def test_a_webm_without_a_length_served_over_http_is_played_once(served: str, tmp_path: Path) -> None:
+    """A WebM written as a stream has no duration: its name, not its container, says it is a recording."""
+    ffmpeg("-i", str(CLIP), "-an", "-c:v", "libvpx", "-b:v", "1M", "-f", "webm", "-live", "1", str(tmp_path / "stream.webm"))
+    source, frames = read_all(served.replace("clip.mp4", "stream.webm"))
+    assert source.is_video and source.error is None and source.duration == 0
+    assert [f.index for f in frames] == list(range(75))
+
+
 def test_a_file_url_is_a_video(tmp_path: Path) -> None:
     source, frames = read_all(CLIP.as_uri())
     assert source.is_video and len(frames) == 75

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -19,7 +20,7 @@ from realtime.captions import CaptionState
 from realtime.capture import Frame
 from realtime.live import StepResult
 from realtime.tracker import MouthTracker, TrackerOptions
-from realtime.window import GREY, WHITE, ZOOMS, caption_lines, render, zoom
+from realtime.window import GREY, WHITE, ZOOMS, caption_lines, first_zoom, render, zoom
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "data" / "grid" / "s1" / "video" / "bbaf2n.mp4"
@@ -75,6 +76,19 @@ def test_zoom_grows_the_captions_with_the_frame() -> None:
     assert at[3.0].shape[:2] == (3 * 288, 3 * 360)
     assert white[3.0] > 1.8 * white[2.0]  # strokes 1.5 times as long and as thick: 2.25 times the pixels
     assert [zoom(2.0, ord(k)) for k in "+=-q"] == [2.5, 2.5, 1.5, 2.0] and zoom(ZOOMS[-1], ord("+")) == ZOOMS[-1]
+
+
+def test_a_large_video_opens_at_a_size_that_fits_and_captions_keep_their_share_of_it() -> None:
+    """A 1080p video at 2x would open a 3840x2160 window; it opens at 0.75x (1440x810), and its
+    captions are as large a share of that view as a GRID clip's of its 720x576 one."""
+    assert [first_zoom(shape) for shape in ((288, 360), (480, 640), (720, 1280), (1080, 1920))] == \
+        [2.0, 1.5, 1.0, 0.75]
+    small = step_on_real_frame("bin blue at f two now", "")
+    large = replace(small, frame=replace(small.frame, image=cv2.resize(small.frame.image, (1920, 1080))))
+    views = {step.frame.image.shape[0]: render(step, "", first_zoom(step.frame.image.shape)) for step in (small, large)}
+    assert views[1080].shape[:2] == (810, 1440)
+    white = {lines: int((view[-view.shape[0] // 6:] == WHITE).all(axis=-1).sum()) for lines, view in views.items()}
+    assert 1.6 < white[1080] / white[288] < 3.2  # strokes 810/576 times as long, 3 pixels thick against 2
 
 
 @pytest.fixture
