@@ -56,11 +56,6 @@ class _ReaderGone(Exception):
     """Whoever read the JSON lines on stdout has gone (a closed pipe): no one is left to caption for."""
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    """A stop request (SIGTERM: kill, a service manager) ends the stream as Ctrl-C does: transcript kept."""
-    raise KeyboardInterrupt
-
-
 _stop_requested: list[int] = []  # the signals that came while starting up
 
 
@@ -133,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.backend import ModelLoadError, OnnxModel
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
     from realtime.captions import PolicyOptions
-    from realtime.cli import window_problem
+    from realtime.cli import interrupt, window_problem
     from realtime.files import open_output, write_text
     from realtime.live import JsonLines, LiveOptions, LivePipeline, log, subtitles
 
@@ -189,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
     fps_clock: list[float] = []
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever a library set while loading
-        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGTERM, interrupt)  # a stop request too: the transcript is kept
         if _stop_requested:  # stopped while starting up: as if stopped at the first frame
             raise KeyboardInterrupt
         source.start()

@@ -166,8 +166,12 @@ class StreamingBackend:
 
     def __init__(self, model: OnnxModel, window: int):
         if not model.streams:
-            raise ModelLoadError(f"{model.path} has no streaming parts (.step.onnx/.back.onnx, the features"
-                                 " output): re-export it with python -m export")
+            missing = [p.name for p in streaming_paths(model.path) if not p.is_file()]
+            if missing:  # most often a model copied without the two files its export wrote beside it
+                raise ModelLoadError(f"{model.path} has no {' or '.join(missing)} beside it: copy the export's "
+                                     "three files together, or re-export it with python -m export")
+            raise ModelLoadError(f"{model.path} has no features output for streaming: re-export it with "
+                                 "python -m export")
         self.model = model
         self.window = window
         self.context = model.spec.context

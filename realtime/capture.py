@@ -27,7 +27,7 @@ class CaptureError(Exception):
 @dataclass(frozen=True)
 class Frame:
     image: np.ndarray  # BGR
-    t: float  # seconds: media time for files, time since the stream started for cameras
+    t: float  # seconds: media time for files (the file's timeline), time since the stream started for cameras
     index: int  # frame number from the source
     captured: float  # time.monotonic() when the frame was read: where glass-to-caption latency starts
     read_ms: float = 0.0  # time spent reading and decoding it
@@ -68,6 +68,22 @@ def names_a_video_file(url: str) -> bool:
     return Path(urlparse(url).path).suffix.lower() in VIDEO_SUFFIXES
 
 
+def video_start(path: str) -> float:
+    """Seconds from the file's start to its video's first frame: a file whose sound starts first (a
+    screen recording, an edit) shows its first frame this late, and OpenCV gives frame times from the
+    video's own start. 0 when the container does not say."""
+    import av  # PyAV reads what OpenCV does not report (about 60 ms to import)
+
+    try:
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            if stream.start_time is None or stream.time_base is None:
+                return 0.0
+            return max(0.0, float(stream.start_time * stream.time_base) - (container.start_time or 0) / 1e6)
+    except (av.FFmpegError, IndexError, OSError):
+        return 0.0
+
+
 def open_video(source: str) -> cv2.VideoCapture:
     """An OpenCV capture of a video file or URL whose frames come upright, as the file's rotation tag
     says (phones film upright and tag the rotation; OpenCV 4.11 ignores the tag unless asked)."""
@@ -106,7 +122,11 @@ class FrameSource:
         counted = 0 < frames < 1e12  # a live stream has no count; a webm without a duration, a garbage one
         self.is_video = local or counted or (is_url(source) and names_a_video_file(source))
         self.duration = frames / self.fps if counted else 0.0  # the container's estimate; 0 when unknown
-        self._last_t = -1.0  # media time of the last frame read
+        self._last_t = -1.0  # media time of the last frame read, from the video's own start
+        self.video_start = 0.0  # where that start is on the file's timeline: read beside the model's loading
+        self._timeline = threading.Thread(target=self._read_video_start, daemon=True) if local else None
+        if self._timeline is not None:
+            self._timeline.start()
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=options.queue_size)
         self.dropped = 0
         self.read = 0
@@ -181,6 +201,9 @@ class FrameSource:
                 delay *= 2
         return False
 
+    def _read_video_start(self) -> None:
+        self.video_start = video_start(self.options.source)
+
     def _media_time(self) -> float:
         """The frame just read's presentation time (variable frame rates included); a frame's place
         at the nominal rate when the container gives no usable time."""
@@ -188,6 +211,8 @@ class FrameSource:
         return t if t > self._last_t else self._last_t + 1 / self.fps
 
     def _run(self) -> None:
+        if self._timeline is not None:
+            self._timeline.join()
         pace = self.is_video and not self.options.fast
         failed = 0
         while not self._stop.is_set():
@@ -209,7 +234,8 @@ class FrameSource:
                 continue
             failed = 0
             if self.is_video:
-                t = self._last_t = self._media_time()
+                self._last_t = self._media_time()
+                t = self._last_t + self.video_start
                 if pace:
                     wait = self._started + t - time.monotonic()
                     if wait > 0 and self._stop.wait(wait):

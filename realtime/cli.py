@@ -4,10 +4,30 @@ one usage line, rather than as a traceback or a silent no-op later."""
 from __future__ import annotations
 
 import argparse
+import functools
 import math
+import signal
 from collections.abc import Callable
 
 from realtime.decode import BEAM_WIDTH, DECODERS
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """A signal handler: a stop request (SIGTERM: kill, a service manager) ends a command as Ctrl-C does,
+    so what is done is kept and the command says so, instead of dying without a word."""
+    raise KeyboardInterrupt
+
+
+def stops_like_ctrl_c(main: Callable[..., int]) -> Callable[..., int]:
+    """A command's main, with SIGTERM taken as Ctrl-C while it runs (and the earlier handler back after)."""
+    @functools.wraps(main)
+    def run(*args: object, **kwargs: object) -> int:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+        try:
+            return main(*args, **kwargs)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+    return run
 
 
 def summary(doc: str) -> str:

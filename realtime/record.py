@@ -48,7 +48,7 @@ from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
 from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech,
                             read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
-from realtime.cli import at_least, summary
+from realtime.cli import at_least, stops_like_ctrl_c, summary
 from realtime.crop import LIPS
 from realtime.files import folder_problem, write_text
 from realtime.live import log
@@ -177,7 +177,7 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None]) -> 
             sound.stop()
     if sound:
         sound.check()
-    if not frames:
+    if source.error or not frames:  # a take cut short is no take (a video standing in for the camera ended early)
         raise CaptureError(source.error or f"no frames from {options.source}")
     start, n = round(frames[0].t * options.rate), round(len(frames) * options.rate / GRID_FPS)
     return Take([f.image for f in frames], recording.samples()[start:start + n], recording.overflows > 0)
@@ -358,6 +358,7 @@ def record(options: RecordOptions) -> Session:
     return Session(tuple(saved), tuple(rejected))
 
 
+@stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m realtime.record", description=summary(__doc__))
     parser.add_argument("--out", type=Path, required=True, help="GRID folder to add the clips to")
@@ -386,9 +387,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"error: {e}")
         return 2
     saved, rejected = len(session.saved), len(session.rejected)
-    log(f"{saved} clip{'' if saved == 1 else 's'} saved in {options.out / options.speaker}, "
-        f"{rejected} take{'' if rejected == 1 else 's'} not saved")
-    return 0
+    log(f"{'error: ' if not saved else ''}{saved} clip{'' if saved == 1 else 's'} saved in "
+        f"{options.out / options.speaker}, {rejected} take{'' if rejected == 1 else 's'} not saved")
+    return 0 if saved else 2  # a session that saved nothing failed, whatever each take's reason
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ traceback, and nothing the user had lost or replaced."""
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -239,3 +242,50 @@ def test_two_sessions_with_one_clip_name_are_refused_not_merged(grid_s1: Path, t
     assert prepare_main(["--grid", str(tmp_path / "sessions"), "--out", str(cache)]) == 2
     one_line_error(capsys, "are both clip me/bbaf2n: record each session under its own --speaker")
     assert not cache.exists() and not cache.with_name("me.h5.partial").exists()
+
+
+def test_evaluate_says_why_every_clip_was_skipped(grid_s1: Path, tmp_path: Path) -> None:
+    """A folder whose only video has no align file and no GRID name: the reason, then the error."""
+    (tmp_path / "me" / "s1" / "video").mkdir(parents=True)
+    (tmp_path / "me" / "s1" / "video" / "hello.mp4").symlink_to(grid_s1 / "video" / "bbaf2n.mp4")
+    run = subprocess.run([sys.executable, "-m", "training.evaluate", "--model", str(ROOT / "models" / "lipstream-lite.onnx"),
+                          "--data", str(tmp_path / "me"), "--workers", "1"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.splitlines() == ["skipped s1/hello: no align file, and the name is not a GRID sentence code",
+                                       "error: no clips to evaluate"], run.stderr
+
+
+def test_ctrl_c_while_clips_are_prepared_is_one_line(grid_s1: Path) -> None:
+    """Ctrl-C in a terminal reaches the whole process group, the preparing workers too: only the
+    parent speaks."""
+    process = subprocess.Popen([sys.executable, "-m", "training.evaluate", "--model",
+                                str(ROOT / "models" / "lipstream-lite.onnx"), "--data", str(grid_s1.parent),
+                                "--workers", "2"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(children(process.pid)) < 2:  # the two workers are up
+        time.sleep(0.2)
+    time.sleep(2)  # and preparing clips (900 of them: minutes)
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130 and err.strip() == "interrupted", err
+
+
+def children(pid: int) -> list[str]:
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+def test_a_cut_off_clip_is_skipped_as_cut_off(grid_s1: Path, tmp_path: Path) -> None:
+    """A download cut off at a quarter: its words run past its last frame, but the reason is the
+    video, not the face."""
+    from realtime.tracker import TrackerOptions
+    from training.grid import Clip
+    from training.prepare import try_prepare
+
+    video = tmp_path / "bbaf2n.mp4"
+    data = (grid_s1 / "video" / "bbaf2n.mp4").read_bytes()
+    video.write_bytes(data[:len(data) // 4])
+    _, prepared, why = try_prepare((Clip("s1", "bbaf2n", video, grid_s1 / "align" / "bbaf2n.align"), TrackerOptions()))
+    assert prepared is None and re.fullmatch(r"video ended early: \d\d? of 75 frames", why), why

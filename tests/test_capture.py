@@ -69,6 +69,17 @@ def test_containers_that_round_their_length_up_end_cleanly(tmp_path: Path, name:
     assert source.error is None and len(frames) == 75
 
 
+def test_a_video_that_starts_after_its_sound_keeps_the_file_s_timeline(tmp_path: Path) -> None:
+    """Its first frame is shown 2 s in (a player shows the sound's first 2 s over black): frames, and so
+    captions and subtitle cues, carry the file's times, not the video stream's own."""
+    late = tmp_path / "late.mp4"
+    ffmpeg("-itsoffset", "2", "-i", str(CLIP), "-f", "lavfi", "-i", "anullsrc=r=16000", "-map", "0:v", "-map", "1:a",
+           "-t", "5", "-c:v", "copy", "-c:a", "aac", str(late))
+    source, frames = read_all(str(late))
+    assert source.error is None and source.video_start == pytest.approx(2.0)
+    assert np.allclose([f.t for f in frames], 2 + np.arange(75) / 25, atol=1e-3)
+
+
 def test_a_damaged_packet_does_not_end_the_video(tmp_path: Path) -> None:
     """One frame's H.264 data gets an impossible length: that frame is lost, the ones after it are read."""
     ffmpeg("-i", str(CLIP), "-c:v", "copy", "-an", str(tmp_path / "clip.mp4"))

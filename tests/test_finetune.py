@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from realtime.backend import streaming_paths
-from training.finetune import main as finetune_main
+from training.finetune import claim, main as finetune_main, request_of
 from training.restyle import restyle_clips
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,3 +75,39 @@ def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, t
     err = capsys.readouterr().err
     assert again == 2 and f"{run} already holds a fine-tuned model" in err and "Traceback" not in err
     assert (run / "finetune.json").read_text() == kept
+
+
+def refusal(capsys: pytest.CaptureFixture, *argv: str) -> str:
+    """The one line a refused fine-tune prints (exit 2, no traceback)."""
+    assert finetune_main(list(argv)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("error: "), err
+    return err
+
+
+def test_a_run_folder_is_continued_only_by_the_command_that_made_it(grid_subset, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture) -> None:
+    """Another base, other recordings or another folder's files are refused before anything is read:
+    continuing them would train on, or report, what the user did not ask for."""
+    base, mine, theirs = str(REPO / "models" / "lipstream-lite.keras"), grid_subset(CLIPS[:2]), tmp_path / "other"
+    theirs.mkdir()
+    run = tmp_path / "run"
+    claim(run, request_of(argparse.Namespace(base=Path(base), data=mine, epochs=8, lr=1e-3, batch_size=8, steps=20,
+                                             freeze_front_end=False, val_fraction=0.2)))
+    said = refusal(capsys, "--base", base, "--data", str(theirs), "--out", str(run))
+    assert said == f"error: {run} holds a fine-tune of another command (--data differ): run that command to " \
+                   "continue it, or choose another --out"
+    assert "--epochs, --steps" in refusal(capsys, "--base", base, "--data", str(mine), "--out", str(run),
+                                          "--epochs", "3", "--steps", "5")
+    assert sorted(p.name for p in run.iterdir()) == ["request.json"]  # nothing prepared
+
+    training_run = tmp_path / "tiny"
+    training_run.mkdir()
+    (training_run / "state.json").write_text('{"epoch": 1}')
+    assert refusal(capsys, "--base", base, "--data", str(mine), "--out", str(training_run)) == \
+        f"error: {training_run} already holds other files: choose a new or empty folder for --out"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no videos under" in refusal(capsys, "--base", base, "--data", str(empty), "--out", str(tmp_path / "new"))
+    assert not (tmp_path / "new").exists()  # a refused run leaves no folder behind

@@ -210,7 +210,8 @@ def test_a_model_missing_or_with_broken_streaming_parts_is_refused_in_one_line(t
     swapped.write_bytes(MODEL.read_bytes())
     swapped.with_suffix(".step.onnx").write_bytes(MODEL.with_suffix(".back.onnx").read_bytes())
     swapped.with_suffix(".back.onnx").write_bytes(MODEL.with_suffix(".back.onnx").read_bytes())
-    for model, message in ((alone, "has no streaming parts"), (broken, "is not a readable ONNX model"),
+    for model, message in ((alone, "has no alone.step.onnx or alone.back.onnx beside it: copy the export's three "
+                                    "files together"), (broken, "is not a readable ONNX model"),
                            (swapped, "is not this model's streaming part")):
         code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(model), "--headless", "--fast"])
         err = capsys.readouterr().err

@@ -418,3 +418,36 @@ def test_a_take_whose_sound_was_dropped_is_not_saved(grid_s1: Path):
     keep[word] = take.audio[word]
     said = cut_take(replace(take, audio=keep), tracks, options, words=6)
     assert isinstance(said, str) and said.startswith("speech lasted") and said.endswith("too short for 6 words")
+
+
+def test_a_session_that_saves_nothing_fails(grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """Every take refused (a stand-in video without a face): the summary is an error and the exit 2, so a
+    script can tell; a stand-in cut off mid-take is said to be, not taken for silence."""
+    clip = grid_s1 / "video" / f"{CLIP}.mp4"
+    grey = tmp_path / "grey.mp4"
+    write_video(grey, [np.full((288, 360, 3), 128, np.uint8)] * 75, read_audio(clip)[:48000], 16000)
+    argv = ["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "1", "--headless"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert record_module.main([*argv, "--source", str(grey), "--audio-file", str(grey)]) == 2
+    said = capsys.readouterr().err.splitlines()
+    assert said[-1] == f"lipstream: error: 0 clips saved in {tmp_path / 'grid' / 's1'}, 3 takes not saved", said
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(clip.read_bytes()[:len(clip.read_bytes()) // 4])
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert record_module.main([*argv, "--source", str(cut), "--audio-file", str(clip)]) == 2
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 1 and said[0].startswith("lipstream: error: video ended early: read "), said
+
+
+def test_a_stop_request_ends_a_session_as_ctrl_c_does(grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """SIGTERM (kill, a service manager) in the middle of a paced take: the same line and exit as Ctrl-C,
+    not a silent death; and the handler the caller had is back afterwards."""
+    clip = str(grid_s1 / "video" / f"{CLIP}.mp4")
+    before = signal.getsignal(signal.SIGTERM)
+    threading.Timer(1.0, signal.raise_signal, (signal.SIGTERM,)).start()
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = record_module.main(["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "2", "--headless",
+                                   "--source", clip, "--audio-file", clip])
+    assert code == 130 and signal.getsignal(signal.SIGTERM) == before
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        f"lipstream: interrupted: the complete clips are kept in {tmp_path / 'grid' / 's1'}"

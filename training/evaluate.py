@@ -44,14 +44,14 @@ class Evaluation:
 def clips_from_folder(folder: Path, spec: ModelSpec, workers: int) -> tuple[list[CachedClip], list[str]]:
     """Prepare crops for every clip under a GRID folder; returns the clips and the skipped reasons."""
     from training.grid import find_clips
-    from training.prepare import try_prepare
+    from training.prepare import ignore_interrupts, try_prepare
     from realtime.tracker import TrackerOptions
 
     options = TrackerOptions(crop=spec.crop, max_faces=1)
     jobs = [(c, options) for c in find_clips(folder)]
     if not jobs:
         raise FileNotFoundError(f"no videos under {folder}")
-    with mp.get_context("spawn").Pool(workers) as pool:
+    with mp.get_context("spawn").Pool(workers, initializer=ignore_interrupts) as pool:
         results = pool.map(try_prepare, jobs)
     clips = [CachedClip(c.key, p.mouth, p.text, p.words, p.spans) for c, p, _ in results if p]
     return clips, [f"{c.key}: {why}" for c, p, why in results if p is None]
@@ -129,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.model.is_file():
             raise FileNotFoundError(f"no model at {args.model}")
         predictor = Predictor(args.model)
-        skipped: list[str] = []
         if args.data.is_dir():
             clips, skipped = clips_from_folder(args.data, predictor.spec, args.workers)
+            for s in skipped:  # before any error: they may be why no clip is left
+                print(f"skipped {s}", file=sys.stderr)
         elif args.data.is_file():
             crop = read_crop_spec(args.data)
             if crop != predictor.spec.crop:  # same size or not, other pixels: the figures would mean nothing
@@ -146,11 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         if not clips:
             raise ValueError("no clips to evaluate")
         result = evaluate(predictor, clips, args.decoder, args.beam_width)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except Exception as e:  # one line for the user, whatever failed to load
         print(f"error: {e}", file=sys.stderr)
         return 2
-    for s in skipped:
-        print(f"skipped {s}", file=sys.stderr)
     if args.json:
         print(json.dumps(result.as_json()))
     else:

@@ -13,14 +13,48 @@ this person.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import shutil
 import sys
 from pathlib import Path
 
-from realtime.cli import at_least, fraction_below_one, positive, summary
+from realtime.cli import at_least, fraction_below_one, positive, stops_like_ctrl_c, summary
 from realtime.files import make_folder_for, write_text
 
 
+def request_of(args: argparse.Namespace) -> dict:
+    """What a fine-tune is of: its base (by content), its recordings and its settings. A run folder
+    holds one request; the same command continues it, any other is refused."""
+    return {"base": str(args.base.resolve()), "base_sha256": hashlib.sha256(args.base.read_bytes()).hexdigest(),
+            "data": str(args.data.resolve()), "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+            "steps": args.steps, "freeze_front_end": args.freeze_front_end, "val_fraction": args.val_fraction}
+
+
+def claim(out: Path, request: dict) -> None:
+    """Make `out` this request's run folder, or continue it when it already is; raise ValueError when it
+    holds anything else (another fine-tune, a training run, other files), which would be trained on or
+    reported as if it were this one."""
+    recorded = out / "request.json"
+    if recorded.exists():
+        earlier = json.loads(recorded.read_text())
+        differs = [f"--{key.replace('_', '-')}" for key in request
+                   if key != "base_sha256" and earlier.get(key) != request[key]]
+        if earlier.get("base_sha256") != request["base_sha256"] and "--base" not in differs:
+            differs.append("--base (its weights changed)")
+        if differs:
+            raise ValueError(f"{out} holds a fine-tune of another command ({', '.join(differs)} differ): run "
+                             "that command to continue it, or choose another --out")
+        return
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file: --out is a run folder")
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} already holds other files: choose a new or empty folder for --out")
+    make_folder_for(recorded)
+    write_text(recorded, json.dumps(request, indent=1))
+
+
+@stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.finetune", description=summary(__doc__))
     parser.add_argument("--base", type=Path, required=True, help="the model to start from (.keras)")
@@ -42,20 +76,28 @@ def main(argv: list[str] | None = None) -> int:
     from training.model import read_spec
     from training.prepare import prepare
 
+    created = not args.out.exists()
     try:
         spec = read_spec(args.base)
         if (args.out / "finetune.json").exists():  # before the clips are prepared
             raise ValueError(f"{args.out} already holds a fine-tuned model: choose another --out")
+        if not args.data.is_dir():
+            raise FileNotFoundError(f"no folder of recorded clips at {args.data}")
+        claim(args.out, request_of(args))
         resuming = (args.out / "state.json").exists()  # interrupted: the same command goes on
         cache = args.out / "clips.h5"
-        make_folder_for(cache)
-        skipped = prepare(args.data, cache, args.workers, spec.crop)
-        for clip, why in skipped:
-            print(f"skipped {clip.speaker}/{clip.name}: {why}", file=sys.stderr)
-        train_clips, held_out = split(load_clips(cache), args.val_fraction)
-        if not held_out or not train_clips:
-            raise ValueError(f"need clips to train on and to hold out; have {len(train_clips)} and {len(held_out)}"
-                             " (record more, or change --val-fraction)")
+        try:
+            skipped = prepare(args.data, cache, args.workers, spec.crop)
+            for clip, why in skipped:
+                print(f"skipped {clip.speaker}/{clip.name}: {why}", file=sys.stderr)
+            train_clips, held_out = split(load_clips(cache), args.val_fraction)
+            if not held_out or not train_clips:
+                raise ValueError(f"need clips to train on and to hold out; have {len(train_clips)} and "
+                                 f"{len(held_out)} (record more, or change --val-fraction)")
+        except (FileNotFoundError, ValueError):
+            if created:  # a refused run leaves no folder behind
+                shutil.rmtree(args.out, ignore_errors=True)
+            raise
         before = evaluate(Predictor(args.base), held_out)
         code = train.main(["--cache", str(cache), "--out", str(args.out), "--config", spec.config,
                            "--init", str(args.base), "--epochs", str(args.epochs), "--lr", str(args.lr),
@@ -69,6 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         tuned = args.out / "best.keras"
         after = evaluate(Predictor(tuned), held_out)
         code = export_main(["--model", str(tuned), "--out", str(args.out / "finetuned.onnx"), "--cache", str(cache)])
+        if code:  # no finetune.json: the same command exports again
+            return code
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -80,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     write_text(args.out / "finetune.json", json.dumps(report, indent=1))
     print(f"held-out clips: {len(held_out)}; CER {before.cer:.4f} -> {after.cer:.4f}, "
           f"WER {before.wer:.4f} -> {after.wer:.4f}")
-    return code
+    return 0
 
 
 if __name__ == "__main__":

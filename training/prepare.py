@@ -20,17 +20,19 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import sys
 from dataclasses import asdict, dataclass
 from multiprocessing.pool import Pool
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
-from realtime.capture import open_video
+from realtime.capture import SHORTFALL, open_video
 from realtime.cli import at_least, number, positive, summary
 from realtime.crop import LIPS, CropSpec
 from realtime.files import make_folder_for
@@ -100,6 +102,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
         if not capture.isOpened():
             raise ClipError("unreadable video")
         fps = capture_fps(capture)
+        expected = capture.get(cv2.CAP_PROP_FRAME_COUNT)
         results = []
         with MouthTracker(options) as tracker:
             while True:
@@ -109,6 +112,8 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
                 results.append(tracker.process(frame, len(results) / fps))
     finally:
         capture.release()
+    if 0 < expected < 1e12 and (expected - len(results)) / fps > SHORTFALL:  # a cut-off download
+        raise ClipError(f"video ended early: {len(results)} of {expected:.0f} frames")
     found = [i for i, r in enumerate(results) if r.crop is not None]
     if not found:
         raise ClipError("no face found")
@@ -135,6 +140,12 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
         words=words, spans=spans, first_frame=first,
         speech=speech, silent=silent,
     )
+
+
+def ignore_interrupts() -> None:
+    """A pool worker's initializer. Ctrl-C reaches the terminal's whole process group; the parent alone
+    says what became of the run (each worker would print a traceback of its own)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def try_prepare(job: tuple[Clip, TrackerOptions]) -> tuple[Clip, PreparedClip | None, str]:
@@ -236,7 +247,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         options = TrackerOptions(crop=spec, max_faces=1)
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare", file=sys.stderr)
         context = mp.get_context("spawn")
-        with context.Pool(workers) as pool:
+        with context.Pool(workers, initializer=ignore_interrupts) as pool:
             add_missing_speech(f, {c.key: c.video for c in clips if c.key in done}, pool)
             with tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
                 for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options) for c in todo]):

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.cli import at_least, fraction, fraction_below_one, non_negative, positive, summary
+from realtime.cli import (at_least, fraction, fraction_below_one, non_negative, positive, stops_like_ctrl_c,
+                          summary)
 from realtime.files import make_folder_for, write_text
 from realtime.vocab import Vocabulary
 from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION
@@ -137,6 +138,7 @@ def improves(cer: float, wer: float, state: dict) -> bool:
     return state["best_cer"] is None or (cer, wer) < (state["best_cer"], state["best_wer"])
 
 
+@stops_like_ctrl_c
 def main(argv: list[str] | None = None, to_continue: str = "run the same command with --resume") -> int:
     """`to_continue`: how the user continues an interrupted run (a calling tool resumes its own way)."""
     parser = argparse.ArgumentParser(prog="python -m training.train", description=summary(__doc__))
