@@ -35,8 +35,8 @@ def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
     """The first audio track of any file FFmpeg reads (GRID's mp4s carry 16 kHz AAC), float32 mono at `rate`."""
     try:
         container = av.open(str(path))
-    except av.FFmpegError as e:
-        raise AudioError(f"cannot read {path}: {e}") from None
+    except av.FFmpegError as e:  # its own text names FFmpeg's error number and the path again
+        raise AudioError(f"cannot read {path}: {(e.strerror or str(e)).lower()}") from None
     with container:
         if not container.streams.audio:
             raise NoAudioTrack(f"{path} has no audio track")
@@ -46,7 +46,7 @@ def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
                       for out in resampler.resample(frame)]
             chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
         except av.FFmpegError as e:
-            raise AudioError(f"cannot decode the sound of {path}: {e}") from None
+            raise AudioError(f"cannot decode the sound of {path}: {(e.strerror or str(e)).lower()}") from None
     return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
 

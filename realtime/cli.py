@@ -30,6 +30,13 @@ def stops_like_ctrl_c(main: Callable[..., int]) -> Callable[..., int]:
     return run
 
 
+def folder_name(text: str) -> str:
+    """A name for one folder inside another (a speaker's): not empty, not a path that leads elsewhere."""
+    if not text or text in (".", "..") or "/" in text or "\\" in text:
+        raise argparse.ArgumentTypeError(f"must be a plain folder name, not {text!r}")
+    return text
+
+
 def summary(doc: str) -> str:
     """A module docstring's first paragraph on one line: its command's --help description."""
     return " ".join(doc.strip().split("\n\n")[0].split())

@@ -48,7 +48,7 @@ from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
 from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech,
                             read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
-from realtime.cli import at_least, stops_like_ctrl_c, summary
+from realtime.cli import at_least, folder_name, stops_like_ctrl_c, summary
 from realtime.crop import LIPS
 from realtime.files import folder_problem, write_text
 from realtime.live import log
@@ -362,7 +362,7 @@ def record(options: RecordOptions) -> Session:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m realtime.record", description=summary(__doc__))
     parser.add_argument("--out", type=Path, required=True, help="GRID folder to add the clips to")
-    parser.add_argument("--speaker", default="me", help="the speaker's folder name")
+    parser.add_argument("--speaker", type=folder_name, default="me", help="the speaker's folder name")
     parser.add_argument("--count", type=at_least(1), default=10, help="clips to record")
     parser.add_argument("--source", default="0", help="camera index, or a video file standing in for the camera")
     parser.add_argument("--audio-file", help="a sound file (or a video's sound) standing in for the microphone")

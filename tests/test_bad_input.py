@@ -54,6 +54,8 @@ def not_a_file(tmp_path: Path) -> Path:
     (["realtime.bench", "--plot", "latency.txt"], "--plot must name a .png file"),
     (["realtime.record", "--count", "-3"], "must be 1 or more, not -3"),
     (["realtime.record", "--seed", "-1"], "must be 0 or more, not -1"),
+    (["realtime.record", "--speaker", "../elsewhere"], "must be a plain folder name, not '../elsewhere'"),
+    (["realtime.record", "--speaker", ""], "must be a plain folder name, not ''"),
     (["realtime.vad_report", "--count", "0"], "must be 1 or more, not 0"),
     (["training.train", "--batch-size", "0"], "must be 1 or more, not 0"),
     (["training.train", "--epochs", "0"], "must be 1 or more, not 0"),
@@ -183,7 +185,8 @@ def test_record_tells_a_missing_camera_or_sound_file_before_making_folders_or_pr
         grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     video = str(grid_s1 / "video" / "bbaf2n.mp4")
     for source, audio, says in ((str(tmp_path / "missing.mp4"), video, "no video file at"),
-                                (video, str(tmp_path / "missing.wav"), "cannot read")):
+                                (video, str(tmp_path / "missing.wav"),
+                                 f"cannot read {tmp_path / 'missing.wav'}: no such file or directory\n")):
         assert record_main(["--out", str(tmp_path / "rec"), "--headless", "--source", source,
                             "--audio-file", audio]) == 2
         captured = capsys.readouterr()
