@@ -198,8 +198,9 @@ def _run(args: argparse.Namespace) -> int:
                     seen = seen or step.track.crop is not None
                     if step.no_face != faceless and (step.no_face or step.track.crop is not None):
                         faceless = step.no_face  # said once each way; headless, nothing else shows it
-                        log("no face in view: nothing to read until a face is seen" if faceless
-                            else "face found")
+                        at = f"at {step.frame.t:.1f} s"  # media time: where in a long file to look
+                        log(f"no face in view {at}: nothing to read until a face is seen" if faceless
+                            else f"face found {at}")
                     if step.changed and out:
                         out.caption(step.caption)
                         if out.error and args.jsonl == "-":

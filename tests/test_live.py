@@ -432,8 +432,8 @@ def test_a_video_without_a_face_says_so(tmp_path: Path) -> None:
     result = _run("--source", str(video), "--headless", "--fast")
     assert result.returncode == 0, result.stderr
     said = [line for line in result.stderr.splitlines() if "face" in line]
-    assert said == ["lipstream: no face in view: nothing to read until a face is seen",
-                    "lipstream: face found"], result.stderr
+    assert said == ["lipstream: no face in view at 0.0 s: nothing to read until a face is seen",
+                    "lipstream: face found at 2.0 s"], result.stderr
     assert result.stdout.strip()  # the speaker was read once found
 
 
