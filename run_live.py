@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.captions import PolicyOptions
     from realtime.cli import interrupt, window_problem
     from realtime.files import open_output, write_text
-    from realtime.live import JsonLines, LiveOptions, LivePipeline, log, subtitles
+    from realtime.live import MOST_ENLARGED, JsonLines, LiveOptions, LivePipeline, enlargement, log, subtitles
 
     # Before any frame is read: a run must not end in a file it cannot write.
     problem = window_problem(args.window, args.hop, args.right_context) or outputs_problem(args)
@@ -179,7 +179,7 @@ def _run(args: argparse.Namespace) -> int:
         out = JsonLines(open_output(Path(args.jsonl)))
 
     resampler = Resampler(model.spec.fps)
-    code, paused, step, first, faceless, seen = EXIT_OK, False, None, True, False, False
+    code, paused, step, first, faceless, seen, small = EXIT_OK, False, None, True, False, False, False
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
     try:
@@ -196,6 +196,11 @@ def _run(args: argparse.Namespace) -> int:
                         log(f"first frame processed {time.monotonic() - started:.2f} s after start")
                         first = False
                     seen = seen or step.track.crop is not None
+                    if not small and (enlarged := enlargement(step.track, model.spec.crop)) > MOST_ENLARGED:
+                        small = True  # said once: the user can act on it, and nothing else shows it headless
+                        log(f"face small at {step.frame.t:.1f} s: its mouth is enlarged {enlarged:.1f}x for the "
+                            f"model, and above {MOST_ENLARGED:g}x reading suffers: come closer, or film at a "
+                            "higher resolution")
                     if step.no_face != faceless and (step.no_face or step.track.crop is not None):
                         faceless = step.no_face  # said once each way; headless, nothing else shows it
                         at = f"at {step.frame.t:.1f} s"  # media time: where in a long file to look

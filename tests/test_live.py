@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -453,6 +454,21 @@ def test_an_empty_file_is_refused_as_empty(tmp_path: Path) -> None:
     result = _run("--source", str(empty), "--headless")
     assert result.returncode == 2
     assert result.stderr.strip() == f"lipstream: error: {empty} is empty (0 bytes): nothing to lipread"
+
+
+def test_a_face_too_small_to_read_well_is_said_once(tmp_path: Path) -> None:
+    """A third of GRID's size in a 720p frame (its mouth enlarged 4x for the model): read, and told once."""
+    frames = read_frames(clip(CLIPS[0]))
+    small = [cv2.resize(f, (120, 96), interpolation=cv2.INTER_AREA) for f in frames]
+    video = write_video(tmp_path / "far.avi", [cv2.copyMakeBorder(f, 300, 324, 600, 560, cv2.BORDER_CONSTANT)
+                                               for f in small], 25.0, "MJPG")
+    result = _run("--source", str(video), "--headless", "--fast")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stderr.splitlines() if "small" in line]
+    assert len(said) == 1 and re.fullmatch(r"lipstream: face small at 0\.0 s: its mouth is enlarged [34]\.\dx for "
+                                           r"the model, and above 3x reading suffers: come closer, or film at a "
+                                           r"higher resolution", said[0]), result.stderr
+    assert "small" not in _run("--source", str(clip(CLIPS[0])), "--headless", "--fast").stderr
 
 
 def test_unreadable_video_is_refused(tmp_path: Path) -> None:
