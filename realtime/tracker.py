@@ -8,6 +8,7 @@ import math
 import os
 import sys
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from types import ModuleType
 
@@ -63,6 +64,7 @@ class TrackerOptions:
     smoothing_beta: float = 0.5  # one-euro filter: how fast the cutoff opens with motion (per eye distance/s)
     new_face_jump: float = 0.5  # a jump larger than this (in crop widths) is a new face: reset smoothing
     cut_change: float = 2.0  # a mean change of a small grey thumbnail larger than this is a cut: reset smoothing
+    cut_over_usual: float = 4.0  # ... and larger than this many times its median over the last 25 frames
     small_face: float = 0.35  # a far face is read in a view until it is this share of the frame's shorter side
     # (FaceMesh's own detector finds GRID's face in a 1080p frame from about a quarter)
     view_faces: float = 4.0  # the view's side, in face widths
@@ -167,6 +169,7 @@ class MouthTracker:
         self._last: CropPose | None = None
         self._last_seen = -math.inf
         self._thumbnail: np.ndarray | None = None
+        self._changes: deque[float] = deque(maxlen=25)  # the thumbnail's recent changes: a shot's usual
         self._view: View | None = None  # None: the whole frame
         self._place_in_view: np.ndarray | None = None  # where the followed face sits in the view
         self._looked_at: View | None = None  # where FaceMesh looked last (its tracking state is there)
@@ -270,11 +273,17 @@ class MouthTracker:
         """A cut in an edited video: the smoothed pose would take about five frames to follow the face
         to its new place (README: Streaming captions), so smoothing starts afresh. Within a shot a
         64x48 grey thumbnail changes by a mean 0.3 grey levels a frame (1.1 at the 99.9th percentile,
-        GRID); at the cuts between GRID clips by 2.5 to 29."""
+        GRID); at the cuts between GRID clips by 2.5 to 29. A grainy video changes more in every frame
+        (sensor noise of 20 grey levels: 2.5), so a cut must also stand out from the shot's usual change."""
         grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
         thumbnail = cv2.resize(grey, (64, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
         previous, self._thumbnail = self._thumbnail, thumbnail
-        return previous is not None and float(np.abs(thumbnail - previous).mean()) > self.options.cut_change
+        if previous is None:
+            return False
+        change = float(np.abs(thumbnail - previous).mean())
+        usual = float(np.median(self._changes)) if self._changes else 0.0
+        self._changes.append(change)
+        return change > max(self.options.cut_change, self.options.cut_over_usual * usual)
 
     def process(self, frame_bgr: np.ndarray, t: float) -> TrackResult:
         """Track one BGR frame captured at time `t` (seconds); never raises for a frame without a face."""
