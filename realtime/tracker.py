@@ -168,7 +168,7 @@ class MouthTracker:
         self._filter = _OneEuro(self.options.smoothing_cutoff_hz, self.options.smoothing_beta, np.ones(4))
         self._last: CropPose | None = None
         self._last_seen = -math.inf
-        self._thumbnail: np.ndarray | None = None
+        self._grey: np.ndarray | None = None  # the last frame, grey: the cut check compares with it
         self._changes: deque[float] = deque(maxlen=25)  # the thumbnail's recent changes: a shot's usual
         self._view: View | None = None  # None: the whole frame
         self._place_in_view: np.ndarray | None = None  # where the followed face sits in the view
@@ -191,7 +191,7 @@ class MouthTracker:
         self._filter.reset()
         self._last = None
         self._last_seen = -math.inf
-        self._thumbnail = None
+        self._grey = None
         self._view = None
         self._place_in_view = None
 
@@ -274,13 +274,21 @@ class MouthTracker:
         to its new place (README: Streaming captions), so smoothing starts afresh. Within a shot a
         64x48 grey thumbnail changes by a mean 0.3 grey levels a frame (1.1 at the 99.9th percentile,
         GRID); at the cuts between GRID clips by 2.5 to 29. A grainy video changes more in every frame
-        (sensor noise of 20 grey levels: 2.5), so a cut must also stand out from the shot's usual change."""
+        (sensor noise of 20 grey levels: 2.5), so a cut must also stand out from the shot's usual change.
+        The thumbnail is of the face's surroundings (a view four crops wide): a cut shows there even when
+        the face is a small part of a still frame, whose whole hardly changes."""
         grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-        thumbnail = cv2.resize(grey, (64, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
-        previous, self._thumbnail = self._thumbnail, thumbnail
-        if previous is None:
+        previous, self._grey = self._grey, grey
+        if previous is None or previous.shape != grey.shape:
             return False
-        change = float(np.abs(thumbnail - previous).mean())
+        last = self._last  # the face's surroundings, where a cut shows even when the face is a small part
+        x0, y0, x1, y1 = (0, 0, grey.shape[1], grey.shape[0]) if last is None else \
+            view_around(np.array([last.cx, last.cy, last.cx, last.cy]), self.options.view_faces * last.width, grey.shape)
+
+        def thumbnail(image: np.ndarray) -> np.ndarray:
+            return cv2.resize(image[y0:y1, x0:x1], (64, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+        change = float(np.abs(thumbnail(grey) - thumbnail(previous)).mean())
         usual = float(np.median(self._changes)) if self._changes else 0.0
         self._changes.append(change)
         return change > max(self.options.cut_change, self.options.cut_over_usual * usual)

@@ -261,3 +261,17 @@ def test_grain_is_not_taken_for_cuts(frames: list[np.ndarray], tracked: list[Tra
         return float(np.mean([abs(b.pose.cx - a.pose.cx) / b.pose.width for a, b in zip(results, results[1:])]))
 
     assert wobble(grainy) < 3 * wobble(tracked)  # restarting each frame: 6 times (the grain alone: 2)
+
+
+def test_a_cut_shows_around_the_face_when_the_face_is_a_small_part_of_the_frame(frames: list[np.ndarray],
+                                                                                grid_s1: Path) -> None:
+    """The two takes pasted into one still 1280x720 frame: the frame as a whole hardly changes at the cut,
+    the face's surroundings do, and smoothing starts afresh there as in the clips themselves."""
+    other = read_frames(grid_s1 / "video" / "bbaf5a.mp4")[:3]
+    pasted = in_large_frame(frames + other, 1.0, size=(720, 1280), at=(460, 216))
+    results = track(pasted)
+    expected = first_pose(pasted[len(frames)])
+    before, after = results[len(frames) - 1].pose, results[len(frames)].pose
+    jump = math.hypot(expected.cx - before.cx, expected.cy - before.cy)
+    assert jump > 5
+    assert math.hypot(after.cx - expected.cx, after.cy - expected.cy) < 0.2 * jump
