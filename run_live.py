@@ -196,6 +196,8 @@ def _run(args: argparse.Namespace) -> int:
                         log(f"first frame processed {time.monotonic() - started:.2f} s after start")
                         first = False
                     seen = seen or step.track.crop is not None
+                    if step.track.jumped:  # the transcript goes on with what someone else says
+                        log(f"reading another face at {step.frame.t:.1f} s (a second person, or a cut)")
                     if not small and (enlarged := enlargement(step.track, model.spec.crop)) > MOST_ENLARGED:
                         small = True  # said once: the user can act on it, and nothing else shows it headless
                         log(f"face small at {step.frame.t:.1f} s: its mouth is enlarged {enlarged:.1f}x for the "

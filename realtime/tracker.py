@@ -85,6 +85,7 @@ class TrackResult:
     faces: int = 0  # faces FaceMesh found in what it looked at (a far face's view holds only that face)
     landmark_ms: float = 0.0  # time spent in FaceMesh, and in placing and cutting the crop
     crop_ms: float = 0.0
+    jumped: bool = False  # the face read is elsewhere than a frame ago: another person, or a cut
 
 
 class _OneEuro:
@@ -329,8 +330,9 @@ class MouthTracker:
         points = self._choose(faces, (h, w))
         self._view = self._next_view(points, view, (h, w))
         raw = pose_from_landmarks(points, spec)
-        if self._last is not None and math.hypot(raw.cx - self._last.cx, raw.cy - self._last.cy) > \
-                self.options.new_face_jump * self._last.width:
+        jumped = self._last is not None and math.hypot(raw.cx - self._last.cx, raw.cy - self._last.cy) > \
+            self.options.new_face_jump * self._last.width
+        if jumped:
             self._filter.reset()
         # Smooth centre and width relative to the crop width, so the filter does not depend on resolution.
         unit = raw.width
@@ -341,4 +343,4 @@ class MouthTracker:
         crop = crop_mouth(frame_bgr, pose, spec)
         return TrackResult(t, crop, pose, crop_box(pose, spec), points[list(LIPS), :2].astype(np.float32),
                            frontality(points), "ok", len(faces), **timing,
-                           crop_ms=(time.perf_counter() - landmarked) * 1e3)
+                           crop_ms=(time.perf_counter() - landmarked) * 1e3, jumped=jumped)

@@ -188,6 +188,15 @@ def test_keeps_the_followed_face_when_a_larger_one_appears(frames: list[np.ndarr
         assert result.reason == "ok" and result.pose.cx > half
 
 
+def test_the_followed_face_gone_another_is_read_and_said_to_be(frames: list[np.ndarray]):
+    """Two people; the one read leaves: the tracker reads the other, and says so on that frame only."""
+    canvas = [two_faces(f, 1.0, 0.6) for f in frames[:5]] + [two_faces(f, 0, 0.6) for f in frames[5:12]]
+    results = track(canvas, TrackerOptions(max_faces=2))
+    half = canvas[0].shape[1] / 2
+    assert all(r.pose.cx < half for r in results[:5]) and results[-1].pose.cx > half
+    assert sum(r.jumped for r in results) == 1
+
+
 def test_a_cut_starts_smoothing_afresh(frames: list[np.ndarray], grid_s1: Path):
     """A cut between two real clips, as in an edited video or the concatenated test stream: the crop on
     the new shot's first frame is where a fresh tracker puts it, not smoothed from the last shot's."""
