@@ -251,7 +251,8 @@ def test_evaluate_says_why_every_clip_was_skipped(grid_s1: Path, tmp_path: Path)
     """A folder whose only video has no align file and no GRID name: the reason, then the error."""
     (tmp_path / "me" / "s1" / "video").mkdir(parents=True)
     (tmp_path / "me" / "s1" / "video" / "hello.mp4").symlink_to(grid_s1 / "video" / "bbaf2n.mp4")
-    run = subprocess.run([sys.executable, "-m", "training.evaluate", "--model", str(ROOT / "models" / "lipstream-lite.onnx"),
+    run = subprocess.run([sys.executable, "-m", "training.evaluate",
+                          "--model", str(ROOT / "models" / "lipstream-lite.onnx"),
                           "--data", str(tmp_path / "me"), "--workers", "1"], cwd=ROOT, capture_output=True, text=True,
                          timeout=300)
     assert run.returncode == 2

@@ -61,9 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="a folder of recorded clips (GRID layout)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (new or empty)")
     parser.add_argument("--epochs", type=at_least(1), default=8, help="epochs of training (default 8)")
-    parser.add_argument("--lr", type=positive, default=1e-3, help="learning rate after warm-up, then cosine decay (default 1e-3)")
+    parser.add_argument("--lr", type=positive, default=1e-3,
+                        help="learning rate after warm-up, then cosine decay (default 1e-3)")
     parser.add_argument("--batch-size", type=at_least(1), default=8, help="clips a step (default 8)")
-    parser.add_argument("--steps", type=at_least(1), default=20, help="steps per epoch; a person records few clips (default 20)")
+    parser.add_argument("--steps", type=at_least(1), default=20,
+                        help="steps per epoch; a person records few clips (default 20)")
     parser.add_argument("--freeze-front-end", action="store_true", help="train the recurrent back end only")
     parser.add_argument("--val-fraction", type=fraction_below_one, default=0.2,
                         help="share of the clips held out to choose the best epoch and report on (default 0.2)")
