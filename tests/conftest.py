@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,12 @@ GRID_S1 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "grid
 
 # bbizzn starts with 12 corrupt frames (no face), so preparing it trims them.
 PREPARED_CLIPS = ("bbaf2n", "bbaf3s", "bbizzn")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The Ctrl-C tests need Ctrl-C to reach this process and the commands it starts: a suite started in
+    the background by a shell without job control (`cmd &` in a script) inherits SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
