@@ -15,7 +15,8 @@ from types import ModuleType
 import cv2
 import numpy as np
 
-from realtime.crop import LIPS, CropPose, CropSpec, crop_box, crop_mouth, frontality, pose_from_landmarks
+from realtime.crop import (LEFT_EYE_OUTER, LIPS, RIGHT_EYE_OUTER, CropPose, CropSpec, crop_box, crop_mouth, frontality,
+                           pose_from_landmarks)
 
 # mediapipe imports TensorFlow and JAX when they are installed (seconds, and memory) though FaceMesh
 # needs neither; they are hidden from it while it loads and visible again afterwards.
@@ -61,14 +62,16 @@ class TrackerOptions:
     min_tracking_confidence: float = 0.5
     hold_seconds: float = 0.2  # keep the last pose through a detection drop-out this short
     smoothing_cutoff_hz: float = 2.0  # one-euro filter: cutoff when the head is still
-    smoothing_beta: float = 0.5  # one-euro filter: how fast the cutoff opens with motion (per eye distance/s)
+    smoothing_beta: float = 4.0  # one-euro filter: how fast the cutoff opens with motion (per crop width/s)
     new_face_jump: float = 0.5  # a jump larger than this (in crop widths) is a new face: reset smoothing
     cut_change: float = 2.0  # a mean change of a small grey thumbnail larger than this is a cut: reset smoothing
     cut_over_usual: float = 4.0  # ... and larger than this many times its median over the last 25 frames
     small_face: float = 0.35  # a far face is read in a view until it is this share of the frame's shorter side
     # (FaceMesh's own detector finds GRID's face in a 1080p frame from about a quarter)
     view_faces: float = 4.0  # the view's side, in face widths
-    search_seconds: float = 0.5  # how often the far-face detector looks while no face is found
+    edge_margin: float = 0.25  # a face is read with its eyes and lips this far inside the frame (eye distances)
+    fast_move: float = 0.08  # a face moved more than this (crop widths, or log size) in a frame is found afresh
+    search_seconds: float = 0.5  # how often the far-face detector also looks in tiles while no face is found
 
 
 @dataclass(frozen=True)
@@ -118,13 +121,22 @@ class _OneEuro:
         self.value = None
         self.speed[:] = 0
 
+    def place(self, x: np.ndarray, components: slice) -> np.ndarray:
+        """After a call: set these components to `x`'s, unsmoothed (they moved too fast for smoothing to
+        follow)."""
+        assert self.value is not None
+        self.value[components] = x[components]
+        self.speed[components] = 0
+        return self.value
+
 
 View = tuple[int, int, int, int]  # x0, y0, x1, y1: the part of the frame FaceMesh is given
 
 
 def view_around(box: np.ndarray, side: float, shape: tuple[int, int]) -> View:
     """A square of `side` pixels centred on the face box (x0, y0, x1, y1), moved inside the frame
-    (`shape`: its height and width)."""
+    (`shape`: its height and width); no larger than the frame's shorter side, and then still centred."""
+    side = min(side, *shape)
     return view_at((box[:2] + box[2:]) / 2 - side / 2, side, shape)
 
 
@@ -135,6 +147,28 @@ def view_at(corner: np.ndarray, side: float, shape: tuple[int, int]) -> View:
     x0 = int(min(max(corner[0], 0), w - side))
     y0 = int(min(max(corner[1], 0), h - side))
     return x0, y0, x0 + side, y0 + side
+
+
+def _moved_fast(before: CropPose, now: CropPose, limit: float) -> bool:
+    """Whether the pose moved or changed size by more than `limit` crop widths in one frame."""
+    return math.hypot(now.cx - before.cx, now.cy - before.cy) > limit * before.width or \
+        abs(math.log(now.width / before.width)) > limit
+
+
+def in_frame(points: np.ndarray, shape: tuple[int, int], margin: float) -> bool:
+    """Whether a face's outer eye corners and lips lie in the frame (`shape`: its height and width), at
+    least `margin` eye distances from its edges. The crop is scaled from the eyes and placed by the
+    lips, and FaceMesh guesses the landmarks of a face partly out of the frame: a face with a cheek
+    out of a 720p frame read its closed mouth as open eight times as wide as it was."""
+    h, w = shape
+    inset = margin * float(np.linalg.norm(points[LEFT_EYE_OUTER, :2] - points[RIGHT_EYE_OUTER, :2]))
+    points = points[[RIGHT_EYE_OUTER, LEFT_EYE_OUTER, *LIPS], :2]
+    return bool(np.all((points >= inset) & (points < np.array([w, h]) - inset)))
+
+
+def face_box(points: np.ndarray) -> np.ndarray:
+    """The box (x0, y0, x1, y1) around a face's landmarks."""
+    return np.concatenate([points[:, :2].min(axis=0), points[:, :2].max(axis=0)])
 
 
 def box_size(box: np.ndarray) -> float:
@@ -149,25 +183,25 @@ class MouthTracker:
 
     FaceMesh finds faces with a short-range detector that sees the whole frame shrunk to 128 pixels,
     so a face far away in a large frame (a lecture video; GRID's face in a 1080p frame) is never found.
-    When FaceMesh finds none, MediaPipe's full-range detector looks (every `search_seconds`), and a
-    small face is then read in a view around it, cut from the frame at its own resolution: the mouth
-    crop is cut from the full frame as before, so the model sees the same pixels.
+    When FaceMesh finds none, MediaPipe's full-range detector looks (in the whole frame every frame,
+    in tiles every `search_seconds`), and a small face is then read in a view around it, cut from the
+    frame at its own resolution: the mouth crop is cut from the full frame as before, so the model
+    sees the same pixels.
+
+    A face that moves fast (a head turned quickly, a face sliding in or out of the frame) is looked
+    at again without tracking: FaceMesh's tracked landmarks lag behind it and stretch the mouth.
     """
 
     def __init__(self, options: TrackerOptions | None = None):
         self.options = options or TrackerOptions()
-        with _quiet_native_stderr():
-            self._mesh = load_solution("face_mesh").FaceMesh(
-                static_image_mode=False,
-                max_num_faces=self.options.max_faces,
-                refine_landmarks=False,
-                min_detection_confidence=self.options.min_detection_confidence,
-                min_tracking_confidence=self.options.min_tracking_confidence,
-            )
-            self._mesh.process(np.zeros((48, 64, 3), np.uint8))  # waits for the graph's start-up, which logs
-        self._quiet = True  # until the first face: the first landmarks start calculators that log too
+        self._mesh = self._new_mesh(static=False)
+        self._detecting_mesh: object | None = None  # FaceMesh without tracking, made the first time it is needed
+        self._starting = {self._mesh}  # meshes yet to find a face
         self._filter = _OneEuro(self.options.smoothing_cutoff_hz, self.options.smoothing_beta, np.ones(4))
         self._last: CropPose | None = None
+        self._raw: CropPose | None = None  # the last frame's pose before smoothing (None: it had no face)
+        self._step = np.zeros(2)  # how far the face's centre moved from the frame before the last to the last
+        self._box: np.ndarray | None = None  # the last frame's face box (None: it had no face)
         self._last_seen = -math.inf
         self._grey: np.ndarray | None = None  # the last frame, grey: the cut check compares with it
         self._changes: deque[float] = deque(maxlen=25)  # the thumbnail's recent changes: a shot's usual
@@ -177,10 +211,22 @@ class MouthTracker:
         self._finder = None  # the full-range face detector, made the first time it is needed
         self._searched = -math.inf
 
+    def _new_mesh(self, static: bool) -> object:
+        with _quiet_native_stderr():
+            mesh = load_solution("face_mesh").FaceMesh(
+                static_image_mode=static,
+                max_num_faces=self.options.max_faces,
+                refine_landmarks=False,
+                min_detection_confidence=self.options.min_detection_confidence,
+                min_tracking_confidence=self.options.min_tracking_confidence,
+            )
+            mesh.process(np.zeros((48, 64, 3), np.uint8))  # waits for the graph's start-up, which logs
+        return mesh
+
     def close(self) -> None:
-        self._mesh.close()
-        if self._finder is not None:
-            self._finder.close()
+        for solution in (self._mesh, self._detecting_mesh, self._finder):
+            if solution is not None:
+                solution.close()
 
     def __enter__(self) -> "MouthTracker":
         return self
@@ -191,30 +237,41 @@ class MouthTracker:
     def reset(self) -> None:
         self._filter.reset()
         self._last = None
+        self._raw, self._step, self._box = None, np.zeros(2), None
         self._last_seen = -math.inf
         self._grey = None
         self._view = None
         self._place_in_view = None
 
-    def _landmarks(self, rgb: np.ndarray, view: View | None) -> list[np.ndarray]:
-        """FaceMesh's faces in `view` of the frame, in frame pixels."""
-        self._looked_at = view
+    def _landmarks(self, rgb: np.ndarray, view: View | None, afresh: bool = False) -> list[np.ndarray]:
+        """FaceMesh's faces in `view` of the frame, in frame pixels. `afresh`: found by detection, not
+        from where they were last frame: after a fast move the tracked landmarks lag and stretch the
+        face (a face moved 80 pixels read 40 % wider)."""
+        if afresh:
+            if self._detecting_mesh is None:
+                self._detecting_mesh = self._new_mesh(static=True)
+                self._starting.add(self._detecting_mesh)
+            mesh = self._detecting_mesh
+        else:
+            mesh, self._looked_at = self._mesh, view
         x0, y0, x1, y1 = view or (0, 0, rgb.shape[1], rgb.shape[0])
         image = np.ascontiguousarray(rgb[y0:y1, x0:x1]) if view else rgb
-        if self._quiet:
+        if mesh in self._starting:  # until its first face: the first landmarks start calculators that log
             with _quiet_native_stderr():
-                found = self._mesh.process(image).multi_face_landmarks or []
-            self._quiet = not found
+                found = mesh.process(image).multi_face_landmarks or []
+            if found:
+                self._starting.discard(mesh)
         else:
-            found = self._mesh.process(image).multi_face_landmarks or []
+            found = mesh.process(image).multi_face_landmarks or []
         w, h = x1 - x0, y1 - y0
         return [np.array([(x0 + p.x * w, y0 + p.y * h, p.z * w) for p in f.landmark], dtype=np.float64)
                 for f in found]
 
-    def _far_face(self, rgb: np.ndarray) -> np.ndarray | None:
+    def _far_face(self, rgb: np.ndarray, tiles: bool) -> np.ndarray | None:
         """The most confident face the full-range detector finds, as a box in frame pixels. It sees its
-        input shrunk to 192 pixels, so a frame of 720 lines or more is also searched in overlapping
-        tiles half its height (a 720p or 1080p frame: 18 tiles, about 50 ms on this machine's CPU)."""
+        input shrunk to 192 pixels, so with `tiles` a frame of 720 lines or more is also searched in
+        overlapping tiles half its height (a 720p or 1080p frame: 18 tiles, about 50 ms on this
+        machine's CPU)."""
         if self._finder is None:
             with _quiet_native_stderr():
                 self._finder = load_solution("face_detection").FaceDetection(
@@ -223,7 +280,7 @@ class MouthTracker:
         h, w = rgb.shape[:2]
         found = self._detect(rgb, 0, 0)
         side = min(h, w) // 2
-        if not found and side >= 360:
+        if not found and tiles and side >= 360:
             found = [face for y in range(0, h - side + 1, side // 2) for x in range(0, w - side + 1, side // 2)
                      for face in self._detect(np.ascontiguousarray(rgb[y:y + side, x:x + side]), x, y)]
         return max(found, key=lambda face: face[0])[1] if found else None
@@ -239,6 +296,16 @@ class MouthTracker:
                                                         y0 + (box.ymin + box.height) * h])))
         return faces
 
+    def _around(self, box: np.ndarray, shape: tuple[int, int]) -> View:
+        """A view around a face's box to find it afresh in: not the whole frame, which FaceMesh's
+        detector sees shrunk and where it may miss a small face."""
+        return view_around(box, box_size(box) * self.options.view_faces, shape)
+
+    def _expected_box(self) -> np.ndarray | None:
+        """Where the face's box would be had it moved on as in its last step (None: no face last frame).
+        A face moving fast is looked for there, not where FaceMesh's lagging landmarks put it."""
+        return None if self._box is None else self._box + np.tile(self._step, 2)
+
     def _next_view(self, points: np.ndarray, view: View | None, shape: tuple[int, int]) -> View | None:
         """Where FaceMesh looks next frame. A face it found in the whole frame it tracks there. A face
         found only in a view (small and far away) it can track only in a view, and only if the face stays
@@ -246,7 +313,7 @@ class MouthTracker:
         within a factor of two. A face grown to `small_face` of the frame is tracked in the whole frame."""
         if view is None:
             return None
-        box = np.concatenate([points[:, :2].min(axis=0), points[:, :2].max(axis=0)])
+        box = face_box(points)
         size = box_size(box)
         if size >= self.options.small_face * min(shape):
             return None
@@ -259,7 +326,11 @@ class MouthTracker:
             self._place_in_view = centre - view[:2]
         return view_at(centre - self._place_in_view, side, shape)
 
-    def _choose(self, faces: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    def _choose(self, faces: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray | None:
+        """The face to follow, of those in the frame; None if there is none."""
+        faces = [f for f in faces if in_frame(f, shape, self.options.edge_margin)]
+        if not faces:
+            return None
         spec = self.options.crop
         poses = [pose_from_landmarks(f, spec) for f in faces]
         if self._last is not None:
@@ -306,19 +377,39 @@ class MouthTracker:
         faces = self._landmarks(rgb, view)
         if not faces and view != previous:  # FaceMesh tracked the face in another view's coordinates and
             faces = self._landmarks(rgb, view)  # lost it; a second look detects it afresh
+        fresh = False  # the faces were found afresh, not tracked
+        expected = self._expected_box()
+        if not faces and expected is not None:  # lost where it was a frame ago: a fast move can outrun
+            faces = self._landmarks(rgb, self._around(expected, (h, w)), afresh=True)  # FaceMesh's tracking
+            fresh = bool(faces)
         if not faces and view is not None:  # the face left the view: look at the whole frame
             view = None
             faces = self._landmarks(rgb, None)
-        if not faces and not 0 <= t - self._searched < self.options.search_seconds:  # (a new stream's t restarts)
-            self._searched = t
-            far = self._far_face(rgb)
+        if not faces:
+            tiles = not 0 <= t - self._searched < self.options.search_seconds  # (a new stream's t restarts)
+            if tiles:
+                self._searched = t
+            far = self._far_face(rgb, tiles)
             if far is not None:
-                view, self._place_in_view = view_around(far, box_size(far) * self.options.view_faces, (h, w)), None
+                view, self._place_in_view = self._around(far, (h, w)), None
                 faces = self._landmarks(rgb, view)
+        spec = self.options.crop
+        points = self._choose(faces, (h, w))
+        before = self._raw or self._last  # after a drop-out, the pose held through it
+        # a face that moves fast, or did a frame ago (FaceMesh's tracking, left behind, may move little)
+        fast = points is not None and before is not None and (
+            _moved_fast(before, pose_from_landmarks(points, spec), self.options.fast_move) or
+            math.hypot(*self._step) > self.options.fast_move * before.width)
+        if fast and not fresh:  # FaceMesh's tracked landmarks lag a fast move and stretch the face: it is
+            # looked for afresh where it was heading, then around them, else held as a drop-out
+            tracked, points = points, None
+            for box in (expected, face_box(tracked)):
+                if points is None and box is not None:
+                    points = self._choose(self._landmarks(rgb, self._around(box, (h, w)), afresh=True), (h, w))
         landmarked = time.perf_counter()
         timing = {"landmark_ms": (landmarked - started) * 1e3}
-        spec = self.options.crop
-        if not faces:
+        if points is None:
+            self._raw, self._step, self._box = None, np.zeros(2), None
             if self._last is not None and t - self._last_seen <= self.options.hold_seconds:
                 pose = self._last
                 crop = crop_mouth(frame_bgr, pose, spec)
@@ -327,17 +418,23 @@ class MouthTracker:
             self.reset()
             return TrackResult(t, None, None, None, None, 0.0, "no_face", 0, **timing)
 
-        points = self._choose(faces, (h, w))
-        self._view = self._next_view(points, view, (h, w))
         raw = pose_from_landmarks(points, spec)
-        jumped = self._last is not None and math.hypot(raw.cx - self._last.cx, raw.cy - self._last.cy) > \
-            self.options.new_face_jump * self._last.width
+        self._view = self._next_view(points, view, (h, w))
+        # a face far from where it was and from where its motion would have taken it is another face
+        # (or a cut); a face that keeps sliding fast is not
+        jumped = self._last is not None and all(
+            math.hypot(raw.cx - self._last.cx - dx, raw.cy - self._last.cy - dy) >
+            self.options.new_face_jump * self._last.width for dx, dy in (self._step, (0.0, 0.0)))
+        self._step = np.zeros(2) if self._raw is None else np.array([raw.cx - self._raw.cx, raw.cy - self._raw.cy])
+        self._raw, self._box = raw, face_box(points)
         if jumped:
             self._filter.reset()
         # Smooth centre and width relative to the crop width, so the filter does not depend on resolution.
         unit = raw.width
         self._filter.scale = np.array([unit, unit, unit, 1.0])
         cx, cy, width, angle = self._filter(raw.as_array(), t)
+        if fast:  # a fast-moving face is followed where it is read, not smoothed behind it
+            cx, cy, width, angle = self._filter.place(raw.as_array(), slice(0, 2))
         pose = CropPose(float(cx), float(cy), float(width), float(angle))
         self._last, self._last_seen = pose, t
         crop = crop_mouth(frame_bgr, pose, spec)

@@ -23,7 +23,7 @@ from realtime.decode import greedy
 from realtime.captions import TimedWord
 from realtime.live import READING_RATE, SHORTEST_CUE, WORDS_PER_CUE, LiveOptions, LivePipeline, cues
 from realtime.tracker import MouthTracker, TrackerOptions
-from tests.test_tracker import read_frames
+from tests.test_tracker import at_x, read_frames
 from training.concat import concat
 from training.grid import read_align
 
@@ -314,6 +314,37 @@ def test_black_frames_mid_stream_commit_and_restart(model: OnnxModel) -> None:
     assert final.committed.startswith(committed_at_gap)
     assert len(final.committed) > len(committed_at_gap)
     pipeline.close()
+
+
+def read_through(model: OnnxModel, frames: list[np.ndarray]) -> str:
+    """The live pipeline's transcript of `frames`."""
+    pipeline = LivePipeline(model, LiveOptions())
+    for i, f in enumerate(frames):
+        pipeline.step(Frame(f, i / 25, i, 0.0))
+    text = pipeline.finish().committed
+    pipeline.close()
+    return text
+
+
+@pytest.mark.parametrize("speed", [40, 1000], ids=["sliding_in", "there_at_once"])
+def test_a_face_that_slides_out_and_back_reads_as_if_it_had_stayed(model: OnnxModel, speed: int) -> None:
+    """Two sentences in a 1280x720 frame; between them the speaker slides out of the frame to the right
+    and back in, still. That reads as the same sentences with an empty frame between them: not a
+    letter more (FaceMesh reads a face half out of the frame with its mouth open, and its tracked
+    landmarks lag and stretch a face that moves fast)."""
+    a, b = (read_frames(clip(name)) for name in CLIPS[:2])
+    home, out = 280, 1280
+
+    def at(frame: np.ndarray, x: int) -> np.ndarray:
+        return at_x(cv2.resize(frame, None, fx=2, fy=2), x, (720, 1280))
+
+    leaving = [at(a[-1], home + (out - home) * i // 10) for i in range(1, 11)]  # in 0.4 s
+    coming = [at(b[0], x) for x in range(out, home, -speed)]
+    gone = [at(a[-1], out)] * 12  # an empty frame
+    slid = [at(f, home) for f in a] + leaving + gone + coming + [at(f, home) for f in b]
+    stayed = [at(f, home) for f in a] + [gone[0]] * (len(leaving) + len(gone) + len(coming)) + \
+        [at(f, home) for f in b]
+    assert read_through(model, slid) == read_through(model, stayed)
 
 
 def test_truncated_video_keeps_the_transcript_and_fails(tmp_path: Path) -> None:

@@ -284,3 +284,52 @@ def test_a_cut_shows_around_the_face_when_the_face_is_a_small_part_of_the_frame(
     jump = math.hypot(expected.cx - before.cx, expected.cy - before.cy)
     assert jump > 5
     assert math.hypot(after.cx - expected.cx, after.cy - expected.cy) < 0.2 * jump
+
+
+def at_x(frame: np.ndarray, x: int, size: tuple[int, int]) -> np.ndarray:
+    """`frame` on a black canvas of `size` (height, width), vertically centred, its left edge at `x`
+    (cut off where it leaves)."""
+    canvas = np.zeros((*size, 3), np.uint8)
+    y, x0, x1 = (size[0] - frame.shape[0]) // 2, max(x, 0), min(x + frame.shape[1], size[1])
+    canvas[y:y + frame.shape[0], x0:x1] = frame[:, x0 - x:x1 - x]
+    return canvas
+
+
+@pytest.fixture(scope="module")
+def near(frames: list[np.ndarray]) -> list[np.ndarray]:
+    """The speaker twice as large (his face 240 pixels wide), as a webcam sees a user at arm's length."""
+    return [cv2.resize(f[:, 40:280], None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC) for f in frames]
+
+
+@pytest.mark.parametrize("speed", [40, 80, 160])
+def test_a_face_moving_fast_is_cropped_where_it_is(near: list[np.ndarray], speed: int) -> None:
+    """A face swaying across a 1280x720 frame at up to 40 to 160 pixels a frame (a quarter of a crop
+    width to one) is cropped where it is and at its size: FaceMesh's tracked landmarks lag such a move
+    and read the face wider, and smoothing would lag further. It is one face throughout, never taken
+    for another."""
+    size, travel = (720, 1280), 1280 - near[0].shape[1]
+    period = math.pi * travel / speed  # frames of one sway there and back, at `speed` in its middle
+    xs = [round(travel / 2 * (1 - math.cos(2 * math.pi * i / period))) for i in range(len(near))]
+    still = track([at_x(f, 0, size) for f in near])
+    moved = track([at_x(f, x, size) for f, x in zip(near, xs)])
+    for x, a, b in zip(xs, still, moved):
+        assert b.reason == "ok" and not b.jumped
+        assert (b.pose.cx - x, b.pose.cy) == pytest.approx((a.pose.cx, a.pose.cy), abs=0.1 * a.pose.width)
+        assert b.pose.width == pytest.approx(a.pose.width, rel=0.05)
+
+
+@pytest.mark.parametrize("speed", [8, 20])
+def test_a_face_leaving_the_frame_is_read_while_whole_then_let_go(frames: list[np.ndarray],
+                                                                 tracked: list[TrackResult], speed: int) -> None:
+    """A face sliding out past the frame's edge: read right while its eyes and lips are well inside, then
+    held and lost, never read with landmarks FaceMesh guessed for the part outside."""
+    last = frames[-1]
+    steps = range(120, 600, speed)  # from 120 pixels in to the edge
+    results = track([at_x(last, x, (288, 600)) for x in steps])
+    still = tracked[-1]
+    read = [(x, r) for x, r in zip(steps, results) if r.reason == "ok"]
+    assert len(read) >= len(steps) // 3
+    for x, r in read:
+        assert r.pose.width == pytest.approx(still.pose.width, rel=0.05)
+        assert r.lips.mean(axis=0) == pytest.approx(still.lips.mean(axis=0) + (x, 0), abs=0.05 * still.pose.width)
+    assert results[-1].reason == "no_face"
