@@ -70,6 +70,7 @@ class TrackerOptions:
     # (FaceMesh's own detector finds GRID's face in a 1080p frame from about a quarter)
     view_faces: float = 4.0  # the view's side, in face widths
     edge_margin: float = 0.25  # a face is read with its eyes and lips this far inside the frame (eye distances)
+    shake_floor: float = 0.02  # the image moving less than this (crop widths) in a frame is not followed
     fast_move: float = 0.08  # a face moved more than this (crop widths, or log size) in a frame is found afresh
     search_seconds: float = 0.5  # how often the far-face detector also looks in tiles while no face is found
 
@@ -120,6 +121,11 @@ class _OneEuro:
     def reset(self) -> None:
         self.value = None
         self.speed[:] = 0
+
+    def move(self, shift: np.ndarray) -> None:
+        """Move the first components' smoothed value by `shift`: what they measure moved that far."""
+        if self.value is not None:
+            self.value[:len(shift)] += shift
 
     def place(self, x: np.ndarray, components: slice) -> np.ndarray:
         """After a call: set these components to `x`'s, unsmoothed (they moved too fast for smoothing to
@@ -203,7 +209,7 @@ class MouthTracker:
         self._step = np.zeros(2)  # how far the face's centre moved from the frame before the last to the last
         self._box: np.ndarray | None = None  # the last frame's face box (None: it had no face)
         self._last_seen = -math.inf
-        self._grey: np.ndarray | None = None  # the last frame, grey: the cut check compares with it
+        self._grey: np.ndarray | None = None  # the last frame, grey: the cut check and the shift compare with it
         self._changes: deque[float] = deque(maxlen=25)  # the thumbnail's recent changes: a shot's usual
         self._view: View | None = None  # None: the whole frame
         self._place_in_view: np.ndarray | None = None  # where the followed face sits in the view
@@ -341,7 +347,7 @@ class MouthTracker:
         score = [p.width * (1 - math.hypot(p.cx - w / 2, p.cy - h / 2) / diagonal) for p in poses]
         return faces[int(np.argmax(score))]
 
-    def _is_cut(self, frame_bgr: np.ndarray) -> bool:
+    def _is_cut(self, previous: np.ndarray | None, grey: np.ndarray) -> bool:
         """A cut in an edited video: the smoothed pose would take about five frames to follow the face
         to its new place (README: Streaming captions), so smoothing starts afresh. Within a shot a
         64x48 grey thumbnail changes by a mean 0.3 grey levels a frame (1.1 at the 99.9th percentile,
@@ -349,8 +355,6 @@ class MouthTracker:
         (sensor noise of 20 grey levels: 2.5), so a cut must also stand out from the shot's usual change.
         The thumbnail is of the face's surroundings (a view four crops wide): a cut shows there even when
         the face is a small part of a still frame, whose whole hardly changes."""
-        grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
-        previous, self._grey = self._grey, grey
         if previous is None or previous.shape != grey.shape:
             return False
         last = self._last  # the face's surroundings, where a cut shows even when the face is a small part
@@ -365,14 +369,44 @@ class MouthTracker:
         self._changes.append(change)
         return change > max(self.options.cut_change, self.options.cut_over_usual * usual)
 
+    def _content_shift(self, previous: np.ndarray | None, grey: np.ndarray) -> np.ndarray:
+        """How far the upper face (brow to nose; not the mouth, which moves as it speaks) moved in the
+        image since the last frame, in pixels, by phase correlation; below `shake_floor` crop widths,
+        nothing. A camera held in the hand shakes the face by whole pixels every frame, and the
+        smoothed crop, which lagged behind, shook the mouth in the crop: moved with the image, the
+        crop stays on the mouth while its landmarks' own jitter is still smoothed."""
+        none = np.zeros(2)
+        if previous is None or self._box is None or self._last is None or previous.shape != grey.shape:
+            return none
+        x0, y0, x1, y1 = self._box
+        y1 = y0 + 0.55 * (y1 - y0)
+        x0, y0 = max(int(x0), 0), max(int(y0), 0)
+        x1, y1 = min(int(x1), grey.shape[1]), min(int(y1), grey.shape[0])
+        if x1 - x0 < 16 or y1 - y0 < 16:
+            return none
+        scale = min(1.0, 128 / (x1 - x0))
+
+        def part(image: np.ndarray) -> np.ndarray:
+            return cv2.resize(image[y0:y1, x0:x1], None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA
+                              ).astype(np.float64)
+
+        a, b = part(previous), part(grey)
+        (dx, dy), _ = cv2.phaseCorrelate(a, b, cv2.createHanningWindow(a.shape[::-1], cv2.CV_64F))
+        shift = np.array([dx, dy]) / scale
+        return shift if math.hypot(*shift) > self.options.shake_floor * self._last.width else none
+
     def process(self, frame_bgr: np.ndarray, t: float) -> TrackResult:
         """Track one BGR frame captured at time `t` (seconds); never raises for a frame without a face."""
         started = time.perf_counter()
         h, w = frame_bgr.shape[:2]
         rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
         rgb.flags.writeable = False
-        if self._is_cut(frame_bgr):
+        grey = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY)
+        previous_grey, self._grey = self._grey, grey
+        if self._is_cut(previous_grey, grey):
             self._filter.reset()
+        else:
+            self._filter.move(self._content_shift(previous_grey, grey))
         view, previous = self._view, self._looked_at
         faces = self._landmarks(rgb, view)
         if not faces and view != previous:  # FaceMesh tracked the face in another view's coordinates and
