@@ -114,10 +114,12 @@ def test_detection_drop_out_is_held_then_given_up(frames: list[np.ndarray]):
             assert gone.reason == "no_face" and gone.crop is None and gone.pose is None
 
 
-def placed(frame: np.ndarray, x: int, width: int = 600) -> np.ndarray:
-    """`frame` on a wider black canvas, `x` pixels from the left edge."""
-    canvas = np.zeros((frame.shape[0], width, 3), np.uint8)
-    canvas[:, x:x + frame.shape[1]] = frame
+def at_x(frame: np.ndarray, x: int, size: tuple[int, int]) -> np.ndarray:
+    """`frame` on a black canvas of `size` (height, width), vertically centred, its left edge at `x`
+    (cut off where it leaves)."""
+    canvas = np.zeros((*size, 3), np.uint8)
+    y, x0, x1 = (size[0] - frame.shape[0]) // 2, max(x, 0), min(x + frame.shape[1], size[1])
+    canvas[y:y + frame.shape[0], x0:x1] = frame[:, x0 - x:x1 - x]
     return canvas
 
 
@@ -127,7 +129,7 @@ def test_new_face_starts_afresh(frames: list[np.ndarray], shift: int, gap: bool)
     """A face found after a gap, or far from the last one, is a new face: its crop is centred on it,
     not smoothed from where the last face was."""
     with MouthTracker() as tracker:
-        before = [tracker.process(placed(f, 0), i / FPS) for i, f in enumerate(frames[:10])]
+        before = [tracker.process(at_x(f, 0, (288, 600)), i / FPS) for i, f in enumerate(frames[:10])]
         t = before[-1].t
         if gap:
             t += 0.5
@@ -135,11 +137,11 @@ def test_new_face_starts_afresh(frames: list[np.ndarray], shift: int, gap: bool)
         # FaceMesh may need a frame to find the face again; the tracker holds the old pose meanwhile.
         for frame in frames[11:16]:
             t += 1 / FPS
-            after = tracker.process(placed(frame, shift), t)
+            after = tracker.process(at_x(frame, shift, (288, 600)), t)
             if after.reason == "ok":
                 break
     assert after.reason == "ok"
-    expected = first_pose(placed(frame, shift))
+    expected = first_pose(at_x(frame, shift, (288, 600)))
     assert expected.cx - before[-1].pose.cx > 0.8 * shift
     assert (after.pose.cx, after.pose.cy) == pytest.approx((expected.cx, expected.cy), abs=1.0)
     assert after.pose.width == pytest.approx(expected.width, rel=0.01)
@@ -284,15 +286,6 @@ def test_a_cut_shows_around_the_face_when_the_face_is_a_small_part_of_the_frame(
     jump = math.hypot(expected.cx - before.cx, expected.cy - before.cy)
     assert jump > 5
     assert math.hypot(after.cx - expected.cx, after.cy - expected.cy) < 0.2 * jump
-
-
-def at_x(frame: np.ndarray, x: int, size: tuple[int, int]) -> np.ndarray:
-    """`frame` on a black canvas of `size` (height, width), vertically centred, its left edge at `x`
-    (cut off where it leaves)."""
-    canvas = np.zeros((*size, 3), np.uint8)
-    y, x0, x1 = (size[0] - frame.shape[0]) // 2, max(x, 0), min(x + frame.shape[1], size[1])
-    canvas[y:y + frame.shape[0], x0:x1] = frame[:, x0 - x:x1 - x]
-    return canvas
 
 
 @pytest.fixture(scope="module")
