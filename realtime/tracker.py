@@ -127,12 +127,12 @@ class _OneEuro:
         if self.value is not None:
             self.value[:len(shift)] += shift
 
-    def place(self, x: np.ndarray, components: slice) -> np.ndarray:
-        """After a call: set these components to `x`'s, unsmoothed (they moved too fast for smoothing to
-        follow)."""
+    def place(self, x: np.ndarray) -> np.ndarray:
+        """After a call: set the first components to `x`, unsmoothed (they moved too fast for smoothing
+        to follow)."""
         assert self.value is not None
-        self.value[components] = x[components]
-        self.speed[components] = 0
+        self.value[:len(x)] = x
+        self.speed[:len(x)] = 0
         return self.value
 
 
@@ -429,10 +429,11 @@ class MouthTracker:
                 faces = self._landmarks(rgb, view)
         spec = self.options.crop
         points = self._choose(faces, (h, w))
+        raw = None if points is None else pose_from_landmarks(points, spec)
         before = self._raw or self._last  # after a drop-out, the pose held through it
         # a face that moves fast, or did a frame ago (FaceMesh's tracking, left behind, may move little)
-        fast = points is not None and before is not None and (
-            _moved_fast(before, pose_from_landmarks(points, spec), self.options.fast_move) or
+        fast = raw is not None and before is not None and (
+            _moved_fast(before, raw, self.options.fast_move) or
             math.hypot(*self._step) > self.options.fast_move * before.width)
         if fast and not fresh:  # FaceMesh's tracked landmarks lag a fast move and stretch the face: it is
             # looked for afresh where it was heading, then around them, else held as a drop-out
@@ -440,6 +441,7 @@ class MouthTracker:
             for box in (expected, face_box(tracked)):
                 if points is None and box is not None:
                     points = self._choose(self._landmarks(rgb, self._around(box, (h, w)), afresh=True), (h, w))
+            raw = None if points is None else pose_from_landmarks(points, spec)
         landmarked = time.perf_counter()
         timing = {"landmark_ms": (landmarked - started) * 1e3}
         if points is None:
@@ -452,7 +454,6 @@ class MouthTracker:
             self.reset()
             return TrackResult(t, None, None, None, None, 0.0, "no_face", 0, **timing)
 
-        raw = pose_from_landmarks(points, spec)
         self._view = self._next_view(points, view, (h, w))
         # a face far from where it was and from where its motion would have taken it is another face
         # (or a cut); a face that keeps sliding fast is not
@@ -468,7 +469,7 @@ class MouthTracker:
         self._filter.scale = np.array([unit, unit, unit, 1.0])
         cx, cy, width, angle = self._filter(raw.as_array(), t)
         if fast:  # a fast-moving face is followed where it is read, not smoothed behind it
-            cx, cy, width, angle = self._filter.place(raw.as_array(), slice(0, 2))
+            cx, cy, width, angle = self._filter.place(raw.as_array()[:2])
         pose = CropPose(float(cx), float(cy), float(width), float(angle))
         self._last, self._last_seen = pose, t
         crop = crop_mouth(frame_bgr, pose, spec)
