@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import sys
 from dataclasses import dataclass
@@ -44,14 +43,14 @@ class Evaluation:
 def clips_from_folder(folder: Path, spec: ModelSpec, workers: int) -> tuple[list[CachedClip], list[str]]:
     """Prepare crops for every clip under a GRID folder; returns the clips and the skipped reasons."""
     from training.grid import find_clips
-    from training.prepare import ignore_interrupts, try_prepare
+    from training.prepare import try_prepare, worker_pool
     from realtime.tracker import TrackerOptions
 
     options = TrackerOptions(crop=spec.crop, max_faces=1)
     jobs = [(c, options) for c in find_clips(folder)]
     if not jobs:
         raise FileNotFoundError(f"no videos under {folder}")
-    with mp.get_context("spawn").Pool(workers, initializer=ignore_interrupts) as pool:
+    with worker_pool(workers) as pool:
         results = pool.map(try_prepare, jobs)
     clips = [CachedClip(c.key, p.mouth, p.text, p.words, p.spans) for c, p, _ in results if p]
     return clips, [f"{c.key}: {why}" for c, p, why in results if p is None]

@@ -22,6 +22,9 @@ import os
 import shutil
 import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing.pool import Pool
 from pathlib import Path
@@ -142,10 +145,23 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     )
 
 
-def ignore_interrupts() -> None:
-    """A pool worker's initializer. Ctrl-C reaches the terminal's whole process group; the parent alone
-    says what became of the run (each worker would print a traceback of its own)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+@contextmanager
+def worker_pool(workers: int) -> Iterator[Pool]:
+    """Spawned workers that leave Ctrl-C to the parent. Ctrl-C reaches the terminal's whole process group,
+    and the parent alone says what became of the run (each worker would print a traceback of its own).
+    A spawned process keeps an ignored signal ignored from its first instruction, so the parent ignores
+    Ctrl-C while they start: an initializer alone comes too late for a worker still importing (seconds).
+    The initializer covers a worker the pool starts later, when one has died."""
+    on_main_thread = threading.current_thread() is threading.main_thread()  # signals are the main thread's
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if on_main_thread else None
+    try:
+        pool = mp.get_context("spawn").Pool(workers, initializer=signal.signal,
+                                            initargs=(signal.SIGINT, signal.SIG_IGN))
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    with pool:
+        yield pool
 
 
 def try_prepare(job: tuple[Clip, TrackerOptions]) -> tuple[Clip, PreparedClip | None, str]:
@@ -246,8 +262,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         todo = [c for c in clips if c.key not in done]
         options = TrackerOptions(crop=spec, max_faces=1)
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare", file=sys.stderr)
-        context = mp.get_context("spawn")
-        with context.Pool(workers, initializer=ignore_interrupts) as pool:
+        with worker_pool(workers) as pool:
             add_missing_speech(f, {c.key: c.video for c in clips if c.key in done}, pool)
             with tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
                 for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options) for c in todo]):
