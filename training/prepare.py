@@ -150,10 +150,12 @@ def worker_pool(workers: int) -> Iterator[Pool]:
     """Spawned workers that leave Ctrl-C to the parent. Ctrl-C reaches the terminal's whole process group,
     and the parent alone says what became of the run (each worker would print a traceback of its own).
     A spawned process keeps an ignored signal ignored from its first instruction, so the parent ignores
-    Ctrl-C while they start: an initializer alone comes too late for a worker still importing (seconds).
-    The initializer covers a worker the pool starts later, when one has died."""
+    Ctrl-C in the milliseconds they take to start (an initializer alone comes too late for a worker still
+    importing, for seconds). The initializer covers a worker the pool starts later, when one has died."""
     on_main_thread = threading.current_thread() is threading.main_thread()  # signals are the main thread's
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if on_main_thread else None
+    previous = signal.getsignal(signal.SIGINT) if on_main_thread else None  # None too: a handler set in C
+    if previous is not None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         pool = mp.get_context("spawn").Pool(workers, initializer=signal.signal,
                                             initargs=(signal.SIGINT, signal.SIG_IGN))
