@@ -4,9 +4,9 @@
     python run_live.py --source clip.mp4      # a video file, played at its own fps
     python run_live.py --source clip.mp4 --headless --jsonl - --fast
 
-Keys in the window: q or Esc quit, space pause (what was read is committed first), c clear the
-screen (the transcript and subtitles keep every word), s save the transcript, + and - make the view
-and its captions larger or smaller.
+Keys in the window: q or Esc (or its close button) quit, space pause (what was read is committed
+first), c clear the screen (the transcript and subtitles keep every word), s save the transcript, +
+and - make the view and its captions larger or smaller.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 3, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOURCE_ENDED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -150,7 +150,7 @@ def _run(args: argparse.Namespace) -> int:
         source = FrameSource(SourceOptions(source=args.source, fast=args.fast))
     except CaptureError as e:
         log(f"error: {e}")
-        return EXIT_USAGE
+        return EXIT_INTERRUPTED if _stop_requested else EXIT_USAGE  # a stop asked for while it opened came first
     try:
         model = OnnxModel(args.model, args.provider, args.threads)
         pipeline = LivePipeline(model, options)
@@ -235,7 +235,10 @@ def _run(args: argparse.Namespace) -> int:
                         log("screen cleared (the transcript keeps every word)")
                     elif key == ord("s"):
                         save_transcript(pipeline.policy.committed)  # the run goes on whether or not it could
-        if source.error:
+        if source.error and not source.read:  # not one frame decoded: a bad file, not a run cut short
+            log(f"error: {source.error}")
+            code = EXIT_USAGE
+        elif source.error:
             log(f"error: {source.error}; the transcript so far is kept")
             code = EXIT_SOURCE_ENDED
         elif source.is_video and not seen:  # read to its end without a face: not a video to lipread
@@ -245,6 +248,9 @@ def _run(args: argparse.Namespace) -> int:
         code = EXIT_OK if window is not None else EXIT_INTERRUPTED
     except _ReaderGone:
         pass  # told below, with the outputs
+    except Exception as e:  # a failure of lipstream's own: one line, and the words read so far still reach the outputs
+        log(f"error: stopped by an internal failure ({type(e).__name__}: {e}); the transcript so far is kept")
+        code = EXIT_FAILED
     finally:
         for s in (signal.SIGINT, signal.SIGTERM):  # a second stop request must not cost the outputs
             signal.signal(s, _defer)

@@ -16,7 +16,7 @@ import onnx.compose
 from export import OPSET
 from export.onnx_gru import back_end
 from export.front_end import step_function, window_function
-from realtime.backend import EXPORT_ID, streaming_paths
+from realtime.backend import EXPORT_ID, FORM, streaming_paths
 from realtime.spec import FEATURES, FRAMES, LOGP, ModelSpec
 from training.model import FRONT_END
 
@@ -76,7 +76,7 @@ def weights_digest(model: keras.Model) -> str:
 
 def with_metadata(proto: onnx.ModelProto, spec: ModelSpec, form: str, source: str) -> onnx.ModelProto:
     del proto.metadata_props[:]
-    for key, value in {**spec.to_metadata(), "lipstream.form": form, EXPORT_ID: source}.items():
+    for key, value in {**spec.to_metadata(), FORM: form, EXPORT_ID: source}.items():
         proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     proto.producer_name = "lipstream"
     return proto

@@ -28,6 +28,7 @@ def _bundled_model() -> Path:
 
 BUNDLED_MODEL = _bundled_model()
 EXPORT_ID = "lipstream.export"  # metadata naming the weights an export's three files were made from
+FORM = "lipstream.form"  # metadata saying which of them a file is: full, step or back
 
 
 def streaming_paths(path: Path) -> tuple[Path, Path]:
@@ -105,6 +106,9 @@ class OnnxModel:
             meta = _session(path, ["CPUExecutionProvider"], 1).get_modelmeta().custom_metadata_map
         except Exception as e:  # ORT raises several types for a file that is not a model
             raise ModelLoadError(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
+        if meta.get(FORM, "full") != "full":  # one of the streaming parts: a model of its own only in name
+            full = path.with_suffix("").with_suffix(".onnx")
+            raise ModelLoadError(f"{path} is the {meta[FORM]} part of a streaming export, not a model: name {full}")
         try:
             self.spec = ModelSpec.from_metadata(meta, str(path))
         except ModelSpecError as e:

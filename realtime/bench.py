@@ -98,7 +98,7 @@ def align_beside(source: Path) -> Path | None:
 
 
 def commit_delays(pipeline: LivePipeline, align: Path, fps: float) -> list[float]:
-    """Milliseconds from each correctly read word's end (align file) to its commit."""
+    """Milliseconds from each correctly read word's end (align file, in frames of a video at `fps`) to its commit."""
     from training.grid import read_align
 
     reference = [t for t in read_align(align) if t.is_word]  # GRID's reader: no TensorFlow behind it
@@ -248,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
     if align is not None:
         import jiwer
 
-        from training.grid import read_align, sentence
+        from training.grid import read_align, sentence, video_fps
 
-        delays = commit_delays(pipeline, align, model.spec.fps)
+        delays = commit_delays(pipeline, align, video_fps(Path(args.source)))  # align times count the video's frames
         result["word_commit_delay_ms"] = {**percentiles(delays), "words": len(delays)}
         result["wer"] = float(jiwer.wer(sentence(read_align(align)), pipeline.policy.committed or "-"))
     result["transcript"] = pipeline.policy.committed

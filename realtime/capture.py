@@ -225,7 +225,10 @@ class FrameSource:
                     if failed < FAILED_READS:
                         continue
                     end = self._last_t + 1 / self.fps
-                    if end < self.duration - SHORTFALL:
+                    if not self.read:
+                        self.error = (f"cannot decode any frame of {self.options.source}: damaged or cut off, "
+                                      "or not a video this OpenCV build decodes")
+                    elif end < self.duration - SHORTFALL:
                         self.error = f"video ended early: read {end:.2f} s of {self.duration:.2f} s"
                     break
                 if not self._reopen():

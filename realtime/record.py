@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -54,7 +55,7 @@ from realtime.files import folder_problem, write_text
 from realtime.live import log
 from realtime.tracker import MouthTracker, TrackResult
 from realtime.vocab import GRID_GRAMMAR
-from realtime.window import has_display
+from realtime.window import Window, has_display
 from training.grid import ALIGN_UNITS_PER_FRAME, GRID_FPS, code_from_sentence, sentence_from_code
 
 WINDOW = "lipstream record"
@@ -231,16 +232,19 @@ def write_video(path: Path, images: list[np.ndarray], audio: np.ndarray, rate: i
 
 @contextlib.contextmanager
 def held_interrupts() -> Iterator[None]:
-    """Ctrl-C waits until the block is done: a clip's files and manifest line are committed together."""
+    """Ctrl-C, and SIGTERM where the command takes it as one, wait until the block is done: a clip's
+    files and manifest line are committed together."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     pressed: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda number, _: pressed.append(number))
+    raising = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]  # not SIG_DFL, SIG_IGN
+    previous = {s: signal.signal(s, lambda number, _: pressed.append(number)) for s in raising}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     if pressed:
         raise KeyboardInterrupt
 
@@ -257,8 +261,16 @@ def save_clip(folder: Path, name: str, take: Take, cut: Cut, entry: dict, rate: 
         with held_interrupts():
             write_text(align, estimated_align(entry["text"].split(), cut.span, len(images)))
             tmp.replace(video)
-            with (folder / "manifest.jsonl").open("a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
+            manifest = folder / "manifest.jsonl"
+            size = manifest.stat().st_size if manifest.exists() else 0
+            try:
+                with manifest.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(entry) + "\n")
+            except OSError:  # a full disk: the clip goes too, as a later session counts clips by their lines
+                video.unlink()
+                if manifest.is_file():
+                    os.truncate(manifest, size)  # no half-written line
+                raise
     finally:
         tmp.unlink(missing_ok=True)
         if not video.exists():
@@ -266,10 +278,11 @@ def save_clip(folder: Path, name: str, take: Take, cut: Cut, entry: dict, rate: 
 
 
 class Screen:
-    """Shows the prompt: printed, and with a window, drawn over the camera image (Esc or q stops)."""
+    """Shows the prompt: printed, and with a window, drawn over the camera image (Esc, q or the window's
+    close button stops)."""
 
     def __init__(self, headless: bool):
-        self.headless = headless
+        self.window = None if headless else Window(WINDOW)
         self.text = ""
 
     def prompt(self, text: str, number: int, total: int, attempt: int) -> None:
@@ -278,18 +291,17 @@ class Screen:
         print(f"[{number + 1}/{total}] say: {text}{again}", flush=True)
 
     def show(self, image: np.ndarray) -> None:
-        if self.headless:
+        if self.window is None:
             return
         view = image.copy()
         cv2.putText(view, self.text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
         cv2.putText(view, self.text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
-        cv2.imshow(WINDOW, view)
-        if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+        if self.window.show(view) in (27, ord("q")):
             raise KeyboardInterrupt
 
     def close(self) -> None:
-        if not self.headless:
-            cv2.destroyAllWindows()
+        if self.window is not None:
+            self.window.close()
 
 
 def check_devices(options: RecordOptions) -> RecordOptions:

@@ -68,13 +68,22 @@ class ModelSpec:
             vocabulary = Vocabulary(values["charset"])
             if int(values["blank"]) != vocabulary.blank:
                 raise ModelSpecError(f"{source}: blank index {values['blank']} is not after the charset")
+            crop_values = json.loads(values["crop"])
+            if not isinstance(crop_values, dict):
+                raise ValueError(f"crop {values['crop']!r} is not an object")
             crop_fields = {f.name for f in fields(CropSpec)}
-            crop = CropSpec(**{k: v for k, v in json.loads(values["crop"]).items() if k in crop_fields})
+            crop = CropSpec(**{k: v for k, v in crop_values.items() if k in crop_fields})
+            pixels = all(type(v) is int and v > 0 for v in (crop.height, crop.width)) and crop.channels in (1, 3)
+            if not pixels or not isinstance(crop.face_width, (int, float)) or not crop.face_width > 0:
+                raise ValueError(f"crop {values['crop']!r} is not a crop")
+            fps, context = float(values["fps"]), int(values["context"])
+            if not 0 < fps <= 1000 or context < 0:  # NaN fails the first test too
+                raise ValueError(f"fps {values['fps']!r} and context {values['context']!r} are not a video's")
             if values["normalisation"] != NORMALISATION:
                 raise ModelSpecError(f"{source}: unknown normalisation {values['normalisation']!r}")
             return cls(
-                vocabulary=vocabulary, fps=float(values["fps"]), crop=crop,
-                normalisation=values["normalisation"], context=int(values["context"]), config=values.get("config", ""),
+                vocabulary=vocabulary, fps=fps, crop=crop,
+                normalisation=values["normalisation"], context=context, config=values.get("config", ""),
                 version=values.get("version", ""),
                 val_cer=float(values["val_cer"]) if values.get("val_cer") else None,
                 val_wer=float(values["val_wer"]) if values.get("val_wer") else None,

@@ -19,6 +19,7 @@ TITLE = "lipstream"
 ZOOMS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)  # the view's scales, + and - step through them
 ZOOM = 2.0  # to begin with, if the view fits in FIRST_VIEW
 FIRST_VIEW = (1600, 900)  # the largest view to begin with (width, height): a 1080p screen, less its bars
+INSET = 2  # the model's crop is shown at twice its size, at most a third of the view's width and height
 CAPTION_LINES = 288  # captions take the same share of any view as of a 288-line video's (GRID's) at 1x
 
 
@@ -66,9 +67,12 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         lips = np.round(track.lips * scale).astype(np.int32)
         cv2.polylines(image, [lips[:20], lips[20:]], True, GREEN, 1, cv2.LINE_AA)
     if track.crop is not None:
+        ch, cw = track.crop.shape[:2]
+        enlarge = min(INSET, w / 3 / cw, h / 3 / ch)  # in a small view, a smaller inset: the face stays in sight
         inset = cv2.cvtColor(track.crop, cv2.COLOR_RGB2BGR) if track.crop.shape[-1] == 3 else \
             cv2.cvtColor(track.crop, cv2.COLOR_GRAY2BGR)
-        inset = cv2.resize(inset, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+        inset = cv2.resize(inset, (max(1, round(cw * enlarge)), max(1, round(ch * enlarge))),
+                           interpolation=cv2.INTER_NEAREST if enlarge >= 1 else cv2.INTER_AREA)
         ih, iw = inset.shape[:2]
         image[10:10 + ih, w - iw - 10:w - 10] = inset
         cv2.rectangle(image, (w - iw - 11, 9), (w - 10, 10 + ih), WHITE, 1)
@@ -99,14 +103,17 @@ def has_display() -> bool:
 
 
 class Window:
-    """An OpenCV window; `show` returns the key pressed (or -1)."""
+    """An OpenCV window; `show` returns the key pressed (or -1), and q once the window was closed."""
 
-    def __init__(self) -> None:
-        cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: the keys do it all
+    def __init__(self, title: str = TITLE) -> None:
+        self.title = title
+        cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: the keys do it all
 
     def show(self, image: np.ndarray) -> int:
-        cv2.imshow(TITLE, image)
-        return cv2.waitKey(1) & 0xFF
+        cv2.imshow(self.title, image)
+        key = cv2.waitKey(1) & 0xFF
+        # Its close button quits as q does: the next imshow would open the window again.
+        return ord("q") if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1 else key
 
     def close(self) -> None:
         cv2.destroyAllWindows()

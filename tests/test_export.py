@@ -20,7 +20,7 @@ from onnx import numpy_helper
 from export.__main__ import main as export_main
 from export.parity import WINDOW_LENGTHS, gate, windows
 from export.speed import main as speed_main
-from realtime.backend import EXPORT_ID, ModelLoadError, OnnxModel, StreamingBackend, choose_provider, streaming_paths
+from realtime.backend import EXPORT_ID, FORM, ModelLoadError, OnnxModel, StreamingBackend, choose_provider, streaming_paths
 from realtime.decode import greedy
 from realtime.spec import ModelSpec, normalise
 from training.dataset import VAL_FRACTION, is_validation, load_clips, read_crop_spec
@@ -78,7 +78,7 @@ def test_metadata_carries_the_keras_spec(exported: Export, tiny_run, small_cache
     for path, form in zip((exported.path, *streaming_paths(exported.path)), ("full", "step", "back")):
         meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
         assert ModelSpec.from_metadata(meta.custom_metadata_map, str(path)) == spec  # charset, blank, fps, crop..
-        assert meta.custom_metadata_map["lipstream.form"] == form
+        assert meta.custom_metadata_map[FORM] == form
 
 
 def test_gate_fails_when_a_weight_is_corrupted(exported: Export, keras_model, val_clips, tmp_path: Path):
@@ -147,8 +147,17 @@ def test_unusable_models_raise_a_one_line_error(exported: Export, tmp_path: Path
     bare = onnx.load(exported.path)
     del bare.metadata_props[:]
     onnx.save(bare, tmp_path / "bare.onnx")
-    for path, reason in ((tmp_path / "missing.onnx", "no model"), (not_a_model, "not a readable ONNX model"),
-                         (tmp_path / "bare.onnx", "no lipstream metadata")):
+    cases = [(tmp_path / "missing.onnx", "no model"), (not_a_model, "not a readable ONNX model"),
+             (tmp_path / "bare.onnx", "no lipstream metadata"),
+             (streaming_paths(exported.path)[0], f"the step part of a streaming export, not a model: name "
+                                                 f"{exported.path}")]
+    for i, (key, value) in enumerate((("crop", "[]"), ("crop", "null"), ("crop", '{"height": 0}'), ("fps", "0"),
+                                      ("fps", "nan"), ("context", "-1"))):
+        proto = onnx.load(exported.path)
+        next(m for m in proto.metadata_props if m.key == f"lipstream.{key}").value = value
+        onnx.save(proto, tmp_path / f"malformed{i}.onnx")
+        cases.append((tmp_path / f"malformed{i}.onnx", "malformed lipstream metadata"))
+    for path, reason in cases:
         with pytest.raises(ModelLoadError) as error:
             OnnxModel(path, "cpu")
         assert reason in str(error.value) and "\n" not in str(error.value)

@@ -456,6 +456,18 @@ def test_a_cut_off_video_is_told_in_lipstream_s_words_only(tmp_path: Path) -> No
         next(line for line in said if line.startswith("lipstream: error: video ended early"))]
 
 
+def test_a_video_of_which_no_frame_decodes_is_bad_input(tmp_path: Path) -> None:
+    """Cut off just after its header: it opens and gives its length, but no frame decodes."""
+    data = clip(CLIPS[0]).read_bytes()
+    head = tmp_path / "head.mp4"
+    head.write_bytes(data[:data.index(b"mdat") + 64])
+    result = _run("--source", str(head), "--headless", "--fast")
+    assert result.returncode == 2, result.stderr
+    said = [line for line in result.stderr.splitlines() if "error" in line]
+    assert said == [f"lipstream: error: cannot decode any frame of {head}: damaged or cut off, or not a video "
+                    "this OpenCV build decodes"], result.stderr
+
+
 def test_a_video_without_a_face_says_so(tmp_path: Path) -> None:
     """Two seconds of an empty room, then a speaker: said when the face is missing and when it is found."""
     frames = read_frames(clip(CLIPS[0]))

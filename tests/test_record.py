@@ -22,7 +22,9 @@ import pytest
 import realtime.record as record_module
 from realtime.audio import (AudioError, AudioRecording, BlockTime, FileAudioStream, MicrophoneStream,
                             detect_speech, read_audio)
-from realtime.record import RecordOptions, Session, choose_prompts, estimated_align, record, write_video
+from realtime.cli import interrupt
+from realtime.record import (Cut, RecordOptions, Session, Take, choose_prompts, estimated_align, record, save_clip,
+                             write_video)
 from realtime.activity import Span
 from realtime.vad_report import main as vad_report_main
 from realtime.vocab import GRID_GRAMMAR
@@ -202,20 +204,41 @@ def test_interrupt_while_writing_leaves_nothing_of_the_clip(grid_s1: Path, tmp_p
     assert files(out) == []
 
 
-def test_ctrl_c_while_committing_waits_for_the_clip(grid_s1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A real SIGINT between writing the align file and renaming the video: the clip is finished first."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_a_stop_while_committing_waits_for_the_clip(signum: int, grid_s1: Path, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch):
+    """A real SIGINT (Ctrl-C), or SIGTERM as the command takes it, between writing the align file and
+    renaming the video: the clip is finished first."""
     write_text = record_module.write_text
 
     def signalled(path: Path, text: str) -> None:
-        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signum)
         write_text(path, text)
 
     monkeypatch.setattr(record_module, "write_text", signalled)
     out = tmp_path / "grid"
-    with pytest.raises(KeyboardInterrupt), contextlib.redirect_stdout(io.StringIO()):
-        record(stand_in(grid_s1, out, count=2))
+    previous = signal.signal(signal.SIGTERM, interrupt)  # as record's main sets it
+    try:
+        with pytest.raises(KeyboardInterrupt), contextlib.redirect_stdout(io.StringIO()):
+            record(stand_in(grid_s1, out, count=2))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert files(out) == [f"s1/align/{CLIP}.align", "s1/manifest.jsonl", f"s1/video/{CLIP}.mp4"]
     assert json.loads((out / "s1" / "manifest.jsonl").read_text())["name"] == CLIP
+
+
+def test_a_manifest_that_cannot_be_written_leaves_nothing_of_the_clip(grid_s1: Path, tmp_path: Path):
+    """The clip's last step fails (here the manifest is a folder; a full disk fails the same way): its
+    video and align file go too, as a later session counts clips by their manifest lines."""
+    capture = cv2.VideoCapture(str(grid_s1 / "video" / f"{CLIP}.mp4"))
+    images = [image for ok, image in iter(capture.read, (False, None)) if ok]
+    take = Take(images, np.zeros(len(images) * 16000 // 25, np.float32))
+    folder = tmp_path / "s1"
+    for sub in ("video", "align", "manifest.jsonl"):
+        (folder / sub).mkdir(parents=True)
+    with pytest.raises(IsADirectoryError):
+        save_clip(folder, CLIP, take, Cut(0, len(images), Span(0.5, 2.5)), {"text": sentence_from_code(CLIP)}, 16000)
+    assert files(folder) == []
 
 
 @pytest.mark.parametrize("sound", ["noise", "lead_in"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import shutil
@@ -76,6 +78,18 @@ def test_zoom_grows_the_captions_with_the_frame() -> None:
     assert at[3.0].shape[:2] == (3 * 288, 3 * 360)
     assert white[3.0] > 1.8 * white[2.0]  # strokes 1.5 times as long and as thick: 2.25 times the pixels
     assert [zoom(2.0, ord(k)) for k in "+=-q"] == [2.5, 2.5, 1.5, 2.0] and zoom(ZOOMS[-1], ord("+")) == ZOOMS[-1]
+
+
+def test_every_zoom_draws_the_inset_inside_the_view() -> None:
+    """Down to 1/4x (the - key), where a GRID frame's view, 90x72, is smaller than the inset at 2x."""
+    step = step_on_real_frame("bin blue", "at")
+    for scale in ZOOMS:
+        image = render(step, "", scale)
+        h, w = image.shape[:2]
+        assert (h, w) == (round(288 * scale), round(360 * scale))
+        assert (image[9, w - 10] == WHITE).all(), scale  # the inset's frame, at the view's top right
+        inset = np.nonzero((image[9] == WHITE).all(axis=-1))[0]
+        assert w - 10 - inset.min() <= max(w / 3, 2 * 100) + 1, scale  # 2x, or a third of a small view
 
 
 def test_a_large_video_opens_at_a_size_that_fits_and_captions_keep_their_share_of_it() -> None:
@@ -170,3 +184,92 @@ def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], t
     final = json.loads(captions.read_text().splitlines()[-1])
     assert final["final"] and before and final["text"].startswith(before)  # c lost no word
     assert saved[0].read_text() == final["text"] + "\n"  # nothing was read after the pause
+
+
+def close(window: str, env: dict[str, str]) -> None:
+    """What a title bar's close button does: ask the window to close (WM_DELETE_WINDOW; Xvfb runs no
+    window manager, and xdotool's windowclose destroys the window instead)."""
+
+    class ClientMessage(ctypes.Structure):
+        _fields_ = [("type", ctypes.c_int), ("serial", ctypes.c_ulong), ("send_event", ctypes.c_int),
+                    ("display", ctypes.c_void_p), ("window", ctypes.c_ulong), ("message_type", ctypes.c_ulong),
+                    ("format", ctypes.c_int), ("data", ctypes.c_long * 5)]
+
+    class Event(ctypes.Union):
+        _fields_ = [("xclient", ClientMessage), ("pad", ctypes.c_long * 24)]  # XEvent's size
+
+    x11 = ctypes.cdll.LoadLibrary(ctypes.util.find_library("X11"))
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XInternAtom.restype = ctypes.c_ulong
+    x11.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    x11.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long, ctypes.POINTER(Event)]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    display = x11.XOpenDisplay(env["DISPLAY"].encode())
+    assert display, f"cannot connect to {env['DISPLAY']}"
+    event = Event()
+    event.xclient.type = 33  # ClientMessage
+    event.xclient.window = int(window)
+    event.xclient.message_type = x11.XInternAtom(display, b"WM_PROTOCOLS", 0)
+    event.xclient.format = 32
+    event.xclient.data[0] = x11.XInternAtom(display, b"WM_DELETE_WINDOW", 0)
+    x11.XSendEvent(display, int(window), 0, 0, ctypes.byref(event))
+    x11.XCloseDisplay(display)  # flushes the event
+
+
+def test_the_view_shrinks_to_a_quarter_and_the_close_button_ends_the_run(x_display: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    """- five times takes the view from 2x to 1/4x, smaller than the inset; closing the window then
+    ends the run as q does (OpenCV's next imshow would open it again), with the transcript printed."""
+    video = tmp_path / "looped.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", "99", "-i", str(CLIP), "-c", "copy",
+                    str(video)], check=True)  # 300 s
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video)],
+                               stdout=subprocess.PIPE, stderr=err, text=True, env=x_display, cwd=tmp_path)
+    try:
+        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream$"], capture_output=True,
+                               text=True, env=x_display, timeout=120)
+        window = found.stdout.split()[0]
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=x_display, check=True, timeout=30)
+        for scale in ("1.5", "1", "0.75", "0.5", "0.25"):
+            subprocess.run(["xdotool", "key", "minus"], env=x_display, check=True, timeout=30)
+            deadline = time.monotonic() + 60
+            while f"view at {scale}x" not in log.read_text():
+                assert time.monotonic() < deadline and run.poll() is None, log.read_text()[-2000:]
+                time.sleep(0.1)
+        close(window, x_display)
+        out, _ = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 0, log.read_text()
+    assert out.strip(), "the transcript is printed when the window closes"
+
+
+def test_closing_the_record_window_stops_the_session_and_keeps_its_clips(x_display: dict[str, str],
+                                                                         tmp_path: Path) -> None:
+    """realtime.record's prompt window (a GRID clip standing in for camera and microphone): its close
+    button stops the session as Ctrl-C does, after the first clip was saved."""
+    video = tmp_path / "looped.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", "9", "-i", str(CLIP), "-c", "copy",
+                    str(video)], check=True)  # 30 s
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        run = subprocess.Popen([sys.executable, "-m", "realtime.record", "--out", str(tmp_path / "grid"), "--count",
+                                "3", "--source", str(video), "--audio-file", str(video)],
+                               stdout=subprocess.DEVNULL, stderr=err, env=x_display, cwd=ROOT)
+    try:
+        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream record$"], capture_output=True,
+                               text=True, env=x_display, timeout=120)
+        deadline = time.monotonic() + 60
+        while "saved" not in log.read_text():
+            assert time.monotonic() < deadline and run.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.1)
+        close(found.stdout.split()[0], x_display)
+        run.wait(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 130, log.read_text()
+    assert "interrupted: the complete clips are kept" in log.read_text()
+    assert len(list((tmp_path / "grid" / "me" / "video").glob("*.mp4"))) == 1
