@@ -4,10 +4,12 @@ one usage line, rather than as a traceback or a silent no-op later."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import math
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from realtime.decode import BEAM_WIDTH, DECODERS
 
@@ -16,6 +18,25 @@ def interrupt(signum: int, frame: object) -> None:
     """A signal handler: a stop request (SIGTERM: kill, a service manager) ends a command as Ctrl-C does,
     so what is done is kept and the command says so, instead of dying without a word."""
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def held_interrupts() -> Iterator[None]:
+    """Ctrl-C, and SIGTERM where the command takes it as one, wait until the block is done: files that
+    belong together (a clip and its manifest line, a checkpoint's models and state) are written together."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    raising = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]  # not SIG_DFL, SIG_IGN
+    previous = {s: signal.signal(s, lambda number, _: pressed.append(number)) for s in raising}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if pressed:
+        raise KeyboardInterrupt
 
 
 def stops_like_ctrl_c(main: Callable[..., int]) -> Callable[..., int]:

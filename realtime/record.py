@@ -30,16 +30,13 @@ clock of their streams' start: exact for the stand-ins, within the devices' late
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
 import sys
-import threading
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import av
 import cv2
@@ -49,7 +46,7 @@ from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
 from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech,
                             read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
-from realtime.cli import at_least, folder_name, stops_like_ctrl_c, summary
+from realtime.cli import at_least, folder_name, held_interrupts, stops_like_ctrl_c, summary
 from realtime.crop import LIPS
 from realtime.files import folder_problem, write_text
 from realtime.live import log
@@ -228,25 +225,6 @@ def write_video(path: Path, images: list[np.ndarray], audio: np.ndarray, rate: i
         frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
         container.mux(sound.encode(frame))
         container.mux(sound.encode())
-
-
-@contextlib.contextmanager
-def held_interrupts() -> Iterator[None]:
-    """Ctrl-C, and SIGTERM where the command takes it as one, wait until the block is done: a clip's
-    files and manifest line are committed together."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pressed: list[int] = []
-    raising = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]  # not SIG_DFL, SIG_IGN
-    previous = {s: signal.signal(s, lambda number, _: pressed.append(number)) for s in raising}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
-    if pressed:
-        raise KeyboardInterrupt
 
 
 def save_clip(folder: Path, name: str, take: Take, cut: Cut, entry: dict, rate: int) -> None:

@@ -3,6 +3,7 @@ traceback, and nothing the user had lost or replaced."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ from realtime.record import main as record_main
 from realtime.vad_report import main as vad_main
 from training.concat import main as concat_main
 from training.grid import read_align
-from training.model import read_spec
+from training.model import SPEC_ENTRY, read_spec
 from training.prepare import main as prepare_main
 from training.report import main as report_main
 from training.train import main as train_main
@@ -105,10 +107,20 @@ def test_a_file_that_is_not_a_cache_is_refused_and_no_run_folder_is_begun(not_a_
 def test_a_missing_or_foreign_start_model_is_told_before_a_run_folder_is_begun(small_cache: Path, tmp_path: Path,
                                                                               capsys: pytest.CaptureFixture):
     run = tmp_path / "run"
-    for init, says in ((tmp_path / "missing.keras", "no model at"),
-                       (Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.keras",
-                        "is a 'lite' model; pass --config lite")):
-        assert train_main(["--cache", str(small_cache), "--out", str(run), "--config", "tiny",
+    bundled = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.keras"
+    lower = tmp_path / "lower.keras"  # the bundled model, as if trained on crops cut lower on the face
+    with zipfile.ZipFile(bundled) as source, zipfile.ZipFile(lower, "w") as copy:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == SPEC_ENTRY:
+                spec = json.loads(data)
+                spec["lipstream.crop"] = json.dumps({**json.loads(spec["lipstream.crop"]), "below_nose": 0.45})
+                data = json.dumps(spec).encode()
+            copy.writestr(item, data)
+    for init, config, says in ((tmp_path / "missing.keras", "tiny", "no model at"),
+                               (bundled, "tiny", "is a 'lite' model; pass --config lite"),
+                               (lower, "lite", "reads other crops")):
+        assert train_main(["--cache", str(small_cache), "--out", str(run), "--config", config,
                            "--init", str(init)]) == 2
         one_line_error(capsys, says)
         assert not run.exists()

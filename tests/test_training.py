@@ -97,10 +97,13 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     for weight in best.trainable_weights:
         np.testing.assert_array_equal(np.array(weight), averages[weight.path])
     assert any(not np.array_equal(averages[path], value) for path, value in raw_weights.items())
-    resumed = train_process(*quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume"))
+    split = (run / "split.json").read_text()
+    resumed = train_process(*quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume",
+                                       "--val-fraction", "0.5", "--limit", "6"))  # not the run's: ignored
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2
+    assert (run / "split.json").read_text() == split  # it validates on the clips it began with
     with open(run / "log.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
     model, spec = load(run / "best.keras")
@@ -111,7 +114,11 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert trained.optimizer.weight_decay == pytest.approx(0.01)
     assert trained.optimizer.use_ema and trained.optimizer.ema_momentum == pytest.approx(0.9)
 
-    capsys.readouterr()
+    capsys.readouterr()  # a run whose best epoch is `patience` epochs behind stopped early: a resume says so
+    (run / "state.json").write_text(json.dumps({**state, "best_epoch": 1}))
+    assert main(quick_run(small_cache, run, "--epochs", "9", "--steps", "2", "--resume", "--patience", "1")) == 0
+    assert "stopped early after epoch 2: no better validation reading since epoch 1" in capsys.readouterr().err
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2
     assert main(quick_run(small_cache, run, "--epochs", "3", "--steps", "2")) == 2
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err
@@ -338,6 +345,29 @@ def test_sampler_labels_follow_the_frames(small_cache: Path, kind: str):
             assert len(words) == len(GRID_GRAMMAR) and SLOT[words[0]] == 0, s.text
 
 
+def test_frame_jitter_never_deletes_a_whole_sample(small_cache: Path):
+    """Every frame dropped (as a word of two frames can lose both) would be a sample of no frames."""
+    sampler = Sampler(load_clips(small_cache), replace(AugmentOptions(), jitter=1.0, speed_p=0.0), seed=0)
+    for _ in range(5):
+        s = sampler.draw("words")
+        assert len(s.frames) == len(s.frame_classes) == 2  # the one frame kept, duplicated
+
+
+def test_stream_windows_cut_only_aligned_clips(small_cache: Path):
+    """A clip without an align file is known only whole: a window across part of it would get the
+    whole sentence's text, or none of its words."""
+    clips = load_clips(small_cache)
+    unaligned = [replace(c, words=(), spans=np.zeros((0, 2))) for c in clips]
+    mixed = unaligned[:len(clips) // 2] + clips[len(clips) // 2:]
+    sampler = Sampler(mixed, seed=1)
+    for _ in range(20):
+        assert set(sampler.stream(60)[:, 0]) <= set(range(len(clips) // 2, len(clips)))
+    none_aligned = Sampler(unaligned, seed=1)
+    for _ in range(5):
+        s = none_aligned.draw("stream", length=60)
+        assert s.text in {c.text for c in clips} and len(s.frames) == len(clips[0].mouth)  # a whole sentence
+
+
 def test_a_spliced_sentence_reads_each_word_from_the_clip_its_frames_come_from(small_cache: Path):
     """Without pixel changes or retiming, a spliced sample is runs of real frames: the k-th run is
     word k of one clip with the pause after it, and the text says that clip's k-th word."""
@@ -466,6 +496,28 @@ def test_confidence_penalty_subtracts_the_entropy_of_each_sample_s_own_frames():
     frame = logits[0, 0]
     assert np.sign(step[0, 0, frame.argmax()]) > 0  # descending it lowers the most likely class
     assert (step[1, 4:] == 0).all()  # padding frames are untouched
+
+
+def test_a_label_that_does_not_fit_its_frames_adds_no_ctc_loss():
+    """Retiming can leave more letters than frames ('white by' in 7): no alignment exists, so the
+    sample adds nothing (and no gradient) to CTC; one that fits is scored as CTC scores it."""
+    import tensorflow as tf
+
+    from training.losses import CTCLoss
+
+    vocabulary = Vocabulary()
+    logits = np.random.default_rng(0).normal(size=(2, 7, vocabulary.size)).astype(np.float32)
+    truth = np.full((2, 9), -1, np.int32)
+    truth[0, :9] = [7, *vocabulary.encode("white by")]  # 8 letters in 7 frames
+    truth[1, :4] = [7, *vocabulary.encode("add")]  # 3 letters and a blank between the two d
+    guess = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        loss = CTCLoss(vocabulary.blank, reduction=None)(truth, tf.nn.log_softmax(guess))
+    gradient = tape.gradient(loss, guess).numpy()
+    fits = keras.ops.ctc_loss(truth[1:, 1:4], tf.nn.log_softmax(logits[1:]), [3], [7], mask_index=vocabulary.blank)
+    assert loss[0] == 0 and (gradient[0] == 0).all()
+    np.testing.assert_allclose(loss[1], np.asarray(fits)[0], rtol=1e-5)
+    assert np.isfinite(gradient).all() and np.abs(gradient[1]).sum() > 0
 
 
 def test_sequence_loss_is_the_sentence_s_cross_entropy_against_the_sentences_one_word_away():

@@ -125,7 +125,9 @@ class Sampler:
 
     # --- index plans: arrays of (clip, frame) ---
     def sentence(self) -> np.ndarray:
-        i = int(self.rng.integers(len(self.clips)))
+        return self._whole(int(self.rng.integers(len(self.clips))))
+
+    def _whole(self, i: int) -> np.ndarray:
         n = len(self.clips[i].mouth)
         return np.stack([np.full(n, i), np.arange(n)], axis=1)
 
@@ -159,9 +161,13 @@ class Sampler:
         return np.concatenate(parts)
 
     def stream(self, length: int) -> np.ndarray:
+        """A window cut anywhere across aligned clips (only their words tell what a part of them says);
+        a whole sentence when no clip is aligned."""
+        if not self.aligned:
+            return self.sentence()
         parts, total = [], 0
         while total < length * 2:
-            part = self.sentence()
+            part = self._whole(self.aligned[int(self.rng.integers(len(self.aligned)))])  # all aligned: as sentence()
             parts.append(part)
             total += len(part)
         plan = np.concatenate(parts)
@@ -177,6 +183,8 @@ class Sampler:
             plan = plan[np.round(np.linspace(0, len(plan) - 1, n)).astype(int)]
         if o.jitter:
             keep = rng.random(len(plan)) >= o.jitter
+            if not keep.any():  # a word of two frames can lose both: a sample keeps one
+                keep[rng.integers(len(keep))] = True
             repeat = 1 + (rng.random(len(plan)) < o.jitter)
             plan = np.repeat(plan, repeat * keep, axis=0)
         return plan
@@ -207,7 +215,8 @@ class Sampler:
                 elif visible:  # cut at the window's edge: not in the text, so no character targets either
                     chars[rows[owner == w]] = UNKNOWN
         if not any(len(self.clips[c].spans) for c in np.unique(plan[:, 0])):
-            # Unaligned clips only come whole (see sub_sentence / stream use), so their text is exact.
+            # Unaligned clips only come whole (sub_sentence, splice and stream take aligned clips), so their
+            # text is exact.
             words = self.clips[int(plan[0, 0])].text.split()
         return " ".join(words), classes, chars
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.cli import at_least, summary
+from realtime.cli import at_least, stops_like_ctrl_c, summary
 from realtime.crop import CropSpec
 from training.augment import CachedClip
 
@@ -58,6 +58,7 @@ def step_ms(config_name: str, clips: list[CachedClip], crop: CropSpec, batch_siz
     return times[WARMUP_STEPS:]
 
 
+@stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.benchmark", description=summary(__doc__))
     parser.add_argument("--cache", type=Path, required=True)
@@ -79,11 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyError, OSError) as e:
         print(f"error: {args.cache} is not a lipstream cache ({e})", file=sys.stderr)
         return 2
-    for name in args.configs:
-        times = step_ms(name, clips, crop, args.batch_size, args.steps)
-        print(json.dumps({"config": name, "batch_size": args.batch_size, "steps": len(times),
-                          "median_ms": round(float(np.median(times)), 1),
-                          "p90_ms": round(float(np.percentile(times, 90)), 1)}), flush=True)
+    try:
+        for name in args.configs:
+            times = step_ms(name, clips, crop, args.batch_size, args.steps)
+            print(json.dumps({"config": name, "batch_size": args.batch_size, "steps": len(times),
+                              "median_ms": round(float(np.median(times)), 1),
+                              "p90_ms": round(float(np.percentile(times, 90)), 1)}), flush=True)
+    except KeyboardInterrupt:
+        print("interrupted: the configurations timed so far are printed above", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from realtime.capture import open_video
-from realtime.cli import at_least, non_negative, summary
+from realtime.cli import at_least, non_negative, stops_like_ctrl_c, summary
 from realtime.files import make_folder_for, write_text
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, Clip, find_clips, read_align, video_fps
@@ -112,6 +112,7 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
     return used, frames
 
 
+@stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.concat", description=summary(__doc__))
     parser.add_argument("--grid", type=Path, required=True)
@@ -122,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         used, frames = concat(args.grid, args.out, args.split, args.count, args.seconds)
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.out} is as it was", file=sys.stderr)
+        return 130
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

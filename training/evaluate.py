@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,16 +41,21 @@ class Evaluation:
                 "clips": [{"name": n, "ref": r, "hyp": h} for n, r, h in zip(self.names, self.refs, self.hyps)]}
 
 
-def clips_from_folder(folder: Path, spec: ModelSpec, workers: int) -> tuple[list[CachedClip], list[str]]:
-    """Prepare crops for every clip under a GRID folder; returns the clips and the skipped reasons."""
+def clips_from_folder(folder: Path, spec: ModelSpec, workers: int,
+                      wanted: Callable[[str], bool] = lambda key: True) -> tuple[list[CachedClip], list[str]]:
+    """Prepare crops for the clips under a GRID folder whose key is `wanted`; returns the clips and the
+    skipped reasons."""
     from training.grid import find_clips
     from training.prepare import try_prepare, worker_pool
     from realtime.tracker import TrackerOptions
 
     options = TrackerOptions(crop=spec.crop, max_faces=1)
-    jobs = [(c, options) for c in find_clips(folder)]
-    if not jobs:
+    found = find_clips(folder)
+    if not found:
         raise FileNotFoundError(f"no videos under {folder}")
+    jobs = [(c, options) for c in found if wanted(c.key)]
+    if not jobs:
+        return [], []
     with worker_pool(workers) as pool:
         results = pool.map(try_prepare, jobs)
     clips = [CachedClip(c.key, p.mouth, p.text, p.words, p.spans) for c, p, _ in results if p]
@@ -128,8 +134,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.model.is_file():
             raise FileNotFoundError(f"no model at {args.model}")
         predictor = Predictor(args.model)
-        if args.data.is_dir():
-            clips, skipped = clips_from_folder(args.data, predictor.spec, args.workers)
+        share = VAL_FRACTION if args.split == "all" else \
+            recorded_val_fraction(args.model) if args.val_fraction is None else args.val_fraction
+
+        def wanted(key: str) -> bool:
+            return args.split == "all" or is_validation(key, share) == (args.split == "val")
+
+        if args.data.is_dir():  # only the clips of the split are prepared
+            clips, skipped = clips_from_folder(args.data, predictor.spec, args.workers, wanted)
             for s in skipped:  # before any error: they may be why no clip is left
                 print(f"skipped {s}", file=sys.stderr)
         elif args.data.is_file():
@@ -140,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             clips = load_clips(args.data)
         else:
             raise FileNotFoundError(f"no GRID folder or cache at {args.data}")
-        if args.split != "all":
-            share = recorded_val_fraction(args.model) if args.val_fraction is None else args.val_fraction
-            clips = [c for c in clips if is_validation(c.key, share) == (args.split == "val")]
+        clips = [c for c in clips if wanted(c.key)]
         if not clips:
             raise ValueError("no clips to evaluate")
         result = evaluate(predictor, clips, args.decoder, args.beam_width)

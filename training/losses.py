@@ -8,6 +8,13 @@ import keras
 from keras import ops
 
 
+def fits_frames(labels, frames):
+    """Whether each label (batch, width; -1 pads) can be read in its frames: CTC needs a frame for each
+    letter and a blank between two equal letters."""
+    repeats = ops.sum(ops.cast((labels[:, 1:] == labels[:, :-1]) & (labels[:, 1:] >= 0), "int32"), axis=1)
+    return ops.sum(ops.cast(labels >= 0, "int32"), axis=1) + repeats <= frames
+
+
 @keras.saving.register_keras_serializable("lipstream")
 class CTCLoss(keras.losses.Loss):
     """CTC over characters; y_true packs [input frames, label ids..., -1 padding], and with `rivals` > 0
@@ -42,8 +49,12 @@ class CTCLoss(keras.losses.Loss):
         lengths = y_true[:, 0]
         labels = ops.reshape(y_true[:, 1:], (batch, 1 + self.rivals, -1))  # (B, label and rivals, width)
         label_lengths = ops.sum(ops.cast(labels >= 0, "int32"), axis=2)
-        loss = ops.ctc_loss(ops.maximum(labels[:, 0], 0), y_pred, label_lengths[:, 0], lengths,
-                            mask_index=self.blank)
+        # A label that retiming (speed-up, dropped frames) squeezed out of its frames has no alignment:
+        # CTC's loss there is a large number whose gradient means nothing. It is read as silence, scored 0.
+        fits = fits_frames(labels[:, 0], lengths)
+        loss = ops.ctc_loss(ops.where(fits[:, None], ops.maximum(labels[:, 0], 0), 0), y_pred,
+                            ops.where(fits, label_lengths[:, 0], 0), lengths, mask_index=self.blank)
+        loss = ops.where(fits, loss, ops.zeros_like(loss))
         if self.confidence_penalty:
             frames = ops.cast(ops.arange(ops.shape(y_pred)[1])[None, :] < lengths[:, None], y_pred.dtype)
             entropy = -ops.sum(ops.exp(y_pred) * y_pred, axis=-1)
@@ -67,9 +78,7 @@ class CTCLoss(keras.losses.Loss):
         # A reading needs a frame for each letter and a blank between repeated letters. One that has none
         # (the rivals of a sample that is not a GRID sentence) or does not fit is impossible: the kernel
         # reads a one-letter stand-in there (it needs a label that fits), scored -inf below.
-        repeats = tf.reduce_sum(tf.cast((flat[:, 1:] == flat[:, :-1]) & (flat[:, 1:] >= 0), tf.int32), axis=1)
-        letters = tf.reduce_sum(tf.cast(flat >= 0, tf.int32), axis=1)
-        possible = (letters > 0) & (letters + repeats <= frames)
+        possible = tf.reduce_any(flat >= 0, axis=1) & fits_frames(flat, frames)
         stand_in = tf.concat([tf.zeros_like(flat[:, :1]), -tf.ones_like(flat[:, 1:])], axis=1)
         shifted = tf.sparse.from_dense(tf.where(possible[:, None], flat, stand_in) + 1)  # padding: 0, left out
         sparse = tf.SparseTensor(shifted.indices, shifted.values - 1, shifted.dense_shape)

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.cli import at_least, summary
+from realtime.cli import at_least, stops_like_ctrl_c, summary
 from training.concat import Mp4Writer, append_video, select_clips
 from training.grid import video_fps
 
@@ -45,6 +45,7 @@ def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
     return len(clips)
 
 
+@stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.restyle", description=summary(__doc__))
     parser.add_argument("--grid", type=Path, required=True)
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         n = restyle_clips(args.grid, args.out, args.split, args.count)
+    except KeyboardInterrupt:
+        print(f"interrupted: the clips finished so far are under {args.out}", file=sys.stderr)
+        return 130
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -15,15 +15,15 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.cli import (at_least, fraction, fraction_below_one, non_negative, positive, stops_like_ctrl_c,
-                          summary)
+from realtime.cli import (at_least, fraction, fraction_below_one, held_interrupts, non_negative, positive,
+                          stops_like_ctrl_c, summary)
 from realtime.files import make_folder_for, write_text
 from realtime.vocab import Vocabulary
 from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION
@@ -38,7 +38,7 @@ FINETUNE_BN_MOMENTUM = 0.9
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
            "colour_swap", "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty",
-           "sequence_weight", "sequence_scale", "seed")
+           "sequence_weight", "sequence_scale", "seed", "val_fraction", "limit", "steps")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -138,6 +138,12 @@ def improves(cer: float, wer: float, state: dict) -> bool:
     return state["best_cer"] is None or (cer, wer) < (state["best_cer"], state["best_wer"])
 
 
+def stopped_early(state: dict, patience: int) -> bool:
+    """Whether `patience` epochs have passed without a better one: from the run's state, so a resumed
+    run stops as the uninterrupted one would have."""
+    return "best_epoch" in state and state["epoch"] - state["best_epoch"] >= patience
+
+
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None, to_continue: str = "run the same command with --resume") -> int:
     """`to_continue`: how the user continues an interrupted run (a calling tool resumes its own way)."""
@@ -231,9 +237,12 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
 
     crop = check_inputs(args.config, args.cache)
     if args.init and not args.resume:  # a missing or foreign model is told before the run folder is made
-        init_config = read_spec(args.init).config
-        if init_config and init_config != args.config:
-            raise ValueError(f"{args.init} is a {init_config!r} model; pass --config {init_config}")
+        init_spec = read_spec(args.init)
+        if init_spec.config and init_spec.config != args.config:
+            raise ValueError(f"{args.init} is a {init_spec.config!r} model; pass --config {init_spec.config}")
+        if init_spec.crop != crop:  # its weights would start on pixels they never saw, or not fit at all
+            raise ValueError(f"{args.init} reads other crops ({init_spec.crop}) than {args.cache} holds ({crop}): "
+                             "prepare a cache with its crop")
     fps = read_fps(args.cache)  # before the run folder is touched, as the crop
     run = args.out
     state_path = run / "state.json"
@@ -244,6 +253,10 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     state = json.loads(state_path.read_text()) if args.resume else {"epoch": 0, "best_cer": None}
     if state["epoch"] >= args.epochs:  # before anything is loaded: a finished run costs nothing to ask
         print(f"{run} already trained {state['epoch']} epochs", file=sys.stderr)
+        return 0
+    if stopped_early(state, args.patience):
+        print(f"{run} stopped early after epoch {state['epoch']}: no better validation reading since epoch "
+              f"{state['best_epoch']}; a larger --patience goes on", file=sys.stderr)
         return 0
     make_folder_for(state_path)
     recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
@@ -327,24 +340,28 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            with averaged_weights(self.model):
-                logp = predict_clips(lambda x: np.asarray(runtime_model.predict_on_batch(x)), val_clips)
-                hyps = [greedy(lp, vocabulary).text for lp in logp]
-                cer, wer = error_rates([c.text for c in val_clips], hyps)
-                if improves(cer, wer, state):
-                    state.update(best_cer=cer, best_wer=wer, best_epoch=epoch + 1)
-                    save(runtime_model, run / "best.keras", replace(base_spec, val_cer=cer, val_wer=wer))
-            logs.update(val_cer=cer, val_wer=wer, epoch_seconds=time.perf_counter() - self.started)
-            save(self.model, run / "last.keras", base_spec)
-            state["epoch"] = epoch + 1
-            write_text(state_path, json.dumps(state, indent=1))
+            with ExitStack() as checkpoint:
+                with averaged_weights(self.model):
+                    logp = predict_clips(lambda x: np.asarray(runtime_model.predict_on_batch(x)), val_clips)
+                    hyps = [greedy(lp, vocabulary).text for lp in logp]
+                    cer, wer = error_rates([c.text for c in val_clips], hyps)
+                    checkpoint.enter_context(held_interrupts())  # best, last and state: all three, or none
+                    if improves(cer, wer, state):
+                        state.update(best_cer=cer, best_wer=wer, best_epoch=epoch + 1)
+                        save(runtime_model, run / "best.keras", replace(base_spec, val_cer=cer, val_wer=wer))
+                logs.update(val_cer=cer, val_wer=wer, epoch_seconds=time.perf_counter() - self.started)
+                save(self.model, run / "last.keras", base_spec)
+                state["epoch"] = epoch + 1
+                write_text(state_path, json.dumps(state, indent=1))
             print(f"\nepoch {epoch + 1}: val CER {cer:.4f} WER {wer:.4f} (best {state['best_cer']:.4f});"
                   f" e.g. {hyps[0]!r} for {val_clips[0].text!r}", file=sys.stderr)
+            if stopped_early(state, args.patience):
+                print(f"stopping early: no better validation reading in {args.patience} epochs", file=sys.stderr)
+                self.model.stop_training = True
 
     callbacks = [
         Validate(),
         keras.callbacks.LearningRateScheduler(lambda e: learning_rate(e, args.lr, args.epochs)),
-        keras.callbacks.EarlyStopping(monitor="val_cer", patience=args.patience, mode="min"),
         keras.callbacks.CSVLogger(str(run / "log.csv"), append=args.resume),
         keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0),
     ]
