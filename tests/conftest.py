@@ -33,6 +33,24 @@ def grid_s1() -> Path:
     return GRID_S1
 
 
+def maps(pid: int, library: str) -> bool:
+    """Whether process `pid` has loaded a shared library whose path holds `library` (how far it got)."""
+    try:
+        return library in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:  # gone, or not started yet
+        return False
+
+
+def ignores_sigint(pid: int) -> bool:
+    """Whether process `pid` ignores SIGINT now (its status' SigIgn mask)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
+    return bool(mask >> (signal.SIGINT - 1) & 1)
+
+
 def link_clip(grid_s1: Path, name: str, speaker_dir: Path) -> None:
     """Make clip `name` appear in `speaker_dir` (shared layout) without copying the data."""
     (speaker_dir / "video").mkdir(parents=True, exist_ok=True)

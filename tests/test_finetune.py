@@ -44,16 +44,23 @@ def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, t
         state = run / "state.json"
         return json.loads(state.read_text())["epoch"] if state.exists() else 0
 
+    returned = threading.Event()
+
     def ctrl_c_after_the_first_epoch() -> None:
         deadline = time.monotonic() + 600
-        while epochs_done() < 1 and time.monotonic() < deadline:
+        while epochs_done() < 1 and time.monotonic() < deadline and not returned.is_set():
             time.sleep(0.05)
-        os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, in the second epoch
+        if not returned.is_set():  # not after a run that ended some other way: the signal would hit the next test
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, in the second epoch
 
     interrupter = threading.Thread(target=ctrl_c_after_the_first_epoch, daemon=True)
     interrupter.start()
-    assert finetune_main(command) == 130
-    interrupter.join()
+    try:
+        code = finetune_main(command)
+    finally:
+        returned.set()
+        interrupter.join()
+    assert code == 130
     err = capsys.readouterr().err
     assert f"interrupted: {run} keeps every finished epoch; run the same command again to continue" in err
     assert "Traceback" not in err and epochs_done() == 1 and not (run / "finetune.json").exists()
@@ -99,6 +106,9 @@ def test_a_run_folder_is_continued_only_by_the_command_that_made_it(grid_subset,
                    "continue it, or choose another --out"
     assert "--epochs, --steps" in refusal(capsys, "--base", base, "--data", str(mine), "--out", str(run),
                                           "--epochs", "3", "--steps", "5")
+    grid_subset(CLIPS[2:3])  # a clip recorded into the same folder since: it would join the training mid-run
+    assert "(the clips in --data differ)" in refusal(
+        capsys, "--base", base, "--data", str(mine), "--out", str(run))
     assert sorted(p.name for p in run.iterdir()) == ["request.json"]  # nothing prepared
 
     training_run = tmp_path / "tiny"

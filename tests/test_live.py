@@ -23,6 +23,7 @@ from realtime.decode import greedy
 from realtime.captions import TimedWord
 from realtime.live import READING_RATE, SHORTEST_CUE, WORDS_PER_CUE, LiveOptions, LivePipeline, cues
 from realtime.tracker import MouthTracker, TrackerOptions
+from tests.conftest import maps
 from tests.test_tracker import at_x, read_frames
 from training.concat import concat
 from training.grid import read_align
@@ -344,7 +345,9 @@ def test_a_face_that_slides_out_and_back_reads_as_if_it_had_stayed(model: OnnxMo
     slid = [at(f, home) for f in a] + leaving + gone + coming + [at(f, home) for f in b]
     stayed = [at(f, home) for f in a] + [gone[0]] * (len(leaving) + len(gone) + len(coming)) + \
         [at(f, home) for f in b]
-    assert read_through(model, slid) == read_through(model, stayed)
+    text = read_through(model, stayed)
+    assert len(text.split()) >= 10  # both six-word sentences are read
+    assert read_through(model, slid) == text
 
 
 def test_truncated_video_keeps_the_transcript_and_fails(tmp_path: Path) -> None:
@@ -403,13 +406,22 @@ def test_ctrl_c_while_the_model_loads_stops_cleanly(tmp_path: Path, monkeypatch:
 
 
 def test_ctrl_c_soon_after_launch_stops_cleanly() -> None:
-    """The same in a real process, 0.3 s after launch: while modules load, on this machine."""
+    """The same in a real process, while its modules load: as soon as it has loaded NumPy (run_live
+    imports it only once its own handler is in place), before MediaPipe and ONNX Runtime."""
     process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])),
                                 "--headless", "--jsonl", "-"], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    try:
+        deadline = time.monotonic() + 60
+        while not maps(process.pid, "_multiarray_umath"):
+            assert time.monotonic() < deadline and process.poll() is None, "NumPy never loaded"
+            time.sleep(0.005)
+        loading = not maps(process.pid, "onnxruntime_pybind11_state")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert loading  # the signal came while modules loaded
     assert process.returncode == run_live.EXIT_INTERRUPTED, err
     assert all(line.startswith("lipstream: ") and "error" not in line for line in err.splitlines()), err
     assert json.loads(out.splitlines()[-1])["final"] is True

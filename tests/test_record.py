@@ -467,10 +467,14 @@ def test_a_stop_request_ends_a_session_as_ctrl_c_does(grid_s1: Path, tmp_path: P
     not a silent death; and the handler the caller had is back afterwards."""
     clip = str(grid_s1 / "video" / f"{CLIP}.mp4")
     before = signal.getsignal(signal.SIGTERM)
-    threading.Timer(1.0, signal.raise_signal, (signal.SIGTERM,)).start()
-    with contextlib.redirect_stdout(io.StringIO()):
-        code = record_module.main(["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "2", "--headless",
-                                   "--source", clip, "--audio-file", clip])
+    stop = threading.Timer(1.0, signal.raise_signal, (signal.SIGTERM,))
+    stop.start()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = record_module.main(["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "2",
+                                       "--headless", "--source", clip, "--audio-file", clip])
+    finally:
+        stop.cancel()  # a session that ended before it must not take the signal to whatever runs next
     assert code == 130 and signal.getsignal(signal.SIGTERM) == before
     assert capsys.readouterr().err.splitlines()[-1] == \
         f"lipstream: interrupted: the complete clips are kept in {tmp_path / 'grid' / 's1'}"

@@ -345,6 +345,22 @@ def test_sampler_labels_follow_the_frames(small_cache: Path, kind: str):
             assert len(words) == len(GRID_GRAMMAR) and SLOT[words[0]] == 0, s.text
 
 
+def test_a_clip_reads_the_same_whatever_clips_share_its_batch(small_cache: Path):
+    """Validation and evaluation batch clips of several lengths (a person's recordings): each reads as
+    it reads alone, not as padded to the longest clip beside it."""
+    from realtime.backend import BUNDLED_MODEL, OnnxModel
+    from training.dataset import predict_clips
+
+    model = OnnxModel(BUNDLED_MODEL, "cpu")
+    whole = load_clips(small_cache)[:3]
+    clips = [replace(whole[0], mouth=whole[0].mouth[:40]), whole[1], replace(whole[2], mouth=whole[2].mouth[:60]),
+             whole[2]]
+    together = predict_clips(model.batch_logp, clips)
+    for clip, logp in zip(clips, together):
+        assert logp.shape == (len(clip.mouth), model.spec.vocabulary.size)
+        np.testing.assert_allclose(logp, predict_clips(model.batch_logp, [clip])[0], atol=1e-4)
+
+
 def test_frame_jitter_never_deletes_a_whole_sample(small_cache: Path):
     """Every frame dropped (as a word of two frames can lose both) would be a sample of no frames."""
     sampler = Sampler(load_clips(small_cache), replace(AugmentOptions(), jitter=1.0, speed_p=0.0), seed=0)

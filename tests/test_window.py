@@ -6,6 +6,7 @@ import ctypes
 import ctypes.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -57,6 +58,16 @@ def test_render_draws_captions_inset_and_contour() -> None:
     assert len(xs) > 50
     assert box[:, 0].min() - 2 <= xs.min() and xs.max() <= box[:, 0].max() + 2
     assert box[:, 1].min() - 2 <= ys.min() and ys.max() <= box[:, 1].max() + 2
+
+
+def test_cleared_words_leave_the_screen_and_the_tentative_ones_stay() -> None:
+    """The c key: the committed words read so far are hidden; words read after them, and the tentative
+    ones, show."""
+    step = step_on_real_frame("bin blue", "at")
+    band = {hidden: render(step, "", hidden=hidden)[-84:] for hidden in (0, 1, 2)}
+    white = {hidden: int((image == WHITE).all(axis=-1).sum()) for hidden, image in band.items()}
+    assert white[0] > white[1] > white[2] == 0  # "bin blue", "blue", nothing
+    assert all((image == GREY).all(axis=-1).sum() > 50 for image in band.values())  # "at" stays
 
 
 def test_captions_roll_to_the_last_two_lines() -> None:
@@ -263,7 +274,7 @@ def test_closing_the_record_window_stops_the_session_and_keeps_its_clips(x_displ
         found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream record$"], capture_output=True,
                                text=True, env=x_display, timeout=120)
         deadline = time.monotonic() + 60
-        while "saved" not in log.read_text():
+        while not re.search(r"^lipstream: saved ", log.read_text(), re.MULTILINE):  # not "not saved: …"
             assert time.monotonic() < deadline and run.poll() is None, log.read_text()[-2000:]
             time.sleep(0.1)
         close(found.stdout.split()[0], x_display)

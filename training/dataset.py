@@ -81,15 +81,19 @@ def split(clips: list[CachedClip], fraction: float) -> tuple[list[CachedClip], l
 
 def predict_clips(predict: Callable[[np.ndarray], np.ndarray], clips: list[CachedClip],
                   batch_size: int = 16) -> list[np.ndarray]:
-    """Per-clip outputs (T, classes) of `predict` (a normalised, padded batch -> (B, T, classes))."""
-    out = []
-    for i in range(0, len(clips), batch_size):
-        chunk = clips[i:i + batch_size]
-        x = np.zeros((len(chunk), max(len(c.mouth) for c in chunk), *chunk[0].mouth.shape[1:]), np.float32)
-        for j, c in enumerate(chunk):
-            x[j, :len(c.mouth)] = normalise(c.mouth)
-        y = predict(x)
-        out.extend(y[j, :len(c.mouth)] for j, c in enumerate(chunk))
+    """Per-clip outputs (T, classes) of `predict` (a normalised batch -> (B, T, classes)). Clips are
+    batched with clips of their own length: padding would reach the backward GRU before the clip's own
+    frames, and a clip's reading would depend on the clips batched with it."""
+    out: list[np.ndarray] = [np.empty(0)] * len(clips)
+    by_length: dict[int, list[int]] = {}
+    for i, clip in enumerate(clips):
+        by_length.setdefault(len(clip.mouth), []).append(i)
+    for indices in by_length.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start:start + batch_size]
+            y = predict(np.stack([normalise(clips[i].mouth) for i in chunk]))
+            for j, i in enumerate(chunk):
+                out[i] = y[j]
     return out
 
 

@@ -26,9 +26,13 @@ from realtime.files import make_folder_for, write_text
 def request_of(args: argparse.Namespace) -> dict:
     """What a fine-tune is of: its base (by content), its recordings and its settings. A run folder
     holds one request; the same command continues it, any other is refused."""
+    from training.grid import find_clips
+
+    clips = hashlib.sha256("\n".join(sorted(c.key for c in find_clips(args.data))).encode()).hexdigest()
     return {"base": str(args.base.resolve()), "base_sha256": hashlib.sha256(args.base.read_bytes()).hexdigest(),
-            "data": str(args.data.resolve()), "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-            "steps": args.steps, "freeze_front_end": args.freeze_front_end, "val_fraction": args.val_fraction}
+            "data": str(args.data.resolve()), "clips": clips, "epochs": args.epochs, "lr": args.lr,
+            "batch_size": args.batch_size, "steps": args.steps, "freeze_front_end": args.freeze_front_end,
+            "val_fraction": args.val_fraction}
 
 
 def claim(out: Path, request: dict) -> None:
@@ -39,7 +43,9 @@ def claim(out: Path, request: dict) -> None:
     if recorded.exists():
         earlier = json.loads(recorded.read_text())
         differs = [f"--{key.replace('_', '-')}" for key in request
-                   if key != "base_sha256" and earlier.get(key) != request[key]]
+                   if key not in ("base_sha256", "clips") and earlier.get(key) != request[key]]
+        if earlier.get("clips") != request["clips"] and "--data" not in differs:
+            differs.append("the clips in --data")  # recorded or removed since
         if earlier.get("base_sha256") != request["base_sha256"] and "--base" not in differs:
             differs.append("--base (its weights changed)")
         if differs:
