@@ -230,32 +230,40 @@ def close(window: str, env: dict[str, str]) -> None:
 
 def test_the_view_shrinks_to_a_quarter_and_the_close_button_ends_the_run(x_display: dict[str, str],
                                                                         tmp_path: Path) -> None:
-    """- five times takes the view from 2x to 1/4x, smaller than the inset; closing the window then
-    ends the run as q does (OpenCV's next imshow would open it again), with the transcript printed."""
+    """Once a word is read, - five times takes the view from 2x to 1/4x, smaller than the inset; closing
+    the window then ends the run as q does (OpenCV's next imshow would open it again), with the
+    transcript written out."""
     video = tmp_path / "looped.mp4"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", "99", "-i", str(CLIP), "-c", "copy",
                     str(video)], check=True)  # 300 s
-    log = tmp_path / "stderr.txt"
+    log, captions = tmp_path / "stderr.txt", tmp_path / "captions.jsonl"
     with open(log, "w") as err:
-        run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video)],
-                               stdout=subprocess.PIPE, stderr=err, text=True, env=x_display, cwd=tmp_path)
+        run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--jsonl",
+                                str(captions)], stdout=subprocess.DEVNULL, stderr=err, env=x_display, cwd=tmp_path)
+
+    def wait_for(condition, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline and run.poll() is None, f"no {what}: {log.read_text()[-2000:]}"
+            time.sleep(0.1)
+
     try:
         found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream$"], capture_output=True,
                                text=True, env=x_display, timeout=120)
         window = found.stdout.split()[0]
+        wait_for(lambda: captions.exists() and '"committed": "' in captions.read_text().replace('"committed": ""', ""),
+                 "committed word")
         subprocess.run(["xdotool", "windowfocus", "--sync", window], env=x_display, check=True, timeout=30)
         for scale in ("1.5", "1", "0.75", "0.5", "0.25"):
             subprocess.run(["xdotool", "key", "minus"], env=x_display, check=True, timeout=30)
-            deadline = time.monotonic() + 60
-            while f"view at {scale}x" not in log.read_text():
-                assert time.monotonic() < deadline and run.poll() is None, log.read_text()[-2000:]
-                time.sleep(0.1)
+            wait_for(lambda: f"view at {scale}x" in log.read_text(), f"view at {scale}x")
         close(window, x_display)
-        out, _ = run.communicate(timeout=60)
+        run.wait(timeout=60)
     finally:
         run.kill()
     assert run.returncode == 0, log.read_text()
-    assert out.strip(), "the transcript is printed when the window closes"
+    final = json.loads(captions.read_text().splitlines()[-1])
+    assert final["final"] and final["text"], "the transcript is written out when the window closes"
 
 
 def test_closing_the_record_window_stops_the_session_and_keeps_its_clips(x_display: dict[str, str],
