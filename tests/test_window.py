@@ -11,8 +11,9 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -143,38 +144,67 @@ def test_window_opens_on_a_real_x_display(x_display: dict[str, str], tmp_path: P
     assert result.stdout.strip(), "the window run prints the final transcript"
 
 
+def looped(tmp_path: Path, times: int) -> Path:
+    """The clip played `times` times over, as one video."""
+    video = tmp_path / "looped.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", str(times - 1), "-i", str(CLIP),
+                    "-c", "copy", str(video)], check=True)
+    return video
+
+
+@dataclass(frozen=True)
+class WindowRun:
+    """A real run_live window on the X display: its process, stderr log, JSON lines and X window id."""
+
+    process: subprocess.Popen
+    log: Path
+    captions: Path
+    window: str
+
+    def wait_for(self, condition: Callable[[], object], what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert time.monotonic() < deadline and self.process.poll() is None, \
+                f"no {what}: {self.log.read_text()[-2000:]}"
+            time.sleep(0.1)
+
+    def committed(self) -> str:
+        lines = [json.loads(line) for line in self.captions.read_text().splitlines() if line.strip()] \
+            if self.captions.exists() else []
+        return next((line["committed"] for line in reversed(lines) if "committed" in line), "")
+
+
+@contextmanager
+def window_run(x_display: dict[str, str], tmp_path: Path) -> Iterator[WindowRun]:
+    """run_live in a window on the GRID clip played 100 times at its fps (300 s: it ends only when told),
+    once its first words are committed; killed afterwards whatever happened."""
+    video, log, captions = looped(tmp_path, 100), tmp_path / "stderr.txt", tmp_path / "captions.jsonl"
+    with open(log, "w") as err:
+        process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--jsonl",
+                                    str(captions)], stdout=subprocess.DEVNULL, stderr=err, env=x_display,
+                                   cwd=tmp_path)
+    try:
+        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream$"], capture_output=True,
+                               text=True, env=x_display, timeout=120)
+        run = WindowRun(process, log, captions, found.stdout.split()[0])
+        run.wait_for(run.committed, "committed caption")  # the first sentence, read and committed
+        subprocess.run(["xdotool", "windowfocus", "--sync", run.window], env=x_display, check=True, timeout=30)
+        yield run
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], tmp_path: Path) -> None:
     """Keys typed into the real window (xdotool) on a real clip played 100 times at its fps: c clears
     the screen but keeps the words; + makes the window (the frame and its captions) larger; space
     pauses, and the paused window still answers s (save) and q (quit), so the saved transcript is the
     final one, and only q can end the run in time."""
-    video = tmp_path / "looped.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", "99", "-i", str(CLIP), "-c", "copy",
-                    str(video)], check=True)  # 300 s
-    captions, log = tmp_path / "captions.jsonl", tmp_path / "stderr.txt"
-    with open(log, "w") as err:
-        run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--jsonl",
-                                str(captions)], stdout=subprocess.DEVNULL, stderr=err, env=x_display, cwd=tmp_path)
-    try:
-        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream$"], capture_output=True,
-                               text=True, env=x_display, timeout=120)
-        window = found.stdout.split()[0]
+    with window_run(x_display, tmp_path) as run:
+        before = run.committed()
 
-        def committed() -> str:
-            lines = [json.loads(line) for line in captions.read_text().splitlines() if line.strip()]
-            return next((line["committed"] for line in reversed(lines) if "committed" in line), "")
-
-        def wait_for(condition, what: str) -> None:
-            deadline = time.monotonic() + 60
-            while not condition():
-                assert time.monotonic() < deadline and run.poll() is None, f"no {what}: {log.read_text()[-2000:]}"
-                time.sleep(0.1)
-
-        wait_for(committed, "committed caption")  # the first sentence, read and committed
-        before = committed()
-        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=x_display, check=True, timeout=30)
         def size() -> str:
-            geometry = subprocess.run(["xdotool", "getwindowgeometry", window], capture_output=True, text=True,
+            geometry = subprocess.run(["xdotool", "getwindowgeometry", run.window], capture_output=True, text=True,
                                       env=x_display, timeout=30).stdout
             return geometry.split("Geometry: ")[1].split()[0]
 
@@ -182,17 +212,15 @@ def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], t
         for key, effect in (("c", "screen cleared"), ("plus", "view at 2.5x"), ("space", "paused"), ("s", "saved")):
             # One key per wait: OpenCV's Qt window keeps only the last key pressed between two frames.
             subprocess.run(["xdotool", "key", key], env=x_display, check=True, timeout=30)
-            wait_for(lambda: effect in log.read_text(), f"{effect!r} after {key}")
-        wait_for(lambda: size() == "900x720", "larger window after +")
+            run.wait_for(lambda: effect in run.log.read_text(), f"{effect!r} after {key}")
+        run.wait_for(lambda: size() == "900x720", "larger window after +")
         subprocess.run(["xdotool", "key", "q"], env=x_display, check=True, timeout=30)
-        run.wait(timeout=60)
-    finally:
-        run.kill()
-    err = log.read_text()
-    assert run.returncode == 0, err
+        run.process.wait(timeout=60)
+    err = run.log.read_text()
+    assert run.process.returncode == 0, err
     saved = list(tmp_path.glob("lipstream-transcript-*.txt"))
     assert len(saved) == 1 and f"saved {saved[0].name}" in err
-    final = json.loads(captions.read_text().splitlines()[-1])
+    final = json.loads(run.captions.read_text().splitlines()[-1])
     assert final["final"] and before and final["text"].startswith(before)  # c lost no word
     assert saved[0].read_text() == final["text"] + "\n"  # nothing was read after the pause
 
@@ -233,36 +261,14 @@ def test_the_view_shrinks_to_a_quarter_and_the_close_button_ends_the_run(x_displ
     """Once a word is read, - five times takes the view from 2x to 1/4x, smaller than the inset; closing
     the window then ends the run as q does (OpenCV's next imshow would open it again), with the
     transcript written out."""
-    video = tmp_path / "looped.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", "99", "-i", str(CLIP), "-c", "copy",
-                    str(video)], check=True)  # 300 s
-    log, captions = tmp_path / "stderr.txt", tmp_path / "captions.jsonl"
-    with open(log, "w") as err:
-        run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--jsonl",
-                                str(captions)], stdout=subprocess.DEVNULL, stderr=err, env=x_display, cwd=tmp_path)
-
-    def wait_for(condition, what: str) -> None:
-        deadline = time.monotonic() + 60
-        while not condition():
-            assert time.monotonic() < deadline and run.poll() is None, f"no {what}: {log.read_text()[-2000:]}"
-            time.sleep(0.1)
-
-    try:
-        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream$"], capture_output=True,
-                               text=True, env=x_display, timeout=120)
-        window = found.stdout.split()[0]
-        wait_for(lambda: captions.exists() and '"committed": "' in captions.read_text().replace('"committed": ""', ""),
-                 "committed word")
-        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=x_display, check=True, timeout=30)
+    with window_run(x_display, tmp_path) as run:
         for scale in ("1.5", "1", "0.75", "0.5", "0.25"):
             subprocess.run(["xdotool", "key", "minus"], env=x_display, check=True, timeout=30)
-            wait_for(lambda: f"view at {scale}x" in log.read_text(), f"view at {scale}x")
-        close(window, x_display)
-        run.wait(timeout=60)
-    finally:
-        run.kill()
-    assert run.returncode == 0, log.read_text()
-    final = json.loads(captions.read_text().splitlines()[-1])
+            run.wait_for(lambda: f"view at {scale}x" in run.log.read_text(), f"view at {scale}x")
+        close(run.window, x_display)
+        run.process.wait(timeout=60)
+    assert run.process.returncode == 0, run.log.read_text()
+    final = json.loads(run.captions.read_text().splitlines()[-1])
     assert final["final"] and final["text"], "the transcript is written out when the window closes"
 
 
@@ -270,9 +276,7 @@ def test_closing_the_record_window_stops_the_session_and_keeps_its_clips(x_displ
                                                                          tmp_path: Path) -> None:
     """realtime.record's prompt window (a GRID clip standing in for camera and microphone): its close
     button stops the session as Ctrl-C does, after the first clip was saved."""
-    video = tmp_path / "looped.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", "9", "-i", str(CLIP), "-c", "copy",
-                    str(video)], check=True)  # 30 s
+    video = looped(tmp_path, 10)  # 30 s
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
         run = subprocess.Popen([sys.executable, "-m", "realtime.record", "--out", str(tmp_path / "grid"), "--count",
