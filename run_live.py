@@ -138,10 +138,10 @@ def _run(args: argparse.Namespace) -> int:
         log(f"error: {problem}")
         return EXIT_USAGE
     if not args.headless:
-        from realtime.window import has_display
+        from realtime.window import display_problem
 
-        if not has_display():
-            log("error: no display to open a window on; use --headless with --jsonl -")
+        if problem := display_problem():
+            log(f"error: {problem}; use --headless with --jsonl -")
             return EXIT_USAGE
     options = LiveOptions(window=args.window, hop=args.hop,
                           policy=PolicyOptions(args.policy, args.decoder, args.beam_width,

@@ -52,7 +52,7 @@ from realtime.files import folder_problem, write_text
 from realtime.live import log
 from realtime.tracker import MouthTracker, TrackResult
 from realtime.vocab import GRID_GRAMMAR
-from realtime.window import Window, has_display
+from realtime.window import Window, display_problem
 from training.grid import ALIGN_UNITS_PER_FRAME, GRID_FPS, code_from_sentence, sentence_from_code
 
 WINDOW = "lipstream record"
@@ -362,8 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     options = RecordOptions(out=args.out, speaker=args.speaker, count=args.count, source=args.source,
                             audio_file=args.audio_file, silent=args.silent, headless=args.headless, seed=args.seed)
-    if not args.headless and not has_display():
-        log("error: no display to show the prompts on; use --headless")
+    if not args.headless and (problem := display_problem()):
+        log(f"error: {problem}; use --headless to have the prompts printed")
         return 2
     try:
         problem = folder_problem(options.out / options.speaker)  # said before recording, not after

@@ -3,6 +3,8 @@ rolling captions (committed in white, tentative in grey) and a HUD."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import sys
 
@@ -96,10 +98,27 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
     return image
 
 
-def has_display() -> bool:
-    """Whether a window can be opened: on Linux, OpenCV's Qt aborts the whole process, with no
-    exception to catch, when there is no display."""
-    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+def display_problem() -> str | None:
+    """Why no window can be opened here, or None. On Linux OpenCV's Qt (an X client) aborts the whole
+    process, with no exception to catch, when it cannot reach an X server: none named, or a DISPLAY
+    left from a session that has ended. So the server is asked first."""
+    if not sys.platform.startswith("linux"):
+        return None
+    name = os.environ.get("DISPLAY")
+    if not name:
+        return "no display to open a window on"
+    library = ctypes.util.find_library("X11")  # Qt's X plugin loads it too
+    if library is None:
+        return "no X library (libX11) to open a window with"
+    x11 = ctypes.CDLL(library)
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    display = x11.XOpenDisplay(name.encode())
+    if not display:
+        return f"cannot reach the display {name} to open a window on"
+    x11.XCloseDisplay(display)
+    return None
 
 
 class Window:
