@@ -149,10 +149,9 @@ def main(argv: list[str] | None = None) -> int:
             if crop != predictor.spec.crop:  # same size or not, other pixels: the figures would mean nothing
                 raise ValueError(f"{args.data} was cut with another crop than the model reads ({crop} against "
                                  f"{predictor.spec.crop}); evaluate on the GRID folder or a cache of its crop")
-            clips = load_clips(args.data)
+            clips = [c for c in load_clips(args.data) if wanted(c.key)]
         else:
             raise FileNotFoundError(f"no GRID folder or cache at {args.data}")
-        clips = [c for c in clips if wanted(c.key)]
         if not clips:
             raise ValueError("no clips to evaluate")
         result = evaluate(predictor, clips, args.decoder, args.beam_width)
