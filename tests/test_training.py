@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -22,11 +23,12 @@ from realtime.spec import ModelSpec
 from realtime.vocab import GRID_GRAMMAR, Vocabulary
 from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.benchmark import main as benchmark_main
-from training.dataset import SampleMix, batches, load_clips, read_crop_spec
+from training.dataset import SampleMix, batches, load_clips, read_crop_spec, tf_dataset
 from training.grid import WORD_CLASSES
 from training.model import CONFIGS, build, load
 from training.recipe import main as recipe_main
 from training.speech import DIMS
+from training import model as model_module
 from training.train import averaged_weights, compile_model, improves, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,6 +133,51 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
             main(quick_run(small_cache, tmp_path / "refused", flag, value))
         assert refused.value.code == 2 and f"{flag}: {says}" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
+
+
+def test_ctrl_c_while_a_checkpoint_is_written_keeps_the_epoch_s_log_row(small_cache: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch):
+    """The interrupt waits for the checkpoint, and the epoch it records is in log.csv too, so the resumed
+    run's log has every epoch once."""
+    run, save = tmp_path / "run", model_module.save
+
+    def save_pressing_ctrl_c(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # lands while best.keras, last.keras and state.json are written
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(model_module, "save", save_pressing_ctrl_c)
+    assert main(quick_run(small_cache, run, "--epochs", "3", "--steps", "1")) == 130
+    monkeypatch.setattr(model_module, "save", save)
+    assert json.loads((run / "state.json").read_text())["epoch"] == 1
+    assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "1", "--resume")) == 0
+    with open(run / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert all(float(row["learning_rate"]) > 0 and 0 <= float(row["val_cer"]) for row in rows)
+
+
+def test_ctrl_c_during_training_is_one_line(small_cache: Path, tmp_path: Path):
+    """No TensorFlow warning after it: the input pipeline is freed before Python shuts down. The key is
+    pressed as the pipeline draws its 120th sample (of 80 an epoch), so mid-way through epoch 2."""
+    run = tmp_path / "run"
+    argv = quick_run(small_cache, run, "--epochs", "50", "--steps", "20")
+    code = f"""if True:
+        import signal, sys
+        from training import augment, train
+        draw, drawn = augment.Sampler.draw, []
+        def pressing_ctrl_c(self, *args, **kwargs):
+            drawn.append(1)
+            if len(drawn) == 120:
+                signal.raise_signal(signal.SIGINT)
+            return draw(self, *args, **kwargs)
+        augment.Sampler.draw = pressing_ctrl_c
+        sys.exit(train.main({argv!r}))"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 130
+    assert json.loads((run / "state.json").read_text())["epoch"] == 1
+    after = result.stderr[result.stderr.index("epoch 1:"):].splitlines()[1:]
+    assert [line for line in after if line.strip()] == [
+        f"interrupted: {run} keeps every finished epoch; run the same command with --resume to continue"]
 
 
 def test_a_grey_cache_trains_a_grey_model(grid_subset, tmp_path: Path):
@@ -359,6 +406,29 @@ def test_a_clip_reads_the_same_whatever_clips_share_its_batch(small_cache: Path)
     for clip, logp in zip(clips, together):
         assert logp.shape == (len(clip.mouth), model.spec.vocabulary.size)
         np.testing.assert_allclose(logp, predict_clips(model.batch_logp, [clip])[0], atol=1e-4)
+
+
+def test_the_pipeline_draws_each_epoch_with_that_epoch_s_mix(small_cache: Path):
+    """A one-epoch curriculum ends after one epoch, though prefetching draws ahead of Keras's epochs,
+    and a resumed run draws from its own epoch on."""
+    vocabulary, crop, clips = Vocabulary(), read_crop_spec(small_cache), load_clips(small_cache)
+    mix, steps = SampleMix(curriculum_epochs=1), 4
+
+    def expected(epochs: list[int]) -> list[np.ndarray]:
+        sampler = Sampler(clips, seed=6, vocabulary=vocabulary)
+        return [x for epoch in epochs for x, _ in batches(sampler, 2, steps, epoch, mix, vocabulary)]
+
+    def drawn(first_epoch: int) -> list[np.ndarray]:
+        data = tf_dataset(Sampler(clips, seed=6, vocabulary=vocabulary), 2, steps, first_epoch, mix, vocabulary,
+                          (crop.height, crop.width, crop.channels))
+        return [x.numpy() for x, _ in data.take(2 * steps)]
+
+    assert any(a.shape != b.shape or not np.array_equal(a, b)  # one epoch late would show
+               for a, b in zip(expected([0, 0]), expected([0, 1])))
+    for first_epoch in (0, 3):
+        want, got = expected([first_epoch, first_epoch + 1]), drawn(first_epoch)
+        assert [a.shape for a in got] == [a.shape for a in want]
+        assert all(np.array_equal(a, b) for a, b in zip(got, want))
 
 
 def test_frame_jitter_never_deletes_a_whole_sample(small_cache: Path):

@@ -43,7 +43,7 @@ def step_ms(config_name: str, clips: list[CachedClip], crop: CropSpec, batch_siz
     compile_model(model, vocabulary, lr=2e-3, aux_weight=0.5, char_weight=0.5)  # weights: no effect on time
     total = WARMUP_STEPS + steps
     sampler = Sampler(clips, AugmentOptions(char_target="silence"), seed=seed, vocabulary=vocabulary)
-    data = tf_dataset(sampler, batch_size, total, lambda: 0, SampleMix(), vocabulary,
+    data = tf_dataset(sampler, batch_size, total, 0, SampleMix(), vocabulary,
                       (crop.height, crop.width, crop.channels))
     times: list[float] = []
 

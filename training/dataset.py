@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +31,13 @@ def read_crop_spec(cache: Path) -> CropSpec:
         if "crop" not in f.attrs:
             raise ValueError(f"{cache} is not a lipstream cache (no crop settings)")
         return CropSpec(**json.loads(f.attrs["crop"]))
+
+
+def check_crop(cache: Path, crop: CropSpec, model: object, hint: str) -> None:
+    """Refuse a cache cut with another crop than `model` reads: its pixels would mean nothing to it."""
+    cached = read_crop_spec(cache)
+    if cached != crop:
+        raise ValueError(f"{cache} was cut with another crop than {model} reads ({cached} against {crop}): {hint}")
 
 
 def read_fps(cache: Path) -> float:
@@ -166,15 +174,16 @@ def batches(sampler: Sampler, batch_size: int, steps: int, epoch: int, mix: Samp
         yield pad_batch(samples, vocabulary, with_rivals)
 
 
-def tf_dataset(sampler: Sampler, batch_size: int, steps: int, epoch_of: Callable[[], int], mix: SampleMix,
+def tf_dataset(sampler: Sampler, batch_size: int, steps: int, first_epoch: int, mix: SampleMix,
                vocabulary: Vocabulary, frame_shape: tuple[int, int, int], with_rivals: bool = False) -> tf.data.Dataset:
-    """A repeating tf.data pipeline over `batches`, prefetched so augmentation overlaps training.
-    `epoch_of()` gives the current epoch (for the curriculum)."""
+    """A repeating tf.data pipeline over `batches`, prefetched so augmentation overlaps training: `steps`
+    batches an epoch from `first_epoch` on. The pipeline counts the epochs itself (for the curriculum),
+    because prefetching draws an epoch's first batches before Keras says it has begun."""
     import tensorflow as tf
 
     def generate():
-        while True:
-            yield from batches(sampler, batch_size, steps, epoch_of(), mix, vocabulary, with_rivals)
+        for epoch in itertools.count(first_epoch):
+            yield from batches(sampler, batch_size, steps, epoch, mix, vocabulary, with_rivals)
 
     targets = {k: tf.TensorSpec((None, None), tf.int32) for k in ("ctc", "words", "chars")}
     if sampler.speech_dims:

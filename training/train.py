@@ -10,6 +10,8 @@ with its spec; with --ema, the moving average of the weights), a CSV log and Ten
 from __future__ import annotations
 
 import argparse
+import csv
+import gc
 import json
 import math
 import sys
@@ -215,6 +217,8 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     except KeyboardInterrupt:
         print(f"interrupted: {args.out} keeps every finished epoch; {to_continue} to continue", file=sys.stderr)
         return 130
+    finally:  # the input pipeline's generator, freed while Python runs: TensorFlow warns when it is freed at exit
+        gc.collect()
 
 
 def check_inputs(config: str, cache: Path) -> CropSpec:
@@ -231,7 +235,7 @@ def check_inputs(config: str, cache: Path) -> CropSpec:
 def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     """Run or resume the training `args` ask for; `defaults` are the options' defaults, which a resumed
     run takes for an option its folder's args.json predates."""
-    from training.dataset import SampleMix, load_clips, predict_clips, read_fps, split, tf_dataset
+    from training.dataset import SampleMix, check_crop, load_clips, predict_clips, read_fps, split, tf_dataset
     from training.evaluate import error_rates
     from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, read_spec, save
 
@@ -240,9 +244,8 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
         init_spec = read_spec(args.init)
         if init_spec.config and init_spec.config != args.config:
             raise ValueError(f"{args.init} is a {init_spec.config!r} model; pass --config {init_spec.config}")
-        if init_spec.crop != crop:  # its weights would start on pixels they never saw, or not fit at all
-            raise ValueError(f"{args.init} reads other crops ({init_spec.crop}) than {args.cache} holds ({crop}): "
-                             "prepare a cache with its crop")
+        # Else its weights would start on pixels they never saw, or not fit at all.
+        check_crop(args.cache, init_spec.crop, args.init, "prepare a cache with its crop")
     fps = read_fps(args.cache)  # before the run folder is touched, as the crop
     run = args.out
     state_path = run / "state.json"
@@ -317,7 +320,6 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     print(f"config {config.name}: {count_params(model):,} parameters", file=sys.stderr)
 
     steps = args.steps or max(1, len(train_clips) // args.batch_size)
-    epoch_box = {"epoch": state["epoch"]}
     augment = AugmentOptions(min_visible=args.min_visible, char_target=args.char_target,
                              colour_swap=args.colour_swap, time_mask=args.time_mask, fps=base_spec.fps)
     if args.augment == "lipnet":
@@ -326,7 +328,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     sampler = Sampler(train_clips, augment, seed=args.seed + state["epoch"], vocabulary=vocabulary,
                       speech_dims=speech_dims)
     mix = SampleMix(args.curriculum_epochs, args.stream_share, (SHORTEST_STREAM_WINDOW, args.max_window), args.splice)
-    data = tf_dataset(sampler, args.batch_size, steps, lambda: epoch_box["epoch"], mix,
+    data = tf_dataset(sampler, args.batch_size, steps, state["epoch"], mix,
                       vocabulary, (crop.height, crop.width, crop.channels), with_rivals=args.sequence_weight > 0)
     runtime_model = inference_model(model)
 
@@ -335,7 +337,6 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
         model (lowest CER, then WER) and the resumable state (the raw weights)."""
 
         def on_epoch_begin(self, epoch, logs=None):
-            epoch_box["epoch"] = epoch
             self.started = time.perf_counter()
 
         def on_epoch_end(self, epoch, logs=None):
@@ -353,16 +354,18 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
                 save(self.model, run / "last.keras", base_spec)
                 state["epoch"] = epoch + 1
                 write_text(state_path, json.dumps(state, indent=1))
+                append_log_row(run / "log.csv", epoch, logs)
             print(f"\nepoch {epoch + 1}: val CER {cer:.4f} WER {wer:.4f} (best {state['best_cer']:.4f});"
                   f" e.g. {hyps[0]!r} for {val_clips[0].text!r}", file=sys.stderr)
             if stopped_early(state, args.patience):
                 print(f"stopping early: no better validation reading in {args.patience} epochs", file=sys.stderr)
                 self.model.stop_training = True
 
+    if not args.resume:
+        (run / "log.csv").unlink(missing_ok=True)  # a run that never finished an epoch left no state to resume
     callbacks = [
+        keras.callbacks.LearningRateScheduler(lambda e: learning_rate(e, args.lr, args.epochs)),  # logs the rate
         Validate(),
-        keras.callbacks.LearningRateScheduler(lambda e: learning_rate(e, args.lr, args.epochs)),
-        keras.callbacks.CSVLogger(str(run / "log.csv"), append=args.resume),
         keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0),
     ]
     # With --ema, fit ends by writing the averages into the model: save nothing after it.
@@ -371,6 +374,19 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
               callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
     print(json.dumps(state), file=sys.stderr)
     return 0
+
+
+def append_log_row(path: Path, epoch: int, logs: dict[str, float]) -> None:
+    """An epoch's row of log.csv, written with its checkpoint so that an interrupt parts neither from the
+    other; the columns are the first row's (a resumed run logs what it began logging)."""
+    fresh = not path.exists() or path.stat().st_size == 0
+    with open(path, "a+", newline="") as f:
+        f.seek(0)
+        fields = ["epoch", *sorted(logs)] if fresh else next(csv.reader(f))
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if fresh:
+            writer.writeheader()
+        writer.writerow({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
 
 
 def _version() -> str:
