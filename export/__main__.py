@@ -6,8 +6,9 @@ Writes PATH.onnx (the full model) and PATH.step.onnx / PATH.back.onnx (the strea
 convolutional front end one frame at a time, and the recurrent back end), all with the model's
 ModelSpec and a digest of its weights in their metadata (the runtime refuses parts of another export).
 Exits non-zero, writing nothing, when the parity gate fails. --int8 and --fp16 add PATH.int8.* and
-PATH.fp16.* families (compare them with python -m training.evaluate); those of an earlier export that
-are not made again are removed, since they no longer match.
+PATH.fp16.* families, each loaded by the runtime and run on a real clip before anything is replaced
+(compare them with python -m training.evaluate); those of an earlier export that are not made again are
+removed, since they no longer match.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from export import MAX_OPSET, OPSET
-from realtime.cli import summary
+from realtime.cli import held_interrupts, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,16 +47,46 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no {what} at {path}", file=sys.stderr)
             return 2
 
-    from export.convert import convert, save
-    from export.parity import MAX_PROB_DIFF, WINDOW_LENGTHS, gate
-    from export.variants import family, fp16, int8
-    from realtime.backend import OnnxModel
-    from realtime.files import make_folder_for
-    from training.dataset import held_out_first, load_clips
-    from training.model import inference_model, load
-
     try:
+        return run(args)
+    except KeyboardInterrupt:  # what was there before stays: the export is moved over it only at the end
+        print(f"interrupted: nothing written to {args.out}", file=sys.stderr)
+        return 130
+
+
+def enough_frames(clips: Iterable[np.ndarray]) -> list[np.ndarray]:
+    """The first clips, as many as the longest sliding window the parity gate reads needs."""
+    from export.parity import WINDOW_LENGTHS
+
+    taken: list[np.ndarray] = []
+    for clip in clips:
+        if sum(len(c) for c in taken) >= 2 * max(WINDOW_LENGTHS):
+            break
+        taken.append(clip)
+    return taken
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from export.convert import convert, save
+        from export.parity import MAX_PROB_DIFF, WINDOW_LENGTHS, gate
+        from export.variants import family, fp16, int8
+        from training.dataset import check_crop, held_out_first, load_clips
+        from training.model import inference_model, load
+    except ModuleNotFoundError as e:  # the runtime alone is installed
+        print(f"error: export needs the training packages ({e.name} is missing): pip install 'lipstream[train]'",
+              file=sys.stderr)
+        return 2
+    from realtime.backend import OnnxModel
+    from realtime.files import make_folder_for, output_problem
+
+    targets = [p for tag in ("", "int8", "fp16") for p in family(args.out, tag)]
+    problem = next(filter(None, map(output_problem, targets)), None)
+    try:
+        if problem:  # a folder where a file goes is told before the conversion, not after it
+            raise ValueError(problem)
         model, spec = load(args.model)
+        check_crop(args.cache, spec.crop, args.model, "name a cache of its crop with --cache")
         cached = load_clips(args.cache)  # read before anything is written: a bad cache costs no file
         make_folder_for(args.out)
     except (ValueError, OSError) as e:
@@ -63,11 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     model = inference_model(model) if isinstance(model.output, dict) else model
     # Real windows of every length, slid by their length: held-out clips first, then as many others as
     # that needs (a person's own recordings are short). Parity asks for real pixels, not unseen ones.
-    clips: list[np.ndarray] = []
-    for clip in held_out_first(cached):
-        if sum(len(c) for c in clips) >= 2 * max(WINDOW_LENGTHS):
-            break
-        clips.append(clip.mouth)
+    # int8's activation ranges come from as many frames of training clips first, so that its figures
+    # on the validation clips stay held out.
+    ordered = held_out_first(cached)
+    clips, calibration = (enough_frames(c.mouth for c in order) for order in (ordered, ordered[::-1]))
     # Written and gated under a temporary folder beside --out, and moved over an earlier export only
     # once everything asked for is made: a failed export leaves what was there before.
     with tempfile.TemporaryDirectory(prefix=".export-", dir=args.out.parent) as staging:
@@ -101,10 +132,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"({args.cache} holds {sum(len(c) for c in clips)} frames)")
         print("parity gate passed")
         try:
-            if args.int8:
-                staged += int8(staged[0], clips)
-            if args.fp16:
-                staged += fp16(staged[0])
+            for tag, make in (("int8", lambda: int8(staged[0], calibration)), ("fp16", lambda: fp16(staged[0]))):
+                if getattr(args, tag):
+                    variant = make()
+                    OnnxModel(variant[0], "cpu").window_logp(clips[0])  # it loads, and reads a clip
+                    staged += variant
         except Exception as e:
             print(f"error: a variant failed ({type(e).__name__}: {e}); nothing written to {args.out}",
                   file=sys.stderr)
@@ -112,14 +144,19 @@ def main(argv: list[str] | None = None) -> int:
         # Variants of the model this export replaces, not made again, would no longer match it.
         stale = [p for tag, asked in (("int8", args.int8), ("fp16", args.fp16)) if not asked
                  for p in family(args.out, tag) if p.exists()]
-        written = [p.replace(args.out.with_name(p.name)) for p in staged]
+        try:
+            with held_interrupts():  # all of the new export, or none of it
+                written = [p.replace(args.out.with_name(p.name)) for p in staged]
+                for p in stale:
+                    p.unlink()
+        except KeyboardInterrupt:  # pressed while the files were moved: they all were
+            print(f"interrupted: the export was written to {args.out} in full", file=sys.stderr)
+            return 130
     for p in written:
         print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
     for p in stale:
-        p.unlink()
         print(f"removed {p}: a variant of the model replaced")
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -37,12 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.backend import ModelLoadError, OnnxModel
     from realtime.bench import WINDOW, median_ms
     from realtime.spec import normalise
-    from training.dataset import held_out_first, load_clips
+    from training.dataset import check_crop, held_out_first, load_clips
     from training.model import inference_model, load
 
     try:
         keras_model, spec = load(args.model)
         onnx_model = OnnxModel(onnx_path, "cpu")
+        check_crop(args.cache, spec.crop, args.model, "name a cache of its crop with --cache")
         cached = load_clips(args.cache)
     except (ValueError, OSError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -82,7 +82,8 @@ def choose_provider(requested: str, probe: Path, available: list[str] | None = N
         session = _session(probe, ["CUDAExecutionProvider", "CPUExecutionProvider"], 0)
         active = session.get_providers()
     except Exception as e:  # a broken CUDA install raises many kinds of errors; all mean "use the CPU"
-        return ProviderChoice(cpu.providers, "cpu", f"CUDA session failed ({str(e).splitlines()[0][:80]})")
+        first_line = (str(e).splitlines() or [type(e).__name__])[0]
+        return ProviderChoice(cpu.providers, "cpu", f"CUDA session failed ({first_line[:80]})")
     finally:
         ort.set_default_logger_severity(severity)
     if "CUDAExecutionProvider" not in active:
@@ -121,6 +122,25 @@ class OnnxModel:
         source = meta.get(EXPORT_ID)
         self.step = self._part(step, {STEP, FRAME}, source, providers, threads)
         self.back = self._part(back, {FEATURES}, source, providers, threads)
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        """The metadata's crop, classes and context against the graph's own shapes: a model whose
+        metadata was edited or mixed up would otherwise load, then fail at the first face."""
+        crop, classes = self.spec.crop, self.spec.vocabulary.size
+        frames = next((i.shape for i in self.full.get_inputs() if i.name == FRAMES), None)
+        if frames is None or list(frames[2:]) != [crop.height, crop.width, crop.channels]:
+            raise ModelLoadError(f"{self.path} takes frames of shape {frames}, but its metadata says "
+                                 f"{crop.height}x{crop.width}x{crop.channels} crops: re-export with python -m export")
+        if self.full.get_outputs()[0].shape[-1] != classes:
+            raise ModelLoadError(f"{self.path} reads {self.full.get_outputs()[0].shape[-1]} classes, but its metadata's "
+                                 f"charset makes {classes}: re-export with python -m export")
+        if self.step is not None:
+            features = next((o.shape for o in self.step.get_outputs() if o.name == FEATURES), [None, None])
+            if features[1] != self.spec.context + 1:
+                raise ModelLoadError(f"{streaming_paths(self.path)[0]} gives {features[1]} frames of features a step, "
+                                     f"but the model's metadata says context {self.spec.context} (so "
+                                     f"{self.spec.context + 1}): re-export with python -m export")
 
     @staticmethod
     def _part(path: Path, inputs: set[str], source: str | None, providers: list[str], threads: int):

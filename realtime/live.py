@@ -202,18 +202,24 @@ def subtitles(policy: CaptionPolicy, kind: str) -> str:
 
 
 class JsonLines:
-    """`{"t", "committed", "tentative"}` per caption change, then `{"final": true, "text"}`."""
+    """`{"t", "commit", "tentative"}` per caption change, then `{"final": true, "text"}`.
+
+    `commit` is only the text committed since the line before (the committed text only grows), so a
+    line's size does not grow with the session and the lines' commits joined are the transcript.
+    """
 
     def __init__(self, out: IO[str]):
         self.out = out
-        self.last: tuple[str, str] | None = None
+        self.written = 0  # characters of the committed text already written
+        self.last: tuple[int, str] | None = None
         self.error: OSError | None = None  # the first write that failed (a full disk): later lines are not tried
 
     def caption(self, c: CaptionState) -> None:
-        if (c.committed, c.tentative) == self.last:
+        if (len(c.committed), c.tentative) == self.last:
             return
-        self.last = (c.committed, c.tentative)
-        self._write({"t": round(c.t, 3), "committed": c.committed, "tentative": c.tentative})
+        self.last = (len(c.committed), c.tentative)
+        commit, self.written = c.committed[self.written:], len(c.committed)
+        self._write({"t": round(c.t, 3), "commit": commit, "tentative": c.tentative})
 
     def final(self, text: str) -> None:
         self._write({"final": True, "text": text})

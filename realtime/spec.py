@@ -7,6 +7,7 @@ runtime reads it back and configures the crop, frame rate, normalisation and dec
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -74,7 +75,8 @@ class ModelSpec:
             crop_fields = {f.name for f in fields(CropSpec)}
             crop = CropSpec(**{k: v for k, v in crop_values.items() if k in crop_fields})
             pixels = all(type(v) is int and v > 0 for v in (crop.height, crop.width)) and crop.channels in (1, 3)
-            if not pixels or not isinstance(crop.face_width, (int, float)) or not crop.face_width > 0:
+            sizes = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (crop.face_width, crop.below_nose))
+            if not pixels or not sizes or not crop.face_width > 0:
                 raise ValueError(f"crop {values['crop']!r} is not a crop")
             fps, context = float(values["fps"]), int(values["context"])
             if not 0 < fps <= 1000 or context < 0:  # NaN fails the first test too

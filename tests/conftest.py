@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,11 @@ def ignores_sigint(pid: int) -> bool:
         return False
     mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
     return bool(mask >> (signal.SIGINT - 1) & 1)
+
+
+def transcript(json_lines: Iterable[dict]) -> str:
+    """The committed text of run_live's JSON lines: each caption change's commit, joined."""
+    return "".join(line.get("commit", "") for line in json_lines)
 
 
 def link_clip(grid_s1: Path, name: str, speaker_dir: Path) -> None:

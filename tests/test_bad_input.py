@@ -119,7 +119,7 @@ def test_a_missing_or_foreign_start_model_is_told_before_a_run_folder_is_begun(s
             copy.writestr(item, data)
     for init, config, says in ((tmp_path / "missing.keras", "tiny", "no model at"),
                                (bundled, "tiny", "is a 'lite' model; pass --config lite"),
-                               (lower, "lite", "reads other crops")):
+                               (lower, "lite", "was cut with another crop than")):
         assert train_main(["--cache", str(small_cache), "--out", str(run), "--config", config,
                            "--init", str(init)]) == 2
         one_line_error(capsys, says)

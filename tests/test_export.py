@@ -7,6 +7,8 @@ import contextlib
 import io
 import json
 import shutil
+import signal
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -157,6 +159,20 @@ def test_unusable_models_raise_a_one_line_error(exported: Export, tmp_path: Path
         next(m for m in proto.metadata_props if m.key == f"lipstream.{key}").value = value
         onnx.save(proto, tmp_path / f"malformed{i}.onnx")
         cases.append((tmp_path / f"malformed{i}.onnx", "malformed lipstream metadata"))
+    crop = json.loads(next(m.value for m in onnx.load(exported.path).metadata_props if m.key == "lipstream.crop"))
+    for i, (changes, reason) in enumerate(((
+            {"crop": json.dumps({**crop, "below_nose": "x"})}, "malformed lipstream metadata"),
+            ({"crop": json.dumps({**crop, "height": crop["height"] + 2})}, "but its metadata says"),
+            ({"charset": " abcdefghijklmnopqrstuvwxy", "blank": "26"}, "but its metadata's charset makes 27"),
+            ({"context": "5"}, "but the model's metadata says context 5"))):
+        proto = onnx.load(exported.path)
+        for key, value in changes.items():
+            next(m for m in proto.metadata_props if m.key == f"lipstream.{key}").value = value
+        wrong = tmp_path / f"contradicted{i}.onnx"
+        onnx.save(proto, wrong)
+        for source, target in zip(streaming_paths(exported.path), streaming_paths(wrong)):
+            shutil.copy(source, target)  # the parts say nothing of these keys
+        cases.append((wrong, reason))
     for path, reason in cases:
         with pytest.raises(ModelLoadError) as error:
             OnnxModel(path, "cpu")
@@ -205,6 +221,39 @@ def test_a_failed_export_leaves_the_earlier_one_as_it_was(exported: Export, tiny
         err = capsys.readouterr().err
         assert reason in err and err.count("\n") == 1, err
         assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # nothing replaced or left over
+
+
+def test_inputs_that_would_fail_after_the_conversion_are_refused_before_it(exported: Export, tiny_run,
+                                                                          small_cache: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture):
+    """A cache of other crops, a folder where one of the files goes, a damaged .keras archive: one line,
+    exit 2, and the earlier export as it was."""
+    other = tmp_path / "other.h5"
+    shutil.copy(small_cache, other)
+    with h5py.File(other, "a") as f:
+        f.attrs["crop"] = json.dumps({**json.loads(f.attrs["crop"]), "below_nose": 0.45})
+    damaged = tmp_path / "damaged.keras"  # its spec, but no config.json: Keras raises a KeyError
+    with zipfile.ZipFile(tiny_run.model) as source, zipfile.ZipFile(damaged, "w") as copy:
+        for item in source.infolist():
+            if item.filename != "config.json":
+                copy.writestr(item, source.read(item))
+    out = tmp_path / "export" / exported.path.name
+    out.parent.mkdir()
+    shutil.copy(exported.path, out)
+    folder = streaming_paths(out)[0]  # a folder where the step part goes
+    for model, cache, says in ((tiny_run.model, other, "was cut with another crop than"),
+                               (tiny_run.model, small_cache, f"cannot write {folder}: it is a folder"),
+                               (damaged, small_cache, "is not a loadable Keras model (KeyError")):
+        if "folder" in says:
+            folder.mkdir()
+        before = sorted(p.name for p in out.parent.iterdir())
+        assert export_main(["--model", str(model), "--out", str(out), "--cache", str(cache)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+        assert sorted(p.name for p in out.parent.iterdir()) == before  # nothing staged left beside it
+        assert out.read_bytes() == exported.path.read_bytes()
+        if "folder" in says:
+            folder.rmdir()
 
 
 def test_an_export_that_fails_the_gate_replaces_nothing(exported: Export, tiny_run, small_cache: Path,
@@ -277,20 +326,42 @@ def test_fp16_variant_streams_like_the_fp32_model(val_clips, tmp_path: Path):
         assert greedy(logp_half, full.spec.vocabulary).text == greedy(logp_full, full.spec.vocabulary).text
 
 
+def test_ctrl_c_during_an_export_is_one_line_and_replaces_nothing(exported: Export, tiny_run, small_cache: Path,
+                                                                   tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture):
+    import export.convert
+
+    def pressing_ctrl_c(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)  # as the conversion runs
+        return real(*args, **kwargs)
+
+    real = export.convert.convert
+    monkeypatch.setattr(export.convert, "convert", pressing_ctrl_c)
+    out = tmp_path / exported.path.name
+    shutil.copy(exported.path, out)
+    assert export_main(["--model", str(tiny_run.model), "--out", str(out), "--cache", str(small_cache)]) == 130
+    assert capsys.readouterr().err == f"interrupted: nothing written to {out}\n"
+    assert [p.name for p in tmp_path.iterdir()] == [out.name] and out.read_bytes() == exported.path.read_bytes()
+
+
 def test_a_new_export_removes_variants_it_did_not_make_again(exported: Export, tiny_run, small_cache: Path,
                                                              tmp_path: Path):
-    """An int8 family left by an earlier export would no longer match the new model (and the runtime
-    would pick it up), so an export without --int8 removes it."""
+    """An export with --int8 --fp16 writes both families, each loaded and run before anything is
+    replaced; they would no longer match a later model (and the runtime would pick them up), so an
+    export without them removes them."""
     from export.variants import family
 
     out = tmp_path / exported.path.name
-    for old, stale in zip(family(exported.path), family(out, "int8")):
-        shutil.copy(old, stale)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert export_main(["--model", str(tiny_run.model), "--out", str(out), "--cache", str(small_cache),
+                            "--int8", "--fp16"]) == 0
+    for tag in ("int8", "fp16"):  # each family loads, streams and reads a window as the runtime will
+        assert OnnxModel(family(out, tag)[0], "cpu").streams
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         assert export_main(["--model", str(tiny_run.model), "--out", str(out), "--cache", str(small_cache)]) == 0
     assert all(p.is_file() for p in family(out))
-    for stale in family(out, "int8"):
+    for stale in (*family(out, "int8"), *family(out, "fp16")):
         assert not stale.exists() and f"removed {stale}" in printed.getvalue()
 
 

@@ -23,7 +23,7 @@ from realtime.decode import greedy
 from realtime.captions import TimedWord
 from realtime.live import READING_RATE, SHORTEST_CUE, WORDS_PER_CUE, LiveOptions, LivePipeline, cues
 from realtime.tracker import MouthTracker, TrackerOptions
-from tests.conftest import maps
+from tests.conftest import maps, transcript
 from tests.test_tracker import at_x, read_frames
 from training.concat import concat
 from training.grid import read_align
@@ -84,9 +84,9 @@ def test_streaming_transcript_matches_offline_decode(model: OnnxModel, tmp_path:
         changes = lines[:-1]
         assert changes, "no caption changes"
         for before, after in zip(changes, changes[1:]):
-            assert after["committed"].startswith(before["committed"])
             assert after["t"] >= before["t"]
-        assert lines[-1]["text"] == changes[-1]["committed"]
+            assert (after["commit"], after["tentative"]) != ("", before["tentative"]), "a line that changes nothing"
+        assert lines[-1]["text"] == transcript(changes)
         refs.append(offline_text(model, clip(name)))
         streamed.append(lines[-1]["text"])
     assert all(refs), "the bundled model read nothing offline"
@@ -264,7 +264,7 @@ def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(tmp_path:
     run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
                             "--jsonl", "-", "--srt", str(srt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, cwd=ROOT)
-    assert json.loads(run.stdout.readline())["committed"] == ""
+    assert json.loads(run.stdout.readline())["commit"] == ""
     run.stdout.close()
     err = run.stderr.read()
     assert run.wait(timeout=60) == 2 and "Traceback" not in err, err
@@ -377,8 +377,7 @@ def test_stop_request_keeps_the_transcript(tmp_path: Path) -> None:
                                 "--jsonl", str(out), "--srt", str(srt)], cwd=ROOT, stderr=subprocess.DEVNULL)
 
     def committed() -> str:
-        lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
-        return next((line["committed"] for line in reversed(lines) if "committed" in line), "")
+        return transcript(json.loads(line) for line in out.read_text().splitlines()) if out.exists() else ""
 
     deadline = time.monotonic() + 60
     while not committed() and time.monotonic() < deadline and process.poll() is None:

@@ -25,6 +25,7 @@ from realtime.capture import Frame
 from realtime.live import StepResult
 from realtime.tracker import MouthTracker, TrackerOptions
 from realtime.window import GREY, WHITE, ZOOMS, caption_lines, first_zoom, render, zoom
+from tests.conftest import transcript
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "data" / "grid" / "s1" / "video" / "bbaf2n.mp4"
@@ -169,9 +170,8 @@ class WindowRun:
             time.sleep(0.1)
 
     def committed(self) -> str:
-        lines = [json.loads(line) for line in self.captions.read_text().splitlines() if line.strip()] \
-            if self.captions.exists() else []
-        return next((line["committed"] for line in reversed(lines) if "committed" in line), "")
+        lines = self.captions.read_text().splitlines() if self.captions.exists() else []
+        return transcript(json.loads(line) for line in lines if line.strip())
 
 
 @contextmanager

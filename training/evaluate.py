@@ -24,7 +24,7 @@ from realtime.cli import add_decoder, at_least, fraction_below_one, summary
 from realtime.decode import Grammar, decode
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
-from training.dataset import VAL_FRACTION, is_validation, load_clips, predict_clips, read_crop_spec
+from training.dataset import VAL_FRACTION, check_crop, is_validation, load_clips, predict_clips
 
 
 
@@ -145,10 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             for s in skipped:  # before any error: they may be why no clip is left
                 print(f"skipped {s}", file=sys.stderr)
         elif args.data.is_file():
-            crop = read_crop_spec(args.data)
-            if crop != predictor.spec.crop:  # same size or not, other pixels: the figures would mean nothing
-                raise ValueError(f"{args.data} was cut with another crop than the model reads ({crop} against "
-                                 f"{predictor.spec.crop}); evaluate on the GRID folder or a cache of its crop")
+            check_crop(args.data, predictor.spec.crop, "the model",
+                       "evaluate on the GRID folder or a cache of its crop")
             clips = [c for c in load_clips(args.data) if wanted(c.key)]
         else:
             raise FileNotFoundError(f"no GRID folder or cache at {args.data}")

@@ -130,7 +130,11 @@ def load(path: Path, compile: bool = False) -> tuple[keras.Model, ModelSpec]:
     spec = read_spec(path)
     if compile:
         import training.losses  # noqa: F401  (registers the losses a compiled checkpoint names)
-    return keras.saving.load_model(path, compile=compile, safe_mode=True), spec
+    try:
+        return keras.saving.load_model(path, compile=compile, safe_mode=True), spec
+    except Exception as e:  # a damaged archive raises many types (KeyError, TypeError, ...): one line
+        reason = (str(e).splitlines() or [""])[0][:120]
+        raise ValueError(f"{path} is not a loadable Keras model ({type(e).__name__}: {reason})") from None
 
 
 def macs_per_frame(model: keras.Model) -> int:
