@@ -158,5 +158,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"removed {p}: a variant of the model replaced")
     return 0
 
+
 if __name__ == "__main__":
     sys.exit(main())
