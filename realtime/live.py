@@ -211,14 +211,14 @@ class JsonLines:
     def __init__(self, out: IO[str]):
         self.out = out
         self.written = 0  # characters of the committed text already written
-        self.last: tuple[int, str] | None = None
+        self.tentative: str | None = None  # as last written; None before the first line
         self.error: OSError | None = None  # the first write that failed (a full disk): later lines are not tried
 
     def caption(self, c: CaptionState) -> None:
-        if (len(c.committed), c.tentative) == self.last:
+        if (len(c.committed), c.tentative) == (self.written, self.tentative):
             return
-        self.last = (len(c.committed), c.tentative)
-        commit, self.written = c.committed[self.written:], len(c.committed)
+        commit = c.committed[self.written:]
+        self.written, self.tentative = len(c.committed), c.tentative
         self._write({"t": round(c.t, 3), "commit": commit, "tentative": c.tentative})
 
     def final(self, text: str) -> None:
