@@ -355,7 +355,7 @@ def test_a_new_export_removes_variants_it_did_not_make_again(exported: Export, t
     with contextlib.redirect_stdout(io.StringIO()):
         assert export_main(["--model", str(tiny_run.model), "--out", str(out), "--cache", str(small_cache),
                             "--int8", "--fp16"]) == 0
-    for tag in ("int8", "fp16"):  # each family loads, streams and reads a window as the runtime will
+    for tag in ("int8", "fp16"):  # each family loads as the runtime will, with its streaming parts
         assert OnnxModel(family(out, tag)[0], "cpu").streams
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
