@@ -6,6 +6,7 @@ Each variant is written as a family like the fp32 one (`NAME.int8.onnx`, `.int8.
 
 from __future__ import annotations
 
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -30,8 +31,11 @@ def _copy_metadata(source: Path, target: Path) -> None:
 
 def int8(path: Path, calibration: list[np.ndarray]) -> list[Path]:
     """Static int8 quantisation (QDQ, per-channel weights) calibrated on real clips (uint8 crops);
-    the recurrent GRU ops stay in float (ONNX Runtime has no int8 GRU)."""
+    the recurrent GRU ops stay in float (ONNX Runtime has no int8 GRU). Each graph is first optimised
+    as ONNX Runtime's quantiser asks (its pre-processing, without the symbolic shape pass, which needs
+    sympy and adds nothing to these fixed-rank graphs)."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from realtime.backend import OnnxModel, StreamingBackend
     from realtime.spec import FEATURES, FRAMES, normalise
@@ -53,11 +57,14 @@ def int8(path: Path, calibration: list[np.ndarray]) -> list[Path]:
             stream.push(crop)
         back_feeds.append({FEATURES: np.stack(stream.features)[None]})
     written = []
-    for source, target, feeds in zip(family(path), family(path, "int8"), (full_feeds, step_feeds, back_feeds)):
-        quantize_static(str(source), str(target), Reader(feeds), quant_format=QuantFormat.QDQ,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
-        _copy_metadata(source, target)
-        written.append(target)
+    with tempfile.TemporaryDirectory() as scratch:
+        for source, target, feeds in zip(family(path), family(path, "int8"), (full_feeds, step_feeds, back_feeds)):
+            optimised = Path(scratch) / source.name
+            quant_pre_process(str(source), str(optimised), skip_symbolic_shape=True)
+            quantize_static(str(optimised), str(target), Reader(feeds), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True)
+            _copy_metadata(source, target)
+            written.append(target)
     return written
 
 

@@ -27,7 +27,8 @@ from realtime.decode import greedy
 from realtime.spec import ModelSpec, normalise
 from training.dataset import VAL_FRACTION, is_validation, load_clips, read_crop_spec
 from training.evaluate import main as evaluate_main
-from training.model import load, read_spec
+from export.convert import weights_digest
+from training.model import inference_model, load, read_spec
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,19 @@ def test_streaming_parts_of_another_export_are_refused(exported: Export, tmp_pat
     onnx.save(back, streaming_paths(other)[1])
     with pytest.raises(ModelLoadError, match="exported from other weights"):
         OnnxModel(other, "cpu")
+
+
+def test_every_bundled_onnx_file_was_exported_from_the_bundled_keras_weights():
+    """The six files in models/ (fp32 and int8, each full model and its two streaming parts) name the
+    weights of models/lipstream-lite.keras: retraining the model without exporting it again fails here."""
+    models = Path(__file__).resolve().parents[1] / "models"
+    model = load(models / "lipstream-lite.keras")[0]
+    digest = weights_digest(inference_model(model) if isinstance(model.output, dict) else model)
+    files = sorted(models.glob("lipstream-lite*.onnx"))
+    assert len(files) == 6
+    for path in files:
+        assert {m.key: m.value for m in onnx.load(path, load_external_data=False).metadata_props}.get(EXPORT_ID) \
+            == digest, path.name
 
 
 def test_a_failed_export_leaves_the_earlier_one_as_it_was(exported: Export, tiny_run, small_cache: Path,
