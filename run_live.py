@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOURCE_ENDED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -48,7 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--right-context", type=at_least(0), default=PolicyOptions.right_context,
                    help=f"right-context policy: frames after a frame before it is final "
                         f"(default {PolicyOptions.right_context})")
-    p.add_argument("--threads", type=at_least(0), default=0, help="ONNX Runtime threads (default: all cores)")
+    p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
+                   help=f"ONNX Runtime threads, up to {MOST_THREADS} (default: all cores)")
     return p.parse_args(argv)
 
 
@@ -63,23 +65,6 @@ def _defer(signum: int, frame: object) -> None:
     """While modules load, a stop request is noted, not raised: an interrupted import (NumPy's, ONNX
     Runtime's) would fail later as a misleading ImportError, or a library could swallow it."""
     _stop_requested.append(signum)
-
-
-def _stdout_gone() -> None:
-    """Point the process's stdout at /dev/null once writing to it failed, so that Python's flush at
-    exit does not fail again with a traceback of its own (not when main() runs inside another program,
-    whose stdout is its own)."""
-    import os
-
-    if sys.stdout is not sys.__stdout__:
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
-    finally:
-        os.close(devnull)
 
 
 def save_transcript(text: str) -> None:
@@ -129,7 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
     from realtime.captions import PolicyOptions
     from realtime.cli import interrupt, window_problem
-    from realtime.files import open_output, write_text
+    from realtime.files import open_output, silence, write_text
     from realtime.live import MOST_ENLARGED, JsonLines, LiveOptions, LivePipeline, enlargement, log, subtitles
 
     # Before any frame is read: a run must not end in a file it cannot write.
@@ -172,19 +157,28 @@ def _run(args: argparse.Namespace) -> int:
             source.stop()
             return EXIT_USAGE
         scale = None  # the view's: first_zoom for the first frame, then changed with + and -
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever a library set while loading
+    signal.signal(signal.SIGTERM, interrupt)  # a stop request too: the transcript is kept
     out = None
-    if args.jsonl == "-":
-        out = JsonLines(sys.stdout)
-    elif args.jsonl:
-        out = JsonLines(open_output(Path(args.jsonl)))
+    try:  # a FIFO blocks here until it has a reader: Ctrl-C still stops the run
+        if args.jsonl == "-":
+            out = JsonLines(sys.stdout)
+        elif args.jsonl:
+            out = JsonLines(open_output(Path(args.jsonl)))
+    except (KeyboardInterrupt, OSError) as e:
+        if isinstance(e, OSError):
+            log(f"error: cannot write {args.jsonl} ({e.strerror or e})")
+        pipeline.close()
+        source.stop()
+        if window is not None:
+            window.close()
+        return EXIT_USAGE if isinstance(e, OSError) else EXIT_INTERRUPTED
 
     resampler = Resampler(model.spec.fps)
     code, paused, step, first, faceless, seen, small = EXIT_OK, False, None, True, False, False, False
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever a library set while loading
-        signal.signal(signal.SIGTERM, interrupt)  # a stop request too: the transcript is kept
         if _stop_requested:  # stopped while starting up: as if stopped at the first frame
             raise KeyboardInterrupt
         source.start()
@@ -264,7 +258,7 @@ def _run(args: argparse.Namespace) -> int:
         out.caption(final)
         out.final(final.committed)
         if out.error and args.jsonl == "-":
-            _stdout_gone()
+            silence(sys.stdout)
             log(f"error: stdout was closed ({out.error.strerror or out.error}); stopped")
             lost = True
         elif out.error:  # a disk that filled up during the run: the words go to stdout instead
@@ -287,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
             print(final.committed, flush=True)
             kept = True
         except OSError as e:  # a closed pipe or a full disk behind stdout
-            _stdout_gone()
+            silence(sys.stdout)
             log(f"error: could not write the transcript to stdout ({e.strerror or e})")
             lost = True
     if not kept and final.committed:  # every output failed: the words still reach a file

@@ -63,15 +63,16 @@ def summary(doc: str) -> str:
     return " ".join(doc.strip().split("\n\n")[0].split())
 
 
-def at_least(low: int) -> Callable[[str], int]:
-    """An argparse type: a whole number no less than `low`."""
+def at_least(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number no less than `low` (and, given `high`, no more than it)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be {low} or more, not {value}")
+        if value < low or (high is not None and value > high):
+            bound = f"{low} or more" if high is None else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"must be {bound}, not {value}")
         return value
     return parse
 

@@ -28,6 +28,21 @@ def folder_problem(folder: Path, what: Path | None = None) -> str | None:
     return None
 
 
+def silence(stream: IO[str]) -> None:
+    """Point the process's own stdout or stderr at /dev/null once writing to it failed (a closed pipe),
+    so that Python's flush at exit does not fail again with a traceback of its own; a stream that is
+    not the process's (main() run inside another program) is left alone."""
+    if stream is not sys.__stdout__ and stream is not sys.__stderr__:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError):
+        pass
+    finally:
+        os.close(devnull)
+
+
 def written_in_place(path: Path) -> bool:
     """Whether `path` is written to as it stands rather than replaced: a device, a pipe, or one of the
     process's own streams (/dev/stdout, /dev/fd/N), which name no file that could be replaced."""
@@ -61,6 +76,9 @@ def output_problem(path: Path) -> str | None:
         target = Path(os.path.realpath(path))  # a symlink is written through to its file
         if target.is_dir():
             return f"cannot write {path}: it is a folder"
+        if target.exists():  # a file made read-only is kept so: tried (opened to append, nothing lost), not asked
+            with open(target, "a"):
+                pass
     except OSError as e:
         return f"cannot write {path}: {e.strerror or e}"
     return folder_problem(target.parent, path)

@@ -20,6 +20,7 @@ from realtime.backend import OnnxModel, StreamingBackend
 from realtime.capture import Frame
 from realtime.captions import CaptionPolicy, CaptionState, PolicyOptions, TimedWord, make_policy
 from realtime.crop import CropSpec
+from realtime.files import silence
 from realtime.tracker import MouthTracker, TrackerOptions, TrackResult
 
 STAGES = ("capture", "landmarks", "crop", "front_end", "back_end", "captions", "total")
@@ -211,7 +212,7 @@ class JsonLines:
     def __init__(self, out: IO[str]):
         self.out = out
         self.written = 0  # characters of the committed text already written
-        self.tentative: str | None = None  # as last written; None before the first line
+        self.tentative = ""  # as last written: nothing is written until a caption shows something
         self.error: OSError | None = None  # the first write that failed (a full disk): later lines are not tried
 
     def caption(self, c: CaptionState) -> None:
@@ -222,7 +223,14 @@ class JsonLines:
         self._write({"t": round(c.t, 3), "commit": commit, "tentative": c.tentative})
 
     def final(self, text: str) -> None:
+        """The last line; a file of its own is closed (its last write can fail there, on a full disk)."""
         self._write({"final": True, "text": text})
+        if self.out in (sys.stdout, sys.stderr):
+            return
+        try:
+            self.out.close()
+        except OSError as e:
+            self.error = self.error or e
 
     def _write(self, line: dict) -> None:
         """A failed write leaves the run going: its words are still committed, and written elsewhere at the end."""
@@ -236,4 +244,10 @@ class JsonLines:
 
 
 def log(message: str) -> None:
-    print(f"lipstream: {message}", file=sys.stderr, flush=True)
+    """A line on stderr; a closed or broken stderr (its reader gone) loses the line, never the run's outputs."""
+    if sys.stderr is None:  # started with stderr closed
+        return
+    try:
+        print(f"lipstream: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        silence(sys.stderr)

@@ -42,8 +42,13 @@ def load_solution(name: str) -> ModuleType:
 def _quiet_native_stderr():
     """MediaPipe's C++ start-up warnings go straight to file descriptor 2, before any log setting
     applies; they say nothing a user can act on, so they are muted while the graph starts."""
-    sys.stderr.flush()
-    saved = os.dup(2)
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # stderr closed or its reader gone: nothing to mute
+        yield
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:

@@ -27,6 +27,11 @@ class Vocabulary:
 
     charset: str = GRID_CHARSET
 
+    def __post_init__(self) -> None:
+        # Captions are words: the space separates them, and each class must be one character.
+        if " " not in self.charset or len(set(self.charset)) != len(self.charset):
+            raise ValueError(f"charset {self.charset!r} must hold a space and no character twice")
+
     @property
     def blank(self) -> int:
         return len(self.charset)

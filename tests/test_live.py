@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import cv2
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 
 import run_live
-from realtime.backend import OnnxModel
+from realtime.backend import OnnxModel, streaming_paths
 from realtime.capture import Frame, FrameSource, Resampler, SourceOptions
 from realtime.decode import greedy
 from realtime.captions import TimedWord
@@ -220,6 +222,24 @@ def test_a_model_missing_or_with_broken_streaming_parts_is_refused_in_one_line(t
         assert code == 2 and message in err and "Traceback" not in err, err
 
 
+def test_a_model_whose_charset_cannot_spell_words_is_refused_in_one_line(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """Captions are words: a charset without a space (as many classes, so the graph agrees) is refused
+    as the model loads, not at the first caption."""
+    import onnx
+
+    model = tmp_path / "nospace.onnx"
+    for source, target in ((MODEL, model), *zip(streaming_paths(MODEL), streaming_paths(model))):
+        proto = onnx.load(str(source))
+        for entry in proto.metadata_props:
+            if entry.key == "lipstream.charset":
+                entry.value = entry.value.replace(" ", "-")
+        onnx.save(proto, str(target))
+    code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(model), "--headless", "--fast"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "must hold a space" in err, err
+
+
 @pytest.mark.parametrize("display, says", [(None, "no display to open a window on"),
                                            (":4242", "cannot reach the display :4242 to open a window on")],
                          ids=["none", "stale"])
@@ -269,6 +289,65 @@ def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(tmp_path:
     err = run.stderr.read()
     assert run.wait(timeout=60) == 2 and "Traceback" not in err, err
     assert "error: stdout was closed" in err and srt.exists()
+
+
+@pytest.mark.parametrize("stderr", ["closed", "broken"])
+def test_a_closed_or_broken_stderr_costs_no_output(stderr: str, model: OnnxModel, tmp_path: Path) -> None:
+    """Started with stderr closed (`2>&-`), or with its reader gone before the first line (`2>&1 >x |
+    head -0`): the lines on stderr are lost, the run and its outputs are not."""
+    out, srt = tmp_path / "captions.jsonl", tmp_path / "out.srt"
+    run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
+                            "--fast", "--jsonl", str(out), "--srt", str(srt)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE if stderr == "broken" else None,
+                           preexec_fn=(lambda: os.close(2)) if stderr == "closed" else None)
+    if run.stderr:
+        run.stderr.close()
+    assert run.wait(timeout=120) == 0
+    text = offline_text(model, clip(CLIPS[0]))
+    assert json.loads(out.read_text().splitlines()[-1]) == {"final": True, "text": text}
+    assert cue_words(srt) == text.split()
+
+
+@pytest.mark.parametrize("option", ["--jsonl", "--srt"])
+def test_an_existing_read_only_output_is_refused_and_kept(option: str, tmp_path: Path) -> None:
+    """A file made read-only is not written, nor replaced: one line before the run (tried as the user
+    runs it; root is run without its power to write anywhere)."""
+    kept = tmp_path / "kept.txt"
+    kept.write_text("the user's own\n")
+    kept.chmod(0o444)
+    command = [sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless", "--fast",
+               option, str(kept)]
+    if os.geteuid() == 0:
+        command = ["setpriv", "--inh-caps=-dac_override", "--bounding-set=-dac_override", *command]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [f"lipstream: error: cannot write {kept}: Permission denied"]
+    assert kept.read_text() == "the user's own\n"
+
+
+def test_ctrl_c_stops_a_run_whose_json_lines_go_to_a_pipe_no_one_reads(tmp_path: Path) -> None:
+    """A named pipe with no reader blocks the opening of the JSON lines; Ctrl-C still stops the run."""
+    fifo = tmp_path / "captions.fifo"
+    os.mkfifo(fifo)
+    run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
+                            "--jsonl", str(fifo)], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "running on" in run.stderr.readline()  # the model has loaded; the pipe's opening blocks next
+        time.sleep(0.5)
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=30) == run_live.EXIT_INTERRUPTED
+        assert "Traceback" not in run.stderr.read()
+    finally:
+        run.kill()
+
+
+def test_the_json_lines_file_is_closed_when_the_run_ends(tmp_path: Path) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        code, lines = run_headless(tmp_path, clip(CLIPS[0]))
+        gc.collect()
+    assert code == 0 and lines[-1]["final"] is True
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning) and "captions.jsonl" in str(w.message)]
 
 
 def test_a_transcript_stdout_cannot_take_is_saved_to_a_file(model: OnnxModel, tmp_path: Path) -> None:
@@ -453,6 +532,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["--hop", "151", "--headless"], "--hop must not exceed the window (150 frames)"),
     (["--source", "docs/crops.png", "--headless"], "is a still image, not a video"),
     (["--right-context", "150", "--headless"], "--right-context must be less than the window (150 frames)"),
+    (["--threads", "1000000", "--headless"], "must be from 0 to 256, not 1000000"),
 ])
 def test_faults_give_one_line_and_exit_2(args: list[str], says: str) -> None:
     result = _run(*args)
@@ -503,10 +583,11 @@ def test_a_video_without_any_face_is_an_error(tmp_path: Path) -> None:
     """Read to its end and no face in it: one line says so, and the run fails (exit 2), not a silent
     empty transcript."""
     video = write_video(tmp_path / "room.avi", [np.full((288, 360, 3), 90, np.uint8)] * 50, 25.0, "MJPG")
-    result = _run("--source", str(video), "--headless", "--fast")
+    result = _run("--source", str(video), "--headless", "--fast", "--jsonl", "-")
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert errors == [f"lipstream: error: no face in {video}: nothing was read"], result.stderr
+    assert result.stdout.splitlines() == ['{"final": true, "text": ""}']  # no caption line: nothing was shown
 
 
 def test_an_empty_file_is_refused_as_empty(tmp_path: Path) -> None:
