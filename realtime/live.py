@@ -91,6 +91,8 @@ class LivePipeline:
                 changed = self.restart(frame.t)  # the face is gone
                 stages["captions"] = (time.perf_counter() - t0) * 1e3
         else:
+            if track.jumped and self.backend.count:  # another face, or a cut: what it says is not this phrase
+                changed = self.restart(frame.t)
             self.last_face = frame.t
             t0 = time.perf_counter()
             self.backend.push(track.crop)
@@ -98,7 +100,8 @@ class LivePipeline:
             self.moving.append(self.moving_lips(track.lips))
             stages["front_end"] = (time.perf_counter() - t0) * 1e3
             if self.backend.count % self.options.hop == 0:
-                changed, stages["back_end"], stages["captions"] = self._read()
+                read, stages["back_end"], stages["captions"] = self._read()
+                changed = changed or read
         done = time.perf_counter()
         stages["total"] = (done - started) * 1e3 + frame.read_ms
         no_face = track.crop is None and frame.t - self.last_face > self.options.lost_face_seconds
@@ -122,8 +125,8 @@ class LivePipeline:
             self._read()
 
     def restart(self, t: float) -> bool:
-        """Commit everything read and start a fresh stream: the face was lost, or the user paused, so
-        the next frames do not continue these (a window across the gap would read one phrase).
+        """Commit everything read and start a fresh stream: the face was lost or replaced (a cut), or
+        the user paused, so the next frames do not continue these (a window across the gap would read one phrase).
         Returns whether the caption changed."""
         before = self.caption
         self._read_the_rest()

@@ -413,6 +413,19 @@ def read_through(model: OnnxModel, frames: list[np.ndarray]) -> str:
     return text
 
 
+def test_a_cut_to_another_place_ends_the_phrase_as_the_end_of_the_video_would(model: OnnxModel) -> None:
+    """Two sentences cut to their speech and joined with no pause, the second with the face elsewhere in
+    the frame (an edit, or another person): the first reads as it does alone, not run into the second."""
+    said = []
+    for name in CLIPS[:2]:
+        words = [t for t in read_align(GRID / "align" / f"{name}.align") if t.word not in ("sil", "sp")]
+        said.append(read_frames(clip(name))[int(words[0].start):int(words[-1].end) + 1])
+    first = [at_x(f, 0, (288, 720)) for f in said[0]]
+    second = [at_x(f, 360, (288, 720)) for f in said[1]]
+    alone = read_through(model, first)
+    assert alone and read_through(model, first + second).startswith(alone + " ")
+
+
 @pytest.mark.parametrize("speed", [40, 1000], ids=["sliding_in", "there_at_once"])
 def test_a_face_that_slides_out_and_back_reads_as_if_it_had_stayed(model: OnnxModel, speed: int) -> None:
     """Two sentences in a 1280x720 frame; between them the speaker slides out of the frame to the right
