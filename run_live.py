@@ -4,9 +4,10 @@
     python run_live.py --source clip.mp4      # a video file, played at its own fps
     python run_live.py --source clip.mp4 --headless --jsonl - --fast
 
-Keys in the window: q or Esc (or its close button) quit, space pause (what was read is committed
-first), c clear the screen (the transcript and subtitles keep every word), s save the transcript, +
-and - make the view and its captions larger or smaller.
+Keys in the window: q or Esc (or its close button) quit, space pause (a video waits where it is; for
+a camera, what was read is committed first), c clear the screen (the transcript and subtitles keep
+every word), s save the transcript, + and - make the view and its captions larger or smaller. When a
+video ends, the window stays open on its last words until it is closed.
 """
 
 from __future__ import annotations
@@ -25,13 +26,15 @@ MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import BUNDLED_MODEL, PROVIDERS
     from realtime.captions import POLICIES, PolicyOptions
-    from realtime.cli import add_decoder, at_least, summary
+    from realtime.cli import Parser, add_decoder, at_least, summary
     from realtime.live import SHORTEST_WINDOW, LiveOptions
 
-    p = argparse.ArgumentParser(prog="run_live.py", description=summary(__doc__),
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__[__doc__.index("Keys"):])
+    p = Parser(description=summary(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter,
+               epilog=__doc__[__doc__.index("Keys"):])
     p.add_argument("--source", default="0", help="camera index, video file or stream URL (default: camera 0)")
-    p.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="lipstream ONNX model (default: bundled)")
+    p.add_argument("--model", type=Path, default=BUNDLED_MODEL,
+                   help="lipstream ONNX model (default: the bundled one; a bare name such as "
+                        "lipstream-lite.int8.onnx names a bundled variant)")
     p.add_argument("--provider", choices=PROVIDERS, default="auto", help="ONNX Runtime device (default: auto)")
     add_decoder(p)
     p.add_argument("--headless", action="store_true", help="no window")
@@ -84,10 +87,12 @@ def save_transcript(text: str) -> None:
 def outputs_problem(args: argparse.Namespace) -> str | None:
     """Why the output files asked for cannot all be written, or None: each must be writable, none may
     be the video read (it would be lost) nor another output (one would replace the other)."""
+    from realtime.capture import local_path
     from realtime.files import output_problem
 
     outputs = [Path(p) for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
-    taken = {Path(args.source).resolve(): "the video read"} if Path(args.source).is_file() else {}
+    video = local_path(args.source)  # a file:// URL names its file too
+    taken = {video.resolve(): "the video read"} if video is not None and video.is_file() else {}
     for path in outputs:
         problem = output_problem(path)
         if problem:
@@ -110,12 +115,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    from realtime.backend import ModelLoadError, OnnxModel
+    from realtime.backend import ModelLoadError, OnnxModel, find_model
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
     from realtime.captions import PolicyOptions
     from realtime.cli import interrupt, window_problem
     from realtime.files import open_output, silence, write_text
-    from realtime.live import MOST_ENLARGED, JsonLines, LiveOptions, LivePipeline, enlargement, log, subtitles
+    from realtime.live import (MOST_ENLARGED, JsonLines, LiveOptions, LivePipeline, StepResult, enlargement, log,
+                               subtitles)
 
     # Before any frame is read: a run must not end in a file it cannot write.
     problem = window_problem(args.window, args.hop, args.right_context) or outputs_problem(args)
@@ -137,7 +143,7 @@ def _run(args: argparse.Namespace) -> int:
         log(f"error: {e}")
         return EXIT_INTERRUPTED if _stop_requested else EXIT_USAGE  # a stop asked for while it opened came first
     try:
-        model = OnnxModel(args.model, args.provider, args.threads)
+        model = OnnxModel(find_model(args.model), args.provider, args.threads)
         pipeline = LivePipeline(model, options)
     except ModelLoadError as e:
         log(f"error: {e}")
@@ -178,13 +184,46 @@ def _run(args: argparse.Namespace) -> int:
     code, paused, step, first, faceless, seen, small = EXIT_OK, False, None, True, False, False, False
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
+    final = None  # the caption once everything read is committed
+
+    def show(step: StepResult, wait_ms: int = 1, hud: str = "") -> int:
+        """Draw the frame and its captions; the key pressed meanwhile (-1 for none)."""
+        nonlocal fps_clock, scale
+        fps_clock = [t for t in fps_clock if t > time.monotonic() - 1] + [time.monotonic()]
+        hud = hud or (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
+                      f"  dropped {source.dropped}")
+        scale = scale or first_zoom(step.frame.image.shape)
+        return window.show(render(step, hud, scale, paused=paused, hidden=hidden), wait_ms)
+
+    def answer(key: int) -> None:
+        """What the window's keys do (README: Window keys)."""
+        nonlocal paused, scale, hidden, step
+        if key in (ord("q"), 27):
+            raise KeyboardInterrupt
+        if key == ord(" ") and final is None:  # nothing to pause once the video has ended
+            paused = not paused
+            if source.is_video:  # the video waits where it is: nothing is missed, nothing restarts
+                source.hold(paused)
+            elif paused and pipeline.restart(step.frame.t):  # a camera's frames pass unread meanwhile
+                step = replace(step, caption=pipeline.caption)
+                if out:
+                    out.caption(step.caption)
+            log(f"paused at {step.frame.t:.1f} s (space resumes)" if paused else "resumed")
+        elif (zoomed := zoom(scale, key)) != scale:
+            scale = zoomed
+            log(f"view at {scale:g}x")
+        elif key == ord("c"):
+            hidden = len(pipeline.policy.words)
+            log("screen cleared (the transcript keeps every word)")
+        elif key == ord("s"):
+            save_transcript(pipeline.policy.committed)  # the run goes on whether or not it could
     try:
         if _stop_requested:  # stopped while starting up: as if stopped at the first frame
             raise KeyboardInterrupt
         source.start()
         for frame in source:
             for f in resampler.push(frame):
-                if not paused:  # paused: frames pass unread, and the window keeps answering keys
+                if not paused:  # a paused camera: its frames pass unread, and the window keeps answering keys
                     step = pipeline.step(f)
                     if first:
                         log(f"first frame processed {time.monotonic() - started:.2f} s after start")
@@ -207,28 +246,18 @@ def _run(args: argparse.Namespace) -> int:
                         if out.error and args.jsonl == "-":
                             raise _ReaderGone
                 if window is not None and step is not None:
-                    fps_clock = [t for t in fps_clock if t > time.monotonic() - 1] + [time.monotonic()]
-                    hud = (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
-                           f"  dropped {source.dropped}")
-                    scale = scale or first_zoom(step.frame.image.shape)
-                    key = window.show(render(step, hud, scale, paused=paused, hidden=hidden))
-                    if key in (ord("q"), 27):
-                        raise KeyboardInterrupt
-                    if key == ord(" "):
-                        paused = not paused
-                        if paused and pipeline.restart(step.frame.t):
-                            step = replace(step, caption=pipeline.caption)
-                            if out:
-                                out.caption(step.caption)
-                        log("paused (space resumes)" if paused else "resumed")
-                    elif (zoomed := zoom(scale, key)) != scale:
-                        scale = zoomed
-                        log(f"view at {scale:g}x")
-                    elif key == ord("c"):
-                        hidden = len(pipeline.policy.words)
-                        log("screen cleared (the transcript keeps every word)")
-                    elif key == ord("s"):
-                        save_transcript(pipeline.policy.committed)  # the run goes on whether or not it could
+                    answer(show(step))
+                    while paused and source.is_video:  # a video waits for its viewer, as a player does
+                        answer(show(step, wait_ms=30))
+        if window is not None and step is not None and source.is_video and seen and not source.error:
+            # The video has ended: its last words, committed now, stay on screen until the window is closed.
+            final = pipeline.finish()
+            step = replace(step, caption=final)
+            if out:
+                out.caption(step.caption)
+            log("the video has ended: q, Esc or the close button closes the window")
+            while True:
+                answer(show(step, wait_ms=30, hud="end of the video: q closes"))
         if source.error and not source.read:  # not one frame decoded: a bad file, not a run cut short
             log(f"error: {source.error}")
             code = EXIT_USAGE
@@ -249,7 +278,8 @@ def _run(args: argparse.Namespace) -> int:
         for s in (signal.SIGINT, signal.SIGTERM):  # a second stop request must not cost the outputs
             signal.signal(s, _defer)
         source.stop()
-        final = pipeline.finish()
+        if final is None:
+            final = pipeline.finish()
         pipeline.close()
         if window is not None:
             window.close()

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from export import MAX_OPSET, OPSET
-from realtime.cli import held_interrupts, summary
+from realtime.cli import Parser, held_interrupts, summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export", description=summary(__doc__))
+    parser = Parser(prog="python -m export", description=summary(__doc__))
     parser.add_argument("--model", type=Path, required=True, help="a lipstream .keras model")
     parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
     parser.add_argument("--cache", type=Path, default=Path("cache/s1.h5"),

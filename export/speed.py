@@ -12,16 +12,15 @@ timed by python -m realtime.bench, which never loads TensorFlow.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from realtime.cli import at_least, summary
+from realtime.cli import Parser, at_least, summary
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m export.speed", description=summary(__doc__))
+    parser = Parser(prog="python -m export.speed", description=summary(__doc__))
     parser.add_argument("--model", type=Path, required=True, help="a lipstream .keras model")
     parser.add_argument("--onnx", type=Path, help="its export (default: the .onnx beside --model)")
     parser.add_argument("--cache", type=Path, default=Path("cache/s1.h5"), help="mouth-crop cache")

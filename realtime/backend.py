@@ -27,6 +27,16 @@ def _bundled_model() -> Path:
 
 
 BUNDLED_MODEL = _bundled_model()
+
+
+def find_model(path: Path) -> Path:
+    """`path`; or, for a bare file name that is not in the current folder, the bundled model of that
+    name (`--model lipstream-lite.int8.onnx` from any folder, in a checkout or an installed package)."""
+    path = Path(path)
+    if path.exists() or path.parent != Path("."):
+        return path
+    bundled = BUNDLED_MODEL.parent / path.name
+    return bundled if bundled.is_file() else path
 EXPORT_ID = "lipstream.export"  # metadata naming the weights an export's three files were made from
 FORM = "lipstream.form"  # metadata saying which of them a file is: full, step or back
 

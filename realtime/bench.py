@@ -11,7 +11,6 @@ is `python -m export.speed` (the runtime never loads TensorFlow).
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import json
 import sys
@@ -25,7 +24,7 @@ import numpy as np
 from realtime.backend import BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, open_video
 from realtime.captions import POLICIES, PolicyOptions
-from realtime.cli import add_decoder, at_least, summary, window_problem
+from realtime.cli import Parser, add_decoder, at_least, summary, window_problem
 from realtime.files import make_folder_for, output_problem, write_text
 from realtime.live import STAGES, LiveOptions, LivePipeline
 from realtime.tracker import MouthTracker, TrackerOptions
@@ -178,7 +177,7 @@ def plot(rec: Recording, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realtime.bench", description=summary(__doc__))
+    parser = Parser(prog="python -m realtime.bench", description=summary(__doc__))
     parser.add_argument("--source", type=Path, required=True, help="a video file, played at its own fps")
     parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
     parser.add_argument("--provider", default="auto", choices=PROVIDERS)

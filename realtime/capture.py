@@ -3,6 +3,7 @@ resampler that turns whatever rate the source delivers into the model's frame ra
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import cv2
 import numpy as np
@@ -38,7 +40,7 @@ class SourceOptions:
     source: str = "0"  # camera index, video file or stream URL
     fast: bool = False  # files: read as fast as possible instead of at the file's own fps
     queue_size: int = 4
-    retries: int = 5  # reopen attempts when a camera stops delivering
+    retries: int = 5  # reopen attempts after a camera or stream's last frame before it is given up
     backoff: float = 0.2  # seconds before the first reopen, doubled each time
 
 
@@ -48,6 +50,9 @@ FAILED_READS = 25
 # A video that ends this much short of its container's duration ended early (cut off); container
 # durations are estimates (mkv and fragmented mp4 round up to a frame or two).
 SHORTFALL = 0.25  # seconds
+# The highest frame rate taken as filmed (phones' slow motion); above it the container gave its time base
+# (1000 for WebM and Matroska without a rate), and a frame without a usable time is placed at 30 fps.
+MAX_FPS = 960
 
 
 def is_camera(source: str) -> bool:
@@ -59,9 +64,23 @@ def is_url(source: str) -> bool:
     return "://" in source
 
 
+def local_path(source: str) -> Path | None:
+    """The file a source names, as a path or a file:// URL (decoded: %20 is a space), so both get the
+    same checks and timeline, and a caller can keep its outputs off the video; None for a camera or
+    another URL."""
+    if is_camera(source):
+        return None
+    if not is_url(source):
+        return Path(source)
+    url = urlparse(source)
+    return Path(url2pathname(url.path)) if url.scheme == "file" and url.netloc in ("", "localhost") else None
+
+
 # A URL whose path ends in one of these names a recording, even when its container gives no length (a
-# WebM written as a stream); a live stream's or camera's URL rarely does (.m3u8, .mjpg, .flv, none).
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".wmv"})
+# WebM written as a stream, a .ts saved from a broadcast); a live stream's or camera's URL rarely does
+# (.m3u8, .mjpg, .flv for HTTP-FLV, none).
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ogv", ".wmv",
+                            ".ts", ".m2ts", ".mts", ".3gp"})
 
 
 def names_a_video_file(url: str) -> bool:
@@ -84,6 +103,18 @@ def video_start(path: str) -> float:
         return 0.0
 
 
+@contextlib.contextmanager
+def opencv_muted() -> Iterator[None]:
+    """OpenCV's own log lines (a stream's read timeout, a missing camera) muted while it runs: the user
+    gets lipstream's one line instead."""
+    level = cv2.getLogLevel()
+    cv2.setLogLevel(0)
+    try:
+        yield
+    finally:
+        cv2.setLogLevel(level)
+
+
 def open_video(source: str) -> cv2.VideoCapture:
     """An OpenCV capture of a video file or URL whose frames come upright, as the file's rotation tag
     says (phones film upright and tag the rotation; OpenCV 4.11 ignores the tag unless asked)."""
@@ -100,31 +131,30 @@ class FrameSource:
     A video (a file, or a URL to one) has an end and its own timeline: frames carry their media
     time, it is played at its pace and never reopened. A camera or live stream (a URL whose container
     gives no length and whose name is not a video file's) is stamped by the clock, and reopened when it
-    stops delivering."""
+    stops delivering, unless it then starts over as a recording served that way does."""
 
     def __init__(self, options: SourceOptions):
         self.options = options
         source = options.source
-        camera = is_camera(source)
-        local = not camera and not is_url(source)
-        if local and not Path(source).is_file():
+        self._path = local_path(source)
+        if self._path is not None and not self._path.is_file():
             raise CaptureError(f"no video file at {source}")
-        if local and Path(source).stat().st_size == 0:
+        if self._path is not None and self._path.stat().st_size == 0:
             raise CaptureError(f"{source} is empty (0 bytes): nothing to lipread")
         self._capture = self._open()
-        self.fps = self._capture.get(cv2.CAP_PROP_FPS) or 0.0
-        if not self.fps or self.fps > 240:
-            self.fps = 30.0
-        if local and cv2.haveImageReader(str(source)):
+        fps = self._capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 0 < fps <= MAX_FPS else 30.0
+        if self._path is not None and cv2.haveImageReader(str(self._path)):
             self._capture.release()  # FFmpeg opens a photo as a one-frame video
             raise CaptureError(f"{source} is a still image, not a video: nothing to lipread")
-        frames = 0.0 if camera else self._capture.get(cv2.CAP_PROP_FRAME_COUNT)
+        frames = 0.0 if is_camera(source) else self._capture.get(cv2.CAP_PROP_FRAME_COUNT)
         counted = 0 < frames < 1e12  # a live stream has no count; a webm without a duration, a garbage one
-        self.is_video = local or counted or (is_url(source) and names_a_video_file(source))
-        self.duration = frames / self.fps if counted else 0.0  # the container's estimate; 0 when unknown
+        self.is_video = self._path is not None or counted or (is_url(source) and names_a_video_file(source))
+        # The container's estimate, 0 when unknown: OpenCV counts the frames at the container's own rate.
+        self.duration = frames / fps if counted and fps > 0 else 0.0
         self._last_t = -1.0  # media time of the last frame read, from the video's own start
         self.video_start = 0.0  # where that start is on the file's timeline: read beside the model's loading
-        self._timeline = threading.Thread(target=self._read_video_start, daemon=True) if local else None
+        self._timeline = None if self._path is None else threading.Thread(target=self._read_video_start, daemon=True)
         if self._timeline is not None:
             self._timeline.start()
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=options.queue_size)
@@ -132,23 +162,22 @@ class FrameSource:
         self.read = 0
         self.error: str | None = None  # why the stream ended early, when it did
         self._stop = threading.Event()
+        self._released = threading.Event()  # cleared while a video is held
+        self._released.set()
+        self._held_at = 0.0
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
     def _open(self) -> cv2.VideoCapture:
         source = self.options.source
-        if is_camera(source):
-            level = cv2.getLogLevel()
-            cv2.setLogLevel(0)  # OpenCV's own lines on a missing camera: the error below says it once
-            try:
+        with opencv_muted():
+            if is_camera(source):
                 capture = cv2.VideoCapture(int(source))
-            finally:
-                cv2.setLogLevel(level)
-        else:
-            capture = open_video(source)
+            else:
+                capture = open_video(source if self._path is None else str(self._path))
         if not capture.isOpened():
             if is_camera(source):
                 raise CaptureError(f"cannot open camera {source}; to read a video file instead, use --source FILE")
-            if is_url(source):
+            if self._path is None:
                 raise CaptureError(f"cannot open {source}: unreachable, or not a stream this OpenCV build can decode")
             raise CaptureError(f"cannot read {source}: damaged or cut off, or not a video this OpenCV build decodes")
         return capture
@@ -157,6 +186,18 @@ class FrameSource:
         self._started = time.monotonic()
         self._thread.start()
         return self
+
+    def hold(self, held: bool) -> None:
+        """Keep a video where it is while its viewer pauses, as a player does: no frame is read meanwhile,
+        and its pace goes on from there once released. A camera cannot wait, so it is never held."""
+        if not self.is_video or held != self._released.is_set():
+            return
+        if held:
+            self._held_at = time.monotonic()
+            self._released.clear()
+        else:
+            self._started += time.monotonic() - self._held_at
+            self._released.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -187,22 +228,21 @@ class FrameSource:
                 pass
             self.frames.put_nowait(item)
 
-    def _reopen(self) -> bool:
-        """A camera or stream that stopped delivering: retry with back-off."""
-        delay = self.options.backoff
-        for _ in range(self.options.retries):
-            if self._stop.wait(delay):
-                return False
-            self._capture.release()
-            try:
-                self._capture = self._open()
-                return True
-            except CaptureError:
-                delay *= 2
-        return False
+    def _reopen(self, attempt: int) -> bool:
+        """Reopens a camera or stream that stopped delivering, after a back-off doubled with each attempt
+        since its last frame: an open alone is no sign it is back, so one that keeps ending as soon as
+        it opens is given up after `retries` as one that fails to open is."""
+        if attempt >= self.options.retries or self._stop.wait(self.options.backoff * 2 ** attempt):
+            return False
+        self._capture.release()
+        try:
+            self._capture = self._open()
+        except CaptureError:
+            pass  # reading the released capture fails: the next attempt
+        return True
 
     def _read_video_start(self) -> None:
-        self.video_start = video_start(self.options.source)
+        self.video_start = video_start(str(self._path))
 
     def _media_time(self) -> float:
         """The frame just read's presentation time (variable frame rates included); a frame's place
@@ -211,13 +251,27 @@ class FrameSource:
         return t if t > self._last_t else self._last_t + 1 / self.fps
 
     def _run(self) -> None:
+        """Whatever stops the reading, the stream ends: a consumer is never left waiting for frames."""
+        try:
+            self._read()
+        except Exception as e:
+            self.error = f"reading {self.options.source} failed: {type(e).__name__}: {' '.join(str(e).split())}"
+        finally:
+            self._put(None)
+
+    def _read(self) -> None:
         if self._timeline is not None:
             self._timeline.join()
         pace = self.is_video and not self.options.fast
-        failed = 0
+        failed = reopens = 0
+        first: np.ndarray | None = None  # the frame the last opening started with
+        opened = (0.0, 0)  # when it did (time.monotonic()), and `read` then
         while not self._stop.is_set():
+            if not self._released.wait(0.05):
+                continue  # held: look again (a stop ends the wait too)
             started = time.perf_counter()
-            ok, image = self._capture.read()
+            with opencv_muted():
+                ok, image = self._capture.read()
             read_ms = (time.perf_counter() - started) * 1e3
             if not ok:
                 if self.is_video:
@@ -231,11 +285,20 @@ class FrameSource:
                     elif end < self.duration - SHORTFALL:
                         self.error = f"video ended early: read {end:.2f} s of {self.duration:.2f} s"
                     break
-                if not self._reopen():
+                if not self._reopen(reopens):
                     self.error = f"{self.options.source} stopped delivering frames"
                     break
+                reopens += 1
                 continue
-            failed = 0
+            if reopens and np.array_equal(image, first) and \
+                    (self.read - opened[1]) / self.fps > 2 * (time.monotonic() - opened[0]):
+                # Reopened, it starts over bit for bit (a camera never does), and it gave its frames faster
+                # than they were filmed: a recording served as a file, read to its end. One played in real
+                # time (a stream looping a clip) is reopened as a camera is.
+                break
+            if reopens or first is None:
+                first, opened = image, (time.monotonic(), self.read)
+            failed = reopens = 0
             if self.is_video:
                 self._last_t = self._media_time()
                 t = self._last_t + self.video_start
@@ -247,7 +310,6 @@ class FrameSource:
                 t = time.monotonic() - self._started
             self._put(Frame(image, t, self.read, time.monotonic(), read_ms))
             self.read += 1
-        self._put(None)
 
     def __iter__(self) -> Iterator[Frame]:
         while True:

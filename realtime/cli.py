@@ -10,8 +10,16 @@ import math
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import NoReturn
 
 from realtime.decode import BEAM_WIDTH, DECODERS
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose refusal of an option is one line (the usage block is --help's to show)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
 def interrupt(signum: int, frame: object) -> None:

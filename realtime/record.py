@@ -29,7 +29,6 @@ clock of their streams' start: exact for the stand-ins, within the devices' late
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -46,7 +45,7 @@ from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
 from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech,
                             read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
-from realtime.cli import at_least, folder_name, held_interrupts, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, folder_name, held_interrupts, stops_like_ctrl_c, summary
 from realtime.crop import LIPS
 from realtime.files import folder_problem, write_text
 from realtime.live import log
@@ -350,7 +349,7 @@ def record(options: RecordOptions) -> Session:
 
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realtime.record", description=summary(__doc__))
+    parser = Parser(prog="python -m realtime.record", description=summary(__doc__))
     parser.add_argument("--out", type=Path, required=True, help="GRID folder to add the clips to")
     parser.add_argument("--speaker", type=folder_name, default="me", help="the speaker's folder name")
     parser.add_argument("--count", type=at_least(1), default=10, help="clips to record")

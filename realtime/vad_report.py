@@ -10,14 +10,13 @@ post would absorb).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from realtime.audio import AudioError, VadOptions, detect_speech, read_audio
-from realtime.cli import at_least, summary
+from realtime.cli import Parser, at_least, summary
 from training.grid import GRID_FPS, AlignError, Clip, find_clips, read_align
 
 
@@ -37,7 +36,7 @@ def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m realtime.vad_report", description=summary(__doc__))
+    parser = Parser(prog="python -m realtime.vad_report", description=summary(__doc__))
     parser.add_argument("--grid", type=Path, required=True, help="GRID folder with video/*.mp4 and align/*.align")
     parser.add_argument("--count", type=at_least(1), default=100)
     args = parser.parse_args(argv)

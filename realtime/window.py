@@ -90,12 +90,19 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         for word, colour in line:
             cv2.putText(image, word, (x, y), FONT, size, colour, thickness, cv2.LINE_AA)
             x += cv2.getTextSize(word + " ", FONT, size, thickness)[0][0]
-    cv2.putText(image, hud, (10, 24), FONT, 0.55, WHITE, 1, cv2.LINE_AA)
+    outlined(image, hud, (10, 24), 0.55, WHITE, 1)
     if step.no_face:
-        cv2.putText(image, "no face", (10, 54), FONT, 0.8, RED, 2, cv2.LINE_AA)
+        outlined(image, "no face", (10, 54), 0.8, RED, 2)
     if paused:
-        cv2.putText(image, "paused", (10, 84), FONT, 0.8, YELLOW, 2, cv2.LINE_AA)
+        outlined(image, "paused", (10, 84), 0.8, YELLOW, 2)
     return image
+
+
+def outlined(image: np.ndarray, text: str, at: tuple[int, int], size: float, colour: tuple[int, int, int],
+             thickness: int) -> None:
+    """Text drawn over a dark outline, so it reads on any video (white on a bright wall, too)."""
+    cv2.putText(image, text, at, FONT, size, (0, 0, 0), thickness + 2, cv2.LINE_AA)
+    cv2.putText(image, text, at, FONT, size, colour, thickness, cv2.LINE_AA)
 
 
 def display_problem() -> str | None:
@@ -128,9 +135,9 @@ class Window:
         self.title = title
         cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: the keys do it all
 
-    def show(self, image: np.ndarray) -> int:
+    def show(self, image: np.ndarray, wait_ms: int = 1) -> int:
         cv2.imshow(self.title, image)
-        key = cv2.waitKey(1) & 0xFF
+        key = cv2.waitKey(wait_ms) & 0xFF
         # Its close button quits as q does: the next imshow would open the window again.
         return ord("q") if cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1 else key
 

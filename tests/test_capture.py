@@ -1,9 +1,10 @@
 """Frame capture on the videos users bring: phone rotation tags, variable frame rates, containers that
-round their length up, a damaged packet, a video served over HTTP, a file named like a camera. Each is
-made from a real GRID clip with FFmpeg."""
+round their length up, a damaged packet, a video served over HTTP, a file named like a camera, high-speed
+video, a recording served as a stream. Each is made from a real GRID clip with FFmpeg."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import itertools
@@ -11,13 +12,15 @@ import json
 import shutil
 import subprocess
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from realtime.capture import FrameSource, SourceOptions
+from realtime.capture import Frame, FrameSource, SourceOptions, local_path
 from tests.test_tracker import read_frames
 
 CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "grid" / "s1" / "video" / "bram2n.mp4"
@@ -27,11 +30,15 @@ def ffmpeg(*args: str) -> None:
     subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", *args], check=True)
 
 
-def read_all(source: str, fast: bool = True) -> tuple[FrameSource, list]:
-    """Every frame the source gives, up to 500 (a source replayed without end must fail, not hang)."""
-    capture = FrameSource(SourceOptions(source=source, fast=fast)).start()
+def read_all(source: str, fast: bool = True, **options: float) -> tuple[FrameSource, list[Frame]]:
+    """Every frame the source gives, up to 500: a source replayed without end, or one whose stream
+    never ends (10 s without a frame), fails instead of hanging."""
+    capture = FrameSource(SourceOptions(source=source, fast=fast, **options)).start()
     try:
-        return capture, list(itertools.islice(capture, 500))
+        frames = []
+        while len(frames) < 500 and (frame := capture.frames.get(timeout=10)) is not None:
+            frames.append(frame)
+        return capture, frames
     finally:
         capture.stop()
 
@@ -69,13 +76,16 @@ def test_containers_that_round_their_length_up_end_cleanly(tmp_path: Path, name:
     assert source.error is None and len(frames) == 75
 
 
-def test_a_video_that_starts_after_its_sound_keeps_the_file_s_timeline(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", [str, Path.as_uri])
+def test_a_video_that_starts_after_its_sound_keeps_the_file_s_timeline(tmp_path: Path,
+                                                                       name: Callable[[Path], str]) -> None:
     """Its first frame is shown 2 s in (a player shows the sound's first 2 s over black): frames, and so
-    captions and subtitle cues, carry the file's times, not the video stream's own."""
-    late = tmp_path / "late.mp4"
+    captions and subtitle cues, carry the file's times, not the video stream's own; named by its path
+    or a file:// URL (with %20 for the space)."""
+    late = tmp_path / "late start.mp4"
     ffmpeg("-itsoffset", "2", "-i", str(CLIP), "-f", "lavfi", "-i", "anullsrc=r=16000", "-map", "0:v", "-map", "1:a",
            "-t", "5", "-c:v", "copy", "-c:a", "aac", str(late))
-    source, frames = read_all(str(late))
+    source, frames = read_all(name(late))
     assert source.error is None and source.video_start == pytest.approx(2.0)
     assert np.allclose([f.t for f in frames], 2 + np.arange(75) / 25, atol=1e-3)
 
@@ -102,23 +112,125 @@ def test_a_cut_off_video_is_said_to_have_ended_early(tmp_path: Path) -> None:
     assert 0 < len(frames) < 60
 
 
+@pytest.mark.parametrize("fps", [300, 960])
+def test_a_high_speed_video_is_read_to_its_end(tmp_path: Path, fps: int) -> None:
+    """Phones film slow motion at 240 to 960 fps: such a video is neither said to have ended early nor
+    given another rate's times."""
+    ffmpeg("-i", str(CLIP), "-vf", f"setpts=N/({fps}*TB)", "-r", str(fps), "-an", str(tmp_path / "fast.mp4"))
+    source, frames = read_all(str(tmp_path / "fast.mp4"))
+    assert source.error is None and len(frames) == 75
+    assert np.allclose([f.t for f in frames], np.arange(75) / fps, atol=1e-4)
+
+
+def test_local_path_is_the_file_a_path_or_a_file_url_names(tmp_path: Path) -> None:
+    video = tmp_path / "a talk.mp4"
+    assert local_path(str(video)) == local_path(video.as_uri()) == local_path(f"file://localhost{video}") == video
+    assert local_path("0") is None and local_path("http://example.com/talk.mp4") is None
+
+
+def test_a_failure_in_the_reader_thread_ends_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever fails while reading (here OpenCV running out of memory at the 10th frame) ends the stream
+    with the reason in one line, instead of leaving the consumer waiting for frames forever."""
+    media_time = FrameSource._media_time
+
+    def out_of_memory(self: FrameSource) -> float:
+        if self.read == 10:
+            raise cv2.error("OpenCV(4.11.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate "
+                            "311040 bytes in function 'OutOfMemoryError'\n")
+        return media_time(self)
+
+    monkeypatch.setattr(FrameSource, "_media_time", out_of_memory)
+    source, frames = read_all(str(CLIP))
+    assert len(frames) == 10
+    assert source.error == (f"reading {CLIP} failed: error: OpenCV(4.11.0) alloc.cpp:73: error: (-4:Insufficient "
+                            "memory) Failed to allocate 311040 bytes in function 'OutOfMemoryError'")
+
+
+@contextlib.contextmanager
+def http_server(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A local HTTP server on a thread: its address."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[str]:
     """The clip on a local HTTP server, as a video on the web would be."""
     shutil.copy(CLIP, tmp_path / "clip.mp4")
-    handler = functools.partial(_QuietHandler, directory=str(tmp_path))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
-    finally:
-        server.shutdown()
+    with http_server(functools.partial(_QuietHandler, directory=str(tmp_path))) as address:
+        yield f"{address}/clip.mp4"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args: object) -> None:
         pass
+
+
+@contextlib.contextmanager
+def streamed(bodies: Iterator[bytes]) -> Iterator[str]:
+    """A server answering as a live stream does, with no length (its end is the connection's): each
+    connection, whatever the path, gets the next of `bodies`."""
+    class Handler(_QuietHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            self.end_headers()
+            self.wfile.write(next(bodies))
+
+    with http_server(Handler) as address:
+        yield address
+
+
+@pytest.fixture
+def clip_ts(tmp_path: Path) -> bytes:
+    """The clip as MPEG-TS, the container of broadcasts and of streams sent over HTTP."""
+    ffmpeg("-i", str(CLIP), "-an", "-c:v", "copy", str(tmp_path / "clip.ts"))
+    return (tmp_path / "clip.ts").read_bytes()
+
+
+def test_a_ts_recording_streamed_without_a_length_is_played_once(clip_ts: bytes) -> None:
+    """Its name says it is a recording: played at its own times, ended, not reopened."""
+    with streamed(itertools.repeat(clip_ts)) as address:
+        source, frames = read_all(f"{address}/clip.ts")
+    assert source.is_video and source.error is None
+    assert np.allclose([f.t for f in frames], np.arange(75) / 25, atol=1e-3)
+
+
+def test_a_recording_at_a_stream_s_url_is_not_read_again(clip_ts: bytes) -> None:
+    """Nothing says it is a recording, so it is read as a live stream and reopened when it ends; it then
+    starts over with the same frame, having come faster than filmed: it has ended, read once, not
+    replayed without end."""
+    with streamed(itertools.repeat(clip_ts)) as address:
+        source, frames = read_all(f"{address}/live", fast=False)
+    assert not source.is_video and source.error is None
+    assert 0 < source.read <= 75
+
+
+def test_a_stream_that_ends_as_soon_as_it_reopens_is_given_up(clip_ts: bytes) -> None:
+    """After the clip, each connection sends the stream's tables and packets emptied of their picture (an
+    encoder that lost its camera): it opens and no frame comes. Such reopens count against one budget,
+    as failed opens do."""
+    tables, video = clip_ts[:3 * 188], clip_ts[3 * 188:12 * 188]
+    blank = tables + b"".join(video[i:i + 4] + bytes(184) for i in range(0, len(video), 188))
+    with streamed(itertools.chain([clip_ts], itertools.repeat(blank))) as address:
+        source, frames = read_all(f"{address}/live", fast=False, retries=3, backoff=0.01)
+    assert source.error == f"{address}/live stopped delivering frames"
+    assert 0 < source.read <= 75
+
+
+def test_opencv_s_own_lines_stay_off_stderr(served: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """A video served over HTTP whose sound, in 2.5 ms packets, runs 12 s past its picture: OpenCV warns
+    that it gave up looking for another video packet among thousands of audio ones."""
+    ffmpeg("-i", str(CLIP), "-f", "lavfi", "-i", "sine=r=48000", "-map", "0:v", "-map", "1:a", "-t", "15",
+           "-c:v", "copy", "-c:a", "libopus", "-frame_duration", "2.5", "-movflags", "+faststart",
+           str(tmp_path / "long_sound.mp4"))
+    source, frames = read_all(served.replace("clip.mp4", "long_sound.mp4"))
+    assert source.error is None and len(frames) == 75
+    assert capfd.readouterr().err == ""
 
 
 @pytest.mark.parametrize("fast", [True, False])
@@ -148,3 +260,20 @@ def test_a_file_named_like_a_camera_is_read_as_a_file(tmp_path: Path, monkeypatc
     monkeypatch.chdir(tmp_path)
     source, frames = read_all("2024")
     assert source.is_video and len(frames) == 75
+
+
+def test_a_held_video_waits_and_then_goes_on_from_where_it_was() -> None:
+    """The window's pause on a video: while held no frame is read (nor dropped), and once released the
+    video is played on from the frame it had reached, at its own times."""
+    source = FrameSource(SourceOptions(source=str(CLIP))).start()
+    frames = source.frames
+    first = [frames.get(timeout=10) for _ in range(10)]
+    source.hold(True)
+    time.sleep(0.3)  # a frame being paced when the hold came is still delivered
+    read = source.read
+    time.sleep(1.0)
+    assert source.read == read  # held: nothing read
+    source.hold(False)
+    rest = list(source)
+    assert [f.index for f in first + rest] == list(range(75)) and source.dropped == 0
+    assert [round(f.t * 25, 3) for f in first + rest] == list(range(75))  # the file's own times

@@ -197,10 +197,11 @@ def test_outputs_that_would_overwrite_the_video_or_each_other_are_refused(
     video = tmp_path / "talk.mp4"
     video.write_bytes(clip(CLIPS[0]).read_bytes())
     args = [str(video) if a == "VIDEO" else str(tmp_path / a) if "." in a else a for a in outputs]
-    code = run_live.main(["--source", str(video), "--model", str(MODEL), "--headless", "--fast", *args])
-    err = capsys.readouterr().err
-    assert code == 2 and "choose another file" in err and err.count("\n") == 1
-    assert video.read_bytes() == clip(CLIPS[0]).read_bytes()
+    for source in (str(video), video.as_uri()):  # a file:// URL names the same file
+        code = run_live.main(["--source", source, "--model", str(MODEL), "--headless", "--fast", *args])
+        err = capsys.readouterr().err
+        assert code == 2 and "choose another file" in err and err.count("\n") == 1
+        assert video.read_bytes() == clip(CLIPS[0]).read_bytes()
 
 
 def test_a_model_missing_or_with_broken_streaming_parts_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -220,6 +221,20 @@ def test_a_model_missing_or_with_broken_streaming_parts_is_refused_in_one_line(t
         code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(model), "--headless", "--fast"])
         err = capsys.readouterr().err
         assert code == 2 and message in err and "Traceback" not in err, err
+
+
+def test_a_bundled_variant_is_found_by_its_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """`--model lipstream-lite.int8.onnx` outside the checkout (as an installed package is used): the
+    bundled int8 model, not "no model"; a file of that name in the folder comes first."""
+    monkeypatch.chdir(tmp_path)
+    assert run_live.main(["--source", str(clip(CLIPS[0])), "--headless", "--fast", "--model",
+                          "lipstream-lite.int8.onnx"]) == 0
+    assert "model lipstream-lite.int8.onnx" in capsys.readouterr().err
+    (tmp_path / "lipstream-lite.int8.onnx").write_text("a file of the user's\n")
+    assert run_live.main(["--source", str(clip(CLIPS[0])), "--headless", "--fast", "--model",
+                          "lipstream-lite.int8.onnx"]) == 2
+    assert "is not a readable ONNX model" in capsys.readouterr().err
 
 
 def test_a_model_whose_charset_cannot_spell_words_is_refused_in_one_line(tmp_path: Path,
@@ -550,8 +565,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def test_faults_give_one_line_and_exit_2(args: list[str], says: str) -> None:
     result = _run(*args)
     assert result.returncode == 2
-    said = [line for line in result.stderr.splitlines() if not line.startswith(("usage:", " "))]  # argparse's usage
-    assert len(said) == 1 and says in said[0], result.stderr  # nothing from OpenCV or MediaPipe beside it
+    said = result.stderr.splitlines()
+    assert len(said) == 1 and says in said[0], result.stderr  # no usage block, nothing from OpenCV or MediaPipe
 
 
 def test_a_cut_off_video_is_told_in_lipstream_s_words_only(tmp_path: Path) -> None:

@@ -62,6 +62,14 @@ def test_render_draws_captions_inset_and_contour() -> None:
     assert box[:, 1].min() - 2 <= ys.min() and ys.max() <= box[:, 1].max() + 2
 
 
+def test_the_status_line_reads_on_a_white_wall() -> None:
+    """The status line over a white frame: its white letters sit on a dark outline, not lost in the wall."""
+    step = step_on_real_frame("bin blue", "at")
+    white = replace(step, frame=replace(step.frame, image=np.full_like(step.frame.image, 255)))
+    status = render(white, "25 fps  20 ms  CPU", paused=True)[:100, :300]
+    assert (status == WHITE).all(axis=-1).sum() > 50 and (status.max(axis=-1) < 60).sum() > 200
+
+
 def test_cleared_words_leave_the_screen_and_the_tentative_ones_stay() -> None:
     """The c key: the committed words read so far are hidden; words read after them, and the tentative
     ones, show."""
@@ -137,12 +145,31 @@ def x_display() -> Iterator[dict[str, str]]:
         xvfb.wait()
 
 
-def test_window_opens_on_a_real_x_display(x_display: dict[str, str], tmp_path: Path) -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "run_live.py"), "--source", str(CLIP)],
-                            capture_output=True, text=True, env=x_display, cwd=tmp_path, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "first frame processed" in result.stderr
-    assert result.stdout.strip(), "the window run prints the final transcript"
+def test_the_window_holds_the_last_words_when_the_video_ends(x_display: dict[str, str], tmp_path: Path) -> None:
+    """At the video's end everything read is committed and stays on screen until the window is closed:
+    the last words are there to read, not gone with the window."""
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err:
+        process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(CLIP)],
+                                   stdout=subprocess.PIPE, stderr=err, text=True, env=x_display, cwd=tmp_path)
+    try:
+        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream$"], capture_output=True,
+                               text=True, env=x_display, timeout=120)
+        window = found.stdout.split()[0]
+        deadline = time.monotonic() + 60
+        while "the video has ended" not in log.read_text():
+            assert time.monotonic() < deadline and process.poll() is None, log.read_text()
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert process.poll() is None  # still showing the last words
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=x_display, check=True, timeout=30)
+        subprocess.run(["xdotool", "key", "q"], env=x_display, check=True, timeout=30)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, log.read_text()
+    assert "first frame processed" in log.read_text()
+    assert out.strip(), "the window run prints the final transcript"
 
 
 def looped(tmp_path: Path, times: int) -> Path:
@@ -198,8 +225,8 @@ def window_run(x_display: dict[str, str], tmp_path: Path) -> Iterator[WindowRun]
 def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], tmp_path: Path) -> None:
     """Keys typed into the real window (xdotool) on a real clip played 100 times at its fps: c clears
     the screen but keeps the words; + makes the window (the frame and its captions) larger; space
-    pauses, and the paused window still answers s (save) and q (quit), so the saved transcript is the
-    final one, and only q can end the run in time."""
+    pauses the video where it is (nothing is read until space again) and the paused window still
+    answers s (save); the video then goes on, and only q can end the run in time."""
     with window_run(x_display, tmp_path) as run:
         before = run.committed()
 
@@ -208,12 +235,23 @@ def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], t
                                       env=x_display, timeout=30).stdout
             return geometry.split("Geometry: ")[1].split()[0]
 
-        assert size() == "720x576"  # the 360x288 clip at twice its size, no toolbar
-        for key, effect in (("c", "screen cleared"), ("plus", "view at 2.5x"), ("space", "paused"), ("s", "saved")):
+        def press(key: str, effect: str) -> None:
             # One key per wait: OpenCV's Qt window keeps only the last key pressed between two frames.
             subprocess.run(["xdotool", "key", key], env=x_display, check=True, timeout=30)
             run.wait_for(lambda: effect in run.log.read_text(), f"{effect!r} after {key}")
+
+        assert size() == "720x576"  # the 360x288 clip at twice its size, no toolbar
+        press("c", "screen cleared")
+        press("plus", "view at 2.5x")
         run.wait_for(lambda: size() == "900x720", "larger window after +")
+        press("space", "paused at")
+        lines = run.captions.read_text()
+        time.sleep(1.5)
+        assert run.captions.read_text() == lines  # paused: no frame read, no caption changed
+        press("s", "saved")
+        paused = run.committed()
+        press("space", "resumed")
+        run.wait_for(lambda: len(run.committed()) > len(paused), "words read after the pause")
         subprocess.run(["xdotool", "key", "q"], env=x_display, check=True, timeout=30)
         run.process.wait(timeout=60)
     err = run.log.read_text()
@@ -222,7 +260,7 @@ def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], t
     assert len(saved) == 1 and f"saved {saved[0].name}" in err
     final = json.loads(run.captions.read_text().splitlines()[-1])
     assert final["final"] and before and final["text"].startswith(before)  # c lost no word
-    assert saved[0].read_text() == final["text"] + "\n"  # nothing was read after the pause
+    assert saved[0].read_text() == paused + "\n" and final["text"].startswith(paused)
 
 
 def close(window: str, env: dict[str, str]) -> None:
