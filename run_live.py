@@ -13,6 +13,7 @@ video ends, the window stays open on its last words until it is closed.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import time
@@ -238,7 +239,9 @@ def _run(args: argparse.Namespace) -> int:
                             "higher resolution")
                     if step.no_face != faceless and (step.no_face or step.track.crop is not None):
                         faceless = step.no_face  # said once each way; headless, nothing else shows it
-                        at = f"at {step.frame.t:.1f} s"  # media time: where in a long file to look
+                        # media time, where in a long file to look: when the face was last seen, or is found
+                        gone = pipeline.last_face if faceless and math.isfinite(pipeline.last_face) else step.frame.t
+                        at = f"at {gone:.1f} s"
                         log(f"no face in view {at}: nothing to read until a face is seen" if faceless
                             else f"face found {at}")
                     if step.changed and out:
@@ -279,7 +282,12 @@ def _run(args: argparse.Namespace) -> int:
             signal.signal(s, _defer)
         source.stop()
         if final is None:
-            final = pipeline.finish()
+            try:
+                final = pipeline.finish()
+            except Exception as e:  # the pipeline itself failed: what it had committed still reaches the outputs
+                log(f"error: the last frames could not be read ({type(e).__name__}: {e})")
+                final = replace(pipeline.caption, tentative="")
+                code = EXIT_FAILED
         pipeline.close()
         if window is not None:
             window.close()

@@ -103,6 +103,18 @@ def video_start(path: str) -> float:
         return 0.0
 
 
+def sound_only(path: Path) -> bool:
+    """Whether a file holds streams but no video (a voice memo, sound saved as .mp4): said as such,
+    not as a damaged video."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return bool(container.streams) and not container.streams.video
+    except (av.FFmpegError, OSError):
+        return False
+
+
 @contextlib.contextmanager
 def opencv_muted() -> Iterator[None]:
     """OpenCV's own log lines (a stream's read timeout, a missing camera) muted while it runs: the user
@@ -179,6 +191,8 @@ class FrameSource:
                 raise CaptureError(f"cannot open camera {source}; to read a video file instead, use --source FILE")
             if self._path is None:
                 raise CaptureError(f"cannot open {source}: unreachable, or not a stream this OpenCV build can decode")
+            if sound_only(self._path):
+                raise CaptureError(f"{source} holds sound but no video: nothing to lipread")
             raise CaptureError(f"cannot read {source}: damaged or cut off, or not a video this OpenCV build decodes")
         return capture
 

@@ -24,7 +24,7 @@ def folder_problem(folder: Path, what: Path | None = None) -> str | None:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as e:
-        return f"cannot write {what}: {existing} is not writable ({e.strerror or e})"
+        return f"cannot write {what}: no file can be made in {existing} ({e.strerror or e})"
     return None
 
 

@@ -595,16 +595,28 @@ def test_a_video_of_which_no_frame_decodes_is_bad_input(tmp_path: Path) -> None:
 
 
 def test_a_video_without_a_face_says_so(tmp_path: Path) -> None:
-    """Two seconds of an empty room, then a speaker: said when the face is missing and when it is found."""
+    """Two seconds of an empty room, then a speaker for three, then the room again: said when the face
+    is missing, when it is found, and when it left (last seen, held by the tracker a frame or two; not
+    when that was told, half a second later)."""
     frames = read_frames(clip(CLIPS[0]))
     empty = np.full_like(frames[0], 90)
-    video = write_video(tmp_path / "late.avi", [empty] * 50 + frames, 25.0, "MJPG")
+    video = write_video(tmp_path / "late.avi", [empty] * 50 + frames + [empty] * 50, 25.0, "MJPG")
     result = _run("--source", str(video), "--headless", "--fast")
     assert result.returncode == 0, result.stderr
     said = [line for line in result.stderr.splitlines() if "face" in line]
     assert said == ["lipstream: no face in view at 0.0 s: nothing to read until a face is seen",
-                    "lipstream: face found at 2.0 s"], result.stderr
+                    "lipstream: face found at 2.0 s",
+                    "lipstream: no face in view at 5.1 s: nothing to read until a face is seen"], result.stderr
     assert result.stdout.strip()  # the speaker was read once found
+
+
+def test_a_file_of_sound_alone_is_said_to_have_no_video(tmp_path: Path) -> None:
+    sound = tmp_path / "voice.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clip(CLIPS[0])), "-vn", "-c:a", "copy",
+                    str(sound)], check=True)
+    result = _run("--source", str(sound), "--headless", "--fast")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [f"lipstream: error: {sound} holds sound but no video: nothing to lipread"]
 
 
 def test_a_video_without_any_face_is_an_error(tmp_path: Path) -> None:
