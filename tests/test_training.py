@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -107,7 +108,7 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert state["epoch"] == 2
     assert (run / "split.json").read_text() == split  # it validates on the clips it began with
     with open(run / "log.csv") as f:
-        assert [row["epoch"] for row in csv.DictReader(f)] == ["0", "1"]
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
     model, spec = load(run / "best.keras")
     assert isinstance(spec, ModelSpec) and spec.config == "tiny" and spec.val_cer == state["best_cer"]
     assert model.output_shape == (None, None, Vocabulary().size)
@@ -129,7 +130,7 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
                               ("--ema", "1", "must be from 0 up to but not 1"),
                               ("--stream-share", "1.5", "must be from 0 to 1"),
                               ("--max-window", "5", "must be 30 or more")):
-        with pytest.raises(SystemExit) as refused:  # argparse's usage line, before anything is loaded
+        with pytest.raises(SystemExit) as refused:  # one line, before anything is loaded
             main(quick_run(small_cache, tmp_path / "refused", flag, value))
         assert refused.value.code == 2 and f"{flag}: {says}" in capsys.readouterr().err
     assert not (tmp_path / "refused").exists()
@@ -152,7 +153,7 @@ def test_ctrl_c_while_a_checkpoint_is_written_keeps_the_epoch_s_log_row(small_ca
     assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "1", "--resume")) == 0
     with open(run / "log.csv") as f:
         rows = list(csv.DictReader(f))
-    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert [row["epoch"] for row in rows] == ["1", "2"]
     assert all(float(row["learning_rate"]) > 0 and 0 <= float(row["val_cer"]) for row in rows)
 
 
@@ -232,7 +233,7 @@ def test_recipe_trains_stage_two_from_stage_one_and_resumes(small_cache: Path, t
     capsys.readouterr()
     assert recipe_main(["--cache", str(small_cache), "--out", str(out), "--epochs", "1", "2", *quick]) == 0
     assert f"the model: {out / 'stage2' / 'best.keras'}" in capsys.readouterr().out
-    for stage, epochs in (("stage1", ["0"]), ("stage2", ["0", "1"])):  # stage 1 was done; stage 2 resumed
+    for stage, epochs in (("stage1", ["1"]), ("stage2", ["1", "2"])):  # stage 1 was done; stage 2 resumed
         with open(out / stage / "log.csv") as f:
             assert [row["epoch"] for row in csv.DictReader(f)] == epochs
     # Stage 2 has begun: stage 1 is not reopened, even when asked for more epochs.
@@ -670,3 +671,234 @@ def test_sequence_loss_is_the_sentence_s_cross_entropy_against_the_sentences_one
                      - CTCLoss(vocabulary.blank, reduction=None)(plain_targets[:1], logp_now)[0])
 
     assert margin(stepped) > margin(guess)  # descending the added term sets the sentence apart from a rival
+
+
+def test_the_learning_rate_decays_to_its_floor_on_the_last_epoch():
+    from training.train import learning_rate
+
+    rates = [learning_rate(epoch, 1.0, 10) for epoch in range(10)]
+    assert rates[0] == pytest.approx(0.5) and rates[1] == pytest.approx(1.0)  # warm-up, then the peak
+    assert rates[-1] == pytest.approx(0.05)  # Keras counts epochs from 0: epoch 9 is the last of 10
+    assert all(a > b for a, b in zip(rates[1:], rates[2:]))
+
+
+def test_every_batch_is_whole_though_windows_fall_in_silence(small_cache: Path):
+    """A window with no word is drawn again, not dropped: a short batch cannot be split over the devices
+    of --strategy mirrored (an odd one crashed it)."""
+    vocabulary = Vocabulary()
+    sampler = Sampler(load_clips(small_cache), seed=0, vocabulary=vocabulary)
+    mix = SampleMix(stream=1.0, window=(30, 30))  # short windows only: some fall between two sentences
+    sizes = [len(x) for x, y in batches(sampler, 8, 40, 0, mix, vocabulary)]
+    assert sizes == [8] * 40
+
+
+def test_mirrored_strategy_refuses_an_uneven_batch_and_ends_a_failed_step_in_one_line(small_cache: Path,
+                                                                                      tmp_path: Path):
+    run = tmp_path / "uneven"
+    refused = train_process(*quick_run(small_cache, run, "--batch-size", "3", "--strategy", "mirrored",
+                                       "--logical-cpus", "2"))
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1] == \
+        "error: --batch-size 3 does not split evenly over the 2 devices of --strategy mirrored"
+    assert not run.exists()
+    # A step TensorFlow fails (here a batch cut to 3 samples behind the sampler's back) ends the run with
+    # one line, and the process exits rather than waiting on the input pipeline forever.
+    cut = ("import sys, training.dataset as d\n"
+           "whole = d.batches\n"
+           "def cut(*a, **k):\n"
+           "    for x, y in whole(*a, **k):\n"
+           "        yield x[:3], {n: v[:3] for n, v in y.items()}\n"
+           "d.batches = cut\n"
+           "from training.train import main\n"
+           "sys.exit(main(sys.argv[1:]))\n")
+    failed = subprocess.run([sys.executable, "-c", cut, *quick_run(small_cache, run, "--epochs", "1", "--steps", "2",
+                                                                 "--strategy", "mirrored", "--logical-cpus", "2")],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert failed.returncode == 1, failed.stderr[-3000:]
+    assert "Traceback" not in failed.stderr
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "training stopped in epoch 1" in errors[0] and "AddN" in errors[0]
+
+
+def test_a_refused_run_leaves_no_run_folder(small_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    deaf = tmp_path / "deaf.h5"
+    shutil.copy(small_cache, deaf)
+    with h5py.File(deaf, "a") as f:
+        for group in f["clips/s1"].values():
+            del group["speech"]
+    for cache, extra, says in ((small_cache, ("--val-fraction", "0.9999"), "no training clips"),
+                               (deaf, ("--speech-weight", "1"), "--speech-weight needs speech features")):
+        assert main(quick_run(cache, tmp_path / "refused", *extra)) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and says in err and err.count("\n") == 1
+        assert not (tmp_path / "refused").exists()
+
+
+def test_a_resumed_run_and_evaluate_go_by_the_run_s_recorded_clips(small_cache: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture):
+    """The cache grows (a prepare finishes more clips) while a --limit run pauses: the resumed run trains
+    and validates on the clips it began with, and evaluate's --split takes them from split.json."""
+    from training.evaluate import main as evaluate_main
+
+    cache, run = tmp_path / "growing.h5", tmp_path / "run"
+    shutil.copy(small_cache, cache)
+    keys = [c.key for c in load_clips(small_cache)]
+
+    def complete(key: str, done: bool) -> None:
+        with h5py.File(cache, "a") as f:
+            f["clips"][key].attrs["complete"] = done
+
+    for key in keys[:2]:
+        complete(key, False)
+    argv = quick_run(cache, run, "--limit", "5", "--val-fraction", "0.3", "--steps", "1")
+    assert main([*argv, "--epochs", "1"]) == 0
+    record = json.loads((run / "split.json").read_text())
+    assert record["train"] + record["validation"] and \
+        sorted(record["train"] + record["validation"]) == keys[2:7]
+    for key in keys[:2]:
+        complete(key, True)
+    capsys.readouterr()
+    assert main([*argv, "--epochs", "2", "--resume"]) == 0
+    assert json.loads((run / "split.json").read_text()) == record
+    assert f"{len(record['train'])} training clips, {len(record['validation'])} validation clips" in \
+        capsys.readouterr().err
+
+    for split in ("val", "train"):
+        assert evaluate_main(["--model", str(run / "best.keras"), "--data", str(cache), "--split", split,
+                              "--json"]) == 0
+        names = [c["name"] for c in json.loads(capsys.readouterr().out)["clips"]]
+        assert names == record["validation" if split == "val" else "train"]
+
+    complete(record["validation"][0], False)  # a cache without a clip the run validates on
+    assert main([*argv, "--epochs", "3", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"e.g. {record['validation'][0]}" in err and err.count("\n") == 1
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2
+
+
+def test_a_resumed_run_draws_the_samples_the_uninterrupted_one_draws(small_cache: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch):
+    """Each epoch's samples come from (seed, epoch): epoch 2 of a run resumed after epoch 1 is epoch 2 of
+    the run that went on."""
+    from training import dataset
+
+    drawn: dict[str, dict[int, list[np.ndarray]]] = {}
+    whole = dataset.batches
+
+    def recorded(name: str):
+        def batches(sampler, batch_size, steps, epoch, *args, **kwargs):
+            for x, y in whole(sampler, batch_size, steps, epoch, *args, **kwargs):
+                drawn.setdefault(name, {}).setdefault(epoch, []).append(x)
+                yield x, y
+        return batches
+
+    argv = quick_run(small_cache, tmp_path / "through", "--steps", "2", "--seed", "3")
+    monkeypatch.setattr(dataset, "batches", recorded("through"))
+    assert main([*argv, "--epochs", "2"]) == 0
+    argv = quick_run(small_cache, tmp_path / "paused", "--steps", "2", "--seed", "3")
+    monkeypatch.setattr(dataset, "batches", recorded("paused"))
+    assert main([*argv, "--epochs", "1"]) == 0
+    monkeypatch.setattr(dataset, "batches", recorded("resumed"))
+    assert main([*argv, "--epochs", "2", "--resume"]) == 0
+    assert min(drawn["resumed"]) == 1
+    for name in ("paused", "resumed"):
+        epoch = min(drawn[name])
+        want, got = drawn["through"][epoch][:2], drawn[name][epoch][:2]
+        assert len(want) == len(got) == 2
+        assert all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(want, got)), name
+
+
+def ctc_paths_exist(text: str, chars: np.ndarray, vocabulary: Vocabulary) -> bool:
+    """Whether some CTC path reads `text` and agrees with every frame of `chars` it knows (UNKNOWN frames
+    take any class)."""
+    labels = vocabulary.encode(text)
+    states = [vocabulary.blank]
+    for c in labels:
+        states += [int(c), vocabulary.blank]
+    reach = np.zeros(len(states), bool)
+    reach[:2] = True
+    for t, known in enumerate(chars):
+        if t:
+            step = reach.copy()
+            step[1:] |= reach[:-1]
+            skip = np.array([s > 1 and states[s] != vocabulary.blank and states[s] != states[s - 2]
+                             for s in range(len(states))])
+            step[2:] |= reach[:-2] & skip[2:]
+            reach = step
+        reach &= (known == UNKNOWN) | (np.array(states) == known)
+    return bool(reach[-1] or reach[-2])
+
+
+@pytest.mark.parametrize("target", ["spread", "silence"])
+def test_frame_character_targets_spell_the_sample_s_text(small_cache: Path, target: str):
+    """Per-frame character targets agree with the CTC text, retimed or not: spread targets (where every
+    word fits its frames) collapse to exactly the text, with no space before a sub-sentence's first word
+    and one between two sentences of a window; silence targets leave room for a CTC path that reads it."""
+    vocabulary = Vocabulary()
+    clips = load_clips(small_cache)
+    still = replace(AugmentOptions(char_target=target), speed_p=0.0, jitter=0.0)
+    checked = Counter()
+    for options in (still, AugmentOptions(char_target=target)):
+        sampler = Sampler(clips, options, seed=3, vocabulary=vocabulary)
+        for kind in ("sentence", "words", "splice", "stream") * 30:
+            s = sampler.draw(kind, length=60)
+            if target == "spread" and UNKNOWN not in s.frame_chars:
+                spelt = "".join(vocabulary.charset[c] for c, _ in itertools.groupby(s.frame_chars)
+                                if c != vocabulary.blank)
+                assert spelt == s.text, kind
+                checked[kind] += 1
+            elif target == "silence" and ctc_paths_exist(s.text, np.full(len(s.frames), UNKNOWN), vocabulary):
+                assert ctc_paths_exist(s.text, s.frame_chars, vocabulary), (kind, s.text)
+                checked[kind] += 1
+    assert min(checked.values()) >= 5, checked
+
+
+def test_a_failed_save_leaves_no_partial_model(tiny_run, tmp_path: Path):
+    """The temporary file is written, then cannot replace its target (here a folder of that name)."""
+    model, spec = load(tiny_run.model)
+    target = tmp_path / "best.keras"
+    (target / "kept").mkdir(parents=True)
+    with pytest.raises(OSError):
+        model_module.save(model, target, spec)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"] and (target / "kept").is_dir()
+
+
+def test_malformed_caches_are_one_line_errors(small_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    from training.report import main as report_main
+
+    newer = tmp_path / "newer.h5"  # crop settings of another version: a field this one does not know
+    shutil.copy(small_cache, newer)
+    with h5py.File(newer, "a") as f:
+        f.attrs["crop"] = json.dumps({**json.loads(f.attrs["crop"]), "grey_gamma": 1})
+    assert main(quick_run(newer, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {newer} has crop settings this version cannot read") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+    poseless = tmp_path / "poseless.h5"  # a clip without its crop poses
+    shutil.copy(small_cache, poseless)
+    with h5py.File(poseless, "a") as f:
+        del f["clips/s1/bbaf3s/pose"]
+    assert report_main(["--cache", str(poseless)]) == 2
+    assert capsys.readouterr().err == f"error: {poseless}: clip s1/bbaf3s has no crop poses: prepare it again\n"
+
+
+def test_concat_replaces_its_video_and_align_file_together(grid_subset, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture):
+    """A run that cannot write its align file (here a full disk) leaves the earlier video and word times
+    as they were, not a new video beside the old words."""
+    import training.concat
+    from training.concat import main as concat_main
+
+    grid, out = grid_subset(("bbaf2n", "bbaf3s")), tmp_path / "stream.mp4"
+    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all", "--count", "1"]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+
+    def disk_full(path: Path, text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(training.concat, "write_text", disk_full)
+    capsys.readouterr()
+    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 2
+    assert capsys.readouterr().err == "error: [Errno 28] No space left on device\n"
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before

@@ -32,12 +32,11 @@ class CachedClip:
     speech: np.ndarray | None = None  # (T, D) what was heard at each frame (training.speech), if known
 
     def frame_chars(self, vocabulary: Vocabulary, target: str = "spread") -> np.ndarray:
-        """Per-frame targets for the CTC head, blank in silence; within words, by `target`:
+        """Per-frame targets for the CTC head of the whole clip, blank in silence; within words, by `target`:
 
-        - "spread": a guessed alignment, each word's characters spread evenly over its span (a space
-          first for every word but the first, a blank between repeated letters), UNKNOWN where a span
-          is too short to hold its word. Dense: the CTC head learns to read long before CTC finds
-          alignments itself, but it fights CTC's peaky emissions once CTC has found them.
+        - "spread": a guessed alignment, each word's characters spread evenly over its span (see
+          `spread`). Dense: the CTC head learns to read long before CTC finds alignments itself, but it
+          fights CTC's peaky emissions once CTC has found them.
         - "silence": UNKNOWN over each word and SPEECH_MARGIN frames around it, so CTC places letters
           freely inside the words but emits nothing in silence: no letters held back to a window's
           edge or to the next sentence, which is what a streaming caption policy needs."""
@@ -49,19 +48,8 @@ class CachedClip:
                 chars[max(0, start - SPEECH_MARGIN):end + SPEECH_MARGIN] = UNKNOWN
             return chars
         for i, (word, (start, end)) in enumerate(zip(self.words, self.spans)):
-            seq: list[int] = [vocabulary.encode(" ")[0]] if i else []
-            for c in vocabulary.encode(word):
-                if seq and seq[-1] == c:
-                    seq.append(vocabulary.blank)
-                seq.append(int(c))
             a, b = int(round(start)), min(int(round(end)), len(chars))
-            n = b - a
-            if n < len(seq) and i:
-                seq = seq[1:]  # a short word: its letters matter more than the space before it
-            if n < len(seq):
-                chars[a:b] = UNKNOWN
-                continue
-            chars[a:b] = np.array(seq)[(np.arange(n) * len(seq)) // n]
+            chars[a:b] = spread(word, max(0, b - a), bool(i), vocabulary)
         return chars
 
     @property
@@ -71,6 +59,20 @@ class CachedClip:
         for i, (start, end) in enumerate(self.spans):
             owner[int(round(start)):int(round(end))] = i
         return owner
+
+
+def spread(words: str, frames: int, spaced: bool, vocabulary: Vocabulary) -> np.ndarray:
+    """The characters of a word (or of a few, spelt together) spread evenly over its `frames`, a space first
+    when `spaced` (it follows another word of the text) and a blank between repeated letters, so that the
+    frames collapse to exactly what the text says; UNKNOWN throughout when they are too few to hold it."""
+    seq: list[int] = [vocabulary.encode(" ")[0]] if spaced else []
+    for c in vocabulary.encode(words):
+        if seq and seq[-1] == c:
+            seq.append(vocabulary.blank)
+        seq.append(int(c))
+    if frames < len(seq):
+        return np.full(frames, UNKNOWN, dtype=np.int32)
+    return np.array(seq, dtype=np.int32)[(np.arange(frames) * len(seq)) // frames]
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ class Sampler:
         self.clips = clips
         self.speech_dims = speech_dims  # > 0: samples carry the speech features of their frames
         self.options = options
+        self.vocabulary = vocabulary
+        self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.owners = [c.frame_words for c in clips]
         self.chars = [c.frame_chars(vocabulary, options.char_target) for c in clips]
@@ -122,6 +126,10 @@ class Sampler:
         counts = [len(clips[i].spans) for i in self.aligned]
         usual = max(set(counts), key=counts.count, default=0)  # splice slot by slot: GRID's six words
         self.spliceable = [i for i, n in zip(self.aligned, counts) if n == usual]
+
+    def start_epoch(self, epoch: int) -> None:
+        """Draw epoch `epoch`'s samples from (seed, epoch) alone: the same whatever was drawn before it."""
+        self.rng = np.random.default_rng((self.seed, epoch))
 
     # --- index plans: arrays of (clip, frame) ---
     def sentence(self) -> np.ndarray:
@@ -194,7 +202,9 @@ class Sampler:
         """The words spoken in the plan, in order; each frame's word class and character.
 
         Per stretch of one clip: a word inside the stretch counts however retiming thinned or skipped
-        its frames (it was still spoken); a word the window cuts at either end counts when mostly visible."""
+        its frames (it was still spoken); a word the window cuts at either end counts when mostly visible.
+        With the "spread" target, each counted word's characters are spread over its frames in the plan,
+        a space first unless it begins the text, so that the targets spell the text."""
         classes = np.full(len(plan), UNKNOWN, dtype=np.int32)
         chars = np.array([self.chars[c][f] for c, f in plan], dtype=np.int32)
         words: list[str] = []
@@ -207,18 +217,38 @@ class Sampler:
             frames = plan[rows, 1]
             owner = self.owners[c][frames]
             classes[rows] = [0 if w < 0 else _WORD_CLASS.get(clip.words[w], OTHER_WORD) for w in owner]
+            counted: list[tuple[str, np.ndarray]] = []  # the stretch's words in the text, and their rows
             for w, (start, end) in enumerate(np.round(clip.spans).astype(int)):
                 visible = len(np.unique(frames[owner == w]))
                 inside = frames[0] <= start and end <= frames[-1] + 1
                 if inside or (visible and visible >= self.options.min_visible * max(1, end - start)):
-                    words.append(clip.words[w])
+                    counted.append((clip.words[w], rows[owner == w]))
                 elif visible:  # cut at the window's edge: not in the text, so no character targets either
                     chars[rows[owner == w]] = UNKNOWN
+            if self.options.char_target == "spread":
+                self.spell(chars, counted, spaced=bool(words))
+            words += [word for word, _ in counted]
         if not any(len(self.clips[c].spans) for c in np.unique(plan[:, 0])):
             # Unaligned clips only come whole (sub_sentence, splice and stream take aligned clips), so their
             # text is exact.
             words = self.clips[int(plan[0, 0])].text.split()
         return " ".join(words), classes, chars
+
+    def spell(self, chars: np.ndarray, counted: list[tuple[str, np.ndarray]], spaced: bool) -> None:
+        """Spread each counted word's characters over its rows of `chars` (a space first but for the text's
+        first word); a word retiming left no frame of is spelt with the next word that has frames, or else
+        the one before, so that the targets spell every word of the text."""
+        groups: list[tuple[list[str], np.ndarray]] = []
+        pending: list[str] = []
+        for word, rows in counted:
+            pending.append(word)
+            if len(rows):
+                groups.append((pending, rows))
+                pending = []
+        if groups:
+            groups[-1][0].extend(pending)
+        for i, (group, rows) in enumerate(groups):
+            chars[rows] = spread(" ".join(group), len(rows), spaced or i > 0, self.vocabulary)
 
     def pixels(self, frames: np.ndarray) -> np.ndarray:
         o, rng = self.options, self.rng

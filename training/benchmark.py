@@ -11,7 +11,6 @@ share the cores with anything else running.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.cli import at_least, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, stops_like_ctrl_c, summary
 from realtime.crop import CropSpec
 from training.augment import CachedClip
 
@@ -60,7 +59,7 @@ def step_ms(config_name: str, clips: list[CachedClip], crop: CropSpec, batch_siz
 
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.benchmark", description=summary(__doc__))
+    parser = Parser(prog="python -m training.benchmark", description=summary(__doc__))
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--configs", nargs="+", default=["lite", "wide", "lipnet"])
     parser.add_argument("--batch-size", type=at_least(1), default=16)

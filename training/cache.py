@@ -1,4 +1,5 @@
-"""Opening the HDF5 mouth-crop cache (written by training.prepare, read by training.dataset)."""
+"""Opening the HDF5 mouth-crop cache (written by training.prepare, read by training.dataset and
+training.report) and finding its completely written clips."""
 
 from __future__ import annotations
 
@@ -18,3 +19,11 @@ def open_cache(cache: Path) -> h5py.File:
             raise FileNotFoundError(f"no cache at {cache}: make one with python -m training.prepare") from None
         raise ValueError(f"{cache} is not a lipstream cache (not a readable HDF5 file: "
                          f"{str(e).splitlines()[0][:60]})") from None
+
+
+def complete_clips(f: h5py.File) -> list[tuple[str, h5py.Group]]:
+    """(speaker/name, group) of every completely written clip, sorted by key (an interrupted prepare
+    leaves its last clip incomplete)."""
+    clips = [(f"{speaker}/{name}", g) for speaker, group in f.get("clips", {}).items()
+             for name, g in group.items() if g.attrs.get("complete", False)]
+    return sorted(clips, key=lambda c: c[0])

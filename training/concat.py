@@ -8,7 +8,6 @@ Writes FILE.mp4 and FILE.align (word times shifted to the joined video, in GRID'
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ import cv2
 import numpy as np
 
 from realtime.capture import open_video
-from realtime.cli import at_least, non_negative, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, non_negative, stops_like_ctrl_c, summary
 from realtime.files import make_folder_for, write_text
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, Clip, find_clips, read_align, video_fps
@@ -106,15 +105,23 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
             used += 1
             if seconds and frames >= seconds * fps:
                 break
-        if not writer.close():
-            raise ValueError(f"none of the {len(clips)} clips under {grid} could be read")
-    write_text(out.with_suffix(".align"), "\n".join(lines) + "\n")
+        # Both files written before either is moved into place, so that a failure leaves no video beside
+        # another video's word times.
+        align = out.with_suffix(".align")
+        partial_align = align.with_name(f".{align.stem}.partial{align.suffix}")
+        try:
+            write_text(partial_align, "\n".join(lines) + "\n")
+            if not writer.close():
+                raise ValueError(f"none of the {len(clips)} clips under {grid} could be read")
+            partial_align.replace(align)
+        finally:
+            partial_align.unlink(missing_ok=True)
     return used, frames
 
 
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.concat", description=summary(__doc__))
+    parser = Parser(prog="python -m training.concat", description=summary(__doc__))
     parser.add_argument("--grid", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="the .mp4 to write (an .align goes beside it)")
     parser.add_argument("--split", choices=("val", "all"), default="val")

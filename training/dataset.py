@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from realtime.crop import CropSpec
+from realtime.files import write_text
 from realtime.spec import normalise
 from realtime.vocab import Vocabulary
 from training.augment import UNKNOWN, CachedClip, Sample, Sampler
-from training.cache import open_cache
+from training.cache import complete_clips, open_cache
 from training.grid import RIVALS, rivals
 
 if TYPE_CHECKING:
@@ -30,7 +31,10 @@ def read_crop_spec(cache: Path) -> CropSpec:
     with open_cache(cache) as f:
         if "crop" not in f.attrs:
             raise ValueError(f"{cache} is not a lipstream cache (no crop settings)")
-        return CropSpec(**json.loads(f.attrs["crop"]))
+        try:
+            return CropSpec(**json.loads(f.attrs["crop"]))
+        except (TypeError, ValueError) as e:  # not JSON, not an object, or a field this version lacks
+            raise ValueError(f"{cache} has crop settings this version cannot read: {e}") from None
 
 
 def check_crop(cache: Path, crop: CropSpec, model: object, hint: str) -> None:
@@ -43,8 +47,7 @@ def check_crop(cache: Path, crop: CropSpec, model: object, hint: str) -> None:
 def read_fps(cache: Path) -> float:
     """The frame rate of the cache's clips, which a model trained on them reads at (its spec's fps)."""
     with open_cache(cache) as f:
-        rates = {round(float(g.attrs["fps"]), 2) for group in f.get("clips", {}).values() for g in group.values()
-                 if g.attrs.get("complete", False)}
+        rates = {round(float(g.attrs["fps"]), 2) for _, g in complete_clips(f)}
     if len(rates) > 1:
         raise ValueError(f"{cache} holds clips at several frame rates ({', '.join(map(str, sorted(rates)))} fps): "
                          "a model reads one; cache each rate apart")
@@ -55,18 +58,13 @@ def read_fps(cache: Path) -> float:
 
 def load_clips(cache: Path) -> list[CachedClip]:
     """Every complete clip in the cache, in memory (uint8 crops: about 1 GB for 900 GRID clips)."""
-    clips = []
     with open_cache(cache) as f:
-        for speaker, group in f.get("clips", {}).items():
-            for name, g in group.items():
-                if not g.attrs.get("complete", False):
-                    continue
-                speech = g["speech"][()] if "speech" in g else None  # float16: half the memory
-                clips.append(CachedClip(f"{speaker}/{name}", g["mouth"][()], str(g.attrs["text"]),
-                                        tuple(json.loads(g.attrs["words"])), g["spans"][()], speech))
+        clips = [CachedClip(key, g["mouth"][()], str(g.attrs["text"]), tuple(json.loads(g.attrs["words"])),
+                            g["spans"][()], g["speech"][()] if "speech" in g else None)  # speech: float16
+                 for key, g in complete_clips(f)]
     if not clips:
         raise ValueError(f"{cache} holds no complete clips")
-    return sorted(clips, key=lambda c: c.key)
+    return clips
 
 
 def is_validation(key: str, fraction: float) -> bool:
@@ -85,6 +83,49 @@ def split(clips: list[CachedClip], fraction: float) -> tuple[list[CachedClip], l
     train = [c for c in clips if not is_validation(c.key, fraction)]
     val = [c for c in clips if is_validation(c.key, fraction)]
     return train, val
+
+
+@dataclass(frozen=True)
+class SplitRecord:
+    """A run's split.json: the clips it validates and trains on, written when it begins. The one record a
+    resumed run and training.evaluate go by: the share alone does not give the clips of a run that used
+    --limit, or that validates on a training clip because none fell in the split."""
+
+    fraction: float
+    validation: tuple[str, ...]
+    train: tuple[str, ...] | None  # None: a record from before the training keys were kept (it kept a count)
+
+    @classmethod
+    def read(cls, path: Path) -> SplitRecord:
+        try:
+            record = json.loads(Path(path).read_text())
+            fraction, validation = float(record["fraction"]), tuple(map(str, record["validation"]))
+            train = tuple(map(str, record["train"])) if isinstance(record["train"], list) else None
+        except (ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{path} is not a training run's split record ({type(e).__name__})") from None
+        if not 0 <= fraction < 1:
+            raise ValueError(f"{path} records a validation share of {fraction}, not from 0 up to but not 1")
+        return cls(fraction, validation, train)
+
+    def write(self, path: Path) -> None:
+        write_text(path, json.dumps({"fraction": self.fraction, "validation": list(self.validation),
+                                     "train": list(self.train or ())}, indent=1))
+
+    def trains(self, key: str) -> bool:
+        """Whether the run trains on clip `key` (an older record: every clip it does not validate on)."""
+        return key in self.train if self.train is not None else key not in self.validation
+
+    def clips(self, clips: list[CachedClip], limit: int, cache: Path) -> tuple[list[CachedClip], list[CachedClip]]:
+        """The recorded (training, validation) clips among the cache's `clips` (an older record: those of
+        the first `limit`, 0: all, not validated on); a one-line error when `cache` lacks any of them."""
+        if self.train is None:
+            clips = clips[:limit or None]
+        keys = {c.key for c in clips}
+        missing = [k for k in (*self.validation, *(self.train or ())) if k not in keys]
+        if missing:
+            raise ValueError(f"{cache} lacks {len(missing)} of the clips the run trains or validates on (e.g. "
+                             f"{missing[0]}): resume it with the cache it began with")
+        return [c for c in clips if self.trains(c.key)], [c for c in clips if c.key in self.validation]
 
 
 def predict_clips(predict: Callable[[np.ndarray], np.ndarray], clips: list[CachedClip],
@@ -162,16 +203,25 @@ class SampleMix:
 
 def batches(sampler: Sampler, batch_size: int, steps: int, epoch: int, mix: SampleMix,
             vocabulary: Vocabulary, with_rivals: bool = False) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
-    """One epoch of batches; each batch is one kind of sample, so padding wastes little. `with_rivals`:
-    see pad_batch."""
+    """One epoch of `batch_size` samples a batch, drawn from the sampler's (seed, epoch) alone, so that a
+    resumed run draws what the uninterrupted one would have; each batch is one kind of sample, so padding
+    wastes little. `with_rivals`: see pad_batch."""
+    sampler.start_epoch(epoch)
     weights = mix.weights(epoch)
     kinds, p = list(weights), np.array(list(weights.values()))
     for _ in range(steps):
         kind = kinds[int(sampler.rng.choice(len(kinds), p=p / p.sum()))]
         length = int(sampler.rng.integers(mix.window[0], mix.window[1] + 1))
-        samples = [sampler.draw(kind, length) for _ in range(batch_size)]
-        samples = [s for s in samples if s.text] or [sampler.draw("sentence")]
-        yield pad_batch(samples, vocabulary, with_rivals)
+        yield pad_batch([saying_something(sampler, kind, length) for _ in range(batch_size)], vocabulary,
+                        with_rivals)
+
+
+def saying_something(sampler: Sampler, kind: str, length: int) -> Sample:
+    """A sample with words, drawn again while a window falls in silence (CTC needs a label), so that a
+    batch stays whole: a short batch could not be split evenly over the devices of --strategy mirrored."""
+    while not (sample := sampler.draw(kind, length)).text:
+        pass
+    return sample
 
 
 def tf_dataset(sampler: Sampler, batch_size: int, steps: int, first_epoch: int, mix: SampleMix,

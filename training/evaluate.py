@@ -9,7 +9,6 @@ and only when it was cut with the model's crop.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -20,11 +19,11 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from realtime.cli import add_decoder, at_least, fraction_below_one, summary
+from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, summary
 from realtime.decode import Grammar, decode
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
-from training.dataset import VAL_FRACTION, check_crop, is_validation, load_clips, predict_clips
+from training.dataset import VAL_FRACTION, SplitRecord, check_crop, is_validation, load_clips, predict_clips
 
 
 
@@ -102,31 +101,31 @@ def evaluate(predictor: Predictor, clips: list[CachedClip], decoder: str = "gree
     return Evaluation(*error_rates(refs, hyps), tuple(c.key for c in clips), tuple(refs), tuple(hyps))
 
 
-def recorded_val_fraction(model: Path) -> float:
-    """The validation share of the run that trained `model` (its folder's split.json, as training.train
-    writes it), so `--split val` holds out the clips that run held out; training's default elsewhere."""
+def split_of(model: Path, split: str, share: float | None) -> Callable[[str], bool]:
+    """Which clip keys `--split` takes: those of the split.json beside `model` (as training.train records
+    the run's clips); else the deterministic split by `share`, default training's. `share` also overrides
+    a record."""
     record = model.parent / "split.json"
-    if not record.is_file():
-        return VAL_FRACTION
-    try:
-        share = float(json.loads(record.read_text())["fraction"])
-    except (ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{record} is not a training run's split record ({type(e).__name__})") from None
-    if not 0 <= share < 1:
-        raise ValueError(f"{record} records a validation share of {share}, not from 0 up to but not 1")
-    return share
+    if split == "all":
+        return lambda key: True
+    if share is None and record.is_file():
+        run = SplitRecord.read(record)
+        return (lambda key: key in run.validation) if split == "val" else run.trains
+    share = VAL_FRACTION if share is None else share
+    return lambda key: is_validation(key, share) == (split == "val")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=summary(__doc__))
+    parser = Parser(prog="python -m training.evaluate", description=summary(__doc__))
     parser.add_argument("--model", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True, help="a GRID folder or an HDF5 cache")
     add_decoder(parser)
     parser.add_argument("--split", choices=("all", "val", "train"), default="all",
-                        help="clips of the training run's deterministic split")
+                        help="the clips the training run validated or trained on (split.json beside the model), "
+                             "else those of the deterministic split")
     parser.add_argument("--val-fraction", type=fraction_below_one,
-                        help="the split's validation share (default: the one split.json beside the model records, "
-                             f"else training's default, {VAL_FRACTION:g})")
+                        help="take the deterministic split with this validation share instead (default: "
+                             f"split.json's clips, else training's default share, {VAL_FRACTION:g})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
@@ -134,12 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.model.is_file():
             raise FileNotFoundError(f"no model at {args.model}")
         predictor = Predictor(args.model)
-        share = VAL_FRACTION if args.split == "all" else \
-            recorded_val_fraction(args.model) if args.val_fraction is None else args.val_fraction
-
-        def wanted(key: str) -> bool:
-            return args.split == "all" or is_validation(key, share) == (args.split == "val")
-
+        wanted = split_of(args.model, args.split, args.val_fraction)
         if args.data.is_dir():  # only the clips of the split are prepared
             clips, skipped = clips_from_folder(args.data, predictor.spec, args.workers, wanted)
             for s in skipped:  # before any error: they may be why no clip is left

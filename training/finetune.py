@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from realtime.cli import at_least, fraction_below_one, positive, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, fraction_below_one, positive, stops_like_ctrl_c, summary
 from realtime.files import make_folder_for, write_text
 
 
@@ -62,7 +62,7 @@ def claim(out: Path, request: dict) -> None:
 
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.finetune", description=summary(__doc__))
+    parser = Parser(prog="python -m training.finetune", description=summary(__doc__))
     parser.add_argument("--base", type=Path, required=True, help="the model to start from (.keras)")
     parser.add_argument("--data", type=Path, required=True, help="a folder of recorded clips (GRID layout)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (new or empty)")

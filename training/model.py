@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from realtime.cli import Parser
 from realtime.spec import FRAMES, ModelSpec, ModelSpecError
 from realtime.vocab import Vocabulary
 from training.grid import WORD_CLASSES
@@ -104,13 +105,18 @@ SPEC_ENTRY = "lipstream.json"  # the ModelSpec, stored inside the .keras zip bes
 
 
 def save(model: keras.Model, path: Path, spec: ModelSpec) -> None:
-    """Save a .keras file that carries its ModelSpec, written to a temporary name and renamed."""
+    """Save a .keras file that carries its ModelSpec, written to a temporary name and renamed: a failed
+    save (a full disk, Ctrl-C) leaves the earlier file as it was, and no partial one beside it."""
     path = Path(path)
     tmp = path.with_name(path.stem + ".tmp.keras")
-    model.save(tmp)
-    with zipfile.ZipFile(tmp, "a") as z:
-        z.writestr(SPEC_ENTRY, json.dumps(spec.to_metadata(), indent=1))
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as z:
+            z.writestr(SPEC_ENTRY, json.dumps(spec.to_metadata(), indent=1))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_spec(path: Path) -> ModelSpec:
@@ -156,9 +162,8 @@ def macs_per_frame(model: keras.Model) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Print each configuration's size: `python -m training.model`."""
-    import argparse
-
-    argparse.ArgumentParser(prog="python -m training.model", description=main.__doc__).parse_args(argv)
+    
+    Parser(prog="python -m training.model", description=main.__doc__).parse_args(argv)
     print(f"{'config':<8} {'parameters':>12} {'MACs/frame':>12}")
     for config in CONFIGS.values():
         model = build(config, 50, 100, 3)

@@ -15,7 +15,6 @@ interrupted run resumes from the partial file.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -36,7 +35,7 @@ from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
 from realtime.capture import SHORTFALL, open_video
-from realtime.cli import at_least, number, positive, summary
+from realtime.cli import Parser, at_least, number, positive, summary
 from realtime.crop import LIPS, CropSpec
 from realtime.files import make_folder_for
 from realtime.tracker import MouthTracker, TrackerOptions
@@ -283,7 +282,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.prepare", description=summary(__doc__))
+    parser = Parser(prog="python -m training.prepare", description=summary(__doc__))
     parser.add_argument("--grid", type=Path, required=True, help="GRID folder (speakers, or one speaker)")
     parser.add_argument("--out", type=Path, required=True, help="HDF5 cache to write or resume")
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1)

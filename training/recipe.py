@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime.cli import summary
+from realtime.cli import Parser, summary
 from training import train
 
 
@@ -52,7 +52,7 @@ def started(folder: Path) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m training.recipe", description=summary(__doc__), allow_abbrev=False,
         epilog="Other options go to training.train in both stages, after the recipe's own flags, so they "
                "override them (e.g. --config tiny --limit 8 for a quick run).")

@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict, dataclass
@@ -15,9 +14,9 @@ import cv2
 import h5py
 import numpy as np
 
-from realtime.cli import summary
+from realtime.cli import Parser, summary
 from realtime.files import make_folder_for
-from training.cache import open_cache
+from training.cache import complete_clips, open_cache
 
 MONTAGE_SCALE = 2  # crops are small; nearest-neighbour upscaling keeps their pixels visible as they are
 _FONT, _FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.5
@@ -34,17 +33,13 @@ class CacheReport:
     held_fraction: float  # frames cut at a held pose through a detection drop-out
 
 
-def complete_clips(f: h5py.File) -> list[tuple[str, h5py.Group]]:
-    """(speaker/name, group) of every completely written clip, sorted by key."""
-    clips = [(f"{speaker}/{name}", g) for speaker, group in f.get("clips", {}).items()
-             for name, g in group.items() if g.attrs.get("complete", False)]
-    return sorted(clips, key=lambda c: c[0])
-
-
 def summarize(f: h5py.File) -> CacheReport:
     clips = complete_clips(f)
     if not clips:
         raise ValueError(f"{f.filename} holds no complete clips")
+    lacking = next((key for key, g in clips if "pose" not in g or "held" not in g), None)
+    if lacking:  # h5py's KeyError names neither the clip nor what to do
+        raise ValueError(f"{f.filename}: clip {lacking} has no crop poses: prepare it again")
     poses = [g["pose"][()] for _, g in clips]
     held = np.concatenate([g["held"][()] for _, g in clips])
     steps = np.concatenate([np.linalg.norm(np.diff(p[:, :2], axis=0), axis=1) for p in poses])
@@ -78,7 +73,7 @@ def montage(f: h5py.File, rows: int = 6, cols: int = 8) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.report", description=summary(__doc__))
+    parser = Parser(prog="python -m training.report", description=summary(__doc__))
     parser.add_argument("--cache", type=Path, required=True, help="HDF5 cache made by training.prepare")
     parser.add_argument("--montage", type=Path, help="write a PNG of crops from a few clips here")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")

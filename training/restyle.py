@@ -11,7 +11,6 @@ the speaker's own, so the align files are copied unchanged into our GRID layout
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.cli import at_least, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, stops_like_ctrl_c, summary
 from training.concat import Mp4Writer, append_video, select_clips
 from training.grid import video_fps
 
@@ -47,7 +46,7 @@ def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
 
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.restyle", description=summary(__doc__))
+    parser = Parser(prog="python -m training.restyle", description=summary(__doc__))
     parser.add_argument("--grid", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="the folder to write (our GRID layout)")
     parser.add_argument("--split", choices=("val", "all"), default="val",

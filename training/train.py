@@ -2,9 +2,10 @@
 
     python -m training.train --cache FILE.h5 --out runs/NAME [--config lite] [--epochs N] [--resume]
 
-The run folder keeps the validation split (split.json), the last state (last.keras, state.json,
-resumable), the best model on validation CER, ties broken by WER (best.keras, the inference model
-with its spec; with --ema, the moving average of the weights), a CSV log and TensorBoard logs.
+The run folder keeps the clips it validates and trains on (split.json, which a resumed run and
+training.evaluate go by), the last state (last.keras, state.json, resumable), the best model on
+validation CER, ties broken by WER (best.keras, the inference model with its spec; with --ema, the
+moving average of the weights), a CSV log (epochs counted from 1) and TensorBoard logs.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.cli import (at_least, fraction, fraction_below_one, held_interrupts, non_negative, positive,
-                          stops_like_ctrl_c, summary)
+from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_interrupts, non_negative,
+                          positive, stops_like_ctrl_c, summary)
 from realtime.files import make_folder_for, write_text
 from realtime.vocab import Vocabulary
 from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION
@@ -62,10 +63,11 @@ def _strategy(name: str):
 
 
 def learning_rate(epoch: int, base: float, epochs: int, warmup: int = 1) -> float:
-    """Linear warm-up, then cosine decay to 5% of the base rate."""
+    """Linear warm-up, then cosine decay to 5% of the base rate, which the last epoch (`epochs` - 1,
+    0-based as Keras counts) reaches."""
     if epoch < warmup:
         return base * (epoch + 1) / (warmup + 1)
-    progress = (epoch - warmup) / max(1, epochs - warmup)
+    progress = (epoch - warmup) / max(1, epochs - warmup - 1)
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
@@ -149,7 +151,7 @@ def stopped_early(state: dict, patience: int) -> bool:
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None, to_continue: str = "run the same command with --resume") -> int:
     """`to_continue`: how the user continues an interrupted run (a calling tool resumes its own way)."""
-    parser = argparse.ArgumentParser(prog="python -m training.train", description=summary(__doc__))
+    parser = Parser(prog="python -m training.train", description=summary(__doc__))
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="run folder")
     parser.add_argument("--config", default="lite")
@@ -235,7 +237,8 @@ def check_inputs(config: str, cache: Path) -> CropSpec:
 def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     """Run or resume the training `args` ask for; `defaults` are the options' defaults, which a resumed
     run takes for an option its folder's args.json predates."""
-    from training.dataset import SampleMix, check_crop, load_clips, predict_clips, read_fps, split, tf_dataset
+    from training.dataset import (SampleMix, SplitRecord, check_crop, load_clips, predict_clips, read_fps, split,
+                                  tf_dataset)
     from training.evaluate import error_rates
     from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, read_spec, save
 
@@ -261,18 +264,44 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
         print(f"{run} stopped early after epoch {state['epoch']}: no better validation reading since epoch "
               f"{state['best_epoch']}; a larger --patience goes on", file=sys.stderr)
         return 0
-    make_folder_for(state_path)
     recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
-    if args.resume and recipe.exists():
+    recorded = args.resume and recipe.exists()
+    if recorded:
         began = json.loads(recipe.read_text())
         for key in _RECIPE:
             setattr(args, key, began.get(key, defaults[key]))
+    # Every refusal before the run folder is made: a refused run leaves nothing behind.
+    clips = load_clips(args.cache)
+    if args.resume:  # the clips it began with, and no others
+        record = SplitRecord.read(run / "split.json")
+        train_clips, val_clips = record.clips(clips, args.limit, args.cache)
     else:
+        train_clips, val_clips = split(clips[:args.limit or None], args.val_fraction)
+        if not train_clips:
+            raise ValueError(f"no training clips: all {len(val_clips)} clips of {args.cache} are in the validation "
+                             "split")
+        if not val_clips:  # a few clips, or --val-fraction 0: checkpoints still need a reading to keep the best
+            val_clips = train_clips[-1:]
+            print(f"no clip falls in the validation split: validating on training clip {val_clips[0].key} "
+                  "(its figures are not held out)", file=sys.stderr)
+        record = SplitRecord(args.val_fraction, tuple(c.key for c in val_clips), tuple(c.key for c in train_clips))
+    if args.speech_weight and all(c.speech is None for c in train_clips):
+        raise ValueError(f"--speech-weight needs speech features in {args.cache}: its videos have no "
+                         f"sound, or it was made before them (run training.prepare --out {args.cache} again)")
+    _configure_devices(args.strategy, args.logical_cpus)
+    strategy = _strategy(args.strategy)
+    if args.batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(f"--batch-size {args.batch_size} does not split evenly over the "
+                         f"{strategy.num_replicas_in_sync} devices of --strategy {args.strategy}")
+    make_folder_for(state_path)
+    if not recorded:
         write_text(recipe, json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                                       indent=1))
+    if not args.resume:
+        record.write(run / "split.json")
 
-    _configure_devices(args.strategy, args.logical_cpus)
     import keras
+    import tensorflow as tf
 
     from realtime.decode import greedy
     from realtime.spec import ModelSpec
@@ -281,30 +310,12 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     from training.speech import DIMS as SPEECH_DIMS
 
     keras.utils.set_random_seed(args.seed)
-    clips = load_clips(args.cache)
-    if args.limit:
-        clips = clips[:args.limit]
-    if args.speech_weight and all(c.speech is None for c in clips):
-        raise ValueError(f"--speech-weight needs speech features in {args.cache}: its videos have no "
-                         f"sound, or it was made before them (run training.prepare --out {args.cache} again)")
-    train_clips, val_clips = split(clips, args.val_fraction)
-    if not train_clips:
-        raise ValueError(f"no training clips: all {len(clips)} clips of {args.cache} are in the validation split")
-    if not val_clips:  # a few clips, or --val-fraction 0: checkpoints still need a reading to keep the best
-        val_clips = train_clips[-1:]
-        print(f"no clip falls in the validation split: validating on training clip {val_clips[0].key} "
-              "(its figures are not held out)", file=sys.stderr)
-    write_text(run / "split.json", json.dumps({"fraction": args.val_fraction,
-                                               "validation": [c.key for c in val_clips], "train": len(train_clips)},
-                                              indent=1))
     vocabulary = Vocabulary()
     overrides = {"dropout": args.dropout, "spatial_dropout": args.spatial_dropout}
     config = replace(CONFIGS[args.config], **{k: v for k, v in overrides.items() if v is not None})
     base_spec = ModelSpec(vocabulary=vocabulary, fps=fps, crop=crop, context=context_frames(config),
                           config=config.name, version=_version())
     print(f"{len(train_clips)} training clips, {len(val_clips)} validation clips", file=sys.stderr)
-
-    strategy = _strategy(args.strategy)
     print(f"{args.strategy} strategy: {strategy.num_replicas_in_sync} device(s)", file=sys.stderr)
     with strategy.scope():
         if args.resume:
@@ -325,8 +336,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     if args.augment == "lipnet":
         augment = augment.lipnet_only()
     speech_dims = model.get_layer("speech").units if "speech" in model.output_names else 0  # as the run began
-    sampler = Sampler(train_clips, augment, seed=args.seed + state["epoch"], vocabulary=vocabulary,
-                      speech_dims=speech_dims)
+    sampler = Sampler(train_clips, augment, seed=args.seed, vocabulary=vocabulary, speech_dims=speech_dims)
     mix = SampleMix(args.curriculum_epochs, args.stream_share, (SHORTEST_STREAM_WINDOW, args.max_window), args.splice)
     data = tf_dataset(sampler, args.batch_size, steps, state["epoch"], mix,
                       vocabulary, (crop.height, crop.width, crop.channels), with_rivals=args.sequence_weight > 0)
@@ -354,7 +364,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
                 save(self.model, run / "last.keras", base_spec)
                 state["epoch"] = epoch + 1
                 write_text(state_path, json.dumps(state, indent=1))
-                append_log_row(run / "log.csv", epoch, logs)
+                append_log_row(run / "log.csv", epoch + 1, logs)
             print(f"\nepoch {epoch + 1}: val CER {cer:.4f} WER {wer:.4f} (best {state['best_cer']:.4f});"
                   f" e.g. {hyps[0]!r} for {val_clips[0].text!r}", file=sys.stderr)
             if stopped_early(state, args.patience):
@@ -370,15 +380,21 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     ]
     # With --ema, fit ends by writing the averages into the model: save nothing after it.
     # The dataset draws its own shuffled samples; fit's shuffle applies only to arrays.
-    model.fit(data, epochs=args.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps, shuffle=False,
-              callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
+    try:
+        model.fit(data, epochs=args.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps, shuffle=False,
+                  callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
+    except tf.errors.OpError as e:  # a failed step: its finished epochs are kept, the traceback says no more
+        print(f"error: training stopped in epoch {state['epoch'] + 1} ({run} keeps the epochs before it): "
+              f"{' '.join(e.message.split())}", file=sys.stderr)
+        return 1
     print(json.dumps(state), file=sys.stderr)
     return 0
 
 
 def append_log_row(path: Path, epoch: int, logs: dict[str, float]) -> None:
-    """An epoch's row of log.csv, written with its checkpoint so that an interrupt parts neither from the
-    other; the columns are the first row's (a resumed run logs what it began logging)."""
+    """An epoch's row of log.csv (`epoch` counted from 1, as state.json and the console count), written
+    with its checkpoint so that an interrupt parts neither from the other; the columns are the first
+    row's (a resumed run logs what it began logging)."""
     fresh = not path.exists() or path.stat().st_size == 0
     with open(path, "a+", newline="") as f:
         f.seek(0)
