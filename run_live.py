@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
 import time
@@ -104,7 +105,20 @@ def outputs_problem(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _stderr_open() -> None:
+    """A process started with stderr closed (`2>&-`) gets /dev/null there: else the next file opened
+    (the video, a camera) takes descriptor 2, and native libraries' warnings would be written into it."""
+    try:
+        os.fstat(2)
+    except OSError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        if devnull != 2:
+            os.dup2(devnull, 2)
+            os.close(devnull)
+
+
 def main(argv: list[str] | None = None) -> int:
+    _stderr_open()
     _stop_requested.clear()
     deferred = {s: signal.signal(s, _defer) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -185,10 +199,11 @@ def _run(args: argparse.Namespace) -> int:
     code, paused, step, first, faceless, seen, small = EXIT_OK, False, None, True, False, False, False
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
-    final = None  # the caption once everything read is committed
+    final = None  # the caption once everything read is committed (set as the run ends)
+    ended = False  # a video read to its end in a window, which then holds its last words
 
     def show(step: StepResult, wait_ms: int = 1, hud: str = "") -> int:
-        """Draw the frame and its captions; the key pressed meanwhile (-1 for none)."""
+        """Draw the frame and its captions; the key pressed meanwhile (255 for none)."""
         nonlocal fps_clock, scale
         fps_clock = [t for t in fps_clock if t > time.monotonic() - 1] + [time.monotonic()]
         hud = hud or (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
@@ -252,16 +267,12 @@ def _run(args: argparse.Namespace) -> int:
                     answer(show(step))
                     while paused and source.is_video:  # a video waits for its viewer, as a player does
                         answer(show(step, wait_ms=30))
-        if window is not None and step is not None and source.is_video and seen and not source.error:
-            # The video has ended: its last words, committed now, stay on screen until the window is closed.
-            final = pipeline.finish()
-            step = replace(step, caption=final)
-            if out:
-                out.caption(step.caption)
-            log("the video has ended: q, Esc or the close button closes the window")
-            while True:
-                answer(show(step, wait_ms=30, hud="end of the video: q closes"))
-        if source.error and not source.read:  # not one frame decoded: a bad file, not a run cut short
+        # A video read to its end in a window: once every output is written, its last words stay on screen.
+        ended = window is not None and step is not None and source.is_video and seen and not source.error
+        if source.failure:
+            log(f"error: {source.failure}; the transcript so far is kept")
+            code, ended = EXIT_FAILED, False
+        elif source.error and not source.read:  # not one frame decoded: a bad file, not a run cut short
             log(f"error: {source.error}")
             code = EXIT_USAGE
         elif source.error:
@@ -281,15 +292,14 @@ def _run(args: argparse.Namespace) -> int:
         for s in (signal.SIGINT, signal.SIGTERM):  # a second stop request must not cost the outputs
             signal.signal(s, _defer)
         source.stop()
-        if final is None:
-            try:
-                final = pipeline.finish()
-            except Exception as e:  # the pipeline itself failed: what it had committed still reaches the outputs
-                log(f"error: the last frames could not be read ({type(e).__name__}: {e})")
-                final = replace(pipeline.caption, tentative="")
-                code = EXIT_FAILED
+        try:
+            final = pipeline.finish()
+        except Exception as e:  # the pipeline itself failed: what it had committed still reaches the outputs
+            log(f"error: the last frames could not be read ({type(e).__name__}: {e})")
+            final = replace(pipeline.caption, tentative="")
+            code = EXIT_FAILED
         pipeline.close()
-        if window is not None:
+        if window is not None and not ended:
             window.close()
     lost = False  # an output failed: the run exits 2
     if out:
@@ -324,6 +334,18 @@ def _run(args: argparse.Namespace) -> int:
             lost = True
     if not kept and final.committed:  # every output failed: the words still reach a file
         save_transcript(final.committed)
+    if ended:  # everything is written: the window shows the last words, committed, until it is closed
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, interrupt)
+        step = replace(step, caption=final)
+        log("the video has ended: q, Esc or the close button closes the window")
+        try:
+            while True:
+                answer(show(step, wait_ms=30, hud="end of the video: q closes"))
+        except KeyboardInterrupt:
+            pass
+        finally:
+            window.close()
     return EXIT_USAGE if lost and code == EXIT_OK else code
 
 

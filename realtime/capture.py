@@ -173,6 +173,7 @@ class FrameSource:
         self.dropped = 0
         self.read = 0
         self.error: str | None = None  # why the stream ended early, when it did
+        self.failure: str | None = None  # what failed in the reading itself, when something did
         self._stop = threading.Event()
         self._released = threading.Event()  # cleared while a video is held
         self._released.set()
@@ -202,8 +203,9 @@ class FrameSource:
         return self
 
     def hold(self, held: bool) -> None:
-        """Keep a video where it is while its viewer pauses, as a player does: no frame is read meanwhile,
-        and its pace goes on from there once released. A camera cannot wait, so it is never held."""
+        """Keep a video where it is while its viewer pauses, as a player does: no frame is read meanwhile
+        (but the one being paced when the hold came), and its pace goes on from there once released. A
+        camera cannot wait, so it is never held."""
         if not self.is_video or held != self._released.is_set():
             return
         if held:
@@ -268,8 +270,8 @@ class FrameSource:
         """Whatever stops the reading, the stream ends: a consumer is never left waiting for frames."""
         try:
             self._read()
-        except Exception as e:
-            self.error = f"reading {self.options.source} failed: {type(e).__name__}: {' '.join(str(e).split())}"
+        except Exception as e:  # lipstream's own failure, not the source's: told apart from `error`
+            self.failure = f"reading {self.options.source} failed: {type(e).__name__}: {' '.join(str(e).split())}"
         finally:
             self._put(None)
 

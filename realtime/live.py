@@ -126,7 +126,8 @@ class LivePipeline:
 
     def restart(self, t: float) -> bool:
         """Commit everything read and start a fresh stream: the face was lost or replaced (a cut), or
-        the user paused, so the next frames do not continue these (a window across the gap would read one phrase).
+        the user paused, so the next frames do not continue these (a window across the gap would read
+        one phrase).
         Returns whether the caption changed."""
         before = self.caption
         self._read_the_rest()

@@ -142,8 +142,9 @@ def test_a_failure_in_the_reader_thread_ends_the_stream(monkeypatch: pytest.Monk
     monkeypatch.setattr(FrameSource, "_media_time", out_of_memory)
     source, frames = read_all(str(CLIP))
     assert len(frames) == 10
-    assert source.error == (f"reading {CLIP} failed: error: OpenCV(4.11.0) alloc.cpp:73: error: (-4:Insufficient "
-                            "memory) Failed to allocate 311040 bytes in function 'OutOfMemoryError'")
+    assert source.error is None  # lipstream's own failure, not the source's
+    assert source.failure == (f"reading {CLIP} failed: error: OpenCV(4.11.0) alloc.cpp:73: error: (-4:Insufficient "
+                              "memory) Failed to allocate 311040 bytes in function 'OutOfMemoryError'")
 
 
 @contextlib.contextmanager

@@ -24,7 +24,7 @@ from realtime.spec import ModelSpec
 from realtime.vocab import GRID_GRAMMAR, Vocabulary
 from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.benchmark import main as benchmark_main
-from training.dataset import SampleMix, batches, load_clips, read_crop_spec, tf_dataset
+from training.dataset import SampleMix, batches, load_clips, read_crop_spec, saying_something, tf_dataset
 from training.grid import WORD_CLASSES
 from training.model import CONFIGS, build, load
 from training.recipe import main as recipe_main
@@ -902,3 +902,13 @@ def test_concat_replaces_its_video_and_align_file_together(grid_subset, tmp_path
     assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 2
     assert capsys.readouterr().err == "error: [Errno 28] No space left on device\n"
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_clips_with_no_window_of_words_are_one_error_not_an_endless_draw(small_cache: Path):
+    """A recording whose one word outlasts twice the window (real frames, its word stretched over all of
+    them) gives no stream window a word to count: the draw says so instead of looping for ever."""
+    clip = load_clips(small_cache)[0]
+    drawn_out = replace(clip, text="bin", words=("bin",), spans=np.array([[0.0, len(clip.mouth)]], np.float32))
+    sampler = Sampler([drawn_out], AugmentOptions(), seed=0, vocabulary=Vocabulary())
+    with pytest.raises(ValueError, match="held no word"):
+        saying_something(sampler, "stream", 30)

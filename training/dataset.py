@@ -108,8 +108,9 @@ class SplitRecord:
         return cls(fraction, validation, train)
 
     def write(self, path: Path) -> None:
+        train = None if self.train is None else list(self.train)  # None stays "not recorded", not "no clip"
         write_text(path, json.dumps({"fraction": self.fraction, "validation": list(self.validation),
-                                     "train": list(self.train or ())}, indent=1))
+                                     "train": train}, indent=1))
 
     def trains(self, key: str) -> bool:
         """Whether the run trains on clip `key` (an older record: every clip it does not validate on)."""
@@ -216,12 +217,18 @@ def batches(sampler: Sampler, batch_size: int, steps: int, epoch: int, mix: Samp
                         with_rivals)
 
 
+REDRAWS = 1000  # silent windows drawn in a row before the clips are taken to hold no window with words
+
+
 def saying_something(sampler: Sampler, kind: str, length: int) -> Sample:
     """A sample with words, drawn again while a window falls in silence (CTC needs a label), so that a
-    batch stays whole: a short batch could not be split evenly over the devices of --strategy mirrored."""
-    while not (sample := sampler.draw(kind, length)).text:
-        pass
-    return sample
+    batch stays whole: a short batch could not be split evenly over the devices of --strategy mirrored.
+    Clips with no words, or only words longer than the window, are said in one line, not looped on."""
+    for _ in range(REDRAWS):
+        if (sample := sampler.draw(kind, length)).text:
+            return sample
+    raise ValueError(f"{REDRAWS} {kind} samples of {length} frames in a row held no word: the clips have no text, "
+                     "or words longer than the window")
 
 
 def tf_dataset(sampler: Sampler, batch_size: int, steps: int, first_epoch: int, mix: SampleMix,

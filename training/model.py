@@ -162,7 +162,6 @@ def macs_per_frame(model: keras.Model) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Print each configuration's size: `python -m training.model`."""
-    
     Parser(prog="python -m training.model", description=main.__doc__).parse_args(argv)
     print(f"{'config':<8} {'parameters':>12} {'MACs/frame':>12}")
     for config in CONFIGS.values():

@@ -64,7 +64,7 @@ def _strategy(name: str):
 
 def learning_rate(epoch: int, base: float, epochs: int, warmup: int = 1) -> float:
     """Linear warm-up, then cosine decay to 5% of the base rate, which the last epoch (`epochs` - 1,
-    0-based as Keras counts) reaches."""
+    0-based as Keras counts) reaches when the run is longer than its warm-up and one epoch."""
     if epoch < warmup:
         return base * (epoch + 1) / (warmup + 1)
     progress = (epoch - warmup) / max(1, epochs - warmup - 1)
