@@ -87,20 +87,34 @@ def names_a_video_file(url: str) -> bool:
     return Path(urlparse(url).path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def video_start(path: str) -> float:
-    """Seconds from the file's start to its video's first frame: a file whose sound starts first (a
-    screen recording, an edit) shows its first frame this late, and OpenCV gives frame times from the
-    video's own start. 0 when the container does not say."""
+def video_timeline(path: str) -> tuple[float, float | None]:
+    """Where a file's video starts on the file's timeline, and how long the video itself lasts (None
+    when the file does not say). A file whose sound starts first (a screen recording, an edit) shows
+    its first frame late, and OpenCV gives frame times from the video's own start; one whose sound runs
+    on after the picture has a container longer than its video, which OpenCV counts frames from."""
     import av  # PyAV reads what OpenCV does not report (about 60 ms to import)
 
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
-            if stream.start_time is None or stream.time_base is None:
-                return 0.0
-            return max(0.0, float(stream.start_time * stream.time_base) - (container.start_time or 0) / 1e6)
+            start = 0.0
+            if stream.start_time is not None and stream.time_base is not None:
+                start = max(0.0, float(stream.start_time * stream.time_base) - (container.start_time or 0) / 1e6)
+            rate = stream.average_rate or stream.guessed_rate
+            if stream.frames and rate:  # the count the file's header gives (a duration would be an estimate)
+                return start, stream.frames / float(rate)
+            return start, _clock_seconds(stream.metadata.get("DURATION", ""))  # Matroska keeps it as a tag
     except (av.FFmpegError, IndexError, OSError):
-        return 0.0
+        return 0.0, None
+
+
+def _clock_seconds(text: str) -> float | None:
+    """`HH:MM:SS.fraction` in seconds; None for anything else."""
+    try:
+        hours, minutes, seconds = text.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except ValueError:
+        return None
 
 
 def sound_only(path: Path) -> bool:
@@ -166,7 +180,7 @@ class FrameSource:
         self.duration = frames / fps if counted and fps > 0 else 0.0
         self._last_t = -1.0  # media time of the last frame read, from the video's own start
         self.video_start = 0.0  # where that start is on the file's timeline: read beside the model's loading
-        self._timeline = None if self._path is None else threading.Thread(target=self._read_video_start, daemon=True)
+        self._timeline = None if self._path is None else threading.Thread(target=self._read_timeline, daemon=True)
         if self._timeline is not None:
             self._timeline.start()
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=options.queue_size)
@@ -257,8 +271,10 @@ class FrameSource:
             pass  # reading the released capture fails: the next attempt
         return True
 
-    def _read_video_start(self) -> None:
-        self.video_start = video_start(str(self._path))
+    def _read_timeline(self) -> None:
+        self.video_start, length = video_timeline(str(self._path))
+        if length:  # the video's own length, where the container's may include sound after it
+            self.duration = length
 
     def _media_time(self) -> float:
         """The frame just read's presentation time (variable frame rates included); a frame's place
