@@ -3,7 +3,6 @@ resampler that turns whatever rate the source delivers into the model's frame ra
 
 from __future__ import annotations
 
-import contextlib
 import os
 import queue
 import threading
@@ -20,6 +19,10 @@ import numpy as np
 # FFmpeg's own lines (a damaged file's decoding errors, a refused connection) are muted: the user gets
 # lipstream's one line instead. Read by OpenCV when it first opens a video; set it to see them.
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+# So are OpenCV's own (a stalled stream's read timeout, a missing camera), once for the process rather
+# than around every read; OPENCV_LOG_LEVEL set in the environment keeps them.
+if "OPENCV_LOG_LEVEL" not in os.environ:
+    cv2.setLogLevel(0)
 
 
 class CaptureError(Exception):
@@ -129,18 +132,6 @@ def sound_only(path: Path) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def opencv_muted() -> Iterator[None]:
-    """OpenCV's own log lines (a stream's read timeout, a missing camera) muted while it runs: the user
-    gets lipstream's one line instead."""
-    level = cv2.getLogLevel()
-    cv2.setLogLevel(0)
-    try:
-        yield
-    finally:
-        cv2.setLogLevel(level)
-
-
 def open_video(source: str) -> cv2.VideoCapture:
     """An OpenCV capture of a video file or URL whose frames come upright, as the file's rotation tag
     says (phones film upright and tag the rotation; OpenCV 4.11 ignores the tag unless asked)."""
@@ -196,11 +187,10 @@ class FrameSource:
 
     def _open(self) -> cv2.VideoCapture:
         source = self.options.source
-        with opencv_muted():
-            if is_camera(source):
-                capture = cv2.VideoCapture(int(source))
-            else:
-                capture = open_video(source if self._path is None else str(self._path))
+        if is_camera(source):
+            capture = cv2.VideoCapture(int(source))
+        else:
+            capture = open_video(source if self._path is None else str(self._path))
         if not capture.isOpened():
             if is_camera(source):
                 raise CaptureError(f"cannot open camera {source}; to read a video file instead, use --source FILE")
@@ -302,8 +292,7 @@ class FrameSource:
             if not self._released.wait(0.05):
                 continue  # held: look again (a stop ends the wait too)
             started = time.perf_counter()
-            with opencv_muted():
-                ok, image = self._capture.read()
+            ok, image = self._capture.read()
             read_ms = (time.perf_counter() - started) * 1e3
             if not ok:
                 if self.is_video:

@@ -237,7 +237,8 @@ class Sampler:
     def spell(self, chars: np.ndarray, counted: list[tuple[str, np.ndarray]], spaced: bool) -> None:
         """Spread each counted word's characters over its rows of `chars` (a space first but for the text's
         first word); a word retiming left no frame of is spelt with the next word that has frames, or else
-        the one before, so that the targets spell every word of the text."""
+        the one before, so that the targets spell the stretch's words (a stretch whose counted words all
+        lost their frames, which retiming rarely does, spells none of them)."""
         groups: list[tuple[list[str], np.ndarray]] = []
         pending: list[str] = []
         for word, rows in counted:
