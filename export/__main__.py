@@ -6,9 +6,9 @@ Writes PATH.onnx (the full model) and PATH.step.onnx / PATH.back.onnx (the strea
 convolutional front end one frame at a time, and the recurrent back end), all with the model's
 ModelSpec and a digest of its weights in their metadata (the runtime refuses parts of another export).
 Exits non-zero, writing nothing, when the parity gate fails. --int8 and --fp16 add PATH.int8.* and
-PATH.fp16.* families, each loaded by the runtime and run on a real clip before anything is replaced
-(compare them with python -m training.evaluate); those of an earlier export that are not made again are
-removed, since they no longer match.
+PATH.fp16.* families, whose streaming parts must read as their own full model before anything is
+replaced (compare the variants with the model with python -m training.evaluate); those of an earlier
+export that are not made again are removed, since they no longer match.
 """
 
 from __future__ import annotations
@@ -18,13 +18,20 @@ import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from export import MAX_OPSET, OPSET
-from realtime.cli import Parser, held_interrupts, summary
+from realtime.cli import Parser, held_interrupts, stops_like_ctrl_c, summary
+
+if TYPE_CHECKING:
+    from export.parity import ParityResult
+
+CALIBRATION_FRAMES = 300  # int8's activation ranges: four GRID sentences
 
 
+@stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m export", description=summary(__doc__))
     parser.add_argument("--model", type=Path, required=True, help="a lipstream .keras model")
@@ -38,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out.suffix != ".onnx":
         print("error: --out must end in .onnx", file=sys.stderr)
+        return 2
+    part = Path(args.out.stem).suffix[1:]  # NAME.int8.step.onnx: step
+    if part in ("step", "back", "int8", "fp16"):  # this export would overwrite a file of another
+        print(f"error: --out must name a model, not the {part} file of one ({args.out.name} belongs to "
+              f"{args.out.with_suffix('').with_suffix('.onnx').name})", file=sys.stderr)
         return 2
     if args.model.suffix != ".keras":
         print(f"error: --model must be a .keras model (the one to convert), not {args.model.name}", file=sys.stderr)
@@ -54,13 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def enough_frames(clips: Iterable[np.ndarray]) -> list[np.ndarray]:
-    """The first clips, as many as the longest sliding window the parity gate reads needs."""
-    from export.parity import WINDOW_LENGTHS
-
+def enough_frames(clips: Iterable[np.ndarray], frames: int) -> list[np.ndarray]:
+    """The first clips, as many as hold `frames` frames (all of them, when they hold fewer)."""
     taken: list[np.ndarray] = []
     for clip in clips:
-        if sum(len(c) for c in taken) >= 2 * max(WINDOW_LENGTHS):
+        if sum(len(c) for c in taken) >= frames:
             break
         taken.append(clip)
     return taken
@@ -69,7 +79,7 @@ def enough_frames(clips: Iterable[np.ndarray]) -> list[np.ndarray]:
 def run(args: argparse.Namespace) -> int:
     try:
         from export.convert import convert, save
-        from export.parity import MAX_PROB_DIFF, WINDOW_LENGTHS, gate
+        from export.parity import FRAMES_NEEDED, MAX_PROB_DIFF, VARIANT_MAX_PROB_DIFF, gate, variant_gate
         from export.variants import family, fp16, int8
         from training.dataset import check_crop, held_out_first, load_clips
         from training.model import inference_model, load
@@ -88,17 +98,20 @@ def run(args: argparse.Namespace) -> int:
         model, spec = load(args.model)
         check_crop(args.cache, spec.crop, args.model, "name a cache of its crop with --cache")
         cached = load_clips(args.cache)  # read before anything is written: a bad cache costs no file
+        # Real windows of every length, slid by their length: held-out clips first, then as many others
+        # as that needs (a person's own recordings are short: the gate reads them again if they are too
+        # few). Parity asks for real pixels, not unseen ones. int8's activation ranges come from
+        # training clips first, so that its figures on the validation clips stay held out.
+        ordered = held_out_first(cached)
+        clips = enough_frames((c.mouth for c in ordered), FRAMES_NEEDED)
+        calibration = enough_frames((c.mouth for c in ordered[::-1]), CALIBRATION_FRAMES)
+        if not any(map(len, clips)):  # told before the conversion, not after it
+            raise ValueError(f"{args.cache}'s clips hold no frames: the parity gate has nothing to read")
         make_folder_for(args.out)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model = inference_model(model) if isinstance(model.output, dict) else model
-    # Real windows of every length, slid by their length: held-out clips first, then as many others as
-    # that needs (a person's own recordings are short). Parity asks for real pixels, not unseen ones.
-    # int8's activation ranges come from as many frames of training clips first, so that its figures
-    # on the validation clips stay held out.
-    ordered = held_out_first(cached)
-    clips, calibration = (enough_frames(c.mouth for c in order) for order in (ordered, ordered[::-1]))
+    model = inference_model(model)
     # Written and gated under a temporary folder beside --out, and moved over an earlier export only
     # once everything asked for is made: a failed export leaves what was there before.
     with tempfile.TemporaryDirectory(prefix=".export-", dir=args.out.parent) as staging:
@@ -114,33 +127,30 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: the parity gate could not run the export ({type(e).__name__}: {e}); nothing written "
                   f"to {args.out}", file=sys.stderr)
             return 1
-        print(f"{'form':<11} {'frames':>6} {'max |dp|':>10}  transcripts")
-        for r in results:
-            print(f"{r.form:<11} {r.length:>6} {r.max_prob_diff:>10.2e}  {'equal' if r.transcripts_equal else 'DIFFER'}")
-        if not results:
-            print(f"error: the parity gate needs windows of at least {min(WINDOW_LENGTHS)} frames and {args.cache}'s "
-                  f"clips hold {sum(len(c) for c in clips)}; nothing written to {args.out}", file=sys.stderr)
-            return 1
+        print(f"{'form':<16} {'frames':>6} {'max |dp|':>10}  best classes")
+        table(results)
         if not all(r.ok for r in results):
-            print(f"error: parity gate failed (limit {MAX_PROB_DIFF:g} and equal transcripts); nothing written to "
-                  f"{args.out}", file=sys.stderr)
+            print(f"error: parity gate failed (limit {MAX_PROB_DIFF:g}, best classes apart only at near ties); nothing "
+                  f"written to {args.out}", file=sys.stderr)
             return 1
-        checked = {r.length for r in results if r.form == "sliding"}
-        unchecked = [n for n in WINDOW_LENGTHS if n not in checked]
-        if unchecked:
-            print(f"not checked: windows of {', '.join(map(str, unchecked))} frames sliding "
-                  f"({args.cache} holds {sum(len(c) for c in clips)} frames)")
         print("parity gate passed")
-        try:
-            for tag, make in (("int8", lambda: int8(staged[0], calibration)), ("fp16", lambda: fp16(staged[0]))):
-                if getattr(args, tag):
-                    variant = make()
-                    OnnxModel(variant[0], "cpu").window_logp(clips[0])  # it loads, and reads a clip
-                    staged += variant
-        except Exception as e:
-            print(f"error: a variant failed ({type(e).__name__}: {e}); nothing written to {args.out}",
-                  file=sys.stderr)
-            return 1
+        for tag, make in (("int8", lambda: int8(staged[0], calibration)), ("fp16", lambda: fp16(staged[0]))):
+            if not getattr(args, tag):
+                continue
+            try:  # the parts live captioning streams with, against the variant's own full model
+                variant = make()
+                results = variant_gate(OnnxModel(variant[0], "cpu"), clips, VARIANT_MAX_PROB_DIFF[tag])
+            except Exception as e:
+                print(f"error: the {tag} variant failed ({type(e).__name__}: {e}); nothing written to {args.out}",
+                      file=sys.stderr)
+                return 1
+            table(results, tag)
+            if not all(r.ok for r in results):
+                print(f"error: the {tag} variant streams apart from its full model (limit "
+                      f"{VARIANT_MAX_PROB_DIFF[tag]:g}, best classes apart only at near ties); nothing written to "
+                      f"{args.out}", file=sys.stderr)
+                return 1
+            staged += variant
         # Variants of the model this export replaces, not made again, would no longer match it.
         stale = [p for tag, asked in (("int8", args.int8), ("fp16", args.fp16)) if not asked
                  for p in family(args.out, tag) if p.exists()]
@@ -157,6 +167,15 @@ def run(args: argparse.Namespace) -> int:
     for p in stale:
         print(f"removed {p}: a variant of the model replaced")
     return 0
+
+
+def table(results: list[ParityResult], variant: str = "") -> None:
+    """The parity gate's rows, a variant's forms named with its tag; frames whose best class differs are
+    counted, near ties apart from the rest."""
+    for r in results:
+        form = f"{variant} {r.form}".strip()
+        classes = f"DIFFER, clear: {r.flips}" if r.flips else f"near ties: {r.ties}" if r.ties else "equal"
+        print(f"{form:<16} {r.length:>6} {r.max_prob_diff:>10.2e}  {classes}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,13 @@ the front end's per-frame step beside the back end. Each carries the ModelSpec i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +23,7 @@ from export import OPSET
 from export.onnx_gru import back_end
 from export.front_end import step_function, window_function
 from realtime.backend import EXPORT_ID, FORM, streaming_paths
+from realtime.cli import held_interrupts
 from realtime.spec import FEATURES, FRAMES, LOGP, ModelSpec
 from training.model import FRONT_END
 
@@ -39,12 +46,42 @@ def _rename(proto: onnx.ModelProto, old: str, new: str) -> None:
             value.name = new
 
 
-def front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
-    """`frames` (batch, time, H, W, C) -> `features` (batch, time, F) through tf2onnx."""
+# An INFO line of absl's C++ logging, and its note that it logs to stderr until it is set up.
+_ABSL_INFO = re.compile(r"I\d{4} \S+\s+\d+ \S+:\d+\] |WARNING: All log messages before absl::InitializeLog\(\)")
+
+
+@contextlib.contextmanager
+def _without_grappler_info() -> Iterator[None]:
+    """tf2onnx runs TensorFlow's grappler, whose INFO lines (two a run: no GPU, a new session) go through
+    absl's C++ logging, which neither TF_CPP_MIN_LOG_LEVEL nor Python turns down: stderr is set aside
+    while it runs, and whatever else was written to it is passed on."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as caught:
+        kept = os.dup(2)
+        try:
+            os.dup2(caught.fileno(), 2)
+            yield
+        finally:
+            with held_interrupts():  # stderr back, even when a stop request ends the conversion
+                sys.stderr.flush()
+                os.dup2(kept, 2)
+                os.close(kept)
+            caught.seek(0)
+            for line in caught.read().decode(errors="replace").splitlines(keepends=True):
+                if not _ABSL_INFO.match(line):
+                    sys.stderr.write(line)
+
+
+def _traced(function: object, signature: list, opset: int) -> onnx.ModelProto:
     import tf2onnx
 
-    function, signature = window_function(model)
-    proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
+    with _without_grappler_info():
+        return tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)[0]
+
+
+def front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
+    """`frames` (batch, time, H, W, C) -> `features` (batch, time, F) through tf2onnx."""
+    proto = _traced(*window_function(model), opset)
     _rename(proto, proto.graph.input[0].name, FRAMES)
     _rename(proto, proto.graph.output[0].name, FEATURES)
     proto.graph.name = "lipstream_front_end"
@@ -53,10 +90,7 @@ def front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
 
 def streaming_step(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
     """(step, frame, state0..) -> (features, next_state0..) through tf2onnx; see export.front_end."""
-    import tf2onnx
-
-    function, signature = step_function(model)
-    proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)
+    proto = _traced(*step_function(model), opset)
     outputs = [o.name for o in proto.graph.output]
     _rename(proto, outputs[0], FEATURES)
     for i, name in enumerate(outputs[1:]):
@@ -115,3 +149,7 @@ def save(exported: Exported, path: Path) -> list[Path]:
         tmp.replace(p)
         written.append(p)
     return written
+
+
+if __name__ == "__main__":  # python -m export.convert would otherwise do nothing, silently
+    raise SystemExit("error: export.convert is a library module: python -m export converts a model")

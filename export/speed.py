@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: no {what} at {path}", file=sys.stderr)
             return 2
 
-    from realtime.backend import ModelLoadError, OnnxModel
+    from export.convert import weights_digest
+    from realtime.backend import EXPORT_ID, ModelLoadError, OnnxModel
     from realtime.bench import WINDOW, median_ms
     from realtime.spec import normalise
     from training.dataset import check_crop, held_out_first, load_clips
@@ -47,14 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if onnx_model.spec.crop != spec.crop:
-        print(f"error: {onnx_path} reads another crop than {args.model}: not its export", file=sys.stderr)
+    keras_model = inference_model(keras_model)
+    # Timing another model's export against it would compare two models, not two runtimes.
+    if onnx_model.full.get_modelmeta().custom_metadata_map.get(EXPORT_ID) != weights_digest(keras_model):
+        print(f"error: {onnx_path} was not exported from {args.model} (its metadata names other weights): name "
+              "its export with --onnx", file=sys.stderr)
         return 2
     clip = next((c for c in held_out_first(cached) if len(c.mouth) >= WINDOW), None)
     if clip is None:
         print(f"error: {args.cache} has no clip of {WINDOW} frames", file=sys.stderr)
         return 2
-    keras_model = inference_model(keras_model) if isinstance(keras_model.output, dict) else keras_model
     window = clip.mouth[:WINDOW]
     # ONNX Runtime first: TensorFlow's thread pools, once they have run, would share the cores with it.
     ort_ms = median_ms(lambda: onnx_model.window_logp(window), args.repeats)

@@ -226,17 +226,11 @@ class StreamingBackend:
     def _zero_states(self) -> list[np.ndarray]:
         return [np.zeros(s, np.float32) for s in self._state_shapes]
 
-    def _feed(self, n: int, frame: np.ndarray, states: list[np.ndarray]) -> dict[str, np.ndarray]:
-        return {STEP: np.array(n, np.int64), FRAME: frame, **dict(zip(self._state_names, states))}
-
-    def step_feed(self, crop: np.ndarray) -> dict[str, np.ndarray]:
-        """The step model's inputs for the next uint8 crop (calibration data for quantisation)."""
-        return self._feed(self.count, normalise(crop[None, None]), self.states)
-
     def push(self, crop: np.ndarray) -> None:
         """Add one uint8 crop: one frame of front-end work."""
         frame = normalise(crop[None, None])
-        features, *self.states = self.model.step.run(None, self._feed(self.count, frame, self.states))
+        feed = {STEP: np.array(self.count, np.int64), FRAME: frame, **dict(zip(self._state_names, self.states))}
+        features, *self.states = self.model.step.run(None, feed)
         self.frames.append(frame)
         for _ in range(min(self.context, self.count)):  # the previous frame's provisional features
             self.features.pop()

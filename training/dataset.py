@@ -57,11 +57,17 @@ def read_fps(cache: Path) -> float:
 
 
 def load_clips(cache: Path) -> list[CachedClip]:
-    """Every complete clip in the cache, in memory (uint8 crops: about 1 GB for 900 GRID clips)."""
+    """Every complete clip in the cache, in memory (uint8 crops: about 1 GB for 900 GRID clips). A clip
+    without a part it needs (a damaged or hand-made cache) is one line naming it, not h5py's KeyError."""
     with open_cache(cache) as f:
-        clips = [CachedClip(key, g["mouth"][()], str(g.attrs["text"]), tuple(json.loads(g.attrs["words"])),
-                            g["spans"][()], g["speech"][()] if "speech" in g else None)  # speech: float16
-                 for key, g in complete_clips(f)]
+        clips = []
+        for key, g in complete_clips(f):
+            missing = [n for n in ("mouth", "spans") if n not in g] + [n for n in ("text", "words") if n not in g.attrs]
+            if missing:
+                raise ValueError(f"{cache} is not a whole lipstream cache: clip {key} has no {' or '.join(missing)} "
+                                 "(make it again with python -m training.prepare)")
+            clips.append(CachedClip(key, g["mouth"][()], str(g.attrs["text"]), tuple(json.loads(g.attrs["words"])),
+                                    g["spans"][()], g["speech"][()] if "speech" in g else None))  # speech: float16
     if not clips:
         raise ValueError(f"{cache} holds no complete clips")
     return clips

@@ -75,7 +75,7 @@ class Predictor:
             from training.model import inference_model, load
 
             model, self.spec = load(self.path)
-            self.keras = inference_model(model) if isinstance(model.output, dict) else model
+            self.keras = inference_model(model)
             self.onnx = None
         else:
             raise ValueError(f"{path}: the model must be a .keras or an .onnx file")
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="take the deterministic split with this validation share instead (default: "
                              f"split.json's clips, else training's default share, {VAL_FRACTION:g})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1,
+                        help="processes that cut the crops of a GRID folder")
     args = parser.parse_args(argv)
     try:
         if not args.model.is_file():

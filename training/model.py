@@ -93,7 +93,10 @@ def build(config: ModelConfig, height: int, width: int, channels: int,
 
 
 def inference_model(model: keras.Model) -> keras.Model:
-    """The part the runtime uses: frames -> character log-probabilities."""
+    """The part the runtime uses: frames -> character log-probabilities. A training model (dict outputs,
+    as last.keras holds) is cut to it; a model that is that part already (best.keras, models/) is itself."""
+    if not isinstance(model.output, dict):
+        return model
     return keras.Model(model.inputs, model.get_layer("ctc").output, name=model.name)
 
 
