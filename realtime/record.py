@@ -5,13 +5,15 @@ spoken part and written in the GRID layout that training.prepare reads.
                               [--audio-file FILE] [--silent] [--headless] [--seed N]
 
 Prompts cycle every slot of the grammar through its words in shuffled rounds, so N prompts cover each letter
-and digit equally often (within one); a later session for the same speaker continues the sequence.
+and digit equally often (within one); a later session for the same speaker continues the sequence after the
+last prompt its manifest records.
 
-A take runs from the prompt until the speaker has been quiet for a moment after speaking (at most `seconds`;
-with --silent always `seconds`, since the lips are tracked once the take is over).
-The voice activity of its sound gives the spoken span — with --silent (mouthed, not voiced), the movement of
-the lips does — and the clip keeps that span plus `margin` each side. A take without speech, or with a frame
-of that clip where no face was found, is not saved: the prompt is shown again, up to `attempts` times.
+A take runs from the prompt until the speaker, having spoken long enough for the prompt's words, has been
+quiet for a moment (at most `seconds`; with --silent always `seconds`, since the lips are tracked once the
+take is over). The voice activity of its sound gives the spoken span — with --silent (mouthed, not voiced),
+the movement of the lips does — and the clip keeps that span plus `margin` each side. A take without
+speech, whose speech reaches its first or last frame (cut off), or with a frame of that clip where no face
+was found, is not saved: the prompt is shown again, up to `attempts` times.
 
 Stand-ins: --source FILE plays a video in place of the camera, --audio-file FILE a sound file (or a video's
 sound track) in place of the microphone, each at real time through the devices' own path: frames through
@@ -70,6 +72,7 @@ class RecordOptions:
     seed: int = 0  # prompt order
     seconds: float = 6.0  # longest take
     quiet_after: float = 0.8  # a voiced take ends once the speaker has been quiet this long after speaking
+    fastest_word: float = 0.185  # ...after speaking this long a word (GRID s1's fastest sentence by the VAD: 0.186)
     margin: float = 0.3  # seconds kept each side of the spoken span
     shortest_word: float = 0.12  # seconds a word takes at least (GRID's fastest sentence: 0.18 a word)
     attempts: int = 3  # takes of one prompt before it is given up
@@ -141,14 +144,19 @@ def estimated_align(words: list[str], span: Span, frames: int) -> str:
     return "".join(f"{start} {end} {word}\n" for start, end, word in tokens if end > start or word != "sil")
 
 
-def speech_over(recording: AudioRecording, now: float, options: RecordOptions) -> bool:
-    """The speaker has spoken and been quiet for `quiet_after`, both in the sound and on camera so far."""
-    span = detect_speech(recording.samples(), recording.rate, options.vad)
-    return span is not None and min(now, recording.seconds) >= span.end + options.quiet_after
+def speech_over(recording: AudioRecording, now: float, options: RecordOptions, words: int) -> bool:
+    """The speaker has spoken long enough for the prompt's `words` and been quiet for `quiet_after`, both in
+    the sound and on camera so far: a shorter span followed by a pause is a sentence not yet finished. Sound
+    from after `now` (a stand-in read faster than real time runs ahead of the frames) is not heard yet."""
+    heard = recording.samples()[:round(now * recording.rate)]
+    span = detect_speech(heard, recording.rate, options.vad)
+    return (span is not None and span.end - span.start >= words * options.fastest_word
+            and len(heard) / recording.rate >= span.end + options.quiet_after)
 
 
-def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None]) -> Take:
-    """Camera and microphone (or their stand-ins) from now until the take is over, at GRID_FPS."""
+def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], words: int) -> Take:
+    """Camera and microphone (or their stand-ins) from now until the take of a prompt of `words` words is
+    over, at GRID_FPS."""
     recording = AudioRecording(options.rate)
     source = FrameSource(SourceOptions(options.source, fast=not options.realtime))
     sound = (FileAudioStream(options.audio_file, recording, options.rate, realtime=options.realtime)
@@ -164,7 +172,7 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None]) -> 
                 sound.check()
             frames += resampler.push(frame)
             show(frame.image)
-            if frame.t >= options.seconds or (not options.silent and speech_over(recording, frame.t, options)):
+            if frame.t >= options.seconds or (not options.silent and speech_over(recording, frame.t, options, words)):
                 break
         if frames and sound:  # a microphone's last blocks arrive a little after the camera's frame
             recording.wait_for(frames[-1].t + 1 / GRID_FPS, timeout=0.5)
@@ -181,8 +189,9 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None]) -> 
 
 
 def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, words: int = 6) -> Cut | str:
-    """The clip to keep — the spoken span with `margin` each side — or why there is none: a span too short
-    for the prompt's `words` missed some of them (lips the tracker followed poorly, a cough taken for speech)."""
+    """The clip to keep — the spoken span with `margin` each side — or why there is none: a span within a
+    frame of the take's start or end ran on past it, so the sentence is cut off; a span too short for the
+    prompt's `words` missed some of them (lips the tracker followed poorly, a cough taken for speech)."""
     if take.lost_sound:
         return "the audio device lost sound (its timing no longer matches the video)"
     if all(t.crop is None for t in tracks):
@@ -190,10 +199,18 @@ def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, word
     if options.silent:
         no_lips = np.full((len(LIPS), 2), np.nan, np.float32)
         span = lip_span(np.stack([t.lips if t.lips is not None else no_lips for t in tracks]), GRID_FPS, options.lips)
+        length = len(tracks) / GRID_FPS
     else:
         span = detect_speech(take.audio, options.rate, options.vad)
+        length = len(take.audio) / options.rate
     if span is None:
         return "no lip movement" if options.silent else "no speech"
+    # Within a frame of an edge (four of the VAD's 10 ms hops, its onset allowance included) the span has no
+    # frame of quiet beyond it: the speech ran on past the take, and some of its words are not in it.
+    if span.start < 1 / GRID_FPS:
+        return "already speaking when the take began"
+    if span.end > length - 1 / GRID_FPS:
+        return "still speaking when the take ended"
     if span.end - span.start < words * options.shortest_word:
         return (f"{'the lips moved' if options.silent else 'speech lasted'} {span.end - span.start:.2f} s: "
                 f"too short for {words} words")
@@ -243,7 +260,7 @@ def save_clip(folder: Path, name: str, take: Take, cut: Cut, entry: dict, rate: 
             try:
                 with manifest.open("a", encoding="utf-8") as f:
                     f.write(json.dumps(entry) + "\n")
-            except OSError:  # a full disk: the clip goes too, as a later session counts clips by their lines
+            except OSError:  # a full disk: the clip goes too, as a later session reads on from its lines
                 video.unlink()
                 if manifest.is_file():
                     os.truncate(manifest, size)  # no half-written line
@@ -299,16 +316,32 @@ def check_devices(options: RecordOptions) -> RecordOptions:
     return options
 
 
+def next_prompt(manifest: Path) -> int:
+    """Where a session starts in the prompt sequence: after the last prompt a clip was saved for, so the
+    sequence and its balance of letters and digits go on past prompts given up on the way. A prompt given
+    up last, of which nothing was kept, comes first again."""
+    if not manifest.exists():
+        return 0
+    last = -1
+    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            last = max(last, int(json.loads(line)["prompt"]))
+        except (ValueError, KeyError, TypeError):  # not JSON, not an object, or no prompt number
+            raise ValueError(f"{manifest}:{number} is not a line realtime.record wrote: {line[:60]!r}") from None
+    return last + 1
+
+
 def record(options: RecordOptions) -> Session:
     """Prompt, record and save `count` clips; Ctrl-C (KeyboardInterrupt) keeps every clip already saved."""
     options = check_devices(options)
     folder = options.out / options.speaker
+    done = next_prompt(folder / "manifest.jsonl")
     for sub in ("video", "align"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
         for stale in (folder / sub).glob("*.tmp"):  # left by a killed session: never complete
             stale.unlink()
-    manifest = folder / "manifest.jsonl"
-    done = len(manifest.read_text(encoding="utf-8").splitlines()) if manifest.exists() else 0
     own = own_sentence(options.source)
     prompts = [own] * options.count if own else choose_prompts(done + options.count, options.seed)[done:]
     taken = {p.stem for p in (folder / "video").glob("*.mp4")} | {p.stem for p in (folder / "align").glob("*.align")}
@@ -320,7 +353,7 @@ def record(options: RecordOptions) -> Session:
             for number, text in enumerate(prompts, start=done):
                 for attempt in range(options.attempts):
                     screen.prompt(text, number - done, len(prompts), attempt)
-                    take = capture_take(options, screen.show)
+                    take = capture_take(options, screen.show, len(text.split()))
                     tracker.reset()
                     tracks = [tracker.process(image, k / GRID_FPS) for k, image in enumerate(take.images)]
                     cut = cut_take(take, tracks, options, len(text.split()))
@@ -372,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log(f"interrupted: the complete clips are kept in {options.out / options.speaker}")
         return 130
-    except (CaptureError, AudioError, OSError) as e:
+    except (CaptureError, AudioError, OSError, ValueError) as e:  # ValueError: a manifest it cannot read on from
         log(f"error: {e}")
         return 2
     saved, rejected = len(session.saved), len(session.rejected)

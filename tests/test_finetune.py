@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import io
 import json
+import math
 import os
 import signal
 import threading
@@ -17,8 +18,12 @@ import cv2
 import numpy as np
 import pytest
 
+from export.parity import FRAMES_NEEDED
 from realtime.backend import streaming_paths
+from training.concat import Mp4Writer
+from training.dataset import load_clips
 from training.finetune import claim, main as finetune_main, request_of
+from training.grid import ALIGN_UNITS_PER_FRAME, video_fps
 from training.restyle import restyle_clips
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,14 +32,34 @@ REPO = Path(__file__).resolve().parents[1]
 CLIPS = ("bbaf5a", "bbbf8p", "bgwu6n", "bram2n", "bgbh7a", "bgwb6p", "bras6n", "bgwh8n", "bras8p")
 
 
+def cut_after_the_last_word(folder: Path) -> None:
+    """Each clip under `folder` (our GRID layout) without its closing silence, as realtime.record cuts a
+    take to its speech: real frames, about 50 of a GRID clip's 75."""
+    for align in folder.glob("*/align/*.align"):
+        *spoken, silence = align.read_text().splitlines()
+        assert silence.split()[2] == "sil"
+        video = align.parent.parent / "video" / f"{align.stem}.mp4"
+        capture = cv2.VideoCapture(str(video))
+        images = [capture.read()[1] for _ in range(math.ceil(int(spoken[-1].split()[1]) / ALIGN_UNITS_PER_FRAME))]
+        capture.release()
+        with Mp4Writer(video, video_fps(video)) as writer:
+            for image in images:
+                writer.write(image)
+            writer.close()
+        align.write_text("\n".join(spoken) + "\n")
+
+
 def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture):
+    """A person's few short recordings (here nine, cut after their last word: fewer frames than the
+    export's parity gate reads, which it then reads again) are fine-tuned on and exported."""
     assert restyle_clips(grid_subset(CLIPS), tmp_path / "me", "all", 0) == len(CLIPS)
     original = cv2.VideoCapture(str(grid_s1 / "video" / "bbaf5a.mp4")).read()[1]
     restyled = cv2.VideoCapture(str(tmp_path / "me" / "s1x" / "video" / "bbaf5a.mp4")).read()[1]
     assert original.shape == restyled.shape and np.abs(original.astype(int) - restyled).mean() > 20
     assert (tmp_path / "me" / "s1x" / "align" / "bbaf5a.align").read_text() == \
         (grid_s1 / "align" / "bbaf5a.align").read_text()
+    cut_after_the_last_word(tmp_path / "me")
 
     run = tmp_path / "run"
     command = ["--base", str(REPO / "models" / "lipstream-lite.keras"), "--data", str(tmp_path / "me"),
@@ -72,6 +97,7 @@ def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, t
     assert epochs_done() == 2
     report = json.loads((run / "finetune.json").read_text())
     assert report["held_out"] == 4 and report["trained_on"] == 5
+    assert sum(len(c.mouth) for c in load_clips(run / "clips.h5")) < FRAMES_NEEDED
     assert report["after"]["cer"] < report["before"]["cer"], report
     for path in (run / "finetuned.onnx", *streaming_paths(run / "finetuned.onnx")):
         assert path.is_file()
@@ -121,3 +147,28 @@ def test_a_run_folder_is_continued_only_by_the_command_that_made_it(grid_subset,
     empty.mkdir()
     assert "no videos under" in refusal(capsys, "--base", base, "--data", str(empty), "--out", str(tmp_path / "new"))
     assert not (tmp_path / "new").exists()  # a refused run leaves no folder behind
+
+
+def test_a_clip_re_aligned_mid_run_or_unwritable_is_refused(grid_subset, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """A clip whose align was corrected since the run began makes the same command another fine-tune
+    (continuing it would train on the clip's cached, stale text). A clip whose text has a letter the model
+    has no output for is named before anything is written, not met by training, which names no clip."""
+    base, mine, run = REPO / "models" / "lipstream-lite.keras", grid_subset(CLIPS[:2]), tmp_path / "run"
+    command = argparse.Namespace(base=base, data=mine, epochs=8, lr=1e-3, batch_size=8, steps=20,
+                                 freeze_front_end=False, val_fraction=0.2)
+    claim(run, request_of(command))
+    align = mine / "s1" / "align" / f"{CLIPS[0]}.align"
+    said = align.read_text()
+    align.unlink()  # a file of its own: the link's target is the corpus'
+    align.write_text(said.replace(" at\n", " by\n"))
+    with pytest.raises(ValueError, match=r"\(the clips in --data differ\)"):
+        claim(run, request_of(command))
+
+    align.write_text(said.replace(" at\n", " \u00e0t\n"))
+    fresh = tmp_path / "fresh"
+    for out in (fresh, run):
+        assert refusal(capsys, "--base", str(base), "--data", str(mine), "--out", str(out)) == \
+            f"error: {base} cannot write the text of s1/{CLIPS[0]} (\u00e0) " \
+            "(it writes ' abcdefghijklmnopqrstuvwxyz'): correct their align files, or move the clips out of --data"
+    assert not fresh.exists() and sorted(p.name for p in run.iterdir()) == ["request.json"]

@@ -4,6 +4,7 @@ import contextlib
 import io
 import json
 import shutil
+import signal
 from dataclasses import asdict
 from pathlib import Path
 
@@ -112,28 +113,67 @@ def test_rerun_keeps_finished_clips(prepared: PreparedRun, tmp_path: Path):
             np.testing.assert_array_equal(after[f"clips/s1/{name}/mouth"], before[f"clips/s1/{name}/mouth"])
 
 
+def test_a_clip_changed_since_it_was_cached_is_prepared_again(prepared: PreparedRun, grid_s1: Path, tmp_path: Path):
+    """Since the cache was made, bbaf2n's align was corrected, bbaf3s recorded again (here: another GRID
+    take under its name), and bbizzn's align made to run past its video: a rerun makes each again from its
+    files, and the one that now fails is skipped, saying why, not kept stale."""
+    speaker = tmp_path / "grid" / "s1"
+    for name in PREPARED_CLIPS:
+        link_clip(grid_s1, name, speaker)
+    out = tmp_path / "s1.h5"
+    shutil.copy(prepared.out, out)  # made from the same files (linked alike): all cached
+    for name, old, new in (("bbaf2n", " f\n", " e\n"),
+                           ("bbizzn", "45500 51750 now\n51750 74500 sil\n", "45500 80000 now\n")):
+        align = speaker / "align" / f"{name}.align"
+        align.unlink()  # a file of its own: the link's target is the corpus'
+        align.write_text((grid_s1 / "align" / f"{name}.align").read_text().replace(old, new))
+    for folder, suffix in (("video", "mp4"), ("align", "align")):
+        (speaker / folder / f"bbaf3s.{suffix}").unlink()
+        (speaker / folder / f"bbaf3s.{suffix}").symlink_to(grid_s1 / folder / f"bbal6n.{suffix}")
+    skipped, log = run_prepare(tmp_path / "grid", out)
+    assert "3 clips, 0 already cached, 3 to prepare (3 changed" in log
+    assert [(c.name, why) for c, why in skipped] == \
+        [("bbizzn", "its align runs past the video: 'now' ends at frame 80 of 75")]  # not "face lost in 0 of 75"
+    with h5py.File(out, "r") as f, h5py.File(prepared.out, "r") as before:
+        assert sorted(f["clips/s1"]) == ["bbaf2n", "bbaf3s"]
+        assert f["clips/s1/bbaf2n"].attrs["text"] == "bin blue at e two now"
+        assert f["clips/s1/bbaf3s"].attrs["text"] == sentence_from_code("bbal6n")
+        assert not np.array_equal(f["clips/s1/bbaf3s/mouth"], before["clips/s1/bbaf3s/mouth"])
+    _, log = run_prepare(tmp_path / "grid", out)
+    assert "3 clips, 2 already cached, 1 to prepare\n" in log
+
+
 def test_an_interrupted_rerun_leaves_the_cache_as_it_was(prepared: PreparedRun, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch):
-    """Ctrl-C while a rerun adds a clip: FILE.h5 is still there, unchanged, and the next run resumes."""
-    import training.prepare
-
+    """A real Ctrl-C (SIGINT) while a rerun writes a clip, its mouth crops written and the rest not:
+    FILE.h5 is still there, unchanged, and the next run redoes the half-written clip."""
     out = tmp_path / "s1.h5"
     shutil.copy(prepared.out, out)
     with h5py.File(out, "a") as f:
         del f["clips/s1/bbaf3s"]
     before = out.read_bytes()
+    create, made = h5py.Group.create_dataset, []
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
+    def pressing_ctrl_c(self: h5py.Group, name: str, *args, **kwargs):
+        dataset = create(self, name, *args, **kwargs)
+        made.append(f"{self.name}/{name}")
+        if name == "mouth":
+            signal.raise_signal(signal.SIGINT)
+        return dataset
 
-    monkeypatch.setattr(training.prepare, "write_clip", interrupted)
+    monkeypatch.setattr(h5py.Group, "create_dataset", pressing_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         run_prepare(prepared.grid, out)
-    assert out.read_bytes() == before
     monkeypatch.undo()
-    run_prepare(prepared.grid, out)
-    with h5py.File(out, "r") as f:
+    assert made == ["/clips/s1/bbaf3s/mouth"]
+    assert out.read_bytes() == before
+    with h5py.File(tmp_path / "s1.h5.partial", "r") as f:  # where the run was: the clip half written
+        assert "mouth" in f["clips/s1/bbaf3s"] and not f["clips/s1/bbaf3s"].attrs.get("complete", False)
+    _, log = run_prepare(prepared.grid, out)
+    assert "4 clips, 2 already cached, 2 to prepare" in log
+    with h5py.File(out, "r") as f, h5py.File(prepared.out, "r") as whole:
         assert f["clips/s1/bbaf3s"].attrs["complete"]
+        np.testing.assert_array_equal(f["clips/s1/bbaf3s/mouth"], whole["clips/s1/bbaf3s/mouth"])
 
 
 def test_the_cache_folder_is_made_when_missing(grid_subset, tmp_path: Path):
@@ -238,15 +278,19 @@ def test_a_clip_without_sound_is_marked_silent_and_not_read_again(grid_s1: Path,
     with h5py.File(out, "r") as f:
         assert f["clips/s1/bbaf2n"].attrs["silent"] and "speech" not in f["clips/s1/bbaf2n"]
 
-    video.unlink()  # the same clip with its sound: a rerun does not look for it again
-    video.symlink_to(grid_s1 / "video" / "bbaf2n.mp4")
-    _, log = run_prepare(tmp_path / "grid", out)
+    _, log = run_prepare(tmp_path / "grid", out)  # marked: a rerun does not listen for its sound again
     assert "speech" not in log
     with h5py.File(out, "a") as f:
-        assert "speech" not in f["clips/s1/bbaf2n"]
         f.attrs["speech"] = json.dumps({**json.loads(f.attrs["speech"]), "mel_bands": 80})
     _, log = run_prepare(tmp_path / "grid", out)  # features of another format: every clip is heard again
     assert "speech" in log
+    with h5py.File(out, "r") as f:
+        assert f["clips/s1/bbaf2n"].attrs["silent"] and "speech" not in f["clips/s1/bbaf2n"]
+
+    video.unlink()  # recorded again, with its sound: a changed clip is made again, sound and all
+    video.symlink_to(grid_s1 / "video" / "bbaf2n.mp4")
+    _, log = run_prepare(tmp_path / "grid", out)
+    assert "1 clips, 0 already cached, 1 to prepare (1 changed" in log
     with h5py.File(out, "r") as f:
         g = f["clips/s1/bbaf2n"]
         assert not g.attrs.get("silent", False) and g["speech"].shape == (75, DIMS)
@@ -255,19 +299,20 @@ def test_a_clip_without_sound_is_marked_silent_and_not_read_again(grid_s1: Path,
 def test_a_sound_that_cannot_be_read_is_tried_again_on_the_next_run(grid_s1: Path, tmp_path: Path):
     speaker = tmp_path / "grid" / "s1"
     link_clip(grid_s1, "bbaf2n", speaker)
+    source, video = grid_s1 / "video" / "bbaf2n.mp4", speaker / "video" / "bbaf2n.mp4"
+    video.unlink()
+    shutil.copy2(source, video)  # a file of its own to damage, of the same size and time
     out = tmp_path / "s1.h5"
     run_prepare(tmp_path / "grid", out)
     with h5py.File(out, "a") as f:
         del f["clips/s1/bbaf2n/speech"]
-    video = speaker / "video" / "bbaf2n.mp4"
-    video.unlink()  # the file cannot be opened this time (its mouths are already cached)
-    video.write_text("not a video\n")
+    video.write_bytes(bytes(video.stat().st_size))  # unreadable this time (a failing disk), its size and
+    shutil.copystat(source, video)  # time unchanged: the same clip, whose mouths are already cached
     run_prepare(tmp_path / "grid", out)
     with h5py.File(out, "r") as f:
         g = f["clips/s1/bbaf2n"]
-        assert "speech" not in g and not g.attrs.get("silent", False)
-    video.unlink()
-    video.symlink_to(grid_s1 / "video" / "bbaf2n.mp4")
+        assert "speech" not in g and not g.attrs.get("silent", False) and len(g["mouth"]) == 75
+    shutil.copy2(source, video)
     run_prepare(tmp_path / "grid", out)
     with h5py.File(out, "r") as f:
         assert f["clips/s1/bbaf2n/speech"].shape == (75, DIMS)

@@ -28,6 +28,7 @@ from realtime.record import (Cut, RecordOptions, Session, Take, choose_prompts, 
 from realtime.activity import Span
 from realtime.vad_report import main as vad_report_main
 from realtime.vocab import GRID_GRAMMAR
+from tests.conftest import made_once
 from training.grid import code_from_sentence, read_align, sentence, sentence_from_code
 from training.prepare import prepare
 
@@ -68,13 +69,19 @@ class Recorded:
 
 @pytest.fixture(scope="module")
 def recorded(grid_s1: Path, tmp_path_factory: pytest.TempPathFactory) -> Recorded:
-    out = tmp_path_factory.mktemp("recorded") / "grid"
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        session = record(stand_in(grid_s1, out))
+    """One clip recorded from the stand-ins, once per test run."""
+    def make(folder: Path) -> dict:
+        out = folder / "grid"
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            session = record(stand_in(grid_s1, out))
+        return {"out": str(out), "saved": session.saved, "rejected": session.rejected, "stdout": printed.getvalue()}
+
+    run = made_once(tmp_path_factory, "recorded", make)
+    out = Path(run["out"])
     lines = (out / "s1" / "manifest.jsonl").read_text().splitlines()
     assert len(lines) == 1
-    return Recorded(out, session, json.loads(lines[0]), printed.getvalue())
+    return Recorded(out, Session(tuple(run["saved"]), tuple(run["rejected"])), json.loads(lines[0]), run["stdout"])
 
 
 def test_recording_writes_one_complete_clip(recorded: Recorded):
@@ -164,43 +171,64 @@ def test_vad_report(grid_s1: Path, capsys: pytest.CaptureFixture):
 
 def test_interrupt_while_recording_leaves_complete_clips_only(grid_s1: Path, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch):
-    """Ctrl-C in the middle of the second take, raised from the audio consumer after 10 blocks."""
+    """A real Ctrl-C (SIGINT) in the middle of the second take, sent from the audio thread as its 10th
+    block arrives: the first clip is kept whole, nothing of the second is written, and the file left by
+    a killed session is gone."""
     out = tmp_path / "grid"
     (out / "s1" / "video").mkdir(parents=True)
     (out / "s1" / "video" / "old.mp4.tmp").write_bytes(b"left by a killed session")
     blocks: Counter[AudioRecording] = Counter()  # blocks each take's consumer received
     consume = AudioRecording.__call__
 
-    def interrupted(self, indata, frames, time, status):
+    def pressing_ctrl_c(self, indata, frames, time, status):
+        consume(self, indata, frames, time, status)
         blocks[self] += 1
         if len(blocks) == 2 and blocks[self] == 10:
-            raise KeyboardInterrupt
-        consume(self, indata, frames, time, status)
+            signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(AudioRecording, "__call__", interrupted)
+    monkeypatch.setattr(AudioRecording, "__call__", pressing_ctrl_c)
     with pytest.raises(KeyboardInterrupt), contextlib.redirect_stdout(io.StringIO()):
         record(stand_in(grid_s1, out, count=2))
-    assert len(blocks) == 2 and list(blocks.values())[1] == 10  # the second take was cut short
-    assert list(blocks.values())[0] > 100  # the first ran to its end
+    first, second = blocks.values()
+    assert len(blocks) == 2 and first > 100 and second >= 10  # the first take ran to its end
     assert files(out) == [f"s1/align/{CLIP}.align", "s1/manifest.jsonl", f"s1/video/{CLIP}.mp4"]
     assert len((out / "s1" / "manifest.jsonl").read_text().splitlines()) == 1
     read_align(out / "s1" / "align" / f"{CLIP}.align")
 
 
+class PressingCtrlC(list):
+    """A take's frames that send a real Ctrl-C (SIGINT) as the first frame is handed to the encoder after
+    the video file appeared on disk (the encoder holds its first frames back before writing any); `fired`
+    is how many frames it had been handed by then."""
+
+    def __init__(self, images: list[np.ndarray], video: Path):
+        super().__init__(images)
+        self.video, self.fired = video, None
+
+    def __iter__(self):
+        for index, image in enumerate(super().__iter__()):
+            if self.fired is None and self.video.is_file():
+                self.fired = index
+                signal.raise_signal(signal.SIGINT)
+            yield image
+
+
 def test_interrupt_while_writing_leaves_nothing_of_the_clip(grid_s1: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch):
-    written = []
+    """A real Ctrl-C (SIGINT) while the real encoder writes the clip's video, its file begun and frames
+    still to come: neither it nor anything else of the clip is left."""
+    write, handed = record_module.write_video, []
 
-    def half_written(path: Path, *args) -> None:
-        path.write_bytes(b"\x00\x00\x00\x20ftypisom")  # the start of an mp4, and no more
-        written.append(path.name)
-        raise KeyboardInterrupt
+    def writing(path: Path, images: list[np.ndarray], audio: np.ndarray, rate: int) -> None:
+        handed.append(PressingCtrlC(images, path))
+        write(path, handed[-1], audio, rate)
 
-    monkeypatch.setattr(record_module, "write_video", half_written)
+    monkeypatch.setattr(record_module, "write_video", writing)
     out = tmp_path / "grid"
     with pytest.raises(KeyboardInterrupt), contextlib.redirect_stdout(io.StringIO()):
         record(stand_in(grid_s1, out))
-    assert written == [f"{CLIP}.mp4.tmp"]
+    assert [frames.video.name for frames in handed] == [f"{CLIP}.mp4.tmp"]
+    assert handed[0].fired is not None and 0 < handed[0].fired < len(handed[0])  # partway through
     assert files(out) == []
 
 
@@ -281,6 +309,84 @@ def test_take_without_a_face_is_prompted_again_not_saved(grey: range, grid_s1: P
     else:
         assert all(re.fullmatch(r"no face in \d+ of \d+ frames", why) for why in session.rejected), session.rejected
     assert files(tmp_path / "grid") == []
+
+
+def bbaf2n_take(grid_s1: Path, folder: Path, frames: list[int], sound: np.ndarray | None = None) -> RecordOptions:
+    """Options recording from a stand-in for the camera and microphone made of GRID's bbaf2n ("bin" from
+    0.95 s to "now" at 2.12 s): its frames `frames` and, unless given, the sound under them. Its name,
+    bbaf2n.mp4, makes its sentence the prompt."""
+    from tests.test_tracker import read_frames
+
+    clip = grid_s1 / "video" / "bbaf2n.mp4"
+    images, heard = read_frames(clip), read_audio(clip)
+    if sound is None:
+        sound = np.concatenate([heard[k * 640:(k + 1) * 640] for k in frames])
+    video = folder / "bbaf2n.mp4"
+    write_video(video, [images[k] for k in frames], sound, 16000)
+    return RecordOptions(out=folder / "grid", speaker="s1", count=1, source=str(video), audio_file=str(video),
+                         headless=True, realtime=False, attempts=2)
+
+
+@pytest.mark.parametrize("cut", ["ended", "began", "limit"])
+def test_a_take_cut_off_mid_sentence_is_prompted_again_not_saved(cut: str, grid_s1: Path, tmp_path: Path):
+    """The speaker still speaking as the take ends (the file ends at 1.8 s, in "two"; or the take's limit
+    comes then), or already speaking as it begins (the file starts at 1.04 s, in "bin"): not all the
+    prompt's words are in the take, however long its speech."""
+    frames = range(26, 75) if cut == "began" else range(45) if cut == "ended" else range(75)
+    options = bbaf2n_take(grid_s1, tmp_path, list(frames))
+    with contextlib.redirect_stdout(io.StringIO()):
+        session = record(replace(options, seconds=1.8) if cut == "limit" else options)
+    why = "already speaking when the take began" if cut == "began" else "still speaking when the take ended"
+    assert session == Session(saved=(), rejected=(why, why))
+    assert files(tmp_path / "grid") == []
+
+
+def test_a_pause_mid_sentence_does_not_end_the_take(grid_s1: Path, tmp_path: Path):
+    """bbaf2n with a 1 s pause after "f" (its picture held, the room's own sound from before "bin"): "bin blue
+    at f" is shorter than six words at GRID's fastest, so the take goes on and keeps "two now" too."""
+    heard = read_audio(grid_s1 / "video" / "bbaf2n.mp4")
+    f_ends = 41  # frames: "f" ends at 41000 in bbaf2n.align
+    frames = [*range(f_ends), *[f_ends - 1] * 25, *range(f_ends, 75)]
+    room = heard[:8000]  # its first 0.5 s: no speech (see test_take_without_speech_is_prompted_again_not_saved)
+    sound = np.concatenate([heard[:f_ends * 640], room, room, heard[f_ends * 640:]])
+    options = bbaf2n_take(grid_s1, tmp_path, frames, sound)
+    with contextlib.redirect_stdout(io.StringIO()):
+        session = record(options)
+    assert session == Session(saved=("bbaf2n",), rejected=())
+    entry = json.loads((tmp_path / "grid" / "s1" / "manifest.jsonl").read_text())
+    start, end = (entry["take_start"] + t for t in entry["speech"])
+    whole = detect_speech(heard, 16000)  # the same sentence without the pause
+    assert start == pytest.approx(whole.start, abs=0.041) and end == pytest.approx(whole.end + 1.0, abs=0.041)
+
+
+def test_a_later_session_goes_on_after_the_last_prompt_recorded(grid_s1: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture):
+    """An earlier session saved prompts 0 and 2 and gave up on 1, so its manifest has two lines: the next
+    session asks prompt 3, not 2 again. A manifest line it cannot read is one line and exit 2."""
+    prompts = choose_prompts(4)
+    manifest = tmp_path / "grid" / "s1" / "manifest.jsonl"
+    manifest.parent.mkdir(parents=True)
+    manifest.write_text("".join(json.dumps({"name": code_from_sentence(prompts[n]), "text": prompts[n], "prompt": n})
+                                + "\n" for n in (0, 2)))
+    video = tmp_path / "take.mp4"  # not named by a GRID code: the prompts come from the sequence
+    video.symlink_to(grid_s1 / "video" / f"{CLIP}.mp4")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        session = record(RecordOptions(out=tmp_path / "grid", speaker="s1", count=1, source=str(video),
+                                       audio_file=str(video), headless=True, realtime=False))
+    assert printed.getvalue().splitlines()[0] == f"[1/1] say: {prompts[3]}"
+    assert session.saved == (code_from_sentence(prompts[3]),)
+    assert [json.loads(line)["prompt"] for line in manifest.read_text().splitlines()] == [0, 2, 3]
+
+    kept = manifest.read_text() + "{not json\n"
+    manifest.write_text(kept)
+    capsys.readouterr()
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = record_module.main(["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "1", "--headless",
+                                   "--source", str(video), "--audio-file", str(video)])
+    assert code == 2 and manifest.read_text() == kept
+    assert capsys.readouterr().err.splitlines() == \
+        [f"lipstream: error: {manifest}:4 is not a line realtime.record wrote: '{{not json'"]
 
 
 def test_silent_mode_finds_the_span_from_the_lips(grid_s1: Path, tmp_path: Path):

@@ -24,11 +24,14 @@ from realtime.files import make_folder_for, write_text
 
 
 def request_of(args: argparse.Namespace) -> dict:
-    """What a fine-tune is of: its base (by content), its recordings and its settings. A run folder
-    holds one request; the same command continues it, any other is refused."""
+    """What a fine-tune is of: its base (by content), its recordings (by name and by their files' stamps,
+    so a clip re-recorded or re-aligned since is another request) and its settings. A run folder holds
+    one request; the same command continues it, any other is refused."""
     from training.grid import find_clips
+    from training.prepare import clip_stamp
 
-    clips = hashlib.sha256("\n".join(sorted(c.key for c in find_clips(args.data))).encode()).hexdigest()
+    stamps = json.dumps(sorted((c.key, clip_stamp(c)) for c in find_clips(args.data)))
+    clips = hashlib.sha256(stamps.encode()).hexdigest()
     return {"base": str(args.base.resolve()), "base_sha256": hashlib.sha256(args.base.read_bytes()).hexdigest(),
             "data": str(args.data.resolve()), "clips": clips, "epochs": args.epochs, "lr": args.lr,
             "batch_size": args.batch_size, "steps": args.steps, "freeze_front_end": args.freeze_front_end,
@@ -45,7 +48,7 @@ def claim(out: Path, request: dict) -> None:
         differs = [f"--{key.replace('_', '-')}" for key in request
                    if key not in ("base_sha256", "clips") and earlier.get(key) != request[key]]
         if earlier.get("clips") != request["clips"] and "--data" not in differs:
-            differs.append("the clips in --data")  # recorded or removed since
+            differs.append("the clips in --data")  # recorded, removed, re-recorded or re-aligned since
         if earlier.get("base_sha256") != request["base_sha256"] and "--base" not in differs:
             differs.append("--base (its weights changed)")
         if differs:
@@ -58,6 +61,27 @@ def claim(out: Path, request: dict) -> None:
         raise ValueError(f"{out} already holds other files: choose a new or empty folder for --out")
     make_folder_for(recorded)
     write_text(recorded, json.dumps(request, indent=1))
+
+
+def check_texts(data: Path, charset: str, base: Path) -> None:
+    """Refuse clips whose text has a character the base model cannot write, naming them, before anything
+    is written: training would stop at the first such clip without naming it. A clip whose text cannot
+    be read is left to training.prepare, which skips it and says why."""
+    from training.grid import AlignError, find_clips
+    from training.prepare import ClipError, clip_text
+
+    bad = []
+    for clip in find_clips(data):
+        try:
+            text = clip_text(clip)[0]
+        except (AlignError, ClipError):
+            continue
+        if unknown := sorted(set(text) - set(charset)):
+            bad.append(f"{clip.key} ({''.join(unknown)})")
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ValueError(f"{base} cannot write the text of {', '.join(bad[:3])}{more} (it writes {charset!r}): "
+                         "correct their align files, or move the clips out of --data")
 
 
 @stops_like_ctrl_c
@@ -92,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{args.out} already holds a fine-tuned model: choose another --out")
         if not args.data.is_dir():
             raise FileNotFoundError(f"no folder of recorded clips at {args.data}")
+        check_texts(args.data, spec.vocabulary.charset, args.base)
         claim(args.out, request_of(args))
         resuming = (args.out / "state.json").exists()  # interrupted: the same command goes on
         cache = args.out / "clips.h5"

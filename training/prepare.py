@@ -5,7 +5,9 @@
 
 Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame `pose`, `box`, `lips`,
 `quality`, `held`, `speech` (what was heard: training.speech), and word frame spans; attributes
-`text`, `fps`, `source`, and `silent` on a clip without sound, whose sound is not looked for again.
+`text`, `fps`, `source`, `stamp` (what it was made from: its video's size and time, its align text),
+and `silent` on a clip without sound, whose sound is not looked for again. A clip whose stamp no longer
+matches its files (re-recorded, or its align corrected) is made again, as is one cached without a stamp.
 The file's attribute `crop` records the crop spec, and `speech` the speech features' format: features
 of another format, and the `silent` marks, are made again (as is a clip whose sound could not be read
 this time). Work goes to FILE.h5.partial (a copy of FILE.h5 when adding to one), which replaces
@@ -63,10 +65,20 @@ class PreparedClip:
     first_frame: int  # frames trimmed from the start of the video (no face in them)
     speech: np.ndarray | None  # (T, D) speech features of the kept frames; None when none were read
     silent: bool  # the video has no sound for its kept frames (not read again)
+    stamp: str  # clip_stamp when it was read
 
 
 class ClipError(Exception):
     """A clip that cannot be used; the message says why."""
+
+
+def clip_stamp(clip: Clip) -> str:
+    """What a clip is made from: its video's size and modification time, and its align file's text. A clip
+    re-recorded or re-aligned under the same name has another stamp, so its cached crops and text are not
+    taken for the new ones."""
+    video = clip.video.stat()
+    align = clip.align.read_text(encoding="utf-8", errors="replace") if clip.align is not None else None
+    return json.dumps({"video_size": video.st_size, "video_mtime_ns": video.st_mtime_ns, "align": align})
 
 
 def clip_text(clip: Clip) -> tuple[str, tuple[str, ...], np.ndarray]:
@@ -98,6 +110,7 @@ def clip_speech(video: Path, fps: float, frames: int, first_frame: int) -> tuple
 
 def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     """Track every frame of one clip with a fresh tracker; raise ClipError when it is unusable."""
+    stamp = clip_stamp(clip)  # before reading: a file changed meanwhile is read again next time
     text, words, spans = clip_text(clip)
     capture = open_video(str(clip.video))
     try:
@@ -116,6 +129,9 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
         capture.release()
     if 0 < expected < 1e12 and (expected - len(results)) / fps > SHORTFALL:  # a cut-off download
         raise ClipError(f"video ended early: {len(results)} of {expected:.0f} frames")
+    if len(spans) and spans[-1, 1] > len(results):  # no face could be found in frames that are not there
+        raise ClipError(f"its align runs past the video: '{words[-1]}' ends at frame {spans[-1, 1]:g} "
+                        f"of {len(results)}")
     found = [i for i, r in enumerate(results) if r.crop is not None]
     if not found:
         raise ClipError("no face found")
@@ -140,7 +156,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
         quality=np.array([r.quality for r in results], dtype=np.float32),
         held=np.array([r.reason == "held" for r in results]),
         words=words, spans=spans, first_frame=first,
-        speech=speech, silent=silent,
+        speech=speech, silent=silent, stamp=stamp,
     )
 
 
@@ -220,11 +236,20 @@ def write_clip(f: h5py.File, p: PreparedClip) -> None:
     if p.speech is not None:
         g.create_dataset("speech", data=p.speech.astype(np.float16))
     g.attrs.update(text=p.text, fps=p.fps, source=str(p.clip.video), words=json.dumps(list(p.words)),
-                   first_frame=p.first_frame)
+                   first_frame=p.first_frame, stamp=p.stamp)
     if p.silent:
         g.attrs["silent"] = True
     g.attrs["complete"] = True
     f.flush()
+
+
+def is_stale(g: h5py.Group, clip: Clip) -> bool:
+    """Whether cached clip `g` was made from other files than `clip`'s (or they cannot be read now, which
+    preparing it again will say)."""
+    try:
+        return g.attrs.get("stamp") != clip_stamp(clip)
+    except OSError:
+        return True
 
 
 def done_keys(f: h5py.File) -> set[str]:
@@ -260,9 +285,14 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
     with h5py.File(partial, "a") as f:
         f.attrs["crop"] = json.dumps(asdict(spec))
         done = done_keys(f)
+        changed = {c.key for c in clips if c.key in done and is_stale(f[f"clips/{c.key}"], c)}
+        for key in changed:  # gone before it is made again: a clip that now fails is not used stale
+            del f[f"clips/{key}"]
+        done -= changed
         todo = [c for c in clips if c.key not in done]
         options = TrackerOptions(crop=spec, max_faces=1)
-        print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare", file=sys.stderr)
+        again = f" ({len(changed)} changed since they were cached, or cached unstamped)" if changed else ""
+        print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare{again}", file=sys.stderr)
         with worker_pool(workers) as pool:
             add_missing_speech(f, {c.key: c.video for c in clips if c.key in done}, pool)
             with tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
