@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
+import json
+import os
 import signal
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +36,26 @@ def grid_s1() -> Path:
         pytest.fail(f"real GRID clips not found: expected {GRID_S1}/video and {GRID_S1}/align "
                     "(the shared data folder next to the repo, see ../shared/data/README.md)", pytrace=False)
     return GRID_S1
+
+
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], dict]) -> dict:
+    """What `make` made in a fresh folder, as the JSON-able description it returned, made once per test run.
+    The suite's worker processes (pytest-xdist) share it through their run's common temporary folder: the
+    first to ask makes it holding a lock, the others wait on the lock, then read its description. A maker
+    that fails leaves no description, so the next worker to ask makes it afresh (and fails on its own)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # one process: nothing to share
+        return make(tmp_path_factory.mktemp(name))
+    run = tmp_path_factory.getbasetemp().parent  # this run's; each worker's own folder is below it
+    described = run / f"{name}.json"
+    with open(run / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process dies
+        if described.is_file():
+            return json.loads(described.read_text())
+        description = make(Path(tempfile.mkdtemp(prefix=f"{name}-", dir=run)))
+        partial = described.with_suffix(".partial")
+        partial.write_text(json.dumps(description))
+        partial.replace(described)
+        return description
 
 
 def maps(pid: int, library: str) -> bool:
@@ -86,17 +110,20 @@ class PreparedRun:
 @pytest.fixture(scope="session")
 def prepared(grid_s1: Path, tmp_path_factory: pytest.TempPathFactory) -> PreparedRun:
     """`python -m training.prepare` run once over three real clips plus a text file named x.mp4."""
-    root = tmp_path_factory.mktemp("prepared")
-    speaker = root / "grid" / "s1"
-    for name in PREPARED_CLIPS:
-        link_clip(grid_s1, name, speaker)
-    (speaker / "video" / "x.mp4").write_text("not a video\n")
-    (speaker / "align" / "x.align").write_text("0 20000 sil\n20000 30000 bin\n30000 74500 sil\n")
-    out = root / "s1.h5"
-    log = io.StringIO()
-    with contextlib.redirect_stderr(log):
-        code = prepare_main(["--grid", str(root / "grid"), "--out", str(out), "--workers", "2"])
-    return PreparedRun(root / "grid", out, code, log.getvalue())
+    def make(root: Path) -> dict:
+        speaker = root / "grid" / "s1"
+        for name in PREPARED_CLIPS:
+            link_clip(grid_s1, name, speaker)
+        (speaker / "video" / "x.mp4").write_text("not a video\n")
+        (speaker / "align" / "x.align").write_text("0 20000 sil\n20000 30000 bin\n30000 74500 sil\n")
+        out = root / "s1.h5"
+        log = io.StringIO()
+        with contextlib.redirect_stderr(log):
+            code = prepare_main(["--grid", str(root / "grid"), "--out", str(out), "--workers", "2"])
+        return {"grid": str(root / "grid"), "out": str(out), "exit_code": code, "log": log.getvalue()}
+
+    run = made_once(tmp_path_factory, "prepared", make)
+    return PreparedRun(Path(run["grid"]), Path(run["out"]), run["exit_code"], run["log"])
 
 
 # Eight real clips for the training and export tests. bbaf5a, bbbf8p and bgbh7a fall in the 6% validation
@@ -106,16 +133,18 @@ CACHED_CLIPS = ("bbaf2n", "bbaf3s", "bbaf4p", "bbaf5a", "bbal6n", "bbal7s", "bbb
 
 @pytest.fixture(scope="session")
 def small_cache(grid_s1: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real mouth-crop cache of CACHED_CLIPS, made once per session by training.prepare."""
+    """A real mouth-crop cache of CACHED_CLIPS, made once per test run by training.prepare."""
     from training.prepare import prepare
 
-    root = tmp_path_factory.mktemp("small_cache")
-    for name in CACHED_CLIPS:
-        link_clip(grid_s1, name, root / "s1")
-    out = root / "s1.h5"
-    skipped = prepare(root, out, workers=2)
-    assert not skipped, f"clips skipped: {skipped}"
-    return out
+    def make(root: Path) -> dict:
+        for name in CACHED_CLIPS:
+            link_clip(grid_s1, name, root / "s1")
+        out = root / "s1.h5"
+        skipped = prepare(root, out, workers=2)
+        assert not skipped, f"clips skipped: {skipped}"
+        return {"cache": str(out)}
+
+    return Path(made_once(tmp_path_factory, "small_cache", make)["cache"])
 
 
 @dataclass(frozen=True)
@@ -129,7 +158,13 @@ class TinyRun:
 @pytest.fixture(scope="session")
 def tiny_run(small_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     """The tiny config, compiled as training.train compiles it, over-fitted to three whole real clips
-    (no augmentation) until its greedy CER on them is at most 0.1, for at most 200 steps."""
+    (no augmentation) until its greedy CER on them is at most 0.1, for at most 200 steps; once per test run."""
+    run = made_once(tmp_path_factory, "tiny_run", lambda folder: over_fit_tiny(small_cache, folder))
+    return TinyRun(Path(run["model"]), tuple(run["keys"]), tuple(run["cer"]), run["steps"])
+
+
+def over_fit_tiny(small_cache: Path, folder: Path) -> dict:
+    """tiny_run's training, its model saved in `folder`: the run's description."""
     import jiwer
     import keras
     import numpy as np
@@ -166,6 +201,6 @@ def tiny_run(small_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Tin
             model.train_on_batch(x, y)
         step += 10
         history.append(cer())
-    path = tmp_path_factory.mktemp("tiny_run") / "tiny.keras"
+    path = folder / "tiny.keras"
     save(runtime, path, ModelSpec(vocabulary=vocabulary, crop=crop, context=context_frames(config), config="tiny"))
-    return TinyRun(path, tuple(c.key for c in clips), tuple(history), step)
+    return {"model": str(path), "keys": [c.key for c in clips], "cer": history, "steps": step}

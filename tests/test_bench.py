@@ -12,7 +12,7 @@ import numpy as np
 from realtime.backend import OnnxModel
 from realtime.bench import main as bench_main
 from realtime.bench import percentiles, run_stream
-from realtime.live import STAGES, LiveOptions
+from realtime.live import STAGES, LiveOptions, LivePipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "lipstream-lite.onnx"
@@ -25,14 +25,36 @@ def test_percentiles_interpolate_between_order_statistics() -> None:
     assert all(math.isnan(v) for v in percentiles([]).values())
 
 
-def test_stage_times_add_up_to_the_total() -> None:
+def test_stage_times_add_up_to_the_total(monkeypatch) -> None:
+    """Each frame's stages are timed, and together they account for nearly all of its total (over 99 %
+    on real runs here, idle or loaded): no stage's work goes untimed. Under 90 % is allowed on at most 2
+    frames of 75, for the process can be preempted between two timers (seen once, on one frame, with six
+    busy loops sharing its 2 cores). On a frame with a face, every stage after capture took some time,
+    and FaceMesh's on every frame."""
+    faces = []  # per frame: whether a face was cropped (the pipeline's own step, only watched)
+    step = LivePipeline.step
+
+    def watched(self, frame):
+        result = step(self, frame)
+        faces.append(result.track.crop is not None)
+        return result
+
+    monkeypatch.setattr(LivePipeline, "step", watched)
     rec, pipeline, source = run_stream(OnnxModel(MODEL, "cpu"), str(CLIP), LiveOptions(), fast=True)
     pipeline.close()
-    assert rec.frames == 75 and all(len(v) == rec.frames for v in rec.stages.values())
-    parts = np.sum([rec.stages[s] for s in STAGES if s != "total"], axis=0)
-    assert np.all(parts <= np.asarray(rec.stages["total"]) + 1e-6)
+    assert rec.frames == 75 and len(faces) == 75 and all(len(v) == rec.frames for v in rec.stages.values())
+    stages = {s: np.asarray(v) for s, v in rec.stages.items()}
+    parts = np.sum([stages[s] for s in STAGES if s != "total"], axis=0)
+    assert np.all(parts <= stages["total"] + 1e-6)
+    share = parts / stages["total"]
+    assert np.count_nonzero(share < 0.9) <= 2, f"frames' share of their total timed by stages: {share.round(3)}"
+    assert sum(faces) >= 70  # GRID's speaker faces the camera throughout
+    with_face = np.array(faces)
+    for s in ("landmarks", "crop", "front_end", "back_end", "captions"):
+        assert np.all(stages[s][with_face] > 0), s  # hop 1: the back end and captions run every face frame
+    assert np.all(stages["landmarks"] > 0)
     # A frame's caption is ready no sooner than its own processing after capture took (clocks: 0.1 ms).
-    processing = np.asarray(rec.stages["total"]) - np.asarray(rec.stages["capture"])
+    processing = stages["total"] - stages["capture"]
     assert np.all(np.asarray(rec.latency) + 0.1 >= processing)
 
 
@@ -46,7 +68,12 @@ def test_bench_writes_every_field_consistently(tmp_path: Path, capsys) -> None:
         return p["p50"] <= p["p95"] <= p["p99"]
 
     assert ordered(result["glass_to_caption_ms"])
-    assert set(result["stages_ms"]) == set(STAGES) and all(ordered(p) for p in result["stages_ms"].values())
+    stages = result["stages_ms"]
+    assert set(stages) == set(STAGES) and all(ordered(p) for p in stages.values())
+    # Every stage of this clip (a face in every frame) takes time on most frames, and no stage's
+    # percentile exceeds the total's: a frame's total holds each of its stages.
+    assert all(p["p50"] > 0 for p in stages.values()), stages
+    assert all(p[k] <= stages["total"][k] + 1e-6 for p in stages.values() for k in ("p50", "p95", "p99"))
     assert result["frames"] == 75 and result["fps"] > 0 and result["seconds"] > 0
     assert isinstance(result["dropped_frames"], int) and result["dropped_frames"] >= 0
     assert result["rss_mb"] > 0 and result["cpu_percent"] > 0

@@ -9,20 +9,22 @@ import functools
 import http.server
 import itertools
 import json
+import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from realtime.capture import Frame, FrameSource, SourceOptions, local_path
 from tests.test_tracker import read_frames
 
+ROOT = Path(__file__).resolve().parents[1]
 CLIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "grid" / "s1" / "video" / "bram2n.mp4"
 
 
@@ -137,23 +139,36 @@ def test_local_path_is_the_file_a_path_or_a_file_url_names(tmp_path: Path) -> No
     assert local_path("0") is None and local_path("http://example.com/talk.mp4") is None
 
 
-def test_a_failure_in_the_reader_thread_ends_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Whatever fails while reading (here OpenCV running out of memory at the 10th frame) ends the stream
-    with the reason in one line, instead of leaving the consumer waiting for frames forever."""
-    media_time = FrameSource._media_time
+# Reads every frame of a video in a process whose address space is capped a little above what it has
+# mapped once its source is open, keeping each frame as a consumer that falls behind would: OpenCV then
+# fails for real to allocate a frame partway through. Prints the frames read and the source's state.
+READ_WITH_LITTLE_MEMORY = """if True:
+    import json, re, resource, sys
+    import av  # imported by the source's timeline thread: loaded before the cap
+    from realtime.capture import FrameSource, SourceOptions
+    source = FrameSource(SourceOptions(source=sys.argv[1], fast=True))
+    mapped = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (mapped + int(sys.argv[2]) * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    kept = list(source.start())
+    print(json.dumps({"frames": len(kept), "error": source.error, "failure": source.failure}))
+"""
 
-    def out_of_memory(self: FrameSource) -> float:
-        if self.read == 10:
-            raise cv2.error("OpenCV(4.11.0) alloc.cpp:73: error: (-4:Insufficient memory) Failed to allocate "
-                            "311040 bytes in function 'OutOfMemoryError'\n")
-        return media_time(self)
 
-    monkeypatch.setattr(FrameSource, "_media_time", out_of_memory)
-    source, frames = read_all(str(CLIP))
-    assert len(frames) == 10
-    assert source.error is None  # lipstream's own failure, not the source's
-    assert source.failure == (f"reading {CLIP} failed: error: OpenCV(4.11.0) alloc.cpp:73: error: (-4:Insufficient "
-                              "memory) Failed to allocate 311040 bytes in function 'OutOfMemoryError'")
+def test_a_failure_in_the_reader_thread_ends_the_stream(tmp_path: Path) -> None:
+    """Whatever fails while reading ends the stream with the reason in one line, instead of leaving the
+    consumer waiting for frames forever: here OpenCV, short of memory, cannot allocate the next 4K frame
+    (25 MB) of twenty, the earlier ones still held by the consumer."""
+    video = tmp_path / "4k.mp4"
+    ffmpeg("-i", str(CLIP), "-vf", "scale=3840:2160", "-frames:v", "20", "-an", "-preset", "ultrafast", str(video))
+    run = subprocess.run([sys.executable, "-c", READ_WITH_LITTLE_MEMORY, str(video), "300"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]  # the consumer's loop ended: the stream was closed
+    read = json.loads(run.stdout)
+    assert 0 < read["frames"] < 20, read  # frames came, then the reading failed partway
+    assert read["error"] is None  # lipstream's own failure, not the source's
+    failure = read["failure"]
+    assert failure.startswith(f"reading {video} failed: ") and "\n" not in failure, failure
+    assert "Insufficient memory" in failure  # what OpenCV said, kept
 
 
 @contextlib.contextmanager
@@ -232,15 +247,35 @@ def test_a_stream_that_ends_as_soon_as_it_reopens_is_given_up(clip_ts: bytes) ->
     assert 0 < source.read <= 75
 
 
-def test_opencv_s_own_lines_stay_off_stderr(served: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+# Reads every frame of the source its argument names, and says how it went.
+READ_ALL = """if True:
+    import json, sys
+    from realtime.capture import FrameSource, SourceOptions
+    source = FrameSource(SourceOptions(source=sys.argv[1], fast=True))
+    frames = list(source.start())
+    print(json.dumps({"frames": len(frames), "error": source.error}))
+"""
+
+
+def test_opencv_s_own_lines_stay_off_stderr(served: str, tmp_path: Path) -> None:
     """A video served over HTTP whose sound, in 2.5 ms packets, runs 12 s past its picture: OpenCV warns
-    that it gave up looking for another video packet among thousands of audio ones."""
+    that it gave up looking for another video packet among thousands of audio ones. Read in a process
+    whose environment leaves OpenCV's log levels unset (as a user's does), the warning stays off stderr;
+    with OPENCV_LOG_LEVEL set, which keeps OpenCV's lines, the same read shows it."""
     ffmpeg("-i", str(CLIP), "-f", "lavfi", "-i", "sine=r=48000", "-map", "0:v", "-map", "1:a", "-t", "15",
            "-c:v", "copy", "-c:a", "libopus", "-frame_duration", "2.5", "-movflags", "+faststart",
            str(tmp_path / "long_sound.mp4"))
-    source, frames = read_all(served.replace("clip.mp4", "long_sound.mp4"))
-    assert source.error is None and len(frames) == 75
-    assert capfd.readouterr().err == ""
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENCV_LOG_LEVEL", "OPENCV_FFMPEG_LOGLEVEL")}
+    said = {}
+    for level in (None, "WARNING"):
+        run = subprocess.run([sys.executable, "-c", READ_ALL, served.replace("clip.mp4", "long_sound.mp4")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=120,
+                             env=env if level is None else {**env, "OPENCV_LOG_LEVEL": level})
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert json.loads(run.stdout) == {"frames": 75, "error": None}
+        said[level] = run.stderr
+    assert said[None] == ""
+    assert "WARN" in said["WARNING"]  # the case does make OpenCV warn
 
 
 @pytest.mark.parametrize("fast", [True, False])

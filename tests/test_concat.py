@@ -3,11 +3,13 @@ who keeps talking that the streaming figures are measured on."""
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import cv2
 import pytest
 
+from training.concat import Mp4Writer
 from training.concat import main as concat_main
 from training.grid import read_align
 
@@ -34,25 +36,44 @@ def test_clips_join_into_one_video_with_shifted_word_times(grid_subset, tmp_path
 def test_an_interrupted_run_leaves_the_earlier_video_whole(grid_subset, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture):
-    """Ctrl-C after the first clip of a second run: one line says so, and the first run's video is untouched."""
-    import training.concat
-
+    """A real Ctrl-C (SIGINT) once a second run has written 100 of its 150 frames, its partial video on
+    disk: one line says so, and the first run's video and align file are untouched, nothing else left."""
     grid, out = grid_subset(("bbaf2n", "bbaf3s")), tmp_path / "stream.mp4"
     assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
-    real, calls = training.concat.append_video, []
+    write, written, partial_on_disk = Mp4Writer.write, [], []
 
-    def interrupted(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
+    def pressing_ctrl_c(self: Mp4Writer, image) -> None:
+        write(self, image)
+        written.append(1)
+        if len(written) == 100:
+            partial_on_disk.append(self.partial.is_file())
+            signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(training.concat, "append_video", interrupted)
+    monkeypatch.setattr(Mp4Writer, "write", pressing_ctrl_c)
     capsys.readouterr()
     assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 130
+    assert len(written) == 100 and partial_on_disk == [True]  # the second clip was being written
     assert capsys.readouterr().err == f"interrupted: {out} is as it was\n"
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_a_failed_align_file_leaves_the_earlier_video_and_its_words(grid_subset, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture):
+    """A run whose align file cannot be written (here a folder stands at the temporary name it is written
+    through) fails in one line, its video written and dropped: the earlier video and word times stay as
+    they were, not a new video beside the old words."""
+    grid, out = grid_subset(("bbaf2n", "bbaf3s")), tmp_path / "stream.mp4"
+    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all", "--count", "1"]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    blocker = tmp_path / ".stream.partial.align.tmp"
+    blocker.mkdir()
+    capsys.readouterr()
+    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: [Errno 21] Is a directory: '{blocker.resolve()}'\n", err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, blocker.name, "grid"])  # no partial file
 
 
 def test_an_unwritable_output_is_one_line_and_exit_2(grid_subset, tmp_path: Path, capsys: pytest.CaptureFixture):

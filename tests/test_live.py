@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import json
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -25,7 +27,7 @@ from realtime.decode import greedy
 from realtime.captions import TimedWord
 from realtime.live import READING_RATE, SHORTEST_CUE, WORDS_PER_CUE, LiveOptions, LivePipeline, cues
 from realtime.tracker import MouthTracker, TrackerOptions
-from tests.conftest import maps, transcript
+from tests.conftest import made_once, maps, transcript
 from tests.test_tracker import at_x, read_frames
 from training.concat import concat
 from training.grid import read_align
@@ -36,10 +38,16 @@ GRID = ROOT.parent / "shared" / "data" / "grid" / "s1"
 CLIPS = ("bbaf5a", "bgwb6p", "bram2n")  # from the validation split: clips the model never trained on
 
 
-@pytest.fixture(scope="module")
-def model() -> OnnxModel:
+@functools.cache
+def bundled_model() -> OnnxModel:
+    """The bundled model on the CPU, loaded once per process."""
     assert MODEL.is_file(), f"the bundled model is missing: {MODEL}"
     return OnnxModel(MODEL, "cpu")
+
+
+@pytest.fixture(scope="module")
+def model() -> OnnxModel:
+    return bundled_model()
 
 
 def clip(name: str) -> Path:
@@ -64,6 +72,17 @@ def offline_text(model: OnnxModel, path: Path) -> str:
     return greedy(model.window_logp(np.stack([c for c in crops if c is not None])), model.spec.vocabulary).text
 
 
+@pytest.fixture(scope="module")
+def offline(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], str]:
+    """The bundled model's offline_text of a GRID clip, by name: read once per test run."""
+    @functools.cache
+    def text(name: str) -> str:
+        read = made_once(tmp_path_factory, f"offline_{name}",
+                         lambda _: {"text": offline_text(bundled_model(), clip(name))})
+        return read["text"]
+    return text
+
+
 def cue_words(subtitles: Path) -> list[str]:
     """The words of an SRT file's cues, in order."""
     return [w for line in subtitles.read_text().splitlines() if line and "-->" not in line and not line.isdigit()
@@ -77,7 +96,7 @@ def run_headless(tmp_path: Path, source: Path, *extra: str) -> tuple[int, list[d
     return code, [json.loads(line) for line in out.read_text().splitlines()]
 
 
-def test_streaming_transcript_matches_offline_decode(model: OnnxModel, tmp_path: Path) -> None:
+def test_streaming_transcript_matches_offline_decode(offline: Callable[[str], str], tmp_path: Path) -> None:
     refs, streamed = [], []
     for name in CLIPS:
         code, lines = run_headless(tmp_path, clip(name))
@@ -89,7 +108,7 @@ def test_streaming_transcript_matches_offline_decode(model: OnnxModel, tmp_path:
             assert after["t"] >= before["t"]
             assert (after["commit"], after["tentative"]) != ("", before["tentative"]), "a line that changes nothing"
         assert lines[-1]["text"] == transcript(changes)
-        refs.append(offline_text(model, clip(name)))
+        refs.append(offline(name))
         streamed.append(lines[-1]["text"])
     assert all(refs), "the bundled model read nothing offline"
     # The pause policy reads each phrase from rest to rest, as the offline decode reads the whole clip.
@@ -270,7 +289,7 @@ def test_no_display_is_one_line_not_an_abort(display: str | None, says: str, tmp
 
 
 def test_a_subtitle_file_that_fails_at_the_end_leaves_the_transcript_on_stdout(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        offline: Callable[[str], str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     srt = tmp_path / "out.srt"
     (tmp_path / "out.srt.tmp").mkdir()  # the temporary file it is written through cannot be made
     code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(MODEL), "--headless", "--fast",
@@ -278,18 +297,18 @@ def test_a_subtitle_file_that_fails_at_the_end_leaves_the_transcript_on_stdout(
     captured = capsys.readouterr()
     assert code == 2 and not srt.exists()
     assert f"could not write {srt}" in captured.err and "Traceback" not in captured.err
-    assert captured.out.strip() == offline_text(OnnxModel(MODEL, "cpu"), clip(CLIPS[0]))
+    assert captured.out.strip() == offline(CLIPS[0])
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file whose writes fail as on a full disk")
 def test_json_lines_that_cannot_be_written_leave_the_subtitles_and_the_transcript_on_stdout(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+        offline: Callable[[str], str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     srt = tmp_path / "out.srt"
     code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(MODEL), "--headless", "--fast",
                           "--jsonl", "/dev/full", "--srt", str(srt)])
     captured = capsys.readouterr()
     assert code == 2 and "could not write /dev/full" in captured.err and "Traceback" not in captured.err
-    text = offline_text(OnnxModel(MODEL, "cpu"), clip(CLIPS[0]))
+    text = offline(CLIPS[0])
     assert captured.out.strip() == text and cue_words(srt) == text.split()
 
 
@@ -307,7 +326,7 @@ def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(tmp_path:
 
 
 @pytest.mark.parametrize("stderr", ["closed", "broken"])
-def test_a_closed_or_broken_stderr_costs_no_output(stderr: str, model: OnnxModel, tmp_path: Path) -> None:
+def test_a_closed_or_broken_stderr_costs_no_output(stderr: str, offline: Callable[[str], str], tmp_path: Path) -> None:
     """Started with stderr closed (`2>&-`), or with its reader gone before the first line (`2>&1 >x |
     head -0`): the lines on stderr are lost, the run and its outputs are not."""
     out, srt = tmp_path / "captions.jsonl", tmp_path / "out.srt"
@@ -318,7 +337,7 @@ def test_a_closed_or_broken_stderr_costs_no_output(stderr: str, model: OnnxModel
     if run.stderr:
         run.stderr.close()
     assert run.wait(timeout=120) == 0
-    text = offline_text(model, clip(CLIPS[0]))
+    text = offline(CLIPS[0])
     assert json.loads(out.read_text().splitlines()[-1]) == {"final": True, "text": text}
     assert cue_words(srt) == text.split()
 
@@ -365,7 +384,7 @@ def test_the_json_lines_file_is_closed_when_the_run_ends(tmp_path: Path) -> None
     assert not [w for w in caught if issubclass(w.category, ResourceWarning) and "captions.jsonl" in str(w.message)]
 
 
-def test_a_transcript_stdout_cannot_take_is_saved_to_a_file(model: OnnxModel, tmp_path: Path) -> None:
+def test_a_transcript_stdout_cannot_take_is_saved_to_a_file(offline: Callable[[str], str], tmp_path: Path) -> None:
     """No output files and stdout on a full disk: one line says so, and the words reach a file."""
     with open("/dev/full", "w") as full:
         run = subprocess.run([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])),
@@ -376,7 +395,7 @@ def test_a_transcript_stdout_cannot_take_is_saved_to_a_file(model: OnnxModel, tm
     assert "lipstream: error: could not write the transcript to stdout (No space left on device)" in said
     saved = list(tmp_path.glob("lipstream-transcript-*.txt"))
     assert len(saved) == 1 and f"lipstream: saved {saved[0].name}" in said
-    assert saved[0].read_text() == offline_text(model, clip(CLIPS[0])) + "\n"
+    assert saved[0].read_text() == offline(CLIPS[0]) + "\n"
 
 
 def test_fake_camera_at_30_fps_is_resampled_to_the_model_rate(model: OnnxModel, tmp_path: Path) -> None:
@@ -661,7 +680,8 @@ def test_unreadable_video_is_refused(tmp_path: Path) -> None:
     assert "cannot read" in result.stderr
 
 
-def test_the_main_command_takes_file_names_from_the_folder_it_is_run_in(tmp_path: Path) -> None:
+def test_the_main_command_takes_file_names_from_the_folder_it_is_run_in(offline: Callable[[str], str],
+                                                                        tmp_path: Path) -> None:
     """`/path/to/lipstream live --source talk.mp4` from any folder: the wrapper must not move elsewhere."""
     stamp = Path(sys.prefix) / ".lipstream-stamp"
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / "lipstream").read_bytes()
@@ -673,7 +693,7 @@ def test_the_main_command_takes_file_names_from_the_folder_it_is_run_in(tmp_path
                              "--srt", "subtitles/talk.srt"], cwd=tmp_path, capture_output=True, text=True,
                             env={**os.environ, "LIPSTREAM_VENV": sys.prefix}, timeout=120)
     assert result.returncode == 0, result.stderr
-    text = offline_text(OnnxModel(MODEL, "cpu"), clip(CLIPS[0]))
+    text = offline(CLIPS[0])
     assert cue_words(tmp_path / "subtitles" / "talk.srt") == text.split()
 
 

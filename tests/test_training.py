@@ -252,6 +252,7 @@ def test_benchmark_times_training_steps(small_cache: Path, capsys: pytest.Captur
     line = json.loads(capsys.readouterr().out)
     assert line["config"] == "tiny" and line["batch_size"] == 4 and line["steps"] == 2  # counted after warm-up
     assert set(line) == {"config", "batch_size", "steps", "median_ms", "p90_ms"}
+    assert line["median_ms"] > 0 and line["p90_ms"] >= line["median_ms"]
     assert benchmark_main(["--cache", str(small_cache), "--configs", "huge"]) == 2
     assert "unknown config 'huge'" in capsys.readouterr().err
     assert benchmark_main(["--cache", str(small_cache.with_name("none.h5")), "--configs", "tiny"]) == 2
@@ -503,8 +504,11 @@ def test_speech_loss_is_the_squared_error_of_frames_with_sound():
     assert (gradient[0, 3:] == 0).all() and (gradient[1, 0] == 0).all() and (gradient[0, :3] != 0).all()
 
 
-def test_training_with_speech_hears_the_cached_sound_and_exports_without_it(small_cache: Path, tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture):
+def test_training_with_speech_hears_the_cached_sound_and_saves_its_runtime_model_without_it(
+        small_cache: Path, tmp_path: Path):
+    """--speech-weight trains a speech head on the cached sound (its loss logged every epoch, resumed
+    runs included); best.keras, the inference model that export and the live loop read, has no such
+    head; and a run without --speech-weight can start from its last.keras."""
     run = tmp_path / "speech"
     assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "3", "--speech-weight", "1")) == 0
     with open(run / "log.csv") as f:
@@ -519,15 +523,6 @@ def test_training_with_speech_hears_the_cached_sound_and_exports_without_it(smal
         assert [float(row["speech_loss"]) > 0 for row in csv.DictReader(f)] == [True, True]
     assert main(quick_run(small_cache, tmp_path / "from_speech", "--epochs", "1", "--steps", "1",
                           "--init", str(run / "last.keras"))) == 0
-
-    deaf = tmp_path / "deaf.h5"
-    shutil.copy(small_cache, deaf)
-    with h5py.File(deaf, "a") as f:
-        for group in f["clips/s1"].values():
-            del group["speech"]
-    capsys.readouterr()
-    assert main(quick_run(deaf, tmp_path / "deaf", "--speech-weight", "1")) == 2
-    assert "--speech-weight needs speech features" in capsys.readouterr().err
 
 
 def test_sampled_speech_is_the_sound_of_the_sampled_frames(small_cache: Path):
@@ -807,6 +802,10 @@ def test_a_resumed_run_draws_the_samples_the_uninterrupted_one_draws(small_cache
         assert all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(want, got)), name
 
 
+# The kinds of sample Sampler.draw makes (training.augment).
+KINDS = ("sentence", "words", "splice", "stream")
+
+
 def ctc_paths_exist(text: str, chars: np.ndarray, vocabulary: Vocabulary) -> bool:
     """Whether some CTC path reads `text` and agrees with every frame of `chars` it knows (UNKNOWN frames
     take any class)."""
@@ -839,7 +838,7 @@ def test_frame_character_targets_spell_the_sample_s_text(small_cache: Path, targ
     checked = Counter()
     for options in (still, AugmentOptions(char_target=target)):
         sampler = Sampler(clips, options, seed=3, vocabulary=vocabulary)
-        for kind in ("sentence", "words", "splice", "stream") * 30:
+        for kind in KINDS * 30:
             s = sampler.draw(kind, length=60)
             if target == "spread" and UNKNOWN not in s.frame_chars:
                 spelt = "".join(vocabulary.charset[c] for c, _ in itertools.groupby(s.frame_chars)
@@ -849,7 +848,7 @@ def test_frame_character_targets_spell_the_sample_s_text(small_cache: Path, targ
             elif target == "silence" and ctc_paths_exist(s.text, np.full(len(s.frames), UNKNOWN), vocabulary):
                 assert ctc_paths_exist(s.text, s.frame_chars, vocabulary), (kind, s.text)
                 checked[kind] += 1
-    assert min(checked.values()) >= 5, checked
+    assert all(checked[kind] >= 5 for kind in KINDS), checked
 
 
 def test_a_failed_save_leaves_no_partial_model(tiny_run, tmp_path: Path):
@@ -880,28 +879,6 @@ def test_malformed_caches_are_one_line_errors(small_cache: Path, tmp_path: Path,
         del f["clips/s1/bbaf3s/pose"]
     assert report_main(["--cache", str(poseless)]) == 2
     assert capsys.readouterr().err == f"error: {poseless}: clip s1/bbaf3s has no crop poses: prepare it again\n"
-
-
-def test_concat_replaces_its_video_and_align_file_together(grid_subset, tmp_path: Path,
-                                                           monkeypatch: pytest.MonkeyPatch,
-                                                           capsys: pytest.CaptureFixture):
-    """A run that cannot write its align file (here a full disk) leaves the earlier video and word times
-    as they were, not a new video beside the old words."""
-    import training.concat
-    from training.concat import main as concat_main
-
-    grid, out = grid_subset(("bbaf2n", "bbaf3s")), tmp_path / "stream.mp4"
-    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all", "--count", "1"]) == 0
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
-
-    def disk_full(path: Path, text: str) -> None:
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(training.concat, "write_text", disk_full)
-    capsys.readouterr()
-    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 2
-    assert capsys.readouterr().err == "error: [Errno 28] No space left on device\n"
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
 
 
 def test_clips_with_no_window_of_words_are_one_error_not_an_endless_draw(small_cache: Path):

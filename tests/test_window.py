@@ -81,6 +81,8 @@ def test_cleared_words_leave_the_screen_and_the_tentative_ones_stay() -> None:
 
 
 def test_captions_roll_to_the_last_two_lines() -> None:
+    """Sixty committed words and a tentative one: the band shows the newest words on two lines, older
+    ones rolled off, and is drawn exactly as a caption of only those two lines' words would be."""
     long = " ".join(["place white with"] * 20)
     step = step_on_real_frame(long, "again")
     image = render(step, "")
@@ -90,6 +92,8 @@ def test_captions_roll_to_the_last_two_lines() -> None:
     words = [word for line in lines for word, _ in line]
     assert len(lines) == 2 and lines[-1][-1] == ("again", GREY)
     assert words == (long.split() + ["again"])[-len(words):] and len(words) < len(long.split())
+    shown = replace(step, caption=CaptionState(0.4, " ".join(words[:-1]), "again"))
+    assert np.array_equal(band, render(shown, "")[-84:])  # nothing of the rolled-off words is drawn
 
 
 def test_zoom_grows_the_captions_with_the_frame() -> None:
