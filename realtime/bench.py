@@ -179,11 +179,12 @@ def plot(rec: Recording, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.bench", description=summary(__doc__))
     parser.add_argument("--source", type=Path, required=True, help="a video file, played at its own fps")
-    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL)
+    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="the ONNX model")
     parser.add_argument("--provider", default="auto", choices=PROVIDERS)
     parser.add_argument("--json", type=Path, help="write the results as one JSON object")
     parser.add_argument("--plot", type=Path, help="write a PNG of the latency distributions")
-    parser.add_argument("--hop", type=at_least(1), default=LiveOptions.hop)
+    parser.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
+                        help="update the captions every N frames")
     parser.add_argument("--fast", action="store_true",
                         help="read as fast as possible (accuracy only: latencies then include queueing)")
     parser.add_argument("--policy", choices=POLICIES, default=PolicyOptions.policy)

@@ -321,3 +321,16 @@ def test_a_cut_off_clip_is_skipped_as_cut_off(grid_s1: Path, tmp_path: Path) -> 
     video.write_bytes(data[:len(data) // 4])
     _, prepared, why = try_prepare((Clip("s1", "bbaf2n", video, grid_s1 / "align" / "bbaf2n.align"), TrackerOptions()))
     assert prepared is None and re.fullmatch(r"video ended early: \d\d? of 75 frames", why), why
+
+
+def test_help_gives_each_option_s_default(capsys: pytest.CaptureFixture) -> None:
+    """A user reads the defaults in --help, not in the code: the recipe's flags differ from them."""
+    with pytest.raises(SystemExit) as stop:
+        train_main(["--help"])
+    assert stop.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--epochs EPOCHS default: 60" in text
+    assert "early stopping on validation CER (default: 12)" in text
+    assert "(default: 0.0)" in text  # a zero is a default to tell, not an absent one
+    assert "continue from the run folder's last state (default" not in text  # a flag off by default
+    assert "(default: the config's)" in text and "(default: the config's) (default" not in text

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     parser = Parser(prog="python -m training.train", description=summary(__doc__))
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="run folder")
-    parser.add_argument("--config", default="lite")
+    parser.add_argument("--config", default="lite", help="model configuration (python -m training.model lists them)")
     parser.add_argument("--dropout", type=fraction_below_one,
                         help="dropout after each recurrent layer (default: the config's)")
     parser.add_argument("--spatial-dropout", type=fraction_below_one,
