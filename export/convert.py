@@ -4,13 +4,8 @@ the front end's per-frame step beside the back end. Each carries the ModelSpec i
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import re
-import sys
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +18,7 @@ from export import OPSET
 from export.onnx_gru import back_end
 from export.front_end import step_function, window_function
 from realtime.backend import EXPORT_ID, FORM, streaming_paths
-from realtime.cli import held_interrupts
+from realtime.files import native_stderr
 from realtime.spec import FEATURES, FRAMES, LOGP, ModelSpec
 from training.model import FRONT_END
 
@@ -50,32 +45,10 @@ def _rename(proto: onnx.ModelProto, old: str, new: str) -> None:
 _ABSL_INFO = re.compile(r"I\d{4} \S+\s+\d+ \S+:\d+\] |WARNING: All log messages before absl::InitializeLog\(\)")
 
 
-@contextlib.contextmanager
-def _without_grappler_info() -> Iterator[None]:
-    """tf2onnx runs TensorFlow's grappler, whose INFO lines (two a run: no GPU, a new session) go through
-    absl's C++ logging, which neither TF_CPP_MIN_LOG_LEVEL nor Python turns down: stderr is set aside
-    while it runs, and whatever else was written to it is passed on."""
-    sys.stderr.flush()
-    with tempfile.TemporaryFile() as caught:
-        kept = os.dup(2)
-        try:
-            os.dup2(caught.fileno(), 2)
-            yield
-        finally:
-            with held_interrupts():  # stderr back, even when a stop request ends the conversion
-                sys.stderr.flush()
-                os.dup2(kept, 2)
-                os.close(kept)
-            caught.seek(0)
-            for line in caught.read().decode(errors="replace").splitlines(keepends=True):
-                if not _ABSL_INFO.match(line):
-                    sys.stderr.write(line)
-
-
 def _traced(function: object, signature: list, opset: int) -> onnx.ModelProto:
     import tf2onnx
 
-    with _without_grappler_info():
+    with native_stderr(keep=lambda line: not _ABSL_INFO.match(line)):  # tf2onnx runs grappler, whose INFO lines go through absl
         return tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)[0]
 
 
@@ -149,7 +122,3 @@ def save(exported: Exported, path: Path) -> list[Path]:
         tmp.replace(p)
         written.append(p)
     return written
-
-
-if __name__ == "__main__":  # python -m export.convert would otherwise do nothing, silently
-    raise SystemExit("error: export.convert is a library module: python -m export converts a model")

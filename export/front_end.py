@@ -130,7 +130,3 @@ def step_function(model: keras.Model) -> TracedFunction:
         return (features, *new_states)
 
     return step, signature
-
-
-if __name__ == "__main__":  # python -m export.front_end would otherwise do nothing, silently
-    raise SystemExit("error: export.front_end is a library module: python -m export converts a model")

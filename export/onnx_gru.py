@@ -79,7 +79,3 @@ def back_end(model: keras.Model, front_end_layer: str, opset: int, ir_version: i
                               ir_version=ir_version)
     onnx.checker.check_model(proto)
     return proto
-
-
-if __name__ == "__main__":  # python -m export.onnx_gru would otherwise do nothing, silently
-    raise SystemExit("error: export.onnx_gru is a library module: python -m export converts a model")

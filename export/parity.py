@@ -118,7 +118,3 @@ def variant_gate(model: OnnxModel, clips: list[np.ndarray], limit: float) -> lis
     the parts live captioning streams with must read as the model they were made with, within `limit`
     and with each frame's best class the full model's but at near ties (NEAR_TIE)."""
     return _compared(model.batch_logp, model, clips, limit, full=False)
-
-
-if __name__ == "__main__":  # python -m export.parity would otherwise do nothing, silently
-    raise SystemExit("error: export.parity is a library module: python -m export runs the parity gate")

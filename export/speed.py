@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
 
     from export.convert import weights_digest
-    from realtime.backend import EXPORT_ID, ModelLoadError, OnnxModel
+    from realtime.backend import ModelLoadError, OnnxModel
     from realtime.bench import WINDOW, median_ms
     from realtime.spec import normalise
     from training.dataset import check_crop, held_out_first, load_clips
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     keras_model = inference_model(keras_model)
     # Timing another model's export against it would compare two models, not two runtimes.
-    if onnx_model.full.get_modelmeta().custom_metadata_map.get(EXPORT_ID) != weights_digest(keras_model):
+    if onnx_model.export_id != weights_digest(keras_model):
         print(f"error: {onnx_path} was not exported from {args.model} (its metadata names other weights): name "
               "its export with --onnx", file=sys.stderr)
         return 2

@@ -147,7 +147,3 @@ def fp16(path: Path) -> list[Path]:
         onnx.save(converted, str(target))
         written.append(target)
     return written
-
-
-if __name__ == "__main__":  # python -m export.variants would otherwise do nothing, silently
-    raise SystemExit("error: export.variants is a library module: python -m export --int8 --fp16 makes the variants")

@@ -129,9 +129,9 @@ class OnnxModel:
         providers = list(self.choice.providers)
         self.full = _session(path, providers, threads)
         step, back = streaming_paths(path)
-        source = meta.get(EXPORT_ID)
-        self.step = self._part(step, {STEP, FRAME}, source, providers, threads)
-        self.back = self._part(back, {FEATURES}, source, providers, threads)
+        self.export_id = meta.get(EXPORT_ID)  # the digest of the weights it was exported from
+        self.step = self._part(step, {STEP, FRAME}, self.export_id, providers, threads)
+        self.back = self._part(back, {FEATURES}, self.export_id, providers, threads)
         self._check_graph()
 
     def _check_graph(self) -> None:

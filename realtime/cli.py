@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import functools
 import math
 import signal
@@ -15,29 +16,35 @@ from typing import NoReturn
 from realtime.decode import BEAM_WIDTH, DECODERS
 
 
+class DefaultsFormatter(argparse.HelpFormatter):
+    """--help gives each option's default, so a user need not read the code to know them; not for
+    flags off by default, options with none, or help that already names it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if (not action.option_strings or text == argparse.SUPPRESS or action.default is None
+                or action.default is False or action.default == argparse.SUPPRESS or "default" in (text or "")):
+            return text
+        shown = " ".join(map(str, action.default)) if isinstance(action.default, list | tuple) else str(action.default)
+        shown = shown.replace("%", "%%")
+        return f"{text} (default: {shown})" if text else f"default: {shown}"
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if not action.help:  # argparse prints no help line at all for an option without help text
+            action = copy.copy(action)
+            action.help = self._get_help_string(action)
+        return super()._format_action(action)
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse's parser whose refusal of an option is one line (the usage block is --help's to show),
-    and whose --help gives each option's default, so a user need not read the code to know them."""
+    """argparse's parser whose refusal of an option is one line (the usage block is --help's to show)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
-
-    def format_help(self) -> str:
-        for action in self._actions:
-            action.help = with_default(action)
-        return super().format_help()
-
-
-def with_default(action: argparse.Action) -> str | None:
-    """The option's help with its default appended, unless there is none to give or the help names it."""
-    text = action.help
-    if (not action.option_strings or text == argparse.SUPPRESS or action.default is None or action.default is False
-            or action.default == argparse.SUPPRESS
-            or "default" in (text or "")):
-        return text
-    shown = " ".join(map(str, action.default)) if isinstance(action.default, list | tuple) else str(action.default)
-    shown = shown.replace("%", "%%")
-    return f"{text} (default: {shown})" if text else f"default: {shown}"
 
 
 def interrupt(signum: int, frame: object) -> None:

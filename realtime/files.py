@@ -3,11 +3,15 @@ when written, and text written so that no run leaves half a file."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+
+from realtime.cli import held_interrupts
 
 
 def folder_problem(folder: Path, what: Path | None = None) -> str | None:
@@ -122,3 +126,31 @@ def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
+
+
+@contextlib.contextmanager
+def native_stderr(keep: Callable[[str], bool] = lambda line: False) -> Iterator[None]:
+    """What is written to file descriptor 2 while the block runs, held back, and afterwards the lines
+    `keep` accepts passed on: native libraries (MediaPipe's start-up, TensorFlow's absl logging) write
+    there past any Python or environment log setting, lines that say nothing a user can act on."""
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # stderr closed or its reader gone: nothing to hold back
+        yield
+        return
+    with tempfile.TemporaryFile() as caught:
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            with held_interrupts():  # stderr back, even when a stop request ends the block
+                if sys.stderr is not None:
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+            caught.seek(0)
+            kept = [line for line in caught.read().decode(errors="replace").splitlines(keepends=True) if keep(line)]
+            if kept and sys.stderr is not None:
+                sys.stderr.write("".join(kept))

@@ -74,7 +74,9 @@ class RecordOptions:
     quiet_after: float = 0.8  # a voiced take ends once the speaker has been quiet this long after speaking
     fastest_word: float = 0.185  # ...after speaking this long a word (GRID s1's fastest sentence by the VAD: 0.186)
     margin: float = 0.3  # seconds kept each side of the spoken span
-    shortest_word: float = 0.12  # seconds a word takes at least (GRID's fastest sentence: 0.18 a word)
+    # A take's spoken span shorter than this a word is refused: the voice or lips were followed poorly.
+    # Below fastest_word, which waits for more: it also judges takes cut by the time limit and --silent.
+    shortest_word: float = 0.12
     attempts: int = 3  # takes of one prompt before it is given up
     rate: int = 16000
     realtime: bool = True  # stand-ins paced at real time; tests read them as fast as they are taken

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import math
-import os
 import sys
 import time
 from collections import deque
@@ -17,6 +15,7 @@ import numpy as np
 
 from realtime.crop import (LEFT_EYE_OUTER, LIPS, RIGHT_EYE_OUTER, CropPose, CropSpec, crop_box, crop_mouth, frontality,
                            pose_from_landmarks)
+from realtime.files import native_stderr
 
 # mediapipe imports TensorFlow and JAX when they are installed (seconds, and memory) though FaceMesh
 # needs neither; they are hidden from it while it loads and visible again afterwards.
@@ -36,27 +35,6 @@ def load_solution(name: str) -> ModuleType:
     finally:
         for name in hidden:
             sys.modules.pop(name, None)
-
-
-@contextlib.contextmanager
-def _quiet_native_stderr():
-    """MediaPipe's C++ start-up warnings go straight to file descriptor 2, before any log setting
-    applies; they say nothing a user can act on, so they are muted while the graph starts."""
-    try:
-        if sys.stderr is not None:
-            sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # stderr closed or its reader gone: nothing to mute
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
 
 
 @dataclass(frozen=True)
@@ -223,7 +201,7 @@ class MouthTracker:
         self._searched = -math.inf
 
     def _new_mesh(self, static: bool) -> object:
-        with _quiet_native_stderr():
+        with native_stderr():
             mesh = load_solution("face_mesh").FaceMesh(
                 static_image_mode=static,
                 max_num_faces=self.options.max_faces,
@@ -268,7 +246,7 @@ class MouthTracker:
         x0, y0, x1, y1 = view or (0, 0, rgb.shape[1], rgb.shape[0])
         image = np.ascontiguousarray(rgb[y0:y1, x0:x1]) if view else rgb
         if mesh in self._starting:  # until its first face: the first landmarks start calculators that log
-            with _quiet_native_stderr():
+            with native_stderr():
                 found = mesh.process(image).multi_face_landmarks or []
             if found:
                 self._starting.discard(mesh)
@@ -284,7 +262,7 @@ class MouthTracker:
         overlapping tiles half its height (a 720p or 1080p frame: 18 tiles, about 50 ms on this
         machine's CPU)."""
         if self._finder is None:
-            with _quiet_native_stderr():
+            with native_stderr():
                 self._finder = load_solution("face_detection").FaceDetection(
                     model_selection=1, min_detection_confidence=self.options.min_detection_confidence)
                 self._finder.process(np.zeros((48, 64, 3), np.uint8))  # its start-up logs too

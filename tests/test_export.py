@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import runpy
 import shutil
 import signal
 import subprocess
@@ -34,6 +33,7 @@ from training.dataset import VAL_FRACTION, held_out_first, is_validation, load_c
 from training.evaluate import main as evaluate_main
 from export.convert import weights_digest
 from training.model import inference_model, load, read_spec
+from tests.conftest import made_once
 
 
 @dataclass(frozen=True)
@@ -45,11 +45,15 @@ class Export:
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, small_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Export:
-    path = tmp_path_factory.mktemp("export") / "x.onnx"
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = export_main(["--model", str(tiny_run.model), "--out", str(path), "--cache", str(small_cache)])
-    return Export(path, code, out.getvalue())
+    def make(folder: Path) -> dict:
+        path = folder / "x.onnx"
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            code = export_main(["--model", str(tiny_run.model), "--out", str(path), "--cache", str(small_cache)])
+        return {"path": str(path), "exit_code": code, "out": out.getvalue()}
+
+    made = made_once(tmp_path_factory, "exported", make)
+    return Export(Path(made["path"]), made["exit_code"], made["out"])
 
 
 @pytest.fixture(scope="module")
@@ -636,12 +640,3 @@ def test_speed_times_the_export_and_its_keras_original_on_one_real_window(export
     assert speed_main([*argv, "--onnx", str(other)]) == 2
     assert capsys.readouterr().err == (f"error: {other} was not exported from {tiny_run.model} (its metadata names "
                                        "other weights): name its export with --onnx\n")
-
-
-@pytest.mark.parametrize("module", ["parity", "convert", "variants", "front_end", "onnx_gru"])
-@pytest.mark.filterwarnings("ignore:'export.*' found in sys.modules:RuntimeWarning")  # imported by this test file
-def test_a_library_module_run_as_a_command_says_so(module: str):
-    """python -m export.parity (and the like) would import TensorFlow and exit 0 having done nothing."""
-    with pytest.raises(SystemExit) as stop:
-        runpy.run_module(f"export.{module}", run_name="__main__")
-    assert str(stop.value.code).startswith(f"error: export.{module} is a library module: python -m export")
