@@ -770,10 +770,10 @@ def test_a_resumed_run_and_evaluate_go_by_the_run_s_recorded_clips(small_cache: 
     assert json.loads((run / "state.json").read_text())["epoch"] == 2
 
 
-def test_a_resumed_run_draws_the_samples_the_uninterrupted_one_draws(small_cache: Path, tmp_path: Path,
+def test_a_resumed_run_trains_as_the_uninterrupted_one_trains(small_cache: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch):
-    """Each epoch's samples come from (seed, epoch): epoch 2 of a run resumed after epoch 1 is epoch 2 of
-    the run that went on."""
+    """Each epoch's samples and dropout masks come from (seed, epoch): epoch 2 of a run resumed after
+    epoch 1 is epoch 2 of the run that went on, to the last bit of its weights."""
     from training import dataset
 
     drawn: dict[str, dict[int, list[np.ndarray]]] = {}
@@ -786,10 +786,11 @@ def test_a_resumed_run_draws_the_samples_the_uninterrupted_one_draws(small_cache
                 yield x, y
         return batches
 
-    argv = quick_run(small_cache, tmp_path / "through", "--steps", "2", "--seed", "3")
+    dropout = ("--spatial-dropout", "0.25")
+    argv = quick_run(small_cache, tmp_path / "through", "--steps", "2", "--seed", "3", *dropout)
     monkeypatch.setattr(dataset, "batches", recorded("through"))
     assert main([*argv, "--epochs", "2"]) == 0
-    argv = quick_run(small_cache, tmp_path / "paused", "--steps", "2", "--seed", "3")
+    argv = quick_run(small_cache, tmp_path / "paused", "--steps", "2", "--seed", "3", *dropout)
     monkeypatch.setattr(dataset, "batches", recorded("paused"))
     assert main([*argv, "--epochs", "1"]) == 0
     monkeypatch.setattr(dataset, "batches", recorded("resumed"))
@@ -800,6 +801,10 @@ def test_a_resumed_run_draws_the_samples_the_uninterrupted_one_draws(small_cache
         want, got = drawn["through"][epoch][:2], drawn[name][epoch][:2]
         assert len(want) == len(got) == 2
         assert all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(want, got)), name
+    through, _ = load(tmp_path / "through" / "last.keras", compile=True)
+    resumed, _ = load(tmp_path / "paused" / "last.keras", compile=True)
+    for a, b in zip(through.weights, resumed.weights, strict=True):
+        np.testing.assert_array_equal(np.array(a), np.array(b), err_msg=a.path)
 
 
 # The kinds of sample Sampler.draw makes (training.augment).

@@ -71,6 +71,15 @@ def learning_rate(epoch: int, base: float, epochs: int, warmup: int = 1) -> floa
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def seed_random_layers(model: keras.Model, seed: int, epoch: int) -> None:
+    """Start epoch `epoch`'s dropout masks from (seed, epoch) alone, as the sampler draws its samples:
+    Keras keeps its random layers' state out of the checkpoint, so a resumed run would otherwise draw
+    its first epoch's masks again and come out apart from the run that went on."""
+    states = [v for v in model.variables if v.name == "seed_generator_state"]
+    for state, start in zip(states, np.random.SeedSequence((seed, epoch)).generate_state(len(states))):
+        state.assign([int(start), 0])
+
+
 def initialise(model: keras.Model, base_path: Path, freeze_front_end: bool) -> None:
     """Copy a trained model's weights into a new training model, layer by layer name."""
     import keras
@@ -375,6 +384,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
         (run / "log.csv").unlink(missing_ok=True)  # a run that never finished an epoch left no state to resume
     callbacks = [
         keras.callbacks.LearningRateScheduler(lambda e: learning_rate(e, args.lr, args.epochs)),  # logs the rate
+        keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, _: seed_random_layers(model, args.seed, e)),
         Validate(),
         keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0),
     ]
