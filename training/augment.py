@@ -264,6 +264,8 @@ class Sampler:
             frames = np.stack([cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REPLICATE).reshape(f.shape)
                                for f in frames])  # reshape: OpenCV drops a grey crop's channel axis
         if rng.random() < o.colour_p:
+            # Standardising each frame (realtime.spec.normalise) undoes a gain and bias common to all channels
+            # except where they clip, as an over- or under-exposed webcam does; the per-channel gain is a colour cast.
             gain = rng.uniform(0.7, 1.3) * rng.uniform(0.9, 1.1, size=frames.shape[-1])
             bias = rng.uniform(-30, 30)
             frames = np.clip(frames.astype(np.float32) * gain + bias, 0, 255).astype(np.uint8)

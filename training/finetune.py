@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.evaluate import Predictor, evaluate
     from training.model import read_spec
     from training.prepare import prepare
+    from training.recipe import PER_FRAME_TARGET
 
     created = not args.out.exists()
     try:
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                            "--init", str(args.base), "--epochs", str(args.epochs), "--lr", str(args.lr),
                            "--batch-size", str(args.batch_size), "--steps", str(args.steps),
                            "--val-fraction", str(args.val_fraction),
-                           "--curriculum-epochs", "0", "--patience", str(args.epochs)]
+                           "--curriculum-epochs", "0", "--patience", str(args.epochs), *PER_FRAME_TARGET]
                           + (["--freeze-front-end"] if args.freeze_front_end else [])
                           + (["--resume"] if resuming else []), to_continue="run the same command again")
         if code:

@@ -63,8 +63,9 @@ def _strategy(name: str):
 
 
 def learning_rate(epoch: int, base: float, epochs: int, warmup: int = 1) -> float:
-    """Linear warm-up, then cosine decay to 5% of the base rate, which the last epoch (`epochs` - 1,
-    0-based as Keras counts) reaches when the run is longer than its warm-up and one epoch."""
+    """A warm-up of `warmup` epochs rising in equal steps (the first at base / (warmup + 1)), then cosine
+    decay to 5% of the base rate, which the last epoch (`epochs` - 1, 0-based as Keras counts) reaches
+    when the run is longer than its warm-up and one epoch."""
     if epoch < warmup:
         return base * (epoch + 1) / (warmup + 1)
     progress = (epoch - warmup) / max(1, epochs - warmup - 1)
@@ -218,8 +219,11 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     parser.add_argument("--logical-cpus", type=at_least(1), default=2, help="CPU devices for --strategy mirrored")
     parser.add_argument("--seed", type=at_least(0), default=0)
     args = parser.parse_args(argv)
-    if args.augment == "lipnet" and args.colour_swap:
-        parser.error("--colour-swap is part of the webcam augmentation, which --augment lipnet leaves out")
+    for option, value in (("--colour-swap", args.colour_swap), ("--time-mask", args.time_mask)):
+        if args.augment == "lipnet" and value:
+            parser.error(f"{option} is part of the webcam augmentation, which --augment lipnet leaves out")
+    if args.freeze_front_end and not args.init:
+        parser.error("--freeze-front-end keeps the front end --init gives: pass --init MODEL")
     try:
         return train(args, {key: parser.get_default(key) for key in _RECIPE})
     except (OSError, ValueError, KeyError) as e:
