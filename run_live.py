@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
                                subtitles)
 
     # Before any frame is read: a run must not end in a file it cannot write.
-    problem = window_problem(args.window, args.hop, args.right_context) or outputs_problem(args)
+    problem = window_problem(args.window, args.hop, args.policy, args.right_context) or outputs_problem(args)
     if problem:
         log(f"error: {problem}")
         return EXIT_USAGE
@@ -237,36 +237,35 @@ def _run(args: argparse.Namespace) -> int:
         if _stop_requested:  # stopped while starting up: as if stopped at the first frame
             raise KeyboardInterrupt
         source.start()
-        for frame in source:
-            for f in resampler.push(frame):
-                if not paused:  # a paused camera: its frames pass unread, and the window keeps answering keys
-                    step = pipeline.step(f)
-                    if first:
-                        log(f"first frame processed {time.monotonic() - started:.2f} s after start")
-                        first = False
-                    seen = seen or step.track.crop is not None
-                    if step.track.jumped:  # the transcript goes on with what someone else says
-                        log(f"reading another face at {step.frame.t:.1f} s (a second person, or a cut)")
-                    if not small and (enlarged := enlargement(step.track, model.spec.crop)) > MOST_ENLARGED:
-                        small = True  # said once: the user can act on it, and nothing else shows it headless
-                        log(f"face small at {step.frame.t:.1f} s: its mouth is enlarged {enlarged:.1f}x for the "
-                            f"model, and above {MOST_ENLARGED:g}x reading suffers: come closer, or film at a "
-                            "higher resolution")
-                    if step.no_face != faceless and (step.no_face or step.track.crop is not None):
-                        faceless = step.no_face  # said once each way; headless, nothing else shows it
-                        # media time, where in a long file to look: when the face was last seen, or is found
-                        gone = pipeline.last_face if faceless and math.isfinite(pipeline.last_face) else step.frame.t
-                        at = f"at {gone:.1f} s"
-                        log(f"no face in view {at}: nothing to read until a face is seen" if faceless
-                            else f"face found {at}")
-                    if step.changed and out:
-                        out.caption(step.caption)
-                        if out.error and args.jsonl == "-":
-                            raise _ReaderGone
-                if window is not None and step is not None:
-                    answer(show(step))
-                    while paused and source.is_video:  # a video waits for its viewer, as a player does
-                        answer(show(step, wait_ms=30))
+        for f in resampler.resample(source):
+            if not paused:  # a paused camera: its frames pass unread, and the window keeps answering keys
+                step = pipeline.step(f)
+                if first:
+                    log(f"first frame processed {time.monotonic() - started:.2f} s after start")
+                    first = False
+                seen = seen or step.track.crop is not None
+                if step.track.jumped:  # the transcript goes on with what someone else says
+                    log(f"reading another face at {step.frame.t:.1f} s (a second person, or a cut)")
+                if not small and (enlarged := enlargement(step.track, model.spec.crop)) > MOST_ENLARGED:
+                    small = True  # said once: the user can act on it, and nothing else shows it headless
+                    log(f"face small at {step.frame.t:.1f} s: its mouth is enlarged {enlarged:.1f}x for the "
+                        f"model, and above {MOST_ENLARGED:g}x reading suffers: come closer, or film at a "
+                        "higher resolution")
+                if step.no_face != faceless and (step.no_face or step.track.crop is not None):
+                    faceless = step.no_face  # said once each way; headless, nothing else shows it
+                    # media time, where in a long file to look: when the face was last seen, or is found
+                    gone = pipeline.last_face if faceless and math.isfinite(pipeline.last_face) else step.frame.t
+                    at = f"at {gone:.1f} s"
+                    log(f"no face in view {at}: nothing to read until a face is seen" if faceless
+                        else f"face found {at}")
+                if step.changed and out:
+                    out.caption(step.caption)
+                    if out.error and args.jsonl == "-":
+                        raise _ReaderGone
+            if window is not None and step is not None:
+                answer(show(step))
+                while paused and source.is_video:  # a video waits for its viewer, as a player does
+                    answer(show(step, wait_ms=30))
         # A video read to its end in a window: once every output is written, its last words stay on screen.
         ended = window is not None and step is not None and source.is_video and seen and not source.error
         if source.failure:

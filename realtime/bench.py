@@ -63,14 +63,13 @@ def run_stream(model: OnnxModel, source: str, options: LiveOptions,
     started = time.monotonic()
     frames.start()
     try:
-        for frame in frames:
-            for f in resampler.push(frame):
-                step = pipeline.step(f)
-                for stage, ms in step.stages_ms.items():
-                    rec.stages[stage].append(ms)
-                rec.latency.append(step.latency_ms)
-                rec.media_t.append(f.t)
-                rec.frames += 1
+        for f in resampler.resample(frames):
+            step = pipeline.step(f)
+            for stage, ms in step.stages_ms.items():
+                rec.stages[stage].append(ms)
+            rec.latency.append(step.latency_ms)
+            rec.media_t.append(f.t)
+            rec.frames += 1
     finally:
         frames.stop()
     pipeline.finish()
@@ -191,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--right-context", type=at_least(0), default=PolicyOptions.right_context)
     add_decoder(parser)
     args = parser.parse_args(argv)
-    problem = window_problem(LiveOptions.window, args.hop, args.right_context)
+    problem = window_problem(LiveOptions.window, args.hop, args.policy, args.right_context)
     if problem:
         parser.error(problem)
     if args.plot and args.plot.suffix.lower() != ".png":

@@ -15,11 +15,22 @@ time, can drive them. Three are here (README: how they compare, and why pause is
   reads a phrase from silence to silence about as well as a whole clip offline, and far better than
   windows cut mid-speech; and pauses are taken from the lips, not from the model's blanks, because a
   bidirectional CTC model places some letters at its window's edges rather than where they are spoken.
+
+The model guesses at a sentence's first word at its window's start until it has read into the speech
+(`i`, `in`, `y` for `bin`), so right-context and local-agreement settle no word a window reads before
+it reads a word begun after the lips began to move, or the lips rest after it. Reads may be `hop`
+frames apart: a word (right-context: a frame) the window slides past between two reads is committed
+(frozen) as the last read that saw it read it, and a pause is honoured wherever it falls in the frames
+read. Pause and local-agreement decode each read whole, so a word is read whole only if two reads
+overlap by its length: reads no more than half a window apart.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+
+from itertools import dropwhile
 
 import numpy as np
 
@@ -67,19 +78,44 @@ class CaptionPolicy:
         self._tail = CaptionState(0.0, "", "")
         self._space = self.vocabulary.charset.index(" ")
         self._moved = (-np.inf, np.inf)  # media times of the first and last frame the lips moved in, last window
+        self._first = np.inf  # media time of the last window's first frame; inf: none yet in this stream
 
-    def _note_movement(self, times: np.ndarray, moving: np.ndarray) -> np.ndarray:
-        """Note when the lips moved in this window; the indices of the frames they moved in."""
-        moved = np.flatnonzero(moving)
+    def _note_movement(self, times: np.ndarray, moved: np.ndarray) -> None:
+        """Note when the lips moved in this window (`moved`: the indices of the frames they moved in)."""
         self._moved = (float(times[moved[0]]), float(times[moved[-1]])) if len(moved) else (-np.inf, np.inf)
-        return moved
 
-    def _commit_words(self, words: list[TimedWord]) -> None:
-        """Commit words with their times held within the lips' movement in the window read. The model
-        places a word's letters anywhere its window allows (a sentence's first word at the window's
-        start, before the lips move; its last at the end), so its frames time the words only roughly;
-        the lips say when the speech was."""
-        low, high = self._moved
+    def _next_window(self, times: np.ndarray, moved: np.ndarray, pending: list[TimedWord],
+                     edge: float) -> list[TimedWord] | None:
+        """Note a window, first committing the words it slid past since the last read: those of `pending`
+        (the last read's words) that begin before media time `edge`. With reads `hop` frames apart the
+        last read was the last to read them whole, so they are committed as it read them, held within
+        its lips' movement. The words committed; None if the window did not slide."""
+        slid = times[0] > self._first
+        self._first = float(times[0])
+        gone = [w for w in pending if w.start < edge] if slid else None
+        if gone:
+            self._commit_words(gone)
+        self._note_movement(times, moved)
+        return gone
+
+    def _read_whole(self, words: Sequence[Word], logp: np.ndarray, moved: np.ndarray) -> int:
+        """How many of a window's first words it has read to their end, where later windows read them
+        alike: those followed by a word begun after the lips began to move, and all once the model reads
+        no letter and the lips rest for `pause` frames after moving. Until then the window's start holds
+        the model's guess at a sentence's first word, which it corrects as it reads into the speech."""
+        if not len(moved):
+            return 0
+        resting = len(logp) - 1 - int(moved[-1])
+        if resting >= self.options.pause and self._quiet(logp)[1] >= self.options.pause:
+            return len(words)
+        return max((i for i, w in enumerate(words) if w.start >= moved[0]), default=0)
+
+    def _commit_words(self, words: list[TimedWord], since: float = np.inf) -> None:
+        """Commit words with their times held within the lips' movement in the window read (or from
+        `since`, when the lips moved in frames read before it). The model places a word's letters
+        anywhere its window allows (a sentence's first word at the window's start, before the lips move;
+        its last at the end), so its frames time the words only roughly; the lips say when the speech was."""
+        low, high = min(self._moved[0], since), self._moved[1]
         self.words.extend(replace(w, start=min(max(w.start, low), high), end=min(max(w.end, low), high))
                           for w in words)
 
@@ -94,8 +130,9 @@ class CaptionPolicy:
         return best, len(best) - 1 - int(letters[-1]) if len(letters) else len(best)
 
     def _flush_words(self, words: list[TimedWord], now: float | None) -> CaptionState:
-        """Commit the words still pending and show no tentative text."""
+        """Commit the words still pending and show no tentative text; the next window starts a stream."""
         self._commit_words(words)
+        self._first = np.inf
         self._tail = CaptionState(self._tail.t if now is None else now, self.committed, "")
         return self._tail
 
@@ -127,20 +164,28 @@ def make_policy(vocabulary: Vocabulary, options: PolicyOptions = PolicyOptions()
 class RightContextPolicy(CaptionPolicy):
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._frozen: list[np.ndarray] = []  # log-probability rows of the open segment
-        self._times: list[float] = []  # media time of each frozen row
+        # The open segment's frozen frames: log-probability row, media time, whether the lips moved.
+        self._frozen: list[tuple[np.ndarray, float, bool]] = []
         self._frozen_until = -np.inf  # media time of the newest frozen frame
-        self._open: list[tuple[np.ndarray, float]] = []  # the newest window's frames not yet frozen
+        self._open: list[tuple[np.ndarray, float, bool]] = []  # the newest window's frames not yet frozen
+        self._reading = False  # a window of this stream has read a word whole: frames may settle
+
+    def _freeze(self, frames: Iterable[tuple[np.ndarray, float, bool]]) -> None:
+        """Freeze the frames newer than the newest frozen one, as the window that holds them read them."""
+        for row, t, lips in frames:
+            if t > self._frozen_until:
+                self._frozen.append((row, t, lips))
+                self._frozen_until = t
 
     def _commit(self, now: float, final: bool) -> None:
         """Move finished words of the frozen segment into `words` and drop their frames."""
         if not self._frozen:
             return
-        logp = np.stack(self._frozen)
+        logp = np.stack([row for row, _, _ in self._frozen])
         hyp = self._decode(logp)
         if not hyp.words:  # silence: drop it but for its last frames, which may begin a word
             drop = len(logp) if final else max(0, len(logp) - self.options.pause)
-            self._frozen, self._times = self._frozen[drop:], self._times[drop:]
+            self._frozen = self._frozen[drop:]
             return
         best, quiet = self._quiet(logp)
         done: list[Word] = list(hyp.words) if final else []
@@ -152,41 +197,48 @@ class RightContextPolicy(CaptionPolicy):
                     done.append(w)
         if not done:
             return
-        self._commit_words([TimedWord(w.text, self._times[w.start], self._times[w.end], now) for w in done])
+        times = [t for _, t, _ in self._frozen]
+        since = next((t for _, t, lips in self._frozen if lips), np.inf)  # frozen before the window, maybe
+        self._commit_words([TimedWord(w.text, times[w.start], times[w.end], now) for w in done], since)
         cut = len(logp)
         if not final:  # past the last committed character's whole run, so it is not read twice
             cut = done[-1].end + 1
             while cut < len(best) and best[cut] == best[done[-1].end]:
                 cut += 1
-        self._frozen, self._times = self._frozen[cut:], self._times[cut:]
+        self._frozen = self._frozen[cut:]
 
     def update(self, logp: np.ndarray, times: np.ndarray, moving: np.ndarray) -> CaptionState:
         now = float(times[-1])
-        self._note_movement(times, moving)
-        settled = len(times) - self.options.right_context
-        for row, t in zip(logp[:max(settled, 0)], times[:max(settled, 0)]):
-            if t > self._frozen_until:
-                self._frozen.append(row)
-                self._times.append(float(t))
-                self._frozen_until = float(t)
+        moved = np.flatnonzero(moving)
+        self._note_movement(times, moved)
+        # Frames the window slid past before they settled (reads `hop` frames apart, before the stream's
+        # speech was read) are frozen as the last read read them, from where the lips began to move:
+        # before that, that read's start held the model's guess at the first word, not speech.
+        leaving = [frame for frame in self._open if frame[1] < times[0]]
+        self._freeze(leaving if self._reading else dropwhile(lambda frame: not frame[2], leaving))
+        read = None  # the whole window, decoded while nothing settles: what is pending until then
+        if not self._reading:
+            read = self._decode(logp)
+            self._reading = self._read_whole(read.words, logp, moved) > 0
+        settled = max(len(times) - self.options.right_context, 0) if self._reading else 0
+        self._freeze(zip(logp[:settled], times[:settled].tolist(), moving[:settled].tolist()))
         self._commit(now, final=False)
-        self._open = [(r, float(t)) for r, t in zip(logp, times) if t > self._frozen_until]
-        rows = self._frozen + [r for r, _ in self._open]
-        pending = np.stack(rows) if rows else np.zeros((0, logp.shape[1]), np.float32)
-        tentative = self._decode(pending).text if len(pending) else ""
+        self._open = [(r, t, m) for r, t, m in zip(logp, times.tolist(), moving.tolist()) if t > self._frozen_until]
+        if read is not None and not self._frozen and len(self._open) == len(times):
+            tentative = read.text
+        else:
+            rows = [r for r, _, _ in self._frozen + self._open]
+            tentative = self._decode(np.stack(rows)).text if rows else ""
         self._tail = CaptionState(now, self.committed, tentative)
         return self._tail
 
     def flush(self, now: float | None = None) -> CaptionState:
         """The last window's unfrozen frames are committed as the latest update read them."""
         now = self._tail.t if now is None else now
-        for row, t in self._open:
-            self._frozen.append(row)
-            self._times.append(t)
-            self._frozen_until = max(self._frozen_until, t)
+        self._freeze(self._open)
         self._open = []
         self._commit(now, final=True)
-        self._frozen, self._times = [], []
+        self._frozen, self._reading = [], False
         self._tail = CaptionState(now, self.committed, "")
         return self._tail
 
@@ -200,17 +252,27 @@ class LocalAgreementPolicy(CaptionPolicy):
 
     def update(self, logp: np.ndarray, times: np.ndarray, moving: np.ndarray) -> CaptionState:
         now = float(times[-1])
-        self._note_movement(times, moving)
+        moved = np.flatnonzero(moving)
+        # A window that slid reads its start, up to where the lips begin to move, as the start of the
+        # sentence spoken from there, and earlier frames not at all: the last read's words there are
+        # committed as a stream's end there would have.
+        lips = int(moved[0]) if len(moved) else len(times) - 1
+        gone = self._next_window(times, moved, self._previous, float(times[lips]))
+        onset = 0 if gone is None else lips
+        gone = gone or []
+        if gone:
+            self._committed_until = gone[-1].end
         words = self._decode(logp).words
         # A window that ends inside a word reads only its beginning: such a word cannot be agreed on.
-        _, quiet = self._quiet(logp)
-        complete = len(words) if quiet >= self.options.pause else len(words) - 1
-        current = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words]
+        complete = self._read_whole(words, logp, moved)
+        current = [TimedWord(w.text, float(times[max(w.start, onset)]), float(times[max(w.end, onset)]), now)
+                   for w in words]
         keep = [(w.start + w.end) / 2 > self._committed_until for w in current]
         complete -= sum(1 for k in keep[:max(complete, 0)] if not k)
         current = [w for w, k in zip(current, keep) if k]
+        previous = self._previous[len(gone):]
         agreed = 0
-        while agreed < min(complete, len(self._previous)) and current[agreed].text == self._previous[agreed].text:
+        while agreed < min(complete, len(previous)) and current[agreed].text == previous[agreed].text:
             agreed += 1
         if agreed:
             self._commit_words(current[:agreed])
@@ -240,8 +302,9 @@ class PausePolicy(CaptionPolicy):
         now = float(times[-1])
         if self._start == -np.inf:  # a stream's first frame starts its first phrase
             self._start = float(times[0])
-        moved = self._note_movement(times, moving)
-        still = len(moving) - 1 - int(moved[-1]) if len(moved) else len(moving)
+        moved = np.flatnonzero(moving)
+        gone = self._next_window(times, moved, self._pending, float(times[0]))
+        committed_until = gone[-1].end if gone else -np.inf  # of the last word committed as an earlier read read it
         timed = []
         if not len(moved):
             # Resting lips: whatever the model reads here is not speech; keep the window short.
@@ -249,12 +312,17 @@ class PausePolicy(CaptionPolicy):
                 self._start = float(times[-self.options.still])
         else:
             words = self._decode(logp).words
-            timed = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words]
-            if still >= self.options.still:
-                # The speaker paused: the window read a whole phrase, from rest to rest.
-                self._commit_words(timed)
-                self._start = float(times[len(times) - still // 2 - 1])
-                timed = []
+            timed = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words
+                     if (times[w.start] + times[w.end]) / 2 > committed_until]
+            rest, resumed = self._last_pause(moving)
+            if rest is not None:
+                # The speaker paused (anywhere in the frames read: reads may be `hop` frames apart): the
+                # window read the phrases before it whole, from rest to rest. The model places a phrase's
+                # last word late in the pause, up to where the lips move again.
+                done = [w for w in timed if w.start < times[resumed]] if resumed < len(times) else timed
+                self._commit_words(done)
+                self._start = float(times[rest + self.options.still - self.options.still // 2 - 1])
+                timed = timed[len(done):]
             elif len(timed) > 1 and times[0] > self._start:
                 # The phrase outgrew the backend's window: commit its older half before it slides out.
                 middle = times[len(times) // 2]
@@ -268,6 +336,14 @@ class PausePolicy(CaptionPolicy):
         self._pending = timed
         self._tail = CaptionState(now, self.committed, " ".join(w.text for w in timed))
         return self._tail
+
+    def _last_pause(self, moving: np.ndarray) -> tuple[int | None, int]:
+        """The first frame of the last pause (`still` resting frames or more after the lips moved) in a
+        window, or None, and the frame the lips move again at (the window's length if they do not)."""
+        rest = np.diff(np.concatenate([[1], moving.astype(np.int8), [1]]))
+        starts, ends = np.flatnonzero(rest == -1), np.flatnonzero(rest == 1)
+        pauses = [(a, b) for a, b in zip(starts, ends) if a > 0 and b - a >= self.options.still]
+        return (int(pauses[-1][0]), int(pauses[-1][1])) if pauses else (None, len(moving))
 
     def flush(self, now: float | None = None) -> CaptionState:
         pending, self._pending, self._start = self._pending, [], -np.inf

@@ -7,7 +7,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -169,6 +169,11 @@ class FrameSource:
         self.is_video = self._path is not None or counted or (is_url(source) and names_a_video_file(source))
         # The container's estimate, 0 when unknown: OpenCV counts the frames at the container's own rate.
         self.duration = frames / fps if counted and fps > 0 else 0.0
+        # A video's first frame, decoded while it opens: one of which no frame decodes is refused before the
+        # model loads. A camera's or live stream's would be stale by then (they are reopened when they give none).
+        self._opened: tuple[np.ndarray, float] | None = None
+        if self.is_video:
+            self._opened = self._first_frame()
         self._last_t = -1.0  # media time of the last frame read, from the video's own start
         self.video_start = 0.0  # where that start is on the file's timeline: read beside the model's loading
         self._timeline = None if self._path is None else threading.Thread(target=self._read_timeline, daemon=True)
@@ -200,6 +205,26 @@ class FrameSource:
                 raise CaptureError(f"{source} holds sound but no video: nothing to lipread")
             raise CaptureError(f"cannot read {source}: damaged or cut off, or not a video this OpenCV build decodes")
         return capture
+
+    def _first_frame(self) -> tuple[np.ndarray, float]:
+        """The video's first frame that decodes (a damaged one is skipped, as when reading), and the ms
+        it took."""
+        for _ in range(FAILED_READS):
+            ok, image, read_ms = self._next_frame()
+            if ok:
+                return image, read_ms
+        self._capture.release()
+        raise CaptureError(f"cannot decode any frame of {self.options.source}: damaged or cut off, "
+                           "or not a video this OpenCV build decodes")
+
+    def _next_frame(self) -> tuple[bool, np.ndarray | None, float]:
+        """The next frame read and the ms reading it took: first the one decoded while the video opened."""
+        if self._opened is not None:
+            (image, read_ms), self._opened = self._opened, None
+            return True, image, read_ms
+        started = time.perf_counter()
+        ok, image = self._capture.read()
+        return ok, image, (time.perf_counter() - started) * 1e3
 
     def start(self) -> "FrameSource":
         self._started = time.monotonic()
@@ -291,19 +316,14 @@ class FrameSource:
         while not self._stop.is_set():
             if not self._released.wait(0.05):
                 continue  # held: look again (a stop ends the wait too)
-            started = time.perf_counter()
-            ok, image = self._capture.read()
-            read_ms = (time.perf_counter() - started) * 1e3
+            ok, image, read_ms = self._next_frame()
             if not ok:
                 if self.is_video:
                     failed += 1
                     if failed < FAILED_READS:
                         continue
                     end = self._last_t + 1 / self.fps
-                    if not self.read:
-                        self.error = (f"cannot decode any frame of {self.options.source}: damaged or cut off, "
-                                      "or not a video this OpenCV build decodes")
-                    elif end < self.duration - SHORTFALL:
+                    if end < self.duration - SHORTFALL:
                         self.error = f"video ended early: read {end:.2f} s of {self.duration:.2f} s"
                     break
                 if not self._reopen(reopens):
@@ -350,16 +370,38 @@ class Resampler:
         self.max_gap = max_gap  # a longer stall is skipped, not filled with copies of one frame
         self.next_t: float | None = None
         self.previous: Frame | None = None
+        self.interval = 0.0  # seconds between the source's last two frames
 
     def push(self, frame: Frame) -> list[Frame]:
         if self.next_t is None or frame.t - self.next_t > self.max_gap:
             self.next_t, self.previous = frame.t, None
         out = []
         while frame.t + 1e-6 >= self.next_t:
-            due = self.next_t
-            nearest = self.previous if self.previous is not None and \
-                due - self.previous.t < frame.t - due else frame
-            out.append(Frame(nearest.image, due, nearest.index, nearest.captured, nearest.read_ms))
-            self.next_t += self.period
+            previous = self.previous
+            out.append(self._due(previous if previous is not None and
+                                 self.next_t - previous.t < frame.t - self.next_t else frame))
+        if self.previous is not None:
+            self.interval = frame.t - self.previous.t
         self.previous = frame
         return out
+
+    def flush(self) -> list[Frame]:
+        """At the source's end: its last frame for each due time it is nearer to than the frame after it
+        would have been, one interval later (a 24 fps video's last frame is due at 2.96 s of 3, and no
+        later frame comes to make it due)."""
+        out = []
+        last = self.previous
+        while last is not None and self.next_t - last.t < last.t + self.interval - self.next_t:
+            out.append(self._due(last))
+        return out
+
+    def resample(self, frames: Iterable[Frame]) -> Iterator[Frame]:
+        """Every frame of a source at the model's rate, its last included."""
+        for frame in frames:
+            yield from self.push(frame)
+        yield from self.flush()
+
+    def _due(self, nearest: Frame) -> Frame:
+        """`nearest` as the frame due now; the next one is due a period later."""
+        due, self.next_t = self.next_t, self.next_t + self.period
+        return Frame(nearest.image, due, nearest.index, nearest.captured, nearest.read_ms)

@@ -143,14 +143,21 @@ fraction = within(0, 1)  # a share
 fraction_below_one = within(0, 1, below=True)  # a rate or momentum
 
 
-def window_problem(window: int, hop: int, right_context: int) -> str | None:
-    """Why a live window cannot be read with this hop and right context, or None: a right context as
-    long as the window would never let a frame settle, and frames between two reads further apart
-    than the window would never be read."""
+def window_problem(window: int, hop: int, policy: str, right_context: int) -> str | None:
+    """Why a live window cannot be read with this hop, or None. Pause and local-agreement decode each read
+    whole, so a word is read whole only where two reads overlap by its length: reads at most half the
+    window apart. Right-context keeps what each read settles, so its reads may be as far apart as the
+    window less the right context; and a right context as long as the window would let no frame settle."""
+    if policy != "right-context":
+        if hop > window // 2:
+            return (f"--hop must not exceed half the window ({window // 2} frames with --policy {policy}), "
+                    "or words between two reads are read in parts")
+        return None
     if right_context >= window:
         return f"--right-context must be less than the window ({window} frames)"
-    if hop > window:
-        return f"--hop must not exceed the window ({window} frames)"
+    if hop + right_context > window:
+        return (f"--hop plus --right-context must not exceed the window ({window} frames), or frames leave "
+                "it before they settle")
     return None
 
 

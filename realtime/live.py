@@ -19,6 +19,7 @@ from realtime.activity import MovingLips
 from realtime.backend import OnnxModel, StreamingBackend
 from realtime.capture import Frame
 from realtime.captions import CaptionPolicy, CaptionState, PolicyOptions, TimedWord, make_policy
+from realtime.cli import held_interrupts
 from realtime.crop import CropSpec
 from realtime.files import silence
 from realtime.tracker import MouthTracker, TrackerOptions, TrackResult
@@ -38,7 +39,6 @@ class LiveOptions:
     hop: int = 1  # run the back end and the policy every `hop` frames
     lost_face_seconds: float = 0.5  # after this long without a face, commit and restart the stream
     policy: PolicyOptions = field(default_factory=PolicyOptions)
-    max_faces: int = 2
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class LivePipeline:
         self.options = options
         spec = model.spec
         self.backend = StreamingBackend(model, options.window)  # first: it refuses a model that cannot stream
-        self.tracker = MouthTracker(TrackerOptions(crop=spec.crop, max_faces=options.max_faces))
+        self.tracker = MouthTracker(TrackerOptions(crop=spec.crop))
         self.policy = make_policy(spec.vocabulary, options.policy)
         self.times: deque[float] = deque(maxlen=options.window)
         self.moving_lips = MovingLips()
@@ -79,29 +79,33 @@ class LivePipeline:
         return changed
 
     def step(self, frame: Frame) -> StepResult:
-        """Process one frame at the model's rate."""
+        """Process one frame at the model's rate. A stop request (Ctrl-C, SIGTERM) waits for the frame to be
+        processed whole: one landing between the back end's frames and their times, or in the policy's
+        update, would leave them apart, and the words read so far could not be committed."""
         started = time.perf_counter()
-        track = self.tracker.process(frame.image, frame.t)
-        stages = {"capture": frame.read_ms, "landmarks": track.landmark_ms, "crop": track.crop_ms,
-                  "front_end": 0.0, "back_end": 0.0, "captions": 0.0}
-        changed = False
-        if track.crop is None:
-            if self.backend.count and frame.t - self.last_face > self.options.lost_face_seconds:
+        with held_interrupts():
+            track = self.tracker.process(frame.image, frame.t)
+            stages = {"capture": frame.read_ms, "landmarks": track.landmark_ms, "crop": track.crop_ms,
+                      "front_end": 0.0, "back_end": 0.0, "captions": 0.0}
+            changed = False
+            if track.reason == "ok":  # not a pose held through a drop-out: the face was last seen here
+                self.last_face = frame.t
+            if track.crop is None:
+                if self.backend.count and frame.t - self.last_face > self.options.lost_face_seconds:
+                    t0 = time.perf_counter()
+                    changed = self.restart(frame.t)  # the face is gone
+                    stages["captions"] = (time.perf_counter() - t0) * 1e3
+            else:
+                if track.jumped and self.backend.count:  # another face, or a cut: what it says is not this phrase
+                    changed = self.restart(frame.t)
                 t0 = time.perf_counter()
-                changed = self.restart(frame.t)  # the face is gone
-                stages["captions"] = (time.perf_counter() - t0) * 1e3
-        else:
-            if track.jumped and self.backend.count:  # another face, or a cut: what it says is not this phrase
-                changed = self.restart(frame.t)
-            self.last_face = frame.t
-            t0 = time.perf_counter()
-            self.backend.push(track.crop)
-            self.times.append(frame.t)
-            self.moving.append(self.moving_lips(track.lips))
-            stages["front_end"] = (time.perf_counter() - t0) * 1e3
-            if self.backend.count % self.options.hop == 0:
-                read, stages["back_end"], stages["captions"] = self._read()
-                changed = changed or read
+                self.backend.push(track.crop)
+                self.times.append(frame.t)
+                self.moving.append(self.moving_lips(track.lips))
+                stages["front_end"] = (time.perf_counter() - t0) * 1e3
+                if self.backend.count % self.options.hop == 0:
+                    read, stages["back_end"], stages["captions"] = self._read()
+                    changed = changed or read
         done = time.perf_counter()
         stages["total"] = (done - started) * 1e3 + frame.read_ms
         no_face = track.crop is None and frame.t - self.last_face > self.options.lost_face_seconds

@@ -40,7 +40,7 @@ def load_solution(name: str) -> ModuleType:
 @dataclass(frozen=True)
 class TrackerOptions:
     crop: CropSpec = field(default_factory=CropSpec)
-    max_faces: int = 1
+    max_faces: int = 2  # FaceMesh finds a second person too, so the tracker chooses whom to read (_choose)
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
     hold_seconds: float = 0.2  # keep the last pose through a detection drop-out this short

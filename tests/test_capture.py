@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realtime.capture import Frame, FrameSource, SourceOptions, local_path
+from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, local_path
 from tests.test_tracker import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,6 +121,31 @@ def test_a_cut_off_video_is_said_to_have_ended_early(tmp_path: Path) -> None:
     source, frames = read_all(str(tmp_path / "half.mp4"))
     assert source.error is not None and source.error.startswith("video ended early")
     assert 0 < len(frames) < 60
+
+
+def test_a_video_of_which_no_frame_decodes_is_refused_as_it_opens(tmp_path: Path) -> None:
+    """Its first 5000 bytes: it opens and gives its length, but no frame decodes. Said when the source
+    opens (before the model loads), not once the frames are read."""
+    (tmp_path / "head.mp4").write_bytes(CLIP.read_bytes()[:5000])
+    with pytest.raises(CaptureError, match="^cannot decode any frame of .*head.mp4: damaged or cut off"):
+        FrameSource(SourceOptions(source=str(tmp_path / "head.mp4")))
+
+
+@pytest.mark.parametrize("fps, last", [(24, 71), (60, 178), (25, 74)])
+def test_a_video_at_another_rate_is_resampled_to_its_end(tmp_path: Path, fps: int, last: int) -> None:
+    """Three seconds at 24, 60 or 25 fps give the model's 75 frames, each the source frame nearest its due
+    time, to the end: the 24 fps video's last frame (2.958 s) is the nearest to the last due time (2.96 s),
+    though no frame comes after it; the 60 fps video's last (2.983 s) is nearest to none."""
+    video = tmp_path / f"at{fps}.mp4"
+    ffmpeg("-i", str(CLIP), "-vf", f"fps={fps}", "-an", str(video))
+    source = FrameSource(SourceOptions(source=str(video), fast=True)).start()
+    try:
+        out = list(Resampler(25).resample(source))
+    finally:
+        source.stop()
+    assert source.read == 3 * fps and len(out) == 75
+    assert np.allclose([f.t for f in out], np.arange(75) / 25)
+    assert all(abs(f.index / fps - f.t) <= 0.5 / fps + 1e-6 for f in out) and out[-1].index == last
 
 
 @pytest.mark.parametrize("fps", [300, 960])

@@ -170,7 +170,7 @@ def test_locks_on_the_larger_face_and_stays_on_it(frames: list[np.ndarray], big_
     if not big_on_left:
         scales = [(b, a) for a, b in scales]
     canvas = [two_faces(f, *s) for f, s in zip(frames, scales)]
-    results = track(canvas, TrackerOptions(max_faces=2))
+    results = track(canvas)
     # Both faces are seen at the start and at the end, so both choices are real choices.
     assert results[0].faces == 2 and results[-1].faces == 2
     half = canvas[0].shape[1] / 2
@@ -183,7 +183,7 @@ def test_keeps_the_followed_face_when_a_larger_one_appears(frames: list[np.ndarr
     """FaceMesh lists the larger newcomer first; the tracker stays on the face it was following."""
     scales = [(0, 0.5)] * 4 + [(1.0, 0.5)] * 6  # a speaker on the right, then someone closer on the left
     canvas = [two_faces(f, *s) for f, s in zip(frames, scales)]
-    results = track(canvas, TrackerOptions(max_faces=2))
+    results = track(canvas)
     assert results[-1].faces == 2
     half = canvas[0].shape[1] / 2
     for result in results:
@@ -193,7 +193,7 @@ def test_keeps_the_followed_face_when_a_larger_one_appears(frames: list[np.ndarr
 def test_the_followed_face_gone_another_is_read_and_said_to_be(frames: list[np.ndarray]):
     """Two people; the one read leaves: the tracker reads the other, and says so on that frame only."""
     canvas = [two_faces(f, 1.0, 0.6) for f in frames[:5]] + [two_faces(f, 0, 0.6) for f in frames[5:12]]
-    results = track(canvas, TrackerOptions(max_faces=2))
+    results = track(canvas)
     half = canvas[0].shape[1] / 2
     assert all(r.pose.cx < half for r in results[:5]) and results[-1].pose.cx > half
     assert sum(r.jumped for r in results) == 1

@@ -48,7 +48,7 @@ def clips_from_folder(folder: Path, spec: ModelSpec, workers: int,
     from training.prepare import try_prepare, worker_pool
     from realtime.tracker import TrackerOptions
 
-    options = TrackerOptions(crop=spec.crop, max_faces=1)
+    options = TrackerOptions(crop=spec.crop)
     found = find_clips(folder)
     if not found:
         raise FileNotFoundError(f"no videos under {folder}")

@@ -290,7 +290,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
             del f[f"clips/{key}"]
         done -= changed
         todo = [c for c in clips if c.key not in done]
-        options = TrackerOptions(crop=spec, max_faces=1)
+        options = TrackerOptions(crop=spec)
         again = f" ({len(changed)} changed since they were cached, or cached unstamped)" if changed else ""
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare{again}", file=sys.stderr)
         with worker_pool(workers) as pool:
