@@ -67,7 +67,7 @@ def build(config: ModelConfig, height: int, width: int, channels: int,
     # last frame, as at a window's end) and the backward GRUs' start as the runtime sees them. A real
     # frame is never all zeros once normalised (its colours vary), so unpadded windows are unmasked.
     valid = ops.any(ops.not_equal(frames, 0), axis=(2, 3, 4))
-    frame_mask = ops.cast(valid, "float32")[:, :, None, None, None]
+    real = ops.cast(valid, "float32")  # 1 for a frame, 0 for padding
     x = frames
     for i, (filters, kernel) in enumerate(zip(config.filters, config.kernels)):
         strides = (1, 2, 2) if i == 0 else (1, 1, 1)
@@ -75,7 +75,7 @@ def build(config: ModelConfig, height: int, width: int, channels: int,
                           kernel_initializer="he_normal", name=f"conv{i + 1}")(x)
         x = layers.BatchNormalization(momentum=config.bn_momentum, name=f"bn{i + 1}")(
             x, mask=valid[:, :, None, None])
-        x = layers.Activation("relu", name=f"relu{i + 1}")(x) * frame_mask
+        x = layers.Activation("relu", name=f"relu{i + 1}")(x) * real[:, :, None, None, None]
         if config.spatial_dropout:
             x = layers.SpatialDropout3D(config.spatial_dropout, name=f"drop{i + 1}")(x)
         x = layers.MaxPooling3D((1, 2, 2), name=f"pool{i + 1}")(x)
@@ -88,7 +88,7 @@ def build(config: ModelConfig, height: int, width: int, channels: int,
             merge_mode="concat", name=f"bigru{i + 1}")(x, mask=valid)
         if config.dropout:
             x = layers.Dropout(config.dropout, name=f"gru_drop{i + 1}")(x)
-    x = x * ops.cast(valid, "float32")[:, :, None]  # ends the mask: the losses read each sample's length
+    x = x * real[:, :, None]  # ends the mask: the losses read each sample's length
     logits = layers.Dense(vocabulary.size, name="char_logits")(x)
     ctc = layers.Activation("log_softmax", name="ctc", dtype="float32")(logits)
     outputs = {"ctc": ctc}
