@@ -6,9 +6,10 @@ Writes PATH.onnx (the full model) and PATH.step.onnx / PATH.back.onnx (the strea
 convolutional front end one frame at a time, and the recurrent back end), all with the model's
 ModelSpec and a digest of its weights in their metadata (the runtime refuses parts of another export).
 Exits non-zero, writing nothing, when the parity gate fails. --int8 and --fp16 add PATH.int8.* and
-PATH.fp16.* families, whose streaming parts must read as their own full model before anything is
-replaced (compare the variants with the model with python -m training.evaluate); those of an earlier
-export that are not made again are removed, since they no longer match.
+PATH.fp16.* families, whose full model must read as PATH.onnx within rounding, and whose streaming parts
+as their own full model, before anything is replaced (compare the variants' figures with the model's with
+python -m training.evaluate); those of an earlier export that are not made again are removed, since they
+no longer match.
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def enough_frames(clips: Iterable[np.ndarray], frames: int) -> list[np.ndarray]:
 def run(args: argparse.Namespace) -> int:
     try:
         from export.convert import convert, save
-        from export.parity import FRAMES_NEEDED, MAX_PROB_DIFF, VARIANT_MAX_PROB_DIFF, gate, variant_gate
+        from export.parity import (FRAMES_NEEDED, MAX_PROB_DIFF, ROUNDED_MAX_PROB_DIFF, VARIANT_MAX_PROB_DIFF, gate,
+                                   variant_gate)
         from export.variants import family, fp16, int8
         from training.dataset import check_crop, held_out_first, load_clips
         from training.model import inference_model, load
@@ -107,14 +109,15 @@ def run(args: argparse.Namespace) -> int:
         calibration = enough_frames((c.mouth for c in ordered[::-1]), CALIBRATION_FRAMES)
         if not any(map(len, clips)):  # told before the conversion, not after it
             raise ValueError(f"{args.cache}'s clips hold no frames: the parity gate has nothing to read")
-        make_folder_for(args.out)
+        model = inference_model(model)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model = inference_model(model)
-    # Written and gated under a temporary folder beside --out, and moved over an earlier export only
-    # once everything asked for is made: a failed export leaves what was there before.
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=args.out.parent) as staging:
+    # Written and gated under a temporary folder in --out's nearest existing folder (its file system),
+    # and moved over an earlier export only once everything asked for is made: a failed export leaves
+    # what was there before, and no folder made for --out.
+    existing = next(p for p in args.out.parents if p.is_dir())
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=existing) as staging:
         try:
             staged = list(save(convert(model, spec, args.opset), Path(staging) / args.out.name))
         except Exception as e:  # the converter's failure: one line, and nothing written
@@ -137,18 +140,19 @@ def run(args: argparse.Namespace) -> int:
         for tag, make in (("int8", lambda: int8(staged[0], calibration)), ("fp16", lambda: fp16(staged[0]))):
             if not getattr(args, tag):
                 continue
-            try:  # the parts live captioning streams with, against the variant's own full model
+            try:  # against the model it was rounded from; its streaming parts against its own full model
                 variant = make()
-                results = variant_gate(OnnxModel(variant[0], "cpu"), clips, VARIANT_MAX_PROB_DIFF[tag])
+                results = variant_gate(OnnxModel(variant[0], "cpu"), OnnxModel(staged[0], "cpu"), clips,
+                                       VARIANT_MAX_PROB_DIFF[tag], ROUNDED_MAX_PROB_DIFF[tag])
             except Exception as e:
                 print(f"error: the {tag} variant failed ({type(e).__name__}: {e}); nothing written to {args.out}",
                       file=sys.stderr)
                 return 1
             table(results, tag)
             if not all(r.ok for r in results):
-                print(f"error: the {tag} variant streams apart from its full model (limit "
-                      f"{VARIANT_MAX_PROB_DIFF[tag]:g}, best classes apart only at near ties); nothing written to "
-                      f"{args.out}", file=sys.stderr)
+                print(f"error: the {tag} variant reads apart from the model (limit {ROUNDED_MAX_PROB_DIFF[tag]:g}) "
+                      f"or its streaming parts from its full model (limit {VARIANT_MAX_PROB_DIFF[tag]:g}; best "
+                      f"classes apart only at near ties); nothing written to {args.out}", file=sys.stderr)
                 return 1
             staged += variant
         # Variants of the model this export replaces, not made again, would no longer match it.
@@ -156,12 +160,17 @@ def run(args: argparse.Namespace) -> int:
                  for p in family(args.out, tag) if p.exists()]
         try:
             with held_interrupts():  # all of the new export, or none of it
+                make_folder_for(args.out)
                 written = [p.replace(args.out.with_name(p.name)) for p in staged]
                 for p in stale:
                     p.unlink()
         except KeyboardInterrupt:  # pressed while the files were moved: they all were
             print(f"interrupted: the export was written to {args.out} in full", file=sys.stderr)
             return 130
+        except OSError as e:  # the runtime refuses a model beside parts of another export (their digests)
+            print(f"error: cannot move the export into place ({e.strerror or e}): {args.out} may be incomplete",
+                  file=sys.stderr)
+            return 1
     for p in written:
         print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
     for p in stale:

@@ -17,11 +17,17 @@ from realtime.spec import FEATURES, LOGP
 
 
 def _gru_weights(bidirectional: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """ONNX GRU's W, R and B (both directions stacked, gates z, r, h as Keras orders them) and the hidden
+    size; a GRU ONNX's op does not compute is refused by name, not left to the parity gate's numbers."""
+    if bidirectional.merge_mode != "concat":
+        raise ValueError(f"{bidirectional.name}: only merge_mode='concat' maps to ONNX GRU")
     ws, rs, bs = [], [], []
     for direction in (bidirectional.forward_layer, bidirectional.backward_layer):
         cell = direction.cell
-        if not cell.reset_after:
-            raise ValueError(f"{bidirectional.name}: only reset_after=True GRUs map to ONNX GRU")
+        if not (cell.reset_after and cell.use_bias and cell.activation is keras.activations.tanh
+                and cell.recurrent_activation is keras.activations.sigmoid):
+            raise ValueError(f"{bidirectional.name}: only GRUs with reset_after, biases, tanh and sigmoid map to "
+                             f"ONNX GRU")
         kernel, recurrent, bias = (v.numpy() for v in (cell.kernel, cell.recurrent_kernel, cell.bias))
         ws.append(kernel.T)
         rs.append(recurrent.T)
@@ -57,6 +63,8 @@ def back_end(model: keras.Model, front_end_layer: str, opset: int, ir_version: i
             nodes.append(helper.make_node("Reshape", [f"{p}_Yt", batch_shape], [f"{p}_out"]))
             x = f"{p}_out"
         elif isinstance(layer, keras.layers.Dense) and layer.name == "char_logits":
+            if layer.activation is not keras.activations.linear:  # the log-softmax below is its activation
+                raise ValueError(f"{layer.name}: only a linear Dense maps to the ONNX back end")
             kernel, bias = (v.numpy() for v in (layer.kernel, layer.bias))
             inits += [numpy_helper.from_array(kernel.astype(np.float32), "dense_W"),
                       numpy_helper.from_array(bias.astype(np.float32), "dense_B")]
@@ -70,6 +78,8 @@ def back_end(model: keras.Model, front_end_layer: str, opset: int, ir_version: i
             continue
         else:
             raise ValueError(f"layer {layer.name} ({type(layer).__name__}) has no ONNX back-end mapping")
+    else:
+        raise ValueError("the model has no char_logits layer after its front end")
     graph = helper.make_graph(
         nodes, "lipstream_back_end",
         [helper.make_tensor_value_info(FEATURES, TensorProto.FLOAT, ["batch", "time", feature_size])],

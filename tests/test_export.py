@@ -23,8 +23,8 @@ from onnx import numpy_helper
 
 from export.__main__ import enough_frames
 from export.__main__ import main as export_main
-from export.parity import (FRAMES_NEEDED, SPACING, VARIANT_MAX_PROB_DIFF, WINDOW_LENGTHS, check, gate, variant_gate,
-                           windows)
+from export.parity import (FRAMES_NEEDED, ROUNDED_MAX_PROB_DIFF, SPACING, VARIANT_MAX_PROB_DIFF, WINDOW_LENGTHS,
+                           ParityResult, check, gate, variant_gate, windows)
 from export.speed import main as speed_main
 from realtime.backend import EXPORT_ID, FORM, ModelLoadError, OnnxModel, StreamingBackend, choose_provider, streaming_paths
 from realtime.decode import greedy
@@ -345,7 +345,8 @@ def test_an_export_that_fails_the_gate_replaces_nothing(exported: Export, tiny_r
                                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture):
     """A converter that got one weight wrong (as the Flatten export once did): the gate fails, and the
-    export already at --out stays as it was, with nothing staged left beside it."""
+    export already at --out stays as it was, with nothing staged left beside it; an export into new
+    folders leaves no folder made."""
     import export.convert
 
     def wrong(*args, **kwargs):
@@ -364,6 +365,30 @@ def test_an_export_that_fails_the_gate_replaces_nothing(exported: Export, tiny_r
     captured = capsys.readouterr()
     assert "DIFFER" in captured.out and "parity gate failed" in captured.err and "nothing written" in captured.err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    deeper = tmp_path / "new" / "deeper" / out.name
+    assert export_main(["--model", str(tiny_run.model), "--out", str(deeper), "--cache", str(small_cache)]) == 1
+    assert "parity gate failed" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+@pytest.mark.parametrize("case", ["no model", "no cache", "an onnx model", "out in /proc"])
+def test_missing_or_wrong_inputs_are_one_line_and_write_nothing(case: str, tiny_run, small_cache: Path,
+                                                               tmp_path: Path, capsys: pytest.CaptureFixture):
+    model, cache, out = tiny_run.model, small_cache, tmp_path / "new" / "x.onnx"
+    if case == "no model":
+        model = tmp_path / "missing.keras"
+    elif case == "no cache":
+        cache = tmp_path / "missing.h5"
+    elif case == "an onnx model":
+        model = tmp_path / "x.onnx"
+    else:
+        out = Path("/proc/lipstream-x.onnx")
+    says = {"no model": f"no model at {model}", "no cache": f"no cache (make one with python -m training.prepare) "
+            f"at {cache}", "an onnx model": "--model must be a .keras model", "out in /proc": "cannot write /proc/"}
+    assert export_main(["--model", str(model), "--out", str(out), "--cache", str(cache)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {says[case]}") and err.count("\n") == 1, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_evaluate_reads_keras_and_onnx_alike(exported: Export, tiny_run, small_cache: Path,
@@ -544,7 +569,7 @@ def test_a_new_export_removes_variants_it_did_not_make_again(exported: Export, t
     assert printed.err == ""
     for tag in ("int8", "fp16"):  # each family loads as the runtime will, with its streaming parts
         assert OnnxModel(family(out, tag)[0], "cpu").streams
-        for form in ("streaming", "sliding"):
+        for form in ("full", "streaming", "sliding"):
             for length in WINDOW_LENGTHS:
                 assert passed(printed.out, f"{tag} {form}", length)
     assert export_main(["--model", str(tiny_run.model), "--out", str(out), "--cache", str(small_cache)]) == 0
@@ -557,10 +582,12 @@ def test_a_new_export_removes_variants_it_did_not_make_again(exported: Export, t
 
 def test_int8_streaming_parts_read_as_its_full_model(small_cache: Path, gate_clips: list[np.ndarray],
                                                      tmp_path: Path):
-    """The bundled model's int8 family, made again from its fp32 one: the streaming parts (what live
-    captioning runs) round what the int8 full model rounds, so they pass the variant gate; quantised
-    on their own they streamed up to 0.36 apart in a probability, with other transcripts. A part that
-    reads otherwise (here a weight of the back end shifted) fails it."""
+    """The bundled model's int8 family, made again from its fp32 one: its full model reads as the fp32
+    one within rounding, and its streaming parts (what live captioning runs) round what the int8 full
+    model rounds, so they pass the variant gate; quantised on their own they streamed up to 0.36 apart
+    in a probability, with other transcripts. A part that reads otherwise (here a weight of the back end
+    shifted) fails it; and a family rounded wrongly (here calibrated on blank frames, so that every
+    activation range is lost), whose parts read as its full model does, fails against the fp32 model."""
     from export.variants import family, int8
 
     bundled = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.onnx"
@@ -570,16 +597,29 @@ def test_int8_streaming_parts_read_as_its_full_model(small_cache: Path, gate_cli
     calibration = [c.mouth for c in held_out_first(load_clips(small_cache))[::-1][:4]]  # training clips
     assert int8(source, calibration) == list(family(source, "int8"))
     full, step, back = family(source, "int8")
-    results = variant_gate(OnnxModel(full, "cpu"), gate_clips, VARIANT_MAX_PROB_DIFF["int8"])
-    assert [(r.form, r.length) for r in results] == [(form, n) for n in WINDOW_LENGTHS
-                                                    for form in ("streaming", "sliding")]
+
+    def gated() -> list[ParityResult]:
+        return variant_gate(OnnxModel(full, "cpu"), OnnxModel(source, "cpu"), gate_clips,
+                            VARIANT_MAX_PROB_DIFF["int8"], ROUNDED_MAX_PROB_DIFF["int8"])
+
+    results = gated()
+    assert [(r.form, r.length) for r in results] == [("full", n) for n in WINDOW_LENGTHS] + [
+        (form, n) for n in WINDOW_LENGTHS for form in ("streaming", "sliding")]
     assert all(r.ok for r in results), results
     proto = onnx.load(back)
     weight = next(w for w in proto.graph.initializer if w.name.endswith("bigru1_W"))
     weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) + 0.5, weight.name))
     onnx.save(proto, back)
-    assert all(r.flips and not r.ok
-               for r in variant_gate(OnnxModel(full, "cpu"), gate_clips, VARIANT_MAX_PROB_DIFF["int8"]))
+    assert all(r.flips and not r.ok for r in gated()[len(WINDOW_LENGTHS):])
+
+    blind = tmp_path / "blind" / bundled.name
+    blind.parent.mkdir()
+    for path in family(bundled):
+        shutil.copy(path, blind.with_name(path.name))
+    int8(blind, [np.zeros_like(c) for c in calibration])
+    results = variant_gate(OnnxModel(family(blind, "int8")[0], "cpu"), OnnxModel(source, "cpu"), gate_clips,
+                           VARIANT_MAX_PROB_DIFF["int8"], ROUNDED_MAX_PROB_DIFF["int8"])
+    assert all(r.flips and not r.ok for r in results if r.form == "full")
 
 
 def test_evaluate_refuses_a_cache_cut_with_another_crop(tiny_run, small_cache: Path, tmp_path: Path,
