@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import IO
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOURCE_ENDED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
@@ -27,36 +28,55 @@ MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import BUNDLED_MODEL, PROVIDERS
-    from realtime.captions import POLICIES, PolicyOptions
-    from realtime.cli import Parser, add_decoder, at_least, summary
+    from realtime.cli import Parser, add_decoder, add_policy, at_least, named, named_path, summary
     from realtime.live import SHORTEST_WINDOW, LiveOptions
 
     p = Parser(description=summary(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter,
                epilog=__doc__[__doc__.index("Keys"):])
-    p.add_argument("--source", default="0", help="camera index, video file or stream URL (default: camera 0)")
-    p.add_argument("--model", type=Path, default=BUNDLED_MODEL,
+    p.add_argument("--source", type=named, default="0",
+                   help="camera index, video file or stream URL (default: camera 0)")
+    p.add_argument("--model", type=named_path, default=BUNDLED_MODEL,
                    help="lipstream ONNX model (default: the bundled one; a bare name such as "
                         "lipstream-lite.int8.onnx names a bundled variant)")
     p.add_argument("--provider", choices=PROVIDERS, default="auto", help="ONNX Runtime device (default: auto)")
     add_decoder(p)
     p.add_argument("--headless", action="store_true", help="no window")
-    p.add_argument("--jsonl", help="write caption changes as JSON lines to PATH, or - for stdout")
-    p.add_argument("--srt", type=Path, help="write the committed words as SRT subtitles")
-    p.add_argument("--vtt", type=Path, help="write the committed words as WebVTT subtitles")
+    p.add_argument("--jsonl", type=named, help="write caption changes as JSON lines to PATH, or - for stdout")
+    p.add_argument("--srt", type=named_path, help="write the committed words as SRT subtitles")
+    p.add_argument("--vtt", type=named_path, help="write the committed words as WebVTT subtitles")
     p.add_argument("--fast", action="store_true", help="files: read as fast as possible, not at the file's fps")
     p.add_argument("--window", type=at_least(SHORTEST_WINDOW), default=LiveOptions.window,
                    help=f"most frames the model reads at once, {SHORTEST_WINDOW} or more: a phrase must fit "
                         f"(default {LiveOptions.window})")
     p.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
                    help=f"update the captions every N frames (default {LiveOptions.hop})")
-    p.add_argument("--policy", choices=POLICIES, default=PolicyOptions.policy,
-                   help=f"how captions are committed (default {PolicyOptions.policy})")
-    p.add_argument("--right-context", type=at_least(0), default=PolicyOptions.right_context,
-                   help=f"right-context policy: frames after a frame before it is final "
-                        f"(default {PolicyOptions.right_context})")
+    add_policy(p)
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
                    help=f"ONNX Runtime threads, up to {MOST_THREADS} (default: all cores)")
     return p.parse_args(argv)
+
+
+class _OpenedAtFirstLine:
+    """A JSON lines file, as JsonLines writes to it, opened (and so replaced) only when its first line is
+    written: a run that reads nothing (no face, no frame decoded) writes none, and leaves the file as it was."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[str] | None = None
+
+    def write(self, text: str) -> int:
+        from realtime.files import open_output
+
+        if self.file is None:
+            self.file = open_output(self.path)
+        return self.file.write(text)
+
+    def flush(self) -> None:  # JsonLines flushes what it wrote
+        self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 class _ReaderGone(Exception):
@@ -86,25 +106,6 @@ def save_transcript(text: str) -> None:
         log(f"error: could not save {path} ({e.strerror or e})")
 
 
-def outputs_problem(args: argparse.Namespace) -> str | None:
-    """Why the output files asked for cannot all be written, or None: each must be writable, none may
-    be the video read (it would be lost) nor another output (one would replace the other)."""
-    from realtime.capture import local_path
-    from realtime.files import output_problem
-
-    outputs = [Path(p) for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
-    video = local_path(args.source)  # a file:// URL names its file too
-    taken = {video.resolve(): "the video read"} if video is not None and video.is_file() else {}
-    for path in outputs:
-        problem = output_problem(path)
-        if problem:
-            return problem
-        if path.resolve() in taken:
-            return f"{path} is {taken[path.resolve()]}: choose another file"
-        taken[path.resolve()] = "another output"
-    return None
-
-
 def _stderr_open() -> None:
     """A process started with stderr closed (`2>&-`) gets /dev/null there: else the next file opened
     (the video, a camera) takes descriptor 2, and native libraries' warnings would be written into it."""
@@ -132,14 +133,15 @@ def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     from realtime.backend import ModelLoadError, OnnxModel, find_model
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
-    from realtime.captions import PolicyOptions
-    from realtime.cli import interrupt, window_problem
-    from realtime.files import open_output, silence, write_text
+    from realtime.cli import interrupt, nothing_read, outputs_problem, policy_options, window_problem
+    from realtime.files import open_output, own_stream, silence, write_text, written_in_place
     from realtime.live import (MOST_ENLARGED, JsonLines, LiveOptions, LivePipeline, StepResult, enlargement, log,
                                subtitles)
 
     # Before any frame is read: a run must not end in a file it cannot write.
-    problem = window_problem(args.window, args.hop, args.policy, args.right_context) or outputs_problem(args)
+    options = LiveOptions(window=args.window, hop=args.hop, policy=policy_options(args))
+    outputs = [p for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
+    problem = window_problem(options) or outputs_problem(args.source, outputs)
     if problem:
         log(f"error: {problem}")
         return EXIT_USAGE
@@ -149,9 +151,6 @@ def _run(args: argparse.Namespace) -> int:
         if problem := display_problem():
             log(f"error: {problem}; use --headless with --jsonl -")
             return EXIT_USAGE
-    options = LiveOptions(window=args.window, hop=args.hop,
-                          policy=PolicyOptions(args.policy, args.decoder, args.beam_width,
-                                               right_context=args.right_context))
     try:  # the source first: a wrong path is told before the model and FaceMesh load
         source = FrameSource(SourceOptions(source=args.source, fast=args.fast))
     except CaptureError as e:
@@ -184,8 +183,10 @@ def _run(args: argparse.Namespace) -> int:
     try:  # a FIFO blocks here until it has a reader: Ctrl-C still stops the run
         if args.jsonl == "-":
             out = JsonLines(sys.stdout)
-        elif args.jsonl:
-            out = JsonLines(open_output(Path(args.jsonl)))
+        elif args.jsonl:  # a pipe, device or stdout holds nothing to lose: opened now
+            path = Path(args.jsonl)
+            stream = written_in_place(path) or own_stream(path) is not None
+            out = JsonLines(open_output(path) if stream else _OpenedAtFirstLine(path))
     except (KeyboardInterrupt, OSError) as e:
         if isinstance(e, OSError):
             log(f"error: cannot write {args.jsonl} ({e.strerror or e})")
@@ -197,6 +198,7 @@ def _run(args: argparse.Namespace) -> int:
 
     resampler = Resampler(model.spec.fps)
     code, paused, step, first, faceless, seen, small = EXIT_OK, False, None, True, False, False, False
+    unread = False  # the source gave nothing to read: output files are left as they were
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
     final = None  # the caption once everything read is committed (set as the run ends)
@@ -271,15 +273,12 @@ def _run(args: argparse.Namespace) -> int:
         if source.failure:
             log(f"error: {source.failure}; the transcript so far is kept")
             code, ended = EXIT_FAILED, False
-        elif source.error and not source.read:  # not one frame decoded: a bad file, not a run cut short
-            log(f"error: {source.error}")
-            code = EXIT_USAGE
+        elif problem := nothing_read(args.source, source, seen):
+            log(f"error: {problem}")
+            code, unread = EXIT_USAGE, True
         elif source.error:
             log(f"error: {source.error}; the transcript so far is kept")
             code = EXIT_SOURCE_ENDED
-        elif source.is_video and not seen:  # read to its end without a face: not a video to lipread
-            log(f"error: no face in {args.source}: nothing was read")
-            code = EXIT_USAGE
     except KeyboardInterrupt:
         code = EXIT_OK if window is not None else EXIT_INTERRUPTED
     except _ReaderGone:
@@ -301,7 +300,7 @@ def _run(args: argparse.Namespace) -> int:
         if window is not None and not ended:
             window.close()
     lost = False  # an output failed: the run exits 2
-    if out:
+    if out and not (unread and isinstance(out.out, _OpenedAtFirstLine)):  # a stream is still told the run ended
         out.caption(final)
         out.final(final.committed)
         if out.error and args.jsonl == "-":
@@ -314,7 +313,7 @@ def _run(args: argparse.Namespace) -> int:
             lost = True
     kept = out is not None and out.error is None  # the transcript has reached an output
     for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
-        if path:
+        if path and not unread:
             try:
                 write_text(path, subtitles(pipeline.policy, kind))
                 kept = True

@@ -23,11 +23,12 @@ import numpy as np
 
 from realtime.backend import BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, open_video
-from realtime.captions import POLICIES, PolicyOptions
-from realtime.cli import Parser, add_decoder, at_least, summary, window_problem
-from realtime.files import make_folder_for, output_problem, write_text
+from realtime.cli import (Parser, add_decoder, add_policy, at_least, named_path, nothing_read, outputs_problem,
+                          policy_options, summary, window_problem)
+from realtime.files import make_folder_for, write_text
 from realtime.live import STAGES, LiveOptions, LivePipeline
 from realtime.tracker import MouthTracker, TrackerOptions
+from training.grid import AlignError, Token, read_align, sentence, video_fps  # GRID's reader: no TensorFlow behind it
 
 WINDOW = 75  # frames of the window the comparisons read: one GRID sentence
 
@@ -49,6 +50,7 @@ class Recording:
     latency: list[float] = field(default_factory=list)
     media_t: list[float] = field(default_factory=list)
     frames: int = 0
+    seen: bool = False  # a face in some frame
     wall: float = 0.0
     cpu: float = 0.0
 
@@ -70,6 +72,7 @@ def run_stream(model: OnnxModel, source: str, options: LiveOptions,
             rec.latency.append(step.latency_ms)
             rec.media_t.append(f.t)
             rec.frames += 1
+            rec.seen = rec.seen or step.track.crop is not None
     finally:
         frames.stop()
     pipeline.finish()
@@ -95,11 +98,22 @@ def align_beside(source: Path) -> Path | None:
     return None
 
 
-def commit_delays(pipeline: LivePipeline, align: Path, fps: float) -> list[float]:
-    """Milliseconds from each correctly read word's end (align file, in frames of a video at `fps`) to its commit."""
-    from training.grid import read_align
+def reference(source: Path) -> list[Token] | None:
+    """The tokens of the align file beside `source` (align_beside), None without one. Read before the run,
+    as its words' times are used after it: a file that is not an align file raises an AlignError naming it."""
+    align = align_beside(source)
+    try:
+        return None if align is None else read_align(align)
+    except OSError as e:
+        raise AlignError(f"cannot read {align}: {e.strerror or e}") from None
+    except AlignError as e:
+        raise AlignError(f"{e}: not a GRID align file, which is read beside the video for its words' times") from None
 
-    reference = [t for t in read_align(align) if t.is_word]  # GRID's reader: no TensorFlow behind it
+
+def commit_delays(pipeline: LivePipeline, tokens: list[Token], fps: float) -> list[float]:
+    """Milliseconds from each correctly read word's end (an align file's `tokens`, in frames of a video at
+    `fps`) to its commit."""
+    reference = [t for t in tokens if t.is_word]
     committed = pipeline.policy.words
     matcher = difflib.SequenceMatcher(a=[t.word for t in reference], b=[w.text for w in committed], autojunk=False)
     delays = []
@@ -177,36 +191,43 @@ def plot(rec: Recording, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.bench", description=summary(__doc__))
-    parser.add_argument("--source", type=Path, required=True, help="a video file, played at its own fps")
-    parser.add_argument("--model", type=Path, default=BUNDLED_MODEL, help="the ONNX model")
+    parser.add_argument("--source", type=named_path, required=True, help="a video file, played at its own fps")
+    parser.add_argument("--model", type=named_path, default=BUNDLED_MODEL, help="the ONNX model")
     parser.add_argument("--provider", default="auto", choices=PROVIDERS)
-    parser.add_argument("--json", type=Path, help="write the results as one JSON object")
-    parser.add_argument("--plot", type=Path, help="write a PNG of the latency distributions")
+    parser.add_argument("--json", type=named_path, help="write the results as one JSON object")
+    parser.add_argument("--plot", type=named_path, help="write a PNG of the latency distributions")
     parser.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
                         help="update the captions every N frames")
     parser.add_argument("--fast", action="store_true",
                         help="read as fast as possible (accuracy only: latencies then include queueing)")
-    parser.add_argument("--policy", choices=POLICIES, default=PolicyOptions.policy)
-    parser.add_argument("--right-context", type=at_least(0), default=PolicyOptions.right_context)
+    add_policy(parser)
     add_decoder(parser)
     args = parser.parse_args(argv)
-    problem = window_problem(LiveOptions.window, args.hop, args.policy, args.right_context)
+    options = LiveOptions(hop=args.hop, policy=policy_options(args))
+    problem = window_problem(options)
     if problem:
         parser.error(problem)
     if args.plot and args.plot.suffix.lower() != ".png":
         parser.error("--plot must name a .png file")
-    for path in (p for p in (args.json, args.plot) if p):  # before the run, not after it
-        problem = output_problem(path)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
+    # Before the run, not after it: its results must not be lost to a file that cannot be written or read.
+    problem = outputs_problem(str(args.source), [p for p in (args.json, args.plot) if p])
+    try:
+        tokens = reference(args.source)
+    except AlignError as e:
+        problem = problem or str(e)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         model = OnnxModel(args.model, args.provider)
-        rec, pipeline, source = run_stream(model, str(args.source), LiveOptions(
-            hop=args.hop, policy=PolicyOptions(args.policy, args.decoder, args.beam_width,
-                                               right_context=args.right_context)), args.fast)
+        rec, pipeline, source = run_stream(model, str(args.source), options, args.fast)
     except (ModelLoadError, CaptureError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    problem = nothing_read(str(args.source), source, rec.seen)  # as live refuses it
+    if problem:
+        pipeline.close()
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     rss_mb = peak_rss_mb()
     crops = []
@@ -243,15 +264,12 @@ def main(argv: list[str] | None = None) -> int:
         "provider_reason": model.choice.reason,
         "compare_ms": comparisons,
     }
-    align = align_beside(args.source)
-    if align is not None:
+    if tokens is not None:
         import jiwer
 
-        from training.grid import read_align, sentence, video_fps
-
-        delays = commit_delays(pipeline, align, video_fps(Path(args.source)))  # align times count the video's frames
+        delays = commit_delays(pipeline, tokens, video_fps(args.source))  # align times count the video's frames
         result["word_commit_delay_ms"] = {**percentiles(delays), "words": len(delays)}
-        result["wer"] = float(jiwer.wer(sentence(read_align(align)), pipeline.policy.committed or "-"))
+        result["wer"] = float(jiwer.wer(sentence(tokens), pipeline.policy.committed or "-"))
     result["transcript"] = pipeline.policy.committed
     pipeline.close()
     if args.json:

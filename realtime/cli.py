@@ -10,10 +10,16 @@ import functools
 import math
 import signal
 import threading
-from collections.abc import Callable, Iterator
-from typing import NoReturn
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
+from realtime.captions import POLICIES, PolicyOptions
 from realtime.decode import BEAM_WIDTH, DECODERS
+
+if TYPE_CHECKING:  # types only: both load OpenCV, which a command's --help need not wait for, and live imports this
+    from realtime.capture import FrameSource
+    from realtime.live import LiveOptions
 
 
 class DefaultsFormatter(argparse.HelpFormatter):
@@ -37,11 +43,22 @@ class DefaultsFormatter(argparse.HelpFormatter):
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse's parser whose refusal of an option is one line (the usage block is --help's to show)."""
+    """argparse's parser whose refusal of an option is one line (the usage block is --help's to show).
+    `checks` refuse, in that line too, an option that the others leave without effect: one silently
+    ignored would let the user believe it was applied."""
 
     def __init__(self, *args, **kwargs) -> None:
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
+        self.checks: list[Callable[[argparse.Namespace], str | None]] = []
+
+    def parse_known_args(self, args: Sequence[str] | None = None,
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        """argparse's, then the checks (parse_args comes through here too)."""
+        parsed, rest = super().parse_known_args(args, namespace)
+        if problem := next(filter(None, (check(parsed) for check in self.checks)), None):
+            self.error(problem)
+        return parsed, rest
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
@@ -89,6 +106,18 @@ def folder_name(text: str) -> str:
     if not text or text in (".", "..") or "/" in text or "\\" in text:
         raise argparse.ArgumentTypeError(f"must be a plain folder name, not {text!r}")
     return text
+
+
+def named(text: str) -> str:
+    """An argparse type: a file's name, not empty (as a path, '' is the current folder, and no file)."""
+    if not text:
+        raise argparse.ArgumentTypeError("an empty name names no file")
+    return text
+
+
+def named_path(text: str) -> Path:
+    """`named`, as a path."""
+    return Path(named(text))
 
 
 def summary(doc: str) -> str:
@@ -143,11 +172,13 @@ fraction = within(0, 1)  # a share
 fraction_below_one = within(0, 1, below=True)  # a rate or momentum
 
 
-def window_problem(window: int, hop: int, policy: str, right_context: int) -> str | None:
+def window_problem(options: LiveOptions) -> str | None:
     """Why a live window cannot be read with this hop, or None. Pause and local-agreement decode each read
     whole, so a word is read whole only where two reads overlap by its length: reads at most half the
     window apart. Right-context keeps what each read settles, so its reads may be as far apart as the
     window less the right context; and a right context as long as the window would let no frame settle."""
+    window, hop, policy, right_context = (options.window, options.hop, options.policy.policy,
+                                          options.policy.right_context)
     if policy != "right-context":
         if hop > window // 2:
             return (f"--hop must not exceed half the window ({window // 2} frames with --policy {policy}), "
@@ -161,9 +192,71 @@ def window_problem(window: int, hop: int, policy: str, right_context: int) -> st
     return None
 
 
-def add_decoder(parser: argparse.ArgumentParser) -> None:
-    """--decoder and --beam-width, as every command that decodes takes them."""
+def add_decoder(parser: Parser) -> None:
+    """--decoder and --beam-width, as every command that decodes takes them; a width given to the greedy
+    decoder, which has no beam, is refused."""
     parser.add_argument("--decoder", choices=DECODERS, default="greedy", help="(default greedy)")
     parser.add_argument("--beam-width", type=at_least(1), metavar="N",
                         help=f"the beam and grammar decoders' width (default {BEAM_WIDTH['beam']} and "
                              f"{BEAM_WIDTH['grammar']})")
+    parser.checks.append(_beam_width_problem)
+
+
+def _beam_width_problem(args: argparse.Namespace) -> str | None:
+    if args.beam_width is None or args.decoder in BEAM_WIDTH:
+        return None
+    return (f"--beam-width has no effect with --decoder {args.decoder}, which keeps no beam: choose --decoder "
+            f"{' or '.join(BEAM_WIDTH)}, or leave it out")
+
+
+def add_policy(parser: Parser) -> None:
+    """--policy and --right-context, as the live commands take them (read with `policy_options`); a right
+    context given to another policy, which has none, is refused. Its default is None, so that one given
+    is told from one left out whatever its value."""
+    parser.add_argument("--policy", choices=POLICIES, default=PolicyOptions.policy,
+                        help=f"how captions are committed (default {PolicyOptions.policy})")
+    parser.add_argument("--right-context", type=at_least(0), metavar="N",
+                        help=f"right-context policy: frames after a frame before it is final "
+                             f"(default {PolicyOptions.right_context})")
+    parser.checks.append(_right_context_problem)
+
+
+def _right_context_problem(args: argparse.Namespace) -> str | None:
+    if args.right_context is None or args.policy == "right-context":
+        return None
+    return f"--right-context has no effect with --policy {args.policy}: it is the right-context policy's alone"
+
+
+def policy_options(args: argparse.Namespace) -> PolicyOptions:
+    """The caption policy that add_decoder's and add_policy's options ask for."""
+    right_context = PolicyOptions.right_context if args.right_context is None else args.right_context
+    return PolicyOptions(args.policy, args.decoder, args.beam_width, right_context=right_context)
+
+
+def outputs_problem(source: str, outputs: Iterable[str | Path]) -> str | None:
+    """Why the output files asked for cannot all be written, or None: each must be writable, none may
+    be the video read from `source` (it would be lost) nor another output (one would replace the other)."""
+    from realtime.capture import local_path  # here, not above: it loads OpenCV, and realtime.files imports this
+    from realtime.files import output_problem
+
+    video = local_path(source)  # a file:// URL names its file too
+    taken = {video.resolve(): "the video read"} if video is not None and video.is_file() else {}
+    for path in map(Path, outputs):
+        problem = output_problem(path)
+        if problem:
+            return problem
+        if path.resolve() in taken:
+            return f"{path} is {taken[path.resolve()]}: choose another file"
+        taken[path.resolve()] = "another output"
+    return None
+
+
+def nothing_read(source: str, frames: FrameSource, seen: bool) -> str | None:
+    """Why a run read nothing of `source`, or None: not one frame decoded, or a video read to its end
+    (`seen`: with a face in some frame) without a face. Bad input, not a run cut short or a silent empty
+    transcript."""
+    if frames.error and not frames.read:
+        return frames.error
+    if frames.is_video and not seen and not frames.error and not frames.failure:
+        return f"no face in {source}: nothing was read"
+    return None

@@ -607,6 +607,19 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["--policy", "right-context", "--right-context", "150", "--headless"],
      "--right-context must be less than the window (150 frames)"),
     (["--threads", "1000000", "--headless"], "must be from 0 to 256, not 1000000"),
+    *[([option, "", "--headless", "--fast", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
+       f"argument {option}: an empty name names no file") for option in ("--jsonl", "--srt", "--vtt", "--model")],
+    (["--source", "", "--headless"], "argument --source: an empty name names no file"),
+    # Options the others leave without effect, refused when given, whatever their value (12: the default's).
+    *[([*options, "--headless", "--fast", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")], says)
+      for options, says in (
+          (["--decoder", "greedy", "--beam-width", "5"],
+           "--beam-width has no effect with --decoder greedy, which keeps no beam: choose --decoder beam or grammar, "
+           "or leave it out"),
+          (["--policy", "pause", "--right-context", "12"],
+           "--right-context has no effect with --policy pause: it is the right-context policy's alone"),
+          (["--policy", "local-agreement", "--right-context", "40"],
+           "--right-context has no effect with --policy local-agreement"))],
 ])
 def test_faults_give_one_line_and_exit_2(args: list[str], says: str) -> None:
     result = _run(*args)
@@ -675,6 +688,24 @@ def test_a_video_without_any_face_is_an_error(tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert errors == [f"lipstream: error: no face in {video}: nothing was read"], result.stderr
     assert result.stdout.splitlines() == ['{"final": true, "text": ""}']  # no caption line: nothing was shown
+
+
+def test_a_run_that_reads_nothing_leaves_the_output_files_as_they_were(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    """A video without a face is refused once read to its end (exit 2): files the outputs name are left as
+    they were, not emptied, and none is made where there was none. (A run interrupted or failing midway
+    still writes what it read: test_stop_request_keeps_the_transcript and others.)"""
+    video = write_video(tmp_path / "room.avi", [np.full((288, 360, 3), 90, np.uint8)] * 50, 25.0, "MJPG")
+    kept = {tmp_path / name: f"the user's own {name}\n" for name in ("keep.srt", "keep.vtt", "keep.jsonl")}
+    for path, text in kept.items():
+        path.write_text(text)
+    for names in (("keep.srt", "keep.vtt", "keep.jsonl"), ("new.srt", "new.vtt", "new.jsonl")):
+        srt, vtt, jsonl = (str(tmp_path / name) for name in names)
+        code = run_live.main(["--source", str(video), "--model", str(MODEL), "--headless", "--fast", "--srt", srt,
+                              "--vtt", vtt, "--jsonl", jsonl])
+        assert code == 2 and f"lipstream: error: no face in {video}: nothing was read" in capsys.readouterr().err
+    assert {path: path.read_text() for path in kept} == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.jsonl", "keep.srt", "keep.vtt", "room.avi"]
 
 
 def test_an_empty_file_is_refused_as_empty(tmp_path: Path) -> None:
