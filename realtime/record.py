@@ -49,7 +49,7 @@ from realtime.audio import (AudioError, AudioRecording, FileAudioStream, Microph
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
 from realtime.cli import Parser, at_least, folder_name, held_interrupts, stops_like_ctrl_c, summary
 from realtime.crop import LIPS
-from realtime.files import folder_problem, write_text
+from realtime.files import folder_problem, output_problem, write_text
 from realtime.live import log
 from realtime.tracker import MouthTracker, TrackResult
 from realtime.vocab import GRID_GRAMMAR
@@ -176,6 +176,8 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], wor
             show(frame.image)
             if frame.t >= options.seconds or (not options.silent and speech_over(recording, frame.t, options, words)):
                 break
+        else:  # a video standing in for the camera ended: its last frame too (a 24 fps video's)
+            frames += resampler.flush()
         if frames and sound:  # a microphone's last blocks arrive a little after the camera's frame
             recording.wait_for(frames[-1].t + 1 / GRID_FPS, timeout=0.5)
     finally:
@@ -335,6 +337,14 @@ def next_prompt(manifest: Path) -> int:
     return last + 1
 
 
+def layout_problem(folder: Path) -> str | None:
+    """Why clips cannot be recorded into the speaker folder `folder` (a file where it, its video or its
+    align folder goes, a folder where its manifest goes), or None; said before recording, not after a
+    take. Makes nothing."""
+    return (folder_problem(folder / "video", folder) or folder_problem(folder / "align", folder)
+            or output_problem(folder / "manifest.jsonl"))
+
+
 def record(options: RecordOptions) -> Session:
     """Prompt, record and save `count` clips; Ctrl-C (KeyboardInterrupt) keeps every clip already saved."""
     options = check_devices(options)
@@ -400,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
         log(f"error: {problem}; use --headless to have the prompts printed")
         return 2
     try:
-        problem = folder_problem(options.out / options.speaker)  # said before recording, not after
+        problem = layout_problem(options.out / options.speaker)
         if problem:
             raise NotADirectoryError(problem)
         session = record(options)

@@ -3,6 +3,7 @@ who keeps talking that the streaming figures are measured on."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 from pathlib import Path
 
@@ -83,3 +84,41 @@ def test_an_unwritable_output_is_one_line_and_exit_2(grid_subset, tmp_path: Path
                         "--split", "all"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+
+
+def copied_grid(grid_s1: Path, root: Path, names: tuple[str, ...]) -> Path:
+    """A GRID folder of copies (not links) of the named real clips: files a wrong --out could replace."""
+    for name in names:
+        for kind, suffix in (("video", ".mp4"), ("align", ".align")):
+            (root / "s1" / kind).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(grid_s1 / kind / f"{name}{suffix}", root / "s1" / kind / f"{name}{suffix}")
+    return root
+
+
+@pytest.mark.parametrize("out, says", [("video/bbaf3s.mp4", "video"), ("align/bbaf3s.mp4", "align file")],
+                         ids=["video", "align"])
+def test_an_output_that_is_a_clip_s_own_file_is_refused(out: str, says: str, grid_s1: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture):
+    """--out naming a clip's video, or a name whose .align is a clip's align file: one line, exit 2, and
+    the clips and their folders as they were (the joined video or word times would replace them)."""
+    grid = copied_grid(grid_s1, tmp_path / "grid", ("bbaf2n", "bbaf3s"))
+    before = {p: p.read_bytes() for p in grid.rglob("*") if p.is_file()}
+    assert concat_main(["--grid", str(grid), "--out", str(grid / "s1" / out), "--split", "all"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write ") and f"it is clip s1/bbaf3s's {says}," in err, err
+    assert err.count("\n") == 1
+    assert {p: p.read_bytes() for p in grid.rglob("*") if p.is_file()} == before
+
+
+def test_a_folder_at_the_align_file_s_name_is_told_before_the_video_is_replaced(grid_subset, tmp_path: Path,
+                                                                                capsys: pytest.CaptureFixture):
+    grid, out = grid_subset(("bbaf2n", "bbaf3s")), tmp_path / "stream.mp4"
+    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all", "--count", "1"]) == 0
+    video = out.read_bytes()
+    out.with_suffix(".align").unlink()
+    out.with_suffix(".align").mkdir()
+    capsys.readouterr()
+    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 2
+    assert capsys.readouterr().err == f"error: cannot write {out.with_suffix('.align')}: it is a folder\n"
+    assert out.read_bytes() == video
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid", "stream.align", "stream.mp4"]  # no partial file

@@ -172,3 +172,26 @@ def test_a_clip_re_aligned_mid_run_or_unwritable_is_refused(grid_subset, tmp_pat
             f"error: {base} cannot write the text of s1/{CLIPS[0]} (\u00e0) " \
             "(it writes ' abcdefghijklmnopqrstuvwxyz'): correct their align files, or move the clips out of --data"
     assert not fresh.exists() and sorted(p.name for p in run.iterdir()) == ["request.json"]
+
+
+def test_a_refused_run_leaves_an_empty_folder_empty(grid_subset, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    """A run refused once its clips are prepared (one clip: none to hold out) takes its request and its
+    cache out of the empty folder it was given, so that another command can use the folder."""
+    base, run = str(REPO / "models" / "lipstream-lite.keras"), tmp_path / "run"
+    run.mkdir()
+    assert finetune_main(["--base", base, "--data", str(grid_subset(CLIPS[:1])), "--out", str(run),
+                          "--workers", "1"]) == 2
+    err = capsys.readouterr().err  # preparing's progress, then the refusal
+    assert err.splitlines()[-1].startswith("error: need clips to train on and to hold out") and "Traceback" not in err
+    assert list(run.iterdir()) == []
+
+
+def test_a_damaged_request_is_named_in_one_line(grid_subset, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    base, run = str(REPO / "models" / "lipstream-lite.keras"), tmp_path / "run"
+    run.mkdir()
+    (run / "request.json").write_text('{"base": ')  # cut short by a full disk
+    assert refusal(capsys, "--base", base, "--data", str(grid_subset(CLIPS[:2])), "--out", str(run)) == \
+        f"error: {run / 'request.json'} is not a fine-tune's request (Expecting value: line 1 column 10 (char 9))"
+    assert sorted(p.name for p in run.iterdir()) == ["request.json"]
+    assert (run / "request.json").read_text() == '{"base": '

@@ -17,6 +17,7 @@ import pytest
 from tests.conftest import PREPARED_CLIPS, PreparedRun, link_clip
 from realtime.crop import CropPose, CropSpec, crop_mouth
 from training.grid import read_align, sentence_from_code
+from training.prepare import main as prepare_main
 from training.prepare import prepare
 from training.speech import DIMS
 
@@ -209,6 +210,18 @@ def test_cache_made_with_another_crop_is_refused(prepared: PreparedRun, tmp_path
     with pytest.raises(ValueError, match="another crop"):
         prepare(prepared.grid, out, workers=1, spec=CropSpec(width=96, height=48))
     assert out.is_file() and not out.with_name(out.name + ".partial").exists()  # left as it was
+
+
+def test_an_hdf5_file_that_is_not_a_cache_is_refused_and_left_as_it_was(grid_subset, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture):
+    """Another program's HDF5 file at --out is refused as training and evaluate refuse it, not taken over."""
+    theirs = tmp_path / "theirs.h5"
+    with h5py.File(theirs, "w") as f:
+        f["readings"] = np.arange(10)
+    before = theirs.read_bytes()
+    assert prepare_main(["--grid", str(grid_subset(("bbaf2n",))), "--out", str(theirs), "--workers", "1"]) == 2
+    assert capsys.readouterr().err == f"error: {theirs} is not a lipstream cache (no crop settings)\n"
+    assert theirs.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["grid", "theirs.h5"]
 
 
 def test_speech_features_are_loud_where_the_align_file_has_words(prepared: PreparedRun):

@@ -549,6 +549,25 @@ def test_a_take_whose_sound_was_dropped_is_not_saved(grid_s1: Path):
     assert isinstance(said, str) and said.startswith("speech lasted") and said.endswith("too short for 6 words")
 
 
+def test_a_stand_in_at_another_rate_gives_its_last_frame_too(grid_s1: Path, tmp_path: Path):
+    """A 24 fps video standing in for the camera, ending before the take's time limit, gives the take all
+    75 frames of its 3 s at 25 fps: its last frame (2.958 s) is the one nearest the last due time (2.96 s),
+    though no frame comes after it to make that time due."""
+    from realtime.record import capture_take
+    from tests.test_capture import ffmpeg
+
+    video = tmp_path / "at24.mp4"
+    ffmpeg("-i", str(grid_s1 / "video" / f"{CLIP}.mp4"), "-vf", "fps=24", "-an", str(video))
+    options = replace(stand_in(grid_s1, tmp_path / "grid", source=str(video), audio_file=None, sound=False),
+                      silent=True, seconds=10.0)
+    take = capture_take(options, lambda image: None, words=6)
+    assert len(take.images) == 75
+    last = cv2.VideoCapture(str(video))
+    last.set(cv2.CAP_PROP_POS_FRAMES, 71)
+    ok, image = last.read()
+    assert ok and np.array_equal(take.images[-1], image)
+
+
 def test_a_session_that_saves_nothing_fails(grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     """Every take refused (a stand-in video without a face): the summary is an error and the exit 2, so a
     script can tell; a stand-in cut off mid-take is said to be, not taken for silence."""
@@ -584,3 +603,25 @@ def test_a_stop_request_ends_a_session_as_ctrl_c_does(grid_s1: Path, tmp_path: P
     assert code == 130 and signal.getsignal(signal.SIGTERM) == before
     assert capsys.readouterr().err.splitlines()[-1] == \
         f"lipstream: interrupted: the complete clips are kept in {tmp_path / 'grid' / 's1'}"
+
+
+@pytest.mark.parametrize("blocker, says", [
+    ("manifest.jsonl", "cannot write {folder}/manifest.jsonl: it is a folder"),
+    ("align", "cannot write {folder}: {folder}/align is not a folder"),
+], ids=["manifest_a_folder", "align_a_file"])
+def test_a_speaker_folder_laid_out_wrong_is_one_line_before_recording(blocker: str, says: str, grid_s1: Path,
+                                                                      tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A folder where the manifest goes, or a file where the align folder goes: said in one line before
+    any prompt, and nothing made beside it."""
+    folder = tmp_path / "grid" / "s1"
+    folder.mkdir(parents=True)
+    if blocker == "align":
+        (folder / "align").write_text("mine\n")
+    else:
+        (folder / blocker).mkdir()
+    clip = str(grid_s1 / "video" / f"{CLIP}.mp4")
+    assert record_module.main(["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "1", "--headless",
+                               "--source", clip, "--audio-file", clip]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"lipstream: error: {says.format(folder=folder)}\n"
+    assert sorted(p.name for p in folder.iterdir()) == [blocker]

@@ -751,6 +751,43 @@ def test_a_refused_run_leaves_no_run_folder(small_cache: Path, tmp_path: Path, c
         assert not (tmp_path / "refused").exists()
 
 
+@pytest.mark.parametrize("name, text, says", [
+    ("state.json", "{epoch: 3}", "is not a training run's state (Expecting property name enclosed in double quotes: "
+                                 "line 1 column 2 (char 1))"),
+    ("state.json", '{"best_cer": null}', "is not a training run's state (no 'epoch')"),
+    ("state.json", '{"epoch": "3", "best_cer": null}', """is not a training run's state ('epoch' is "3")"""),
+    ("args.json", '{"lr": 0.1', "is not a training run's recipe (Expecting ',' delimiter: line 1 column 11 (char 10))"),
+], ids=["state_not_json", "state_without_epoch", "state_epoch_not_a_number", "args_cut_short"])
+def test_a_run_folder_s_damaged_record_is_named_in_one_line(name: str, text: str, says: str, small_cache: Path,
+                                                           tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A state or recipe edited by hand or cut short: the file is named and what is wrong with it, the
+    run folder left as it was."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "state.json").write_text('{"epoch": 1, "best_cer": null}')
+    (run / name).write_text(text)
+    files = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert main(quick_run(small_cache, run, "--resume", "--epochs", "2")) == 2
+    assert capsys.readouterr().err == f"error: {run / name} {says}\n"
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == files
+
+
+def test_an_out_that_is_a_file_is_refused_before_the_cache_is_loaded(small_cache: Path, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture):
+    """The real cache is a gigabyte: a run that cannot be written is told before it is read (and so
+    before any note on its clips, here that none falls in a validation split of 0)."""
+    from training import dataset
+
+    loaded, load = [], dataset.load_clips
+    monkeypatch.setattr(dataset, "load_clips", lambda cache: loaded.append(cache) or load(cache))
+    taken = tmp_path / "taken"
+    taken.write_text("a user's file\n")
+    assert main(quick_run(small_cache, taken, "--val-fraction", "0")) == 2
+    assert capsys.readouterr().err == f"error: cannot write {taken / 'state.json'}: {taken} is not a folder\n"
+    assert loaded == [] and taken.read_text() == "a user's file\n"
+
+
 def test_a_resumed_run_and_evaluate_go_by_the_run_s_recorded_clips(small_cache: Path, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture):
     """The cache grows (a prepare finishes more clips) while a --limit run pauses: the resumed run trains
@@ -907,6 +944,19 @@ def test_malformed_caches_are_one_line_errors(small_cache: Path, tmp_path: Path,
         del f["clips/s1/bbaf3s/pose"]
     assert report_main(["--cache", str(poseless)]) == 2
     assert capsys.readouterr().err == f"error: {poseless}: clip s1/bbaf3s has no crop poses: prepare it again\n"
+
+
+def test_a_truncated_cache_is_one_line_with_h5py_s_whole_reason(small_cache: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture):
+    """The first half of a real cache (a copy cut short): h5py's reason is told whole, sizes and all."""
+    data = small_cache.read_bytes()
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(data[:len(data) // 2])
+    assert main(quick_run(truncated, tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {truncated} is not a lipstream cache (not a readable HDF5 file: ") and \
+        f"(truncated file: eof = {len(data) // 2}," in err and err.endswith(f"stored_eof = {len(data)}))\n"), err
+    assert err.count("\n") == 1 and not (tmp_path / "run").exists()
 
 
 def test_clips_with_no_window_of_words_are_one_error_not_an_endless_draw(small_cache: Path):

@@ -18,7 +18,7 @@ def open_cache(cache: Path) -> h5py.File:
         if not Path(cache).exists():
             raise FileNotFoundError(f"no cache at {cache}: make one with python -m training.prepare") from None
         raise ValueError(f"{cache} is not a lipstream cache (not a readable HDF5 file: "
-                         f"{str(e).splitlines()[0][:60]})") from None
+                         f"{' '.join(str(e).split())})") from None  # h5py's reason whole, on one line
 
 
 def complete_clips(f: h5py.File) -> list[tuple[str, h5py.Group]]:

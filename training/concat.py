@@ -8,6 +8,7 @@ Writes FILE.mp4 and FILE.align (word times shifted to the joined video, in GRID'
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 
 from realtime.capture import open_video
 from realtime.cli import Parser, at_least, non_negative, stops_like_ctrl_c, summary
-from realtime.files import make_folder_for, write_text
+from realtime.files import make_folder_for, output_problem, write_text
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, Clip, find_clips, read_align, video_fps
 
@@ -87,8 +88,24 @@ def select_clips(grid: Path, split: str, count: int) -> list[Clip]:
     return clips
 
 
+def check_outputs(out: Path, grid: Path) -> None:
+    """Refuse, before anything is written, an output that cannot be written (a folder at the align file's
+    name would fail only once the video had replaced the earlier one) or that is a clip's own file under
+    `grid`, which the joined video or its word times would replace."""
+    sources = [(clip, kind, path) for clip in find_clips(grid)
+               for kind, path in (("video", clip.video), ("align file", clip.align)) if path is not None]
+    for path in (out, out.with_suffix(".align")):
+        if problem := output_problem(path):
+            raise ValueError(problem)
+        for clip, kind, source in sources if path.exists() else ():
+            if os.path.samefile(path, source):  # through links too, hard or symbolic
+                raise ValueError(f"cannot write {path}: it is clip {clip.key}'s {kind}, which the joined "
+                                 "one would replace; choose an --out outside the clips' folders")
+
+
 def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tuple[int, int]:
     clips = select_clips(grid, split, count)
+    check_outputs(out, grid)
     fps = video_fps(clips[0].video)
     frames, lines, used = 0, [], 0
     with Mp4Writer(out, fps) as writer:
@@ -105,8 +122,8 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
             used += 1
             if seconds and frames >= seconds * fps:
                 break
-        # Both files written before either is moved into place, so that a failure leaves no video beside
-        # another video's word times.
+        # Both files written before either is moved into place (each checked writable before the run), so
+        # that a failure leaves no video beside another video's word times.
         align = out.with_suffix(".align")
         partial_align = align.with_name(f".{align.stem}.partial{align.suffix}")
         try:

@@ -42,9 +42,11 @@ def claim(out: Path, request: dict) -> None:
     """Make `out` this request's run folder, or continue it when it already is; raise ValueError when it
     holds anything else (another fine-tune, a training run, other files), which would be trained on or
     reported as if it were this one."""
+    from training.train import read_json
+
     recorded = out / "request.json"
     if recorded.exists():
-        earlier = json.loads(recorded.read_text())
+        earlier = read_json(recorded, "a fine-tune's request")
         differs = [f"--{key.replace('_', '-')}" for key in request
                    if key not in ("base_sha256", "clips") and earlier.get(key) != request[key]]
         if earlier.get("clips") != request["clips"] and "--data" not in differs:
@@ -110,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     from training.prepare import prepare
     from training.recipe import PER_FRAME_TARGET
 
-    created = not args.out.exists()
+    created, cache = not args.out.exists(), args.out / "clips.h5"
+    new = [path for path in (args.out / "request.json", cache) if not path.exists()]  # gone again if refused
     try:
         spec = read_spec(args.base)
         if (args.out / "finetune.json").exists():  # before the clips are prepared
@@ -120,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         check_texts(args.data, spec.vocabulary.charset, args.base)
         claim(args.out, request_of(args))
         resuming = (args.out / "state.json").exists()  # interrupted: the same command goes on
-        cache = args.out / "clips.h5"
         try:
             skipped = prepare(args.data, cache, args.workers, spec.crop)
             for clip, why in skipped:
@@ -129,8 +131,10 @@ def main(argv: list[str] | None = None) -> int:
             if not held_out or not train_clips:
                 raise ValueError(f"need clips to train on and to hold out; have {len(train_clips)} and "
                                  f"{len(held_out)} (record more, or change --val-fraction)")
-        except (FileNotFoundError, ValueError):
-            if created:  # a refused run leaves no folder behind
+        except (FileNotFoundError, ValueError):  # a refused run leaves --out as it found it
+            for path in new:
+                path.unlink(missing_ok=True)
+            if created:
                 shutil.rmtree(args.out, ignore_errors=True)
             raise
         before = evaluate(Predictor(args.base), held_out)

@@ -41,7 +41,7 @@ from realtime.cli import Parser, at_least, number, positive, summary
 from realtime.crop import LIPS, CropSpec
 from realtime.files import make_folder_for
 from realtime.tracker import MouthTracker, TrackerOptions
-from training.cache import open_cache
+from training.dataset import read_crop_spec
 from training.grid import AlignError, Clip, capture_fps, find_clips, read_align, sentence, sentence_from_code
 from training.speech import FORMAT as SPEECH_FORMAT
 from training.speech import RATE, speech_features
@@ -271,11 +271,10 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         raise FileNotFoundError(f"no videos under {grid}")
     partial = out.with_name(out.name + ".partial")
     existing = partial if partial.exists() else out
-    if existing.exists():  # checked before renaming, so a refused run leaves the cache where it was
-        with open_cache(existing) as f:
-            stored = json.loads(f.attrs.get("crop", "null"))
-        if stored is not None and stored != asdict(spec):
-            raise ValueError(f"{out} was made with another crop ({stored}); use a new --out")
+    if existing.exists():  # checked before renaming, so a refused run leaves the file at --out as it was
+        stored = read_crop_spec(existing)
+        if stored != spec:
+            raise ValueError(f"{out} was made with another crop ({asdict(stored)}); use a new --out")
     if out.exists() and not partial.exists():  # a copy: the cache stays usable while more is added
         copying = out.with_name(out.name + ".copying")  # so an interrupted copy is no partial cache
         shutil.copyfile(out, copying)

@@ -27,7 +27,7 @@ import numpy as np
 
 from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_interrupts, non_negative,
                           positive, stops_like_ctrl_c, summary)
-from realtime.files import make_folder_for, write_text
+from realtime.files import folder_problem, make_folder_for, write_text
 from realtime.vocab import Vocabulary
 from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION
 
@@ -236,6 +236,26 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
         gc.collect()
 
 
+def read_json(path: Path, what: str, needs: dict[str, type | tuple[type, ...]] | None = None) -> dict:
+    """The JSON object a run folder keeps at `path` (a run's state or recipe, a fine-tune's request) with
+    the keys it `needs`, of their types; one edited by hand or cut short is a one-line error naming the
+    file, as `what` it is not (json's own names neither the file nor the key)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise OSError(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:  # not JSON, or not text
+        raise ValueError(f"{path} is not {what} ({e})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is not {what} (not a JSON object)")
+    for key, kind in (needs or {}).items():
+        if key not in record:
+            raise ValueError(f"{path} is not {what} (no {key!r})")
+        if not isinstance(record[key], kind):
+            raise ValueError(f"{path} is not {what} ({key!r} is {json.dumps(record[key])})")
+    return record
+
+
 def check_inputs(config: str, cache: Path) -> CropSpec:
     """The crop of an existing cache, for a known configuration; or a one-line error."""
     from training.model import CONFIGS
@@ -265,11 +285,14 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     fps = read_fps(args.cache)  # before the run folder is touched, as the crop
     run = args.out
     state_path = run / "state.json"
+    if problem := folder_problem(run, state_path):  # before the cache is loaded, not after
+        raise NotADirectoryError(problem)
     if state_path.exists() and not args.resume:
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
     if args.resume and not state_path.exists():
         raise ValueError(f"nothing to resume in {run}")
-    state = json.loads(state_path.read_text()) if args.resume else {"epoch": 0, "best_cer": None}
+    state = (read_json(state_path, "a training run's state", {"epoch": int, "best_cer": (int, float, type(None))})
+             if args.resume else {"epoch": 0, "best_cer": None})
     if state["epoch"] >= args.epochs:  # before anything is loaded: a finished run costs nothing to ask
         print(f"{run} already trained {state['epoch']} epochs", file=sys.stderr)
         return 0
@@ -280,7 +303,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
     recorded = args.resume and recipe.exists()
     if recorded:
-        began = json.loads(recipe.read_text())
+        began = read_json(recipe, "a training run's recipe")
         for key in _RECIPE:
             setattr(args, key, began.get(key, defaults[key]))
     # Every refusal before the run folder is made: a refused run leaves nothing behind.
