@@ -31,7 +31,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.cli import Parser, add_decoder, add_policy, at_least, named, named_path, summary
     from realtime.live import SHORTEST_WINDOW, LiveOptions
 
-    p = Parser(description=summary(__doc__), formatter_class=argparse.RawDescriptionHelpFormatter,
+    command = Path(sys.argv[0]).name  # run_live.py as ./lipstream runs it, lipstream-live when installed
+    p = Parser(prog="lipstream live" if command == "run_live.py" else command, description=summary(__doc__),
+               formatter_class=argparse.RawDescriptionHelpFormatter,
                epilog=__doc__[__doc__.index("Keys"):])
     p.add_argument("--source", type=named, default="0",
                    help="camera index, video file or stream URL (default: camera 0)")

@@ -225,10 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     problem = nothing_read(str(args.source), source, rec.seen)  # as live refuses it
-    if problem:
+    cut = source.failure or source.error  # figures of part of a video, its WER against all of its words
+    if problem or cut:
         pipeline.close()
-        print(f"error: {problem}", file=sys.stderr)
-        return 2
+        print(f"error: {problem or f'{cut}: no figures written'}", file=sys.stderr)
+        return 2 if problem else 1 if source.failure else 3
     rss_mb = peak_rss_mb()
     crops = []
     capture = open_video(str(args.source))

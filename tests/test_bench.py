@@ -154,3 +154,18 @@ def test_a_video_without_a_face_is_refused_as_the_live_captioner_refuses_it(tmp_
     assert not captured.out and not out.exists()
     assert run_live.main(["--source", str(video), "--model", str(MODEL), "--headless", "--fast"]) == 2
     assert f"lipstream: error: no face in {video}: nothing was read" in capsys.readouterr().err.splitlines()
+
+
+def test_a_video_cut_off_gives_no_figures(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A download cut off halfway: figures of its first half, and a WER against all of its words, would
+    pass for the clip's; the live captioner's exit for a source that ended early (3), and nothing written."""
+    half, out = tmp_path / "half.mp4", tmp_path / "bench.json"
+    data = CLIP.read_bytes()
+    half.write_bytes(data[:len(data) // 2])
+    (tmp_path / "half.align").write_bytes(CLIP.parent.parent.joinpath("align", "bbaf5a.align").read_bytes())
+    assert bench_main(["--source", str(half), "--fast", "--json", str(out)]) == run_live.EXIT_SOURCE_ENDED
+    captured = capsys.readouterr()
+    said = captured.err.splitlines()
+    assert len(said) == 1 and said[0].startswith("error: video ended early") and said[0].endswith(
+        ": no figures written"), captured.err
+    assert not captured.out and not out.exists()

@@ -610,6 +610,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     *[([option, "", "--headless", "--fast", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
        f"argument {option}: an empty name names no file") for option in ("--jsonl", "--srt", "--vtt", "--model")],
     (["--source", "", "--headless"], "argument --source: an empty name names no file"),
+    (["--bogus", "--headless"], "lipstream live: error: unrecognized arguments: --bogus"),  # the command typed
     # Options the others leave without effect, refused when given, whatever their value (12: the default's).
     *[([*options, "--headless", "--fast", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")], says)
       for options, says in (
