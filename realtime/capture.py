@@ -188,6 +188,7 @@ class FrameSource:
         self._released = threading.Event()  # cleared while a video is held
         self._released.set()
         self._held_at = 0.0
+        self.waiting = threading.Event()  # set while the reading thread waits for a hold's release
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
     def _open(self) -> cv2.VideoCapture:
@@ -315,7 +316,9 @@ class FrameSource:
         opened = (0.0, 0)  # when it did (time.monotonic()), and `read` then
         while not self._stop.is_set():
             if not self._released.wait(0.05):
+                self.waiting.set()
                 continue  # held: look again (a stop ends the wait too)
+            self.waiting.clear()
             ok, image, read_ms = self._next_frame()
             if not ok:
                 if self.is_video:

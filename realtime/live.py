@@ -97,14 +97,17 @@ class LivePipeline:
                     stages["captions"] = (time.perf_counter() - t0) * 1e3
             else:
                 if track.jumped and self.backend.count:  # another face, or a cut: what it says is not this phrase
+                    t0 = time.perf_counter()
                     changed = self.restart(frame.t)
+                    stages["captions"] = (time.perf_counter() - t0) * 1e3
                 t0 = time.perf_counter()
                 self.backend.push(track.crop)
                 self.times.append(frame.t)
                 self.moving.append(self.moving_lips(track.lips))
                 stages["front_end"] = (time.perf_counter() - t0) * 1e3
                 if self.backend.count % self.options.hop == 0:
-                    read, stages["back_end"], stages["captions"] = self._read()
+                    read, stages["back_end"], captions_ms = self._read()
+                    stages["captions"] += captions_ms
                     changed = changed or read
         done = time.perf_counter()
         stages["total"] = (done - started) * 1e3 + frame.read_ms

@@ -339,10 +339,14 @@ def test_a_held_video_waits_and_then_goes_on_from_where_it_was() -> None:
     frames = source.frames
     first = [frames.get(timeout=10) for _ in range(10)]
     source.hold(True)
-    time.sleep(0.3)  # a frame being paced when the hold came is still delivered
+    at_hold = source.read
+    assert source.waiting.wait(30)  # however loaded the machine, the reading thread gets to the hold
     read = source.read
+    assert read - at_hold <= 1  # only a frame being paced when the hold came is still delivered
+    # Waiting on the hold, the thread reads nothing until released, however long that is; watched for a
+    # second, in which a fault that read on anyway would read this clip's 25 frames a second.
     time.sleep(1.0)
-    assert source.read == read  # held: nothing read
+    assert source.waiting.is_set() and source.read == read
     source.hold(False)
     rest = list(source)
     assert [f.index for f in first + rest] == list(range(75)) and source.dropped == 0

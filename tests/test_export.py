@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -206,12 +207,25 @@ def test_sliding_window_reads_as_the_same_frames_read_offline(exported: Export, 
                                        err_msg=f"frame {n}, from 10")
 
 
-def test_choose_provider_falls_back_to_cpu_with_a_reason(exported: Export):
-    assert choose_provider("cpu", exported.path).providers == ("CPUExecutionProvider",)
-    for requested, available in (("auto", ["CPUExecutionProvider"]),
-                                 ("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"])):
-        choice = choose_provider(requested, exported.path, available=available)  # no GPU here
-        assert choice.name == "cpu" and choice.providers == ("CPUExecutionProvider",) and choice.reason
+def test_choose_provider_falls_back_to_cpu_with_a_reason(exported: Export, tmp_path: Path):
+    """Each way to the CPU says its own reason. `available` stands in for the build's list: a CUDA provider
+    listed, on this machine without a GPU, gives a CUDA session that runs on the CPU."""
+    for requested, available, reason in (
+            ("cpu", None, "CPU requested"),
+            ("auto", ["CPUExecutionProvider"], "this ONNX Runtime build has no CUDA provider"),
+            ("cuda", ["CPUExecutionProvider"], "this ONNX Runtime build has no CUDA provider"),
+            ("cuda", ["CUDAExecutionProvider", "CPUExecutionProvider"], "no usable CUDA device or libraries")):
+        choice = choose_provider(requested, exported.path, available=available)
+        assert (choice.name, choice.providers, choice.reason) == ("cpu", ("CPUExecutionProvider",), reason), requested
+    # A CUDA session that cannot be made at all (here: its probe is no model) says ONNX Runtime's first
+    # line, cut to 80 characters.
+    broken = tmp_path / ("a-long-name-" * 8 + ".onnx")
+    broken.write_text("not a model\n")
+    choice = choose_provider("auto", broken, available=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert choice.name == "cpu" and choice.providers == ("CPUExecutionProvider",)
+    said = re.fullmatch(r"CUDA session failed \((.*)\)", choice.reason)
+    assert said and len(said[1]) == 80 and "\n" not in said[1], choice.reason
+    assert said[1].startswith("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from "), choice.reason
 
 
 def test_unusable_models_raise_a_one_line_error(exported: Export, tmp_path: Path):

@@ -375,13 +375,30 @@ def test_ctrl_c_stops_a_run_whose_json_lines_go_to_a_pipe_no_one_reads(tmp_path:
         run.kill()
 
 
+def open_files() -> list[str]:
+    """What this process' file descriptors point to now."""
+    links = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            links.append(os.readlink(fd))
+        except OSError:  # closed since it was listed (the listing's own descriptor among them)
+            pass
+    return links
+
+
 def test_the_json_lines_file_is_closed_when_the_run_ends(tmp_path: Path) -> None:
+    """Closed by the run itself, as it ends: no descriptor of this process points to the file once the
+    run has returned (a handle still referenced anywhere would keep one), and none is left for the
+    garbage collector to find (it would warn)."""
+    jsonl = os.path.realpath(tmp_path / "captions.jsonl")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ResourceWarning)
         code, lines = run_headless(tmp_path, clip(CLIPS[0]))
+        assert jsonl not in open_files()
         gc.collect()
     assert code == 0 and lines[-1]["final"] is True
     assert not [w for w in caught if issubclass(w.category, ResourceWarning) and "captions.jsonl" in str(w.message)]
+    assert jsonl not in open_files()
 
 
 def test_a_transcript_stdout_cannot_take_is_saved_to_a_file(offline: Callable[[str], str], tmp_path: Path) -> None:

@@ -162,11 +162,26 @@ def test_vad_boundaries_match_grid_alignments(grid_s1: Path):
 
 
 def test_vad_report(grid_s1: Path, capsys: pytest.CaptureFixture):
+    """The report's figures are those of the detector against GRID's alignments, measured here apart
+    from it on the same clips (5 taken evenly across the sorted corpus: its 0th, 180th, 360th, ...)."""
     assert vad_report_main(["--grid", str(grid_s1), "--count", "5"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "5 clips, speech found in 5"
-    assert lines[1].startswith("start: median |error| ") and lines[2].startswith("  end: median |error| ")
-    assert "p95" in lines[1] and "ms" in lines[2]
+    assert len(lines) == 3 and lines[0] == "5 clips, speech found in 5"
+    names = sorted(p.stem for p in (grid_s1 / "video").glob("*.mp4"))
+    assert len(names) == 900
+    errors = []  # ms, detected minus aligned: start, end
+    for name in names[::180]:
+        words = grid_words(grid_s1, name)
+        span = detect_speech(read_audio(grid_s1 / "video" / f"{name}.mp4"), 16000)
+        assert span is not None, name
+        errors.append(((span.start - words[0].start / 25) * 1000, (span.end - words[-1].end / 25) * 1000))
+    errors = np.array(errors)
+    for line, label, e in zip(lines[1:], ("start", "  end"), errors.T):
+        said = re.fullmatch(rf"{label}: median \|error\| (\d+) ms, p95 (\d+) ms, median signed ([+-]\d+) ms", line)
+        assert said, line
+        expected = (np.median(np.abs(e)), np.percentile(np.abs(e), 95), np.median(e))
+        for printed, value in zip(said.groups(), expected):
+            assert abs(int(printed) - value) <= 0.5 + 1e-9, (line, expected)  # printed to the ms
 
 
 def test_interrupt_while_recording_leaves_complete_clips_only(grid_s1: Path, tmp_path: Path,
@@ -405,20 +420,23 @@ def test_silent_mode_finds_the_span_from_the_lips(grid_s1: Path, tmp_path: Path)
     assert words[0].start / 25 - 0.6 <= start <= words[0].start / 25 + 0.08  # and open a little before the first
 
 
-def test_silent_mode_records_without_a_microphone(grid_s1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_silent_mode_records_without_a_microphone(grid_s1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture):
     """No microphone and no sound file given: a silent session records the video alone (its sound track
-    silence), timing the words by the lips; a voiced one is refused before anything is made."""
+    silence), timing the words by the lips, and says so; a voiced one is refused before anything is made."""
     class NoMicrophone(MicrophoneStream):  # as on a machine without one, whatever this one has
         def __init__(self, *args, **kwargs):
             raise AudioError("cannot open a microphone (no input device)")
 
     monkeypatch.setattr("realtime.record.MicrophoneStream", NoMicrophone)
     out = tmp_path / "grid"
-    with pytest.raises(AudioError, match="microphone"):
+    with pytest.raises(AudioError):
         record(replace(stand_in(grid_s1, out), audio_file=None))
-    assert not out.exists()
+    assert not out.exists() and "no microphone" not in capsys.readouterr().err  # refused, not gone on silent
     with contextlib.redirect_stdout(io.StringIO()):
         session = record(replace(stand_in(grid_s1, out, silent=True), audio_file=None))
+    assert "lipstream: no microphone: recording the video alone (with --silent the lips time the words)" in \
+        capsys.readouterr().err.splitlines()
     assert session.saved == (CLIP,)
     entry = json.loads((out / "s1" / "manifest.jsonl").read_text())
     assert entry["mode"] == "silent" and entry["audio"] == "none"

@@ -249,12 +249,20 @@ def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], t
         press("c", "screen cleared")
         press("plus", "view at 2.5x")
         run.wait_for(lambda: size() == "900x720", "larger window after +")
+        # Said once the video is held and the loop waits in its pause; every caption line is written and
+        # flushed before the key is read, and none while paused: from here on the file cannot change.
         press("space", "paused at")
         lines = run.captions.read_text()
-        time.sleep(1.5)
-        assert run.captions.read_text() == lines  # paused: no frame read, no caption changed
-        press("s", "saved")
+        watched = time.monotonic() + 1.5
+        press("s", "saved")  # the paused window still answers keys
         paused = run.committed()
+        # Held, nothing is read, so no caption changes however long the pause lasts. Watched for 1.5 s at
+        # least (37 of the clip's frames, were they read): how long a fault has to show, not a time a
+        # correct run must keep to.
+        while time.monotonic() < watched:
+            assert run.captions.read_text() == lines  # paused: no frame read, no caption changed
+            time.sleep(0.1)
+        assert run.captions.read_text() == lines and paused == run.committed()
         press("space", "resumed")
         run.wait_for(lambda: len(run.committed()) > len(paused), "words read after the pause")
         subprocess.run(["xdotool", "key", "q"], env=x_display, check=True, timeout=30)
