@@ -158,18 +158,20 @@ def run(args: argparse.Namespace) -> int:
         # Variants of the model this export replaces, not made again, would no longer match it.
         stale = [p for tag, asked in (("int8", args.int8), ("fp16", args.fp16)) if not asked
                  for p in family(args.out, tag) if p.exists()]
+        written: list[Path] = []
         try:
             with held_interrupts():  # all of the new export, or none of it
                 make_folder_for(args.out)
-                written = [p.replace(args.out.with_name(p.name)) for p in staged]
+                for p in staged:
+                    written.append(p.replace(args.out.with_name(p.name)))
                 for p in stale:
                     p.unlink()
         except KeyboardInterrupt:  # pressed while the files were moved: they all were
             print(f"interrupted: the export was written to {args.out} in full", file=sys.stderr)
             return 130
-        except OSError as e:  # the runtime refuses a model beside parts of another export (their digests)
-            print(f"error: cannot move the export into place ({e.strerror or e}): {args.out} may be incomplete",
-                  file=sys.stderr)
+        except OSError as e:  # a partial move: the runtime refuses a model beside another export's parts
+            moved = f": {args.out} may be incomplete" if written else ""
+            print(f"error: cannot write the export ({e.strerror or e}){moved}", file=sys.stderr)
             return 1
     for p in written:
         print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")

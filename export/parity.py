@@ -95,14 +95,15 @@ def _streamed(model: OnnxModel, crops: np.ndarray, window: int) -> np.ndarray:
 
 
 def _compared(reference: Callable[[np.ndarray], np.ndarray], model: OnnxModel, clips: list[np.ndarray],
-              limit: float, full: bool) -> list[ParityResult]:
+              limit: float, full: Callable[[np.ndarray, np.ndarray], ParityResult]) -> list[ParityResult]:
+    """`full`'s row (from a window batch and the reference's read of it), then the streaming forms of
+    `model` against `reference`, on windows of every length."""
     results = []
     for length in WINDOW_LENGTHS:
         crops = windows(clips, length)
         x = normalise(crops)
         expected = reference(x)
-        if full:
-            results.append(check(expected, model.batch_logp(x), "full", limit))
+        results.append(full(x, expected))
         results.append(check(expected, _streamed(model, crops, length), "streaming", limit))
         longer = windows(clips, 2 * length)
         results.append(check(reference(normalise(longer[:, length:])), _streamed(model, longer, length), "sliding",
@@ -116,7 +117,8 @@ def gate(keras_model: keras.Model, model: OnnxModel, clips: list[np.ndarray]) ->
     `sliding` (the same after the window has slid by its length: its start read afresh). A form passes
     when no probability moves by more than MAX_PROB_DIFF and each frame's best class is Keras' but at
     near ties (NEAR_TIE): equal transcripts would refuse a model merely unsure between two letters."""
-    return _compared(lambda x: np.asarray(keras_model.predict_on_batch(x)), model, clips, MAX_PROB_DIFF, full=True)
+    return _compared(lambda x: np.asarray(keras_model.predict_on_batch(x)), model, clips, MAX_PROB_DIFF,
+                     lambda x, expected: check(expected, model.batch_logp(x), "full"))
 
 
 def variant_gate(model: OnnxModel, exported: OnnxModel, clips: list[np.ndarray], limit: float,
@@ -125,6 +127,5 @@ def variant_gate(model: OnnxModel, exported: OnnxModel, clips: list[np.ndarray],
     `streaming` and `sliding` forms, as gate() reads them, against its own full model: the parts live
     captioning streams with must read as the model they were made with, within `limit`. Each frame's
     best class must be the reference's but at near ties (NEAR_TIE)."""
-    full = [check(exported.batch_logp(x), model.batch_logp(x), "full", rounded)
-            for x in (normalise(windows(clips, length)) for length in WINDOW_LENGTHS)]
-    return full + _compared(model.batch_logp, model, clips, limit, full=False)
+    return _compared(model.batch_logp, model, clips, limit,
+                     lambda x, read: check(exported.batch_logp(x), read, "full", rounded))

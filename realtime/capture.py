@@ -318,7 +318,8 @@ class FrameSource:
             if not self._released.wait(0.05):
                 self.waiting.set()
                 continue  # held: look again (a stop ends the wait too)
-            self.waiting.clear()
+            if self.waiting.is_set():  # a lock-free look on every frame; the clear only after a hold
+                self.waiting.clear()
             ok, image, read_ms = self._next_frame()
             if not ok:
                 if self.is_video:

@@ -617,14 +617,14 @@ def test_int8_streaming_parts_read_as_its_full_model(small_cache: Path, gate_cli
                             VARIANT_MAX_PROB_DIFF["int8"], ROUNDED_MAX_PROB_DIFF["int8"])
 
     results = gated()
-    assert [(r.form, r.length) for r in results] == [("full", n) for n in WINDOW_LENGTHS] + [
-        (form, n) for n in WINDOW_LENGTHS for form in ("streaming", "sliding")]
+    assert [(r.form, r.length) for r in results] == [(form, n) for n in WINDOW_LENGTHS
+                                                    for form in ("full", "streaming", "sliding")]
     assert all(r.ok for r in results), results
     proto = onnx.load(back)
     weight = next(w for w in proto.graph.initializer if w.name.endswith("bigru1_W"))
     weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) + 0.5, weight.name))
     onnx.save(proto, back)
-    assert all(r.flips and not r.ok for r in gated()[len(WINDOW_LENGTHS):])
+    assert all(r.flips and not r.ok for r in gated() if r.form != "full")
 
     blind = tmp_path / "blind" / bundled.name
     blind.parent.mkdir()
