@@ -20,7 +20,6 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import IO
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOURCE_ENDED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
@@ -56,29 +55,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
                    help=f"ONNX Runtime threads, up to {MOST_THREADS} (default: all cores)")
     return p.parse_args(argv)
-
-
-class _OpenedAtFirstLine:
-    """A JSON lines file, as JsonLines writes to it, opened (and so replaced) only when its first line is
-    written: a run that reads nothing (no face, no frame decoded) writes none, and leaves the file as it was."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file: IO[str] | None = None
-
-    def write(self, text: str) -> int:
-        from realtime.files import open_output
-
-        if self.file is None:
-            self.file = open_output(self.path)
-        return self.file.write(text)
-
-    def flush(self) -> None:  # JsonLines flushes what it wrote
-        self.file.flush()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
 
 
 class _ReaderGone(Exception):
@@ -134,16 +110,16 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     from realtime.backend import ModelLoadError, OnnxModel, find_model
-    from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
-    from realtime.cli import interrupt, nothing_read, outputs_problem, policy_options, window_problem
-    from realtime.files import open_output, own_stream, silence, write_text, written_in_place
+    from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, local_path
+    from realtime.cli import interrupt, policy_options, window_problem
+    from realtime.files import open_output, outputs_problem, silence, write_text
     from realtime.live import (MOST_ENLARGED, JsonLines, LiveOptions, LivePipeline, StepResult, enlargement, log,
-                               subtitles)
+                               nothing_read, subtitles)
 
     # Before any frame is read: a run must not end in a file it cannot write.
     options = LiveOptions(window=args.window, hop=args.hop, policy=policy_options(args))
     outputs = [p for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
-    problem = window_problem(options) or outputs_problem(args.source, outputs)
+    problem = window_problem(options) or outputs_problem(local_path(args.source), outputs)
     if problem:
         log(f"error: {problem}")
         return EXIT_USAGE
@@ -185,10 +161,8 @@ def _run(args: argparse.Namespace) -> int:
     try:  # a FIFO blocks here until it has a reader: Ctrl-C still stops the run
         if args.jsonl == "-":
             out = JsonLines(sys.stdout)
-        elif args.jsonl:  # a pipe, device or stdout holds nothing to lose: opened now
-            path = Path(args.jsonl)
-            stream = written_in_place(path) or own_stream(path) is not None
-            out = JsonLines(open_output(path) if stream else _OpenedAtFirstLine(path))
+        elif args.jsonl:  # a file is opened (so replaced) at its first line: a run that reads nothing leaves it
+            out = JsonLines(open_output(Path(args.jsonl), at_first_write=True))
     except (KeyboardInterrupt, OSError) as e:
         if isinstance(e, OSError):
             log(f"error: cannot write {args.jsonl} ({e.strerror or e})")
@@ -199,7 +173,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_USAGE if isinstance(e, OSError) else EXIT_INTERRUPTED
 
     resampler = Resampler(model.spec.fps)
-    code, paused, step, first, faceless, seen, small = EXIT_OK, False, None, True, False, False, False
+    code, paused, step, first, faceless, small = EXIT_OK, False, None, True, False, False
     unread = False  # the source gave nothing to read: output files are left as they were
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
@@ -247,7 +221,6 @@ def _run(args: argparse.Namespace) -> int:
                 if first:
                     log(f"first frame processed {time.monotonic() - started:.2f} s after start")
                     first = False
-                seen = seen or step.track.crop is not None
                 if step.track.jumped:  # the transcript goes on with what someone else says
                     log(f"reading another face at {step.frame.t:.1f} s (a second person, or a cut)")
                 if not small and (enlarged := enlargement(step.track, model.spec.crop)) > MOST_ENLARGED:
@@ -271,11 +244,12 @@ def _run(args: argparse.Namespace) -> int:
                 while paused and source.is_video:  # a video waits for its viewer, as a player does
                     answer(show(step, wait_ms=30))
         # A video read to its end in a window: once every output is written, its last words stay on screen.
-        ended = window is not None and step is not None and source.is_video and seen and not source.error
+        ended = (window is not None and step is not None and source.is_video and math.isfinite(pipeline.last_face)
+                 and not source.error)
         if source.failure:
             log(f"error: {source.failure}; the transcript so far is kept")
             code, ended = EXIT_FAILED, False
-        elif problem := nothing_read(args.source, source, seen):
+        elif problem := nothing_read(args.source, source, pipeline):
             log(f"error: {problem}")
             code, unread = EXIT_USAGE, True
         elif source.error:
@@ -301,8 +275,9 @@ def _run(args: argparse.Namespace) -> int:
         pipeline.close()
         if window is not None and not ended:
             window.close()
+    unread = unread or first  # stopped before its first frame (Ctrl-C as the model loaded): nothing read either
     lost = False  # an output failed: the run exits 2
-    if out and not (unread and isinstance(out.out, _OpenedAtFirstLine)):  # a stream is still told the run ended
+    if out and not (unread and out.out.closed):  # a file not opened yet is left as it was; a stream is told the end
         out.caption(final)
         out.final(final.committed)
         if out.error and args.jsonl == "-":

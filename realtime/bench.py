@@ -22,11 +22,10 @@ from typing import Callable
 import numpy as np
 
 from realtime.backend import BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
-from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, open_video
-from realtime.cli import (Parser, add_decoder, add_policy, at_least, named_path, nothing_read, outputs_problem,
-                          policy_options, summary, window_problem)
-from realtime.files import make_folder_for, write_text
-from realtime.live import STAGES, LiveOptions, LivePipeline
+from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, local_path, open_video
+from realtime.cli import Parser, add_decoder, add_policy, at_least, named_path, policy_options, summary, window_problem
+from realtime.files import make_folder_for, outputs_problem, write_text
+from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
 from realtime.tracker import MouthTracker, TrackerOptions
 from training.grid import AlignError, Token, read_align, sentence, video_fps  # GRID's reader: no TensorFlow behind it
 
@@ -50,7 +49,6 @@ class Recording:
     latency: list[float] = field(default_factory=list)
     media_t: list[float] = field(default_factory=list)
     frames: int = 0
-    seen: bool = False  # a face in some frame
     wall: float = 0.0
     cpu: float = 0.0
 
@@ -72,7 +70,6 @@ def run_stream(model: OnnxModel, source: str, options: LiveOptions,
             rec.latency.append(step.latency_ms)
             rec.media_t.append(f.t)
             rec.frames += 1
-            rec.seen = rec.seen or step.track.crop is not None
     finally:
         frames.stop()
     pipeline.finish()
@@ -210,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot and args.plot.suffix.lower() != ".png":
         parser.error("--plot must name a .png file")
     # Before the run, not after it: its results must not be lost to a file that cannot be written or read.
-    problem = outputs_problem(str(args.source), [p for p in (args.json, args.plot) if p])
+    problem = outputs_problem(local_path(str(args.source)), [p for p in (args.json, args.plot) if p])
     try:
         tokens = reference(args.source)
     except AlignError as e:
@@ -224,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ModelLoadError, CaptureError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    problem = nothing_read(str(args.source), source, rec.seen)  # as live refuses it
+    problem = nothing_read(str(args.source), source, pipeline)  # as live refuses it
     cut = source.failure or source.error  # figures of part of a video, its WER against all of its words
     if problem or cut:
         pipeline.close()

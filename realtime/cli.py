@@ -10,15 +10,14 @@ import functools
 import math
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from realtime.captions import POLICIES, PolicyOptions
 from realtime.decode import BEAM_WIDTH, DECODERS
 
-if TYPE_CHECKING:  # types only: both load OpenCV, which a command's --help need not wait for, and live imports this
-    from realtime.capture import FrameSource
+if TYPE_CHECKING:  # a type only: live loads OpenCV, which a command's --help need not wait for, and imports this
     from realtime.live import LiveOptions
 
 
@@ -231,32 +230,3 @@ def policy_options(args: argparse.Namespace) -> PolicyOptions:
     """The caption policy that add_decoder's and add_policy's options ask for."""
     right_context = PolicyOptions.right_context if args.right_context is None else args.right_context
     return PolicyOptions(args.policy, args.decoder, args.beam_width, right_context=right_context)
-
-
-def outputs_problem(source: str, outputs: Iterable[str | Path]) -> str | None:
-    """Why the output files asked for cannot all be written, or None: each must be writable, none may
-    be the video read from `source` (it would be lost) nor another output (one would replace the other)."""
-    from realtime.capture import local_path  # here, not above: it loads OpenCV, and realtime.files imports this
-    from realtime.files import output_problem
-
-    video = local_path(source)  # a file:// URL names its file too
-    taken = {video.resolve(): "the video read"} if video is not None and video.is_file() else {}
-    for path in map(Path, outputs):
-        problem = output_problem(path)
-        if problem:
-            return problem
-        if path.resolve() in taken:
-            return f"{path} is {taken[path.resolve()]}: choose another file"
-        taken[path.resolve()] = "another output"
-    return None
-
-
-def nothing_read(source: str, frames: FrameSource, seen: bool) -> str | None:
-    """Why a run read nothing of `source`, or None: not one frame decoded, or a video read to its end
-    (`seen`: with a face in some frame) without a face. Bad input, not a run cut short or a silent empty
-    transcript."""
-    if frames.error and not frames.read:
-        return frames.error
-    if frames.is_video and not seen and not frames.error and not frames.failure:
-        return f"no face in {source}: nothing was read"
-    return None

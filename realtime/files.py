@@ -7,7 +7,7 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -88,6 +88,41 @@ def output_problem(path: Path) -> str | None:
     return folder_problem(target.parent, path)
 
 
+def file_id(path: Path) -> tuple[int, int] | str:
+    """What one file is however it is named: its device and inode where it exists (so a hard or symbolic
+    link to it is it too), else the path it would be made at."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return os.path.realpath(path)
+    return st.st_dev, st.st_ino
+
+
+def first_taken(outputs: Sequence[Path], inputs: Iterable[tuple[Path, str]]) -> tuple[Path, str] | None:
+    """The first output that is one of the files read (`inputs`, each with what it is) or an output named
+    before it ("another output"), with what it is; or None. Each file is looked at once, and the inputs not
+    at all while no output exists yet: none can be one of them (a corpus' clips are many)."""
+    ids = [file_id(path) for path in outputs]
+    taken = {file_id(path): what for path, what in inputs} if any(isinstance(i, tuple) for i in ids) else {}
+    for path, key in zip(outputs, ids):
+        if key in taken:
+            return path, taken[key]
+        taken[key] = "another output"
+    return None
+
+
+def outputs_problem(video: Path | None, outputs: Iterable[str | Path]) -> str | None:
+    """Why the output files asked for cannot all be written, or None: each must be writable, none may
+    be the video read (it would be lost) nor another output (one would replace the other)."""
+    outputs = [Path(p) for p in outputs]
+    if problem := next(filter(None, map(output_problem, outputs)), None):
+        return problem
+    read = [(video, "the video read")] if video is not None and video.is_file() else []
+    if taken := first_taken(outputs, read):
+        return f"{taken[0]} is {taken[1]}: choose another file"
+    return None
+
+
 def make_folder_for(path: Path) -> None:
     """Make the folder `path` goes in; a NotADirectoryError that names the culprit when a file stands
     in its way (mkdir's own says only "File exists")."""
@@ -98,15 +133,45 @@ def make_folder_for(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def open_output(path: Path) -> IO[str]:
-    """An output written as the run goes (JSON lines): through a symlink to its file, into a device or pipe."""
+def open_output(path: Path, at_first_write: bool = False) -> IO[str]:
+    """An output written as the run goes (JSON lines): through a symlink to its file, into a device or pipe.
+    `at_first_write`: a file is opened, and so replaced, only when first written to, so that a run that
+    writes nothing leaves it as it was; a stream, device or pipe holds nothing to lose and is opened at
+    once (a FIFO blocks here until it has a reader)."""
     stream = own_stream(path)
     if stream:
         return stream
     if not written_in_place(path):
+        if at_first_write:
+            return OpenedAtFirstWrite(path)
         path = Path(os.path.realpath(path))
         make_folder_for(path)
     return open(path, "w", encoding="utf-8")
+
+
+class OpenedAtFirstWrite:
+    """open_output's file, opened at its first write; `closed` until then, as no file is open."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: IO[str] | None = None
+
+    @property
+    def closed(self) -> bool:
+        return self.file is None or self.file.closed
+
+    def write(self, text: str) -> int:
+        if self.file is None:
+            self.file = open_output(self.path)
+        return self.file.write(text)
+
+    def flush(self) -> None:
+        if self.file is not None:
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
 
 
 def write_text(path: Path, text: str) -> None:

@@ -7,6 +7,7 @@ window or headless outputs, and the user's keys) and the benchmark.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections import deque
@@ -17,7 +18,7 @@ import numpy as np
 
 from realtime.activity import MovingLips
 from realtime.backend import OnnxModel, StreamingBackend
-from realtime.capture import Frame
+from realtime.capture import Frame, FrameSource
 from realtime.captions import CaptionPolicy, CaptionState, PolicyOptions, TimedWord, make_policy
 from realtime.cli import held_interrupts
 from realtime.crop import CropSpec
@@ -92,64 +93,73 @@ class LivePipeline:
                 self.last_face = frame.t
             if track.crop is None:
                 if self.backend.count and frame.t - self.last_face > self.options.lost_face_seconds:
-                    t0 = time.perf_counter()
-                    changed = self.restart(frame.t)  # the face is gone
-                    stages["captions"] = (time.perf_counter() - t0) * 1e3
+                    changed = self.restart(frame.t, stages)  # the face is gone
             else:
                 if track.jumped and self.backend.count:  # another face, or a cut: what it says is not this phrase
-                    t0 = time.perf_counter()
-                    changed = self.restart(frame.t)
-                    stages["captions"] = (time.perf_counter() - t0) * 1e3
+                    changed = self.restart(frame.t, stages)
                 t0 = time.perf_counter()
                 self.backend.push(track.crop)
                 self.times.append(frame.t)
                 self.moving.append(self.moving_lips(track.lips))
                 stages["front_end"] = (time.perf_counter() - t0) * 1e3
                 if self.backend.count % self.options.hop == 0:
-                    read, stages["back_end"], captions_ms = self._read()
-                    stages["captions"] += captions_ms
-                    changed = changed or read
+                    changed = self._read(stages) or changed
         done = time.perf_counter()
         stages["total"] = (done - started) * 1e3 + frame.read_ms
         no_face = track.crop is None and frame.t - self.last_face > self.options.lost_face_seconds
         latency = (time.monotonic() - frame.captured) * 1e3
         return StepResult(frame, track, self.caption, changed, no_face, stages, latency)
 
-    def _read(self) -> tuple[bool, float, float]:
-        """The back end over the policy's window and the policy's update: whether the caption
-        changed, and the ms each took."""
+    def _read(self, stages: dict[str, float]) -> bool:
+        """The back end over the policy's window and the policy's update: whether the caption changed. The
+        ms each took are added to `stages`' back_end and captions."""
         t0 = time.perf_counter()
         times = np.fromiter(self.times, float)
         first = min(int(np.searchsorted(times, self.policy.window_start())), len(times) - 1)
         logp = self.backend.logp(first)
         t1 = time.perf_counter()
         changed = self._set(self.policy.update(logp, times[first:], np.fromiter(self.moving, bool)[first:]))
-        return changed, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
+        stages["back_end"] += (t1 - t0) * 1e3
+        stages["captions"] += (time.perf_counter() - t1) * 1e3
+        return changed
 
-    def _read_the_rest(self) -> None:
+    def _read_the_rest(self, stages: dict[str, float]) -> None:
         """Read the frames that came after the last read (with --hop above 1) before a flush."""
         if self.backend.count % self.options.hop:
-            self._read()
+            self._read(stages)
 
-    def restart(self, t: float) -> bool:
+    def restart(self, t: float, stages: dict[str, float] | None = None) -> bool:
         """Commit everything read and start a fresh stream: the face was lost or replaced (a cut), or
         the user paused, so the next frames do not continue these (a window across the gap would read
-        one phrase).
+        one phrase). `stages` (a step's) is given the ms its back end and captions took.
         Returns whether the caption changed."""
+        stages = dict.fromkeys(STAGES, 0.0) if stages is None else stages
         before = self.caption
-        self._read_the_rest()
+        self._read_the_rest(stages)
+        t0 = time.perf_counter()
         self._set(self.policy.flush(t))
         self.backend.reset()
         self.times.clear()
         self.moving.clear()
         self.moving_lips.reset()
+        stages["captions"] += (time.perf_counter() - t0) * 1e3
         return _text(self.caption) != _text(before)
 
     def finish(self) -> CaptionState:
         """End of stream: everything read is committed."""
-        self._read_the_rest()
+        self._read_the_rest(dict.fromkeys(STAGES, 0.0))  # not a step's: timed by none
         self._set(self.policy.flush())
         return self.caption
+
+
+def nothing_read(source: str, frames: FrameSource, pipeline: LivePipeline) -> str | None:
+    """Why a run read nothing of `source`, or None: not one frame decoded, or a video read to its end
+    without a face in any frame. Bad input, not a run cut short or a silent empty transcript."""
+    if frames.error and not frames.read:
+        return frames.error
+    if frames.is_video and not math.isfinite(pipeline.last_face) and not frames.error and not frames.failure:
+        return f"no face in {source}: nothing was read"
+    return None
 
 
 def _text(caption: CaptionState) -> tuple[str, str]:

@@ -47,7 +47,7 @@ from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
 from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech,
                             read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
-from realtime.cli import Parser, at_least, folder_name, held_interrupts, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
 from realtime.crop import LIPS
 from realtime.files import folder_problem, output_problem, write_text
 from realtime.live import log
@@ -168,7 +168,7 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], wor
     source.start()
     if sound:
         sound.start()
-    try:
+    try:  # not resampler.resample(source): the window shows each camera frame, and the take stops by its time
         for frame in source:
             if sound:
                 sound.check()
@@ -395,11 +395,13 @@ def record(options: RecordOptions) -> Session:
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.record", description=summary(__doc__))
-    parser.add_argument("--out", type=Path, required=True, help="GRID folder to add the clips to")
+    parser.add_argument("--out", type=named_path, required=True, help="GRID folder to add the clips to")
     parser.add_argument("--speaker", type=folder_name, default="me", help="the speaker's folder name")
     parser.add_argument("--count", type=at_least(1), default=10, help="clips to record")
-    parser.add_argument("--source", default="0", help="camera index, or a video file standing in for the camera")
-    parser.add_argument("--audio-file", help="a sound file (or a video's sound) standing in for the microphone")
+    parser.add_argument("--source", type=named, default="0",
+                        help="camera index, or a video file standing in for the camera")
+    parser.add_argument("--audio-file", type=named,
+                        help="a sound file (or a video's sound) standing in for the microphone")
     parser.add_argument("--silent", action="store_true", help="mouthed without voice: the lips give the spoken span")
     parser.add_argument("--headless", action="store_true", help="print the prompts instead of opening a window")
     parser.add_argument("--seed", type=at_least(0), default=0, help="prompt order")

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import pytest
 
+import training.concat
 from training.concat import Mp4Writer
 from training.concat import main as concat_main
 from training.grid import read_align
@@ -122,3 +123,14 @@ def test_a_folder_at_the_align_file_s_name_is_told_before_the_video_is_replaced(
     assert capsys.readouterr().err == f"error: cannot write {out.with_suffix('.align')}: it is a folder\n"
     assert out.read_bytes() == video
     assert sorted(p.name for p in tmp_path.iterdir()) == ["grid", "stream.align", "stream.mp4"]  # no partial file
+
+
+def test_the_clips_are_looked_for_once(grid_subset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The clips joined and those an --out must not replace are found in one walk of the corpus (a full
+    one is tens of thousands of clips), with an output already there to check against them."""
+    grid, out, walks = grid_subset(("bbaf2n", "bbaf3s")), tmp_path / "stream.mp4", []
+    out.write_bytes(b"an earlier video")
+    find_clips = training.concat.find_clips
+    monkeypatch.setattr(training.concat, "find_clips", lambda root: walks.append(root) or find_clips(root))
+    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all", "--count", "1"]) == 0
+    assert walks == [grid]

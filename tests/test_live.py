@@ -210,12 +210,16 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_run(tmp_path: Pa
 
 
 @pytest.mark.parametrize("outputs", [("--jsonl", "VIDEO"), ("--srt", "VIDEO"), ("--srt", "x.txt", "--vtt", "x.txt"),
-                                     ("--jsonl", "x.txt", "--srt", "x.txt")])
+                                     ("--jsonl", "x.txt", "--srt", "x.txt"), ("--jsonl", "LINK")])
 def test_outputs_that_would_overwrite_the_video_or_each_other_are_refused(
         outputs: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The video named as an output, or through a hard link to it (LINK: the JSON lines, written into the
+    file, would empty it), or one output named twice."""
     video = tmp_path / "talk.mp4"
     video.write_bytes(clip(CLIPS[0]).read_bytes())
-    args = [str(video) if a == "VIDEO" else str(tmp_path / a) if "." in a else a for a in outputs]
+    os.link(video, tmp_path / "link.mp4")
+    names = {"VIDEO": str(video), "LINK": str(tmp_path / "link.mp4")}
+    args = [names.get(a) or (str(tmp_path / a) if "." in a else a) for a in outputs]
     for source in (str(video), video.as_uri()):  # a file:// URL names the same file
         code = run_live.main(["--source", source, "--model", str(MODEL), "--headless", "--fast", *args])
         err = capsys.readouterr().err
@@ -536,8 +540,9 @@ def test_stop_request_keeps_the_transcript(tmp_path: Path) -> None:
 
 def test_ctrl_c_while_the_model_loads_stops_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture) -> None:
-    """Ctrl-C while the model loads (a real SIGINT, sent from inside the load): the run stops as at its
-    first frame, with no traceback and no misleading error from an interrupted import or load."""
+    """Ctrl-C while the model loads (a real SIGINT, sent from inside the load): the run stops before its
+    first frame, with no traceback and no misleading error from an interrupted import or load, and having
+    read nothing, makes no JSON lines file."""
     import realtime.backend
 
     class Interrupted(realtime.backend.OnnxModel):
@@ -550,7 +555,7 @@ def test_ctrl_c_while_the_model_loads_stops_cleanly(tmp_path: Path, monkeypatch:
     code = run_live.main(["--source", str(clip(CLIPS[0])), "--headless", "--jsonl", str(out)])
     assert code == run_live.EXIT_INTERRUPTED
     assert "error" not in capsys.readouterr().err
-    assert json.loads(out.read_text().splitlines()[-1])["final"] is True
+    assert not out.exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back for whoever runs next
 
 
@@ -598,6 +603,32 @@ def test_ctrl_c_soon_after_launch_stops_cleanly() -> None:
     assert process.returncode == run_live.EXIT_INTERRUPTED, err
     assert all(line.startswith("lipstream: ") and "error" not in line for line in err.splitlines()), err
     assert json.loads(out.splitlines()[-1])["final"] is True
+
+
+def test_ctrl_c_before_the_first_frame_leaves_the_output_files_as_they_were(tmp_path: Path) -> None:
+    """A real SIGINT while a real process loads its modules (as above), its outputs naming files the user
+    has: nothing was read, so they are left as they were, not emptied; the run still exits 130, quietly."""
+    kept = {tmp_path / name: f"the user's own {name}\n" for name in ("keep.srt", "keep.vtt", "keep.jsonl")}
+    for path, text in kept.items():
+        path.write_text(text)
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])),
+                                "--headless", *(a for path in kept for a in (f"--{path.suffix[1:]}", str(path)))],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not maps(process.pid, "_multiarray_umath"):
+            assert time.monotonic() < deadline and process.poll() is None, "NumPy never loaded"
+            time.sleep(0.005)
+        loading = not maps(process.pid, "onnxruntime_pybind11_state")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert loading  # the signal came while modules loaded
+    assert process.returncode == run_live.EXIT_INTERRUPTED, err
+    assert all(line.startswith("lipstream: ") and "error" not in line for line in err.splitlines()), err
+    assert not out and {path: path.read_text() for path in kept} == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

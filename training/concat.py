@@ -8,7 +8,6 @@ Writes FILE.mp4 and FILE.align (word times shifted to the joined video, in GRID'
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from realtime.capture import open_video
 from realtime.cli import Parser, at_least, non_negative, stops_like_ctrl_c, summary
-from realtime.files import make_folder_for, output_problem, write_text
+from realtime.files import first_taken, make_folder_for, outputs_problem, write_text
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, Clip, find_clips, read_align, video_fps
 
@@ -77,9 +76,10 @@ def append_video(source: Path, writer: Mp4Writer,
     return n
 
 
-def select_clips(grid: Path, split: str, count: int) -> list[Clip]:
-    """The aligned clips under `grid`: all, or those training holds out (`val`); the first `count` (0: all)."""
-    clips = [c for c in find_clips(grid) if c.align is not None and
+def select_clips(grid: Path, split: str, count: int, found: list[Clip] | None = None) -> list[Clip]:
+    """The aligned clips under `grid` (`found` there already, or looked for now): all, or those training
+    holds out (`val`); the first `count` (0: all)."""
+    clips = [c for c in (find_clips(grid) if found is None else found) if c.align is not None and
              (split == "all" or is_validation(c.key, VAL_FRACTION))]
     if count:
         clips = clips[:count]
@@ -88,24 +88,24 @@ def select_clips(grid: Path, split: str, count: int) -> list[Clip]:
     return clips
 
 
-def check_outputs(out: Path, grid: Path) -> None:
+def check_outputs(out: Path, clips: list[Clip]) -> None:
     """Refuse, before anything is written, an output that cannot be written (a folder at the align file's
-    name would fail only once the video had replaced the earlier one) or that is a clip's own file under
-    `grid`, which the joined video or its word times would replace."""
-    sources = [(clip, kind, path) for clip in find_clips(grid)
-               for kind, path in (("video", clip.video), ("align file", clip.align)) if path is not None]
-    for path in (out, out.with_suffix(".align")):
-        if problem := output_problem(path):
-            raise ValueError(problem)
-        for clip, kind, source in sources if path.exists() else ():
-            if os.path.samefile(path, source):  # through links too, hard or symbolic
-                raise ValueError(f"cannot write {path}: it is clip {clip.key}'s {kind}, which the joined "
-                                 "one would replace; choose an --out outside the clips' folders")
+    name would fail only once the video had replaced the earlier one) or that is one of `clips`' own files
+    (through links too, hard or symbolic), which the joined video or its word times would replace."""
+    outputs = [out, out.with_suffix(".align")]
+    if problem := outputs_problem(None, outputs):
+        raise ValueError(problem)
+    sources = ((path, f"clip {clip.key}'s {kind}") for clip in clips
+               for kind, path in (("video", clip.video), ("align file", clip.align)) if path is not None)
+    if taken := first_taken(outputs, sources):
+        raise ValueError(f"cannot write {taken[0]}: it is {taken[1]}, which the joined one would replace; "
+                         "choose an --out outside the clips' folders")
 
 
 def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tuple[int, int]:
-    clips = select_clips(grid, split, count)
-    check_outputs(out, grid)
+    found = find_clips(grid)  # once: a full corpus is tens of thousands of clips
+    clips = select_clips(grid, split, count, found)
+    check_outputs(out, found)  # every clip's files, not only those joined
     fps = video_fps(clips[0].video)
     frames, lines, used = 0, [], 0
     with Mp4Writer(out, fps) as writer:
