@@ -3,6 +3,7 @@ traceback, and nothing the user had lost or replaced."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -93,6 +94,33 @@ def test_impossible_numbers_and_names_are_refused_before_anything_runs(argv: lis
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says in err, err  # one line: no usage block, no traceback
     assert list(tmp_path.iterdir()) == []  # nothing was made
+
+
+NAMED_FILES = {  # each tool's required options, then its options that name a file or folder
+    "training.train": (["--cache", "c.h5", "--out", "run"], ["--cache", "--out", "--init"]),
+    "training.evaluate": (["--model", "m.keras", "--data", "c.h5"], ["--model", "--data"]),
+    "training.prepare": (["--grid", "grid", "--out", "c.h5"], ["--grid", "--out"]),
+    "training.finetune": (["--base", "m.keras", "--data", "rec", "--out", "run"], ["--base", "--data", "--out"]),
+    "training.benchmark": (["--cache", "c.h5"], ["--cache"]),
+    "realtime.record": (["--out", "rec", "--headless"], ["--out", "--source", "--audio-file"]),
+}
+
+
+@pytest.mark.parametrize("tool, option", [(tool, option) for tool, (_, options) in NAMED_FILES.items()
+                                          for option in options])
+def test_an_empty_file_name_is_refused_not_taken_for_the_current_folder(tool: str, option: str, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture):
+    """As a path, '' is the current folder: a run, a cache or clips would be read from or written there."""
+    monkeypatch.chdir(tmp_path)
+    required, _ = NAMED_FILES[tool]
+    argv = [*required, option, ""]  # the last of an option given twice is the one argparse keeps
+    with pytest.raises(SystemExit) as exit_:
+        importlib.import_module(tool).main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{option}: an empty name names no file" in err, err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_file_that_is_not_a_cache_is_refused_and_no_run_folder_is_begun(not_a_file: Path, tmp_path: Path,

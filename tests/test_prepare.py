@@ -204,6 +204,18 @@ def test_resume_redoes_a_half_written_clip(prepared: PreparedRun, tmp_path: Path
         np.testing.assert_array_equal(g["mouth"], before["clips/s1/bbaf3s/mouth"])
 
 
+def test_a_partial_cut_short_before_its_crop_settings_is_taken_up(grid_subset, tmp_path: Path):
+    """A run killed between making the .partial and writing its crop leaves it empty of them: the next
+    run goes on with it (it is prepare's own) rather than refusing it on every run."""
+    out = tmp_path / "s1.h5"
+    with h5py.File(out.with_name(out.name + ".partial"), "w"):
+        pass
+    skipped, _ = run_prepare(grid_subset(("bbaf2n",)), out)
+    assert skipped == [] and not out.with_name(out.name + ".partial").exists()
+    with h5py.File(out, "r") as f:
+        assert "crop" in f.attrs and f["clips/s1/bbaf2n"].attrs["complete"]
+
+
 def test_cache_made_with_another_crop_is_refused(prepared: PreparedRun, tmp_path: Path):
     out = tmp_path / "s1.h5"
     shutil.copy(prepared.out, out)

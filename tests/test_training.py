@@ -756,8 +756,26 @@ def test_a_refused_run_leaves_no_run_folder(small_cache: Path, tmp_path: Path, c
                                  "line 1 column 2 (char 1))"),
     ("state.json", '{"best_cer": null}', "is not a training run's state (no 'epoch')"),
     ("state.json", '{"epoch": "3", "best_cer": null}', """is not a training run's state ('epoch' is "3")"""),
+    ("state.json", '{"epoch": true, "best_cer": null}', "is not a training run's state ('epoch' is true)"),
+    ("state.json", '{"epoch": -1, "best_cer": null}', "is not a training run's state ('epoch' is -1)"),
+    ("state.json", '{"epoch": 1, "best_cer": NaN}', "is not a training run's state ('best_cer' is NaN)"),
+    ("state.json", '{"epoch": 1, "best_cer": 0.5, "best_epoch": 1}', "is not a training run's state (no 'best_wer')"),
+    ("state.json", '{"epoch": 1, "best_cer": 0.5, "best_wer": Infinity, "best_epoch": 1}',
+     "is not a training run's state ('best_wer' is Infinity)"),
+    ("state.json", '{"epoch": 1, "best_cer": 0.5, "best_wer": 0.5}', "is not a training run's state (no 'best_epoch')"),
+    ("state.json", '{"epoch": 1, "best_cer": 0.5, "best_wer": 0.5, "best_epoch": "1"}',
+     """is not a training run's state ('best_epoch' is "1")"""),
+    ("state.json", '{"epoch": 1, "best_cer": 0.5, "best_wer": 0.5, "best_epoch": true}',
+     "is not a training run's state ('best_epoch' is true)"),
+    ("state.json", '{"epoch": 1, "best_cer": 0.5, "best_wer": 0.5, "best_epoch": 2}',
+     "is not a training run's state ('best_epoch' is 2)"),
+    ("state.json", '{"epoch": 1, "best_cer": 0.5, "best_wer": 0.5, "best_epoch": 0}',
+     "is not a training run's state ('best_epoch' is 0)"),
     ("args.json", '{"lr": 0.1', "is not a training run's recipe (Expecting ',' delimiter: line 1 column 11 (char 10))"),
-], ids=["state_not_json", "state_without_epoch", "state_epoch_not_a_number", "args_cut_short"])
+], ids=["state_not_json", "state_without_epoch", "state_epoch_not_a_number", "state_epoch_a_bool",
+        "state_epoch_negative", "state_best_cer_nan", "state_without_best_wer", "state_best_wer_infinite",
+        "state_without_best_epoch", "state_best_epoch_a_string", "state_best_epoch_a_bool",
+        "state_best_epoch_after_epoch", "state_best_epoch_zero", "args_cut_short"])
 def test_a_run_folder_s_damaged_record_is_named_in_one_line(name: str, text: str, says: str, small_cache: Path,
                                                            tmp_path: Path, capsys: pytest.CaptureFixture):
     """A state or recipe edited by hand or cut short: the file is named and what is wrong with it, the

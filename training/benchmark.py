@@ -14,11 +14,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from realtime.cli import Parser, at_least, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summary
 from realtime.crop import CropSpec
 from training.augment import CachedClip
 
@@ -60,7 +59,7 @@ def step_ms(config_name: str, clips: list[CachedClip], crop: CropSpec, batch_siz
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.benchmark", description=summary(__doc__))
-    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--cache", type=named_path, required=True)
     parser.add_argument("--configs", nargs="+", default=["lite", "wide", "lipnet"])
     parser.add_argument("--batch-size", type=at_least(1), default=16)
     parser.add_argument("--steps", type=at_least(1), default=20, help="steps counted per configuration")

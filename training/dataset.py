@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,42 @@ if TYPE_CHECKING:
 
 LABEL_PAD = -1
 VAL_FRACTION = 0.06  # the share of clips held out for validation (about 50 of GRID's 900 per speaker)
+
+
+def read_json(path: Path, what: str, needs: dict[str, Callable[[object], bool]] | None = None) -> dict:
+    """The JSON object a run folder keeps at `path` (a run's state, recipe or split, a fine-tune's request)
+    with the keys it `needs`, each holding a value its test passes; one edited by hand or cut short is a
+    one-line error naming the file, as `what` it is not (json's own names neither the file nor the key)."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise OSError(f"cannot read {path}: {e.strerror or e}") from None
+    except ValueError as e:  # not JSON, or not text
+        raise ValueError(f"{path} is not {what} ({e})") from None
+    if not isinstance(record, dict):
+        raise ValueError(f"{path} is not {what} (not a JSON object)")
+    return fields_checked(record, path, what, needs or {})
+
+
+def fields_checked(record: dict, path: Path, what: str, needs: dict[str, Callable[[object], bool]]) -> dict:
+    """`record`, read from `path`, when it holds every key `needs` names with a value its test passes; else
+    a one-line error naming the file and the key (for keys that only some records need)."""
+    for key, fits in needs.items():
+        if key not in record:
+            raise ValueError(f"{path} is not {what} (no {key!r})")
+        if not fits(record[key]):
+            raise ValueError(f"{path} is not {what} ({key!r} is {json.dumps(record[key])})")
+    return record
+
+
+def is_number(value: object) -> bool:
+    """A finite JSON number: json reads NaN and Infinity, and true and false are ints to Python."""
+    return type(value) in (int, float) and math.isfinite(value)
+
+
+def is_count(value: object) -> bool:
+    """A whole JSON number, 0 or more (true and false are not)."""
+    return type(value) is int and value >= 0
 
 
 def read_crop_spec(cache: Path) -> CropSpec:
@@ -103,15 +140,14 @@ class SplitRecord:
 
     @classmethod
     def read(cls, path: Path) -> SplitRecord:
-        try:
-            record = json.loads(Path(path).read_text())
-            fraction, validation = float(record["fraction"]), tuple(map(str, record["validation"]))
-            train = tuple(map(str, record["train"])) if isinstance(record["train"], list) else None
-        except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"{path} is not a training run's split record ({type(e).__name__})") from None
+        record = read_json(path, "a training run's split record",
+                           {"fraction": is_number, "validation": lambda v: isinstance(v, list),
+                            "train": lambda v: v is None or isinstance(v, (list, int))})  # int: an older count
+        fraction, train = record["fraction"], record["train"]
         if not 0 <= fraction < 1:
             raise ValueError(f"{path} records a validation share of {fraction}, not from 0 up to but not 1")
-        return cls(fraction, validation, train)
+        return cls(float(fraction), tuple(map(str, record["validation"])),
+                   tuple(map(str, train)) if isinstance(train, list) else None)
 
     def write(self, path: Path) -> None:
         train = None if self.train is None else list(self.train)  # None stays "not recorded", not "no clip"

@@ -19,7 +19,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, summary
+from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, named_path, summary
 from realtime.decode import Grammar, decode
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
@@ -117,8 +117,8 @@ def split_of(model: Path, split: str, share: float | None) -> Callable[[str], bo
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.evaluate", description=summary(__doc__))
-    parser.add_argument("--model", type=Path, required=True)
-    parser.add_argument("--data", type=Path, required=True, help="a GRID folder or an HDF5 cache")
+    parser.add_argument("--model", type=named_path, required=True)
+    parser.add_argument("--data", type=named_path, required=True, help="a GRID folder or an HDF5 cache")
     add_decoder(parser)
     parser.add_argument("--split", choices=("all", "val", "train"), default="all",
                         help="the clips the training run validated or trained on (split.json beside the model), "

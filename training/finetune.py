@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from realtime.cli import Parser, at_least, fraction_below_one, positive, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, fraction_below_one, named_path, positive, stops_like_ctrl_c, summary
 from realtime.files import make_folder_for, write_text
 
 
@@ -42,7 +42,7 @@ def claim(out: Path, request: dict) -> None:
     """Make `out` this request's run folder, or continue it when it already is; raise ValueError when it
     holds anything else (another fine-tune, a training run, other files), which would be trained on or
     reported as if it were this one."""
-    from training.train import read_json
+    from training.dataset import read_json
 
     recorded = out / "request.json"
     if recorded.exists():
@@ -89,9 +89,9 @@ def check_texts(data: Path, charset: str, base: Path) -> None:
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.finetune", description=summary(__doc__))
-    parser.add_argument("--base", type=Path, required=True, help="the model to start from (.keras)")
-    parser.add_argument("--data", type=Path, required=True, help="a folder of recorded clips (GRID layout)")
-    parser.add_argument("--out", type=Path, required=True, help="run folder (new or empty)")
+    parser.add_argument("--base", type=named_path, required=True, help="the model to start from (.keras)")
+    parser.add_argument("--data", type=named_path, required=True, help="a folder of recorded clips (GRID layout)")
+    parser.add_argument("--out", type=named_path, required=True, help="run folder (new or empty)")
     parser.add_argument("--epochs", type=at_least(1), default=8, help="epochs of training (default 8)")
     parser.add_argument("--lr", type=positive, default=1e-3,
                         help="learning rate after warm-up, then cosine decay (default 1e-3)")

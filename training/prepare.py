@@ -37,10 +37,11 @@ from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
 from realtime.capture import SHORTFALL, open_video
-from realtime.cli import Parser, at_least, number, positive, summary
+from realtime.cli import Parser, at_least, named_path, number, positive, summary
 from realtime.crop import LIPS, CropSpec
 from realtime.files import make_folder_for
 from realtime.tracker import MouthTracker, TrackerOptions
+from training.cache import open_cache
 from training.dataset import read_crop_spec
 from training.grid import AlignError, Clip, capture_fps, find_clips, read_align, sentence, sentence_from_code
 from training.speech import FORMAT as SPEECH_FORMAT
@@ -272,7 +273,9 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
     partial = out.with_name(out.name + ".partial")
     existing = partial if partial.exists() else out
     if existing.exists():  # checked before renaming, so a refused run leaves the file at --out as it was
-        stored = read_crop_spec(existing)
+        with open_cache(existing) as f:  # a partial without crop settings: cut short between making and setting
+            cut_short = existing == partial and "crop" not in f.attrs
+        stored = spec if cut_short else read_crop_spec(existing)
         if stored != spec:
             raise ValueError(f"{out} was made with another crop ({asdict(stored)}); use a new --out")
     if out.exists() and not partial.exists():  # a copy: the cache stays usable while more is added
@@ -312,8 +315,8 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.prepare", description=summary(__doc__))
-    parser.add_argument("--grid", type=Path, required=True, help="GRID folder (speakers, or one speaker)")
-    parser.add_argument("--out", type=Path, required=True, help="HDF5 cache to write or resume")
+    parser.add_argument("--grid", type=named_path, required=True, help="GRID folder (speakers, or one speaker)")
+    parser.add_argument("--out", type=named_path, required=True, help="HDF5 cache to write or resume")
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1)
     default = CropSpec()
     parser.add_argument("--crop-size", type=at_least(8), nargs=2, metavar=("H", "W"),

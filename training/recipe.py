@@ -12,13 +12,13 @@ begun, so stage 2 always starts from the weights it began with. The model to kee
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from realtime.cli import Parser, summary
 from training import train
+from training.dataset import is_count, is_number, read_json
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
             if code:
                 return code
         previous = args.out / stage.name
-    state = json.loads((previous / "state.json").read_text())
+    try:  # a state whose run was already trained, unread until now: one line, not a KeyError
+        state = read_json(previous / "state.json", "a trained run's state",
+                          {"best_epoch": is_count, "best_cer": is_number, "best_wer": is_number})
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"the model: {previous / 'best.keras'} (epoch {state['best_epoch']} of {previous.name}, "
           f"val CER {state['best_cer']:.4f} WER {state['best_wer']:.4f})")
     return 0

@@ -25,11 +25,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_interrupts, non_negative,
-                          positive, stops_like_ctrl_c, summary)
+from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_interrupts, named_path,
+                          non_negative, positive, stops_like_ctrl_c, summary)
 from realtime.files import folder_problem, make_folder_for, write_text
 from realtime.vocab import Vocabulary
-from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION
+from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION, fields_checked, is_count, is_number, read_json
 
 if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
     import keras
@@ -162,8 +162,8 @@ def stopped_early(state: dict, patience: int) -> bool:
 def main(argv: list[str] | None = None, to_continue: str = "run the same command with --resume") -> int:
     """`to_continue`: how the user continues an interrupted run (a calling tool resumes its own way)."""
     parser = Parser(prog="python -m training.train", description=summary(__doc__))
-    parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="run folder")
+    parser.add_argument("--cache", type=named_path, required=True)
+    parser.add_argument("--out", type=named_path, required=True, help="run folder")
     parser.add_argument("--config", default="lite", help="model configuration (python -m training.model lists them)")
     parser.add_argument("--dropout", type=fraction_below_one,
                         help="dropout after each recurrent layer (default: the config's)")
@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     parser.add_argument("--patience", type=at_least(1), default=12, help="early stopping on validation CER")
     parser.add_argument("--steps", type=at_least(0), default=0, help="steps per epoch (default: one pass of clips)")
     parser.add_argument("--limit", type=at_least(0), default=0, help="use only this many clips (quick runs)")
-    parser.add_argument("--init", type=Path, help="start from this model's weights (fine-tuning)")
+    parser.add_argument("--init", type=named_path, help="start from this model's weights (fine-tuning)")
     parser.add_argument("--freeze-front-end", action="store_true", help="train only the recurrent back end")
     parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
     parser.add_argument("--logical-cpus", type=at_least(1), default=2, help="CPU devices for --strategy mirrored")
@@ -236,24 +236,15 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
         gc.collect()
 
 
-def read_json(path: Path, what: str, needs: dict[str, type | tuple[type, ...]] | None = None) -> dict:
-    """The JSON object a run folder keeps at `path` (a run's state or recipe, a fine-tune's request) with
-    the keys it `needs`, of their types; one edited by hand or cut short is a one-line error naming the
-    file, as `what` it is not (json's own names neither the file nor the key)."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise OSError(f"cannot read {path}: {e.strerror or e}") from None
-    except ValueError as e:  # not JSON, or not text
-        raise ValueError(f"{path} is not {what} ({e})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{path} is not {what} (not a JSON object)")
-    for key, kind in (needs or {}).items():
-        if key not in record:
-            raise ValueError(f"{path} is not {what} (no {key!r})")
-        if not isinstance(record[key], kind):
-            raise ValueError(f"{path} is not {what} ({key!r} is {json.dumps(record[key])})")
-    return record
+def read_state(path: Path) -> dict:
+    """A resumed run's state.json, checked whole before anything is loaded: a value edited by hand would
+    otherwise fail (or mislead) only where it is used, at the end of a whole resumed epoch."""
+    what = "a training run's state"
+    state = read_json(path, what, {"epoch": is_count, "best_cer": lambda v: v is None or is_number(v)})
+    if state["best_cer"] is None:  # no epoch has been validated yet
+        return state
+    return fields_checked(state, path, what, {"best_wer": is_number,
+                                              "best_epoch": lambda v: is_count(v) and 1 <= v <= state["epoch"]})
 
 
 def check_inputs(config: str, cache: Path) -> CropSpec:
@@ -291,8 +282,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
     if args.resume and not state_path.exists():
         raise ValueError(f"nothing to resume in {run}")
-    state = (read_json(state_path, "a training run's state", {"epoch": int, "best_cer": (int, float, type(None))})
-             if args.resume else {"epoch": 0, "best_cer": None})
+    state = read_state(state_path) if args.resume else {"epoch": 0, "best_cer": None}
     if state["epoch"] >= args.epochs:  # before anything is loaded: a finished run costs nothing to ask
         print(f"{run} already trained {state['epoch']} epochs", file=sys.stderr)
         return 0
