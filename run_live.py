@@ -174,7 +174,7 @@ def _run(args: argparse.Namespace) -> int:
 
     resampler = Resampler(model.spec.fps)
     code, paused, step, first, faceless, small = EXIT_OK, False, None, True, False, False
-    unread = False  # the source gave nothing to read: output files are left as they were
+    unread = False  # nothing was read (a bad source, or a stop before the first frame): outputs are left as they were
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
     final = None  # the caption once everything read is committed (set as the run ends)
@@ -212,7 +212,7 @@ def _run(args: argparse.Namespace) -> int:
         elif key == ord("s"):
             save_transcript(pipeline.policy.committed)  # the run goes on whether or not it could
     try:
-        if _stop_requested:  # stopped while starting up: as if stopped at the first frame
+        if _stop_requested:  # stopped while starting up: nothing read, so the outputs are left as they were
             raise KeyboardInterrupt
         source.start()
         for f in resampler.resample(source):

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from export import MAX_OPSET, OPSET
-from realtime.cli import Parser, held_interrupts, stops_like_ctrl_c, summary
+from realtime.cli import Parser, held_interrupts, named_path, stops_like_ctrl_c, summary
 
 if TYPE_CHECKING:
     from export.parity import ParityResult
@@ -35,9 +35,9 @@ CALIBRATION_FRAMES = 300  # int8's activation ranges: four GRID sentences
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m export", description=summary(__doc__))
-    parser.add_argument("--model", type=Path, required=True, help="a lipstream .keras model")
-    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write")
-    parser.add_argument("--cache", type=Path, default=Path("cache/s1.h5"),
+    parser.add_argument("--model", type=named_path, required=True, help="a lipstream .keras model")
+    parser.add_argument("--out", type=named_path, required=True, help="the .onnx file to write")
+    parser.add_argument("--cache", type=named_path, default=Path("cache/s1.h5"),
                         help="mouth-crop cache with real windows for the parity gate")
     parser.add_argument("--opset", type=int, choices=range(13, MAX_OPSET + 1), default=OPSET, metavar="N",
                         help=f"ONNX opset, 13 to {MAX_OPSET} (default {OPSET})")
@@ -171,7 +171,8 @@ def run(args: argparse.Namespace) -> int:
             return 130
         except OSError as e:  # a partial move: the runtime refuses a model beside another export's parts
             moved = f": {args.out} may be incomplete" if written else ""
-            print(f"error: cannot write the export ({e.strerror or e}){moved}", file=sys.stderr)
+            why = f"cannot write the export ({e.strerror})" if e.strerror else str(e)  # make_folder_for's names it
+            print(f"error: {why}{moved}", file=sys.stderr)
             return 1
     for p in written:
         print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")

@@ -16,14 +16,14 @@ import json
 import sys
 from pathlib import Path
 
-from realtime.cli import Parser, at_least, summary
+from realtime.cli import Parser, at_least, named_path, summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m export.speed", description=summary(__doc__))
-    parser.add_argument("--model", type=Path, required=True, help="a lipstream .keras model")
-    parser.add_argument("--onnx", type=Path, help="its export (default: the .onnx beside --model)")
-    parser.add_argument("--cache", type=Path, default=Path("cache/s1.h5"), help="mouth-crop cache")
+    parser.add_argument("--model", type=named_path, required=True, help="a lipstream .keras model")
+    parser.add_argument("--onnx", type=named_path, help="its export (default: the .onnx beside --model)")
+    parser.add_argument("--cache", type=named_path, default=Path("cache/s1.h5"), help="mouth-crop cache")
     parser.add_argument("--repeats", type=at_least(1), default=30, help="timed calls of each (default 30)")
     args = parser.parse_args(argv)
     onnx_path = args.onnx or args.model.with_suffix(".onnx")

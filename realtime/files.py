@@ -133,7 +133,7 @@ def make_folder_for(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def open_output(path: Path, at_first_write: bool = False) -> IO[str]:
+def open_output(path: Path, at_first_write: bool = False) -> IO[str] | OpenedAtFirstWrite:
     """An output written as the run goes (JSON lines): through a symlink to its file, into a device or pipe.
     `at_first_write`: a file is opened, and so replaced, only when first written to, so that a run that
     writes nothing leaves it as it was; a stream, device or pipe holds nothing to lose and is opened at
@@ -153,7 +153,7 @@ class OpenedAtFirstWrite:
     """open_output's file, opened at its first write; `closed` until then, as no file is open."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
+        self.path = Path(os.path.abspath(path))  # the file named now, should the run change folder later
         self.file: IO[str] | None = None
 
     @property

@@ -11,12 +11,11 @@ post would absorb).
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 
 from realtime.audio import AudioError, VadOptions, detect_speech, read_audio
-from realtime.cli import Parser, at_least, summary
+from realtime.cli import Parser, at_least, named_path, summary
 from training.grid import GRID_FPS, AlignError, Clip, find_clips, read_align
 
 
@@ -37,7 +36,7 @@ def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = 
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.vad_report", description=summary(__doc__))
-    parser.add_argument("--grid", type=Path, required=True, help="GRID folder with video/*.mp4 and align/*.align")
+    parser.add_argument("--grid", type=named_path, required=True, help="GRID folder with video/*.mp4 and align/*.align")
     parser.add_argument("--count", type=at_least(1), default=100)
     args = parser.parse_args(argv)
     try:

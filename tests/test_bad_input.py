@@ -103,6 +103,13 @@ NAMED_FILES = {  # each tool's required options, then its options that name a fi
     "training.finetune": (["--base", "m.keras", "--data", "rec", "--out", "run"], ["--base", "--data", "--out"]),
     "training.benchmark": (["--cache", "c.h5"], ["--cache"]),
     "realtime.record": (["--out", "rec", "--headless"], ["--out", "--source", "--audio-file"]),
+    "training.recipe": (["--cache", "c.h5", "--out", "run"], ["--cache", "--out"]),
+    "training.concat": (["--grid", "grid", "--out", "s.mp4"], ["--grid", "--out"]),
+    "training.restyle": (["--grid", "grid", "--out", "out"], ["--grid", "--out"]),
+    "training.report": (["--cache", "c.h5"], ["--cache", "--montage"]),
+    "realtime.vad_report": (["--grid", "grid"], ["--grid"]),
+    "export.__main__": (["--model", "m.keras", "--out", "m.onnx"], ["--model", "--out", "--cache"]),
+    "export.speed": (["--model", "m.keras"], ["--model", "--onnx", "--cache"]),
 }
 
 

@@ -583,12 +583,13 @@ def test_ctrl_c_mid_frame_keeps_the_transcript(tmp_path: Path, monkeypatch: pyte
     assert final["final"] is True and final["text"]  # two seconds' words
 
 
-def test_ctrl_c_soon_after_launch_stops_cleanly() -> None:
-    """The same in a real process, while its modules load: as soon as it has loaded NumPy (run_live
-    imports it only once its own handler is in place), before MediaPipe and ONNX Runtime."""
+def interrupted_while_loading(*options: str) -> str:
+    """A real run_live process sent a real SIGINT while its modules load: as soon as it has loaded NumPy
+    (run_live imports it only once its own handler is in place), before ONNX Runtime. It must exit 130,
+    quietly; its stdout is returned."""
     process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])),
-                                "--headless", "--jsonl", "-"], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                                "--headless", *options], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
     try:
         deadline = time.monotonic() + 60
         while not maps(process.pid, "_multiarray_umath"):
@@ -602,31 +603,23 @@ def test_ctrl_c_soon_after_launch_stops_cleanly() -> None:
     assert loading  # the signal came while modules loaded
     assert process.returncode == run_live.EXIT_INTERRUPTED, err
     assert all(line.startswith("lipstream: ") and "error" not in line for line in err.splitlines()), err
+    return out
+
+
+def test_ctrl_c_soon_after_launch_stops_cleanly() -> None:
+    """The same in a real process, while its modules load: exit 130, quietly, and the JSON lines on stdout
+    still end with the final line."""
+    out = interrupted_while_loading("--jsonl", "-")
     assert json.loads(out.splitlines()[-1])["final"] is True
 
 
 def test_ctrl_c_before_the_first_frame_leaves_the_output_files_as_they_were(tmp_path: Path) -> None:
-    """A real SIGINT while a real process loads its modules (as above), its outputs naming files the user
-    has: nothing was read, so they are left as they were, not emptied; the run still exits 130, quietly."""
+    """The same, its outputs naming files the user has: nothing was read, so they are left as they were,
+    not emptied; the run still exits 130, quietly."""
     kept = {tmp_path / name: f"the user's own {name}\n" for name in ("keep.srt", "keep.vtt", "keep.jsonl")}
     for path, text in kept.items():
         path.write_text(text)
-    process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])),
-                                "--headless", *(a for path in kept for a in (f"--{path.suffix[1:]}", str(path)))],
-                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while not maps(process.pid, "_multiarray_umath"):
-            assert time.monotonic() < deadline and process.poll() is None, "NumPy never loaded"
-            time.sleep(0.005)
-        loading = not maps(process.pid, "onnxruntime_pybind11_state")
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=60)
-    finally:
-        process.kill()
-    assert loading  # the signal came while modules loaded
-    assert process.returncode == run_live.EXIT_INTERRUPTED, err
-    assert all(line.startswith("lipstream: ") and "error" not in line for line in err.splitlines()), err
+    out = interrupted_while_loading(*(a for path in kept for a in (f"--{path.suffix[1:]}", str(path))))
     assert not out and {path: path.read_text() for path in kept} == kept
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
 

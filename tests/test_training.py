@@ -771,18 +771,20 @@ def test_a_refused_run_leaves_no_run_folder(small_cache: Path, tmp_path: Path, c
      "is not a training run's state ('best_epoch' is 2)"),
     ("state.json", '{"epoch": 1, "best_cer": 0.5, "best_wer": 0.5, "best_epoch": 0}',
      "is not a training run's state ('best_epoch' is 0)"),
+    ("state.json", '{"epoch": 1, "best_cer": null}', "is not a training run's state ('best_cer' is null after epoch "
+                                                      "1)"),
     ("args.json", '{"lr": 0.1', "is not a training run's recipe (Expecting ',' delimiter: line 1 column 11 (char 10))"),
 ], ids=["state_not_json", "state_without_epoch", "state_epoch_not_a_number", "state_epoch_a_bool",
         "state_epoch_negative", "state_best_cer_nan", "state_without_best_wer", "state_best_wer_infinite",
         "state_without_best_epoch", "state_best_epoch_a_string", "state_best_epoch_a_bool",
-        "state_best_epoch_after_epoch", "state_best_epoch_zero", "args_cut_short"])
+        "state_best_epoch_after_epoch", "state_best_epoch_zero", "state_never_validated", "args_cut_short"])
 def test_a_run_folder_s_damaged_record_is_named_in_one_line(name: str, text: str, says: str, small_cache: Path,
                                                            tmp_path: Path, capsys: pytest.CaptureFixture):
     """A state or recipe edited by hand or cut short: the file is named and what is wrong with it, the
     run folder left as it was."""
     run = tmp_path / "run"
     run.mkdir()
-    (run / "state.json").write_text('{"epoch": 1, "best_cer": null}')
+    (run / "state.json").write_text('{"epoch": 1, "best_cer": 0.5, "best_wer": 0.5, "best_epoch": 1}')
     (run / name).write_text(text)
     files = {p.name: p.read_bytes() for p in run.iterdir()}
     assert main(quick_run(small_cache, run, "--resume", "--epochs", "2")) == 2

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from realtime.capture import open_video
-from realtime.cli import Parser, at_least, non_negative, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, named_path, non_negative, stops_like_ctrl_c, summary
 from realtime.files import first_taken, make_folder_for, outputs_problem, write_text
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, Clip, find_clips, read_align, video_fps
@@ -139,8 +139,8 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.concat", description=summary(__doc__))
-    parser.add_argument("--grid", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="the .mp4 to write (an .align goes beside it)")
+    parser.add_argument("--grid", type=named_path, required=True)
+    parser.add_argument("--out", type=named_path, required=True, help="the .mp4 to write (an .align goes beside it)")
     parser.add_argument("--split", choices=("val", "all"), default="val")
     parser.add_argument("--count", type=at_least(0), default=0, help="at most this many clips")
     parser.add_argument("--seconds", type=non_negative, default=0, help="stop once the video is this long")

@@ -59,6 +59,11 @@ def is_number(value: object) -> bool:
     return type(value) in (int, float) and math.isfinite(value)
 
 
+def is_names(value: object) -> bool:
+    """A JSON list of strings (clip names)."""
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
 def is_count(value: object) -> bool:
     """A whole JSON number, 0 or more (true and false are not)."""
     return type(value) is int and value >= 0
@@ -141,8 +146,8 @@ class SplitRecord:
     @classmethod
     def read(cls, path: Path) -> SplitRecord:
         record = read_json(path, "a training run's split record",
-                           {"fraction": is_number, "validation": lambda v: isinstance(v, list),
-                            "train": lambda v: v is None or isinstance(v, (list, int))})  # int: an older count
+                           {"fraction": is_number, "validation": is_names,
+                            "train": lambda v: v is None or is_names(v) or is_count(v)})  # a count: an older record
         fraction, train = record["fraction"], record["train"]
         if not 0 <= fraction < 1:
             raise ValueError(f"{path} records a validation share of {fraction}, not from 0 up to but not 1")

@@ -16,9 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime.cli import Parser, summary
+from realtime.cli import Parser, named_path, summary
 from training import train
-from training.dataset import is_count, is_number, read_json
 
 
 @dataclass(frozen=True)
@@ -59,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m training.recipe", description=summary(__doc__), allow_abbrev=False,
         epilog="Other options go to training.train in both stages, after the recipe's own flags, so they "
                "override them (e.g. --config tiny --limit 8 for a quick run).")
-    parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="folder of the two stage runs")
+    parser.add_argument("--cache", type=named_path, required=True)
+    parser.add_argument("--out", type=named_path, required=True, help="folder of the two stage runs")
     parser.add_argument("--epochs", type=int, nargs=len(STAGES), metavar="N",
                         default=[stage.epochs for stage in STAGES], help="epochs of each stage")
     parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)  # the recipe resumes
@@ -79,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                 return code
         previous = args.out / stage.name
     try:  # a state whose run was already trained, unread until now: one line, not a KeyError
-        state = read_json(previous / "state.json", "a trained run's state",
-                          {"best_epoch": is_count, "best_cer": is_number, "best_wer": is_number})
+        state = train.read_state(previous / "state.json")
+        if state["best_cer"] is None:
+            raise ValueError(f"{previous / 'state.json'} records no validated epoch")
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import cv2
 import h5py
 import numpy as np
 
-from realtime.cli import Parser, summary
+from realtime.cli import Parser, named_path, summary
 from realtime.files import make_folder_for
 from training.cache import complete_clips, open_cache
 
@@ -74,8 +73,8 @@ def montage(f: h5py.File, rows: int = 6, cols: int = 8) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.report", description=summary(__doc__))
-    parser.add_argument("--cache", type=Path, required=True, help="HDF5 cache made by training.prepare")
-    parser.add_argument("--montage", type=Path, help="write a PNG of crops from a few clips here")
+    parser.add_argument("--cache", type=named_path, required=True, help="HDF5 cache made by training.prepare")
+    parser.add_argument("--montage", type=named_path, help="write a PNG of crops from a few clips here")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.montage and args.montage.suffix.lower() not in (".png", ".jpg", ".jpeg"):

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.cli import Parser, at_least, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summary
 from training.concat import Mp4Writer, append_video, select_clips
 from training.grid import video_fps
 
@@ -47,8 +47,8 @@ def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.restyle", description=summary(__doc__))
-    parser.add_argument("--grid", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="the folder to write (our GRID layout)")
+    parser.add_argument("--grid", type=named_path, required=True)
+    parser.add_argument("--out", type=named_path, required=True, help="the folder to write (our GRID layout)")
     parser.add_argument("--split", choices=("val", "all"), default="val",
                         help="val: only clips no bundled model trained on")
     parser.add_argument("--count", type=at_least(0), default=0, help="at most this many clips")

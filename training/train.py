@@ -241,7 +241,9 @@ def read_state(path: Path) -> dict:
     otherwise fail (or mislead) only where it is used, at the end of a whole resumed epoch."""
     what = "a training run's state"
     state = read_json(path, what, {"epoch": is_count, "best_cer": lambda v: v is None or is_number(v)})
-    if state["best_cer"] is None:  # no epoch has been validated yet
+    if state["best_cer"] is None:  # no epoch validated: none run, as each is validated as it ends
+        if state["epoch"]:
+            raise ValueError(f"{path} is not {what} ('best_cer' is null after epoch {state['epoch']})")
         return state
     return fields_checked(state, path, what, {"best_wer": is_number,
                                               "best_epoch": lambda v: is_count(v) and 1 <= v <= state["epoch"]})
