@@ -222,6 +222,12 @@ def test_cache_made_with_another_crop_is_refused(prepared: PreparedRun, tmp_path
     with pytest.raises(ValueError, match="another crop"):
         prepare(prepared.grid, out, workers=1, spec=CropSpec(width=96, height=48))
     assert out.is_file() and not out.with_name(out.name + ".partial").exists()  # left as it was
+    # Beside a partial cut short before its crop settings, the finished cache is still not replaced.
+    with h5py.File(out.with_name(out.name + ".partial"), "w"):
+        pass
+    with pytest.raises(ValueError, match="another crop"):
+        prepare(prepared.grid, out, workers=1, spec=CropSpec(width=96, height=48))
+    assert out.read_bytes() == prepared.out.read_bytes()
 
 
 def test_an_hdf5_file_that_is_not_a_cache_is_refused_and_left_as_it_was(grid_subset, tmp_path: Path,

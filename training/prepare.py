@@ -271,11 +271,16 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
     if not clips:
         raise FileNotFoundError(f"no videos under {grid}")
     partial = out.with_name(out.name + ".partial")
-    existing = partial if partial.exists() else out
-    if existing.exists():  # checked before renaming, so a refused run leaves the file at --out as it was
-        with open_cache(existing) as f:  # a partial without crop settings: cut short between making and setting
-            cut_short = existing == partial and "crop" not in f.attrs
-        stored = spec if cut_short else read_crop_spec(existing)
+    # Each checked before renaming, so a refused run leaves the file at --out as it was; a partial
+    # without crop settings was cut short between its making and their setting.
+    for existing in (out, partial):
+        if not existing.exists():
+            continue
+        if existing == partial:
+            with open_cache(existing) as f:
+                if "crop" not in f.attrs:
+                    continue
+        stored = read_crop_spec(existing)
         if stored != spec:
             raise ValueError(f"{out} was made with another crop ({asdict(stored)}); use a new --out")
     if out.exists() and not partial.exists():  # a copy: the cache stays usable while more is added
