@@ -13,7 +13,6 @@ video ends, the window stays open on its last words until it is closed.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import signal
 import sys
@@ -231,7 +230,7 @@ def _run(args: argparse.Namespace) -> int:
                 if step.no_face != faceless and (step.no_face or step.track.crop is not None):
                     faceless = step.no_face  # said once each way; headless, nothing else shows it
                     # media time, where in a long file to look: when the face was last seen, or is found
-                    gone = pipeline.last_face if faceless and math.isfinite(pipeline.last_face) else step.frame.t
+                    gone = pipeline.last_face if faceless and pipeline.saw_a_face else step.frame.t
                     at = f"at {gone:.1f} s"
                     log(f"no face in view {at}: nothing to read until a face is seen" if faceless
                         else f"face found {at}")
@@ -244,7 +243,7 @@ def _run(args: argparse.Namespace) -> int:
                 while paused and source.is_video:  # a video waits for its viewer, as a player does
                     answer(show(step, wait_ms=30))
         # A video read to its end in a window: once every output is written, its last words stay on screen.
-        ended = (window is not None and step is not None and source.is_video and math.isfinite(pipeline.last_face)
+        ended = (window is not None and step is not None and source.is_video and pipeline.saw_a_face
                  and not source.error)
         if source.failure:
             log(f"error: {source.failure}; the transcript so far is kept")

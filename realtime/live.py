@@ -74,6 +74,11 @@ class LivePipeline:
     def close(self) -> None:
         self.tracker.close()
 
+    @property
+    def saw_a_face(self) -> bool:
+        """Whether a face was found in some frame so far (last_face is set on each, and never reset)."""
+        return math.isfinite(self.last_face)
+
     def _set(self, caption: CaptionState) -> bool:
         changed = _text(caption) != _text(self.caption)
         self.caption = caption
@@ -157,7 +162,7 @@ def nothing_read(source: str, frames: FrameSource, pipeline: LivePipeline) -> st
     without a face in any frame. Bad input, not a run cut short or a silent empty transcript."""
     if frames.error and not frames.read:
         return frames.error
-    if frames.is_video and not math.isfinite(pipeline.last_face) and not frames.error and not frames.failure:
+    if frames.is_video and not pipeline.saw_a_face and not frames.error and not frames.failure:
         return f"no face in {source}: nothing was read"
     return None
 
