@@ -100,14 +100,17 @@ def file_id(path: Path) -> tuple[int, int] | str:
 
 def first_taken(outputs: Sequence[Path], inputs: Iterable[tuple[Path, str]]) -> tuple[Path, str] | None:
     """The first output that is one of the files read (`inputs`, each with what it is) or an output named
-    before it ("another output"), with what it is; or None. Each file is looked at once, and the inputs not
-    at all while no output exists yet: none can be one of them (a corpus' clips are many)."""
+    before it ("another output"), with what it is; or None. Two outputs may share a device, pipe or stream
+    (`--srt /dev/null --vtt /dev/null`): written in place, neither replaces the other. Each file is looked
+    at once, and the inputs not at all while no output exists yet: none can be one of them (a corpus' clips
+    are many)."""
     ids = [file_id(path) for path in outputs]
     taken = {file_id(path): what for path, what in inputs} if any(isinstance(i, tuple) for i in ids) else {}
     for path, key in zip(outputs, ids):
         if key in taken:
             return path, taken[key]
-        taken[key] = "another output"
+        if not written_in_place(path):
+            taken[key] = "another output"
     return None
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from realtime.bench import main as bench_main
-from realtime.files import output_problem, write_text
+from realtime.files import output_problem, outputs_problem, write_text
 from realtime.record import main as record_main
 from realtime.vad_report import main as vad_main
 from training.concat import main as concat_main
@@ -262,6 +262,18 @@ def test_an_output_through_a_link_or_into_a_pipe_replaces_neither(tmp_path: Path
     assert heard == ["cue\n"] and pipe.is_fifo()  # written into, still a pipe
 
 
+def test_two_outputs_may_share_a_device_but_not_a_file(tmp_path: Path):
+    """A device is written in place, so `--srt /dev/null --vtt /dev/null` loses nothing; one file named
+    twice, or through a link, would be replaced by the second output."""
+    assert outputs_problem(None, ["/dev/null", "/dev/null", tmp_path / "a.srt"]) is None
+    file, link = tmp_path / "a.srt", tmp_path / "link.srt"
+    file.write_text("old\n")
+    link.symlink_to(file)
+    assert outputs_problem(None, [file, link]) == f"{link} is another output: choose another file"
+    assert outputs_problem(None, [tmp_path / "new.srt", tmp_path / "new.srt"]) == \
+        f"{tmp_path / 'new.srt'} is another output: choose another file"
+
+
 def test_a_folder_no_one_can_write_in_is_found_out_even_by_root():
     """os.access says yes to root everywhere; /proc takes no new files from anyone."""
     problem = output_problem(Path("/proc/lipstream-captions.srt"))
@@ -272,7 +284,7 @@ def test_a_folder_no_one_can_write_in_is_found_out_even_by_root():
 def test_dev_stdout_as_an_output_joins_what_stdout_already_holds(into: str, tmp_path: Path):
     """`--srt /dev/stdout`, stdout redirected to a file or piped: the text lands after what was printed
     before it and before what is printed after it, and nothing is replaced."""
-    script = ("from pathlib import Path; from realtime.files import output_problem, write_text; "
+    script = ("from pathlib import Path; from realtime.files import output_problem, outputs_problem, write_text; "
               "print('before', flush=True); assert output_problem(Path('/dev/stdout')) is None; "
               "write_text(Path('/dev/stdout'), 'cue\\n'); print('after')")
     command = [sys.executable, "-c", script]
