@@ -56,6 +56,9 @@ SHORTFALL = 0.25  # seconds
 # The highest frame rate taken as filmed (phones' slow motion); above it the container gave its time base
 # (1000 for WebM and Matroska without a rate), and a frame without a usable time is placed at 30 fps.
 MAX_FPS = 960
+# A stream whose timestamps run further ahead of the clock or behind it than this has jumped (a
+# discontinuity, a new segment) or stalled: it is paced from that frame on, not waited for.
+MAX_AHEAD = 1.0  # seconds
 
 
 def is_camera(source: str) -> bool:
@@ -148,7 +151,8 @@ class FrameSource:
     A video (a file, or a URL to one) has an end and its own timeline: frames carry their media
     time, it is played at its pace and never reopened. A camera or live stream (a URL whose container
     gives no length and whose name is not a video file's) is stamped by the clock, and reopened when it
-    stops delivering, unless it then starts over as a recording served that way does."""
+    stops delivering, unless it then starts over as a recording served that way does; a stream is read
+    no faster than its own timestamps, so that such a recording plays at its pace too."""
 
     def __init__(self, options: SourceOptions):
         self.options = options
@@ -188,6 +192,7 @@ class FrameSource:
         self._released = threading.Event()  # cleared while a video is held
         self._released.set()
         self._held_at = 0.0
+        self._pace = (0.0, 0.0)  # a stream's clock and timestamp at the frame its pace is kept from
         self.waiting = threading.Event()  # set while the reading thread waits for a hold's release
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
@@ -311,9 +316,11 @@ class FrameSource:
         if self._timeline is not None:
             self._timeline.join()
         pace = self.is_video and not self.options.fast
+        stream = not self.is_video and not is_camera(self.options.source)
         failed = reopens = 0
         first: np.ndarray | None = None  # the frame the last opening started with
-        opened = (0.0, 0)  # when it did (time.monotonic()), and `read` then
+        opened = (0.0, 0, 0.0)  # when it did (time.monotonic()), and `read` and `held` then
+        held = 0.0  # seconds a stream was held back to its own pace, in all
         while not self._stop.is_set():
             if not self._released.wait(0.05):
                 self.waiting.set()
@@ -336,13 +343,15 @@ class FrameSource:
                 reopens += 1
                 continue
             if reopens and np.array_equal(image, first) and \
-                    (self.read - opened[1]) / self.fps > 2 * (time.monotonic() - opened[0]):
+                    (self.read - opened[1]) / self.fps > 2 * (time.monotonic() - opened[0] - (held - opened[2])):
                 # Reopened, it starts over bit for bit (a camera never does), and it gave its frames faster
                 # than they were filmed: a recording served as a file, read to its end. One played in real
                 # time (a stream looping a clip) is reopened as a camera is.
                 break
             if reopens or first is None:
-                first, opened = image, (time.monotonic(), self.read)
+                first, opened = image, (time.monotonic(), self.read, held)
+            if stream:
+                held += self._keep_pace(restart=self.read == opened[1])
             failed = reopens = 0
             if self.is_video:
                 self._last_t = self._media_time()
@@ -355,6 +364,21 @@ class FrameSource:
                 t = time.monotonic() - self._started
             self._put(Frame(image, t, self.read, time.monotonic(), read_ms))
             self.read += 1
+
+    def _keep_pace(self, restart: bool) -> float:
+        """Hold a stream's frame back until its own time (its timestamp, from the clock and timestamp of
+        the frame the pace `restart`ed at: an opening's first), and return the seconds held. A live
+        stream's frames come no sooner than that; a recording served at a stream's URL comes as fast as
+        the network gives it, and would otherwise be read at that speed, its frames dropped by a
+        pipeline that reads in real time."""
+        now, media = time.monotonic(), self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
+        ahead = self._pace[0] + media - self._pace[1] - now
+        if restart or abs(ahead) > MAX_AHEAD:
+            self._pace = (now, media)
+            return 0.0
+        if ahead <= 0 or self._stop.wait(ahead):
+            return 0.0
+        return ahead
 
     def __iter__(self) -> Iterator[Frame]:
         while True:

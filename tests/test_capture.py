@@ -250,14 +250,29 @@ def test_a_ts_recording_streamed_without_a_length_is_played_once(clip_ts: bytes)
     assert np.allclose([f.t for f in frames], np.arange(75) / 25, atol=1e-3)
 
 
-def test_a_recording_at_a_stream_s_url_is_not_read_again(clip_ts: bytes) -> None:
-    """Nothing says it is a recording, so it is read as a live stream and reopened when it ends; it then
-    starts over with the same frame, having come faster than filmed: it has ended, read once, not
-    replayed without end."""
+def test_a_recording_at_a_stream_s_url_is_played_at_its_pace_and_not_read_again(clip_ts: bytes) -> None:
+    """Nothing says it is a recording, so it is read as a live stream: held to its own timestamps' pace
+    (it comes as fast as the network gives it), so that no frame is dropped, and reopened when it ends;
+    it then starts over with the same frame, having come faster than filmed: it has ended, read once,
+    not replayed without end."""
     with streamed(itertools.repeat(clip_ts)) as address:
         source, frames = read_all(f"{address}/live", fast=False)
     assert not source.is_video and source.error is None
-    assert 0 < source.read <= 75
+    assert source.read == len(frames) == 75 and source.dropped == 0
+    # Stamped by the clock, each frame no sooner than its own time after the first (a lower bound:
+    # a loaded machine only makes them later).
+    assert all(f.t - frames[0].t >= i / 25 - 1e-3 for i, f in enumerate(frames))
+
+
+def test_a_stream_whose_timestamps_jump_ahead_is_paced_on_from_the_jump(clip_ts: bytes, tmp_path: Path) -> None:
+    """Its timestamps leap 97 s ahead mid-stream (a discontinuity): the frames after it are not held for
+    97 s (read_all gives up after 10 s without a frame), but paced from the first frame after the jump."""
+    ffmpeg("-i", str(tmp_path / "clip.ts"), "-c", "copy", "-output_ts_offset", "100", str(tmp_path / "later.ts"))
+    with streamed(itertools.repeat(clip_ts + (tmp_path / "later.ts").read_bytes())) as address:
+        source, frames = read_all(f"{address}/live", fast=False)
+    assert source.error is None and source.read == len(frames) == 150
+    after = frames[75:]
+    assert all(f.t - after[0].t >= i / 25 - 1e-3 for i, f in enumerate(after))
 
 
 def test_a_stream_that_ends_as_soon_as_it_reopens_is_given_up(clip_ts: bytes) -> None:
