@@ -1,9 +1,9 @@
 """Keras → ONNX export with a parity gate: `python -m export`."""
 
-import os
+from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # as training/ does: TensorFlow's INFO lines are noise
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # as training/ does: several times faster on AVX2 CPUs
+import training  # noqa: F401  (its TensorFlow environment settings, in effect before keras loads TensorFlow)
 
 OPSET = 17  # the default; tf2onnx supports opsets up to MAX_OPSET
 MAX_OPSET = 18
+CACHE = Path("cache/s1.h5")  # the cache the README's first command writes: real windows to check and time on

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export import MAX_OPSET, OPSET
+from export import CACHE, MAX_OPSET, OPSET
 from realtime.cli import Parser, held_interrupts, named_path, stops_like_ctrl_c, summary
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m export", description=summary(__doc__))
     parser.add_argument("--model", type=named_path, required=True, help="a lipstream .keras model")
     parser.add_argument("--out", type=named_path, required=True, help="the .onnx file to write")
-    parser.add_argument("--cache", type=named_path, default=Path("cache/s1.h5"),
+    parser.add_argument("--cache", type=named_path, default=CACHE,
                         help="mouth-crop cache with real windows for the parity gate")
     parser.add_argument("--opset", type=int, choices=range(13, MAX_OPSET + 1), default=OPSET, metavar="N",
                         help=f"ONNX opset, 13 to {MAX_OPSET} (default {OPSET})")
@@ -90,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     from realtime.backend import OnnxModel
-    from realtime.files import make_folder_for, output_problem
+    from realtime.files import make_folder_for, outputs_problem
 
     targets = [p for tag in ("", "int8", "fp16") for p in family(args.out, tag)]
-    problem = next(filter(None, map(output_problem, targets)), None)
+    problem = outputs_problem(targets)
     try:
         if problem:  # a folder where a file goes is told before the conversion, not after it
             raise ValueError(problem)

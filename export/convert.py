@@ -8,6 +8,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -17,10 +18,13 @@ import onnx.compose
 from export import OPSET
 from export.onnx_gru import back_end
 from export.front_end import step_function, window_function
-from realtime.backend import EXPORT_ID, FORM, streaming_paths
+from realtime.backend import streaming_paths
 from realtime.files import native_stderr
-from realtime.spec import FEATURES, FRAMES, LOGP, ModelSpec
+from realtime.spec import EXPORT_ID, FEATURES, FORM, FRAMES, LOGP, ModelSpec
 from training.model import FRONT_END
+
+if TYPE_CHECKING:
+    from export.front_end import TracedFunction
 
 
 @dataclass(frozen=True)
@@ -45,16 +49,17 @@ def _rename(proto: onnx.ModelProto, old: str, new: str) -> None:
 _ABSL_INFO = re.compile(r"I\d{4} \S+\s+\d+ \S+:\d+\] |WARNING: All log messages before absl::InitializeLog\(\)")
 
 
-def _traced(function: object, signature: list, opset: int) -> onnx.ModelProto:
+def _traced(traced: TracedFunction, opset: int) -> onnx.ModelProto:
     import tf2onnx
 
+    function, signature = traced
     with native_stderr(keep=lambda line: not _ABSL_INFO.match(line)):  # tf2onnx runs grappler, whose INFO lines go through absl
         return tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)[0]
 
 
 def front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
     """`frames` (batch, time, H, W, C) -> `features` (batch, time, F) through tf2onnx."""
-    proto = _traced(*window_function(model), opset)
+    proto = _traced(window_function(model), opset)
     _rename(proto, proto.graph.input[0].name, FRAMES)
     _rename(proto, proto.graph.output[0].name, FEATURES)
     proto.graph.name = "lipstream_front_end"
@@ -63,7 +68,7 @@ def front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
 
 def streaming_step(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
     """(step, frame, state0..) -> (features, next_state0..) through tf2onnx; see export.front_end."""
-    proto = _traced(*step_function(model), opset)
+    proto = _traced(step_function(model), opset)
     outputs = [o.name for o in proto.graph.output]
     _rename(proto, outputs[0], FEATURES)
     for i, name in enumerate(outputs[1:]):

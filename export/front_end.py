@@ -19,6 +19,7 @@ costs 1 + 2 + 3 frame-convolutions, where recomputing a 75-frame window costs 3 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import keras
@@ -29,7 +30,7 @@ from realtime.spec import FRAME, FRAMES, STATE, STEP
 if TYPE_CHECKING:
     import tensorflow as tf
 
-    TracedFunction = tuple[tf.types.experimental.PolymorphicFunction, list[tf.TensorSpec]]
+    TracedFunction = tuple[tf.types.experimental.PolymorphicFunction, Sequence[tf.TensorSpec]]
 
 
 def _blocks(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray, int]]:

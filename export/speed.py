@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
+from export import CACHE
 from realtime.cli import Parser, at_least, named_path, summary
 
 
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m export.speed", description=summary(__doc__))
     parser.add_argument("--model", type=named_path, required=True, help="a lipstream .keras model")
     parser.add_argument("--onnx", type=named_path, help="its export (default: the .onnx beside --model)")
-    parser.add_argument("--cache", type=named_path, default=Path("cache/s1.h5"), help="mouth-crop cache")
+    parser.add_argument("--cache", type=named_path, default=CACHE, help="mouth-crop cache")
     parser.add_argument("--repeats", type=at_least(1), default=30, help="timed calls of each (default 30)")
     args = parser.parse_args(argv)
     onnx_path = args.onnx or args.model.with_suffix(".onnx")

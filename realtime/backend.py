@@ -10,10 +10,15 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.spec import FEATURES, FRAME, FRAMES, STATE, STEP, ModelSpec, ModelSpecError, normalise
+from realtime.spec import (EXPORT_ID, FEATURES, FORM, FRAME, FRAMES, STATE, STEP, ModelSpec, ModelSpecError,
+                           normalise)
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 PROVIDERS = ("auto", "cuda", "cpu")
 
@@ -37,8 +42,6 @@ def find_model(path: Path) -> Path:
         return path
     bundled = BUNDLED_MODEL.parent / path.name
     return bundled if bundled.is_file() else path
-EXPORT_ID = "lipstream.export"  # metadata naming the weights an export's three files were made from
-FORM = "lipstream.form"  # metadata saying which of them a file is: full, step or back
 
 
 def streaming_paths(path: Path) -> tuple[Path, Path]:
@@ -59,7 +62,7 @@ class ProviderChoice:
     reason: str
 
 
-def _session(path: Path, providers: list[str], threads: int, spin: bool = True):
+def _session(path: Path, providers: list[str], threads: int, spin: bool = True) -> ort.InferenceSession:
     """`spin=False` for sessions run once per paced frame: ORT's idle workers would otherwise spin
     between frames (when it was measured: live CPU 126 % instead of 27 %, and a worse glass-to-caption
     p95). Whole-window reads keep spinning, which saves about a quarter of their time (README: Latency)."""
@@ -153,7 +156,8 @@ class OnnxModel:
                                      f"{self.spec.context + 1}): re-export with python -m export")
 
     @staticmethod
-    def _part(path: Path, inputs: set[str], source: str | None, providers: list[str], threads: int):
+    def _part(path: Path, inputs: set[str], source: str | None, providers: list[str],
+              threads: int) -> ort.InferenceSession | None:
         """A streaming part's session (None when absent): refused, in one line, when it is broken, was
         exported from other weights than the full model (`source`), or does not take the inputs its part
         takes (besides the step model's states)."""

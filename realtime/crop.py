@@ -7,8 +7,9 @@ Lip width is never used: it changes as the mouth opens.
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
@@ -30,6 +31,36 @@ class CropSpec:
     channels: int = 3
     face_width: float = 1.1  # crop width / 3D outer-eye-corner distance
     below_nose: float = 0.30  # crop centre below the subnasale, in eye-corner distances
+
+    @classmethod
+    def from_json(cls, text: str) -> CropSpec:
+        """The settings a cache or a model stores, read by one rule for both, so that neither takes what
+        the other refuses: a field left out keeps its default (settings from before it), one this version
+        does not know is refused (it would cut other pixels than the model was taught on), and a bad value
+        is a one-line error naming it."""
+        try:
+            values = json.loads(text)
+        except (TypeError, ValueError):  # not JSON, or not text
+            values = None
+        if not isinstance(values, dict):
+            raise ValueError(f"crop settings {text!r} are not a JSON object")
+        shown = json.dumps(values)  # one line, however the stored text is laid out
+        if unknown := sorted(set(values) - {f.name for f in fields(cls)}):
+            raise ValueError(f"crop settings {shown} name {', '.join(unknown)}, which this version does not know")
+
+        def number(v: object) -> bool:  # json reads NaN and Infinity, and true and false are ints to Python
+            return type(v) in (int, float) and math.isfinite(v)
+
+        wants = {"height": (lambda v: type(v) is int and v > 0, "a size in pixels"),
+                 "width": (lambda v: type(v) is int and v > 0, "a size in pixels"),
+                 "channels": (lambda v: type(v) is int and v in (1, 3), "1 or 3"),
+                 "face_width": (lambda v: number(v) and v > 0, "a finite width above 0"),
+                 "below_nose": (number, "a finite distance")}
+        for name, value in values.items():
+            fits, wanted = wants[name]
+            if not fits(value):
+                raise ValueError(f"crop settings {shown} give {name} {json.dumps(value)}, not {wanted}")
+        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,7 @@ runtime reads it back and configures the crop, frame rate, normalisation and dec
 from __future__ import annotations
 
 import json
-import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -17,6 +16,9 @@ from realtime.vocab import Vocabulary
 
 NORMALISATION = "per_frame_standardise"
 _PREFIX = "lipstream."
+# Keys the export adds beside the spec's own, in each of its three files:
+EXPORT_ID = _PREFIX + "export"  # the digest of the weights they were made from
+FORM = _PREFIX + "form"  # which of them a file is: full, step or back
 
 # The exported graphs' tensor names, which export/ writes and the runtime feeds and reads.
 FRAMES = "frames"  # the full model's input: normalised crops (batch, time, H, W, C)
@@ -69,15 +71,7 @@ class ModelSpec:
             vocabulary = Vocabulary(values["charset"])
             if int(values["blank"]) != vocabulary.blank:
                 raise ModelSpecError(f"{source}: blank index {values['blank']} is not after the charset")
-            crop_values = json.loads(values["crop"])
-            if not isinstance(crop_values, dict):
-                raise ValueError(f"crop {values['crop']!r} is not an object")
-            crop_fields = {f.name for f in fields(CropSpec)}
-            crop = CropSpec(**{k: v for k, v in crop_values.items() if k in crop_fields})
-            pixels = all(type(v) is int and v > 0 for v in (crop.height, crop.width)) and crop.channels in (1, 3)
-            sizes = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (crop.face_width, crop.below_nose))
-            if not pixels or not sizes or not crop.face_width > 0:
-                raise ValueError(f"crop {values['crop']!r} is not a crop")
+            crop = CropSpec.from_json(values["crop"])
             fps, context = float(values["fps"]), int(values["context"])
             if not 0 < fps <= 1000 or context < 0:  # NaN fails the first test too
                 raise ValueError(f"fps {values['fps']!r} and context {values['context']!r} are not a video's")

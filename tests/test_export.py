@@ -27,9 +27,9 @@ from export.__main__ import main as export_main
 from export.parity import (FRAMES_NEEDED, ROUNDED_MAX_PROB_DIFF, SPACING, VARIANT_MAX_PROB_DIFF, WINDOW_LENGTHS,
                            ParityResult, check, gate, variant_gate, windows)
 from export.speed import main as speed_main
-from realtime.backend import EXPORT_ID, FORM, ModelLoadError, OnnxModel, StreamingBackend, choose_provider, streaming_paths
+from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, choose_provider, streaming_paths
 from realtime.decode import greedy
-from realtime.spec import ModelSpec, normalise
+from realtime.spec import EXPORT_ID, FORM, ModelSpec, normalise
 from training.dataset import VAL_FRACTION, held_out_first, is_validation, load_clips, read_crop_spec
 from training.evaluate import main as evaluate_main
 from export.convert import weights_digest

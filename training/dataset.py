@@ -1,4 +1,6 @@
-"""From the HDF5 cache to tf.data batches: loading, the validation split, and the input pipeline."""
+"""From the HDF5 cache to tf.data batches: loading, the validation split, and the input pipeline. Also the
+checked reading of the JSON records a run folder keeps (read_json, fields_checked, is_*) and the split's own
+record (SplitRecord): one edited by hand or cut short is one line naming the file and the key."""
 
 from __future__ import annotations
 
@@ -70,20 +72,22 @@ def is_count(value: object) -> bool:
 
 
 def read_crop_spec(cache: Path) -> CropSpec:
+    """The crop the cache's clips were cut with, read as a model's are (CropSpec.from_json)."""
     with open_cache(cache) as f:
         if "crop" not in f.attrs:
             raise ValueError(f"{cache} is not a lipstream cache (no crop settings)")
         try:
-            return CropSpec(**json.loads(f.attrs["crop"]))
-        except (TypeError, ValueError) as e:  # not JSON, not an object, or a field this version lacks
-            raise ValueError(f"{cache} has crop settings this version cannot read: {e}") from None
+            return CropSpec.from_json(f.attrs["crop"])
+        except ValueError as e:
+            raise ValueError(f"{cache}: {e}") from None
 
 
-def check_crop(cache: Path, crop: CropSpec, model: object, hint: str) -> None:
-    """Refuse a cache cut with another crop than `model` reads: its pixels would mean nothing to it."""
+def check_crop(cache: Path, crop: CropSpec, user: object, hint: str) -> None:
+    """Refuse a cache cut with another crop than `user` (a model that reads it, a run that adds to it)
+    uses: its pixels would mean nothing to a model of the other."""
     cached = read_crop_spec(cache)
     if cached != crop:
-        raise ValueError(f"{cache} was cut with another crop than {model} reads ({cached} against {crop}): {hint}")
+        raise ValueError(f"{cache} was cut with another crop than {user} uses ({cached} against {crop}): {hint}")
 
 
 def read_fps(cache: Path) -> float:

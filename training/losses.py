@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import keras
 from keras import ops
 
+if TYPE_CHECKING:  # Keras' backend here: the tensors the losses take and give
+    import tensorflow as tf
 
-def fits_frames(labels, frames):
+
+def fits_frames(labels: tf.Tensor, frames: tf.Tensor) -> tf.Tensor:
     """Whether each label (batch, width; -1 pads) can be read in its frames: CTC needs a frame for each
     letter and a blank between two equal letters."""
     repeats = ops.sum(ops.cast((labels[:, 1:] == labels[:, :-1]) & (labels[:, 1:] >= 0), "int32"), axis=1)
@@ -35,7 +39,7 @@ class CTCLoss(keras.losses.Loss):
     rivals (not whole GRID sentences) get CTC alone."""
 
     def __init__(self, blank: int, confidence_penalty: float = 0.0, sequence_weight: float = 0.0,
-                 sequence_scale: float = 1.0, rivals: int = 0, name: str = "ctc_loss", **kwargs):
+                 sequence_scale: float = 1.0, rivals: int = 0, name: str = "ctc_loss", **kwargs: object):
         super().__init__(name=name, **kwargs)
         self.blank = blank
         self.confidence_penalty = confidence_penalty
@@ -43,7 +47,7 @@ class CTCLoss(keras.losses.Loss):
         self.sequence_scale = sequence_scale
         self.rivals = rivals
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         y_true = ops.cast(y_true, "int32")
         batch = ops.shape(y_true)[0]
         lengths = y_true[:, 0]
@@ -65,7 +69,7 @@ class CTCLoss(keras.losses.Loss):
                 lambda: self._sequence_loss(labels, y_pred, lengths), lambda: ops.zeros_like(loss))
         return loss
 
-    def _sequence_loss(self, labels, y_pred, lengths):
+    def _sequence_loss(self, labels: tf.Tensor, y_pred: tf.Tensor, lengths: tf.Tensor) -> tf.Tensor:
         """-log softmax over (label, rivals) of the scaled CTC log-likelihoods, taken at the label; 0
         for a sample without rivals or whose label does not fit its frames. TensorFlow's fused CTC
         kernel, which takes sparse labels, scores the 46 readings of a batch 6-8 times faster than the
@@ -91,7 +95,7 @@ class CTCLoss(keras.losses.Loss):
         label_fits = tf.reshape(possible, (batch, readings))[:, 0]  # without rivals, the share is 1 and this 0
         return tf.where(label_fits, -share, tf.zeros_like(share))
 
-    def get_config(self):
+    def get_config(self) -> dict[str, object]:
         return {**super().get_config(), "blank": self.blank, "confidence_penalty": self.confidence_penalty,
                 "sequence_weight": self.sequence_weight, "sequence_scale": self.sequence_scale,
                 "rivals": self.rivals}
@@ -103,10 +107,10 @@ class FrameLoss(keras.losses.Loss):
     character): dense supervision long before CTC finds its alignments. Frames labelled -1 are ignored.
     Takes logits or log-probabilities (log_softmax leaves log-probabilities unchanged)."""
 
-    def __init__(self, name: str = "frame_loss", **kwargs):
+    def __init__(self, name: str = "frame_loss", **kwargs: object):
         super().__init__(name=name, **kwargs)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         y_true = ops.cast(y_true, "int32")
         mask = ops.cast(y_true >= 0, "float32")
         ce = ops.sparse_categorical_crossentropy(ops.maximum(y_true, 0), y_pred, from_logits=True)
@@ -118,10 +122,10 @@ class SpeechLoss(keras.losses.Loss):
     """Mean squared error of the predicted speech features per frame (training.speech); frames whose
     features are NaN (no sound, padding) are ignored."""
 
-    def __init__(self, name: str = "speech_loss", **kwargs):
+    def __init__(self, name: str = "speech_loss", **kwargs: object):
         super().__init__(name=name, **kwargs)
 
-    def call(self, y_true, y_pred):
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
         known = ops.logical_not(ops.isnan(y_true))
         error = ops.where(known, ops.square(y_pred - ops.where(known, y_true, 0.0)), 0.0)
         frames = ops.cast(ops.all(known, axis=-1), "float32")

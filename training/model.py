@@ -16,6 +16,7 @@ import keras
 from keras import layers, ops
 
 from realtime.cli import Parser
+from realtime.crop import CropSpec
 from realtime.spec import FRAMES, ModelSpec, ModelSpecError
 from realtime.vocab import Vocabulary
 from training.grid import WORD_CLASSES
@@ -56,11 +57,11 @@ def context_frames(config: ModelConfig) -> int:
 
 
 def build(config: ModelConfig, height: int, width: int, channels: int,
-          vocabulary: Vocabulary = Vocabulary(), auxiliary: bool = True, speech_dims: int = 0) -> keras.Model:
-    """The training model: outputs `ctc` (log-probabilities over characters + blank) and, with
-    `auxiliary`, training signals only: `words` (per-frame word-class logits), `chars` (the same
-    log-probabilities, for a per-frame character loss) and, with `speech_dims`, `speech` (the sound
-    predicted from the lips: training.speech)."""
+          vocabulary: Vocabulary = Vocabulary(), speech_dims: int = 0) -> keras.Model:
+    """The training model: outputs `ctc` (log-probabilities over characters + blank) and training
+    signals only: `words` (per-frame word-class logits), `chars` (the same log-probabilities, for a
+    per-frame character loss) and, with `speech_dims`, `speech` (the sound predicted from the lips:
+    training.speech)."""
     frames = keras.Input((None, height, width, channels), name=FRAMES)
     # Training pads a batch's shorter samples with zero frames (training.dataset.pad_batch); the runtime
     # never pads. Masking them out keeps batch-norm statistics, the convolutions' edges (zeros beyond the
@@ -91,12 +92,10 @@ def build(config: ModelConfig, height: int, width: int, channels: int,
     x = x * real[:, :, None]  # ends the mask: the losses read each sample's length
     logits = layers.Dense(vocabulary.size, name="char_logits")(x)
     ctc = layers.Activation("log_softmax", name="ctc", dtype="float32")(logits)
-    outputs = {"ctc": ctc}
-    if auxiliary:
-        outputs["words"] = layers.Dense(len(WORD_CLASSES), name="words")(x)
-        outputs["chars"] = layers.Identity(name="chars")(ctc)
-        if speech_dims:
-            outputs["speech"] = layers.Dense(speech_dims, name="speech", dtype="float32")(x)
+    outputs = {"ctc": ctc, "words": layers.Dense(len(WORD_CLASSES), name="words")(x),
+               "chars": layers.Identity(name="chars")(ctc)}
+    if speech_dims:
+        outputs["speech"] = layers.Dense(speech_dims, name="speech", dtype="float32")(x)
     return keras.Model(frames, outputs, name=config.name)
 
 
@@ -185,8 +184,9 @@ def main(argv: list[str] | None = None) -> None:
     """Print each configuration's size: `python -m training.model`."""
     Parser(prog="python -m training.model", description=main.__doc__).parse_args(argv)
     print(f"{'config':<8} {'parameters':>12} {'MACs/frame':>12}")
+    crop = CropSpec()  # the crop prepare cuts unless told otherwise
     for config in CONFIGS.values():
-        model = build(config, 50, 100, 3)
+        model = build(config, crop.height, crop.width, crop.channels)
         print(f"{config.name:<8} {count_params(model):>12,} {macs_per_frame(model):>12,}")
 
 

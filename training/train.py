@@ -33,6 +33,7 @@ from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION, fields_checke
 
 if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
     import keras
+    import tensorflow as tf
 
     from realtime.crop import CropSpec
 
@@ -52,7 +53,7 @@ def _configure_devices(strategy: str, logical_cpus: int) -> None:
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
 
 
-def _strategy(name: str):
+def _strategy(name: str) -> tf.distribute.Strategy:
     import tensorflow as tf
 
     if name == "mirrored":
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
                         help="weight of predicting the sound from the lips (0: off): training.speech")
     parser.add_argument("--confidence-penalty", type=non_negative, default=0.0,
                         help="weight of the CTC output's entropy per frame, subtracted from the loss (0: off; "
-                             "measured worse when streamed: README)")
+                             "measured worse when streamed: docs/experiments.md)")
     parser.add_argument("--sequence-weight", type=non_negative, default=0.0,
                         help="weight of each whole GRID sentence's cross-entropy against the 45 sentences one "
                              "word away, by CTC likelihood (0: off; training.losses.CTCLoss)")
@@ -333,7 +334,6 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
 
     from realtime.decode import greedy
     from realtime.spec import ModelSpec
-    from realtime.vocab import Vocabulary
     from training.augment import AugmentOptions, Sampler
     from training.speech import DIMS as SPEECH_DIMS
 
