@@ -118,7 +118,7 @@ def _run(args: argparse.Namespace) -> int:
     # Before any frame is read: a run must not end in a file it cannot write.
     options = LiveOptions(window=args.window, hop=args.hop, policy=policy_options(args))
     outputs = [p for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
-    problem = window_problem(options) or outputs_problem(local_path(args.source), outputs)
+    problem = window_problem(options) or outputs_problem(outputs, [(local_path(args.source), "the video read")])
     if problem:
         log(f"error: {problem}")
         return EXIT_USAGE

@@ -112,7 +112,7 @@ class MovingLips:
         if np.isfinite(opening):
             self.openings.append(opening)
             floor = np.percentile(self.openings, self.options.floor_percentile)
-            self.last = opening > floor + self.options.margin
+            self.last = bool(opening > floor + self.options.margin)
         return self.last
 
     def reset(self) -> None:

@@ -107,9 +107,9 @@ class _Stream:
 
 
 class MicrophoneStream(_Stream):
-    """The default input device (or `device`) through sounddevice, `block_ms` blocks at `rate`."""
+    """The default input device through sounddevice, `block_ms` blocks at `rate`."""
 
-    def __init__(self, callback: Callback, rate: int = 16000, block_ms: float = 20.0, device: int | str | None = None):
+    def __init__(self, callback: Callback, rate: int = 16000, block_ms: float = 20.0):
         super().__init__(callback, rate, block_ms)
         try:
             import sounddevice  # imported here: it needs the PortAudio library, which only recording does
@@ -118,8 +118,8 @@ class MicrophoneStream(_Stream):
                              "libportaudio2); to record from a file instead, use --audio-file FILE") from None
         self._abort = sounddevice.CallbackAbort
         try:
-            self._stream = sounddevice.InputStream(samplerate=rate, blocksize=self.blocksize, device=device,
-                                                   channels=1, dtype="float32", callback=self._call)
+            self._stream = sounddevice.InputStream(samplerate=rate, blocksize=self.blocksize, channels=1,
+                                                   dtype="float32", callback=self._call)
         except (sounddevice.PortAudioError, ValueError) as e:
             raise AudioError(f"cannot open a microphone ({e}); to record from a file instead, "
                              "use --audio-file FILE") from None

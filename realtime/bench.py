@@ -15,19 +15,21 @@ import difflib
 import json
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from realtime.backend import BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
-from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, local_path, open_video
+from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, capture_fps, local_path, open_video
 from realtime.cli import Parser, add_decoder, add_policy, at_least, named_path, policy_options, summary, window_problem
 from realtime.files import make_folder_for, outputs_problem, write_text
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
-from realtime.tracker import MouthTracker, TrackerOptions
-from training.grid import AlignError, Token, read_align, sentence, video_fps  # GRID's reader: no TensorFlow behind it
+from realtime.tracker import TrackerOptions, track_video
+from training.grid import GRID_FPS, AlignError, Token, read_align, sentence  # GRID's reader: no TensorFlow behind it
 
 WINDOW = 75  # frames of the window the comparisons read: one GRID sentence
 
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot and args.plot.suffix.lower() != ".png":
         parser.error("--plot must name a .png file")
     # Before the run, not after it: its results must not be lost to a file that cannot be written or read.
-    problem = outputs_problem(local_path(str(args.source)), [p for p in (args.json, args.plot) if p])
+    problem = outputs_problem([p for p in (args.json, args.plot) if p],
+                              [(local_path(str(args.source)), "the video read")])
     try:
         tokens = reference(args.source)
     except AlignError as e:
@@ -228,16 +231,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem or f'{cut}: no figures written'}", file=sys.stderr)
         return 2 if problem else 1 if source.failure else 3
     rss_mb = peak_rss_mb()
-    crops = []
     capture = open_video(str(args.source))
-    with MouthTracker(TrackerOptions(crop=model.spec.crop)) as tracker:
-        while len(crops) < WINDOW:
-            ok, image = capture.read()
-            if not ok:
-                break
-            crop = tracker.process(image, len(crops) / model.spec.fps).crop
-            if crop is not None:
-                crops.append(crop)
+    fps = capture_fps(capture, GRID_FPS)  # the rate align files count in where the video gives none
+    with closing(track_video(capture, fps, TrackerOptions(crop=model.spec.crop))) as tracked:
+        crops = list(islice((r.crop for r in tracked if r.crop is not None), WINDOW))
     comparisons = {}
     if len(crops) >= 8:
         # int8 first: an engine's idle workers still spinning would slow the next one timed.
@@ -265,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     if tokens is not None:
         import jiwer
 
-        delays = commit_delays(pipeline, tokens, video_fps(args.source))  # align times count the video's frames
+        delays = commit_delays(pipeline, tokens, fps)  # align times count the video's frames
         result["word_commit_delay_ms"] = {**percentiles(delays), "words": len(delays)}
         result["wer"] = float(jiwer.wer(sentence(tokens), pipeline.policy.committed or "-"))
     result["transcript"] = pipeline.policy.committed

@@ -54,8 +54,9 @@ FAILED_READS = 25
 # durations are estimates (mkv and fragmented mp4 round up to a frame or two).
 SHORTFALL = 0.25  # seconds
 # The highest frame rate taken as filmed (phones' slow motion); above it the container gave its time base
-# (1000 for WebM and Matroska without a rate), and a frame without a usable time is placed at 30 fps.
+# (1000 for WebM and Matroska without a rate), and a frame without a usable time is placed at USUAL_FPS.
 MAX_FPS = 960
+USUAL_FPS = 30.0  # most cameras' rate: a source's that gives none
 # A stream whose timestamps run further ahead of the clock or behind it than this has jumped (a
 # discontinuity, a new segment) or stalled: it is paced from that frame on, not waited for.
 MAX_AHEAD = 1.0  # seconds
@@ -135,6 +136,13 @@ def sound_only(path: Path) -> bool:
         return False
 
 
+def capture_fps(capture: cv2.VideoCapture, fallback: float) -> float:
+    """An opened video's frame rate as its container gives it; `fallback` (the rate its kind of source
+    is usually filmed at) where it gives none, or one above MAX_FPS, which is its time base."""
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    return fps if 0 < fps <= MAX_FPS else fallback
+
+
 def open_video(source: str) -> cv2.VideoCapture:
     """An OpenCV capture of a video file or URL whose frames come upright, as the file's rotation tag
     says (phones film upright and tag the rotation; OpenCV 4.11 ignores the tag unless asked)."""
@@ -163,8 +171,8 @@ class FrameSource:
         if self._path is not None and self._path.stat().st_size == 0:
             raise CaptureError(f"{source} is empty (0 bytes): nothing to lipread")
         self._capture = self._open()
-        fps = self._capture.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if 0 < fps <= MAX_FPS else 30.0
+        fps = self._capture.get(cv2.CAP_PROP_FPS)  # the container's own: its frame count is at that rate
+        self.fps = capture_fps(self._capture, USUAL_FPS)
         if self._path is not None and cv2.haveImageReader(str(self._path)):
             self._capture.release()  # FFmpeg opens a photo as a one-frame video
             raise CaptureError(f"{source} is a still image, not a video: nothing to lipread")

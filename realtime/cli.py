@@ -1,5 +1,8 @@
-"""What the command lines share: argument types that refuse impossible numbers up front, in argparse's
-one usage line, rather than as a traceback or a silent no-op later."""
+"""What the command lines share: the Parser, whose refusal of an option is one usage line; argument types
+that refuse impossible numbers and empty names up front, rather than as a traceback or a silent no-op
+later; the decoder and caption-policy options (add_decoder, add_policy, policy_options) and
+window_problem, which refuses a live window its hop and policy cannot read whole; and stop requests
+(SIGTERM) ending a command as Ctrl-C does (interrupt, held_interrupts, stops_like_ctrl_c)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from realtime.captions import POLICIES, PolicyOptions
 from realtime.decode import BEAM_WIDTH, DECODERS
@@ -46,7 +49,7 @@ class Parser(argparse.ArgumentParser):
     `checks` refuse, in that line too, an option that the others leave without effect: one silently
     ignored would let the user believe it was applied."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", DefaultsFormatter)
         super().__init__(*args, **kwargs)
         self.checks: list[Callable[[argparse.Namespace], str | None]] = []
@@ -63,7 +66,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
-def interrupt(signum: int, frame: object) -> None:
+def interrupt(signum: int, frame: object) -> NoReturn:
     """A signal handler: a stop request (SIGTERM: kill, a service manager) ends a command as Ctrl-C does,
     so what is done is kept and the command says so, instead of dying without a word."""
     raise KeyboardInterrupt

@@ -1,5 +1,6 @@
 """Output files: checked before a run (so that no run ends in a write that fails), their folders made
-when written, and text written so that no run leaves half a file."""
+when written, and text written so that no run leaves half a file; and the process's stderr: native
+libraries' lines held back (native_stderr), a stream whose reader is gone silenced (silence)."""
 
 from __future__ import annotations
 
@@ -114,15 +115,18 @@ def first_taken(outputs: Sequence[Path], inputs: Iterable[tuple[Path, str]]) -> 
     return None
 
 
-def outputs_problem(video: Path | None, outputs: Iterable[str | Path]) -> str | None:
-    """Why the output files asked for cannot all be written, or None: each must be writable, none may
-    be the video read (it would be lost) nor another output (one would replace the other)."""
+def outputs_problem(outputs: Iterable[str | Path], inputs: Iterable[tuple[Path | None, str]] = (),
+                    taken: str = "{path} is {what}: choose another file") -> str | None:
+    """Why the output files asked for cannot all be written, or None: each must be writable, none may be
+    one of the files read (`inputs`, each with what it is: it would be lost) nor another output (one would
+    replace the other); that is said by `taken`, given the output's `path` and `what` it is. An input that
+    is no file (None: a camera or stream; a name with no file there) has nothing to lose."""
     outputs = [Path(p) for p in outputs]
     if problem := next(filter(None, map(output_problem, outputs)), None):
         return problem
-    read = [(video, "the video read")] if video is not None and video.is_file() else []
-    if taken := first_taken(outputs, read):
-        return f"{taken[0]} is {taken[1]}: choose another file"
+    files = ((path, what) for path, what in inputs if path is not None and path.is_file())
+    if found := first_taken(outputs, files):
+        return taken.format(path=found[0], what=found[1])
     return None
 
 

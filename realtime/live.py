@@ -22,7 +22,7 @@ from realtime.capture import Frame, FrameSource
 from realtime.captions import CaptionPolicy, CaptionState, PolicyOptions, TimedWord, make_policy
 from realtime.cli import held_interrupts
 from realtime.crop import CropSpec
-from realtime.files import silence
+from realtime.files import OpenedAtFirstWrite, silence
 from realtime.tracker import MouthTracker, TrackerOptions, TrackResult
 
 STAGES = ("capture", "landmarks", "crop", "front_end", "back_end", "captions", "total")
@@ -235,7 +235,7 @@ class JsonLines:
     line's size does not grow with the session and the lines' commits joined are the transcript.
     """
 
-    def __init__(self, out: IO[str]):
+    def __init__(self, out: IO[str] | OpenedAtFirstWrite):
         self.out = out
         self.written = 0  # characters of the committed text already written
         self.tentative = ""  # as last written: nothing is written until a caption shows something

@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Callable
 
 import av
-import cv2
 import numpy as np
 
 from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
@@ -48,12 +47,11 @@ from realtime.audio import (AudioError, AudioRecording, FileAudioStream, Microph
                             read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
 from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
-from realtime.crop import LIPS
 from realtime.files import folder_problem, output_problem, write_text
 from realtime.live import log
-from realtime.tracker import MouthTracker, TrackResult
+from realtime.tracker import MouthTracker, TrackResult, lip_landmarks, track_frames
 from realtime.vocab import GRID_GRAMMAR
-from realtime.window import Window, display_problem
+from realtime.window import WHITE, Window, display_problem, outlined
 from training.grid import ALIGN_UNITS_PER_FRAME, GRID_FPS, code_from_sentence, sentence_from_code
 
 WINDOW = "lipstream record"
@@ -201,8 +199,7 @@ def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, word
     if all(t.crop is None for t in tracks):
         return "no face"
     if options.silent:
-        no_lips = np.full((len(LIPS), 2), np.nan, np.float32)
-        span = lip_span(np.stack([t.lips if t.lips is not None else no_lips for t in tracks]), GRID_FPS, options.lips)
+        span = lip_span(lip_landmarks(tracks), GRID_FPS, options.lips)
         length = len(tracks) / GRID_FPS
     else:
         span = detect_speech(take.audio, options.rate, options.vad)
@@ -292,8 +289,7 @@ class Screen:
         if self.window is None:
             return
         view = image.copy()
-        cv2.putText(view, self.text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (0, 0, 0), 4, cv2.LINE_AA)
-        cv2.putText(view, self.text, (10, 30), cv2.FONT_HERSHEY_SIMPLEX, 0.8, (255, 255, 255), 2, cv2.LINE_AA)
+        outlined(view, self.text, (10, 30), 0.8, WHITE, 2)
         if self.window.show(view) in (27, ord("q")):
             raise KeyboardInterrupt
 
@@ -367,7 +363,7 @@ def record(options: RecordOptions) -> Session:
                     screen.prompt(text, number - done, len(prompts), attempt)
                     take = capture_take(options, screen.show, len(text.split()))
                     tracker.reset()
-                    tracks = [tracker.process(image, k / GRID_FPS) for k, image in enumerate(take.images)]
+                    tracks = list(track_frames(tracker, take.images, GRID_FPS))
                     cut = cut_take(take, tracks, options, len(text.split()))
                     if isinstance(cut, str):
                         log(f"not saved: {cut}")

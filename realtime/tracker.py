@@ -1,14 +1,18 @@
-"""Mouth tracking over MediaPipe FaceMesh in tracking mode: frames in, stable mouth crops out."""
+"""Mouth tracking over MediaPipe: FaceMesh in tracking mode, with a static-mode FaceMesh to find a fast-moving
+face afresh and the full-range FaceDetection to find a far one; frames in, stable mouth crops out."""
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import math
 import sys
 import time
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -16,6 +20,10 @@ import numpy as np
 from realtime.crop import (LEFT_EYE_OUTER, LIPS, RIGHT_EYE_OUTER, CropPose, CropSpec, crop_box, crop_mouth, frontality,
                            pose_from_landmarks)
 from realtime.files import native_stderr
+
+if TYPE_CHECKING:  # types only: mediapipe is loaded by load_solution, without TensorFlow or JAX
+    from mediapipe.python.solutions.face_detection import FaceDetection
+    from mediapipe.python.solutions.face_mesh import FaceMesh
 
 # mediapipe imports TensorFlow and JAX when they are installed (seconds, and memory) though FaceMesh
 # needs neither; they are hidden from it while it loads and visible again afterwards.
@@ -184,7 +192,7 @@ class MouthTracker:
     def __init__(self, options: TrackerOptions | None = None):
         self.options = options or TrackerOptions()
         self._mesh = self._new_mesh(static=False)
-        self._detecting_mesh: object | None = None  # FaceMesh without tracking, made the first time it is needed
+        self._detecting_mesh: FaceMesh | None = None  # FaceMesh without tracking, made the first time it is needed
         self._starting = {self._mesh}  # meshes yet to find a face
         self._filter = _OneEuro(self.options.smoothing_cutoff_hz, self.options.smoothing_beta, np.ones(4))
         self._last: CropPose | None = None
@@ -197,10 +205,10 @@ class MouthTracker:
         self._view: View | None = None  # None: the whole frame
         self._place_in_view: np.ndarray | None = None  # where the followed face sits in the view
         self._looked_at: View | None = None  # where FaceMesh looked last (its tracking state is there)
-        self._finder = None  # the full-range face detector, made the first time it is needed
+        self._finder: FaceDetection | None = None  # the full-range face detector, made the first time it is needed
         self._searched = -math.inf
 
-    def _new_mesh(self, static: bool) -> object:
+    def _new_mesh(self, static: bool) -> FaceMesh:
         with native_stderr():
             mesh = load_solution("face_mesh").FaceMesh(
                 static_image_mode=static,
@@ -459,3 +467,27 @@ class MouthTracker:
         return TrackResult(t, crop, pose, crop_box(pose, spec), points[list(LIPS), :2].astype(np.float32),
                            frontality(points), "ok", len(faces), **timing,
                            crop_ms=(time.perf_counter() - landmarked) * 1e3, jumped=jumped)
+
+
+def lip_landmarks(results: Iterable[TrackResult]) -> np.ndarray:
+    """(T, 40, 2) lip landmarks of tracked frames, NaN in a frame that has none (held, or without a face)."""
+    missing = np.full((len(LIPS), 2), np.nan, np.float32)
+    return np.stack([missing if r.lips is None else r.lips for r in results])
+
+
+def track_frames(tracker: MouthTracker, images: Iterable[np.ndarray], fps: float) -> Iterator[TrackResult]:
+    """One video's frames tracked in order, each stamped by its index at the `fps` it was filmed at: frames
+    without a face count too, as the tracker's hold, smoothing and search are timed in the video's seconds."""
+    return (tracker.process(image, index / fps) for index, image in enumerate(images))
+
+
+def track_video(capture: cv2.VideoCapture, fps: float, options: TrackerOptions) -> Iterator[TrackResult]:
+    """Every frame of an opened video through track_frames, with a fresh tracker; the capture is released
+    once its frames end, or when the caller closes the iterator early."""
+    try:
+        with MouthTracker(options) as tracker:
+            reads = itertools.takewhile(lambda read: read[0], iter(capture.read, None))  # to the first that fails
+            images = (image for _, image in reads)
+            yield from track_frames(tracker, images, fps)
+    finally:
+        capture.release()

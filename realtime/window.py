@@ -129,7 +129,8 @@ def display_problem() -> str | None:
 
 
 class Window:
-    """An OpenCV window; `show` returns the key pressed (or -1), and q once the window was closed."""
+    """An OpenCV window; `show` returns the key pressed (its low byte: 255 when none was), and q once the
+    window was closed."""
 
     def __init__(self, title: str = TITLE) -> None:
         self.title = title

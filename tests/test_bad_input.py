@@ -15,6 +15,7 @@ import time
 import zipfile
 from pathlib import Path
 
+import h5py
 import pytest
 
 from realtime.bench import main as bench_main
@@ -165,6 +166,26 @@ def test_a_missing_or_foreign_start_model_is_told_before_a_run_folder_is_begun(s
         assert not run.exists()
 
 
+@pytest.mark.parametrize("crop", ['{"height": 0}', '{"width": 96.5}', '{"channels": true}', '{"below_nose": NaN}',
+                                  '{"face_width": -1}', '{"height": 50, "grey_gamma": 1}', "[]", "not json"])
+def test_a_cache_and_a_model_refuse_the_same_crop_settings_in_the_same_words(crop: str, tmp_path: Path,
+                                                                             capsys: pytest.CaptureFixture):
+    """One reader for the crop settings of both, so that neither takes what the other refuses."""
+    cache = tmp_path / "cache.h5"
+    with h5py.File(cache, "w") as f:
+        f.attrs["crop"] = crop
+    model = tmp_path / "model.keras"  # the bundled model's spec with these crop settings (all read_spec reads)
+    with zipfile.ZipFile(ROOT / "models" / "lipstream-lite.keras") as bundled, zipfile.ZipFile(model, "w") as z:
+        z.writestr(SPEC_ENTRY, json.dumps({**json.loads(bundled.read(SPEC_ENTRY)), "lipstream.crop": crop}))
+    with pytest.raises(ModelSpecError) as refused:
+        read_spec(model)
+    assert train_main(["--cache", str(cache), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {cache}: crop settings ") and err.count("\n") == 1, err
+    reason = err.removeprefix(f"error: {cache}: ").rstrip("\n")
+    assert str(refused.value) == f"{model}: malformed lipstream metadata ({reason})"
+
+
 def test_a_run_folder_under_a_file_is_one_line(small_cache: Path, not_a_file: Path, capsys: pytest.CaptureFixture):
     assert train_main(["--cache", str(small_cache), "--out", str(not_a_file / "run")]) == 2
     one_line_error(capsys, f"{not_a_file} is not a folder")
@@ -265,12 +286,12 @@ def test_an_output_through_a_link_or_into_a_pipe_replaces_neither(tmp_path: Path
 def test_two_outputs_may_share_a_device_but_not_a_file(tmp_path: Path):
     """A device is written in place, so `--srt /dev/null --vtt /dev/null` loses nothing; one file named
     twice, or through a link, would be replaced by the second output."""
-    assert outputs_problem(None, ["/dev/null", "/dev/null", tmp_path / "a.srt"]) is None
+    assert outputs_problem(["/dev/null", "/dev/null", tmp_path / "a.srt"]) is None
     file, link = tmp_path / "a.srt", tmp_path / "link.srt"
     file.write_text("old\n")
     link.symlink_to(file)
-    assert outputs_problem(None, [file, link]) == f"{link} is another output: choose another file"
-    assert outputs_problem(None, [tmp_path / "new.srt", tmp_path / "new.srt"]) == \
+    assert outputs_problem([file, link]) == f"{link} is another output: choose another file"
+    assert outputs_problem([tmp_path / "new.srt", tmp_path / "new.srt"]) == \
         f"{tmp_path / 'new.srt'} is another output: choose another file"
 
 
@@ -284,7 +305,7 @@ def test_a_folder_no_one_can_write_in_is_found_out_even_by_root():
 def test_dev_stdout_as_an_output_joins_what_stdout_already_holds(into: str, tmp_path: Path):
     """`--srt /dev/stdout`, stdout redirected to a file or piped: the text lands after what was printed
     before it and before what is printed after it, and nothing is replaced."""
-    script = ("from pathlib import Path; from realtime.files import output_problem, outputs_problem, write_text; "
+    script = ("from pathlib import Path; from realtime.files import output_problem, write_text; "
               "print('before', flush=True); assert output_problem(Path('/dev/stdout')) is None; "
               "write_text(Path('/dev/stdout'), 'cue\\n'); print('after')")
     command = [sys.executable, "-c", script]

@@ -12,12 +12,14 @@ import jiwer
 import numpy as np
 import pytest
 
+import realtime.bench
 import run_live
 from realtime.backend import OnnxModel
 from realtime.bench import main as bench_main
 from realtime.bench import percentiles, run_stream
-from realtime.capture import FrameSource
+from realtime.capture import FrameSource, open_video
 from realtime.live import STAGES, LiveOptions, LivePipeline
+from realtime.tracker import MouthTracker
 from training.grid import read_align, sentence
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,3 +191,35 @@ def test_a_video_cut_off_gives_no_figures(tmp_path: Path, capsys: pytest.Capture
     assert len(said) == 1 and said[0].startswith("error: video ended early") and said[0].endswith(
         ": no figures written"), captured.err
     assert not captured.out and not out.exists()
+
+
+def test_the_crops_compared_are_tracked_at_the_video_s_own_times(tmp_path: Path, monkeypatch,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """The crops the ORT comparisons read are tracked as prepare and the live loop track a video: each
+    frame at its index over the video's own rate (30 fps here, not the model's 25), faceless frames
+    counted, so the tracker's hold and far-face search run on the video's clock; and the video is
+    closed once read. Stamped by the faces found at the model's rate, faceless frames stopped the
+    clock: the far-face search then never looked again."""
+    video = tmp_path / "talk.avi"
+    capture = cv2.VideoCapture(str(CLIP))
+    images = [capture.read()[1] for _ in range(16)]
+    capture.release()
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, images[0].shape[1::-1])
+    for image in [np.zeros_like(images[0])] * 4 + images:  # a faceless start: a fade-in
+        writer.write(image)
+    writer.release()
+    stamps: dict[int, list[float]] = {}  # each tracker's, in the order they first tracked
+    process = MouthTracker.process
+
+    def watched(self, frame, t):
+        stamps.setdefault(id(self), []).append(t)
+        return process(self, frame, t)
+
+    opened = []
+    monkeypatch.setattr(MouthTracker, "process", watched)
+    monkeypatch.setattr(realtime.bench, "open_video", lambda source: opened.append(open_video(source)) or opened[-1])
+    assert bench_main(["--source", str(video), "--fast"]) == 0
+    assert json.loads(capsys.readouterr().out)["compare_ms"]["ort_window"] > 0
+    *_, compared = stamps.values()  # the live pipeline's tracker first, then the comparisons'
+    assert compared == pytest.approx([i / 30 for i in range(20)])
+    assert len(opened) == 1 and not opened[0].isOpened()

@@ -18,10 +18,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, local_path
+from realtime.capture import (MAX_FPS, CaptureError, Frame, FrameSource, Resampler, SourceOptions, capture_fps,
+                              local_path)
 from tests.test_tracker import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -366,3 +368,22 @@ def test_a_held_video_waits_and_then_goes_on_from_where_it_was() -> None:
     rest = list(source)
     assert [f.index for f in first + rest] == list(range(75)) and source.dropped == 0
     assert [round(f.t * 25, 3) for f in first + rest] == list(range(75))  # the file's own times
+
+
+class Reporting:
+    """A capture whose container reports `fps` as its frame rate."""
+
+    def __init__(self, fps: float):
+        self.fps = fps
+
+    def get(self, prop: int) -> float:
+        assert prop == cv2.CAP_PROP_FPS
+        return self.fps
+
+
+@pytest.mark.parametrize("reported, fps", [(25.0, 25.0), (29.97, 29.97), (MAX_FPS, MAX_FPS), (0.0, 12.5),
+                                           (-1.0, 12.5), (1000.0, 12.5)])
+def test_a_rate_the_container_does_not_give_is_the_callers_fallback(reported: float, fps: float) -> None:
+    """None (0), or one above MAX_FPS, which is the container's time base (1000 for a WebM without a rate):
+    the fallback, which each caller chooses (a camera's usual 30; GRID's 25 for a clip to prepare)."""
+    assert capture_fps(Reporting(reported), 12.5) == fps

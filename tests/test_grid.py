@@ -5,7 +5,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from training.grid import AlignError, Token, find_clips, read_align, sentence, sentence_from_code
+from realtime.vocab import GRID_GRAMMAR
+from training.grid import AlignError, Token, code_from_sentence, find_clips, read_align, sentence, sentence_from_code
 
 
 def test_read_align_gives_frame_indices(grid_s1: Path):
@@ -35,6 +36,15 @@ def test_sentence_from_code():
     assert sentence_from_code("bbaf2n") == "bin blue at f two now"
     assert sentence_from_code("lgizzs") == "lay green in z zero soon"
     assert sentence_from_code("PRWV9A") == "place red with v nine again"
+
+
+@pytest.mark.parametrize("digit", "z0123456789")
+def test_each_digit_of_a_code_is_its_grammar_word(digit: str):
+    """z and 0 are both zero, the grammar's first digit word (GRID's names use z); the codes made from
+    sentences use z."""
+    text = sentence_from_code(f"bbaf{digit}n")
+    assert text.split()[4] == GRID_GRAMMAR[4][0 if digit == "z" else int(digit)]
+    assert code_from_sentence(text) == f"bbaf{'z' if digit == '0' else digit}n"
 
 
 @pytest.mark.parametrize("code", ["bbaf2", "bbaf2nn", "xbaf2n", "bxaf2n", "bbxf2n", "bbaw2n", "bbafxn", "bbaf2x"])

@@ -17,7 +17,7 @@ import numpy as np
 
 from realtime.capture import open_video
 from realtime.cli import Parser, at_least, named_path, non_negative, stops_like_ctrl_c, summary
-from realtime.files import first_taken, make_folder_for, output_problem, write_text
+from realtime.files import make_folder_for, outputs_problem, write_text
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, Clip, find_clips, read_align, video_fps
 
@@ -92,14 +92,12 @@ def check_outputs(out: Path, clips: list[Clip]) -> None:
     """Refuse, before anything is written, an output that cannot be written (a folder at the align file's
     name would fail only once the video had replaced the earlier one) or that is one of `clips`' own files
     (through links too, hard or symbolic), which the joined video or its word times would replace."""
-    outputs = [out, out.with_suffix(".align")]
-    if problem := next(filter(None, map(output_problem, outputs)), None):
-        raise ValueError(problem)
     sources = ((path, f"clip {clip.key}'s {kind}") for clip in clips
-               for kind, path in (("video", clip.video), ("align file", clip.align)) if path is not None)
-    if taken := first_taken(outputs, sources):
-        raise ValueError(f"cannot write {taken[0]}: it is {taken[1]}, which the joined one would replace; "
-                         "choose an --out outside the clips' folders")
+               for kind, path in (("video", clip.video), ("align file", clip.align)))
+    if problem := outputs_problem([out, out.with_suffix(".align")], sources,
+                                  "cannot write {path}: it is {what}, which the joined one would replace; "
+                                  "choose an --out outside the clips' folders"):
+        raise ValueError(problem)
 
 
 def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tuple[int, int]:

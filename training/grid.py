@@ -4,22 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from realtime.vocab import GRID_GRAMMAR, GRID_WORDS
 
-if TYPE_CHECKING:  # cv2 is imported where a video is read, so reading align files needs no OpenCV
-    import cv2
-
 NON_WORDS = frozenset({"sil", "sp"})
-VIDEO_SUFFIXES = (".mp4", ".mpg", ".mov", ".avi")
+CLIP_SUFFIXES = (".mp4", ".mpg", ".mov", ".avi")  # the videos find_clips takes for clips
 ALIGN_UNITS_PER_FRAME = 1000  # GRID align times are in 1/1000 of a 25 fps frame
 GRID_FPS = 25.0
 # Per-frame word classes for the auxiliary loss: silence, each GRID word, any other word.
 WORD_CLASSES = ("<sil>",) + GRID_WORDS + ("<other>",)
 
-_DIGITS = {"z": "zero", "1": "one", "2": "two", "3": "three", "4": "four",
-           "5": "five", "6": "six", "7": "seven", "8": "eight", "9": "nine", "0": "zero"}
+_DIGITS = {str(i): word for i, word in enumerate(GRID_GRAMMAR[4])} | {"z": GRID_GRAMMAR[4][0]}  # z: GRID's zero
 
 
 class AlignError(ValueError):
@@ -50,20 +45,13 @@ class Clip:
         return f"{self.speaker}/{self.name}"
 
 
-def capture_fps(capture: cv2.VideoCapture) -> float:
-    """An opened video's frame rate; GRID's when its container does not say."""
-    import cv2
-
-    return capture.get(cv2.CAP_PROP_FPS) or GRID_FPS
-
-
 def video_fps(video: Path) -> float:
-    """The frame rate of the video file at `video` (see capture_fps)."""
-    import cv2
+    """The frame rate of the video file at `video`; GRID's where its container gives none (capture_fps)."""
+    from realtime.capture import capture_fps, open_video  # OpenCV: imported here, reading align files needs none
 
-    capture = cv2.VideoCapture(str(video))
+    capture = open_video(str(video))
     try:
-        return capture_fps(capture)
+        return capture_fps(capture, GRID_FPS)
     finally:
         capture.release()
 
@@ -153,7 +141,7 @@ def find_clips(root: Path) -> list[Clip]:
     if not root.is_dir():
         raise FileNotFoundError(f"{root} is not a folder")
     clips: list[Clip] = []
-    videos = (p for p in root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and not p.name.startswith("."))
+    videos = (p for p in root.rglob("*") if p.suffix.lower() in CLIP_SUFFIXES and not p.name.startswith("."))
     for video in sorted(videos):
         if video.parent.name == "video":
             speaker_dir = video.parent.parent

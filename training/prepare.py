@@ -4,9 +4,11 @@
         [--below-nose B] [--grey]
 
 Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame `pose`, `box`, `lips`,
-`quality`, `held`, `speech` (what was heard: training.speech), and word frame spans; attributes
-`text`, `fps`, `source`, `stamp` (what it was made from: its video's size and time, its align text),
-and `silent` on a clip without sound, whose sound is not looked for again. A clip whose stamp no longer
+`quality`, `held`, `speech` (what was heard: training.speech), and word frame `spans`; attributes
+`text`, `words` (a JSON list), `fps`, `source`, `first_frame` (the video's frames trimmed before the
+first kept, which `spans` count from), `stamp` (what it was made from: its video's size and time, its
+align text), `silent` on a clip without sound, whose sound is not looked for again, and `complete`,
+written last (a clip without it was cut short, and is made again). A clip whose stamp no longer
 matches its files (re-recorded, or its align corrected) is made again, as is one cached without a stamp.
 The file's attribute `crop` records the crop spec, and `speech` the speech features' format: features
 of another format, and the `silent` marks, are made again (as is a clip whose sound could not be read
@@ -36,14 +38,14 @@ import numpy as np
 from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
-from realtime.capture import SHORTFALL, open_video
+from realtime.capture import SHORTFALL, capture_fps, open_video
 from realtime.cli import Parser, at_least, named_path, number, positive, summary
-from realtime.crop import LIPS, CropSpec
+from realtime.crop import CropSpec
 from realtime.files import make_folder_for
-from realtime.tracker import MouthTracker, TrackerOptions
-from training.cache import open_cache
-from training.dataset import read_crop_spec
-from training.grid import AlignError, Clip, capture_fps, find_clips, read_align, sentence, sentence_from_code
+from realtime.tracker import TrackerOptions, lip_landmarks, track_video
+from training.cache import complete_clips, open_cache
+from training.dataset import check_crop
+from training.grid import GRID_FPS, AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
 from training.speech import FORMAT as SPEECH_FORMAT
 from training.speech import RATE, speech_features
 
@@ -114,20 +116,11 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     stamp = clip_stamp(clip)  # before reading: a file changed meanwhile is read again next time
     text, words, spans = clip_text(clip)
     capture = open_video(str(clip.video))
-    try:
-        if not capture.isOpened():
-            raise ClipError("unreadable video")
-        fps = capture_fps(capture)
-        expected = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-        results = []
-        with MouthTracker(options) as tracker:
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    break
-                results.append(tracker.process(frame, len(results) / fps))
-    finally:
-        capture.release()
+    if not capture.isOpened():
+        raise ClipError("unreadable video")
+    fps = capture_fps(capture, GRID_FPS)
+    expected = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    results = list(track_video(capture, fps, options))
     if 0 < expected < 1e12 and (expected - len(results)) / fps > SHORTFALL:  # a cut-off download
         raise ClipError(f"video ended early: {len(results)} of {expected:.0f} frames")
     if len(spans) and spans[-1, 1] > len(results):  # no face could be found in frames that are not there
@@ -146,14 +139,13 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     spans = spans - first
     if len(results) < MIN_FRAMES:
         raise ClipError(f"too short ({len(results)} frames)")
-    lips = np.stack([r.lips if r.lips is not None else np.full((len(LIPS), 2), np.nan, np.float32) for r in results])
     speech, silent = clip_speech(clip.video, float(fps), len(results), first)
     return PreparedClip(
         clip=clip, text=text, fps=float(fps),
         mouth=np.stack([r.crop for r in results]),
         pose=np.stack([r.pose.as_array() for r in results]).astype(np.float32),
         box=np.stack([r.box for r in results]).astype(np.float32),
-        lips=lips.astype(np.float32),
+        lips=lip_landmarks(results).astype(np.float32),
         quality=np.array([r.quality for r in results], dtype=np.float32),
         held=np.array([r.reason == "held" for r in results]),
         words=words, spans=spans, first_frame=first,
@@ -255,13 +247,9 @@ def is_stale(g: h5py.Group, clip: Clip) -> bool:
 
 def done_keys(f: h5py.File) -> set[str]:
     """Keys of completely written clips; incomplete groups (an interrupted write) are removed."""
-    done = set()
-    for speaker, group in list(f.get("clips", {}).items()):
-        for name in list(group):
-            if group[name].attrs.get("complete", False):
-                done.add(f"{speaker}/{name}")
-            else:
-                del group[name]
+    done = {key for key, _ in complete_clips(f)}
+    for key in {f"{speaker}/{name}" for speaker, group in f.get("clips", {}).items() for name in group} - done:
+        del f[f"clips/{key}"]
     return done
 
 
@@ -280,9 +268,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
             with open_cache(existing) as f:
                 if "crop" not in f.attrs:
                     continue
-        stored = read_crop_spec(existing)
-        if stored != spec:
-            raise ValueError(f"{out} was made with another crop ({asdict(stored)}); use a new --out")
+        check_crop(existing, spec, "this run", "use a new --out")
     if out.exists() and not partial.exists():  # a copy: the cache stays usable while more is added
         copying = out.with_name(out.name + ".copying")  # so an interrupted copy is no partial cache
         shutil.copyfile(out, copying)
