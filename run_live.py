@@ -13,6 +13,7 @@ video ends, the window stays open on its last words until it is closed.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -53,7 +54,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_policy(p)
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
                    help=f"ONNX Runtime threads, up to {MOST_THREADS} (default: all cores)")
+    p.checks.append(_subtitle_format_problem)
     return p.parse_args(argv)
+
+
+def _subtitle_format_problem(args: argparse.Namespace) -> str | None:
+    """A subtitle file named as the other format's: a player would read it as that format, and fail."""
+    for option, path, other in (("--srt", args.srt, ".vtt"), ("--vtt", args.vtt, ".srt")):
+        if path and path.suffix.lower() == other:
+            return f"{option} writes {option[2:].upper()} subtitles, and {path} is named as {other[1:].upper()}: " \
+                   f"use {'--vtt' if option == '--srt' else '--srt'} for it, or another name"
+    return None
 
 
 class _ReaderGone(Exception):
@@ -83,20 +94,23 @@ def save_transcript(text: str) -> None:
         log(f"error: could not save {path} ({e.strerror or e})")
 
 
-def _stderr_open() -> None:
-    """A process started with stderr closed (`2>&-`) gets /dev/null there: else the next file opened
-    (the video, a camera) takes descriptor 2, and native libraries' warnings would be written into it."""
-    try:
-        os.fstat(2)
-    except OSError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        if devnull != 2:
-            os.dup2(devnull, 2)
-            os.close(devnull)
+def _std_streams_open() -> None:
+    """A process started with stdout or stderr closed (`>&-`, `2>&-`) gets /dev/null there: else the next
+    file opened (the video, an output) takes descriptor 1 or 2, and native libraries' lines would be
+    written into it. Python has set sys.stdout or sys.stderr to None for it, and that stays: stdout
+    closed is told as no place for the transcript."""
+    for fd in (1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
 
 
 def main(argv: list[str] | None = None) -> int:
-    _stderr_open()
+    _std_streams_open()
     _stop_requested.clear()
     deferred = {s: signal.signal(s, _defer) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -119,6 +133,8 @@ def _run(args: argparse.Namespace) -> int:
     options = LiveOptions(window=args.window, hop=args.hop, policy=policy_options(args))
     outputs = [p for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
     problem = window_problem(options) or outputs_problem(outputs, [(local_path(args.source), "the video read")])
+    if args.jsonl == "-" and sys.stdout is None:
+        problem = "--jsonl - writes to stdout, which is closed: name a file instead"
     if problem:
         log(f"error: {problem}")
         return EXIT_USAGE
@@ -126,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
         from realtime.window import display_problem
 
         if problem := display_problem():
-            log(f"error: {problem}; use --headless with --jsonl -")
+            log(f"error: {problem}; use --headless, which prints the transcript")
             return EXIT_USAGE
     try:  # the source first: a wrong path is told before the model and FaceMesh load
         source = FrameSource(SourceOptions(source=args.source, fast=args.fast))
@@ -149,7 +165,7 @@ def _run(args: argparse.Namespace) -> int:
         try:
             window = Window()
         except Exception:  # OpenCV raises cv2.error without a GUI build
-            log("error: cannot open a window here (no display?); use --headless with --jsonl -")
+            log("error: cannot open a window here (no display?); use --headless, which prints the transcript")
             pipeline.close()
             source.stop()
             return EXIT_USAGE
@@ -182,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
     def show(step: StepResult, wait_ms: int = 1, hud: str = "") -> int:
         """Draw the frame and its captions; the key pressed meanwhile (255 for none)."""
         nonlocal fps_clock, scale
-        fps_clock = [t for t in fps_clock if t > time.monotonic() - 1] + [time.monotonic()]
+        fps_clock = [t for t in fps_clock if t > time.monotonic() - 1]  # frames read in the last second
         hud = hud or (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
                       f"  dropped {source.dropped}")
         scale = scale or first_zoom(step.frame.image.shape)
@@ -217,6 +233,8 @@ def _run(args: argparse.Namespace) -> int:
         for f in resampler.resample(source):
             if not paused:  # a paused camera: its frames pass unread, and the window keeps answering keys
                 step = pipeline.step(f)
+                if window is not None:  # the rate the window shows: frames read, not redraws
+                    fps_clock.append(time.monotonic())
                 if first:
                     log(f"first frame processed {time.monotonic() - started:.2f} s after start")
                     first = False
@@ -300,6 +318,8 @@ def _run(args: argparse.Namespace) -> int:
         log(f"{source.dropped} frames dropped (processing fell behind)")
     if (lost and args.jsonl != "-") or (not out and not args.srt and not args.vtt):  # "-": in its final line
         try:
+            if sys.stdout is None:  # started with stdout closed (`>&-`): print would drop the words unsaid
+                raise OSError(errno.EBADF, "it is closed")
             print(final.committed, flush=True)
             kept = True
         except OSError as e:  # a closed pipe or a full disk behind stdout

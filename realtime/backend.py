@@ -7,6 +7,7 @@ new frame costs the front end on a few frames plus one pass of the recurrent bac
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,6 +105,16 @@ def choose_provider(requested: str, probe: Path, available: list[str] | None = N
     return ProviderChoice(("CUDAExecutionProvider", "CPUExecutionProvider"), "cuda", "CUDA session created")
 
 
+def unreadable_reason(error: Exception) -> str:
+    """ONNX Runtime's reason a file would not load, in a few words: its message without the error code
+    and the path before "failed:" ("Protobuf parsing failed.", "Unsupported model IR version: 11, max
+    supported IR version: 10"), or the error's type when it says nothing."""
+    text = " ".join(str(error).split())
+    reason = text.split("failed:", 1)[-1] if "failed:" in text else re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    reason = reason.strip()
+    return (reason[:200] + "…" if len(reason) > 200 else reason) or type(error).__name__
+
+
 class OnnxModel:
     """A lipstream ONNX model: the full form, and the streaming halves when they sit beside it."""
 
@@ -114,12 +125,14 @@ class OnnxModel:
         if not path.is_file():
             raise ModelLoadError(f"no model at {path}")
         if path.suffix == ".keras":
-            raise ModelLoadError(f"{path} is a Keras model: the runtime reads its ONNX export "
-                                 f"(python -m export --model {path} --out {path.with_suffix('.onnx')})")
+            onnx = path.with_suffix(".onnx")
+            hint = f"--model {onnx}, its export beside it" if onnx.is_file() else \
+                f"python -m export --model {path} --out {onnx.name} --cache CACHE, a cache of the crop it reads"
+            raise ModelLoadError(f"{path} is a Keras model: the runtime reads its ONNX export ({hint})")
         try:
             meta = _session(path, ["CPUExecutionProvider"], 1).get_modelmeta().custom_metadata_map
         except Exception as e:  # ORT raises several types for a file that is not a model
-            raise ModelLoadError(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
+            raise ModelLoadError(f"{path} is not a readable ONNX model ({unreadable_reason(e)})") from None
         if meta.get(FORM, "full") != "full":  # one of the streaming parts: a model of its own only in name
             full = path.with_suffix("").with_suffix(".onnx")
             raise ModelLoadError(f"{path} is the {meta[FORM]} part of a streaming export, not a model: name {full}")
@@ -166,7 +179,7 @@ class OnnxModel:
         try:
             session = _session(path, providers, threads, spin=False)
         except Exception as e:  # as for the full model: ORT raises several types
-            raise ModelLoadError(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
+            raise ModelLoadError(f"{path} is not a readable ONNX model ({unreadable_reason(e)})") from None
         if session.get_modelmeta().custom_metadata_map.get(EXPORT_ID) != source:
             raise ModelLoadError(f"{path} was exported from other weights than the model beside it: re-export "
                                  "with python -m export")

@@ -23,7 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from realtime.backend import BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, streaming_paths
+from realtime.backend import (BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, find_model,
+                              streaming_paths)
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, capture_fps, local_path, open_video
 from realtime.cli import Parser, add_decoder, add_policy, at_least, named_path, policy_options, summary, window_problem
 from realtime.files import make_folder_for, outputs_problem, write_text
@@ -191,7 +192,8 @@ def plot(rec: Recording, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.bench", description=summary(__doc__))
     parser.add_argument("--source", type=named_path, required=True, help="a video file, played at its own fps")
-    parser.add_argument("--model", type=named_path, default=BUNDLED_MODEL, help="the ONNX model")
+    parser.add_argument("--model", type=named_path, default=BUNDLED_MODEL,
+                        help="the ONNX model (a bare name such as lipstream-lite.int8.onnx names a bundled one)")
     parser.add_argument("--provider", default="auto", choices=PROVIDERS)
     parser.add_argument("--json", type=named_path, help="write the results as one JSON object")
     parser.add_argument("--plot", type=named_path, help="write a PNG of the latency distributions")
@@ -202,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     add_policy(parser)
     add_decoder(parser)
     args = parser.parse_args(argv)
+    args.model = find_model(args.model)
     options = LiveOptions(hop=args.hop, policy=policy_options(args))
     problem = window_problem(options)
     if problem:
@@ -209,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot and args.plot.suffix.lower() != ".png":
         parser.error("--plot must name a .png file")
     # Before the run, not after it: its results must not be lost to a file that cannot be written or read.
+    video = local_path(str(args.source))
     problem = outputs_problem([p for p in (args.json, args.plot) if p],
-                              [(local_path(str(args.source)), "the video read")])
+                              [(video, "the video read"),
+                               (video and align_beside(video), "the align file read beside the video")])
     try:
         tokens = reference(args.source)
     except AlignError as e:

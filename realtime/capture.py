@@ -124,16 +124,20 @@ def _clock_seconds(text: str) -> float | None:
         return None
 
 
-def sound_only(path: Path) -> bool:
-    """Whether a file holds streams but no video (a voice memo, sound saved as .mp4): said as such,
-    not as a damaged video."""
+def held_without_video(path: Path) -> str | None:
+    """What a file that holds streams but no video holds ("sound": a voice memo, sound saved as .mp4;
+    "subtitles": an .srt), so that it is said as such and not as a damaged video; None otherwise."""
     import av
 
+    names = {"audio": "sound", "subtitle": "subtitles"}
     try:
         with av.open(str(path)) as container:
-            return bool(container.streams) and not container.streams.video
+            if not container.streams or container.streams.video:
+                return None
+            kinds = dict.fromkeys(names.get(stream.type, "data") for stream in container.streams)
     except (av.FFmpegError, OSError):
-        return False
+        return None
+    return " and ".join(kinds)
 
 
 def capture_fps(capture: cv2.VideoCapture, fallback: float) -> float:
@@ -215,8 +219,8 @@ class FrameSource:
                 raise CaptureError(f"cannot open camera {source}; to read a video file instead, use --source FILE")
             if self._path is None:
                 raise CaptureError(f"cannot open {source}: unreachable, or not a stream this OpenCV build can decode")
-            if sound_only(self._path):
-                raise CaptureError(f"{source} holds sound but no video: nothing to lipread")
+            if held := held_without_video(self._path):
+                raise CaptureError(f"{source} holds {held} but no video: nothing to lipread")
             raise CaptureError(f"cannot read {source}: damaged or cut off, or not a video this OpenCV build decodes")
         return capture
 

@@ -194,11 +194,15 @@ def window_problem(options: LiveOptions) -> str | None:
     return None
 
 
+MAX_BEAM_WIDTH = 512
+
+
 def add_decoder(parser: Parser) -> None:
     """--decoder and --beam-width, as every command that decodes takes them; a width given to the greedy
     decoder, which has no beam, is refused."""
     parser.add_argument("--decoder", choices=DECODERS, default="greedy", help="(default greedy)")
-    parser.add_argument("--beam-width", type=at_least(1), metavar="N",
+    # Beyond a few hundred hypotheses nothing more is found, and each read's search takes seconds.
+    parser.add_argument("--beam-width", type=at_least(1, MAX_BEAM_WIDTH), metavar="N",
                         help=f"the beam and grammar decoders' width (default {BEAM_WIDTH['beam']} and "
                              f"{BEAM_WIDTH['grammar']})")
     parser.checks.append(_beam_width_problem)

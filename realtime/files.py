@@ -33,12 +33,12 @@ def folder_problem(folder: Path, what: Path | None = None) -> str | None:
     return None
 
 
-def silence(stream: IO[str]) -> None:
+def silence(stream: IO[str] | None) -> None:
     """Point the process's own stdout or stderr at /dev/null once writing to it failed (a closed pipe),
     so that Python's flush at exit does not fail again with a traceback of its own; a stream that is
     not the process's (main() run inside another program) is left alone."""
-    if stream is not sys.__stdout__ and stream is not sys.__stderr__:
-        return
+    if stream is None or (stream is not sys.__stdout__ and stream is not sys.__stderr__):
+        return  # None: started closed, and pointed at /dev/null then (run_live)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, stream.fileno())

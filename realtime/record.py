@@ -248,6 +248,8 @@ def save_clip(folder: Path, name: str, take: Take, cut: Cut, entry: dict, rate: 
     """Write one clip and its manifest line; on any failure or interruption, nothing of it is left."""
     video, align = folder / "video" / f"{name}.mp4", folder / "align" / f"{name}.align"
     tmp = video.with_name(video.name + ".tmp")
+    for made in (video, align):
+        made.parent.mkdir(parents=True, exist_ok=True)
     images = take.images[cut.first:cut.last]
     first, last = (round(i * rate / GRID_FPS) for i in (cut.first, cut.last))
     audio = take.audio[first:last]
@@ -333,6 +335,15 @@ def next_prompt(manifest: Path) -> int:
     return last + 1
 
 
+def count_lines(path: Path) -> int:
+    """Lines of a text file; 0 where there is none (or none readable: it is refused before recording)."""
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except OSError:
+        return 0
+
+
 def layout_problem(folder: Path) -> str | None:
     """Why clips cannot be recorded into the speaker folder `folder` (a file where it, its video or its
     align folder goes, a folder where its manifest goes), or None; said before recording, not after a
@@ -346,8 +357,7 @@ def record(options: RecordOptions) -> Session:
     options = check_devices(options)
     folder = options.out / options.speaker
     done = next_prompt(folder / "manifest.jsonl")
-    for sub in ("video", "align"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for sub in ("video", "align"):  # made with the first clip saved: a session that saves none leaves none
         for stale in (folder / sub).glob("*.tmp"):  # left by a killed session: never complete
             stale.unlink()
     own = own_sentence(options.source)
@@ -407,13 +417,19 @@ def main(argv: list[str] | None = None) -> int:
     if not args.headless and (problem := display_problem()):
         log(f"error: {problem}; use --headless to have the prompts printed")
         return 2
+    folder = options.out / options.speaker
+    manifest = folder / "manifest.jsonl"
+    before = count_lines(manifest)
     try:
-        problem = layout_problem(options.out / options.speaker)
+        problem = layout_problem(folder)
         if problem:
             raise NotADirectoryError(problem)
         session = record(options)
     except KeyboardInterrupt:
-        log(f"interrupted: the complete clips are kept in {options.out / options.speaker}")
+        saved = count_lines(manifest) - before  # a clip's manifest line is written last, with the clip
+        kept = "no clip was saved" if not saved else f"the clip saved is kept in {folder}" if saved == 1 else \
+            f"the {saved} clips saved are kept in {folder}"
+        log(f"interrupted: {kept}")
         return 130
     except (CaptureError, AudioError, OSError, ValueError) as e:  # ValueError: a manifest it cannot read on from
         log(f"error: {e}")

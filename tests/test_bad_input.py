@@ -57,6 +57,7 @@ def not_a_file(tmp_path: Path) -> Path:
      "--right-context must be less than the window"),
     (["realtime.bench", "--hop", "151"], "--hop must not exceed half the window"),
     (["realtime.bench", "--plot", "latency.txt"], "--plot must name a .png file"),
+    (["realtime.bench", "--decoder", "grammar", "--beam-width", "100000"], "must be from 1 to 512, not 100000"),
     (["realtime.record", "--count", "-3"], "must be 1 or more, not -3"),
     (["realtime.record", "--seed", "-1"], "must be 0 or more, not -1"),
     (["realtime.record", "--speaker", "../elsewhere"], "must be a plain folder name, not '../elsewhere'"),

@@ -25,6 +25,7 @@ from training.grid import read_align, sentence
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "lipstream-lite.onnx"
 CLIP = ROOT.parent / "shared" / "data" / "grid" / "s1" / "video" / "bbaf5a.mp4"
+CLIP_ALIGN = CLIP.parent.parent / "align" / f"{CLIP.stem}.align"
 
 
 def test_percentiles_interpolate_between_order_statistics() -> None:
@@ -105,7 +106,7 @@ def test_bench_writes_every_field_consistently(tmp_path: Path, capsys, monkeypat
     assert compare["ort_stream_update"] == compare["ort_phrase_update"]  # the pause policy's form
     # The clip's align file sits in the corpus' align folder: commit delays and WER are measured against
     # its words. A delay is measured for each word read right, so "words" counts the words read right.
-    said = sentence(read_align(CLIP.parent.parent / "align" / f"{CLIP.stem}.align"))
+    said = sentence(read_align(CLIP_ALIGN))
     assert said == "bin blue at f five again" and result["transcript"]
     assert result["wer"] == pytest.approx(jiwer.wer(said, result["transcript"]))
     assert result["word_commit_delay_ms"]["words"] == jiwer.process_words(said, result["transcript"]).hits >= 1
@@ -128,17 +129,22 @@ def test_a_bad_align_file_beside_the_video_is_refused_before_the_run(tmp_path: P
 
 
 @pytest.mark.parametrize("outputs, says", [(("--json", "VIDEO"), "VIDEO is the video read: choose another file"),
+                                           (("--json", "talk.align"),
+                                            "talk.align is the align file read beside the video: choose another file"),
                                            (("--json", "x.png", "--plot", "x.png"), "x.png is another output")])
 def test_outputs_that_would_overwrite_the_video_or_each_other_are_refused(
         outputs: tuple[str, ...], says: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    """The live captioner's check, the same function: the video read is never replaced by the results."""
-    video = tmp_path / "talk.mp4"
+    """The live captioner's check, the same function: neither the video read nor its words' align file
+    beside it is replaced by the results."""
+    video, align = tmp_path / "talk.mp4", tmp_path / "talk.align"
     video.write_bytes(CLIP.read_bytes())
+    align.write_bytes(CLIP_ALIGN.read_bytes())
     args = [str(video) if a == "VIDEO" else str(tmp_path / a) if "." in a else a for a in outputs]
     assert bench_main(["--source", str(video), "--fast", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and says.replace("VIDEO", str(video)) in err, err
-    assert video.read_bytes() == CLIP.read_bytes() and sorted(tmp_path.iterdir()) == [video]
+    assert video.read_bytes() == CLIP.read_bytes() and align.read_bytes() == CLIP_ALIGN.read_bytes()
+    assert sorted(tmp_path.iterdir()) == [align, video]
 
 
 @pytest.mark.parametrize("options, says", [  # refused whatever their value, the default's included

@@ -405,6 +405,19 @@ def test_missing_or_wrong_inputs_are_one_line_and_write_nothing(case: str, tiny_
     assert list(tmp_path.iterdir()) == []
 
 
+def test_evaluate_finds_the_bundled_model_by_its_bare_name(small_cache: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """`--model lipstream-lite.onnx` from any folder, as live takes it: the bundled model's reading."""
+    bundled = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.onnx"
+    readings = []
+    for model in (str(bundled), "lipstream-lite.onnx"):
+        monkeypatch.chdir(tmp_path)
+        assert evaluate_main(["--model", model, "--data", str(small_cache), "--json"]) == 0
+        readings.append(json.loads(capsys.readouterr().out))
+    assert readings[0] == readings[1] and readings[0]["n"] == len(load_clips(small_cache))
+
+
 def test_evaluate_reads_keras_and_onnx_alike(exported: Export, tiny_run, small_cache: Path,
                                             capsys: pytest.CaptureFixture):
     results = {}

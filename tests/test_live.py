@@ -209,6 +209,19 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_run(tmp_path: Pa
     assert "first frame processed" not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("option, name, says", [
+    ("--srt", "out.vtt", "--srt writes SRT subtitles, and {path} is named as VTT: use --vtt for it, or another name"),
+    ("--vtt", "out.SRT", "--vtt writes VTT subtitles, and {path} is named as SRT: use --srt for it, or another name")])
+def test_subtitles_named_as_the_other_format_are_refused(option: str, name: str, says: str, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """A player goes by the name: SRT text in a .vtt file would not play."""
+    with pytest.raises(SystemExit) as exit_:
+        run_live.main(["--source", str(clip(CLIPS[0])), "--headless", option, str(tmp_path / name)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and says.format(path=tmp_path / name) in err, err
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("outputs", [("--jsonl", "VIDEO"), ("--srt", "VIDEO"), ("--srt", "x.txt", "--vtt", "x.txt"),
                                      ("--jsonl", "x.txt", "--srt", "x.txt"), ("--jsonl", "LINK")])
 def test_outputs_that_would_overwrite_the_video_or_each_other_are_refused(
@@ -289,7 +302,7 @@ def test_no_display_is_one_line_not_an_abort(display: str | None, says: str, tmp
                             capture_output=True, text=True, cwd=tmp_path, timeout=120,
                             env={**env, "DISPLAY": display} if display else env)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.splitlines() == [f"lipstream: error: {says}; use --headless with --jsonl -"]
+    assert result.stderr.splitlines() == [f"lipstream: error: {says}; use --headless, which prints the transcript"]
 
 
 def test_a_subtitle_file_that_fails_at_the_end_leaves_the_transcript_on_stdout(
@@ -634,9 +647,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["--source", "missing.mp4", "--headless", "--model", "missing.onnx"], "no video file"),  # told first
     (["--model", "missing.onnx", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")], "no model"),
     (["--model", "README.md", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
-     "not a readable ONNX model"),
+     "README.md is not a readable ONNX model (Protobuf parsing failed.)"),  # ONNX Runtime's reason, not its type
     (["--model", "models/lipstream-lite.keras", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
-     "is a Keras model: the runtime reads its ONNX export (python -m export --model"),
+     "is a Keras model: the runtime reads its ONNX export (--model models/lipstream-lite.onnx, its export beside it)"),
     (["--model", "models", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
      "models is a folder: name the .onnx model in it"),
     (["--hop", "0", "--headless"], "must be 1 or more, not 0"),
@@ -712,13 +725,18 @@ def test_a_video_without_a_face_says_so(tmp_path: Path) -> None:
     assert result.stdout.strip()  # the speaker was read once found
 
 
-def test_a_file_of_sound_alone_is_said_to_have_no_video(tmp_path: Path) -> None:
-    sound = tmp_path / "voice.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clip(CLIPS[0])), "-vn", "-c:a", "copy",
-                    str(sound)], check=True)
-    result = _run("--source", str(sound), "--headless", "--fast")
+@pytest.mark.parametrize("name, holds", [("voice.mp4", "sound"), ("captions.srt", "subtitles")])
+def test_a_file_of_sound_or_subtitles_alone_is_said_to_have_no_video(name: str, holds: str, tmp_path: Path) -> None:
+    """Said as what it holds, not as a damaged video (nor subtitles as sound)."""
+    held = tmp_path / name
+    if holds == "sound":
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(clip(CLIPS[0])), "-vn", "-c:a", "copy",
+                        str(held)], check=True)
+    else:
+        held.write_text("1\n00:00:00,000 --> 00:00:01,000\nbin blue\n")
+    result = _run("--source", str(held), "--headless", "--fast")
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [f"lipstream: error: {sound} holds sound but no video: nothing to lipread"]
+    assert result.stderr.splitlines() == [f"lipstream: error: {held} holds {holds} but no video: nothing to lipread"]
 
 
 def test_a_video_without_any_face_is_an_error(tmp_path: Path) -> None:
@@ -880,3 +898,25 @@ def test_moving_lips_follow_the_words_of_a_real_clip() -> None:
     assert rests.max() < PolicyOptions().still, rests
     after = int(np.ceil(words[-1].end)) + 2
     assert len(moving) - after >= PolicyOptions().still and not moving[after:].any()
+
+
+def test_a_closed_stdout_is_no_place_for_the_transcript(offline: Callable[[str], str], tmp_path: Path) -> None:
+    """Started with stdout closed (`>&-`): `--jsonl -` is refused before the run, and without it the words
+    reach the subtitles, and, with no other output, a file, not nowhere."""
+    command = [sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless", "--fast"]
+    def closed_stdout(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*command, *extra], stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120,
+                              preexec_fn=lambda: os.close(1))
+    run = closed_stdout("--jsonl", "-", "--srt", str(tmp_path / "a.srt"))
+    assert run.returncode == 2 and run.stderr.splitlines() == [
+        "lipstream: error: --jsonl - writes to stdout, which is closed: name a file instead"]
+    assert not list(tmp_path.iterdir())
+    run = closed_stdout("--srt", str(tmp_path / "a.srt"))
+    assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
+    assert cue_words(tmp_path / "a.srt") == offline(CLIPS[0]).split()
+    (tmp_path / "a.srt").unlink()
+    run = closed_stdout()
+    said = run.stderr.splitlines()
+    assert run.returncode == 2 and "lipstream: error: could not write the transcript to stdout (it is closed)" in said
+    saved = list(tmp_path.glob("lipstream-transcript-*.txt"))
+    assert len(saved) == 1 and saved[0].read_text() == offline(CLIPS[0]) + "\n"

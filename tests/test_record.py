@@ -597,6 +597,7 @@ def test_a_session_that_saves_nothing_fails(grid_s1: Path, tmp_path: Path, capsy
         assert record_module.main([*argv, "--source", str(grey), "--audio-file", str(grey)]) == 2
     said = capsys.readouterr().err.splitlines()
     assert said[-1] == f"lipstream: error: 0 clips saved in {tmp_path / 'grid' / 's1'}, 3 takes not saved", said
+    assert not (tmp_path / "grid").exists()  # no clip, no folders for clips
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(clip.read_bytes()[:len(clip.read_bytes()) // 4])
     with contextlib.redirect_stdout(io.StringIO()):
@@ -619,8 +620,8 @@ def test_a_stop_request_ends_a_session_as_ctrl_c_does(grid_s1: Path, tmp_path: P
     finally:
         stop.cancel()  # a session that ended before it must not take the signal to whatever runs next
     assert code == 130 and signal.getsignal(signal.SIGTERM) == before
-    assert capsys.readouterr().err.splitlines()[-1] == \
-        f"lipstream: interrupted: the complete clips are kept in {tmp_path / 'grid' / 's1'}"
+    assert capsys.readouterr().err.splitlines()[-1] == "lipstream: interrupted: no clip was saved"
+    assert not (tmp_path / "grid").exists()  # nothing saved, nothing made
 
 
 @pytest.mark.parametrize("blocker, says", [

@@ -345,5 +345,5 @@ def test_closing_the_record_window_stops_the_session_and_keeps_its_clips(x_displ
     finally:
         run.kill()
     assert run.returncode == 130, log.read_text()
-    assert "interrupted: the complete clips are kept" in log.read_text()
+    assert f"interrupted: the clip saved is kept in {tmp_path / 'grid' / 'me'}" in log.read_text()
     assert len(list((tmp_path / "grid" / "me" / "video").glob("*.mp4"))) == 1

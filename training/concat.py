@@ -140,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=named_path, required=True)
     parser.add_argument("--out", type=named_path, required=True, help="the .mp4 to write (an .align goes beside it)")
     parser.add_argument("--split", choices=("val", "all"), default="val")
-    parser.add_argument("--count", type=at_least(0), default=0, help="at most this many clips")
-    parser.add_argument("--seconds", type=non_negative, default=0, help="stop once the video is this long")
+    parser.add_argument("--count", type=at_least(0), default=0, help="at most this many clips (0: every one)")
+    parser.add_argument("--seconds", type=non_negative, default=0, help="stop once the video is this long, in seconds (0: no limit)")
     args = parser.parse_args(argv)
     try:
         used, frames = concat(args.grid, args.out, args.split, args.count, args.seconds)
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} ({used} clips, {frames} frames) and {args.out.with_suffix('.align')}")
+    print(f"wrote {args.out} ({used} clip{'s' * (used != 1)}, {frames} frames) and {args.out.with_suffix('.align')}")
     return 0
 
 
