@@ -37,3 +37,14 @@ def test_installed_wheel_captions_with_its_bundled_model(tmp_path: Path, grid_s1
     assert "model lipstream-lite.onnx" in run.stderr
     spoken = " ".join(t.word for t in read_align(grid_s1 / "align" / "bram2n.align") if t.is_word)
     assert run.stdout.strip() == spoken  # a held-out clip the bundled model reads right
+
+
+def test_the_entry_point_s_help_says_its_commands_and_installs_nothing(tmp_path: Path) -> None:
+    """`./lipstream --help` on a machine without the environment: the usage, and no environment made."""
+    venv = tmp_path / "venv"
+    for asked in ("--help", "-h", "help"):
+        run = subprocess.run([str(ROOT / "lipstream"), asked], capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "LIPSTREAM_VENV": str(venv)})
+        assert run.returncode == 0 and not run.stderr, run.stderr
+        assert all(f"./lipstream {command} " in run.stdout for command in ("live", "test", "python"))
+    assert not list(tmp_path.iterdir())
