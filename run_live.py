@@ -94,6 +94,12 @@ def save_transcript(text: str) -> None:
         log(f"error: could not save {path} ({e.strerror or e})")
 
 
+def names_stdout(name: str | Path) -> bool:
+    """Whether an output's name is stdout's own (`-`, /dev/stdout, /dev/fd/1), which, with stdout closed at
+    start, leads to the /dev/null put in its place (_std_streams_open)."""
+    return str(name) == "-" or os.path.abspath(name) in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
 def _std_streams_open() -> None:
     """A process started with stdout or stderr closed (`>&-`, `2>&-`) gets /dev/null there: else the next
     file opened (the video, an output) takes descriptor 1 or 2, and native libraries' lines would be
@@ -133,8 +139,9 @@ def _run(args: argparse.Namespace) -> int:
     options = LiveOptions(window=args.window, hop=args.hop, policy=policy_options(args))
     outputs = [p for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
     problem = window_problem(options) or outputs_problem(outputs, [(local_path(args.source), "the video read")])
-    if args.jsonl == "-" and sys.stdout is None:
-        problem = "--jsonl - writes to stdout, which is closed: name a file instead"
+    if sys.stdout is None and (closed := next((name for name in (args.jsonl, args.srt, args.vtt)
+                                               if name and names_stdout(name)), None)):
+        problem = f"{'--jsonl -' if closed == '-' else closed} writes to stdout, which is closed: name a file instead"
     if problem:
         log(f"error: {problem}")
         return EXIT_USAGE
@@ -318,9 +325,10 @@ def _run(args: argparse.Namespace) -> int:
         log(f"{source.dropped} frames dropped (processing fell behind)")
     if (lost and args.jsonl != "-") or (not out and not args.srt and not args.vtt):  # "-": in its final line
         try:
-            if sys.stdout is None:  # started with stdout closed (`>&-`): print would drop the words unsaid
+            if sys.stdout is None and final.committed:  # started with stdout closed (`>&-`): print drops words
                 raise OSError(errno.EBADF, "it is closed")
-            print(final.committed, flush=True)
+            if sys.stdout is not None:
+                print(final.committed, flush=True)
             kept = True
         except OSError as e:  # a closed pipe or a full disk behind stdout
             silence(sys.stdout)

@@ -126,9 +126,10 @@ class OnnxModel:
             raise ModelLoadError(f"no model at {path}")
         if path.suffix == ".keras":
             onnx = path.with_suffix(".onnx")
-            hint = f"--model {onnx}, its export beside it" if onnx.is_file() else \
-                f"python -m export --model {path} --out {onnx.name} --cache CACHE, a cache of the crop it reads"
-            raise ModelLoadError(f"{path} is a Keras model: the runtime reads its ONNX export ({hint})")
+            hint = f"use --model {onnx}, its export beside it" if onnx.is_file() else \
+                f"make it with python -m export --model {path} --out {onnx} --cache CACHE, CACHE being a cache " \
+                "cut with the crop the model reads"
+            raise ModelLoadError(f"{path} is a Keras model: the runtime reads its ONNX export; {hint}")
         try:
             meta = _session(path, ["CPUExecutionProvider"], 1).get_modelmeta().custom_metadata_map
         except Exception as e:  # ORT raises several types for a file that is not a model

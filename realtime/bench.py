@@ -15,7 +15,6 @@ import difflib
 import json
 import sys
 import time
-from contextlib import closing
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -29,7 +28,7 @@ from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
 from realtime.cli import Parser, add_decoder, add_policy, at_least, named_path, policy_options, summary, window_problem
 from realtime.files import make_folder_for, outputs_problem, write_text
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
-from realtime.tracker import TrackerOptions, track_video
+from realtime.tracker import TrackerOptions, tracked_video
 from training.grid import GRID_FPS, AlignError, Token, read_align, sentence  # GRID's reader: no TensorFlow behind it
 
 WINDOW = 75  # frames of the window the comparisons read: one GRID sentence
@@ -238,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_mb = peak_rss_mb()
     capture = open_video(str(args.source))
     fps = capture_fps(capture, GRID_FPS)  # the rate align files count in where the video gives none
-    with closing(track_video(capture, fps, TrackerOptions(crop=model.spec.crop))) as tracked:
+    with tracked_video(capture, fps, TrackerOptions(crop=model.spec.crop)) as tracked:
         crops = list(islice((r.crop for r in tracked if r.crop is not None), WINDOW))
     comparisons = {}
     if len(crops) >= 8:

@@ -57,8 +57,8 @@ SHORTFALL = 0.25  # seconds
 # (1000 for WebM and Matroska without a rate), and a frame without a usable time is placed at USUAL_FPS.
 MAX_FPS = 960
 USUAL_FPS = 30.0  # most cameras' rate: a source's that gives none
-# A stream whose timestamps run further ahead of the clock or behind it than this has jumped (a
-# discontinuity, a new segment) or stalled: it is paced from that frame on, not waited for.
+# A stream whose timestamps run further ahead of the clock than this has jumped (a discontinuity, a new
+# segment): it is paced from that frame on, not waited for.
 MAX_AHEAD = 1.0  # seconds
 
 
@@ -164,7 +164,7 @@ class FrameSource:
     time, it is played at its pace and never reopened. A camera or live stream (a URL whose container
     gives no length and whose name is not a video file's) is stamped by the clock, and reopened when it
     stops delivering, unless it then starts over as a recording served that way does; a stream is read
-    no faster than its own timestamps, so that such a recording plays at its pace too."""
+    no faster than its own timestamps from its opening, so that such a recording plays at its pace too."""
 
     def __init__(self, options: SourceOptions):
         self.options = options
@@ -175,6 +175,7 @@ class FrameSource:
         if self._path is not None and self._path.stat().st_size == 0:
             raise CaptureError(f"{source} is empty (0 bytes): nothing to lipread")
         self._capture = self._open()
+        self._opened_at = time.monotonic()  # where a stream's pace starts: it can hold nothing older
         fps = self._capture.get(cv2.CAP_PROP_FPS)  # the container's own: its frame count is at that rate
         self.fps = capture_fps(self._capture, USUAL_FPS)
         if self._path is not None and cv2.haveImageReader(str(self._path)):
@@ -204,7 +205,7 @@ class FrameSource:
         self._released = threading.Event()  # cleared while a video is held
         self._released.set()
         self._held_at = 0.0
-        self._pace = (0.0, 0.0)  # a stream's clock and timestamp at the frame its pace is kept from
+        self._pace = (0.0, 0.0)  # the clock and a stream's timestamp its pace is kept from
         self.waiting = threading.Event()  # set while the reading thread waits for a hold's release
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
@@ -300,6 +301,7 @@ class FrameSource:
         self._capture.release()
         try:
             self._capture = self._open()
+            self._opened_at = time.monotonic()
         except CaptureError:
             pass  # reading the released capture fails: the next attempt
         return True
@@ -378,14 +380,17 @@ class FrameSource:
             self.read += 1
 
     def _keep_pace(self, restart: bool) -> float:
-        """Hold a stream's frame back until its own time (its timestamp, from the clock and timestamp of
-        the frame the pace `restart`ed at: an opening's first), and return the seconds held. A live
-        stream's frames come no sooner than that; a recording served at a stream's URL comes as fast as
-        the network gives it, and would otherwise be read at that speed, its frames dropped by a
-        pipeline that reads in real time."""
+        """Hold a stream's frame back until its own time, and return the seconds held. Its time runs from
+        the opening (`restart`: this frame is its first): a live stream comes no faster than that, and
+        what it buffered while the model loaded, or sends after a stall, is behind it and read at once,
+        so captions catch up; a recording served at a stream's URL comes as fast as the network gives
+        it, and would otherwise be read at that speed, its frames dropped by a pipeline that reads in
+        real time."""
         now, media = time.monotonic(), self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
+        if restart:
+            self._pace = (self._opened_at, media)
         ahead = self._pace[0] + media - self._pace[1] - now
-        if restart or abs(ahead) > MAX_AHEAD:
+        if ahead > MAX_AHEAD:
             self._pace = (now, media)
             return 0.0
         if ahead <= 0 or self._stop.wait(ahead):

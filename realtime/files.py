@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -99,19 +100,32 @@ def file_id(path: Path) -> tuple[int, int] | str:
     return st.st_dev, st.st_ino
 
 
+def shareable(path: Path) -> bool:
+    """Whether two outputs may both name `path`: a character device (/dev/null, a terminal) or one of the
+    process's own streams takes each write as it comes and is never closed on another's text. A pipe is
+    not: the first output's close ends its reader's read, and the second would wait for one for ever."""
+    if own_stream(path) is not None:
+        return True
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def first_taken(outputs: Sequence[Path], inputs: Iterable[tuple[Path, str]]) -> tuple[Path, str] | None:
     """The first output that is one of the files read (`inputs`, each with what it is) or an output named
-    before it ("another output"), with what it is; or None. Two outputs may share a device, pipe or stream
-    (`--srt /dev/null --vtt /dev/null`): written in place, neither replaces the other. Each file is looked
-    at once, and the inputs not at all while no output exists yet: none can be one of them (a corpus' clips
-    are many)."""
+    before it ("another output"), with what it is; or None. Two outputs may name one shareable target
+    (`--srt /dev/null --vtt /dev/null`). Each file is looked at once, and the inputs not at all while no
+    output exists yet: none can be one of them (a corpus' clips are many)."""
     ids = [file_id(path) for path in outputs]
     taken = {file_id(path): what for path, what in inputs} if any(isinstance(i, tuple) for i in ids) else {}
+    shared: set[tuple[int, int] | str] = set()  # outputs' targets that another output may name too
     for path, key in zip(outputs, ids):
-        if key in taken:
+        if key in taken and not (key in shared and shareable(path)):
             return path, taken[key]
-        if not written_in_place(path):
-            taken[key] = "another output"
+        if key not in taken and shareable(path):
+            shared.add(key)
+        taken[key] = "another output"
     return None
 
 

@@ -104,6 +104,14 @@ class Session:
     rejected: tuple[str, ...]  # why each take that was not saved was not
 
 
+class SessionInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a stop request) during a session, with what the session had saved by then."""
+
+    def __init__(self, session: Session):
+        super().__init__()
+        self.session = session
+
+
 def choose_prompts(count: int, seed: int = 0) -> list[str]:
     """`count` GRID sentences; every slot goes through its words in shuffled rounds, so each letter and digit
     (and every other word) comes up equally often, within one, whatever `count` is. Each slot draws from its
@@ -335,15 +343,6 @@ def next_prompt(manifest: Path) -> int:
     return last + 1
 
 
-def count_lines(path: Path) -> int:
-    """Lines of a text file; 0 where there is none (or none readable: it is refused before recording)."""
-    try:
-        with open(path, "rb") as f:
-            return sum(1 for _ in f)
-    except OSError:
-        return 0
-
-
 def layout_problem(folder: Path) -> str | None:
     """Why clips cannot be recorded into the speaker folder `folder` (a file where it, its video or its
     align folder goes, a folder where its manifest goes), or None; said before recording, not after a
@@ -353,7 +352,8 @@ def layout_problem(folder: Path) -> str | None:
 
 
 def record(options: RecordOptions) -> Session:
-    """Prompt, record and save `count` clips; Ctrl-C (KeyboardInterrupt) keeps every clip already saved."""
+    """Prompt, record and save `count` clips; Ctrl-C (KeyboardInterrupt) keeps every clip already saved, and
+    comes out as SessionInterrupted, which names them."""
     options = check_devices(options)
     folder = options.out / options.speaker
     done = next_prompt(folder / "manifest.jsonl")
@@ -393,6 +393,8 @@ def record(options: RecordOptions) -> Session:
                     break
                 else:
                     log(f"gave up on '{text}' after {options.attempts} takes")
+        except KeyboardInterrupt:
+            raise SessionInterrupted(Session(tuple(saved), tuple(rejected))) from None
         finally:
             screen.close()
     return Session(tuple(saved), tuple(rejected))
@@ -418,15 +420,13 @@ def main(argv: list[str] | None = None) -> int:
         log(f"error: {problem}; use --headless to have the prompts printed")
         return 2
     folder = options.out / options.speaker
-    manifest = folder / "manifest.jsonl"
-    before = count_lines(manifest)
     try:
         problem = layout_problem(folder)
         if problem:
             raise NotADirectoryError(problem)
         session = record(options)
-    except KeyboardInterrupt:
-        saved = count_lines(manifest) - before  # a clip's manifest line is written last, with the clip
+    except KeyboardInterrupt as e:
+        saved = len(e.session.saved) if isinstance(e, SessionInterrupted) else 0
         kept = "no clip was saved" if not saved else f"the clip saved is kept in {folder}" if saved == 1 else \
             f"the {saved} clips saved are kept in {folder}"
         log(f"interrupted: {kept}")

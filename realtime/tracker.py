@@ -3,6 +3,7 @@ face afresh and the full-range FaceDetection to find a far one; frames in, stabl
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import itertools
 import math
@@ -481,13 +482,13 @@ def track_frames(tracker: MouthTracker, images: Iterable[np.ndarray], fps: float
     return (tracker.process(image, index / fps) for index, image in enumerate(images))
 
 
-def track_video(capture: cv2.VideoCapture, fps: float, options: TrackerOptions) -> Iterator[TrackResult]:
-    """Every frame of an opened video through track_frames, with a fresh tracker; the capture is released
-    once its frames end, or when the caller closes the iterator early."""
+@contextlib.contextmanager
+def tracked_video(capture: cv2.VideoCapture, fps: float, options: TrackerOptions) -> Iterator[Iterator[TrackResult]]:
+    """Every frame of an opened video through track_frames, with a fresh tracker, for the block's length;
+    the capture is released as the block ends, however far its frames were read."""
     try:
         with MouthTracker(options) as tracker:
             reads = itertools.takewhile(lambda read: read[0], iter(capture.read, None))  # to the first that fails
-            images = (image for _, image in reads)
-            yield from track_frames(tracker, images, fps)
+            yield track_frames(tracker, (image for _, image in reads), fps)
     finally:
         capture.release()

@@ -294,6 +294,13 @@ def test_two_outputs_may_share_a_device_but_not_a_file(tmp_path: Path):
     assert outputs_problem([file, link]) == f"{link} is another output: choose another file"
     assert outputs_problem([tmp_path / "new.srt", tmp_path / "new.srt"]) == \
         f"{tmp_path / 'new.srt'} is another output: choose another file"
+    # A pipe's reader ends with the first output's close: the second would wait for another for ever.
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    assert outputs_problem([pipe, tmp_path / "a.vtt"]) is None
+    assert outputs_problem([pipe, pipe]) == f"{pipe} is another output: choose another file"
+    assert outputs_problem([tmp_path / "b.srt", "/dev/null", tmp_path / "b.srt"]) == \
+        f"{tmp_path / 'b.srt'} is another output: choose another file"
 
 
 def test_a_folder_no_one_can_write_in_is_found_out_even_by_root():

@@ -19,7 +19,7 @@ from realtime.bench import main as bench_main
 from realtime.bench import percentiles, run_stream
 from realtime.capture import FrameSource, open_video
 from realtime.live import STAGES, LiveOptions, LivePipeline
-from realtime.tracker import MouthTracker
+from realtime.tracker import MouthTracker, TrackResult
 from training.grid import read_align, sentence
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -199,7 +199,7 @@ def test_a_video_cut_off_gives_no_figures(tmp_path: Path, capsys: pytest.Capture
     assert not captured.out and not out.exists()
 
 
-def test_the_crops_compared_are_tracked_at_the_video_s_own_times(tmp_path: Path, monkeypatch,
+def test_the_crops_compared_are_tracked_at_the_video_s_own_times(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  capsys: pytest.CaptureFixture) -> None:
     """The crops the ORT comparisons read are tracked as prepare and the live loop track a video: each
     frame at its index over the video's own rate (30 fps here, not the model's 25), faceless frames
@@ -217,7 +217,7 @@ def test_the_crops_compared_are_tracked_at_the_video_s_own_times(tmp_path: Path,
     stamps: dict[int, list[float]] = {}  # each tracker's, in the order they first tracked
     process = MouthTracker.process
 
-    def watched(self, frame, t):
+    def watched(self: MouthTracker, frame: np.ndarray, t: float) -> TrackResult:
         stamps.setdefault(id(self), []).append(t)
         return process(self, frame, t)
 

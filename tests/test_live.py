@@ -649,7 +649,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["--model", "README.md", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
      "README.md is not a readable ONNX model (Protobuf parsing failed.)"),  # ONNX Runtime's reason, not its type
     (["--model", "models/lipstream-lite.keras", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
-     "is a Keras model: the runtime reads its ONNX export (--model models/lipstream-lite.onnx, its export beside it)"),
+     "is a Keras model: the runtime reads its ONNX export; use --model models/lipstream-lite.onnx, its export beside it"),
     (["--model", "models", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
      "models is a folder: name the .onnx model in it"),
     (["--hop", "0", "--headless"], "must be 1 or more, not 0"),
@@ -907,10 +907,13 @@ def test_a_closed_stdout_is_no_place_for_the_transcript(offline: Callable[[str],
     def closed_stdout(*extra: str) -> subprocess.CompletedProcess:
         return subprocess.run([*command, *extra], stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120,
                               preexec_fn=lambda: os.close(1))
-    run = closed_stdout("--jsonl", "-", "--srt", str(tmp_path / "a.srt"))
-    assert run.returncode == 2 and run.stderr.splitlines() == [
-        "lipstream: error: --jsonl - writes to stdout, which is closed: name a file instead"]
-    assert not list(tmp_path.iterdir())
+    for names in (("--jsonl", "-"), ("--srt", "/dev/stdout"), ("--vtt", "/dev/fd/1")):
+        other = ("--vtt", str(tmp_path / "a.vtt")) if names[0] == "--srt" else ("--srt", str(tmp_path / "a.srt"))
+        run = closed_stdout(*names, *other)
+        said = "--jsonl -" if names[1] == "-" else names[1]
+        assert run.returncode == 2 and run.stderr.splitlines() == [
+            f"lipstream: error: {said} writes to stdout, which is closed: name a file instead"]
+        assert not list(tmp_path.iterdir())
     run = closed_stdout("--srt", str(tmp_path / "a.srt"))
     assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
     assert cue_words(tmp_path / "a.srt") == offline(CLIPS[0]).split()

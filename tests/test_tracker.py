@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import math
-from contextlib import closing
 from itertools import islice
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 from realtime.crop import LIPS, CropPose
-from realtime.tracker import MouthTracker, TrackerOptions, TrackResult, track_video
+from realtime.tracker import MouthTracker, TrackerOptions, TrackResult, tracked_video
 
 FPS = 25.0
 
@@ -353,13 +352,13 @@ def test_a_face_leaving_the_frame_is_read_while_whole_then_let_go(frames: list[n
     assert results[-1].reason == "no_face"
 
 
-@pytest.mark.parametrize("limit", [None, 3])
+@pytest.mark.parametrize("limit", [None, 3, 0])
 def test_a_video_tracked_is_stamped_by_frame_and_closed_once_read_or_left(grid_s1: Path,
                                                                           limit: int | None) -> None:
-    """track_video, as prepare and the benchmark read a video: frame i at i / fps, and the video closed
-    when its frames end or when the caller stops early."""
+    """tracked_video, as prepare and the benchmark read a video: frame i at i / fps, and the video closed
+    when its frames end, when the caller stops early, or when it reads none."""
     capture = cv2.VideoCapture(str(grid_s1 / "video" / "bbaf2n.mp4"))
-    with closing(track_video(capture, FPS, TrackerOptions())) as tracked:
+    with tracked_video(capture, FPS, TrackerOptions()) as tracked:
         results = list(islice(tracked, limit))
-    assert [r.t for r in results] == [i / FPS for i in range(limit or 75)]
+    assert [r.t for r in results] == [i / FPS for i in range(75 if limit is None else limit)]
     assert all(r.reason == "ok" for r in results) and not capture.isOpened()

@@ -42,7 +42,7 @@ from realtime.capture import SHORTFALL, capture_fps, open_video
 from realtime.cli import Parser, at_least, named_path, number, positive, summary
 from realtime.crop import CropSpec
 from realtime.files import make_folder_for
-from realtime.tracker import TrackerOptions, lip_landmarks, track_video
+from realtime.tracker import TrackerOptions, lip_landmarks, tracked_video
 from training.cache import complete_clips, open_cache
 from training.dataset import check_crop
 from training.grid import GRID_FPS, AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
@@ -120,7 +120,8 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
         raise ClipError("unreadable video")
     fps = capture_fps(capture, GRID_FPS)
     expected = capture.get(cv2.CAP_PROP_FRAME_COUNT)
-    results = list(track_video(capture, fps, options))
+    with tracked_video(capture, fps, options) as tracked:
+        results = list(tracked)
     if 0 < expected < 1e12 and (expected - len(results)) / fps > SHORTFALL:  # a cut-off download
         raise ClipError(f"video ended early: {len(results)} of {expected:.0f} frames")
     if len(spans) and spans[-1, 1] > len(results):  # no face could be found in frames that are not there
