@@ -139,8 +139,8 @@ def _run(args: argparse.Namespace) -> int:
     options = LiveOptions(window=args.window, hop=args.hop, policy=policy_options(args))
     outputs = [p for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
     problem = window_problem(options) or outputs_problem(outputs, [(local_path(args.source), "the video read")])
-    if sys.stdout is None and (closed := next((name for name in (args.jsonl, args.srt, args.vtt)
-                                               if name and names_stdout(name)), None)):
+    if not problem and sys.stdout is None and (closed := next((name for name in (args.jsonl, args.srt, args.vtt)
+                                                              if name and names_stdout(name)), None)):
         problem = f"{'--jsonl -' if closed == '-' else closed} writes to stdout, which is closed: name a file instead"
     if problem:
         log(f"error: {problem}")
@@ -325,10 +325,10 @@ def _run(args: argparse.Namespace) -> int:
         log(f"{source.dropped} frames dropped (processing fell behind)")
     if (lost and args.jsonl != "-") or (not out and not args.srt and not args.vtt):  # "-": in its final line
         try:
-            if sys.stdout is None and final.committed:  # started with stdout closed (`>&-`): print drops words
-                raise OSError(errno.EBADF, "it is closed")
             if sys.stdout is not None:
                 print(final.committed, flush=True)
+            elif final.committed:  # started with stdout closed (`>&-`): the words would go nowhere
+                raise OSError(errno.EBADF, "it is closed")
             kept = True
         except OSError as e:  # a closed pipe or a full disk behind stdout
             silence(sys.stdout)
