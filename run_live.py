@@ -26,7 +26,7 @@ MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from realtime.backend import BUNDLED_MODEL, PROVIDERS
+    from realtime.backend import BUNDLED_MODEL, PROVIDERS, model_path
     from realtime.cli import Parser, add_decoder, add_policy, at_least, named, named_path, summary
     from realtime.live import SHORTEST_WINDOW, LiveOptions
 
@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                epilog=__doc__[__doc__.index("Keys"):])
     p.add_argument("--source", type=named, default="0",
                    help="camera index, video file or stream URL (default: camera 0)")
-    p.add_argument("--model", type=named_path, default=BUNDLED_MODEL,
+    p.add_argument("--model", type=model_path, default=BUNDLED_MODEL,
                    help="lipstream ONNX model (default: the bundled one; a bare name such as "
                         "lipstream-lite.int8.onnx names a bundled variant)")
     p.add_argument("--provider", choices=PROVIDERS, default="auto", help="ONNX Runtime device (default: auto)")
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    from realtime.backend import ModelLoadError, OnnxModel, find_model
+    from realtime.backend import ModelLoadError, OnnxModel
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, local_path
     from realtime.cli import interrupt, policy_options, window_problem
     from realtime.files import open_output, outputs_problem, silence, write_text
@@ -157,7 +157,7 @@ def _run(args: argparse.Namespace) -> int:
         log(f"error: {e}")
         return EXIT_INTERRUPTED if _stop_requested else EXIT_USAGE  # a stop asked for while it opened came first
     try:
-        model = OnnxModel(find_model(args.model), args.provider, args.threads)
+        model = OnnxModel(args.model, args.provider, args.threads)
         pipeline = LivePipeline(model, options)
     except ModelLoadError as e:
         log(f"error: {e}")

@@ -16,19 +16,18 @@ import json
 import sys
 
 from export import CACHE
-from realtime.backend import find_model
+from realtime.backend import model_path
 from realtime.cli import Parser, at_least, named_path, summary
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m export.speed", description=summary(__doc__))
-    parser.add_argument("--model", type=named_path, required=True,
+    parser.add_argument("--model", type=model_path, required=True,
                         help="a lipstream .keras model (a bare name such as lipstream-lite.keras names the bundled one)")
     parser.add_argument("--onnx", type=named_path, help="its export (default: the .onnx beside --model)")
     parser.add_argument("--cache", type=named_path, default=CACHE, help=f"mouth-crop cache (default {CACHE})")
     parser.add_argument("--repeats", type=at_least(1), default=30, help="timed calls of each (default 30)")
     args = parser.parse_args(argv)
-    args.model = find_model(args.model)
     onnx_path = args.onnx or args.model.with_suffix(".onnx")
     for path, what in ((args.model, "model"), (onnx_path, "ONNX model"),
                        (args.cache, "cache (make one with python -m training.prepare)")):

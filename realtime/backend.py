@@ -45,6 +45,14 @@ def find_model(path: Path) -> Path:
     return bundled if bundled.is_file() else path
 
 
+def model_path(text: str) -> Path:
+    """An argparse type: a model's path, a bare name finding the bundled model of that name (find_model),
+    as every command that reads a model takes it."""
+    from realtime.cli import named_path
+
+    return find_model(named_path(text))
+
+
 def streaming_paths(path: Path) -> tuple[Path, Path]:
     """Where the streaming parts of `model.onnx` live: `model.step.onnx` (the front end, one frame at a
     time) and `model.back.onnx` (the recurrent back end)."""

@@ -22,7 +22,7 @@ from typing import Callable
 
 import numpy as np
 
-from realtime.backend import (BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, find_model,
+from realtime.backend import (BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, model_path,
                               streaming_paths)
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, capture_fps, local_path, open_video
 from realtime.cli import Parser, add_decoder, add_policy, at_least, named_path, policy_options, summary, window_problem
@@ -191,7 +191,7 @@ def plot(rec: Recording, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.bench", description=summary(__doc__))
     parser.add_argument("--source", type=named_path, required=True, help="a video file, played at its own fps")
-    parser.add_argument("--model", type=named_path, default=BUNDLED_MODEL,
+    parser.add_argument("--model", type=model_path, default=BUNDLED_MODEL,
                         help="the ONNX model (a bare name such as lipstream-lite.int8.onnx names a bundled one)")
     parser.add_argument("--provider", default="auto", choices=PROVIDERS)
     parser.add_argument("--json", type=named_path, help="write the results as one JSON object")
@@ -203,7 +203,6 @@ def main(argv: list[str] | None = None) -> int:
     add_policy(parser)
     add_decoder(parser)
     args = parser.parse_args(argv)
-    args.model = find_model(args.model)
     options = LiveOptions(hop=args.hop, policy=policy_options(args))
     problem = window_problem(options)
     if problem:

@@ -19,7 +19,7 @@ from pathlib import Path
 import jiwer
 import numpy as np
 
-from realtime.backend import find_model
+from realtime.backend import model_path
 from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, named_path, summary
 from realtime.decode import Grammar, decode
 from realtime.spec import ModelSpec
@@ -118,7 +118,7 @@ def split_of(model: Path, split: str, share: float | None) -> Callable[[str], bo
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.evaluate", description=summary(__doc__))
-    parser.add_argument("--model", type=named_path, required=True,
+    parser.add_argument("--model", type=model_path, required=True,
                         help="a .keras or .onnx model (a bare name such as lipstream-lite.onnx names a bundled one)")
     parser.add_argument("--data", type=named_path, required=True, help="a GRID folder or an HDF5 cache")
     add_decoder(parser)
@@ -132,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1,
                         help="processes that cut the crops of a GRID folder")
     args = parser.parse_args(argv)
-    args.model = find_model(args.model)
     try:
         if not args.model.is_file():
             raise FileNotFoundError(f"no model at {args.model}")
