@@ -68,6 +68,7 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
     if track.lips is not None:
         lips = np.round(track.lips * scale).astype(np.int32)
         cv2.polylines(image, [lips[:20], lips[20:]], True, GREEN, 1, cv2.LINE_AA)
+    status_width = w - 20  # the status lines' room: left of the inset
     if track.crop is not None:
         ch, cw = track.crop.shape[:2]
         enlarge = min(INSET, w / 3 / cw, h / 3 / ch)  # in a small view, a smaller inset: the face stays in sight
@@ -78,6 +79,7 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         ih, iw = inset.shape[:2]
         image[10:10 + ih, w - iw - 10:w - 10] = inset
         cv2.rectangle(image, (w - iw - 11, 9), (w - 10, 10 + ih), WHITE, 1)
+        status_width = w - iw - 30
     # Caption band: its text grows with the view.
     text_scale = h / CAPTION_LINES
     band, size, thickness = round(42 * text_scale), 0.425 * text_scale, max(1, round(text_scale))
@@ -90,12 +92,20 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         for word, colour in line:
             cv2.putText(image, word, (x, y), FONT, size, colour, thickness, cv2.LINE_AA)
             x += cv2.getTextSize(word + " ", FONT, size, thickness)[0][0]
-    outlined(image, hud, (10, 24), 0.55, WHITE, 1)
-    if step.no_face:
-        outlined(image, "no face", (10, 54), 0.8, RED, 2)
-    if paused:
-        outlined(image, "paused", (10, 84), 0.8, YELLOW, 2)
+    lines = [(hud, 0.55, WHITE, 1)] + [("no face", 0.8, RED, 2)] * step.no_face + [("paused", 0.8, YELLOW, 2)] * paused
+    status(image, lines, status_width)
     return image
+
+
+def status(image: np.ndarray, lines: list[tuple[str, float, tuple[int, int, int], int]], width: int) -> None:
+    """Outlined lines of (text, size, colour, thickness) at the view's top left, one under another,
+    all made smaller together when the widest would overrun `width` pixels (a small view, the - key)."""
+    widest = max((cv2.getTextSize(text, FONT, size, thickness + 2)[0][0] for text, size, _, thickness in lines),
+                  default=0)
+    fit = min(1.0, max(width, 1) / widest) if widest else 1.0
+    for row, (text, size, colour, thickness) in enumerate(lines):
+        outlined(image, text, (10, 10 + round(fit * (14 + 30 * row))), size * fit, colour,
+                 max(1, round(thickness * fit)))
 
 
 def outlined(image: np.ndarray, text: str, at: tuple[int, int], size: float, colour: tuple[int, int, int],

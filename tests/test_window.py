@@ -117,6 +117,25 @@ def test_every_zoom_draws_the_inset_inside_the_view() -> None:
         assert w - 10 - inset.min() <= max(w / 3, 2 * 100) + 1, scale  # 2x, or a third of a small view
 
 
+def test_the_status_lines_shrink_to_fit_left_of_the_inset_at_every_zoom() -> None:
+    """Down to 1/4x the status line, "no face" and "paused" stay in the view, clear of the inset;
+    from the first zoom (2x) up they keep their full size, and they never grow as the view shrinks."""
+    step = step_on_real_frame("", "")
+    black = replace(step, frame=replace(step.frame, image=np.zeros_like(step.frame.image)))
+    heights = {}
+    for scale in ZOOMS:
+        bare = render(black, "", scale)
+        drawn = render(replace(black, no_face=True), "25 fps  20 ms  CPU  dropped 0", scale, paused=True)
+        inset_left = int(np.nonzero((drawn[9] == WHITE).all(axis=-1))[0].min())
+        ys, xs = np.nonzero((bare != drawn).any(axis=-1))
+        assert len(xs) and xs.max() < inset_left - 1, scale  # drawn, and not over or beyond the inset
+        red = (drawn[:, :inset_left - 1, 2] > 200) & (drawn[:, :inset_left - 1, 1] < 120)
+        assert red.any() or scale < 0.5, scale  # "no face" shows too (at 1/4x its strokes are thinner than a pixel)
+        heights[scale] = ys.max() - ys.min()
+    assert heights[2.0] == heights[4.0] and heights[0.25] < heights[2.0] / 2
+    assert all(heights[a] <= heights[b] for a, b in zip(ZOOMS, ZOOMS[1:]))
+
+
 def test_a_large_video_opens_at_a_size_that_fits_and_captions_keep_their_share_of_it() -> None:
     """A 1080p video at 2x would open a 3840x2160 window; it opens at 0.75x (1440x810), and its
     captions are as large a share of that view as a GRID clip's of its 720x576 one."""
