@@ -199,6 +199,7 @@ class FrameSource:
         self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=options.queue_size)
         self.dropped = 0
         self.read = 0
+        self.paced = 0  # a stream's frames held back to its own pace; the others were behind it, read at once
         self.error: str | None = None  # why the stream ended early, when it did
         self.failure: str | None = None  # what failed in the reading itself, when something did
         self._stop = threading.Event()
@@ -385,7 +386,7 @@ class FrameSource:
         what it buffered while the model loaded, or sends after a stall, is behind it and read at once,
         so captions catch up; a recording served at a stream's URL comes as fast as the network gives
         it, and would otherwise be read at that speed, its frames dropped by a pipeline that reads in
-        real time."""
+        real time. A frame held is counted in `paced`."""
         now, media = time.monotonic(), self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
         if restart:
             self._pace = (self._opened_at, media)
@@ -393,9 +394,10 @@ class FrameSource:
         if ahead > MAX_AHEAD:
             self._pace = (now, media)
             return 0.0
-        if ahead <= 0 or self._stop.wait(ahead):
+        if ahead <= 0:
             return 0.0
-        return ahead
+        self.paced += 1
+        return 0.0 if self._stop.wait(ahead) else ahead
 
     def __iter__(self) -> Iterator[Frame]:
         while True:

@@ -32,6 +32,7 @@ from realtime.decode import greedy
 from realtime.spec import EXPORT_ID, FORM, ModelSpec, normalise
 from training.dataset import VAL_FRACTION, held_out_first, is_validation, load_clips, read_crop_spec
 from training.evaluate import main as evaluate_main
+from training.grid import sentence_from_code
 from export.convert import weights_digest
 from training.model import inference_model, load, read_spec
 from tests.conftest import made_once
@@ -420,6 +421,8 @@ def test_evaluate_finds_the_bundled_model_by_its_bare_name(small_cache: Path, tm
 
 def test_evaluate_reads_keras_and_onnx_alike(exported: Export, tiny_run, small_cache: Path,
                                             capsys: pytest.CaptureFixture):
+    """Both forms score the same readings against each clip's own sentence: the references evaluate
+    prints are checked against the GRID code each clip is named by, not taken on trust."""
     results = {}
     for model in (tiny_run.model, exported.path):
         assert evaluate_main(["--model", str(model), "--data", str(small_cache), "--json"]) == 0
@@ -428,9 +431,11 @@ def test_evaluate_reads_keras_and_onnx_alike(exported: Export, tiny_run, small_c
         results[model.suffix] = json.loads(out)
     keras, onnx_ = results[".keras"], results[".onnx"]
     names = [c.key for c in load_clips(small_cache)]
+    said = [sentence_from_code(name.rsplit("/", 1)[-1]) for name in names]  # s1/bbaf2n: "bin blue at f two now"
     for result in (keras, onnx_):
         assert set(result) == {"cer", "wer", "n", "clips"} and result["n"] == len(names)
         assert [c["name"] for c in result["clips"]] == names
+        assert [c["ref"] for c in result["clips"]] == said
         assert all(set(c) == {"name", "ref", "hyp"} for c in result["clips"])
         assert result["cer"] == pytest.approx(jiwer.cer([c["ref"] for c in result["clips"]],
                                                         [c["hyp"] for c in result["clips"]]))

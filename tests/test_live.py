@@ -65,10 +65,11 @@ def write_video(path: Path, frames: list[np.ndarray], fps: float, fourcc: str = 
     return path
 
 
-def offline_text(model: OnnxModel, path: Path) -> str:
-    """The offline reading: every crop of the clip through the full model at once, greedy."""
+def offline_text(model: OnnxModel, path: Path, frames: int | None = None) -> str:
+    """The offline reading: every crop of the clip (of its first `frames` frames, when given) through the
+    full model at once, greedy."""
     with MouthTracker(TrackerOptions(crop=model.spec.crop)) as tracker:
-        crops = [tracker.process(f, i / 25).crop for i, f in enumerate(read_frames(path))]
+        crops = [tracker.process(f, i / 25).crop for i, f in enumerate(read_frames(path)[:frames])]
     return greedy(model.window_logp(np.stack([c for c in crops if c is not None])), model.spec.vocabulary).text
 
 
@@ -84,9 +85,11 @@ def offline(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], str]:
 
 
 def cue_words(subtitles: Path) -> list[str]:
-    """The words of an SRT file's cues, in order."""
-    return [w for line in subtitles.read_text().splitlines() if line and "-->" not in line and not line.isdigit()
-            for w in line.split()]
+    """The words of an SRT or WebVTT file's cues, in order (a WebVTT file's header is no cue)."""
+    lines = subtitles.read_text().splitlines()
+    if lines[:1] == ["WEBVTT"]:
+        lines = lines[1:]
+    return [w for line in lines if line and "-->" not in line and not line.isdigit() for w in line.split()]
 
 
 def run_headless(tmp_path: Path, source: Path, *extra: str) -> tuple[int, list[dict]]:
@@ -184,8 +187,8 @@ def test_subtitles_hold_the_committed_words(tmp_path: Path) -> None:
     code, lines = run_headless(tmp_path, clip(CLIPS[0]), "--srt", str(srt), "--vtt", str(vtt))
     assert code == 0
     assert cue_words(srt) == lines[-1]["text"].split()
-    assert vtt.read_text().startswith("WEBVTT")
-    assert "-->" in vtt.read_text()
+    assert vtt.read_text().startswith("WEBVTT\n\n")
+    assert cue_words(vtt) == lines[-1]["text"].split()
 
 
 def test_outputs_go_into_folders_made_for_them(tmp_path: Path) -> None:
@@ -517,14 +520,16 @@ def test_a_face_that_slides_out_and_back_reads_as_if_it_had_stayed(model: OnnxMo
     assert read_through(model, slid) == text
 
 
-def test_truncated_video_keeps_the_transcript_and_fails(tmp_path: Path) -> None:
+def test_truncated_video_keeps_the_transcript_and_fails(offline: Callable[[str], str], tmp_path: Path) -> None:
+    """The clip twice over, cut off at 70% of its bytes: the first copy survives whole and is read as the
+    clip alone is, whatever is read of the second after it; the run still fails as cut short."""
     frames = read_frames(clip(CLIPS[0]))
     path = write_video(tmp_path / "clip.avi", frames + frames, 25.0, "MJPG")
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * 0.7)])
     code, lines = run_headless(tmp_path, path)
     assert code == run_live.EXIT_SOURCE_ENDED
-    assert lines[-1]["final"] is True and lines[-1]["text"]
+    assert lines[-1]["final"] is True and (lines[-1]["text"] + " ").startswith(offline(CLIPS[0]) + " ")
 
 
 def test_stop_request_keeps_the_transcript(tmp_path: Path) -> None:
@@ -548,7 +553,7 @@ def test_stop_request_keeps_the_transcript(tmp_path: Path) -> None:
     assert process.returncode == run_live.EXIT_INTERRUPTED
     final = json.loads(out.read_text().splitlines()[-1])
     assert final["final"] is True and before and final["text"].startswith(before)
-    assert final["text"].split()[0] in srt.read_text()
+    assert cue_words(srt) == final["text"].split()
 
 
 def test_ctrl_c_while_the_model_loads_stops_cleanly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -572,18 +577,22 @@ def test_ctrl_c_while_the_model_loads_stops_cleanly(tmp_path: Path, monkeypatch:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back for whoever runs next
 
 
-def test_ctrl_c_mid_frame_keeps_the_transcript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_ctrl_c_mid_frame_keeps_the_transcript(model: OnnxModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture) -> None:
     """Ctrl-C (a real SIGINT, sent from inside) just after the back end took a frame and before its time was
     kept, with --hop 4 so the frames since the last update are read at the end: the frame is processed
-    whole first, and the run stops as interrupted with the words read so far, not as a failure."""
+    whole first, and the run stops as interrupted with the words read so far, not as a failure.
+
+    Sent at the 54th frame (2.12 s), two after the last update: the words are those of the clip's first 54
+    frames read offline, and the captions' last update is at that frame. Ended without reading those two
+    frames, the run would give the first 52 frames' words (which differ here), last updated at 2.04 s."""
     from realtime.backend import StreamingBackend
 
     push = StreamingBackend.push
 
     def interrupted(self: StreamingBackend, crop: np.ndarray) -> None:
         push(self, crop)
-        if self.count == 50:  # not a multiple of the hop
+        if self.count == 54:  # not a multiple of the hop
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(StreamingBackend, "push", interrupted)
@@ -592,8 +601,11 @@ def test_ctrl_c_mid_frame_keeps_the_transcript(tmp_path: Path, monkeypatch: pyte
                           "--hop", "4", "--jsonl", str(out)])
     said = capsys.readouterr().err
     assert code == run_live.EXIT_INTERRUPTED and "error" not in said, said
-    final = json.loads(out.read_text().splitlines()[-1])
-    assert final["final"] is True and final["text"]  # two seconds' words
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    read = offline_text(model, clip(CLIPS[0]), 54)  # every frame of the clip holds its face: 54 crops
+    assert read != offline_text(model, clip(CLIPS[0]), 52)  # the criterion tells the two apart
+    assert lines[-1] == {"final": True, "text": read}
+    assert lines[-2]["t"] == pytest.approx(53 / 25)  # the 54th frame's time
 
 
 def interrupted_while_loading(*options: str) -> str:

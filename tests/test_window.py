@@ -26,6 +26,7 @@ from realtime.live import StepResult
 from realtime.tracker import MouthTracker, TrackerOptions
 from realtime.window import GREY, WHITE, ZOOMS, caption_lines, first_zoom, render, zoom
 from tests.conftest import transcript
+from tests.test_live import cue_words
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIP = ROOT.parent / "shared" / "data" / "grid" / "s1" / "video" / "bbaf2n.mp4"
@@ -170,12 +171,13 @@ def x_display() -> Iterator[dict[str, str]]:
 
 def test_the_window_holds_the_last_words_when_the_video_ends(x_display: dict[str, str], tmp_path: Path) -> None:
     """At the video's end everything read is committed, written out, and stays on screen until the window
-    is closed: the last words are there to read, not gone with the window."""
+    is closed: the last words are there to read, not gone with the window. (A run with subtitles prints no
+    transcript; its JSON lines, on stdout, tell what it committed.)"""
     log, srt = tmp_path / "stderr.txt", tmp_path / "talk.srt"
     with open(log, "w") as err:
         process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(CLIP), "--srt",
-                                    str(srt)], stdout=subprocess.PIPE, stderr=err, text=True, env=x_display,
-                                   cwd=tmp_path)
+                                    str(srt), "--jsonl", "-"], stdout=subprocess.PIPE, stderr=err, text=True,
+                                   env=x_display, cwd=tmp_path)
     try:
         found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream$"], capture_output=True,
                                text=True, env=x_display, timeout=120)
@@ -186,7 +188,7 @@ def test_the_window_holds_the_last_words_when_the_video_ends(x_display: dict[str
             time.sleep(0.1)
         time.sleep(1.0)
         assert process.poll() is None  # still showing the last words
-        assert "-->" in srt.read_text()  # written before the wait: closing the terminal would not lose it
+        subtitled = cue_words(srt)  # written before the wait: closing the terminal would not lose it
         subprocess.run(["xdotool", "windowfocus", "--sync", window], env=x_display, check=True, timeout=30)
         subprocess.run(["xdotool", "key", "q"], env=x_display, check=True, timeout=30)
         out, _ = process.communicate(timeout=60)
@@ -194,6 +196,11 @@ def test_the_window_holds_the_last_words_when_the_video_ends(x_display: dict[str
         process.kill()
     assert process.returncode == 0, log.read_text()
     assert "first frame processed" in log.read_text()
+    lines = [json.loads(line) for line in out.splitlines()]
+    final = lines[-1]
+    # Every word read is committed (nothing is left tentative), and the subtitles hold them all.
+    assert final["final"] and final["text"] and transcript(lines[:-1]) == final["text"]
+    assert lines[-2]["tentative"] == "" and subtitled == final["text"].split()
 
 
 def looped(tmp_path: Path, times: int) -> Path:
