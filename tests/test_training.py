@@ -75,29 +75,6 @@ def test_steps_with_rivals_lower_the_loss_on_real_sentences(small_cache: Path):
     assert losses[-1]["ctc_loss"] < 0.9 * losses[0]["ctc_loss"]
 
 
-def test_padding_frames_change_neither_what_a_sample_reads_nor_what_it_teaches(small_cache: Path):
-    """Training pads a batch's shorter samples with zero frames; the runtime never pads. A real clip's
-    frames read the same padded as alone (convolution edges, backward GRUs), and batch norm takes the
-    same statistics from them."""
-    from realtime.spec import normalise
-
-    keras.utils.set_random_seed(0)
-    x = normalise(load_clips(small_cache)[0].mouth[20:38])[None]
-    padded = np.concatenate([x, np.zeros((1, 30, *x.shape[2:]), np.float32)], axis=1)
-    model = build(CONFIGS["tiny"], *x.shape[2:], Vocabulary())
-    np.testing.assert_allclose(np.array(model(padded)["ctc"])[:, :18], np.array(model(x)["ctc"]), atol=1e-5)
-    start = model.get_weights()
-    learnt = []
-    for batch in (x, padded):
-        model.set_weights(start)
-        before = np.array(model.get_layer("bn1").moving_mean)
-        model(batch, training=True)  # a training-mode call moves batch norm's averages towards the batch's
-        learnt.append([np.array(model.get_layer(f"bn{i}").moving_mean) for i in (1, 2, 3)])
-        assert not np.allclose(learnt[-1][0], before)
-    for alone, with_padding in zip(*learnt):
-        np.testing.assert_allclose(with_padding, alone, rtol=1e-4, atol=1e-6)
-
-
 def test_tiny_overfits_a_few_clips(tiny_run):
     assert tiny_run.cer[0] > 0.5  # it could not read them before training
     assert tiny_run.cer[-1] <= 0.1, f"greedy CER every 10 steps: {tiny_run.cer}"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
-from keras import layers, ops
+from keras import layers
 
 from realtime.cli import Parser
 from realtime.crop import CropSpec
@@ -62,21 +62,17 @@ def build(config: ModelConfig, height: int, width: int, channels: int,
     signals only: `words` (per-frame word-class logits), `chars` (the same log-probabilities, for a
     per-frame character loss) and, with `speech_dims`, `speech` (the sound predicted from the lips:
     training.speech)."""
+    # Training pads a batch's shorter samples with zero frames (training.dataset.pad_batch), which the
+    # runtime never does. Masking them out (batch norm, convolution edges, the backward GRUs' start) made the
+    # recipe's first stage learn more slowly and gained nothing measured (docs/experiments.md): they are frames.
     frames = keras.Input((None, height, width, channels), name=FRAMES)
-    # Training pads a batch's shorter samples with zero frames (training.dataset.pad_batch); the runtime
-    # never pads. Masking them out keeps batch-norm statistics, the convolutions' edges (zeros beyond the
-    # last frame, as at a window's end) and the backward GRUs' start as the runtime sees them. A real
-    # frame is never all zeros once normalised (its colours vary), so unpadded windows are unmasked.
-    valid = ops.any(ops.not_equal(frames, 0), axis=(2, 3, 4))
-    real = ops.cast(valid, "float32")  # 1 for a frame, 0 for padding
     x = frames
     for i, (filters, kernel) in enumerate(zip(config.filters, config.kernels)):
         strides = (1, 2, 2) if i == 0 else (1, 1, 1)
         x = layers.Conv3D(filters, kernel, strides=strides, padding="same", use_bias=False,
                           kernel_initializer="he_normal", name=f"conv{i + 1}")(x)
-        x = layers.BatchNormalization(momentum=config.bn_momentum, name=f"bn{i + 1}")(
-            x, mask=valid[:, :, None, None])
-        x = layers.Activation("relu", name=f"relu{i + 1}")(x) * real[:, :, None, None, None]
+        x = layers.BatchNormalization(momentum=config.bn_momentum, name=f"bn{i + 1}")(x)
+        x = layers.Activation("relu", name=f"relu{i + 1}")(x)
         if config.spatial_dropout:
             x = layers.SpatialDropout3D(config.spatial_dropout, name=f"drop{i + 1}")(x)
         x = layers.MaxPooling3D((1, 2, 2), name=f"pool{i + 1}")(x)
@@ -86,10 +82,9 @@ def build(config: ModelConfig, height: int, width: int, channels: int,
         x = layers.Bidirectional(
             layers.GRU(config.gru_units, return_sequences=True, reset_after=True,
                        kernel_initializer="orthogonal", name=f"gru{i + 1}"),
-            merge_mode="concat", name=f"bigru{i + 1}")(x, mask=valid)
+            merge_mode="concat", name=f"bigru{i + 1}")(x)
         if config.dropout:
             x = layers.Dropout(config.dropout, name=f"gru_drop{i + 1}")(x)
-    x = x * real[:, :, None]  # ends the mask: the losses read each sample's length
     logits = layers.Dense(vocabulary.size, name="char_logits")(x)
     ctc = layers.Activation("log_softmax", name="ctc", dtype="float32")(logits)
     outputs = {"ctc": ctc, "words": layers.Dense(len(WORD_CLASSES), name="words")(x),
@@ -101,20 +96,10 @@ def build(config: ModelConfig, height: int, width: int, channels: int,
 
 def inference_model(model: keras.Model) -> keras.Model:
     """The part the runtime uses: frames -> character log-probabilities. A training model (dict outputs,
-    as last.keras holds) gives its layers up to `ctc`, applied without the padding mask, which an
-    unpadded window does not need; a model that is that part already (best.keras, models/) is itself."""
+    as last.keras holds) is cut to it; a model that is that part already (best.keras, models/) is itself."""
     if not isinstance(model.output, dict):
         return model
-    heads = set(model.output) - {"ctc"}  # the training signals beside the path to `ctc`, each named as its output
-    frames = keras.Input(model.inputs[0].shape[1:], name=FRAMES)
-    x = frames
-    for layer in model.layers:  # the path to `ctc` is a chain: its layers, in order
-        if isinstance(layer, keras.layers.InputLayer) or layer.name in heads:
-            continue
-        x = layer(x)
-        if layer.name == "ctc":
-            return keras.Model(frames, x, name=model.name)
-    raise ValueError(f"{model.name} has no ctc layer: not a lipstream model")
+    return keras.Model(model.inputs, model.get_layer("ctc").output, name=model.name)
 
 
 def count_params(model: keras.Model) -> int:
