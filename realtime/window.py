@@ -68,7 +68,7 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
     if track.lips is not None:
         lips = np.round(track.lips * scale).astype(np.int32)
         cv2.polylines(image, [lips[:20], lips[20:]], True, GREEN, 1, cv2.LINE_AA)
-    status_width = w - 20  # the status lines' room: left of the inset
+    status_width = w - 20  # the status lines' room in pixels (left of the inset, when there is one)
     if track.crop is not None:
         ch, cw = track.crop.shape[:2]
         enlarge = min(INSET, w / 3 / cw, h / 3 / ch)  # in a small view, a smaller inset: the face stays in sight
