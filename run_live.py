@@ -23,6 +23,7 @@ from pathlib import Path
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOURCE_ENDED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
+SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seconds at most
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -131,7 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.backend import ModelLoadError, OnnxModel
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, local_path
     from realtime.cli import interrupt, policy_options, window_problem
-    from realtime.files import open_output, outputs_problem, silence, write_text
+    from realtime.files import open_output, outputs_problem, own_stream, silence, write_text, written_in_place
     from realtime.live import (MOST_ENLARGED, JsonLines, LiveOptions, LivePipeline, StepResult, enlargement, log,
                                nothing_read, subtitles)
 
@@ -193,6 +194,24 @@ def _run(args: argparse.Namespace) -> int:
         if window is not None:
             window.close()
         return EXIT_USAGE if isinstance(e, OSError) else EXIT_INTERRUPTED
+
+    # Subtitle files are kept up to date as the run goes, so that a run cut short where nothing of ours runs
+    # (the display's connection lost: Qt ends the process; a power cut) keeps them up to then. A device or
+    # stream takes them once, at the end (it cannot be rewritten); a write that fails is tried, and told, then.
+    kept_up = [(Path(p), kind) for p, kind in ((args.srt, "srt"), (args.vtt, "vtt"))
+               if p and not written_in_place(Path(p)) and own_stream(Path(p)) is None]
+    subtitled, subtitles_due = 0, 0.0  # committed words the files hold; when they are next rewritten
+
+    def keep_subtitles() -> None:
+        nonlocal subtitled, subtitles_due
+        if len(pipeline.policy.words) == subtitled or time.monotonic() < subtitles_due:
+            return
+        subtitled, subtitles_due = len(pipeline.policy.words), time.monotonic() + SUBTITLES_EVERY
+        for path, kind in kept_up:
+            try:
+                write_text(path, subtitles(pipeline.policy, kind))
+            except OSError:
+                pass
 
     resampler = Resampler(model.spec.fps)
     code, paused, step, first, faceless, small = EXIT_OK, False, None, True, False, False
@@ -263,6 +282,8 @@ def _run(args: argparse.Namespace) -> int:
                     out.caption(step.caption)
                     if out.error and args.jsonl == "-":
                         raise _ReaderGone
+                if step.changed:
+                    keep_subtitles()
             if window is not None and step is not None:
                 answer(show(step))
                 while paused and source.is_video:  # a video waits for its viewer, as a player does

@@ -151,8 +151,8 @@ def test_a_large_video_opens_at_a_size_that_fits_and_captions_keep_their_share_o
 
 
 @pytest.fixture
-def x_display() -> Iterator[dict[str, str]]:
-    """A real X server (Xvfb): the environment that opens windows on it."""
+def x_server() -> Iterator[tuple[dict[str, str], subprocess.Popen]]:
+    """A real X server (Xvfb): the environment that opens windows on it, and its process."""
     if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
         pytest.skip("Xvfb and xdotool are installed by ./lipstream; run the suite through it")
     ready, told = os.pipe()  # Xvfb writes its display number here once it accepts clients
@@ -163,10 +163,16 @@ def x_display() -> Iterator[dict[str, str]]:
         with os.fdopen(ready) as f:
             display = f.readline().strip()
         assert display, "Xvfb did not start"
-        yield {**os.environ, "DISPLAY": f":{display}", "QT_QPA_PLATFORM": "xcb"}
+        yield {**os.environ, "DISPLAY": f":{display}", "QT_QPA_PLATFORM": "xcb"}, xvfb
     finally:
         xvfb.terminate()
         xvfb.wait()
+
+
+@pytest.fixture
+def x_display(x_server: tuple[dict[str, str], subprocess.Popen]) -> dict[str, str]:
+    """The environment that opens windows on a real X server."""
+    return x_server[0]
 
 
 def test_the_window_holds_the_last_words_when_the_video_ends(x_display: dict[str, str], tmp_path: Path) -> None:
@@ -347,6 +353,33 @@ def test_the_view_shrinks_to_a_quarter_and_the_close_button_ends_the_run(x_displ
     assert run.process.returncode == 0, run.log.read_text()
     final = json.loads(run.captions.read_text().splitlines()[-1])
     assert final["final"] and final["text"], "the transcript is written out when the window closes"
+
+
+def test_a_lost_display_ends_the_run_and_its_subtitles_hold_the_words_read(
+        x_server: tuple[dict[str, str], subprocess.Popen], tmp_path: Path) -> None:
+    """The X server going away mid-run (a remote session dropped): Qt ends the process where no code of
+    ours runs, so the subtitle files are written as the run goes. They hold the words committed up to
+    then, at least the first sentence's, in order; and the run ends rather than reading on unseen."""
+    env, xvfb = x_server
+    video, log, captions = looped(tmp_path, 100), tmp_path / "stderr.txt", tmp_path / "captions.jsonl"
+    srt, vtt = tmp_path / "talk.srt", tmp_path / "talk.vtt"
+    with open(log, "w") as err:
+        process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--jsonl",
+                                    str(captions), "--srt", str(srt), "--vtt", str(vtt)],
+                                   stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=tmp_path)
+    try:
+        run = WindowRun(process, log, captions, "")
+        run.wait_for(lambda: len(run.committed().split()) >= 12, "second sentence committed")
+        xvfb.terminate()
+        process.wait(timeout=60)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode != 0, log.read_text()
+    committed = run.committed().split()
+    for subtitles in (srt, vtt):
+        words = cue_words(subtitles)
+        assert len(words) >= 6 and words == committed[:len(words)], (subtitles.name, words, committed)
 
 
 def test_closing_the_record_window_stops_the_session_and_keeps_its_clips(x_display: dict[str, str],
