@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m export.speed", description=summary(__doc__))
     parser.add_argument("--model", type=model_path, required=True,
                         help="a lipstream .keras model (a bare name such as lipstream-lite.keras names the bundled one)")
-    parser.add_argument("--onnx", type=named_path, help="its export (default: the .onnx beside --model)")
+    parser.add_argument("--onnx", type=model_path,
+                        help="its export (default: the .onnx beside --model; a bare name such as "
+                             "lipstream-lite.int8.onnx names a bundled variant)")
     parser.add_argument("--cache", type=named_path, default=CACHE, help=f"mouth-crop cache (default {CACHE})")
     parser.add_argument("--repeats", type=at_least(1), default=30, help="timed calls of each (default 30)")
     args = parser.parse_args(argv)

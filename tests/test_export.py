@@ -712,3 +712,11 @@ def test_speed_times_the_export_and_its_keras_original_on_one_real_window(export
     assert speed_main([*argv, "--onnx", str(other)]) == 2
     assert capsys.readouterr().err == (f"error: {other} was not exported from {tiny_run.model} (its metadata names "
                                        "other weights): name its export with --onnx\n")
+
+
+def test_speed_finds_the_bundled_model_and_its_variant_by_their_names_from_any_folder(
+        small_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert speed_main(["--model", "lipstream-lite.keras", "--onnx", "lipstream-lite.int8.onnx", "--cache",
+                       str(small_cache), "--repeats", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["ort_window_ms"] > 0
