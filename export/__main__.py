@@ -1,6 +1,6 @@
 """Export a trained lipstream model to ONNX, and refuse to ship it unless it matches Keras.
 
-    python -m export --model PATH.keras --out PATH.onnx [--cache FILE.h5] [--int8] [--fp16]
+    python -m export --model PATH.keras --out PATH.onnx [--cache FILE.h5] [--opset N] [--int8] [--fp16]
 
 Writes PATH.onnx (the full model) and PATH.step.onnx / PATH.back.onnx (the streaming parts: the
 convolutional front end one frame at a time, and the recurrent back end), all with the model's
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from export import CACHE, MAX_OPSET, OPSET
+from export import A_CACHE, CACHE, MAX_OPSET, OPSET, missing
 from realtime.cli import Parser, held_interrupts, named_path, stops_like_ctrl_c, summary
 
 if TYPE_CHECKING:
@@ -55,10 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.model.suffix != ".keras":
         print(f"error: --model must be a .keras model (the one to convert), not {args.model.name}", file=sys.stderr)
         return 2
-    for path, what in ((args.model, "model"), (args.cache, "cache (make one with python -m training.prepare)")):
-        if not path.is_file():
-            print(f"error: no {what} at {path}", file=sys.stderr)
-            return 2
+    if problem := missing(((args.model, "model"), (args.cache, A_CACHE))):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     try:
         return run(args)

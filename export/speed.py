@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import sys
 
-from export import CACHE
+from export import A_CACHE, CACHE, missing
 from realtime.backend import model_path
 from realtime.cli import Parser, at_least, named_path, summary
 
@@ -31,11 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=at_least(1), default=30, help="timed calls of each (default 30)")
     args = parser.parse_args(argv)
     onnx_path = args.onnx or args.model.with_suffix(".onnx")
-    for path, what in ((args.model, "model"), (onnx_path, "ONNX model"),
-                       (args.cache, "cache (make one with python -m training.prepare)")):
-        if not path.is_file():
-            print(f"error: no {what} at {path}", file=sys.stderr)
-            return 2
+    if problem := missing(((args.model, "model"), (onnx_path, "ONNX model"), (args.cache, A_CACHE))):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
 
     from export.convert import weights_digest
     from realtime.backend import ModelLoadError, OnnxModel

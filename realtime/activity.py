@@ -35,7 +35,7 @@ class ActivityOptions:
     post: float = 0.0  # seconds added after the last one
 
 
-def _runs(mask: np.ndarray) -> np.ndarray:
+def true_runs(mask: np.ndarray) -> np.ndarray:
     """(N, 2) start and end (exclusive) frame of each run of True."""
     edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
     return edges.reshape(-1, 2)
@@ -48,14 +48,14 @@ def active_frames(values: np.ndarray, frame_seconds: float, options: ActivityOpt
         return np.zeros(len(values), dtype=bool)
     with np.errstate(invalid="ignore"):
         mask = values > np.nanpercentile(values, options.floor_percentile) + options.margin
-    for start, end in _runs(mask):
+    for start, end in true_runs(mask):
         if (end - start) * frame_seconds < options.min_burst:
             mask[start:end] = False
-    runs = _runs(mask)
+    runs = true_runs(mask)
     for (_, end), (start, _) in zip(runs[:-1], runs[1:]):
         if (start - end) * frame_seconds < options.hangover:
             mask[end:start] = True
-    for start, end in _runs(mask):
+    for start, end in true_runs(mask):
         if (end - start) * frame_seconds < options.min_active:
             mask[start:end] = False
     return mask
@@ -63,7 +63,7 @@ def active_frames(values: np.ndarray, frame_seconds: float, options: ActivityOpt
 
 def active_span(values: np.ndarray, frame_seconds: float, options: ActivityOptions) -> Span | None:
     """First to last active frame, widened by pre/post and kept within the signal; None when nothing is."""
-    runs = _runs(active_frames(values, frame_seconds, options))
+    runs = true_runs(active_frames(values, frame_seconds, options))
     if not len(runs):
         return None
     duration = len(values) * frame_seconds

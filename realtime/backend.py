@@ -98,8 +98,7 @@ def choose_provider(requested: str, probe: Path, available: list[str] | None = N
     available = ort.get_available_providers() if available is None else available
     if "CUDAExecutionProvider" not in available:
         return ProviderChoice(cpu.providers, "cpu", "this ONNX Runtime build has no CUDA provider")
-    severity = ort.get_default_logger_severity() if hasattr(ort, "get_default_logger_severity") else 2
-    ort.set_default_logger_severity(4)
+    ort.set_default_logger_severity(4)  # the probe's failure is told in our words, not ONNX Runtime's
     try:
         session = _session(probe, ["CUDAExecutionProvider", "CPUExecutionProvider"], 0)
         active = session.get_providers()
@@ -107,7 +106,7 @@ def choose_provider(requested: str, probe: Path, available: list[str] | None = N
         first_line = (str(e).splitlines() or [type(e).__name__])[0]
         return ProviderChoice(cpu.providers, "cpu", f"CUDA session failed ({first_line[:80]})")
     finally:
-        ort.set_default_logger_severity(severity)
+        ort.set_default_logger_severity(2)  # its default (there is no getter to read it back)
     if "CUDAExecutionProvider" not in active:
         return ProviderChoice(cpu.providers, "cpu", "no usable CUDA device or libraries")
     return ProviderChoice(("CUDAExecutionProvider", "CPUExecutionProvider"), "cuda", "CUDA session created")

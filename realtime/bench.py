@@ -2,7 +2,7 @@
 its own fps as a webcam would deliver it, stage by stage and glass to caption.
 
     python -m realtime.bench --source FILE [--model PATH] [--provider auto|cuda|cpu]
-        [--policy P] [--decoder D] [--fast] [--json PATH] [--plot PATH.png]
+        [--policy P] [--decoder D] [--hop N] [--fast] [--json PATH] [--plot PATH.png]
 
 With a GRID align file beside the video (FILE.align, or the corpus' align/NAME.align), it also
 measures how long after a word's end the word is committed. The export against its Keras original
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
 
         delays = commit_delays(pipeline, tokens, fps)  # align times count the video's frames
         result["word_commit_delay_ms"] = {**percentiles(delays), "words": len(delays)}
-        result["wer"] = float(jiwer.wer(sentence(tokens), pipeline.policy.committed or "-"))
+        result["wer"] = float(jiwer.wer(sentence(tokens), pipeline.policy.committed))
     result["transcript"] = pipeline.policy.committed
     pipeline.close()
     if args.json:

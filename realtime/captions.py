@@ -34,6 +34,7 @@ from itertools import dropwhile
 
 import numpy as np
 
+from realtime.activity import true_runs
 from realtime.decode import Hypothesis, Word, decode
 from realtime.vocab import Vocabulary
 
@@ -62,7 +63,7 @@ class PolicyOptions:
     decoder: str = "greedy"
     beam_width: int | None = None  # None: the decoder's default (realtime.decode.BEAM_WIDTH)
     right_context: int = 12  # frames after a frame before the model's reading of it settles
-    pause: int = 6  # blank frames after a word that end it without a space
+    pause: int = 6  # blank frames after a word that end it without a space; resting-lip frames that end a read
     still: int = 12  # frames of resting lips that end a phrase (pause policy)
 
 
@@ -340,9 +341,7 @@ class PausePolicy(CaptionPolicy):
     def _last_pause(self, moving: np.ndarray) -> tuple[int | None, int]:
         """The first frame of the last pause (`still` resting frames or more after the lips moved) in a
         window, or None, and the frame the lips move again at (the window's length if they do not)."""
-        rest = np.diff(np.concatenate([[1], moving.astype(np.int8), [1]]))
-        starts, ends = np.flatnonzero(rest == -1), np.flatnonzero(rest == 1)
-        pauses = [(a, b) for a, b in zip(starts, ends) if a > 0 and b - a >= self.options.still]
+        pauses = [(a, b) for a, b in true_runs(np.logical_not(moving)) if a > 0 and b - a >= self.options.still]
         return (int(pauses[-1][0]), int(pauses[-1][1])) if pauses else (None, len(moving))
 
     def flush(self, now: float | None = None) -> CaptionState:

@@ -22,6 +22,11 @@ LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 3
 LIPS = LIPS_OUTER + LIPS_INNER
 
 
+def is_number(value: object) -> bool:
+    """A finite JSON number: json reads NaN and Infinity, and true and false are ints to Python."""
+    return type(value) in (int, float) and math.isfinite(value)
+
+
 @dataclass(frozen=True)
 class CropSpec:
     """What the model reads: size in pixels, and where the crop sits on the face in eye-corner distances."""
@@ -48,14 +53,11 @@ class CropSpec:
         if unknown := sorted(set(values) - {f.name for f in fields(cls)}):
             raise ValueError(f"crop settings {shown} name {', '.join(unknown)}, which this version does not know")
 
-        def number(v: object) -> bool:  # json reads NaN and Infinity, and true and false are ints to Python
-            return type(v) in (int, float) and math.isfinite(v)
-
         wants = {"height": (lambda v: type(v) is int and v > 0, "a size in pixels"),
                  "width": (lambda v: type(v) is int and v > 0, "a size in pixels"),
                  "channels": (lambda v: type(v) is int and v in (1, 3), "1 or 3"),
-                 "face_width": (lambda v: number(v) and v > 0, "a finite width above 0"),
-                 "below_nose": (number, "a finite distance")}
+                 "face_width": (lambda v: is_number(v) and v > 0, "a finite width above 0"),
+                 "below_nose": (is_number, "a finite distance")}
         for name, value in values.items():
             fits, wanted = wants[name]
             if not fits(value):

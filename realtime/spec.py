@@ -1,7 +1,8 @@
 """What a model needs to be fed and read: the one source of configuration, stored in the model itself.
 
 Training writes a ModelSpec into the `.keras` file and the export into ONNX `metadata_props`; the
-runtime reads it back and configures the crop, frame rate, normalisation and decoder from it.
+runtime reads it back and takes the crop, frame rate and the decoders' vocabulary from it, and refuses
+a normalisation other than the one it applies.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class TrackerOptions:
     cut_over_usual: float = 4.0  # ... and larger than this many times its median over the last 25 frames
     small_face: float = 0.35  # a far face is read in a view until it is this share of the frame's shorter side
     # (FaceMesh's own detector finds GRID's face in a 1080p frame from about a quarter)
-    view_faces: float = 4.0  # the view's side, in face widths
+    view_faces: float = 4.0  # the view's side, in face widths (the cut detector's view: in crop widths)
     edge_margin: float = 0.25  # a face is read with its eyes and lips this far inside the frame (eye distances)
     shake_floor: float = 0.02  # the image moving less than this (crop widths) in a frame is not followed
     fast_move: float = 0.08  # a face moved more than this (crop widths, or log size) in a frame is found afresh

@@ -240,7 +240,7 @@ def test_recipe_trains_stage_two_from_stage_one_and_resumes(small_cache: Path, t
     assert recipe_main(["--cache", str(small_cache), "--out", str(out), "--epochs", "2", "2", *quick]) == 0
     assert json.loads((out / "stage1" / "state.json").read_text())["epoch"] == 1
     refusals = {"--resume": "chains its stages itself", "--init=x.keras": "chains its stages itself",
-                "--epochs 0 1": "at least 1 for each stage"}
+                "--epochs 0 1": "argument --epochs: must be 1 or more, not 0"}
     for flag, why in refusals.items():
         with pytest.raises(SystemExit) as refused:
             recipe_main(["--cache", str(small_cache), "--out", str(out), *flag.split(" ")])

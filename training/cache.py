@@ -1,5 +1,5 @@
-"""Opening the HDF5 mouth-crop cache (written by training.prepare, read by training.dataset and
-training.report) and finding its completely written clips."""
+"""Opening the HDF5 mouth-crop cache (written by training.prepare, which resumes it; read by
+training.dataset and training.report) and finding its completely written clips."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.crop import CropSpec
+from realtime.crop import CropSpec, is_number
 from realtime.files import write_text
 from realtime.spec import normalise
 from realtime.vocab import Vocabulary
@@ -54,11 +53,6 @@ def fields_checked(record: dict, path: Path, what: str, needs: dict[str, Callabl
         if not fits(record[key]):
             raise ValueError(f"{path} is not {what} ({key!r} is {json.dumps(record[key])})")
     return record
-
-
-def is_number(value: object) -> bool:
-    """A finite JSON number: json reads NaN and Infinity, and true and false are ints to Python."""
-    return type(value) in (int, float) and math.isfinite(value)
 
 
 def is_names(value: object) -> bool:

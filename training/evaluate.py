@@ -1,7 +1,8 @@
 """Character and word error rates of a model on GRID clips or a cache.
 
     python -m training.evaluate --model PATH.keras|PATH.onnx --data DIR_OR_CACHE
-        [--decoder greedy|beam|grammar] [--beam-width N] [--split all|val|train] [--val-fraction F] [--json]
+        [--decoder greedy|beam|grammar] [--beam-width N] [--split all|val|train] [--val-fraction F]
+        [--workers N] [--json]
 
 A GRID folder is prepared with the same crop as training and live captioning; a cache is read as is,
 and only when it was cut with the model's crop.

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime.cli import Parser, named_path, summary
+from realtime.cli import Parser, at_least, named_path, summary
 from training import train
 
 
@@ -60,15 +60,13 @@ def main(argv: list[str] | None = None) -> int:
                "override them (e.g. --config tiny --limit 8 for a quick run).")
     parser.add_argument("--cache", type=named_path, required=True)
     parser.add_argument("--out", type=named_path, required=True, help="folder of the two stage runs")
-    parser.add_argument("--epochs", type=int, nargs=len(STAGES), metavar="N",
+    parser.add_argument("--epochs", type=at_least(1), nargs=len(STAGES), metavar="N",
                         default=[stage.epochs for stage in STAGES], help="epochs of each stage")
     parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)  # the recipe resumes
     parser.add_argument("--init", help=argparse.SUPPRESS)  # and chains its stages itself
     args, extra = parser.parse_known_args(argv)
     if args.resume or args.init:
         parser.error("the recipe resumes and chains its stages itself: run the same command again to resume")
-    if min(args.epochs) < 1:
-        parser.error(f"--epochs must be at least 1 for each stage, not {' '.join(map(str, args.epochs))}")
     previous = None
     for i, (stage, epochs) in enumerate(zip(STAGES, args.epochs)):
         if i + 1 == len(STAGES) or not started(args.out / STAGES[i + 1].name):

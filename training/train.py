@@ -27,9 +27,10 @@ import numpy as np
 
 from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_interrupts, named_path,
                           non_negative, positive, stops_like_ctrl_c, summary)
+from realtime.crop import is_number
 from realtime.files import folder_problem, make_folder_for, write_text
 from realtime.vocab import Vocabulary
-from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION, fields_checked, is_count, is_number, read_json
+from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION, fields_checked, is_count, read_json
 
 if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
     import keras
