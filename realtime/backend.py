@@ -74,7 +74,7 @@ class ProviderChoice:
 def _session(path: Path, providers: list[str], threads: int, spin: bool = True) -> ort.InferenceSession:
     """`spin=False` for sessions run once per paced frame: ORT's idle workers would otherwise spin
     between frames (when it was measured: live CPU 126 % instead of 27 %, and a worse glass-to-caption
-    p95). Whole-window reads keep spinning, which saves about a quarter of their time (README: Latency)."""
+    p95). Whole-window reads keep spinning, which saves about a quarter of their time (docs/latency.md)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

@@ -28,9 +28,9 @@ from realtime.tracker import MouthTracker, TrackerOptions, TrackResult
 STAGES = ("capture", "landmarks", "crop", "front_end", "back_end", "captions", "total")
 
 
-SHORTEST_WINDOW = 100  # frames: a spoken phrase must fit in the window (README: Streaming captions)
+SHORTEST_WINDOW = 100  # frames: a spoken phrase must fit in the window (docs/streaming.md: Window length)
 # A mouth crop enlarged more than this from the frame's pixels reads worse: four held-out clips in a 1080p
-# frame read every word at half GRID's size (2.8x) and lost letters from 0.4 of it (3.4x) (README: Faces far away).
+# frame read every word at half GRID's size (2.8x) and lost letters from 0.4 of it (3.4x) (docs/streaming.md: Faces far away).
 MOST_ENLARGED = 3.0
 
 

@@ -341,7 +341,7 @@ class MouthTracker:
 
     def _is_cut(self, previous: np.ndarray | None, grey: np.ndarray) -> bool:
         """A cut in an edited video: the smoothed pose would take about five frames to follow the face
-        to its new place (README: Streaming captions), so smoothing starts afresh. Within a shot a
+        to its new place (docs/streaming.md: Cuts), so smoothing starts afresh. Within a shot a
         64x48 grey thumbnail changes by a mean 0.3 grey levels a frame (1.1 at the 99.9th percentile,
         GRID); at the cuts between GRID clips by 2.5 to 29. A grainy video changes more in every frame
         (sensor noise of 20 grey levels: 2.5), so a cut must also stand out from the shot's usual change.

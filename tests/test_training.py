@@ -262,7 +262,7 @@ def test_benchmark_times_training_steps(small_cache: Path, capsys: pytest.Captur
 @pytest.mark.parametrize("package", ["training", "export"])
 def test_tensorflow_runs_its_onednn_kernels_unless_the_user_says_otherwise(package: str):
     """TensorFlow turns oneDNN on by itself only on AVX-512-class CPUs; on this AVX2 machine a `lite`
-    training step took 3.2-3.7 times as long without it (README: Training)."""
+    training step took 3.2-3.7 times as long without it (docs/training.md)."""
     probe = (f"import {package}, tensorflow; from tensorflow.python.util import _pywrap_util_port as port; "
              "print(port.IsMklEnabled())")
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}

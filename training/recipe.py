@@ -4,7 +4,7 @@
 
 Stage 1 trains `lite` from random weights (cosine schedule from lr 2e-3, 100 epochs); stage 2 starts
 again from stage 1's best weights at lr 1e-3 with weight decay for 60 epochs (a warm restart, measured
-better than stage 1 alone: README). Each stage is a run folder of its own (OUT/stage1, OUT/stage2);
+better than stage 1 alone: docs/experiments.md). Each stage is a run folder of its own (OUT/stage1, OUT/stage2);
 run the same command again to resume where it stopped. A stage is not touched once the next one has
 begun, so stage 2 always starts from the weights it began with. The model to keep is OUT/stage2/best.keras.
 """

@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     parser.add_argument("--char-weight", type=non_negative, default=1.0,
                         help="per-frame character loss weight on the CTC head (0: off)")
     parser.add_argument("--curriculum-epochs", type=at_least(0), default=0,
-                        help="epochs of mostly short samples first (measured slower than none: README)")
+                        help="epochs of mostly short samples first (measured slower than none: docs/training.md)")
     parser.add_argument("--stream-share", type=fraction, default=0.35,
                         help="share of windows cut across concatenated clips, after the curriculum")
     parser.add_argument("--splice", type=fraction, default=0.0,
