@@ -231,7 +231,7 @@ def _run(args: argparse.Namespace) -> int:
         return window.show(render(step, hud, scale, paused=paused, hidden=hidden), wait_ms)
 
     def answer(key: int) -> None:
-        """What the window's keys do (README: Window keys)."""
+        """What the window's keys do (docs/usage.md: Options and window keys)."""
         nonlocal paused, scale, hidden, step
         if key in (ord("q"), 27):
             raise KeyboardInterrupt

@@ -7,7 +7,7 @@ import training  # noqa: F401  (its TensorFlow environment settings, in effect b
 
 OPSET = 17  # the default; tf2onnx supports opsets up to MAX_OPSET
 MAX_OPSET = 18
-CACHE = Path("cache/s1.h5")  # the cache the README's first command writes: real windows to check and time on
+CACHE = Path("cache/s1.h5")  # the cache the README's training commands write: real windows to check and time on
 A_CACHE = "cache (make one with python -m training.prepare)"
 
 

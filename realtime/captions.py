@@ -2,7 +2,8 @@
 
 Committed text never changes once shown; the tentative tail may. Policies are independent of the
 backend: anything that gives per-frame log-probabilities over a sliding window, with each frame's media
-time, can drive them. Three are here (docs/streaming.md: how they compare, and why pause is the default):
+time, can drive them. Three are here (README: Streaming captions, how they compare; docs/streaming.md,
+why pause is the default):
 
 - right-context (buffered CTC): a frame's probabilities are frozen from the first window in which it
   has `right_context` frames after it (a bidirectional model's reading of a frame settles once it sees

@@ -178,7 +178,7 @@ def test_an_interrupted_rerun_leaves_the_cache_as_it_was(prepared: PreparedRun, 
 
 
 def test_the_cache_folder_is_made_when_missing(grid_subset, tmp_path: Path):
-    """The README's first command writes cache/s1.h5 in a fresh clone, where cache/ does not exist yet."""
+    """The README's first training command writes cache/s1.h5 in a fresh clone, where cache/ does not exist yet."""
     out = tmp_path / "cache" / "nested" / "s1.h5"
     skipped, _ = run_prepare(grid_subset(("bbaf2n",)), out)
     assert skipped == []
