@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from export import A_CACHE, CACHE, MAX_OPSET, OPSET, missing
-from realtime.cli import Parser, held_interrupts, named_path, stops_like_ctrl_c, summary
+from realtime.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, held_interrupts, named_path,
+                          stops_like_ctrl_c, summary)
 
 if TYPE_CHECKING:
     from export.parity import ParityResult
@@ -46,24 +47,24 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.out.suffix != ".onnx":
         print("error: --out must end in .onnx", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     part = Path(args.out.stem).suffix[1:]  # NAME.int8.step.onnx: step
     if part in ("step", "back", "int8", "fp16"):  # this export would overwrite a file of another
         print(f"error: --out must name a model, not the {part} file of one ({args.out.name} belongs to "
               f"{args.out.with_suffix('').with_suffix('.onnx').name})", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if args.model.suffix != ".keras":
         print(f"error: --model must be a .keras model (the one to convert), not {args.model.name}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if problem := missing(((args.model, "model"), (args.cache, A_CACHE))):
         print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
     try:
         return run(args)
     except KeyboardInterrupt:  # what was there before stays: the export is moved over it only at the end
         print(f"interrupted: nothing written to {args.out}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def enough_frames(clips: Iterable[np.ndarray], frames: int) -> list[np.ndarray]:
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as e:  # the runtime alone is installed
         print(f"error: export needs the training packages ({e.name} is missing): pip install 'lipstream[train]'",
               file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     from realtime.backend import OnnxModel
     from realtime.files import make_folder_for, outputs_problem
 
@@ -111,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         model = inference_model(model)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     # Written and gated under a temporary folder in --out's nearest existing folder (its file system),
     # and moved over an earlier export only once everything asked for is made: a failed export leaves
     # what was there before, and no folder made for --out.
@@ -122,19 +123,19 @@ def run(args: argparse.Namespace) -> int:
         except Exception as e:  # the converter's failure: one line, and nothing written
             print(f"error: conversion failed ({type(e).__name__}: {e}); nothing written to {args.out}",
                   file=sys.stderr)
-            return 1
+            return EXIT_FAILED
         try:
             results = gate(model, OnnxModel(staged[0], "cpu"), clips)
         except Exception as e:  # ONNX Runtime refusing the converted model
             print(f"error: the parity gate could not run the export ({type(e).__name__}: {e}); nothing written "
                   f"to {args.out}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
         print(f"{'form':<16} {'frames':>6} {'max |dp|':>10}  best classes")
         table(results)
         if not all(r.ok for r in results):
             print(f"error: parity gate failed (limit {MAX_PROB_DIFF:g}, best classes apart only at near ties); nothing "
                   f"written to {args.out}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
         print("parity gate passed")
         for tag, make in (("int8", lambda: int8(staged[0], calibration)), ("fp16", lambda: fp16(staged[0]))):
             if not getattr(args, tag):
@@ -146,13 +147,13 @@ def run(args: argparse.Namespace) -> int:
             except Exception as e:
                 print(f"error: the {tag} variant failed ({type(e).__name__}: {e}); nothing written to {args.out}",
                       file=sys.stderr)
-                return 1
+                return EXIT_FAILED
             table(results, tag)
             if not all(r.ok for r in results):
                 print(f"error: the {tag} variant reads apart from the model (limit {ROUNDED_MAX_PROB_DIFF[tag]:g}) "
                       f"or its streaming parts from its full model (limit {VARIANT_MAX_PROB_DIFF[tag]:g}; best "
                       f"classes apart only at near ties); nothing written to {args.out}", file=sys.stderr)
-                return 1
+                return EXIT_FAILED
             staged += variant
         # Variants of the model this export replaces, not made again, would no longer match it.
         stale = [p for tag, asked in (("int8", args.int8), ("fp16", args.fp16)) if not asked
@@ -167,17 +168,17 @@ def run(args: argparse.Namespace) -> int:
                     p.unlink()
         except KeyboardInterrupt:  # pressed while the files were moved: they all were
             print(f"interrupted: the export was written to {args.out} in full", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
         except OSError as e:  # a partial move: the runtime refuses a model beside another export's parts
             moved = f": {args.out} may be incomplete" if written else ""
             why = f"cannot write the export ({e.strerror})" if e.strerror else str(e)  # make_folder_for's names it
             print(f"error: {why}{moved}", file=sys.stderr)
-            return 1
+            return EXIT_FAILED
     for p in written:
         print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
     for p in stale:
         print(f"removed {p}: a variant of the model replaced")
-    return 0
+    return EXIT_OK
 
 
 def table(results: list[ParityResult], variant: str = "") -> None:

@@ -17,7 +17,7 @@ import sys
 
 from export import A_CACHE, CACHE, missing
 from realtime.backend import model_path
-from realtime.cli import Parser, at_least, named_path, summary
+from realtime.cli import EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     onnx_path = args.onnx or args.model.with_suffix(".onnx")
     if problem := missing(((args.model, "model"), (onnx_path, "ONNX model"), (args.cache, A_CACHE))):
         print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
     from export.convert import weights_digest
     from realtime.backend import ModelLoadError, OnnxModel
@@ -49,24 +49,24 @@ def main(argv: list[str] | None = None) -> int:
         cached = load_clips(args.cache)
     except (ValueError, OSError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     keras_model = inference_model(keras_model)
     # Timing another model's export against it would compare two models, not two runtimes.
     if onnx_model.export_id != weights_digest(keras_model):
         print(f"error: {onnx_path} was not exported from {args.model} (its metadata names other weights): name "
               "its export with --onnx", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     clip = next((c for c in held_out_first(cached) if len(c.mouth) >= WINDOW), None)
     if clip is None:
         print(f"error: {args.cache} has no clip of {WINDOW} frames", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     window = clip.mouth[:WINDOW]
     # ONNX Runtime first: TensorFlow's thread pools, once they have run, would share the cores with it.
     ort_ms = median_ms(lambda: onnx_model.window_logp(window), args.repeats)
     tf_ms = median_ms(lambda: keras_model.predict_on_batch(normalise(window)[None]), args.repeats)
     print(json.dumps({"clip": clip.key, "frames": WINDOW, "tf_window_ms": tf_ms, "ort_window_ms": ort_ms,
                       "tf_over_ort": tf_ms / ort_ms}))
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ import numpy as np
 from realtime.backend import (BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, model_path,
                               streaming_paths)
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, capture_fps, local_path, open_video
-from realtime.cli import Parser, add_decoder, add_policy, at_least, named_path, policy_options, summary, window_problem
+from realtime.cli import (EXIT_FAILED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE, Parser, add_decoder, add_policy,
+                          at_least, named_path, policy_options, summary, window_problem)
 from realtime.files import make_folder_for, outputs_problem, write_text
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
 from realtime.tracker import TrackerOptions, tracked_video
@@ -220,19 +221,19 @@ def main(argv: list[str] | None = None) -> int:
         problem = problem or str(e)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         model = OnnxModel(args.model, args.provider)
         rec, pipeline, source = run_stream(model, str(args.source), options, args.fast)
     except (ModelLoadError, CaptureError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     problem = nothing_read(str(args.source), source, pipeline)  # as live refuses it
     cut = source.failure or source.error  # figures of part of a video, its WER against all of its words
     if problem or cut:
         pipeline.close()
         print(f"error: {problem or f'{cut}: no figures written'}", file=sys.stderr)
-        return 2 if problem else 1 if source.failure else 3
+        return EXIT_USAGE if problem else EXIT_FAILED if source.failure else EXIT_SOURCE_ENDED
     rss_mb = peak_rss_mb()
     capture = open_video(str(args.source))
     fps = capture_fps(capture, GRID_FPS)  # the rate align files count in where the video gives none
@@ -276,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         make_folder_for(args.plot)
         plot(rec, args.plot)
     print(json.dumps({k: v for k, v in result.items() if k != "transcript"}, indent=1))
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
 from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech,
                             read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
-from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
+from realtime.cli import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, folder_name, held_interrupts,
+                          named, named_path, stops_like_ctrl_c, summary)
 from realtime.files import folder_problem, output_problem, write_text
 from realtime.live import log
 from realtime.tracker import MouthTracker, TrackResult, lip_landmarks, track_frames
@@ -418,7 +419,7 @@ def main(argv: list[str] | None = None) -> int:
                             audio_file=args.audio_file, silent=args.silent, headless=args.headless, seed=args.seed)
     if not args.headless and (problem := display_problem()):
         log(f"error: {problem}; use --headless to have the prompts printed")
-        return 2
+        return EXIT_USAGE
     folder = options.out / options.speaker
     try:
         problem = layout_problem(folder)
@@ -430,14 +431,14 @@ def main(argv: list[str] | None = None) -> int:
         kept = "no clip was saved" if not saved else f"the clip saved is kept in {folder}" if saved == 1 else \
             f"the {saved} clips saved are kept in {folder}"
         log(f"interrupted: {kept}")
-        return 130
+        return EXIT_INTERRUPTED
     except (CaptureError, AudioError, OSError, ValueError) as e:  # ValueError: a manifest it cannot read on from
         log(f"error: {e}")
-        return 2
+        return EXIT_USAGE
     saved, rejected = len(session.saved), len(session.rejected)
     log(f"{'error: ' if not saved else ''}{saved} clip{'' if saved == 1 else 's'} saved in "
         f"{options.out / options.speaker}, {rejected} take{'' if rejected == 1 else 's'} not saved")
-    return 0 if saved else 2  # a session that saved nothing failed, whatever each take's reason
+    return EXIT_OK if saved else EXIT_USAGE  # a session that saved nothing failed, whatever each take's reason
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from realtime.audio import AudioError, VadOptions, detect_speech, read_audio
-from realtime.cli import Parser, at_least, named_path, summary
+from realtime.cli import EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, summary
 from training.grid import GRID_FPS, AlignError, Clip, find_clips, read_align
 
 
@@ -43,10 +43,10 @@ def main(argv: list[str] | None = None) -> int:
         clips = [c for c in find_clips(args.grid) if c.align is not None]
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if not clips:
         print(f"error: no clips with align files under {args.grid}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     measured = []
     for clip in spread(clips, args.count):
         try:
@@ -55,14 +55,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"skipped {clip.speaker}/{clip.name}: {e}", file=sys.stderr)
     if not measured:
         print("error: no clip could be measured", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     errors = np.array(measured) * 1000
     missed = int(np.isinf(errors[:, 0]).sum())
     print(f"{len(errors)} clips, speech found in {len(errors) - missed}")
     for name, e in (("start", errors[:, 0]), ("end", errors[:, 1])):
         print(f"{name:>5}: median |error| {np.median(np.abs(e)):.0f} ms, p95 {np.percentile(np.abs(e), 95):.0f} ms, "
               f"median signed {np.median(e):+.0f} ms")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summary
+from realtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, stops_like_ctrl_c, summary
 from realtime.crop import CropSpec
 from training.augment import CachedClip
 
@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{args.cache} holds no training clips")
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except (KeyError, OSError) as e:
         print(f"error: {args.cache} is not a lipstream cache ({e})", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         for name in args.configs:
             times = step_ms(name, clips, crop, args.batch_size, args.steps)
@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
                               "p90_ms": round(float(np.percentile(times, 90)), 1)}), flush=True)
     except KeyboardInterrupt:
         print("interrupted: the configurations timed so far are printed above", file=sys.stderr)
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

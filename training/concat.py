@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from realtime.capture import open_video
-from realtime.cli import Parser, at_least, named_path, non_negative, stops_like_ctrl_c, summary
+from realtime.cli import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, non_negative,
+                          stops_like_ctrl_c, summary)
 from realtime.files import make_folder_for, outputs_problem, write_text
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, Clip, find_clips, read_align, video_fps
@@ -147,12 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         used, frames = concat(args.grid, args.out, args.split, args.count, args.seconds)
     except KeyboardInterrupt:
         print(f"interrupted: {args.out} is as it was", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(f"wrote {args.out} ({used} clip{'s' * (used != 1)}, {frames} frames) and {args.out.with_suffix('.align')}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

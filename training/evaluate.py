@@ -21,7 +21,8 @@ import jiwer
 import numpy as np
 
 from realtime.backend import model_path
-from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, named_path, summary
+from realtime.cli import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, add_decoder, at_least, fraction_below_one,
+                          named_path, summary)
 from realtime.decode import Grammar, decode
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
@@ -153,15 +154,15 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(predictor, clips, args.decoder, args.beam_width)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as e:  # one line for the user, whatever failed to load
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if args.json:
         print(json.dumps(result.as_json()))
     else:
         print(f"{len(clips)} clips, decoder {args.decoder}: CER {result.cer:.4f}  WER {result.wer:.4f}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from realtime.cli import Parser, at_least, fraction_below_one, named_path, positive, stops_like_ctrl_c, summary
+from realtime.cli import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, fraction_below_one, named_path,
+                          positive, stops_like_ctrl_c, summary)
 from realtime.files import make_folder_for, write_text
 
 
@@ -154,16 +155,16 @@ def main(argv: list[str] | None = None) -> int:
             return code
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:  # while the clips are prepared or read (training says so itself)
         print(f"interrupted: run the same command again to continue {args.out}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     report = {"held_out": len(held_out), "trained_on": len(train_clips),
               "before": {"cer": before.cer, "wer": before.wer}, "after": {"cer": after.cer, "wer": after.wer}}
     write_text(args.out / "finetune.json", json.dumps(report, indent=1))
     print(f"held-out clips: {len(held_out)}; CER {before.cer:.4f} -> {after.cer:.4f}, "
           f"WER {before.wer:.4f} -> {after.wer:.4f}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
 from realtime.capture import SHORTFALL, capture_fps, open_video
-from realtime.cli import Parser, at_least, named_path, number, positive, summary
+from realtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, number, positive, summary
 from realtime.crop import CropSpec
 from realtime.files import make_folder_for
 from realtime.tracker import TrackerOptions, lip_landmarks, tracked_video
@@ -325,15 +325,15 @@ def main(argv: list[str] | None = None) -> int:
         skipped = prepare(args.grid, args.out, args.workers, spec)
     except KeyboardInterrupt:
         print(f"interrupted: finished clips are kept in {args.out}.partial; run again to resume", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     for clip, why in skipped:
         print(f"skipped {clip.speaker}/{clip.name}: {why}", file=sys.stderr)
     if skipped:
         print(f"{len(skipped)} clips skipped (run again to retry them)", file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

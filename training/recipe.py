@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime.cli import Parser, at_least, named_path, summary
+from realtime.cli import EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, summary
 from training import train
 
 
@@ -81,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{previous / 'state.json'} records no validated epoch")
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(f"the model: {previous / 'best.keras'} (epoch {state['best_epoch']} of {previous.name}, "
           f"val CER {state['best_cer']:.4f} WER {state['best_wer']:.4f})")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

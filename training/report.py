@@ -13,7 +13,7 @@ import cv2
 import h5py
 import numpy as np
 
-from realtime.cli import Parser, named_path, summary
+from realtime.cli import EXIT_OK, EXIT_USAGE, Parser, named_path, summary
 from realtime.files import make_folder_for
 from training.cache import complete_clips, open_cache
 
@@ -89,10 +89,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise OSError(f"could not write {args.montage}")
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if args.json:
         print(json.dumps(asdict(report), indent=2))
-        return 0
+        return EXIT_OK
     print(f"clips                {report.clips}")
     print(f"frames               {report.frames}")
     print(f"crop width std/mean  {report.width_cv:.4f} (median over clips)")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"held frames          {100 * report.held_fraction:.2f}%")
     if args.montage:
         print(f"montage              {args.montage}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summary
+from realtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, stops_like_ctrl_c, summary
 from training.concat import Mp4Writer, append_video, select_clips
 from training.grid import video_fps
 
@@ -57,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         n = restyle_clips(args.grid, args.out, args.split, args.count)
     except KeyboardInterrupt:
         print(f"interrupted: the clips finished so far are under {args.out}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     print(f"wrote {n} clips under {args.out}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_interrupts, named_path,
-                          non_negative, positive, stops_like_ctrl_c, summary)
+from realtime.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, fraction,
+                          fraction_below_one, held_interrupts, named_path, non_negative, positive, stops_like_ctrl_c,
+                          summary)
 from realtime.crop import is_number
 from realtime.files import folder_problem, make_folder_for, write_text
 from realtime.vocab import Vocabulary
@@ -230,10 +231,10 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
         return train(args, {key: parser.get_default(key) for key in _RECIPE})
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"interrupted: {args.out} keeps every finished epoch; {to_continue} to continue", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:  # the input pipeline's generator, freed while Python runs: TensorFlow warns when it is freed at exit
         gc.collect()
 
@@ -289,11 +290,11 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     state = read_state(state_path) if args.resume else {"epoch": 0, "best_cer": None}
     if state["epoch"] >= args.epochs:  # before anything is loaded: a finished run costs nothing to ask
         print(f"{run} already trained {state['epoch']} epochs", file=sys.stderr)
-        return 0
+        return EXIT_OK
     if stopped_early(state, args.patience):
         print(f"{run} stopped early after epoch {state['epoch']}: no better validation reading since epoch "
               f"{state['best_epoch']}; a larger --patience goes on", file=sys.stderr)
-        return 0
+        return EXIT_OK
     recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
     recorded = args.resume and recipe.exists()
     if recorded:
@@ -416,9 +417,9 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     except tf.errors.OpError as e:  # a failed step: its finished epochs are kept, the traceback says no more
         print(f"error: training stopped in epoch {state['epoch'] + 1} ({run} keeps the epochs before it): "
               f"{' '.join(e.message.split())}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print(json.dumps(state), file=sys.stderr)
-    return 0
+    return EXIT_OK
 
 
 def append_log_row(path: Path, epoch: int, logs: dict[str, float]) -> None:
