@@ -21,7 +21,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from realtime.cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
+from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 
 MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
 SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seconds at most

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from export import A_CACHE, CACHE, MAX_OPSET, OPSET, missing
-from realtime.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, held_interrupts, named_path,
-                          stops_like_ctrl_c, summary)
+from realtime.cli import Parser, held_interrupts, named_path, stops_like_ctrl_c, summary
+from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 if TYPE_CHECKING:
     from export.parity import ParityResult

@@ -25,8 +25,8 @@ import numpy as np
 from realtime.backend import (BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, model_path,
                               streaming_paths)
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, capture_fps, local_path, open_video
-from realtime.cli import (EXIT_FAILED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE, Parser, add_decoder, add_policy,
-                          at_least, named_path, policy_options, summary, window_problem)
+from realtime.cli import Parser, add_decoder, add_policy, at_least, named_path, policy_options, summary, window_problem
+from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import make_folder_for, outputs_problem, write_text
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
 from realtime.tracker import TrackerOptions, tracked_video

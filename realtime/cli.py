@@ -19,10 +19,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from realtime.captions import POLICIES, PolicyOptions
 from realtime.decode import BEAM_WIDTH, DECODERS
-
-# Every command's exit codes: done; a failure of lipstream's own; bad input (also argparse's code for a
-# refused option); the source ended early; stopped by Ctrl-C or SIGTERM (130, as a shell reports Ctrl-C).
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SOURCE_ENDED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from realtime.exits import EXIT_USAGE
 
 if TYPE_CHECKING:  # a type only: live loads OpenCV, which a command's --help need not wait for, and imports this
     from realtime.live import LiveOptions

@@ -15,7 +15,8 @@ import sys
 import numpy as np
 
 from realtime.audio import AudioError, VadOptions, detect_speech, read_audio
-from realtime.cli import EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, summary
+from realtime.cli import Parser, at_least, named_path, summary
+from realtime.exits import EXIT_OK, EXIT_USAGE
 from training.grid import GRID_FPS, AlignError, Clip, find_clips, read_align
 
 

@@ -17,8 +17,9 @@ import time
 
 import numpy as np
 
-from realtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summary
 from realtime.crop import CropSpec
+from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from training.augment import CachedClip
 
 WARMUP_STEPS = 3

@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from realtime.capture import open_video
-from realtime.cli import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, non_negative,
-                          stops_like_ctrl_c, summary)
+from realtime.cli import Parser, at_least, named_path, non_negative, stops_like_ctrl_c, summary
+from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, outputs_problem, write_text
 from training.dataset import VAL_FRACTION, is_validation
 from training.grid import ALIGN_UNITS_PER_FRAME, Clip, find_clips, read_align, video_fps

@@ -21,9 +21,9 @@ import jiwer
 import numpy as np
 
 from realtime.backend import model_path
-from realtime.cli import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, add_decoder, at_least, fraction_below_one,
-                          named_path, summary)
+from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, named_path, summary
 from realtime.decode import Grammar, decode
+from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
 from training.dataset import VAL_FRACTION, SplitRecord, check_crop, is_validation, load_clips, predict_clips

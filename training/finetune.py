@@ -19,8 +19,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from realtime.cli import (EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, fraction_below_one, named_path,
-                          positive, stops_like_ctrl_c, summary)
+from realtime.cli import Parser, at_least, fraction_below_one, named_path, positive, stops_like_ctrl_c, summary
+from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, write_text
 
 

@@ -39,8 +39,9 @@ from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
 from realtime.capture import SHORTFALL, capture_fps, open_video
-from realtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, number, positive, summary
+from realtime.cli import Parser, at_least, named_path, number, positive, summary
 from realtime.crop import CropSpec
+from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for
 from realtime.tracker import TrackerOptions, lip_landmarks, tracked_video
 from training.cache import complete_clips, open_cache

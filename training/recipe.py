@@ -16,7 +16,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from realtime.cli import EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, summary
+from realtime.cli import Parser, at_least, named_path, summary
+from realtime.exits import EXIT_OK, EXIT_USAGE
 from training import train
 
 

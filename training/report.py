@@ -13,7 +13,8 @@ import cv2
 import h5py
 import numpy as np
 
-from realtime.cli import EXIT_OK, EXIT_USAGE, Parser, named_path, summary
+from realtime.cli import Parser, named_path, summary
+from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for
 from training.cache import complete_clips, open_cache
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, named_path, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summary
+from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from training.concat import Mp4Writer, append_video, select_clips
 from training.grid import video_fps
 

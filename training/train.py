@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Parser, at_least, fraction,
-                          fraction_below_one, held_interrupts, named_path, non_negative, positive, stops_like_ctrl_c,
-                          summary)
+from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_interrupts, named_path,
+                          non_negative, positive, stops_like_ctrl_c, summary)
 from realtime.crop import is_number
+from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, make_folder_for, write_text
 from realtime.vocab import Vocabulary
 from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION, fields_checked, is_count, read_json
