@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from export import A_CACHE, CACHE, MAX_OPSET, OPSET, missing
+from realtime.backend import model_path
 from realtime.cli import Parser, held_interrupts, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
@@ -36,7 +37,8 @@ CALIBRATION_FRAMES = 300  # int8's activation ranges: four GRID sentences
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m export", description=summary(__doc__))
-    parser.add_argument("--model", type=named_path, required=True, help="a lipstream .keras model")
+    parser.add_argument("--model", type=model_path, required=True,
+                        help="a lipstream .keras model (a bare name such as lipstream-lite.keras names a bundled one)")
     parser.add_argument("--out", type=named_path, required=True, help="the .onnx file to write")
     parser.add_argument("--cache", type=named_path, default=CACHE,
                         help="mouth-crop cache with real windows for the parity gate")

@@ -22,6 +22,7 @@ from realtime.bench import main as bench_main
 from realtime.files import output_problem, outputs_problem, write_text
 from realtime.record import main as record_main
 from realtime.vad_report import main as vad_main
+from export.__main__ import main as export_main
 from training.concat import main as concat_main
 from training.grid import read_align
 from training.model import SPEC_ENTRY, read_spec
@@ -146,7 +147,9 @@ def test_a_file_that_is_not_a_cache_is_refused_and_no_run_folder_is_begun(not_a_
 
 
 def test_a_missing_or_foreign_start_model_is_told_before_a_run_folder_is_begun(small_cache: Path, tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch,
                                                                               capsys: pytest.CaptureFixture):
+    monkeypatch.chdir(tmp_path)  # a bare name finds the bundled model from any folder
     run = tmp_path / "run"
     bundled = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.keras"
     lower = tmp_path / "lower.keras"  # the bundled model, as if trained on crops cut lower on the face
@@ -160,11 +163,23 @@ def test_a_missing_or_foreign_start_model_is_told_before_a_run_folder_is_begun(s
             copy.writestr(item, data)
     for init, config, says in ((tmp_path / "missing.keras", "tiny", "no model at"),
                                (bundled, "tiny", "is a 'lite' model; pass --config lite"),
+                               ("lipstream-lite.keras", "tiny", "is a 'lite' model; pass --config lite"),
                                (lower, "lite", "was cut with another crop than")):
         assert train_main(["--cache", str(small_cache), "--out", str(run), "--config", config,
                            "--init", str(init)]) == 2
         one_line_error(capsys, says)
         assert not run.exists()
+
+
+def test_export_finds_the_bundled_model_by_its_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture):
+    """A model named bare is the bundled one, as in every command that reads a model: here the missing cache
+    is what stops the export, not the model."""
+    monkeypatch.chdir(tmp_path)
+    assert export_main(["--model", "lipstream-lite.keras", "--out", "x.onnx", "--cache", "missing.h5"]) == 2
+    one_line_error(capsys, "no cache (make one with python -m training.prepare) at missing.h5")
+    assert export_main(["--model", "elsewhere.keras", "--out", "x.onnx", "--cache", "missing.h5"]) == 2
+    one_line_error(capsys, "no model at elsewhere.keras")
 
 
 @pytest.mark.parametrize("crop", ['{"height": 0}', '{"width": 96.5}', '{"channels": true}', '{"below_nose": NaN}',

@@ -19,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from realtime.backend import BUNDLED_MODEL, model_path
 from realtime.cli import Parser, at_least, fraction_below_one, named_path, positive, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, write_text
@@ -90,7 +91,9 @@ def check_texts(data: Path, charset: str, base: Path) -> None:
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.finetune", description=summary(__doc__))
-    parser.add_argument("--base", type=named_path, required=True, help="the model to start from (.keras)")
+    parser.add_argument("--base", type=model_path, default=BUNDLED_MODEL.with_suffix(".keras"),
+                        help="the .keras model to start from (a bare name such as lipstream-lite.keras names a bundled "
+                             "one; default: the bundled model)")
     parser.add_argument("--data", type=named_path, required=True, help="a folder of recorded clips (GRID layout)")
     parser.add_argument("--out", type=named_path, required=True, help="run folder (new or empty)")
     parser.add_argument("--epochs", type=at_least(1), default=8, help="epochs of training (default 8)")

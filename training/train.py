@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from realtime.backend import model_path
 from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_interrupts, named_path,
                           non_negative, positive, stops_like_ctrl_c, summary)
 from realtime.crop import is_number
@@ -216,7 +217,9 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     parser.add_argument("--patience", type=at_least(1), default=12, help="early stopping on validation CER")
     parser.add_argument("--steps", type=at_least(0), default=0, help="steps per epoch (default: one pass of clips)")
     parser.add_argument("--limit", type=at_least(0), default=0, help="use only this many clips (quick runs)")
-    parser.add_argument("--init", type=named_path, help="start from this model's weights (fine-tuning)")
+    parser.add_argument("--init", type=model_path,
+                        help="start from this model's weights (fine-tuning; a bare name such as lipstream-lite.keras "
+                             "names a bundled one)")
     parser.add_argument("--freeze-front-end", action="store_true", help="train only the recurrent back end")
     parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
     parser.add_argument("--logical-cpus", type=at_least(1), default=2, help="CPU devices for --strategy mirrored")
