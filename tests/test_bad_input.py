@@ -18,11 +18,11 @@ from pathlib import Path
 import h5py
 import pytest
 
+from export.__main__ import main as export_main
 from realtime.bench import main as bench_main
 from realtime.files import output_problem, outputs_problem, write_text
 from realtime.record import main as record_main
 from realtime.vad_report import main as vad_main
-from export.__main__ import main as export_main
 from training.concat import main as concat_main
 from training.grid import read_align
 from training.model import SPEC_ENTRY, read_spec

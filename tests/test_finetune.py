@@ -147,6 +147,7 @@ def refusal(capsys: pytest.CaptureFixture, *argv: str) -> str:
 
 
 def test_a_run_folder_is_continued_only_by_the_command_that_made_it(grid_subset, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
                                                                     capsys: pytest.CaptureFixture) -> None:
     """Another base, other recordings or another folder's files are refused before anything is read:
     continuing them would train on, or report, what the user did not ask for."""
@@ -155,9 +156,11 @@ def test_a_run_folder_is_continued_only_by_the_command_that_made_it(grid_subset,
     run = tmp_path / "run"
     claim(run, request_of(argparse.Namespace(base=Path(base), data=mine, epochs=8, lr=1e-3, batch_size=8, steps=20,
                                              freeze_front_end=False, val_fraction=0.2)))
-    said = refusal(capsys, "--base", base, "--data", str(theirs), "--out", str(run))
-    assert said == f"error: {run} holds a fine-tune of another command (--data differ): run that command to " \
-                   "continue it, or choose another --out"
+    monkeypatch.chdir(tmp_path)  # the bundled model named by its path, by its bare name or by no --base: one base
+    for named in (["--base", base], ["--base", "lipstream-lite.keras"], []):
+        said = refusal(capsys, *named, "--data", str(theirs), "--out", str(run))
+        assert said == f"error: {run} holds a fine-tune of another command (--data differ): run that command to " \
+                       "continue it, or choose another --out"
     assert "--epochs, --steps" in refusal(capsys, "--base", base, "--data", str(mine), "--out", str(run),
                                           "--epochs", "3", "--steps", "5")
     grid_subset(CLIPS[2:3])  # a clip recorded into the same folder since: it would join the training mid-run

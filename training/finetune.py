@@ -1,6 +1,6 @@
 """Fine-tune a model to one person's recorded clips (python -m realtime.record makes them).
 
-    python -m training.finetune --base MODEL.keras --data DIR --out runs/NAME
+    python -m training.finetune --data DIR --out runs/NAME [--base MODEL.keras (default: the bundled model)]
         [--epochs 8] [--lr 1e-3] [--freeze-front-end] [--val-fraction 0.2]
 
 Prepares the clips with the same crop as training and live captioning, holds some out (a
@@ -54,7 +54,7 @@ def claim(out: Path, request: dict) -> None:
         if earlier.get("clips") != request["clips"] and "--data" not in differs:
             differs.append("the clips in --data")  # recorded, removed, re-recorded or re-aligned since
         if earlier.get("base_sha256") != request["base_sha256"] and "--base" not in differs:
-            differs.append("--base (its weights changed)")
+            differs.append("--base (its weights changed; the bundled model when not given)")
         if differs:
             raise ValueError(f"{out} holds a fine-tune of another command ({', '.join(differs)} differ): run "
                              "that command to continue it, or choose another --out")
