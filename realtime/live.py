@@ -30,7 +30,8 @@ STAGES = ("capture", "landmarks", "crop", "front_end", "back_end", "captions", "
 
 SHORTEST_WINDOW = 100  # frames: a spoken phrase must fit in the window (docs/streaming.md: Window length)
 # A mouth crop enlarged more than this from the frame's pixels reads worse: four held-out clips in a 1080p
-# frame read every word at half GRID's size (2.8x) and lost letters from 0.4 of it (3.4x) (docs/streaming.md: Faces far away).
+# frame read every word at half GRID's size (2.8x) and lost letters from 0.4 of it (3.4x) (docs/streaming.md:
+# Faces far away).
 MOST_ENLARGED = 3.0
 
 
