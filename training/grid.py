@@ -133,7 +133,8 @@ def find_clips(root: Path) -> list[Clip]:
     """Clips under a GRID folder, a speaker folder, or the corpus' own layout.
 
     Accepts `SPEAKER/video/*.mp4` + `SPEAKER/align/*.align` and `SPEAKER/*.mpg` +
-    `alignments/SPEAKER/*.align`, a video being any of CLIP_SUFFIXES. Hidden files (a video still being written) are not clips.
+    `alignments/SPEAKER/*.align`, a video being any of CLIP_SUFFIXES. Hidden files (a video still being
+    written) are not clips.
     Two videos with one key (speaker/name: two recording sessions of one speaker under one folder) are
     refused: a cache keeps one clip a key, so one would be lost.
     """
