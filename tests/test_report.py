@@ -36,6 +36,9 @@ def test_report_on_a_real_cache(prepared: PreparedRun, tmp_path: Path, capsys: p
     assert 0 < report["width_cv"] < 0.02
     assert 0 < report["jitter_median_px"] <= report["jitter_p95_px"] < 3
     assert report["held_fraction"] == 0
+    # A speaker facing the camera, the mouth about half the crop's width and within it.
+    assert 0.95 < report["frontal_median"] <= 1
+    assert 0.35 < report["mouth_width_share"] < 0.7 and report["lips_outside_fraction"] < 0.05
 
     # The montage shows the cached crops themselves, first and last frame included, one clip a row.
     image = cv2.imread(str(png))
@@ -51,9 +54,15 @@ def test_report_on_a_real_cache(prepared: PreparedRun, tmp_path: Path, capsys: p
 
 
 def test_report_figures_mean_what_they_say(prepared: PreparedRun, tmp_path: Path, capsys: pytest.CaptureFixture):
-    """Poses rewritten to known motion: steady width, a centre moving 3-4-5 px a frame, one clip held."""
+    """Poses rewritten to known motion: steady width, a centre moving 3-4-5 px a frame, one clip held;
+    the other clips' lips in a crop box turned by 30 degrees, the mouth's corners 0.6 of its width apart,
+    and the lower lip below the box in one frame."""
     cache = tmp_path / "known.h5"
     shutil.copy(prepared.out, cache)
+    turn = np.radians(30)
+    across, down = 80 * np.array([np.cos(turn), np.sin(turn)]), 40 * np.array([-np.sin(turn), np.cos(turn)])
+    origin = np.array([200.0, 100.0])
+    box = np.stack([origin, origin + across, origin + across + down, origin + down])
     with h5py.File(cache, "a") as f:
         clips = list(f["clips/s1"].values())
         for g in clips:
@@ -62,9 +71,20 @@ def test_report_figures_mean_what_they_say(prepared: PreparedRun, tmp_path: Path
             pose[:, 0], pose[:, 1], pose[:, 2] = 100 + 3 * steps, 50 + 4 * steps, 80
             g["pose"][...] = pose
             g["held"][...] = g is clips[0]
+            g["quality"][...] = 0.0 if g is clips[0] else 0.9
+            g["box"][...] = box
+            lips = np.tile(origin + 0.5 * across + 0.5 * down, (len(pose), 40, 1))
+            lips[:, 0] = origin + 0.2 * across + 0.5 * down  # landmark 61, the right corner
+            lips[:, 10] = origin + 0.8 * across + 0.5 * down  # landmark 291, the left corner
+            if g is clips[1]:
+                lips[5, 5] = origin + 0.5 * across + 1.1 * down  # landmark 17, the lower lip's middle
+            g["lips"][...] = np.nan if g is clips[0] else lips
         held = len(clips[0]["held"])
         frames = sum(len(g["held"]) for g in clips)
     report = run_report(cache, capsys)
     assert report["width_cv"] == 0
     assert report["jitter_median_px"] == pytest.approx(5) and report["jitter_p95_px"] == pytest.approx(5)
     assert report["held_fraction"] == pytest.approx(held / frames)
+    assert report["frontal_median"] == pytest.approx(0.9), "held frames, with no face of their own, do not count"
+    assert report["mouth_width_share"] == pytest.approx(0.6)
+    assert report["lips_outside_fraction"] == pytest.approx(1 / (frames - held))

@@ -936,12 +936,12 @@ def test_malformed_caches_are_one_line_errors(small_cache: Path, tmp_path: Path,
     assert err.count("\n") == 1
     assert not (tmp_path / "run").exists()
 
-    poseless = tmp_path / "poseless.h5"  # a clip without its crop poses
+    poseless = tmp_path / "poseless.h5"  # a clip without its crop poses and lip landmarks
     shutil.copy(small_cache, poseless)
     with h5py.File(poseless, "a") as f:
-        del f["clips/s1/bbaf3s/pose"]
+        del f["clips/s1/bbaf3s/pose"], f["clips/s1/bbaf3s/lips"]
     assert report_main(["--cache", str(poseless)]) == 2
-    assert capsys.readouterr().err == f"error: {poseless}: clip s1/bbaf3s has no crop poses: prepare it again\n"
+    assert capsys.readouterr().err == f"error: {poseless}: clip s1/bbaf3s has no pose or lips: prepare it again\n"
 
 
 def test_a_truncated_cache_is_one_line_with_h5py_s_whole_reason(small_cache: Path, tmp_path: Path,

@@ -1,4 +1,5 @@
-"""How steady the crops in a prepared cache are, and a montage of what the model sees.
+"""How steady the crops in a prepared cache are, whether they hold the lips, and a montage of what the
+model sees.
 
     python -m training.report --cache FILE.h5 [--montage docs/crops.png] [--json]
 """
@@ -14,6 +15,7 @@ import h5py
 import numpy as np
 
 from realtime.cli import Parser, named_path, summary
+from realtime.crop import LIPS_OUTER
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for
 from training.cache import complete_clips, open_cache
@@ -31,23 +33,46 @@ class CacheReport:
     jitter_median_px: float  # frame-to-frame movement of the crop centre
     jitter_p95_px: float
     held_fraction: float  # frames cut at a held pose through a detection drop-out
+    frontal_median: float  # realtime.crop.frontality of the tracked frames: 1 faces the camera squarely
+    lips_outside_fraction: float  # tracked frames with a lip landmark outside the crop: the model misses it
+    mouth_width_share: float  # median distance between the mouth corners, in crop widths
+
+
+_CORNERS = LIPS_OUTER.index(61), LIPS_OUTER.index(291)  # the mouth's corners in a cached `lips` row
+
+
+def in_box(points: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Points (T, N, 2) in the frame as fractions of their frame's crop box (T, 4, 2; clockwise from
+    top-left): 0..1 across and down inside it."""
+    origin, across, down = box[:, None, 0], box[:, None, 1] - box[:, None, 0], box[:, None, 3] - box[:, None, 0]
+    offset = points - origin
+    return np.stack([(offset * across).sum(-1) / (across * across).sum(-1),
+                     (offset * down).sum(-1) / (down * down).sum(-1)], axis=-1)
 
 
 def summarize(f: h5py.File) -> CacheReport:
     clips = complete_clips(f)
     if not clips:
         raise ValueError(f"{f.filename} holds no complete clips")
-    lacking = next((key for key, g in clips if "pose" not in g or "held" not in g), None)
-    if lacking:  # h5py's KeyError names neither the clip nor what to do
-        raise ValueError(f"{f.filename}: clip {lacking} has no crop poses: prepare it again")
+    for key, g in clips:  # h5py's KeyError names neither the clip nor what to do
+        if missing := [name for name in ("pose", "box", "lips", "quality", "held") if name not in g]:
+            raise ValueError(f"{f.filename}: clip {key} has no {' or '.join(missing)}: prepare it again")
     poses = [g["pose"][()] for _, g in clips]
     held = np.concatenate([g["held"][()] for _, g in clips])
     steps = np.concatenate([np.linalg.norm(np.diff(p[:, :2], axis=0), axis=1) for p in poses])
+    tracked = ~held  # a held frame has no landmarks of its own
+    lips = np.concatenate([in_box(g["lips"][()], g["box"][()]) for _, g in clips])[tracked]
+    quality = np.concatenate([g["quality"][()] for _, g in clips])[tracked]
+    outside = ((lips < 0) | (lips > 1)).any(axis=(1, 2))
+    left, right = lips[:, _CORNERS[0], 0], lips[:, _CORNERS[1], 0]
     return CacheReport(
         clips=len(clips), frames=len(held),
         width_cv=float(np.median([p[:, 2].std() / p[:, 2].mean() for p in poses])),
         jitter_median_px=float(np.median(steps)), jitter_p95_px=float(np.percentile(steps, 95)),
         held_fraction=float(held.mean()),
+        frontal_median=float(np.median(quality)) if len(quality) else 0.0,
+        lips_outside_fraction=float(outside.mean()) if len(outside) else 0.0,
+        mouth_width_share=float(np.median(np.abs(right - left))) if len(left) else 0.0,
     )
 
 
@@ -100,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"crop centre jitter   {report.jitter_median_px:.2f} px median, {report.jitter_p95_px:.2f} px p95 "
           "(frame to frame)")
     print(f"held frames          {100 * report.held_fraction:.2f}%")
+    print(f"frontality           {report.frontal_median:.3f} (median; 1 faces the camera squarely)")
+    print(f"lips outside crop    {100 * report.lips_outside_fraction:.2f}% of tracked frames")
+    print(f"mouth width          {report.mouth_width_share:.2f} of the crop's width (median)")
     if args.montage:
         print(f"montage              {args.montage}")
     return EXIT_OK
