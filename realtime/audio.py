@@ -1,8 +1,9 @@
 """Sound: a clip's audio track, a microphone or a file streamed through one callback, and voice activity.
 
-Both streams call `callback(indata, frames, time, status)` — sounddevice's signature — from their own
-thread, in blocks: `indata` is (frames, 1) float32, `status` is sounddevice's CallbackFlags from a
-microphone and None from a file (nothing can overflow). AudioRecording is the consumer the recorder gives
+Both streams call `callback(indata, frames, status)` — sounddevice's signature, less the block's
+timing, which the consumer takes from the samples counted — from their own thread, in BLOCK_MS blocks:
+`indata` is (frames, 1) float32, `status` is sounddevice's CallbackFlags from a microphone and None from
+a file (nothing can overflow). AudioRecording is the consumer the recorder gives
 them. Whatever the callback raises ends the stream and is raised again by `check()` on the consumer's
 thread, so a failure in the audio thread is never silently a take without sound.
 """
@@ -20,7 +21,8 @@ import numpy as np
 
 from realtime.activity import ActivityOptions, Span, active_span
 
-Callback = Callable[[np.ndarray, int, Any, Any], None]
+Callback = Callable[[np.ndarray, int, Any], None]
+BLOCK_MS = 20.0  # the blocks both streams deliver
 
 
 class AudioError(Exception):
@@ -61,7 +63,7 @@ class AudioRecording:
         self._received = 0
         self._changed = threading.Condition()
 
-    def __call__(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+    def __call__(self, indata: np.ndarray, frames: int, status: Any) -> None:
         block = np.array(indata[:frames, 0], dtype=np.float32)
         with self._changed:
             self._blocks.append(block)
@@ -86,15 +88,15 @@ class AudioRecording:
 class _Stream:
     """What both streams share: the callback's exceptions are kept for the consumer's thread."""
 
-    def __init__(self, callback: Callback, rate: int, block_ms: float):
+    def __init__(self, callback: Callback, rate: int):
         self.callback = callback
         self.rate = rate
-        self.blocksize = max(1, round(rate * block_ms / 1000))
+        self.blocksize = max(1, round(rate * BLOCK_MS / 1000))
         self.error: BaseException | None = None
 
-    def _deliver(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> bool:
+    def _deliver(self, indata: np.ndarray, frames: int, status: Any) -> bool:
         try:
-            self.callback(indata, frames, time, status)
+            self.callback(indata, frames, status)
             return True
         except BaseException as e:  # noqa: BLE001 - even KeyboardInterrupt: it belongs to the consumer
             self.error = e
@@ -107,10 +109,10 @@ class _Stream:
 
 
 class MicrophoneStream(_Stream):
-    """The default input device through sounddevice, `block_ms` blocks at `rate`."""
+    """The default input device through sounddevice, at `rate`."""
 
-    def __init__(self, callback: Callback, rate: int = 16000, block_ms: float = 20.0):
-        super().__init__(callback, rate, block_ms)
+    def __init__(self, callback: Callback, rate: int = 16000):
+        super().__init__(callback, rate)
         try:
             import sounddevice  # imported here: it needs the PortAudio library, which only recording does
         except OSError:
@@ -125,7 +127,7 @@ class MicrophoneStream(_Stream):
                              "use --audio-file FILE") from None
 
     def _call(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
-        if not self._deliver(indata, frames, time, status):
+        if not self._deliver(indata, frames, status):
             raise self._abort
 
     def start(self) -> "MicrophoneStream":
@@ -136,22 +138,12 @@ class MicrophoneStream(_Stream):
         self._stream.close()
 
 
-@dataclass(frozen=True)
-class BlockTime:
-    """The callback's `time` for a file: when the block starts in the file, and when it was delivered,
-    both in seconds since the stream started (PortAudio's fields, in its names)."""
-
-    inputBufferAdcTime: float  # noqa: N815
-    currentTime: float  # noqa: N815
-
-
 class FileAudioStream(_Stream):
     """Stands in for a microphone: a file's sound, delivered through the callback in blocks on a thread,
     each once all its samples would have been heard (`realtime`), or as fast as the consumer takes them."""
 
-    def __init__(self, path: Path | str, callback: Callback, rate: int = 16000, block_ms: float = 20.0,
-                 realtime: bool = True):
-        super().__init__(callback, rate, block_ms)
+    def __init__(self, path: Path | str, callback: Callback, rate: int = 16000, realtime: bool = True):
+        super().__init__(callback, rate)
         self.samples = read_audio(path, rate)
         self.realtime = realtime
         self._stop = threading.Event()
@@ -173,8 +165,7 @@ class FileAudioStream(_Stream):
                 self._stop.wait(started + (begin + len(block)) / self.rate - time.monotonic())
             if self._stop.is_set():
                 return
-            when = BlockTime(begin / self.rate, time.monotonic() - started)
-            if not self._deliver(block, len(block), when, None):
+            if not self._deliver(block, len(block), None):
                 return
 
 

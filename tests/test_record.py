@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import realtime.record as record_module
-from realtime.audio import (AudioError, AudioRecording, BlockTime, FileAudioStream, MicrophoneStream,
+from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream,
                             detect_speech, read_audio)
 from realtime.cli import interrupt
 from realtime.record import (Cut, RecordOptions, Session, Take, choose_prompts, estimated_align, record, save_clip,
@@ -195,8 +195,8 @@ def test_interrupt_while_recording_leaves_complete_clips_only(grid_s1: Path, tmp
     blocks: Counter[AudioRecording] = Counter()  # blocks each take's consumer received
     consume = AudioRecording.__call__
 
-    def pressing_ctrl_c(self, indata, frames, time, status):
-        consume(self, indata, frames, time, status)
+    def pressing_ctrl_c(self, indata, frames, status):
+        consume(self, indata, frames, status)
         blocks[self] += 1
         if len(blocks) == 2 and blocks[self] == 10:
             signal.raise_signal(signal.SIGINT)
@@ -479,27 +479,26 @@ def test_file_stream_delivers_the_sound_in_blocks_through_the_callback(grid_s1: 
     calls = []
     done = threading.Event()
 
-    def callback(indata, frames, time, status):
-        calls.append((indata.copy(), frames, time, status))
+    def callback(indata, frames, status):
+        calls.append((indata.copy(), frames, status))
         if sum(c[1] for c in calls) == len(expected):
             done.set()
 
-    stream = FileAudioStream(path, callback, block_ms=20.0, realtime=False).start()
+    stream = FileAudioStream(path, callback, realtime=False).start()
     assert done.wait(timeout=60)
     stream.stop()
     stream.check()
     assert len(expected) > 47000 and np.abs(expected).max() > 0.1
     assert all(c[0].shape == (c[1], 1) and c[0].dtype == np.float32 for c in calls)
-    assert [c[1] for c in calls[:-1]] == [320] * (len(calls) - 1)
+    assert [c[1] for c in calls[:-1]] == [320] * (len(calls) - 1)  # BLOCK_MS at 16 kHz
     np.testing.assert_array_equal(np.concatenate([c[0][:, 0] for c in calls]), expected)
-    assert [c[2].inputBufferAdcTime for c in calls[:3]] == [0.0, 0.02, 0.04]
-    assert all(isinstance(c[2], BlockTime) and c[3] is None for c in calls)
+    assert all(c[2] is None for c in calls)
 
 
 def test_a_failing_consumer_surfaces_on_the_consumer_thread(grid_s1: Path):
     called = threading.Event()
 
-    def broken(indata, frames, time, status):
+    def broken(indata, frames, status):
         called.set()
         raise ValueError("consumer bug")
 
@@ -513,9 +512,9 @@ def test_a_failing_consumer_surfaces_on_the_consumer_thread(grid_s1: Path):
 def test_recording_consumer_counts_time_in_samples():
     recording = AudioRecording(16000)
     buffer = np.ones((320, 1), np.float32)
-    recording(buffer, 320, None, None)
+    recording(buffer, 320, None)
     buffer[:] = 2  # PortAudio reuses its buffer: the recording must have copied it
-    recording(buffer, 160, None, True)
+    recording(buffer, 160, True)
     assert recording.seconds == pytest.approx(0.03)
     assert recording.overflows == 1
     np.testing.assert_array_equal(recording.samples(), [1.0] * 320 + [2.0] * 160)
