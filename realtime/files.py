@@ -196,9 +196,10 @@ class OpenedAtFirstWrite:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a file through a temporary name, so an interrupted run never leaves half a file. A symlink
-    is written through to its file, and a device or pipe (/dev/stdout) is written into: neither is
-    replaced."""
+    """Write a file through a temporary name, so an interrupted run never leaves half a file; a file
+    replaced keeps its permissions and, where the user may give them, its owner and group (a transcript
+    kept private stays private). A symlink is written through to its file, and a device or pipe
+    (/dev/stdout) is written into: neither is replaced."""
     stream = own_stream(path)
     if stream:
         stream.write(text)
@@ -209,8 +210,22 @@ def write_text(path: Path, text: str) -> None:
         return
     path = Path(os.path.realpath(path))
     make_folder_for(path)
+    try:
+        kept: os.stat_result | None = os.stat(path)
+    except FileNotFoundError:
+        kept = None
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.unlink(missing_ok=True)  # left by a killed run: made afresh, so it starts with no one's permissions
+    # Made with the kept file's permissions from the start, never readable by more people in between.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if kept is None else stat.S_IMODE(kept.st_mode))
+    with open(fd, "w", encoding="utf-8") as file:
+        if kept is not None:
+            os.fchmod(fd, stat.S_IMODE(kept.st_mode))  # as it was, not as the umask would cut it
+            for owner in ((kept.st_uid, kept.st_gid), (-1, kept.st_gid)):  # a user may give a group, not an owner
+                with contextlib.suppress(OSError):
+                    os.fchown(fd, *owner)
+                    break
+        file.write(text)
     tmp.replace(path)
 
 

@@ -9,6 +9,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -364,6 +365,25 @@ def test_a_closed_or_broken_stderr_costs_no_output(stderr: str, offline: Callabl
     text = offline(CLIPS[0])
     assert json.loads(out.read_text().splitlines()[-1]) == {"final": True, "text": text}
     assert cue_words(srt) == text.split()
+
+
+def test_outputs_written_over_keep_their_permissions_and_group(offline: Callable[[str], str], tmp_path: Path) -> None:
+    """Existing subtitle and JSON lines files kept private (mode 600; as root, in another group too) are
+    still private after the run rewrote them: the subtitles are replaced through a temporary file, which
+    must not come back world-readable in the user's default group."""
+    group = 65534 if os.geteuid() == 0 else os.getegid()  # only root may give a file a group it is not in
+    outputs = {option: tmp_path / f"private{suffix}" for option, suffix in
+               (("--srt", ".srt"), ("--vtt", ".vtt"), ("--jsonl", ".jsonl"))}
+    for path in outputs.values():
+        path.write_text("the user's own\n")
+        path.chmod(0o600)
+        os.chown(path, -1, group)
+    assert run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(MODEL), "--headless", "--fast",
+                          *(part for option, path in outputs.items() for part in (option, str(path)))]) == 0
+    for path in outputs.values():
+        assert (stat.S_IMODE(path.stat().st_mode), path.stat().st_gid) == (0o600, group), path.name
+    assert cue_words(outputs["--srt"]) == cue_words(outputs["--vtt"]) == offline(CLIPS[0]).split()
+    assert not list(tmp_path.glob("*.tmp"))
 
 
 @pytest.mark.parametrize("option", ["--jsonl", "--srt"])
