@@ -29,7 +29,7 @@ SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seco
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import BUNDLED_MODEL, PROVIDERS, model_path
-    from realtime.cli import Parser, add_decoder, add_policy, at_least, named, named_path, summary
+    from realtime.cli import Parser, add_decoder, add_policy, at_least, named, summary
     from realtime.live import SHORTEST_WINDOW, LiveOptions
 
     command = Path(sys.argv[0]).name  # run_live.py as ./lipstream runs it, lipstream-live when installed
@@ -44,20 +44,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--provider", choices=PROVIDERS, default="auto", help="ONNX Runtime device (default: auto)")
     add_decoder(p)
     p.add_argument("--headless", action="store_true", help="no window")
-    p.add_argument("--jsonl", type=named, help="write caption changes as JSON lines to PATH, or - for stdout")
-    p.add_argument("--srt", type=named_path, help="write the committed words as SRT subtitles")
-    p.add_argument("--vtt", type=named_path, help="write the committed words as WebVTT subtitles")
+    p.add_argument("--jsonl", type=named, metavar="PATH", help="write caption changes as JSON lines to PATH, or - for stdout")
+    p.add_argument("--srt", type=subtitle_path, metavar="PATH",
+                   help="write the committed words as SRT subtitles to PATH, or - for stdout (at the end)")
+    p.add_argument("--vtt", type=subtitle_path, metavar="PATH",
+                   help="write the committed words as WebVTT subtitles to PATH, or - for stdout (at the end)")
     p.add_argument("--fast", action="store_true", help="files: read as fast as possible, not at the file's fps")
     p.add_argument("--window", type=at_least(SHORTEST_WINDOW), default=LiveOptions.window,
                    help=f"most frames the model reads at once, {SHORTEST_WINDOW} or more: a phrase must fit "
                         f"(default {LiveOptions.window})")
     p.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
-                   help=f"update the captions every N frames (default {LiveOptions.hop})")
+                   help=f"update the captions every N frames, at most half the window (default {LiveOptions.hop})")
     add_policy(p)
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
                    help=f"ONNX Runtime threads, up to {MOST_THREADS} (default: all cores)")
     p.checks.append(_subtitle_format_problem)
     return p.parse_args(argv)
+
+
+def subtitle_path(text: str) -> Path:
+    """A subtitle file's path; - is stdout, which takes the subtitles once, at the end, as any stream does."""
+    from realtime.cli import named_path
+
+    return Path("/dev/stdout") if text == "-" else named_path(text)
 
 
 def _subtitle_format_problem(args: argparse.Namespace) -> str | None:

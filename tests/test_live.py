@@ -192,6 +192,20 @@ def test_subtitles_hold_the_committed_words(tmp_path: Path) -> None:
     assert cue_words(vtt) == lines[-1]["text"].split()
 
 
+def test_subtitles_named_dash_go_to_stdout_at_the_end(offline: Callable[[str], str], tmp_path: Path) -> None:
+    """`--srt -`, as `--jsonl -`: the subtitles on stdout, once, and no file named "-"."""
+    result = subprocess.run([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])),
+                             "--headless", "--fast", "--srt", "-"], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    numbers = [int(line) for line in result.stdout.splitlines() if line.isdigit()]
+    assert numbers == list(range(1, result.stdout.count("-->") + 1)) and numbers  # whole, and once
+    subtitles = tmp_path / "stdout.srt"
+    subtitles.write_text(result.stdout)
+    assert cue_words(subtitles) == offline(CLIPS[0]).split()
+    assert list(tmp_path.iterdir()) == [subtitles]
+
+
 def test_outputs_go_into_folders_made_for_them(tmp_path: Path) -> None:
     srt, jsonl = tmp_path / "new" / "out.srt", tmp_path / "other" / "deeper" / "captions.jsonl"
     code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(MODEL), "--headless", "--fast",
