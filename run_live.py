@@ -174,10 +174,8 @@ def _run(args: argparse.Namespace) -> int:
         log(f"error: {e}")
         source.stop()
         return EXIT_USAGE
-    measured = "" if model.spec.val_wer is None else \
-        f", {100 * model.spec.val_wer:.1f} % WER greedy on the clips its training held out"
-    log(f"running on {model.choice.name.upper()} ({model.choice.reason}); model {args.model.name} "
-        f"({model.spec.config}{measured}), {model.spec.fps:g} fps, decoder {args.decoder}")
+    log(f"running on {model.choice.name.upper()} ({model.choice.reason}); model {args.model.name}, "
+        f"{model.spec.fps:g} fps, decoder {args.decoder}")
     window = None
     if not args.headless:
         from realtime.window import Window, first_zoom, render, zoom
