@@ -19,7 +19,8 @@ Stand-ins: --source FILE plays a video in place of the camera, --audio-file FILE
 sound track) in place of the microphone, each at real time through the devices' own path: frames through
 FrameSource, sound in 20 ms blocks through the microphone's callback. One file is one take, so each take
 replays it from the start. A GRID clip (named by its sentence code, like bbaf2n.mp4) stands in for a speaker
-reading its own sentence, so that sentence is every prompt; pass the same mp4 as both stand-ins.
+reading its own sentence, so that sentence is every prompt; pass the same mp4 as both stand-ins. The command
+refuses another video file, which does not say the prompts.
 
 Under DIR/SPEAKER this writes video/NAME.mp4 (25 fps H.264 with 16 kHz AAC sound), align/NAME.align (sil,
 the prompt's words spread evenly over the spoken span, sil: an estimate, which manifest.jsonl says) and one
@@ -45,7 +46,7 @@ import numpy as np
 from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
 from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech,
                             read_audio)
-from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions
+from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, is_camera
 from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, output_problem, write_text
@@ -419,6 +420,10 @@ def main(argv: list[str] | None = None) -> int:
                             audio_file=args.audio_file, silent=args.silent, headless=args.headless, seed=args.seed)
     if not args.headless and (problem := display_problem()):
         log(f"error: {problem}; use --headless to have the prompts printed")
+        return EXIT_USAGE
+    if not is_camera(args.source) and Path(args.source).exists() and own_sentence(args.source) is None:
+        log(f"error: --source {args.source}: a video stands in for the camera only as a GRID clip named by its "
+            "sentence (like bbaf2n.mp4); another does not say the prompts, and its clips would be labelled with them")
         return EXIT_USAGE
     folder = options.out / options.speaker
     try:

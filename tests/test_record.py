@@ -397,8 +397,9 @@ def test_a_later_session_goes_on_after_the_last_prompt_recorded(grid_s1: Path, t
     manifest.write_text(kept)
     capsys.readouterr()
     with contextlib.redirect_stdout(io.StringIO()):
+        clip = str(grid_s1 / "video" / f"{CLIP}.mp4")
         code = record_module.main(["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "1", "--headless",
-                                   "--source", str(video), "--audio-file", str(video)])
+                                   "--source", clip, "--audio-file", clip])
     assert code == 2 and manifest.read_text() == kept
     assert capsys.readouterr().err.splitlines() == \
         [f"lipstream: error: {manifest}:4 is not a line realtime.record wrote: '{{not json'"]
@@ -585,11 +586,28 @@ def test_a_stand_in_at_another_rate_gives_its_last_frame_too(grid_s1: Path, tmp_
     assert ok and np.array_equal(take.images[-1], image)
 
 
+def test_a_video_not_named_by_its_sentence_is_refused_as_a_stand_in(grid_s1: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture):
+    """A GRID clip under another name says a sentence no prompt would match: each take would replay it
+    under a new prompt, clips labelled with words they do not say. One line, exit 2, nothing written."""
+    video = tmp_path / "talk.mp4"
+    video.symlink_to(grid_s1 / "video" / f"{CLIP}.mp4")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert record_module.main(["--out", str(tmp_path / "grid"), "--count", "2", "--headless",
+                                   "--source", str(video), "--audio-file", str(video)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"lipstream: error: --source {video}: a video stands in for the camera only as a GRID clip named by its "
+        "sentence (like bbaf2n.mp4); another does not say the prompts, and its clips would be labelled with them"]
+    assert printed.getvalue() == "" and not (tmp_path / "grid").exists()
+
+
 def test_a_session_that_saves_nothing_fails(grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     """Every take refused (a stand-in video without a face): the summary is an error and the exit 2, so a
     script can tell; a stand-in cut off mid-take is said to be, not taken for silence."""
     clip = grid_s1 / "video" / f"{CLIP}.mp4"
-    grey = tmp_path / "grey.mp4"
+    grey = tmp_path / "grey" / clip.name  # named by the sentence its sound says, as the command asks
+    grey.parent.mkdir()
     write_video(grey, [np.full((288, 360, 3), 128, np.uint8)] * 75, read_audio(clip)[:48000], 16000)
     argv = ["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "1", "--headless"]
     with contextlib.redirect_stdout(io.StringIO()):
@@ -597,7 +615,8 @@ def test_a_session_that_saves_nothing_fails(grid_s1: Path, tmp_path: Path, capsy
     said = capsys.readouterr().err.splitlines()
     assert said[-1] == f"lipstream: error: 0 clips saved in {tmp_path / 'grid' / 's1'}, 3 takes not saved", said
     assert not (tmp_path / "grid").exists()  # no clip, no folders for clips
-    cut = tmp_path / "cut.mp4"
+    cut = tmp_path / "cut" / clip.name
+    cut.parent.mkdir()
     cut.write_bytes(clip.read_bytes()[:len(clip.read_bytes()) // 4])
     with contextlib.redirect_stdout(io.StringIO()):
         assert record_module.main([*argv, "--source", str(cut), "--audio-file", str(clip)]) == 2
