@@ -48,3 +48,22 @@ def test_the_entry_point_s_help_says_its_commands_and_installs_nothing(tmp_path:
         assert run.returncode == 0 and not run.stderr, run.stderr
         assert all(f"./lipstream {command} " in run.stdout for command in ("live", "test", "python"))
     assert not list(tmp_path.iterdir())
+
+
+def test_a_set_up_environment_runs_for_a_user_who_may_not_write_to_it(tmp_path: Path) -> None:
+    """A checkout set up by one user and run by another who may not write beside it (a shared install):
+    the launcher runs the command as it stands, without the lock file that only a set-up needs."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "venv").symlink_to(sys.prefix)  # this suite's environment, set up by ./lipstream
+    shared.chmod(0o555)
+    command = [str(ROOT / "lipstream"), "python", "-c", "print('ran')"]
+    if os.geteuid() == 0:  # root is run without its power to write anywhere
+        command = ["setpriv", "--inh-caps=-dac_override", "--bounding-set=-dac_override", *command]
+    try:
+        run = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "LIPSTREAM_VENV": str(shared / "venv")})
+    finally:
+        shared.chmod(0o755)
+    assert (run.returncode, run.stdout, run.stderr) == (0, "ran\n", "")
+    assert [p.name for p in shared.iterdir()] == ["venv"]
