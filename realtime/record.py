@@ -48,7 +48,7 @@ from realtime.audio import (AudioError, AudioRecording, FileAudioStream, Microph
                             read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, is_camera
 from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
-from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import folder_problem, output_problem, write_text
 from realtime.live import log
 from realtime.tracker import MouthTracker, TrackResult, lip_landmarks, track_frames
@@ -194,10 +194,16 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], wor
             sound.stop()
     if sound:
         sound.check()
-    if source.error or not frames:  # a take cut short is no take (a video standing in for the camera ended early)
-        raise CaptureError(source.error or f"no frames from {options.source}")
+    if source.error:  # a take cut short is no take (a video standing in for the camera ended early)
+        raise SourceEnded(source.error)
+    if not frames:
+        raise CaptureError(f"no frames from {options.source}")
     start, n = round(frames[0].t * options.rate), round(len(frames) * options.rate / GRID_FPS)
     return Take([f.image for f in frames], recording.samples()[start:start + n], recording.overflows > 0)
+
+
+class SourceEnded(CaptureError):
+    """The camera's stand-in (or a stream) ended before the take did; the message says where."""
 
 
 def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, words: int = 6) -> Cut | str:
@@ -439,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except (CaptureError, AudioError, OSError, ValueError) as e:  # ValueError: a manifest it cannot read on from
         log(f"error: {e}")
-        return EXIT_USAGE
+        return EXIT_SOURCE_ENDED if isinstance(e, SourceEnded) else EXIT_USAGE
     saved, rejected = len(session.saved), len(session.rejected)
     log(f"{'error: ' if not saved else ''}{saved} clip{'' if saved == 1 else 's'} saved in "
         f"{options.out / options.speaker}, {rejected} take{'' if rejected == 1 else 's'} not saved")
