@@ -24,6 +24,7 @@ from realtime.files import output_problem, outputs_problem, write_text
 from realtime.record import main as record_main
 from realtime.vad_report import main as vad_main
 from training.concat import main as concat_main
+from training.evaluate import main as evaluate_main
 from training.grid import read_align
 from training.model import SPEC_ENTRY, read_spec
 from training.prepare import main as prepare_main
@@ -77,6 +78,7 @@ def not_a_file(tmp_path: Path) -> Path:
     (["training.prepare", "--below-nose", "nan"], "must be a finite number, not nan"),
     (["training.train", "--lr", "inf"], "must be a finite number, not inf"),
     (["training.prepare", "--crop-size", "4", "100"], "must be 8 or more, not 4"),
+    (["training.evaluate", "--val-fraction", "0.1"], "--val-fraction has no effect with --split all"),
 ])
 def test_impossible_numbers_and_names_are_refused_before_anything_runs(argv: list[str], says: str, tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture):
@@ -87,10 +89,11 @@ def test_impossible_numbers_and_names_are_refused_before_anything_runs(argv: lis
                 "realtime.vad_report": ["--grid", str(tmp_path)],
                 "training.train": ["--cache", str(tmp_path / "c.h5"), "--out", str(tmp_path / "run")],
                 "training.report": ["--cache", str(tmp_path / "c.h5")],
-                "training.prepare": ["--grid", str(tmp_path), "--out", str(tmp_path / "c.h5")]}[tool]
+                "training.prepare": ["--grid", str(tmp_path), "--out", str(tmp_path / "c.h5")],
+                "training.evaluate": ["--model", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "c.h5")]}[tool]
     main = {"training.concat": concat_main, "realtime.bench": bench_main, "realtime.record": record_main,
             "realtime.vad_report": vad_main, "training.train": train_main, "training.report": report_main,
-            "training.prepare": prepare_main}[tool]
+            "training.prepare": prepare_main, "training.evaluate": evaluate_main}[tool]
     with pytest.raises(SystemExit) as exit_:
         main([*required, *options])
     assert exit_.value.code == 2

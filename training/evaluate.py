@@ -10,6 +10,7 @@ and only when it was cut with the model's crop.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -118,6 +119,13 @@ def split_of(model: Path, split: str, share: float | None) -> Callable[[str], bo
     return lambda key: is_validation(key, share) == (split == "val")
 
 
+def _val_fraction_problem(args: argparse.Namespace) -> str | None:
+    if args.val_fraction is None or args.split != "all":
+        return None
+    return "--val-fraction has no effect with --split all, which takes every clip: choose --split val or train, " \
+           "or leave it out"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.evaluate", description=summary(__doc__))
     parser.add_argument("--model", type=model_path, required=True,
@@ -133,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1,
                         help="processes that cut the crops of a GRID folder")
+    parser.checks.append(_val_fraction_problem)
     args = parser.parse_args(argv)
     try:
         if not args.model.is_file():
@@ -161,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result.as_json()))
     else:
-        print(f"{len(clips)} clips, decoder {args.decoder}: CER {result.cer:.4f}  WER {result.wer:.4f}")
+        print(f"{len(clips)} clip{'' if len(clips) == 1 else 's'}, decoder {args.decoder}: "
+              f"CER {result.cer:.4f}  WER {result.wer:.4f}")
     return EXIT_OK
 
 
