@@ -170,6 +170,8 @@ class FrameSource:
         self.options = options
         source = options.source
         self._path = local_path(source)
+        if self._path is not None and self._path.is_dir():
+            raise CaptureError(f"{source} is a folder, not a video file")
         if self._path is not None and not self._path.is_file():
             raise CaptureError(f"no video file at {source}")
         if self._path is not None and self._path.stat().st_size == 0:

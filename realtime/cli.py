@@ -64,6 +64,9 @@ class Parser(argparse.ArgumentParser):
         return parsed, rest
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments: ") and not message.split(": ", 1)[1].startswith("-"):
+            message += ": every value follows the option it is for" + \
+                (", as in --source FILE" if "--source" in self._option_string_actions else "")  # a bare video
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 

@@ -711,6 +711,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
        f"argument {option}: an empty name names no file") for option in ("--jsonl", "--srt", "--vtt", "--model")],
     (["--source", "", "--headless"], "argument --source: an empty name names no file"),
     (["--bogus", "--headless"], "lipstream live: error: unrecognized arguments: --bogus"),  # the command typed
+    ([str(GRID / "video" / f"{CLIPS[0]}.mp4"), "--headless"],
+     f"{CLIPS[0]}.mp4: every value follows the option it is for, as in --source FILE"),
+    (["--source", "docs", "--headless"], "docs is a folder, not a video file"),
     # Options the others leave without effect, refused when given, whatever their value (12: the default's).
     *[([*options, "--headless", "--fast", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")], says)
       for options, says in (
