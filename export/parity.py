@@ -117,7 +117,9 @@ def gate(keras_model: keras.Model, model: OnnxModel, clips: list[np.ndarray]) ->
     `sliding` (the same after the window has slid by its length: its start read afresh). A form passes
     when no probability moves by more than MAX_PROB_DIFF and each frame's best class is Keras' but at
     near ties (NEAR_TIE): equal transcripts would refuse a model merely unsure between two letters."""
-    return _compared(lambda x: np.asarray(keras_model.predict_on_batch(x)), model, clips, MAX_PROB_DIFF,
+    from training.model import forward
+
+    return _compared(forward(keras_model), model, clips, MAX_PROB_DIFF,
                      lambda x, expected: check(expected, model.batch_logp(x), "full"))
 
 

@@ -76,10 +76,10 @@ class Predictor:
             self.onnx = OnnxModel(self.path, "cpu")
             self.spec = self.onnx.spec
         elif self.path.suffix == ".keras":
-            from training.model import inference_model, load
+            from training.model import forward, load
 
             model, self.spec = load(self.path)
-            self.keras = inference_model(model)
+            self.keras = forward(model)
             self.onnx = None
         else:
             raise ValueError(f"{path}: the model must be a .keras or an .onnx file")
@@ -87,7 +87,7 @@ class Predictor:
     def logp(self, clips: list[CachedClip]) -> list[np.ndarray]:
         if self.onnx:
             return predict_clips(self.onnx.batch_logp, clips)
-        return predict_clips(lambda x: np.asarray(self.keras.predict_on_batch(x)), clips)
+        return predict_clips(self.keras, clips)
 
 
 def error_rates(refs: list[str], hyps: list[str]) -> tuple[float, float]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 from keras import layers
 
 from realtime.cli import Parser
@@ -100,6 +102,18 @@ def inference_model(model: keras.Model) -> keras.Model:
     if not isinstance(model.output, dict):
         return model
     return keras.Model(model.inputs, model.get_layer("ctc").output, name=model.name)
+
+
+def forward(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
+    """The inference model's log-probabilities for a batch of normalised windows of any length, from one
+    graph with a dynamic time axis: Keras' predict_on_batch traces a graph for each new length (a
+    fine-tune's recordings are of many), and warns that it does."""
+    import tensorflow as tf
+
+    runtime = inference_model(model)
+    step = tf.function(lambda x: runtime(x, training=False),
+                       input_signature=[tf.TensorSpec((None, *runtime.input_shape[1:]), tf.float32)])
+    return lambda x: step(tf.constant(x, tf.float32)).numpy()
 
 
 def count_params(model: keras.Model) -> int:

@@ -272,7 +272,8 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     from training.dataset import (SampleMix, SplitRecord, check_crop, load_clips, predict_clips, read_fps, split,
                                   tf_dataset)
     from training.evaluate import error_rates
-    from training.model import CONFIGS, build, context_frames, count_params, inference_model, load, read_spec, save
+    from training.model import (CONFIGS, build, context_frames, count_params, forward, inference_model, load, read_spec,
+                                save)
 
     crop = check_inputs(args.config, args.cache)
     if args.init and not args.resume:  # a missing or foreign model is told before the run folder is made
@@ -374,6 +375,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     data = tf_dataset(sampler, args.batch_size, steps, state["epoch"], mix,
                       vocabulary, (crop.height, crop.width, crop.channels), with_rivals=args.sequence_weight > 0)
     runtime_model = inference_model(model)
+    runtime_forward = forward(runtime_model)
 
     class Validate(keras.callbacks.Callback):
         """Greedy CER/WER on the validation clips (of the averaged weights with --ema); keeps the best
@@ -386,7 +388,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
             logs = logs if logs is not None else {}
             with ExitStack() as checkpoint:
                 with averaged_weights(self.model):
-                    logp = predict_clips(lambda x: np.asarray(runtime_model.predict_on_batch(x)), val_clips)
+                    logp = predict_clips(runtime_forward, val_clips)
                     hyps = [greedy(lp, vocabulary).text for lp in logp]
                     cer, wer = error_rates([c.text for c in val_clips], hyps)
                     checkpoint.enter_context(held_interrupts())  # best, last and state: all three, or none
