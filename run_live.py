@@ -54,11 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"most frames the model reads at once, {SHORTEST_WINDOW} or more: a phrase must fit "
                         f"(default {LiveOptions.window})")
     p.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
-                   help=f"update the captions every N frames, at most half the window (default {LiveOptions.hop})")
+                   help=f"update the captions every N frames (default {LiveOptions.hop}); at most half the window, "
+                        "or with --policy right-context the window less the right context")
     add_policy(p)
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
                    help=f"ONNX Runtime threads, up to {MOST_THREADS} (default: all cores)")
     p.checks.append(_subtitle_format_problem)
+    p.checks.append(_stdout_problem)
     return p.parse_args(argv)
 
 
@@ -76,6 +78,20 @@ def _subtitle_format_problem(args: argparse.Namespace) -> str | None:
             return f"{option} writes {option[2:].upper()} subtitles, and {path} is named as {other[1:].upper()}: " \
                    f"use {'--vtt' if option == '--srt' else '--srt'} for it, or another name"
     return None
+
+
+def _to_stdout(args: argparse.Namespace) -> list[str]:
+    """The output options that name stdout."""
+    return [option for option, name in (("--jsonl", args.jsonl), ("--srt", args.srt), ("--vtt", args.vtt))
+            if name and names_stdout(name)]
+
+
+def _stdout_problem(args: argparse.Namespace) -> str | None:
+    """Two outputs on stdout: JSON lines and subtitles one after another, which nothing could read."""
+    if len(to := _to_stdout(args)) < 2:
+        return None
+    return (f"{', '.join(to[:-1])} and {to[-1]} {'both' if len(to) == 2 else 'all'} name stdout, where they would "
+            "run into each other: name a file for all but one")
 
 
 class _ReaderGone(Exception):
@@ -150,9 +166,8 @@ def _run(args: argparse.Namespace) -> int:
     options = LiveOptions(window=args.window, hop=args.hop, policy=policy_options(args))
     outputs = [p for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
     problem = window_problem(options) or outputs_problem(outputs, [(local_path(args.source), "the video read")])
-    if not problem and sys.stdout is None and (closed := next((name for name in (args.jsonl, args.srt, args.vtt)
-                                                              if name and names_stdout(name)), None)):
-        problem = f"{'--jsonl -' if closed == '-' else closed} writes to stdout, which is closed: name a file instead"
+    if not problem and sys.stdout is None and (closed := next(iter(_to_stdout(args)), None)):
+        problem = f"{closed} writes to stdout, which is closed: name a file instead"
     if problem:
         log(f"error: {problem}")
         return EXIT_USAGE

@@ -714,6 +714,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     ([str(GRID / "video" / f"{CLIPS[0]}.mp4"), "--headless"],
      f"{CLIPS[0]}.mp4: every value follows the option it is for, as in --source FILE"),
     (["--source", "docs", "--headless"], "docs is a folder, not a video file"),
+    (["--srt", "-", "--jsonl", "-", "--headless"], "--jsonl and --srt both name stdout, where they would run into"),
+    (["--srt", "-", "--vtt", "/dev/stdout", "--jsonl", "-", "--headless"], "--jsonl, --srt and --vtt all name stdout"),
     # Options the others leave without effect, refused when given, whatever their value (12: the default's).
     *[([*options, "--headless", "--fast", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")], says)
       for options, says in (
@@ -956,12 +958,11 @@ def test_a_closed_stdout_is_no_place_for_the_transcript(offline: Callable[[str],
     def closed_stdout(*extra: str) -> subprocess.CompletedProcess:
         return subprocess.run([*command, *extra], stderr=subprocess.PIPE, text=True, cwd=tmp_path, timeout=120,
                               preexec_fn=lambda: os.close(1))
-    for names in (("--jsonl", "-"), ("--srt", "/dev/stdout"), ("--vtt", "/dev/fd/1")):
+    for names in (("--jsonl", "-"), ("--srt", "/dev/stdout"), ("--vtt", "/dev/fd/1"), ("--srt", "-")):
         other = ("--vtt", str(tmp_path / "a.vtt")) if names[0] == "--srt" else ("--srt", str(tmp_path / "a.srt"))
         run = closed_stdout(*names, *other)
-        said = "--jsonl -" if names[1] == "-" else names[1]
         assert run.returncode == 2 and run.stderr.splitlines() == [
-            f"lipstream: error: {said} writes to stdout, which is closed: name a file instead"]
+            f"lipstream: error: {names[0]} writes to stdout, which is closed: name a file instead"]
         assert not list(tmp_path.iterdir())
     run = closed_stdout("--srt", str(tmp_path / "a.srt"))
     assert run.returncode == 0 and "Traceback" not in run.stderr, run.stderr
