@@ -46,7 +46,7 @@ import numpy as np
 from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
 from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech,
                             read_audio)
-from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, is_camera
+from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, local_path
 from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import folder_problem, output_problem, write_text
@@ -164,6 +164,10 @@ def speech_over(recording: AudioRecording, now: float, options: RecordOptions, w
             and len(heard) / recording.rate >= span.end + options.quiet_after)
 
 
+class SourceEnded(CaptureError):
+    """The camera's stand-in (or a stream) ended before the take did; the message says where."""
+
+
 def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], words: int) -> Take:
     """Camera and microphone (or their stand-ins) from now until the take of a prompt of `words` words is
     over, at GRID_FPS."""
@@ -200,10 +204,6 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], wor
         raise CaptureError(f"no frames from {options.source}")
     start, n = round(frames[0].t * options.rate), round(len(frames) * options.rate / GRID_FPS)
     return Take([f.image for f in frames], recording.samples()[start:start + n], recording.overflows > 0)
-
-
-class SourceEnded(CaptureError):
-    """The camera's stand-in (or a stream) ended before the take did; the message says where."""
 
 
 def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, words: int = 6) -> Cut | str:
@@ -427,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.headless and (problem := display_problem()):
         log(f"error: {problem}; use --headless to have the prompts printed")
         return EXIT_USAGE
-    if not is_camera(args.source) and Path(args.source).exists() and own_sentence(args.source) is None:
+    if (video := local_path(args.source)) is not None and video.is_file() and own_sentence(str(video)) is None:
         log(f"error: --source {args.source}: a video stands in for the camera only as a GRID clip named by its "
             "sentence (like bbaf2n.mp4); another does not say the prompts, and its clips would be labelled with them")
         return EXIT_USAGE

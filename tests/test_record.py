@@ -592,14 +592,15 @@ def test_a_video_not_named_by_its_sentence_is_refused_as_a_stand_in(grid_s1: Pat
     under a new prompt, clips labelled with words they do not say. One line, exit 2, nothing written."""
     video = tmp_path / "talk.mp4"
     video.symlink_to(grid_s1 / "video" / f"{CLIP}.mp4")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        assert record_module.main(["--out", str(tmp_path / "grid"), "--count", "2", "--headless",
-                                   "--source", str(video), "--audio-file", str(video)]) == 2
-    assert capsys.readouterr().err.splitlines() == [
-        f"lipstream: error: --source {video}: a video stands in for the camera only as a GRID clip named by its "
-        "sentence (like bbaf2n.mp4); another does not say the prompts, and its clips would be labelled with them"]
-    assert printed.getvalue() == "" and not (tmp_path / "grid").exists()
+    for source in (str(video), video.as_uri()):  # a path, or a file:// URL, which the camera's reader opens too
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            assert record_module.main(["--out", str(tmp_path / "grid"), "--count", "2", "--headless",
+                                       "--source", source, "--audio-file", str(video)]) == 2
+        assert capsys.readouterr().err.splitlines() == [
+            f"lipstream: error: --source {source}: a video stands in for the camera only as a GRID clip named by its "
+            "sentence (like bbaf2n.mp4); another does not say the prompts, and its clips would be labelled with them"]
+        assert printed.getvalue() == "" and not (tmp_path / "grid").exists()
 
 
 def test_a_session_that_saves_nothing_fails(grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
