@@ -198,8 +198,8 @@ class OpenedAtFirstWrite:
 def write_text(path: Path, text: str) -> None:
     """Write a file through a temporary name, so an interrupted run never leaves half a file; a file
     replaced keeps its permissions and, where the user may give them, its owner and group (a transcript
-    kept private stays private). A symlink is written through to its file, and a device or pipe
-    (/dev/stdout) is written into: neither is replaced."""
+    kept private stays private; ACLs and extended attributes are not copied). A symlink is written through
+    to its file, and a device or pipe (/dev/stdout) is written into: neither is replaced."""
     stream = own_stream(path)
     if stream:
         stream.write(text)
@@ -216,17 +216,32 @@ def write_text(path: Path, text: str) -> None:
         kept = None
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)  # left by a killed run: made afresh, so it starts with no one's permissions
-    # Made with the kept file's permissions from the start, never readable by more people in between.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if kept is None else stat.S_IMODE(kept.st_mode))
-    with open(fd, "w", encoding="utf-8") as file:
-        if kept is not None:
-            os.fchmod(fd, stat.S_IMODE(kept.st_mode))  # as it was, not as the umask would cut it
-            for owner in ((kept.st_uid, kept.st_gid), (-1, kept.st_gid)):  # a user may give a group, not an owner
-                with contextlib.suppress(OSError):
-                    os.fchown(fd, *owner)
-                    break
-        file.write(text)
-    tmp.replace(path)
+    # A file written over is made readable by its owner alone until its group is settled, never by more
+    # people than before in between.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if kept is None else 0o600)
+    try:
+        with open(fd, "w", encoding="utf-8") as file:
+            if kept is not None:
+                mode = stat.S_IMODE(kept.st_mode)
+                if not _give_owner(fd, kept):  # another group than the file's: none of the group's rights
+                    mode &= ~0o070
+                with contextlib.suppress(OSError):  # a file system without permissions (some network mounts)
+                    os.fchmod(fd, mode)
+            file.write(text)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _give_owner(fd: int, kept: os.stat_result) -> bool:
+    """Give the open file `kept`'s owner and group, or its group alone (a user may give a group of theirs,
+    not an owner); whether the group is `kept`'s now."""
+    for owner in ((kept.st_uid, kept.st_gid), (-1, kept.st_gid)):
+        with contextlib.suppress(OSError):
+            os.fchown(fd, *owner)
+            return True
+    return os.fstat(fd).st_gid == kept.st_gid
 
 
 @contextlib.contextmanager
