@@ -56,14 +56,24 @@ def test_a_set_up_environment_runs_for_a_user_who_may_not_write_to_it(tmp_path: 
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "venv").symlink_to(sys.prefix)  # this suite's environment, set up by ./lipstream
+    stale = shared / "stale"  # an environment made for another version of the checkout
+    (stale / "bin").mkdir(parents=True)
+    (stale / "bin" / "python").symlink_to(sys.executable)
+    (stale / ".lipstream-stamp").write_text("another version\n")
     shared.chmod(0o555)
     command = [str(ROOT / "lipstream"), "python", "-c", "print('ran')"]
     if os.geteuid() == 0:  # root is run without its power to write anywhere
         command = ["setpriv", "--inh-caps=-dac_override", "--bounding-set=-dac_override", *command]
     try:
-        run = subprocess.run(command, capture_output=True, text=True, timeout=120,
-                             env={**os.environ, "LIPSTREAM_VENV": str(shared / "venv")})
+        ready, outdated = (subprocess.run(command, capture_output=True, text=True, timeout=120,
+                                          env={**os.environ, "LIPSTREAM_VENV": str(shared / name)})
+                           for name in ("venv", "stale"))
     finally:
         shared.chmod(0o755)
-    assert (run.returncode, run.stdout, run.stderr) == (0, "ran\n", "")
-    assert [p.name for p in shared.iterdir()] == ["venv"]
+    assert (ready.returncode, ready.stdout, ready.stderr) == (0, "ran\n", "")
+    # One that still needs setting up is said to, in one line, not attempted without the lock.
+    assert (outdated.returncode, outdated.stdout) == (1, "")
+    assert outdated.stderr == (f"lipstream: the environment in {stale} needs setting up, and this user may not "
+                               "write beside it: run ./lipstream once as its owner\n")
+    assert sorted(p.name for p in shared.iterdir()) == ["stale", "venv"]
+    assert (stale / ".lipstream-stamp").read_text() == "another version\n"
