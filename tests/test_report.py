@@ -54,9 +54,9 @@ def test_report_on_a_real_cache(prepared: PreparedRun, tmp_path: Path, capsys: p
 
 
 def test_report_figures_mean_what_they_say(prepared: PreparedRun, tmp_path: Path, capsys: pytest.CaptureFixture):
-    """Poses rewritten to known motion: steady width, a centre moving 3-4-5 px a frame, one clip held;
-    the other clips' lips in a crop box turned by 30 degrees, the mouth's corners 0.6 of its width apart,
-    and the lower lip below the box in one frame."""
+    """Poses rewritten to known motion: steady width, a centre moving 3-4-5 px a frame, two clips held;
+    the third clip's lips in a crop box turned by 30 degrees, the mouth's corners 0.6 of its width apart,
+    and the lower lip below the box in one frame. Then every clip held: no tracked frame to tell of."""
     cache = tmp_path / "known.h5"
     shutil.copy(prepared.out, cache)
     turn = np.radians(30)
@@ -70,21 +70,30 @@ def test_report_figures_mean_what_they_say(prepared: PreparedRun, tmp_path: Path
             steps = np.arange(len(pose))
             pose[:, 0], pose[:, 1], pose[:, 2] = 100 + 3 * steps, 50 + 4 * steps, 80
             g["pose"][...] = pose
-            g["held"][...] = g is clips[0]
-            g["quality"][...] = 0.0 if g is clips[0] else 0.9
+            g["held"][...] = g is not clips[1]
+            g["quality"][...] = 0.9 if g is clips[1] else 0.0
             g["box"][...] = box
             lips = np.tile(origin + 0.5 * across + 0.5 * down, (len(pose), 40, 1))
             lips[:, 0] = origin + 0.2 * across + 0.5 * down  # landmark 61, the right corner
             lips[:, 10] = origin + 0.8 * across + 0.5 * down  # landmark 291, the left corner
             if g is clips[1]:
                 lips[5, 5] = origin + 0.5 * across + 1.1 * down  # landmark 17, the lower lip's middle
-            g["lips"][...] = np.nan if g is clips[0] else lips
-        held = len(clips[0]["held"])
+            g["lips"][...] = lips if g is clips[1] else np.nan
+        tracked = len(clips[1]["held"])
         frames = sum(len(g["held"]) for g in clips)
     report = run_report(cache, capsys)
     assert report["width_cv"] == 0
     assert report["jitter_median_px"] == pytest.approx(5) and report["jitter_p95_px"] == pytest.approx(5)
-    assert report["held_fraction"] == pytest.approx(held / frames)
+    assert report["held_fraction"] == pytest.approx(1 - tracked / frames)
     assert report["frontal_median"] == pytest.approx(0.9), "held frames, with no face of their own, do not count"
     assert report["mouth_width_share"] == pytest.approx(0.6)
-    assert report["lips_outside_fraction"] == pytest.approx(1 / (frames - held))
+    assert report["lips_outside_fraction"] == pytest.approx(1 / tracked)
+
+    with h5py.File(cache, "a") as f:
+        for g in f["clips/s1"].values():
+            g["held"][...], g["lips"][...], g["quality"][...] = True, np.nan, 0.0
+    report = run_report(cache, capsys)
+    assert report["held_fraction"] == 1
+    assert report["frontal_median"] is report["lips_outside_fraction"] is report["mouth_width_share"] is None
+    assert main(["--cache", str(cache)]) == 0
+    assert "none: every frame was held" in capsys.readouterr().out

@@ -75,6 +75,22 @@ def test_steps_with_rivals_lower_the_loss_on_real_sentences(small_cache: Path):
     assert losses[-1]["ctc_loss"] < 0.9 * losses[0]["ctc_loss"]
 
 
+@pytest.mark.parametrize("channels", [3, 1])
+def test_forward_reads_windows_of_any_length_as_keras_does(channels: int):
+    """One graph for every window length (training's validation, evaluation and the parity gate read
+    through it): what Keras' own predict gives, for a batch of one or more, of RGB or grey crops, with
+    the weights the model holds when it is called, not when it was traced."""
+    model = build(CONFIGS["tiny"], 50, 100, channels)
+    read, runtime = model_module.forward(model), model_module.inference_model(model)
+    rng = np.random.default_rng(0)
+    for shape in ((1, 5), (2, 9), (1, 75), (3, 9)):
+        x = rng.standard_normal((*shape, 50, 100, channels)).astype(np.float32)
+        np.testing.assert_allclose(read(x), runtime.predict_on_batch(x), atol=1e-5)
+    weights = model.get_layer("char_logits").kernel
+    weights.assign(weights * 2)
+    np.testing.assert_allclose(read(x), runtime.predict_on_batch(x), atol=1e-5)
+
+
 def test_tiny_overfits_a_few_clips(tiny_run):
     assert tiny_run.cer[0] > 0.5  # it could not read them before training
     assert tiny_run.cer[-1] <= 0.1, f"greedy CER every 10 steps: {tiny_run.cer}"

@@ -73,21 +73,18 @@ class Predictor:
         if self.path.suffix == ".onnx":
             from realtime.backend import OnnxModel
 
-            self.onnx = OnnxModel(self.path, "cpu")
-            self.spec = self.onnx.spec
+            model = OnnxModel(self.path, "cpu")
+            self.spec, self.forward = model.spec, model.batch_logp
         elif self.path.suffix == ".keras":
             from training.model import forward, load
 
-            model, self.spec = load(self.path)
-            self.keras = forward(model)
-            self.onnx = None
+            keras_model, self.spec = load(self.path)
+            self.forward = forward(keras_model)
         else:
             raise ValueError(f"{path}: the model must be a .keras or an .onnx file")
 
     def logp(self, clips: list[CachedClip]) -> list[np.ndarray]:
-        if self.onnx:
-            return predict_clips(self.onnx.batch_logp, clips)
-        return predict_clips(self.keras, clips)
+        return predict_clips(self.forward, clips)
 
 
 def error_rates(refs: list[str], hyps: list[str]) -> tuple[float, float]:

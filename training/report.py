@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from realtime.cli import Parser, named_path, summary
-from realtime.crop import LIPS_OUTER
+from realtime.crop import LIPS
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for
 from training.cache import complete_clips, open_cache
@@ -33,12 +33,13 @@ class CacheReport:
     jitter_median_px: float  # frame-to-frame movement of the crop centre
     jitter_p95_px: float
     held_fraction: float  # frames cut at a held pose through a detection drop-out
-    frontal_median: float  # realtime.crop.frontality of the tracked frames: 1 faces the camera squarely
-    lips_outside_fraction: float  # tracked frames with a lip landmark outside the crop: the model misses it
-    mouth_width_share: float  # median distance between the mouth corners, in crop widths
+    # Of the tracked frames (None when every frame was held):
+    frontal_median: float | None  # realtime.crop.frontality: 1 faces the camera squarely
+    lips_outside_fraction: float | None  # frames with a lip landmark outside the crop: the model misses it
+    mouth_width_share: float | None  # median gap between the mouth's corners across the crop, in its widths
 
 
-_CORNERS = LIPS_OUTER.index(61), LIPS_OUTER.index(291)  # the mouth's corners in a cached `lips` row
+_CORNERS = LIPS.index(61), LIPS.index(291)  # the mouth's corners in a cached `lips` row
 
 
 def in_box(points: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -70,9 +71,9 @@ def summarize(f: h5py.File) -> CacheReport:
         width_cv=float(np.median([p[:, 2].std() / p[:, 2].mean() for p in poses])),
         jitter_median_px=float(np.median(steps)), jitter_p95_px=float(np.percentile(steps, 95)),
         held_fraction=float(held.mean()),
-        frontal_median=float(np.median(quality)) if len(quality) else 0.0,
-        lips_outside_fraction=float(outside.mean()) if len(outside) else 0.0,
-        mouth_width_share=float(np.median(np.abs(right - left))) if len(left) else 0.0,
+        frontal_median=float(np.median(quality)) if len(quality) else None,
+        lips_outside_fraction=float(outside.mean()) if len(outside) else None,
+        mouth_width_share=float(np.median(np.abs(right - left))) if len(left) else None,
     )
 
 
@@ -125,9 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"crop centre jitter   {report.jitter_median_px:.2f} px median, {report.jitter_p95_px:.2f} px p95 "
           "(frame to frame)")
     print(f"held frames          {100 * report.held_fraction:.2f}%")
-    print(f"frontality           {report.frontal_median:.3f} (median; 1 faces the camera squarely)")
-    print(f"lips outside crop    {100 * report.lips_outside_fraction:.2f}% of tracked frames")
-    print(f"mouth width          {report.mouth_width_share:.2f} of the crop's width (median)")
+    if report.frontal_median is None:
+        print("tracked frames       none: every frame was held")
+    else:
+        print(f"frontality           {report.frontal_median:.3f} (median; 1 faces the camera squarely)")
+        print(f"lips outside crop    {100 * report.lips_outside_fraction:.2f}% of tracked frames")
+        print(f"mouth width          {report.mouth_width_share:.2f} of the crop's width (median)")
     if args.montage:
         print(f"montage              {args.montage}")
     return EXIT_OK
