@@ -35,6 +35,33 @@ def test_clips_join_into_one_video_with_shifted_word_times(grid_subset, tmp_path
     assert sorted(p.name for p in out.parent.iterdir()) == ["stream.align", "stream.mp4"]  # no partial file left
 
 
+def test_a_clip_cut_short_or_with_a_broken_align_file_is_left_out_whole(grid_subset, grid_s1: Path, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture):
+    """A video ending before its last word (21 of 75 frames kept) would put words on no frames, and a
+    garbled align file has no words to give: each is skipped, said in a line, and the rest is joined."""
+    from tests.test_capture import ffmpeg
+
+    grid = grid_subset(("bbaf2n", "bbaf4p"))
+    speaker = grid / "s1"
+    ffmpeg("-i", str(grid_s1 / "video" / "bbaf3s.mp4"), "-frames:v", "21", str(speaker / "video" / "bbaf3s.mp4"))
+    shutil.copy(grid_s1 / "align" / "bbaf3s.align", speaker / "align" / "bbaf3s.align")
+    (speaker / "align" / "bbaf4p.align").unlink()
+    (speaker / "align" / "bbaf4p.align").write_text("0 not a line\n")
+    out = tmp_path / "stream.mp4"
+    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 0
+    skipped = [line for line in capsys.readouterr().err.splitlines() if line.startswith("skipped")]
+    assert len(skipped) == 2, skipped
+    assert skipped[0].startswith("skipped s1/bbaf3s: its video ends at frame 21, before its last word")
+    assert skipped[1].startswith("skipped s1/bbaf4p: ")
+    joined = read_align(out.with_suffix(".align"))
+    assert joined == read_align(grid_s1 / "align" / "bbaf2n.align")
+    video = cv2.VideoCapture(str(out))
+    frames = 0
+    while video.read()[0]:
+        frames += 1
+    assert frames == 75
+
+
 def test_an_interrupted_run_leaves_the_earlier_video_whole(grid_subset, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture):

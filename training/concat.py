@@ -20,7 +20,7 @@ from realtime.cli import Parser, at_least, named_path, non_negative, stops_like_
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, outputs_problem, write_text
 from training.dataset import VAL_FRACTION, is_validation
-from training.grid import ALIGN_UNITS_PER_FRAME, Clip, find_clips, read_align, video_fps
+from training.grid import ALIGN_UNITS_PER_FRAME, AlignError, Clip, find_clips, read_align, video_fps
 
 
 class Mp4Writer:
@@ -62,19 +62,26 @@ class Mp4Writer:
         return True
 
 
-def append_video(source: Path, writer: Mp4Writer,
-                 transform: Callable[[np.ndarray], np.ndarray] = lambda image: image) -> int:
-    """Write every frame of `source` (transformed) to `writer`; returns how many."""
+def read_video(source: Path) -> list[np.ndarray]:
+    """Every frame of `source` that decodes, in order (a clip's few seconds)."""
     capture = open_video(str(source))
-    n = 0
+    images = []
     while True:
         ok, image = capture.read()
         if not ok:
             break
-        writer.write(transform(image))
-        n += 1
+        images.append(image)
     capture.release()
-    return n
+    return images
+
+
+def append_video(source: Path, writer: Mp4Writer,
+                 transform: Callable[[np.ndarray], np.ndarray] = lambda image: image) -> int:
+    """Write every frame of `source` (transformed) to `writer`; returns how many."""
+    images = read_video(source)
+    for image in images:
+        writer.write(transform(image))
+    return len(images)
 
 
 def select_clips(grid: Path, split: str, count: int, found: list[Clip] | None = None) -> list[Clip]:
@@ -109,12 +116,24 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
     frames, lines, used = 0, [], 0
     with Mp4Writer(out, fps) as writer:
         for clip in clips:
-            start = frames
-            frames += append_video(clip.video, writer)
-            if frames == start:  # unreadable: its words would stand in the align file with no frames
-                print(f"skipped {clip.key}: unreadable video", file=sys.stderr)
+            # A clip is joined whole or not at all: its words must stand in the align file over its frames.
+            try:
+                tokens = read_align(clip.align)
+            except AlignError as e:
+                print(f"skipped {clip.key}: {e}", file=sys.stderr)
                 continue
-            for token in read_align(clip.align):
+            images = read_video(clip.video)
+            spoken = max((t.end for t in tokens if t.is_word), default=0.0)
+            if not images or len(images) < spoken:
+                why = "unreadable video" if not images else \
+                    f"its video ends at frame {len(images)}, before its last word ({spoken:g})"
+                print(f"skipped {clip.key}: {why}", file=sys.stderr)
+                continue
+            start = frames
+            for image in images:
+                writer.write(image)
+            frames += len(images)
+            for token in tokens:
                 s = min(start + token.start, frames)
                 e = min(start + token.end, frames)
                 lines.append(f"{round(s * ALIGN_UNITS_PER_FRAME)} {round(e * ALIGN_UNITS_PER_FRAME)} {token.word}")
