@@ -25,7 +25,8 @@ import numpy as np
 from realtime.backend import (BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, model_path,
                               streaming_paths)
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, capture_fps, local_path, open_video
-from realtime.cli import Parser, add_decoder, add_policy, at_least, named_path, policy_options, summary, window_problem
+from realtime.cli import (Parser, add_decoder, add_policy, at_least, interruptible, named_path, policy_options, summary,
+                          window_problem)
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import make_folder_for, outputs_problem, write_text
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
@@ -189,6 +190,7 @@ def plot(rec: Recording, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.bench", description=summary(__doc__))
     parser.add_argument("--source", type=named_path, required=True, help="a video file, played at its own fps")

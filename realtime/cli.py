@@ -12,6 +12,7 @@ import copy
 import functools
 import math
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from realtime.captions import POLICIES, PolicyOptions
 from realtime.decode import BEAM_WIDTH, DECODERS
-from realtime.exits import EXIT_USAGE
+from realtime.exits import EXIT_INTERRUPTED, EXIT_USAGE
 
 if TYPE_CHECKING:  # a type only: live loads OpenCV, which a command's --help need not wait for, and imports this
     from realtime.live import LiveOptions
@@ -68,6 +69,19 @@ class Parser(argparse.ArgumentParser):
             message += ": every value follows the option it is for" + \
                 (", as in --source FILE" if "--source" in self._option_string_actions else "")  # a bare video
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (--help lists the options)\n")
+
+
+def interruptible(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """A command that writes its results only at its end: Ctrl-C mid-run is one line and exit 130, not a
+    traceback from wherever the work was."""
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            print("interrupted: nothing written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+    return run
 
 
 def interrupt(signum: int, frame: object) -> NoReturn:

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from realtime.audio import AudioError, VadOptions, detect_speech, read_audio
-from realtime.cli import Parser, at_least, named_path, summary
+from realtime.cli import Parser, at_least, interruptible, named_path, summary
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from training.grid import GRID_FPS, AlignError, Clip, find_clips, read_align
 
@@ -35,6 +35,7 @@ def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = 
     return span.start - words[0].start / GRID_FPS, span.end - words[-1].end / GRID_FPS
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.vad_report", description=summary(__doc__))
     parser.add_argument("--grid", type=named_path, required=True, help="GRID folder with video/*.mp4 and align/*.align")

@@ -14,7 +14,7 @@ import cv2
 import h5py
 import numpy as np
 
-from realtime.cli import Parser, named_path, summary
+from realtime.cli import Parser, interruptible, named_path, summary
 from realtime.crop import LIPS
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for
@@ -98,6 +98,7 @@ def montage(f: h5py.File, rows: int = 6, cols: int = 8) -> np.ndarray:
     return np.vstack(lines[:-1])
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.report", description=summary(__doc__))
     parser.add_argument("--cache", type=named_path, required=True, help="HDF5 cache made by training.prepare")
