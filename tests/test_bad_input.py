@@ -65,7 +65,8 @@ def not_a_file(tmp_path: Path) -> Path:
     (["realtime.record", "--speaker", "../elsewhere"], "must be a plain folder name, not '../elsewhere'"),
     (["realtime.record", "--speaker", ""], "must be a plain folder name, not ''"),
     (["realtime.vad_report", "--count", "0"], "must be 1 or more, not 0"),
-    (["training.train", "--batch-size", "0"], "must be 1 or more, not 0"),
+    (["training.train", "--batch-size", "0"], "must be from 1 to 256, not 0"),
+    (["training.train", "--batch-size", "100000"], "must be from 1 to 256, not 100000"),
     (["training.train", "--epochs", "0"], "must be 1 or more, not 0"),
     (["training.train", "--sequence-scale", "0"], "must be above 0, not 0"),
     (["training.train", "--colour-swap", "1.5"], "must be from 0 to 1, not 1.5"),
@@ -74,8 +75,10 @@ def not_a_file(tmp_path: Path) -> Path:
     (["training.train", "--augment", "lipnet", "--time-mask", "3"], "--time-mask is part of the webcam"),
     (["training.train", "--freeze-front-end"], "--freeze-front-end keeps the front end --init gives"),
     (["training.report", "--montage", "crops.txt"], "--montage must name a .png or .jpg file"),
-    (["training.prepare", "--face-width", "0"], "must be above 0, not 0"),
+    (["training.prepare", "--face-width", "0"], "must be from 0 to 4, not 0"),
+    (["training.prepare", "--face-width", "9"], "must be from 0 to 4, not 9"),
     (["training.prepare", "--below-nose", "nan"], "must be a finite number, not nan"),
+    (["training.prepare", "--below-nose", "1e9"], "must be from -1 to 2, not 1e9"),
     (["training.train", "--lr", "inf"], "must be a finite number, not inf"),
     (["training.prepare", "--crop-size", "4", "100"], "must be 8 or more, not 4"),
     (["training.evaluate", "--val-fraction", "0.1"], "--val-fraction has no effect with --split all"),
@@ -426,8 +429,8 @@ def test_help_gives_each_option_s_default(capsys: pytest.CaptureFixture) -> None
         train_main(["--help"])
     assert stop.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "--epochs EPOCHS default: 60" in text
-    assert "early stopping on validation CER (default: 12)" in text
+    assert "--epochs EPOCHS epochs in all (default: 60; with --resume, the run's own unless given)" in text
+    assert "early stopping on validation CER (default: 12; with --resume, the run's own unless given)" in text
     assert "(default: 0.0)" in text  # a zero is a default to tell, not an absent one
     assert "continue from the run folder's last state (default" not in text  # a flag off by default
     assert "(default: the config's)" in text and "(default: the config's) (default" not in text

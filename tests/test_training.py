@@ -142,6 +142,18 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     err = capsys.readouterr().err
     assert "already holds a run" in err and "--resume" in err
     assert json.loads((run / "state.json").read_text())["epoch"] == 2  # the refused run changed nothing
+    # A bare --resume goes on to the epochs the run was last given (2), not to the option's default.
+    assert main(quick_run(small_cache, run, "--steps", "2", "--resume")) == 0
+    assert capsys.readouterr().err.splitlines()[-1] == f"{run} already trained 2 epochs"
+    assert json.loads((run / "args.json").read_text())["epochs"] == 2
+    # Nor on crops of another cut: its weights read the crop the run began with.
+    other = tmp_path / "other.h5"
+    shutil.copy(small_cache, other)
+    with h5py.File(other, "a") as f:
+        f.attrs["crop"] = json.dumps({**json.loads(f.attrs["crop"]), "below_nose": 0.45})
+    assert main(quick_run(other, run, "--epochs", "3", "--steps", "2", "--resume")) == 2
+    assert "was cut with another crop than" in capsys.readouterr().err
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2
     for flag, value, says in (("--weight-decay", "-0.1", "must be 0 or more"),
                               ("--ema", "1", "must be from 0 up to but not 1"),
                               ("--stream-share", "1.5", "must be from 0 to 1"),
@@ -195,6 +207,44 @@ def test_ctrl_c_during_training_is_one_line(small_cache: Path, tmp_path: Path):
     after = result.stderr[result.stderr.index("epoch 1:"):].splitlines()[1:]
     assert [line for line in after if line.strip()] == [
         f"interrupted: {run} keeps every finished epoch; run the same command with --resume to continue"]
+
+
+def test_ctrl_c_in_the_first_epoch_says_to_begin_again_and_the_same_command_does(small_cache: Path, tmp_path: Path):
+    """Nothing to resume yet: the line says to run the command again, not to --resume (which would be
+    refused), and the folder it left is begun again by that command."""
+    run = tmp_path / "run"
+    argv = quick_run(small_cache, run, "--epochs", "1", "--steps", "20")
+    code = f"""if True:
+        import signal, sys
+        from training import augment, train
+        draw, drawn = augment.Sampler.draw, []
+        def pressing_ctrl_c(self, *args, **kwargs):
+            drawn.append(1)
+            if len(drawn) == 20:
+                signal.raise_signal(signal.SIGINT)
+            return draw(self, *args, **kwargs)
+        augment.Sampler.draw = pressing_ctrl_c
+        sys.exit(train.main({argv!r}))"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 130 and not (run / "state.json").exists()
+    assert result.stderr.splitlines()[-1] == \
+        "interrupted before an epoch finished: nothing to resume; run the command again to begin"
+    assert (run / "args.json").is_file()
+    assert main(argv) == 0 and json.loads((run / "state.json").read_text())["epoch"] == 1
+
+
+def test_a_folder_of_other_files_is_not_trained_into(small_cache: Path, tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture):
+    """A model and a log of the user's in --out (no run began there): refused, and left as they were."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "best.keras").write_bytes(b"the user's own model")
+    (mine / "log.csv").write_text("the user's notes\n")
+    assert main(quick_run(small_cache, mine, "--epochs", "1", "--steps", "1")) == 2
+    assert capsys.readouterr().err == \
+        f"error: {mine} holds files of no training run (best.keras, log.csv): choose another --out\n"
+    assert sorted(p.name for p in mine.iterdir()) == ["best.keras", "log.csv"]
+    assert (mine / "best.keras").read_bytes() == b"the user's own model"
 
 
 def test_a_grey_cache_trains_a_grey_model(grid_subset, tmp_path: Path):

@@ -21,6 +21,7 @@ from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summar
 from realtime.crop import CropSpec
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from training.augment import CachedClip
+from training.dataset import MOST_BATCH
 
 WARMUP_STEPS = 3
 
@@ -62,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.benchmark", description=summary(__doc__))
     parser.add_argument("--cache", type=named_path, required=True)
     parser.add_argument("--configs", nargs="+", default=["lite", "wide", "lipnet"])
-    parser.add_argument("--batch-size", type=at_least(1), default=16)
+    parser.add_argument("--batch-size", type=at_least(1, MOST_BATCH), default=16,
+                        help=f"samples a step, up to {MOST_BATCH} (default: 16)")
     parser.add_argument("--steps", type=at_least(1), default=20, help="steps counted per configuration")
     args = parser.parse_args(argv)
     from training.dataset import VAL_FRACTION, load_clips, split

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 LABEL_PAD = -1
 VAL_FRACTION = 0.06  # the share of clips held out for validation (about 50 of GRID's 900 per speaker)
+MOST_BATCH = 256  # samples a step: 256 windows of 75 RGB crops are 1.2 GB of input alone, before activations
 
 
 def read_json(path: Path, what: str, needs: dict[str, Callable[[object], bool]] | None = None) -> dict:

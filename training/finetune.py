@@ -23,6 +23,7 @@ from realtime.backend import BUNDLED_MODEL, model_path
 from realtime.cli import Parser, at_least, fraction_below_one, named_path, positive, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, write_text
+from training.dataset import MOST_BATCH
 
 
 def request_of(args: argparse.Namespace) -> dict:
@@ -99,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=at_least(1), default=8, help="epochs of training (default 8)")
     parser.add_argument("--lr", type=positive, default=1e-3,
                         help="learning rate after warm-up, then cosine decay (default 1e-3)")
-    parser.add_argument("--batch-size", type=at_least(1), default=8, help="clips a step (default 8)")
+    parser.add_argument("--batch-size", type=at_least(1, MOST_BATCH), default=8,
+                        help=f"clips a step, up to {MOST_BATCH} (default: 8)")
     parser.add_argument("--steps", type=at_least(1), default=20,
                         help="steps per epoch; a person records few clips (default 20)")
     parser.add_argument("--freeze-front-end", action="store_true", help="train the recurrent back end only")
@@ -108,17 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=at_least(1), default=2, help="processes preparing the clips (default 2)")
     args = parser.parse_args(argv)
 
-    from export.__main__ import main as export_main
-    from training import train
-    from training.dataset import load_clips, split
-    from training.evaluate import Predictor, evaluate
-    from training.model import read_spec
-    from training.prepare import prepare
-    from training.recipe import PER_FRAME_TARGET
-
     created, cache = not args.out.exists(), args.out / "clips.h5"
     new = [path for path in (args.out / "request.json", cache) if not path.exists()]  # gone again if refused
     try:
+        from export.__main__ import main as export_main  # TensorFlow loads for seconds: Ctrl-C meanwhile is told too
+        from training import train
+        from training.dataset import load_clips, split
+        from training.evaluate import Predictor, evaluate
+        from training.model import read_spec
+        from training.prepare import prepare
+        from training.recipe import PER_FRAME_TARGET
+
         spec = read_spec(args.base)
         if (args.out / "finetune.json").exists():  # before the clips are prepared
             raise ValueError(f"{args.out} already holds a fine-tuned model: choose another --out")
@@ -148,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                            "--val-fraction", str(args.val_fraction),
                            "--curriculum-epochs", "0", "--patience", str(args.epochs), *PER_FRAME_TARGET]
                           + (["--freeze-front-end"] if args.freeze_front_end else [])
-                          + (["--resume"] if resuming else []), to_continue="run the same command again")
+                          + (["--resume"] if resuming else []), to_continue="run the same command again",
+                          beside=(cache.name, "request.json"))
         if code:
             return code
         tuned = args.out / "best.keras"

@@ -39,7 +39,7 @@ from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
 from realtime.capture import SHORTFALL, capture_fps, open_video
-from realtime.cli import Parser, at_least, named_path, number, positive, summary
+from realtime.cli import Parser, at_least, named_path, summary, within
 from realtime.crop import CropSpec
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for
@@ -314,10 +314,12 @@ def main(argv: list[str] | None = None) -> int:
     default = CropSpec()
     parser.add_argument("--crop-size", type=at_least(8), nargs=2, metavar=("H", "W"),
                         default=(default.height, default.width), help="crop height and width in pixels")
-    parser.add_argument("--face-width", type=positive, default=default.face_width,
-                        help="crop width in outer-eye-corner distances")
-    parser.add_argument("--below-nose", type=number, default=default.below_nose,
-                        help="crop centre below the base of the nose, in outer-eye-corner distances")
+    # Bounds that keep the crop on the face (the mouth is about 0.5 eye-corner distances below the nose,
+    # the chin about 1): beyond them a cache of background would be made without a word.
+    parser.add_argument("--face-width", type=within(0, 4, above=True), default=default.face_width,
+                        help="crop width in outer-eye-corner distances, up to 4")
+    parser.add_argument("--below-nose", type=within(-1, 2), default=default.below_nose,
+                        help="crop centre below the base of the nose, in outer-eye-corner distances, -1 to 2")
     parser.add_argument("--grey", action="store_true", help="one grey channel instead of RGB")
     args = parser.parse_args(argv)
     spec = CropSpec(height=args.crop_size[0], width=args.crop_size[1], channels=1 if args.grey else 3,

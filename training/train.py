@@ -17,7 +17,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +32,7 @@ from realtime.crop import is_number
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, make_folder_for, write_text
 from realtime.vocab import Vocabulary
-from training.dataset import SHORTEST_STREAM_WINDOW, VAL_FRACTION, fields_checked, is_count, read_json
+from training.dataset import MOST_BATCH, SHORTEST_STREAM_WINDOW, VAL_FRACTION, fields_checked, is_count, read_json
 
 if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
     import keras
@@ -42,6 +42,10 @@ if TYPE_CHECKING:  # imported where used: TensorFlow must start after the device
 
 
 FINETUNE_BN_MOMENTUM = 0.9
+EPOCHS, PATIENCE = 60, 12
+# What a run writes before its first epoch ends, beginning with args.json: a folder holding them and no
+# state.json is a run interrupted in its first epoch, which the same command begins again.
+BEGUN_RUN = ("args.json", "split.json", "log.csv", "tb")
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
            "colour_swap", "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty",
@@ -163,8 +167,10 @@ def stopped_early(state: dict, patience: int) -> bool:
 
 
 @stops_like_ctrl_c
-def main(argv: list[str] | None = None, to_continue: str = "run the same command with --resume") -> int:
-    """`to_continue`: how the user continues an interrupted run (a calling tool resumes its own way)."""
+def main(argv: list[str] | None = None, to_continue: str = "run the same command with --resume",
+         beside: Collection[str] = ()) -> int:
+    """`to_continue`: how the user continues an interrupted run (a calling tool resumes its own way);
+    `beside`: the names of a calling tool's own files in the run folder."""
     parser = Parser(prog="python -m training.train", description=summary(__doc__))
     parser.add_argument("--cache", type=named_path, required=True)
     parser.add_argument("--out", type=named_path, required=True, help="run folder")
@@ -173,9 +179,11 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
                         help="dropout after each recurrent layer (default: the config's)")
     parser.add_argument("--spatial-dropout", type=fraction_below_one,
                         help="channel dropout after each convolution block (default: the config's)")
-    parser.add_argument("--epochs", type=at_least(1), default=60)
+    parser.add_argument("--epochs", type=at_least(1),
+                        help=f"epochs in all (default: {EPOCHS}; with --resume, the run's own unless given)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last state")
-    parser.add_argument("--batch-size", type=at_least(1), default=16)
+    parser.add_argument("--batch-size", type=at_least(1, MOST_BATCH), default=16,
+                        help=f"samples a step, up to {MOST_BATCH} (default: 16)")
     parser.add_argument("--lr", type=positive, default=2e-3)
     parser.add_argument("--weight-decay", type=non_negative, default=0.0,
                         help="decoupled weight decay per unit learning rate (0: off)")
@@ -214,7 +222,9 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
                         help="per-frame character target (training.augment.CachedClip.frame_chars)")
     parser.add_argument("--min-visible", type=fraction, default=0.5,
                         help="a word a window cuts counts in its text when this share of it is in the window")
-    parser.add_argument("--patience", type=at_least(1), default=12, help="early stopping on validation CER")
+    parser.add_argument("--patience", type=at_least(1),
+                        help=f"early stopping on validation CER (default: {PATIENCE}; with --resume, the run's own "
+                             "unless given)")
     parser.add_argument("--steps", type=at_least(0), default=0, help="steps per epoch (default: one pass of clips)")
     parser.add_argument("--limit", type=at_least(0), default=0, help="use only this many clips (quick runs)")
     parser.add_argument("--init", type=model_path,
@@ -231,12 +241,16 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     if args.freeze_front_end and not args.init:
         parser.error("--freeze-front-end keeps the front end --init gives: pass --init MODEL")
     try:
-        return train(args, {key: parser.get_default(key) for key in _RECIPE})
+        return train(args, {key: parser.get_default(key) for key in _RECIPE}, beside)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"interrupted: {args.out} keeps every finished epoch; {to_continue} to continue", file=sys.stderr)
+        if (args.out / "state.json").exists():
+            print(f"interrupted: {args.out} keeps every finished epoch; {to_continue} to continue", file=sys.stderr)
+        else:
+            print("interrupted before an epoch finished: nothing to resume; run the command again to begin",
+                  file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:  # the input pipeline's generator, freed while Python runs: TensorFlow warns when it is freed at exit
         gc.collect()
@@ -266,9 +280,10 @@ def check_inputs(config: str, cache: Path) -> CropSpec:
     return read_crop_spec(cache)  # a missing cache, or one that is not, before the run folder is touched
 
 
-def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
+def train(args: argparse.Namespace, defaults: dict[str, object], beside: Collection[str] = ()) -> int:
     """Run or resume the training `args` ask for; `defaults` are the options' defaults, which a resumed
-    run takes for an option its folder's args.json predates."""
+    run takes for an option its folder's args.json predates; `beside`: files a calling tool keeps in the
+    run folder."""
     from training.dataset import (SampleMix, SplitRecord, check_crop, load_clips, predict_clips, read_fps, split,
                                   tf_dataset)
     from training.evaluate import error_rates
@@ -291,18 +306,28 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
     if args.resume and not state_path.exists():
         raise ValueError(f"nothing to resume in {run}")
+    if not args.resume and run.is_dir():  # a model or log of the user's is not written over
+        ours = (*BEGUN_RUN, *beside) if (run / "args.json").is_file() else beside
+        if foreign := sorted(p.name for p in run.iterdir() if p.name not in ours):
+            raise ValueError(f"{run} holds files of no training run ({', '.join(foreign[:3])}"
+                             f"{', …' if len(foreign) > 3 else ''}): choose another --out")
+    recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
+    recorded = args.resume and recipe.exists()
+    began = read_json(recipe, "a training run's recipe") if recorded else {}
+    given = {key: getattr(args, key) for key in ("epochs", "patience")}  # a resumed run may be given more
+    args.epochs, args.patience = (given[key] or began.get(key) or default
+                                  for key, default in (("epochs", EPOCHS), ("patience", PATIENCE)))
     state = read_state(state_path) if args.resume else {"epoch": 0, "best_cer": None}
+    if args.resume:  # its weights read the crop it began with
+        check_crop(args.cache, read_spec(run / "last.keras").crop, run, "resume on the cache the run began with")
     if state["epoch"] >= args.epochs:  # before anything is loaded: a finished run costs nothing to ask
-        print(f"{run} already trained {state['epoch']} epochs", file=sys.stderr)
+        print(f"{run} already trained {state['epoch']} epoch{'' if state['epoch'] == 1 else 's'}", file=sys.stderr)
         return EXIT_OK
     if stopped_early(state, args.patience):
         print(f"{run} stopped early after epoch {state['epoch']}: no better validation reading since epoch "
               f"{state['best_epoch']}; a larger --patience goes on", file=sys.stderr)
         return EXIT_OK
-    recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
-    recorded = args.resume and recipe.exists()
     if recorded:
-        began = read_json(recipe, "a training run's recipe")
         for key in _RECIPE:
             setattr(args, key, began.get(key, defaults[key]))
     # Every refusal before the run folder is made: a refused run leaves nothing behind.
@@ -332,6 +357,8 @@ def train(args: argparse.Namespace, defaults: dict[str, object]) -> int:
     if not recorded:
         write_text(recipe, json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                                       indent=1))
+    elif any(began.get(key) != getattr(args, key) for key in given):  # given more: the next resume goes on so too
+        write_text(recipe, json.dumps({**began, "epochs": args.epochs, "patience": args.patience}, indent=1))
     if not args.resume:
         record.write(run / "split.json")
 
