@@ -161,3 +161,12 @@ def test_the_clips_are_looked_for_once(grid_subset, tmp_path: Path, monkeypatch:
     monkeypatch.setattr(training.concat, "find_clips", lambda root: walks.append(root) or find_clips(root))
     assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all", "--count", "1"]) == 0
     assert walks == [grid]
+
+
+def test_no_held_out_clip_is_told_with_the_way_on(grid_subset, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """Clips that all trained the bundled model, and --split val (the default): told as that, not as no clips."""
+    grid = grid_subset(("bbaf2n", "bbaf3s"))
+    assert concat_main(["--grid", str(grid), "--out", str(tmp_path / "v.mp4")]) == 2
+    assert capsys.readouterr().err == (f"error: none of the 2 aligned clips under {grid} is held out for "
+                                       "validation: --split all takes them all\n")
+    assert not (tmp_path / "v.mp4").exists()

@@ -87,12 +87,15 @@ def append_video(source: Path, writer: Mp4Writer,
 def select_clips(grid: Path, split: str, count: int, found: list[Clip] | None = None) -> list[Clip]:
     """The aligned clips under `grid` (`found` there already, or looked for now): all, or those training
     holds out (`val`); the first `count` (0: all)."""
-    clips = [c for c in (find_clips(grid) if found is None else found) if c.align is not None and
-             (split == "all" or is_validation(c.key, VAL_FRACTION))]
+    aligned = [c for c in (find_clips(grid) if found is None else found) if c.align is not None]
+    clips = [c for c in aligned if split == "all" or is_validation(c.key, VAL_FRACTION)]
     if count:
         clips = clips[:count]
+    if not aligned:
+        raise ValueError(f"no aligned clips under {grid}")
     if not clips:
-        raise ValueError(f"no aligned clips under {grid} for split {split!r}")
+        raise ValueError(f"none of the {len(aligned)} aligned clips under {grid} is held out for validation: "
+                         "--split all takes them all")
     return clips
 
 

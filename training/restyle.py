@@ -20,6 +20,7 @@ import numpy as np
 
 from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from realtime.files import folder_problem
 from training.concat import Mp4Writer, append_video, select_clips
 from training.grid import video_fps
 
@@ -33,6 +34,8 @@ def restyle(image: np.ndarray) -> np.ndarray:
 
 def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
     clips = select_clips(grid, split, count)
+    if problem := folder_problem(out):  # one line before any clip, not an OSError's dump after the first
+        raise NotADirectoryError(problem)
     for clip in clips:
         speaker = out / f"{clip.speaker}x"
         (speaker / "video").mkdir(parents=True, exist_ok=True)
