@@ -150,6 +150,11 @@ def test_a_file_that_is_not_a_cache_is_refused_and_no_run_folder_is_begun(not_a_
         assert main(argv) == 2
         one_line_error(capsys, "is not a lipstream cache")
     assert not_a_file.read_text() == "not what it claims to be\n"  # not taken over as a cache either
+    foreign = tmp_path / "foreign.h5"  # an HDF5 file of another program
+    with h5py.File(foreign, "w") as f:
+        f.create_dataset("x", data=[1])
+    assert report_main(["--cache", str(foreign)]) == 2
+    one_line_error(capsys, f"{foreign} is not a lipstream cache (no crop settings)")
 
 
 def test_a_missing_or_foreign_start_model_is_told_before_a_run_folder_is_begun(small_cache: Path, tmp_path: Path,

@@ -19,6 +19,7 @@ from realtime.crop import LIPS
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for
 from training.cache import complete_clips, open_cache
+from training.dataset import read_crop_spec
 
 MONTAGE_SCALE = 2  # crops are small; nearest-neighbour upscaling keeps their pixels visible as they are
 _FONT, _FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.5
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.montage and args.montage.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         parser.error("--montage must name a .png or .jpg file")
     try:
+        read_crop_spec(args.cache)  # an HDF5 file of another program is told as the other commands tell it
         with open_cache(args.cache) as f:
             report = summarize(f)
             image = montage(f) if args.montage else None
