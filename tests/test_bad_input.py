@@ -378,6 +378,13 @@ def test_evaluate_says_why_every_clip_was_skipped(grid_s1: Path, tmp_path: Path)
                                        "error: no clips to evaluate"], run.stderr
 
 
+def test_evaluate_says_when_no_clip_is_in_the_split(prepared, capsys: pytest.CaptureFixture) -> None:
+    """A cache of clips the bundled model trained on, read with --split val: said as that, with the way on."""
+    assert evaluate_main(["--model", "lipstream-lite.onnx", "--data", str(prepared.out), "--split", "val"]) == 2
+    one_line_error(capsys, f"no clip of {prepared.out} is in --split val (the clips the model's run held out or "
+                           "trained on, else the deterministic split): --split all takes every clip")
+
+
 @pytest.mark.parametrize("stage", ["workers_starting", "workers_preparing"])
 def test_ctrl_c_while_clips_are_prepared_is_one_line(grid_s1: Path, stage: str) -> None:
     """Ctrl-C in a terminal reaches the whole process group, the workers too, whether they are still

@@ -156,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise FileNotFoundError(f"no GRID folder or cache at {args.data}")
         if not clips:
-            raise ValueError("no clips to evaluate")
+            raise ValueError("no clips to evaluate" if args.split == "all" else
+                             f"no clip of {args.data} is in --split {args.split} (the clips the model's run "
+                             "held out or trained on, else the deterministic split): --split all takes every clip")
         result = evaluate(predictor, clips, args.decoder, args.beam_width)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
