@@ -166,10 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=at_least(0), default=0, help="at most this many clips (0: every one)")
     parser.add_argument("--seconds", type=non_negative, default=0, help="stop once the video is this long, in seconds (0: no limit)")
     args = parser.parse_args(argv)
+    existed = args.out.exists()
     try:
         used, frames = concat(args.grid, args.out, args.split, args.count, args.seconds)
     except KeyboardInterrupt:
-        print(f"interrupted: {args.out} is as it was", file=sys.stderr)
+        print(f"interrupted: {args.out} is as it was" if existed else "interrupted: nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
