@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--provider", choices=PROVIDERS, default="auto", help="ONNX Runtime device (default: auto)")
     add_decoder(p)
     p.add_argument("--headless", action="store_true", help="no window")
-    p.add_argument("--jsonl", type=named, metavar="PATH", help="write caption changes as JSON lines to PATH, or - for stdout")
+    p.add_argument("--jsonl", type=named, metavar="PATH",
+                   help="write caption changes as JSON lines to PATH, or - for stdout")
     p.add_argument("--srt", type=subtitle_path, metavar="PATH",
                    help="write the committed words as SRT subtitles to PATH, or - for stdout (at the end)")
     p.add_argument("--vtt", type=subtitle_path, metavar="PATH",

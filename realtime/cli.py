@@ -71,19 +71,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
-def interruptible(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
-    """A command that writes its results only at its end: Ctrl-C mid-run is one line and exit 130, not a
-    traceback from wherever the work was."""
-    @functools.wraps(main)
-    def run(argv: list[str] | None = None) -> int:
-        try:
-            return main(argv)
-        except KeyboardInterrupt:
-            print("interrupted: nothing written", file=sys.stderr)
-            return EXIT_INTERRUPTED
-    return run
-
-
 def interrupt(signum: int, frame: object) -> NoReturn:
     """A signal handler: a stop request (SIGTERM: kill, a service manager) ends a command as Ctrl-C does,
     so what is done is kept and the command says so, instead of dying without a word."""
@@ -118,6 +105,20 @@ def stops_like_ctrl_c(main: Callable[..., int]) -> Callable[..., int]:
             return main(*args, **kwargs)
         finally:
             signal.signal(signal.SIGTERM, previous)
+    return run
+
+
+def interruptible(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """A command that writes its results at its end, with Ctrl-C (or SIGTERM) mid-run one line and exit
+    130, not a traceback from wherever the work was."""
+    @stops_like_ctrl_c
+    @functools.wraps(main)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
     return run
 
 
@@ -175,6 +176,8 @@ def within(low: float, high: float = math.inf, *, above: bool = False,
     """An argparse type: a finite number from `low` (or `above` it) to `high` (or `below` it)."""
     if high == math.inf:
         bounds = f"above {low:g}" if above else f"{low:g} or more"
+    elif above:
+        bounds = f"above {low:g} and {'below' if below else 'at most'} {high:g}"
     else:
         bounds = f"from {low:g} {'up to but not' if below else 'to'} {high:g}"
 

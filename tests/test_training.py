@@ -154,6 +154,10 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert main(quick_run(other, run, "--epochs", "3", "--steps", "2", "--resume")) == 2
     assert "was cut with another crop than" in capsys.readouterr().err
     assert json.loads((run / "state.json").read_text())["epoch"] == 2
+    recipe = json.loads((run / "args.json").read_text())  # edited by hand: one line, not a traceback
+    (run / "args.json").write_text(json.dumps({**recipe, "epochs": "80"}))
+    assert main(quick_run(small_cache, run, "--steps", "2", "--resume")) == 2
+    assert capsys.readouterr().err == f"error: {run / 'args.json'} is not a training run's recipe ('epochs' is \"80\")\n"
     for flag, value, says in (("--weight-decay", "-0.1", "must be 0 or more"),
                               ("--ema", "1", "must be from 0 up to but not 1"),
                               ("--stream-share", "1.5", "must be from 0 to 1"),
@@ -245,6 +249,15 @@ def test_a_folder_of_other_files_is_not_trained_into(small_cache: Path, tmp_path
         f"error: {mine} holds files of no training run (best.keras, log.csv): choose another --out\n"
     assert sorted(p.name for p in mine.iterdir()) == ["best.keras", "log.csv"]
     assert (mine / "best.keras").read_bytes() == b"the user's own model"
+    # A run begun there (args.json first) whose first checkpoint was cut short, beside a file manager's
+    # hidden file: the same command begins it again, and leaves the hidden file be.
+    begun = tmp_path / "begun"
+    begun.mkdir()
+    for name in ("args.json", "split.json", "best.keras", "last.tmp.keras", ".DS_Store"):
+        (begun / name).write_text("left\n")
+    assert main(quick_run(small_cache, begun, "--epochs", "1", "--steps", "1")) == 0
+    assert json.loads((begun / "state.json").read_text())["epoch"] == 1
+    assert (begun / ".DS_Store").read_text() == "left\n" and load(begun / "best.keras")[1].config == "tiny"
 
 
 def test_a_grey_cache_trains_a_grey_model(grid_subset, tmp_path: Path):

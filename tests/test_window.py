@@ -210,8 +210,10 @@ def test_the_window_holds_the_last_words_when_the_video_ends(x_display: dict[str
 
 
 def looped(tmp_path: Path, times: int) -> Path:
-    """The clip played `times` times over, as one video."""
-    video = tmp_path / "looped.mp4"
+    """The clip played `times` times over, as one video, under the clip's own name (its GRID sentence
+    code, as a stand-in for the camera while recording must be named)."""
+    video = tmp_path / "looped" / CLIP.name
+    video.parent.mkdir()
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-stream_loop", str(times - 1), "-i", str(CLIP),
                     "-c", "copy", str(video)], check=True)
     return video

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=named_path, required=True)
     parser.add_argument("--configs", nargs="+", default=["lite", "wide", "lipnet"])
     parser.add_argument("--batch-size", type=at_least(1, MOST_BATCH), default=16,
-                        help=f"samples a step, up to {MOST_BATCH} (default: 16)")
+                        help=f"samples a step, up to {MOST_BATCH}")
     parser.add_argument("--steps", type=at_least(1), default=20, help="steps counted per configuration")
     args = parser.parse_args(argv)
     from training.dataset import VAL_FRACTION, load_clips, split

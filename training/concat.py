@@ -150,7 +150,7 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
         try:
             write_text(partial_align, "\n".join(lines) + "\n")
             if not writer.close():
-                raise ValueError(f"none of the {len(clips)} clips under {grid} could be read")
+                raise ValueError(f"none of the {len(clips)} clips under {grid} could be joined (each said why above)")
             partial_align.replace(align)
         finally:
             partial_align.unlink(missing_ok=True)

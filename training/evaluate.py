@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"no model at {args.model}")
         predictor = Predictor(args.model)
         wanted = split_of(args.model, args.split, args.val_fraction)
+        skipped: list[str] = []
         if args.data.is_dir():  # only the clips of the split are prepared
             clips, skipped = clips_from_folder(args.data, predictor.spec, args.workers, wanted)
             for s in skipped:  # before any error: they may be why no clip is left
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             raise FileNotFoundError(f"no GRID folder or cache at {args.data}")
         if not clips:
-            raise ValueError("no clips to evaluate" if args.split == "all" else
+            raise ValueError("no clips to evaluate" if args.split == "all" or skipped else
                              f"no clip of {args.data} is in --split {args.split} (the clips the model's run "
                              "held out or trained on, else the deterministic split): --split all takes every clip")
         result = evaluate(predictor, clips, args.decoder, args.beam_width)

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=positive, default=1e-3,
                         help="learning rate after warm-up, then cosine decay (default 1e-3)")
     parser.add_argument("--batch-size", type=at_least(1, MOST_BATCH), default=8,
-                        help=f"clips a step, up to {MOST_BATCH} (default: 8)")
+                        help=f"clips a step, up to {MOST_BATCH} (default 8)")
     parser.add_argument("--steps", type=at_least(1), default=20,
                         help="steps per epoch; a person records few clips (default 20)")
     parser.add_argument("--freeze-front-end", action="store_true", help="train the recurrent back end only")

@@ -314,8 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     default = CropSpec()
     parser.add_argument("--crop-size", type=at_least(8), nargs=2, metavar=("H", "W"),
                         default=(default.height, default.width), help="crop height and width in pixels")
-    # Bounds that keep the crop on the face (the mouth is about 0.5 eye-corner distances below the nose,
-    # the chin about 1): beyond them a cache of background would be made without a word.
+    # Bounds that keep the crop about the face (the mouth is about 0.5 eye-corner distances below the
+    # nose, the chin about 1): far beyond them a cache of background would be made without a word.
     parser.add_argument("--face-width", type=within(0, 4, above=True), default=default.face_width,
                         help="crop width in outer-eye-corner distances, up to 4")
     parser.add_argument("--below-nose", type=within(-1, 2), default=default.below_nose,

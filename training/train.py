@@ -43,9 +43,10 @@ if TYPE_CHECKING:  # imported where used: TensorFlow must start after the device
 
 FINETUNE_BN_MOMENTUM = 0.9
 EPOCHS, PATIENCE = 60, 12
-# What a run writes before its first epoch ends, beginning with args.json: a folder holding them and no
-# state.json is a run interrupted in its first epoch, which the same command begins again.
-BEGUN_RUN = ("args.json", "split.json", "log.csv", "tb")
+# What a run writes, beginning with args.json: a folder holding them and no state.json is a run stopped
+# before its first checkpoint was whole (Ctrl-C, a full disk, a killed process), which the same command
+# begins again. Hidden files (.DS_Store, a notebook's checkpoints) are no one's model.
+BEGUN_RUN = ("args.json", "split.json", "log.csv", "tb", "best.keras", "last.keras")
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
            "colour_swap", "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty",
@@ -183,7 +184,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
                         help=f"epochs in all (default: {EPOCHS}; with --resume, the run's own unless given)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last state")
     parser.add_argument("--batch-size", type=at_least(1, MOST_BATCH), default=16,
-                        help=f"samples a step, up to {MOST_BATCH} (default: 16)")
+                        help=f"samples a step, up to {MOST_BATCH}")
     parser.add_argument("--lr", type=positive, default=2e-3)
     parser.add_argument("--weight-decay", type=non_negative, default=0.0,
                         help="decoupled weight decay per unit learning rate (0: off)")
@@ -248,9 +249,11 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     except KeyboardInterrupt:
         if (args.out / "state.json").exists():
             print(f"interrupted: {args.out} keeps every finished epoch; {to_continue} to continue", file=sys.stderr)
-        else:
+        elif (args.out / "args.json").exists():
             print("interrupted before an epoch finished: nothing to resume; run the command again to begin",
                   file=sys.stderr)
+        else:
+            print("interrupted: nothing written", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:  # the input pipeline's generator, freed while Python runs: TensorFlow warns when it is freed at exit
         gc.collect()
@@ -307,13 +310,16 @@ def train(args: argparse.Namespace, defaults: dict[str, object], beside: Collect
     if args.resume and not state_path.exists():
         raise ValueError(f"nothing to resume in {run}")
     if not args.resume and run.is_dir():  # a model or log of the user's is not written over
-        ours = (*BEGUN_RUN, *beside) if (run / "args.json").is_file() else beside
-        if foreign := sorted(p.name for p in run.iterdir() if p.name not in ours):
+        begun = (run / "args.json").is_file()
+        if foreign := sorted(p.name for p in run.iterdir() if not p.name.startswith(".") and p.name not in beside
+                             and not (begun and (p.name in BEGUN_RUN or p.name.endswith((".tmp", ".tmp.keras"))))):
             raise ValueError(f"{run} holds files of no training run ({', '.join(foreign[:3])}"
                              f"{', …' if len(foreign) > 3 else ''}): choose another --out")
     recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
     recorded = args.resume and recipe.exists()
     began = read_json(recipe, "a training run's recipe") if recorded else {}
+    fields_checked(began, recipe, "a training run's recipe",  # a value edited by hand is one line, not a traceback
+                   {key: lambda v: is_count(v) and v > 0 for key in ("epochs", "patience") if key in began})
     given = {key: getattr(args, key) for key in ("epochs", "patience")}  # a resumed run may be given more
     args.epochs, args.patience = (given[key] or began.get(key) or default
                                   for key, default in (("epochs", EPOCHS), ("patience", PATIENCE)))
