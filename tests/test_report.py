@@ -97,3 +97,17 @@ def test_report_figures_mean_what_they_say(prepared: PreparedRun, tmp_path: Path
     assert report["frontal_median"] is report["lips_outside_fraction"] is report["mouth_width_share"] is None
     assert main(["--cache", str(cache)]) == 0
     assert "none: every frame was held" in capsys.readouterr().out
+
+
+def test_ctrl_c_mid_report_is_one_line(prepared: PreparedRun, monkeypatch: pytest.MonkeyPatch,
+                                       capsys: pytest.CaptureFixture):
+    """Ctrl-C while the cache is read (its summary interrupted): exit 130 and one line, not a traceback
+    from inside h5py."""
+    import training.report
+
+    def pressed(f: h5py.File) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.report, "summarize", pressed)
+    assert main(["--cache", str(prepared.out)]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
