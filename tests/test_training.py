@@ -189,23 +189,28 @@ def test_ctrl_c_while_a_checkpoint_is_written_keeps_the_epoch_s_log_row(small_ca
     assert all(float(row["learning_rate"]) > 0 and 0 <= float(row["val_cer"]) for row in rows)
 
 
-def test_ctrl_c_during_training_is_one_line(small_cache: Path, tmp_path: Path):
-    """No TensorFlow warning after it: the input pipeline is freed before Python shuts down. The key is
-    pressed as the pipeline draws its 120th sample (of 80 an epoch), so mid-way through epoch 2."""
-    run = tmp_path / "run"
-    argv = quick_run(small_cache, run, "--epochs", "50", "--steps", "20")
+def trained_until_ctrl_c(argv: list[str], at_sample: int) -> subprocess.CompletedProcess:
+    """`training.train` with `argv` in its own process, Ctrl-C pressed as the input pipeline draws sample
+    number `at_sample`."""
     code = f"""if True:
         import signal, sys
         from training import augment, train
         draw, drawn = augment.Sampler.draw, []
         def pressing_ctrl_c(self, *args, **kwargs):
             drawn.append(1)
-            if len(drawn) == 120:
+            if len(drawn) == {at_sample}:
                 signal.raise_signal(signal.SIGINT)
             return draw(self, *args, **kwargs)
         augment.Sampler.draw = pressing_ctrl_c
         sys.exit(train.main({argv!r}))"""
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_ctrl_c_during_training_is_one_line(small_cache: Path, tmp_path: Path):
+    """No TensorFlow warning after it: the input pipeline is freed before Python shuts down. The key is
+    pressed as the pipeline draws its 120th sample (of 80 an epoch), so mid-way through epoch 2."""
+    run = tmp_path / "run"
+    result = trained_until_ctrl_c(quick_run(small_cache, run, "--epochs", "50", "--steps", "20"), at_sample=120)
     assert result.returncode == 130
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
     after = result.stderr[result.stderr.index("epoch 1:"):].splitlines()[1:]
@@ -218,18 +223,7 @@ def test_ctrl_c_in_the_first_epoch_says_to_begin_again_and_the_same_command_does
     refused), and the folder it left is begun again by that command."""
     run = tmp_path / "run"
     argv = quick_run(small_cache, run, "--epochs", "1", "--steps", "20")
-    code = f"""if True:
-        import signal, sys
-        from training import augment, train
-        draw, drawn = augment.Sampler.draw, []
-        def pressing_ctrl_c(self, *args, **kwargs):
-            drawn.append(1)
-            if len(drawn) == 20:
-                signal.raise_signal(signal.SIGINT)
-            return draw(self, *args, **kwargs)
-        augment.Sampler.draw = pressing_ctrl_c
-        sys.exit(train.main({argv!r}))"""
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    result = trained_until_ctrl_c(argv, at_sample=20)
     assert result.returncode == 130 and not (run / "state.json").exists()
     assert result.stderr.splitlines()[-1] == \
         "interrupted before an epoch finished: nothing to resume; run the command again to begin"
