@@ -157,7 +157,8 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     recipe = json.loads((run / "args.json").read_text())  # edited by hand: one line, not a traceback
     (run / "args.json").write_text(json.dumps({**recipe, "epochs": "80"}))
     assert main(quick_run(small_cache, run, "--steps", "2", "--resume")) == 2
-    assert capsys.readouterr().err == f"error: {run / 'args.json'} is not a training run's recipe ('epochs' is \"80\")\n"
+    assert capsys.readouterr().err == \
+        f"error: {run / 'args.json'} is not a training run's recipe ('epochs' is \"80\")\n"
     for flag, value, says in (("--weight-decay", "-0.1", "must be 0 or more"),
                               ("--ema", "1", "must be from 0 up to but not 1"),
                               ("--stream-share", "1.5", "must be from 0 to 1"),
