@@ -22,9 +22,9 @@ import jiwer
 import numpy as np
 
 from realtime.backend import model_path
-from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, named_path, summary
+from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, interruptible, named_path, summary
 from realtime.decode import Grammar, decode
-from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
 from training.dataset import VAL_FRACTION, SplitRecord, check_crop, is_validation, load_clips, predict_clips
@@ -123,6 +123,7 @@ def _val_fraction_problem(args: argparse.Namespace) -> str | None:
            "or leave it out"
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.evaluate", description=summary(__doc__))
     parser.add_argument("--model", type=model_path, required=True,
@@ -161,10 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"no clip of {args.data} is in --split {args.split} (the clips the model's run "
                              "held out or trained on, else the deterministic split): --split all takes every clip")
         result = evaluate(predictor, clips, args.decoder, args.beam_width)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as e:  # one line for the user, whatever failed to load
+    except Exception as e:  # one line for the user, whatever failed to load (Ctrl-C: interruptible)
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
