@@ -44,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--provider", choices=PROVIDERS, default="auto", help="ONNX Runtime device (default: auto)")
     add_decoder(p)
     p.add_argument("--headless", action="store_true", help="no window")
-    p.add_argument("--jsonl", type=named, metavar="PATH",
+    p.add_argument("--jsonl", type=jsonl_target, metavar="PATH",
                    help="write caption changes as JSON lines to PATH, or - for stdout")
     p.add_argument("--srt", type=subtitle_path, metavar="PATH",
                    help="write the committed words as SRT subtitles to PATH, or - for stdout (at the end)")
@@ -63,6 +63,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.checks.append(_subtitle_format_problem)
     p.checks.append(_stdout_problem)
     return p.parse_args(argv)
+
+
+def jsonl_target(text: str) -> str:
+    """--jsonl's PATH; any name of stdout (/dev/stdout, /dev/fd/1) is `-`, written through sys.stdout, whose
+    reader leaving ends the run."""
+    from realtime.cli import named
+
+    return "-" if names_stdout(named(text)) else named(text)
 
 
 def subtitle_path(text: str) -> Path:
@@ -308,12 +316,12 @@ def _run(args: argparse.Namespace) -> int:
                     out.caption(step.caption)
                     if out.error and args.jsonl == "-":
                         raise _ReaderGone
-                if step.changed:
-                    keep_subtitles()
+            keep_subtitles()  # on every frame: words committed within the throttle are written once it allows
             if window is not None and step is not None:
                 answer(show(step))
                 while paused and source.is_video:  # a video waits for its viewer, as a player does
                     answer(show(step, wait_ms=30))
+                    keep_subtitles()
         # A video read to its end in a window: once every output is written, its last words stay on screen.
         ended = (window is not None and step is not None and source.is_video and pipeline.saw_a_face
                  and not source.error)

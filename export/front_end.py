@@ -1,9 +1,10 @@
 """The convolutional front end as TF functions of the Keras weights (batch norm folded in), in the
 forms ONNX Runtime runs fastest: the whole window, and one new frame at a time with per-layer state.
 
-Whole window: the first convolution reads 3 input channels, where ONNX Runtime's Conv3D kernel is
-slow; stacking each frame with its two neighbours on the channel axis turns it into one 2D
-convolution of 9 channels over every frame, the same arithmetic at about twice the speed.
+Whole window: the first convolution reads few input channels (3 for RGB, 1 for grey), where ONNX
+Runtime's Conv3D kernel is slow; stacking each frame with its two neighbours on the channel axis turns
+it into one 2D convolution of three times as many (9 for RGB) over every frame, the same arithmetic at
+about twice the speed.
 
 One frame at a time: each 3D convolution (temporal kernel 3, 'same' padding) is y[p] = z0(x[p-1]) + z1(x[p]) + z2(x[p+1]),
 where z_k is a 2D convolution of one frame with the kernel's k-th temporal slice. So an input frame's

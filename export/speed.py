@@ -17,10 +17,11 @@ import sys
 
 from export import A_CACHE, CACHE, missing
 from realtime.backend import model_path
-from realtime.cli import Parser, at_least, named_path, summary
+from realtime.cli import Parser, at_least, interruptible, named_path, summary
 from realtime.exits import EXIT_OK, EXIT_USAGE
 
 
+@interruptible
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m export.speed", description=summary(__doc__))
     parser.add_argument("--model", type=model_path, required=True,

@@ -118,7 +118,7 @@ class MicrophoneStream(_Stream):
         except OSError:
             raise AudioError("no microphone support: the PortAudio library is missing (apt install "
                              "libportaudio2); to record from a file instead, use --audio-file FILE") from None
-        self._abort = sounddevice.CallbackAbort
+        self._abort, self._failed = sounddevice.CallbackAbort, sounddevice.PortAudioError
         try:
             self._stream = sounddevice.InputStream(samplerate=rate, blocksize=self.blocksize, channels=1,
                                                    dtype="float32", callback=self._call)
@@ -131,7 +131,11 @@ class MicrophoneStream(_Stream):
             raise self._abort
 
     def start(self) -> "MicrophoneStream":
-        self._stream.start()
+        try:  # opened is not started: a device taken by another program, or unplugged meanwhile, fails here
+            self._stream.start()
+        except self._failed as e:
+            raise AudioError(f"cannot start the microphone ({e}); to record from a file instead, "
+                             "use --audio-file FILE") from None
         return self
 
     def stop(self) -> None:
@@ -155,7 +159,8 @@ class FileAudioStream(_Stream):
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
+        if self._thread.ident is not None:  # stopped before it started: nothing to join
+            self._thread.join()
 
     def _run(self) -> None:
         started = time.monotonic()

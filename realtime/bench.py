@@ -12,6 +12,7 @@ is `python -m export.speed` (the runtime never loads TensorFlow).
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import sys
 import time
@@ -212,6 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(problem)
     if args.plot and args.plot.suffix.lower() != ".png":
         parser.error("--plot must name a .png file")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:  # the runtime alone has no plotting
+        parser.error("--plot needs matplotlib, which the runtime does not install: pip install 'lipstream[train]'")
     # Before the run, not after it: its results must not be lost to a file that cannot be written or read.
     video = local_path(str(args.source))
     problem = outputs_problem([p for p in (args.json, args.plot) if p],

@@ -272,9 +272,10 @@ class FrameSource:
             self.frames.get_nowait()
         except queue.Empty:
             pass
-        if self._thread.ident is not None:  # stopped before it started: nothing to join
-            self._thread.join(timeout=2)
-        self._capture.release()
+        if self._thread.ident is None:  # never started: the capture is this thread's to release
+            self._capture.release()
+        else:  # the reading thread releases it as it ends: a read that hangs on a stalled stream is not
+            self._thread.join(timeout=2)  # cut under it from this thread (OpenCV frees the GIL in there)
 
     def _put(self, item: Frame | None) -> None:
         if self.options.fast and self.is_video or item is None:
@@ -321,12 +322,14 @@ class FrameSource:
         return t if t > self._last_t else self._last_t + 1 / self.fps
 
     def _run(self) -> None:
-        """Whatever stops the reading, the stream ends: a consumer is never left waiting for frames."""
+        """Whatever stops the reading, the stream ends: a consumer is never left waiting for frames, and
+        the capture (the last one opened, after any reopening) is released here, where it is read."""
         try:
             self._read()
         except Exception as e:  # lipstream's own failure, not the source's: told apart from `error`
             self.failure = f"reading {self.options.source} failed: {type(e).__name__}: {' '.join(str(e).split())}"
         finally:
+            self._capture.release()
             self._put(None)
 
     def _read(self) -> None:

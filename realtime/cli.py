@@ -80,7 +80,9 @@ def interrupt(signum: int, frame: object) -> NoReturn:
 @contextlib.contextmanager
 def held_interrupts() -> Iterator[None]:
     """Ctrl-C, and SIGTERM where the command takes it as one, wait until the block is done: files that
-    belong together (a clip and its manifest line, a checkpoint's models and state) are written together."""
+    belong together (a clip and its manifest line, a checkpoint's models and state) are written together.
+    Then each signal that came goes to the handler the block found: one that raises KeyboardInterrupt
+    raises it, and run_live's start-up handler, which only notes a stop, notes it."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -92,8 +94,8 @@ def held_interrupts() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if pressed:
-        raise KeyboardInterrupt
+    for number in dict.fromkeys(pressed):  # each signal once, in the order they came
+        previous[signal.Signals(number)](number, None)
 
 
 def stops_like_ctrl_c(main: Callable[..., int]) -> Callable[..., int]:

@@ -177,10 +177,10 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], wor
              if options.audio_file else MicrophoneStream(recording, options.rate) if options.sound else None)
     resampler = Resampler(GRID_FPS)
     frames: list[Frame] = []
-    source.start()
-    if sound:
-        sound.start()
     try:  # not resampler.resample(source): the window shows each camera frame, and the take stops by its time
+        source.start()
+        if sound:
+            sound.start()  # a microphone that fails to start leaves no camera thread running
         for frame in source:
             if sound:
                 sound.check()

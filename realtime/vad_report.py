@@ -4,8 +4,8 @@
 
 `count` clips are taken evenly across the sorted corpus. For each, the detected start is compared with the
 first word's start and the detected end with the last word's end; the report gives the median and 95th
-percentile of the absolute errors in ms, and the median signed error (a bias that VadOptions' pre and
-post would absorb).
+percentile of the absolute errors in ms over the clips in which speech was found, and the median signed
+error (a bias that VadOptions' pre and post would absorb).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 
 from realtime.audio import AudioError, VadOptions, detect_speech, read_audio
 from realtime.cli import Parser, at_least, interruptible, named_path, summary
-from realtime.exits import EXIT_OK, EXIT_USAGE
-from training.grid import GRID_FPS, AlignError, Clip, find_clips, read_align
+from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from training.grid import AlignError, Clip, find_clips, read_align, video_fps
 
 
 def spread(clips: list[Clip], count: int) -> list[Clip]:
@@ -27,12 +27,14 @@ def spread(clips: list[Clip], count: int) -> list[Clip]:
 
 
 def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = 16000) -> tuple[float, float]:
-    """Detected minus aligned start and end of the speech, in seconds; inf when no speech was found."""
+    """Detected minus aligned start and end of the speech, in seconds; inf when no speech was found. Align
+    times count the video's frames, as training.prepare and realtime.bench read them."""
     words = [t for t in read_align(clip.align) if t.is_word]
     span = detect_speech(read_audio(clip.video, rate), rate, options)
     if span is None:
         return np.inf, np.inf
-    return span.start - words[0].start / GRID_FPS, span.end - words[-1].end / GRID_FPS
+    fps = video_fps(clip.video)
+    return span.start - words[0].start / fps, span.end - words[-1].end / fps
 
 
 @interruptible
@@ -59,9 +61,12 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no clip could be measured", file=sys.stderr)
         return EXIT_USAGE
     errors = np.array(measured) * 1000
-    missed = int(np.isinf(errors[:, 0]).sum())
-    print(f"{len(errors)} clips, speech found in {len(errors) - missed}")
-    for name, e in (("start", errors[:, 0]), ("end", errors[:, 1])):
+    found = errors[np.isfinite(errors[:, 0])]  # a clip in which no speech was found has no boundary to compare
+    print(f"{len(errors)} clip{'' if len(errors) == 1 else 's'}, speech found in {len(found)}")
+    if not len(found):
+        print("error: speech was found in no clip: no boundary to compare", file=sys.stderr)
+        return EXIT_FAILED
+    for name, e in (("start", found[:, 0]), ("end", found[:, 1])):
         print(f"{name:>5}: median |error| {np.median(np.abs(e)):.0f} ms, p95 {np.percentile(np.abs(e), 95):.0f} ms, "
               f"median signed {np.median(e):+.0f} ms")
     return EXIT_OK

@@ -267,7 +267,33 @@ def test_vad_report_skips_a_clip_it_cannot_hear(grid_subset, capsys: pytest.Capt
     (grid / "s1" / "align" / "bbaf3s.align").write_text("0 20000 sil\n20000 30000 bin\n30000 74500 sil\n")
     assert vad_main(["--grid", str(grid / "s1"), "--count", "2"]) == 0
     captured = capsys.readouterr()
-    assert "skipped s1/bbaf3s" in captured.err and "1 clips, speech found in 1" in captured.out
+    assert "skipped s1/bbaf3s" in captured.err and "1 clip, speech found in 1" in captured.out
+
+
+def test_vad_report_leaves_a_clip_without_speech_out_of_its_figures(grid_subset, grid_s1: Path,
+                                                                  capsys: pytest.CaptureFixture):
+    """A clip whose sound is silence is counted as missed, and its figures are those of the clips heard:
+    an infinite error in them would make the median and 95th percentile infinite."""
+    grid = grid_subset(("bbaf2n",))
+    assert vad_main(["--grid", str(grid / "s1")]) == 0
+    heard = capsys.readouterr().out.splitlines()
+    silent = grid / "s1" / "video" / "bbaf3s.mp4"
+
+    def silence() -> None:  # the clip's pictures and align, its sound replaced by silence
+        subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(grid_s1 / "video" / "bbaf3s.mp4"),
+                        "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+                        "-shortest", str(silent)], check=True)
+
+    silence()
+    (grid / "s1" / "align" / "bbaf3s.align").symlink_to(grid_s1 / "align" / "bbaf3s.align")
+    assert vad_main(["--grid", str(grid / "s1")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert heard[0] == "1 clip, speech found in 1" and lines == ["2 clips, speech found in 1", *heard[1:]]
+    (grid / "s1" / "video" / "bbaf2n.mp4").unlink()  # the silent clip alone
+    assert vad_main(["--grid", str(grid / "s1")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "1 clip, speech found in 0\n"
+    assert captured.err == "error: speech was found in no clip: no boundary to compare\n"
 
 
 def test_record_refuses_a_window_without_a_display_and_a_folder_under_a_file(
@@ -446,3 +472,27 @@ def test_help_gives_each_option_s_default(capsys: pytest.CaptureFixture) -> None
     assert "(default: 0.0)" in text  # a zero is a default to tell, not an absent one
     assert "continue from the run folder's last state (default" not in text  # a flag off by default
     assert "(default: the config's)" in text and "(default: the config's) (default" not in text
+
+
+def test_a_stop_held_through_a_block_goes_to_the_handler_the_block_found():
+    """held_interrupts holds Ctrl-C until its block is done, then hands it on: to a handler that raises
+    (Python's own) as KeyboardInterrupt, and to one that only notes it (run_live's while it starts up)
+    as a note, not as an exception out of the start-up."""
+    from realtime.cli import held_interrupts
+
+    noted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, _: noted.append(number))
+    try:
+        with held_interrupts():
+            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
+            assert noted == []  # held while the block runs
+        assert noted == [signal.SIGINT]
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with pytest.raises(KeyboardInterrupt):
+            with held_interrupts():
+                signal.raise_signal(signal.SIGINT)
+                finished = True
+        assert finished
+    finally:
+        signal.signal(signal.SIGINT, previous)

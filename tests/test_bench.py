@@ -4,6 +4,7 @@ add up, and the percentile code. No speed is asserted: this machine's timings ar
 from __future__ import annotations
 
 import json
+import sys
 import math
 from pathlib import Path
 
@@ -164,6 +165,18 @@ def test_options_without_effect_and_empty_names_are_refused(options: list[str], 
         bench_main(["--source", str(CLIP), "--fast", "--json", str(tmp_path / "bench.json"), *options])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and says in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_plot_without_matplotlib_is_refused_before_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """The runtime alone installs no matplotlib: --plot says so in one line before the video is read,
+    not in a traceback after the whole run, its figures lost."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as an install without it: nothing to import
+    with pytest.raises(SystemExit) as exit_:
+        bench_main(["--source", str(CLIP), "--fast", "--plot", str(tmp_path / "bench.png")])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "--plot needs matplotlib" in err, err
     assert list(tmp_path.iterdir()) == []
 
 

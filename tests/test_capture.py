@@ -468,3 +468,18 @@ class NoRateCamera:
 def test_a_camera_that_gives_no_rate_is_the_callers_fallback(reported: float) -> None:
     """No file gives these (the WebM above gives its time base): only a camera, so a stand-in gives them."""
     assert capture_fps(NoRateCamera(reported), 12.5) == 12.5
+
+
+def test_the_reading_thread_releases_the_capture_it_read_from() -> None:
+    """A stop mid-video, and a video read to its end: the capture is released by the thread that reads it
+    (never from under a read in progress), so a stopped source holds no open file; one never started is
+    released by stop itself."""
+    stopped = FrameSource(SourceOptions(source=str(CLIP))).start()
+    assert stopped.frames.get(timeout=10) is not None
+    stopped.stop()
+    ended, frames = read_all(str(CLIP))
+    never_started = FrameSource(SourceOptions(source=str(CLIP)))
+    never_started.stop()
+    assert len(frames) == 75
+    for source in (stopped, ended, never_started):
+        assert not source._capture.isOpened()

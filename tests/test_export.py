@@ -697,6 +697,7 @@ def test_evaluate_holds_out_the_clips_the_model_s_run_held_out(tiny_run, small_c
 
 def test_speed_times_the_export_and_its_keras_original_on_one_real_window(exported: Export, tiny_run,
                                                                           small_cache: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch,
                                                                           capsys: pytest.CaptureFixture):
     argv = ["--model", str(tiny_run.model), "--cache", str(small_cache), "--repeats", "2"]
     assert speed_main([*argv, "--onnx", str(exported.path)]) == 0
@@ -712,6 +713,13 @@ def test_speed_times_the_export_and_its_keras_original_on_one_real_window(export
     assert speed_main([*argv, "--onnx", str(other)]) == 2
     assert capsys.readouterr().err == (f"error: {other} was not exported from {tiny_run.model} (its metadata names "
                                        "other weights): name its export with --onnx\n")
+    def pressed(*_: object) -> float:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:  # Ctrl-C while the calls are timed: one line, exit 130
+        patched.setattr("realtime.bench.median_ms", pressed)
+        assert speed_main([*argv, "--onnx", str(exported.path)]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
 
 
 def test_speed_finds_the_bundled_model_and_its_variant_by_their_names_from_any_folder(

@@ -347,11 +347,13 @@ def test_json_lines_that_cannot_be_written_leave_the_subtitles_and_the_transcrip
     assert captured.out.strip() == text and cue_words(srt) == text.split()
 
 
-def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(tmp_path: Path) -> None:
-    """`--jsonl - | head -1`: the pipe closes after the first caption, and no one is left to caption for."""
+@pytest.mark.parametrize("stdout", ["-", "/dev/stdout"])
+def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(stdout: str, tmp_path: Path) -> None:
+    """`--jsonl - | head -1`: the pipe closes after the first caption, and no one is left to caption for;
+    stdout named by its path is stdout as `-` is."""
     srt = tmp_path / "out.srt"
     run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
-                            "--jsonl", "-", "--srt", str(srt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            "--jsonl", stdout, "--srt", str(srt)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, cwd=ROOT)
     assert json.loads(run.stdout.readline())["commit"] == ""
     run.stdout.close()

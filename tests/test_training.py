@@ -654,6 +654,30 @@ def test_confidence_penalty_subtracts_the_entropy_of_each_sample_s_own_frames():
     assert (step[1, 4:] == 0).all()  # padding frames are untouched
 
 
+def test_ctc_loss_scores_a_real_batch_as_keras_dense_ctc_does(small_cache: Path):
+    """CTCLoss runs TensorFlow's fused kernel on sparse labels; Keras' dense CTC is the reference: the
+    same loss and the same gradient, sample by sample, on a real batch's labels and lengths."""
+    import tensorflow as tf
+
+    from training.losses import CTCLoss
+
+    vocabulary = Vocabulary()
+    sampler = Sampler(load_clips(small_cache), seed=4, vocabulary=vocabulary)
+    x, y = next(batches(sampler, batch_size=4, steps=1, epoch=0, mix=SampleMix(), vocabulary=vocabulary))
+    truth = y["ctc"]
+    lengths, labels = truth[:, 0], truth[:, 1:]
+    assert len(set(lengths)) > 1  # padded samples: each is read in its own frames
+    guess = tf.Variable(np.random.default_rng(0).normal(size=(*x.shape[:2], vocabulary.size)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        loss = CTCLoss(vocabulary.blank, reduction=None)(truth, tf.nn.log_softmax(guess))
+        reference = keras.ops.ctc_loss(np.maximum(labels, 0), tf.nn.log_softmax(guess), (labels >= 0).sum(axis=1),
+                                       lengths, mask_index=vocabulary.blank)
+    np.testing.assert_allclose(loss, reference, rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(loss, guess), tape.gradient(reference, guess), atol=1e-4)
+    with pytest.raises(ValueError, match="blank must be the last class"):
+        CTCLoss(0)(truth, tf.nn.log_softmax(guess))
+
+
 def test_a_label_that_does_not_fit_its_frames_adds_no_ctc_loss():
     """Retiming can leave more letters than frames ('white by' in 7): no alignment exists, so the
     sample adds nothing (and no gradient) to CTC; one that fits is scored as CTC scores it."""

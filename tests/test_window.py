@@ -241,14 +241,14 @@ class WindowRun:
 
 
 @contextmanager
-def window_run(x_display: dict[str, str], tmp_path: Path) -> Iterator[WindowRun]:
+def window_run(x_display: dict[str, str], tmp_path: Path, *options: str) -> Iterator[WindowRun]:
     """run_live in a window on the GRID clip played 100 times at its fps (300 s: it ends only when told),
-    once its first words are committed; killed afterwards whatever happened."""
+    with `options`, once its first words are committed; killed afterwards whatever happened."""
     video, log, captions = looped(tmp_path, 100), tmp_path / "stderr.txt", tmp_path / "captions.jsonl"
     with open(log, "w") as err:
         process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--jsonl",
-                                    str(captions)], stdout=subprocess.DEVNULL, stderr=err, env=x_display,
-                                   cwd=tmp_path)
+                                    str(captions), *options], stdout=subprocess.DEVNULL, stderr=err,
+                                   env=x_display, cwd=tmp_path)
     try:
         found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream$"], capture_output=True,
                                text=True, env=x_display, timeout=120)
@@ -264,9 +264,11 @@ def window_run(x_display: dict[str, str], tmp_path: Path) -> Iterator[WindowRun]
 def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], tmp_path: Path) -> None:
     """Keys typed into the real window (xdotool) on a real clip played 100 times at its fps: c clears
     the screen but keeps the words; + makes the window (the frame and its captions) larger; space
-    pauses the video where it is (nothing is read until space again) and the paused window still
-    answers s (save); the video then goes on, and only q can end the run in time."""
-    with window_run(x_display, tmp_path) as run:
+    pauses the video where it is (nothing is read until space again), the subtitle file comes to hold
+    every word committed before it, and the paused window still answers s (save); the video then goes
+    on, and only q can end the run in time."""
+    srt = tmp_path / "talk.srt"
+    with window_run(x_display, tmp_path, "--srt", str(srt)) as run:
         before = run.committed()
 
         def size() -> str:
@@ -297,6 +299,9 @@ def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], t
             assert run.captions.read_text() == lines  # paused: no frame read, no caption changed
             time.sleep(0.1)
         assert run.captions.read_text() == lines and paused == run.committed()
+        # The file is rewritten at most every few seconds, and the last words came within that: it
+        # catches up while paused, not only with the next word read.
+        run.wait_for(lambda: srt.exists() and cue_words(srt) == paused.split(), "subtitles of every committed word")
         press("space", "resumed")
         run.wait_for(lambda: len(run.committed()) > len(paused), "words read after the pause")
         subprocess.run(["xdotool", "key", "q"], env=x_display, check=True, timeout=30)
