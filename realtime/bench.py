@@ -32,7 +32,7 @@ from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import make_folder_for, outputs_problem, write_text
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
 from realtime.tracker import TrackerOptions, tracked_video
-from training.grid import GRID_FPS, AlignError, Token, read_align, sentence  # GRID's reader: no TensorFlow behind it
+from realtime.grid import GRID_FPS, AlignError, Token, read_align, sentence
 
 WINDOW = 75  # frames of the window the comparisons read: one GRID sentence
 

@@ -57,7 +57,7 @@ def greedy_path(logp: np.ndarray, blank: int) -> list[tuple[int, int]]:
     return [(int(best[f]), int(f)) for f in frames]
 
 
-def greedy(logp: np.ndarray, vocabulary: Vocabulary = Vocabulary()) -> Hypothesis:
+def greedy(logp: np.ndarray, vocabulary: Vocabulary) -> Hypothesis:
     path = greedy_path(logp, vocabulary.blank)
     score = float(np.max(logp, axis=-1).sum()) if len(logp) else 0.0
     return _hypothesis([(vocabulary.charset[c], f) for c, f in path], score)
@@ -116,7 +116,7 @@ class Grammar:
         return False
 
 
-def beam_search(logp: np.ndarray, vocabulary: Vocabulary = Vocabulary(), width: int = 8,
+def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = 8,
                 grammar: Grammar | None = None, prune: float = -8.0) -> Hypothesis:
     """CTC prefix beam search; with a grammar, only prefixes the grammar allows survive.
 
@@ -167,7 +167,7 @@ def beam_search(logp: np.ndarray, vocabulary: Vocabulary = Vocabulary(), width: 
     return _hypothesis(chars, _logaddexp(pb, pnb))
 
 
-def grammar_search(logp: np.ndarray, vocabulary: Vocabulary = Vocabulary(), width: int = 32,
+def grammar_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = 32,
                    grammar: Grammar = Grammar(), fallback_nats_per_frame: float = 0.15) -> Hypothesis:
     """The GRID reading of the frames, unless free text is far more likely: then the free reading.
 
@@ -189,7 +189,7 @@ DECODERS = ("greedy", "beam", "grammar")
 BEAM_WIDTH = {"beam": 8, "grammar": 32}
 
 
-def decode(logp: np.ndarray, decoder: str = "greedy", vocabulary: Vocabulary = Vocabulary(),
+def decode(logp: np.ndarray, decoder: str, vocabulary: Vocabulary,
            width: int | None = None, grammar: Grammar = Grammar()) -> Hypothesis:
     """Decode with a decoder named on the command line; `width` None: the decoder's own default."""
     if decoder == "greedy":

@@ -54,7 +54,7 @@ from realtime.live import log
 from realtime.tracker import MouthTracker, TrackResult, lip_landmarks, track_frames
 from realtime.vocab import GRID_GRAMMAR
 from realtime.window import WHITE, Window, display_problem, outlined
-from training.grid import ALIGN_UNITS_PER_FRAME, GRID_FPS, code_from_sentence, sentence_from_code
+from realtime.grid import ALIGN_UNITS_PER_FRAME, GRID_FPS, code_from_sentence, sentence_from_code
 
 WINDOW = "lipstream record"
 

@@ -17,7 +17,7 @@ import numpy as np
 from realtime.audio import AudioError, VadOptions, detect_speech, read_audio
 from realtime.cli import Parser, at_least, interruptible, named_path, summary
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from training.grid import AlignError, Clip, find_clips, read_align, video_fps
+from realtime.grid import AlignError, Clip, find_clips, read_align, video_fps
 
 
 def spread(clips: list[Clip], count: int) -> list[Clip]:

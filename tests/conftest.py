@@ -174,7 +174,7 @@ def over_fit_tiny(small_cache: Path, folder: Path) -> dict:
     from realtime.vocab import Vocabulary
     from training.augment import Sample
     from training.dataset import load_clips, pad_batch, read_crop_spec
-    from training.grid import WORD_CLASSES
+    from realtime.grid import WORD_CLASSES
     from training.model import CONFIGS, build, context_frames, forward, inference_model, save
     from training.train import compile_model
 

@@ -25,7 +25,7 @@ from realtime.record import main as record_main
 from realtime.vad_report import main as vad_main
 from training.concat import main as concat_main
 from training.evaluate import main as evaluate_main
-from training.grid import read_align
+from realtime.grid import read_align
 from training.model import SPEC_ENTRY, read_spec
 from training.prepare import main as prepare_main
 from training.report import main as report_main
@@ -451,7 +451,7 @@ def test_a_cut_off_clip_is_skipped_as_cut_off(grid_s1: Path, tmp_path: Path) -> 
     """A download cut off at a quarter: its words run past its last frame, but the reason is the
     video, not the face."""
     from realtime.tracker import TrackerOptions
-    from training.grid import Clip
+    from realtime.grid import Clip
     from training.prepare import try_prepare
 
     video = tmp_path / "bbaf2n.mp4"

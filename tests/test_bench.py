@@ -21,7 +21,7 @@ from realtime.bench import percentiles, run_stream
 from realtime.capture import FrameSource, open_video
 from realtime.live import STAGES, LiveOptions, LivePipeline
 from realtime.tracker import MouthTracker, TrackResult
-from training.grid import read_align, sentence
+from realtime.grid import read_align, sentence
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "lipstream-lite.onnx"

@@ -55,7 +55,7 @@ def test_committed_only_grows_and_final_is_committed_plus_tail(name: str) -> Non
     last = states[-1]
     final = policy.flush()
     assert final.committed == " ".join(s for s in (last.committed, last.tentative) if s)
-    assert final.committed == greedy(logp).text == "bin blue at f two now"
+    assert final.committed == greedy(logp, V).text == "bin blue at f two now"
     assert final.tentative == ""
 
 
@@ -165,7 +165,7 @@ def test_right_context_policy_keeps_only_the_last_frames_of_a_silence() -> None:
 
 def spoken_words(logp: np.ndarray) -> list[tuple[str, int, int]]:
     """Each word and the frames of its first and last letters, as a whole reading of the clip places them."""
-    return [(w.text, w.start, w.end) for w in greedy(logp).words]
+    return [(w.text, w.start, w.end) for w in greedy(logp, V).words]
 
 
 def committed_words(policy: CaptionPolicy) -> list[tuple[str, int, int]]:

@@ -13,7 +13,7 @@ import pytest
 import training.concat
 from training.concat import Mp4Writer
 from training.concat import main as concat_main
-from training.grid import read_align
+from realtime.grid import read_align
 
 
 def test_clips_join_into_one_video_with_shifted_word_times(grid_subset, tmp_path: Path,

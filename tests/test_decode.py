@@ -26,7 +26,7 @@ def matrix(path: str, sharp: float = 0.9, noise: dict[int, tuple[str, float]] | 
 
 
 def test_greedy_merges_repeats_and_drops_blanks() -> None:
-    hyp = greedy(matrix("bb_i_nn__ _ggrree_e_nn"))
+    hyp = greedy(matrix("bb_i_nn__ _ggrree_e_nn"), V)
     assert hyp.text == "bin green"
     assert [w.text for w in hyp.words] == ["bin", "green"]
     assert hyp.words[0].start == 0 and hyp.words[0].end == 5
@@ -40,7 +40,7 @@ def test_beam_finds_what_greedy_misses() -> None:
     logp = np.full((2, V.size), -30.0)
     logp[:, V.charset.index("a")] = np.log(p[:, 0])
     logp[:, V.blank] = np.log(p[:, 1])
-    assert greedy(logp).text == ""
+    assert greedy(logp, V).text == ""
     hyp = beam_search(logp, V, width=4)
     assert hyp.text == "a"
     assert math.isclose(math.exp(hyp.logp), 0.4 * 0.4 + 0.4 * 0.6 * 2, rel_tol=1e-4)
@@ -50,7 +50,7 @@ def test_grammar_corrects_a_misread_word() -> None:
     # "bin blue at f two now" with "blue" read as "blua" (not a GRID word): the grammar fixes it.
     path = "b_i_n_ _b_l_u_a_ _a_t_ _f_ _t_w_o_ _n_o_w"
     logp = matrix(path, noise={15: ("e", 0.3)})
-    assert greedy(logp).text == "bin blua at f two now"
+    assert greedy(logp, V).text == "bin blua at f two now"
     assert grammar_search(logp, V, grammar=Grammar(cyclic=False)).text == "bin blue at f two now"
 
 
@@ -71,6 +71,6 @@ def test_cyclic_grammar_reads_a_window_that_starts_mid_sentence() -> None:
 
 def test_decode_by_name() -> None:
     logp = matrix("b_i_n")
-    assert {decode(logp, name).text for name in ("greedy", "beam", "grammar")} == {"bin"}
+    assert {decode(logp, name, V).text for name in ("greedy", "beam", "grammar")} == {"bin"}
     with pytest.raises(ValueError):
-        decode(logp, "nonsense")
+        decode(logp, "nonsense", V)

@@ -32,7 +32,7 @@ from realtime.decode import greedy
 from realtime.spec import EXPORT_ID, FORM, ModelSpec, normalise
 from training.dataset import VAL_FRACTION, held_out_first, is_validation, load_clips, read_crop_spec
 from training.evaluate import main as evaluate_main
-from training.grid import sentence_from_code
+from realtime.grid import sentence_from_code
 from export.convert import weights_digest
 from training.model import inference_model, load, read_spec
 from tests.conftest import made_once

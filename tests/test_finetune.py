@@ -25,7 +25,7 @@ from training.concat import Mp4Writer
 from training.dataset import load_clips
 from training.evaluate import main as evaluate_main
 from training.finetune import claim, main as finetune_main, request_of
-from training.grid import ALIGN_UNITS_PER_FRAME, read_align, sentence, video_fps
+from realtime.grid import ALIGN_UNITS_PER_FRAME, read_align, sentence, video_fps
 from training.restyle import restyle_clips
 
 REPO = Path(__file__).resolve().parents[1]

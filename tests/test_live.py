@@ -31,7 +31,7 @@ from realtime.tracker import MouthTracker, TrackerOptions
 from tests.conftest import made_once, maps, transcript
 from tests.test_tracker import at_x, read_frames
 from training.concat import concat
-from training.grid import read_align
+from realtime.grid import read_align
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "lipstream-lite.onnx"
@@ -888,6 +888,15 @@ def test_live_process_never_imports_tensorflow_or_jax_and_says_only_its_own_line
     assert all(line.startswith("lipstream: ") for line in result.stderr.splitlines()), result.stderr  # no MediaPipe
 
 
+def test_the_runtime_s_modules_import_nothing_of_training_or_export() -> None:
+    """The runtime stands alone: its commands (live, bench, record, vad_report) read GRID's align files
+    through realtime.grid, and training and export build on the runtime, never the other way round."""
+    code = ("import sys, run_live, realtime.bench, realtime.record, realtime.vad_report, realtime.window\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'training', 'export', 'tensorflow', 'keras'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.stdout.strip() == "[]", result.stderr
+
+
 class _MjpegCamera:
     """A network camera on loopback: serves a real clip as MJPEG at 25 fps, `takes` times (each
     connection gets the clip once, then the stream ends), then refuses connections."""
@@ -946,7 +955,7 @@ def test_moving_lips_follow_the_words_of_a_real_clip() -> None:
     never rest long enough to end a phrase, and after the last word they rest."""
     from realtime.activity import MovingLips
     from realtime.captions import PolicyOptions
-    from training.grid import read_align
+    from realtime.grid import read_align
 
     words = [t for t in read_align(GRID / "align" / "bbaf5a.align") if t.is_word]
     moving_lips = MovingLips()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from training.grid import read_align
+from realtime.grid import read_align
 
 ROOT = Path(__file__).resolve().parents[1]
 # what a checkout may hold beside its sources that a wheel build must not see

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import PREPARED_CLIPS, PreparedRun, link_clip
 from realtime.crop import CropPose, CropSpec, crop_mouth
-from training.grid import read_align, sentence_from_code
+from realtime.grid import read_align, sentence_from_code
 from training.prepare import main as prepare_main
 from training.prepare import prepare
 from training.speech import DIMS

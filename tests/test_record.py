@@ -29,7 +29,7 @@ from realtime.activity import Span
 from realtime.vad_report import main as vad_report_main
 from realtime.vocab import GRID_GRAMMAR
 from tests.conftest import made_once
-from training.grid import code_from_sentence, read_align, sentence, sentence_from_code
+from realtime.grid import code_from_sentence, read_align, sentence, sentence_from_code
 from training.prepare import prepare
 
 CLIP = "praj3a"  # "place red at j three again"

@@ -25,7 +25,7 @@ from realtime.vocab import GRID_GRAMMAR, Vocabulary
 from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.benchmark import main as benchmark_main
 from training.dataset import SampleMix, batches, load_clips, read_crop_spec, saying_something, tf_dataset
-from training.grid import WORD_CLASSES
+from realtime.grid import WORD_CLASSES
 from training.model import CONFIGS, build, load
 from training.recipe import main as recipe_main
 from training.speech import DIMS
@@ -708,7 +708,7 @@ def test_sequence_loss_is_the_sentence_s_cross_entropy_against_the_sentences_one
 
     from training.augment import Sample
     from training.dataset import pad_batch
-    from training.grid import RIVALS, rivals
+    from realtime.grid import RIVALS, rivals
     from training.losses import CTCLoss
 
     vocabulary = Vocabulary()

@@ -14,7 +14,7 @@ import numpy as np
 
 from realtime.spec import ModelSpec
 from realtime.vocab import Vocabulary
-from training.grid import WORD_CLASSES
+from realtime.grid import WORD_CLASSES
 
 _WORD_CLASS = {w: i for i, w in enumerate(WORD_CLASSES)}
 OTHER_WORD = _WORD_CLASS["<other>"]

@@ -20,7 +20,7 @@ from realtime.cli import Parser, at_least, named_path, non_negative, stops_like_
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, outputs_problem, write_text
 from training.dataset import VAL_FRACTION, is_validation
-from training.grid import ALIGN_UNITS_PER_FRAME, AlignError, Clip, find_clips, read_align, video_fps
+from realtime.grid import ALIGN_UNITS_PER_FRAME, AlignError, Clip, find_clips, read_align, video_fps
 
 
 class Mp4Writer:

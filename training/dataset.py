@@ -20,7 +20,7 @@ from realtime.spec import normalise
 from realtime.vocab import Vocabulary
 from training.augment import UNKNOWN, CachedClip, Sample, Sampler
 from training.cache import complete_clips, open_cache
-from training.grid import RIVALS, rivals
+from realtime.grid import RIVALS, rivals
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -197,7 +197,7 @@ def pad_batch(samples: list[Sample], vocabulary: Vocabulary,
               with_rivals: bool = False) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Normalised frames padded to the longest sample, and targets:
     `ctc` = [frames, label ids..., -1 padding]; with `with_rivals`, the label is followed by the
-    training.grid.RIVALS sentences one word away from it, each padded as the label is, to the longest
+    realtime.grid.RIVALS sentences one word away from it, each padded as the label is, to the longest
     reading in the batch (all padding for a sample that is not a whole GRID sentence); `words` and
     `chars` = per-frame classes, -1 where unknown; `speech` = per-frame speech features, NaN where
     unknown (only when the samples carry them)."""

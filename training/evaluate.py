@@ -48,7 +48,7 @@ def clips_from_folder(folder: Path, spec: ModelSpec, workers: int,
                       wanted: Callable[[str], bool] = lambda key: True) -> tuple[list[CachedClip], list[str]]:
     """Prepare crops for the clips under a GRID folder whose key is `wanted`; returns the clips and the
     skipped reasons."""
-    from training.grid import find_clips
+    from realtime.grid import find_clips
     from training.prepare import try_prepare, worker_pool
     from realtime.tracker import TrackerOptions
 

@@ -30,7 +30,7 @@ def request_of(args: argparse.Namespace) -> dict:
     """What a fine-tune is of: its base (by content), its recordings (by name and by their files' stamps,
     so a clip re-recorded or re-aligned since is another request) and its settings. A run folder holds
     one request; the same command continues it, any other is refused."""
-    from training.grid import find_clips
+    from realtime.grid import find_clips
     from training.prepare import clip_stamp
 
     stamps = json.dumps(sorted((c.key, clip_stamp(c)) for c in find_clips(args.data)))
@@ -72,7 +72,7 @@ def check_texts(data: Path, charset: str, base: Path) -> None:
     """Refuse clips whose text has a character the base model cannot write, naming them, before anything
     is written: training would stop at the first such clip without naming it. A clip whose text cannot
     be read is left to training.prepare, which skips it and says why."""
-    from training.grid import AlignError, find_clips
+    from realtime.grid import AlignError, find_clips
     from training.prepare import ClipError, clip_text
 
     bad = []

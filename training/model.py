@@ -21,7 +21,7 @@ from realtime.cli import Parser
 from realtime.crop import CropSpec
 from realtime.spec import FRAMES, ModelSpec, ModelSpecError
 from realtime.vocab import Vocabulary
-from training.grid import WORD_CLASSES
+from realtime.grid import WORD_CLASSES
 
 FRONT_END = "front_end"  # name of the front end's output layer (per-frame features)
 

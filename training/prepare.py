@@ -46,7 +46,7 @@ from realtime.files import make_folder_for
 from realtime.tracker import TrackerOptions, lip_landmarks, tracked_video
 from training.cache import complete_clips, open_cache
 from training.dataset import check_crop
-from training.grid import GRID_FPS, AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
+from realtime.grid import GRID_FPS, AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
 from training.speech import FORMAT as SPEECH_FORMAT
 from training.speech import RATE, speech_features
 

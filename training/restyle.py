@@ -22,7 +22,7 @@ from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summar
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem
 from training.concat import Mp4Writer, append_video, select_clips
-from training.grid import video_fps
+from realtime.grid import video_fps
 
 _GAMMA = (255 * (np.arange(256) / 255) ** 1.5).astype(np.uint8)  # darker mid-tones
 

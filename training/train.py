@@ -122,7 +122,7 @@ def compile_model(model: keras.Model, vocabulary: Vocabulary, lr: float, aux_wei
     exponential moving average of the weights with that momentum (see `averaged_weights`)."""
     import keras
 
-    from training.grid import RIVALS
+    from realtime.grid import RIVALS
     from training.losses import CTCLoss, FrameLoss, SpeechLoss
 
     optimizer = keras.optimizers.Adam(lr, clipnorm=5.0, weight_decay=weight_decay or None,
