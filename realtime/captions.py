@@ -55,16 +55,13 @@ class CaptionState:
     tentative: str
 
 
-POLICIES = ("pause", "right-context", "local-agreement")
-
-
 @dataclass(frozen=True)
 class PolicyOptions:
     policy: str = "pause"
     decoder: str = "greedy"
     beam_width: int | None = None  # None: the decoder's default (realtime.decode.BEAM_WIDTH)
     right_context: int = 12  # frames after a frame before the model's reading of it settles
-    pause: int = 6  # blank frames after a word that end it without a space; resting-lip frames that end a read
+    gap: int = 6  # quiet frames that end a word without a space (blanks read) or a read (lips at rest too)
     still: int = 12  # frames of resting lips that end a phrase (pause policy)
 
 
@@ -103,12 +100,12 @@ class CaptionPolicy:
     def _read_whole(self, words: Sequence[Word], logp: np.ndarray, moved: np.ndarray) -> int:
         """How many of a window's first words it has read to their end, where later windows read them
         alike: those followed by a word begun after the lips began to move, and all once the model reads
-        no letter and the lips rest for `pause` frames after moving. Until then the window's start holds
+        no letter and the lips rest for `gap` frames after moving. Until then the window's start holds
         the model's guess at a sentence's first word, which it corrects as it reads into the speech."""
         if not len(moved):
             return 0
         resting = len(logp) - 1 - int(moved[-1])
-        if resting >= self.options.pause and self._quiet(logp)[1] >= self.options.pause:
+        if resting >= self.options.gap and self._quiet(logp)[1] >= self.options.gap:
             return len(words)
         return max((i for i, w in enumerate(words) if w.start >= moved[0]), default=0)
 
@@ -156,10 +153,9 @@ class CaptionPolicy:
 
 
 def make_policy(vocabulary: Vocabulary, options: PolicyOptions = PolicyOptions()) -> CaptionPolicy:
-    kinds = {"pause": PausePolicy, "right-context": RightContextPolicy, "local-agreement": LocalAgreementPolicy}
-    if options.policy not in kinds:
+    if options.policy not in POLICY_CLASSES:
         raise ValueError(f"unknown caption policy {options.policy!r} (choose from {', '.join(POLICIES)})")
-    return kinds[options.policy](vocabulary, options)
+    return POLICY_CLASSES[options.policy](vocabulary, options)
 
 
 @dataclass(eq=False)
@@ -186,14 +182,14 @@ class RightContextPolicy(CaptionPolicy):
         logp = np.stack([row for row, _, _ in self._frozen])
         hyp = self._decode(logp)
         if not hyp.words:  # silence: drop it but for its last frames, which may begin a word
-            drop = len(logp) if final else max(0, len(logp) - self.options.pause)
+            drop = len(logp) if final else max(0, len(logp) - self.options.gap)
             self._frozen = self._frozen[drop:]
             return
         best, quiet = self._quiet(logp)
         done: list[Word] = list(hyp.words) if final else []
         if not final:
             for i, w in enumerate(hyp.words):
-                ended = i + 1 < len(hyp.words) or quiet >= self.options.pause or \
+                ended = i + 1 < len(hyp.words) or quiet >= self.options.gap or \
                     bool(np.any(best[w.end + 1:] == self._space))
                 if ended:
                     done.append(w)
@@ -348,3 +344,8 @@ class PausePolicy(CaptionPolicy):
     def flush(self, now: float | None = None) -> CaptionState:
         pending, self._pending, self._start = self._pending, [], -np.inf
         return self._flush_words(pending, now)
+
+
+POLICY_CLASSES: dict[str, type[CaptionPolicy]] = {"pause": PausePolicy, "right-context": RightContextPolicy,
+                                                  "local-agreement": LocalAgreementPolicy}
+POLICIES = tuple(POLICY_CLASSES)  # the names --policy takes

@@ -48,7 +48,7 @@ def stream(logp: np.ndarray, policy: CaptionPolicy, window: int, noise: float = 
 @pytest.mark.parametrize("name", POLICIES)
 def test_committed_only_grows_and_final_is_committed_plus_tail(name: str) -> None:
     logp = matrix(SENTENCE)
-    policy = make_policy(V, PolicyOptions(name, right_context=4, pause=4))
+    policy = make_policy(V, PolicyOptions(name, right_context=4, gap=4))
     states = stream(logp, policy, window=20)
     for before, after in zip(states, states[1:]):
         assert after.committed.startswith(before.committed)
@@ -62,7 +62,7 @@ def test_committed_only_grows_and_final_is_committed_plus_tail(name: str) -> Non
 @pytest.mark.parametrize("name", POLICIES)
 def test_words_are_committed_while_speech_goes_on(name: str) -> None:
     logp = matrix(SENTENCE)
-    policy = make_policy(V, PolicyOptions(name, right_context=4, pause=4))
+    policy = make_policy(V, PolicyOptions(name, right_context=4, gap=4))
     states = stream(logp, policy, window=20)
     first_commit = next(i for i, s in enumerate(states) if s.committed)
     assert states[first_commit].committed == "bin"
@@ -87,7 +87,7 @@ def test_invariants_hold_when_windows_disagree(name: str) -> None:
 
 @pytest.mark.parametrize("name", POLICIES)
 def test_flush_then_new_stream_keeps_the_transcript(name: str) -> None:
-    policy = make_policy(V, PolicyOptions(name, right_context=4, pause=4))
+    policy = make_policy(V, PolicyOptions(name, right_context=4, gap=4))
     stream(matrix(SENTENCE), policy, window=20)
     policy.flush()
     stream(matrix("__s_e_t_ _r_e_d____"), policy, window=20, t0=10.0)
@@ -152,13 +152,13 @@ def test_pause_policy_commits_a_phrase_longer_than_the_window_from_full_windows(
 def test_right_context_policy_keeps_only_the_last_frames_of_a_silence() -> None:
     """Frames read as silence are dropped as they settle, so a long silence costs no more to read
     than a short one."""
-    options = PolicyOptions("right-context", right_context=4, pause=4)
+    options = PolicyOptions("right-context", right_context=4, gap=4)
     policy = make_policy(V, options)
     times = np.arange(400) / 25
     for end in range(1, 401):  # 16 s of silence
         start = max(0, end - 20)
         policy.update(matrix("_" * (end - start)), times[start:end], np.zeros(end - start, bool))
-    assert len(policy._frozen) <= options.pause
+    assert len(policy._frozen) <= options.gap
     stream(matrix(SENTENCE), policy, window=20, t0=20.0)
     assert policy.flush().committed == "bin blue at f two now"
 
@@ -177,7 +177,7 @@ def test_words_the_window_slides_past_keep_the_times_they_were_read_at(name: str
     """With reads 12 frames apart a 20-frame window slides past words between two reads; they are
     committed as the last read read them, held within the lips' movement in that read, not the next."""
     logp = matrix("_" * 5 + SENTENCE[2:] + "_" * 24)
-    policy = make_policy(V, PolicyOptions(name, right_context=4, pause=4, still=6))
+    policy = make_policy(V, PolicyOptions(name, right_context=4, gap=4, still=6))
     stream(logp, policy, window=20, hop=12)
     policy.flush()
     assert committed_words(policy) == spoken_words(logp)
@@ -194,7 +194,7 @@ def test_reads_as_far_apart_as_the_window_allows_lose_no_frame(name: str, lead: 
     window, right_context = 20, 4
     largest = window - right_context if name == "right-context" else window - len("b_l_u_e")
     for hop in range(1, largest + 1):
-        policy = make_policy(V, PolicyOptions(name, right_context=right_context, pause=4, still=6))
+        policy = make_policy(V, PolicyOptions(name, right_context=right_context, gap=4, still=6))
         stream(logp, policy, window=window, hop=hop)
         assert policy.flush().committed == "bin blue at f two now", hop
         assert committed_words(policy) == spoken_words(logp), hop
