@@ -120,7 +120,7 @@ def save_transcript(text: str) -> None:
     """The transcript to lipstream-transcript-DATE-TIME.txt in the current folder (the window's s key, and
     the last resort when every output failed); says where, or why it could not."""
     from realtime.files import write_text
-    from realtime.live import log
+    from realtime.outputs import log
 
     path = Path(f"lipstream-transcript-{time.strftime('%Y%m%d-%H%M%S')}.txt")
     try:
@@ -168,8 +168,8 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, local_path
     from realtime.cli import interrupt, policy_options, window_problem
     from realtime.files import open_output, outputs_problem, own_stream, silence, write_text, written_in_place
-    from realtime.live import (MOST_ENLARGED, JsonLines, LiveOptions, LivePipeline, StepResult, enlargement, log,
-                               nothing_read, subtitles)
+    from realtime.live import MOST_ENLARGED, LiveOptions, LivePipeline, StepResult, enlargement, nothing_read
+    from realtime.outputs import JsonLines, log, subtitles
 
     # Before any frame is read: a run must not end in a file it cannot write.
     options = LiveOptions(window=args.window, hop=args.hop, policy=policy_options(args))

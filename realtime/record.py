@@ -50,7 +50,7 @@ from realtime.capture import CaptureError, Frame, FrameSource, Resampler, Source
 from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import folder_problem, output_problem, write_text
-from realtime.live import log
+from realtime.outputs import log
 from realtime.tracker import MouthTracker, TrackResult, lip_landmarks, track_frames
 from realtime.vocab import GRID_GRAMMAR
 from realtime.window import WHITE, Window, display_problem, outlined

@@ -26,7 +26,8 @@ from realtime.backend import OnnxModel, streaming_paths
 from realtime.capture import Frame, FrameSource, Resampler, SourceOptions
 from realtime.decode import greedy
 from realtime.captions import TimedWord
-from realtime.live import READING_RATE, SHORTEST_CUE, WORDS_PER_CUE, LiveOptions, LivePipeline, cues
+from realtime.live import LiveOptions, LivePipeline
+from realtime.outputs import READING_RATE, SHORTEST_CUE, WORDS_PER_CUE, cues
 from realtime.tracker import MouthTracker, TrackerOptions
 from tests.conftest import made_once, maps, transcript
 from tests.test_tracker import at_x, read_frames

@@ -1,0 +1,119 @@
+"""What a run writes: subtitle cues (SRT, WebVTT), JSON lines of caption changes, and its own lines on
+stderr. Kept apart from the live loop, which only produces the captions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, replace
+from typing import IO
+
+from realtime.captions import CaptionPolicy, CaptionState, TimedWord
+from realtime.files import OpenedAtFirstWrite, silence
+
+
+def _timestamp(seconds: float, separator: str) -> str:
+    ms = int(round(seconds * 1000))
+    h, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    s, ms = divmod(ms, 1000)
+    return f"{h:02d}:{m:02d}:{s:02d}{separator}{ms:03d}"
+
+
+WORDS_PER_CUE = 6
+CUE_PAUSE = 0.5  # seconds between two words that begin a new cue
+LINGER = 0.2  # seconds a cue stays up after its last word
+READING_RATE = 15.0  # characters a second: a cue stays up long enough to be read (subtitling guides: 12-17)
+SHORTEST_CUE = 5 / 6  # seconds, however short its text (subtitling guides' minimum)
+
+
+@dataclass(frozen=True)
+class Cue:
+    start: float
+    end: float
+    text: str
+
+
+def cues(words: list[TimedWord]) -> list[Cue]:
+    """The committed words as subtitle cues: words committed together (a phrase) or without a pause
+    between them share a cue of up to WORDS_PER_CUE words. Each cue stays up long enough to be read,
+    SHORTEST_CUE at least, and is gone when the next begins: a cue that would begin sooner waits."""
+    groups: list[list[TimedWord]] = []
+    for w in words:
+        last = groups[-1][-1] if groups else None
+        if last and len(groups[-1]) < WORDS_PER_CUE and (
+                w.committed_at == last.committed_at or w.start - last.end < CUE_PAUSE):
+            groups[-1].append(w)
+        else:
+            groups.append([w])
+    out: list[Cue] = []
+    for group in groups:
+        text = " ".join(w.text for w in group)
+        start = max(group[0].start, out[-1].start + SHORTEST_CUE) if out else group[0].start
+        if out:  # the last cue ends where this one begins, having been up SHORTEST_CUE at least
+            out[-1] = replace(out[-1], end=min(out[-1].end, start))
+        out.append(Cue(start, max(group[-1].end + LINGER, start + max(len(text) / READING_RATE, SHORTEST_CUE)),
+                       text))
+    return out
+
+
+def subtitles(policy: CaptionPolicy, kind: str) -> str:
+    """SRT or WebVTT cues of the committed words, at the times they were spoken."""
+    sep = "," if kind == "srt" else "."
+    lines = [] if kind == "srt" else ["WEBVTT", ""]
+    for n, cue in enumerate(cues(policy.words), start=1):
+        if kind == "srt":
+            lines.append(str(n))
+        lines += [f"{_timestamp(cue.start, sep)} --> {_timestamp(cue.end, sep)}", cue.text, ""]
+    return "\n".join(lines)
+
+
+class JsonLines:
+    """`{"t", "commit", "tentative"}` per caption change, then `{"final": true, "text"}`.
+
+    `commit` is only the text committed since the line before (the committed text only grows), so a
+    line's size does not grow with the session and the lines' commits joined are the transcript.
+    """
+
+    def __init__(self, out: IO[str] | OpenedAtFirstWrite):
+        self.out = out
+        self.written = 0  # characters of the committed text already written
+        self.tentative = ""  # as last written: nothing is written until a caption shows something
+        self.error: OSError | None = None  # the first write that failed (a full disk): later lines are not tried
+
+    def caption(self, c: CaptionState) -> None:
+        if (len(c.committed), c.tentative) == (self.written, self.tentative):
+            return
+        commit = c.committed[self.written:]
+        self.written, self.tentative = len(c.committed), c.tentative
+        self._write({"t": round(c.t, 3), "commit": commit, "tentative": c.tentative})
+
+    def final(self, text: str) -> None:
+        """The last line; a file of its own is closed (its last write can fail there, on a full disk)."""
+        self._write({"final": True, "text": text})
+        if self.out in (sys.stdout, sys.stderr):
+            return
+        try:
+            self.out.close()
+        except OSError as e:
+            self.error = self.error or e
+
+    def _write(self, line: dict) -> None:
+        """A failed write leaves the run going: its words are still committed, and written elsewhere at the end."""
+        if self.error:
+            return
+        try:
+            self.out.write(json.dumps(line) + "\n")
+            self.out.flush()
+        except OSError as e:
+            self.error = e
+
+
+def log(message: str) -> None:
+    """A line on stderr; a closed or broken stderr (its reader gone) loses the line, never the run's outputs."""
+    if sys.stderr is None:  # started with stderr closed
+        return
+    try:
+        print(f"lipstream: {message}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        silence(sys.stderr)
