@@ -97,11 +97,13 @@ def lip_span(lips: np.ndarray, fps: float, options: ActivityOptions = LIP_ACTIVI
 class MovingLips:
     """Frame by frame, whether the lips move: the live loop's pause detector, so a phrase ends where
     the speaker's mouth rests, whatever the model reads there. The floor is the mouth's resting
-    opening, a low percentile of the last `history` frames, as `active_frames` takes it over a take."""
+    opening, a low percentile of the last HISTORY frames, as `active_frames` takes it over a take."""
 
-    def __init__(self, options: ActivityOptions = LIP_ACTIVITY, history: int = 250):
+    HISTORY = 250  # frames: 10 s at 25 fps, long enough to hold the mouth at rest between phrases
+
+    def __init__(self, options: ActivityOptions = LIP_ACTIVITY):
         self.options = options
-        self.openings: deque[float] = deque(maxlen=history)
+        self.openings: deque[float] = deque(maxlen=self.HISTORY)
         self.last = False
 
     def __call__(self, lips: np.ndarray | None) -> bool:

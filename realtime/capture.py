@@ -417,15 +417,16 @@ class Resampler:
     source frame nearest that time (a 30 fps webcam loses one frame in six for a 25 fps model; a
     15 fps one repeats frames)."""
 
-    def __init__(self, fps: float, max_gap: float = 0.5):
+    MAX_GAP = 0.5  # seconds: a longer stall is skipped, not filled with copies of one frame
+
+    def __init__(self, fps: float):
         self.period = 1.0 / fps
-        self.max_gap = max_gap  # a longer stall is skipped, not filled with copies of one frame
         self.next_t: float | None = None
         self.previous: Frame | None = None
         self.interval = 0.0  # seconds between the source's last two frames
 
     def push(self, frame: Frame) -> list[Frame]:
-        if self.next_t is None or frame.t - self.next_t > self.max_gap:
+        if self.next_t is None or frame.t - self.next_t > self.MAX_GAP:
             self.next_t, self.previous = frame.t, None
         out = []
         while frame.t + 1e-6 >= self.next_t:
