@@ -24,6 +24,7 @@ from pathlib import Path
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 
 MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
+NOTICE_SECONDS = 4.0  # how long the window shows what its s key did
 SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seconds at most
 
 
@@ -116,18 +117,22 @@ def _defer(signum: int, frame: object) -> None:
     _stop_requested.append(signum)
 
 
-def save_transcript(text: str) -> None:
+def save_transcript(text: str) -> str:
     """The transcript to lipstream-transcript-DATE-TIME.txt in the current folder (the window's s key, and
-    the last resort when every output failed); says where, or why it could not."""
+    the last resort when every output failed); says where, or why it could not, and returns it in short
+    for the window."""
     from realtime.files import write_text
     from realtime.outputs import log
 
     path = Path(f"lipstream-transcript-{time.strftime('%Y%m%d-%H%M%S')}.txt")
     try:
         write_text(path, text + "\n")
-        log(f"saved {path}")
     except OSError as e:
         log(f"error: could not save {path} ({e.strerror or e})")
+        reason = e.strerror or str(e)
+        return f"error: transcript not saved ({reason if len(reason) <= 50 else reason[:47] + '...'})"
+    log(f"saved {path}")
+    return f"saved {path}"
 
 
 def names_stdout(name: str | Path) -> bool:
@@ -254,6 +259,8 @@ def _run(args: argparse.Namespace) -> int:
     fps_clock: list[float] = []
     final = None  # the caption once everything read is committed (set as the run ends)
     ended = False  # a video read to its end in a window, which then holds its last words
+    # What a key did, shown on screen for NOTICE_SECONDS (its line on stderr is not seen from a desktop).
+    notice, notice_until = "", 0.0
 
     def show(step: StepResult, wait_ms: int = 1, hud: str = "") -> int:
         """Draw the frame and its captions; the key pressed meanwhile (255 for none)."""
@@ -262,11 +269,12 @@ def _run(args: argparse.Namespace) -> int:
         hud = hud or (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
                       f"  dropped {source.dropped}")
         scale = scale or first_zoom(step.frame.image.shape)
-        return window.show(render(step, hud, scale, paused=paused, hidden=hidden), wait_ms)
+        shown = notice if time.monotonic() < notice_until else ""
+        return window.show(render(step, hud, scale, paused=paused, hidden=hidden, notice=shown), wait_ms)
 
     def answer(key: int) -> None:
         """What the window's keys do (docs/usage.md: Options and window keys)."""
-        nonlocal paused, scale, hidden, step
+        nonlocal paused, scale, hidden, step, notice, notice_until
         if key in (ord("q"), 27):
             raise KeyboardInterrupt
         if key == ord(" ") and final is None:  # nothing to pause once the video has ended
@@ -284,8 +292,8 @@ def _run(args: argparse.Namespace) -> int:
         elif key == ord("c"):
             hidden = len(pipeline.policy.words)
             log("screen cleared (the transcript keeps every word)")
-        elif key == ord("s"):
-            save_transcript(pipeline.policy.committed)  # the run goes on whether or not it could
+        elif key == ord("s"):  # the run goes on whether or not it could
+            notice, notice_until = save_transcript(pipeline.policy.committed), time.monotonic() + NOTICE_SECONDS
     try:
         if _stop_requested:  # stopped while starting up: nothing read, so the outputs are left as they were
             raise KeyboardInterrupt

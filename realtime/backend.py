@@ -133,9 +133,12 @@ class OnnxModel:
             raise ModelLoadError(f"no model at {path}")
         if path.suffix == ".keras":
             onnx = path.with_suffix(".onnx")
+            beside = sorted(p for p in path.parent.glob("*.onnx") if "." not in p.stem)  # no part or variant
+            make = f"python -m export --model {path} --out {onnx} --cache CACHE, CACHE being a cache cut with " \
+                "the crop the model reads"
             hint = f"use --model {onnx}, its export beside it" if onnx.is_file() else \
-                f"make it with python -m export --model {path} --out {onnx} --cache CACHE, CACHE being a cache " \
-                "cut with the crop the model reads"
+                f"use --model {beside[0]} if that is its export (training.finetune writes one), or make one with " \
+                f"{make}" if len(beside) == 1 else f"make it with {make}"
             raise ModelLoadError(f"{path} is a Keras model: the runtime reads its ONNX export; {hint}")
         try:
             meta = _session(path, ["CPUExecutionProvider"], 1).get_modelmeta().custom_metadata_map

@@ -13,7 +13,8 @@ quiet for a moment (at most `seconds`; with --silent always `seconds`, since the
 take is over). The voice activity of its sound gives the spoken span — with --silent (mouthed, not voiced),
 the movement of the lips does — and the clip keeps that span plus `margin` each side. A take without
 speech, whose speech reaches its first or last frame (cut off), or with a frame of that clip where no face
-was found, is not saved: the prompt is shown again, up to `attempts` times.
+was found, is not saved: the prompt is shown again, up to `attempts` times. q, Esc or the window's close
+button ends the session where it is (the take under way is not saved), as its last prompt would.
 
 Stand-ins: --source FILE plays a video in place of the camera, --audio-file FILE a sound file (or a video's
 sound track) in place of the microphone, each at real time through the devices' own path: frames through
@@ -32,6 +33,7 @@ clock of their streams' start: exact for the stand-ins, within the devices' late
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -104,6 +106,11 @@ class Cut:
 class Session:
     saved: tuple[str, ...]  # names of the clips written
     rejected: tuple[str, ...]  # why each take that was not saved was not
+
+
+class SessionStopped(Exception):
+    """The user quit in the prompt window (q, Esc, its close button): the session ends there, as one that
+    ran through its prompts does; a take under way is not saved."""
 
 
 class SessionInterrupted(KeyboardInterrupt):
@@ -309,7 +316,7 @@ class Screen:
         view = image.copy()
         outlined(view, self.text, (10, 30), 0.8, WHITE, 2)
         if self.window.show(view) in (27, ord("q")):
-            raise KeyboardInterrupt
+            raise SessionStopped
 
     def close(self) -> None:
         if self.window is not None:
@@ -360,8 +367,8 @@ def layout_problem(folder: Path) -> str | None:
 
 
 def record(options: RecordOptions) -> Session:
-    """Prompt, record and save `count` clips; Ctrl-C (KeyboardInterrupt) keeps every clip already saved, and
-    comes out as SessionInterrupted, which names them."""
+    """Prompt, record and save `count` clips, or fewer when the user quits in the window; Ctrl-C
+    (KeyboardInterrupt) keeps every clip already saved, and comes out as SessionInterrupted, which names them."""
     options = check_devices(options)
     folder = options.out / options.speaker
     done = next_prompt(folder / "manifest.jsonl")
@@ -401,11 +408,20 @@ def record(options: RecordOptions) -> Session:
                     break
                 else:
                     log(f"gave up on '{text}' after {options.attempts} takes")
+        except SessionStopped:
+            log("session stopped in the window")
         except KeyboardInterrupt:
             raise SessionInterrupted(Session(tuple(saved), tuple(rejected))) from None
         finally:
             screen.close()
     return Session(tuple(saved), tuple(rejected))
+
+
+def _seed_problem(args: argparse.Namespace) -> str | None:
+    """--seed orders the prompts, and a GRID clip standing in for the camera makes its sentence every prompt."""
+    if args.seed is None or own_sentence(args.source) is None:
+        return None
+    return f"--seed has no effect with --source {args.source}: a GRID clip standing in says its own sentence at every prompt"
 
 
 @stops_like_ctrl_c
@@ -420,10 +436,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="a sound file (or a video's sound) standing in for the microphone")
     parser.add_argument("--silent", action="store_true", help="mouthed without voice: the lips give the spoken span")
     parser.add_argument("--headless", action="store_true", help="print the prompts instead of opening a window")
-    parser.add_argument("--seed", type=at_least(0), default=0, help="prompt order")
+    parser.add_argument("--seed", type=at_least(0), help="prompt order (default 0)")
+    parser.checks.append(_seed_problem)
     args = parser.parse_args(argv)
     options = RecordOptions(out=args.out, speaker=args.speaker, count=args.count, source=args.source,
-                            audio_file=args.audio_file, silent=args.silent, headless=args.headless, seed=args.seed)
+                            audio_file=args.audio_file, silent=args.silent, headless=args.headless, seed=args.seed or 0)
     if not args.headless and (problem := display_problem()):
         log(f"error: {problem}; use --headless to have the prompts printed")
         return EXIT_USAGE

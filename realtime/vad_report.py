@@ -10,7 +10,9 @@ error (a bias that VadOptions' pre and post would absorb).
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +26,24 @@ def spread(clips: list[Clip], count: int) -> list[Clip]:
     """`count` clips evenly across the list, so the sample covers every part of the corpus."""
     count = min(count, len(clips))
     return [clips[i * len(clips) // count] for i in range(count)]
+
+
+def estimated_by_record(clips: list[Clip]) -> set[Path]:
+    """The videos among `clips` whose align files realtime.record estimated from this detector's own span
+    (their manifest.jsonl says so): measured against them, the detector would be measured against itself."""
+    estimated = set()
+    for folder in {c.video.parent.parent for c in clips}:  # a speaker's folder: video/, align/, manifest.jsonl
+        manifest = folder / "manifest.jsonl"
+        if not manifest.is_file():
+            continue
+        for line in manifest.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and entry.get("alignment") == "estimated":
+                estimated.add(folder / "video" / f"{entry.get('name')}.mp4")
+    return estimated
 
 
 def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = 16000) -> tuple[float, float]:
@@ -48,8 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    estimated = estimated_by_record(clips)
+    if estimated:
+        clips = [c for c in clips if c.video not in estimated]
+        print(f"left out {len(estimated)} clip{'' if len(estimated) == 1 else 's'} realtime.record aligned by this "
+              "detector's own span (their manifest says \"estimated\")", file=sys.stderr)
     if not clips:
-        print(f"error: no clips with align files under {args.grid}", file=sys.stderr)
+        print(f"error: no clips with align files of their own under {args.grid}", file=sys.stderr)
         return EXIT_USAGE
     measured = []
     for clip in spread(clips, args.count):

@@ -57,9 +57,11 @@ def zoom(scale: float, key: int) -> float:
     return ZOOMS[min(max(at + step, 0), len(ZOOMS) - 1)]
 
 
-def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, hidden: int = 0) -> np.ndarray:
+def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, hidden: int = 0,
+           notice: str = "") -> np.ndarray:
     """The window's image: the frame drawn at `scale`, its captions sized to the view, the rest at its
-    own size; `hidden`: committed words cleared from the screen (the c key)."""
+    own size; `hidden`: committed words cleared from the screen (the c key); `notice`: what a key just did
+    (a transcript saved, or why not: red when it begins with "error")."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     track = step.track
@@ -93,6 +95,8 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
             cv2.putText(image, word, (x, y), FONT, size, colour, thickness, cv2.LINE_AA)
             x += cv2.getTextSize(word + " ", FONT, size, thickness)[0][0]
     lines = [(hud, 0.55, WHITE, 1)] + [("no face", 0.8, RED, 2)] * step.no_face + [("paused", 0.8, YELLOW, 2)] * paused
+    if notice:
+        lines.append((notice, 0.6, RED if notice.startswith("error") else GREEN, 2))
     status(image, lines, status_width)
     return image
 

@@ -62,6 +62,8 @@ def not_a_file(tmp_path: Path) -> Path:
     (["realtime.bench", "--decoder", "grammar", "--beam-width", "100000"], "must be from 1 to 512, not 100000"),
     (["realtime.record", "--count", "-3"], "must be 1 or more, not -3"),
     (["realtime.record", "--seed", "-1"], "must be 0 or more, not -1"),
+    (["realtime.record", "--source", "bbaf2n.mp4", "--seed", "0"],
+     "--seed has no effect with --source bbaf2n.mp4: a GRID clip standing in says its own sentence at every prompt"),
     (["realtime.record", "--speaker", "../elsewhere"], "must be a plain folder name, not '../elsewhere'"),
     (["realtime.record", "--speaker", ""], "must be a plain folder name, not ''"),
     (["realtime.vad_report", "--count", "0"], "must be 1 or more, not 0"),

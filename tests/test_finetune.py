@@ -205,16 +205,25 @@ def test_a_clip_re_aligned_mid_run_or_unwritable_is_refused(grid_subset, tmp_pat
     assert not fresh.exists() and sorted(p.name for p in run.iterdir()) == ["request.json"]
 
 
-def test_a_refused_run_leaves_an_empty_folder_empty(grid_subset, tmp_path: Path,
+def test_a_refused_run_leaves_an_empty_folder_empty(grid_subset, grid_s1: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
-    """A run refused once its clips are prepared (one clip: none to hold out) takes its request and its
-    cache out of the empty folder it was given, so that another command can use the folder."""
+    """One clip (none to train on: the split goes by name) is refused before it is prepared, in one line.
+    Two, of which the one to train on cannot be read, are refused once prepared; the run takes its
+    request and its cache out of the empty folder it was given, so that another command can use it."""
     base, run = str(REPO / "models" / "lipstream-lite.keras"), tmp_path / "run"
     run.mkdir()
-    assert finetune_main(["--base", base, "--data", str(grid_subset(CLIPS[:1])), "--out", str(run),
-                          "--workers", "1"]) == 2
-    err = capsys.readouterr().err  # preparing's progress, then the refusal
-    assert err.splitlines()[-1].startswith("error: need clips to train on and to hold out") and "Traceback" not in err
+    grid = grid_subset(CLIPS[:1])  # held out by the split
+    assert finetune_main(["--base", base, "--data", str(grid), "--out", str(run), "--workers", "1"]) == 2
+    assert capsys.readouterr().err == \
+        "error: need clips to train on and to hold out; have 0 and 1 (record more, or change --val-fraction)\n"
+    assert list(run.iterdir()) == []
+    (grid / "s1" / "video" / "bbaf2n.mp4").write_text("not a video\n")  # trained on by the split
+    (grid / "s1" / "align" / "bbaf2n.align").symlink_to(grid_s1 / "align" / "bbaf2n.align")
+    assert finetune_main(["--base", base, "--data", str(grid), "--out", str(run), "--workers", "1"]) == 2
+    err = capsys.readouterr().err  # preparing's progress, the clip skipped, then the refusal
+    assert "skipped s1/bbaf2n" in err and "Traceback" not in err
+    assert err.splitlines()[-1] == \
+        "error: need clips to train on and to hold out; have 0 and 1 (record more, or change --val-fraction)"
     assert list(run.iterdir()) == []
 
 

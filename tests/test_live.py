@@ -694,6 +694,22 @@ def test_ctrl_c_before_the_first_frame_leaves_the_output_files_as_they_were(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
 
 
+def test_a_keras_model_is_pointed_to_the_onnx_model_beside_it(tmp_path: Path) -> None:
+    """training.finetune's folder holds best.keras and finetuned.onnx: the hint names that model, not a new
+    export to make beside best.keras; a folder with no ONNX model says how to make one."""
+    from realtime.backend import ModelLoadError
+
+    keras_model = tmp_path / "best.keras"
+    keras_model.write_bytes((ROOT / "models" / "lipstream-lite.keras").read_bytes())
+    with pytest.raises(ModelLoadError, match="make it with python -m export --model"):
+        OnnxModel(keras_model)
+    for name in ("finetuned.onnx", "finetuned.step.onnx", "finetuned.int8.onnx"):
+        (tmp_path / name).symlink_to(ROOT / "models" / name.replace("finetuned", "lipstream-lite"))
+    with pytest.raises(ModelLoadError) as refused:
+        OnnxModel(keras_model)
+    assert f"use --model {tmp_path / 'finetuned.onnx'} if that is its export" in str(refused.value)
+
+
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "run_live.py"), *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import re
 import signal
 import threading
@@ -145,6 +146,21 @@ def test_prepare_accepts_the_recorded_clip(recorded: Recorded, tmp_path: Path):
         assert g.attrs["text"] == sentence_from_code(CLIP) and g.attrs["fps"] == 25.0
         assert g.attrs["first_frame"] == 0  # a face in every frame
         assert g["spans"].shape == (6, 2)
+
+
+def test_vad_report_leaves_out_clips_record_aligned_with_the_detector(recorded: Recorded, grid_s1: Path,
+                                                                     tmp_path: Path, capsys: pytest.CaptureFixture):
+    """A recorded clip's align file is the detector's own span spread over the words: measured against it,
+    the detector would read as exact. Left out, and said; with nothing else to measure, one line and exit 2."""
+    assert vad_report_main(["--grid", str(recorded.out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "left out 1 clip realtime.record aligned by this detector's own span (their manifest says \"estimated\")",
+        f"error: no clips with align files of their own under {recorded.out}"]
+    shutil.copytree(recorded.out, tmp_path / "grid")
+    for kind, suffix in (("video", "mp4"), ("align", "align")):  # a GRID clip beside it is measured
+        (tmp_path / "grid" / "s1" / kind / f"bbaf2n.{suffix}").symlink_to(grid_s1 / kind / f"bbaf2n.{suffix}")
+    assert vad_report_main(["--grid", str(tmp_path / "grid")]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "1 clip, speech found in 1"
 
 
 def test_vad_boundaries_match_grid_alignments(grid_s1: Path):

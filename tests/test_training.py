@@ -117,8 +117,14 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
         np.testing.assert_array_equal(np.array(weight), averages[weight.path])
     assert any(not np.array_equal(averages[path], value) for path, value in raw_weights.items())
     split = (run / "split.json").read_text()
-    resumed = train_process(*quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume",
-                                       "--val-fraction", "0.5", "--limit", "6"))  # not the run's: ignored
+    capsys.readouterr()
+    for flag, value, was in (("--val-fraction", "0.5", "0.06"), ("--lr", "0.5", "0.002"), ("--config", "wide", "tiny")):
+        # Not the run's: it would be ignored, so it is refused (the run's own values are taken, given or not).
+        assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume", flag, value)) == 2
+        assert capsys.readouterr().err == (f"error: {flag} {value} is not this run's ({was}): a resumed run trains as "
+                                           f"it began; to train otherwise, start another --out (--init "
+                                           f"{run / 'last.keras'} starts from its weights)\n")
+    resumed = train_process(*quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume"))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2

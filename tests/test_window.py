@@ -24,7 +24,7 @@ from realtime.captions import CaptionState
 from realtime.capture import Frame
 from realtime.live import StepResult
 from realtime.tracker import MouthTracker, TrackerOptions
-from realtime.window import GREY, WHITE, ZOOMS, caption_lines, first_zoom, render, zoom
+from realtime.window import GREEN, GREY, RED, WHITE, ZOOMS, caption_lines, first_zoom, render, zoom
 from tests.conftest import transcript
 from tests.test_live import cue_words
 
@@ -69,6 +69,18 @@ def test_the_status_line_reads_on_a_white_wall() -> None:
     white = replace(step, frame=replace(step.frame, image=np.full_like(step.frame.image, 255)))
     status = render(white, "25 fps  20 ms  CPU", paused=True)[:100, :300]
     assert (status == WHITE).all(axis=-1).sum() > 50 and (status.max(axis=-1) < 60).sum() > 200
+
+
+def test_what_the_s_key_did_is_shown_in_the_window() -> None:
+    """Saved, in green under the status line; could not save, in red: a desktop user sees no stderr."""
+    step = step_on_real_frame("bin blue", "at")
+    region = {notice: render(step, "25 fps  20 ms  CPU", notice=notice)[40:80, :400]
+              for notice in ("", "saved lipstream-transcript-20261206-120000.txt", "error: could not save x.txt")}
+    count = {notice: {name: int((np.abs(image.astype(int) - colour).max(axis=-1) < 30).sum())
+                      for name, colour in (("green", GREEN), ("red", RED))} for notice, image in region.items()}
+    plain, saved, failed = count.values()
+    assert saved["green"] > plain["green"] + 100 and saved["red"] == plain["red"]
+    assert failed["red"] > plain["red"] + 100 and failed["green"] == plain["green"]
 
 
 def test_cleared_words_leave_the_screen_and_the_tentative_ones_stay() -> None:
@@ -392,7 +404,8 @@ def test_a_lost_display_ends_the_run_and_its_subtitles_hold_the_words_read(
 def test_closing_the_record_window_stops_the_session_and_keeps_its_clips(x_display: dict[str, str],
                                                                          tmp_path: Path) -> None:
     """realtime.record's prompt window (a GRID clip standing in for camera and microphone): its close
-    button stops the session as Ctrl-C does, after the first clip was saved."""
+    button ends the session there, as q does, after the first clip was saved: a session that saved
+    clips, exit 0, not an interrupted one."""
     video = looped(tmp_path, 10)  # 30 s
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err:
@@ -410,6 +423,8 @@ def test_closing_the_record_window_stops_the_session_and_keeps_its_clips(x_displ
         run.wait(timeout=60)
     finally:
         run.kill()
-    assert run.returncode == 130, log.read_text()
-    assert f"interrupted: the clip saved is kept in {tmp_path / 'grid' / 'me'}" in log.read_text()
+    assert run.returncode == 0, log.read_text()
+    assert log.read_text().splitlines()[-2:] == [
+        "lipstream: session stopped in the window",
+        f"lipstream: 1 clip saved in {tmp_path / 'grid' / 'me'}, 0 takes not saved"]
     assert len(list((tmp_path / "grid" / "me" / "video").glob("*.mp4"))) == 1

@@ -89,6 +89,12 @@ def check_texts(data: Path, charset: str, base: Path) -> None:
                          "correct their align files, or move the clips out of --data")
 
 
+def enough_to_split(train: int, held: int) -> None:
+    if not train or not held:
+        raise ValueError(f"need clips to train on and to hold out; have {train} and {held} (record more, or change "
+                         "--val-fraction)")
+
+
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.finetune", description=summary(__doc__))
@@ -115,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from export.__main__ import main as export_main  # TensorFlow loads for seconds: Ctrl-C meanwhile is told too
         from training import train
-        from training.dataset import load_clips, split
+        from realtime.grid import find_clips
+        from training.dataset import is_validation, load_clips, split
         from training.evaluate import Predictor, evaluate
         from training.model import read_spec
         from training.prepare import prepare
@@ -130,13 +137,16 @@ def main(argv: list[str] | None = None) -> int:
         claim(args.out, request_of(args))
         resuming = (args.out / "state.json").exists()  # interrupted: the same command goes on
         try:
+            # The split goes by the clips' names: too few on either side is said before minutes of preparing.
+            keys = [c.key for c in find_clips(args.data)]
+            held = sum(is_validation(key, args.val_fraction) for key in keys)
+            if keys:  # none: training.prepare says there are no videos
+                enough_to_split(len(keys) - held, held)
             skipped = prepare(args.data, cache, args.workers, spec.crop)
             for clip, why in skipped:
                 print(f"skipped {clip.speaker}/{clip.name}: {why}", file=sys.stderr)
             train_clips, held_out = split(load_clips(cache), args.val_fraction)
-            if not held_out or not train_clips:
-                raise ValueError(f"need clips to train on and to hold out; have {len(train_clips)} and "
-                                 f"{len(held_out)} (record more, or change --val-fraction)")
+            enough_to_split(len(train_clips), len(held_out))  # a skipped clip can leave a side empty
         except (FileNotFoundError, ValueError):  # a refused run leaves --out as it found it
             for path in new:
                 path.unlink(missing_ok=True)

@@ -22,10 +22,11 @@ def fits_frames(labels: tf.Tensor, frames: tf.Tensor) -> tf.Tensor:
 def ctc_log_likelihood(labels: tf.Tensor, log_probs: tf.Tensor, frames: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     """(the CTC log-likelihood of each label (batch, width; -1 pads) in its first `frames` of `log_probs`
     (batch, time, classes; the blank last, where Vocabulary puts it), whether the label can be read
-    there). TensorFlow's fused CTC kernel, forward and backward, takes 7 ms for a batch of 16 where the
-    dense path of keras.ops.ctc_loss takes 100 (a seventh of a `lite` training step), and it builds no
-    scan into the graph. A label that has no letters or does not fit its frames cannot be read: the
-    kernel refuses it, so it reads a one-letter stand-in there, which the caller leaves out."""
+    there). TensorFlow's fused CTC kernel: the dense path keras.ops.ctc_loss takes builds scans into the
+    graph (slower to trace, and the source of oneDNN's "DT_BOOL" error line), and on its own, forward and
+    backward, takes about ten times as long. A label that has no letters or does not fit its frames
+    cannot be read: the kernel refuses it, so it reads a one-letter stand-in there, which the caller
+    leaves out."""
     import tensorflow as tf
 
     possible = tf.reduce_any(labels >= 0, axis=1) & fits_frames(labels, frames)

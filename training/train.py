@@ -315,7 +315,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object], beside: Collect
                              and not (begun and (p.name in BEGUN_RUN or p.name.endswith((".tmp", ".tmp.keras"))))):
             raise ValueError(f"{run} holds files of no training run ({', '.join(foreign[:3])}"
                              f"{', …' if len(foreign) > 3 else ''}): choose another --out")
-    recipe = run / "args.json"  # a resumed run trains on as it began, whatever flags it is given
+    recipe = run / "args.json"  # a resumed run trains on as it began
     recorded = args.resume and recipe.exists()
     began = read_json(recipe, "a training run's recipe") if recorded else {}
     fields_checked(began, recipe, "a training run's recipe",  # a value edited by hand is one line, not a traceback
@@ -334,8 +334,13 @@ def train(args: argparse.Namespace, defaults: dict[str, object], beside: Collect
               f"{state['best_epoch']}; a larger --patience goes on", file=sys.stderr)
         return EXIT_OK
     if recorded:
-        for key in _RECIPE:
-            setattr(args, key, began.get(key, defaults[key]))
+        for key in _RECIPE:  # an option given with another value than the run's would be ignored: refused
+            value, asked = began.get(key, defaults[key]), getattr(args, key)
+            if asked != defaults[key] and asked != value:
+                raise ValueError(f"--{key.replace('_', '-')} {asked} is not this run's ({value}): a resumed run "
+                                 f"trains as it began; to train otherwise, start another --out (--init "
+                                 f"{run / 'last.keras'} starts from its weights)")
+            setattr(args, key, value)
     # Every refusal before the run folder is made: a refused run leaves nothing behind.
     clips = load_clips(args.cache)
     if args.resume:  # the clips it began with, and no others
