@@ -598,7 +598,7 @@ def test_training_with_speech_hears_the_cached_sound_and_saves_its_runtime_model
     runtime, _ = load(run / "best.keras")  # what export and the live loop read: lips in, characters out
     assert "speech" not in {layer.name for layer in runtime.layers}
     # A resumed run hears as it began, and a new run may start from its last.keras without the head.
-    assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume")) == 0
+    assert main(quick_run(small_cache, run, "--epochs", "2", "--resume")) == 0
     with open(run / "log.csv") as f:
         assert [float(row["speech_loss"]) > 0 for row in csv.DictReader(f)] == [True, True]
     assert main(quick_run(small_cache, tmp_path / "from_speech", "--epochs", "1", "--steps", "1",
