@@ -106,6 +106,7 @@ class Cut:
 class Session:
     saved: tuple[str, ...]  # names of the clips written
     rejected: tuple[str, ...]  # why each take that was not saved was not
+    stopped: bool = False  # the user quit in the window before the last prompt
 
 
 class SessionStopped(Exception):
@@ -410,6 +411,7 @@ def record(options: RecordOptions) -> Session:
                     log(f"gave up on '{text}' after {options.attempts} takes")
         except SessionStopped:
             log("session stopped in the window")
+            return Session(tuple(saved), tuple(rejected), stopped=True)
         except KeyboardInterrupt:
             raise SessionInterrupted(Session(tuple(saved), tuple(rejected))) from None
         finally:
@@ -464,9 +466,10 @@ def main(argv: list[str] | None = None) -> int:
         log(f"error: {e}")
         return EXIT_SOURCE_ENDED if isinstance(e, SourceEnded) else EXIT_USAGE
     saved, rejected = len(session.saved), len(session.rejected)
-    log(f"{'error: ' if not saved else ''}{saved} clip{'' if saved == 1 else 's'} saved in "
+    failed = not saved and not session.stopped  # a session that saved nothing failed, whatever each take's reason
+    log(f"{'error: ' if failed else ''}{saved} clip{'' if saved == 1 else 's'} saved in "
         f"{options.out / options.speaker}, {rejected} take{'' if rejected == 1 else 's'} not saved")
-    return EXIT_OK if saved else EXIT_USAGE  # a session that saved nothing failed, whatever each take's reason
+    return EXIT_USAGE if failed else EXIT_OK  # quitting before a clip was saved is the user's choice, not a failure
 
 
 if __name__ == "__main__":

@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
     estimated = estimated_by_record(clips)
-    if estimated:
+    if left_out := sum(c.video in estimated for c in clips):
         clips = [c for c in clips if c.video not in estimated]
-        print(f"left out {len(estimated)} clip{'' if len(estimated) == 1 else 's'} realtime.record aligned by this "
+        print(f"left out {left_out} clip{'' if left_out == 1 else 's'} realtime.record aligned by this "
               "detector's own span (their manifest says \"estimated\")", file=sys.stderr)
     if not clips:
         print(f"error: no clips with align files of their own under {args.grid}", file=sys.stderr)

@@ -471,15 +471,16 @@ def test_a_camera_that_gives_no_rate_is_the_callers_fallback(reported: float) ->
 
 
 def test_the_reading_thread_releases_the_capture_it_read_from() -> None:
-    """A stop mid-video, and a video read to its end: the capture is released by the thread that reads it
-    (never from under a read in progress), so a stopped source holds no open file; one never started is
-    released by stop itself."""
+    """A video read to its end is released by the thread that read it, with no stop() from the consumer:
+    never from under a read in progress. One stopped mid-video is released as its thread ends; one never
+    started, by stop() itself."""
+    ended = FrameSource(SourceOptions(source=str(CLIP), fast=True)).start()
+    assert len(list(ended)) == 75  # to the end of the stream, then the thread ends on its own
+    ended._thread.join(timeout=30)
     stopped = FrameSource(SourceOptions(source=str(CLIP))).start()
     assert stopped.frames.get(timeout=10) is not None
     stopped.stop()
-    ended, frames = read_all(str(CLIP))
     never_started = FrameSource(SourceOptions(source=str(CLIP)))
     never_started.stop()
-    assert len(frames) == 75
-    for source in (stopped, ended, never_started):
+    for source in (ended, stopped, never_started):
         assert not source._capture.isOpened()

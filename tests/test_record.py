@@ -619,6 +619,24 @@ def test_a_video_not_named_by_its_sentence_is_refused_as_a_stand_in(grid_s1: Pat
         assert printed.getvalue() == "" and not (tmp_path / "grid").exists()
 
 
+def test_quitting_in_the_window_before_a_clip_is_saved_is_no_failure(grid_s1: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch,
+                                                                   capsys: pytest.CaptureFixture):
+    """q at the first prompt (the user's key, standing in for a window's): the session ends with nothing
+    saved, said plainly, exit 0, not the error of a session whose every take failed."""
+    def q_pressed(self: record_module.Screen, image: np.ndarray) -> None:
+        raise record_module.SessionStopped
+
+    monkeypatch.setattr(record_module.Screen, "show", q_pressed)
+    clip = str(grid_s1 / "video" / f"{CLIP}.mp4")
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert record_module.main(["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "2", "--headless",
+                                   "--source", clip, "--audio-file", clip]) == 0
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        "lipstream: session stopped in the window", f"lipstream: 0 clips saved in {tmp_path / 'grid' / 's1'}, 0 takes not saved"]
+    assert files(tmp_path / "grid") == []
+
+
 def test_a_session_that_saves_nothing_fails(grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     """Every take refused (a stand-in video without a face): the summary is an error and the exit 2, so a
     script can tell; a stand-in cut off mid-take is said to be, not taken for silence."""

@@ -118,8 +118,8 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert any(not np.array_equal(averages[path], value) for path, value in raw_weights.items())
     split = (run / "split.json").read_text()
     capsys.readouterr()
-    for flag, value, was in (("--val-fraction", "0.5", "0.06"), ("--lr", "0.5", "0.002"), ("--config", "wide", "tiny")):
-        # Not the run's: it would be ignored, so it is refused (the run's own values are taken, given or not).
+    for flag, value, was in (("--val-fraction", "0.5", "0.06"), ("--lr", "0.5", "0.002"), ("--config", "lite", "tiny")):
+        # Not the run's: it would be ignored, so it is refused, the option's default value too (lite).
         assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume", flag, value)) == 2
         assert capsys.readouterr().err == (f"error: {flag} {value} is not this run's ({was}): a resumed run trains as "
                                            f"it began; to train otherwise, start another --out (--init "
@@ -151,6 +151,8 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     # A bare --resume goes on to the epochs the run was last given (2), not to the option's default.
     assert main(quick_run(small_cache, run, "--steps", "2", "--resume")) == 0
     assert capsys.readouterr().err.splitlines()[-1] == f"{run} already trained 2 epochs"
+    assert main(quick_run(small_cache, run, "--steps", "2", "--resume", "--seed", "1")) == 2  # finished, still told
+    assert "--seed 1 is not this run's (0)" in capsys.readouterr().err
     assert json.loads((run / "args.json").read_text())["epochs"] == 2
     # Nor on crops of another cut: its weights read the crop the run began with.
     other = tmp_path / "other.h5"

@@ -133,7 +133,8 @@ def compile_model(model: keras.Model, vocabulary: Vocabulary, lr: float, aux_wei
     weights = {"ctc": 1.0, "words": aux_weight, "chars": char_weight}
     if "speech" in model.output_names:
         losses["speech"], weights["speech"] = SpeechLoss(), speech_weight
-    model.compile(optimizer=optimizer, loss=losses, loss_weights=weights)
+    # XLA off everywhere: TensorFlow's fused CTC kernel has none, and Keras' "auto" compiles on a single GPU.
+    model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, jit_compile=False)
 
 
 @contextmanager
@@ -242,7 +243,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     if args.freeze_front_end and not args.init:
         parser.error("--freeze-front-end keeps the front end --init gives: pass --init MODEL")
     try:
-        return train(args, {key: parser.get_default(key) for key in _RECIPE}, beside)
+        return train(args, {key: parser.get_default(key) for key in _RECIPE}, given_options(parser, argv), beside)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -283,10 +284,21 @@ def check_inputs(config: str, cache: Path) -> CropSpec:
     return read_crop_spec(cache)  # a missing cache, or one that is not, before the run folder is touched
 
 
-def train(args: argparse.Namespace, defaults: dict[str, object], beside: Collection[str] = ()) -> int:
+def given_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The recipe's options the command line gives, whatever their value (its default's too): parsed again
+    into a namespace holding a stand-in for each, which argparse leaves where an option is not given."""
+    unset = object()
+    probe = argparse.Namespace(**dict.fromkeys(_RECIPE, unset))
+    parser.parse_args(argv, probe)
+    return {key for key in _RECIPE if getattr(probe, key) is not unset}
+
+
+def train(args: argparse.Namespace, defaults: dict[str, object], given: Collection[str] = (),
+          beside: Collection[str] = ()) -> int:
     """Run or resume the training `args` ask for; `defaults` are the options' defaults, which a resumed
-    run takes for an option its folder's args.json predates; `beside`: files a calling tool keeps in the
-    run folder."""
+    run takes for an option its folder's args.json predates; `given`: the recipe's options the command
+    line gives (a resumed run refuses one that is not the run's); `beside`: files a calling tool keeps in
+    the run folder."""
     from training.dataset import (SampleMix, SplitRecord, check_crop, load_clips, predict_clips, read_fps, split,
                                   tf_dataset)
     from training.evaluate import error_rates
@@ -320,9 +332,17 @@ def train(args: argparse.Namespace, defaults: dict[str, object], beside: Collect
     began = read_json(recipe, "a training run's recipe") if recorded else {}
     fields_checked(began, recipe, "a training run's recipe",  # a value edited by hand is one line, not a traceback
                    {key: lambda v: is_count(v) and v > 0 for key in ("epochs", "patience") if key in began})
-    given = {key: getattr(args, key) for key in ("epochs", "patience")}  # a resumed run may be given more
-    args.epochs, args.patience = (given[key] or began.get(key) or default
+    more = {key: getattr(args, key) for key in ("epochs", "patience")}  # a resumed run may be given more
+    args.epochs, args.patience = (more[key] or began.get(key) or default
                                   for key, default in (("epochs", EPOCHS), ("patience", PATIENCE)))
+    if recorded:
+        for key in _RECIPE:  # an option given with another value than the run's would be ignored: refused
+            value = began.get(key, defaults[key])
+            if key in given and getattr(args, key) != value:
+                raise ValueError(f"--{key.replace('_', '-')} {getattr(args, key)} is not this run's ({value}): a "
+                                 f"resumed run trains as it began; to train otherwise, start another --out (--init "
+                                 f"{run / 'last.keras'} starts from its weights)")
+            setattr(args, key, value)
     state = read_state(state_path) if args.resume else {"epoch": 0, "best_cer": None}
     if args.resume:  # its weights read the crop it began with
         check_crop(args.cache, read_spec(run / "last.keras").crop, run, "resume on the cache the run began with")
@@ -333,14 +353,6 @@ def train(args: argparse.Namespace, defaults: dict[str, object], beside: Collect
         print(f"{run} stopped early after epoch {state['epoch']}: no better validation reading since epoch "
               f"{state['best_epoch']}; a larger --patience goes on", file=sys.stderr)
         return EXIT_OK
-    if recorded:
-        for key in _RECIPE:  # an option given with another value than the run's would be ignored: refused
-            value, asked = began.get(key, defaults[key]), getattr(args, key)
-            if asked != defaults[key] and asked != value:
-                raise ValueError(f"--{key.replace('_', '-')} {asked} is not this run's ({value}): a resumed run "
-                                 f"trains as it began; to train otherwise, start another --out (--init "
-                                 f"{run / 'last.keras'} starts from its weights)")
-            setattr(args, key, value)
     # Every refusal before the run folder is made: a refused run leaves nothing behind.
     clips = load_clips(args.cache)
     if args.resume:  # the clips it began with, and no others
@@ -368,7 +380,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object], beside: Collect
     if not recorded:
         write_text(recipe, json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
                                       indent=1))
-    elif any(began.get(key) != getattr(args, key) for key in given):  # given more: the next resume goes on so too
+    elif any(began.get(key) != getattr(args, key) for key in more):  # given more: the next resume goes on so too
         write_text(recipe, json.dumps({**began, "epochs": args.epochs, "patience": args.patience}, indent=1))
     if not args.resume:
         record.write(run / "split.json")
