@@ -423,7 +423,8 @@ def _seed_problem(args: argparse.Namespace) -> str | None:
     """--seed orders the prompts, and a GRID clip standing in for the camera makes its sentence every prompt."""
     if args.seed is None or own_sentence(args.source) is None:
         return None
-    return f"--seed has no effect with --source {args.source}: a GRID clip standing in says its own sentence at every prompt"
+    return (f"--seed has no effect with --source {args.source}: a GRID clip standing in says its own sentence at "
+            "every prompt")
 
 
 @stops_like_ctrl_c

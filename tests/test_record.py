@@ -633,7 +633,8 @@ def test_quitting_in_the_window_before_a_clip_is_saved_is_no_failure(grid_s1: Pa
         assert record_module.main(["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "2", "--headless",
                                    "--source", clip, "--audio-file", clip]) == 0
     assert capsys.readouterr().err.splitlines()[-2:] == [
-        "lipstream: session stopped in the window", f"lipstream: 0 clips saved in {tmp_path / 'grid' / 's1'}, 0 takes not saved"]
+        "lipstream: session stopped in the window",
+        f"lipstream: 0 clips saved in {tmp_path / 'grid' / 's1'}, 0 takes not saved"]
     assert files(tmp_path / "grid") == []
 
 
