@@ -217,9 +217,10 @@ def trained_until_ctrl_c(argv: list[str], at_sample: int) -> subprocess.Complete
 
 def test_ctrl_c_during_training_is_one_line(small_cache: Path, tmp_path: Path):
     """No TensorFlow warning after it: the input pipeline is freed before Python shuts down. The key is
-    pressed as the pipeline draws its 120th sample (of 80 an epoch), so mid-way through epoch 2."""
+    pressed as the pipeline draws its 160th sample (80 an epoch, after the batches of the iterator Keras
+    builds the model from and drops), so in epoch 2."""
     run = tmp_path / "run"
-    result = trained_until_ctrl_c(quick_run(small_cache, run, "--epochs", "50", "--steps", "20"), at_sample=120)
+    result = trained_until_ctrl_c(quick_run(small_cache, run, "--epochs", "50", "--steps", "20"), at_sample=160)
     assert result.returncode == 130
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
     after = result.stderr[result.stderr.index("epoch 1:"):].splitlines()[1:]
@@ -238,6 +239,22 @@ def test_ctrl_c_in_the_first_epoch_says_to_begin_again_and_the_same_command_does
         "interrupted before an epoch finished: nothing to resume; run the command again to begin"
     assert (run / "args.json").is_file()
     assert main(argv) == 0 and json.loads((run / "state.json").read_text())["epoch"] == 1
+
+
+def test_a_run_traces_its_training_step_once(small_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The default strategy is one device, made explicit, so Keras builds the optimizer before tracing the
+    step (unbuilt, its first trace makes variables and TensorFlow traces the step again)."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
+    traced, step = [], TensorFlowTrainer.train_step
+
+    def counted(self, data):
+        traced.append(1)
+        return step(self, data)
+
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", counted)
+    assert main(quick_run(small_cache, tmp_path / "run", "--epochs", "2", "--steps", "2")) == 0
+    assert len(traced) == 1
 
 
 def test_a_folder_of_other_files_is_not_trained_into(small_cache: Path, tmp_path: Path,

@@ -35,12 +35,13 @@ def step_ms(config_name: str, clips: list[CachedClip], crop: CropSpec, batch_siz
     from training.augment import AugmentOptions, Sampler
     from training.dataset import SampleMix, tf_dataset
     from training.model import CONFIGS, build
-    from training.train import compile_model
+    from training.train import compile_model, training_strategy
 
     keras.utils.set_random_seed(seed)
     vocabulary = Vocabulary()
-    model = build(CONFIGS[config_name], crop.height, crop.width, crop.channels, vocabulary)
-    compile_model(model, vocabulary, lr=2e-3, aux_weight=0.5, char_weight=0.5)  # weights: no effect on time
+    with training_strategy("default").scope():
+        model = build(CONFIGS[config_name], crop.height, crop.width, crop.channels, vocabulary)
+        compile_model(model, vocabulary, lr=2e-3, aux_weight=0.5, char_weight=0.5)  # weights: no effect on time
     total = WARMUP_STEPS + steps
     sampler = Sampler(clips, AugmentOptions(char_target="silence"), seed=seed, vocabulary=vocabulary)
     data = tf_dataset(sampler, batch_size, total, 0, SampleMix(), vocabulary,
