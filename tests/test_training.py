@@ -532,6 +532,19 @@ def test_the_pipeline_draws_each_epoch_with_that_epoch_s_mix(small_cache: Path):
         assert all(np.array_equal(a, b) for a, b in zip(got, want))
 
 
+def test_two_iterations_of_the_pipeline_draw_alike_side_by_side(small_cache: Path):
+    """Keras iterates the pipeline twice (once to build the model, then to train) and drops the first
+    while it may still be drawing: each iteration draws on its own, not from a random state they share."""
+    crop, clips = read_crop_spec(small_cache), load_clips(small_cache)
+    data = tf_dataset(Sampler(clips, seed=2), 2, 12, 0, SampleMix(), Vocabulary(),
+                      (crop.height, crop.width, crop.channels))
+    first = iter(data)
+    drawn = [next(first)[0].numpy()]  # its prefetching draws on meanwhile
+    second = [x.numpy() for x, _ in data.take(12)]
+    drawn += [next(first)[0].numpy() for _ in range(11)]
+    assert all(a.shape == b.shape and np.array_equal(a, b) for a, b in zip(drawn, second, strict=True))
+
+
 def test_frame_jitter_never_deletes_a_whole_sample(small_cache: Path):
     """Every frame dropped (as a word of two frames can lose both) would be a sample of no frames."""
     sampler = Sampler(load_clips(small_cache), replace(AugmentOptions(), jitter=1.0, speed_p=0.0), seed=0)

@@ -4,6 +4,7 @@ record (SplitRecord): one edited by hand or cut short is one line naming the fil
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -281,12 +282,15 @@ def tf_dataset(sampler: Sampler, batch_size: int, steps: int, first_epoch: int, 
                vocabulary: Vocabulary, frame_shape: tuple[int, int, int], with_rivals: bool = False) -> tf.data.Dataset:
     """A repeating tf.data pipeline over `batches`, prefetched so augmentation overlaps training: `steps`
     batches an epoch from `first_epoch` on. The pipeline counts the epochs itself (for the curriculum),
-    because prefetching draws an epoch's first batches before Keras says it has begun."""
+    because prefetching draws an epoch's first batches before Keras says it has begun. Each iteration
+    draws with a sampler of its own: Keras builds the model from one iteration, and drops it while its
+    prefetching may still be drawing."""
     import tensorflow as tf
 
     def generate():
+        own = copy.copy(sampler)  # the clips shared, its random state not
         for epoch in itertools.count(first_epoch):
-            yield from batches(sampler, batch_size, steps, epoch, mix, vocabulary, with_rivals)
+            yield from batches(own, batch_size, steps, epoch, mix, vocabulary, with_rivals)
 
     targets = {k: tf.TensorSpec((None, None), tf.int32) for k in ("ctc", "words", "chars")}
     if sampler.speech_dims:
