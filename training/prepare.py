@@ -14,7 +14,7 @@ The file's attribute `crop` records the crop spec, and `speech` the speech featu
 of another format, and the `silent` marks, are made again (as is a clip whose sound could not be read
 this time). Work goes to FILE.h5.partial (a copy of FILE.h5 when adding to one), which replaces
 FILE.h5 when every clip is done: a FILE.h5 is always complete, and stays while a rerun adds to it; an
-interrupted run resumes from the partial file.
+interrupted run resumes from the partial file. A run with nothing to add leaves FILE.h5 untouched.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ def add_missing_speech(f: h5py.File, videos: dict[str, Path], pool: Pool) -> Non
     jobs = []
     for key, video in sorted(videos.items()):
         g = f[f"clips/{key}"]
-        if "speech" not in g and not g.attrs.get("silent", False):
+        if needs_speech(g):
             jobs.append((key, video, float(g.attrs["fps"]), len(g["mouth"]), int(g.attrs["first_frame"])))
     if not jobs:
         return
@@ -217,6 +217,11 @@ def add_missing_speech(f: h5py.File, videos: dict[str, Path], pool: Pool) -> Non
             f[f"clips/{key}"].create_dataset("speech", data=speech.astype(np.float16))
         elif silent:
             f[f"clips/{key}"].attrs["silent"] = True
+
+
+def needs_speech(g: h5py.Group) -> bool:
+    """Whether cached clip `g` has no speech features and is not known to be silent."""
+    return "speech" not in g and not g.attrs.get("silent", False)
 
 
 def write_clip(f: h5py.File, p: PreparedClip) -> None:
@@ -255,6 +260,17 @@ def done_keys(f: h5py.File) -> set[str]:
     return done
 
 
+def has_work(f: h5py.File, clips: list[Clip]) -> bool:
+    """Whether a run over `clips` would change cache `f`, read only: a clip to make (again), a half-written
+    one to remove, or speech features to add. A cache with nothing to add is not copied to add nothing."""
+    if json.loads(f.attrs.get("speech", "null")) != SPEECH_FORMAT:
+        return True
+    done = dict(complete_clips(f))
+    if sum(len(group) for group in f.get("clips", {}).values()) > len(done):
+        return True
+    return any(c.key not in done or is_stale(done[c.key], c) or needs_speech(done[c.key]) for c in clips)
+
+
 def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) -> list[tuple[Clip, str]]:
     """Cache every clip under `grid` into `out`; returns the skipped clips with reasons."""
     clips = find_clips(grid)
@@ -271,7 +287,12 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
                 if "crop" not in f.attrs:
                     continue
         check_crop(existing, spec, "this run", "use a new --out")
-    if out.exists() and not partial.exists():  # a copy: the cache stays usable while more is added
+    if out.exists() and not partial.exists():
+        with open_cache(out) as f:
+            if not has_work(f, clips):
+                print(f"{len(clips)} clips, {len(complete_clips(f))} already cached, 0 to prepare", file=sys.stderr)
+                return []
+        # A copy: the cache stays usable while more is added.
         copying = out.with_name(out.name + ".copying")  # so an interrupted copy is no partial cache
         shutil.copyfile(out, copying)
         copying.replace(partial)
