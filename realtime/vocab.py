@@ -41,6 +41,10 @@ class Vocabulary:
         """Number of output classes, blank included."""
         return len(self.charset) + 1
 
+    def unknown(self, text: str) -> str:
+        """The characters of `text` this vocabulary cannot write, each once, sorted."""
+        return "".join(sorted(set(text) - set(self.charset)))
+
     def encode(self, text: str) -> np.ndarray:
         index = {c: i for i, c in enumerate(self.charset)}
         try:

@@ -1079,6 +1079,23 @@ def test_malformed_caches_are_one_line_errors(small_cache: Path, tmp_path: Path,
     assert report_main(["--cache", str(poseless)]) == 2
     assert capsys.readouterr().err == f"error: {poseless}: clip s1/bbaf3s has no pose or lips: prepare it again\n"
 
+    # Texts the model cannot write (a hand-made align file with a digit), or no word at all: refused before
+    # the run folder is made, naming the clips; the input pipeline would fail on them inside TensorFlow.
+    for case, word, says in (("digit", "2", "the model cannot write the text of s1/bbaf2n (2) (it"),
+                             ("silent", None, "none of the 5 training clips has a word to read")):
+        cache = tmp_path / f"{case}.h5"
+        shutil.copy(small_cache, cache)
+        with h5py.File(cache, "a") as f:
+            for name, g in f["clips/s1"].items():
+                if word is None or name == "bbaf2n":
+                    words = [] if word is None else [*json.loads(g.attrs["words"])[:4], word, "now"]
+                    g.attrs.update(words=json.dumps(words), text=" ".join(words))
+        for char_target in ("spread", "silence"):
+            assert main(quick_run(cache, tmp_path / case, "--char-target", char_target)) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"error: {cache}: {says}") and err.count("\n") == 1
+            assert not (tmp_path / case).exists()
+
 
 def test_a_truncated_cache_is_one_line_with_h5py_s_whole_reason(small_cache: Path, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture):

@@ -23,6 +23,7 @@ from realtime.backend import BUNDLED_MODEL, model_path
 from realtime.cli import Parser, at_least, fraction_below_one, named_path, positive, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, write_text
+from realtime.vocab import Vocabulary
 from training.dataset import MOST_BATCH
 
 
@@ -81,8 +82,8 @@ def check_texts(data: Path, charset: str, base: Path) -> None:
             text = clip_text(clip)[0]
         except (AlignError, ClipError):
             continue
-        if unknown := sorted(set(text) - set(charset)):
-            bad.append(f"{clip.key} ({''.join(unknown)})")
+        if unknown := Vocabulary(charset).unknown(text):
+            bad.append(f"{clip.key} ({unknown})")
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise ValueError(f"{base} cannot write the text of {', '.join(bad[:3])}{more} (it writes {charset!r}): "

@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # imported where used: TensorFlow must start after the device
     import tensorflow as tf
 
     from realtime.crop import CropSpec
+    from training.augment import CachedClip
 
 
 FINETUNE_BN_MOMENTUM = 0.9
@@ -296,6 +297,21 @@ def given_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> se
     return {key for key in _RECIPE if getattr(probe, key) is not unset}
 
 
+def check_texts(train_clips: list[CachedClip], val_clips: list[CachedClip], cache: Path) -> None:
+    """Refuse clips whose text the model cannot write, naming them, and clips without a word to read: the
+    input pipeline would fail on them minutes into the run, in TensorFlow's words."""
+    vocabulary = Vocabulary()
+    bad = [f"{c.key} ({unknown})" for c in (*train_clips, *val_clips)
+           if (unknown := vocabulary.unknown(c.text + "".join(c.words)))]
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise ValueError(f"{cache}: the model cannot write the text of {', '.join(bad[:3])}{more} (it writes "
+                         f"{vocabulary.charset!r}): correct their align files and prepare the cache again")
+    if not any(c.words for c in train_clips):
+        raise ValueError(f"{cache}: none of the {len(train_clips)} training clips has a word to read (their align "
+                         "files hold only silence)")
+
+
 def train(args: argparse.Namespace, defaults: dict[str, object], given: Collection[str] = (),
           beside: Collection[str] = ()) -> int:
     """Run or resume the training `args` ask for; `defaults` are the options' defaults, which a resumed
@@ -374,6 +390,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
     if args.speech_weight and all(c.speech is None for c in train_clips):
         raise ValueError(f"--speech-weight needs speech features in {args.cache}: its videos have no "
                          f"sound, or it was made before them (run training.prepare --out {args.cache} again)")
+    check_texts(train_clips, val_clips, args.cache)
     _configure_devices(args.strategy, args.logical_cpus)
     strategy = training_strategy(args.strategy)
     if args.batch_size % strategy.num_replicas_in_sync:
