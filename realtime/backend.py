@@ -222,8 +222,9 @@ class StreamingBackend:
 
     Once the window slides, its first `context` features have seen frames before the window, where
     the model, trained on windows, always saw zero padding. They are recomputed as the window's own
-    start (the full model's front end over the window's first 2 x context frames), so every window
-    reads exactly as the same frames read as one offline window: what the model was trained on.
+    start (the full model's front end over the window's first 2 x context frames; a window no longer
+    than that is read whole by the full model), so every window reads exactly as the same frames read
+    as one offline window: what the model was trained on.
     """
 
     def __init__(self, model: OnnxModel, window: int):
@@ -280,7 +281,9 @@ class StreamingBackend:
     def logp(self, first: int = 0) -> np.ndarray:
         """Log-probabilities (T, classes) of the window's frames from index `first` on, oldest first."""
         features = np.stack(list(self.features)[first:])
-        began_stream = first == 0 and self.count <= self.window
-        if not began_stream and len(features) > 2 * self.context:
+        if not (first == 0 and self.count <= self.window):  # not the stream's own start: recompute the window's
+            if len(features) <= 2 * self.context:  # too short to hold a recomputed start: the full model
+                frames = np.concatenate(list(self.frames)[first:], axis=1)  # reads it whole
+                return self.model.full.run(None, {FRAMES: frames})[0][0]
             features[:self.context] = self._window_start(first)
         return self.model.back.run(None, {FEATURES: features[None]})[0][0]

@@ -206,6 +206,9 @@ def test_sliding_window_reads_as_the_same_frames_read_offline(exported: Export, 
             np.testing.assert_allclose(stream.logp(), model.window_logp(last), atol=1e-4, err_msg=f"frame {n}")
             np.testing.assert_allclose(stream.logp(first=10), model.window_logp(last[10:]), atol=1e-4,
                                        err_msg=f"frame {n}, from 10")
+            for first in range(window - 2 * model.spec.context, window):  # windows too short for a recomputed
+                np.testing.assert_allclose(stream.logp(first), model.window_logp(last[first:]),  # start
+                                           atol=1e-4, err_msg=f"frame {n}, from {first}")
 
 
 def test_choose_provider_falls_back_to_cpu_with_a_reason(exported: Export, tmp_path: Path):
