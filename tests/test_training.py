@@ -308,6 +308,16 @@ def test_a_model_reads_at_its_clips_frame_rate(small_cache: Path, tmp_path: Path
             g.attrs["fps"] = 30.0
     assert main(quick_run(cache, tmp_path / "run", "--epochs", "1", "--steps", "1")) == 0
     assert load(tmp_path / "run" / "best.keras")[1].fps == 30.0
+    # Nor is a model trained on, or measured on, clips at another rate than it reads at.
+    from training.evaluate import main as evaluate_main
+    capsys.readouterr()
+    assert evaluate_main(["--model", str(tmp_path / "run" / "best.keras"), "--data", str(small_cache)]) == 2
+    assert capsys.readouterr().err == f"error: {small_cache} holds clips at 25 fps, and the model reads 30 fps: " \
+                                      "use clips at its rate\n"
+    init = tmp_path / "run" / "best.keras"
+    assert main(quick_run(small_cache, tmp_path / "from30", "--epochs", "1", "--steps", "1", "--init", str(init))) == 2
+    assert f"holds clips at 25 fps, and {init} reads 30 fps" in capsys.readouterr().err
+    assert not (tmp_path / "from30").exists()
     with h5py.File(cache, "a") as f:
         f["clips/s1/bbaf2n"].attrs["fps"] = 25.0
     assert main(quick_run(cache, tmp_path / "mixed", "--epochs", "1", "--steps", "1")) == 2

@@ -98,6 +98,13 @@ def read_fps(cache: Path) -> float:
     return rates.pop()
 
 
+def check_fps(cache: Path, fps: float, reader: object) -> None:
+    """Refuse a cache whose clips run at another frame rate than `reader` (a model) reads at: its weights
+    know lips moving at their own rate."""
+    if (rate := read_fps(cache)) != round(fps, 2):
+        raise ValueError(f"{cache} holds clips at {rate:g} fps, and {reader} reads {fps:g} fps: use clips at its rate")
+
+
 def load_clips(cache: Path) -> list[CachedClip]:
     """Every complete clip in the cache, in memory (uint8 crops: about 1 GB for 900 GRID clips). A clip
     without a part it needs (a damaged or hand-made cache) is one line naming it, not h5py's KeyError."""

@@ -27,7 +27,7 @@ from realtime.decode import Grammar, decode
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
-from training.dataset import VAL_FRACTION, SplitRecord, check_crop, is_validation, load_clips, predict_clips
+from training.dataset import VAL_FRACTION, SplitRecord, check_crop, check_fps, is_validation, load_clips, predict_clips
 
 
 
@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.data.is_file():
             check_crop(args.data, predictor.spec.crop, "the model",
                        "evaluate on the GRID folder or a cache of its crop")
+            check_fps(args.data, predictor.spec.fps, "the model")
             clips = [c for c in load_clips(args.data) if wanted(c.key)]
         else:
             raise FileNotFoundError(f"no GRID folder or cache at {args.data}")

@@ -318,8 +318,8 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
     run takes for an option its folder's args.json predates; `given`: the recipe's options the command
     line gives (a resumed run refuses one that is not the run's); `beside`: files a calling tool keeps in
     the run folder."""
-    from training.dataset import (SampleMix, SplitRecord, check_crop, load_clips, predict_clips, read_fps, split,
-                                  tf_dataset)
+    from training.dataset import (SampleMix, SplitRecord, check_crop, check_fps, load_clips, predict_clips, read_fps,
+                                  split, tf_dataset)
     from training.evaluate import error_rates
     from training.model import (CONFIGS, build, context_frames, count_params, forward, inference_model, load, read_spec,
                                 save)
@@ -331,6 +331,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
             raise ValueError(f"{args.init} is a {init_spec.config!r} model; pass --config {init_spec.config}")
         # Else its weights would start on pixels they never saw, or not fit at all.
         check_crop(args.cache, init_spec.crop, args.init, "prepare a cache with its crop")
+        check_fps(args.cache, init_spec.fps, args.init)
     fps = read_fps(args.cache)  # before the run folder is touched, as the crop
     run = args.out
     state_path = run / "state.json"
