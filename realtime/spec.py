@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from realtime.crop import CropSpec
+from realtime.grid import GRID_FPS
 from realtime.vocab import Vocabulary
 
 NORMALISATION = "per_frame_standardise"
@@ -21,7 +22,7 @@ _PREFIX = "lipstream."
 EXPORT_ID = _PREFIX + "export"  # the digest of the weights they were made from
 FORM = _PREFIX + "form"  # which of them a file is: full, step or back
 
-# The exported graphs' tensor names, which export/ writes and the runtime feeds and reads.
+# The exported graphs' tensor names, which export/ writes and the runtime feeds and reads (logp: the first output).
 FRAMES = "frames"  # the full model's input: normalised crops (batch, time, H, W, C)
 FEATURES = "features"  # the front end's per-frame features: the full model's second output, the back end's input
 LOGP = "logp"  # per-frame log-probabilities over the vocabulary
@@ -35,7 +36,7 @@ class ModelSpecError(ValueError):
 @dataclass(frozen=True)
 class ModelSpec:
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
-    fps: float = 25.0
+    fps: float = GRID_FPS
     crop: CropSpec = field(default_factory=CropSpec)
     normalisation: str = NORMALISATION
     context: int = 3  # frames of temporal context each side in the convolutional front end

@@ -1,7 +1,7 @@
 """LipNet-family models in Keras 3: a 3D-convolution front end, bidirectional GRUs, CTC over characters.
 
-The time axis is dynamic, so one set of weights reads windows of any length. Frames are flattened
-with Reshape (TimeDistributed(Flatten()) converts to ONNX with wrong results on a dynamic axis).
+The time axis is dynamic, so one set of weights reads windows of any length; each frame is flattened
+with Reshape((-1, features)), which keeps it so.
 """
 
 from __future__ import annotations

@@ -193,11 +193,16 @@ def speech_job(job: tuple[str, Path, float, int, int]) -> tuple[str, np.ndarray 
     return key, *clip_speech(video, fps, frames, first)
 
 
+def speech_format_current(f: h5py.File) -> bool:
+    """Whether the cache's speech features are of this version's format (else all are made again)."""
+    return json.loads(f.attrs.get("speech", "null")) == SPEECH_FORMAT
+
+
 def add_missing_speech(f: h5py.File, videos: dict[str, Path], pool: Pool) -> None:
     """Speech features for cached clips that have none (a cache made before they existed, a sound not
     read last time) or have them in another format, read from the clips' videos under this run's --grid;
     clips marked silent are skipped, and clips found silent are marked."""
-    if json.loads(f.attrs.get("speech", "null")) != SPEECH_FORMAT:  # every clip's, under --grid or not
+    if not speech_format_current(f):  # every clip's, under --grid or not
         for speaker in f.get("clips", {}).values():
             for g in speaker.values():
                 if "speech" in g:
@@ -263,7 +268,7 @@ def done_keys(f: h5py.File) -> set[str]:
 def has_work(f: h5py.File, clips: list[Clip]) -> bool:
     """Whether a run over `clips` would change cache `f`, read only: a clip to make (again), a half-written
     one to remove, or speech features to add. A cache with nothing to add is not copied to add nothing."""
-    if json.loads(f.attrs.get("speech", "null")) != SPEECH_FORMAT:
+    if not speech_format_current(f):
         return True
     done = dict(complete_clips(f))
     if sum(len(group) for group in f.get("clips", {}).values()) > len(done):
