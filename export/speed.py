@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {onnx_path} was not exported from {args.model} (its metadata names other weights): name "
               "its export with --onnx", file=sys.stderr)
         return EXIT_USAGE
-    clip = next((c for c in held_out_first(cached) if len(c.mouth) >= WINDOW), None)
+    clip = next((c for c in held_out_first(cached, args.model) if len(c.mouth) >= WINDOW), None)
     if clip is None:
         print(f"error: {args.cache} has no clip of {WINDOW} frames", file=sys.stderr)
         return EXIT_USAGE

@@ -691,6 +691,9 @@ def test_evaluate_holds_out_the_clips_the_model_s_run_held_out(tiny_run, small_c
     (run / "split.json").write_text(json.dumps({"fraction": 0.5, "validation": held_out[0.5], "train": 5}))
     assert names() == held_out[0.5]
     assert names("--val-fraction", "0.3") == held_out[0.3]
+    # The export's parity gate reads the clips the run held out first, and int8 calibrates on the others.
+    ordered = [c.key for c in held_out_first(load_clips(small_cache), model)]
+    assert ordered[:len(held_out[0.5])] == held_out[0.5]
     for broken in ("{}", '{"fraction": 1.5}'):
         (run / "split.json").write_text(broken)
         assert evaluate_main(["--model", str(model), "--data", str(small_cache), "--split", "val"]) == 2

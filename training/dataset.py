@@ -128,10 +128,12 @@ def is_validation(key: str, fraction: float) -> bool:
     return digest % 10_000 < fraction * 10_000
 
 
-def held_out_first(clips: list[CachedClip], fraction: float = VAL_FRACTION) -> list[CachedClip]:
-    """The clips, those of the validation split first (for checks that want unseen clips, and any
-    clip when there are too few of those)."""
-    return sorted(clips, key=lambda c: not is_validation(c.key, fraction))
+def held_out_first(clips: list[CachedClip], model: Path | None = None) -> list[CachedClip]:
+    """The clips, those `model`'s run held out first (its split.json's; without one, or without a
+    model, the deterministic split's): for checks that want unseen clips, and any clip when there are
+    too few of those."""
+    held_out = split_of(model, "val", None)
+    return sorted(clips, key=lambda c: not held_out(c.key))
 
 
 def split(clips: list[CachedClip], fraction: float) -> tuple[list[CachedClip], list[CachedClip]]:
@@ -181,6 +183,20 @@ class SplitRecord:
             raise ValueError(f"{cache} lacks {len(missing)} of the clips the run trains or validates on (e.g. "
                              f"{missing[0]}): resume it with the cache it began with")
         return [c for c in clips if self.trains(c.key)], [c for c in clips if c.key in self.validation]
+
+
+def split_of(model: Path | None, split: str, share: float | None) -> Callable[[str], bool]:
+    """Which clip keys `--split` takes: those of the split.json beside `model` (as training.train records
+    the run's clips); else the deterministic split by `share`, default training's. `share` also overrides
+    a record."""
+    record = model.parent / "split.json" if model else None
+    if split == "all":
+        return lambda key: True
+    if share is None and record and record.is_file():
+        run = SplitRecord.read(record)
+        return (lambda key: key in run.validation) if split == "val" else run.trains
+    share = VAL_FRACTION if share is None else share
+    return lambda key: is_validation(key, share) == (split == "val")
 
 
 def predict_clips(predict: Callable[[np.ndarray], np.ndarray], clips: list[CachedClip],

@@ -27,7 +27,7 @@ from realtime.decode import Grammar, decode
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
-from training.dataset import VAL_FRACTION, SplitRecord, check_crop, check_fps, is_validation, load_clips, predict_clips
+from training.dataset import VAL_FRACTION, check_crop, check_fps, load_clips, predict_clips, split_of
 
 
 
@@ -100,20 +100,6 @@ def evaluate(predictor: Predictor, clips: list[CachedClip], decoder: str = "gree
     sentence = Grammar(cyclic=False)
     hyps = [decode(lp, decoder, predictor.spec.vocabulary, width, sentence).text for lp in predictor.logp(clips)]
     return Evaluation(*error_rates(refs, hyps), tuple(c.key for c in clips), tuple(refs), tuple(hyps))
-
-
-def split_of(model: Path, split: str, share: float | None) -> Callable[[str], bool]:
-    """Which clip keys `--split` takes: those of the split.json beside `model` (as training.train records
-    the run's clips); else the deterministic split by `share`, default training's. `share` also overrides
-    a record."""
-    record = model.parent / "split.json"
-    if split == "all":
-        return lambda key: True
-    if share is None and record.is_file():
-        run = SplitRecord.read(record)
-        return (lambda key: key in run.validation) if split == "val" else run.trains
-    share = VAL_FRACTION if share is None else share
-    return lambda key: is_validation(key, share) == (split == "val")
 
 
 def _val_fraction_problem(args: argparse.Namespace) -> str | None:
