@@ -27,6 +27,7 @@ from export import A_CACHE, CACHE, MAX_OPSET, OPSET, missing
 from realtime.backend import model_path
 from realtime.cli import Parser, held_interrupts, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from realtime.files import make_folder_for, outputs_problem, run_command
 
 if TYPE_CHECKING:
     from export.parity import ParityResult
@@ -92,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     from realtime.backend import OnnxModel
-    from realtime.files import make_folder_for, outputs_problem
 
     targets = [p for tag in ("", "int8", "fp16") for p in family(args.out, tag)]
     problem = outputs_problem(targets)
@@ -193,4 +193,4 @@ def table(results: list[ParityResult], variant: str = "") -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -19,6 +19,7 @@ from export import A_CACHE, CACHE, missing
 from realtime.backend import model_path
 from realtime.cli import Parser, at_least, interruptible, named_path, summary
 from realtime.exits import EXIT_OK, EXIT_USAGE
+from realtime.files import run_command
 
 
 @interruptible
@@ -72,4 +73,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -25,11 +25,11 @@ import numpy as np
 
 from realtime.backend import (BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, model_path,
                               streaming_paths)
-from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, capture_fps, local_path, open_video
+from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, Video, capture_fps, local_path
 from realtime.cli import (Parser, add_decoder, add_policy, at_least, interruptible, named_path, policy_options, summary,
                           window_problem)
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
-from realtime.files import make_folder_for, outputs_problem, write_text
+from realtime.files import make_folder_for, outputs_problem, run_command, write_text
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
 from realtime.tracker import TrackerOptions, tracked_video
 from realtime.grid import GRID_FPS, AlignError, Token, read_align, sentence
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem or f'{cut}: no figures written'}", file=sys.stderr)
         return EXIT_USAGE if problem else EXIT_FAILED if source.failure else EXIT_SOURCE_ENDED
     rss_mb = peak_rss_mb()
-    capture = open_video(str(args.source))
+    capture = Video(str(args.source))
     fps = capture_fps(capture, GRID_FPS)  # the rate align files count in where the video gives none
     with tracked_video(capture, fps, TrackerOptions(crop=model.spec.crop)) as tracked:
         crops = list(islice((r.crop for r in tracked if r.crop is not None), WINDOW))
@@ -286,4 +286,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

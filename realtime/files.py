@@ -1,6 +1,7 @@
 """Output files: checked before a run (so that no run ends in a write that fails), their folders made
 when written, and text written so that no run leaves half a file; and the process's stderr: native
-libraries' lines held back (native_stderr), a stream whose reader is gone silenced (silence)."""
+libraries' lines held back (native_stderr), a stream whose reader is gone silenced (silence), and a
+command's stdout and stderr kept from costing it its work when they fail (run_command)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from realtime.cli import held_interrupts
+from realtime.exits import EXIT_USAGE
 
 
 def folder_problem(folder: Path, what: Path | None = None) -> str | None:
@@ -47,6 +49,57 @@ def silence(stream: IO[str] | None) -> None:
         pass
     finally:
         os.close(devnull)
+
+
+class KeptStream:
+    """A process stream (stdout, stderr) whose failure costs its command nothing: the first write or flush
+    that fails (a closed pipe, a full disk) points it at /dev/null and is kept in `error`, and what is
+    written after it goes nowhere. Anything else is the stream's."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.error: OSError | None = None
+
+    def write(self, text: str) -> int:
+        self._guarded(self.stream.write, text)
+        return len(text)
+
+    def flush(self) -> None:
+        self._guarded(self.stream.flush)
+
+    def _guarded(self, call: Callable[..., object], *args: object) -> None:
+        if self.error is None:
+            try:
+                call(*args)
+            except OSError as e:
+                self.error = e
+                silence(self.stream)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)
+
+
+def run_command(main: Callable[[], int | None]) -> int:
+    """A command's exit code, its main run with stdout and stderr kept (KeptStream): a reader that leaves
+    (`| head`) or a disk that fills up stops neither its work nor its files, and gives no traceback. A
+    closed pipe is the reader's choice, and goes unsaid; output lost to a failing stdout is said at the end,
+    on stderr, and the command exits 2."""
+    if sys.stdout is None or sys.stderr is None:  # started closed: Python itself writes nothing there
+        return main() or 0
+    out, err = KeptStream(sys.stdout), KeptStream(sys.stderr)
+    sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
+    try:
+        code = main() or 0
+    finally:
+        out.flush()
+        err.flush()
+        sys.stdout, sys.stderr = out.stream, err.stream
+    if out.error is not None and not isinstance(out.error, BrokenPipeError):
+        err.write(f"error: could not write to stdout ({out.error.strerror or out.error}): what the command "
+                  "printed from then on is lost\n")
+        err.flush()
+        return code or EXIT_USAGE
+    return code
 
 
 def written_in_place(path: Path) -> bool:

@@ -51,7 +51,7 @@ from realtime.audio import (AudioError, AudioRecording, FileAudioStream, Microph
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, local_path
 from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
-from realtime.files import folder_problem, output_problem, write_text
+from realtime.files import folder_problem, output_problem, run_command, write_text
 from realtime.outputs import log
 from realtime.tracker import MouthTracker, TrackResult, lip_landmarks, track_frames
 from realtime.vocab import GRID_GRAMMAR
@@ -474,4 +474,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -19,6 +19,7 @@ import numpy as np
 from realtime.audio import AudioError, VadOptions, detect_speech, read_audio
 from realtime.cli import Parser, at_least, interruptible, named_path, summary
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from realtime.files import run_command
 from realtime.grid import AlignError, Clip, find_clips, read_align, video_fps
 
 
@@ -98,4 +99,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -498,3 +498,33 @@ def test_a_stop_held_through_a_block_goes_to_the_handler_the_block_found():
         assert finished
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_a_command_whose_stdout_fails_goes_on_and_says_so_only_when_output_is_lost():
+    """A full disk behind stdout loses what the command prints: one line at the end, exit 2. A reader
+    that leaves (`| head`) chose to: the command goes on, and says nothing."""
+    command = [sys.executable, "-m", "training.model"]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr == "error: could not write to stdout (No space left on device): what the command printed " \
+                            "from then on is lost\n"
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    process.stdout.close()  # the reader is gone before the first line
+    assert process.wait(timeout=120) == 0 and process.stderr.read() == ""
+    process.stderr.close()
+
+
+def test_an_export_whose_reader_leaves_still_writes_its_model(tiny_run, small_cache: Path, tmp_path: Path):
+    """`python -m export … | head -1`: the export's files are the point, its table of figures is not."""
+    out = tmp_path / "model.onnx"
+    process = subprocess.Popen([sys.executable, "-m", "export", "--model", str(tiny_run.model), "--out", str(out),
+                                "--cache", str(small_cache)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, cwd=ROOT)
+    process.stdout.readline()  # the table's header, then the reader leaves
+    process.stdout.close()
+    assert process.wait(timeout=300) == 0
+    err = process.stderr.read()
+    process.stderr.close()
+    assert "Traceback" not in err and err == "", err
+    assert out.is_file() and out.with_suffix(".step.onnx").is_file() and out.with_suffix(".back.onnx").is_file()

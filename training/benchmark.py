@@ -20,6 +20,7 @@ import numpy as np
 from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summary
 from realtime.crop import CropSpec
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from realtime.files import run_command
 from training.augment import CachedClip
 from training.dataset import MOST_BATCH
 
@@ -95,4 +96,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -15,10 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from realtime.capture import open_video
+from realtime.capture import Video
 from realtime.cli import Parser, at_least, named_path, non_negative, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import make_folder_for, outputs_problem, write_text
+from realtime.files import make_folder_for, outputs_problem, run_command, write_text
 from training.dataset import VAL_FRACTION, is_validation
 from realtime.grid import ALIGN_UNITS_PER_FRAME, AlignError, Clip, find_clips, read_align, video_fps
 
@@ -64,7 +64,7 @@ class Mp4Writer:
 
 def read_video(source: Path) -> list[np.ndarray]:
     """Every frame of `source` that decodes, in order (a clip's few seconds)."""
-    capture = open_video(str(source))
+    capture = Video(str(source))
     images = []
     while True:
         ok, image = capture.read()
@@ -180,4 +180,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -25,6 +25,7 @@ from realtime.backend import model_path
 from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, interruptible, named_path, summary
 from realtime.decode import Grammar, decode
 from realtime.exits import EXIT_OK, EXIT_USAGE
+from realtime.files import run_command
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
 from training.dataset import VAL_FRACTION, check_crop, check_fps, load_clips, predict_clips, split_of
@@ -161,4 +162,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

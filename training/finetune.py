@@ -22,7 +22,7 @@ from pathlib import Path
 from realtime.backend import BUNDLED_MODEL, model_path
 from realtime.cli import Parser, at_least, fraction_below_one, named_path, positive, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import make_folder_for, write_text
+from realtime.files import make_folder_for, run_command, write_text
 from realtime.vocab import Vocabulary
 from training.dataset import MOST_BATCH
 
@@ -185,4 +185,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

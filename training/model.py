@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from keras import layers
 
 from realtime.cli import Parser
 from realtime.crop import CropSpec
+from realtime.files import run_command
 from realtime.spec import FRAMES, ModelSpec, ModelSpecError
 from realtime.vocab import Vocabulary
 from realtime.grid import WORD_CLASSES
@@ -190,4 +192,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

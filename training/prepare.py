@@ -38,11 +38,11 @@ import numpy as np
 from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
-from realtime.capture import SHORTFALL, capture_fps, open_video
+from realtime.capture import SHORTFALL, Video, capture_fps
 from realtime.cli import Parser, at_least, named_path, summary, within
 from realtime.crop import CropSpec
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import make_folder_for
+from realtime.files import make_folder_for, run_command
 from realtime.tracker import TrackerOptions, lip_landmarks, tracked_video
 from training.cache import complete_clips, open_cache
 from training.dataset import check_crop
@@ -116,7 +116,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     """Track every frame of one clip with a fresh tracker; raise ClipError when it is unusable."""
     stamp = clip_stamp(clip)  # before reading: a file changed meanwhile is read again next time
     text, words, spans = clip_text(clip)
-    capture = open_video(str(clip.video))
+    capture = Video(str(clip.video))
     if not capture.isOpened():
         raise ClipError("unreadable video")
     fps = capture_fps(capture, GRID_FPS)
@@ -366,4 +366,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from realtime.cli import Parser, at_least, named_path, summary
 from realtime.exits import EXIT_OK, EXIT_USAGE
+from realtime.files import run_command
 from training import train
 
 
@@ -89,4 +90,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

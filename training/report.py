@@ -17,7 +17,7 @@ import numpy as np
 from realtime.cli import Parser, interruptible, named_path, summary
 from realtime.crop import LIPS
 from realtime.exits import EXIT_OK, EXIT_USAGE
-from realtime.files import make_folder_for
+from realtime.files import make_folder_for, run_command
 from training.cache import complete_clips, open_cache
 from training.dataset import read_crop_spec
 
@@ -141,4 +141,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

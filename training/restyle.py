@@ -20,7 +20,7 @@ import numpy as np
 
 from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import folder_problem
+from realtime.files import folder_problem, run_command
 from training.concat import Mp4Writer, append_video, select_clips
 from realtime.grid import video_fps
 
@@ -70,4 +70,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

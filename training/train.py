@@ -30,7 +30,7 @@ from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_i
                           non_negative, positive, stops_like_ctrl_c, summary)
 from realtime.crop import is_number
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import folder_problem, make_folder_for, write_text
+from realtime.files import folder_problem, make_folder_for, run_command, write_text
 from realtime.vocab import Vocabulary
 from training.dataset import MOST_BATCH, SHORTEST_STREAM_WINDOW, VAL_FRACTION, fields_checked, is_count, read_json
 
@@ -522,4 +522,4 @@ def _version() -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))
