@@ -140,19 +140,38 @@ def held_without_video(path: Path) -> str | None:
     return " and ".join(kinds)
 
 
-def capture_fps(capture: cv2.VideoCapture, fallback: float) -> float:
+def capture_fps(capture: cv2.VideoCapture | Video, fallback: float) -> float:
     """An opened video's frame rate as its container gives it; `fallback` (the rate its kind of source
     is usually filmed at) where it gives none, or one above MAX_FPS, which is its time base."""
     fps = capture.get(cv2.CAP_PROP_FPS)
     return fps if 0 < fps <= MAX_FPS else fallback
 
 
-def open_video(source: str) -> cv2.VideoCapture:
-    """An OpenCV capture of a video file or URL whose frames come upright, as the file's rotation tag
-    says (phones film upright and tag the rotation; OpenCV 4.11 ignores the tag unless asked)."""
-    capture = cv2.VideoCapture(source)
-    capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
-    return capture
+class Video:
+    """An OpenCV capture of a video file or URL whose frames come as a player shows them: upright, as the
+    file's rotation tag says (phones film upright and tag the rotation; OpenCV 4.11 ignores the tag
+    unless asked), and in square pixels, as its sample aspect ratio says (DV and broadcast files store
+    16:9 or 4:3 pictures as 720 x 576, which OpenCV reads as stored: faces squashed, and read wrong).
+    Anything but `read` is the capture's own."""
+
+    def __init__(self, source: str):
+        self.capture = cv2.VideoCapture(source)
+        self.capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
+        num, den = self.capture.get(cv2.CAP_PROP_SAR_NUM), self.capture.get(cv2.CAP_PROP_SAR_DEN)
+        self.aspect = num / den if num > 0 and den > 0 else 1.0  # a stored pixel's width over its height
+        self._sideways = round(self.capture.get(cv2.CAP_PROP_ORIENTATION_META)) % 180 == 90
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        ok, image = self.capture.read()
+        if ok and self.aspect != 1.0:
+            h, w = image.shape[:2]
+            size = (w, round(h / self.aspect)) if self._sideways else (round(w * self.aspect), h)
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if size[0] * size[1] < w * h
+                               else cv2.INTER_LINEAR)
+        return ok, image
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.capture, name)
 
 
 class FrameSource:
@@ -212,12 +231,12 @@ class FrameSource:
         self.waiting = threading.Event()  # set while the reading thread waits for a hold's release
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
-    def _open(self) -> cv2.VideoCapture:
+    def _open(self) -> cv2.VideoCapture | Video:
         source = self.options.source
         if is_camera(source):
             capture = cv2.VideoCapture(int(source))
         else:
-            capture = open_video(source if self._path is None else str(self._path))
+            capture = Video(source if self._path is None else str(self._path))
         if not capture.isOpened():
             if is_camera(source):
                 raise CaptureError(f"cannot open camera {source}; to read a video file instead, use --source FILE")

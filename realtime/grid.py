@@ -47,9 +47,9 @@ class Clip:
 
 def video_fps(video: Path) -> float:
     """The frame rate of the video file at `video`; GRID's where its container gives none (capture_fps)."""
-    from realtime.capture import capture_fps, open_video  # OpenCV: imported here, reading align files needs none
+    from realtime.capture import Video, capture_fps  # OpenCV: imported here, reading align files needs none
 
-    capture = open_video(str(video))
+    capture = Video(str(video))
     try:
         return capture_fps(capture, GRID_FPS)
     finally:

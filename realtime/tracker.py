@@ -26,6 +26,8 @@ if TYPE_CHECKING:  # types only: mediapipe is loaded by load_solution, without T
     from mediapipe.python.solutions.face_detection import FaceDetection
     from mediapipe.python.solutions.face_mesh import FaceMesh
 
+    from realtime.capture import Video
+
 # mediapipe imports TensorFlow and JAX when they are installed (seconds, and memory) though FaceMesh
 # needs neither; they are hidden from it while it loads and visible again afterwards.
 _HIDDEN_FROM_MEDIAPIPE = ("tensorflow", "jax", "jaxlib")
@@ -483,7 +485,7 @@ def track_frames(tracker: MouthTracker, images: Iterable[np.ndarray], fps: float
 
 
 @contextlib.contextmanager
-def tracked_video(capture: cv2.VideoCapture, fps: float, options: TrackerOptions) -> Iterator[Iterator[TrackResult]]:
+def tracked_video(capture: Video, fps: float, options: TrackerOptions) -> Iterator[Iterator[TrackResult]]:
     """Every frame of an opened video through track_frames, with a fresh tracker, for the block's length;
     the capture is released as the block ends, however far its frames were read."""
     try:

@@ -18,7 +18,7 @@ import run_live
 from realtime.backend import OnnxModel
 from realtime.bench import main as bench_main
 from realtime.bench import percentiles, run_stream
-from realtime.capture import FrameSource, open_video
+from realtime.capture import FrameSource, Video
 from realtime.live import STAGES, LiveOptions, LivePipeline
 from realtime.tracker import MouthTracker, TrackResult
 from realtime.grid import read_align, sentence
@@ -236,7 +236,7 @@ def test_the_crops_compared_are_tracked_at_the_video_s_own_times(tmp_path: Path,
 
     opened = []
     monkeypatch.setattr(MouthTracker, "process", watched)
-    monkeypatch.setattr(realtime.bench, "open_video", lambda source: opened.append(open_video(source)) or opened[-1])
+    monkeypatch.setattr(realtime.bench, "Video", lambda source: opened.append(Video(source)) or opened[-1])
     assert bench_main(["--source", str(video), "--fast"]) == 0
     assert json.loads(capsys.readouterr().out)["compare_ms"]["ort_window"] > 0
     *_, compared = stamps.values()  # the live pipeline's tracker first, then the comparisons'

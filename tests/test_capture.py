@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from realtime.capture import (MAX_FPS, USUAL_FPS, CaptureError, Frame, FrameSource, Resampler, SourceOptions,
-                              capture_fps, local_path, open_video)
+                              Video, capture_fps, local_path)
 from tests.test_tracker import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +60,19 @@ def test_a_rotation_tag_turns_the_frames_upright(tmp_path: Path) -> None:
     upright = np.mean([np.abs(f.image.astype(int) - o).mean() for f, o in zip(frames, original)])
     flipped = np.mean([np.abs(f.image[::-1, ::-1].astype(int) - o).mean() for f, o in zip(frames, original)])
     assert upright < 3 < 10 < flipped
+
+
+@pytest.mark.parametrize("stored, aspect", [("270:288", "4/3"), ("480:288", "3/4")])
+def test_non_square_pixels_come_as_a_player_shows_them(stored: str, aspect: str, tmp_path: Path) -> None:
+    """DV and broadcast files store a 16:9 or 4:3 picture in 720 x 576 pixels and say how wide each is
+    (the sample aspect ratio): read as stored, the face is squashed and the lips read wrong."""
+    path = tmp_path / "anamorphic.mp4"
+    ffmpeg("-i", str(CLIP), "-vf", f"scale={stored},setsar={aspect}", "-an", str(path))
+    source, frames = read_all(str(path))
+    original = read_frames(CLIP)
+    assert source.error is None and len(frames) == len(original)
+    assert {f.image.shape for f in frames} == {original[0].shape}
+    assert np.mean([np.abs(f.image.astype(int) - o).mean() for f, o in zip(frames, original)]) < 4
 
 
 def test_variable_frame_rate_frames_carry_their_own_times(tmp_path: Path) -> None:
@@ -436,7 +449,7 @@ def test_a_rate_the_container_does_not_give_is_the_callers_fallback(video: str, 
         path = tmp_path / "video.mp4"
         rate = ["-r", "30000/1001"] if video == "NTSC" else ["-vf", f"setpts=N/({MAX_FPS}*TB)", "-r", str(MAX_FPS)]
         ffmpeg("-i", str(CLIP), *rate, "-an", str(path))
-    capture = open_video(str(path))
+    capture = Video(str(path))
     try:
         assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(reported)  # the case is the one it stands for
         assert capture_fps(capture, 12.5) == pytest.approx(fps)
