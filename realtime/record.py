@@ -305,10 +305,12 @@ class Screen:
     def __init__(self, headless: bool):
         self.window = None if headless else Window(WINDOW)
         self.text = ""
+        self.status = ""  # under the image: where the session stands, and how to end it
 
     def prompt(self, text: str, number: int, total: int, attempt: int) -> None:
         self.text = text
         again = f" (take {attempt + 1})" if attempt else ""
+        self.status = f"{number + 1}/{total}{again}   q: end the session"
         print(f"[{number + 1}/{total}] say: {text}{again}", flush=True)
 
     def show(self, image: np.ndarray) -> None:
@@ -316,6 +318,7 @@ class Screen:
             return
         view = image.copy()
         outlined(view, self.text, (10, 30), 0.8, WHITE, 2)
+        outlined(view, self.status, (10, view.shape[0] - 12), 0.5, WHITE, 1)
         if self.window.show(view) in (27, ord("q")):
             raise SessionStopped
 

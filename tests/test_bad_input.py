@@ -175,6 +175,7 @@ def test_a_missing_or_foreign_start_model_is_told_before_a_run_folder_is_begun(s
                 data = json.dumps(spec).encode()
             copy.writestr(item, data)
     for init, config, says in ((tmp_path / "missing.keras", "tiny", "no model at"),
+                               (tmp_path, "tiny", f"{tmp_path} is a folder: name the .keras model in it"),
                                (bundled, "tiny", "is a 'lite' model; pass --config lite"),
                                ("lipstream-lite.keras", "tiny", "is a 'lite' model; pass --config lite"),
                                (lower, "lite", "was cut with another crop than")):
@@ -182,6 +183,8 @@ def test_a_missing_or_foreign_start_model_is_told_before_a_run_folder_is_begun(s
                            "--init", str(init)]) == 2
         one_line_error(capsys, says)
         assert not run.exists()
+    assert evaluate_main(["--model", str(tmp_path), "--data", str(small_cache)]) == 2
+    one_line_error(capsys, f"{tmp_path} is a folder: name the .keras or .onnx model in it")
 
 
 def test_export_finds_the_bundled_model_by_its_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

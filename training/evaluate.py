@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.checks.append(_val_fraction_problem)
     args = parser.parse_args(argv)
     try:
+        if args.model.is_dir():
+            raise IsADirectoryError(f"{args.model} is a folder: name the .keras or .onnx model in it")
         if not args.model.is_file():
             raise FileNotFoundError(f"no model at {args.model}")
         predictor = Predictor(args.model)

@@ -141,6 +141,8 @@ def save(model: keras.Model, path: Path, spec: ModelSpec) -> None:
 
 
 def read_spec(path: Path) -> ModelSpec:
+    if Path(path).is_dir():
+        raise IsADirectoryError(f"{path} is a folder: name the .keras model in it")
     if not Path(path).is_file():
         raise FileNotFoundError(f"no model at {path}")
     try:

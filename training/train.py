@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     parser.add_argument("--patience", type=at_least(1),
                         help=f"early stopping on validation CER (default: {PATIENCE}; with --resume, the run's own "
                              "unless given)")
-    parser.add_argument("--steps", type=at_least(0), default=0, help="steps per epoch (default: one pass of clips)")
+    parser.add_argument("--steps", type=at_least(0), default=0,
+                        help="steps per epoch; 0, the default: one pass over the training clips")
     parser.add_argument("--limit", type=at_least(0), default=0, help="use only this many clips (quick runs)")
     parser.add_argument("--init", type=model_path,
                         help="start from this model's weights (fine-tuning; a bare name such as lipstream-lite.keras "
