@@ -14,7 +14,8 @@ The file's attribute `crop` records the crop spec, and `speech` the speech featu
 of another format, and the `silent` marks, are made again (as is a clip whose sound could not be read
 this time). Work goes to FILE.h5.partial (a copy of FILE.h5 when adding to one), which replaces
 FILE.h5 when every clip is done: a FILE.h5 is always complete, and stays while a rerun adds to it; an
-interrupted run resumes from the partial file. A run with nothing to add leaves FILE.h5 untouched.
+interrupted run resumes from the partial file. A run that adds nothing (its new clips failing again
+included) leaves FILE.h5 untouched.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing.pool import Pool
 from pathlib import Path
@@ -265,15 +266,16 @@ def done_keys(f: h5py.File) -> set[str]:
     return done
 
 
-def has_work(f: h5py.File, clips: list[Clip]) -> bool:
-    """Whether a run over `clips` would change cache `f`, read only: a clip to make (again), a half-written
-    one to remove, or speech features to add. A cache with nothing to add is not copied to add nothing."""
+def has_work(f: h5py.File, cached: list[Clip]) -> bool:
+    """Whether cache `f` needs more than clips new to it, read only: a clip of `cached` to make again (its
+    files changed) or to give speech features, a half-written clip to remove, or speech features of an
+    older format."""
     if not speech_format_current(f):
         return True
     done = dict(complete_clips(f))
     if sum(len(group) for group in f.get("clips", {}).values()) > len(done):
         return True
-    return any(c.key not in done or is_stale(done[c.key], c) or needs_speech(done[c.key]) for c in clips)
+    return any(is_stale(done[c.key], c) or needs_speech(done[c.key]) for c in cached)
 
 
 def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) -> list[tuple[Clip, str]]:
@@ -292,37 +294,51 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
                 if "crop" not in f.attrs:
                     continue
         check_crop(existing, spec, "this run", "use a new --out")
+    # Work goes to a copy, so the cache stays usable while more is added. When the only work is clips
+    # new to it, the copy waits for the first of them made: a rerun whose clips all fail again, as a few
+    # of GRID's do, or that finds nothing new, leaves the cache untouched.
+    only_new, cached = False, set()
     if out.exists() and not partial.exists():
         with open_cache(out) as f:
-            if not has_work(f, clips):
-                print(f"{len(clips)} clips, {len(complete_clips(f))} already cached, 0 to prepare", file=sys.stderr)
-                return []
-        # A copy: the cache stays usable while more is added.
-        copying = out.with_name(out.name + ".copying")  # so an interrupted copy is no partial cache
-        shutil.copyfile(out, copying)
-        copying.replace(partial)
+            cached = {key for key, _ in complete_clips(f)}
+            only_new = not has_work(f, [c for c in clips if c.key in cached])
     make_folder_for(out)
     skipped: list[tuple[Clip, str]] = []
-    with h5py.File(partial, "a") as f:
-        f.attrs["crop"] = json.dumps(asdict(spec))
-        done = done_keys(f)
-        changed = {c.key for c in clips if c.key in done and is_stale(f[f"clips/{c.key}"], c)}
-        for key in changed:  # gone before it is made again: a clip that now fails is not used stale
-            del f[f"clips/{key}"]
-        done -= changed
+    with ExitStack() as stack:
+
+        def opened() -> h5py.File:
+            if out.exists() and not partial.exists():
+                copying = out.with_name(out.name + ".copying")  # so an interrupted copy is no partial cache
+                shutil.copyfile(out, copying)
+                copying.replace(partial)
+            f = stack.enter_context(h5py.File(partial, "a"))
+            f.attrs["crop"] = json.dumps(asdict(spec))
+            return f
+
+        f, done, changed = None, cached, set()
+        if not only_new:
+            f = opened()
+            done = done_keys(f)
+            changed = {c.key for c in clips if c.key in done and is_stale(f[f"clips/{c.key}"], c)}
+            for key in changed:  # gone before it is made again: a clip that now fails is not used stale
+                del f[f"clips/{key}"]
+            done -= changed
         todo = [c for c in clips if c.key not in done]
         options = TrackerOptions(crop=spec)
         again = f" ({len(changed)} changed since they were cached, or cached unstamped)" if changed else ""
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare{again}", file=sys.stderr)
         with worker_pool(workers) as pool:
-            add_missing_speech(f, {c.key: c.video for c in clips if c.key in done}, pool)
+            if f is not None:
+                add_missing_speech(f, {c.key: c.video for c in clips if c.key in done}, pool)
             with tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
                 for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options) for c in todo]):
                     if prepared is None:
                         skipped.append((clip, why))
                     else:
-                        write_clip(f, prepared)
+                        write_clip(f or (f := opened()), prepared)
                     bar.update()
+        if f is None:  # nothing was made: the cache is as it was
+            return skipped
         usable = bool(done_keys(f))
     if not usable:  # a cache of no clips would only fail later, in training or export
         partial.unlink()
@@ -353,7 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         skipped = prepare(args.grid, args.out, args.workers, spec)
     except KeyboardInterrupt:
-        print(f"interrupted: finished clips are kept in {args.out}.partial; run again to resume", file=sys.stderr)
+        partial = args.out.with_name(args.out.name + ".partial")
+        kept = f"finished clips are kept in {partial}; run again to resume" if partial.exists() else \
+            f"{args.out} is as it was; run again to begin" if args.out.exists() else "run again to begin"
+        print(f"interrupted: {kept}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except (FileNotFoundError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
