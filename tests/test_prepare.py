@@ -5,6 +5,7 @@ import io
 import json
 import shutil
 import signal
+import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
@@ -117,17 +118,21 @@ def test_rerun_keeps_finished_clips(prepared: PreparedRun, tmp_path: Path):
 def test_a_rerun_with_nothing_to_add_leaves_the_cache_untouched(prepared: PreparedRun, grid_subset,
                                                                  tmp_path: Path):
     """Not copied to add nothing: a 1 GB cache would be written again on every rerun of the command, as
-    two of GRID's 900 clips fail every time (here the unreadable x.mp4, tried again and skipped again)."""
+    two of GRID's 900 clips fail every time (here the unreadable x.mp4, tried again and skipped again);
+    nor is a clip made again from a copy of its files."""
     out = tmp_path / "s1.h5"
     shutil.copy(prepared.out, out)
     before = out.stat()
-    for grid, says, skips in ((grid_subset(PREPARED_CLIPS), "3 clips, 3 already cached, 0 to prepare", []),
+    linked, copied = grid_subset(PREPARED_CLIPS), tmp_path / "copied"  # copied: new times, the same bytes
+    shutil.copytree(linked, copied, copy_function=shutil.copy)
+    for grid, says, skips in ((linked, "3 clips, 3 already cached, 0 to prepare", []),
+                              (copied, "3 clips, 3 already cached, 0 to prepare", []),
                               (prepared.grid, "4 clips, 3 already cached, 1 to prepare", ["x"])):
         skipped, log = run_prepare(grid, out)
         assert says in log and [c.name for c, _ in skipped] == skips
         after = out.stat()
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["grid", "s1.h5"]  # no partial file either
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["copied", "grid", "s1.h5"]  # no partial file
 
 
 def test_a_clip_changed_since_it_was_cached_is_prepared_again(prepared: PreparedRun, grid_s1: Path, tmp_path: Path):
@@ -343,23 +348,18 @@ def test_a_clip_without_sound_is_marked_silent_and_not_read_again(grid_s1: Path,
         assert not g.attrs.get("silent", False) and g["speech"].shape == (75, DIMS)
 
 
-def test_a_sound_that_cannot_be_read_is_tried_again_on_the_next_run(grid_s1: Path, tmp_path: Path):
-    speaker = tmp_path / "grid" / "s1"
-    link_clip(grid_s1, "bbaf2n", speaker)
-    source, video = grid_s1 / "video" / "bbaf2n.mp4", speaker / "video" / "bbaf2n.mp4"
-    video.unlink()
-    shutil.copy2(source, video)  # a file of its own to damage, of the same size and time
-    out = tmp_path / "s1.h5"
-    run_prepare(tmp_path / "grid", out)
-    with h5py.File(out, "a") as f:
-        del f["clips/s1/bbaf2n/speech"]
-    video.write_bytes(bytes(video.stat().st_size))  # unreadable this time (a failing disk), its size and
-    shutil.copystat(source, video)  # time unchanged: the same clip, whose mouths are already cached
-    run_prepare(tmp_path / "grid", out)
-    with h5py.File(out, "r") as f:
-        g = f["clips/s1/bbaf2n"]
-        assert "speech" not in g and not g.attrs.get("silent", False) and len(g["mouth"]) == 75
-    shutil.copy2(source, video)
-    run_prepare(tmp_path / "grid", out)
-    with h5py.File(out, "r") as f:
-        assert f["clips/s1/bbaf2n/speech"].shape == (75, DIMS)
+def test_a_sound_that_cannot_be_read_is_not_taken_for_silence(grid_s1: Path, tmp_path: Path):
+    """A sound that cannot be read now (here: the bytes a failing disk gave as zeros)
+    leaves the clip without speech features but not marked silent, so the next run tries again (as it
+    adds them to a clip cached without them); a video without a sound track is silent, not read again."""
+    from training.prepare import clip_speech
+
+    whole = (grid_s1 / "video" / "bbaf2n.mp4").read_bytes()
+    (tmp_path / "zeros.mp4").write_bytes(bytes(len(whole)))
+    assert clip_speech(tmp_path / "zeros.mp4", 25.0, 75, 0) == (None, False)
+    mute = tmp_path / "mute.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(grid_s1 / "video" / "bbaf2n.mp4"),
+                    "-an", "-c:v", "copy", str(mute)], check=True)
+    assert clip_speech(mute, 25.0, 75, 0) == (None, True)
+    features, silent = clip_speech(grid_s1 / "video" / "bbaf2n.mp4", 25.0, 75, 0)
+    assert features.shape == (75, DIMS) and not silent

@@ -6,7 +6,7 @@
 Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame `pose`, `box`, `lips`,
 `quality`, `held`, `speech` (what was heard: training.speech), and word frame `spans`; attributes
 `text`, `words` (a JSON list), `fps`, `source`, `first_frame` (the video's frames trimmed before the
-first kept, which `spans` count from), `stamp` (what it was made from: its video's size and time, its
+first kept, which `spans` count from), `stamp` (what it was made from: its video's bytes, by digest, its
 align text), `silent` on a clip without sound, whose sound is not looked for again, and `complete`,
 written last (a clip without it was cut short, and is made again). A clip whose stamp no longer
 matches its files (re-recorded, or its align corrected) is made again, as is one cached without a stamp.
@@ -20,6 +20,7 @@ included) leaves FILE.h5 untouched.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -78,12 +79,13 @@ class ClipError(Exception):
 
 
 def clip_stamp(clip: Clip) -> str:
-    """What a clip is made from: its video's size and modification time, and its align file's text. A clip
-    re-recorded or re-aligned under the same name has another stamp, so its cached crops and text are not
-    taken for the new ones."""
-    video = clip.video.stat()
+    """What a clip is made from: its video's bytes (their digest) and its align file's text. A clip
+    re-recorded or re-aligned under the same name has another stamp, so its cached crops and text are
+    not taken for the new ones; the same files copied (to another machine, from a backup) have the same."""
+    with open(clip.video, "rb") as f:
+        video = hashlib.file_digest(f, "sha256").hexdigest()
     align = clip.align.read_text(encoding="utf-8", errors="replace") if clip.align is not None else None
-    return json.dumps({"video_size": video.st_size, "video_mtime_ns": video.st_mtime_ns, "align": align})
+    return json.dumps({"video_sha256": video, "align": align})
 
 
 def clip_text(clip: Clip) -> tuple[str, tuple[str, ...], np.ndarray]:
