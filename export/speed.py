@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         keras_model, spec = load(args.model)
         onnx_model = OnnxModel(onnx_path, "cpu")
         check_crop(args.cache, spec.crop, args.model, "name a cache of its crop with --cache")
-        cached = load_clips(args.cache)
+        cached = held_out_first(load_clips(args.cache), args.model)  # split.json beside the model: one line too
     except (ValueError, OSError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {onnx_path} was not exported from {args.model} (its metadata names other weights): name "
               "its export with --onnx", file=sys.stderr)
         return EXIT_USAGE
-    clip = next((c for c in held_out_first(cached, args.model) if len(c.mouth) >= WINDOW), None)
+    clip = next((c for c in cached if len(c.mouth) >= WINDOW), None)
     if clip is None:
         print(f"error: {args.cache} has no clip of {WINDOW} frames", file=sys.stderr)
         return EXIT_USAGE

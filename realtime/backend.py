@@ -283,7 +283,6 @@ class StreamingBackend:
         features = np.stack(list(self.features)[first:])
         if not (first == 0 and self.count <= self.window):  # not the stream's own start: recompute the window's
             if len(features) <= 2 * self.context:  # too short to hold a recomputed start: the full model
-                frames = np.concatenate(list(self.frames)[first:], axis=1)  # reads it whole
-                return self.model.full.run(None, {FRAMES: frames})[0][0]
+                return self.model.batch_logp(np.concatenate(list(self.frames)[first:], axis=1))[0]  # reads it whole
             features[:self.context] = self._window_start(first)
         return self.model.back.run(None, {FEATURES: features[None]})[0][0]

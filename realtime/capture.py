@@ -165,7 +165,7 @@ class Video:
         ok, image = self.capture.read()
         if ok and self.aspect != 1.0:
             h, w = image.shape[:2]
-            size = (w, round(h / self.aspect)) if self._sideways else (round(w * self.aspect), h)
+            size = (w, round(h * self.aspect)) if self._sideways else (round(w * self.aspect), h)
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA if size[0] * size[1] < w * h
                                else cv2.INTER_LINEAR)
         return ok, image

@@ -90,6 +90,8 @@ def run_command(main: Callable[[], int | None]) -> int:
     sys.stdout, sys.stderr = out, err  # type: ignore[assignment]
     try:
         code = main() or 0
+    except SystemExit as e:  # argparse's --help and refusals
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else EXIT_USAGE
     finally:
         out.flush()
         err.flush()

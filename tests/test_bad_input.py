@@ -507,11 +507,13 @@ def test_a_command_whose_stdout_fails_goes_on_and_says_so_only_when_output_is_lo
     """A full disk behind stdout loses what the command prints: one line at the end, exit 2. A reader
     that leaves (`| head`) chose to: the command goes on, and says nothing."""
     command = [sys.executable, "-m", "training.model"]
-    with open("/dev/full", "w") as full:
-        result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 2
-    assert result.stderr == "error: could not write to stdout (No space left on device): what the command printed " \
-                            "from then on is lost\n"
+    for extra in ([], ["--help"]):  # --help too: argparse ends it with SystemExit
+        with open("/dev/full", "w") as full:
+            result = subprocess.run([*command, *extra], stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                                    timeout=120)
+        assert result.returncode == 2
+        assert result.stderr == "error: could not write to stdout (No space left on device): what the command " \
+                                "printed from then on is lost\n"
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     process.stdout.close()  # the reader is gone before the first line
     assert process.wait(timeout=120) == 0 and process.stderr.read() == ""

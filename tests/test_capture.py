@@ -62,12 +62,19 @@ def test_a_rotation_tag_turns_the_frames_upright(tmp_path: Path) -> None:
     assert upright < 3 < 10 < flipped
 
 
-@pytest.mark.parametrize("stored, aspect", [("270:288", "4/3"), ("480:288", "3/4")])
-def test_non_square_pixels_come_as_a_player_shows_them(stored: str, aspect: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("stored, aspect, turned", [("270:288", "4/3", False), ("480:288", "3/4", False),
+                                                     ("216:360", "4/3", True)])
+def test_non_square_pixels_come_as_a_player_shows_them(stored: str, aspect: str, turned: bool,
+                                                       tmp_path: Path) -> None:
     """DV and broadcast files store a 16:9 or 4:3 picture in 720 x 576 pixels and say how wide each is
-    (the sample aspect ratio): read as stored, the face is squashed and the lips read wrong."""
+    (the sample aspect ratio): read as stored, the face is squashed and the lips read wrong. A phone's
+    video stored sideways stretches what it stores, then turns it."""
     path = tmp_path / "anamorphic.mp4"
-    ffmpeg("-i", str(CLIP), "-vf", f"scale={stored},setsar={aspect}", "-an", str(path))
+    turn = "transpose=1," if turned else ""  # stored a quarter turn clockwise, tagged to turn it back
+    ffmpeg("-i", str(CLIP), "-vf", f"{turn}scale={stored},setsar={aspect}", "-an", str(path))
+    if turned:
+        ffmpeg("-i", str(path), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(tmp_path / "tagged.mp4"))
+        path = tmp_path / "tagged.mp4"
     source, frames = read_all(str(path))
     original = read_frames(CLIP)
     assert source.error is None and len(frames) == len(original)

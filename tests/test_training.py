@@ -318,6 +318,8 @@ def test_a_model_reads_at_its_clips_frame_rate(small_cache: Path, tmp_path: Path
     assert main(quick_run(small_cache, tmp_path / "from30", "--epochs", "1", "--steps", "1", "--init", str(init))) == 2
     assert f"holds clips at 25 fps, and {init} reads 30 fps" in capsys.readouterr().err
     assert not (tmp_path / "from30").exists()
+    assert main(quick_run(small_cache, tmp_path / "run", "--epochs", "2", "--steps", "1", "--resume")) == 2
+    assert f"holds clips at 25 fps, and {tmp_path / 'run'} reads 30 fps" in capsys.readouterr().err
     with h5py.File(cache, "a") as f:
         f["clips/s1/bbaf2n"].attrs["fps"] = 25.0
     assert main(quick_run(cache, tmp_path / "mixed", "--epochs", "1", "--steps", "1")) == 2

@@ -76,13 +76,13 @@ def check_texts(data: Path, charset: str, base: Path) -> None:
     from realtime.grid import AlignError, find_clips
     from training.prepare import ClipError, clip_text
 
-    bad = []
+    bad, vocabulary = [], Vocabulary(charset)
     for clip in find_clips(data):
         try:
             text = clip_text(clip)[0]
         except (AlignError, ClipError):
             continue
-        if unknown := Vocabulary(charset).unknown(text):
+        if unknown := vocabulary.unknown(text):
             bad.append(f"{clip.key} ({unknown})")
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""

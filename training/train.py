@@ -366,7 +366,9 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
             setattr(args, key, value)
     state = read_state(state_path) if args.resume else {"epoch": 0, "best_cer": None}
     if args.resume:  # its weights read the crop it began with
-        check_crop(args.cache, read_spec(run / "last.keras").crop, run, "resume on the cache the run began with")
+        began_spec = read_spec(run / "last.keras")
+        check_crop(args.cache, began_spec.crop, run, "resume on the cache the run began with")
+        check_fps(args.cache, began_spec.fps, run)
     if state["epoch"] >= args.epochs:  # before anything is loaded: a finished run costs nothing to ask
         print(f"{run} already trained {state['epoch']} epoch{'' if state['epoch'] == 1 else 's'}", file=sys.stderr)
         return EXIT_OK
