@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 import training.concat
@@ -60,6 +61,27 @@ def test_a_clip_cut_short_or_with_a_broken_align_file_is_left_out_whole(grid_sub
     while video.read()[0]:
         frames += 1
     assert frames == 75
+
+
+def test_clips_of_another_size_are_fitted_into_the_first_one_s_frame(grid_subset, grid_s1: Path, tmp_path: Path):
+    """A clip filmed larger (here bbaf3s at twice the size) is scaled into the joined video's frame, not
+    dropped frame by frame by OpenCV's writer, which would leave the align file's times ahead of it."""
+    from tests.test_capture import ffmpeg
+
+    grid = grid_subset(("bbaf2n",))
+    speaker = grid / "s1"
+    ffmpeg("-i", str(grid_s1 / "video" / "bbaf3s.mp4"), "-vf", "scale=720:576", str(speaker / "video" / "bbaf3s.mp4"))
+    shutil.copy(grid_s1 / "align" / "bbaf3s.align", speaker / "align" / "bbaf3s.align")
+    out = tmp_path / "stream.mp4"
+    assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 0
+    video = cv2.VideoCapture(str(out))
+    frames = []
+    while (read := video.read())[0]:
+        frames.append(read[1])
+    assert len(frames) == 150 and {f.shape for f in frames} == {(288, 360, 3)}
+    last = cv2.VideoCapture(str(grid_s1 / "video" / "bbaf3s.mp4"))
+    originals = [last.read()[1] for _ in range(75)]
+    assert np.mean([np.abs(a.astype(int) - b).mean() for a, b in zip(frames[75:], originals)]) < 6
 
 
 def test_an_interrupted_run_leaves_the_earlier_video_whole(grid_subset, tmp_path: Path,

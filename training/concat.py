@@ -23,6 +23,23 @@ from training.dataset import VAL_FRACTION, is_validation
 from realtime.grid import ALIGN_UNITS_PER_FRAME, AlignError, Clip, find_clips, read_align, video_fps
 
 
+def fitted(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """`image` scaled to fit `size` (width, height) whole, its shape kept, centred on black: OpenCV's
+    writer drops a frame of another size than its first without a word (a clip of another size or
+    pixel shape), and the align file's times would then run ahead of the video."""
+    w, h = size
+    ih, iw = image.shape[:2]
+    if (iw, ih) == (w, h):
+        return image
+    scale = min(w / iw, h / ih)
+    sw, sh = max(1, round(iw * scale)), max(1, round(ih * scale))
+    out = np.zeros((h, w, *image.shape[2:]), image.dtype)
+    x, y = (w - sw) // 2, (h - sh) // 2
+    shrink = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    out[y:y + sh, x:x + sw] = cv2.resize(image, (sw, sh), interpolation=shrink)
+    return out
+
+
 class Mp4Writer:
     """An mp4 file opened at its first frame's size. It is written under a hidden partial name and
     moved into place when closed, so a failed or interrupted run leaves an earlier file whole."""
@@ -31,15 +48,17 @@ class Mp4Writer:
         self.path, self.fps = path, fps
         self.partial = path.with_name(f".{path.stem}.partial{path.suffix}")
         self.writer: cv2.VideoWriter | None = None
+        self.size = (0, 0)  # width, height: the first frame's
 
     def write(self, image: np.ndarray) -> None:
         if self.writer is None:
             h, w = image.shape[:2]
             make_folder_for(self.path)
-            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            self.size = (w, h)
+            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
             if not self.writer.isOpened():  # OpenCV fails silently: every frame would be lost
                 raise OSError(f"cannot write a video to {self.path}")
-        self.writer.write(image)
+        self.writer.write(fitted(image, self.size))
 
     def __enter__(self) -> Mp4Writer:
         return self
