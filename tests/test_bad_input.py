@@ -533,3 +533,20 @@ def test_an_export_whose_reader_leaves_still_writes_its_model(tiny_run, small_ca
     process.stderr.close()
     assert "Traceback" not in err and err == "", err
     assert out.is_file() and out.with_suffix(".step.onnx").is_file() and out.with_suffix(".back.onnx").is_file()
+
+
+def test_evaluate_leaves_out_a_clip_filmed_at_another_rate_than_the_model_reads(grid_subset, tmp_path: Path,
+                                                                              capsys: pytest.CaptureFixture):
+    """The live loop resamples a camera to the model's rate; a folder's clip at another rate would be read
+    as motion the model never saw, so it is left out, saying why."""
+    from tests.test_capture import ffmpeg
+
+    grid = grid_subset(("bbaf2n",))
+    speaker = grid / "s1"
+    ffmpeg("-i", str(speaker / "video" / "bbaf2n.mp4"), "-r", "30", str(speaker / "video" / "bbaf3s.mp4"))
+    (speaker / "align" / "bbaf3s.align").symlink_to((speaker / "align" / "bbaf2n.align").resolve())
+    assert evaluate_main(["--model", str(ROOT / "models" / "lipstream-lite.onnx"), "--data", str(grid),
+                          "--workers", "1", "--json"]) == 0
+    said = capsys.readouterr()
+    assert [c["name"] for c in json.loads(said.out)["clips"]] == ["s1/bbaf2n"]
+    assert "skipped s1/bbaf3s: filmed at 30 fps, and the model reads 25\n" in said.err

@@ -62,8 +62,15 @@ def clips_from_folder(folder: Path, spec: ModelSpec, workers: int,
         return [], []
     with worker_pool(workers) as pool:
         results = pool.map(try_prepare, jobs)
-    clips = [CachedClip(c.key, p.mouth, p.text, p.words, p.spans) for c, p, _ in results if p]
-    return clips, [f"{c.key}: {why}" for c, p, why in results if p is None]
+    clips, skipped = [], []
+    for c, p, why in results:
+        if p is not None and round(p.fps, 2) != round(spec.fps, 2):  # motion the model never saw at its rate
+            p, why = None, f"filmed at {p.fps:g} fps, and the model reads {spec.fps:g}"
+        if p is None:
+            skipped.append(f"{c.key}: {why}")
+        else:
+            clips.append(CachedClip(c.key, p.mouth, p.text, p.words, p.spans))
+    return clips, skipped
 
 
 class Predictor:
