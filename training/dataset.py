@@ -8,7 +8,7 @@ import copy
 import hashlib
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -96,6 +96,13 @@ def read_fps(cache: Path) -> float:
     if not rates:
         raise ValueError(f"{cache} holds no complete clips")
     return rates.pop()
+
+
+def unwritable_texts(texts: Iterable[tuple[str, str]], vocabulary: Vocabulary) -> str:
+    """Which of the clips' texts (key, text) `vocabulary` cannot write, for a one-line refusal: each
+    clip's key and the characters, three of them and how many more; empty when it writes them all."""
+    bad = [f"{key} ({unknown})" for key, text in texts if (unknown := vocabulary.unknown(text))]
+    return ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
 
 
 def check_fps(cache: Path, fps: float, reader: object) -> None:

@@ -24,7 +24,7 @@ from realtime.cli import Parser, at_least, fraction_below_one, named_path, posit
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, run_command, write_text
 from realtime.vocab import Vocabulary
-from training.dataset import MOST_BATCH
+from training.dataset import MOST_BATCH, unwritable_texts
 
 
 def request_of(args: argparse.Namespace) -> dict:
@@ -76,18 +76,15 @@ def check_texts(data: Path, charset: str, base: Path) -> None:
     from realtime.grid import AlignError, find_clips
     from training.prepare import ClipError, clip_text
 
-    bad, vocabulary = [], Vocabulary(charset)
+    texts = []
     for clip in find_clips(data):
         try:
-            text = clip_text(clip)[0]
+            texts.append((clip.key, clip_text(clip)[0]))
         except (AlignError, ClipError):
             continue
-        if unknown := vocabulary.unknown(text):
-            bad.append(f"{clip.key} ({unknown})")
-    if bad:
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise ValueError(f"{base} cannot write the text of {', '.join(bad[:3])}{more} (it writes {charset!r}): "
-                         "correct their align files, or move the clips out of --data")
+    if bad := unwritable_texts(texts, Vocabulary(charset)):
+        raise ValueError(f"{base} cannot write the text of {bad} (it writes {charset!r}): correct their align "
+                         "files, or move the clips out of --data")
 
 
 def enough_to_split(train: int, held: int) -> None:

@@ -268,16 +268,21 @@ def done_keys(f: h5py.File) -> set[str]:
     return done
 
 
-def has_work(f: h5py.File, cached: list[Clip]) -> bool:
-    """Whether cache `f` needs more than clips new to it, read only: a clip of `cached` to make again (its
-    files changed) or to give speech features, a half-written clip to remove, or speech features of an
-    older format."""
+def stale_keys(f: h5py.File, clips: list[Clip]) -> set[str]:
+    """Keys of the clips of `clips` that cache `f` holds whole, made from other files than theirs now."""
+    done = dict(complete_clips(f))
+    return {c.key for c in clips if c.key in done and is_stale(done[c.key], c)}
+
+
+def more_to_do(f: h5py.File, clips: list[Clip]) -> bool:
+    """Whether cache `f` needs more than clips made (again), read only: a half-written clip to remove, or
+    speech features to add to a clip of `clips` (to every clip, when theirs are of an older format)."""
     if not speech_format_current(f):
         return True
     done = dict(complete_clips(f))
     if sum(len(group) for group in f.get("clips", {}).values()) > len(done):
         return True
-    return any(is_stale(done[c.key], c) or needs_speech(done[c.key]) for c in cached)
+    return any(needs_speech(done[c.key]) for c in clips if c.key in done)
 
 
 def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) -> list[tuple[Clip, str]]:
@@ -299,11 +304,11 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
     # Work goes to a copy, so the cache stays usable while more is added. When the only work is clips
     # new to it, the copy waits for the first of them made: a rerun whose clips all fail again, as a few
     # of GRID's do, or that finds nothing new, leaves the cache untouched.
-    only_new, cached = False, set()
+    only_new, cached, stale = False, set(), None  # stale: read from the cache, which the copy then is
     if out.exists() and not partial.exists():
         with open_cache(out) as f:
-            cached = {key for key, _ in complete_clips(f)}
-            only_new = not has_work(f, [c for c in clips if c.key in cached])
+            cached, stale = {key for key, _ in complete_clips(f)}, stale_keys(f, clips)
+            only_new = not stale and not more_to_do(f, clips)
     make_folder_for(out)
     skipped: list[tuple[Clip, str]] = []
     with ExitStack() as stack:
@@ -321,7 +326,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         if not only_new:
             f = opened()
             done = done_keys(f)
-            changed = {c.key for c in clips if c.key in done and is_stale(f[f"clips/{c.key}"], c)}
+            changed = stale_keys(f, clips) if stale is None else stale  # each video's digest read once
             for key in changed:  # gone before it is made again: a clip that now fails is not used stale
                 del f[f"clips/{key}"]
             done -= changed

@@ -32,7 +32,8 @@ from realtime.crop import is_number
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, make_folder_for, run_command, write_text
 from realtime.vocab import Vocabulary
-from training.dataset import MOST_BATCH, SHORTEST_STREAM_WINDOW, VAL_FRACTION, fields_checked, is_count, read_json
+from training.dataset import (MOST_BATCH, SHORTEST_STREAM_WINDOW, VAL_FRACTION, fields_checked, is_count, read_json,
+                              unwritable_texts)
 
 if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
     import keras
@@ -302,12 +303,9 @@ def check_texts(train_clips: list[CachedClip], val_clips: list[CachedClip], cach
     """Refuse clips whose text the model cannot write, naming them, and clips without a word to read: the
     input pipeline would fail on them minutes into the run, in TensorFlow's words."""
     vocabulary = Vocabulary()
-    bad = [f"{c.key} ({unknown})" for c in (*train_clips, *val_clips)
-           if (unknown := vocabulary.unknown(c.text + "".join(c.words)))]
-    if bad:
-        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
-        raise ValueError(f"{cache}: the model cannot write the text of {', '.join(bad[:3])}{more} (it writes "
-                         f"{vocabulary.charset!r}): correct their align files and prepare the cache again")
+    if bad := unwritable_texts(((c.key, c.text + "".join(c.words)) for c in (*train_clips, *val_clips)), vocabulary):
+        raise ValueError(f"{cache}: the model cannot write the text of {bad} (it writes {vocabulary.charset!r}): "
+                         "correct their align files and prepare the cache again")
     if not any(c.words for c in train_clips):
         raise ValueError(f"{cache}: none of the {len(train_clips)} training clips has a word to read (their align "
                          "files hold only silence)")
