@@ -86,7 +86,7 @@ def _session(path: Path, providers: list[str], threads: int, spin: bool = True) 
     return ort.InferenceSession(str(path), options, providers=providers)
 
 
-def choose_provider(requested: str, probe: Path, available: list[str] | None = None) -> ProviderChoice:
+def choose_provider(requested: str, probe: Path) -> ProviderChoice:
     """CUDA when a CUDA session can really be created on `probe`, else CPU, with the reason why."""
     import onnxruntime as ort
 
@@ -95,8 +95,7 @@ def choose_provider(requested: str, probe: Path, available: list[str] | None = N
     cpu = ProviderChoice(("CPUExecutionProvider",), "cpu", "")
     if requested == "cpu":
         return ProviderChoice(cpu.providers, "cpu", "CPU requested")
-    available = ort.get_available_providers() if available is None else available
-    if "CUDAExecutionProvider" not in available:
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
         return ProviderChoice(cpu.providers, "cpu", "this ONNX Runtime build has no CUDA provider")
     ort.set_default_logger_severity(4)  # the probe's failure is told in our words, not ONNX Runtime's
     try:

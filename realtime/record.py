@@ -2,7 +2,7 @@
 spoken part and written in the GRID layout that training.prepare reads.
 
     python -m realtime.record --out DIR [--speaker NAME] [--count N] [--source CAM_OR_FILE]
-                              [--audio-file FILE] [--silent] [--headless] [--seed N]
+                              [--audio-file FILE] [--fast] [--silent] [--headless] [--seed N]
 
 Prompts cycle every slot of the grammar through its words in shuffled rounds, so N prompts cover each letter
 and digit equally often (within one); a later session for the same speaker continues the sequence after the
@@ -18,7 +18,8 @@ button ends the session where it is (the take under way is not saved), as its la
 
 Stand-ins: --source FILE plays a video in place of the camera, --audio-file FILE a sound file (or a video's
 sound track) in place of the microphone, each at real time through the devices' own path: frames through
-FrameSource, sound in 20 ms blocks through the microphone's callback. One file is one take, so each take
+FrameSource, sound in 20 ms blocks through the microphone's callback (--fast: both as fast as they are
+read, the same clips sooner, as live's --fast reads a file). One file is one take, so each take
 replays it from the start. A GRID clip (named by its sentence code, like bbaf2n.mp4) stands in for a speaker
 reading its own sentence, so that sentence is every prompt; pass the same mp4 as both stand-ins. The command
 refuses another video file, which does not say the prompts.
@@ -81,7 +82,7 @@ class RecordOptions:
     shortest_word: float = 0.12
     attempts: int = 3  # takes of one prompt before it is given up
     rate: int = 16000
-    realtime: bool = True  # stand-ins paced at real time; tests read them as fast as they are taken
+    fast: bool = False  # stand-ins read as fast as they are taken, not paced at real time
     vad: VadOptions = field(default_factory=VadOptions)
     lips: ActivityOptions = LIP_ACTIVITY
 
@@ -180,8 +181,8 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], wor
     """Camera and microphone (or their stand-ins) from now until the take of a prompt of `words` words is
     over, at GRID_FPS."""
     recording = AudioRecording(options.rate)
-    source = FrameSource(SourceOptions(options.source, fast=not options.realtime))
-    sound = (FileAudioStream(options.audio_file, recording, options.rate, realtime=options.realtime)
+    source = FrameSource(SourceOptions(options.source, fast=options.fast))
+    sound = (FileAudioStream(options.audio_file, recording, options.rate, realtime=not options.fast)
              if options.audio_file else MicrophoneStream(recording, options.rate) if options.sound else None)
     resampler = Resampler(GRID_FPS)
     frames: list[Frame] = []
@@ -440,13 +441,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="camera index, or a video file standing in for the camera")
     parser.add_argument("--audio-file", type=named,
                         help="a sound file (or a video's sound) standing in for the microphone")
+    parser.add_argument("--fast", action="store_true",
+                        help="stand-ins: read the video and sound files as fast as possible, not in real time")
     parser.add_argument("--silent", action="store_true", help="mouthed without voice: the lips give the spoken span")
     parser.add_argument("--headless", action="store_true", help="print the prompts instead of opening a window")
     parser.add_argument("--seed", type=at_least(0), help="prompt order (default 0)")
     parser.checks.append(_seed_problem)
     args = parser.parse_args(argv)
     options = RecordOptions(out=args.out, speaker=args.speaker, count=args.count, source=args.source,
-                            audio_file=args.audio_file, silent=args.silent, headless=args.headless, seed=args.seed or 0)
+                            audio_file=args.audio_file, fast=args.fast, silent=args.silent, headless=args.headless,
+                            seed=args.seed or 0)
     if not args.headless and (problem := display_problem()):
         log(f"error: {problem}; use --headless to have the prompts printed")
         return EXIT_USAGE

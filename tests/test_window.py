@@ -401,6 +401,33 @@ def test_a_lost_display_ends_the_run_and_its_subtitles_hold_the_words_read(
         assert len(words) >= 6 and words == committed[:len(words)], (subtitles.name, words, committed)
 
 
+@pytest.mark.parametrize("key", ["q", "Escape"])
+def test_quitting_the_record_window_at_its_first_prompt_saves_nothing_and_is_no_failure(
+        key: str, x_display: dict[str, str], tmp_path: Path) -> None:
+    """q or Esc typed into realtime.record's real prompt window during the first take (a GRID clip
+    standing in for camera and microphone): the session ends there with nothing saved, said plainly,
+    exit 0, not the error of a session whose every take failed; the take under way is not saved."""
+    video, log, out = looped(tmp_path, 2), tmp_path / "stderr.txt", tmp_path / "grid"
+    with open(log, "w") as err:
+        run = subprocess.Popen([sys.executable, "-m", "realtime.record", "--out", str(out), "--count", "2",
+                                "--source", str(video), "--audio-file", str(video)],
+                               stdout=subprocess.DEVNULL, stderr=err, env=x_display, cwd=ROOT)
+    try:
+        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream record$"], capture_output=True,
+                               text=True, env=x_display, timeout=120)
+        window = found.stdout.split()[0]
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=x_display, check=True, timeout=30)
+        subprocess.run(["xdotool", "key", key], env=x_display, check=True, timeout=30)
+        run.wait(timeout=60)
+    finally:
+        run.kill()
+    assert run.returncode == 0, log.read_text()
+    assert log.read_text().splitlines()[-2:] == [
+        "lipstream: session stopped in the window",
+        f"lipstream: 0 clips saved in {out / 'me'}, 0 takes not saved"]
+    assert not (out / "me" / "video").exists() or not any((out / "me" / "video").iterdir())
+
+
 def test_closing_the_record_window_stops_the_session_and_keeps_its_clips(x_display: dict[str, str],
                                                                          tmp_path: Path) -> None:
     """realtime.record's prompt window (a GRID clip standing in for camera and microphone): its close
