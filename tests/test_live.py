@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import jiwer
 import numpy as np
 import pytest
 
@@ -32,7 +33,7 @@ from realtime.tracker import MouthTracker, TrackerOptions
 from tests.conftest import made_once, maps, transcript
 from tests.test_tracker import at_x, read_frames
 from training.concat import concat
-from realtime.grid import read_align
+from realtime.grid import read_align, sentence_from_code
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "lipstream-lite.onnx"
@@ -116,8 +117,27 @@ def test_streaming_transcript_matches_offline_decode(offline: Callable[[str], st
         refs.append(offline(name))
         streamed.append(lines[-1]["text"])
     assert all(refs), "the bundled model read nothing offline"
-    # The pause policy reads each phrase from rest to rest, as the offline decode reads the whole clip.
+    # The pause policy reads each phrase from rest to rest, as the offline decode reads the whole clip,
+    # and both read at least five of each held-out sentence's six words.
     assert streamed == refs
+    assert all(jiwer.wer(sentence_from_code(name), text) <= 1 / 6 for name, text in zip(CLIPS, streamed)), streamed
+
+
+def test_every_provider_choice_reads_on_the_cpu_here_and_says_why(offline: Callable[[str], str], tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """--provider cpu, auto and cuda on this machine without a GPU: the run goes to the CPU and its first
+    line says why (as choose_provider finds with the ONNX Runtime build installed), and reads the clip as
+    the offline decode does."""
+    import onnxruntime as ort
+
+    listed = "CUDAExecutionProvider" in ort.get_available_providers()
+    no_cuda = "no usable CUDA device or libraries" if listed else "this ONNX Runtime build has no CUDA provider"
+    for provider, reason in (("cpu", "CPU requested"), ("auto", no_cuda), ("cuda", no_cuda)):
+        code, lines = run_headless(tmp_path, clip(CLIPS[2]), "--provider", provider)
+        said = capsys.readouterr().err.splitlines()
+        assert code == 0 and said[0] == f"lipstream: running on CPU ({reason}); model {MODEL.name}, 25 fps, " \
+                                        "decoder greedy", said
+        assert lines[-1]["text"] == offline(CLIPS[2]), provider
 
 
 def srt_cues(path: Path) -> list[tuple[float, float, str]]:

@@ -1129,3 +1129,24 @@ def test_clips_with_no_window_of_words_are_one_error_not_an_endless_draw(small_c
     sampler = Sampler([drawn_out], AugmentOptions(), seed=0, vocabulary=Vocabulary())
     with pytest.raises(ValueError, match="held no word"):
         saying_something(sampler, "stream", 30)
+
+
+def test_a_frozen_front_end_keeps_the_weights_init_gives_and_the_back_end_learns(small_cache: Path, tiny_run,
+                                                                                  tmp_path: Path) -> None:
+    """--freeze-front-end: every layer up to the front end's output keeps --init's weights, batch-norm
+    statistics included, while the recurrent back end's change."""
+    from training.model import FRONT_END
+
+    run = tmp_path / "frozen"
+    assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "2", "--init", str(tiny_run.model),
+                          "--freeze-front-end")) == 0
+    base, _ = load(tiny_run.model)
+    trained, _ = load(run / "last.keras", compile=True)
+    names = [layer.name for layer in base.layers]
+    front = names[:names.index(FRONT_END) + 1]
+    kept = [all(np.array_equal(a, b) for a, b in zip(base.get_layer(n).get_weights(),
+                                                     trained.get_layer(n).get_weights())) for n in names]
+    weighted = [bool(base.get_layer(n).weights) for n in names]
+    assert any(w for n, w in zip(names, weighted) if n in front)
+    assert all(k for n, k in zip(names, kept) if n in front), "a front-end layer changed"
+    assert not all(k for n, k, w in zip(names, kept, weighted) if n not in front and w), "the back end did not learn"
