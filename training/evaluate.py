@@ -57,7 +57,7 @@ def clips_from_folder(folder: Path, spec: ModelSpec, workers: int,
     found = find_clips(folder)
     if not found:
         raise FileNotFoundError(f"no videos under {folder}")
-    jobs = [(c, options) for c in found if wanted(c.key)]
+    jobs = [(c, options, False) for c in found if wanted(c.key)]  # the sound is training's alone
     if not jobs:
         return [], []
     with worker_pool(workers) as pool:

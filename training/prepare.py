@@ -115,8 +115,9 @@ def clip_speech(video: Path, fps: float, frames: int, first_frame: int) -> tuple
     return features, features is None
 
 
-def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
-    """Track every frame of one clip with a fresh tracker; raise ClipError when it is unusable."""
+def prepare_clip(clip: Clip, options: TrackerOptions, hear: bool) -> PreparedClip:
+    """Track every frame of one clip with a fresh tracker; raise ClipError when it is unusable. `hear`:
+    read its sound's speech features too (training's target; an evaluation reads the crops alone)."""
     stamp = clip_stamp(clip)  # before reading: a file changed meanwhile is read again next time
     text, words, spans = clip_text(clip)
     capture = Video(str(clip.video))
@@ -144,7 +145,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions) -> PreparedClip:
     spans = spans - first
     if len(results) < MIN_FRAMES:
         raise ClipError(f"too short ({len(results)} frames)")
-    speech, silent = clip_speech(clip.video, float(fps), len(results), first)
+    speech, silent = clip_speech(clip.video, float(fps), len(results), first) if hear else (None, False)
     return PreparedClip(
         clip=clip, text=text, fps=float(fps),
         mouth=np.stack([r.crop for r in results]),
@@ -179,11 +180,11 @@ def worker_pool(workers: int) -> Iterator[Pool]:
         yield pool
 
 
-def try_prepare(job: tuple[Clip, TrackerOptions]) -> tuple[Clip, PreparedClip | None, str]:
+def try_prepare(job: tuple[Clip, TrackerOptions, bool]) -> tuple[Clip, PreparedClip | None, str]:
     """prepare_clip for a worker pool: never raises; a failure comes back as its reason."""
-    clip, options = job
+    clip, options, hear = job
     try:
-        return clip, prepare_clip(clip, options), ""
+        return clip, prepare_clip(clip, options, hear), ""
     except (ClipError, AlignError) as e:
         return clip, None, str(e)
     except Exception as e:  # a broken file must not stop the run; it is listed at the end
@@ -338,7 +339,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
             if f is not None:
                 add_missing_speech(f, {c.key: c.video for c in clips if c.key in done}, pool)
             with tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
-                for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options) for c in todo]):
+                for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options, True) for c in todo]):
                     if prepared is None:
                         skipped.append((clip, why))
                     else:
