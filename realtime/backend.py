@@ -168,6 +168,9 @@ class OnnxModel:
         if frames is None or list(frames[2:]) != [crop.height, crop.width, crop.channels]:
             raise ModelLoadError(f"{self.path} takes frames of shape {frames}, but its metadata says "
                                  f"{crop.height}x{crop.width}x{crop.channels} crops: re-export with python -m export")
+        if isinstance(frames[1], int):  # live slides and grows windows, so no one length can be fixed
+            raise ModelLoadError(f"{self.path} reads windows of {frames[1]} frames only, and lipstream reads "
+                                 "windows of any length: re-export with python -m export, which leaves time free")
         if self.full.get_outputs()[0].shape[-1] != classes:
             raise ModelLoadError(f"{self.path} reads {self.full.get_outputs()[0].shape[-1]} classes, but its metadata's "
                                  f"charset makes {classes}: re-export with python -m export")

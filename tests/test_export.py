@@ -265,6 +265,10 @@ def test_unusable_models_raise_a_one_line_error(exported: Export, tmp_path: Path
         for source, target in zip(streaming_paths(exported.path), streaming_paths(wrong)):
             shutil.copy(source, target)  # the parts say nothing of these keys
         cases.append((wrong, reason))
+    fixed = onnx.load(exported.path)  # its time axis fixed, as a converter given a fixed input shape makes it
+    fixed.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 75
+    onnx.save(fixed, tmp_path / "fixed.onnx")
+    cases.append((tmp_path / "fixed.onnx", "reads windows of 75 frames only"))
     for path, reason in cases:
         with pytest.raises(ModelLoadError) as error:
             OnnxModel(path, "cpu")

@@ -24,7 +24,7 @@ import numpy as np
 from realtime.backend import model_path
 from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, interruptible, named_path, summary
 from realtime.decode import Grammar, decode
-from realtime.exits import EXIT_OK, EXIT_USAGE
+from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from realtime.files import run_command
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
@@ -158,10 +158,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError("no clips to evaluate" if args.split == "all" or skipped else
                              f"no clip of {args.data} is in --split {args.split} (the clips the model's run "
                              "held out or trained on, else the deterministic split): --split all takes every clip")
-        result = evaluate(predictor, clips, args.decoder, args.beam_width)
     except Exception as e:  # one line for the user, whatever failed to load (Ctrl-C: interruptible)
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        result = evaluate(predictor, clips, args.decoder, args.beam_width)
+    except Exception as e:  # the inputs were read: a failure of the reading itself is lipstream's own
+        print(f"error: reading the clips failed: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
+        return EXIT_FAILED
     if args.json:
         print(json.dumps(result.as_json()))
     else:
