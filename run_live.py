@@ -31,7 +31,7 @@ SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seco
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import BUNDLED_MODEL, PROVIDERS, model_path
     from realtime.cli import Parser, add_decoder, add_policy, at_least, named, summary
-    from realtime.live import SHORTEST_WINDOW, LiveOptions
+    from realtime.live import LONGEST_WINDOW, SHORTEST_WINDOW, LiveOptions
 
     command = Path(sys.argv[0]).name  # run_live.py as ./lipstream runs it, lipstream-live when installed
     p = Parser(prog="lipstream live" if command == "run_live.py" else command, description=summary(__doc__),
@@ -52,9 +52,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--vtt", type=subtitle_path, metavar="PATH",
                    help="write the committed words as WebVTT subtitles to PATH, or - for stdout (at the end)")
     p.add_argument("--fast", action="store_true", help="files: read as fast as possible, not at the file's fps")
-    p.add_argument("--window", type=at_least(SHORTEST_WINDOW), default=LiveOptions.window,
-                   help=f"most frames the model reads at once, {SHORTEST_WINDOW} or more: a phrase must fit "
-                        f"(default {LiveOptions.window})")
+    p.add_argument("--window", type=at_least(SHORTEST_WINDOW, LONGEST_WINDOW), default=LiveOptions.window,
+                   help=f"most frames the model reads at once, {SHORTEST_WINDOW} to {LONGEST_WINDOW}: a phrase must "
+                        f"fit (default {LiveOptions.window})")
     p.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
                    help=f"update the captions every N frames (default {LiveOptions.hop}); at most half the window, "
                         "or with --policy right-context the window less the right context")
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    from realtime.backend import ModelLoadError, OnnxModel
+    from realtime.backend import ModelLoadError, OnnxModel, streaming_paths
     from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, local_path
     from realtime.cli import interrupt, policy_options, window_problem
     from realtime.files import open_output, outputs_problem, own_stream, silence, write_text, written_in_place
@@ -179,7 +179,9 @@ def _run(args: argparse.Namespace) -> int:
     # Before any frame is read: a run must not end in a file it cannot write.
     options = LiveOptions(window=args.window, hop=args.hop, policy=policy_options(args))
     outputs = [p for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
-    problem = window_problem(options) or outputs_problem(outputs, [(local_path(args.source), "the video read")])
+    read = [(local_path(args.source), "the video read"), (args.model, "the model read"),
+            *((part, "a part of the model read") for part in streaming_paths(args.model))]
+    problem = window_problem(options) or outputs_problem(outputs, read)
     if not problem and sys.stdout is None and (closed := next(iter(_to_stdout(args)), None)):
         problem = f"{closed} writes to stdout, which is closed: name a file instead"
     if problem:

@@ -63,8 +63,8 @@ MAX_AHEAD = 1.0  # seconds
 
 
 def is_camera(source: str) -> bool:
-    """A camera index, unless a file of that name exists."""
-    return source.isdigit() and not Path(source).exists()
+    """A camera index (ASCII digits, as OpenCV takes it: a C int), unless a file of that name exists."""
+    return source.isascii() and source.isdigit() and int(source) < 2 ** 31 and not Path(source).exists()
 
 
 def is_url(source: str) -> bool:

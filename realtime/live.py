@@ -25,6 +25,9 @@ STAGES = ("capture", "landmarks", "crop", "front_end", "back_end", "captions", "
 
 
 SHORTEST_WINDOW = 100  # frames: a spoken phrase must fit in the window (docs/streaming.md: Window length)
+# 30 s at 25 fps: a phrase is read whole on every frame until a pause, so a longer window only delays
+# the captions of a speaker who does not pause, and each read of it takes longer than a frame lasts.
+LONGEST_WINDOW = 750
 # A mouth crop enlarged more than this from the frame's pixels reads worse: four held-out clips in a 1080p
 # frame read every word at half GRID's size (2.8x) and lost letters from 0.4 of it (3.4x) (docs/streaming.md:
 # Faces far away).

@@ -462,7 +462,8 @@ def test_a_cut_off_clip_is_skipped_as_cut_off(grid_s1: Path, tmp_path: Path) -> 
     video = tmp_path / "bbaf2n.mp4"
     data = (grid_s1 / "video" / "bbaf2n.mp4").read_bytes()
     video.write_bytes(data[:len(data) // 4])
-    _, prepared, why = try_prepare((Clip("s1", "bbaf2n", video, grid_s1 / "align" / "bbaf2n.align"), TrackerOptions(), True))
+    clip = Clip("s1", "bbaf2n", video, grid_s1 / "align" / "bbaf2n.align")
+    _, prepared, why = try_prepare((clip, TrackerOptions(), True))
     assert prepared is None and re.fullmatch(r"video ended early: \d\d? of 75 frames", why), why
 
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -277,6 +278,23 @@ def test_outputs_that_would_overwrite_the_video_or_each_other_are_refused(
         err = capsys.readouterr().err
         assert code == 2 and "choose another file" in err and err.count("\n") == 1
         assert video.read_bytes() == clip(CLIPS[0]).read_bytes()
+
+
+@pytest.mark.parametrize("output, part", [("--srt", ""), ("--vtt", ".step"), ("--jsonl", ".back")])
+def test_outputs_that_would_overwrite_the_model_or_its_streaming_parts_are_refused(
+        output: str, part: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The model and its two streaming parts are read too: an output named like one of them would leave a
+    model that no longer loads."""
+    model = tmp_path / "m.onnx"
+    for source, target in zip((MODEL, *streaming_paths(MODEL)), (model, *streaming_paths(model))):
+        shutil.copy(source, target)
+    target = tmp_path / f"m{part}.onnx"
+    before = target.read_bytes()
+    code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(model), "--headless", "--fast",
+                          output, str(target)])
+    what = "the model read" if not part else "a part of the model read"
+    assert code == 2 and capsys.readouterr().err == f"lipstream: error: {target} is {what}: choose another file\n"
+    assert target.read_bytes() == before
 
 
 def test_a_model_missing_or_with_broken_streaming_parts_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -746,7 +764,10 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["--model", "models", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
      "models is a folder: name the .onnx model in it"),
     (["--hop", "0", "--headless"], "must be 1 or more, not 0"),
-    (["--window", "60", "--headless"], "must be 100 or more, not 60"),
+    (["--window", "60", "--headless"], "must be from 100 to 750, not 60"),
+    (["--window", "99999999999999999999", "--headless"], "must be from 100 to 750, not 99999999999999999999"),
+    (["--source", "2147483648", "--headless"], "no video file at 2147483648"),  # beyond OpenCV's camera indices
+    (["--source", "²", "--headless"], "no video file at ²"),  # a digit to Python, no camera index to OpenCV
     (["--hop", "76", "--headless"], "--hop must not exceed half the window (75 frames with --policy pause)"),
     (["--policy", "right-context", "--hop", "100", "--right-context", "60", "--headless"],
      "--hop plus --right-context must not exceed the window (150 frames), or frames leave it before they settle"),
