@@ -60,6 +60,11 @@ USUAL_FPS = 30.0  # most cameras' rate: a source's that gives none
 # A stream whose timestamps run further ahead of the clock than this has jumped (a discontinuity, a new
 # segment): it is paced from that frame on, not waited for.
 MAX_AHEAD = 1.0  # seconds
+# A stream's frames are each kept for the pipeline, those behind their time too (sent at once after a
+# stall, or buffered while the model loaded), so that its captions catch up with the words in them; a
+# frame later than this is dropped for a newer one when the pipeline is busy, as a camera's are, so that
+# a machine that reads slower than real time stays this close to the stream.
+MAX_BEHIND = 5.0  # seconds
 
 
 def is_camera(source: str) -> bool:
@@ -197,6 +202,7 @@ class FrameSource:
             raise CaptureError(f"{source} is empty (0 bytes): nothing to lipread")
         self._capture = self._open()
         self._opened_at = time.monotonic()  # where a stream's pace starts: it can hold nothing older
+        self._origin = self._opened_at  # a stream's time 0, which its frames' times count from
         fps = self._capture.get(cv2.CAP_PROP_FPS)  # the container's own: its frame count is at that rate
         self.fps = capture_fps(self._capture, USUAL_FPS)
         if self._path is not None and cv2.haveImageReader(str(self._path)):
@@ -228,6 +234,7 @@ class FrameSource:
         self._released.set()
         self._held_at = 0.0
         self._pace = (0.0, 0.0)  # the clock and a stream's timestamp its pace is kept from
+        self._last_media = 0.0  # the timestamp of the stream's last frame
         self.waiting = threading.Event()  # set while the reading thread waits for a hold's release
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
@@ -296,8 +303,10 @@ class FrameSource:
         else:  # the reading thread releases it as it ends: a read that hangs on a stalled stream is not
             self._thread.join(timeout=2)  # cut under it from this thread (OpenCV frees the GIL in there)
 
-    def _put(self, item: Frame | None) -> None:
-        if self.options.fast and self.is_video or item is None:
+    def _put(self, item: Frame | None, keep: bool = False) -> None:
+        """Queue a frame for the pipeline (None: the end). A frame to `keep`, a video read --fast, and
+        the end wait for room; a camera's or a paced video's frame replaces the oldest waiting one."""
+        if keep or self.options.fast and self.is_video or item is None:
             while not self._stop.is_set():
                 try:
                     self.frames.put(item, timeout=0.1)
@@ -389,10 +398,14 @@ class FrameSource:
                 break
             if reopens or first is None:
                 first, opened = image, (time.monotonic(), self.read, held)
-            if stream:
-                held += self._keep_pace(restart=self.read == opened[1])
             failed = reopens = 0
-            if self.is_video:
+            behind = 0.0  # seconds a stream's frame is read after its own time
+            if stream:
+                wait, due = self._keep_pace(restart=self.read == opened[1])
+                held += wait
+                t = due - self._origin
+                behind = time.monotonic() - due
+            elif self.is_video:
                 self._last_t = self._media_time()
                 t = self._last_t + self.video_start
                 if pace:
@@ -401,27 +414,31 @@ class FrameSource:
                         break
             else:
                 t = time.monotonic() - self._started
-            self._put(Frame(image, t, self.read, time.monotonic(), read_ms))
+            self._put(Frame(image, t, self.read, time.monotonic(), read_ms), keep=stream and behind <= MAX_BEHIND)
             self.read += 1
 
-    def _keep_pace(self, restart: bool) -> float:
-        """Hold a stream's frame back until its own time, and return the seconds held. Its time runs from
-        the opening (`restart`: this frame is its first): a live stream comes no faster than that, and
-        what it buffered while the model loaded, or sends after a stall, is behind it and read at once,
-        so captions catch up; a recording served at a stream's URL comes as fast as the network gives
-        it, and would otherwise be read at that speed, its frames dropped by a pipeline that reads in
-        real time. A frame held is counted in `paced`."""
+    def _keep_pace(self, restart: bool) -> tuple[float, float]:
+        """Hold a stream's frame back until its own time; return the seconds held and that time (on
+        time.monotonic()'s clock), which the frame is stamped with. Its time runs from the opening
+        (`restart`: this frame is its first): a live stream comes no faster than that, and what it
+        buffered while the model loaded, or sends after a stall, is behind it and read at once, each
+        frame at its own time, so captions catch up; a recording served at a stream's URL comes as fast
+        as the network gives it, and would otherwise be read at that speed, its frames dropped by a
+        pipeline that reads in real time. A frame held is counted in `paced`."""
         now, media = time.monotonic(), self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
         if restart:
             self._pace = (self._opened_at, media)
-        ahead = self._pace[0] + media - self._pace[1] - now
-        if ahead > MAX_AHEAD:
+        elif media <= self._last_media:  # no usable timestamp (MJPEG over HTTP has none): it is due now
             self._pace = (now, media)
-            return 0.0
-        if ahead <= 0:
-            return 0.0
+        self._last_media = media
+        due = self._pace[0] + media - self._pace[1]
+        if due - now > MAX_AHEAD:
+            self._pace = (now, media)
+            return 0.0, now
+        if due <= now:
+            return 0.0, due
         self.paced += 1
-        return 0.0 if self._stop.wait(ahead) else ahead
+        return (0.0 if self._stop.wait(due - now) else due - now), due
 
     def __iter__(self) -> Iterator[Frame]:
         while True:

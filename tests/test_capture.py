@@ -244,10 +244,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def streamed(bodies: Iterator[bytes], connections: list[str] | None = None) -> Iterator[str]:
+def streamed(bodies: Iterator[bytes | Iterator[bytes]], connections: list[str] | None = None) -> Iterator[str]:
     """A server answering as a live stream does, with no length (its end is the connection's): each
-    connection, whatever the path, gets the next of `bodies`. The path each connection asks for is added
-    to `connections`, when given: how often the stream was opened."""
+    connection, whatever the path, gets the next of `bodies` (bytes, or parts sent as they come). The
+    path each connection asks for is added to `connections`, when given: how often the stream was opened."""
     class Handler(_QuietHandler):
         def do_GET(self) -> None:
             if connections is not None:
@@ -255,7 +255,10 @@ def streamed(bodies: Iterator[bytes], connections: list[str] | None = None) -> I
             self.send_response(200)
             self.send_header("Content-Type", "video/mp2t")
             self.end_headers()
-            self.wfile.write(next(bodies))
+            body = next(bodies)
+            for part in [body] if isinstance(body, bytes) else body:
+                self.wfile.write(part)
+                self.wfile.flush()
 
     with http_server(Handler) as address:
         yield address
@@ -297,7 +300,7 @@ def test_what_a_stream_sent_before_it_was_read_is_read_at_once(clip_ts: bytes) -
     only the last half second can be held to its time. Told by the frames the source held back, not by
     how long the reading took: a busy machine reads later, which only leaves more frames behind."""
     with streamed(itertools.repeat(clip_ts)) as address:
-        source = FrameSource(SourceOptions(source=f"{address}/live", queue_size=100))
+        source = FrameSource(SourceOptions(source=f"{address}/live"))
         time.sleep(2.5)
         source.start()
         try:
@@ -311,6 +314,36 @@ def test_what_a_stream_sent_before_it_was_read_is_read_at_once(clip_ts: bytes) -
     # (0 to 2.48 s) were due by then and went out unwaited, so at most the 12 after them were held. Paced
     # from its first frame read instead, every frame after that one would have been held.
     assert source.paced <= 75 - 63
+
+
+def test_a_stream_that_stalls_is_read_whole_at_its_own_times_once_it_comes_back(tmp_path: Path) -> None:
+    """A live stream sent at its pace (the clip twice, 6 s) stalls for 2 s at 2.5 s, after it has been
+    opened and read for a while, then sends what it held back at once (as a network does). A pipeline
+    taking 12 ms a frame still gets every frame, each stamped with its own time, not with when it came,
+    so the model's 25 fps frames are all there: none of the words said in the stall is lost."""
+    ffmpeg("-stream_loop", "1", "-i", str(CLIP), "-an", "-c:v", "libx264", "-f", "mpegts", str(tmp_path / "twice.ts"))
+    twice = (tmp_path / "twice.ts").read_bytes()
+    packets = [twice[i:i + 188] for i in range(0, len(twice), 188)]
+    chunks = [b"".join(packets[len(packets) * i // 150:len(packets) * (i + 1) // 150]) for i in range(150)]
+
+    def paced() -> Iterator[bytes]:
+        started = time.monotonic()
+        for i, chunk in enumerate(chunks):  # frame i is due at i / 25 s; those due in the stall come at 4.5 s
+            time.sleep(max(0.0, started + (i / 25 if i / 25 < 2.5 else max(i / 25, 4.5)) - time.monotonic()))
+            yield chunk
+
+    with streamed(iter([paced(), twice])) as address:  # then, reopened, all at once: it has ended
+        source = FrameSource(SourceOptions(source=f"{address}/live")).start()
+        try:
+            frames = []
+            while (frame := source.frames.get(timeout=10)) is not None:
+                frames.append(frame)
+                time.sleep(0.012)
+        finally:
+            source.stop()
+    assert source.error is None and source.read == len(frames) == 150 and source.dropped == 0
+    assert np.allclose(np.diff([f.t for f in frames]), 1 / 25, atol=2e-3)
+    assert [f.index for f in Resampler(25.0).resample(frames)] == list(range(150))
 
 
 def test_a_stream_whose_timestamps_jump_ahead_is_paced_on_from_the_jump(clip_ts: bytes, tmp_path: Path) -> None:
