@@ -20,12 +20,17 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
+
+if TYPE_CHECKING:  # the runtime's modules load once the stop handler is in place (main)
+    from realtime.capture import FrameSource, SourceOptions
 
 MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
 NOTICE_SECONDS = 4.0  # how long the window shows what its s key did
 SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seconds at most
+OPEN_GRACE = 0.5  # s: how long an open may go on after a stop request before the run ends without it
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -117,6 +122,37 @@ def _defer(signum: int, frame: object) -> None:
     _stop_requested.append(signum)
 
 
+def open_source(options: SourceOptions) -> FrameSource | None:
+    """The source, opened on a thread of its own: OpenCV's open of a URL that does not answer holds the
+    thread that asked for 30 s, and a stop asked for meanwhile ends the run within OPEN_GRACE seconds.
+    None when the open is still under way then (it is left to end with the process); an open that ends
+    within it (a file's, in milliseconds) gives its source, and the run stops as after any stop before
+    its first frame."""
+    import threading
+
+    from realtime.capture import FrameSource
+
+    opened: list[FrameSource | Exception] = []
+
+    def open_it() -> None:
+        try:
+            opened.append(FrameSource(options))
+        except Exception as e:  # raised on the caller's thread, below
+            opened.append(e)
+
+    thread = threading.Thread(target=open_it, name="open", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.05)
+        if _stop_requested:
+            thread.join(OPEN_GRACE)
+            if thread.is_alive():
+                return None
+    if isinstance(opened[0], Exception):
+        raise opened[0]
+    return opened[0]
+
+
 def save_transcript(text: str) -> str:
     """The transcript to lipstream-transcript-DATE-TIME.txt in the current folder (the window's s key, and
     the last resort when every output failed); says where, or why it could not, and returns it in short
@@ -170,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     from realtime.backend import ModelLoadError, OnnxModel, streaming_paths
-    from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, local_path
+    from realtime.capture import CaptureError, Resampler, SourceOptions, local_path
     from realtime.cli import interrupt, policy_options, window_problem
     from realtime.files import open_output, outputs_problem, own_stream, silence, write_text, written_in_place
     from realtime.live import MOST_ENLARGED, LiveOptions, LivePipeline, StepResult, enlargement, nothing_read
@@ -194,10 +230,17 @@ def _run(args: argparse.Namespace) -> int:
             log(f"error: {problem}; use --headless, which prints the transcript")
             return EXIT_USAGE
     try:  # the source first: a wrong path is told before the model and FaceMesh load
-        source = FrameSource(SourceOptions(source=args.source, fast=args.fast))
+        source = open_source(SourceOptions(source=args.source, fast=args.fast))
     except CaptureError as e:
         log(f"error: {e}")
         return EXIT_INTERRUPTED if _stop_requested else EXIT_USAGE  # a stop asked for while it opened came first
+    if source is None:  # nothing read: files are left as they were, and stdout has its last line
+        log(f"stopped while opening {args.source}")
+        if args.jsonl == "-":
+            JsonLines(sys.stdout).final("")
+        elif not (args.jsonl or args.srt or args.vtt):
+            print(flush=True)
+        return EXIT_INTERRUPTED
     try:
         model = OnnxModel(args.model, args.provider, args.threads)
         pipeline = LivePipeline(model, options)

@@ -399,12 +399,11 @@ class FrameSource:
             if reopens or first is None:
                 first, opened = image, (time.monotonic(), self.read, held)
             failed = reopens = 0
-            behind = 0.0  # seconds a stream's frame is read after its own time
-            if stream:
-                wait, due = self._keep_pace(restart=self.read == opened[1])
-                held += wait
-                t = due - self._origin
-                behind = time.monotonic() - due
+            keep = False  # a stream's frame with a time of its own, read no later than MAX_BEHIND after it
+            if stream and (paced := self._keep_pace(restart=self.read == opened[1]))[1] is not None:
+                held += paced[0]
+                t = paced[1] - self._origin
+                keep = time.monotonic() - paced[1] <= MAX_BEHIND
             elif self.is_video:
                 self._last_t = self._media_time()
                 t = self._last_t + self.video_start
@@ -413,25 +412,26 @@ class FrameSource:
                     if wait > 0 and self._stop.wait(wait):
                         break
             else:
-                t = time.monotonic() - self._started
-            self._put(Frame(image, t, self.read, time.monotonic(), read_ms), keep=stream and behind <= MAX_BEHIND)
+                t = time.monotonic() - (self._origin if stream else self._started)
+            self._put(Frame(image, t, self.read, time.monotonic(), read_ms), keep=keep)
             self.read += 1
 
-    def _keep_pace(self, restart: bool) -> tuple[float, float]:
+    def _keep_pace(self, restart: bool) -> tuple[float, float | None]:
         """Hold a stream's frame back until its own time; return the seconds held and that time (on
-        time.monotonic()'s clock), which the frame is stamped with. Its time runs from the opening
+        time.monotonic()'s clock), which the frame is stamped with (None: the frame has no timestamp that
+        moves on, and is stamped by the clock, as a camera's are). Its time runs from the opening
         (`restart`: this frame is its first): a live stream comes no faster than that, and what it
         buffered while the model loaded, or sends after a stall, is behind it and read at once, each
         frame at its own time, so captions catch up; a recording served at a stream's URL comes as fast
         as the network gives it, and would otherwise be read at that speed, its frames dropped by a
         pipeline that reads in real time. A frame held is counted in `paced`."""
         now, media = time.monotonic(), self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
+        if not 0 <= media < 1e9 or (media <= self._last_media and not restart):  # none that moves on:
+            return 0.0, None  # MJPEG over HTTP gives FFmpeg's "no time", -2^63 µs
         if restart:
             self._pace = (self._opened_at, media)
-        elif media <= self._last_media:  # no usable timestamp (MJPEG over HTTP has none): it is due now
-            self._pace = (now, media)
         self._last_media = media
-        due = self._pace[0] + media - self._pace[1]
+        due = self._pace[0] + (media - self._pace[1])
         if due - now > MAX_AHEAD:
             self._pace = (now, media)
             return 0.0, now

@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -660,6 +661,33 @@ def test_ctrl_c_while_the_model_loads_stops_cleanly(tmp_path: Path, monkeypatch:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back for whoever runs next
 
 
+@pytest.mark.parametrize("to_stdout", [False, True])
+def test_ctrl_c_while_a_url_that_does_not_answer_opens_stops_the_run_at_once(to_stdout: bool,
+                                                                            tmp_path: Path) -> None:
+    """A server that takes the connection and never answers holds OpenCV's open for 30 s: a real SIGINT
+    sent once it has the connection ends the run well before that (exit 130, said in one line); nothing
+    was read, so its output file is not made, and JSON lines on stdout end with their final line."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    url, out = f"http://127.0.0.1:{server.getsockname()[1]}/live", tmp_path / "captions.jsonl"
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", url, "--headless", "--jsonl",
+                                "-" if to_stdout else str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        server.settimeout(60)
+        connection, _ = server.accept()  # the open is under way
+        process.send_signal(signal.SIGINT)
+        stdout, err = process.communicate(timeout=15)  # OpenCV alone would hold it 30 s
+    finally:
+        process.kill()
+        server.close()
+    assert process.returncode == run_live.EXIT_INTERRUPTED, err
+    assert err.splitlines() == [f"lipstream: stopped while opening {url}"]
+    assert not out.exists() and stdout == ('{"final": true, "text": ""}\n' if to_stdout else "")
+    connection.close()
+
+
 def test_ctrl_c_mid_frame_keeps_the_transcript(model: OnnxModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture) -> None:
     """Ctrl-C (a real SIGINT, sent from inside) just after the back end took a frame and before its time was
@@ -993,6 +1021,21 @@ class _MjpegCamera:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def test_a_network_camera_without_timestamps_is_stamped_by_the_clock() -> None:
+    """MJPEG over HTTP carries no timestamps (FFmpeg reports its "no time", -2^63 µs): its frames are
+    stamped as they come, from the opening on, in order, at the rate it sends them."""
+    camera = _MjpegCamera(clip(CLIPS[0]), takes=1)
+    try:
+        source = FrameSource(SourceOptions(source=camera.url)).start()
+        frames = [source.frames.get(timeout=20) for _ in range(75)]  # the clip's, before it ends
+        source.stop()
+    finally:
+        camera.close()
+    t = np.array([f.t for f in frames])
+    assert t[0] >= 0 and np.all(np.diff(t) >= 0)
+    assert np.median(np.diff(t)) == pytest.approx(0.04, abs=0.01)
 
 
 def test_camera_that_stops_delivering_is_retried_then_ends_cleanly(tmp_path: Path) -> None:
