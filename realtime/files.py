@@ -6,10 +6,12 @@ command's stdout and stderr kept from costing it its work when they fail (run_co
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
@@ -250,6 +252,30 @@ class OpenedAtFirstWrite:
             self.file.close()
 
 
+PIPE_WAIT = 10.0  # seconds a named pipe is given to find a reader
+
+
+def _opened_in_place(path: Path) -> int:
+    """A descriptor for writing into a device or pipe as it stands. A named pipe no process reads from
+    would hold a blocking open for ever (and the run with it): it is tried without blocking until a
+    reader comes, for PIPE_WAIT seconds at most."""
+    if not stat.S_ISFIFO(os.stat(path).st_mode):
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    deadline = time.monotonic() + PIPE_WAIT
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno != errno.ENXIO:
+                raise
+            if time.monotonic() > deadline:
+                raise OSError(e.errno, f"no process read from the pipe in {PIPE_WAIT:g} s") from None
+            time.sleep(0.05)
+            continue
+        os.set_blocking(fd, True)
+        return fd
+
+
 def write_text(path: Path, text: str) -> None:
     """Write a file through a temporary name, so an interrupted run never leaves half a file; a file
     replaced keeps its permissions and, where the user may give them, its owner and group (a transcript
@@ -261,7 +287,8 @@ def write_text(path: Path, text: str) -> None:
         stream.flush()
         return
     if written_in_place(path):
-        Path(path).write_text(text, encoding="utf-8")
+        with open(_opened_in_place(path), "w", encoding="utf-8") as file:
+            file.write(text)
         return
     path = Path(os.path.realpath(path))
     make_folder_for(path)

@@ -341,6 +341,27 @@ def test_an_output_through_a_link_or_into_a_pipe_replaces_neither(tmp_path: Path
     assert heard == ["cue\n"] and pipe.is_fifo()  # written into, still a pipe
 
 
+def test_a_pipe_no_process_reads_is_given_up_on_not_waited_for_for_ever(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch):
+    """A named pipe that no process opens for reading: the write gives up after PIPE_WAIT (here half a
+    second), saying why, where a blocking open would hold the run's end for ever; then a reader comes
+    and is written to."""
+    import realtime.files
+
+    monkeypatch.setattr(realtime.files, "PIPE_WAIT", 0.5)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    with pytest.raises(OSError) as error:
+        write_text(pipe, "cue\n")
+    assert error.value.strerror == "no process read from the pipe in 0.5 s"
+    heard: list[str] = []
+    reader = threading.Thread(target=lambda: heard.append(pipe.read_text()), daemon=True)
+    reader.start()
+    write_text(pipe, "cue\n")
+    reader.join(timeout=10)
+    assert heard == ["cue\n"]
+
+
 def test_two_outputs_may_share_a_device_but_not_a_file(tmp_path: Path):
     """A device is written in place, so `--srt /dev/null --vtt /dev/null` loses nothing; one file named
     twice, or through a link, would be replaced by the second output."""
