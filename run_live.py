@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # the runtime's modules load once the stop handler is in plac
 MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
 NOTICE_SECONDS = 4.0  # how long the window shows what its s key did
 SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seconds at most
+# The beam and grammar decoders read each phrase again on every frame: their width is the first thing to lower.
+HEAVY_DECODING = " (a smaller --beam-width, or --decoder greedy, decodes faster)"
 OPEN_GRACE = 0.5  # s: how long an open may go on after a stop request before the run ends without it
 
 
@@ -298,7 +300,7 @@ def _run(args: argparse.Namespace) -> int:
                 pass
 
     resampler = Resampler(model.spec.fps)
-    code, paused, step, first, faceless, small = EXIT_OK, False, None, True, False, False
+    code, paused, step, first, faceless, small, behind = EXIT_OK, False, None, True, False, False, False
     unread = False  # nothing was read (a bad source, or a stop before the first frame): outputs are left as they were
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
@@ -353,6 +355,10 @@ def _run(args: argparse.Namespace) -> int:
                     first = False
                 if step.track.jumped:  # the transcript goes on with what someone else says
                     log(f"reading another face at {step.frame.t:.1f} s (a second person, or a cut)")
+                if source.dropped and not behind:  # said once, as it happens: headless, the total comes at the end
+                    behind = True
+                    log(f"processing fell behind at {step.frame.t:.1f} s: frames are dropped, and reading "
+                        f"suffers{HEAVY_DECODING if args.decoder != 'greedy' else ''}")
                 if not small and (enlarged := enlargement(step.track, model.spec.crop)) > MOST_ENLARGED:
                     small = True  # said once: the user can act on it, and nothing else shows it headless
                     log(f"face small at {step.frame.t:.1f} s: its mouth is enlarged {enlarged:.1f}x for the "
