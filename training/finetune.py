@@ -69,7 +69,7 @@ def claim(out: Path, request: dict) -> None:
     write_text(recorded, json.dumps(request, indent=1))
 
 
-def check_texts(data: Path, charset: str, base: Path) -> None:
+def check_folder_texts(data: Path, charset: str, base: Path) -> None:
     """Refuse clips whose text has a character the base model cannot write, naming them, before anything
     is written: training would stop at the first such clip without naming it. A clip whose text cannot
     be read is left to training.prepare, which skips it and says why."""
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"{args.out} already holds a fine-tuned model: choose another --out")
         if not args.data.is_dir():
             raise FileNotFoundError(f"no folder of recorded clips at {args.data}")
-        check_texts(args.data, spec.vocabulary.charset, args.base)
+        check_folder_texts(args.data, spec.vocabulary.charset, args.base)
         claim(args.out, request_of(args))
         resuming = (args.out / "state.json").exists()  # interrupted: the same command goes on
         try:

@@ -299,7 +299,7 @@ def given_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> se
     return {key for key in _RECIPE if getattr(probe, key) is not unset}
 
 
-def check_texts(train_clips: list[CachedClip], val_clips: list[CachedClip], cache: Path) -> None:
+def check_cached_texts(train_clips: list[CachedClip], val_clips: list[CachedClip], cache: Path) -> None:
     """Refuse clips whose text the model cannot write, naming them, and clips without a word to read: the
     input pipeline would fail on them minutes into the run, in TensorFlow's words."""
     vocabulary = Vocabulary()
@@ -392,7 +392,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
     if args.speech_weight and all(c.speech is None for c in train_clips):
         raise ValueError(f"--speech-weight needs speech features in {args.cache}: its videos have no "
                          f"sound, or it was made before them (run training.prepare --out {args.cache} again)")
-    check_texts(train_clips, val_clips, args.cache)
+    check_cached_texts(train_clips, val_clips, args.cache)
     _configure_devices(args.strategy, args.logical_cpus)
     strategy = training_strategy(args.strategy)
     if args.batch_size % strategy.num_replicas_in_sync:
