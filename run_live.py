@@ -135,12 +135,20 @@ def open_source(options: SourceOptions) -> FrameSource | None:
     from realtime.capture import FrameSource
 
     opened: list[FrameSource | Exception] = []
+    given_up = threading.Event()  # set, under `lock`, once the caller has gone on without the source
+    lock = threading.Lock()
 
     def open_it() -> None:
         try:
-            opened.append(FrameSource(options))
+            result: FrameSource | Exception = FrameSource(options)
         except Exception as e:  # raised on the caller's thread, below
-            opened.append(e)
+            result = e
+        with lock:
+            if given_up.is_set():  # an open that ended after all: its capture and connection are let go
+                if isinstance(result, FrameSource):
+                    result.stop()
+            else:
+                opened.append(result)
 
     thread = threading.Thread(target=open_it, name="open", daemon=True)
     thread.start()
@@ -148,8 +156,11 @@ def open_source(options: SourceOptions) -> FrameSource | None:
         thread.join(0.05)
         if _stop_requested:
             thread.join(OPEN_GRACE)
-            if thread.is_alive():
-                return None
+            with lock:
+                if not opened:
+                    given_up.set()
+                    return None
+            break
     if isinstance(opened[0], Exception):
         raise opened[0]
     return opened[0]
@@ -236,8 +247,10 @@ def _run(args: argparse.Namespace) -> int:
     except CaptureError as e:
         log(f"error: {e}")
         return EXIT_INTERRUPTED if _stop_requested else EXIT_USAGE  # a stop asked for while it opened came first
-    if source is None:  # nothing read: files are left as they were, and stdout has its last line
-        log(f"stopped while opening {args.source}")
+    if source is None or _stop_requested:  # nothing read: files are left as they were, stdout has its last line
+        if source is not None:
+            source.stop()
+        log(f"stopped while opening {args.source}" if source is None else "stopped before the first frame")
         if args.jsonl == "-":
             JsonLines(sys.stdout).final("")
         elif not (args.jsonl or args.srt or args.vtt):

@@ -7,7 +7,6 @@ new frame costs the front end on a few frames plus one pass of the recurrent bac
 
 from __future__ import annotations
 
-import functools
 import re
 from collections import deque
 from dataclasses import dataclass
@@ -153,7 +152,6 @@ class OnnxModel:
             raise ModelLoadError(str(e)) from None
         self.path = path
         self.choice = choose_provider(provider, path)
-        self.threads = threads
         providers = list(self.choice.providers)
         self.full = _session(path, providers, threads)
         step, back = streaming_paths(path)
@@ -161,6 +159,10 @@ class OnnxModel:
         self.step = self._part(step, {STEP, FRAME}, self.export_id, providers, threads)
         self.back = self._part(back, {FEATURES}, self.export_id, providers, threads)
         self._check_graph()
+        # The full model again, for the streaming backend's reads once per paced frame (a window's start, a
+        # short window): without spinning, as the parts run, since spinning workers would take the cores
+        # between frames (right-context and local-agreement read it on every frame once the window slides).
+        self.per_frame = _session(path, providers, threads, spin=False) if self.streams else None
 
     def _check_graph(self) -> None:
         """The metadata's crop, classes and context against the graph's own shapes: a model whose
@@ -206,13 +208,6 @@ class OnnxModel:
     def streams(self) -> bool:
         return (self.step is not None and self.back is not None
                 and FEATURES in [o.name for o in self.full.get_outputs()])
-
-    @functools.cached_property
-    def paced(self) -> ort.InferenceSession:
-        """The full model for reads once per paced frame (a streaming window's start, a short window):
-        without spinning, as the streaming parts run, since spinning workers would take the cores between
-        frames (right-context and local-agreement read it on every frame once the window slides)."""
-        return _session(self.path, list(self.choice.providers), self.threads, spin=False)
 
     def window_logp(self, crops: np.ndarray) -> np.ndarray:
         """Log-probabilities (T, classes) for uint8 crops (T, H, W, C): the full-window recompute."""
@@ -285,7 +280,7 @@ class StreamingBackend:
         frame = self.count - len(self.features) + first
         if self._start is None or self._start[0] != frame:
             frames = np.concatenate([self.frames[first + n] for n in range(2 * self.context)], axis=1)
-            features = self.model.paced.run([FEATURES], {FRAMES: frames})[0][0]
+            features = self.model.per_frame.run([FEATURES], {FRAMES: frames})[0][0]
             self._start = (frame, features[:self.context])
         return self._start[1]
 
@@ -295,6 +290,6 @@ class StreamingBackend:
         if not (first == 0 and self.count <= self.window):  # not the stream's own start: recompute the window's
             if len(features) <= 2 * self.context:  # too short to hold a recomputed start: the full model
                 frames = np.concatenate(list(self.frames)[first:], axis=1)
-                return self.model.paced.run(None, {FRAMES: frames})[0][0]  # reads it whole
+                return self.model.per_frame.run(None, {FRAMES: frames})[0][0]  # reads it whole
             features[:self.context] = self._window_start(first)
         return self.model.back.run(None, {FEATURES: features[None]})[0][0]

@@ -60,11 +60,37 @@ USUAL_FPS = 30.0  # most cameras' rate: a source's that gives none
 # A stream whose timestamps run further ahead of the clock than this has jumped (a discontinuity, a new
 # segment): it is paced from that frame on, not waited for.
 MAX_AHEAD = 1.0  # seconds
-# A stream's frames are each kept for the pipeline, those behind their time too (sent at once after a
-# stall, or buffered while the model loaded), so that its captions catch up with the words in them; a
-# frame later than this is dropped for a newer one when the pipeline is busy, as a camera's are, so that
-# a machine that reads slower than real time stays this close to the stream.
+# A stream's frame read this much after its own time starts a backlog (what it sent at once after a
+# stall, or buffered while the model loaded): see Backlog.
+BACKLOG = 0.25  # seconds
 MAX_BEHIND = 5.0  # seconds
+
+
+class Backlog:
+    """Whether a stream's frames are kept for the pipeline, not dropped when it is busy. A backlog's are,
+    so that the captions catch up with the words in them: from a frame read more than BACKLOG after its
+    time until the pipeline has taken every frame and one comes within a frame period of its time. A
+    pipeline that loses ground instead (slower than real time), or a frame later than MAX_BEHIND, ends
+    it until the stream is read in time again: frames that come in time are dropped for newer ones, as a
+    camera's are, so that such a machine stays with the stream."""
+
+    def __init__(self, period: float):
+        self.period = period  # seconds a frame lasts
+        self.first: float | None = None  # how late the backlog's first frame came; None: no backlog
+        self.armed = True  # a backlog may start (not while losing ground)
+
+    def keeps(self, late: float, drained: bool) -> bool:
+        """For a frame read `late` seconds after its time, the pipeline having taken every frame or not."""
+        in_time = late < self.period
+        if self.first is None:
+            self.armed = self.armed or in_time
+            if self.armed and BACKLOG < late <= MAX_BEHIND:
+                self.first = late
+        elif in_time and drained:
+            self.first = None
+        elif late > min(self.first + BACKLOG, MAX_BEHIND):  # losing ground
+            self.first, self.armed = None, False
+        return self.first is not None
 
 
 def is_camera(source: str) -> bool:
@@ -181,14 +207,15 @@ class Video:
 
 class FrameSource:
     """Reads frames on a thread. Cameras, live streams and paced videos drop the oldest frame when the
-    consumer falls behind (counted in `dropped`); `fast` videos block instead, so every frame is
-    processed.
+    consumer falls behind (counted in `dropped`); `fast` videos, and a stream's backlog (Backlog), wait
+    for room instead, so every frame is processed.
 
     A video (a file, or a URL to one) has an end and its own timeline: frames carry their media
     time, it is played at its pace and never reopened. A camera or live stream (a URL whose container
-    gives no length and whose name is not a video file's) is stamped by the clock, and reopened when it
-    stops delivering, unless it then starts over as a recording served that way does; a stream is read
-    no faster than its own timestamps from its opening, so that such a recording plays at its pace too."""
+    gives no length and whose name is not a video file's) is reopened when it stops delivering, unless
+    it then starts over as a recording served that way does. A camera's frames are stamped by the clock;
+    a stream's by its own timestamps, from its opening, and it is read no faster than them, so that such
+    a recording plays at its pace too (one without timestamps is stamped by the clock)."""
 
     def __init__(self, options: SourceOptions):
         self.options = options
@@ -303,17 +330,19 @@ class FrameSource:
         else:  # the reading thread releases it as it ends: a read that hangs on a stalled stream is not
             self._thread.join(timeout=2)  # cut under it from this thread (OpenCV frees the GIL in there)
 
-    def _put(self, item: Frame | None, keep: bool = False) -> None:
-        """Queue a frame for the pipeline (None: the end). A frame to `keep`, a video read --fast, and
-        the end wait for room; a camera's or a paced video's frame replaces the oldest waiting one."""
+    def _put(self, item: Frame | None, keep: bool = False) -> float:
+        """Queue a frame for the pipeline (None: the end); return the seconds it waited for room. A frame
+        to `keep`, a video read --fast, and the end wait; a camera's or a paced video's frame replaces
+        the oldest waiting one."""
         if keep or self.options.fast and self.is_video or item is None:
+            started = time.monotonic()
             while not self._stop.is_set():
                 try:
                     self.frames.put(item, timeout=0.1)
-                    return
+                    break
                 except queue.Full:
                     continue
-            return
+            return time.monotonic() - started
         try:
             self.frames.put_nowait(item)
         except queue.Full:
@@ -323,6 +352,7 @@ class FrameSource:
             except queue.Empty:
                 pass
             self.frames.put_nowait(item)
+        return 0.0
 
     def _reopen(self, attempt: int) -> bool:
         """Reopens a camera or stream that stopped delivering, after a back-off doubled with each attempt
@@ -368,7 +398,9 @@ class FrameSource:
         failed = reopens = 0
         first: np.ndarray | None = None  # the frame the last opening started with
         opened = (0.0, 0, 0.0)  # when it did (time.monotonic()), and `read` and `held` then
-        held = 0.0  # seconds a stream was held back to its own pace, in all
+        held = 0.0  # seconds a stream was held back to its own pace, or by the pipeline, in all
+        last_t = 0.0  # the last stream frame's time: a frame stamped by the clock among timed ones keeps order
+        backlog = Backlog(1 / self.fps)
         while not self._stop.is_set():
             if not self._released.wait(0.05):
                 self.waiting.set()
@@ -399,11 +431,11 @@ class FrameSource:
             if reopens or first is None:
                 first, opened = image, (time.monotonic(), self.read, held)
             failed = reopens = 0
-            keep = False  # a stream's frame with a time of its own, read no later than MAX_BEHIND after it
+            keep, captured = False, time.monotonic()  # a stream's backlog is kept; its frames were due earlier
             if stream and (paced := self._keep_pace(restart=self.read == opened[1]))[1] is not None:
                 held += paced[0]
-                t = paced[1] - self._origin
-                keep = time.monotonic() - paced[1] <= MAX_BEHIND
+                keep = backlog.keeps(time.monotonic() - paced[1], self.frames.empty())
+                t, captured = max(paced[1] - self._origin, last_t), min(paced[1], captured)
             elif self.is_video:
                 self._last_t = self._media_time()
                 t = self._last_t + self.video_start
@@ -412,24 +444,31 @@ class FrameSource:
                     if wait > 0 and self._stop.wait(wait):
                         break
             else:
-                t = time.monotonic() - (self._origin if stream else self._started)
-            self._put(Frame(image, t, self.read, time.monotonic(), read_ms), keep=keep)
+                t = max(time.monotonic() - self._origin, last_t) if stream else time.monotonic() - self._started
+            last_t = t
+            # Waiting for the pipeline is not delivery time: it counts with `held`, so that a recording served
+            # whole is still told from a live stream when the pipeline reads slower than real time.
+            held += self._put(Frame(image, t, self.read, captured, read_ms), keep=keep)
             self.read += 1
 
     def _keep_pace(self, restart: bool) -> tuple[float, float | None]:
         """Hold a stream's frame back until its own time; return the seconds held and that time (on
-        time.monotonic()'s clock), which the frame is stamped with (None: the frame has no timestamp that
-        moves on, and is stamped by the clock, as a camera's are). Its time runs from the opening
+        time.monotonic()'s clock), which the frame is stamped with (None: the frame has no usable
+        timestamp, and is stamped by the clock, as a camera's are). Its time runs from the opening
         (`restart`: this frame is its first): a live stream comes no faster than that, and what it
         buffered while the model loaded, or sends after a stall, is behind it and read at once, each
         frame at its own time, so captions catch up; a recording served at a stream's URL comes as fast
         as the network gives it, and would otherwise be read at that speed, its frames dropped by a
-        pipeline that reads in real time. A frame held is counted in `paced`."""
+        pipeline that reads in real time. A timestamp that goes back or stands still (an encoder
+        restarted) is paced from there, as a jump ahead of more than MAX_AHEAD is. A frame held is counted
+        in `paced`."""
         now, media = time.monotonic(), self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
-        if not 0 <= media < 1e9 or (media <= self._last_media and not restart):  # none that moves on:
-            return 0.0, None  # MJPEG over HTTP gives FFmpeg's "no time", -2^63 µs
+        if not 0 <= media < 1e9:  # MJPEG over HTTP gives FFmpeg's "no time", -2^63 µs
+            return 0.0, None
         if restart:
             self._pace = (self._opened_at, media)
+        elif media <= self._last_media:
+            self._pace = (now, media)
         self._last_media = media
         due = self._pace[0] + (media - self._pace[1])
         if due - now > MAX_AHEAD:

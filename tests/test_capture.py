@@ -23,8 +23,8 @@ import cv2
 import numpy as np
 import pytest
 
-from realtime.capture import (MAX_FPS, USUAL_FPS, CaptureError, Frame, FrameSource, Resampler, SourceOptions,
-                              Video, capture_fps, local_path)
+from realtime.capture import (MAX_BEHIND, MAX_FPS, USUAL_FPS, Backlog, CaptureError, Frame, FrameSource, Resampler,
+                              SourceOptions, Video, capture_fps, local_path)
 from tests.test_tracker import read_frames
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -344,6 +344,22 @@ def test_a_stream_that_stalls_is_read_whole_at_its_own_times_once_it_comes_back(
     assert source.error is None and source.read == len(frames) == 150 and source.dropped == 0
     assert np.allclose(np.diff([f.t for f in frames]), 1 / 25, atol=2e-3)
     assert [f.index for f in Resampler(25.0).resample(frames)] == list(range(150))
+
+
+def test_a_backlog_is_kept_while_the_pipeline_catches_up_and_not_while_it_loses_ground() -> None:
+    """Frames 0.9 s late after a stall, read sooner than they last (a pipeline faster than real time):
+    kept until the pipeline has taken them all and one comes in time. A pipeline slower than real time
+    loses ground instead: the backlog ends, and none starts again until a frame comes in time, so the
+    stream's own slowness is never taken for a backlog; and nothing later than MAX_BEHIND is kept."""
+    catching_up = Backlog(1 / 25)
+    kept = [catching_up.keeps(late, drained) for late, drained in
+            [(0.0, True), (0.2, True), (0.9, False), (0.6, False), (0.3, False), (0.1, False), (0.02, False),
+             (0.02, True), (0.1, True)]]
+    assert kept == [False, False, True, True, True, True, True, False, False]
+    losing = Backlog(1 / 25)
+    kept = [losing.keeps(late, False) for late in (0.5, 0.6, 0.8, 0.9, 1.2, 0.3, 0.01, 0.4)]
+    assert kept == [True, True, False, False, False, False, False, True]
+    assert not Backlog(1 / 25).keeps(MAX_BEHIND + 1, False)
 
 
 def test_a_stream_whose_timestamps_jump_ahead_is_paced_on_from_the_jump(clip_ts: bytes, tmp_path: Path) -> None:

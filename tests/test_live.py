@@ -674,6 +674,7 @@ def test_ctrl_c_while_a_url_that_does_not_answer_opens_stops_the_run_at_once(to_
     process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", url, "--headless", "--jsonl",
                                 "-" if to_stdout else str(out)], cwd=ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True)
+    connection: socket.socket | None = None
     try:
         server.settimeout(60)
         connection, _ = server.accept()  # the open is under way
@@ -682,10 +683,11 @@ def test_ctrl_c_while_a_url_that_does_not_answer_opens_stops_the_run_at_once(to_
     finally:
         process.kill()
         server.close()
+        if connection is not None:
+            connection.close()
     assert process.returncode == run_live.EXIT_INTERRUPTED, err
     assert err.splitlines() == [f"lipstream: stopped while opening {url}"]
     assert not out.exists() and stdout == ('{"final": true, "text": ""}\n' if to_stdout else "")
-    connection.close()
 
 
 def test_ctrl_c_mid_frame_keeps_the_transcript(model: OnnxModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -31,6 +31,7 @@ from training.recipe import main as recipe_main
 from training.speech import DIMS
 from training import model as model_module
 from training.train import averaged_weights, compile_model, improves, main
+from tests.conftest import TinyRun
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -1131,7 +1132,8 @@ def test_clips_with_no_window_of_words_are_one_error_not_an_endless_draw(small_c
         saying_something(sampler, "stream", 30)
 
 
-def test_a_frozen_front_end_keeps_the_weights_init_gives_and_the_back_end_learns(small_cache: Path, tiny_run,
+def test_a_frozen_front_end_keeps_the_weights_init_gives_and_the_back_end_learns(small_cache: Path,
+                                                                                  tiny_run: TinyRun,
                                                                                   tmp_path: Path) -> None:
     """--freeze-front-end: every layer up to the front end's output keeps --init's weights, batch-norm
     statistics included, while the recurrent back end's change."""

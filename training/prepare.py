@@ -115,9 +115,10 @@ def clip_speech(video: Path, fps: float, frames: int, first_frame: int) -> tuple
     return features, features is None
 
 
-def prepare_clip(clip: Clip, options: TrackerOptions, hear: bool) -> PreparedClip:
-    """Track every frame of one clip with a fresh tracker; raise ClipError when it is unusable. `hear`:
-    read its sound's speech features too (training's target; an evaluation reads the crops alone)."""
+def prepare_clip(clip: Clip, options: TrackerOptions, with_speech: bool) -> PreparedClip:
+    """Track every frame of one clip with a fresh tracker; raise ClipError when it is unusable.
+    `with_speech`: read its sound's speech features too (training's target; evaluation needs the crops
+    alone)."""
     stamp = clip_stamp(clip)  # before reading: a file changed meanwhile is read again next time
     text, words, spans = clip_text(clip)
     capture = Video(str(clip.video))
@@ -145,7 +146,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions, hear: bool) -> PreparedCli
     spans = spans - first
     if len(results) < MIN_FRAMES:
         raise ClipError(f"too short ({len(results)} frames)")
-    speech, silent = clip_speech(clip.video, float(fps), len(results), first) if hear else (None, False)
+    speech, silent = clip_speech(clip.video, float(fps), len(results), first) if with_speech else (None, False)
     return PreparedClip(
         clip=clip, text=text, fps=float(fps),
         mouth=np.stack([r.crop for r in results]),
@@ -182,9 +183,9 @@ def worker_pool(workers: int) -> Iterator[Pool]:
 
 def try_prepare(job: tuple[Clip, TrackerOptions, bool]) -> tuple[Clip, PreparedClip | None, str]:
     """prepare_clip for a worker pool: never raises; a failure comes back as its reason."""
-    clip, options, hear = job
+    clip, options, with_speech = job
     try:
-        return clip, prepare_clip(clip, options, hear), ""
+        return clip, prepare_clip(clip, options, with_speech), ""
     except (ClipError, AlignError) as e:
         return clip, None, str(e)
     except Exception as e:  # a broken file must not stop the run; it is listed at the end
