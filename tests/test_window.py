@@ -401,26 +401,34 @@ def test_a_lost_display_ends_the_run_and_its_subtitles_hold_the_words_read(
         assert len(words) >= 6 and words == committed[:len(words)], (subtitles.name, words, committed)
 
 
+@contextmanager
+def record_window(video: Path, out: Path, count: int, log: Path,
+                  env: dict[str, str]) -> Iterator[tuple[subprocess.Popen, str]]:
+    """realtime.record with its prompt window on the X display, `video` standing in for camera and
+    microphone, its stderr in `log`: the process and its window's id, once the window is up."""
+    with open(log, "w") as err:
+        run = subprocess.Popen([sys.executable, "-m", "realtime.record", "--out", str(out), "--count", str(count),
+                                "--source", str(video), "--audio-file", str(video)],
+                               stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=ROOT)
+    try:
+        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream record$"], capture_output=True,
+                               text=True, env=env, timeout=120)
+        yield run, found.stdout.split()[0]
+    finally:
+        run.kill()
+
+
 @pytest.mark.parametrize("key", ["q", "Escape"])
 def test_quitting_the_record_window_at_its_first_prompt_saves_nothing_and_is_no_failure(
         key: str, x_display: dict[str, str], tmp_path: Path) -> None:
     """q or Esc typed into realtime.record's real prompt window during the first take (a GRID clip
     standing in for camera and microphone): the session ends there with nothing saved, said plainly,
     exit 0, not the error of a session whose every take failed; the take under way is not saved."""
-    video, log, out = looped(tmp_path, 2), tmp_path / "stderr.txt", tmp_path / "grid"
-    with open(log, "w") as err:
-        run = subprocess.Popen([sys.executable, "-m", "realtime.record", "--out", str(out), "--count", "2",
-                                "--source", str(video), "--audio-file", str(video)],
-                               stdout=subprocess.DEVNULL, stderr=err, env=x_display, cwd=ROOT)
-    try:
-        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream record$"], capture_output=True,
-                               text=True, env=x_display, timeout=120)
-        window = found.stdout.split()[0]
+    log, out = tmp_path / "stderr.txt", tmp_path / "grid"
+    with record_window(looped(tmp_path, 2), out, 2, log, x_display) as (run, window):
         subprocess.run(["xdotool", "windowfocus", "--sync", window], env=x_display, check=True, timeout=30)
         subprocess.run(["xdotool", "key", key], env=x_display, check=True, timeout=30)
         run.wait(timeout=60)
-    finally:
-        run.kill()
     assert run.returncode == 0, log.read_text()
     assert log.read_text().splitlines()[-2:] == [
         "lipstream: session stopped in the window",
@@ -433,23 +441,14 @@ def test_closing_the_record_window_stops_the_session_and_keeps_its_clips(x_displ
     """realtime.record's prompt window (a GRID clip standing in for camera and microphone): its close
     button ends the session there, as q does, after the first clip was saved: a session that saved
     clips, exit 0, not an interrupted one."""
-    video = looped(tmp_path, 10)  # 30 s
     log = tmp_path / "stderr.txt"
-    with open(log, "w") as err:
-        run = subprocess.Popen([sys.executable, "-m", "realtime.record", "--out", str(tmp_path / "grid"), "--count",
-                                "3", "--source", str(video), "--audio-file", str(video)],
-                               stdout=subprocess.DEVNULL, stderr=err, env=x_display, cwd=ROOT)
-    try:
-        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream record$"], capture_output=True,
-                               text=True, env=x_display, timeout=120)
+    with record_window(looped(tmp_path, 10), tmp_path / "grid", 3, log, x_display) as (run, window):  # 30 s
         deadline = time.monotonic() + 60
         while not re.search(r"^lipstream: saved ", log.read_text(), re.MULTILINE):  # not "not saved: …"
             assert time.monotonic() < deadline and run.poll() is None, log.read_text()[-2000:]
             time.sleep(0.1)
-        close(found.stdout.split()[0], x_display)
+        close(window, x_display)
         run.wait(timeout=60)
-    finally:
-        run.kill()
     assert run.returncode == 0, log.read_text()
     assert log.read_text().splitlines()[-2:] == [
         "lipstream: session stopped in the window",
