@@ -431,11 +431,11 @@ class FrameSource:
             if reopens or first is None:
                 first, opened = image, (time.monotonic(), self.read, held)
             failed = reopens = 0
-            keep, captured = False, time.monotonic()  # a stream's backlog is kept; its frames were due earlier
+            keep, due = False, None  # a stream's backlog is kept, and its frames were due before they came
             if stream and (paced := self._keep_pace(restart=self.read == opened[1]))[1] is not None:
-                held += paced[0]
-                keep = backlog.keeps(time.monotonic() - paced[1], self.frames.empty())
-                t, captured = max(paced[1] - self._origin, last_t), min(paced[1], captured)
+                held, due = held + paced[0], paced[1]
+                keep = backlog.keeps(time.monotonic() - due, self.frames.empty())
+                t = max(due - self._origin, last_t)
             elif self.is_video:
                 self._last_t = self._media_time()
                 t = self._last_t + self.video_start
@@ -448,6 +448,7 @@ class FrameSource:
             last_t = t
             # Waiting for the pipeline is not delivery time: it counts with `held`, so that a recording served
             # whole is still told from a live stream when the pipeline reads slower than real time.
+            captured = time.monotonic() if due is None else min(due, time.monotonic())
             held += self._put(Frame(image, t, self.read, captured, read_ms), keep=keep)
             self.read += 1
 
