@@ -63,6 +63,7 @@ MAX_AHEAD = 1.0  # seconds
 # A stream's frame read this much after its own time starts a backlog (what it sent at once after a
 # stall, or buffered while the model loaded): see Backlog.
 BACKLOG = 0.25  # seconds
+LOSING_GROUND = 0.5  # seconds a backlog may grow, the pipeline holding the reader up, before it is given up
 MAX_BEHIND = 5.0  # seconds
 
 
@@ -70,27 +71,32 @@ class Backlog:
     """Whether a stream's frames are kept for the pipeline, not dropped when it is busy. A backlog's are,
     so that the captions catch up with the words in them: from a frame read more than BACKLOG after its
     time until the pipeline has taken every frame and one comes within a frame period of its time. A
-    pipeline that loses ground instead (slower than real time), or a frame later than MAX_BEHIND, ends
-    it until the stream is read in time again: frames that come in time are dropped for newer ones, as a
-    camera's are, so that such a machine stays with the stream."""
+    pipeline that loses ground instead (slower than real time: the frames come later than the backlog's
+    best by LOSING_GROUND while it holds the reader up), or a frame later than MAX_BEHIND, ends it until
+    the stream is read in time again: frames that come in time are dropped for newer ones, as a camera's
+    are, so that such a machine stays with the stream. A network that delivers late holds nothing up,
+    and only makes the backlog longer."""
 
     def __init__(self, period: float):
         self.period = period  # seconds a frame lasts
-        self.first: float | None = None  # how late the backlog's first frame came; None: no backlog
+        self.best: float | None = None  # the least late a frame of the backlog came; None: no backlog
         self.armed = True  # a backlog may start (not while losing ground)
 
-    def keeps(self, late: float, drained: bool) -> bool:
-        """For a frame read `late` seconds after its time, the pipeline having taken every frame or not."""
+    def keeps(self, late: float, drained: bool, held_up: bool) -> bool:
+        """For a frame read `late` seconds after its time, the pipeline having taken every frame or not,
+        and having held the reader up (the last frame waited for room) or not."""
         in_time = late < self.period
-        if self.first is None:
+        if self.best is None:
             self.armed = self.armed or in_time
             if self.armed and BACKLOG < late <= MAX_BEHIND:
-                self.first = late
+                self.best = late
         elif in_time and drained:
-            self.first = None
-        elif late > min(self.first + BACKLOG, MAX_BEHIND):  # losing ground
-            self.first, self.armed = None, False
-        return self.first is not None
+            self.best = None
+        elif late > MAX_BEHIND or (held_up and late > self.best + LOSING_GROUND):
+            self.best, self.armed = None, False
+        else:
+            self.best = min(self.best, late) if held_up else late
+        return self.best is not None
 
 
 def is_camera(source: str) -> bool:
@@ -261,7 +267,7 @@ class FrameSource:
         self._released.set()
         self._held_at = 0.0
         self._pace = (0.0, 0.0)  # the clock and a stream's timestamp its pace is kept from
-        self._last_media = 0.0  # the timestamp of the stream's last frame
+        self._last_media = self._last_due = 0.0  # the timestamp of the stream's last frame, and its time
         self.waiting = threading.Event()  # set while the reading thread waits for a hold's release
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
@@ -335,6 +341,11 @@ class FrameSource:
         to `keep`, a video read --fast, and the end wait; a camera's or a paced video's frame replaces
         the oldest waiting one."""
         if keep or self.options.fast and self.is_video or item is None:
+            try:
+                self.frames.put_nowait(item)
+                return 0.0
+            except queue.Full:
+                pass
             started = time.monotonic()
             while not self._stop.is_set():
                 try:
@@ -400,7 +411,7 @@ class FrameSource:
         opened = (0.0, 0, 0.0)  # when it did (time.monotonic()), and `read` and `held` then
         held = 0.0  # seconds a stream was held back to its own pace, or by the pipeline, in all
         last_t = 0.0  # the last stream frame's time: a frame stamped by the clock among timed ones keeps order
-        backlog = Backlog(1 / self.fps)
+        backlog, waited = Backlog(1 / self.fps), 0.0  # and how long the last frame waited for the pipeline
         while not self._stop.is_set():
             if not self._released.wait(0.05):
                 self.waiting.set()
@@ -434,7 +445,7 @@ class FrameSource:
             keep, due = False, None  # a stream's backlog is kept, and its frames were due before they came
             if stream and (paced := self._keep_pace(restart=self.read == opened[1]))[1] is not None:
                 held, due = held + paced[0], paced[1]
-                keep = backlog.keeps(time.monotonic() - due, self.frames.empty())
+                keep = backlog.keeps(time.monotonic() - due, self.frames.empty(), waited > 0)
                 t = max(due - self._origin, last_t)
             elif self.is_video:
                 self._last_t = self._media_time()
@@ -449,7 +460,8 @@ class FrameSource:
             # Waiting for the pipeline is not delivery time: it counts with `held`, so that a recording served
             # whole is still told from a live stream when the pipeline reads slower than real time.
             captured = time.monotonic() if due is None else min(due, time.monotonic())
-            held += self._put(Frame(image, t, self.read, captured, read_ms), keep=keep)
+            waited = self._put(Frame(image, t, self.read, captured, read_ms), keep=keep)
+            held += waited
             self.read += 1
 
     def _keep_pace(self, restart: bool) -> tuple[float, float | None]:
@@ -461,20 +473,20 @@ class FrameSource:
         frame at its own time, so captions catch up; a recording served at a stream's URL comes as fast
         as the network gives it, and would otherwise be read at that speed, its frames dropped by a
         pipeline that reads in real time. A timestamp that goes back or stands still (an encoder
-        restarted) is paced from there, as a jump ahead of more than MAX_AHEAD is. A frame held is counted
-        in `paced`."""
+        restarted) is paced on from the last frame's time, as a jump ahead of more than MAX_AHEAD is (or
+        from now, when that is sooner). A frame held is counted in `paced`."""
         now, media = time.monotonic(), self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
         if not 0 <= media < 1e9:  # MJPEG over HTTP gives FFmpeg's "no time", -2^63 µs
             return 0.0, None
         if restart:
             self._pace = (self._opened_at, media)
-        elif media <= self._last_media:
-            self._pace = (now, media)
-        self._last_media = media
+        elif media <= self._last_media:  # on from the last frame, which a backlog may still be behind
+            self._pace = (self._last_due + 1 / self.fps, media)
         due = self._pace[0] + (media - self._pace[1])
         if due - now > MAX_AHEAD:
-            self._pace = (now, media)
-            return 0.0, now
+            self._pace = (min(self._last_due + 1 / self.fps, now), media)
+            due = self._pace[0]
+        self._last_media, self._last_due = media, due
         if due <= now:
             return 0.0, due
         self.paced += 1

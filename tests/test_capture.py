@@ -350,16 +350,21 @@ def test_a_backlog_is_kept_while_the_pipeline_catches_up_and_not_while_it_loses_
     """Frames 0.9 s late after a stall, read sooner than they last (a pipeline faster than real time):
     kept until the pipeline has taken them all and one comes in time. A pipeline slower than real time
     loses ground instead: the backlog ends, and none starts again until a frame comes in time, so the
-    stream's own slowness is never taken for a backlog; and nothing later than MAX_BEHIND is kept."""
+    pipeline's own slowness is never taken for a backlog; a network that delivers late is not the
+    pipeline's; and nothing later than MAX_BEHIND is kept."""
     catching_up = Backlog(1 / 25)
-    kept = [catching_up.keeps(late, drained) for late, drained in
+    kept = [catching_up.keeps(late, drained, True) for late, drained in
             [(0.0, True), (0.2, True), (0.9, False), (0.6, False), (0.3, False), (0.1, False), (0.02, False),
              (0.02, True), (0.1, True)]]
     assert kept == [False, False, True, True, True, True, True, False, False]
+    # Losing ground from the best it reached (0.3 s late), the pipeline holding the reader up.
     losing = Backlog(1 / 25)
-    kept = [losing.keeps(late, False) for late in (0.5, 0.6, 0.8, 0.9, 1.2, 0.3, 0.01, 0.4)]
-    assert kept == [True, True, False, False, False, False, False, True]
-    assert not Backlog(1 / 25).keeps(MAX_BEHIND + 1, False)
+    kept = [losing.keeps(late, False, True) for late in (0.5, 0.3, 0.6, 0.9, 1.2, 0.3, 0.01, 0.4)]
+    assert kept == [True, True, True, False, False, False, False, True]
+    # A network that delivers ever later, the pipeline waiting for it: a longer backlog, kept.
+    trickle = Backlog(1 / 25)
+    assert all(trickle.keeps(late, False, False) for late in (0.3, 0.9, 1.5, 2.1, 2.7))
+    assert not Backlog(1 / 25).keeps(MAX_BEHIND + 1, False, False)
 
 
 def test_a_stream_whose_timestamps_jump_ahead_is_paced_on_from_the_jump(clip_ts: bytes, tmp_path: Path) -> None:
