@@ -247,10 +247,8 @@ def _run(args: argparse.Namespace) -> int:
     except CaptureError as e:
         log(f"error: {e}")
         return EXIT_INTERRUPTED if _stop_requested else EXIT_USAGE  # a stop asked for while it opened came first
-    if source is None or _stop_requested:  # nothing read: files are left as they were, stdout has its last line
-        if source is not None:
-            source.stop()
-        log(f"stopped while opening {args.source}" if source is None else "stopped before the first frame")
+    if source is None:  # no model nor pipeline to end as below: files are left as they were, stdout has its last line
+        log(f"stopped while opening {args.source}")
         if args.jsonl == "-":
             JsonLines(sys.stdout).final("")
         elif not (args.jsonl or args.srt or args.vtt):

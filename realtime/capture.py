@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -101,7 +102,8 @@ class Backlog:
 
 def is_camera(source: str) -> bool:
     """A camera index (ASCII digits, as OpenCV takes it: a C int), unless a file of that name exists."""
-    return source.isascii() and source.isdigit() and int(source) < 2 ** 31 and not Path(source).exists()
+    return (source.isascii() and source.isdigit() and len(source) <= 10 and int(source) < 2 ** 31
+            and not Path(source).exists())
 
 
 def is_url(source: str) -> bool:
@@ -227,11 +229,17 @@ class FrameSource:
         self.options = options
         source = options.source
         self._path = local_path(source)
-        if self._path is not None and self._path.is_dir():
+        try:
+            found = None if self._path is None else self._path.stat()
+        except FileNotFoundError:
+            raise CaptureError(f"no video file at {source}") from None
+        except OSError as e:  # a name too long, a folder in the path that is a file or cannot be entered
+            raise CaptureError(f"cannot read {source} ({e.strerror})") from None
+        if found is not None and stat.S_ISDIR(found.st_mode):
             raise CaptureError(f"{source} is a folder, not a video file")
-        if self._path is not None and not self._path.is_file():
+        if found is not None and not stat.S_ISREG(found.st_mode):
             raise CaptureError(f"no video file at {source}")
-        if self._path is not None and self._path.stat().st_size == 0:
+        if found is not None and found.st_size == 0:
             raise CaptureError(f"{source} is empty (0 bytes): nothing to lipread")
         self._capture = self._open()
         self._opened_at = time.monotonic()  # where a stream's pace starts: it can hold nothing older
@@ -457,10 +465,10 @@ class FrameSource:
             else:
                 t = max(time.monotonic() - self._origin, last_t) if stream else time.monotonic() - self._started
             last_t = t
-            # Waiting for the pipeline is not delivery time: it counts with `held`, so that a recording served
-            # whole is still told from a live stream when the pipeline reads slower than real time.
             captured = time.monotonic() if due is None else min(due, time.monotonic())
             waited = self._put(Frame(image, t, self.read, captured, read_ms), keep=keep)
+            # Waiting for the pipeline is not delivery time: it counts with `held`, so that a recording served
+            # whole is still told from a live stream when the pipeline reads slower than real time.
             held += waited
             self.read += 1
 

@@ -131,10 +131,18 @@ def folder_name(text: str) -> str:
     return text
 
 
+NAME_MAX = 255  # bytes in one file or folder name, on Linux's file systems and macOS's
+
+
 def named(text: str) -> str:
-    """An argparse type: a file's name, not empty (as a path, '' is the current folder, and no file)."""
+    """An argparse type: a file's name, not empty (as a path, '' is the current folder, and no file), and
+    none of its parts longer than a file system takes (checking such a path raises, where a missing file
+    is only not there). A URL's parts are the server's to judge."""
     if not text:
         raise argparse.ArgumentTypeError("an empty name names no file")
+    if "://" not in text and (longest := max(len(part.encode()) for part in text.split("/"))) > NAME_MAX:
+        raise argparse.ArgumentTypeError(f"a part of it is {longest} bytes long, and a file or folder name "
+                                         f"holds at most {NAME_MAX}")
     return text
 
 

@@ -798,6 +798,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["--window", "99999999999999999999", "--headless"], "must be from 100 to 750, not 99999999999999999999"),
     (["--source", "2147483648", "--headless"], "no video file at 2147483648"),  # beyond OpenCV's camera indices
     (["--source", "²", "--headless"], "no video file at ²"),  # a digit to Python, no camera index to OpenCV
+    (["--source", "9" * 5000, "--headless"], "is 5000 bytes long"),  # more digits than int() takes
+    (["--source", "a" * 300 + ".mp4", "--headless"],
+     "is 304 bytes long, and a file or folder name holds at most 255"),
     (["--hop", "76", "--headless"], "--hop must not exceed half the window (75 frames with --policy pause)"),
     (["--policy", "right-context", "--hop", "100", "--right-context", "60", "--headless"],
      "--hop plus --right-context must not exceed the window (150 frames), or frames leave it before they settle"),
