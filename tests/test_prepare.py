@@ -5,7 +5,6 @@ import io
 import json
 import shutil
 import signal
-import subprocess
 from dataclasses import asdict
 from pathlib import Path
 
@@ -302,14 +301,23 @@ def test_rerun_adds_speech_to_clips_cached_without_it(prepared: PreparedRun, tmp
             np.testing.assert_array_equal(after[f"clips/s1/{name}/speech"], before[f"clips/s1/{name}/speech"])
 
 
-def copy_without_sound(video: Path, out: Path) -> None:
-    """The video track of `video`, packet for packet, in a file with no audio track."""
+def copy_video(video: Path, out: Path, sound: str) -> None:
+    """The video track of `video`, packet for packet, in a file with no audio track (`sound` "none") or with
+    its audio packets' bytes zeroed, as a failing disk gives them (`sound` "broken")."""
     with av.open(str(video)) as source, av.open(str(out), "w") as target:
-        stream = target.add_stream_from_template(source.streams.video[0])
-        for packet in source.demux(source.streams.video[0]):
-            if packet.dts is not None:  # the demuxer's closing empty packet
-                packet.stream = stream
-                target.mux(packet)
+        picture = target.add_stream_from_template(source.streams.video[0])
+        audio = target.add_stream_from_template(source.streams.audio[0]) if sound == "broken" else None
+        for packet in source.demux(*source.streams.video, *(source.streams.audio if audio else ())):
+            if packet.dts is None:  # the demuxer's closing empty packets
+                continue
+            if packet.stream.type == "audio":
+                zeroed = av.Packet(bytes(packet.size))
+                zeroed.pts, zeroed.dts, zeroed.time_base = packet.pts, packet.dts, packet.time_base
+                packet, stream = zeroed, audio
+            else:
+                stream = picture
+            packet.stream = stream
+            target.mux(packet)
 
 
 def test_a_clip_without_sound_is_marked_silent_and_not_read_again(grid_s1: Path, tmp_path: Path):
@@ -318,7 +326,7 @@ def test_a_clip_without_sound_is_marked_silent_and_not_read_again(grid_s1: Path,
     (speaker / "align").mkdir()
     (speaker / "align" / "bbaf2n.align").symlink_to(grid_s1 / "align" / "bbaf2n.align")
     video = speaker / "video" / "bbaf2n.mp4"
-    copy_without_sound(grid_s1 / "video" / "bbaf2n.mp4", video)
+    copy_video(grid_s1 / "video" / "bbaf2n.mp4", video, sound="none")
     out = tmp_path / "s1.h5"
     run_prepare(tmp_path / "grid", out)
     with h5py.File(out, "a") as f:
@@ -349,17 +357,24 @@ def test_a_clip_without_sound_is_marked_silent_and_not_read_again(grid_s1: Path,
 
 
 def test_a_sound_that_cannot_be_read_is_not_taken_for_silence(grid_s1: Path, tmp_path: Path):
-    """A sound that cannot be read now (here: the bytes a failing disk gave as zeros)
-    leaves the clip without speech features but not marked silent, so the next run tries again (as it
-    adds them to a clip cached without them); a video without a sound track is silent, not read again."""
+    """A clip whose pictures read but whose sound does not now (its audio packets zeroed, as a failing disk
+    gives them) is cached without speech features and not marked silent, so the next run tries its sound
+    again; a video without a sound track is silent."""
     from training.prepare import clip_speech
 
-    whole = (grid_s1 / "video" / "bbaf2n.mp4").read_bytes()
-    (tmp_path / "zeros.mp4").write_bytes(bytes(len(whole)))
-    assert clip_speech(tmp_path / "zeros.mp4", 25.0, 75, 0) == (None, False)
-    mute = tmp_path / "mute.mp4"
-    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(grid_s1 / "video" / "bbaf2n.mp4"),
-                    "-an", "-c:v", "copy", str(mute)], check=True)
-    assert clip_speech(mute, 25.0, 75, 0) == (None, True)
+    speaker = tmp_path / "grid" / "s1"
+    (speaker / "video").mkdir(parents=True)
+    (speaker / "align").mkdir()
+    (speaker / "align" / "bbaf2n.align").symlink_to(grid_s1 / "align" / "bbaf2n.align")
+    copy_video(grid_s1 / "video" / "bbaf2n.mp4", speaker / "video" / "bbaf2n.mp4", sound="broken")
+    out = tmp_path / "s1.h5"
+    for run in range(2):
+        _, log = run_prepare(tmp_path / "grid", out)
+        assert ("speech" in log) == (run == 1)  # the first run hears it with the crops, the next one again
+        with h5py.File(out, "r") as f:
+            g = f["clips/s1/bbaf2n"]
+            assert len(g["mouth"]) == 75 and "speech" not in g and not g.attrs.get("silent", False)
+    copy_video(grid_s1 / "video" / "bbaf2n.mp4", tmp_path / "mute.mp4", sound="none")
+    assert clip_speech(tmp_path / "mute.mp4", 25.0, 75, 0) == (None, True)
     features, silent = clip_speech(grid_s1 / "video" / "bbaf2n.mp4", 25.0, 75, 0)
     assert features.shape == (75, DIMS) and not silent
