@@ -1031,17 +1031,19 @@ class _MjpegCamera:
 def test_falling_behind_is_said_as_it_happens(capsys: pytest.CaptureFixture) -> None:
     """A clip played at its fps and decoded by the grammar's widest beam, which re-reads each phrase on
     every frame (on this 2-core machine it falls behind within a second): the first dropped frame is
-    told at once, with what to lower, and the total at the end; a run that keeps up says neither."""
+    told at once, with what to lower, and the total at the end; a run that keeps up says neither, and
+    the test is skipped there."""
     code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(MODEL), "--headless", "--decoder",
                           "grammar", "--beam-width", "512"])
     said = capsys.readouterr().err.splitlines()
     told = [line for line in said if "fell behind at" in line]
     total = [line for line in said if line.endswith("frames dropped (processing fell behind)")]
     assert code == 0 and len(told) == len(total) <= 1, said
-    if told:
-        assert said.index(told[0]) < said.index(total[0])
-        assert told[0].endswith("frames are dropped, and reading suffers (a smaller --beam-width, or --decoder "
-                                "greedy, decodes faster)")
+    if not told:  # reported as a skip, not a pass: the message was not checked
+        pytest.skip("this machine kept up with the widest beam: no frame was dropped, so nothing was told")
+    assert said.index(told[0]) < said.index(total[0])
+    assert told[0].endswith("frames are dropped, and reading suffers (a smaller --beam-width, or --decoder "
+                            "greedy, decodes faster)")
 
 
 def test_a_network_camera_without_timestamps_is_stamped_by_the_clock() -> None:
