@@ -27,7 +27,7 @@ from export import A_CACHE, CACHE, MAX_OPSET, OPSET, missing
 from realtime.backend import model_path
 from realtime.cli import Parser, held_interrupts, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import make_folder_for, outputs_problem, run_command
+from realtime.files import make_folder_for, outputs_problem, run_command, training_packages_missing
 
 if TYPE_CHECKING:
     from export.parity import ParityResult
@@ -86,11 +86,11 @@ def run(args: argparse.Namespace) -> int:
         from export.parity import (FRAMES_NEEDED, MAX_PROB_DIFF, ROUNDED_MAX_PROB_DIFF, VARIANT_MAX_PROB_DIFF, gate,
                                    variant_gate)
         from export.variants import family, fp16, int8
-        from training.dataset import check_crop, held_out_first, load_clips
+        from training.cache import check_crop, load_clips
+        from training.split import held_out_first
         from training.model import inference_model, load
     except ModuleNotFoundError as e:  # the runtime alone is installed
-        print(f"error: export needs the training packages ({e.name} is missing): pip install 'lipstream[train]'",
-              file=sys.stderr)
+        print(f"error: {training_packages_missing(e) or e}", file=sys.stderr)
         return EXIT_USAGE
     from realtime.backend import OnnxModel
 

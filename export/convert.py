@@ -16,8 +16,8 @@ import onnx
 import onnx.compose
 
 from export import OPSET
-from export.onnx_gru import back_end
 from export.front_end import step_function, window_function
+from export.onnx_gru import back_end
 from realtime.backend import streaming_paths
 from realtime.files import native_stderr
 from realtime.spec import EXPORT_ID, FEATURES, FORM, FRAMES, LOGP, ModelSpec

@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     from realtime.backend import ModelLoadError, OnnxModel
     from realtime.bench import WINDOW, median_ms
     from realtime.spec import normalise
-    from training.dataset import check_crop, held_out_first, load_clips
+    from training.cache import check_crop, load_clips
+    from training.split import held_out_first
     from training.model import inference_model, load
 
     try:

@@ -30,9 +30,9 @@ from realtime.cli import (Parser, add_decoder, add_policy, at_least, interruptib
                           window_problem)
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import make_folder_for, outputs_problem, run_command, write_text
+from realtime.grid import GRID_FPS, AlignError, Token, read_align, sentence
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
 from realtime.tracker import TrackerOptions, tracked_video
-from realtime.grid import GRID_FPS, AlignError, Token, read_align, sentence
 
 WINDOW = 75  # frames of the window the comparisons read: one GRID sentence
 

@@ -213,6 +213,19 @@ class Video:
         return getattr(self.capture, name)
 
 
+def video_images(capture: Video) -> Iterator[np.ndarray]:
+    """The frames of an opened video in order, to the first that fails to decode; the capture is released
+    when they end, or when the reader stops early."""
+    try:
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                return
+            yield image
+    finally:
+        capture.release()
+
+
 class FrameSource:
     """Reads frames on a thread. Cameras, live streams and paced videos drop the oldest frame when the
     consumer falls behind (counted in `dropped`); `fast` videos, and a stream's backlog (Backlog), wait

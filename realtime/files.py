@@ -81,11 +81,25 @@ class KeptStream:
         return getattr(self.stream, name)
 
 
+# What `pip install 'lipstream[train]'` adds to the runtime: training and export need them, live does not.
+TRAINING_PACKAGES = ("tensorflow", "keras", "tf2onnx", "onnx", "onnxconverter_common", "matplotlib")
+
+
+def training_packages_missing(e: BaseException) -> str | None:
+    """The one-line refusal for a training or export command where only the runtime is installed (`pip
+    install lipstream` without [train]); None for any other failure."""
+    name = (getattr(e, "name", None) or "").split(".")[0]
+    if not isinstance(e, ModuleNotFoundError) or name not in TRAINING_PACKAGES:
+        return None
+    return f"this command needs the training packages ({name} is missing): pip install 'lipstream[train]'"
+
+
 def run_command(main: Callable[[], int | None]) -> int:
     """A command's exit code, its main run with stdout and stderr kept (KeptStream): a reader that leaves
     (`| head`) or a disk that fills up stops neither its work nor its files, and gives no traceback. A
     closed pipe is the reader's choice, and goes unsaid; output lost to a failing stdout is said at the end,
-    on stderr, and the command exits 2."""
+    on stderr, and the command exits 2. A training package missing from an install of the runtime alone is
+    one line, not a traceback."""
     if sys.stdout is None or sys.stderr is None:  # started closed: Python itself writes nothing there
         return main() or 0
     out, err = KeptStream(sys.stdout), KeptStream(sys.stderr)
@@ -94,6 +108,11 @@ def run_command(main: Callable[[], int | None]) -> int:
         code = main() or 0
     except SystemExit as e:  # argparse's --help and refusals
         code = e.code if isinstance(e.code, int) else 0 if e.code is None else EXIT_USAGE
+    except ModuleNotFoundError as e:
+        if (problem := training_packages_missing(e)) is None:
+            raise
+        err.write(f"error: {problem}\n")
+        code = EXIT_USAGE
     finally:
         out.flush()
         err.flush()

@@ -53,11 +53,11 @@ from realtime.capture import CaptureError, Frame, FrameSource, Resampler, Source
 from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import folder_problem, output_problem, run_command, write_text
+from realtime.grid import ALIGN_UNITS_PER_FRAME, GRID_FPS, code_from_sentence, sentence_from_code
 from realtime.outputs import log
 from realtime.tracker import MouthTracker, TrackResult, lip_landmarks, track_frames
 from realtime.vocab import GRID_GRAMMAR
 from realtime.window import WHITE, Window, display_problem, outlined
-from realtime.grid import ALIGN_UNITS_PER_FRAME, GRID_FPS, code_from_sentence, sentence_from_code
 
 WINDOW = "lipstream record"
 

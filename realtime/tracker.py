@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import itertools
 import math
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from realtime.capture import Video, video_images
 from realtime.crop import (LEFT_EYE_OUTER, LIPS, RIGHT_EYE_OUTER, CropPose, CropSpec, crop_box, crop_mouth, frontality,
                            pose_from_landmarks)
 from realtime.files import native_stderr
@@ -25,8 +25,6 @@ from realtime.files import native_stderr
 if TYPE_CHECKING:  # types only: mediapipe is loaded by load_solution, without TensorFlow or JAX
     from mediapipe.python.solutions.face_detection import FaceDetection
     from mediapipe.python.solutions.face_mesh import FaceMesh
-
-    from realtime.capture import Video
 
 # mediapipe imports TensorFlow and JAX when they are installed (seconds, and memory) though FaceMesh
 # needs neither; they are hidden from it while it loads and visible again afterwards.
@@ -490,7 +488,6 @@ def tracked_video(capture: Video, fps: float, options: TrackerOptions) -> Iterat
     the capture is released as the block ends, however far its frames were read."""
     try:
         with MouthTracker(options) as tracker:
-            reads = itertools.takewhile(lambda read: read[0], iter(capture.read, None))  # to the first that fails
-            yield track_frames(tracker, (image for _, image in reads), fps)
+            yield track_frames(tracker, video_images(capture), fps)
     finally:
         capture.release()

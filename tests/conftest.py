@@ -127,7 +127,7 @@ def prepared(grid_s1: Path, tmp_path_factory: pytest.TempPathFactory) -> Prepare
 
 
 # Eight real clips for the training and export tests. bbaf5a, bbbf8p and bgbh7a fall in the 6% validation
-# split (training.dataset.is_validation) that training.train validates on and python -m export gates on.
+# split (training.split.is_validation) that training.train validates on and python -m export gates on.
 CACHED_CLIPS = ("bbaf2n", "bbaf3s", "bbaf4p", "bbaf5a", "bbal6n", "bbal7s", "bbbf8p", "bgbh7a")
 
 
@@ -173,7 +173,8 @@ def over_fit_tiny(small_cache: Path, folder: Path) -> dict:
     from realtime.spec import ModelSpec
     from realtime.vocab import Vocabulary
     from training.augment import Sample
-    from training.dataset import load_clips, pad_batch, read_crop_spec
+    from training.cache import load_clips, read_crop_spec
+    from training.dataset import pad_batch
     from realtime.grid import WORD_CLASSES
     from training.model import CONFIGS, build, context_frames, forward, inference_model, save
     from training.train import compile_model

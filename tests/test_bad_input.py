@@ -7,6 +7,7 @@ import importlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,17 +22,17 @@ import pytest
 from export.__main__ import main as export_main
 from realtime.bench import main as bench_main
 from realtime.files import output_problem, outputs_problem, write_text
+from realtime.grid import read_align
 from realtime.record import main as record_main
+from realtime.spec import ModelSpecError
 from realtime.vad_report import main as vad_main
+from tests.conftest import ignores_sigint, link_clip, maps
 from training.concat import main as concat_main
 from training.evaluate import main as evaluate_main
-from realtime.grid import read_align
 from training.model import SPEC_ENTRY, read_spec
 from training.prepare import main as prepare_main
 from training.report import main as report_main
 from training.train import main as train_main
-from realtime.spec import ModelSpecError
-from tests.conftest import ignores_sigint, link_clip, maps
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -187,13 +188,42 @@ def test_a_missing_or_foreign_start_model_is_told_before_a_run_folder_is_begun(s
     one_line_error(capsys, f"{tmp_path} is a folder: name the .keras or .onnx model in it")
 
 
+# Run with the training packages unimportable, as an install of the runtime alone (`pip install lipstream`)
+# leaves them: this environment has them, and the test cannot uninstall them for one process.
+WITHOUT_TRAINING_PACKAGES = """
+import runpy, sys
+from realtime.files import TRAINING_PACKAGES
+for name in TRAINING_PACKAGES:
+    sys.modules[name] = None  # import raises ModuleNotFoundError naming it, as for a package not installed
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("command", [
+    ("training.train", "--cache", "{cache}", "--out", "{tmp}/run"),
+    ("training.evaluate", "--model", "lipstream-lite.keras", "--data", "{cache}"),
+    ("training.benchmark", "--cache", "{cache}", "--configs", "tiny"),
+    ("export", "--model", "lipstream-lite.keras", "--out", "{tmp}/x.onnx", "--cache", "{cache}"),
+])
+def test_a_training_command_without_the_training_packages_says_how_to_install_them(
+        command: tuple[str, ...], small_cache: Path, tmp_path: Path) -> None:
+    argv = [arg.format(cache=small_cache, tmp=tmp_path) for arg in command]
+    run = subprocess.run([sys.executable, "-c", WITHOUT_TRAINING_PACKAGES, *argv], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.splitlines() == [
+        "error: this command needs the training packages (keras is missing): pip install 'lipstream[train]'"], \
+        run.stderr
+    assert list(tmp_path.iterdir()) == []  # nothing begun
+
+
 def test_export_finds_the_bundled_model_by_its_name_from_any_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                    capsys: pytest.CaptureFixture):
     """A model named bare is the bundled one, as in every command that reads a model: here the missing cache
     is what stops the export, not the model."""
     monkeypatch.chdir(tmp_path)
     assert export_main(["--model", "lipstream-lite.keras", "--out", "x.onnx", "--cache", "missing.h5"]) == 2
-    one_line_error(capsys, "no cache (make one with python -m training.prepare) at missing.h5")
+    one_line_error(capsys, "no cache at missing.h5: make one with python -m training.prepare, or name one with --cache")
     assert export_main(["--model", "elsewhere.keras", "--out", "x.onnx", "--cache", "missing.h5"]) == 2
     one_line_error(capsys, "no model at elsewhere.keras")
 
@@ -216,6 +246,25 @@ def test_a_cache_and_a_model_refuse_the_same_crop_settings_in_the_same_words(cro
     assert err.startswith(f"error: {cache}: crop settings ") and err.count("\n") == 1, err
     reason = err.removeprefix(f"error: {cache}: ").rstrip("\n")
     assert str(refused.value) == f"{model}: malformed lipstream metadata ({reason})"
+
+
+@pytest.mark.parametrize("part", ["mouth", "text", "fps"])
+def test_a_cached_clip_without_a_part_it_needs_is_one_line_naming_it(part: str, small_cache: Path, tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture):
+    """A damaged or hand-made cache: training and evaluation name the clip and the part, not h5py's KeyError."""
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(small_cache, damaged)
+    with h5py.File(damaged, "a") as f:
+        clip = f["clips/s1/bbaf2n"]
+        del (clip if part == "mouth" else clip.attrs)[part]
+    says = (f"{damaged} is not a whole lipstream cache: clip s1/bbaf2n has no {part} (make it again with python -m "
+            "training.prepare)")
+    assert train_main(["--cache", str(damaged), "--out", str(tmp_path / "run"), "--config", "tiny"]) == 2
+    one_line_error(capsys, says)
+    assert not (tmp_path / "run").exists()
+    assert evaluate_main(["--model", str(ROOT / "models" / "lipstream-lite.onnx"), "--data", str(damaged),
+                          "--split", "all"]) == 2
+    one_line_error(capsys, says)
 
 
 def test_a_run_folder_under_a_file_is_one_line(small_cache: Path, not_a_file: Path, capsys: pytest.CaptureFixture):

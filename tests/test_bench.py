@@ -19,9 +19,9 @@ from realtime.backend import OnnxModel
 from realtime.bench import main as bench_main
 from realtime.bench import percentiles, run_stream
 from realtime.capture import FrameSource, Video
+from realtime.grid import read_align, sentence
 from realtime.live import STAGES, LiveOptions, LivePipeline
 from realtime.tracker import MouthTracker, TrackResult
-from realtime.grid import read_align, sentence
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "lipstream-lite.onnx"

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import training.concat
-from training.concat import Mp4Writer
-from training.concat import main as concat_main
 from realtime.grid import read_align
+from training.concat import main as concat_main
+from training.video import Mp4Writer, read_video
 
 
 def test_clips_join_into_one_video_with_shifted_word_times(grid_subset, tmp_path: Path,
@@ -107,6 +107,18 @@ def test_an_interrupted_run_leaves_the_earlier_video_whole(grid_subset, tmp_path
     assert len(written) == 100 and partial_on_disk == [True]  # the second clip was being written
     assert capsys.readouterr().err == f"interrupted: {out} is as it was\n"
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_a_video_written_in_a_with_block_is_finished_as_the_block_ends(grid_s1: Path, tmp_path: Path):
+    """Leaving the block normally finishes the file and moves it into place, as `close` does; no partial
+    file is left, and its frames read back."""
+    images = read_video(grid_s1 / "video" / "bbaf2n.mp4")[:10]
+    out = tmp_path / "ten.mp4"
+    with Mp4Writer(out, 25.0) as writer:
+        for image in images:
+            writer.write(image)
+    assert [p.name for p in tmp_path.iterdir()] == ["ten.mp4"]
+    assert len(read_video(out)) == 10 and writer.writer is None
 
 
 def test_a_failed_align_file_leaves_the_earlier_video_and_its_words(grid_subset, tmp_path: Path,

@@ -24,18 +24,19 @@ from onnx import numpy_helper
 
 from export.__main__ import enough_frames
 from export.__main__ import main as export_main
+from export.convert import weights_digest
 from export.parity import (FRAMES_NEEDED, ROUNDED_MAX_PROB_DIFF, SPACING, VARIANT_MAX_PROB_DIFF, WINDOW_LENGTHS,
                            ParityResult, check, gate, variant_gate, windows)
 from export.speed import main as speed_main
 from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, choose_provider, streaming_paths
 from realtime.decode import greedy
-from realtime.spec import EXPORT_ID, FORM, ModelSpec, normalise
-from training.dataset import VAL_FRACTION, held_out_first, is_validation, load_clips, read_crop_spec
-from training.evaluate import main as evaluate_main
 from realtime.grid import sentence_from_code
-from export.convert import weights_digest
-from training.model import inference_model, load, read_spec
+from realtime.spec import EXPORT_ID, FORM, ModelSpec, normalise
 from tests.conftest import made_once
+from training.cache import load_clips, read_crop_spec
+from training.evaluate import main as evaluate_main
+from training.model import inference_model, load, read_spec
+from training.split import VAL_FRACTION, held_out_first, is_validation
 
 
 @dataclass(frozen=True)
@@ -408,8 +409,7 @@ def test_missing_or_wrong_inputs_are_one_line_and_write_nothing(case: str, tiny_
         model = tmp_path / "x.onnx"
     else:
         out = Path("/proc/lipstream-x.onnx")
-    says = {"no model": f"no model at {model}", "no cache": f"no cache (make one with python -m training.prepare) "
-            f"at {cache}", "an onnx model": "--model must be a .keras model", "out in /proc": "cannot write /proc/"}
+    says = {"no model": f"no model at {model}", "no cache": f"no cache at {cache}: make one with python -m training.prepare", "an onnx model": "--model must be a .keras model", "out in /proc": "cannot write /proc/"}
     assert export_main(["--model", str(model), "--out", str(out), "--cache", str(cache)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {says[case]}") and err.count("\n") == 1, err

@@ -21,12 +21,12 @@ import pytest
 
 from export.parity import FRAMES_NEEDED
 from realtime.backend import streaming_paths
-from training.concat import Mp4Writer
-from training.dataset import load_clips
+from realtime.grid import ALIGN_UNITS_PER_FRAME, read_align, sentence, video_fps
+from training.cache import load_clips
 from training.evaluate import main as evaluate_main
 from training.finetune import claim, main as finetune_main, request_of
-from realtime.grid import ALIGN_UNITS_PER_FRAME, read_align, sentence, video_fps
 from training.restyle import restyle_clips
+from training.video import Mp4Writer
 
 REPO = Path(__file__).resolve().parents[1]
 # Validation clips of the bundled model (never trained on); the first, third, fourth and seventh are
@@ -47,7 +47,6 @@ def cut_after_the_last_word(folder: Path) -> None:
         with Mp4Writer(video, video_fps(video)) as writer:
             for image in images:
                 writer.write(image)
-            writer.close()
         align.write_text("\n".join(spoken) + "\n")
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 import cv2
 import pytest
 
-from realtime.vocab import GRID_GRAMMAR
 from realtime.grid import AlignError, Token, code_from_sentence, find_clips, read_align, sentence, sentence_from_code
+from realtime.vocab import GRID_GRAMMAR
 
 
 def test_read_align_gives_frame_indices(grid_s1: Path):

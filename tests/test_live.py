@@ -26,16 +26,16 @@ import pytest
 
 import run_live
 from realtime.backend import OnnxModel, streaming_paths
+from realtime.captions import TimedWord
 from realtime.capture import Frame, FrameSource, Resampler, SourceOptions
 from realtime.decode import greedy
-from realtime.captions import TimedWord
+from realtime.grid import read_align, sentence_from_code
 from realtime.live import LiveOptions, LivePipeline
 from realtime.outputs import READING_RATE, SHORTEST_CUE, WORDS_PER_CUE, cues
 from realtime.tracker import MouthTracker, TrackerOptions
 from tests.conftest import made_once, maps, transcript
 from tests.test_tracker import at_x, read_frames
 from training.concat import concat
-from realtime.grid import read_align, sentence_from_code
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "lipstream-lite.onnx"

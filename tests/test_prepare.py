@@ -14,9 +14,9 @@ import h5py
 import numpy as np
 import pytest
 
-from tests.conftest import PREPARED_CLIPS, PreparedRun, link_clip
 from realtime.crop import CropPose, CropSpec, crop_mouth
 from realtime.grid import read_align, sentence_from_code
+from tests.conftest import PREPARED_CLIPS, PreparedRun, link_clip
 from training.prepare import main as prepare_main
 from training.prepare import prepare
 from training.speech import DIMS

@@ -21,16 +21,16 @@ import numpy as np
 import pytest
 
 import realtime.record as record_module
+from realtime.activity import Span
 from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream,
                             detect_speech, read_audio)
 from realtime.cli import interrupt
+from realtime.grid import code_from_sentence, read_align, sentence, sentence_from_code
 from realtime.record import (Cut, RecordOptions, Session, Take, choose_prompts, estimated_align, record, save_clip,
                              write_video)
-from realtime.activity import Span
 from realtime.vad_report import main as vad_report_main
 from realtime.vocab import GRID_GRAMMAR
 from tests.conftest import made_once
-from realtime.grid import code_from_sentence, read_align, sentence, sentence_from_code
 from training.prepare import prepare
 
 CLIP = "praj3a"  # "place red at j three again"

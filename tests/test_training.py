@@ -20,18 +20,19 @@ import keras
 import numpy as np
 import pytest
 
+from realtime.grid import WORD_CLASSES
 from realtime.spec import ModelSpec
 from realtime.vocab import GRID_GRAMMAR, Vocabulary
+from tests.conftest import TinyRun
+from training import model as model_module
 from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.benchmark import main as benchmark_main
-from training.dataset import SampleMix, batches, load_clips, read_crop_spec, saying_something, tf_dataset
-from realtime.grid import WORD_CLASSES
+from training.cache import load_clips, read_crop_spec
+from training.dataset import SampleMix, batches, saying_something, tf_dataset
 from training.model import CONFIGS, build, load
 from training.recipe import main as recipe_main
 from training.speech import DIMS
-from training import model as model_module
 from training.train import averaged_weights, compile_model, improves, main
-from tests.conftest import TinyRun
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -119,7 +120,8 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert any(not np.array_equal(averages[path], value) for path, value in raw_weights.items())
     split = (run / "split.json").read_text()
     capsys.readouterr()
-    for flag, value, was in (("--val-fraction", "0.5", "0.06"), ("--lr", "0.5", "0.002"), ("--config", "lite", "tiny")):
+    for flag, value, was in (("--val-fraction", "0.5", "0.06"), ("--lr", "0.5", "0.002"), ("--config", "lite", "tiny"),
+                             ("--init", str(REPO / "models" / "lipstream-lite.keras"), "without --init")):
         # Not the run's: it would be ignored, so it is refused, the option's default value too (lite).
         assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "2", "--resume", flag, value)) == 2
         assert capsys.readouterr().err == (f"error: {flag} {value} is not this run's ({was}): a resumed run trains as "
@@ -922,10 +924,10 @@ def test_an_out_that_is_a_file_is_refused_before_the_cache_is_loaded(small_cache
                                                                       capsys: pytest.CaptureFixture):
     """The real cache is a gigabyte: a run that cannot be written is told before it is read (and so
     before any note on its clips, here that none falls in a validation split of 0)."""
-    from training import dataset
+    from training import cache
 
-    loaded, load = [], dataset.load_clips
-    monkeypatch.setattr(dataset, "load_clips", lambda cache: loaded.append(cache) or load(cache))
+    loaded, load = [], cache.load_clips
+    monkeypatch.setattr(cache, "load_clips", lambda path: loaded.append(path) or load(path))
     taken = tmp_path / "taken"
     taken.write_text("a user's file\n")
     assert main(quick_run(small_cache, taken, "--val-fraction", "0")) == 2

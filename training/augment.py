@@ -12,9 +12,9 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from realtime.grid import WORD_CLASSES
 from realtime.spec import ModelSpec
 from realtime.vocab import Vocabulary
-from realtime.grid import WORD_CLASSES
 
 _WORD_CLASS = {w: i for i, w in enumerate(WORD_CLASSES)}
 OTHER_WORD = _WORD_CLASS["<other>"]

@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"samples a step, up to {MOST_BATCH}")
     parser.add_argument("--steps", type=at_least(1), default=20, help="steps counted per configuration")
     args = parser.parse_args(argv)
-    from training.dataset import VAL_FRACTION, load_clips, split
+    from training.cache import load_clips
+    from training.split import VAL_FRACTION, split
     from training.train import check_inputs
 
     try:

@@ -1,11 +1,15 @@
-"""Opening the HDF5 mouth-crop cache (written by training.prepare, which resumes it; read by
-training.dataset and training.report) and finding its completely written clips."""
+"""Reading the HDF5 mouth-crop cache (written by training.prepare, which resumes it): opening it, finding
+its completely written clips, loading them, and the checks that a model and a cache fit (crop, fps)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
+
+from realtime.crop import CropSpec
+from training.augment import CachedClip
 
 
 def open_cache(cache: Path) -> h5py.File:
@@ -27,3 +31,72 @@ def complete_clips(f: h5py.File) -> list[tuple[str, h5py.Group]]:
     clips = [(f"{speaker}/{name}", g) for speaker, group in f.get("clips", {}).items()
              for name, g in group.items() if g.attrs.get("complete", False)]
     return sorted(clips, key=lambda c: c[0])
+
+
+def read_crop_spec(cache: Path) -> CropSpec:
+    """The crop the cache's clips were cut with, read as a model's are (CropSpec.from_json)."""
+    with open_cache(cache) as f:
+        if "crop" not in f.attrs:
+            raise ValueError(f"{cache} is not a lipstream cache (no crop settings)")
+        try:
+            return CropSpec.from_json(f.attrs["crop"])
+        except ValueError as e:
+            raise ValueError(f"{cache}: {e}") from None
+
+
+def check_crop(cache: Path, crop: CropSpec, user: object, hint: str) -> None:
+    """Refuse a cache cut with another crop than `user` (a model that reads it, a run that adds to it)
+    uses: its pixels would mean nothing to a model of the other."""
+    cached = read_crop_spec(cache)
+    if cached != crop:
+        raise ValueError(f"{cache} was cut with another crop than {user} uses ({cached} against {crop}): {hint}")
+
+
+def not_whole(cache: Path, key: str, missing: list[str]) -> ValueError:
+    """The one-line error for a clip without a part it needs (a damaged or hand-made cache): h5py's
+    KeyError names neither the clip nor what to do."""
+    return ValueError(f"{cache} is not a whole lipstream cache: clip {key} has no {' or '.join(missing)} (make it "
+                      "again with python -m training.prepare)")
+
+
+def read_fps(cache: Path) -> float:
+    """The frame rate of the cache's clips, which a model trained on them reads at (its spec's fps)."""
+    with open_cache(cache) as f:
+        clips = complete_clips(f)
+        if unrated := next((key for key, g in clips if "fps" not in g.attrs), None):
+            raise not_whole(cache, unrated, ["fps"])
+        rates = {round(float(g.attrs["fps"]), 2) for _, g in clips}
+    if len(rates) > 1:
+        raise ValueError(f"{cache} holds clips at several frame rates ({', '.join(map(str, sorted(rates)))} fps): "
+                         "a model reads one; cache each rate apart")
+    if not rates:
+        raise ValueError(f"{cache} holds no complete clips")
+    return rates.pop()
+
+
+def same_rate(a: float, b: float) -> bool:
+    """Whether two frame rates are one for a model: equal to the hundredth a cache records them to."""
+    return round(a, 2) == round(b, 2)
+
+
+def check_fps(cache: Path, fps: float, reader: object) -> None:
+    """Refuse a cache whose clips run at another frame rate than `reader` (a model) reads at: its weights
+    know lips moving at their own rate."""
+    if not same_rate(rate := read_fps(cache), fps):
+        raise ValueError(f"{cache} holds clips at {rate:g} fps, and {reader} reads {fps:g} fps: use clips at its rate")
+
+
+def load_clips(cache: Path) -> list[CachedClip]:
+    """Every complete clip in the cache, in memory (uint8 crops: about 1 GB for 900 GRID clips); a clip
+    without a part it needs is one line naming it (not_whole)."""
+    with open_cache(cache) as f:
+        clips = []
+        for key, g in complete_clips(f):
+            missing = [n for n in ("mouth", "spans") if n not in g] + [n for n in ("text", "words", "fps") if n not in g.attrs]
+            if missing:
+                raise not_whole(cache, key, missing)
+            clips.append(CachedClip(key, g["mouth"][()], str(g.attrs["text"]), tuple(json.loads(g.attrs["words"])),
+                                    g["spans"][()], g["speech"][()] if "speech" in g else None))  # speech: float16
+    if not clips:
+        raise ValueError(f"{cache} holds no complete clips")
+    return clips

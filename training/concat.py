@@ -9,113 +9,14 @@ Writes FILE.mp4 and FILE.align (word times shifted to the joined video, in GRID'
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from realtime.capture import Video
 from realtime.cli import Parser, at_least, named_path, non_negative, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import make_folder_for, outputs_problem, run_command, write_text
-from training.dataset import VAL_FRACTION, is_validation
+from realtime.files import outputs_problem, run_command, write_text
 from realtime.grid import ALIGN_UNITS_PER_FRAME, AlignError, Clip, find_clips, read_align, video_fps
-
-
-def fitted(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`image` scaled to fit `size` (width, height) whole, its shape kept, centred on black: OpenCV's
-    writer drops a frame of another size than its first without a word (a clip of another size or
-    pixel shape), and the align file's times would then run ahead of the video."""
-    w, h = size
-    ih, iw = image.shape[:2]
-    if (iw, ih) == (w, h):
-        return image
-    scale = min(w / iw, h / ih)
-    sw, sh = max(1, round(iw * scale)), max(1, round(ih * scale))
-    out = np.zeros((h, w, *image.shape[2:]), image.dtype)
-    x, y = (w - sw) // 2, (h - sh) // 2
-    shrink = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    out[y:y + sh, x:x + sw] = cv2.resize(image, (sw, sh), interpolation=shrink)
-    return out
-
-
-class Mp4Writer:
-    """An mp4 file opened at its first frame's size. It is written under a hidden partial name and
-    moved into place when closed, so a failed or interrupted run leaves an earlier file whole."""
-
-    def __init__(self, path: Path, fps: float):
-        self.path, self.fps = path, fps
-        self.partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-        self.writer: cv2.VideoWriter | None = None
-        self.size = (0, 0)  # width, height: the first frame's
-
-    def write(self, image: np.ndarray) -> None:
-        if self.writer is None:
-            h, w = image.shape[:2]
-            make_folder_for(self.path)
-            self.size = (w, h)
-            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
-            if not self.writer.isOpened():  # OpenCV fails silently: every frame would be lost
-                raise OSError(f"cannot write a video to {self.path}")
-        self.writer.write(fitted(image, self.size))
-
-    def __enter__(self) -> Mp4Writer:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
-        """Leaving on an exception (Ctrl-C included) drops the partial file; `close` moves it into place."""
-        if kind is not None:
-            if self.writer is not None:
-                self.writer.release()
-                self.writer = None
-            self.partial.unlink(missing_ok=True)
-
-    def close(self) -> bool:
-        """Finish the file and move it into place; False when no frame was written (no file made)."""
-        if self.writer is None:
-            return False
-        self.writer.release()
-        self.writer = None
-        self.partial.replace(self.path)
-        return True
-
-
-def read_video(source: Path) -> list[np.ndarray]:
-    """Every frame of `source` that decodes, in order (a clip's few seconds)."""
-    capture = Video(str(source))
-    images = []
-    while True:
-        ok, image = capture.read()
-        if not ok:
-            break
-        images.append(image)
-    capture.release()
-    return images
-
-
-def append_video(source: Path, writer: Mp4Writer,
-                 transform: Callable[[np.ndarray], np.ndarray] = lambda image: image) -> int:
-    """Write every frame of `source` (transformed) to `writer`; returns how many."""
-    images = read_video(source)
-    for image in images:
-        writer.write(transform(image))
-    return len(images)
-
-
-def select_clips(grid: Path, split: str, count: int, found: list[Clip] | None = None) -> list[Clip]:
-    """The aligned clips under `grid` (`found` there already, or looked for now): all, or those training
-    holds out (`val`); the first `count` (0: all)."""
-    aligned = [c for c in (find_clips(grid) if found is None else found) if c.align is not None]
-    clips = [c for c in aligned if split == "all" or is_validation(c.key, VAL_FRACTION)]
-    if count:
-        clips = clips[:count]
-    if not aligned:
-        raise ValueError(f"no aligned clips under {grid}")
-    if not clips:
-        raise ValueError(f"none of the {len(aligned)} aligned clips under {grid} is held out for validation: "
-                         "--split all takes them all")
-    return clips
+from training.split import select_clips
+from training.video import Mp4Writer, read_video
 
 
 def check_outputs(out: Path, clips: list[Clip]) -> None:

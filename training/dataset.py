@@ -1,101 +1,26 @@
-"""From the HDF5 cache to tf.data batches: loading, the validation split, and the input pipeline. Also the
-checked reading of the JSON records a run folder keeps (read_json, fields_checked, is_*) and the split's own
-record (SplitRecord): one edited by hand or cut short is one line naming the file and the key."""
+"""From cached clips to tf.data batches: the input pipeline (samples drawn by training.augment's Sampler,
+padded into batches with their targets), and batched prediction over whole clips."""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from realtime.crop import CropSpec, is_number
-from realtime.files import write_text
+from realtime.grid import RIVALS, rivals
 from realtime.spec import normalise
 from realtime.vocab import Vocabulary
 from training.augment import UNKNOWN, CachedClip, Sample, Sampler
-from training.cache import complete_clips, open_cache
-from realtime.grid import RIVALS, rivals
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 LABEL_PAD = -1
-VAL_FRACTION = 0.06  # the share of clips held out for validation (about 50 of GRID's 900 per speaker)
 MOST_BATCH = 256  # samples a step: 256 windows of 75 RGB crops are 1.2 GB of input alone, before activations
-
-
-def read_json(path: Path, what: str, needs: dict[str, Callable[[object], bool]] | None = None) -> dict:
-    """The JSON object a run folder keeps at `path` (a run's state, recipe or split, a fine-tune's request)
-    with the keys it `needs`, each holding a value its test passes; one edited by hand or cut short is a
-    one-line error naming the file, as `what` it is not (json's own names neither the file nor the key)."""
-    try:
-        record = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise OSError(f"cannot read {path}: {e.strerror or e}") from None
-    except ValueError as e:  # not JSON, or not text
-        raise ValueError(f"{path} is not {what} ({e})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{path} is not {what} (not a JSON object)")
-    return fields_checked(record, path, what, needs or {})
-
-
-def fields_checked(record: dict, path: Path, what: str, needs: dict[str, Callable[[object], bool]]) -> dict:
-    """`record`, read from `path`, when it holds every key `needs` names with a value its test passes; else
-    a one-line error naming the file and the key (for keys that only some records need)."""
-    for key, fits in needs.items():
-        if key not in record:
-            raise ValueError(f"{path} is not {what} (no {key!r})")
-        if not fits(record[key]):
-            raise ValueError(f"{path} is not {what} ({key!r} is {json.dumps(record[key])})")
-    return record
-
-
-def is_names(value: object) -> bool:
-    """A JSON list of strings (clip names)."""
-    return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def is_count(value: object) -> bool:
-    """A whole JSON number, 0 or more (true and false are not)."""
-    return type(value) is int and value >= 0
-
-
-def read_crop_spec(cache: Path) -> CropSpec:
-    """The crop the cache's clips were cut with, read as a model's are (CropSpec.from_json)."""
-    with open_cache(cache) as f:
-        if "crop" not in f.attrs:
-            raise ValueError(f"{cache} is not a lipstream cache (no crop settings)")
-        try:
-            return CropSpec.from_json(f.attrs["crop"])
-        except ValueError as e:
-            raise ValueError(f"{cache}: {e}") from None
-
-
-def check_crop(cache: Path, crop: CropSpec, user: object, hint: str) -> None:
-    """Refuse a cache cut with another crop than `user` (a model that reads it, a run that adds to it)
-    uses: its pixels would mean nothing to a model of the other."""
-    cached = read_crop_spec(cache)
-    if cached != crop:
-        raise ValueError(f"{cache} was cut with another crop than {user} uses ({cached} against {crop}): {hint}")
-
-
-def read_fps(cache: Path) -> float:
-    """The frame rate of the cache's clips, which a model trained on them reads at (its spec's fps)."""
-    with open_cache(cache) as f:
-        rates = {round(float(g.attrs["fps"]), 2) for _, g in complete_clips(f)}
-    if len(rates) > 1:
-        raise ValueError(f"{cache} holds clips at several frame rates ({', '.join(map(str, sorted(rates)))} fps): "
-                         "a model reads one; cache each rate apart")
-    if not rates:
-        raise ValueError(f"{cache} holds no complete clips")
-    return rates.pop()
 
 
 def unwritable_texts(texts: Iterable[tuple[str, str]], vocabulary: Vocabulary) -> str:
@@ -103,107 +28,6 @@ def unwritable_texts(texts: Iterable[tuple[str, str]], vocabulary: Vocabulary) -
     clip's key and the characters, three of them and how many more; empty when it writes them all."""
     bad = [f"{key} ({unknown})" for key, text in texts if (unknown := vocabulary.unknown(text))]
     return ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-
-
-def check_fps(cache: Path, fps: float, reader: object) -> None:
-    """Refuse a cache whose clips run at another frame rate than `reader` (a model) reads at: its weights
-    know lips moving at their own rate."""
-    if (rate := read_fps(cache)) != round(fps, 2):
-        raise ValueError(f"{cache} holds clips at {rate:g} fps, and {reader} reads {fps:g} fps: use clips at its rate")
-
-
-def load_clips(cache: Path) -> list[CachedClip]:
-    """Every complete clip in the cache, in memory (uint8 crops: about 1 GB for 900 GRID clips). A clip
-    without a part it needs (a damaged or hand-made cache) is one line naming it, not h5py's KeyError."""
-    with open_cache(cache) as f:
-        clips = []
-        for key, g in complete_clips(f):
-            missing = [n for n in ("mouth", "spans") if n not in g] + [n for n in ("text", "words") if n not in g.attrs]
-            if missing:
-                raise ValueError(f"{cache} is not a whole lipstream cache: clip {key} has no {' or '.join(missing)} "
-                                 "(make it again with python -m training.prepare)")
-            clips.append(CachedClip(key, g["mouth"][()], str(g.attrs["text"]), tuple(json.loads(g.attrs["words"])),
-                                    g["spans"][()], g["speech"][()] if "speech" in g else None))  # speech: float16
-    if not clips:
-        raise ValueError(f"{cache} holds no complete clips")
-    return clips
-
-
-def is_validation(key: str, fraction: float) -> bool:
-    """A deterministic split by clip: the same clips validate on every machine and every run."""
-    digest = int(hashlib.sha1(key.encode()).hexdigest()[:8], 16)
-    return digest % 10_000 < fraction * 10_000
-
-
-def held_out_first(clips: list[CachedClip], model: Path | None = None) -> list[CachedClip]:
-    """The clips, those `model`'s run held out first (its split.json's; without one, or without a
-    model, the deterministic split's): for checks that want unseen clips, and any clip when there are
-    too few of those."""
-    held_out = split_of(model, "val", None)
-    return sorted(clips, key=lambda c: not held_out(c.key))
-
-
-def split(clips: list[CachedClip], fraction: float) -> tuple[list[CachedClip], list[CachedClip]]:
-    train = [c for c in clips if not is_validation(c.key, fraction)]
-    val = [c for c in clips if is_validation(c.key, fraction)]
-    return train, val
-
-
-@dataclass(frozen=True)
-class SplitRecord:
-    """A run's split.json: the clips it validates and trains on, written when it begins. The one record a
-    resumed run and training.evaluate go by: the share alone does not give the clips of a run that used
-    --limit, or that validates on a training clip because none fell in the split."""
-
-    fraction: float
-    validation: tuple[str, ...]
-    train: tuple[str, ...] | None  # None: a record from before the training keys were kept (it kept a count)
-
-    @classmethod
-    def read(cls, path: Path) -> SplitRecord:
-        record = read_json(path, "a training run's split record",
-                           {"fraction": is_number, "validation": is_names,
-                            "train": lambda v: v is None or is_names(v) or is_count(v)})  # a count: an older record
-        fraction, train = record["fraction"], record["train"]
-        if not 0 <= fraction < 1:
-            raise ValueError(f"{path} records a validation share of {fraction}, not from 0 up to but not 1")
-        return cls(float(fraction), tuple(map(str, record["validation"])),
-                   tuple(map(str, train)) if isinstance(train, list) else None)
-
-    def write(self, path: Path) -> None:
-        train = None if self.train is None else list(self.train)  # None stays "not recorded", not "no clip"
-        write_text(path, json.dumps({"fraction": self.fraction, "validation": list(self.validation),
-                                     "train": train}, indent=1))
-
-    def trains(self, key: str) -> bool:
-        """Whether the run trains on clip `key` (an older record: every clip it does not validate on)."""
-        return key in self.train if self.train is not None else key not in self.validation
-
-    def clips(self, clips: list[CachedClip], limit: int, cache: Path) -> tuple[list[CachedClip], list[CachedClip]]:
-        """The recorded (training, validation) clips among the cache's `clips` (an older record: those of
-        the first `limit`, 0: all, not validated on); a one-line error when `cache` lacks any of them."""
-        if self.train is None:
-            clips = clips[:limit or None]
-        keys = {c.key for c in clips}
-        missing = [k for k in (*self.validation, *(self.train or ())) if k not in keys]
-        if missing:
-            raise ValueError(f"{cache} lacks {len(missing)} of the clips the run trains or validates on (e.g. "
-                             f"{missing[0]}): resume it with the cache it began with")
-        return [c for c in clips if self.trains(c.key)], [c for c in clips if c.key in self.validation]
-
-
-def split_of(model: Path | None, split: str, share: float | None) -> Callable[[str], bool]:
-    """Which clip keys `--split` takes: those of the split.json beside `model` (as training.train records
-    the run's clips); else the deterministic split by `share`, default training's. `share` also overrides
-    a record."""
-    record = model.parent / "split.json" if model else None
-    if split == "all":
-        return lambda key: True
-    if share is None and record and record.is_file():
-        run = SplitRecord.read(record)
-        return (lambda key: key in run.validation) if split == "val" else run.trains
-    share = VAL_FRACTION if share is None else share
-    return lambda key: is_validation(key, share) == (split == "val")
 
 
 def predict_clips(predict: Callable[[np.ndarray], np.ndarray], clips: list[CachedClip],

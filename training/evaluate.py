@@ -25,10 +25,12 @@ from realtime.backend import model_path
 from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, interruptible, named_path, summary
 from realtime.decode import Grammar, decode
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from realtime.files import run_command
+from realtime.files import run_command, training_packages_missing
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
-from training.dataset import VAL_FRACTION, check_crop, check_fps, load_clips, predict_clips, split_of
+from training.cache import check_crop, check_fps, load_clips, same_rate
+from training.dataset import predict_clips
+from training.split import VAL_FRACTION, split_of
 
 
 
@@ -64,7 +66,7 @@ def clips_from_folder(folder: Path, spec: ModelSpec, workers: int,
         results = pool.map(try_prepare, jobs)
     clips, skipped = [], []
     for c, p, why in results:
-        if p is not None and round(p.fps, 2) != round(spec.fps, 2):  # motion the model never saw at its rate
+        if p is not None and not same_rate(p.fps, spec.fps):  # motion the model never saw at its rate
             p, why = None, f"filmed at {p.fps:g} fps, and the model reads {spec.fps:g}"
         if p is None:
             skipped.append(f"{c.key}: {why}")
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"no clip of {args.data} is in --split {args.split} (the clips the model's run "
                              "held out or trained on, else the deterministic split): --split all takes every clip")
     except Exception as e:  # one line for the user, whatever failed to load (Ctrl-C: interruptible)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {training_packages_missing(e) or e}", file=sys.stderr)
         return EXIT_USAGE
     try:
         result = evaluate(predictor, clips, args.decoder, args.beam_width)

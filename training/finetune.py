@@ -46,7 +46,7 @@ def claim(out: Path, request: dict) -> None:
     """Make `out` this request's run folder, or continue it when it already is; raise ValueError when it
     holds anything else (another fine-tune, a training run, other files), which would be trained on or
     reported as if it were this one."""
-    from training.dataset import read_json
+    from training.records import read_json
 
     recorded = out / "request.json"
     if recorded.exists():
@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         from export.__main__ import main as export_main  # TensorFlow loads for seconds: Ctrl-C meanwhile is told too
         from training import train
         from realtime.grid import find_clips
-        from training.dataset import is_validation, load_clips, split
+        from training.cache import load_clips
+        from training.split import is_validation, split
         from training.evaluate import Predictor, evaluate
         from training.model import read_spec
         from training.prepare import prepare

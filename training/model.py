@@ -21,9 +21,9 @@ from keras import layers
 from realtime.cli import Parser
 from realtime.crop import CropSpec
 from realtime.files import run_command
+from realtime.grid import WORD_CLASSES
 from realtime.spec import FRAMES, ModelSpec, ModelSpecError
 from realtime.vocab import Vocabulary
-from realtime.grid import WORD_CLASSES
 
 FRONT_END = "front_end"  # name of the front end's output layer (per-frame features)
 

@@ -45,10 +45,9 @@ from realtime.cli import Parser, at_least, named_path, summary, within
 from realtime.crop import CropSpec
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, run_command
-from realtime.tracker import TrackerOptions, lip_landmarks, tracked_video
-from training.cache import complete_clips, open_cache
-from training.dataset import check_crop
 from realtime.grid import GRID_FPS, AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
+from realtime.tracker import TrackerOptions, lip_landmarks, tracked_video
+from training.cache import check_crop, complete_clips, open_cache
 from training.speech import FORMAT as SPEECH_FORMAT
 from training.speech import RATE, speech_features
 

@@ -18,8 +18,7 @@ from realtime.cli import Parser, interruptible, named_path, summary
 from realtime.crop import LIPS
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, run_command
-from training.cache import complete_clips, open_cache
-from training.dataset import read_crop_spec
+from training.cache import complete_clips, open_cache, read_crop_spec
 
 MONTAGE_SCALE = 2  # crops are small; nearest-neighbour upscaling keeps their pixels visible as they are
 _FONT, _FONT_SCALE = cv2.FONT_HERSHEY_SIMPLEX, 0.5

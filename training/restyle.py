@@ -21,8 +21,9 @@ import numpy as np
 from realtime.cli import Parser, at_least, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, run_command
-from training.concat import Mp4Writer, append_video, select_clips
 from realtime.grid import video_fps
+from training.split import select_clips
+from training.video import Mp4Writer, read_video
 
 _GAMMA = (255 * (np.arange(256) / 255) ** 1.5).astype(np.uint8)  # darker mid-tones
 
@@ -41,7 +42,8 @@ def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
         (speaker / "video").mkdir(parents=True, exist_ok=True)
         (speaker / "align").mkdir(parents=True, exist_ok=True)
         with Mp4Writer(speaker / "video" / f"{clip.name}.mp4", video_fps(clip.video)) as writer:
-            append_video(clip.video, writer, restyle)
+            for image in read_video(clip.video):
+                writer.write(restyle(image))
             if not writer.close():
                 raise ValueError(f"{clip.video} has no readable frames")
         shutil.copy(clip.align, speaker / "align" / f"{clip.name}.align")

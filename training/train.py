@@ -32,8 +32,9 @@ from realtime.crop import is_number
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, make_folder_for, run_command, write_text
 from realtime.vocab import Vocabulary
-from training.dataset import (MOST_BATCH, SHORTEST_STREAM_WINDOW, VAL_FRACTION, fields_checked, is_count, read_json,
-                              unwritable_texts)
+from training.dataset import MOST_BATCH, SHORTEST_STREAM_WINDOW, unwritable_texts
+from training.records import fields_checked, is_count, read_json
+from training.split import VAL_FRACTION
 
 if TYPE_CHECKING:  # imported where used: TensorFlow must start after the devices are configured
     import keras
@@ -52,7 +53,7 @@ BEGUN_RUN = ("args.json", "split.json", "log.csv", "tb", "best.keras", "last.ker
 _RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
            "colour_swap", "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty",
-           "sequence_weight", "sequence_scale", "seed", "val_fraction", "limit", "steps")
+           "sequence_weight", "sequence_scale", "seed", "val_fraction", "limit", "steps", "init", "freeze_front_end")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -279,13 +280,30 @@ def read_state(path: Path) -> dict:
                                               "best_epoch": lambda v: is_count(v) and 1 <= v <= state["epoch"]})
 
 
+def _same_option(given: object, recorded: object) -> bool:
+    """Whether an option given to a resumed run is the value its args.json records: a model path is the
+    same model however it is named."""
+    if isinstance(given, Path) and isinstance(recorded, Path):
+        return given.resolve() == recorded.resolve()
+    return given == recorded
+
+
+def _option_text(key: str, value: object, bare: bool = False) -> str:
+    """An option as a command line gives it: `--name value` (`bare`: the value alone), a flag alone, or
+    without it."""
+    option = f"--{key.replace('_', '-')}"
+    if isinstance(value, bool) or value is None:
+        return option if value else f"without {option}"
+    return str(value) if bare else f"{option} {value}"
+
+
 def check_inputs(config: str, cache: Path) -> CropSpec:
     """The crop of an existing cache, for a known configuration; or a one-line error."""
     from training.model import CONFIGS
 
     if config not in CONFIGS:
         raise ValueError(f"unknown config {config!r} (choose from {', '.join(CONFIGS)})")
-    from training.dataset import read_crop_spec
+    from training.cache import read_crop_spec
 
     return read_crop_spec(cache)  # a missing cache, or one that is not, before the run folder is touched
 
@@ -317,8 +335,9 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
     run takes for an option its folder's args.json predates; `given`: the recipe's options the command
     line gives (a resumed run refuses one that is not the run's); `beside`: files a calling tool keeps in
     the run folder."""
-    from training.dataset import (SampleMix, SplitRecord, check_crop, check_fps, load_clips, predict_clips, read_fps,
-                                  split, tf_dataset)
+    from training.cache import check_crop, check_fps, load_clips, read_fps
+    from training.dataset import SampleMix, predict_clips, tf_dataset
+    from training.split import SplitRecord, split
     from training.evaluate import error_rates
     from training.model import (CONFIGS, build, context_frames, count_params, forward, inference_model, load, read_spec,
                                 save)
@@ -357,10 +376,13 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
     if recorded:
         for key in _RECIPE:  # an option given with another value than the run's would be ignored: refused
             value = began.get(key, defaults[key])
-            if key in given and getattr(args, key) != value:
-                raise ValueError(f"--{key.replace('_', '-')} {getattr(args, key)} is not this run's ({value}): a "
-                                 f"resumed run trains as it began; to train otherwise, start another --out (--init "
-                                 f"{run / 'last.keras'} starts from its weights)")
+            if key == "init" and value is not None:
+                value = Path(value)
+            if key in given and not _same_option(getattr(args, key), value):
+                raise ValueError(f"{_option_text(key, getattr(args, key))} is not this run's "
+                                 f"({_option_text(key, value, bare=True)}): a resumed run trains as it began; to "
+                                 f"train otherwise, start another --out (--init {run / 'last.keras'} starts from its "
+                                 "weights)")
             setattr(args, key, value)
     state = read_state(state_path) if args.resume else {"epoch": 0, "best_cer": None}
     if args.resume:  # its weights read the crop it began with
