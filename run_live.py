@@ -111,6 +111,13 @@ def _stdout_problem(args: argparse.Namespace) -> str | None:
             "run into each other: name a file for all but one")
 
 
+def stdout_failed(e: OSError) -> str:
+    """What became of stdout: its reader left (a closed pipe), or it could not take the words (a full disk)."""
+    if isinstance(e, BrokenPipeError):
+        return f"stdout was closed ({e.strerror or e})"
+    return f"could not write to stdout ({e.strerror or e})"
+
+
 class _ReaderGone(Exception):
     """Whoever read the JSON lines on stdout has gone (a closed pipe): no one is left to caption for."""
 
@@ -424,31 +431,42 @@ def _run(args: argparse.Namespace) -> int:
         pipeline.close()
         if window is not None and not ended:
             window.close()
-    unread = unread or first  # stopped before its first frame (Ctrl-C as the model loaded): nothing read either
+    # Stopped before its first frame (Ctrl-C as the model loaded), or before any face was seen: nothing read
+    # either, and files there before stay as they were.
+    if not unread and (first or not pipeline.saw_a_face):
+        unread = True
+        if not first and (args.jsonl not in (None, "-") or args.srt or args.vtt):
+            log("no face was seen, so nothing was read: the outputs are left as they were")
     lost = False  # an output failed: the run exits 2
     if out and not (unread and out.out.closed):  # a file not opened yet is left as it was; a stream is told the end
         out.caption(final)
         out.final(final.committed)
         if out.error and args.jsonl == "-":
             silence(sys.stdout)
-            log(f"error: stdout was closed ({out.error.strerror or out.error}); stopped")
+            log(f"error: {stdout_failed(out.error)}; stopped")
             lost = True
         elif out.error:  # a disk that filled up during the run: the words go to stdout instead
             log(f"error: could not write {args.jsonl} ({out.error.strerror or out.error}); "
                 "the transcript follows on stdout")
             lost = True
     kept = out is not None and out.error is None  # the transcript has reached an output
+    on_stdout = args.jsonl == "-"  # stdout holds an output, or failed as one: the transcript is not printed there
     for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
         if path and not unread:
             try:
                 write_text(path, subtitles(pipeline.policy, kind))
                 kept = True
             except OSError as e:  # a disk that filled up during the run: the words go to stdout instead
-                log(f"error: could not write {path} ({e.strerror or e}); the transcript follows on stdout")
+                if names_stdout(path):
+                    silence(sys.stdout)
+                    log(f"error: {stdout_failed(e)}: the {kind.upper()} subtitles were not written")
+                else:
+                    log(f"error: could not write {path} ({e.strerror or e}); the transcript follows on stdout")
                 lost = True
+            on_stdout = on_stdout or names_stdout(path)
     if source.dropped:
         log(f"{source.dropped} frames dropped (processing fell behind)")
-    if (lost and args.jsonl != "-") or (not out and not args.srt and not args.vtt):  # "-": in its final line
+    if not unread and ((lost and not on_stdout) or (not out and not args.srt and not args.vtt)):
         try:
             if sys.stdout is not None:
                 print(final.committed, flush=True)

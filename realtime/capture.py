@@ -251,7 +251,9 @@ class FrameSource:
         if found is not None and stat.S_ISDIR(found.st_mode):
             raise CaptureError(f"{source} is a folder, not a video file")
         if found is not None and not stat.S_ISREG(found.st_mode):
-            raise CaptureError(f"no video file at {source}")
+            kind = "a named pipe" if stat.S_ISFIFO(found.st_mode) else "a socket" if stat.S_ISSOCK(found.st_mode) \
+                else "a device"
+            raise CaptureError(f"{source} is {kind}, not a video file")
         if found is not None and found.st_size == 0:
             raise CaptureError(f"{source} is empty (0 bytes): nothing to lipread")
         self._capture = self._open()

@@ -505,18 +505,35 @@ def test_the_json_lines_file_is_closed_when_the_run_ends(tmp_path: Path) -> None
     assert jsonl not in open_files()
 
 
-def test_a_transcript_stdout_cannot_take_is_saved_to_a_file(offline: Callable[[str], str], tmp_path: Path) -> None:
-    """No output files and stdout on a full disk: one line says so, and the words reach a file."""
+@pytest.mark.parametrize("on_stdout, says", [
+    ((), "could not write the transcript to stdout (No space left on device)"),
+    (("--srt", "-"), "could not write to stdout (No space left on device): the SRT subtitles were not written"),
+])
+def test_a_transcript_stdout_cannot_take_is_saved_to_a_file(on_stdout: tuple[str, ...], says: str,
+                                                            offline: Callable[[str], str], tmp_path: Path) -> None:
+    """Stdout on a full disk, taking the transcript (no output named) or the subtitles: one line says so,
+    as stdout, and the words reach a file."""
     with open("/dev/full", "w") as full:
         run = subprocess.run([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])),
-                              "--headless", "--fast"], stdout=full, stderr=subprocess.PIPE, text=True,
+                              "--headless", "--fast", *on_stdout], stdout=full, stderr=subprocess.PIPE, text=True,
                              cwd=tmp_path, timeout=120)
     said = run.stderr.splitlines()
     assert run.returncode == 2 and all(line.startswith("lipstream: ") for line in said), run.stderr
-    assert "lipstream: error: could not write the transcript to stdout (No space left on device)" in said
+    assert [line for line in said if "error" in line] == [f"lipstream: error: {says}"], run.stderr
     saved = list(tmp_path.glob("lipstream-transcript-*.txt"))
     assert len(saved) == 1 and f"lipstream: saved {saved[0].name}" in said
     assert saved[0].read_text() == offline(CLIPS[0]) + "\n"
+
+
+def test_json_lines_stdout_cannot_take_stop_the_run_and_say_why(tmp_path: Path) -> None:
+    """`--jsonl -` with stdout on a full disk: the run stops, as when its reader leaves, and says that
+    stdout could not take the lines, not that it was closed."""
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])),
+                              "--headless", "--fast", "--jsonl", "-"], stdout=full, stderr=subprocess.PIPE,
+                             text=True, cwd=tmp_path, timeout=120)
+    assert run.returncode == 2 and [line for line in run.stderr.splitlines() if "error" in line] == [
+        "lipstream: error: could not write to stdout (No space left on device); stopped"], run.stderr
 
 
 def test_fake_camera_at_30_fps_is_resampled_to_the_model_rate(model: OnnxModel, tmp_path: Path) -> None:
@@ -786,6 +803,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("args, says", [
     (["--source", "7", "--headless"], "--source FILE"),
     (["--source", "missing.mp4", "--headless", "--model", "missing.onnx"], "no video file"),  # told first
+    (["--source", "/dev/null", "--headless"], "/dev/null is a device, not a video file"),
     (["--model", "missing.onnx", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")], "no model"),
     (["--model", "README.md", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
      "README.md is not a readable ONNX model (Protobuf parsing failed.)"),  # ONNX Runtime's reason, not its type
@@ -918,6 +936,26 @@ def test_a_run_that_reads_nothing_leaves_the_output_files_as_they_were(tmp_path:
         assert code == 2 and f"lipstream: error: no face in {video}: nothing was read" in capsys.readouterr().err
     assert {path: path.read_text() for path in kept} == kept
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.jsonl", "keep.srt", "keep.vtt", "room.avi"]
+
+
+def test_a_run_stopped_before_any_face_leaves_the_output_files_as_they_were(tmp_path: Path) -> None:
+    """SIGTERM to a real run that has read only faceless frames (a camera facing an empty room, then
+    stopped): nothing was read, so the files its outputs name keep what they held, and it says so."""
+    video = write_video(tmp_path / "room.avi", [np.full((288, 360, 3), 90, np.uint8)] * 250, 25.0, "MJPG")
+    kept = {tmp_path / name: f"the user's own {name}\n" for name in ("keep.srt", "keep.vtt", "keep.jsonl")}
+    for path, text in kept.items():
+        path.write_text(text)
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--headless",
+                                *(arg for path in kept for arg in (f"--{path.suffix[1:]}", str(path)))],
+                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # 10 s at the file's pace: stopped once its first faceless frame is read
+        if "no face in view" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == run_live.EXIT_INTERRUPTED, err
+    assert err.splitlines() == ["lipstream: no face was seen, so nothing was read: the outputs are left as they were"]
+    assert {path: path.read_text() for path in kept} == kept
 
 
 def test_an_empty_file_is_refused_as_empty(tmp_path: Path) -> None:
