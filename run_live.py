@@ -37,7 +37,7 @@ OPEN_GRACE = 0.5  # s: how long an open may go on after a stop request before th
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import BUNDLED_MODEL, PROVIDERS, model_path
-    from realtime.cli import Parser, add_decoder, add_policy, at_least, named, summary
+    from realtime.cli import Parser, add_decoder, add_policy, at_least, named, policy_options, summary, window_problem
     from realtime.live import LONGEST_WINDOW, SHORTEST_WINDOW, LiveOptions
 
     command = Path(sys.argv[0]).name  # run_live.py as ./lipstream runs it, lipstream-live when installed
@@ -68,6 +68,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_policy(p)
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
                    help=f"ONNX Runtime threads, up to {MOST_THREADS} (default: all cores)")
+    p.checks.append(lambda a: window_problem(LiveOptions(window=a.window, hop=a.hop, policy=policy_options(a))))
     p.checks.append(_subtitle_format_problem)
     p.checks.append(_stdout_problem)
     return p.parse_args(argv)
@@ -227,7 +228,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     from realtime.backend import ModelLoadError, OnnxModel, streaming_paths
     from realtime.capture import CaptureError, Resampler, SourceOptions, local_path
-    from realtime.cli import interrupt, policy_options, window_problem
+    from realtime.cli import interrupt, policy_options
     from realtime.files import open_output, outputs_problem, own_stream, silence, write_text, written_in_place
     from realtime.live import MOST_ENLARGED, LiveOptions, LivePipeline, StepResult, enlargement, nothing_read
     from realtime.outputs import JsonLines, log, subtitles
@@ -237,7 +238,7 @@ def _run(args: argparse.Namespace) -> int:
     outputs = [p for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
     read = [(local_path(args.source), "the video read"), (args.model, "the model read"),
             *((part, "a part of the model read") for part in streaming_paths(args.model))]
-    problem = window_problem(options) or outputs_problem(outputs, read)
+    problem = outputs_problem(outputs, read)
     if not problem and sys.stdout is None and (closed := next(iter(_to_stdout(args)), None)):
         problem = f"{closed} writes to stdout, which is closed: name a file instead"
     if problem:
