@@ -57,7 +57,7 @@ def _traced(traced: TracedFunction, opset: int) -> onnx.ModelProto:
         return tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)[0]
 
 
-def front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
+def window_front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
     """`frames` (batch, time, H, W, C) -> `features` (batch, time, F) through tf2onnx."""
     proto = _traced(window_function(model), opset)
     _rename(proto, proto.graph.input[0].name, FRAMES)
@@ -95,7 +95,7 @@ def with_metadata(proto: onnx.ModelProto, spec: ModelSpec, form: str, source: st
 
 
 def convert(model: keras.Model, spec: ModelSpec, opset: int = OPSET) -> Exported:
-    front = front_end(model, opset)
+    front = window_front_end(model, opset)
     back = back_end(model, FRONT_END, opset, front.ir_version)
     # Both halves must use the same default-domain opset to compose.
     full = onnx.compose.merge_models(front, back, io_map=[(FEATURES, FEATURES)],

@@ -28,7 +28,7 @@ from training import model as model_module
 from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.benchmark import main as benchmark_main
 from training.cache import load_clips, read_crop_spec
-from training.dataset import SampleMix, batches, saying_something, tf_dataset
+from training.dataset import SampleMix, batches, draw_with_words, tf_dataset
 from training.model import CONFIGS, build, load
 from training.recipe import main as recipe_main
 from training.speech import DIMS
@@ -1131,7 +1131,7 @@ def test_clips_with_no_window_of_words_are_one_error_not_an_endless_draw(small_c
     drawn_out = replace(clip, text="bin", words=("bin",), spans=np.array([[0.0, len(clip.mouth)]], np.float32))
     sampler = Sampler([drawn_out], AugmentOptions(), seed=0, vocabulary=Vocabulary())
     with pytest.raises(ValueError, match="held no word"):
-        saying_something(sampler, "stream", 30)
+        draw_with_words(sampler, "stream", 30)
 
 
 def test_a_frozen_front_end_keeps_the_weights_init_gives_and_the_back_end_learns(small_cache: Path,

@@ -114,14 +114,14 @@ def batches(sampler: Sampler, batch_size: int, steps: int, epoch: int, mix: Samp
     for _ in range(steps):
         kind = kinds[int(sampler.rng.choice(len(kinds), p=p / p.sum()))]
         length = int(sampler.rng.integers(mix.window[0], mix.window[1] + 1))
-        yield pad_batch([saying_something(sampler, kind, length) for _ in range(batch_size)], vocabulary,
+        yield pad_batch([draw_with_words(sampler, kind, length) for _ in range(batch_size)], vocabulary,
                         with_rivals)
 
 
 REDRAWS = 1000  # silent windows drawn in a row before the clips are taken to hold no window with words
 
 
-def saying_something(sampler: Sampler, kind: str, length: int) -> Sample:
+def draw_with_words(sampler: Sampler, kind: str, length: int) -> Sample:
     """A sample with words, drawn again while a window falls in silence (CTC needs a label), so that a
     batch stays whole: a short batch could not be split evenly over the devices of --strategy mirrored.
     Clips with no words, or only words longer than the window, are said in one line, not looped on."""

@@ -33,7 +33,6 @@ from training.dataset import predict_clips
 from training.split import VAL_FRACTION, split_of
 
 
-
 @dataclass(frozen=True)
 class Evaluation:
     cer: float

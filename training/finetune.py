@@ -1,7 +1,8 @@
 """Fine-tune a model to one person's recorded clips (python -m realtime.record makes them).
 
     python -m training.finetune --data DIR --out runs/NAME [--base MODEL.keras (default: the bundled model)]
-        [--epochs 8] [--lr 1e-3] [--freeze-front-end] [--val-fraction 0.2]
+        [--epochs 8] [--lr 1e-3] [--batch-size 8] [--steps 20] [--freeze-front-end] [--val-fraction 0.2]
+        [--workers 2]
 
 Prepares the clips with the same crop as training and live captioning, holds some out (a
 deterministic split by clip), trains from the base weights, exports ONNX through `python -m export`,

@@ -82,18 +82,18 @@ class SplitRecord:
         return [c for c in clips if self.trains(c.key)], [c for c in clips if c.key in self.validation]
 
 
-def split_of(model: Path | None, split: str, share: float | None) -> Callable[[str], bool]:
-    """Which clip keys `--split` takes: those of the split.json beside `model` (as training.train records
+def split_of(model: Path | None, side: str, share: float | None) -> Callable[[str], bool]:
+    """Which clip keys `--split` takes (`side`: val, train or all): those of the split.json beside `model` (as training.train records
     the run's clips); else the deterministic split by `share`, default training's. `share` also overrides
     a record."""
     record = model.parent / "split.json" if model else None
-    if split == "all":
+    if side == "all":
         return lambda key: True
     if share is None and record and record.is_file():
         run = SplitRecord.read(record)
-        return (lambda key: key in run.validation) if split == "val" else run.trains
+        return (lambda key: key in run.validation) if side == "val" else run.trains
     share = VAL_FRACTION if share is None else share
-    return lambda key: is_validation(key, share) == (split == "val")
+    return lambda key: is_validation(key, share) == (side == "val")
 
 
 def select_clips(grid: Path, split: str, count: int, found: list[Clip] | None = None) -> list[Clip]:

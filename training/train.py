@@ -50,7 +50,7 @@ EPOCHS, PATIENCE = 60, 12
 # before its first checkpoint was whole (Ctrl-C, a full disk, a killed process), which the same command
 # begins again. Hidden files (.DS_Store, a notebook's checkpoints) are no one's model.
 BEGUN_RUN = ("args.json", "split.json", "log.csv", "tb", "best.keras", "last.keras")
-_RECIPE = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
+_RUN_OPTIONS = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
            "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
            "colour_swap", "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty",
            "sequence_weight", "sequence_scale", "seed", "val_fraction", "limit", "steps", "init", "freeze_front_end")
@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     if args.freeze_front_end and not args.init:
         parser.error("--freeze-front-end keeps the front end --init gives: pass --init MODEL")
     try:
-        return train(args, {key: parser.get_default(key) for key in _RECIPE}, given_options(parser, argv), beside)
+        return train(args, {key: parser.get_default(key) for key in _RUN_OPTIONS}, given_options(parser, argv), beside)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -312,9 +312,9 @@ def given_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> se
     """The recipe's options the command line gives, whatever their value (its default's too): parsed again
     into a namespace holding a stand-in for each, which argparse leaves where an option is not given."""
     unset = object()
-    probe = argparse.Namespace(**dict.fromkeys(_RECIPE, unset))
+    probe = argparse.Namespace(**dict.fromkeys(_RUN_OPTIONS, unset))
     parser.parse_args(argv, probe)
-    return {key for key in _RECIPE if getattr(probe, key) is not unset}
+    return {key for key in _RUN_OPTIONS if getattr(probe, key) is not unset}
 
 
 def check_cached_texts(train_clips: list[CachedClip], val_clips: list[CachedClip], cache: Path) -> None:
@@ -374,7 +374,7 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
     args.epochs, args.patience = (more[key] or began.get(key) or default
                                   for key, default in (("epochs", EPOCHS), ("patience", PATIENCE)))
     if recorded:
-        for key in _RECIPE:  # an option given with another value than the run's would be ignored: refused
+        for key in _RUN_OPTIONS:  # an option given with another value than the run's would be ignored: refused
             value = began.get(key, defaults[key])
             if key == "init" and value is not None:
                 value = Path(value)
