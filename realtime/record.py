@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
@@ -51,7 +52,7 @@ from realtime.audio import (AudioError, AudioRecording, FileAudioStream, Microph
                             read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, local_path
 from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
-from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
+from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import folder_problem, output_problem, run_command, write_text
 from realtime.grid import ALIGN_UNITS_PER_FRAME, GRID_FPS, code_from_sentence, sentence_from_code
 from realtime.outputs import log
@@ -92,6 +93,7 @@ class Take:
     images: list[np.ndarray]  # BGR frames at GRID_FPS
     audio: np.ndarray  # the sound under them, float32: len(images) / GRID_FPS seconds, or less if it stopped
     lost_sound: bool = False  # the audio device dropped samples: the sound no longer lines up with the frames
+    stalled: bool = False  # the picture skipped (a camera that stalled, or was reopened): the same, and words lost
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,15 @@ class SessionInterrupted(KeyboardInterrupt):
         self.session = session
 
 
+class SessionFailed(Exception):
+    """A session ended by a failure (`cause`: the camera's stand-in ended, a device failed), with what it had
+    saved by then."""
+
+    def __init__(self, session: Session, cause: Exception):
+        super().__init__(str(cause))
+        self.session, self.cause = session, cause
+
+
 def choose_prompts(count: int, seed: int = 0) -> list[str]:
     """`count` GRID sentences; every slot goes through its words in shuffled rounds, so each letter and digit
     (and every other word) comes up equally often, within one, whatever `count` is. Each slot draws from its
@@ -136,9 +147,10 @@ def choose_prompts(count: int, seed: int = 0) -> list[str]:
 
 
 def own_sentence(source: str) -> str | None:
-    """The sentence a GRID clip standing in for the camera says: the one its name encodes."""
+    """The sentence a GRID clip standing in for the camera says: the one its name encodes (a clip this
+    command saved as a second take of it too: bbaf2n_2)."""
     try:
-        return sentence_from_code(Path(source).stem)
+        return sentence_from_code(re.sub(r"_\d+$", "", Path(source).stem))
     except ValueError:
         return None
 
@@ -177,25 +189,33 @@ class SourceEnded(CaptureError):
     """The camera's stand-in (or a stream) ended before the take did; the message says where."""
 
 
+class SourceFailed(CaptureError):
+    """Reading the camera (or its stand-in) failed: a failure of lipstream's own, not of the input."""
+
+
 def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], words: int) -> Take:
     """Camera and microphone (or their stand-ins) from now until the take of a prompt of `words` words is
     over, at GRID_FPS."""
     recording = AudioRecording(options.rate)
     source = FrameSource(SourceOptions(options.source, fast=options.fast))
-    sound = (FileAudioStream(options.audio_file, recording, options.rate, realtime=not options.fast)
-             if options.audio_file else MicrophoneStream(recording, options.rate) if options.sound else None)
+    sound: FileAudioStream | MicrophoneStream | None = None
     resampler = Resampler(GRID_FPS)
     frames: list[Frame] = []
     try:  # not resampler.resample(source): the window shows each camera frame, and the take stops by its time
+        # A sound that fails to open or start leaves neither the camera open nor its thread running.
+        sound = (FileAudioStream(options.audio_file, recording, options.rate, realtime=not options.fast)
+                 if options.audio_file else MicrophoneStream(recording, options.rate) if options.sound else None)
         source.start()
         if sound:
-            sound.start()  # a microphone that fails to start leaves no camera thread running
+            sound.start()
         for frame in source:
+            if frame.t >= options.seconds:  # the take is `seconds` long, not a frame more
+                break
             if sound:
                 sound.check()
             frames += resampler.push(frame)
             show(frame.image)
-            if frame.t >= options.seconds or (not options.silent and speech_over(recording, frame.t, options, words)):
+            if not options.silent and speech_over(recording, frame.t, options, words):
                 break
         else:  # a video standing in for the camera ended: its last frame too (a 24 fps video's)
             frames += resampler.flush()
@@ -207,12 +227,16 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], wor
             sound.stop()
     if sound:
         sound.check()
+    if source.failure:
+        raise SourceFailed(source.failure)
     if source.error:  # a take cut short is no take (a video standing in for the camera ended early)
         raise SourceEnded(source.error)
     if not frames:
         raise CaptureError(f"no frames from {options.source}")
+    # The sound is cut as if the frames were evenly spaced: after a gap the resampler starts its timing again.
+    stalled = bool(np.any(np.diff([f.t for f in frames]) > 1.5 / GRID_FPS))
     start, n = round(frames[0].t * options.rate), round(len(frames) * options.rate / GRID_FPS)
-    return Take([f.image for f in frames], recording.samples()[start:start + n], recording.overflows > 0)
+    return Take([f.image for f in frames], recording.samples()[start:start + n], recording.overflows > 0, stalled)
 
 
 def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, words: int = 6) -> Cut | str:
@@ -221,6 +245,8 @@ def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, word
     prompt's `words` missed some of them (lips the tracker followed poorly, a cough taken for speech)."""
     if take.lost_sound:
         return "the audio device lost sound (its timing no longer matches the video)"
+    if take.stalled:
+        return "the camera stalled (its frames no longer match the sound, and words were missed)"
     if all(t.crop is None for t in tracks):
         return "no face"
     if options.silent:
@@ -385,8 +411,8 @@ def record(options: RecordOptions) -> Session:
     taken = {p.stem for p in (folder / "video").glob("*.mp4")} | {p.stem for p in (folder / "align").glob("*.align")}
     saved: list[str] = []
     rejected: list[str] = []
-    screen = Screen(options.headless)
     with MouthTracker() as tracker:
+        screen = Screen(options.headless)  # after the tracker: one that fails to load leaves no window open
         try:
             for number, text in enumerate(prompts, start=done):
                 for attempt in range(options.attempts):
@@ -418,6 +444,8 @@ def record(options: RecordOptions) -> Session:
             return Session(tuple(saved), tuple(rejected), stopped=True)
         except KeyboardInterrupt:
             raise SessionInterrupted(Session(tuple(saved), tuple(rejected))) from None
+        except (CaptureError, AudioError, OSError) as e:
+            raise SessionFailed(Session(tuple(saved), tuple(rejected)), e) from e
         finally:
             screen.close()
     return Session(tuple(saved), tuple(rejected))
@@ -429,6 +457,19 @@ def _seed_problem(args: argparse.Namespace) -> str | None:
         return None
     return (f"--seed has no effect with --source {args.source}: a GRID clip standing in says its own sentence at "
             "every prompt")
+
+
+def _kept(session: Session | None, folder: Path) -> str:
+    """What a session that ended early leaves: the clips it saved, each whole."""
+    saved = len(session.saved) if session else 0
+    return "no clip was saved" if not saved else f"the clip saved is kept in {folder}" if saved == 1 else \
+        f"the {saved} clips saved are kept in {folder}"
+
+
+def _exit_code(e: Exception) -> int:
+    """A stand-in that ended early (3), a failure of lipstream's own reading (1), or bad input (2)."""
+    return EXIT_SOURCE_ENDED if isinstance(e, SourceEnded) else EXIT_FAILED if isinstance(e, SourceFailed) \
+        else EXIT_USAGE
 
 
 @stops_like_ctrl_c
@@ -465,14 +506,14 @@ def main(argv: list[str] | None = None) -> int:
             raise NotADirectoryError(problem)
         session = record(options)
     except KeyboardInterrupt as e:
-        saved = len(e.session.saved) if isinstance(e, SessionInterrupted) else 0
-        kept = "no clip was saved" if not saved else f"the clip saved is kept in {folder}" if saved == 1 else \
-            f"the {saved} clips saved are kept in {folder}"
-        log(f"interrupted: {kept}")
+        log(f"interrupted: {_kept(e.session if isinstance(e, SessionInterrupted) else None, folder)}")
         return EXIT_INTERRUPTED
+    except SessionFailed as e:
+        log(f"error: {e.cause}; {_kept(e.session, folder)}")
+        return _exit_code(e.cause)
     except (CaptureError, AudioError, OSError, ValueError) as e:  # ValueError: a manifest it cannot read on from
         log(f"error: {e}")
-        return EXIT_SOURCE_ENDED if isinstance(e, SourceEnded) else EXIT_USAGE
+        return _exit_code(e)
     saved, rejected = len(session.saved), len(session.rejected)
     failed = not saved and not session.stopped  # a session that saved nothing failed, whatever each take's reason
     log(f"{'error: ' if failed else ''}{saved} clip{'' if saved == 1 else 's'} saved in "

@@ -7,11 +7,13 @@ import ctypes
 import ctypes.util
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from realtime.live import StepResult
+if TYPE_CHECKING:  # a type only: the recorder's window needs none of the live pipeline
+    from realtime.live import StepResult
 
 WHITE, GREY, GREEN, YELLOW, RED = (255, 255, 255), (150, 150, 150), (80, 220, 80), (0, 220, 255), (60, 60, 230)
 FONT = cv2.FONT_HERSHEY_SIMPLEX

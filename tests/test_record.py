@@ -578,6 +578,40 @@ def test_a_take_whose_sound_was_dropped_is_not_saved(grid_s1: Path):
     assert isinstance(said, str) and said.startswith("speech lasted") and said.endswith("too short for 6 words")
 
 
+def test_a_take_whose_picture_skipped_is_not_saved(grid_s1: Path, tmp_path: Path):
+    """A stand-in whose frames 20-37 are missing (the picture jumps from 0.76 s to 1.52 s, as after a camera
+    that stalled or was reopened; the sound goes on): its frames no longer line up with its sound, and
+    words were missed, so it is prompted again, not saved."""
+    from tests.test_capture import ffmpeg
+
+    video = tmp_path / "bbaf2n.mp4"
+    ffmpeg("-i", str(grid_s1 / "video" / "bbaf2n.mp4"), "-vf", r"select=not(between(n\,20\,37))",
+           "-fps_mode", "passthrough", "-c:a", "copy", str(video))
+    options = RecordOptions(out=tmp_path / "grid", speaker="s1", count=1, source=str(video), audio_file=str(video),
+                            headless=True, fast=True, attempts=2)
+    with contextlib.redirect_stdout(io.StringIO()):
+        session = record(options)
+    why = "the camera stalled (its frames no longer match the sound, and words were missed)"
+    assert session == Session(saved=(), rejected=(why, why))
+    assert files(tmp_path / "grid") == []
+
+
+def test_a_take_is_as_long_as_its_limit(grid_s1: Path, tmp_path: Path):
+    """The take's limit (`seconds`) ends it before the frame due then, not after: 1 s is 25 frames."""
+    from realtime.record import capture_take
+
+    options = replace(stand_in(grid_s1, tmp_path / "grid", audio_file=None, sound=False), silent=True, seconds=1.0)
+    assert len(capture_take(options, lambda image: None, words=6).images) == 25
+
+
+def test_a_clip_saved_as_a_second_take_stands_in_with_its_sentence():
+    """record names a second clip of a sentence bbaf2n_2: as a stand-in it still says its sentence."""
+    from realtime.record import own_sentence
+
+    assert own_sentence("takes/bbaf2n_2.mp4") == own_sentence("bbaf2n.mp4") == "bin blue at f two now"
+    assert own_sentence("talk.mp4") is None
+
+
 def test_a_stand_in_at_another_rate_gives_its_last_frame_too(grid_s1: Path, tmp_path: Path):
     """A 24 fps video standing in for the camera, ending before the take's time limit, gives the take all
     75 frames of its 3 s at 25 fps: its last frame (2.958 s) is the one nearest the last due time (2.96 s),
@@ -634,6 +668,7 @@ def test_a_session_that_saves_nothing_fails(grid_s1: Path, tmp_path: Path, capsy
         assert record_module.main([*argv, "--source", str(cut), "--audio-file", str(clip)]) == 3  # as live's
     said = capsys.readouterr().err.splitlines()
     assert len(said) == 1 and said[0].startswith("lipstream: error: video ended early: read "), said
+    assert said[0].endswith("; no clip was saved"), said
 
 
 def test_a_stop_request_ends_a_session_as_ctrl_c_does(grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
