@@ -34,7 +34,9 @@ class NoAudioTrack(AudioError):
 
 
 def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
-    """The first audio track of any file FFmpeg reads (GRID's mp4s carry 16 kHz AAC), float32 mono at `rate`."""
+    """The first audio track of any file FFmpeg reads (GRID's mp4s carry 16 kHz AAC), float32 mono at `rate`;
+    in a video, from its first frame's time (sound that starts later is preceded by silence, sound before
+    it is left out), so that sample k / rate is heard with the frame shown k / rate seconds in."""
     try:
         container = av.open(str(path))
     except av.FFmpegError as e:  # its own text names FFmpeg's error number and the path again
@@ -42,14 +44,25 @@ def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
     with container:
         if not container.streams.audio:
             raise NoAudioTrack(f"{path} has no audio track")
+        video = container.streams.video[0] if container.streams.video else None
+        picture_starts = (float(video.start_time * video.time_base)
+                          if video is not None and video.start_time is not None and video.time_base else None)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+        sound_starts = None
+        chunks = []
         try:
-            chunks = [out.to_ndarray()[0] for frame in container.decode(audio=0)
-                      for out in resampler.resample(frame)]
+            for frame in container.decode(audio=0):
+                if sound_starts is None and frame.time is not None:
+                    sound_starts = frame.time
+                chunks += [out.to_ndarray()[0] for out in resampler.resample(frame)]
             chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
         except av.FFmpegError as e:
             raise AudioError(f"cannot decode the sound of {path}: {(e.strerror or str(e)).lower()}") from None
-    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if picture_starts is None or sound_starts is None:
+        return samples
+    shift = round((sound_starts - picture_starts) * rate)
+    return np.concatenate([np.zeros(shift, np.float32), samples]) if shift > 0 else samples[-shift:]
 
 
 class AudioRecording:

@@ -548,6 +548,25 @@ def test_no_microphone_is_a_one_line_error():
     assert "\n" not in str(error.value) and "--audio-file" in str(error.value)
 
 
+def test_read_audio_hears_each_sample_with_its_frame(grid_s1: Path, tmp_path: Path):
+    """A video whose sound starts 0.436 s after its picture (the same packets, shifted) reads as silence
+    until then, and the clip's own sound from there; one whose picture starts 0.3 s after its sound reads
+    from the first frame's time. Sample k / rate is heard with the frame shown k / rate seconds in."""
+    from tests.test_capture import ffmpeg
+
+    clip = str(grid_s1 / "video" / "bbaf2n.mp4")
+    own = read_audio(clip)
+    ffmpeg("-i", clip, "-itsoffset", "0.436", "-i", clip, "-map", "0:v", "-map", "1:a", "-c", "copy",
+           str(tmp_path / "late.mp4"))
+    ffmpeg("-itsoffset", "0.3", "-i", clip, "-i", clip, "-map", "0:v", "-map", "1:a", "-c", "copy",
+           str(tmp_path / "early.mp4"))
+    late, early = read_audio(tmp_path / "late.mp4"), read_audio(tmp_path / "early.mp4")
+    start = round(0.436 * 16000)
+    np.testing.assert_array_equal(late[start:start + len(own)], own)
+    assert not np.any(late[:start - 1024])  # the encoder's 1024-sample priming frame plays just before it
+    np.testing.assert_array_equal(early, own[round(0.3 * 16000):])
+
+
 def test_read_audio_errors_are_one_line(tmp_path: Path):
     (tmp_path / "x.mp4").write_text("not a video\n")
     with pytest.raises(AudioError, match="cannot read"):
