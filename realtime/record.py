@@ -6,7 +6,7 @@ spoken part and written in the GRID layout that training.prepare reads.
 
 Prompts cycle every slot of the grammar through its words in shuffled rounds, so N prompts cover each letter
 and digit equally often (within one); a later session for the same speaker continues the sequence after the
-last prompt its manifest records.
+last prompt its manifest records, in the order (--seed) its sessions began in.
 
 A take runs from the prompt until the speaker, having spoken long enough for the prompt's words, has been
 quiet for a moment (at most `seconds`; with --silent always `seconds`, since the lips are tracked once the
@@ -73,7 +73,7 @@ class RecordOptions:
     silent: bool = False  # mouthed, not voiced: the lips give the spoken span
     sound: bool = True  # False: the video alone (a silent session with no microphone), its sound track silence
     headless: bool = False  # print the prompts instead of opening a window
-    seed: int = 0  # prompt order
+    seed: int | None = None  # prompt order; None: the order the speaker's sessions began in (manifest), else 0
     seconds: float = 6.0  # longest take
     quiet_after: float = 0.8  # a voiced take ends once the speaker has been quiet this long after speaking
     fastest_word: float = 0.185  # ...after speaking this long a word (GRID s1's fastest sentence by the VAD: 0.186)
@@ -372,21 +372,26 @@ def check_devices(options: RecordOptions) -> RecordOptions:
     return options
 
 
-def next_prompt(manifest: Path) -> int:
+def next_prompt(manifest: Path) -> tuple[int, int | None]:
     """Where a session starts in the prompt sequence: after the last prompt a clip was saved for, so the
-    sequence and its balance of letters and digits go on past prompts given up on the way. A prompt given
-    up last, of which nothing was kept, comes first again."""
+    sequence and its balance of letters and digits go on past prompts given up on the way (a prompt given
+    up last, of which nothing was kept, comes first again); and the seed of that sequence (None: not
+    recorded, by a session before seeds were)."""
     if not manifest.exists():
-        return 0
-    last = -1
+        return 0, None
+    last, seed = -1, None
     for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            last = max(last, int(json.loads(line)["prompt"]))
-        except (ValueError, KeyError, TypeError):  # not JSON, not an object, or no prompt number
+            entry = json.loads(line)
+            last = max(last, int(entry["prompt"]))
+            seed = entry.get("seed", seed)
+            if seed is not None and type(seed) is not int:
+                raise ValueError
+        except (ValueError, KeyError, TypeError, AttributeError):  # not JSON, not an object, no prompt number
             raise ValueError(f"{manifest}:{number} is not a line realtime.record wrote: {line[:60]!r}") from None
-    return last + 1
+    return last + 1, seed
 
 
 def layout_problem(folder: Path) -> str | None:
@@ -402,12 +407,16 @@ def record(options: RecordOptions) -> Session:
     (KeyboardInterrupt) keeps every clip already saved, and comes out as SessionInterrupted, which names them."""
     options = check_devices(options)
     folder = options.out / options.speaker
-    done = next_prompt(folder / "manifest.jsonl")
+    done, began = next_prompt(folder / "manifest.jsonl")
+    if options.seed is not None and began is not None and options.seed != began:
+        raise ValueError(f"--seed {options.seed} is not the order {folder}'s sessions began in (--seed {began}): a "
+                         "later session goes on with it; leave --seed out, or record under another --speaker")
+    seed = options.seed if options.seed is not None else began if began is not None else 0
     for sub in ("video", "align"):  # made with the first clip saved: a session that saves none leaves none
         for stale in (folder / sub).glob("*.tmp"):  # left by a killed session: never complete
             stale.unlink()
     own = own_sentence(options.source)
-    prompts = [own] * options.count if own else choose_prompts(done + options.count, options.seed)[done:]
+    prompts = [own] * options.count if own else choose_prompts(done + options.count, seed)[done:]
     taken = {p.stem for p in (folder / "video").glob("*.mp4")} | {p.stem for p in (folder / "align").glob("*.align")}
     saved: list[str] = []
     rejected: list[str] = []
@@ -426,7 +435,7 @@ def record(options: RecordOptions) -> Session:
                         rejected.append(cut)
                         continue
                     name = clip_name(text, taken)
-                    entry = {"name": name, "text": text, "prompt": number, "fps": GRID_FPS,
+                    entry = {"name": name, "text": text, "prompt": number, "seed": seed, "fps": GRID_FPS,
                              "frames": cut.last - cut.first, "take_start": round(cut.first / GRID_FPS, 3),
                              "speech": [round(cut.span.start, 3), round(cut.span.end, 3)],
                              "alignment": "estimated", "mode": "silent" if options.silent else "voice",
@@ -486,12 +495,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="stand-ins: read the video and sound files as fast as possible, not in real time")
     parser.add_argument("--silent", action="store_true", help="mouthed without voice: the lips give the spoken span")
     parser.add_argument("--headless", action="store_true", help="print the prompts instead of opening a window")
-    parser.add_argument("--seed", type=at_least(0), help="prompt order (default 0)")
+    parser.add_argument("--seed", type=at_least(0),
+                        help="prompt order (default: the order the speaker's first session began, else 0)")
     parser.checks.append(_seed_problem)
     args = parser.parse_args(argv)
     options = RecordOptions(out=args.out, speaker=args.speaker, count=args.count, source=args.source,
                             audio_file=args.audio_file, fast=args.fast, silent=args.silent, headless=args.headless,
-                            seed=args.seed or 0)
+                            seed=args.seed)
     if not args.headless and (problem := display_problem()):
         log(f"error: {problem}; use --headless to have the prompts printed")
         return EXIT_USAGE

@@ -392,13 +392,14 @@ def test_a_pause_mid_sentence_does_not_end_the_take(grid_s1: Path, tmp_path: Pat
 
 def test_a_later_session_goes_on_after_the_last_prompt_recorded(grid_s1: Path, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture):
-    """An earlier session saved prompts 0 and 2 and gave up on 1, so its manifest has two lines: the next
-    session asks prompt 3, not 2 again. A manifest line it cannot read is one line and exit 2."""
-    prompts = choose_prompts(4)
+    """An earlier session (--seed 3) saved prompts 0 and 2 and gave up on 1, so its manifest has two lines:
+    the next session asks prompt 3 of the same order, not 2 again, and one given another order is refused.
+    A manifest line it cannot read is one line and exit 2."""
+    prompts = choose_prompts(4, seed=3)
     manifest = tmp_path / "grid" / "s1" / "manifest.jsonl"
     manifest.parent.mkdir(parents=True)
-    manifest.write_text("".join(json.dumps({"name": code_from_sentence(prompts[n]), "text": prompts[n], "prompt": n})
-                                + "\n" for n in (0, 2)))
+    manifest.write_text("".join(json.dumps({"name": code_from_sentence(prompts[n]), "text": prompts[n], "prompt": n,
+                                            "seed": 3}) + "\n" for n in (0, 2)))
     video = tmp_path / "take.mp4"  # not named by a GRID code: the prompts come from the sequence
     video.symlink_to(grid_s1 / "video" / f"{CLIP}.mp4")
     printed = io.StringIO()
@@ -407,7 +408,11 @@ def test_a_later_session_goes_on_after_the_last_prompt_recorded(grid_s1: Path, t
                                        audio_file=str(video), headless=True, fast=True))
     assert printed.getvalue().splitlines()[0] == f"[1/1] say: {prompts[3]}"
     assert session.saved == (code_from_sentence(prompts[3]),)
-    assert [json.loads(line)["prompt"] for line in manifest.read_text().splitlines()] == [0, 2, 3]
+    assert [(entry["prompt"], entry["seed"]) for entry in map(json.loads, manifest.read_text().splitlines())] == \
+        [(0, 3), (2, 3), (3, 3)]
+    with pytest.raises(ValueError, match=r"--seed 4 is not the order .* began in \(--seed 3\)"):
+        record(RecordOptions(out=tmp_path / "grid", speaker="s1", count=1, source=str(video), audio_file=str(video),
+                             headless=True, fast=True, seed=4))
 
     kept = manifest.read_text() + "{not json\n"
     manifest.write_text(kept)
