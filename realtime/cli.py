@@ -98,6 +98,38 @@ def held_interrupts() -> Iterator[None]:
         previous[signal.Signals(number)](number, None)
 
 
+@contextlib.contextmanager
+def kept_stop_requests() -> Iterator[Callable[[], None]]:
+    """Ctrl-C, and SIGTERM where the command takes it as one, act as they do, and are noted too: Python drops
+    a KeyboardInterrupt raised where it cannot propagate (in a garbage collector's weakref callback, which
+    TensorFlow's training runs many of: "Exception ignored in"), and the run would go on to its end. The
+    function given raises KeyboardInterrupt for a request that came, at a point the work chooses."""
+    asked: list[int] = []
+
+    def check() -> None:
+        if asked:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield check
+        return
+    previous = {s: handler for s in (signal.SIGINT, signal.SIGTERM) if callable(handler := signal.getsignal(s))}
+
+    def noted(handler: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+        def handle(number: int, frame: Any) -> Any:
+            asked.append(number)
+            return handler(number, frame)
+        return handle
+
+    for s, handler in previous.items():
+        signal.signal(s, noted(handler))
+    try:
+        yield check
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def stops_like_ctrl_c(main: Callable[..., int]) -> Callable[..., int]:
     """A command's main, with SIGTERM taken as Ctrl-C while it runs (and the earlier handler back after)."""
     @functools.wraps(main)

@@ -244,6 +244,34 @@ def test_ctrl_c_in_the_first_epoch_says_to_begin_again_and_the_same_command_does
     assert main(argv) == 0 and json.loads((run / "state.json").read_text())["epoch"] == 1
 
 
+def test_ctrl_c_that_python_drops_still_stops_the_run(small_cache: Path, tmp_path: Path):
+    """A real SIGINT whose KeyboardInterrupt is raised inside a weakref callback, which Python drops
+    ("Exception ignored in"; TensorFlow's training runs many such callbacks on the main thread, and a
+    Ctrl-C landed in one half the time): the run still stops, at the next step, and says so."""
+    run = tmp_path / "run"
+    code = f"""if True:
+        import signal, sys, weakref
+        import keras
+        from training import train
+        ended, after = [], keras.callbacks.CallbackList.on_train_batch_end
+        class Garbage:
+            pass
+        def dropping_ctrl_c(self, batch, logs=None):
+            ended.append(batch)
+            if len(ended) == 3:
+                garbage = Garbage()
+                collected = weakref.ref(garbage, lambda _: signal.raise_signal(signal.SIGINT))
+                del garbage
+            return after(self, batch, logs)
+        keras.callbacks.CallbackList.on_train_batch_end = dropping_ctrl_c
+        sys.exit(train.main({quick_run(small_cache, run, "--epochs", "2", "--steps", "10")!r}))"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert "Exception ignored" in result.stderr  # Python dropped the first KeyboardInterrupt
+    assert result.returncode == 130 and not (run / "state.json").exists(), result.stderr[-2000:]
+    assert result.stderr.splitlines()[-1] == \
+        "interrupted before an epoch finished: nothing to resume; run the command again to begin"
+
+
 def test_a_run_traces_its_training_step_once(small_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The default strategy is one device, made explicit, so Keras builds the optimizer before tracing the
     step (unbuilt, its first trace makes variables and TensorFlow traces the step again)."""

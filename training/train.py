@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from realtime.backend import model_path
-from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_interrupts, named_path,
-                          non_negative, positive, stops_like_ctrl_c, summary)
+from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_interrupts, kept_stop_requests,
+                          named_path, non_negative, positive, stops_like_ctrl_c, summary)
 from realtime.crop import is_number
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, make_folder_for, run_command, write_text
@@ -502,21 +502,25 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
 
     if not args.resume:
         (run / "log.csv").unlink(missing_ok=True)  # a run that never finished an epoch left no state to resume
-    callbacks = [
-        keras.callbacks.LearningRateScheduler(lambda e: learning_rate(e, args.lr, args.epochs)),  # logs the rate
-        keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, _: seed_random_layers(model, args.seed, e)),
-        Validate(),
-        keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0),
-    ]
-    # With --ema, fit ends by writing the averages into the model: save nothing after it.
-    # The dataset draws its own shuffled samples; fit's shuffle applies only to arrays.
-    try:
-        model.fit(data, epochs=args.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps, shuffle=False,
-                  callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
-    except tf.errors.OpError as e:  # a failed step: its finished epochs are kept, the traceback says no more
-        print(f"error: training stopped in epoch {state['epoch'] + 1} ({run} keeps the epochs before it): "
-              f"{' '.join(e.message.split())}", file=sys.stderr)
-        return EXIT_FAILED
+    with kept_stop_requests() as stopped:  # a Ctrl-C that Python dropped stops the run at the next step
+        callbacks = [
+            keras.callbacks.LambdaCallback(on_train_batch_end=lambda _, logs: stopped(),
+                                           on_epoch_end=lambda _, logs: stopped()),
+            keras.callbacks.LearningRateScheduler(lambda e: learning_rate(e, args.lr, args.epochs)),  # logs the rate
+            keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, _: seed_random_layers(model, args.seed, e)),
+            Validate(),
+            keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0),
+        ]
+        # With --ema, fit ends by writing the averages into the model: save nothing after it.
+        # The dataset draws its own shuffled samples; fit's shuffle applies only to arrays.
+        try:
+            model.fit(data, epochs=args.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps, shuffle=False,
+                      callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
+            stopped()  # one that came after the last step
+        except tf.errors.OpError as e:  # a failed step: its finished epochs are kept, the traceback says no more
+            print(f"error: training stopped in epoch {state['epoch'] + 1} ({run} keeps the epochs before it): "
+                  f"{' '.join(e.message.split())}", file=sys.stderr)
+            return EXIT_FAILED
     print(json.dumps(state), file=sys.stderr)
     return EXIT_OK
 
