@@ -78,6 +78,9 @@ class RecordOptions:
     quiet_after: float = 0.8  # a voiced take ends once the speaker has been quiet this long after speaking
     fastest_word: float = 0.185  # ...after speaking this long a word (GRID s1's fastest sentence by the VAD: 0.186)
     margin: float = 0.3  # seconds kept each side of the spoken span
+    # With --silent, of the lips' span: they rest before a word's sound ends (GRID's speaker 1: up to 0.48 s
+    # before, 3 of 898 clips beyond 0.3 s) and open long before its first (up to 0.94 s), so keep more.
+    lips_margin: float = 0.5
     # A take's spoken span shorter than this a word is refused: the voice or lips were followed poorly.
     # Below fastest_word, which waits for more: it also judges takes cut by the time limit and --silent.
     shortest_word: float = 0.12
@@ -240,9 +243,10 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], wor
 
 
 def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, words: int = 6) -> Cut | str:
-    """The clip to keep — the spoken span with `margin` each side — or why there is none: a span within a
-    frame of the take's start or end ran on past it, so the sentence is cut off; a span too short for the
-    prompt's `words` missed some of them (lips the tracker followed poorly, a cough taken for speech)."""
+    """The clip to keep — the spoken span with `margin` each side (`lips_margin` with --silent) — or why there is
+    none: a span within a frame of the take's start or end ran on past it, so the sentence is cut off; a span
+    too short for the prompt's `words` missed some of them (lips the tracker followed poorly, a cough taken
+    for speech)."""
     if take.lost_sound:
         return "the audio device lost sound (its timing no longer matches the video)"
     if take.stalled:
@@ -266,8 +270,9 @@ def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, word
     if span.end - span.start < words * options.shortest_word:
         return (f"{'the lips moved' if options.silent else 'speech lasted'} {span.end - span.start:.2f} s: "
                 f"too short for {words} words")
-    first = max(0, int(np.floor((span.start - options.margin) * GRID_FPS)))
-    last = min(len(take.images), int(np.ceil((span.end + options.margin) * GRID_FPS)))
+    margin = options.lips_margin if options.silent else options.margin
+    first = max(0, int(np.floor((span.start - margin) * GRID_FPS)))
+    last = min(len(take.images), int(np.ceil((span.end + margin) * GRID_FPS)))
     missing = sum(t.crop is None for t in tracks[first:last])
     if missing:
         return f"no face in {missing} of {last - first} frames"

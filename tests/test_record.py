@@ -442,6 +442,21 @@ def test_silent_mode_finds_the_span_from_the_lips(grid_s1: Path, tmp_path: Path)
     assert words[0].start / 25 - 0.6 <= start <= words[0].start / 25 + 0.08  # and open a little before the first
 
 
+def test_a_silent_clip_holds_its_last_word_whole(grid_s1: Path, tmp_path: Path):
+    """bwbt8p's lips rest 0.47 s before "please" stops sounding (the furthest of GRID's 898 tracked clips):
+    the clip still runs past the word's end, so it is not kept without its last sound."""
+    quiet = tmp_path / "quiet.wav"
+    write_wav(quiet, np.zeros(3 * 16000))
+    video = grid_s1 / "video" / "bwbt8p.mp4"
+    options = RecordOptions(out=tmp_path / "grid", speaker="s1", count=1, source=str(video), audio_file=str(quiet),
+                            headless=True, fast=True, silent=True)
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert record(options).saved == ("bwbt8p",)
+    entry = json.loads((tmp_path / "grid" / "s1" / "manifest.jsonl").read_text())
+    last = grid_words(grid_s1, "bwbt8p")[-1]
+    assert entry["take_start"] * 25 + entry["frames"] >= last.end  # the clip's last frame is after the word's
+
+
 def has_microphone() -> bool:
     try:
         import sounddevice
