@@ -136,8 +136,8 @@ class MicrophoneStream(_Stream):
             self._stream = sounddevice.InputStream(samplerate=rate, blocksize=self.blocksize, channels=1,
                                                    dtype="float32", callback=self._call)
         except (sounddevice.PortAudioError, ValueError) as e:
-            raise AudioError(f"cannot open a microphone ({e}); to record from a file instead, "
-                             "use --audio-file FILE") from None
+            raise AudioError(f"cannot open a microphone ({e}); to record from a file instead, use --audio-file "
+                             "FILE, or --silent for mouthed words, which the lips time") from None
 
     def _call(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         if not self._deliver(indata, frames, status):

@@ -514,6 +514,11 @@ def main(argv: list[str] | None = None) -> int:
         log(f"error: --source {args.source}: a video stands in for the camera only as a GRID clip named by its "
             "sentence (like bbaf2n.mp4); another does not say the prompts, and its clips would be labelled with them")
         return EXIT_USAGE
+    said, heard = own_sentence(args.source), own_sentence(args.audio_file) if args.audio_file else None
+    if said and heard and heard != said:  # the clip's words would be timed by another sentence's sound
+        log(f"error: --audio-file {args.audio_file} says '{heard}', and --source {args.source} '{said}': pass one "
+            "GRID clip as both stand-ins")
+        return EXIT_USAGE
     folder = options.out / options.speaker
     try:
         problem = layout_problem(folder)

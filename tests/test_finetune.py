@@ -104,6 +104,8 @@ def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, t
     with contextlib.redirect_stdout(out):
         code = finetune_main(command)  # the same command: the second epoch, then the rest
     assert code == 0, out.getvalue()
+    assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")] == [
+        "note: these figures rest on 4 held-out clips: record more, or raise --val-fraction, for figures to go by"]
     assert epochs_done() == 2
     report = json.loads((run / "finetune.json").read_text())
     assert report["held_out"] == 4 and report["trained_on"] == 5
@@ -135,6 +137,20 @@ def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, t
     err = capsys.readouterr().err
     assert again == 2 and f"{run} already holds a fine-tuned model" in err and "Traceback" not in err
     assert (run / "finetune.json").read_text() == kept
+
+
+def test_a_fine_tune_that_reads_worse_than_its_base_is_told() -> None:
+    """Written all the same (the user judges it), but said, as figures resting on one clip are."""
+    from training.evaluate import Evaluation
+    from training.finetune import caveats
+
+    good, worse = Evaluation(0.01, 0.05, (), (), ()), Evaluation(0.02, 0.10, (), (), ())
+    assert caveats(good, worse, 20, "me.keras") == [
+        "the fine-tuned model reads the held-out clips worse than me.keras did: keep reading with that model, or "
+        "record more clips and fine-tune again"]
+    assert caveats(worse, good, 20, "me.keras") == []
+    assert caveats(worse, good, 1, "me.keras") == [
+        "these figures rest on 1 held-out clip: record more, or raise --val-fraction, for figures to go by"]
 
 
 def refusal(capsys: pytest.CaptureFixture, *argv: str) -> str:
@@ -213,16 +229,14 @@ def test_a_refused_run_leaves_an_empty_folder_empty(grid_subset, grid_s1: Path, 
     run.mkdir()
     grid = grid_subset(CLIPS[:1])  # held out by the split
     assert finetune_main(["--base", base, "--data", str(grid), "--out", str(run), "--workers", "1"]) == 2
-    assert capsys.readouterr().err == \
-        "error: need clips to train on and to hold out; have 0 and 1 (record more, or change --val-fraction)\n"
+    assert capsys.readouterr().err == "error: need clips to train on and to hold out; have 1 (record more)\n"
     assert list(run.iterdir()) == []
     (grid / "s1" / "video" / "bbaf2n.mp4").write_text("not a video\n")  # trained on by the split
     (grid / "s1" / "align" / "bbaf2n.align").symlink_to(grid_s1 / "align" / "bbaf2n.align")
     assert finetune_main(["--base", base, "--data", str(grid), "--out", str(run), "--workers", "1"]) == 2
     err = capsys.readouterr().err  # preparing's progress, the clip skipped, then the refusal
     assert "skipped s1/bbaf2n" in err and "Traceback" not in err
-    assert err.splitlines()[-1] == \
-        "error: need clips to train on and to hold out; have 0 and 1 (record more, or change --val-fraction)"
+    assert err.splitlines()[-1] == "error: need clips to train on and to hold out; have 1 (record more)"
     assert list(run.iterdir()) == []
 
 

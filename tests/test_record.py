@@ -687,6 +687,19 @@ def test_a_video_not_named_by_its_sentence_is_refused_as_a_stand_in(grid_s1: Pat
         assert printed.getvalue() == "" and not (tmp_path / "grid").exists()
 
 
+def test_stand_ins_of_two_sentences_are_refused(grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """One GRID clip's pictures with another's sound: its words would be timed by the other sentence. One line,
+    exit 2, nothing written."""
+    video, sound = (str(grid_s1 / "video" / f"{name}.mp4") for name in ("bbaf2n", "bbaf3s"))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert record_module.main(["--out", str(tmp_path / "grid"), "--count", "1", "--headless", "--fast",
+                                   "--source", video, "--audio-file", sound]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"lipstream: error: --audio-file {sound} says 'bin blue at f three soon', and --source {video} 'bin blue at "
+        "f two now': pass one GRID clip as both stand-ins"]
+    assert not (tmp_path / "grid").exists()
+
+
 def test_a_session_that_saves_nothing_fails(grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     """Every take refused (a stand-in video without a face): the summary is an error and the exit 2, so a
     script can tell; a stand-in cut off mid-take is said to be, not taken for silence."""

@@ -19,6 +19,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from realtime.backend import BUNDLED_MODEL, model_path
 from realtime.cli import Parser, at_least, fraction_below_one, named_path, positive, stops_like_ctrl_c, summary
@@ -26,6 +27,9 @@ from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, run_command, write_text
 from realtime.vocab import Vocabulary
 from training.dataset import MOST_BATCH, unwritable_texts
+
+if TYPE_CHECKING:  # loaded with the training packages, once the command runs
+    from training.evaluate import Evaluation
 
 
 def request_of(args: argparse.Namespace) -> dict:
@@ -88,10 +92,28 @@ def check_folder_texts(data: Path, charset: str, base: Path) -> None:
                          "files, or move the clips out of --data")
 
 
+FEW_HELD_OUT = 5  # held-out clips below which the before and after figures are a sentence or two's luck
+
+
 def enough_to_split(train: int, held: int) -> None:
+    if train + held < 2:
+        raise ValueError(f"need clips to train on and to hold out; have {train + held} (record more)")
     if not train or not held:
         raise ValueError(f"need clips to train on and to hold out; have {train} and {held} (record more, or change "
                          "--val-fraction)")
+
+
+def caveats(before: Evaluation, after: Evaluation, held_out: int, base: str) -> list[str]:
+    """What the user should know of a fine-tune's figures: a model that reads worse than its base (it is
+    written all the same, for the user to judge), and figures that rest on too few clips to go by."""
+    notes = []
+    if (after.wer, after.cer) > (before.wer, before.cer):
+        notes.append(f"the fine-tuned model reads the held-out clips worse than {base} did: keep reading with "
+                     "that model, or record more clips and fine-tune again")
+    if held_out < FEW_HELD_OUT:
+        notes.append(f"these figures rest on {held_out} held-out clip{'s' * (held_out != 1)}: record more, or "
+                     "raise --val-fraction, for figures to go by")
+    return notes
 
 
 @stops_like_ctrl_c
@@ -180,6 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     write_text(args.out / "finetune.json", json.dumps(report, indent=1))
     print(f"held-out clips: {len(held_out)}; CER {before.cer:.4f} -> {after.cer:.4f}, "
           f"WER {before.wer:.4f} -> {after.wer:.4f}")
+    for note in caveats(before, after, len(held_out), args.base.name):
+        print(f"note: {note}", file=sys.stderr)
     return EXIT_OK
 
 
