@@ -129,6 +129,7 @@ def test_a_rerun_with_nothing_to_add_leaves_the_cache_untouched(prepared: Prepar
                               (prepared.grid, "4 clips, 3 already cached, 1 to prepare", ["x"])):
         skipped, log = run_prepare(grid, out)
         assert says in log and [c.name for c, _ in skipped] == skips
+        assert ("clip/s" in log) == bool(skips)  # no progress bar over nothing to prepare
         after = out.stat()
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["copied", "grid", "s1.h5"]  # no partial file

@@ -338,7 +338,7 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         with worker_pool(workers) as pool:
             if f is not None:
                 add_missing_speech(f, {c.key: c.video for c in clips if c.key in done}, pool)
-            with tqdm(total=len(todo), unit="clip", dynamic_ncols=True) as bar:
+            with tqdm(total=len(todo), unit="clip", dynamic_ncols=True, disable=not todo) as bar:
                 for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options, True) for c in todo]):
                     if prepared is None:
                         skipped.append((clip, why))
@@ -388,7 +388,8 @@ def main(argv: list[str] | None = None) -> int:
     for clip, why in skipped:
         print(f"skipped {clip.speaker}/{clip.name}: {why}", file=sys.stderr)
     if skipped:
-        print(f"{len(skipped)} clips skipped (run again to retry them)", file=sys.stderr)
+        print(f"{len(skipped)} clips skipped, each named above with why; the next run tries them again",
+              file=sys.stderr)
     return EXIT_OK
 
 
