@@ -33,6 +33,7 @@ SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seco
 # The beam and grammar decoders read each phrase again on every frame: their width is the first thing to lower.
 HEAVY_DECODING = " (a smaller --beam-width, or --decoder greedy, decodes faster)"
 OPEN_GRACE = 0.5  # s: how long an open may go on after a stop request before the run ends without it
+SPEECH_FRAMES = 12  # frames of moving lips that no word was read from before the run says why it may be
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -467,6 +468,10 @@ def _run(args: argparse.Namespace) -> int:
             on_stdout = on_stdout or names_stdout(path)
     if source.dropped:
         log(f"{source.dropped} frames dropped (processing fell behind)")
+    if not unread and not final.committed and pipeline.moved >= SPEECH_FRAMES:
+        log(f"no words read, though the lips moved for {pipeline.moved / model.spec.fps:.1f} s: {model.path.name} "
+            "reads the faces and cameras it was trained on (the bundled model, one GRID speaker); another face "
+            "needs a fine-tune (README: Reading your own face)")
     if not unread and ((lost and not on_stdout) or (not out and not args.srt and not args.vtt)):
         try:
             if sys.stdout is not None:

@@ -70,6 +70,7 @@ class LivePipeline:
         self.moving: deque[bool] = deque(maxlen=options.window)  # per frame of the window: the lips move
         self.caption = CaptionState(0.0, "", "")
         self.last_face = -np.inf
+        self.moved = 0  # frames the lips moved in, of the whole run: speech, read or not
 
     def close(self) -> None:
         self.tracker.close()
@@ -106,6 +107,7 @@ class LivePipeline:
                 self.backend.push(track.crop)
                 self.times.append(frame.t)
                 self.moving.append(self.moving_lips(track.lips))
+                self.moved += self.moving[-1]
                 stages["front_end"] = (time.perf_counter() - t0) * 1e3
                 if self.backend.count % self.options.hop == 0:
                     changed = self._read(stages) or changed

@@ -958,6 +958,28 @@ def test_a_run_stopped_before_any_face_leaves_the_output_files_as_they_were(tmp_
     assert {path: path.read_text() for path in kept} == kept
 
 
+def test_lips_that_move_with_no_word_read_are_told_why(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A held-out clip in another look (training.restyle's: red and blue swapped, darker, softer, as a new
+    face or camera brings), which the bundled model reads nothing of: the run says the lips moved and what
+    to do, instead of an empty transcript alone; the clip as filmed is read, and says nothing of it."""
+    from training.restyle import restyle
+
+    frames = read_frames(clip(CLIPS[0]))
+    other = write_video(tmp_path / "newface.avi", [restyle(image) for image in frames], 25.0, "MJPG")
+    said = {}
+    for video in (other, clip(CLIPS[0])):
+        assert run_live.main(["--source", str(video), "--model", str(MODEL), "--headless", "--fast"]) == 0
+        out, err = capsys.readouterr()
+        said[video] = (out.strip(), [line for line in err.splitlines() if "no words read" in line])
+    filmed, told = said[clip(CLIPS[0])]
+    assert len(filmed.split()) == 6 and told == []
+    read, told = said[other]
+    assert read == "" and len(told) == 1
+    assert re.fullmatch(r"lipstream: no words read, though the lips moved for \d\.\d s: lipstream-lite\.onnx reads "
+                        r"the faces and cameras it was trained on \(the bundled model, one GRID speaker\); another "
+                        r"face needs a fine-tune \(README: Reading your own face\)", told[0])
+
+
 def test_an_empty_file_is_refused_as_empty(tmp_path: Path) -> None:
     empty = tmp_path / "talk.mp4"
     empty.touch()
