@@ -34,9 +34,9 @@ class NoAudioTrack(AudioError):
 
 
 def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
-    """The first audio track of any file FFmpeg reads (GRID's mp4s carry 16 kHz AAC), float32 mono at `rate`;
-    in a video, from its first frame's time (sound that starts later is preceded by silence, sound before
-    it is left out), so that sample k / rate is heard with the frame shown k / rate seconds in."""
+    """The first audio track of any file FFmpeg reads (GRID's mp4s carry 16 kHz AAC), float32 mono at `rate`,
+    on the file's timeline: sample k is heard k / rate seconds from the file's start, where a video's frames
+    are timed from too (capture.video_timeline), so a sound track that starts late is preceded by silence."""
     try:
         container = av.open(str(path))
     except av.FFmpegError as e:  # its own text names FFmpeg's error number and the path again
@@ -44,9 +44,7 @@ def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
     with container:
         if not container.streams.audio:
             raise NoAudioTrack(f"{path} has no audio track")
-        video = container.streams.video[0] if container.streams.video else None
-        picture_starts = (float(video.start_time * video.time_base)
-                          if video is not None and video.start_time is not None and video.time_base else None)
+        origin = (container.start_time or 0) / 1e6  # the file's start, in seconds of its streams' times
         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         sound_starts = None
         chunks = []
@@ -59,9 +57,7 @@ def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
         except av.FFmpegError as e:
             raise AudioError(f"cannot decode the sound of {path}: {(e.strerror or str(e)).lower()}") from None
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    if picture_starts is None or sound_starts is None:
-        return samples
-    shift = round((sound_starts - picture_starts) * rate)
+    shift = 0 if sound_starts is None else round((sound_starts - origin) * rate)
     return np.concatenate([np.zeros(shift, np.float32), samples]) if shift > 0 else samples[-shift:]
 
 

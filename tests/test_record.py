@@ -568,23 +568,34 @@ def test_no_microphone_is_a_one_line_error():
     assert "\n" not in str(error.value) and "--audio-file" in str(error.value)
 
 
-def test_read_audio_hears_each_sample_with_its_frame(grid_s1: Path, tmp_path: Path):
+def test_sound_and_frames_of_a_file_keep_its_timeline(grid_s1: Path, tmp_path: Path):
     """A video whose sound starts 0.436 s after its picture (the same packets, shifted) reads as silence
-    until then, and the clip's own sound from there; one whose picture starts 0.3 s after its sound reads
-    from the first frame's time. Sample k / rate is heard with the frame shown k / rate seconds in."""
+    until then; one whose picture starts 0.3 s after its sound reads its sound whole, and a take recorded
+    from it (both stand-ins) or a clip prepared from it hears each frame with the sound the file plays
+    with it: the first frame with the sound 0.3 s in."""
+    from realtime.record import capture_take
     from tests.test_capture import ffmpeg
+    from training.prepare import clip_speech
+    from training.speech import speech_features
 
     clip = str(grid_s1 / "video" / "bbaf2n.mp4")
     own = read_audio(clip)
     ffmpeg("-i", clip, "-itsoffset", "0.436", "-i", clip, "-map", "0:v", "-map", "1:a", "-c", "copy",
            str(tmp_path / "late.mp4"))
-    ffmpeg("-itsoffset", "0.3", "-i", clip, "-i", clip, "-map", "0:v", "-map", "1:a", "-c", "copy",
-           str(tmp_path / "early.mp4"))
-    late, early = read_audio(tmp_path / "late.mp4"), read_audio(tmp_path / "early.mp4")
+    late = read_audio(tmp_path / "late.mp4")
     start = round(0.436 * 16000)
     np.testing.assert_array_equal(late[start:start + len(own)], own)
     assert not np.any(late[:start - 1024])  # the encoder's 1024-sample priming frame plays just before it
-    np.testing.assert_array_equal(early, own[round(0.3 * 16000):])
+
+    early = tmp_path / "bbaf2n.mp4"  # named by its sentence, as a stand-in must be
+    ffmpeg("-itsoffset", "0.3", "-i", clip, "-i", clip, "-map", "0:v", "-map", "1:a", "-c", "copy", str(early))
+    np.testing.assert_array_equal(read_audio(early), own)
+    options = replace(stand_in(grid_s1, tmp_path / "grid", source=str(early), audio_file=str(early)), silent=True)
+    take = capture_take(options, lambda image: None, words=6)
+    assert len(take.images) > 60
+    np.testing.assert_array_equal(take.audio, own[4800:4800 + len(take.audio)])
+    features, _ = clip_speech(early, 25.0, 75, 0)
+    np.testing.assert_array_equal(features, speech_features(own[4800:], 25.0, 75, 0))
 
 
 def test_read_audio_errors_are_one_line(tmp_path: Path):

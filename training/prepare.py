@@ -40,7 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from realtime.audio import AudioError, NoAudioTrack, read_audio
-from realtime.capture import SHORTFALL, Video, capture_fps
+from realtime.capture import SHORTFALL, Video, capture_fps, video_timeline
 from realtime.cli import Parser, at_least, named_path, summary, within
 from realtime.crop import CropSpec
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
@@ -105,8 +105,9 @@ def clip_speech(video: Path, fps: float, frames: int, first_frame: int) -> tuple
     """(the speech features of a clip's kept frames, whether it is silent): (None, True) when the video
     has no sound for those frames, (None, False) when its sound cannot be read now (a broken track, a
     busy disk), so a later run tries again."""
-    try:
-        features = speech_features(read_audio(video, RATE), fps, frames, first_frame)
+    try:  # the sound from the video's first frame on: frame k is heard k / fps seconds after it
+        heard = read_audio(video, RATE)[round(video_timeline(str(video))[0] * RATE):]
+        features = speech_features(heard, fps, frames, first_frame)
     except NoAudioTrack:
         return None, True
     except AudioError:
