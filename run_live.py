@@ -440,6 +440,8 @@ def _run(args: argparse.Namespace) -> int:
         if not first and (args.jsonl not in (None, "-") or args.srt or args.vtt):
             log("no face was seen, so nothing was read: the outputs are left as they were")
     lost = False  # an output failed: the run exits 2
+    on_stdout = bool(_to_stdout(args))  # stdout holds an output: the transcript is not printed there as well
+    instead = "" if on_stdout else "; the transcript follows on stdout"
     if out and not (unread and out.out.closed):  # a file not opened yet is left as it was; a stream is told the end
         out.caption(final)
         out.final(final.committed)
@@ -448,11 +450,9 @@ def _run(args: argparse.Namespace) -> int:
             log(f"error: {stdout_failed(out.error)}; stopped")
             lost = True
         elif out.error:  # a disk that filled up during the run: the words go to stdout instead
-            log(f"error: could not write {args.jsonl} ({out.error.strerror or out.error}); "
-                "the transcript follows on stdout")
+            log(f"error: could not write {args.jsonl} ({out.error.strerror or out.error}){instead}")
             lost = True
     kept = out is not None and out.error is None  # the transcript has reached an output
-    on_stdout = args.jsonl == "-"  # stdout holds an output, or failed as one: the transcript is not printed there
     for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
         if path and not unread:
             try:
@@ -463,9 +463,8 @@ def _run(args: argparse.Namespace) -> int:
                     silence(sys.stdout)
                     log(f"error: {stdout_failed(e)}: the {kind.upper()} subtitles were not written")
                 else:
-                    log(f"error: could not write {path} ({e.strerror or e}); the transcript follows on stdout")
+                    log(f"error: could not write {path} ({e.strerror or e}){instead}")
                 lost = True
-            on_stdout = on_stdout or names_stdout(path)
     if source.dropped:
         log(f"{source.dropped} frames dropped (processing fell behind)")
     if not unread and not final.committed and pipeline.moved >= SPEECH_FRAMES:

@@ -387,6 +387,18 @@ def test_json_lines_that_cannot_be_written_leave_the_subtitles_and_the_transcrip
     assert captured.out.strip() == text and cue_words(srt) == text.split()
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file whose writes fail as on a full disk")
+def test_a_file_output_that_fails_beside_subtitles_on_stdout_leaves_them_alone_there() -> None:
+    """Stdout already holds the words (SRT subtitles): a failing VTT file is told, and the transcript is not
+    printed after the subtitles, nor said to be."""
+    run = _run("--source", str(clip(CLIPS[0])), "--headless", "--fast", "--srt", "-", "--vtt", "/dev/full")
+    assert run.returncode == 2
+    assert [line for line in run.stderr.splitlines() if "error" in line] == [
+        "lipstream: error: could not write /dev/full (No space left on device)"]
+    cue = run.stdout.splitlines()
+    assert len(cue) == 3 and cue[0] == "1" and " --> " in cue[1] and len(cue[2].split()) == 6  # the SRT alone
+
+
 @pytest.mark.parametrize("stdout", ["-", "/dev/stdout"])
 def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(stdout: str, tmp_path: Path) -> None:
     """`--jsonl - | head -1`: the pipe closes after the first caption, and no one is left to caption for;
