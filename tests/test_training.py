@@ -1164,14 +1164,20 @@ def test_clips_with_no_window_of_words_are_one_error_not_an_endless_draw(small_c
 
 def test_a_frozen_front_end_keeps_the_weights_init_gives_and_the_back_end_learns(small_cache: Path,
                                                                                   tiny_run: TinyRun,
-                                                                                  tmp_path: Path) -> None:
+                                                                                  tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch):
     """--freeze-front-end: every layer up to the front end's output keeps --init's weights, batch-norm
-    statistics included, while the recurrent back end's change."""
+    statistics included, while the recurrent back end's change. The run, begun with --init named from the
+    model's folder, resumes from another with the same options, the model named by its whole path."""
     from training.model import FRONT_END
 
     run = tmp_path / "frozen"
-    assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "2", "--init", str(tiny_run.model),
+    monkeypatch.chdir(tiny_run.model.parent)
+    assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "2", "--init", tiny_run.model.name,
                           "--freeze-front-end")) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "2", "--init", str(tiny_run.model),
+                          "--freeze-front-end", "--resume")) == 0  # nothing left to train: accepted, not refused
     base, _ = load(tiny_run.model)
     trained, _ = load(run / "last.keras", compile=True)
     names = [layer.name for layer in base.layers]

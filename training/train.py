@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     for option, value in (("--colour-swap", args.colour_swap), ("--time-mask", args.time_mask)):
         if args.augment == "lipnet" and value:
             parser.error(f"{option} is part of the webcam augmentation, which --augment lipnet leaves out")
-    if args.freeze_front_end and not args.init:
+    if args.freeze_front_end and not args.init and not args.resume:  # a resumed run has its own --init
         parser.error("--freeze-front-end keeps the front end --init gives: pass --init MODEL")
     try:
         return train(args, {key: parser.get_default(key) for key in _RUN_OPTIONS}, given_options(parser, argv), beside)
@@ -422,7 +422,8 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
                          f"{strategy.num_replicas_in_sync} devices of --strategy {args.strategy}")
     make_folder_for(state_path)
     if not recorded:
-        write_text(recipe, json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        # Paths recorded whole: a resumed run compares its --init with the run's from any folder.
+        write_text(recipe, json.dumps({k: str(v.resolve()) if isinstance(v, Path) else v for k, v in vars(args).items()},
                                       indent=1))
     elif any(began.get(key) != getattr(args, key) for key in more):  # given more: the next resume goes on so too
         write_text(recipe, json.dumps({**began, "epochs": args.epochs, "patience": args.patience}, indent=1))
