@@ -117,6 +117,10 @@ class _Stream:
             raise self.error
 
 
+# What a session can do without a microphone, said with each way one fails.
+WITHOUT_MICROPHONE = "; to record from a file instead, use --audio-file FILE, or --silent for mouthed words"
+
+
 class MicrophoneStream(_Stream):
     """The default input device through sounddevice, at `rate`."""
 
@@ -126,14 +130,13 @@ class MicrophoneStream(_Stream):
             import sounddevice  # imported here: it needs the PortAudio library, which only recording does
         except OSError:
             raise AudioError("no microphone support: the PortAudio library is missing (apt install "
-                             "libportaudio2); to record from a file instead, use --audio-file FILE") from None
+                             f"libportaudio2){WITHOUT_MICROPHONE}") from None
         self._abort, self._failed = sounddevice.CallbackAbort, sounddevice.PortAudioError
         try:
             self._stream = sounddevice.InputStream(samplerate=rate, blocksize=self.blocksize, channels=1,
                                                    dtype="float32", callback=self._call)
         except (sounddevice.PortAudioError, ValueError) as e:
-            raise AudioError(f"cannot open a microphone ({e}); to record from a file instead, use --audio-file "
-                             "FILE, or --silent for mouthed words, which the lips time") from None
+            raise AudioError(f"cannot open a microphone ({e}){WITHOUT_MICROPHONE}") from None
 
     def _call(self, indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
         if not self._deliver(indata, frames, status):
@@ -143,8 +146,7 @@ class MicrophoneStream(_Stream):
         try:  # opened is not started: a device taken by another program, or unplugged meanwhile, fails here
             self._stream.start()
         except self._failed as e:
-            raise AudioError(f"cannot start the microphone ({e}); to record from a file instead, "
-                             "use --audio-file FILE") from None
+            raise AudioError(f"cannot start the microphone ({e}){WITHOUT_MICROPHONE}") from None
         return self
 
     def stop(self) -> None:

@@ -409,7 +409,9 @@ def test_missing_or_wrong_inputs_are_one_line_and_write_nothing(case: str, tiny_
         model = tmp_path / "x.onnx"
     else:
         out = Path("/proc/lipstream-x.onnx")
-    says = {"no model": f"no model at {model}", "no cache": f"no cache at {cache}: make one with python -m training.prepare", "an onnx model": "--model must be a .keras model", "out in /proc": "cannot write /proc/"}
+    says = {"no model": f"no model at {model}",
+            "no cache": f"no cache at {cache}: make one with python -m training.prepare",
+            "an onnx model": "--model must be a .keras model", "out in /proc": "cannot write /proc/"}
     assert export_main(["--model", str(model), "--out", str(out), "--cache", str(cache)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: {says[case]}") and err.count("\n") == 1, err

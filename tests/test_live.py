@@ -387,7 +387,7 @@ def test_json_lines_that_cannot_be_written_leave_the_subtitles_and_the_transcrip
     assert captured.out.strip() == text and cue_words(srt) == text.split()
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file whose writes fail as on a full disk")
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, whose writes fail as on a full disk")
 def test_a_file_output_that_fails_beside_subtitles_on_stdout_leaves_them_alone_there() -> None:
     """Stdout already holds the words (SRT subtitles): a failing VTT file is told, and the transcript is not
     printed after the subtitles, nor said to be."""

@@ -92,7 +92,8 @@ def load_clips(cache: Path) -> list[CachedClip]:
     with open_cache(cache) as f:
         clips = []
         for key, g in complete_clips(f):
-            missing = [n for n in ("mouth", "spans") if n not in g] + [n for n in ("text", "words", "fps") if n not in g.attrs]
+            missing = [n for n in ("mouth", "spans") if n not in g] + \
+                [n for n in ("text", "words", "fps") if n not in g.attrs]
             if missing:
                 raise not_whole(cache, key, missing)
             clips.append(CachedClip(key, g["mouth"][()], str(g.attrs["text"]), tuple(json.loads(g.attrs["words"])),

@@ -107,7 +107,7 @@ def caveats(before: Evaluation, after: Evaluation, held_out: int, base: str) -> 
     """What the user should know of a fine-tune's figures: a model that reads worse than its base (it is
     written all the same, for the user to judge), and figures that rest on too few clips to go by."""
     notes = []
-    if (after.wer, after.cer) > (before.wer, before.cer):
+    if (after.cer, after.wer) > (before.cer, before.wer):  # as training chooses its best epoch
         notes.append(f"the fine-tuned model reads the held-out clips worse than {base} did: keep reading with "
                      "that model, or record more clips and fine-tune again")
     if held_out < FEW_HELD_OUT:

@@ -83,9 +83,9 @@ class SplitRecord:
 
 
 def split_of(model: Path | None, side: str, share: float | None) -> Callable[[str], bool]:
-    """Which clip keys `--split` takes (`side`: val, train or all): those of the split.json beside `model` (as training.train records
-    the run's clips); else the deterministic split by `share`, default training's. `share` also overrides
-    a record."""
+    """Which clip keys `--split` takes (`side`: val, train or all): those of the split.json beside `model`
+    (as training.train records the run's clips); else the deterministic split by `share`, default training's.
+    `share` also overrides a record."""
     record = model.parent / "split.json" if model else None
     if side == "all":
         return lambda key: True
@@ -96,11 +96,11 @@ def split_of(model: Path | None, side: str, share: float | None) -> Callable[[st
     return lambda key: is_validation(key, share) == (side == "val")
 
 
-def select_clips(grid: Path, split: str, count: int, found: list[Clip] | None = None) -> list[Clip]:
+def select_clips(grid: Path, side: str, count: int, found: list[Clip] | None = None) -> list[Clip]:
     """The aligned clips under `grid` (`found` there already, or looked for now): all, or those training
     holds out (`val`); the first `count` (0: all)."""
     aligned = [c for c in (find_clips(grid) if found is None else found) if c.align is not None]
-    clips = [c for c in aligned if split == "all" or is_validation(c.key, VAL_FRACTION)]
+    clips = [c for c in aligned if side == "all" or is_validation(c.key, VAL_FRACTION)]
     if count:
         clips = clips[:count]
     if not aligned:

@@ -423,8 +423,8 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
     make_folder_for(state_path)
     if not recorded:
         # Paths recorded whole: a resumed run compares its --init with the run's from any folder.
-        write_text(recipe, json.dumps({k: str(v.resolve()) if isinstance(v, Path) else v for k, v in vars(args).items()},
-                                      indent=1))
+        options = {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        write_text(recipe, json.dumps(options, indent=1))
     elif any(began.get(key) != getattr(args, key) for key in more):  # given more: the next resume goes on so too
         write_text(recipe, json.dumps({**began, "epochs": args.epochs, "patience": args.patience}, indent=1))
     if not args.resume:
