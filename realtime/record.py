@@ -11,9 +11,9 @@ last prompt its manifest records, in the order (--seed) its sessions began in.
 A take runs from the prompt until the speaker, having spoken long enough for the prompt's words, has been
 quiet for a moment (at most `seconds`; with --silent always `seconds`, since the lips are tracked once the
 take is over). The voice activity of its sound gives the spoken span — with --silent (mouthed, not voiced),
-the movement of the lips does — and the clip keeps that span plus `margin` each side (`lips_margin`). A take without
-speech, whose speech reaches its first or last frame (cut off), or with a frame of that clip where no face
-was found, is not saved: the prompt is shown again, up to `attempts` times. q, Esc or the window's close
+the movement of the lips does — and the clip keeps that span plus `margin` each side (`lips_margin`). A
+take without speech, whose speech reaches its first or last frame (cut off), or with a frame of that clip
+where no face was found, is not saved: the prompt is shown again, up to `attempts` times. q, Esc or the window's close
 button ends the session where it is (the take under way is not saved), as its last prompt would.
 
 Stand-ins: --source FILE plays a video in place of the camera, --audio-file FILE a sound file (or a video's
