@@ -51,9 +51,10 @@ EPOCHS, PATIENCE = 60, 12
 # begins again. Hidden files (.DS_Store, a notebook's checkpoints) are no one's model.
 BEGUN_RUN = ("args.json", "split.json", "log.csv", "tb", "best.keras", "last.keras")
 _RUN_OPTIONS = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
-           "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
-           "colour_swap", "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty",
-           "sequence_weight", "sequence_scale", "seed", "val_fraction", "limit", "steps", "init", "freeze_front_end")
+                "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
+                "colour_swap", "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty",
+                "sequence_weight", "sequence_scale", "seed", "val_fraction", "limit", "steps", "init",
+                "freeze_front_end")
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
