@@ -6,8 +6,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import shutil
 import re
+import shutil
 import signal
 import threading
 import wave
@@ -732,6 +732,30 @@ def test_a_session_that_saves_nothing_fails(grid_s1: Path, tmp_path: Path, capsy
     said = capsys.readouterr().err.splitlines()
     assert len(said) == 1 and said[0].startswith("lipstream: error: video ended early: read "), said
     assert said[0].endswith("; no clip was saved"), said
+
+
+def test_a_session_that_fails_after_saving_says_what_it_kept(grid_s1: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch,
+                                                            capsys: pytest.CaptureFixture):
+    """The stand-in is damaged once the first clip is saved (cut to a quarter, as a failing disk leaves it):
+    the second take's video ends early, and the one line says so and that the clip saved is kept (exit 3)."""
+    clip = grid_s1 / "video" / f"{CLIP}.mp4"
+    video = tmp_path / clip.name
+    shutil.copy(clip, video)
+    save = record_module.save_clip
+
+    def saved_then_damaged(*args, **kwargs):
+        save(*args, **kwargs)
+        video.write_bytes(clip.read_bytes()[:len(clip.read_bytes()) // 4])
+
+    monkeypatch.setattr(record_module, "save_clip", saved_then_damaged)
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = record_module.main(["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "2", "--headless",
+                                   "--fast", "--source", str(video), "--audio-file", str(clip)])
+    said = capsys.readouterr().err.splitlines()
+    assert code == 3 and said[-1].startswith("lipstream: error: video ended early: read "), said
+    assert said[-1].endswith(f"; the clip saved is kept in {tmp_path / 'grid' / 's1'}"), said
+    assert (tmp_path / "grid" / "s1" / "video" / f"{CLIP}.mp4").is_file()
 
 
 def test_a_stop_request_ends_a_session_as_ctrl_c_does(grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
