@@ -358,6 +358,8 @@ class FrameSource:
             self._capture.release()
         else:  # the reading thread releases it as it ends: a read that hangs on a stalled stream is not
             self._thread.join(timeout=2)  # cut under it from this thread (OpenCV frees the GIL in there)
+        if self._timeline is not None:  # a local file's, read in milliseconds: stopped, nothing holds the file
+            self._timeline.join(timeout=2)
 
     def _put(self, item: Frame | None, keep: bool = False) -> float:
         """Queue a frame for the pipeline (None: the end); return the seconds it waited for room. A frame

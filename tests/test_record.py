@@ -654,6 +654,21 @@ def test_a_take_is_as_long_as_its_limit(grid_s1: Path, tmp_path: Path):
     assert len(capture_take(options, lambda image: None, words=6).images) == 25
 
 
+def test_a_sound_that_cannot_be_opened_leaves_the_camera_closed(grid_s1: Path, tmp_path: Path):
+    """The take's sound fails to open (its file unreadable): the camera's stand-in, opened first, is closed
+    again, not left holding its file."""
+    from realtime.record import capture_take
+    from tests.test_live import open_files
+
+    video = tmp_path / f"{CLIP}.mp4"
+    shutil.copy(grid_s1 / "video" / f"{CLIP}.mp4", video)
+    (tmp_path / "noise.wav").write_bytes(b"not a sound file")
+    options = stand_in(grid_s1, tmp_path / "grid", source=str(video), audio_file=str(tmp_path / "noise.wav"))
+    with pytest.raises(AudioError):
+        capture_take(options, lambda image: None, words=6)
+    assert str(video) not in open_files()
+
+
 def test_a_clip_saved_as_a_second_take_stands_in_with_its_sentence():
     """record names a second clip of a sentence bbaf2n_2: as a stand-in it still says its sentence."""
     from realtime.record import own_sentence
