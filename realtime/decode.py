@@ -94,7 +94,9 @@ class Grammar:
         out = set()
         for slot, partial in state:
             if ch == " ":
-                if partial in self.slots[slot]:
+                if partial == "":  # a space before any word, or after one's own: a pause, no word ended
+                    out.add((slot, ""))
+                elif partial in self.slots[slot]:
                     nxt = slot + 1
                     if nxt == len(self.slots):
                         if not self.cyclic:

@@ -69,6 +69,15 @@ def test_cyclic_grammar_reads_a_window_that_starts_mid_sentence() -> None:
     assert grammar_search(matrix("r_e_d_ _s_e_t"), V).text == "red set"
 
 
+def test_grammar_reads_spaces_before_a_word_and_between_words_as_pauses() -> None:
+    """A window that starts on a space (right-context decodes from just after a committed word) or holds
+    two in a row: the grammar reads them as the pause they are, not as a word made up to explain them."""
+    for path in (" _ _b_i_n", "b_i_n_ _ _ _b_l_u_e", " _ _ _"):
+        logp = matrix(path, sharp=0.6)
+        assert beam_search(logp, V, 32, Grammar()).text == greedy(logp, V).text, path
+        assert grammar_search(logp, V).text == greedy(logp, V).text, path
+
+
 def test_decode_by_name() -> None:
     logp = matrix("b_i_n")
     assert {decode(logp, name, V).text for name in ("greedy", "beam", "grammar")} == {"bin"}
