@@ -64,8 +64,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"most frames the model reads at once, {SHORTEST_WINDOW} to {LONGEST_WINDOW}: a phrase must "
                         f"fit (default {LiveOptions.window})")
     p.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
-                   help=f"update the captions every N frames (default {LiveOptions.hop}); at most half the window, "
-                        "or with --policy right-context the window less the right context")
+                   help=f"update the captions every N frames (default {LiveOptions.hop}); at most half the window")
     add_policy(p)
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
                    help=f"ONNX Runtime threads, up to {MOST_THREADS} (default: all cores)")

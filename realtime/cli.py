@@ -240,14 +240,16 @@ fraction_below_one = within(0, 1, below=True)  # a rate or momentum
 def window_problem(options: LiveOptions) -> str | None:
     """Why a live window cannot be read with this hop, or None. Pause and local-agreement decode each read
     whole, so a word is read whole only where two reads overlap by its length: reads at most half the
-    window apart. Right-context keeps what each read settles, so its reads may be as far apart as the
-    window less the right context; and a right context as long as the window would let no frame settle."""
+    window apart. Right-context keeps what each read settles, but a read that starts at the frames the last
+    one left unsettled takes them for a sentence's start, and guesses (at hops past two thirds of the window,
+    words are lost): the same half window. A right context as long as the window would let no frame settle,
+    and one longer than the window less the hop lets frames leave it before they settle."""
     window, hop, policy, right_context = (options.window, options.hop, options.policy.policy,
                                           options.policy.right_context)
+    if hop > window // 2:
+        return (f"--hop must not exceed half the window ({window // 2} frames with --policy {policy}), "
+                "or words between two reads are read in parts")
     if policy != "right-context":
-        if hop > window // 2:
-            return (f"--hop must not exceed half the window ({window // 2} frames with --policy {policy}), "
-                    "or words between two reads are read in parts")
         return None
     if right_context >= window:
         return f"--right-context must be less than the window ({window} frames)"
