@@ -127,7 +127,6 @@ def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = 8,
     """
     blank = vocabulary.blank
     charset = vocabulary.charset
-    space = charset.index(" ")
     start: State = grammar.start() if grammar else None
     # key: (prefix of class ids, grammar state) -> [logp ending in blank, logp ending in non-blank, frames]
     beams: dict[tuple[tuple[int, ...], State], list] = {((), start): [0.0, -math.inf, ()]}
@@ -151,14 +150,6 @@ def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = 8,
             if last is not None:
                 add((prefix, state), -math.inf, pnb + float(row[last]), frames)
             for c in candidates:
-                if c == space and (last is None or last == space):
-                    # A space before any word, or a second after a blank, reads as no word: the same text,
-                    # so the same hypothesis (its probability summed, not split over spellings of one text).
-                    if last is None:
-                        add((prefix, state), total + float(row[c]), -math.inf, frames)
-                    else:
-                        add((prefix, state), -math.inf, pb + float(row[c]), frames)
-                    continue
                 if grammar is not None:
                     new_state = grammar.step(state, charset[c])
                     if not new_state:

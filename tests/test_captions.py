@@ -13,6 +13,7 @@ import pytest
 
 from realtime.captions import POLICIES, CaptionPolicy, PolicyOptions, make_policy
 from realtime.decode import greedy
+from realtime.grid import sentence_from_code
 from tests.test_decode import V, matrix
 from tests.test_live import clip, run_headless
 
@@ -198,6 +199,14 @@ def test_reads_as_far_apart_as_the_window_allows_lose_no_frame(name: str, lead: 
         stream(logp, policy, window=window, hop=hop)
         assert policy.flush().committed == "bin blue at f two now", hop
         assert committed_words(policy) == spoken_words(logp), hop
+
+
+@pytest.mark.parametrize("clip_name", ["bbaf2n", "bbal7s"])
+def test_right_context_with_the_grammar_reads_no_word_twice(clip_name: str, tmp_path: Path) -> None:
+    """Right-context decodes each frozen stretch from just after the last committed word: it starts on a
+    space, which the grammar reads as a pause (it had made up a word to explain it: `at f f two`)."""
+    code, lines = run_headless(tmp_path, clip(clip_name), "--policy", "right-context", "--decoder", "grammar")
+    assert code == 0 and lines[-1]["text"] == sentence_from_code(clip_name)
 
 
 # Four sentences of one take (no cut between them, so one stream), as the live loop reads a talk.

@@ -78,16 +78,6 @@ def test_grammar_reads_spaces_before_a_word_and_between_words_as_pauses() -> Non
         assert grammar_search(logp, V).text == greedy(logp, V).text, path
 
 
-def test_beam_sums_a_text_s_spellings_with_a_leading_space() -> None:
-    """Frame 0: space .3, blank .3, "e" .4; then "a". The text "a" (read " a" or "_a") has probability .6,
-    "ea" .4: the leading space is no word, so its paths are the text's, not another hypothesis's."""
-    logp = np.full((2, V.size), -30.0)
-    logp[0, [V.charset.index(" "), V.blank, V.charset.index("e")]] = np.log([0.3, 0.3, 0.4])
-    logp[1, V.charset.index("a")] = 0.0
-    hyp = beam_search(logp, V, width=8)
-    assert hyp.text == "a" and math.isclose(math.exp(hyp.logp), 0.6, rel_tol=1e-4)
-
-
 def test_decode_by_name() -> None:
     logp = matrix("b_i_n")
     assert {decode(logp, name, V).text for name in ("greedy", "beam", "grammar")} == {"bin"}
