@@ -206,11 +206,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="read as fast as possible (accuracy only: latencies then include queueing)")
     add_policy(parser)
     add_decoder(parser)
+    parser.checks.append(lambda a: window_problem(LiveOptions(hop=a.hop, policy=policy_options(a))))
     args = parser.parse_args(argv)
     options = LiveOptions(hop=args.hop, policy=policy_options(args))
-    problem = window_problem(options)
-    if problem:
-        parser.error(problem)
     if args.plot and args.plot.suffix.lower() != ".png":
         parser.error("--plot must name a .png file")
     if args.plot and importlib.util.find_spec("matplotlib") is None:  # the runtime alone has no plotting

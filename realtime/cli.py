@@ -77,23 +77,36 @@ def interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt
 
 
+StopHandler = Callable[[int, Any], Any]
+
+
+@contextlib.contextmanager
+def _stop_handlers(make: Callable[[StopHandler], StopHandler]) -> Iterator[dict[signal.Signals, StopHandler]]:
+    """SIGINT's and SIGTERM's handlers, where the command has one of its own (not SIG_DFL or SIG_IGN), each
+    replaced by `make` of it for the block (on the main thread, the only one signals reach); the ones
+    replaced, which are back after it."""
+    if threading.current_thread() is not threading.main_thread():
+        yield {}
+        return
+    previous = {s: handler for s in (signal.SIGINT, signal.SIGTERM) if callable(handler := signal.getsignal(s))}
+    for s, handler in previous.items():
+        signal.signal(s, make(handler))
+    try:
+        yield previous
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 @contextlib.contextmanager
 def held_interrupts() -> Iterator[None]:
     """Ctrl-C, and SIGTERM where the command takes it as one, wait until the block is done: files that
     belong together (a clip and its manifest line, a checkpoint's models and state) are written together.
     Then each signal that came goes to the handler the block found: one that raises KeyboardInterrupt
     raises it, and run_live's start-up handler, which only notes a stop, notes it."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
     pressed: list[int] = []
-    raising = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]  # not SIG_DFL, SIG_IGN
-    previous = {s: signal.signal(s, lambda number, _: pressed.append(number)) for s in raising}
-    try:
+    with _stop_handlers(lambda handler: lambda number, frame: pressed.append(number)) as previous:
         yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     for number in dict.fromkeys(pressed):  # each signal once, in the order they came
         previous[signal.Signals(number)](number, None)
 
@@ -106,28 +119,18 @@ def kept_stop_requests() -> Iterator[Callable[[], None]]:
     function given raises KeyboardInterrupt for a request that came, at a point the work chooses."""
     asked: list[int] = []
 
-    def check() -> None:
-        if asked:
-            raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield check
-        return
-    previous = {s: handler for s in (signal.SIGINT, signal.SIGTERM) if callable(handler := signal.getsignal(s))}
-
-    def noted(handler: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+    def noted(handler: StopHandler) -> StopHandler:
         def handle(number: int, frame: Any) -> Any:
             asked.append(number)
             return handler(number, frame)
         return handle
 
-    for s, handler in previous.items():
-        signal.signal(s, noted(handler))
-    try:
+    def check() -> None:
+        if asked:
+            raise KeyboardInterrupt
+
+    with _stop_handlers(noted):
         yield check
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 def stops_like_ctrl_c(main: Callable[..., int]) -> Callable[..., int]:
