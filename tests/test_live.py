@@ -235,7 +235,7 @@ def test_outputs_go_into_folders_made_for_them(tmp_path: Path) -> None:
                           "--srt", str(srt), "--jsonl", str(jsonl)])
     assert code == 0
     final = json.loads(jsonl.read_text().splitlines()[-1])
-    assert final["text"] and final["text"].split()[-1] in srt.read_text()
+    assert final["text"] and cue_words(srt) == final["text"].split()
 
 
 def test_an_output_that_cannot_be_written_is_refused_before_the_run(tmp_path: Path,
@@ -1074,6 +1074,8 @@ class _MjpegCamera:
 
         jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in read_frames(path)]
         served = {"takes": 0}
+        camera = self
+        self.sent: list[float] = []  # when each frame was written (monotonic clock)
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -1087,6 +1089,7 @@ class _MjpegCamera:
                 for jpeg in jpegs:
                     self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n%s\r\n"
                                      % (len(jpeg), jpeg))
+                    camera.sent.append(time.monotonic())
                     time.sleep(0.04)
 
             def log_message(self, *args: object) -> None:
@@ -1102,19 +1105,18 @@ class _MjpegCamera:
         self.server.server_close()
 
 
-def test_falling_behind_is_said_as_it_happens(capsys: pytest.CaptureFixture) -> None:
-    """A clip played at its fps and decoded by the grammar's widest beam, which re-reads each phrase on
-    every frame (on this 2-core machine it falls behind within a second): the first dropped frame is
-    told at once, with what to lower, and the total at the end; a run that keeps up says neither, and
-    the test is skipped there."""
-    code = run_live.main(["--source", str(clip(CLIPS[0])), "--model", str(MODEL), "--headless", "--decoder",
-                          "grammar", "--beam-width", "512"])
+def test_falling_behind_is_said_as_it_happens(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    """A real clip as a 960 fps slow-motion video, played at its fps: a frame comes every 1 ms, faster
+    than any machine tracks and reads one, so frames are dropped. The first dropped frame is told at once,
+    with what to lower, and the total at the end."""
+    fast = tmp_path / "slow-motion.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(clip(CLIPS[0])), "-vf",
+                    "setpts=N/(960*TB)", "-r", "960", "-an", str(fast)], check=True)
+    code = run_live.main(["--source", str(fast), "--model", str(MODEL), "--headless", "--decoder", "grammar"])
     said = capsys.readouterr().err.splitlines()
     told = [line for line in said if "fell behind at" in line]
     total = [line for line in said if line.endswith("frames dropped (processing fell behind)")]
-    assert code == 0 and len(told) == len(total) <= 1, said
-    if not told:  # reported as a skip, not a pass: the message was not checked
-        pytest.skip("this machine kept up with the widest beam: no frame was dropped, so nothing was told")
+    assert code == 0 and len(told) == len(total) == 1, said
     assert said.index(told[0]) < said.index(total[0])
     assert told[0].endswith("frames are dropped, and reading suffers (a smaller --beam-width, or --decoder "
                             "greedy, decodes faster)")
@@ -1132,7 +1134,9 @@ def test_a_network_camera_without_timestamps_is_stamped_by_the_clock() -> None:
         camera.close()
     t = np.array([f.t for f in frames])
     assert t[0] >= 0 and np.all(np.diff(t) >= 0)
-    assert np.median(np.diff(t)) == pytest.approx(0.04, abs=0.01)
+    # Stamped at the pace they were sent, however the loaded machine paced the sending.
+    gaps, sent_gaps = np.diff(t), np.diff(camera.sent[:len(t)])
+    assert np.median(np.abs(gaps - sent_gaps)) < 0.02, (gaps, sent_gaps)
 
 
 def test_camera_that_stops_delivering_is_retried_then_ends_cleanly(tmp_path: Path) -> None:
@@ -1145,7 +1149,11 @@ def test_camera_that_stops_delivering_is_retried_then_ends_cleanly(tmp_path: Pat
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert camera.served["takes"] == 2  # it reconnected once after the first stream ended
     assert code == run_live.EXIT_SOURCE_ENDED
-    assert lines[-1]["final"] is True and lines[-1]["text"]
+    assert lines[-1]["final"] is True
+    said = sentence_from_code(CLIPS[0])
+    # Both takes were read (one alone would miss 6 words of 12); a take read live on a busy machine may miss a
+    # word or two.
+    assert jiwer.wer(f"{said} {said}", lines[-1]["text"]) <= 4 / 12, lines[-1]["text"]
 
 
 def test_moving_lips_follow_the_words_of_a_real_clip() -> None:

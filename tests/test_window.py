@@ -166,7 +166,7 @@ def test_a_large_video_opens_at_a_size_that_fits_and_captions_keep_their_share_o
 def x_server() -> Iterator[tuple[dict[str, str], subprocess.Popen]]:
     """A real X server (Xvfb): the environment that opens windows on it, and its process."""
     if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
-        pytest.skip("Xvfb and xdotool are installed by ./lipstream; run the suite through it")
+        pytest.fail("Xvfb and xdotool are missing: ./lipstream installs them; run the suite through it", pytrace=False)
     ready, told = os.pipe()  # Xvfb writes its display number here once it accepts clients
     xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(told), "-screen", "0", "1024x768x24"], pass_fds=(told,),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
