@@ -570,6 +570,12 @@ def test_a_stop_held_through_a_block_goes_to_the_handler_the_block_found():
                 signal.raise_signal(signal.SIGINT)
                 finished = True
         assert finished
+        # A block that fails after the Ctrl-C hands it on as well: the error it raised is its context.
+        with pytest.raises(KeyboardInterrupt) as stopped:
+            with held_interrupts():
+                signal.raise_signal(signal.SIGINT)
+                raise OSError("disk full")
+        assert isinstance(stopped.value.__context__, OSError)
     finally:
         signal.signal(signal.SIGINT, previous)
 
