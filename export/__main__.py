@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=named_path, default=CACHE,
                         help="mouth-crop cache with real windows for the parity gate")
     parser.add_argument("--opset", type=int, choices=range(13, MAX_OPSET + 1), default=OPSET, metavar="N",
-                        help=f"ONNX opset, 13 to {MAX_OPSET} (default {OPSET})")
+                        help=f"ONNX opset, 13 to {MAX_OPSET}")
     parser.add_argument("--int8", action="store_true", help="also write an int8 variant (CPU)")
     parser.add_argument("--fp16", action="store_true", help="also write an fp16 variant (GPU)")
     args = parser.parse_args(argv)

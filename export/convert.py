@@ -53,7 +53,8 @@ def _traced(traced: TracedFunction, opset: int) -> onnx.ModelProto:
     import tf2onnx
 
     function, signature = traced
-    with native_stderr(keep=lambda line: not _ABSL_INFO.match(line)):  # tf2onnx runs grappler, whose INFO lines go through absl
+    # tf2onnx runs grappler, whose INFO lines go through absl
+    with native_stderr(keep=lambda line: not _ABSL_INFO.match(line)):
         return tf2onnx.convert.from_function(function, input_signature=signature, opset=opset)[0]
 
 

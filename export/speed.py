@@ -26,12 +26,13 @@ from realtime.files import run_command
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m export.speed", description=summary(__doc__))
     parser.add_argument("--model", type=model_path, required=True,
-                        help="a lipstream .keras model (a bare name such as lipstream-lite.keras names the bundled one)")
+                        help="a lipstream .keras model (a bare name such as lipstream-lite.keras names the bundled "
+                             "one)")
     parser.add_argument("--onnx", type=model_path,
                         help="its export (default: the .onnx beside --model; a bare name such as "
                              "lipstream-lite.int8.onnx names a bundled variant)")
-    parser.add_argument("--cache", type=named_path, default=CACHE, help=f"mouth-crop cache (default {CACHE})")
-    parser.add_argument("--repeats", type=at_least(1), default=30, help="timed calls of each (default 30)")
+    parser.add_argument("--cache", type=named_path, default=CACHE, help="mouth-crop cache")
+    parser.add_argument("--repeats", type=at_least(1), default=30, help="timed calls of each")
     args = parser.parse_args(argv)
     onnx_path = args.onnx or args.model.with_suffix(".onnx")
     if problem := missing(((args.model, "model"), (onnx_path, "ONNX model"), (args.cache, A_CACHE))):

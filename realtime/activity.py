@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from realtime.crop import LIPS
+from realtime.crop import LIPS, MOUTH_CORNERS
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,6 @@ def active_span(values: np.ndarray, frame_seconds: float, options: ActivityOptio
 # voice (they shape the first sound), and close within a frame of the last word's end.
 LIP_ACTIVITY = ActivityOptions(margin=0.02)
 
-_CORNERS = (LIPS.index(61), LIPS.index(291))
 _INNER_TOP = [LIPS.index(i) for i in (82, 13, 312)]
 _INNER_BOTTOM = [LIPS.index(i) for i in (87, 14, 317)]
 
@@ -83,7 +82,7 @@ _INNER_BOTTOM = [LIPS.index(i) for i in (87, 14, 317)]
 def mouth_opening(lips: np.ndarray) -> np.ndarray:
     """(T, 40, 2) lip landmarks -> (T,) inner-lip gap over mouth width, so distance to the camera cancels."""
     lips = np.asarray(lips, dtype=np.float64)
-    width = np.linalg.norm(lips[:, _CORNERS[0]] - lips[:, _CORNERS[1]], axis=-1)
+    width = np.linalg.norm(lips[:, MOUTH_CORNERS[0]] - lips[:, MOUTH_CORNERS[1]], axis=-1)
     gap = np.linalg.norm(lips[:, _INNER_TOP] - lips[:, _INNER_BOTTOM], axis=-1).mean(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return gap / width

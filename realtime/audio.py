@@ -22,6 +22,7 @@ import numpy as np
 from realtime.activity import ActivityOptions, Span, active_span
 
 Callback = Callable[[np.ndarray, int, Any], None]
+RATE = 16000  # samples a second sound is read at: the voice activity detector and the speech features are tuned to it
 BLOCK_MS = 20.0  # the blocks both streams deliver
 
 
@@ -33,7 +34,7 @@ class NoAudioTrack(AudioError):
     """A file with no sound at all, as opposed to sound that could not be read this time."""
 
 
-def read_audio(path: Path | str, rate: int = 16000) -> np.ndarray:
+def read_audio(path: Path | str, rate: int = RATE) -> np.ndarray:
     """The first audio track of any file FFmpeg reads (GRID's mp4s carry 16 kHz AAC), float32 mono at `rate`,
     on the file's timeline: sample k is heard k / rate seconds from the file's start, where a video's frames
     are timed from too (capture.video_timeline), so a sound track that starts late is preceded by silence."""
@@ -124,7 +125,7 @@ WITHOUT_MICROPHONE = "; to record from a file instead, use --audio-file FILE, or
 class MicrophoneStream(_Stream):
     """The default input device through sounddevice, at `rate`."""
 
-    def __init__(self, callback: Callback, rate: int = 16000):
+    def __init__(self, callback: Callback, rate: int = RATE):
         super().__init__(callback, rate)
         try:
             import sounddevice  # imported here: it needs the PortAudio library, which only recording does
@@ -157,7 +158,7 @@ class FileAudioStream(_Stream):
     """Stands in for a microphone: a file's sound, delivered through the callback in blocks on a thread,
     each once all its samples would have been heard (`realtime`), or as fast as the consumer takes them."""
 
-    def __init__(self, path: Path | str, callback: Callback, rate: int = 16000, realtime: bool = True):
+    def __init__(self, path: Path | str, callback: Callback, rate: int = RATE, realtime: bool = True):
         super().__init__(callback, rate)
         self.samples = read_audio(path, rate)
         self.realtime = realtime

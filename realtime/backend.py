@@ -116,7 +116,8 @@ def unreadable_reason(error: Exception) -> str:
     and the path before "failed:" ("Protobuf parsing failed.", "Unsupported model IR version: 11, max
     supported IR version: 10"), or the error's type when it says nothing."""
     text = " ".join(str(error).split())
-    reason = text.split("failed:", 1)[-1] if "failed:" in text else re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)
+    reason = (text.split("failed:", 1)[-1] if "failed:" in text
+              else re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text))
     reason = reason.strip()
     return (reason[:200] + "…" if len(reason) > 200 else reason) or type(error).__name__
 
@@ -175,8 +176,8 @@ class OnnxModel:
         if isinstance(frames[1], int):  # live slides and grows windows, so no one length can be fixed
             raise ModelLoadError(f"{self.path} reads windows of {frames[1]} frames only, and lipstream reads "
                                  "windows of any length: re-export with python -m export, which leaves time free")
-        if self.full.get_outputs()[0].shape[-1] != classes:
-            raise ModelLoadError(f"{self.path} reads {self.full.get_outputs()[0].shape[-1]} classes, but its metadata's "
+        if (read := self.full.get_outputs()[0].shape[-1]) != classes:
+            raise ModelLoadError(f"{self.path} reads {read} classes, but its metadata's "
                                  f"charset makes {classes}: re-export with python -m export")
         if self.step is not None:
             features = next((o.shape for o in self.step.get_outputs() if o.name == FEATURES), [None, None])

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
+from typing import Any
 
 import cv2
 import numpy as np
@@ -209,7 +210,7 @@ class Video:
                                else cv2.INTER_LINEAR)
         return ok, image
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.capture, name)
 
 

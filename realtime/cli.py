@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec
 
 from realtime.captions import POLICIES, PolicyOptions
 from realtime.decode import BEAM_WIDTH, DECODERS
@@ -137,10 +137,13 @@ def kept_stop_requests() -> Iterator[Callable[[], None]]:
         yield check
 
 
-def stops_like_ctrl_c(main: Callable[..., int]) -> Callable[..., int]:
+Params = ParamSpec("Params")
+
+
+def stops_like_ctrl_c(main: Callable[Params, int]) -> Callable[Params, int]:
     """A command's main, with SIGTERM taken as Ctrl-C while it runs (and the earlier handler back after)."""
     @functools.wraps(main)
-    def run(*args: object, **kwargs: object) -> int:
+    def run(*args: Params.args, **kwargs: Params.kwargs) -> int:
         previous = signal.signal(signal.SIGTERM, interrupt)
         try:
             return main(*args, **kwargs)
@@ -149,7 +152,7 @@ def stops_like_ctrl_c(main: Callable[..., int]) -> Callable[..., int]:
     return run
 
 
-def interruptible(main: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+def interruptible(main: Callable[[list[str] | None], int]) -> Callable[..., int]:
     """A command that writes its results at its end, with Ctrl-C (or SIGTERM) mid-run one line and exit
     130, not a traceback from wherever the work was."""
     @stops_like_ctrl_c

@@ -20,6 +20,7 @@ SUBNASALE = 2
 LIPS_OUTER = (61, 146, 91, 181, 84, 17, 314, 405, 321, 375, 291, 409, 270, 269, 267, 0, 37, 39, 40, 185)
 LIPS_INNER = (78, 95, 88, 178, 87, 14, 317, 402, 318, 324, 308, 415, 310, 311, 312, 13, 82, 81, 80, 191)
 LIPS = LIPS_OUTER + LIPS_INNER
+MOUTH_CORNERS = (LIPS.index(61), LIPS.index(291))  # where the mouth's corners are in a row of `LIPS`
 
 
 def is_number(value: object) -> bool:

@@ -118,11 +118,17 @@ class Grammar:
         return False
 
 
-def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = 8,
-                grammar: Grammar | None = None, prune: float = -8.0) -> Hypothesis:
+DECODERS = ("greedy", "beam", "grammar")
+BEAM_WIDTH = {"beam": 8, "grammar": 32}
+PRUNE = -8.0  # log-probability below which a class is not tried as an extension: CTC output is peaky
+# The log-likelihood ratio per frame of the free reading over the GRID one past which speech is not GRID.
+FALLBACK_NATS_PER_FRAME = 0.15
+
+
+def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = BEAM_WIDTH["beam"],
+                grammar: Grammar | None = None) -> Hypothesis:
     """CTC prefix beam search; with a grammar, only prefixes the grammar allows survive.
 
-    Classes below `prune` log-probability at a frame are not tried as extensions (CTC output is peaky).
     Returns an empty hypothesis with logp -inf when the grammar admits no complete reading.
     """
     blank = vocabulary.blank
@@ -132,7 +138,7 @@ def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = 8,
     beams: dict[tuple[tuple[int, ...], State], list] = {((), start): [0.0, -math.inf, ()]}
     for t in range(len(logp)):
         row = logp[t]
-        candidates = [int(c) for c in np.nonzero(row > prune)[0] if c != blank]
+        candidates = [int(c) for c in np.nonzero(row > PRUNE)[0] if c != blank]
         nxt: dict[tuple[tuple[int, ...], State], list] = {}
 
         def add(key: tuple, pb: float, pnb: float, frames: tuple[int, ...]) -> None:
@@ -169,12 +175,12 @@ def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = 8,
     return _hypothesis(chars, _logaddexp(pb, pnb))
 
 
-def grammar_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = 32,
-                   grammar: Grammar = Grammar(), fallback_nats_per_frame: float = 0.15) -> Hypothesis:
+def grammar_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = BEAM_WIDTH["grammar"],
+                   grammar: Grammar = Grammar()) -> Hypothesis:
     """The GRID reading of the frames, unless free text is far more likely: then the free reading.
 
     Speech that is not GRID makes the constrained hypothesis much less likely than the free one;
-    past `fallback_nats_per_frame` (log-likelihood ratio per frame) the free text is returned.
+    past FALLBACK_NATS_PER_FRAME the free text is returned.
     The constrained search needs a wider beam than free text: with 8 prefixes, readings such as
     "s eight" heard as "sight" fill the beam with prefixes the grammar later rejects (measured on the
     validation clips: width 8 found no GRID reading for 5 of 53 clips, 32 for none; 64 reads the same).
@@ -182,13 +188,9 @@ def grammar_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = 32,
     constrained = beam_search(logp, vocabulary, width, grammar)
     free = beam_search(logp, vocabulary, width)
     frames = max(len(logp), 1)
-    if constrained.logp == -math.inf or (free.logp - constrained.logp) / frames > fallback_nats_per_frame:
+    if constrained.logp == -math.inf or (free.logp - constrained.logp) / frames > FALLBACK_NATS_PER_FRAME:
         return free
     return constrained
-
-
-DECODERS = ("greedy", "beam", "grammar")
-BEAM_WIDTH = {"beam": 8, "grammar": 32}
 
 
 def decode(logp: np.ndarray, decoder: str, vocabulary: Vocabulary,

@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from realtime.cli import held_interrupts
 from realtime.exits import EXIT_USAGE
@@ -77,7 +77,7 @@ class KeptStream:
                 self.error = e
                 silence(self.stream)
 
-    def __getattr__(self, name: str) -> object:
+    def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)
 
 

@@ -39,7 +39,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable
@@ -48,8 +48,8 @@ import av
 import numpy as np
 
 from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
-from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions, detect_speech,
-                            read_audio)
+from realtime.audio import (RATE, AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions,
+                            detect_speech, read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, local_path
 from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
@@ -85,7 +85,7 @@ class RecordOptions:
     # Below fastest_word, which waits for more: it also judges takes cut by the time limit and --silent.
     shortest_word: float = 0.12
     attempts: int = 3  # takes of one prompt before it is given up
-    rate: int = 16000
+    rate: int = RATE
     fast: bool = False  # stand-ins read as fast as they are taken, not paced at real time
     vad: VadOptions = field(default_factory=VadOptions)
     lips: ActivityOptions = LIP_ACTIVITY
@@ -106,6 +106,27 @@ class Cut:
     first: int
     last: int
     span: Span  # seconds from the clip's first frame
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """A saved clip's line in manifest.jsonl: what was prompted, and how the clip was cut and timed."""
+
+    name: str  # the clip's file names: the sentence's GRID code, _2, _3 when repeated
+    text: str  # the sentence prompted
+    prompt: int  # its place in the prompt order, which a later session goes on from
+    seed: int  # the prompt order (--seed)
+    fps: int
+    frames: int
+    take_start: float  # seconds into the take the clip begins
+    speech: tuple[float, float]  # the spoken span, seconds from the clip's first frame
+    alignment: str  # "estimated": the align file spreads the words evenly over the spoken span
+    mode: str  # "voice", or "silent" (the lips gave the span)
+    source: str  # the camera, or the video standing in for it
+    audio: str  # the sound file standing in for the microphone, "microphone", or "none"
+
+    def line(self) -> str:
+        return json.dumps(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -300,9 +321,9 @@ def write_video(path: Path, images: list[np.ndarray], audio: np.ndarray, rate: i
         container.mux(sound.encode())
 
 
-def save_clip(folder: Path, name: str, take: Take, cut: Cut, entry: dict, rate: int) -> None:
+def save_clip(folder: Path, take: Take, cut: Cut, entry: ManifestEntry, rate: int) -> None:
     """Write one clip and its manifest line; on any failure or interruption, nothing of it is left."""
-    video, align = folder / "video" / f"{name}.mp4", folder / "align" / f"{name}.align"
+    video, align = folder / "video" / f"{entry.name}.mp4", folder / "align" / f"{entry.name}.align"
     tmp = video.with_name(video.name + ".tmp")
     for made in (video, align):
         made.parent.mkdir(parents=True, exist_ok=True)
@@ -312,13 +333,13 @@ def save_clip(folder: Path, name: str, take: Take, cut: Cut, entry: dict, rate: 
     try:
         write_video(tmp, images, np.pad(audio, (0, last - first - len(audio))), rate)
         with held_interrupts():
-            write_text(align, estimated_align(entry["text"].split(), cut.span, len(images)))
+            write_text(align, estimated_align(entry.text.split(), cut.span, len(images)))
             tmp.replace(video)
             manifest = folder / "manifest.jsonl"
             size = manifest.stat().st_size if manifest.exists() else 0
             try:
                 with manifest.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps(entry) + "\n")
+                    f.write(entry.line() + "\n")
             except OSError:  # a full disk: the clip goes too, as a later session reads on from its lines
                 video.unlink()
                 if manifest.is_file():
@@ -440,13 +461,12 @@ def record(options: RecordOptions) -> Session:
                         rejected.append(cut)
                         continue
                     name = clip_name(text, taken)
-                    entry = {"name": name, "text": text, "prompt": number, "seed": seed, "fps": GRID_FPS,
-                             "frames": cut.last - cut.first, "take_start": round(cut.first / GRID_FPS, 3),
-                             "speech": [round(cut.span.start, 3), round(cut.span.end, 3)],
-                             "alignment": "estimated", "mode": "silent" if options.silent else "voice",
-                             "source": options.source,
-                             "audio": options.audio_file or ("microphone" if options.sound else "none")}
-                    save_clip(folder, name, take, cut, entry, options.rate)
+                    entry = ManifestEntry(
+                        name, text, number, seed, GRID_FPS, cut.last - cut.first, round(cut.first / GRID_FPS, 3),
+                        (round(cut.span.start, 3), round(cut.span.end, 3)), "estimated",
+                        "silent" if options.silent else "voice", options.source,
+                        options.audio_file or ("microphone" if options.sound else "none"))
+                    save_clip(folder, take, cut, entry, options.rate)
                     taken.add(name)
                     saved.append(name)
                     log(f"saved {name}")
@@ -490,9 +510,9 @@ def _exit_code(e: Exception) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.record", description=summary(__doc__))
     parser.add_argument("--out", type=named_path, required=True, help="GRID folder to add the clips to")
-    parser.add_argument("--speaker", type=folder_name, default="me", help="the speaker's folder name")
-    parser.add_argument("--count", type=at_least(1), default=10, help="clips to record")
-    parser.add_argument("--source", type=named, default="0",
+    parser.add_argument("--speaker", type=folder_name, default=RecordOptions.speaker, help="the speaker's folder name")
+    parser.add_argument("--count", type=at_least(1), default=RecordOptions.count, help="clips to record")
+    parser.add_argument("--source", type=named, default=RecordOptions.source,
                         help="camera index, or a video file standing in for the camera")
     parser.add_argument("--audio-file", type=named,
                         help="a sound file (or a video's sound) standing in for the microphone")

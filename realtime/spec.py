@@ -35,11 +35,13 @@ class ModelSpecError(ValueError):
 
 @dataclass(frozen=True)
 class ModelSpec:
+    """What a model reads and writes, as its metadata records it: the one source of the runtime's settings."""
+
+    context: int  # frames of temporal context each side in the convolutional front end (its configuration's)
     vocabulary: Vocabulary = field(default_factory=Vocabulary)
     fps: float = GRID_FPS
     crop: CropSpec = field(default_factory=CropSpec)
     normalisation: str = NORMALISATION
-    context: int = 3  # frames of temporal context each side in the convolutional front end
     config: str = ""
     version: str = ""
     val_cer: float | None = None

@@ -351,7 +351,8 @@ class MouthTracker:
             return False
         last = self._last  # the face's surroundings, where a cut shows even when the face is a small part
         x0, y0, x1, y1 = (0, 0, grey.shape[1], grey.shape[0]) if last is None else \
-            view_around(np.array([last.cx, last.cy, last.cx, last.cy]), self.options.view_faces * last.width, grey.shape)
+            view_around(np.array([last.cx, last.cy, last.cx, last.cy]), self.options.view_faces * last.width,
+                        grey.shape)
 
         def thumbnail(image: np.ndarray) -> np.ndarray:
             return cv2.resize(image[y0:y1, x0:x1], (64, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -435,16 +436,16 @@ class MouthTracker:
                     points = self._choose(self._landmarks(rgb, self._around(box, (h, w)), afresh=True), (h, w))
             raw = None if points is None else pose_from_landmarks(points, spec)
         landmarked = time.perf_counter()
-        timing = {"landmark_ms": (landmarked - started) * 1e3}
+        landmark_ms = (landmarked - started) * 1e3
         if points is None:
             self._raw, self._step, self._box = None, np.zeros(2), None
             if self._last is not None and t - self._last_seen <= self.options.hold_seconds:
                 pose = self._last
                 crop = crop_mouth(frame_bgr, pose, spec)
-                return TrackResult(t, crop, pose, crop_box(pose, spec), None, 0.0, "held", 0, **timing,
+                return TrackResult(t, crop, pose, crop_box(pose, spec), None, 0.0, "held", 0, landmark_ms,
                                    crop_ms=(time.perf_counter() - landmarked) * 1e3)
             self.reset()
-            return TrackResult(t, None, None, None, None, 0.0, "no_face", 0, **timing)
+            return TrackResult(t, None, None, None, None, 0.0, "no_face", 0, landmark_ms)
 
         self._view = self._next_view(points, view, (h, w))
         # a face far from where it was and from where its motion would have taken it is another face
@@ -466,7 +467,7 @@ class MouthTracker:
         self._last, self._last_seen = pose, t
         crop = crop_mouth(frame_bgr, pose, spec)
         return TrackResult(t, crop, pose, crop_box(pose, spec), points[list(LIPS), :2].astype(np.float32),
-                           frontality(points), "ok", len(faces), **timing,
+                           frontality(points), "ok", len(faces), landmark_ms,
                            crop_ms=(time.perf_counter() - landmarked) * 1e3, jumped=jumped)
 
 

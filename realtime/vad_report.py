@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.audio import AudioError, VadOptions, detect_speech, read_audio
+from realtime.audio import RATE, AudioError, VadOptions, detect_speech, read_audio
 from realtime.cli import Parser, at_least, interruptible, named_path, summary
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from realtime.files import run_command
@@ -47,7 +47,7 @@ def estimated_by_record(clips: list[Clip]) -> set[Path]:
     return estimated
 
 
-def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = 16000) -> tuple[float, float]:
+def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = RATE) -> tuple[float, float]:
     """Detected minus aligned start and end of the speech, in seconds; inf when no speech was found. Align
     times count the video's frames, as training.prepare and realtime.bench read them."""
     words = [t for t in read_align(clip.align) if t.is_word]

@@ -93,7 +93,8 @@ def test_variable_frame_rate_frames_carry_their_own_times(tmp_path: Path) -> Non
     assert np.allclose([f.t for f in frames], np.array(kept) / 25, atol=1e-3)
 
 
-@pytest.mark.parametrize("name, flags", [("clip.mkv", ()), ("fragmented.mp4", ("-movflags", "frag_keyframe+empty_moov"))])
+@pytest.mark.parametrize("name, flags", [("clip.mkv", ()),
+                                         ("fragmented.mp4", ("-movflags", "frag_keyframe+empty_moov"))])
 def test_containers_that_round_their_length_up_end_cleanly(tmp_path: Path, name: str, flags: tuple[str, ...]) -> None:
     ffmpeg("-i", str(CLIP), "-c", "copy", *flags, str(tmp_path / name))
     source, frames = read_all(str(tmp_path / name))
@@ -196,7 +197,8 @@ READ_WITH_LITTLE_MEMORY = """if True:
     from realtime.capture import FrameSource, SourceOptions
     source = FrameSource(SourceOptions(source=sys.argv[1], fast=True))
     mapped = int(re.search(r"VmSize:\\s+(\\d+)", open("/proc/self/status").read()).group(1)) * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (mapped + int(sys.argv[2]) * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    resource.setrlimit(resource.RLIMIT_AS,
+                       (mapped + int(sys.argv[2]) * 2**20, resource.getrlimit(resource.RLIMIT_AS)[1]))
     kept = list(source.start())
     print(json.dumps({"frames": len(kept), "error": source.error, "failure": source.failure}))
 """
@@ -431,7 +433,8 @@ def test_a_video_url_is_played_once_at_its_own_times(served: str, fast: bool) ->
 
 def test_a_webm_without_a_length_served_over_http_is_played_once(served: str, tmp_path: Path) -> None:
     """A WebM written as a stream has no duration: its name, not its container, says it is a recording."""
-    ffmpeg("-i", str(CLIP), "-an", "-c:v", "libvpx", "-b:v", "1M", "-f", "webm", "-live", "1", str(tmp_path / "stream.webm"))
+    ffmpeg("-i", str(CLIP), "-an", "-c:v", "libvpx", "-b:v", "1M", "-f", "webm", "-live", "1",
+           str(tmp_path / "stream.webm"))
     source, frames = read_all(served.replace("clip.mp4", "stream.webm"))
     assert source.is_video and source.error is None and source.duration == 0
     assert [f.index for f in frames] == list(range(75))

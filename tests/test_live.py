@@ -298,7 +298,8 @@ def test_outputs_that_would_overwrite_the_model_or_its_streaming_parts_are_refus
     assert target.read_bytes() == before
 
 
-def test_a_model_missing_or_with_broken_streaming_parts_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_a_model_missing_or_with_broken_streaming_parts_is_refused_in_one_line(tmp_path: Path,
+                                                                               capsys: pytest.CaptureFixture) -> None:
     alone = tmp_path / "alone.onnx"
     alone.write_bytes(MODEL.read_bytes())
     broken = tmp_path / "broken.onnx"
@@ -375,7 +376,8 @@ def test_a_subtitle_file_that_fails_at_the_end_leaves_the_transcript_on_stdout(
     assert captured.out.strip() == offline(CLIPS[0])
 
 
-@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full, a file whose writes fail as on a full disk")
+@pytest.mark.skipif(not Path("/dev/full").exists(),
+                    reason="needs /dev/full, a file whose writes fail as on a full disk")
 def test_json_lines_that_cannot_be_written_leave_the_subtitles_and_the_transcript_on_stdout(
         offline: Callable[[str], str], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     srt = tmp_path / "out.srt"
@@ -820,7 +822,8 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     (["--model", "README.md", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
      "README.md is not a readable ONNX model (Protobuf parsing failed.)"),  # ONNX Runtime's reason, not its type
     (["--model", "models/lipstream-lite.keras", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
-     "is a Keras model: the runtime reads its ONNX export; use --model models/lipstream-lite.onnx, its export beside it"),
+     "is a Keras model: the runtime reads its ONNX export; use --model models/lipstream-lite.onnx, its export "
+     "beside it"),
     (["--model", "models", "--headless", "--source", str(GRID / "video" / f"{CLIPS[0]}.mp4")],
      "models is a folder: name the .onnx model in it"),
     (["--hop", "0", "--headless"], "must be 1 or more, not 0"),

@@ -26,8 +26,8 @@ from realtime.audio import (AudioError, AudioRecording, FileAudioStream, Microph
                             detect_speech, read_audio)
 from realtime.cli import interrupt
 from realtime.grid import code_from_sentence, read_align, sentence, sentence_from_code
-from realtime.record import (Cut, RecordOptions, Session, Take, choose_prompts, estimated_align, record, save_clip,
-                             write_video)
+from realtime.record import (Cut, ManifestEntry, RecordOptions, Session, Take, choose_prompts, estimated_align,
+                             record, save_clip, write_video)
 from realtime.vad_report import main as vad_report_main
 from realtime.vocab import GRID_GRAMMAR
 from tests.conftest import made_once
@@ -296,7 +296,9 @@ def test_a_manifest_that_cannot_be_written_leaves_nothing_of_the_clip(grid_s1: P
     for sub in ("video", "align", "manifest.jsonl"):
         (folder / sub).mkdir(parents=True)
     with pytest.raises(IsADirectoryError):
-        save_clip(folder, CLIP, take, Cut(0, len(images), Span(0.5, 2.5)), {"text": sentence_from_code(CLIP)}, 16000)
+        entry = ManifestEntry(CLIP, sentence_from_code(CLIP), 0, 0, 25, len(images), 0.0, (0.5, 2.5), "estimated",
+                              "voice", str(grid_s1 / "video" / f"{CLIP}.mp4"), "microphone")
+        save_clip(folder, take, Cut(0, len(images), Span(0.5, 2.5)), entry, 16000)
     assert files(folder) == []
 
 

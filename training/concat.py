@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=named_path, required=True, help="the .mp4 to write (an .align goes beside it)")
     parser.add_argument("--split", choices=("val", "all"), default="val")
     parser.add_argument("--count", type=at_least(0), default=0, help="at most this many clips (0: every one)")
-    parser.add_argument("--seconds", type=non_negative, default=0, help="stop once the video is this long, in seconds (0: no limit)")
+    parser.add_argument("--seconds", type=non_negative, default=0,
+                        help="stop once the video is this long, in seconds (0: no limit)")
     args = parser.parse_args(argv)
     existed = args.out.exists()
     try:

@@ -124,17 +124,17 @@ def main(argv: list[str] | None = None) -> int:
                              "one; default: the bundled model)")
     parser.add_argument("--data", type=named_path, required=True, help="a folder of recorded clips (GRID layout)")
     parser.add_argument("--out", type=named_path, required=True, help="run folder (new or empty)")
-    parser.add_argument("--epochs", type=at_least(1), default=8, help="epochs of training (default 8)")
+    parser.add_argument("--epochs", type=at_least(1), default=8, help="epochs of training")
     parser.add_argument("--lr", type=positive, default=1e-3,
-                        help="learning rate after warm-up, then cosine decay (default 1e-3)")
+                        help="learning rate after warm-up, then cosine decay")
     parser.add_argument("--batch-size", type=at_least(1, MOST_BATCH), default=8,
-                        help=f"clips a step, up to {MOST_BATCH} (default 8)")
+                        help=f"clips a step, up to {MOST_BATCH}")
     parser.add_argument("--steps", type=at_least(1), default=20,
-                        help="steps per epoch; a person records few clips (default 20)")
+                        help="steps per epoch; a person records few clips")
     parser.add_argument("--freeze-front-end", action="store_true", help="train the recurrent back end only")
     parser.add_argument("--val-fraction", type=fraction_below_one, default=0.2,
-                        help="share of the clips held out to choose the best epoch and report on (default 0.2)")
-    parser.add_argument("--workers", type=at_least(1), default=2, help="processes preparing the clips (default 2)")
+                        help="share of the clips held out to choose the best epoch and report on")
+    parser.add_argument("--workers", type=at_least(1), default=2, help="processes preparing the clips")
     args = parser.parse_args(argv)
 
     created, cache = not args.out.exists(), args.out / "clips.h5"

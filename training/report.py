@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from realtime.cli import Parser, interruptible, named_path, summary
-from realtime.crop import LIPS
+from realtime.crop import MOUTH_CORNERS
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, run_command
 from training.cache import complete_clips, open_cache, read_crop_spec
@@ -38,8 +38,6 @@ class CacheReport:
     lips_outside_fraction: float | None  # frames with a lip landmark outside the crop: the model misses it
     mouth_width_share: float | None  # median gap between the mouth's corners across the crop, in its widths
 
-
-_CORNERS = LIPS.index(61), LIPS.index(291)  # the mouth's corners in a cached `lips` row
 
 
 def in_box(points: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -65,7 +63,7 @@ def summarize(f: h5py.File) -> CacheReport:
     lips = np.concatenate([in_box(g["lips"][()], g["box"][()]) for _, g in clips])[tracked]
     quality = np.concatenate([g["quality"][()] for _, g in clips])[tracked]
     outside = ((lips < 0) | (lips > 1)).any(axis=(1, 2))
-    left, right = lips[:, _CORNERS[0], 0], lips[:, _CORNERS[1], 0]
+    left, right = lips[:, MOUTH_CORNERS[0], 0], lips[:, MOUTH_CORNERS[1], 0]
     return CacheReport(
         clips=len(clips), frames=len(held),
         width_cv=float(np.median([p[:, 2].std() / p[:, 2].mean() for p in poses])),

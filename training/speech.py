@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-RATE = 16000
+from realtime.audio import RATE
+
 WINDOW = 400  # 25 ms
 N_FFT = 512
 MEL_BANDS = 40

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,11 +50,54 @@ EPOCHS, PATIENCE = 60, 12
 # before its first checkpoint was whole (Ctrl-C, a full disk, a killed process), which the same command
 # begins again. Hidden files (.DS_Store, a notebook's checkpoints) are no one's model.
 BEGUN_RUN = ("args.json", "split.json", "log.csv", "tb", "best.keras", "last.keras")
-_RUN_OPTIONS = ("config", "dropout", "spatial_dropout", "batch_size", "lr", "aux_weight", "char_weight",
-                "curriculum_epochs", "stream_share", "max_window", "char_target", "min_visible", "augment",
-                "colour_swap", "time_mask", "weight_decay", "ema", "speech_weight", "splice", "confidence_penalty",
-                "sequence_weight", "sequence_scale", "seed", "val_fraction", "limit", "steps", "init",
-                "freeze_front_end")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """A training run, as `python -m training.train` takes it (each field is the option of its name); its
+    run folder's args.json records them."""
+
+    cache: Path
+    out: Path
+    config: str = "lite"
+    dropout: float | None = None  # None: the config's
+    spatial_dropout: float | None = None
+    epochs: int | None = None  # None: a resumed run's own, else EPOCHS
+    resume: bool = False
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 0.0
+    ema: float = 0.0
+    val_fraction: float = VAL_FRACTION
+    aux_weight: float = 0.5
+    speech_weight: float = 0.0
+    confidence_penalty: float = 0.0
+    sequence_weight: float = 0.0
+    sequence_scale: float = 1.0
+    char_weight: float = 1.0
+    curriculum_epochs: int = 0
+    stream_share: float = 0.35
+    splice: float = 0.0
+    augment: str = "webcam"
+    colour_swap: float = 0.0
+    time_mask: int = 0
+    max_window: int = 90
+    char_target: str = "spread"
+    min_visible: float = 0.5
+    patience: int | None = None  # None: a resumed run's own, else PATIENCE
+    steps: int = 0
+    limit: int = 0
+    init: Path | None = None
+    freeze_front_end: bool = False
+    strategy: str = "default"
+    logical_cpus: int = 2
+    seed: int = 0
+
+
+# The options a resumed run keeps as it began; the others name the command's inputs and devices, or may grow.
+_RUN_OPTIONS = tuple(f.name for f in fields(TrainOptions)
+                     if f.name not in ("cache", "out", "epochs", "patience", "resume", "strategy", "logical_cpus"))
+_DEFAULTS = {f.name: f.default for f in fields(TrainOptions) if f.default is not MISSING}
 
 
 def _configure_devices(strategy: str, logical_cpus: int) -> None:
@@ -183,7 +226,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     parser = Parser(prog="python -m training.train", description=summary(__doc__))
     parser.add_argument("--cache", type=named_path, required=True)
     parser.add_argument("--out", type=named_path, required=True, help="run folder")
-    parser.add_argument("--config", default="lite", help="model configuration (python -m training.model lists them)")
+    parser.add_argument("--config", help="model configuration (python -m training.model lists them)")
     parser.add_argument("--dropout", type=fraction_below_one,
                         help="dropout after each recurrent layer (default: the config's)")
     parser.add_argument("--spatial-dropout", type=fraction_below_one,
@@ -191,59 +234,60 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     parser.add_argument("--epochs", type=at_least(1),
                         help=f"epochs in all (default: {EPOCHS}; with --resume, the run's own unless given)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last state")
-    parser.add_argument("--batch-size", type=at_least(1, MOST_BATCH), default=16,
+    parser.add_argument("--batch-size", type=at_least(1, MOST_BATCH),
                         help=f"samples a step, up to {MOST_BATCH}")
-    parser.add_argument("--lr", type=positive, default=2e-3)
-    parser.add_argument("--weight-decay", type=non_negative, default=0.0,
+    parser.add_argument("--lr", type=positive)
+    parser.add_argument("--weight-decay", type=non_negative,
                         help="decoupled weight decay per unit learning rate (0: off)")
-    parser.add_argument("--ema", type=fraction_below_one, default=0.0,
+    parser.add_argument("--ema", type=fraction_below_one,
                         help="validate and keep the moving average of the weights, with this momentum per "
                              "step, e.g. 0.998 (0: off)")
-    parser.add_argument("--val-fraction", type=fraction_below_one, default=VAL_FRACTION)
-    parser.add_argument("--aux-weight", type=non_negative, default=0.5, help="per-frame word loss weight (0: off)")
-    parser.add_argument("--speech-weight", type=non_negative, default=0.0,
+    parser.add_argument("--val-fraction", type=fraction_below_one)
+    parser.add_argument("--aux-weight", type=non_negative, help="per-frame word loss weight (0: off)")
+    parser.add_argument("--speech-weight", type=non_negative,
                         help="weight of predicting the sound from the lips (0: off): training.speech")
-    parser.add_argument("--confidence-penalty", type=non_negative, default=0.0,
+    parser.add_argument("--confidence-penalty", type=non_negative,
                         help="weight of the CTC output's entropy per frame, subtracted from the loss (0: off; "
                              "measured worse when streamed: docs/experiments.md)")
-    parser.add_argument("--sequence-weight", type=non_negative, default=0.0,
+    parser.add_argument("--sequence-weight", type=non_negative,
                         help="weight of each whole GRID sentence's cross-entropy against the 45 sentences one "
                              "word away, by CTC likelihood (0: off; training.losses.CTCLoss)")
-    parser.add_argument("--sequence-scale", type=positive, default=1.0,
+    parser.add_argument("--sequence-scale", type=positive,
                         help="scale of the CTC log-likelihoods in that cross-entropy: below 1 demands a margin")
-    parser.add_argument("--char-weight", type=non_negative, default=1.0,
+    parser.add_argument("--char-weight", type=non_negative,
                         help="per-frame character loss weight on the CTC head (0: off)")
-    parser.add_argument("--curriculum-epochs", type=at_least(0), default=0,
+    parser.add_argument("--curriculum-epochs", type=at_least(0),
                         help="epochs of mostly short samples first (measured slower than none: docs/training.md)")
-    parser.add_argument("--stream-share", type=fraction, default=0.35,
+    parser.add_argument("--stream-share", type=fraction,
                         help="share of windows cut across concatenated clips, after the curriculum")
-    parser.add_argument("--splice", type=fraction, default=0.0,
+    parser.add_argument("--splice", type=fraction,
                         help="share of whole-sentence samples spliced from the words of several clips (0: off)")
-    parser.add_argument("--augment", choices=("webcam", "lipnet"), default="webcam",
+    parser.add_argument("--augment", choices=("webcam", "lipnet"),
                         help="lipnet: flip and frame jitter only, without speed, affine and colour jitter")
-    parser.add_argument("--colour-swap", type=fraction, default=0.0,
+    parser.add_argument("--colour-swap", type=fraction,
                         help="share of samples with their colour channels permuted (0: off)")
-    parser.add_argument("--time-mask", type=at_least(0), default=0,
+    parser.add_argument("--time-mask", type=at_least(0),
                         help="time masking: per second, up to this many frames replaced by the mean frame")
-    parser.add_argument("--max-window", type=at_least(SHORTEST_STREAM_WINDOW), default=90,
+    parser.add_argument("--max-window", type=at_least(SHORTEST_STREAM_WINDOW),
                         help=f"longest stream window, frames (the shortest is {SHORTEST_STREAM_WINDOW})")
-    parser.add_argument("--char-target", choices=("spread", "silence"), default="spread",
+    parser.add_argument("--char-target", choices=("spread", "silence"),
                         help="per-frame character target (training.augment.CachedClip.frame_chars)")
-    parser.add_argument("--min-visible", type=fraction, default=0.5,
+    parser.add_argument("--min-visible", type=fraction,
                         help="a word a window cuts counts in its text when this share of it is in the window")
     parser.add_argument("--patience", type=at_least(1),
                         help=f"early stopping on validation CER (default: {PATIENCE}; with --resume, the run's own "
                              "unless given)")
-    parser.add_argument("--steps", type=at_least(0), default=0,
+    parser.add_argument("--steps", type=at_least(0),
                         help="steps per epoch; 0, the default: one pass over the training clips")
-    parser.add_argument("--limit", type=at_least(0), default=0, help="use only this many clips (quick runs)")
+    parser.add_argument("--limit", type=at_least(0), help="use only this many clips (quick runs)")
     parser.add_argument("--init", type=model_path,
                         help="start from this model's weights (fine-tuning; a bare name such as lipstream-lite.keras "
                              "names a bundled one)")
     parser.add_argument("--freeze-front-end", action="store_true", help="train only the recurrent back end")
-    parser.add_argument("--strategy", choices=("default", "mirrored"), default="default")
-    parser.add_argument("--logical-cpus", type=at_least(1), default=2, help="CPU devices for --strategy mirrored")
-    parser.add_argument("--seed", type=at_least(0), default=0)
+    parser.add_argument("--strategy", choices=("default", "mirrored"))
+    parser.add_argument("--logical-cpus", type=at_least(1), help="CPU devices for --strategy mirrored")
+    parser.add_argument("--seed", type=at_least(0))
+    parser.set_defaults(**_DEFAULTS)  # the options' one source: TrainOptions
     args = parser.parse_args(argv)
     for option, value in (("--colour-swap", args.colour_swap), ("--time-mask", args.time_mask)):
         if args.augment == "lipnet" and value:
@@ -251,7 +295,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     if args.freeze_front_end and not args.init and not args.resume:  # a resumed run has its own --init
         parser.error("--freeze-front-end keeps the front end --init gives: pass --init MODEL")
     try:
-        return train(args, {key: parser.get_default(key) for key in _RUN_OPTIONS}, given_options(parser, argv), beside)
+        return train(TrainOptions(**vars(args)), given_options(parser, argv), beside)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -330,12 +374,10 @@ def check_cached_texts(train_clips: list[CachedClip], val_clips: list[CachedClip
                          "files hold only silence)")
 
 
-def train(args: argparse.Namespace, defaults: dict[str, object], given: Collection[str] = (),
-          beside: Collection[str] = ()) -> int:
-    """Run or resume the training `args` ask for; `defaults` are the options' defaults, which a resumed
-    run takes for an option its folder's args.json predates; `given`: the recipe's options the command
-    line gives (a resumed run refuses one that is not the run's); `beside`: files a calling tool keeps in
-    the run folder."""
+def train(options: TrainOptions, given: Collection[str] = (), beside: Collection[str] = ()) -> int:
+    """Run or resume the training `options` ask for (a resumed run takes the default of an option its
+    folder's args.json predates); `given`: the recipe's options the command line gives (a resumed run
+    refuses one that is not the run's); `beside`: files a calling tool keeps in the run folder."""
     from training.cache import check_crop, check_fps, load_clips, read_fps
     from training.dataset import SampleMix, predict_clips, tf_dataset
     from training.split import SplitRecord, split
@@ -343,92 +385,94 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
     from training.model import (CONFIGS, build, context_frames, count_params, forward, inference_model, load, read_spec,
                                 save)
 
-    crop = check_inputs(args.config, args.cache)
-    if args.init and not args.resume:  # a missing or foreign model is told before the run folder is made
-        init_spec = read_spec(args.init)
-        if init_spec.config and init_spec.config != args.config:
-            raise ValueError(f"{args.init} is a {init_spec.config!r} model; pass --config {init_spec.config}")
+    crop = check_inputs(options.config, options.cache)
+    if options.init and not options.resume:  # a missing or foreign model is told before the run folder is made
+        init_spec = read_spec(options.init)
+        if init_spec.config and init_spec.config != options.config:
+            raise ValueError(f"{options.init} is a {init_spec.config!r} model; pass --config {init_spec.config}")
         # Else its weights would start on pixels they never saw, or not fit at all.
-        check_crop(args.cache, init_spec.crop, args.init, "prepare a cache with its crop")
-        check_fps(args.cache, init_spec.fps, args.init)
-    fps = read_fps(args.cache)  # before the run folder is touched, as the crop
-    run = args.out
+        check_crop(options.cache, init_spec.crop, options.init, "prepare a cache with its crop")
+        check_fps(options.cache, init_spec.fps, options.init)
+    fps = read_fps(options.cache)  # before the run folder is touched, as the crop
+    run = options.out
     state_path = run / "state.json"
     if problem := folder_problem(run, state_path):  # before the cache is loaded, not after
         raise NotADirectoryError(problem)
-    if state_path.exists() and not args.resume:
+    if state_path.exists() and not options.resume:
         raise ValueError(f"{run} already holds a run: pass --resume to continue it, or choose another --out")
-    if args.resume and not state_path.exists():
+    if options.resume and not state_path.exists():
         raise ValueError(f"nothing to resume in {run}")
-    if not args.resume and run.is_dir():  # a model or log of the user's is not written over
+    if not options.resume and run.is_dir():  # a model or log of the user's is not written over
         begun = (run / "args.json").is_file()
         if foreign := sorted(p.name for p in run.iterdir() if not p.name.startswith(".") and p.name not in beside
                              and not (begun and (p.name in BEGUN_RUN or p.name.endswith((".tmp", ".tmp.keras"))))):
             raise ValueError(f"{run} holds files of no training run ({', '.join(foreign[:3])}"
                              f"{', …' if len(foreign) > 3 else ''}): choose another --out")
     recipe = run / "args.json"  # a resumed run trains on as it began
-    recorded = args.resume and recipe.exists()
+    recorded = options.resume and recipe.exists()
     began = read_json(recipe, "a training run's recipe") if recorded else {}
     fields_checked(began, recipe, "a training run's recipe",  # a value edited by hand is one line, not a traceback
                    {key: lambda v: is_count(v) and v > 0 for key in ("epochs", "patience") if key in began})
-    more = {key: getattr(args, key) for key in ("epochs", "patience")}  # a resumed run may be given more
-    args.epochs, args.patience = (more[key] or began.get(key) or default
-                                  for key, default in (("epochs", EPOCHS), ("patience", PATIENCE)))
+    more = {key: getattr(options, key) for key in ("epochs", "patience")}  # a resumed run may be given more
+    options = replace(options, **{key: more[key] or began.get(key) or default
+                                  for key, default in (("epochs", EPOCHS), ("patience", PATIENCE))})
     if recorded:
+        kept = {}
         for key in _RUN_OPTIONS:  # an option given with another value than the run's would be ignored: refused
-            value = began.get(key, defaults[key])
+            value = began.get(key, _DEFAULTS[key])
             if key == "init" and value is not None:
                 value = Path(value)
-            if key in given and not _same_option(getattr(args, key), value):
-                raise ValueError(f"{_option_text(key, getattr(args, key))} is not this run's "
+            if key in given and not _same_option(getattr(options, key), value):
+                raise ValueError(f"{_option_text(key, getattr(options, key))} is not this run's "
                                  f"({_option_text(key, value, bare=True)}): a resumed run trains as it began; to "
                                  f"train otherwise, start another --out (--init {run / 'last.keras'} starts from its "
                                  "weights)")
-            setattr(args, key, value)
-    state = read_state(state_path) if args.resume else {"epoch": 0, "best_cer": None}
-    if args.resume:  # its weights read the crop it began with
+            kept[key] = value
+        options = replace(options, **kept)
+    state = read_state(state_path) if options.resume else {"epoch": 0, "best_cer": None}
+    if options.resume:  # its weights read the crop it began with
         began_spec = read_spec(run / "last.keras")
-        check_crop(args.cache, began_spec.crop, run, "resume on the cache the run began with")
-        check_fps(args.cache, began_spec.fps, run)
-    if state["epoch"] >= args.epochs:  # before anything is loaded: a finished run costs nothing to ask
+        check_crop(options.cache, began_spec.crop, run, "resume on the cache the run began with")
+        check_fps(options.cache, began_spec.fps, run)
+    if state["epoch"] >= options.epochs:  # before anything is loaded: a finished run costs nothing to ask
         print(f"{run} already trained {state['epoch']} epoch{'' if state['epoch'] == 1 else 's'}", file=sys.stderr)
         return EXIT_OK
-    if stopped_early(state, args.patience):
+    if stopped_early(state, options.patience):
         print(f"{run} stopped early after epoch {state['epoch']}: no better validation reading since epoch "
               f"{state['best_epoch']}; a larger --patience goes on", file=sys.stderr)
         return EXIT_OK
     # Every refusal before the run folder is made: a refused run leaves nothing behind.
-    clips = load_clips(args.cache)
-    if args.resume:  # the clips it began with, and no others
+    clips = load_clips(options.cache)
+    if options.resume:  # the clips it began with, and no others
         record = SplitRecord.read(run / "split.json")
-        train_clips, val_clips = record.clips(clips, args.limit, args.cache)
+        train_clips, val_clips = record.clips(clips, options.limit, options.cache)
     else:
-        train_clips, val_clips = split(clips[:args.limit or None], args.val_fraction)
+        train_clips, val_clips = split(clips[:options.limit or None], options.val_fraction)
         if not train_clips:
-            raise ValueError(f"no training clips: all {len(val_clips)} clips of {args.cache} are in the validation "
+            raise ValueError(f"no training clips: all {len(val_clips)} clips of {options.cache} are in the validation "
                              "split")
         if not val_clips:  # a few clips, or --val-fraction 0: checkpoints still need a reading to keep the best
             val_clips = train_clips[-1:]
             print(f"no clip falls in the validation split: validating on training clip {val_clips[0].key} "
                   "(its figures are not held out)", file=sys.stderr)
-        record = SplitRecord(args.val_fraction, tuple(c.key for c in val_clips), tuple(c.key for c in train_clips))
-    if args.speech_weight and all(c.speech is None for c in train_clips):
-        raise ValueError(f"--speech-weight needs speech features in {args.cache}: its videos have no "
-                         f"sound, or it was made before them (run training.prepare --out {args.cache} again)")
-    check_cached_texts(train_clips, val_clips, args.cache)
-    _configure_devices(args.strategy, args.logical_cpus)
-    strategy = training_strategy(args.strategy)
-    if args.batch_size % strategy.num_replicas_in_sync:
-        raise ValueError(f"--batch-size {args.batch_size} does not split evenly over the "
-                         f"{strategy.num_replicas_in_sync} devices of --strategy {args.strategy}")
+        record = SplitRecord(options.val_fraction, tuple(c.key for c in val_clips), tuple(c.key for c in train_clips))
+    if options.speech_weight and all(c.speech is None for c in train_clips):
+        raise ValueError(f"--speech-weight needs speech features in {options.cache}: its videos have no "
+                         f"sound, or it was made before them (run training.prepare --out {options.cache} again)")
+    check_cached_texts(train_clips, val_clips, options.cache)
+    _configure_devices(options.strategy, options.logical_cpus)
+    strategy = training_strategy(options.strategy)
+    if options.batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(f"--batch-size {options.batch_size} does not split evenly over the "
+                         f"{strategy.num_replicas_in_sync} devices of --strategy {options.strategy}")
     make_folder_for(state_path)
     if not recorded:
         # Paths recorded whole: a resumed run compares its --init with the run's from any folder.
-        options = {k: str(v.resolve()) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        write_text(recipe, json.dumps(options, indent=1))
-    elif any(began.get(key) != getattr(args, key) for key in more):  # given more: the next resume goes on so too
-        write_text(recipe, json.dumps({**began, "epochs": args.epochs, "patience": args.patience}, indent=1))
-    if not args.resume:
+        write_text(recipe, json.dumps({k: str(v.resolve()) if isinstance(v, Path) else v
+                                       for k, v in asdict(options).items()}, indent=1))
+    elif any(began.get(key) != getattr(options, key) for key in more):  # given more: the next resume goes on so too
+        write_text(recipe, json.dumps({**began, "epochs": options.epochs, "patience": options.patience}, indent=1))
+    if not options.resume:
         record.write(run / "split.json")
 
     import keras
@@ -439,37 +483,38 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
     from training.augment import AugmentOptions, Sampler
     from training.speech import DIMS as SPEECH_DIMS
 
-    keras.utils.set_random_seed(args.seed)
+    keras.utils.set_random_seed(options.seed)
     vocabulary = Vocabulary()
-    overrides = {"dropout": args.dropout, "spatial_dropout": args.spatial_dropout}
-    config = replace(CONFIGS[args.config], **{k: v for k, v in overrides.items() if v is not None})
+    overrides = {"dropout": options.dropout, "spatial_dropout": options.spatial_dropout}
+    config = replace(CONFIGS[options.config], **{k: v for k, v in overrides.items() if v is not None})
     base_spec = ModelSpec(vocabulary=vocabulary, fps=fps, crop=crop, context=context_frames(config),
                           config=config.name, version=_version())
     print(f"{len(train_clips)} training clips, {len(val_clips)} validation clips", file=sys.stderr)
-    print(f"{args.strategy} strategy: {strategy.num_replicas_in_sync} device(s)", file=sys.stderr)
+    print(f"{options.strategy} strategy: {strategy.num_replicas_in_sync} device(s)", file=sys.stderr)
     with strategy.scope():
-        if args.resume:
+        if options.resume:
             model, _ = load(run / "last.keras", compile=True)
         else:
             model = build(config, crop.height, crop.width, crop.channels, vocabulary,
-                          speech_dims=SPEECH_DIMS if args.speech_weight else 0)
-            if args.init:
-                initialise(model, args.init, args.freeze_front_end)
-            compile_model(model, vocabulary, args.lr, args.aux_weight, args.char_weight, args.weight_decay,
-                          args.ema, args.speech_weight, args.confidence_penalty, args.sequence_weight,
-                          args.sequence_scale)
+                          speech_dims=SPEECH_DIMS if options.speech_weight else 0)
+            if options.init:
+                initialise(model, options.init, options.freeze_front_end)
+            compile_model(model, vocabulary, options.lr, options.aux_weight, options.char_weight, options.weight_decay,
+                          options.ema, options.speech_weight, options.confidence_penalty, options.sequence_weight,
+                          options.sequence_scale)
     print(f"config {config.name}: {count_params(model):,} parameters", file=sys.stderr)
 
-    steps = args.steps or max(1, len(train_clips) // args.batch_size)
-    augment = AugmentOptions(min_visible=args.min_visible, char_target=args.char_target,
-                             colour_swap=args.colour_swap, time_mask=args.time_mask, fps=base_spec.fps)
-    if args.augment == "lipnet":
+    steps = options.steps or max(1, len(train_clips) // options.batch_size)
+    augment = AugmentOptions(min_visible=options.min_visible, char_target=options.char_target,
+                             colour_swap=options.colour_swap, time_mask=options.time_mask, fps=base_spec.fps)
+    if options.augment == "lipnet":
         augment = augment.lipnet_only()
     speech_dims = model.get_layer("speech").units if "speech" in model.output_names else 0  # as the run began
-    sampler = Sampler(train_clips, augment, seed=args.seed, vocabulary=vocabulary, speech_dims=speech_dims)
-    mix = SampleMix(args.curriculum_epochs, args.stream_share, (SHORTEST_STREAM_WINDOW, args.max_window), args.splice)
-    data = tf_dataset(sampler, args.batch_size, steps, state["epoch"], mix,
-                      vocabulary, (crop.height, crop.width, crop.channels), with_rivals=args.sequence_weight > 0)
+    sampler = Sampler(train_clips, augment, seed=options.seed, vocabulary=vocabulary, speech_dims=speech_dims)
+    mix = SampleMix(options.curriculum_epochs, options.stream_share, (SHORTEST_STREAM_WINDOW, options.max_window),
+                    options.splice)
+    data = tf_dataset(sampler, options.batch_size, steps, state["epoch"], mix,
+                      vocabulary, (crop.height, crop.width, crop.channels), with_rivals=options.sequence_weight > 0)
     runtime_model = inference_model(model)
     runtime_forward = forward(runtime_model)
 
@@ -498,25 +543,26 @@ def train(args: argparse.Namespace, defaults: dict[str, object], given: Collecti
                 append_log_row(run / "log.csv", epoch + 1, logs)
             print(f"\nepoch {epoch + 1}: val CER {cer:.4f} WER {wer:.4f} (best {state['best_cer']:.4f});"
                   f" e.g. {hyps[0]!r} for {val_clips[0].text!r}", file=sys.stderr)
-            if stopped_early(state, args.patience):
-                print(f"stopping early: no better validation reading in {args.patience} epochs", file=sys.stderr)
+            if stopped_early(state, options.patience):
+                print(f"stopping early: no better validation reading in {options.patience} epochs", file=sys.stderr)
                 self.model.stop_training = True
 
-    if not args.resume:
+    if not options.resume:
         (run / "log.csv").unlink(missing_ok=True)  # a run that never finished an epoch left no state to resume
     with kept_stop_requests() as stopped:  # a Ctrl-C that Python dropped stops the run at the next step
         callbacks = [
             keras.callbacks.LambdaCallback(on_train_batch_end=lambda _, logs: stopped(),
                                            on_epoch_end=lambda _, logs: stopped()),
-            keras.callbacks.LearningRateScheduler(lambda e: learning_rate(e, args.lr, args.epochs)),  # logs the rate
-            keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, _: seed_random_layers(model, args.seed, e)),
+            # (it logs the rate)
+            keras.callbacks.LearningRateScheduler(lambda e: learning_rate(e, options.lr, options.epochs)),
+            keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, _: seed_random_layers(model, options.seed, e)),
             Validate(),
             keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0),
         ]
         # With --ema, fit ends by writing the averages into the model: save nothing after it.
         # The dataset draws its own shuffled samples; fit's shuffle applies only to arrays.
         try:
-            model.fit(data, epochs=args.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps, shuffle=False,
+            model.fit(data, epochs=options.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps, shuffle=False,
                       callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
             stopped()  # one that came after the last step
         except tf.errors.OpError as e:  # a failed step: its finished epochs are kept, the traceback says no more
