@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +80,12 @@ def read_align(path: Path) -> list[Token]:
     if not any(t.is_word for t in tokens):
         raise AlignError(f"{path}: no words")
     return tokens
+
+
+def align_text(tokens: Iterable[Token]) -> str:
+    """GRID align lines of `tokens` (times in frames), as read_align reads them: in GRID's units."""
+    return "".join(f"{round(t.start * ALIGN_UNITS_PER_FRAME)} {round(t.end * ALIGN_UNITS_PER_FRAME)} {t.word}\n"
+                   for t in tokens)
 
 
 def sentence(tokens: list[Token]) -> str:

@@ -54,7 +54,8 @@ from realtime.capture import CaptureError, Frame, FrameSource, Resampler, Source
 from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import folder_problem, output_problem, run_command, write_text
-from realtime.grid import ALIGN_UNITS_PER_FRAME, GRID_FPS, code_from_sentence, sentence_from_code
+from realtime.grid import (ALIGN_UNITS_PER_FRAME, GRID_FPS, Token, align_text, code_from_sentence,
+                           sentence_from_code)
 from realtime.outputs import log
 from realtime.tracker import MouthTracker, TrackResult, lip_landmarks, track_frames
 from realtime.vocab import GRID_GRAMMAR
@@ -192,11 +193,10 @@ def clip_name(text: str, taken: set[str]) -> str:
 def estimated_align(words: list[str], span: Span, frames: int) -> str:
     """GRID align lines for a clip of `frames` frames: silence, the words spread evenly over the spoken
     span, silence; times in GRID's units (1/1000 of a frame)."""
-    total = frames * ALIGN_UNITS_PER_FRAME
-    edges = np.linspace(span.start, span.end, len(words) + 1) * GRID_FPS * ALIGN_UNITS_PER_FRAME
-    edges = np.clip(np.round(edges), 0, total).astype(int)
-    tokens = [(0, edges[0], "sil"), *zip(edges[:-1], edges[1:], words), (edges[-1], total, "sil")]
-    return "".join(f"{start} {end} {word}\n" for start, end, word in tokens if end > start or word != "sil")
+    edges = np.round(np.linspace(span.start, span.end, len(words) + 1) * GRID_FPS * ALIGN_UNITS_PER_FRAME)
+    edges = np.clip(edges, 0, frames * ALIGN_UNITS_PER_FRAME) / ALIGN_UNITS_PER_FRAME
+    tokens = [Token(0, edges[0], "sil"), *map(Token, edges[:-1], edges[1:], words), Token(edges[-1], frames, "sil")]
+    return align_text(t for t in tokens if t.end > t.start or t.is_word)
 
 
 def speech_over(recording: AudioRecording, now: float, options: RecordOptions, words: int) -> bool:

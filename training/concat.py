@@ -14,7 +14,7 @@ from pathlib import Path
 from realtime.cli import Parser, at_least, named_path, non_negative, stops_like_ctrl_c, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import outputs_problem, run_command, write_text
-from realtime.grid import ALIGN_UNITS_PER_FRAME, AlignError, Clip, find_clips, read_align, video_fps
+from realtime.grid import AlignError, Clip, Token, align_text, find_clips, read_align, video_fps
 from training.split import select_clips
 from training.video import Mp4Writer, read_video
 
@@ -36,7 +36,8 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
     clips = select_clips(grid, split, count, found)
     check_outputs(out, found)  # every clip's files, not only those joined
     fps = video_fps(clips[0].video)
-    frames, lines, used = 0, [], 0
+    frames, used = 0, 0
+    shifted: list[Token] = []  # the clips' words, on the joined video's frames
     with Mp4Writer(out, fps) as writer:
         for clip in clips:
             # A clip is joined whole or not at all: its words must stand in the align file over its frames.
@@ -56,10 +57,7 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
             for image in images:
                 writer.write(image)
             frames += len(images)
-            for token in tokens:
-                s = min(start + token.start, frames)
-                e = min(start + token.end, frames)
-                lines.append(f"{round(s * ALIGN_UNITS_PER_FRAME)} {round(e * ALIGN_UNITS_PER_FRAME)} {token.word}")
+            shifted.extend(Token(min(start + t.start, frames), min(start + t.end, frames), t.word) for t in tokens)
             used += 1
             if seconds and frames >= seconds * fps:
                 break
@@ -68,7 +66,7 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
         align = out.with_suffix(".align")
         partial_align = align.with_name(f".{align.stem}.partial{align.suffix}")
         try:
-            write_text(partial_align, "\n".join(lines) + "\n")
+            write_text(partial_align, align_text(shifted))
             if not writer.close():
                 raise ValueError(f"none of the {len(clips)} clips under {grid} could be joined (each said why above)")
             partial_align.replace(align)
