@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from realtime.cli import held_interrupts
+from realtime.interrupts import held_interrupts
 from realtime.exits import EXIT_USAGE
 
 

@@ -17,7 +17,7 @@ from realtime.activity import MovingLips
 from realtime.backend import OnnxModel, StreamingBackend
 from realtime.captions import CaptionState, PolicyOptions, make_policy
 from realtime.capture import Frame, FrameSource
-from realtime.cli import held_interrupts
+from realtime.interrupts import held_interrupts
 from realtime.crop import CropSpec
 from realtime.tracker import MouthTracker, TrackerOptions, TrackResult
 

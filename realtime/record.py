@@ -51,7 +51,8 @@ from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
 from realtime.audio import (RATE, AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions,
                             detect_speech, read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, local_path
-from realtime.cli import Parser, at_least, folder_name, held_interrupts, named, named_path, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, folder_name, named, named_path, summary
+from realtime.interrupts import held_interrupts, stops_like_ctrl_c
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import folder_problem, output_problem, run_command, write_text
 from realtime.grid import (ALIGN_UNITS_PER_FRAME, GRID_FPS, Token, align_text, code_from_sentence,

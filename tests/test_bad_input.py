@@ -554,7 +554,7 @@ def test_a_stop_held_through_a_block_goes_to_the_handler_the_block_found():
     """held_interrupts holds Ctrl-C until its block is done, then hands it on: to a handler that raises
     (Python's own) as KeyboardInterrupt, and to one that only notes it (run_live's while it starts up)
     as a note, not as an exception out of the start-up."""
-    from realtime.cli import held_interrupts
+    from realtime.interrupts import held_interrupts
 
     noted: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda number, _: noted.append(number))

@@ -24,7 +24,7 @@ import realtime.record as record_module
 from realtime.activity import Span
 from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream,
                             detect_speech, read_audio)
-from realtime.cli import interrupt
+from realtime.interrupts import interrupt
 from realtime.grid import code_from_sentence, read_align, sentence, sentence_from_code
 from realtime.record import (Cut, ManifestEntry, RecordOptions, Session, Take, choose_prompts, estimated_align,
                              record, save_clip, write_video)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from realtime.cli import Parser, at_least, named_path, non_negative, stops_like_ctrl_c, summary
+from realtime.cli import Parser, at_least, named_path, non_negative, summary
+from realtime.interrupts import stops_like_ctrl_c
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import outputs_problem, run_command, write_text
 from realtime.grid import AlignError, Clip, Token, align_text, find_clips, read_align, video_fps

@@ -14,7 +14,8 @@ import cv2
 import h5py
 import numpy as np
 
-from realtime.cli import Parser, interruptible, named_path, summary
+from realtime.cli import Parser, named_path, summary
+from realtime.interrupts import interruptible
 from realtime.crop import MOUTH_CORNERS
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, run_command

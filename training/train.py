@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from realtime.backend import model_path
-from realtime.cli import (Parser, at_least, fraction, fraction_below_one, held_interrupts, kept_stop_requests,
-                          named_path, non_negative, positive, stops_like_ctrl_c, summary)
+from realtime.cli import Parser, at_least, fraction, fraction_below_one, named_path, non_negative, positive, summary
+from realtime.interrupts import held_interrupts, kept_stop_requests, stops_like_ctrl_c
 from realtime.crop import is_number
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, make_folder_for, run_command, write_text
