@@ -322,6 +322,7 @@ def _run(args: argparse.Namespace) -> int:
     resampler = Resampler(model.spec.fps)
     code, paused, step, first, faceless, small, behind = EXIT_OK, False, None, True, False, False, False
     unread = False  # nothing was read (a bad source, or a stop before the first frame): outputs are left as they were
+    stopped = False  # by the user (Ctrl-C, q), or a reader gone from stdout, before the source's end
     hidden = 0  # committed words cleared from the screen with c
     fps_clock: list[float] = []
     final = None  # the caption once everything read is committed (set as the run ends)
@@ -414,9 +415,9 @@ def _run(args: argparse.Namespace) -> int:
             log(f"error: {source.error}; the transcript so far is kept")
             code = EXIT_SOURCE_ENDED
     except KeyboardInterrupt:
-        code = EXIT_OK if window is not None else EXIT_INTERRUPTED
+        code, stopped = EXIT_OK if window is not None else EXIT_INTERRUPTED, True
     except _ReaderGone:
-        pass  # told below, with the outputs
+        stopped = True  # told below, with the outputs
     except Exception as e:  # a failure of lipstream's own: one line, and the words read so far still reach the outputs
         log(f"error: stopped by an internal failure ({type(e).__name__}: {e}); the transcript so far is kept")
         code = EXIT_FAILED
@@ -439,6 +440,12 @@ def _run(args: argparse.Namespace) -> int:
         unread = True
         if not first and (args.jsonl not in (None, "-") or args.srt or args.vtt):
             log("no face was seen, so nothing was read: the outputs are left as they were")
+    # Stopped or failed before a word was read: the subtitle files there before stay as they were too (the
+    # JSON lines, written as the captions changed, hold what was shown). A run read to its end writes them.
+    if not unread and not final.committed and (stopped or code != EXIT_OK):
+        unread = True
+        if args.srt not in (None, "-") or args.vtt not in (None, "-"):
+            log("stopped before a word was read: the subtitle files are left as they were")
     lost = False  # an output failed: the run exits 2
     on_stdout = bool(_to_stdout(args))  # stdout holds an output: the transcript is not printed there as well
     instead = "" if on_stdout else "; the transcript follows on stdout"

@@ -975,6 +975,27 @@ def test_a_run_stopped_before_any_face_leaves_the_output_files_as_they_were(tmp_
     assert {path: path.read_text() for path in kept} == kept
 
 
+def test_a_run_stopped_before_a_word_was_read_leaves_the_subtitle_files_as_they_were(tmp_path: Path) -> None:
+    """SIGTERM to a real run that has a face in view whose lips have not moved yet (a GRID clip's first
+    frame, held): no word was read, so the subtitle files there before keep what they held, and it says so;
+    the JSON lines, to which no caption was written, too."""
+    still = write_video(tmp_path / "still.avi", read_frames(clip(CLIPS[0]))[:1] * 250, 25.0, "MJPG")
+    kept = {tmp_path / name: f"the user's own {name}\n" for name in ("keep.srt", "keep.vtt", "keep.jsonl")}
+    for path, text in kept.items():
+        path.write_text(text)
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(still), "--headless",
+                                *(arg for path in kept for arg in (f"--{path.suffix[1:]}", str(path)))],
+                               cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # 10 s at the file's pace: stopped once its first frame, with the face, is read
+        if "first frame processed" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == run_live.EXIT_INTERRUPTED, err
+    assert err.splitlines() == ["lipstream: stopped before a word was read: the subtitle files are left as they were"]
+    assert {path: path.read_text() for path in kept} == kept
+
+
 def test_lips_that_move_with_no_word_read_are_told_why(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A held-out clip in another look (training.restyle's: red and blue swapped, darker, softer, as a new
     face or camera brings), which the bundled model reads nothing of: the run says the lips moved and what
