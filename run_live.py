@@ -229,8 +229,8 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.backend import ModelLoadError, OnnxModel, streaming_paths
     from realtime.capture import CaptureError, Resampler, SourceOptions, local_path
     from realtime.cli import policy_options
-    from realtime.interrupts import interrupt
     from realtime.files import open_output, outputs_problem, own_stream, silence, write_text, written_in_place
+    from realtime.interrupts import interrupt
     from realtime.live import MOST_ENLARGED, LiveOptions, LivePipeline, StepResult, enlargement, nothing_read
     from realtime.outputs import JsonLines, log, subtitles
 

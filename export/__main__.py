@@ -26,9 +26,9 @@ import numpy as np
 from export import A_CACHE, CACHE, MAX_OPSET, OPSET, missing
 from realtime.backend import model_path
 from realtime.cli import Parser, named_path, summary
-from realtime.interrupts import held_interrupts, stops_like_ctrl_c
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, outputs_problem, run_command, training_packages_missing
+from realtime.interrupts import held_interrupts, stops_like_ctrl_c
 
 if TYPE_CHECKING:
     from export.parity import ParityResult

@@ -18,9 +18,9 @@ import sys
 from export import A_CACHE, CACHE, missing
 from realtime.backend import model_path
 from realtime.cli import Parser, at_least, named_path, summary
-from realtime.interrupts import interruptible
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.files import run_command
+from realtime.interrupts import interruptible
 
 
 @interruptible

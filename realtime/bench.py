@@ -27,10 +27,10 @@ from realtime.backend import (BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxMode
                               streaming_paths)
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, Video, capture_fps, local_path
 from realtime.cli import Parser, add_decoder, add_policy, at_least, named_path, policy_options, summary, window_problem
-from realtime.interrupts import interruptible
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import make_folder_for, outputs_problem, run_command, write_text
 from realtime.grid import GRID_FPS, AlignError, Token, read_align, sentence
+from realtime.interrupts import interruptible
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
 from realtime.tracker import TrackerOptions, tracked_video
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -82,6 +83,10 @@ def named(text: str) -> str:
     is only not there). A URL's parts are the server's to judge."""
     if not text:
         raise argparse.ArgumentTypeError("an empty name names no file")
+    try:  # a name whose bytes are not UTF-8 comes in with surrogate escapes, on which OpenCV crashes
+        text.encode()
+    except UnicodeEncodeError:
+        raise argparse.ArgumentTypeError(f"the name {os.fsencode(text)!r} is not UTF-8: rename it") from None
     if "://" not in text and (longest := max(len(part.encode()) for part in text.split("/"))) > NAME_MAX:
         raise argparse.ArgumentTypeError(f"a part of it is {longest} bytes long, and a file or folder name "
                                          f"holds at most {NAME_MAX}")

@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from realtime.interrupts import held_interrupts
 from realtime.exits import EXIT_USAGE
+from realtime.interrupts import held_interrupts
 
 
 def folder_problem(folder: Path, what: Path | None = None) -> str | None:

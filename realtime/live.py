@@ -17,8 +17,8 @@ from realtime.activity import MovingLips
 from realtime.backend import OnnxModel, StreamingBackend
 from realtime.captions import CaptionState, PolicyOptions, make_policy
 from realtime.capture import Frame, FrameSource
-from realtime.interrupts import held_interrupts
 from realtime.crop import CropSpec
+from realtime.interrupts import held_interrupts
 from realtime.tracker import MouthTracker, TrackerOptions, TrackResult
 
 STAGES = ("capture", "landmarks", "crop", "front_end", "back_end", "captions", "total")

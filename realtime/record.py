@@ -52,17 +52,18 @@ from realtime.audio import (RATE, AudioError, AudioRecording, FileAudioStream, M
                             detect_speech, read_audio)
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, local_path
 from realtime.cli import Parser, at_least, folder_name, named, named_path, summary
-from realtime.interrupts import held_interrupts, stops_like_ctrl_c
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import folder_problem, output_problem, run_command, write_text
 from realtime.grid import (ALIGN_UNITS_PER_FRAME, GRID_FPS, Token, align_text, code_from_sentence,
                            sentence_from_code)
+from realtime.interrupts import held_interrupts, stops_like_ctrl_c
 from realtime.outputs import log
 from realtime.tracker import MouthTracker, TrackResult, lip_landmarks, track_frames
 from realtime.vocab import GRID_GRAMMAR
 from realtime.window import WHITE, Window, display_problem, outlined
 
 WINDOW = "lipstream record"
+MOST_CLIPS = 1000  # a session's prompts at most: GRID recorded 1000 sentences a speaker
 
 
 @dataclass(frozen=True)
@@ -512,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.record", description=summary(__doc__))
     parser.add_argument("--out", type=named_path, required=True, help="GRID folder to add the clips to")
     parser.add_argument("--speaker", type=folder_name, default=RecordOptions.speaker, help="the speaker's folder name")
-    parser.add_argument("--count", type=at_least(1), default=RecordOptions.count, help="clips to record")
+    parser.add_argument("--count", type=at_least(1, MOST_CLIPS), default=RecordOptions.count,
+                        help=f"clips to record, up to {MOST_CLIPS} a session")
     parser.add_argument("--source", type=named, default=RecordOptions.source,
                         help="camera index, or a video file standing in for the camera")
     parser.add_argument("--audio-file", type=named,

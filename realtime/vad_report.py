@@ -18,10 +18,10 @@ import numpy as np
 
 from realtime.audio import RATE, AudioError, VadOptions, detect_speech, read_audio
 from realtime.cli import Parser, at_least, named_path, summary
-from realtime.interrupts import interruptible
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from realtime.files import run_command
 from realtime.grid import AlignError, Clip, find_clips, read_align, video_fps
+from realtime.interrupts import interruptible
 
 
 def spread(clips: list[Clip], count: int) -> list[Clip]:

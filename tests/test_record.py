@@ -24,8 +24,8 @@ import realtime.record as record_module
 from realtime.activity import Span
 from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream,
                             detect_speech, read_audio)
-from realtime.interrupts import interrupt
 from realtime.grid import code_from_sentence, read_align, sentence, sentence_from_code
+from realtime.interrupts import interrupt
 from realtime.record import (Cut, ManifestEntry, RecordOptions, Session, Take, choose_prompts, estimated_align,
                              record, save_clip, write_video)
 from realtime.vad_report import main as vad_report_main

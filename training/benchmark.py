@@ -18,10 +18,10 @@ import time
 import numpy as np
 
 from realtime.cli import Parser, at_least, named_path, summary
-from realtime.interrupts import stops_like_ctrl_c
 from realtime.crop import CropSpec
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import run_command
+from realtime.interrupts import stops_like_ctrl_c
 from training.augment import CachedClip
 from training.dataset import MOST_BATCH
 

@@ -12,10 +12,10 @@ import sys
 from pathlib import Path
 
 from realtime.cli import Parser, at_least, named_path, non_negative, summary
-from realtime.interrupts import stops_like_ctrl_c
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import outputs_problem, run_command, write_text
 from realtime.grid import AlignError, Clip, Token, align_text, find_clips, read_align, video_fps
+from realtime.interrupts import stops_like_ctrl_c
 from training.split import select_clips
 from training.video import Mp4Writer, read_video
 

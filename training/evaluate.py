@@ -23,10 +23,10 @@ import numpy as np
 
 from realtime.backend import model_path
 from realtime.cli import Parser, add_decoder, at_least, fraction_below_one, named_path, summary
-from realtime.interrupts import interruptible
 from realtime.decode import Grammar, decode
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from realtime.files import run_command, training_packages_missing
+from realtime.interrupts import interruptible
 from realtime.spec import ModelSpec
 from training.augment import CachedClip
 from training.cache import check_crop, check_fps, load_clips, same_rate

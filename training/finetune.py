@@ -23,9 +23,9 @@ from typing import TYPE_CHECKING
 
 from realtime.backend import BUNDLED_MODEL, model_path
 from realtime.cli import Parser, at_least, fraction_below_one, named_path, positive, summary
-from realtime.interrupts import stops_like_ctrl_c
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, run_command, write_text
+from realtime.interrupts import stops_like_ctrl_c
 from realtime.vocab import Vocabulary
 from training.dataset import MOST_BATCH, unwritable_texts
 

@@ -46,12 +46,16 @@ from realtime.crop import CropSpec
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, run_command
 from realtime.grid import GRID_FPS, AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
+from realtime.interrupts import kept_stop_requests
 from realtime.tracker import TrackerOptions, lip_landmarks, tracked_video
 from training.cache import check_crop, complete_clips, open_cache
 from training.speech import FORMAT as SPEECH_FORMAT
 from training.speech import RATE, speech_features
 
 MIN_FRAMES = 8
+# Pixels a crop side at most: the mouth spans about 65 of a 360x288 GRID frame, so larger crops add nothing the
+# video holds, and at 5000 a side one 3 s clip took 16.7 GB of memory.
+MOST_CROP = 256
 
 
 @dataclass(frozen=True)
@@ -336,16 +340,19 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         options = TrackerOptions(crop=spec)
         again = f" ({len(changed)} changed since they were cached, or cached unstamped)" if changed else ""
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare{again}", file=sys.stderr)
-        with worker_pool(workers) as pool:
+        # A Ctrl-C that Python drops (raised in one of h5py's weakref callbacks) stops the run at the next clip.
+        with kept_stop_requests() as stopped, worker_pool(workers) as pool:
             if f is not None:
                 add_missing_speech(f, {c.key: c.video for c in clips if c.key in done}, pool)
             with tqdm(total=len(todo), unit="clip", dynamic_ncols=True, disable=not todo) as bar:
                 for clip, prepared, why in pool.imap_unordered(try_prepare, [(c, options, True) for c in todo]):
+                    stopped()
                     if prepared is None:
                         skipped.append((clip, why))
                     else:
                         write_clip(f or (f := opened()), prepared)
                     bar.update()
+            stopped()
         if f is None:  # nothing was made: the cache is as it was
             return skipped
         usable = bool(done_keys(f))
@@ -361,10 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.prepare", description=summary(__doc__))
     parser.add_argument("--grid", type=named_path, required=True, help="GRID folder (speakers, or one speaker)")
     parser.add_argument("--out", type=named_path, required=True, help="HDF5 cache to write or resume")
-    parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1,
+                        help="processes tracking the clips")
     default = CropSpec()
-    parser.add_argument("--crop-size", type=at_least(8), nargs=2, metavar=("H", "W"),
-                        default=(default.height, default.width), help="crop height and width in pixels")
+    parser.add_argument("--crop-size", type=at_least(8, MOST_CROP), nargs=2, metavar=("H", "W"),
+                        default=(default.height, default.width),
+                        help=f"crop height and width in pixels, up to {MOST_CROP}")
     # Bounds that keep the crop about the face (the mouth is about 0.5 eye-corner distances below the
     # nose, the chin about 1): far beyond them a cache of background would be made without a word.
     parser.add_argument("--face-width", type=within(0, 4, above=True), default=default.face_width,

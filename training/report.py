@@ -15,10 +15,10 @@ import h5py
 import numpy as np
 
 from realtime.cli import Parser, named_path, summary
-from realtime.interrupts import interruptible
 from realtime.crop import MOUTH_CORNERS
 from realtime.exits import EXIT_OK, EXIT_USAGE
 from realtime.files import make_folder_for, run_command
+from realtime.interrupts import interruptible
 from training.cache import complete_clips, open_cache, read_crop_spec
 
 MONTAGE_SCALE = 2  # crops are small; nearest-neighbour upscaling keeps their pixels visible as they are

@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 
 from realtime.cli import Parser, at_least, named_path, summary
-from realtime.interrupts import stops_like_ctrl_c
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, run_command
 from realtime.grid import video_fps
+from realtime.interrupts import stops_like_ctrl_c
 from training.split import select_clips
 from training.video import Mp4Writer, read_video
 

@@ -27,10 +27,10 @@ import numpy as np
 
 from realtime.backend import model_path
 from realtime.cli import Parser, at_least, fraction, fraction_below_one, named_path, non_negative, positive, summary
-from realtime.interrupts import held_interrupts, kept_stop_requests, stops_like_ctrl_c
 from realtime.crop import is_number
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, make_folder_for, run_command, write_text
+from realtime.interrupts import held_interrupts, kept_stop_requests, stops_like_ctrl_c
 from realtime.vocab import Vocabulary
 from training.dataset import MOST_BATCH, SHORTEST_STREAM_WINDOW, unwritable_texts
 from training.records import fields_checked, is_count, read_json
