@@ -112,9 +112,8 @@ def reference(source: Path) -> list[Token] | None:
         raise AlignError(f"{e}: not a GRID align file, which is read beside the video for its words' times") from None
 
 
-def commit_delays(pipeline: LivePipeline, tokens: list[Token], fps: float) -> list[float]:
-    """Milliseconds from each correctly read word's end (an align file's `tokens`, in frames of a video at
-    `fps`) to its commit."""
+def commit_delays(pipeline: LivePipeline, tokens: list[Token]) -> list[float]:
+    """Milliseconds from each correctly read word's end (an align file's `tokens`) to its commit."""
     reference = [t for t in tokens if t.is_word]
     committed = pipeline.policy.words
     matcher = difflib.SequenceMatcher(a=[t.word for t in reference], b=[w.text for w in committed], autojunk=False)
@@ -122,7 +121,7 @@ def commit_delays(pipeline: LivePipeline, tokens: list[Token], fps: float) -> li
     for block in matcher.get_matching_blocks():
         for k in range(block.size):
             ref, got = reference[block.a + k], committed[block.b + k]
-            delays.append((got.committed_at - ref.end / fps) * 1e3)
+            delays.append((got.committed_at - ref.end / GRID_FPS) * 1e3)
     return delays
 
 
@@ -239,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE if problem else EXIT_FAILED if source.failure else EXIT_SOURCE_ENDED
     rss_mb = peak_rss_mb()
     capture = Video(str(args.source))
-    fps = capture_fps(capture, GRID_FPS)  # the rate align files count in where the video gives none
+    fps = capture_fps(capture, GRID_FPS)  # GRID's where the video gives none
     with tracked_video(capture, fps, TrackerOptions(crop=model.spec.crop)) as tracked:
         crops = list(islice((r.crop for r in tracked if r.crop is not None), WINDOW))
     comparisons = {}
@@ -269,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if tokens is not None:
         import jiwer
 
-        delays = commit_delays(pipeline, tokens, fps)  # align times count the video's frames
+        delays = commit_delays(pipeline, tokens)
         result["word_commit_delay_ms"] = {**percentiles(delays), "words": len(delays)}
         result["wer"] = float(jiwer.wer(sentence(tokens), pipeline.policy.committed))
     result["transcript"] = pipeline.policy.committed

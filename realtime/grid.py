@@ -58,7 +58,8 @@ def video_fps(video: Path) -> float:
 
 
 def read_align(path: Path) -> list[Token]:
-    """Parse `start end word` lines; times become frame indices."""
+    """Parse `start end word` lines; times become frame indices of GRID's 25 fps video (the unit is 1/1000 of
+    such a frame, 40 us), whatever the rate of a video beside it: a word's second is its frame / GRID_FPS."""
     tokens: list[Token] = []
     text = Path(path).read_text(encoding="utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), start=1):

@@ -20,7 +20,7 @@ from realtime.audio import RATE, AudioError, VadOptions, detect_speech, read_aud
 from realtime.cli import Parser, at_least, named_path, summary
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from realtime.files import run_command
-from realtime.grid import AlignError, Clip, find_clips, read_align, video_fps
+from realtime.grid import GRID_FPS, AlignError, Clip, find_clips, read_align
 from realtime.interrupts import interruptible
 
 
@@ -49,14 +49,12 @@ def estimated_by_record(clips: list[Clip]) -> set[Path]:
 
 
 def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = RATE) -> tuple[float, float]:
-    """Detected minus aligned start and end of the speech, in seconds; inf when no speech was found. Align
-    times count the video's frames, as training.prepare and realtime.bench read them."""
+    """Detected minus aligned start and end of the speech, in seconds; inf when no speech was found."""
     words = [t for t in read_align(clip.align) if t.is_word]
     span = detect_speech(read_audio(clip.video, rate), rate, options)
     if span is None:
         return np.inf, np.inf
-    fps = video_fps(clip.video)
-    return span.start - words[0].start / fps, span.end - words[-1].end / fps
+    return span.start - words[0].start / GRID_FPS, span.end - words[-1].end / GRID_FPS
 
 
 @interruptible

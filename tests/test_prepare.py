@@ -169,6 +169,26 @@ def test_a_clip_changed_since_it_was_cached_is_prepared_again(prepared: Prepared
     assert "3 clips, 2 already cached, 1 to prepare\n" in log
 
 
+@pytest.mark.parametrize("fps", [12, 30])
+def test_a_video_at_another_rate_has_its_words_on_its_own_frames(fps: int, grid_s1: Path, tmp_path: Path):
+    """GRID's align times count 25 fps frames: a clip filmed (here re-encoded) at another rate with its
+    align file is cached with its words' spans on its own frames, not refused or mistimed."""
+    speaker = tmp_path / "grid" / "s1"
+    for sub in ("video", "align"):
+        (speaker / sub).mkdir(parents=True)
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(grid_s1 / "video" / "bbaf2n.mp4"),
+                    "-vf", f"fps={fps}", str(speaker / "video" / "bbaf2n.mp4")], check=True)
+    shutil.copyfile(grid_s1 / "align" / "bbaf2n.align", speaker / "align" / "bbaf2n.align")
+    skipped, _ = run_prepare(tmp_path / "grid", tmp_path / "c.h5")
+    assert skipped == []
+    words = [t for t in read_align(grid_s1 / "align" / "bbaf2n.align") if t.is_word]
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        g = f["clips/s1/bbaf2n"]
+        assert g.attrs["fps"] == fps and len(g["mouth"]) == 3 * fps - g.attrs["first_frame"]
+        seconds = (g["spans"][()] + g.attrs["first_frame"]) / fps
+    np.testing.assert_allclose(seconds, [(t.start / 25, t.end / 25) for t in words], atol=1e-5)
+
+
 def test_a_ctrl_c_that_python_drops_still_stops_the_run(grid_subset, tmp_path: Path):
     """A real SIGINT whose KeyboardInterrupt is raised inside a weakref callback, which Python drops
     ("Exception ignored in"; h5py runs such callbacks as its objects are freed, and the reviewer's Ctrl-C

@@ -14,7 +14,7 @@ from pathlib import Path
 from realtime.cli import Parser, at_least, named_path, non_negative, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import outputs_problem, run_command, write_text
-from realtime.grid import AlignError, Clip, Token, align_text, find_clips, read_align, video_fps
+from realtime.grid import GRID_FPS, AlignError, Clip, Token, align_text, find_clips, read_align, video_fps
 from realtime.interrupts import stops_like_ctrl_c
 from training.split import select_clips
 from training.video import Mp4Writer, read_video
@@ -49,7 +49,7 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
                 continue
             images = read_video(clip.video)
             spoken = max((t.end for t in tokens if t.is_word), default=0.0)
-            if not images or len(images) < spoken:
+            if not images or len(images) * GRID_FPS / fps < spoken:
                 why = "unreadable video" if not images else \
                     f"its video ends at frame {len(images)}, before its last word ({spoken:g})"
                 print(f"skipped {clip.key}: {why}", file=sys.stderr)
@@ -58,7 +58,9 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
             for image in images:
                 writer.write(image)
             frames += len(images)
-            shifted.extend(Token(min(start + t.start, frames), min(start + t.end, frames), t.word) for t in tokens)
+            # Align times are GRID frames (25 fps), the joined video's frames `fps` ones.
+            offset, end = start * GRID_FPS / fps, frames * GRID_FPS / fps
+            shifted.extend(Token(min(offset + t.start, end), min(offset + t.end, end), t.word) for t in tokens)
             used += 1
             if seconds and frames >= seconds * fps:
                 break

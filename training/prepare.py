@@ -134,6 +134,7 @@ def prepare_clip(clip: Clip, options: TrackerOptions, with_speech: bool) -> Prep
         results = list(tracked)
     if 0 < expected < 1e12 and (expected - len(results)) / fps > SHORTFALL:  # a cut-off download
         raise ClipError(f"video ended early: {len(results)} of {expected:.0f} frames")
+    spans = spans * (fps / GRID_FPS)  # the words' spans in this video's frames
     if len(spans) and spans[-1, 1] > len(results):  # no face could be found in frames that are not there
         raise ClipError(f"its align runs past the video: '{words[-1]}' ends at frame {spans[-1, 1]:g} "
                         f"of {len(results)}")
