@@ -38,12 +38,13 @@ SPEECH_FRAMES = 12  # frames of moving lips that no word was read from before th
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import BUNDLED_MODEL, PROVIDERS, model_path
-    from realtime.cli import Parser, add_decoder, add_policy, at_least, named, policy_options, summary, window_problem
+    from realtime.cli import (EpilogDefaultsFormatter, Parser, add_decoder, add_policy, at_least, named, policy_options,
+                              summary, window_problem)
     from realtime.live import LONGEST_WINDOW, SHORTEST_WINDOW, LiveOptions
 
     command = Path(sys.argv[0]).name  # run_live.py as ./lipstream runs it, lipstream-live when installed
     p = Parser(prog="lipstream live" if command == "run_live.py" else command, description=summary(__doc__),
-               formatter_class=argparse.RawDescriptionHelpFormatter,
+               formatter_class=EpilogDefaultsFormatter,
                epilog=__doc__[__doc__.index("Keys"):])
     p.add_argument("--source", type=named, default="0",
                    help="camera index, video file or stream URL (default: camera 0)")
@@ -62,12 +63,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fast", action="store_true", help="files: read as fast as possible, not at the file's fps")
     p.add_argument("--window", type=at_least(SHORTEST_WINDOW, LONGEST_WINDOW), default=LiveOptions.window,
                    help=f"most frames the model reads at once, {SHORTEST_WINDOW} to {LONGEST_WINDOW}: a phrase must "
-                        f"fit (default {LiveOptions.window})")
+                        f"fit (default: {LiveOptions.window})")
     p.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
-                   help=f"update the captions every N frames (default {LiveOptions.hop}); at most half the window")
+                   help=f"update the captions every N frames (default: {LiveOptions.hop}); at most half the window")
     add_policy(p)
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
-                   help=f"ONNX Runtime threads, up to {MOST_THREADS} (default: all cores)")
+                   help=f"ONNX Runtime threads, up to {MOST_THREADS} (default, or 0: all cores)")
     p.checks.append(lambda a: window_problem(LiveOptions(window=a.window, hop=a.hop, policy=policy_options(a))))
     p.checks.append(_subtitle_format_problem)
     p.checks.append(_stdout_problem)
@@ -90,11 +91,15 @@ def subtitle_path(text: str) -> Path:
 
 
 def _subtitle_format_problem(args: argparse.Namespace) -> str | None:
-    """A subtitle file named as the other format's: a player would read it as that format, and fail."""
+    """A subtitle file named as the other format's (a player would read it as that format, and fail), or JSON lines
+    named as subtitles."""
     for option, path, other in (("--srt", args.srt, ".vtt"), ("--vtt", args.vtt, ".srt")):
         if path and path.suffix.lower() == other:
             return f"{option} writes {option[2:].upper()} subtitles, and {path} is named as {other[1:].upper()}: " \
                    f"use {'--vtt' if option == '--srt' else '--srt'} for it, or another name"
+    if args.jsonl and (kind := Path(args.jsonl).suffix.lower()) in (".srt", ".vtt"):
+        return f"--jsonl writes JSON lines, and {args.jsonl} is named as {kind[1:].upper()} subtitles: use " \
+               f"--{kind[1:]} for it, or another name"
     return None
 
 

@@ -190,6 +190,11 @@ def plot(rec: Recording, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def json_path(text: str) -> Path | None:
+    """--json's PATH; - (stdout), where the results are printed anyway, is no file to write."""
+    return None if text == "-" else named_path(text)
+
+
 @interruptible
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.bench", description=summary(__doc__))
@@ -197,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=model_path, default=BUNDLED_MODEL,
                         help="the ONNX model (a bare name such as lipstream-lite.int8.onnx names a bundled one)")
     parser.add_argument("--provider", default="auto", choices=PROVIDERS)
-    parser.add_argument("--json", type=named_path, help="write the results as one JSON object")
+    parser.add_argument("--json", type=json_path,
+                        help="write the results as one JSON object to PATH too (they are printed on stdout "
+                             "either way, so - writes nothing more)")
     parser.add_argument("--plot", type=named_path, help="write a PNG of the latency distributions")
     parser.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
                         help="update the captions every N frames")

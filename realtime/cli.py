@@ -42,6 +42,10 @@ class DefaultsFormatter(argparse.HelpFormatter):
         return super()._format_action(action)
 
 
+class EpilogDefaultsFormatter(DefaultsFormatter, argparse.RawDescriptionHelpFormatter):
+    """DefaultsFormatter, with the description and epilog printed as written (run_live's table of keys)."""
+
+
 class Parser(argparse.ArgumentParser):
     """argparse's parser whose refusal of an option is one line (the usage block is --help's to show).
     `checks` refuse, in that line too, an option that the others leave without effect: one silently
@@ -180,10 +184,12 @@ MAX_BEAM_WIDTH = 512
 def add_decoder(parser: Parser) -> None:
     """--decoder and --beam-width, as every command that decodes takes them; a width given to the greedy
     decoder, which has no beam, is refused."""
-    parser.add_argument("--decoder", choices=DECODERS, default="greedy", help="(default greedy)")
+    parser.add_argument("--decoder", choices=DECODERS, default="greedy",
+                        help="greedy: fastest; beam: a beam search; grammar: GRID sentences first, free text when "
+                             "the speech is not one")
     # Beyond a few hundred hypotheses nothing more is found, and each read's search takes seconds.
     parser.add_argument("--beam-width", type=at_least(1, MAX_BEAM_WIDTH), metavar="N",
-                        help=f"the beam and grammar decoders' width (default {BEAM_WIDTH['beam']} and "
+                        help=f"the beam and grammar decoders' width (default: {BEAM_WIDTH['beam']} and "
                              f"{BEAM_WIDTH['grammar']})")
     parser.checks.append(_beam_width_problem)
 
@@ -200,10 +206,10 @@ def add_policy(parser: Parser) -> None:
     context given to another policy, which has none, is refused. Its default is None, so that one given
     is told from one left out whatever its value."""
     parser.add_argument("--policy", choices=POLICIES, default=PolicyOptions.policy,
-                        help=f"how captions are committed (default {PolicyOptions.policy})")
+                        help="how captions are committed")
     parser.add_argument("--right-context", type=at_least(0), metavar="N",
-                        help=f"right-context policy: frames after a frame before it is final "
-                             f"(default {PolicyOptions.right_context})")
+                        help=f"right-context policy: how many later frames the model reads before a frame's "
+                             f"reading is final (default: {PolicyOptions.right_context})")
     parser.checks.append(_right_context_problem)
 
 

@@ -408,7 +408,11 @@ def next_prompt(manifest: Path) -> tuple[int, int | None]:
     if not manifest.exists():
         return 0, None
     last, seed = -1, None
-    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = manifest.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"{manifest} is not a manifest realtime.record wrote (not UTF-8 text)") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

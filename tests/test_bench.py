@@ -116,6 +116,15 @@ def test_bench_writes_every_field_consistently(tmp_path: Path, capsys, monkeypat
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_json_to_stdout_is_printed_once_and_makes_no_file(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--json -` names stdout, where the results are printed anyway: no file named '-' is written."""
+    monkeypatch.chdir(tmp_path)
+    assert bench_main(["--source", str(CLIP), "--fast", "--json", "-"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["frames"] == 75 and list(tmp_path.iterdir()) == []
+
+
 def test_a_bad_align_file_beside_the_video_is_refused_before_the_run(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture) -> None:
     """The align file is read for the word commit delays, after the run: one that is no align file is

@@ -252,7 +252,9 @@ def test_an_output_that_cannot_be_written_is_refused_before_the_run(tmp_path: Pa
 
 @pytest.mark.parametrize("option, name, says", [
     ("--srt", "out.vtt", "--srt writes SRT subtitles, and {path} is named as VTT: use --vtt for it, or another name"),
-    ("--vtt", "out.SRT", "--vtt writes VTT subtitles, and {path} is named as SRT: use --srt for it, or another name")])
+    ("--vtt", "out.SRT", "--vtt writes VTT subtitles, and {path} is named as SRT: use --srt for it, or another name"),
+    ("--jsonl", "out.srt",
+     "--jsonl writes JSON lines, and {path} is named as SRT subtitles: use --srt for it, or another name")])
 def test_subtitles_named_as_the_other_format_are_refused(option: str, name: str, says: str, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture) -> None:
     """A player goes by the name: SRT text in a .vtt file would not play."""
