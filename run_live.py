@@ -236,7 +236,8 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.cli import policy_options
     from realtime.files import open_output, outputs_problem, own_stream, silence, write_text, written_in_place
     from realtime.interrupts import interrupt
-    from realtime.live import MOST_ENLARGED, LiveOptions, LivePipeline, StepResult, enlargement, nothing_read
+    from realtime.live import (MOST_ENLARGED, LiveOptions, LivePipeline, StepResult, colourless, enlargement,
+                               nothing_read)
     from realtime.outputs import JsonLines, log, subtitles
 
     # Before any frame is read: a run must not end in a file it cannot write.
@@ -326,6 +327,7 @@ def _run(args: argparse.Namespace) -> int:
 
     resampler = Resampler(model.spec.fps)
     code, paused, step, first, faceless, small, behind = EXIT_OK, False, None, True, False, False, False
+    coloured_checked = False  # whether the first face's picture has been looked at for colour
     unread = False  # nothing was read (a bad source, or a stop before the first frame): outputs are left as they were
     stopped = False  # by the user (Ctrl-C, q), or a reader gone from stdout, before the source's end
     hidden = 0  # committed words cleared from the screen with c
@@ -385,6 +387,12 @@ def _run(args: argparse.Namespace) -> int:
                     behind = True
                     log(f"processing fell behind at {step.frame.t:.1f} s: frames are dropped, and reading "
                         f"suffers{HEAVY_DECODING if args.decoder != 'greedy' else ''}")
+                if not coloured_checked and step.track.crop is not None:  # the first face says it, once
+                    coloured_checked = True
+                    if model.spec.crop.channels == 3 and colourless(step.track.crop):
+                        log(f"no colour in the picture at {step.frame.t:.1f} s (a grey or infrared camera, or a "
+                            f"black-and-white video), and {model.path.name} reads colour: reading suffers; a "
+                            "fine-tune on clips from this camera mends it (README: Reading your own face)")
                 if not small and (enlarged := enlargement(step.track, model.spec.crop)) > MOST_ENLARGED:
                     small = True  # said once: the user can act on it, and nothing else shows it headless
                     log(f"face small at {step.frame.t:.1f} s: its mouth is enlarged {enlarged:.1f}x for the "

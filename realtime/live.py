@@ -58,6 +58,14 @@ def enlargement(track: TrackResult, crop: CropSpec) -> float:
     return crop.width / track.pose.width if track.pose is not None else 0.0
 
 
+def colourless(crop: np.ndarray) -> bool:
+    """Whether a colour (BGR) mouth crop holds no colour: a grey or infrared camera, or a black-and-white
+    video. A face's skin and lips are redder than blue by tens of levels; such a picture, by under one."""
+    if crop.ndim != 3 or crop.shape[-1] != 3:
+        return False
+    return float(np.abs(crop[..., 2].astype(np.int16) - crop[..., 0]).mean()) < 1.0
+
+
 class LivePipeline:
     def __init__(self, model: OnnxModel, options: LiveOptions = LiveOptions()):
         self.options = options

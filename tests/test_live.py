@@ -998,6 +998,22 @@ def test_a_run_stopped_before_a_word_was_read_leaves_the_subtitle_files_as_they_
     assert {path: path.read_text() for path in kept} == kept
 
 
+def test_a_picture_without_colour_is_told_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A grey camera (here a held-out clip made black-and-white) reads poorly with the bundled colour model:
+    the run says so at the first face, once; the clip as filmed says nothing of it."""
+    grey = tmp_path / "grey.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-y", "-loglevel", "error", "-i", str(clip(CLIPS[0])), "-vf", "hue=s=0",
+                    str(grey)], check=True)
+    told = {}
+    for video in (grey, clip(CLIPS[0])):
+        assert run_live.main(["--source", str(video), "--model", str(MODEL), "--headless", "--fast"]) == 0
+        told[video] = [line for line in capsys.readouterr().err.splitlines() if "no colour" in line]
+    assert told[clip(CLIPS[0])] == []
+    assert told[grey] == ["lipstream: no colour in the picture at 0.0 s (a grey or infrared camera, or a black-and-white "
+                          "video), and lipstream-lite.onnx reads colour: reading suffers; a fine-tune on clips from "
+                          "this camera mends it (README: Reading your own face)"]
+
+
 def test_lips_that_move_with_no_word_read_are_told_why(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A held-out clip in another look (training.restyle's: red and blue swapped, darker, softer, as a new
     face or camera brings), which the bundled model reads nothing of: the run says the lips moved and what
