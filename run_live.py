@@ -30,8 +30,6 @@ if TYPE_CHECKING:  # the runtime's modules load once the stop handler is in plac
 MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
 NOTICE_SECONDS = 4.0  # how long the window shows what its s key did
 SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seconds at most
-# The beam and grammar decoders read each phrase again on every frame: their width is the first thing to lower.
-HEAVY_DECODING = " (a smaller --beam-width, or --decoder greedy, decodes faster)"
 OPEN_GRACE = 0.5  # s: how long an open may go on after a stop request before the run ends without it
 SPEECH_FRAMES = 12  # frames of moving lips that no word was read from before the run says why it may be
 
@@ -236,8 +234,7 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.cli import policy_options
     from realtime.files import open_output, outputs_problem, own_stream, silence, write_text, written_in_place
     from realtime.interrupts import interrupt
-    from realtime.live import (MOST_ENLARGED, LiveOptions, LivePipeline, StepResult, colourless, enlargement,
-                               nothing_read)
+    from realtime.live import LiveOptions, LivePipeline, RunNotices, StepResult, nothing_read
     from realtime.outputs import JsonLines, log, subtitles
 
     # Before any frame is read: a run must not end in a file it cannot write.
@@ -326,8 +323,8 @@ def _run(args: argparse.Namespace) -> int:
                 pass
 
     resampler = Resampler(model.spec.fps)
-    code, paused, step, first, faceless, small, behind = EXIT_OK, False, None, True, False, False, False
-    coloured_checked = False  # whether the first face's picture has been looked at for colour
+    code, paused, step, first = EXIT_OK, False, None, True
+    notices = RunNotices(model.spec, model.path.name, args.decoder)
     unread = False  # nothing was read (a bad source, or a stop before the first frame): outputs are left as they were
     stopped = False  # by the user (Ctrl-C, q), or a reader gone from stdout, before the source's end
     hidden = 0  # committed words cleared from the screen with c
@@ -381,30 +378,8 @@ def _run(args: argparse.Namespace) -> int:
                 if first:
                     log(f"first frame processed {time.monotonic() - started:.2f} s after start")
                     first = False
-                if step.track.jumped:  # the transcript goes on with what someone else says
-                    log(f"reading another face at {step.frame.t:.1f} s (a second person, or a cut)")
-                if source.dropped and not behind:  # said once, as it happens: headless, the total comes at the end
-                    behind = True
-                    log(f"processing fell behind at {step.frame.t:.1f} s: frames are dropped, and reading "
-                        f"suffers{HEAVY_DECODING if args.decoder != 'greedy' else ''}")
-                if not coloured_checked and step.track.crop is not None:  # the first face says it, once
-                    coloured_checked = True
-                    if model.spec.crop.channels == 3 and colourless(step.track.crop):
-                        log(f"no colour in the picture at {step.frame.t:.1f} s (a grey or infrared camera, or a "
-                            f"black-and-white video), and {model.path.name} reads colour: reading suffers; a "
-                            "fine-tune on clips from this camera mends it (README: Reading your own face)")
-                if not small and (enlarged := enlargement(step.track, model.spec.crop)) > MOST_ENLARGED:
-                    small = True  # said once: the user can act on it, and nothing else shows it headless
-                    log(f"face small at {step.frame.t:.1f} s: its mouth is enlarged {enlarged:.1f}x for the "
-                        f"model, and above {MOST_ENLARGED:g}x reading suffers: come closer, or film at a "
-                        "higher resolution")
-                if step.no_face != faceless and (step.no_face or step.track.crop is not None):
-                    faceless = step.no_face  # said once each way; headless, nothing else shows it
-                    # media time, where in a long file to look: when the face was last seen, or is found
-                    gone = pipeline.last_face if faceless and pipeline.saw_a_face else step.frame.t
-                    at = f"at {gone:.1f} s"
-                    log(f"no face in view {at}: nothing to read until a face is seen" if faceless
-                        else f"face found {at}")
+                for line in notices.of(step, source.dropped, pipeline):
+                    log(line)
                 if step.changed and out:
                     out.caption(step.caption)
                     if out.error and args.jsonl == "-":

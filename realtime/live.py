@@ -19,6 +19,7 @@ from realtime.captions import CaptionState, PolicyOptions, make_policy
 from realtime.capture import Frame, FrameSource
 from realtime.crop import CropSpec
 from realtime.interrupts import held_interrupts
+from realtime.spec import ModelSpec
 from realtime.tracker import MouthTracker, TrackerOptions, TrackResult
 
 STAGES = ("capture", "landmarks", "crop", "front_end", "back_end", "captions", "total")
@@ -175,6 +176,49 @@ def nothing_read(source: str, frames: FrameSource, pipeline: LivePipeline) -> st
     if frames.is_video and not pipeline.saw_a_face and not frames.error and not frames.failure:
         return f"no face in {source}: nothing was read"
     return None
+
+
+@dataclass(eq=False)  # stateful: what has been said
+class RunNotices:
+    """What a live run tells as it happens, each once (a face lost and found: once each way): the user can
+    act on them, and headless nothing else shows them."""
+
+    spec: ModelSpec
+    model_name: str
+    decoder: str
+    behind: bool = False
+    small: bool = False
+    colour_seen: bool = False
+    faceless: bool = False
+
+    def of(self, step: StepResult, dropped: int, pipeline: LivePipeline) -> list[str]:
+        """The lines a step gives, with `dropped` frames dropped so far."""
+        said, t = [], step.frame.t
+        if step.track.jumped:  # the transcript goes on with what someone else says
+            said.append(f"reading another face at {t:.1f} s (a second person, or a cut)")
+        if dropped and not self.behind:  # as it happens: headless, the total comes at the end
+            self.behind = True
+            # The beam and grammar decoders read each phrase again on every frame: the first thing to lower.
+            faster = ("" if self.decoder == "greedy"
+                      else " (a smaller --beam-width, or --decoder greedy, decodes faster)")
+            said.append(f"processing fell behind at {t:.1f} s: frames are dropped, and reading suffers{faster}")
+        if not self.colour_seen and step.track.crop is not None:  # the first face's picture
+            self.colour_seen = True
+            if self.spec.crop.channels == 3 and colourless(step.track.crop):
+                said.append(f"no colour in the picture at {t:.1f} s (a grey or infrared camera, or a black-and-white "
+                            f"video), and {self.model_name} reads colour: reading suffers; a fine-tune on clips from "
+                            "this camera mends it (README: Reading your own face)")
+        if not self.small and (enlarged := enlargement(step.track, self.spec.crop)) > MOST_ENLARGED:
+            self.small = True
+            said.append(f"face small at {t:.1f} s: its mouth is enlarged {enlarged:.1f}x for the model, and above "
+                        f"{MOST_ENLARGED:g}x reading suffers: come closer, or film at a higher resolution")
+        if step.no_face != self.faceless and (step.no_face or step.track.crop is not None):
+            self.faceless = step.no_face
+            # media time, where in a long file to look: when the face was last seen, or is found
+            at = f"at {pipeline.last_face if self.faceless and pipeline.saw_a_face else t:.1f} s"
+            said.append(f"no face in view {at}: nothing to read until a face is seen" if self.faceless
+                        else f"face found {at}")
+        return said
 
 
 def _text(caption: CaptionState) -> tuple[str, str]:
