@@ -1073,7 +1073,7 @@ def test_the_main_command_takes_file_names_from_the_folder_it_is_run_in(offline:
     stamp = Path(sys.prefix) / ".lipstream-stamp"
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + (ROOT / "lipstream").read_bytes()
                           + f"{ROOT}\n".encode()).hexdigest()  # as the script stamps its environment
-    if not stamp.is_file() or stamp.read_text().strip() != want[:16]:
+    if not stamp.is_file() or stamp.read_text().splitlines()[:1] != [want[:16]]:
         pytest.skip("not run in the environment ./lipstream keeps (it would be rebuilt)")
     (tmp_path / "talk.mp4").symlink_to(clip(CLIPS[0]))
     result = subprocess.run([str(ROOT / "lipstream"), "live", "--source", "talk.mp4", "--headless", "--fast",
