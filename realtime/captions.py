@@ -30,8 +30,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-
 from itertools import dropwhile
+from typing import Literal
 
 import numpy as np
 
@@ -57,8 +57,8 @@ class CaptionState:
 
 @dataclass(frozen=True)
 class PolicyOptions:
-    policy: str = "pause"
-    decoder: str = "greedy"
+    policy: Literal["pause", "right-context", "local-agreement"] = "pause"
+    decoder: Literal["greedy", "beam", "grammar"] = "greedy"
     beam_width: int | None = None  # None: the decoder's default (realtime.decode.BEAM_WIDTH)
     right_context: int = 12  # frames after a frame before the model's reading of it settles
     gap: int = 6  # quiet frames that end a word without a space (blanks read) or a read (lips at rest too)

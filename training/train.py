@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -78,18 +78,18 @@ class TrainOptions:
     curriculum_epochs: int = 0
     stream_share: float = 0.35
     splice: float = 0.0
-    augment: str = "webcam"
+    augment: Literal["webcam", "lipnet"] = "webcam"
     colour_swap: float = 0.0
     time_mask: int = 0
     max_window: int = 90
-    char_target: str = "spread"
+    char_target: Literal["spread", "silence"] = "spread"
     min_visible: float = 0.5
     patience: int | None = None  # None: a resumed run's own, else PATIENCE
     steps: int = 0
     limit: int = 0
     init: Path | None = None
     freeze_front_end: bool = False
-    strategy: str = "default"
+    strategy: Literal["default", "mirrored"] = "default"
     logical_cpus: int = 2
     seed: int = 0
 
