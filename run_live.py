@@ -126,12 +126,13 @@ class _ReaderGone(Exception):
     """Whoever read the JSON lines on stdout has gone (a closed pipe): no one is left to caption for."""
 
 
-_stop_requested: list[int] = []  # the signals that came while starting up
+_stop_requested: list[int] = []  # the stop requests (SIGINT, SIGTERM) that came while starting up or reading
 
 
 def _defer(signum: int, frame: object) -> None:
-    """While modules load, a stop request is noted, not raised: an interrupted import (NumPy's, ONNX
-    Runtime's) would fail later as a misleading ImportError, or a library could swallow it."""
+    """A stop request noted, not raised: while modules load, an interrupted import (NumPy's, ONNX Runtime's)
+    would fail later as a misleading ImportError, or a library could swallow it; while frames are read, it
+    is acted on between them (FrameSource.until)."""
     _stop_requested.append(signum)
 
 
@@ -303,6 +304,10 @@ def _run(args: argparse.Namespace) -> int:
         if window is not None:
             window.close()
         return EXIT_USAGE if isinstance(e, OSError) else EXIT_INTERRUPTED
+    # From here a stop request is noted, and acted on between frames (FrameSource.until): a KeyboardInterrupt
+    # raised wherever the loop is could leave a queue's lock held, and the run waiting on it for ever.
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, _defer)
 
     # Subtitle files are kept up to date as the run goes, so that a run cut short where nothing of ours runs
     # (the display's connection lost: Qt ends the process; a power cut) keeps them up to then. A device or
@@ -347,7 +352,7 @@ def _run(args: argparse.Namespace) -> int:
     def answer(key: int) -> None:
         """What the window's keys do (docs/usage.md: Options and window keys)."""
         nonlocal paused, scale, hidden, step, notice, notice_until
-        if key in (ord("q"), 27):
+        if key in (ord("q"), 27) or _stop_requested:  # q, Esc, or Ctrl-C (SIGTERM) while a video waits
             raise KeyboardInterrupt
         if key == ord(" ") and final is None:  # nothing to pause once the video has ended
             paused = not paused
@@ -370,14 +375,14 @@ def _run(args: argparse.Namespace) -> int:
         if _stop_requested:  # stopped while starting up: nothing read, so the outputs are left as they were
             raise KeyboardInterrupt
         source.start()
-        for f in resampler.resample(source):
+        for f in resampler.resample(source.until(lambda: bool(_stop_requested))):
             if not paused:  # a paused camera: its frames pass unread, and the window keeps answering keys
                 step = pipeline.step(f)
                 if window is not None:  # the rate the window shows: frames read, not redraws
                     fps_clock.append(time.monotonic())
                 if first:
+                    first = False  # before it is said: a stop that comes once it is said finds the frame read
                     log(f"first frame processed {time.monotonic() - started:.2f} s after start")
-                    first = False
                 for line in notices.of(step, source.dropped, pipeline):
                     log(line)
                 if step.changed and out:
@@ -390,6 +395,8 @@ def _run(args: argparse.Namespace) -> int:
                 while paused and source.is_video:  # a video waits for its viewer, as a player does
                     answer(show(step, wait_ms=30))
                     keep_subtitles()
+        if _stop_requested:  # the frames stopped for it, not at the source's end
+            raise KeyboardInterrupt
         # A video read to its end in a window: once every output is written, its last words stay on screen.
         ended = (window is not None and step is not None and source.is_video and pipeline.saw_a_face
                  and not source.error)
@@ -428,16 +435,20 @@ def _run(args: argparse.Namespace) -> int:
         unread = True
         if not first and (args.jsonl not in (None, "-") or args.srt or args.vtt):
             log("no face was seen, so nothing was read: the outputs are left as they were")
-    # Stopped or failed before a word was read: the subtitle files there before stay as they were too (the
-    # JSON lines, written as the captions changed, hold what was shown). A run read to its end writes them.
-    if not unread and not final.committed and (stopped or code != EXIT_OK):
-        unread = True
-        if args.srt not in (None, "-") or args.vtt not in (None, "-"):
-            log("stopped before a word was read: the subtitle files are left as they were")
+    # Stopped or failed before a word was read: subtitle files there before stay as they were (the JSON lines,
+    # written as the captions changed, hold what was shown; stdout, a device or a pipe is told the end). A run
+    # read to its end writes them.
+    wordless = not unread and not final.committed and (stopped or code != EXIT_OK)
+    untouched = [p for p in (args.srt, args.vtt)
+                 if wordless and p and not written_in_place(Path(p)) and own_stream(Path(p)) is None]
+    if untouched:
+        log(f"stopped before a word was read: {' and '.join(map(str, untouched))} "
+            f"{'is' if len(untouched) == 1 else 'are'} left as {'it was' if len(untouched) == 1 else 'they were'}")
     lost = False  # an output failed: the run exits 2
     on_stdout = bool(_to_stdout(args))  # stdout holds an output: the transcript is not printed there as well
     instead = "" if on_stdout else "; the transcript follows on stdout"
-    if out and not (unread and out.out.closed):  # a file not opened yet is left as it was; a stream is told the end
+    # A file not opened yet (no caption shown) is left as it was; a stream is told the end.
+    if out and not ((unread or wordless) and out.out.closed):
         out.caption(final)
         out.final(final.committed)
         if out.error and args.jsonl == "-":
@@ -449,7 +460,7 @@ def _run(args: argparse.Namespace) -> int:
             lost = True
     kept = out is not None and out.error is None  # the transcript has reached an output
     for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
-        if path and not unread:
+        if path and not unread and path not in untouched:
             try:
                 write_text(path, subtitles(pipeline.policy, kind))
                 kept = True

@@ -30,7 +30,7 @@ from realtime.cli import Parser, add_decoder, add_policy, at_least, named_path, 
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import make_folder_for, outputs_problem, run_command, write_text
 from realtime.grid import GRID_FPS, AlignError, Token, read_align, sentence
-from realtime.interrupts import interruptible
+from realtime.interrupts import held_interrupts, interruptible
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
 from realtime.tracker import TrackerOptions, tracked_video
 
@@ -67,14 +67,15 @@ def run_stream(model: OnnxModel, source: str, options: LiveOptions,
     cpu = time.process_time()  # every thread's CPU time, user and system
     started = time.monotonic()
     frames.start()
-    try:
-        for f in resampler.resample(frames):
-            step = pipeline.step(f)
-            for stage, ms in step.stages_ms.items():
-                rec.stages[stage].append(ms)
-            rec.latency.append(step.latency_ms)
-            rec.media_t.append(f.t)
-            rec.frames += 1
+    try:  # a Ctrl-C is raised after the loop, not inside the frame queue's lock (FrameSource.until)
+        with held_interrupts() as stop_asked:
+            for f in resampler.resample(frames.until(stop_asked)):
+                step = pipeline.step(f)
+                for stage, ms in step.stages_ms.items():
+                    rec.stages[stage].append(ms)
+                rec.latency.append(step.latency_ms)
+                rec.media_t.append(f.t)
+                rec.frames += 1
     finally:
         frames.stop()
     pipeline.finish()

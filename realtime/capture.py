@@ -8,7 +8,7 @@ import queue
 import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -67,6 +67,7 @@ MAX_AHEAD = 1.0  # seconds
 BACKLOG = 0.25  # seconds
 LOSING_GROUND = 0.5  # seconds a backlog may grow, the pipeline holding the reader up, before it is given up
 MAX_BEHIND = 5.0  # seconds
+STOP_POLL = 0.1  # seconds a consumer waiting for a frame goes without asking whether to stop
 
 
 class Backlog:
@@ -519,8 +520,18 @@ class FrameSource:
         return (0.0 if self._stop.wait(due - now) else due - now), due
 
     def __iter__(self) -> Iterator[Frame]:
-        while True:
-            frame = self.frames.get()
+        return self.until(lambda: False)
+
+    def until(self, stopped: Callable[[], bool]) -> Iterator[Frame]:
+        """The frames until the end, or until `stopped()` is true: asked before each frame, and every
+        STOP_POLL seconds while none comes. A stop request a signal handler notes is acted on here, between
+        frames; a KeyboardInterrupt raised inside the queue's lock can leave the lock held, and the pipeline
+        and the reading thread then wait on it for ever (a Ctrl-C as a run read its first frame did)."""
+        while not stopped():
+            try:
+                frame = self.frames.get(timeout=STOP_POLL)
+            except queue.Empty:
+                continue
             if frame is None:
                 return
             yield frame

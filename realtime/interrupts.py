@@ -44,9 +44,10 @@ def _stop_handlers(make: Callable[[StopHandler], StopHandler]) -> Iterator[dict[
 
 
 @contextlib.contextmanager
-def held_interrupts() -> Iterator[None]:
+def held_interrupts() -> Iterator[Callable[[], bool]]:
     """Ctrl-C, and SIGTERM where the command takes it as one, wait until the block is done: files that
-    belong together (a clip and its manifest line, a checkpoint's models and state) are written together.
+    belong together (a clip and its manifest line, a checkpoint's models and state) are written together,
+    and a loop reading frames (FrameSource.until) stops between them when the function given says one came.
     Then each signal that came goes to the handler the block found: one that raises KeyboardInterrupt
     raises it, and run_live's start-up handler, which only notes a stop, notes it. A block that fails hands
     them on too: a Ctrl-C that came first is not lost to an error a caller may catch and carry on from."""
@@ -54,7 +55,7 @@ def held_interrupts() -> Iterator[None]:
     previous: dict[signal.Signals, StopHandler] = {}
     try:
         with _stop_handlers(lambda handler: lambda number, frame: pressed.append(number)) as previous:
-            yield
+            yield lambda: bool(pressed)
     finally:
         for number in dict.fromkeys(pressed):  # each signal once, in the order they came
             previous[signal.Signals(number)](number, None)

@@ -234,17 +234,18 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], wor
         source.start()
         if sound:
             sound.start()
-        for frame in source:
-            if frame.t >= options.seconds:  # the take is `seconds` long, not a frame more
-                break
-            if sound:
-                sound.check()
-            frames += resampler.push(frame)
-            show(frame.image)
-            if not options.silent and speech_over(recording, frame.t, options, words):
-                break
-        else:  # a video standing in for the camera ended: its last frame too (a 24 fps video's)
-            frames += resampler.flush()
+        with held_interrupts() as stop_asked:  # a Ctrl-C is raised after the loop, not inside the queue's lock
+            for frame in source.until(stop_asked):
+                if frame.t >= options.seconds:  # the take is `seconds` long, not a frame more
+                    break
+                if sound:
+                    sound.check()
+                frames += resampler.push(frame)
+                show(frame.image)
+                if not options.silent and speech_over(recording, frame.t, options, words):
+                    break
+            else:  # a video standing in for the camera ended: its last frame too (a 24 fps video's)
+                frames += resampler.flush()
         if frames and sound:  # a microphone's last blocks arrive a little after the camera's frame
             recording.wait_for(frames[-1].t + 1 / GRID_FPS, timeout=0.5)
     finally:

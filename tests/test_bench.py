@@ -66,15 +66,15 @@ def test_each_stage_is_timed_within_its_frame(monkeypatch) -> None:
 
 def test_bench_writes_every_field_consistently(tmp_path: Path, capsys, monkeypatch) -> None:
     sources, delivered = [], []  # the bench's frame source, and the frames it handed on (only watched)
-    iterate = FrameSource.__iter__
+    iterate = FrameSource.until
 
-    def watched(self):
+    def watched(self, stopped):
         sources.append(self)
-        for frame in iterate(self):
+        for frame in iterate(self, stopped):
             delivered.append(frame.index)
             yield frame
 
-    monkeypatch.setattr(FrameSource, "__iter__", watched)
+    monkeypatch.setattr(FrameSource, "until", watched)
     out, plot = tmp_path / "bench.json", tmp_path / "bench.png"
     assert bench_main(["--source", str(CLIP), "--json", str(out), "--plot", str(plot)]) == 0  # paced
     result = json.loads(out.read_text())

@@ -994,8 +994,37 @@ def test_a_run_stopped_before_a_word_was_read_leaves_the_subtitle_files_as_they_
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == run_live.EXIT_INTERRUPTED, err
-    assert err.splitlines() == ["lipstream: stopped before a word was read: the subtitle files are left as they were"]
+    assert err.splitlines() == [f"lipstream: stopped before a word was read: {tmp_path / 'keep.srt'} and "
+                                f"{tmp_path / 'keep.vtt'} are left as they were"]
     assert {path: path.read_text() for path in kept} == kept
+    # Subtitles on stdout, which holds no file of the user's, are told the end as before: an empty WebVTT.
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(still), "--headless",
+                                "--vtt", "-"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "first frame processed" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert (process.returncode, out, err) == (run_live.EXIT_INTERRUPTED, "WEBVTT\n", ""), (out, err)
+
+
+def test_lips_that_moved_with_no_word_read_are_told_when_the_run_is_stopped(tmp_path: Path) -> None:
+    """A camera's run ends only when it is stopped: the lips of a face the model reads nothing of (a held-out
+    clip in training.restyle's look), then still, and a SIGTERM: the run says why no word was read."""
+    from training.restyle import restyle
+
+    frames = [restyle(image) for image in read_frames(clip(CLIPS[0]))]
+    video = write_video(tmp_path / "newface.avi", frames + frames[-1:] * 100, 25.0, "MJPG")
+    process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--headless"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "first frame processed" in line:
+            break
+    time.sleep(3.5)  # the clip's 3 s played, its lips read; the still frames after it take 4 s more
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == run_live.EXIT_INTERRUPTED and out == "\n", (out, err)
+    assert any(line.startswith("lipstream: no words read, though the lips moved for ") for line in err.splitlines())
 
 
 def test_a_picture_without_colour_is_told_once(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
