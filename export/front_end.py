@@ -7,8 +7,9 @@ it into one 2D convolution of three times as many (9 for RGB) over every frame, 
 about twice the speed.
 
 One frame at a time: each 3D convolution (temporal kernel 3, 'same' padding) is
-y[p] = z0(x[p-1]) + z1(x[p]) + z2(x[p+1]), where z_k is a 2D convolution of one frame with the kernel's k-th temporal slice. So an input frame's
-three contributions are computed once, when the frame arrives, and kept as state.
+y[p] = z0(x[p-1]) + z1(x[p]) + z2(x[p+1]), where z_k is a 2D convolution of one frame with the kernel's k-th
+temporal slice. So an input frame's three contributions are computed once, when the frame arrives, and kept
+as state.
 
 With frames up to n, layer l's output is final up to n - l; later outputs are provisional, computed as
 the full window ending at n computes them (zeros after n). At each frame layer l convolves its l new

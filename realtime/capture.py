@@ -11,12 +11,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
-from typing import Any
 
 import cv2
 import numpy as np
+
+from realtime.files import utf8
 
 # FFmpeg's own lines (a damaged file's decoding errors, a refused connection) are muted: the user gets
 # lipstream's one line instead. Read by OpenCV when it first opens a video; set it to see them.
@@ -196,7 +198,8 @@ class Video:
     Anything but `read` is the capture's own."""
 
     def __init__(self, source: str):
-        self.capture = cv2.VideoCapture(source)
+        # OpenCV crashes (a segmentation fault) on a name that is not UTF-8: such a video is one it cannot open.
+        self.capture = cv2.VideoCapture(source) if utf8(source) else cv2.VideoCapture()
         self.capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
         num, den = self.capture.get(cv2.CAP_PROP_SAR_NUM), self.capture.get(cv2.CAP_PROP_SAR_DEN)
         self.aspect = num / den if num > 0 and den > 0 else 1.0  # a stored pixel's width over its height

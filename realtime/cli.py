@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from realtime.captions import POLICIES, PolicyOptions
 from realtime.decode import BEAM_WIDTH, DECODERS
 from realtime.exits import EXIT_USAGE
+from realtime.files import utf8
 
 if TYPE_CHECKING:  # a type only: live loads OpenCV, which a command's --help need not wait for, and imports this
     from realtime.live import LiveOptions
@@ -75,7 +76,15 @@ def folder_name(text: str) -> str:
     """A name for one folder inside another (a speaker's): not empty, not a path that leads elsewhere."""
     if not text or text in (".", "..") or "/" in text or "\\" in text:
         raise argparse.ArgumentTypeError(f"must be a plain folder name, not {text!r}")
+    if not_utf8 := _not_utf8(text):
+        raise argparse.ArgumentTypeError(not_utf8)
     return text
+
+
+def _not_utf8(name: str) -> str | None:
+    """Why a name given on the command line is refused, when its bytes are not UTF-8 (OpenCV crashes on
+    such a name, and stderr cannot print it)."""
+    return None if utf8(name) else f"the name {os.fsencode(name)!r} is not UTF-8: rename it"
 
 
 NAME_MAX = 255  # bytes in one file or folder name, on Linux's file systems and macOS's
@@ -87,10 +96,8 @@ def named(text: str) -> str:
     is only not there). A URL's parts are the server's to judge."""
     if not text:
         raise argparse.ArgumentTypeError("an empty name names no file")
-    try:  # a name whose bytes are not UTF-8 comes in with surrogate escapes, on which OpenCV crashes
-        text.encode()
-    except UnicodeEncodeError:
-        raise argparse.ArgumentTypeError(f"the name {os.fsencode(text)!r} is not UTF-8: rename it") from None
+    if not_utf8 := _not_utf8(text):  # OpenCV crashes on such a name
+        raise argparse.ArgumentTypeError(not_utf8)
     if "://" not in text and (longest := max(len(part.encode()) for part in text.split("/"))) > NAME_MAX:
         raise argparse.ArgumentTypeError(f"a part of it is {longest} bytes long, and a file or folder name "
                                          f"holds at most {NAME_MAX}")

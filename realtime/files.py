@@ -20,6 +20,15 @@ from realtime.exits import EXIT_USAGE
 from realtime.interrupts import held_interrupts
 
 
+def utf8(name: str) -> bool:
+    """Whether a file name is UTF-8 (one that is not comes into Python with surrogate escapes)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def folder_problem(folder: Path, what: Path | None = None) -> str | None:
     """Why `what` (default: the folder itself) cannot be written into `folder`, which may not exist
     yet, or None. Makes nothing."""

@@ -119,7 +119,7 @@ class ManifestEntry:
     text: str  # the sentence prompted
     prompt: int  # its place in the prompt order, which a later session goes on from
     seed: int  # the prompt order (--seed)
-    fps: int
+    fps: float
     frames: int
     take_start: float  # seconds into the take the clip begins
     speech: tuple[float, float]  # the spoken span, seconds from the clip's first frame
@@ -469,10 +469,11 @@ def record(options: RecordOptions) -> Session:
                         continue
                     name = clip_name(text, taken)
                     entry = ManifestEntry(
-                        name, text, number, seed, GRID_FPS, cut.last - cut.first, round(cut.first / GRID_FPS, 3),
-                        (round(cut.span.start, 3), round(cut.span.end, 3)), "estimated",
-                        "silent" if options.silent else "voice", options.source,
-                        options.audio_file or ("microphone" if options.sound else "none"))
+                        name=name, text=text, prompt=number, seed=seed, fps=GRID_FPS, frames=cut.last - cut.first,
+                        take_start=round(cut.first / GRID_FPS, 3),
+                        speech=(round(cut.span.start, 3), round(cut.span.end, 3)), alignment="estimated",
+                        mode="silent" if options.silent else "voice", source=options.source,
+                        audio=options.audio_file or ("microphone" if options.sound else "none"))
                     save_clip(folder, take, cut, entry, options.rate)
                     taken.add(name)
                     saved.append(name)

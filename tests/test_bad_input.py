@@ -71,6 +71,7 @@ def not_a_file(tmp_path: Path) -> Path:
      "--seed has no effect with --source bbaf2n.mp4: a GRID clip standing in says its own sentence at every prompt"),
     (["realtime.record", "--speaker", "../elsewhere"], "must be a plain folder name, not '../elsewhere'"),
     (["realtime.record", "--speaker", ""], "must be a plain folder name, not ''"),
+    (["realtime.record", "--speaker", os.fsdecode(b"me\xff")], "argument --speaker: the name b'me\\xff' is not UTF-8"),
     (["realtime.vad_report", "--count", "0"], "must be 1 or more, not 0"),
     (["training.train", "--batch-size", "0"], "must be from 1 to 256, not 0"),
     (["training.train", "--batch-size", "100000"], "must be from 1 to 256, not 100000"),

@@ -52,7 +52,7 @@ def test_a_clip_cut_short_or_with_a_broken_align_file_is_left_out_whole(grid_sub
     assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 0
     skipped = [line for line in capsys.readouterr().err.splitlines() if line.startswith("skipped")]
     assert len(skipped) == 2, skipped
-    assert skipped[0].startswith("skipped s1/bbaf3s: its video ends at frame 21, before its last word")
+    assert skipped[0].startswith("skipped s1/bbaf3s: its video ends at 0.84 s, before its last word")
     assert skipped[1].startswith("skipped s1/bbaf4p: ")
     joined = read_align(out.with_suffix(".align"))
     assert joined == read_align(grid_s1 / "align" / "bbaf2n.align")

@@ -1038,9 +1038,9 @@ def test_a_picture_without_colour_is_told_once(tmp_path: Path, capsys: pytest.Ca
         assert run_live.main(["--source", str(video), "--model", str(MODEL), "--headless", "--fast"]) == 0
         told[video] = [line for line in capsys.readouterr().err.splitlines() if "no colour" in line]
     assert told[clip(CLIPS[0])] == []
-    assert told[grey] == ["lipstream: no colour in the picture at 0.0 s (a grey or infrared camera, or a black-and-white "
-                          "video), and lipstream-lite.onnx reads colour: reading suffers; a fine-tune on clips from "
-                          "this camera mends it (README: Reading your own face)"]
+    assert told[grey] == ["lipstream: no colour in the picture at 0.0 s (a grey or infrared camera, or a "
+                          "black-and-white video), and lipstream-lite.onnx reads colour: reading suffers; a "
+                          "fine-tune on clips from this camera mends it (README: Reading your own face)"]
 
 
 def test_lips_that_move_with_no_word_read_are_told_why(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -187,6 +188,27 @@ def test_a_video_at_another_rate_has_its_words_on_its_own_frames(fps: int, grid_
         assert g.attrs["fps"] == fps and len(g["mouth"]) == 3 * fps - g.attrs["first_frame"]
         seconds = (g["spans"][()] + g.attrs["first_frame"]) / fps
     np.testing.assert_allclose(seconds, [(t.start / 25, t.end / 25) for t in words], atol=1e-5)
+    # A cache made before spans were counted on the clip's own frames (no spans_fps) makes the clip again.
+    with h5py.File(tmp_path / "c.h5", "a") as f:
+        del f["clips/s1/bbaf2n"].attrs["spans_fps"]
+    _, log = run_prepare(tmp_path / "grid", tmp_path / "c.h5")
+    assert "1 clips, 0 already cached, 1 to prepare (1 changed since they were cached" in log
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        assert f["clips/s1/bbaf2n"].attrs["spans_fps"] == fps
+
+
+def test_a_clip_whose_name_is_not_utf8_is_skipped_and_named(grid_s1: Path, tmp_path: Path):
+    """OpenCV crashes on a file name that is not UTF-8 (a worker's segmentation fault left the run waiting
+    for ever): such a clip is skipped, saying why, and the others are cached."""
+    speaker = tmp_path / "grid" / "s1"
+    link_clip(grid_s1, "bbaf2n", speaker)
+    odd = os.fsdecode(b"bbaf3s\xff")
+    (speaker / "video" / f"{odd}.mp4").symlink_to(grid_s1 / "video" / "bbaf3s.mp4")
+    (speaker / "align" / f"{odd}.align").symlink_to(grid_s1 / "align" / "bbaf3s.align")
+    skipped, _ = run_prepare(tmp_path / "grid", tmp_path / "c.h5")
+    assert [(clip.name, why) for clip, why in skipped] == [(odd, "its file name is not UTF-8: rename it")]
+    with h5py.File(tmp_path / "c.h5", "r") as f:
+        assert list(f["clips/s1"]) == ["bbaf2n"]
 
 
 def test_a_ctrl_c_that_python_drops_still_stops_the_run(grid_subset, tmp_path: Path):
@@ -212,7 +234,8 @@ def test_a_ctrl_c_that_python_drops_still_stops_the_run(grid_subset, tmp_path: P
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert "Exception ignored" in result.stderr  # Python dropped the KeyboardInterrupt
     assert result.returncode == 130, result.stderr[-2000:]
-    assert result.stderr.splitlines()[-1] == f"interrupted: finished clips are kept in {out}.partial; run again to resume"
+    assert result.stderr.splitlines()[-1] == \
+        f"interrupted: finished clips are kept in {out}.partial; run again to resume"
     assert not out.exists()
     with h5py.File(f"{out}.partial", "r") as f:  # the first clip, and no other
         assert len(f["clips/s1"]) == 1

@@ -51,7 +51,7 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
             spoken = max((t.end for t in tokens if t.is_word), default=0.0)
             if not images or len(images) * GRID_FPS / fps < spoken:
                 why = "unreadable video" if not images else \
-                    f"its video ends at frame {len(images)}, before its last word ({spoken:g})"
+                    f"its video ends at {len(images) / fps:.2f} s, before its last word ({spoken / GRID_FPS:.2f} s)"
                 print(f"skipped {clip.key}: {why}", file=sys.stderr)
                 continue
             start = frames

@@ -4,12 +4,14 @@
         [--below-nose B] [--grey]
 
 Layout: /clips/<speaker>/<name> holds `mouth` (T, H, W, C) uint8 plus per-frame `pose`, `box`, `lips`,
-`quality`, `held`, `speech` (what was heard: training.speech), and word frame `spans`; attributes
-`text`, `words` (a JSON list), `fps`, `source`, `first_frame` (the video's frames trimmed before the
-first kept, which `spans` count from), `stamp` (what it was made from: its video's bytes, by digest, its
-align text), `silent` on a clip without sound, whose sound is not looked for again, and `complete`,
-written last (a clip without it was cut short, and is made again). A clip whose stamp no longer
-matches its files (re-recorded, or its align corrected) is made again, as is one cached without a stamp.
+`quality`, `held`, `speech` (what was heard: training.speech), and word frame `spans` (on the video's own
+frames; align files count GRID's 25 fps frames); attributes `text`, `words` (a JSON list), `fps`,
+`spans_fps` (the rate `spans` count in: a clip at another rate cached before spans were counted so is
+made again), `source`, `first_frame` (the video's frames trimmed before the first kept, which `spans` count
+from), `stamp` (what it was made from: its video's bytes, by digest, its align text), `silent` on a clip
+without sound, whose sound is not looked for again, and `complete`, written last (a clip without it was cut
+short, and is made again). A clip whose stamp no longer matches its files (re-recorded, or its align
+corrected) is made again, as is one cached without a stamp.
 The file's attribute `crop` records the crop spec, and `speech` the speech features' format: features
 of another format, and the `silent` marks, are made again (as is a clip whose sound could not be read
 this time). Work goes to FILE.h5.partial (a copy of FILE.h5 when adding to one), which replaces
@@ -44,7 +46,7 @@ from realtime.capture import SHORTFALL, Video, capture_fps, video_timeline
 from realtime.cli import Parser, at_least, named_path, summary, within
 from realtime.crop import CropSpec
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import make_folder_for, run_command
+from realtime.files import make_folder_for, run_command, utf8
 from realtime.grid import GRID_FPS, AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
 from realtime.interrupts import kept_stop_requests
 from realtime.tracker import TrackerOptions, lip_landmarks, tracked_video
@@ -123,6 +125,8 @@ def prepare_clip(clip: Clip, options: TrackerOptions, with_speech: bool) -> Prep
     """Track every frame of one clip with a fresh tracker; raise ClipError when it is unusable.
     `with_speech`: read its sound's speech features too (training's target; evaluation needs the crops
     alone)."""
+    if not utf8(str(clip.video)):
+        raise ClipError("its file name is not UTF-8: rename it")
     stamp = clip_stamp(clip)  # before reading: a file changed meanwhile is read again next time
     text, words, spans = clip_text(clip)
     capture = Video(str(clip.video))
@@ -251,7 +255,7 @@ def write_clip(f: h5py.File, p: PreparedClip) -> None:
     if p.speech is not None:
         g.create_dataset("speech", data=p.speech.astype(np.float16))
     g.attrs.update(text=p.text, fps=p.fps, source=str(p.clip.video), words=json.dumps(list(p.words)),
-                   first_frame=p.first_frame, stamp=p.stamp)
+                   first_frame=p.first_frame, stamp=p.stamp, spans_fps=p.fps)
     if p.silent:
         g.attrs["silent"] = True
     g.attrs["complete"] = True
@@ -260,7 +264,10 @@ def write_clip(f: h5py.File, p: PreparedClip) -> None:
 
 def is_stale(g: h5py.Group, clip: Clip) -> bool:
     """Whether cached clip `g` was made from other files than `clip`'s (or they cannot be read now, which
-    preparing it again will say)."""
+    preparing it again will say), or its word spans count other frames than its own: a clip at another rate
+    than GRID's, cached before spans were counted on its own frames (`spans_fps`)."""
+    if g.attrs.get("spans_fps", GRID_FPS) != g.attrs["fps"]:
+        return True
     try:
         return g.attrs.get("stamp") != clip_stamp(clip)
     except OSError:

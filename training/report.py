@@ -40,7 +40,6 @@ class CacheReport:
     mouth_width_share: float | None  # median gap between the mouth's corners across the crop, in its widths
 
 
-
 def in_box(points: np.ndarray, box: np.ndarray) -> np.ndarray:
     """Points (T, N, 2) in the frame as fractions of their frame's crop box (T, 4, 2; clockwise from
     top-left): 0..1 across and down inside it."""
