@@ -8,6 +8,7 @@ labels follow the frames. Pixel transforms (flip, small affine, colour) act on t
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -90,7 +91,7 @@ class AugmentOptions:
     time_mask: int = 0  # per second of a sample, up to this many consecutive frames replaced by its mean frame
     fps: float = ModelSpec.fps  # the frame rate the model reads (its spec), which time_mask counts seconds in
     min_visible: float = 0.5  # a word counts in a window when this share of its frames is in it
-    char_target: str = "spread"  # the per-frame character target (CachedClip.frame_chars)
+    char_target: Literal["spread", "silence"] = "spread"  # the per-frame character target (CachedClip.frame_chars)
 
     def lipnet_only(self) -> AugmentOptions:
         """LipNet's own pixel augmentation (flip, frame jitter) without what a webcam brings (speed,

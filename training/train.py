@@ -32,6 +32,7 @@ from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, make_folder_for, run_command, write_text
 from realtime.interrupts import held_interrupts, kept_stop_requests, stops_like_ctrl_c
 from realtime.vocab import Vocabulary
+from training.augment import AugmentOptions
 from training.dataset import MOST_BATCH, SHORTEST_STREAM_WINDOW, unwritable_texts
 from training.records import fields_checked, is_count, read_json
 from training.split import VAL_FRACTION
@@ -79,11 +80,11 @@ class TrainOptions:
     stream_share: float = 0.35
     splice: float = 0.0
     augment: Literal["webcam", "lipnet"] = "webcam"
-    colour_swap: float = 0.0
-    time_mask: int = 0
+    colour_swap: float = AugmentOptions.colour_swap
+    time_mask: int = AugmentOptions.time_mask
     max_window: int = 90
-    char_target: Literal["spread", "silence"] = "spread"
-    min_visible: float = 0.5
+    char_target: Literal["spread", "silence"] = AugmentOptions.char_target
+    min_visible: float = AugmentOptions.min_visible
     patience: int | None = None  # None: a resumed run's own, else PATIENCE
     steps: int = 0
     limit: int = 0
@@ -480,7 +481,7 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
 
     from realtime.decode import greedy
     from realtime.spec import ModelSpec
-    from training.augment import AugmentOptions, Sampler
+    from training.augment import Sampler
     from training.speech import DIMS as SPEECH_DIMS
 
     keras.utils.set_random_seed(options.seed)
