@@ -203,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=model_path, default=BUNDLED_MODEL,
                         help="the ONNX model (a bare name such as lipstream-lite.int8.onnx names a bundled one)")
     parser.add_argument("--provider", default="auto", choices=PROVIDERS)
-    parser.add_argument("--json", type=json_path,
-                        help="write the results as one JSON object to PATH too (they are printed on stdout "
-                             "either way, so - writes nothing more)")
+    parser.add_argument("--json", type=json_path, metavar="PATH",
+                        help="write the results, the transcript included, as one JSON object to PATH (stdout has "
+                             "them either way, without the transcript; - writes nothing more)")
     parser.add_argument("--plot", type=named_path, help="write a PNG of the latency distributions")
     parser.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
                         help="update the captions every N frames")
@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plot and args.plot.suffix.lower() != ".png":
         parser.error("--plot must name a .png file")
     if args.plot and importlib.util.find_spec("matplotlib") is None:  # the runtime alone has no plotting
-        parser.error("--plot needs matplotlib, which the runtime does not install: pip install 'lipstream[train]'")
+        parser.error("--plot needs matplotlib, which the runtime does not install: install lipstream with its [train] "
+                     "extra")
     # Before the run, not after it: its results must not be lost to a file that cannot be written or read.
     video = local_path(str(args.source))
     problem = outputs_problem([p for p in (args.json, args.plot) if p],

@@ -100,7 +100,8 @@ def training_packages_missing(e: BaseException) -> str | None:
     name = (getattr(e, "name", None) or "").split(".")[0]
     if not isinstance(e, ModuleNotFoundError) or name not in TRAINING_PACKAGES:
         return None
-    return f"this command needs the training packages ({name} is missing): pip install 'lipstream[train]'"
+    return (f"this command needs the training packages ({name} is missing): install lipstream with its [train] "
+            "extra (pip install '.[train]' in the checkout)")
 
 
 def run_command(main: Callable[[], int | None]) -> int:

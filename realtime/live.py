@@ -180,8 +180,9 @@ def nothing_read(source: str, frames: FrameSource, pipeline: LivePipeline) -> st
 
 @dataclass(eq=False)  # stateful: what has been said
 class RunNotices:
-    """What a live run tells as it happens, each once (a face lost and found: once each way): the user can
-    act on them, and headless nothing else shows them."""
+    """What a live run tells as it happens: falling behind, no colour and a small face once each; another face
+    at each jump; the face lost and found at each change. The user can act on them, and headless nothing else
+    shows them."""
 
     spec: ModelSpec
     model_name: str

@@ -218,7 +218,8 @@ def test_a_training_command_without_the_training_packages_says_how_to_install_th
     run = subprocess.run([sys.executable, "-c", WITHOUT_TRAINING_PACKAGES, *argv], cwd=ROOT, capture_output=True,
                          text=True, timeout=120)
     assert run.returncode == 2 and run.stderr.splitlines() == [
-        "error: this command needs the training packages (keras is missing): pip install 'lipstream[train]'"], \
+        "error: this command needs the training packages (keras is missing): install lipstream with its [train] "
+        "extra (pip install '.[train]' in the checkout)"], \
         run.stderr
     assert list(tmp_path.iterdir()) == []  # nothing begun
 

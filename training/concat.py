@@ -81,9 +81,10 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.concat", description=summary(__doc__))
-    parser.add_argument("--grid", type=named_path, required=True)
+    parser.add_argument("--grid", type=named_path, required=True, help="GRID folder of the clips to join")
     parser.add_argument("--out", type=named_path, required=True, help="the .mp4 to write (an .align goes beside it)")
-    parser.add_argument("--split", choices=("val", "all"), default="val")
+    parser.add_argument("--split", choices=("val", "all"), default="val",
+                        help="val: the held-out clips alone (training.split), a stream no model trained on")
     parser.add_argument("--count", type=at_least(0), default=0, help="at most this many clips (0: every one)")
     parser.add_argument("--seconds", type=non_negative, default=0,
                         help="stop once the video is this long, in seconds (0: no limit)")

@@ -377,11 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=named_path, required=True, help="GRID folder (speakers, or one speaker)")
     parser.add_argument("--out", type=named_path, required=True, help="HDF5 cache to write or resume")
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1,
-                        help="processes tracking the clips")
+                        help="processes tracking the clips (default: one per core)")
     default = CropSpec()
     parser.add_argument("--crop-size", type=at_least(8, MOST_CROP), nargs=2, metavar=("H", "W"),
                         default=(default.height, default.width),
-                        help=f"crop height and width in pixels, up to {MOST_CROP}")
+                        help=f"crop height and width in pixels, 8 to {MOST_CROP}")
     # Bounds that keep the crop about the face (the mouth is about 0.5 eye-corner distances below the
     # nose, the chin about 1): far beyond them a cache of background would be made without a word.
     parser.add_argument("--face-width", type=within(0, 4, above=True), default=default.face_width,

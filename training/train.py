@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     """`to_continue`: how the user continues an interrupted run (a calling tool resumes its own way);
     `beside`: the names of a calling tool's own files in the run folder."""
     parser = Parser(prog="python -m training.train", description=summary(__doc__))
-    parser.add_argument("--cache", type=named_path, required=True)
+    parser.add_argument("--cache", type=named_path, required=True, help="mouth-crop cache (python -m training.prepare)")
     parser.add_argument("--out", type=named_path, required=True, help="run folder")
     parser.add_argument("--config", help="model configuration (python -m training.model lists them)")
     parser.add_argument("--dropout", type=fraction_below_one,
