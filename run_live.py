@@ -441,9 +441,9 @@ def _run(args: argparse.Namespace) -> int:
     wordless = not unread and not final.committed and (stopped or code != EXIT_OK)
     untouched = [p for p in (args.srt, args.vtt)
                  if wordless and p and not written_in_place(Path(p)) and own_stream(Path(p)) is None]
-    if untouched:
-        log(f"{'stopped' if stopped else 'ended'} before a word was read: {' and '.join(map(str, untouched))} "
-            f"{'is' if len(untouched) == 1 else 'are'} left as {'it was' if len(untouched) == 1 else 'they were'}")
+    if there := [p for p in untouched if Path(p).exists()]:  # files there before (the others are not made)
+        log(f"{'stopped' if stopped else 'ended'} before a word was read: {' and '.join(map(str, there))} "
+            f"{'is' if len(there) == 1 else 'are'} left as {'it was' if len(there) == 1 else 'they were'}")
     lost = False  # an output failed: the run exits 2
     on_stdout = bool(_to_stdout(args))  # stdout holds an output: the transcript is not printed there as well
     instead = "" if on_stdout else "; the transcript follows on stdout"

@@ -310,6 +310,8 @@ class FrameSource:
                 raise CaptureError(f"cannot open camera {source}; to read a video file instead, use --source FILE")
             if self._path is None:
                 raise CaptureError(f"cannot open {source}: unreachable, or not a stream this OpenCV build can decode")
+            if not utf8(str(self._path)):  # Video opens none (OpenCV crashes on such a name)
+                raise CaptureError(f"cannot read {source}: its file name is not UTF-8: rename it")
             if held := held_without_video(self._path):
                 raise CaptureError(f"{source} holds {held} but no video: nothing to lipread")
             raise CaptureError(f"cannot read {source}: damaged or cut off, or not a video this OpenCV build decodes")

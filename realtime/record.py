@@ -246,8 +246,8 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], wor
                     break
             else:  # a video standing in for the camera ended: its last frame too (a 24 fps video's)
                 frames += resampler.flush()
-        if frames and sound:  # a microphone's last blocks arrive a little after the camera's frame
-            recording.wait_for(frames[-1].t + 1 / GRID_FPS, timeout=0.5)
+            if frames and sound and not stop_asked():  # a microphone's last blocks come a little after the frame
+                recording.wait_for(frames[-1].t + 1 / GRID_FPS, timeout=0.5)
     finally:
         source.stop()
         if sound:

@@ -48,6 +48,16 @@ def read_all(source: str, fast: bool = True, **options: float) -> tuple[FrameSou
         capture.stop()
 
 
+def test_a_video_whose_name_is_not_utf8_is_refused_in_a_line_not_opened(tmp_path: Path) -> None:
+    """OpenCV crashes (a segmentation fault) on a file name that is not UTF-8: such a video is not handed to
+    it, and the reason is said, not taken for a damaged file."""
+    odd = tmp_path / os.fsdecode(b"clip\xff.mp4")
+    odd.symlink_to(CLIP)
+    with pytest.raises(CaptureError) as refused:
+        FrameSource(SourceOptions(source=str(odd)))
+    assert str(refused.value) == f"cannot read {odd}: its file name is not UTF-8: rename it"
+
+
 def test_a_rotation_tag_turns_the_frames_upright(tmp_path: Path) -> None:
     """A phone stores the pixels as the sensor saw them and tags the rotation: here upside down,
     tagged 180 degrees."""

@@ -74,6 +74,6 @@ def test_a_set_up_environment_runs_for_a_user_who_may_not_write_to_it(tmp_path: 
     # One that still needs setting up is said to, in one line, not attempted without the lock.
     assert (outdated.returncode, outdated.stdout) == (1, "")
     assert outdated.stderr == (f"lipstream: the environment in {stale} needs setting up, and this user may not "
-                               "write beside it: run ./lipstream once as its owner\n")
+                               "write beside it: run ./lipstream python once as its owner\n")
     assert sorted(p.name for p in shared.iterdir()) == ["stale", "venv"]
     assert (stale / ".lipstream-stamp").read_text() == "another version\n"
