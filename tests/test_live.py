@@ -1111,6 +1111,11 @@ def test_the_main_command_takes_file_names_from_the_folder_it_is_run_in(offline:
     assert result.returncode == 0, result.stderr
     text = offline(CLIPS[0])
     assert cue_words(tmp_path / "subtitles" / "talk.srt") == text.split()
+    # live's options alone are live's: `./lipstream --source talk.mp4`
+    result = subprocess.run([str(ROOT / "lipstream"), "--source", "talk.mp4", "--headless", "--fast"], cwd=tmp_path,
+                            capture_output=True, text=True, env={**os.environ, "LIPSTREAM_VENV": sys.prefix},
+                            timeout=120)
+    assert (result.returncode, result.stdout) == (0, text + "\n"), result.stderr
 
 
 def test_live_process_never_imports_tensorflow_or_jax_and_says_only_its_own_lines(tmp_path: Path) -> None:

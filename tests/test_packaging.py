@@ -50,6 +50,16 @@ def test_the_entry_point_s_help_says_its_commands_and_installs_nothing(tmp_path:
     assert not list(tmp_path.iterdir())
 
 
+def test_an_unknown_command_is_refused_before_anything_is_installed(tmp_path: Path) -> None:
+    """A mistyped command is told in one line, and no environment is made for it (any command but live would
+    install the training packages first)."""
+    run = subprocess.run([str(ROOT / "lipstream"), "lvie"], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "LIPSTREAM_VENV": str(tmp_path / "venv")})
+    assert (run.returncode, run.stdout) == (2, "")
+    assert run.stderr == "lipstream: unknown command 'lvie' (use: live, test, python; --help says more)\n"
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_set_up_environment_runs_for_a_user_who_may_not_write_to_it(tmp_path: Path) -> None:
     """A checkout set up by one user and run by another who may not write beside it (a shared install):
     the launcher runs the command as it stands, without the lock file that only a set-up needs."""
