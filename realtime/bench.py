@@ -250,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     fps = capture_fps(capture, GRID_FPS)  # GRID's where the video gives none
     with tracked_video(capture, fps, TrackerOptions(crop=model.spec.crop)) as tracked:
         crops = list(islice((r.crop for r in tracked if r.crop is not None), WINDOW))
-    comparisons = {}
+    comparisons: dict[str, float] = {}
     if len(crops) >= 8:
         # int8 first: an engine's idle workers still spinning would slow the next one timed.
         int8 = args.model.with_suffix(".int8.onnx")

@@ -31,7 +31,8 @@ class Hypothesis:
 
 def _words(chars: list[tuple[str, int]]) -> tuple[Word, ...]:
     """Group (character, frame) emissions into words at spaces."""
-    words, current = [], []
+    words: list[Word] = []
+    current: list[tuple[str, int]] = []
     for ch, frame in chars + [(" ", -1)]:
         if ch == " ":
             if current:

@@ -91,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     if not len(found):
         print("error: speech was found in no clip: no boundary to compare", file=sys.stderr)
         return EXIT_FAILED
-    for name, e in (("start", found[:, 0]), ("end", found[:, 1])):
-        print(f"{name:>5}: median |error| {np.median(np.abs(e)):.0f} ms, p95 {np.percentile(np.abs(e), 95):.0f} ms, "
-              f"median signed {np.median(e):+.0f} ms")
+    for name, signed in (("start", found[:, 0]), ("end", found[:, 1])):
+        print(f"{name:>5}: median |error| {np.median(np.abs(signed)):.0f} ms, "
+              f"p95 {np.percentile(np.abs(signed), 95):.0f} ms, median signed {np.median(signed):+.0f} ms")
     return EXIT_OK
 
 
