@@ -198,8 +198,10 @@ class Video:
     Anything but `read` is the capture's own."""
 
     def __init__(self, source: str):
-        # OpenCV crashes (a segmentation fault) on a name that is not UTF-8: such a video is one it cannot open.
-        self.capture = cv2.VideoCapture(source) if utf8(source) else cv2.VideoCapture()
+        # OpenCV crashes (a segmentation fault) on a name that is not UTF-8: such a video is not opened, and
+        # `refusal` says why.
+        self.refusal = None if utf8(source) else "its file name is not UTF-8: rename it"
+        self.capture = cv2.VideoCapture() if self.refusal else cv2.VideoCapture(source)
         self.capture.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)
         num, den = self.capture.get(cv2.CAP_PROP_SAR_NUM), self.capture.get(cv2.CAP_PROP_SAR_DEN)
         self.aspect = num / den if num > 0 and den > 0 else 1.0  # a stored pixel's width over its height
@@ -310,8 +312,8 @@ class FrameSource:
                 raise CaptureError(f"cannot open camera {source}; to read a video file instead, use --source FILE")
             if self._path is None:
                 raise CaptureError(f"cannot open {source}: unreachable, or not a stream this OpenCV build can decode")
-            if not utf8(str(self._path)):  # Video opens none (OpenCV crashes on such a name)
-                raise CaptureError(f"cannot read {source}: its file name is not UTF-8: rename it")
+            if capture.refusal:
+                raise CaptureError(f"cannot read {source}: {capture.refusal}")
             if held := held_without_video(self._path):
                 raise CaptureError(f"{source} holds {held} but no video: nothing to lipread")
             raise CaptureError(f"cannot read {source}: damaged or cut off, or not a video this OpenCV build decodes")

@@ -46,7 +46,7 @@ from realtime.capture import SHORTFALL, Video, capture_fps, video_timeline
 from realtime.cli import Parser, at_least, named_path, summary, within
 from realtime.crop import CropSpec
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import make_folder_for, run_command, utf8
+from realtime.files import make_folder_for, run_command
 from realtime.grid import GRID_FPS, AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
 from realtime.interrupts import kept_stop_requests
 from realtime.tracker import TrackerOptions, lip_landmarks, tracked_video
@@ -125,13 +125,11 @@ def prepare_clip(clip: Clip, options: TrackerOptions, with_speech: bool) -> Prep
     """Track every frame of one clip with a fresh tracker; raise ClipError when it is unusable.
     `with_speech`: read its sound's speech features too (training's target; evaluation needs the crops
     alone)."""
-    if not utf8(str(clip.video)):
-        raise ClipError("its file name is not UTF-8: rename it")
     stamp = clip_stamp(clip)  # before reading: a file changed meanwhile is read again next time
     text, words, spans = clip_text(clip)
     capture = Video(str(clip.video))
     if not capture.isOpened():
-        raise ClipError("unreadable video")
+        raise ClipError(capture.refusal or "unreadable video")
     fps = capture_fps(capture, GRID_FPS)
     expected = capture.get(cv2.CAP_PROP_FRAME_COUNT)
     with tracked_video(capture, fps, options) as tracked:
