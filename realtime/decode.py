@@ -7,8 +7,8 @@ whose words carry the frames they were read from, so the caption policy can time
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, replace
+from functools import lru_cache, reduce
 
 import numpy as np
 
@@ -134,6 +134,7 @@ def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = BEAM_WIDT
     """
     blank = vocabulary.blank
     charset = vocabulary.charset
+    space = charset.index(" ")
     start: State = grammar.start() if grammar else None
     # key: (prefix of class ids, grammar state) -> [logp ending in blank, logp ending in non-blank, frames]
     beams: dict[tuple[tuple[int, ...], State], list] = {((), start): [0.0, -math.inf, ()]}
@@ -157,23 +158,35 @@ def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = BEAM_WIDT
             if last is not None:
                 add((prefix, state), -math.inf, pnb + float(row[last]), frames)
             for c in candidates:
+                p = pb if c == last else total
+                # A space before any word, or after another, spells the same text: its paths stay with this
+                # prefix, not in a beam of their own that would split the text's probability with it.
+                if c == space and last is None:  # before any word: read as a blank
+                    add((prefix, state), p + float(row[c]), -math.inf, frames)
+                    continue
+                if c == space and last == space:  # after a space: the pause goes on (the repeat is added above)
+                    add((prefix, state), -math.inf, p + float(row[c]), frames)
+                    continue
                 if grammar is not None:
                     new_state = grammar.step(state, charset[c])
                     if not new_state:
                         continue
                 else:
                     new_state = None
-                p = pb if c == last else total
                 add((prefix + (c,), new_state), -math.inf, p + float(row[c]), frames + (t,))
         beams = dict(sorted(nxt.items(), key=lambda kv: -_logaddexp(kv[1][0], kv[1][1]))[:width])
 
-    finished = [(k, v) for k, v in beams.items() if grammar is None or grammar.accepts(k[1])]
-    if not finished:
+    # A text with and without a space at its end: one reading, its probability the sum of the two.
+    readings: dict[str, list[Hypothesis]] = {}
+    for (prefix, state), (pb, pnb, frames) in beams.items():
+        if grammar is None or (state is not None and grammar.accepts(state)):
+            hyp = _hypothesis([(charset[c], f) for c, f in zip(prefix, frames)], _logaddexp(pb, pnb))
+            readings.setdefault(hyp.text, []).append(hyp)
+    if not readings:
         return Hypothesis("", (), -math.inf)
-    (prefix, _), (pb, pnb, frames) = max(finished, key=lambda kv: _logaddexp(kv[1][0], kv[1][1]))
-    chars = [(charset[c], f) for c, f in zip(prefix, frames)]
-    # Leading/trailing spaces are not words.
-    return _hypothesis(chars, _logaddexp(pb, pnb))
+    merged = [replace(max(hyps, key=lambda h: h.logp), logp=reduce(_logaddexp, (h.logp for h in hyps)))
+              for hyps in readings.values()]
+    return max(merged, key=lambda h: h.logp)
 
 
 def grammar_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = BEAM_WIDTH["grammar"],

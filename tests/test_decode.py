@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -44,6 +45,28 @@ def test_beam_finds_what_greedy_misses() -> None:
     hyp = beam_search(logp, V, width=4)
     assert hyp.text == "a"
     assert math.isclose(math.exp(hyp.logp), 0.4 * 0.4 + 0.4 * 0.6 * 2, rel_tol=1e-4)
+
+
+def test_beam_gives_each_text_the_probability_of_every_path_that_spells_it() -> None:
+    """Spaces before the first word, after the last, or two in a row are pauses: " a", "a" and "a  " are one
+    text. A beam wide enough to keep every prefix must find the likeliest text and its probability, summed
+    over all its paths (counted here path by path), however its spellings split it."""
+    rng = np.random.default_rng(0)
+    classes = [V.charset.index(c) for c in " ab"] + [V.blank]
+    frames = 5
+    for _ in range(30):
+        p = 0.9 * rng.dirichlet(np.full(len(classes), 0.7), size=frames) + 0.1 / len(classes)  # none pruned
+        logp = np.full((frames, V.size), -40.0)
+        logp[:, classes] = np.log(p)
+        texts: dict[str, float] = {}
+        for path in itertools.product(range(len(classes)), repeat=frames):
+            labels = [classes[k] for i, k in enumerate(path) if i == 0 or k != path[i - 1]]
+            text = " ".join("".join(V.charset[c] for c in labels if c != V.blank).split())
+            texts[text] = texts.get(text, 0.0) + math.prod(p[t, k] for t, k in enumerate(path))
+        likeliest = max(texts, key=lambda text: texts[text])
+        hyp = beam_search(logp, V, width=len(classes) ** frames)
+        assert hyp.text == likeliest
+        assert math.isclose(math.exp(hyp.logp), texts[likeliest], rel_tol=1e-6)
 
 
 def test_grammar_corrects_a_misread_word() -> None:
