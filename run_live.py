@@ -25,7 +25,12 @@ from typing import TYPE_CHECKING
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 
 if TYPE_CHECKING:  # the runtime's modules load once the stop handler is in place (main)
+    from realtime.backend import OnnxModel
+    from realtime.captions import CaptionPolicy
     from realtime.capture import FrameSource, SourceOptions
+    from realtime.live import LivePipeline, StepResult
+    from realtime.outputs import JsonLines
+    from realtime.window import Window
 
 MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
 NOTICE_SECONDS = 4.0  # how long the window shows what its s key did
@@ -228,33 +233,41 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(s, handler)
 
 
-def _run(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    from realtime.backend import ModelLoadError, OnnxModel, streaming_paths
-    from realtime.capture import CaptureError, Resampler, SourceOptions, local_path
-    from realtime.cli import policy_options
-    from realtime.files import open_output, outputs_problem, own_stream, silence, write_text, written_in_place
-    from realtime.interrupts import interrupt
-    from realtime.live import LiveOptions, LivePipeline, RunNotices, StepResult, nothing_read
-    from realtime.outputs import JsonLines, log, subtitles
+def _refusal(args: argparse.Namespace) -> str | None:
+    """Why the run cannot start, told before any frame is read: a run must not end in a file it cannot write,
+    nor want a window where none can open."""
+    from realtime.backend import streaming_paths
+    from realtime.capture import local_path
+    from realtime.files import outputs_problem
 
-    # Before any frame is read: a run must not end in a file it cannot write.
-    options = LiveOptions(window=args.window, hop=args.hop, policy=policy_options(args))
     outputs = [p for p in (None if args.jsonl == "-" else args.jsonl, args.srt, args.vtt) if p]
     read = [(local_path(args.source), "the video read"), (args.model, "the model read"),
             *((part, "a part of the model read") for part in streaming_paths(args.model))]
-    problem = outputs_problem(outputs, read)
-    if not problem and sys.stdout is None and (closed := next(iter(_to_stdout(args)), None)):
-        problem = f"{closed} writes to stdout, which is closed: name a file instead"
-    if problem:
-        log(f"error: {problem}")
-        return EXIT_USAGE
+    if problem := outputs_problem(outputs, read):
+        return problem
+    if sys.stdout is None and (closed := next(iter(_to_stdout(args)), None)):
+        return f"{closed} writes to stdout, which is closed: name a file instead"
     if not args.headless:
         from realtime.window import display_problem
 
         if problem := display_problem():
-            log(f"error: {problem}; use --headless, which prints the transcript")
-            return EXIT_USAGE
+            return f"{problem}; use --headless, which prints the transcript"
+    return None
+
+
+def _run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    from realtime.backend import ModelLoadError, OnnxModel
+    from realtime.capture import CaptureError, SourceOptions
+    from realtime.cli import policy_options
+    from realtime.files import open_output
+    from realtime.interrupts import interrupt
+    from realtime.live import LiveOptions, LivePipeline
+    from realtime.outputs import JsonLines, log
+
+    if problem := _refusal(args):
+        log(f"error: {problem}")
+        return EXIT_USAGE
     try:  # the source first: a wrong path is told before the model and FaceMesh load
         source = open_source(SourceOptions(source=args.source, fast=args.fast))
     except CaptureError as e:
@@ -269,7 +282,7 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     try:
         model = OnnxModel(args.model, args.provider, args.threads)
-        pipeline = LivePipeline(model, options)
+        pipeline = LivePipeline(model, LiveOptions(window=args.window, hop=args.hop, policy=policy_options(args)))
     except ModelLoadError as e:
         log(f"error: {e}")
         source.stop()
@@ -278,7 +291,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{model.spec.fps:g} fps, decoder {args.decoder}")
     window = None
     if not args.headless:
-        from realtime.window import Window, first_zoom, render, zoom
+        from realtime.window import Window
 
         try:
             window = Window()
@@ -287,7 +300,6 @@ def _run(args: argparse.Namespace) -> int:
             pipeline.close()
             source.stop()
             return EXIT_USAGE
-        scale = None  # the view's: first_zoom for the first frame, then changed with + and -
     signal.signal(signal.SIGINT, signal.default_int_handler)  # whatever a library set while loading
     signal.signal(signal.SIGTERM, interrupt)  # a stop request too: the transcript is kept
     out = None
@@ -308,201 +320,278 @@ def _run(args: argparse.Namespace) -> int:
     # raised wherever the loop is could leave a queue's lock held, and the run waiting on it for ever.
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _defer)
+    viewer = None if window is None else _Viewer(window, source, pipeline, out, model.choice.name.upper())
+    run = _LiveRun(args, source, model, pipeline, viewer, out, started)
+    run.read()
+    lost = run.write()
+    if run.ended:
+        run.hold()
+    return EXIT_USAGE if lost and run.code == EXIT_OK else run.code
 
-    # Subtitle files are kept up to date as the run goes, so that a run cut short where nothing of ours runs
-    # (the display's connection lost: Qt ends the process; a power cut) keeps them up to then. A device or
-    # stream takes them once, at the end (it cannot be rewritten); a write that fails is tried, and told, then.
-    kept_up = [(Path(p), kind) for p, kind in ((args.srt, "srt"), (args.vtt, "vtt"))
-               if p and not written_in_place(Path(p)) and own_stream(Path(p)) is None]
-    subtitled, subtitles_due = 0, 0.0  # committed words the files hold; when they are next rewritten
 
-    def keep_subtitles() -> None:
-        nonlocal subtitled, subtitles_due
-        if len(pipeline.policy.words) == subtitled or time.monotonic() < subtitles_due:
+class _KeptSubtitles:
+    """Subtitle files kept up to date as the run goes, so that a run cut short where nothing of ours runs (the
+    display's connection lost: Qt ends the process; a power cut) keeps them up to then. A device or stream takes
+    them once, at the end (it cannot be rewritten); a write that fails is tried, and told, then."""
+
+    def __init__(self, args: argparse.Namespace, policy: CaptionPolicy) -> None:
+        from realtime.files import own_stream, written_in_place
+
+        self.files = [(Path(p), kind) for p, kind in ((args.srt, "srt"), (args.vtt, "vtt"))
+                      if p and not written_in_place(Path(p)) and own_stream(Path(p)) is None]
+        self.policy = policy
+        self.written, self.due = 0, 0.0  # committed words the files hold; when they are next rewritten
+
+    def update(self) -> None:
+        """Rewrite the files if words were committed since, at most every SUBTITLES_EVERY seconds."""
+        from realtime.files import write_text
+        from realtime.outputs import subtitles
+
+        if len(self.policy.words) == self.written or time.monotonic() < self.due:
             return
-        subtitled, subtitles_due = len(pipeline.policy.words), time.monotonic() + SUBTITLES_EVERY
-        for path, kind in kept_up:
+        self.written, self.due = len(self.policy.words), time.monotonic() + SUBTITLES_EVERY
+        for path, kind in self.files:
             try:
-                write_text(path, subtitles(pipeline.policy, kind))
+                write_text(path, subtitles(self.policy, kind))
             except OSError:
                 pass
 
-    resampler = Resampler(model.spec.fps)
-    code, paused, step, first = EXIT_OK, False, None, True
-    notices = RunNotices(model.spec, model.path.name, args.decoder)
-    unread = False  # nothing was read (a bad source, or a stop before the first frame): outputs are left as they were
-    stopped = False  # by the user (Ctrl-C, q), or a reader gone from stdout, before the source's end
-    hidden = 0  # committed words cleared from the screen with c
-    fps_clock: list[float] = []
-    final = None  # the caption once everything read is committed (set as the run ends)
-    ended = False  # a video read to its end in a window, which then holds its last words
-    # What a key did, shown on screen for NOTICE_SECONDS (its line on stderr is not seen from a desktop).
-    notice, notice_until = "", 0.0
 
-    def show(step: StepResult, wait_ms: int = 1, hud: str = "") -> int:
+class _Viewer:
+    """The window: each frame drawn with its captions, and what its keys do (docs/usage.md: Options and window
+    keys)."""
+
+    def __init__(self, window: Window, source: FrameSource, pipeline: LivePipeline, out: JsonLines | None,
+                 device: str) -> None:
+        self.window, self.source, self.pipeline, self.out, self.device = window, source, pipeline, out, device
+        self.paused = False
+        self.ended = False  # the video has ended and its last words are held: nothing is left to pause
+        self.scale = 0.0  # the view's: first_zoom's for the first frame, then changed with + and -
+        self.hidden = 0  # committed words cleared from the screen with c
+        self.frames_read: list[float] = []  # when, over the last second: the rate shown is of frames read, not redraws
+        # What a key did, shown on screen for NOTICE_SECONDS (its line on stderr is not seen from a desktop).
+        self.notice, self.notice_until = "", 0.0
+
+    def show(self, step: StepResult, wait_ms: int = 1, hud: str = "") -> int:
         """Draw the frame and its captions; the key pressed meanwhile (255 for none)."""
-        nonlocal fps_clock, scale
-        fps_clock = [t for t in fps_clock if t > time.monotonic() - 1]  # frames read in the last second
-        hud = hud or (f"{len(fps_clock)} fps  {step.latency_ms:.0f} ms  {model.choice.name.upper()}"
-                      f"  dropped {source.dropped}")
-        scale = scale or first_zoom(step.frame.image.shape)
-        shown = notice if time.monotonic() < notice_until else ""
-        return window.show(render(step, hud, scale, paused=paused, hidden=hidden, notice=shown), wait_ms)
+        from realtime.window import first_zoom, render
 
-    def answer(key: int) -> None:
-        """What the window's keys do (docs/usage.md: Options and window keys)."""
-        nonlocal paused, scale, hidden, step, notice, notice_until
+        self.frames_read = [t for t in self.frames_read if t > time.monotonic() - 1]
+        hud = hud or (f"{len(self.frames_read)} fps  {step.latency_ms:.0f} ms  {self.device}"
+                      f"  dropped {self.source.dropped}")
+        self.scale = self.scale or first_zoom(step.frame.image.shape)
+        shown = self.notice if time.monotonic() < self.notice_until else ""
+        return self.window.show(render(step, hud, self.scale, paused=self.paused, hidden=self.hidden, notice=shown),
+                                wait_ms)
+
+    def answer(self, key: int, step: StepResult) -> StepResult:
+        """Do what `key` asks; the step to show from now (a camera's pause commits what was read)."""
+        from realtime.outputs import log
+        from realtime.window import zoom
+
         if key in (ord("q"), 27) or _stop_requested:  # q, Esc, or Ctrl-C (SIGTERM) while a video waits
             raise KeyboardInterrupt
-        if key == ord(" ") and final is None:  # nothing to pause once the video has ended
-            paused = not paused
-            if source.is_video:  # the video waits where it is: nothing is missed, nothing restarts
-                source.hold(paused)
-            elif paused and pipeline.restart(step.frame.t):  # a camera's frames pass unread meanwhile
-                step = replace(step, caption=pipeline.caption)
-                if out:
-                    out.caption(step.caption)
-            log(f"paused at {step.frame.t:.1f} s (space resumes)" if paused else "resumed")
-        elif (zoomed := zoom(scale, key)) != scale:
-            scale = zoomed
-            log(f"view at {scale:g}x")
+        if key == ord(" ") and not self.ended:
+            self.paused = not self.paused
+            if self.source.is_video:  # the video waits where it is: nothing is missed, nothing restarts
+                self.source.hold(self.paused)
+            elif self.paused and self.pipeline.restart(step.frame.t):  # a camera's frames pass unread meanwhile
+                step = replace(step, caption=self.pipeline.caption)
+                if self.out:
+                    self.out.caption(step.caption)
+            log(f"paused at {step.frame.t:.1f} s (space resumes)" if self.paused else "resumed")
+        elif (zoomed := zoom(self.scale, key)) != self.scale:
+            self.scale = zoomed
+            log(f"view at {self.scale:g}x")
         elif key == ord("c"):
-            hidden = len(pipeline.policy.words)
+            self.hidden = len(self.pipeline.policy.words)
             log("screen cleared (the transcript keeps every word)")
         elif key == ord("s"):  # the run goes on whether or not it could
-            notice, notice_until = save_transcript(pipeline.policy.committed), time.monotonic() + NOTICE_SECONDS
-    try:
+            self.notice = save_transcript(self.pipeline.policy.committed)
+            self.notice_until = time.monotonic() + NOTICE_SECONDS
+        return step
+
+
+class _LiveRun:
+    """A run once its source, model and outputs are open: it reads the frames, then writes what was read."""
+
+    def __init__(self, args: argparse.Namespace, source: FrameSource, model: OnnxModel, pipeline: LivePipeline,
+                 viewer: _Viewer | None, out: JsonLines | None, started: float) -> None:
+        self.args, self.source, self.model, self.pipeline, self.viewer, self.out = \
+            args, source, model, pipeline, viewer, out
+        self.started = started
+        self.step: StepResult | None = None  # the last frame's; None until the first is read
+        self.final = pipeline.caption  # everything read, committed, once the reading has ended
+        self.code = EXIT_OK
+        self.stopped = False  # by the user (Ctrl-C, q), or a reader gone from stdout, before the source's end
+        self.unread = False  # nothing was read (a bad source, a stop before the first frame): outputs are left be
+        self.ended = False  # a video read to its end in a window, which then holds its last words
+
+    def read(self) -> None:
+        """Read the frames until the source ends or a stop is asked for, then commit everything read."""
+        from realtime.live import nothing_read
+        from realtime.outputs import log
+
+        source, pipeline = self.source, self.pipeline
+        try:
+            self._frames()
+            # A video read to its end in a window: once every output is written, its last words stay on screen.
+            self.ended = (self.viewer is not None and self.step is not None and source.is_video
+                          and pipeline.saw_a_face and not source.error)
+            if source.failure:
+                log(f"error: {source.failure}; the transcript so far is kept")
+                self.code, self.ended = EXIT_FAILED, False
+            elif problem := nothing_read(self.args.source, source, pipeline):
+                log(f"error: {problem}")
+                self.code, self.unread = EXIT_USAGE, True
+            elif source.error:
+                log(f"error: {source.error}; the transcript so far is kept")
+                self.code = EXIT_SOURCE_ENDED
+        except KeyboardInterrupt:
+            self.code, self.stopped = EXIT_OK if self.viewer is not None else EXIT_INTERRUPTED, True
+        except _ReaderGone:
+            self.stopped = True  # told with the outputs
+        except Exception as e:  # a failure of lipstream's own: one line, and the words read so far reach the outputs
+            log(f"error: stopped by an internal failure ({type(e).__name__}: {e}); the transcript so far is kept")
+            self.code = EXIT_FAILED
+        finally:
+            for s in (signal.SIGINT, signal.SIGTERM):  # a second stop request must not cost the outputs
+                signal.signal(s, _defer)
+            source.stop()
+            try:
+                self.final = pipeline.finish()
+            except Exception as e:  # the pipeline itself failed: what it had committed still reaches the outputs
+                log(f"error: the last frames could not be read ({type(e).__name__}: {e})")
+                self.final = replace(pipeline.caption, tentative="")
+                self.code = EXIT_FAILED
+            pipeline.close()
+            if self.viewer is not None and not self.ended:
+                self.viewer.window.close()
+        # Stopped before its first frame (Ctrl-C as the model loaded), or before any face was seen: nothing read
+        # either, and files there before stay as they were.
+        if not self.unread and (self.step is None or not pipeline.saw_a_face):
+            self.unread = True
+            if self.step is not None and (self.args.jsonl not in (None, "-") or self.args.srt or self.args.vtt):
+                log("no face was seen, so nothing was read: the outputs are left as they were")
+
+    def _frames(self) -> None:
+        """The frames read, one step each; raises KeyboardInterrupt on a stop, _ReaderGone when stdout's reader has."""
+        from realtime.capture import Resampler
+        from realtime.live import RunNotices
+        from realtime.outputs import log
+
         if _stop_requested:  # stopped while starting up: nothing read, so the outputs are left as they were
             raise KeyboardInterrupt
+        source, pipeline, viewer, out = self.source, self.pipeline, self.viewer, self.out
+        notices = RunNotices(self.model.spec, self.model.path.name, self.args.decoder)
+        subtitles = _KeptSubtitles(self.args, pipeline.policy)
         source.start()
-        for f in resampler.resample(source.until(lambda: bool(_stop_requested))):
-            if not paused:  # a paused camera: its frames pass unread, and the window keeps answering keys
-                step = pipeline.step(f)
-                if window is not None:  # the rate the window shows: frames read, not redraws
-                    fps_clock.append(time.monotonic())
-                if first:
-                    first = False  # before it is said: a stop that comes once it is said finds the frame read
-                    log(f"first frame processed {time.monotonic() - started:.2f} s after start")
-                for line in notices.of(step, source.dropped, pipeline):
+        for f in Resampler(self.model.spec.fps).resample(source.until(lambda: bool(_stop_requested))):
+            if viewer is None or not viewer.paused:  # a paused camera: its frames pass unread, and keys answered
+                first = self.step is None
+                self.step = pipeline.step(f)
+                if viewer is not None:
+                    viewer.frames_read.append(time.monotonic())
+                if first:  # said once the frame is read: a stop that comes once it is said finds the frame read
+                    log(f"first frame processed {time.monotonic() - self.started:.2f} s after start")
+                for line in notices.of(self.step, source.dropped, pipeline):
                     log(line)
-                if step.changed and out:
-                    out.caption(step.caption)
-                    if out.error and args.jsonl == "-":
+                if self.step.changed and out:
+                    out.caption(self.step.caption)
+                    if out.error and self.args.jsonl == "-":
                         raise _ReaderGone
-            keep_subtitles()  # on every frame: words committed within the throttle are written once it allows
-            if window is not None and step is not None:
-                answer(show(step))
-                while paused and source.is_video:  # a video waits for its viewer, as a player does
-                    answer(show(step, wait_ms=30))
-                    keep_subtitles()
+            subtitles.update()  # on every frame: words committed within the throttle are written once it allows
+            if viewer is not None and self.step is not None:
+                self.step = viewer.answer(viewer.show(self.step), self.step)
+                while viewer.paused and source.is_video:  # a video waits for its viewer, as a player does
+                    self.step = viewer.answer(viewer.show(self.step, wait_ms=30), self.step)
+                    subtitles.update()
         if _stop_requested:  # the frames stopped for it, not at the source's end
             raise KeyboardInterrupt
-        # A video read to its end in a window: once every output is written, its last words stay on screen.
-        ended = (window is not None and step is not None and source.is_video and pipeline.saw_a_face
-                 and not source.error)
-        if source.failure:
-            log(f"error: {source.failure}; the transcript so far is kept")
-            code, ended = EXIT_FAILED, False
-        elif problem := nothing_read(args.source, source, pipeline):
-            log(f"error: {problem}")
-            code, unread = EXIT_USAGE, True
-        elif source.error:
-            log(f"error: {source.error}; the transcript so far is kept")
-            code = EXIT_SOURCE_ENDED
-    except KeyboardInterrupt:
-        code, stopped = EXIT_OK if window is not None else EXIT_INTERRUPTED, True
-    except _ReaderGone:
-        stopped = True  # told below, with the outputs
-    except Exception as e:  # a failure of lipstream's own: one line, and the words read so far still reach the outputs
-        log(f"error: stopped by an internal failure ({type(e).__name__}: {e}); the transcript so far is kept")
-        code = EXIT_FAILED
-    finally:
-        for s in (signal.SIGINT, signal.SIGTERM):  # a second stop request must not cost the outputs
-            signal.signal(s, _defer)
-        source.stop()
-        try:
-            final = pipeline.finish()
-        except Exception as e:  # the pipeline itself failed: what it had committed still reaches the outputs
-            log(f"error: the last frames could not be read ({type(e).__name__}: {e})")
-            final = replace(pipeline.caption, tentative="")
-            code = EXIT_FAILED
-        pipeline.close()
-        if window is not None and not ended:
-            window.close()
-    # Stopped before its first frame (Ctrl-C as the model loaded), or before any face was seen: nothing read
-    # either, and files there before stay as they were.
-    if not unread and (first or not pipeline.saw_a_face):
-        unread = True
-        if not first and (args.jsonl not in (None, "-") or args.srt or args.vtt):
-            log("no face was seen, so nothing was read: the outputs are left as they were")
-    # Stopped or failed before a word was read: subtitle files there before stay as they were (the JSON lines,
-    # written as the captions changed, hold what was shown; stdout, a device or a pipe is told the end). A run
-    # read to its end writes them.
-    wordless = not unread and not final.committed and (stopped or code != EXIT_OK)
-    untouched = [p for p in (args.srt, args.vtt)
-                 if wordless and p and not written_in_place(Path(p)) and own_stream(Path(p)) is None]
-    if there := [p for p in untouched if Path(p).exists()]:  # files there before (the others are not made)
-        log(f"{'stopped' if stopped else 'ended'} before a word was read: {' and '.join(map(str, there))} "
-            f"{'is' if len(there) == 1 else 'are'} left as {'it was' if len(there) == 1 else 'they were'}")
-    lost = False  # an output failed: the run exits 2
-    on_stdout = bool(_to_stdout(args))  # stdout holds an output: the transcript is not printed there as well
-    instead = "" if on_stdout else "; the transcript follows on stdout"
-    # A file not opened yet (no caption shown) is left as it was; a stream is told the end.
-    if out and not ((unread or wordless) and out.out.closed):
-        out.caption(final)
-        out.final(final.committed)
-        if out.error and args.jsonl == "-":
-            silence(sys.stdout)
-            log(f"error: {stdout_failed(out.error)}; stopped")
-            lost = True
-        elif out.error:  # a disk that filled up during the run: the words go to stdout instead
-            log(f"error: could not write {args.jsonl} ({out.error.strerror or out.error}){instead}")
-            lost = True
-    kept = out is not None and out.error is None  # the transcript has reached an output
-    for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
-        if path and not unread and path not in untouched:
-            try:
-                write_text(path, subtitles(pipeline.policy, kind))
-                kept = True
-            except OSError as e:  # a disk that filled up during the run: the words go to stdout instead
-                if names_stdout(path):
-                    silence(sys.stdout)
-                    log(f"error: {stdout_failed(e)}: the {kind.upper()} subtitles were not written")
-                else:
-                    log(f"error: could not write {path} ({e.strerror or e}){instead}")
+
+    def write(self) -> bool:
+        """Write what was read to every output; whether one failed (the run then exits 2)."""
+        from realtime.files import own_stream, silence, write_text, written_in_place
+        from realtime.outputs import log, subtitles
+
+        args, out, final, unread = self.args, self.out, self.final, self.unread
+        # Stopped or failed before a word was read: subtitle files there before stay as they were (the JSON lines,
+        # written as the captions changed, hold what was shown; stdout, a device or a pipe is told the end). A run
+        # read to its end writes them.
+        wordless = not unread and not final.committed and (self.stopped or self.code != EXIT_OK)
+        untouched = [p for p in (args.srt, args.vtt)
+                     if wordless and p and not written_in_place(Path(p)) and own_stream(Path(p)) is None]
+        if there := [p for p in untouched if Path(p).exists()]:  # files there before (the others are not made)
+            log(f"{'stopped' if self.stopped else 'ended'} before a word was read: {' and '.join(map(str, there))} "
+                f"{'is' if len(there) == 1 else 'are'} left as {'it was' if len(there) == 1 else 'they were'}")
+        lost = False
+        on_stdout = bool(_to_stdout(args))  # stdout holds an output: the transcript is not printed there as well
+        instead = "" if on_stdout else "; the transcript follows on stdout"
+        # A file not opened yet (no caption shown) is left as it was; a stream is told the end.
+        if out and not ((unread or wordless) and out.out.closed):
+            out.caption(final)
+            out.final(final.committed)
+            if out.error and args.jsonl == "-":
+                silence(sys.stdout)
+                log(f"error: {stdout_failed(out.error)}; stopped")
                 lost = True
-    if source.dropped:
-        log(f"{source.dropped} frames dropped (processing fell behind)")
-    if not unread and not final.committed and pipeline.moved >= SPEECH_FRAMES:
-        log(f"no words read, though the lips moved for {pipeline.moved / model.spec.fps:.1f} s: {model.path.name} "
-            "reads the faces and cameras it was trained on (the bundled model, one GRID speaker); another face "
-            "needs a fine-tune (README: Reading your own face)")
-    if not unread and ((lost and not on_stdout) or (not out and not args.srt and not args.vtt)):
-        try:
-            if sys.stdout is not None:
-                print(final.committed, flush=True)
-            elif final.committed:  # started with stdout closed (`>&-`): the words would go nowhere
-                raise OSError(errno.EBADF, "it is closed")
-            kept = True
-        except OSError as e:  # a closed pipe or a full disk behind stdout
-            silence(sys.stdout)
-            log(f"error: could not write the transcript to stdout ({e.strerror or e})")
-            lost = True
-    if not kept and final.committed:  # every output failed: the words still reach a file
-        save_transcript(final.committed)
-    if ended:  # everything is written: the window shows the last words, committed, until it is closed
+            elif out.error:  # a disk that filled up during the run: the words go to stdout instead
+                log(f"error: could not write {args.jsonl} ({out.error.strerror or out.error}){instead}")
+                lost = True
+        kept = out is not None and out.error is None  # the transcript has reached an output
+        for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
+            if path and not unread and path not in untouched:
+                try:
+                    write_text(path, subtitles(self.pipeline.policy, kind))
+                    kept = True
+                except OSError as e:  # a disk that filled up during the run: the words go to stdout instead
+                    if names_stdout(path):
+                        silence(sys.stdout)
+                        log(f"error: {stdout_failed(e)}: the {kind.upper()} subtitles were not written")
+                    else:
+                        log(f"error: could not write {path} ({e.strerror or e}){instead}")
+                    lost = True
+        if self.source.dropped:
+            log(f"{self.source.dropped} frames dropped (processing fell behind)")
+        if not unread and not final.committed and self.pipeline.moved >= SPEECH_FRAMES:
+            log(f"no words read, though the lips moved for {self.pipeline.moved / self.model.spec.fps:.1f} s: "
+                f"{self.model.path.name} reads the faces and cameras it was trained on (the bundled model, one GRID "
+                "speaker); another face needs a fine-tune (README: Reading your own face)")
+        if not unread and ((lost and not on_stdout) or (not out and not args.srt and not args.vtt)):
+            try:
+                if sys.stdout is not None:
+                    print(final.committed, flush=True)
+                elif final.committed:  # started with stdout closed (`>&-`): the words would go nowhere
+                    raise OSError(errno.EBADF, "it is closed")
+                kept = True
+            except OSError as e:  # a closed pipe or a full disk behind stdout
+                silence(sys.stdout)
+                log(f"error: could not write the transcript to stdout ({e.strerror or e})")
+                lost = True
+        if not kept and final.committed:  # every output failed: the words still reach a file
+            save_transcript(final.committed)
+        return lost
+
+    def hold(self) -> None:
+        """Once everything is written, a video read to its end keeps its last words, committed, on screen until
+        the window is closed."""
+        from realtime.interrupts import interrupt
+        from realtime.outputs import log
+
+        assert self.viewer is not None and self.step is not None  # self.ended says so
+        viewer = self.viewer
+        viewer.ended = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, interrupt)
-        step = replace(step, caption=final)
+        step = replace(self.step, caption=self.final)
         log("the video has ended: q, Esc or the close button closes the window")
         try:
             while True:
-                answer(show(step, wait_ms=30, hud="end of the video: q closes"))
+                step = viewer.answer(viewer.show(step, wait_ms=30, hud="end of the video: q closes"), step)
         except KeyboardInterrupt:
             pass
         finally:
-            window.close()
-    return EXIT_USAGE if lost and code == EXIT_OK else code
+            viewer.window.close()
 
 
 if __name__ == "__main__":
