@@ -135,8 +135,8 @@ class CaptionPolicy:
         self._tail = CaptionState(self._tail.t if now is None else now, self.committed, "")
         return self._tail
 
-    def _decode(self, logp: np.ndarray) -> Hypothesis:
-        return decode(logp, self.options.decoder, self.vocabulary, self.options.beam_width)
+    def _decode(self, logp: np.ndarray, previous: int | None = None) -> Hypothesis:
+        return decode(logp, self.options.decoder, self.vocabulary, self.options.beam_width, previous=previous)
 
     def window_start(self) -> float:
         """Media time the next window should start at; -inf: the backend's whole sliding window."""
@@ -167,6 +167,7 @@ class RightContextPolicy(CaptionPolicy):
         self._frozen_until = -np.inf  # media time of the newest frozen frame
         self._open: list[tuple[np.ndarray, float, bool]] = []  # the newest window's frames not yet frozen
         self._reading = False  # a window of this stream has read a word whole: frames may settle
+        self._after: int | None = None  # the committed letter whose run the frozen frames begin in, if any
 
     def _freeze(self, frames: Iterable[tuple[np.ndarray, float, bool]]) -> None:
         """Freeze the frames newer than the newest frozen one, as the window that holds them read them."""
@@ -180,10 +181,12 @@ class RightContextPolicy(CaptionPolicy):
         if not self._frozen:
             return
         logp = np.stack([row for row, _, _ in self._frozen])
-        hyp = self._decode(logp)
+        hyp = self._decode(logp, self._after)
         if not hyp.words:  # silence: drop it but for its last frames, which may begin a word
             drop = len(logp) if final else max(0, len(logp) - self.options.gap)
             self._frozen = self._frozen[drop:]
+            if drop:
+                self._after = None
             return
         best, quiet = self._quiet(logp)
         done: list[Word] = list(hyp.words) if final else []
@@ -198,10 +201,10 @@ class RightContextPolicy(CaptionPolicy):
         times = [t for _, t, _ in self._frozen]
         since = next((t for _, t, lips in self._frozen if lips), np.inf)  # frozen before the window, maybe
         self._commit_words([TimedWord(w.text, times[w.start], times[w.end], now) for w in done], since)
-        cut = len(logp)
+        cut, self._after = len(logp), None
         if not final:  # past the last committed character's whole run, so it is not read twice
-            cut = done[-1].end + 1
-            while cut < len(best) and best[cut] == best[done[-1].end]:
+            cut, self._after = done[-1].end + 1, int(best[done[-1].end])
+            while cut < len(best) and best[cut] == self._after:
                 cut += 1
         self._frozen = self._frozen[cut:]
 
@@ -226,7 +229,7 @@ class RightContextPolicy(CaptionPolicy):
             tentative = read.text
         else:
             rows = [r for r, _, _ in self._frozen + self._open]
-            tentative = self._decode(np.stack(rows)).text if rows else ""
+            tentative = self._decode(np.stack(rows), self._after).text if rows else ""
         self._tail = CaptionState(now, self.committed, tentative)
         return self._tail
 
@@ -236,7 +239,7 @@ class RightContextPolicy(CaptionPolicy):
         self._freeze(self._open)
         self._open = []
         self._commit(now, final=True)
-        self._frozen, self._reading = [], False
+        self._frozen, self._reading, self._after = [], False, None
         self._tail = CaptionState(now, self.committed, "")
         return self._tail
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from functools import lru_cache, reduce
+from functools import lru_cache
 
 import numpy as np
 
@@ -26,7 +26,7 @@ class Word:
 class Hypothesis:
     text: str
     words: tuple[Word, ...]
-    logp: float  # log-probability of the hypothesis (greedy: of its best path)
+    logp: float  # log-probability of its text, summed over the paths that spell it (greedy: its best path's)
 
 
 def _words(chars: list[tuple[str, int]]) -> tuple[Word, ...]:
@@ -48,18 +48,21 @@ def _hypothesis(chars: list[tuple[str, int]], logp: float) -> Hypothesis:
     return Hypothesis(" ".join(w.text for w in words), words, float(logp))
 
 
-def greedy_path(logp: np.ndarray, blank: int) -> list[tuple[int, int]]:
-    """(class, frame) of each emitted label: the best path with repeats merged and blanks removed."""
+def greedy_path(logp: np.ndarray, blank: int, previous: int | None = None) -> list[tuple[int, int]]:
+    """(class, frame) of each emitted label: the best path with repeats merged and blanks removed; `previous`
+    is decode's."""
     best = np.argmax(logp, axis=-1)
     keep = np.ones(len(best), dtype=bool)
+    if len(best):
+        keep[0] = best[0] != previous
     keep[1:] = best[1:] != best[:-1]
     keep &= best != blank
     frames = np.nonzero(keep)[0]
     return [(int(best[f]), int(f)) for f in frames]
 
 
-def greedy(logp: np.ndarray, vocabulary: Vocabulary) -> Hypothesis:
-    path = greedy_path(logp, vocabulary.blank)
+def greedy(logp: np.ndarray, vocabulary: Vocabulary, previous: int | None = None) -> Hypothesis:
+    path = greedy_path(logp, vocabulary.blank, previous)
     score = float(np.max(logp, axis=-1).sum()) if len(logp) else 0.0
     return _hypothesis([(vocabulary.charset[c], f) for c, f in path], score)
 
@@ -80,7 +83,8 @@ State = frozenset | None
 @dataclass(frozen=True)
 class Grammar:
     """Words in slots, read in order. `cyclic`: sentences follow one another and a window may
-    start in any slot (a live stream); otherwise one whole sentence from the first slot to the last."""
+    start in any slot (a live stream); otherwise one whole sentence from the first slot to the last, and
+    then only a pause (the state past the last slot)."""
 
     slots: tuple[tuple[str, ...], ...] = GRID_GRAMMAR
     cyclic: bool = True
@@ -93,28 +97,25 @@ class Grammar:
     def step(self, state: frozenset, ch: str) -> frozenset:
         """The state after reading `ch`; empty when `ch` is not allowed."""
         out = set()
+        end = len(self.slots)
         for slot, partial in state:
             if ch == " ":
                 if partial == "":  # a space before any word, or after one's own: a pause, no word ended
                     out.add((slot, ""))
                 elif partial in self.slots[slot]:
-                    nxt = slot + 1
-                    if nxt == len(self.slots):
-                        if not self.cyclic:
-                            continue
-                        nxt = 0
-                    out.add((nxt, ""))
-            elif any(w.startswith(partial + ch) for w in self.slots[slot]):
+                    out.add((0 if self.cyclic and slot + 1 == end else slot + 1, ""))
+            elif slot < end and any(w.startswith(partial + ch) for w in self.slots[slot]):
                 out.add((slot, partial + ch))
         return frozenset(out)
 
     def accepts(self, state: frozenset) -> bool:
-        """Whether the text read so far may end here."""
-        last = len(self.slots) - 1
+        """Whether the text read so far may end here: cyclic, at a word's end or a pause; otherwise once the
+        sentence's last word is read."""
+        end = len(self.slots)
         for slot, partial in state:
-            if partial in self.slots[slot] and (self.cyclic or slot == last):
+            if self.cyclic and (partial == "" or partial in self.slots[slot]):
                 return True
-            if self.cyclic and partial == "":
+            if not self.cyclic and (slot == end or (slot == end - 1 and partial in self.slots[slot])):
                 return True
         return False
 
@@ -127,17 +128,21 @@ FALLBACK_NATS_PER_FRAME = 0.15
 
 
 def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = BEAM_WIDTH["beam"],
-                grammar: Grammar | None = None) -> Hypothesis:
-    """CTC prefix beam search; with a grammar, only prefixes the grammar allows survive.
+                grammar: Grammar | None = None, previous: int | None = None) -> Hypothesis:
+    """CTC prefix beam search; with a grammar, only prefixes the grammar allows survive. Spaces before,
+    between and after words are pauses: a text's probability is summed over every spelling of it.
 
-    Returns an empty hypothesis with logp -inf when the grammar admits no complete reading.
+    Returns an empty hypothesis with logp -inf when the grammar admits no complete reading. `previous` is
+    decode's.
     """
     blank = vocabulary.blank
     charset = vocabulary.charset
     space = charset.index(" ")
     start: State = grammar.start() if grammar else None
     # key: (prefix of class ids, grammar state) -> [logp ending in blank, logp ending in non-blank, frames]
-    beams: dict[tuple[tuple[int, ...], State], list] = {((), start): [0.0, -math.inf, ()]}
+    # (With `previous`, the frames begin within its run: the empty prefix ends in it, not in a blank.)
+    beams: dict[tuple[tuple[int, ...], State], list] = {
+        ((), start): [0.0, -math.inf, ()] if previous is None else [-math.inf, 0.0, ()]}
     for t in range(len(logp)):
         row = logp[t]
         candidates = [int(c) for c in np.nonzero(row > PRUNE)[0] if c != blank]
@@ -154,14 +159,14 @@ def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = BEAM_WIDT
         for (prefix, state), (pb, pnb, frames) in beams.items():
             total = _logaddexp(pb, pnb)
             add((prefix, state), total + float(row[blank]), -math.inf, frames)
-            last = prefix[-1] if prefix else None
+            last = prefix[-1] if prefix else previous
             if last is not None:
                 add((prefix, state), -math.inf, pnb + float(row[last]), frames)
             for c in candidates:
                 p = pb if c == last else total
                 # A space before any word, or after another, spells the same text: its paths stay with this
                 # prefix, not in a beam of their own that would split the text's probability with it.
-                if c == space and last is None:  # before any word: read as a blank
+                if c == space and not prefix:  # before any word: read as a blank
                     add((prefix, state), p + float(row[c]), -math.inf, frames)
                     continue
                 if c == space and last == space:  # after a space: the pause goes on (the repeat is added above)
@@ -176,21 +181,23 @@ def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = BEAM_WIDT
                 add((prefix + (c,), new_state), -math.inf, p + float(row[c]), frames + (t,))
         beams = dict(sorted(nxt.items(), key=lambda kv: -_logaddexp(kv[1][0], kv[1][1]))[:width])
 
-    # A text with and without a space at its end: one reading, its probability the sum of the two.
-    readings: dict[str, list[Hypothesis]] = {}
+    # A reading with and without a space after its last word is one text, whose probability is the two's sum.
+    best: dict[str, Hypothesis] = {}  # each text's likeliest spelling, for its words' frames
+    summed: dict[str, float] = {}
     for (prefix, state), (pb, pnb, frames) in beams.items():
         if grammar is None or (state is not None and grammar.accepts(state)):
             hyp = _hypothesis([(charset[c], f) for c, f in zip(prefix, frames)], _logaddexp(pb, pnb))
-            readings.setdefault(hyp.text, []).append(hyp)
-    if not readings:
+            if hyp.text not in best or hyp.logp > best[hyp.text].logp:
+                best[hyp.text] = hyp
+            summed[hyp.text] = _logaddexp(summed.get(hyp.text, -math.inf), hyp.logp)
+    if not best:
         return Hypothesis("", (), -math.inf)
-    merged = [replace(max(hyps, key=lambda h: h.logp), logp=reduce(_logaddexp, (h.logp for h in hyps)))
-              for hyps in readings.values()]
-    return max(merged, key=lambda h: h.logp)
+    text = max(summed, key=summed.__getitem__)
+    return replace(best[text], logp=summed[text])
 
 
 def grammar_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = BEAM_WIDTH["grammar"],
-                   grammar: Grammar = Grammar()) -> Hypothesis:
+                   grammar: Grammar = Grammar(), previous: int | None = None) -> Hypothesis:
     """The GRID reading of the frames, unless free text is far more likely: then the free reading.
 
     Speech that is not GRID makes the constrained hypothesis much less likely than the free one;
@@ -199,21 +206,23 @@ def grammar_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = BEAM_W
     "s eight" heard as "sight" fill the beam with prefixes the grammar later rejects (measured on the
     validation clips: width 8 found no GRID reading for 5 of 53 clips, 32 for none; 64 reads the same).
     """
-    constrained = beam_search(logp, vocabulary, width, grammar)
-    free = beam_search(logp, vocabulary, width)
+    constrained = beam_search(logp, vocabulary, width, grammar, previous)
+    free = beam_search(logp, vocabulary, width, previous=previous)
     frames = max(len(logp), 1)
     if constrained.logp == -math.inf or (free.logp - constrained.logp) / frames > FALLBACK_NATS_PER_FRAME:
         return free
     return constrained
 
 
-def decode(logp: np.ndarray, decoder: str, vocabulary: Vocabulary,
-           width: int | None = None, grammar: Grammar = Grammar()) -> Hypothesis:
-    """Decode with a decoder named on the command line; `width` None: the decoder's own default."""
+def decode(logp: np.ndarray, decoder: str, vocabulary: Vocabulary, width: int | None = None,
+           grammar: Grammar = Grammar(), previous: int | None = None) -> Hypothesis:
+    """Decode with a decoder named on the command line; `width` None: the decoder's own default.
+    `previous`: the class read just before these frames (a committed word's last letter), whose run may go on
+    into them: there it is the same letter, not a new one, as it would be in the frames read whole."""
     if decoder == "greedy":
-        return greedy(logp, vocabulary)
+        return greedy(logp, vocabulary, previous)
     if decoder == "beam":
-        return beam_search(logp, vocabulary, width or BEAM_WIDTH[decoder])
+        return beam_search(logp, vocabulary, width or BEAM_WIDTH[decoder], previous=previous)
     if decoder == "grammar":
-        return grammar_search(logp, vocabulary, width or BEAM_WIDTH[decoder], grammar)
+        return grammar_search(logp, vocabulary, width or BEAM_WIDTH[decoder], grammar, previous)
     raise ValueError(f"unknown decoder {decoder!r} (choose from {', '.join(DECODERS)})")

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from realtime.decode import Grammar, beam_search, decode, grammar_search, greedy
+from realtime.decode import DECODERS, Grammar, beam_search, decode, grammar_search, greedy
 from realtime.vocab import Vocabulary
 
 V = Vocabulary()
@@ -47,24 +47,36 @@ def test_beam_finds_what_greedy_misses() -> None:
     assert math.isclose(math.exp(hyp.logp), 0.4 * 0.4 + 0.4 * 0.6 * 2, rel_tol=1e-4)
 
 
-def test_beam_gives_each_text_the_probability_of_every_path_that_spells_it() -> None:
+def fits(words: list[str], grammar: Grammar) -> bool:
+    """Whether words read in a row fit the grammar's slots: cyclic, from any slot on; otherwise one whole sentence."""
+    n = len(grammar.slots)
+    if not grammar.cyclic:
+        return len(words) == n and all(w in slot for w, slot in zip(words, grammar.slots))
+    return any(all(w in grammar.slots[(first + i) % n] for i, w in enumerate(words)) for first in range(n))
+
+
+@pytest.mark.parametrize("grammar", [None, Grammar((("a", "ab"), ("b",)), cyclic=True),
+                                     Grammar((("a", "ab"), ("b",)), cyclic=False)], ids=["free", "cyclic", "sentence"])
+def test_beam_gives_each_text_the_probability_of_every_path_that_spells_it(grammar: Grammar | None) -> None:
     """Spaces before the first word, after the last, or two in a row are pauses: " a", "a" and "a  " are one
-    text. A beam wide enough to keep every prefix must find the likeliest text and its probability, summed
-    over all its paths (counted here path by path), however its spellings split it."""
+    text. A beam wide enough to keep every prefix must find the likeliest text (of those the grammar allows)
+    and its probability, summed over all its paths (counted here path by path), however its spellings split it."""
     rng = np.random.default_rng(0)
     classes = [V.charset.index(c) for c in " ab"] + [V.blank]
-    frames = 5
-    for _ in range(30):
+    frames = 6
+    for _ in range(20):
         p = 0.9 * rng.dirichlet(np.full(len(classes), 0.7), size=frames) + 0.1 / len(classes)  # none pruned
         logp = np.full((frames, V.size), -40.0)
         logp[:, classes] = np.log(p)
         texts: dict[str, float] = {}
         for path in itertools.product(range(len(classes)), repeat=frames):
             labels = [classes[k] for i, k in enumerate(path) if i == 0 or k != path[i - 1]]
-            text = " ".join("".join(V.charset[c] for c in labels if c != V.blank).split())
-            texts[text] = texts.get(text, 0.0) + math.prod(p[t, k] for t, k in enumerate(path))
+            words = "".join(V.charset[c] for c in labels if c != V.blank).split()
+            if grammar is None or fits(words, grammar):
+                text = " ".join(words)
+                texts[text] = texts.get(text, 0.0) + math.prod(p[t, k] for t, k in enumerate(path))
         likeliest = max(texts, key=lambda text: texts[text])
-        hyp = beam_search(logp, V, width=len(classes) ** frames)
+        hyp = beam_search(logp, V, width=len(classes) ** frames, grammar=grammar)
         assert hyp.text == likeliest
         assert math.isclose(math.exp(hyp.logp), texts[likeliest], rel_tol=1e-6)
 
@@ -106,3 +118,15 @@ def test_decode_by_name() -> None:
     assert {decode(logp, name, V).text for name in ("greedy", "beam", "grammar")} == {"bin"}
     with pytest.raises(ValueError):
         decode(logp, "nonsense", V)
+
+
+def test_frames_that_begin_within_the_last_letter_read_do_not_read_it_again() -> None:
+    """Right-context decodes from just after a committed word's last letter, whose run may go on into the
+    frames: there it is that letter still (as in the frames read whole), while after a blank it is a new one.
+    Every decoder agrees; the beam and grammar ones, which sum each text's spellings, had read it twice."""
+    f = V.charset.index("f")
+    for decoder in DECODERS:
+        run_goes_on = matrix("f_ _t_w_o", sharp=0.6)
+        assert decode(run_goes_on, decoder, V).text == "f two", decoder
+        assert decode(run_goes_on, decoder, V, previous=f).text == "two", decoder
+        assert decode(matrix("_f_ _t_w_o", sharp=0.6), decoder, V, previous=f).text == "f two", decoder
