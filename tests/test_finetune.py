@@ -248,3 +248,15 @@ def test_a_damaged_request_is_named_in_one_line(grid_subset, tmp_path: Path, cap
         f"error: {run / 'request.json'} is not a fine-tune's request (Expecting value: line 1 column 10 (char 9))"
     assert sorted(p.name for p in run.iterdir()) == ["request.json"]
     assert (run / "request.json").read_text() == '{"base": '
+
+
+def test_the_takes_of_one_sentence_fall_on_one_side_of_the_split(grid_s1: Path) -> None:
+    """realtime.record names a sentence's later takes bbaf2n_2, bbaf2n_3: a held-out take of a sentence trained on
+    (with stand-ins, of its very frames) would test the model's memory, not its reading."""
+    from training.split import is_validation
+
+    keys = [f"s1/{p.stem}" for p in sorted((grid_s1 / "video").glob("*.mp4"))[:40]]
+    for fraction in (0.06, 0.2, 0.5):
+        for key in keys:
+            assert len({is_validation(f"{key}{take}", fraction) for take in ("", "_2", "_3", "_12")}) == 1, key
+    assert len({is_validation(key, 0.5) for key in keys}) == 2  # still a split between sentences

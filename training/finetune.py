@@ -100,8 +100,8 @@ def enough_to_split(train: int, held: int) -> None:
     if train + held < 2:
         raise ValueError(f"need clips to train on and to hold out; have {train + held} (record more)")
     if not train or not held:
-        raise ValueError(f"need clips to train on and to hold out; have {train} and {held} (record more, or change "
-                         "--val-fraction)")
+        raise ValueError(f"need clips to train on and to hold out; have {train} and {held} (the takes of one "
+                         "sentence stay on one side: record more sentences, or change --val-fraction)")
 
 
 def caveats(before: Evaluation, after: Evaluation, held_out: int, base: str) -> list[str]:
