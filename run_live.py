@@ -26,7 +26,7 @@ from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_E
 
 if TYPE_CHECKING:  # the runtime's modules load once the stop handler is in place (main)
     from realtime.backend import OnnxModel
-    from realtime.captions import CaptionPolicy
+    from realtime.captions import CaptionPolicy, CaptionState
     from realtime.capture import FrameSource, SourceOptions
     from realtime.live import LivePipeline, StepResult
     from realtime.outputs import JsonLines
@@ -323,10 +323,10 @@ def _run(args: argparse.Namespace) -> int:
     viewer = None if window is None else _Viewer(window, source, pipeline, out, model.choice.name.upper())
     run = _LiveRun(args, source, model, pipeline, viewer, out, started)
     run.read()
-    lost = run.write()
+    run.write()
     if run.ended:
         run.hold()
-    return EXIT_USAGE if lost and run.code == EXIT_OK else run.code
+    return run.code
 
 
 class _KeptSubtitles:
@@ -363,14 +363,21 @@ class _Viewer:
 
     def __init__(self, window: Window, source: FrameSource, pipeline: LivePipeline, out: JsonLines | None,
                  device: str) -> None:
-        self.window, self.source, self.pipeline, self.out, self.device = window, source, pipeline, out, device
+        self.window = window
+        self.source = source
+        self.pipeline = pipeline
+        self.out = out
+        self.device = device
         self.paused = False
-        self.ended = False  # the video has ended and its last words are held: nothing is left to pause
+        self.holding = False  # the video has ended and its last words are held: nothing is left to pause
         self.scale = 0.0  # the view's: first_zoom's for the first frame, then changed with + and -
         self.hidden = 0  # committed words cleared from the screen with c
         self.frames_read: list[float] = []  # when, over the last second: the rate shown is of frames read, not redraws
         # What a key did, shown on screen for NOTICE_SECONDS (its line on stderr is not seen from a desktop).
         self.notice, self.notice_until = "", 0.0
+
+    def frame_read(self) -> None:
+        self.frames_read.append(time.monotonic())
 
     def show(self, step: StepResult, wait_ms: int = 1, hud: str = "") -> int:
         """Draw the frame and its captions; the key pressed meanwhile (255 for none)."""
@@ -391,7 +398,7 @@ class _Viewer:
 
         if key in (ord("q"), 27) or _stop_requested:  # q, Esc, or Ctrl-C (SIGTERM) while a video waits
             raise KeyboardInterrupt
-        if key == ord(" ") and not self.ended:
+        if key == ord(" ") and not self.holding:
             self.paused = not self.paused
             if self.source.is_video:  # the video waits where it is: nothing is missed, nothing restarts
                 self.source.hold(self.paused)
@@ -417,12 +424,16 @@ class _LiveRun:
 
     def __init__(self, args: argparse.Namespace, source: FrameSource, model: OnnxModel, pipeline: LivePipeline,
                  viewer: _Viewer | None, out: JsonLines | None, started: float) -> None:
-        self.args, self.source, self.model, self.pipeline, self.viewer, self.out = \
-            args, source, model, pipeline, viewer, out
+        self.args = args
+        self.source = source
+        self.model = model
+        self.pipeline = pipeline
+        self.viewer = viewer
+        self.out = out
         self.started = started
         self.step: StepResult | None = None  # the last frame's; None until the first is read
-        self.final = pipeline.caption  # everything read, committed, once the reading has ended
-        self.code = EXIT_OK
+        self.final: CaptionState = pipeline.caption  # everything read, committed, once read() has ended
+        self.code = EXIT_OK  # the exit code: the reading's, then EXIT_USAGE if an output failed
         self.stopped = False  # by the user (Ctrl-C, q), or a reader gone from stdout, before the source's end
         self.unread = False  # nothing was read (a bad source, a stop before the first frame): outputs are left be
         self.ended = False  # a video read to its end in a window, which then holds its last words
@@ -434,7 +445,7 @@ class _LiveRun:
 
         source, pipeline = self.source, self.pipeline
         try:
-            self._frames()
+            self._read_frames()
             # A video read to its end in a window: once every output is written, its last words stay on screen.
             self.ended = (self.viewer is not None and self.step is not None and source.is_video
                           and pipeline.saw_a_face and not source.error)
@@ -474,8 +485,9 @@ class _LiveRun:
             if self.step is not None and (self.args.jsonl not in (None, "-") or self.args.srt or self.args.vtt):
                 log("no face was seen, so nothing was read: the outputs are left as they were")
 
-    def _frames(self) -> None:
-        """The frames read, one step each; raises KeyboardInterrupt on a stop, _ReaderGone when stdout's reader has."""
+    def _read_frames(self) -> None:
+        """Read the frames, a pipeline step each, as the captions go to the outputs and the window; raises
+        KeyboardInterrupt on a stop, and _ReaderGone when stdout's reader has gone."""
         from realtime.capture import Resampler
         from realtime.live import RunNotices
         from realtime.outputs import log
@@ -484,14 +496,14 @@ class _LiveRun:
             raise KeyboardInterrupt
         source, pipeline, viewer, out = self.source, self.pipeline, self.viewer, self.out
         notices = RunNotices(self.model.spec, self.model.path.name, self.args.decoder)
-        subtitles = _KeptSubtitles(self.args, pipeline.policy)
+        kept = _KeptSubtitles(self.args, pipeline.policy)
         source.start()
         for f in Resampler(self.model.spec.fps).resample(source.until(lambda: bool(_stop_requested))):
             if viewer is None or not viewer.paused:  # a paused camera: its frames pass unread, and keys answered
                 first = self.step is None
                 self.step = pipeline.step(f)
                 if viewer is not None:
-                    viewer.frames_read.append(time.monotonic())
+                    viewer.frame_read()
                 if first:  # said once the frame is read: a stop that comes once it is said finds the frame read
                     log(f"first frame processed {time.monotonic() - self.started:.2f} s after start")
                 for line in notices.of(self.step, source.dropped, pipeline):
@@ -500,17 +512,17 @@ class _LiveRun:
                     out.caption(self.step.caption)
                     if out.error and self.args.jsonl == "-":
                         raise _ReaderGone
-            subtitles.update()  # on every frame: words committed within the throttle are written once it allows
+            kept.update()  # on every frame: words committed within the throttle are written once it allows
             if viewer is not None and self.step is not None:
                 self.step = viewer.answer(viewer.show(self.step), self.step)
                 while viewer.paused and source.is_video:  # a video waits for its viewer, as a player does
                     self.step = viewer.answer(viewer.show(self.step, wait_ms=30), self.step)
-                    subtitles.update()
+                    kept.update()
         if _stop_requested:  # the frames stopped for it, not at the source's end
             raise KeyboardInterrupt
 
-    def write(self) -> bool:
-        """Write what was read to every output; whether one failed (the run then exits 2)."""
+    def write(self) -> None:
+        """Write what was read to every output; one that fails makes the run exit 2, unless it failed already."""
         from realtime.files import own_stream, silence, write_text, written_in_place
         from realtime.outputs import log, subtitles
 
@@ -570,7 +582,8 @@ class _LiveRun:
                 lost = True
         if not kept and final.committed:  # every output failed: the words still reach a file
             save_transcript(final.committed)
-        return lost
+        if lost and self.code == EXIT_OK:
+            self.code = EXIT_USAGE
 
     def hold(self) -> None:
         """Once everything is written, a video read to its end keeps its last words, committed, on screen until
@@ -580,7 +593,7 @@ class _LiveRun:
 
         assert self.viewer is not None and self.step is not None  # self.ended says so
         viewer = self.viewer
-        viewer.ended = True
+        viewer.holding = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, interrupt)
         step = replace(self.step, caption=self.final)

@@ -56,7 +56,7 @@ def _blocks(model: keras.Model) -> list[tuple[np.ndarray, np.ndarray, int]]:
 
 def state_shapes(model: keras.Model) -> list[tuple[int, ...]]:
     """Per layer: the z (three temporal taps stacked on channels) of its two newest final inputs."""
-    shapes = []
+    shapes: list[tuple[int, ...]] = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv3D):
             _, _, h, w, c = layer.output.shape

@@ -122,6 +122,16 @@ def unreadable_reason(error: Exception) -> str:
     return (reason[:200] + "…" if len(reason) > 200 else reason) or type(error).__name__
 
 
+@dataclass(frozen=True)
+class StreamingParts:
+    """The sessions StreamingBackend runs: the front end a frame at a time (`step`), the full model again
+    for a window's start (`per_frame`), and the recurrent back end (`back`)."""
+
+    step: ort.InferenceSession
+    per_frame: ort.InferenceSession
+    back: ort.InferenceSession
+
+
 class OnnxModel:
     """A lipstream ONNX model: the full form, and the streaming halves when they sit beside it."""
 
@@ -157,15 +167,17 @@ class OnnxModel:
         self.full = _session(path, providers, threads)
         step, back = streaming_paths(path)
         self.export_id = meta.get(EXPORT_ID)  # the digest of the weights it was exported from
-        self.step = self._part(step, {STEP, FRAME}, self.export_id, providers, threads)
-        self.back = self._part(back, {FEATURES}, self.export_id, providers, threads)
-        self._check_graph()
+        step_part = self._part(step, {STEP, FRAME}, self.export_id, providers, threads)
+        back_part = self._part(back, {FEATURES}, self.export_id, providers, threads)
+        self._check_graph(step_part)
         # The full model again, for the streaming backend's reads once per paced frame (a window's start, a
         # short window): without spinning, as the parts run, since spinning workers would take the cores
         # between frames (right-context and local-agreement read it on every frame once the window slides).
-        self.per_frame = _session(path, providers, threads, spin=False) if self.streams else None
+        self.parts = None if step_part is None or back_part is None or \
+            FEATURES not in [o.name for o in self.full.get_outputs()] else \
+            StreamingParts(step_part, _session(path, providers, threads, spin=False), back_part)
 
-    def _check_graph(self) -> None:
+    def _check_graph(self, step: ort.InferenceSession | None) -> None:
         """The metadata's crop, classes and context against the graph's own shapes: a model whose
         metadata was edited or mixed up would otherwise load, then fail at the first face."""
         crop, classes = self.spec.crop, self.spec.vocabulary.size
@@ -179,8 +191,8 @@ class OnnxModel:
         if (read := self.full.get_outputs()[0].shape[-1]) != classes:
             raise ModelLoadError(f"{self.path} reads {read} classes, but its metadata's "
                                  f"charset makes {classes}: re-export with python -m export")
-        if self.step is not None:
-            features = next((o.shape for o in self.step.get_outputs() if o.name == FEATURES), [None, None])
+        if step is not None:
+            features = next((o.shape for o in step.get_outputs() if o.name == FEATURES), [None, None])
             if features[1] != self.spec.context + 1:
                 raise ModelLoadError(f"{streaming_paths(self.path)[0]} gives {features[1]} frames of features a step, "
                                      f"but the model's metadata says context {self.spec.context} (so "
@@ -207,8 +219,7 @@ class OnnxModel:
 
     @property
     def streams(self) -> bool:
-        return (self.step is not None and self.back is not None
-                and FEATURES in [o.name for o in self.full.get_outputs()])
+        return self.parts is not None
 
     def window_logp(self, crops: np.ndarray) -> np.ndarray:
         """Log-probabilities (T, classes) for uint8 crops (T, H, W, C): the full-window recompute."""
@@ -235,7 +246,7 @@ class StreamingBackend:
     """
 
     def __init__(self, model: OnnxModel, window: int):
-        if not model.streams:
+        if model.parts is None:
             missing = [p.name for p in streaming_paths(model.path) if not p.is_file()]
             if missing:  # most often a model copied without the two files its export wrote beside it
                 raise ModelLoadError(f"{model.path} has no {' or '.join(missing)} beside it: copy the export's "
@@ -243,9 +254,10 @@ class StreamingBackend:
             raise ModelLoadError(f"{model.path} has no features output for streaming: re-export it with "
                                  "python -m export")
         self.model = model
+        self.parts = model.parts
         self.window = window
         self.context = model.spec.context
-        inputs = model.step.get_inputs()
+        inputs = self.parts.step.get_inputs()
         self._state_names = [i.name for i in inputs if i.name.startswith(STATE)]
         self._state_shapes = [tuple(i.shape) for i in inputs if i.name.startswith(STATE)]
         self.features: deque[np.ndarray] = deque(maxlen=window)
@@ -266,7 +278,7 @@ class StreamingBackend:
         """Add one uint8 crop: one frame of front-end work."""
         frame = normalise(crop[None, None])
         feed = {STEP: np.array(self.count, np.int64), FRAME: frame, **dict(zip(self._state_names, self.states))}
-        features, *self.states = self.model.step.run(None, feed)
+        features, *self.states = self.parts.step.run(None, feed)
         self.frames.append(frame)
         for _ in range(min(self.context, self.count)):  # the previous frame's provisional features
             self.features.pop()
@@ -281,7 +293,7 @@ class StreamingBackend:
         frame = self.count - len(self.features) + first
         if self._start is None or self._start[0] != frame:
             frames = np.concatenate([self.frames[first + n] for n in range(2 * self.context)], axis=1)
-            features = self.model.per_frame.run([FEATURES], {FRAMES: frames})[0][0]
+            features = self.parts.per_frame.run([FEATURES], {FRAMES: frames})[0][0]
             self._start = (frame, features[:self.context])
         return self._start[1]
 
@@ -291,6 +303,6 @@ class StreamingBackend:
         if not (first == 0 and self.count <= self.window):  # not the stream's own start: recompute the window's
             if len(features) <= 2 * self.context:  # too short to hold a recomputed start: the full model
                 frames = np.concatenate(list(self.frames)[first:], axis=1)
-                return self.model.per_frame.run(None, {FRAMES: frames})[0][0]  # reads it whole
+                return self.parts.per_frame.run(None, {FRAMES: frames})[0][0]  # reads it whole
             features[:self.context] = self._window_start(first)
-        return self.model.back.run(None, {FEATURES: features[None]})[0][0]
+        return self.parts.back.run(None, {FEATURES: features[None]})[0][0]

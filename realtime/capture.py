@@ -3,6 +3,7 @@ resampler that turns whatever rate the source delivers into the model's frame ra
 
 from __future__ import annotations
 
+import math
 import os
 import queue
 import stat
@@ -226,7 +227,7 @@ def video_images(capture: Video) -> Iterator[np.ndarray]:
     try:
         while True:
             ok, image = capture.read()
-            if not ok:
+            if not ok or image is None:
                 return
             yield image
     finally:
@@ -304,12 +305,12 @@ class FrameSource:
     def _open(self) -> cv2.VideoCapture | Video:
         source = self.options.source
         if is_camera(source):
-            capture = cv2.VideoCapture(int(source))
-        else:
-            capture = Video(source if self._path is None else str(self._path))
-        if not capture.isOpened():
-            if is_camera(source):
+            camera = cv2.VideoCapture(int(source))
+            if not camera.isOpened():
                 raise CaptureError(f"cannot open camera {source}; to read a video file instead, use --source FILE")
+            return camera
+        capture = Video(source if self._path is None else str(self._path))
+        if not capture.isOpened():
             if self._path is None:
                 raise CaptureError(f"cannot open {source}: unreachable, or not a stream this OpenCV build can decode")
             if capture.refusal:
@@ -324,7 +325,7 @@ class FrameSource:
         it took."""
         for _ in range(FAILED_READS):
             ok, image, read_ms = self._next_frame()
-            if ok:
+            if ok and image is not None:
                 return image, read_ms
         self._capture.release()
         raise CaptureError(f"cannot decode any frame of {self.options.source}: damaged or cut off, "
@@ -333,8 +334,8 @@ class FrameSource:
     def _next_frame(self) -> tuple[bool, np.ndarray | None, float]:
         """The next frame read and the ms reading it took: first the one decoded while the video opened."""
         if self._opened is not None:
-            (image, read_ms), self._opened = self._opened, None
-            return True, image, read_ms
+            (opened, read_ms), self._opened = self._opened, None
+            return True, opened, read_ms
         started = time.perf_counter()
         ok, image = self._capture.read()
         return ok, image, (time.perf_counter() - started) * 1e3
@@ -453,7 +454,7 @@ class FrameSource:
             if self.waiting.is_set():  # a lock-free look on every frame; the clear only after a hold
                 self.waiting.clear()
             ok, image, read_ms = self._next_frame()
-            if not ok:
+            if not ok or image is None:
                 if self.is_video:
                     failed += 1
                     if failed < FAILED_READS:
@@ -467,7 +468,7 @@ class FrameSource:
                     break
                 reopens += 1
                 continue
-            if reopens and np.array_equal(image, first) and \
+            if reopens and first is not None and np.array_equal(image, first) and \
                     (self.read - opened[1]) / self.fps > 2 * (time.monotonic() - opened[0] - (held - opened[2])):
                 # Reopened, it starts over bit for bit (a camera never does), and it gave its frames faster
                 # than they were filmed: a recording served as a file, read to its end. One played in real
@@ -553,12 +554,12 @@ class Resampler:
 
     def __init__(self, fps: float):
         self.period = 1.0 / fps
-        self.next_t: float | None = None
+        self.next_t = -math.inf  # when the next frame is due: none is, until the first frame starts the count
         self.previous: Frame | None = None
         self.interval = 0.0  # seconds between the source's last two frames
 
     def push(self, frame: Frame) -> list[Frame]:
-        if self.next_t is None or frame.t - self.next_t > self.MAX_GAP:
+        if frame.t - self.next_t > self.MAX_GAP:
             self.next_t, self.previous = frame.t, None
         out = []
         while frame.t + 1e-6 >= self.next_t:

@@ -10,7 +10,7 @@ import argparse
 import copy
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -57,8 +57,8 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
         self.checks: list[Callable[[argparse.Namespace], str | None]] = []
 
-    def parse_known_args(self, args: Sequence[str] | None = None,
-                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+    def parse_known_args(self, args: Iterable[str] | None = None,
+                         namespace: Any = None) -> tuple[Any, list[str]]:
         """argparse's, then the checks (parse_args comes through here too)."""
         parsed, rest = super().parse_known_args(args, namespace)
         if problem := next(filter(None, (check(parsed) for check in self.checks)), None):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, fields
+from typing import TypeGuard
 
 import cv2
 import numpy as np
@@ -23,9 +24,9 @@ LIPS = LIPS_OUTER + LIPS_INNER
 MOUTH_CORNERS = (LIPS.index(61), LIPS.index(291))  # where the mouth's corners are in a row of `LIPS`
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[float]:
     """A finite JSON number: json reads NaN and Infinity, and true and false are ints to Python."""
-    return type(value) in (int, float) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)

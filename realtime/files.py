@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, overload
 
 from realtime.exits import EXIT_USAGE
 from realtime.interrupts import held_interrupts
@@ -51,7 +51,7 @@ def silence(stream: IO[str] | None) -> None:
     """Point the process's own stdout or stderr at /dev/null once writing to it failed (a closed pipe),
     so that Python's flush at exit does not fail again with a traceback of its own; a stream that is
     not the process's (main() run inside another program) is left alone."""
-    if stream is None or (stream is not sys.__stdout__ and stream is not sys.__stderr__):
+    if stream not in (sys.__stdout__, sys.__stderr__) or stream is None:
         return  # None: started closed, and pointed at /dev/null then (run_live)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
@@ -221,11 +221,11 @@ def outputs_problem(outputs: Iterable[str | Path], inputs: Iterable[tuple[Path |
     one of the files read (`inputs`, each with what it is: it would be lost) nor another output (one would
     replace the other); that is said by `taken`, given the output's `path` and `what` it is. An input that
     is no file (None: a camera or stream; a name with no file there) has nothing to lose."""
-    outputs = [Path(p) for p in outputs]
-    if problem := next(filter(None, map(output_problem, outputs)), None):
+    paths = [Path(p) for p in outputs]
+    if problem := next(filter(None, map(output_problem, paths)), None):
         return problem
     files = ((path, what) for path, what in inputs if path is not None and path.is_file())
-    if found := first_taken(outputs, files):
+    if found := first_taken(paths, files):
         return taken.format(path=found[0], what=found[1])
     return None
 
@@ -238,6 +238,14 @@ def make_folder_for(path: Path) -> None:
     if problem:
         raise NotADirectoryError(problem)
     path.parent.mkdir(parents=True, exist_ok=True)
+
+
+@overload
+def open_output(path: Path, at_first_write: Literal[False] = False) -> IO[str]: ...
+
+
+@overload
+def open_output(path: Path, at_first_write: bool) -> IO[str] | OpenedAtFirstWrite: ...
 
 
 def open_output(path: Path, at_first_write: bool = False) -> IO[str] | OpenedAtFirstWrite:

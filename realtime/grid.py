@@ -45,6 +45,13 @@ class Clip:
         """`speaker/name`: the clip's name in a cache and in the validation split."""
         return f"{self.speaker}/{self.name}"
 
+    @property
+    def aligned(self) -> Path:
+        """Its align file, for a clip that must have one (training.split.select_clips gives only those)."""
+        if self.align is None:
+            raise AlignError(f"{self.video} has no align file")
+        return self.align
+
 
 def video_fps(video: Path) -> float:
     """The frame rate of the video file at `video`; GRID's where its container gives none (capture_fps)."""

@@ -314,13 +314,13 @@ def write_video(path: Path, images: list[np.ndarray], audio: np.ndarray, rate: i
         video.options = {"crf": "18"}
         sound = container.add_stream("aac", rate=rate, layout="mono")
         for index, image in enumerate(images):
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
-            frame.pts, frame.time_base = index, Fraction(1) / Fraction(GRID_FPS)
-            container.mux(video.encode(frame))
+            picture = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:height, :width]), format="bgr24")
+            picture.pts, picture.time_base = index, Fraction(1) / Fraction(GRID_FPS)
+            container.mux(video.encode(picture))
         container.mux(video.encode())
-        frame = av.AudioFrame.from_ndarray(audio[None].astype(np.float32), format="flt", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = rate, 0, Fraction(1, rate)
-        container.mux(sound.encode(frame))
+        samples = av.AudioFrame.from_ndarray(audio[None].astype(np.float32), format="flt", layout="mono")
+        samples.sample_rate, samples.pts, samples.time_base = rate, 0, Fraction(1, rate)
+        container.mux(sound.encode(samples))
         container.mux(sound.encode())
 
 

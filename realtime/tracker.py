@@ -270,11 +270,6 @@ class MouthTracker:
         input shrunk to 192 pixels, so with `tiles` a frame of 720 lines or more is also searched in
         overlapping tiles half its height (a 720p or 1080p frame: 18 tiles, about 50 ms on this
         machine's CPU)."""
-        if self._finder is None:
-            with native_stderr():
-                self._finder = load_solution("face_detection").FaceDetection(
-                    model_selection=1, min_detection_confidence=self.options.min_detection_confidence)
-                self._finder.process(np.zeros((48, 64, 3), np.uint8))  # its start-up logs too
         h, w = rgb.shape[:2]
         found = self._detect(rgb, 0, 0)
         side = min(h, w) // 2
@@ -283,11 +278,20 @@ class MouthTracker:
                      for face in self._detect(np.ascontiguousarray(rgb[y:y + side, x:x + side]), x, y)]
         return max(found, key=lambda face: face[0])[1] if found else None
 
+    def _detector(self) -> FaceDetection:
+        """The full-range face detector, made the first time it is needed."""
+        if self._finder is None:
+            with native_stderr():
+                self._finder = load_solution("face_detection").FaceDetection(
+                    model_selection=1, min_detection_confidence=self.options.min_detection_confidence)
+                self._finder.process(np.zeros((48, 64, 3), np.uint8))  # its start-up logs too
+        return self._finder
+
     def _detect(self, image: np.ndarray, x0: int, y0: int) -> list[tuple[float, np.ndarray]]:
         """The full-range detector's faces in `image`, cut from the frame at (x0, y0): (score, box)."""
         h, w = image.shape[:2]
         faces = []
-        for detection in self._finder.process(image).detections or []:
+        for detection in self._detector().process(image).detections or []:
             box = detection.location_data.relative_bounding_box
             faces.append((detection.score[0], np.array([x0 + box.xmin * w, y0 + box.ymin * h,
                                                         x0 + (box.xmin + box.width) * w,
@@ -352,7 +356,7 @@ class MouthTracker:
         last = self._last  # the face's surroundings, where a cut shows even when the face is a small part
         x0, y0, x1, y1 = (0, 0, grey.shape[1], grey.shape[0]) if last is None else \
             view_around(np.array([last.cx, last.cy, last.cx, last.cy]), self.options.view_faces * last.width,
-                        grey.shape)
+                        (grey.shape[0], grey.shape[1]))
 
         def thumbnail(image: np.ndarray) -> np.ndarray:
             return cv2.resize(image[y0:y1, x0:x1], (64, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -428,8 +432,9 @@ class MouthTracker:
         fast = raw is not None and before is not None and (
             _moved_fast(before, raw, self.options.fast_move) or
             math.hypot(*self._step) > self.options.fast_move * before.width)
-        if fast and not fresh:  # FaceMesh's tracked landmarks lag a fast move and stretch the face: it is
-            # looked for afresh where it was heading, then around them, else held as a drop-out
+        if fast and not fresh and points is not None:
+            # FaceMesh's tracked landmarks lag a fast move and stretch the face: it is looked for afresh where it
+            # was heading, then around them, else held as a drop-out
             tracked, points = points, None
             for box in (expected, face_box(tracked)):
                 if points is None and box is not None:
@@ -437,7 +442,7 @@ class MouthTracker:
             raw = None if points is None else pose_from_landmarks(points, spec)
         landmarked = time.perf_counter()
         landmark_ms = (landmarked - started) * 1e3
-        if points is None:
+        if points is None or raw is None:  # the one is None where the other is
             self._raw, self._step, self._box = None, np.zeros(2), None
             if self._last is not None and t - self._last_seen <= self.options.hold_seconds:
                 pose = self._last

@@ -50,7 +50,7 @@ def estimated_by_record(clips: list[Clip]) -> set[Path]:
 
 def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = RATE) -> tuple[float, float]:
     """Detected minus aligned start and end of the speech, in seconds; inf when no speech was found."""
-    words = [t for t in read_align(clip.align) if t.is_word]
+    words = [t for t in read_align(clip.aligned) if t.is_word]
     span = detect_speech(read_audio(clip.video, rate), rate, options)
     if span is None:
         return np.inf, np.inf

@@ -261,7 +261,7 @@ class Sampler:
         if rng.random() < o.affine_p:
             m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), rng.uniform(-o.rotate_deg, o.rotate_deg),
                                         1 + rng.uniform(-o.scale, o.scale))
-            m[:, 2] += rng.uniform(-o.shift_px, o.shift_px, size=2)
+            m[:, 2] = m[:, 2] + rng.uniform(-o.shift_px, o.shift_px, size=2)
             frames = np.stack([cv2.warpAffine(f, m, (w, h), borderMode=cv2.BORDER_REPLICATE).reshape(f.shape)
                                for f in frames])  # reshape: OpenCV drops a grey crop's channel axis
         if rng.random() < o.colour_p:

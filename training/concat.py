@@ -43,7 +43,7 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
         for clip in clips:
             # A clip is joined whole or not at all: its words must stand in the align file over its frames.
             try:
-                tokens = read_align(clip.align)
+                tokens = read_align(clip.aligned)
             except AlignError as e:
                 print(f"skipped {clip.key}: {e}", file=sys.stderr)
                 continue

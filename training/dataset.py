@@ -70,7 +70,7 @@ def pad_batch(samples: list[Sample], vocabulary: Vocabulary,
             ctc[i, 1 + j * n:1 + j * n + len(text)] = vocabulary.encode(text)
         words[i, :len(s.frames)] = s.frame_classes
         chars[i, :len(s.frames)] = s.frame_chars
-    targets = {"ctc": ctc, "words": words, "chars": chars}
+    targets: dict[str, np.ndarray] = {"ctc": ctc, "words": words, "chars": chars}
     if samples[0].frame_speech is not None:
         speech = np.full((len(samples), t, samples[0].frame_speech.shape[1]), np.nan, dtype=np.float32)
         for i, s in enumerate(samples):

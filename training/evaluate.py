@@ -67,7 +67,8 @@ def clips_from_folder(folder: Path, spec: ModelSpec, workers: int,
     clips, skipped = [], []
     for c, p, why in results:
         if p is not None and not same_rate(p.fps, spec.fps):  # motion the model never saw at its rate
-            p, why = None, f"filmed at {p.fps:g} fps, and the model reads {spec.fps:g}"
+            why = f"filmed at {p.fps:g} fps, and the model reads {spec.fps:g}"
+            p = None
         if p is None:
             skipped.append(f"{c.key}: {why}")
         else:
@@ -80,6 +81,7 @@ class Predictor:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.forward: Callable[[np.ndarray], np.ndarray]
         if self.path.suffix == ".onnx":
             from realtime.backend import OnnxModel
 

@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             if code:
                 return code
         previous = args.out / stage.name
+    previous = args.out / STAGES[-1].name
     try:  # a state whose run was already trained, unread until now: one line, not a KeyError
         state = train.read_state(previous / "state.json")
         if state["best_cer"] is None:

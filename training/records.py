@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeGuard
 
 
 def read_json(path: Path, what: str, needs: dict[str, Callable[[object], bool]] | None = None) -> dict:
@@ -39,6 +40,6 @@ def is_names(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
-def is_count(value: object) -> bool:
+def is_count(value: object) -> TypeGuard[int]:
     """A whole JSON number, 0 or more (true and false are not)."""
     return type(value) is int and value >= 0

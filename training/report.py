@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"crop centre jitter   {report.jitter_median_px:.2f} px median, {report.jitter_p95_px:.2f} px p95 "
           "(frame to frame)")
     print(f"held frames          {100 * report.held_fraction:.2f}%")
-    if report.frontal_median is None:
+    if report.frontal_median is None or report.lips_outside_fraction is None or report.mouth_width_share is None:
         print("tracked frames       none: every frame was held")
     else:
         print(f"frontality           {report.frontal_median:.3f} (median; 1 faces the camera squarely)")

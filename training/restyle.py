@@ -47,7 +47,7 @@ def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
                 writer.write(restyle(image))
             if not writer.close():
                 raise ValueError(f"{clip.video} has no readable frames")
-        shutil.copy(clip.align, speaker / "align" / f"{clip.name}.align")
+        shutil.copy(clip.aligned, speaker / "align" / f"{clip.name}.align")
     return len(clips)
 
 

@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -414,9 +414,10 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
     began = read_json(recipe, "a training run's recipe") if recorded else {}
     fields_checked(began, recipe, "a training run's recipe",  # a value edited by hand is one line, not a traceback
                    {key: lambda v: is_count(v) and v > 0 for key in ("epochs", "patience") if key in began})
-    more = {key: getattr(options, key) for key in ("epochs", "patience")}  # a resumed run may be given more
-    options = replace(options, **{key: more[key] or began.get(key) or default
-                                  for key, default in (("epochs", EPOCHS), ("patience", PATIENCE))})
+    # A resumed run may be given more.
+    epochs: int = options.epochs or began.get("epochs") or EPOCHS
+    patience: int = options.patience or began.get("patience") or PATIENCE
+    options = replace(options, epochs=epochs, patience=patience)
     if recorded:
         kept = {}
         for key in _RUN_OPTIONS:  # an option given with another value than the run's would be ignored: refused
@@ -430,15 +431,15 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
                                  "weights)")
             kept[key] = value
         options = replace(options, **kept)
-    state = read_state(state_path) if options.resume else {"epoch": 0, "best_cer": None}
+    state: dict[str, Any] = read_state(state_path) if options.resume else {"epoch": 0, "best_cer": None}
     if options.resume:  # its weights read the crop it began with
         began_spec = read_spec(run / "last.keras")
         check_crop(options.cache, began_spec.crop, run, "resume on the cache the run began with")
         check_fps(options.cache, began_spec.fps, run)
-    if state["epoch"] >= options.epochs:  # before anything is loaded: a finished run costs nothing to ask
+    if state["epoch"] >= epochs:  # before anything is loaded: a finished run costs nothing to ask
         print(f"{run} already trained {state['epoch']} epoch{'' if state['epoch'] == 1 else 's'}", file=sys.stderr)
         return EXIT_OK
-    if stopped_early(state, options.patience):
+    if stopped_early(state, patience):
         print(f"{run} stopped early after epoch {state['epoch']}: no better validation reading since epoch "
               f"{state['best_epoch']}; a larger --patience goes on", file=sys.stderr)
         return EXIT_OK
@@ -471,8 +472,8 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
         # Paths recorded whole: a resumed run compares its --init with the run's from any folder.
         write_text(recipe, json.dumps({k: str(v.resolve()) if isinstance(v, Path) else v
                                        for k, v in asdict(options).items()}, indent=1))
-    elif any(began.get(key) != getattr(options, key) for key in more):  # given more: the next resume goes on so too
-        write_text(recipe, json.dumps({**began, "epochs": options.epochs, "patience": options.patience}, indent=1))
+    elif (began.get("epochs"), began.get("patience")) != (epochs, patience):  # given more: the next resume too
+        write_text(recipe, json.dumps({**began, "epochs": epochs, "patience": patience}, indent=1))
     if not options.resume:
         record.write(run / "split.json")
 
@@ -486,8 +487,11 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
 
     keras.utils.set_random_seed(options.seed)
     vocabulary = Vocabulary()
-    overrides = {"dropout": options.dropout, "spatial_dropout": options.spatial_dropout}
-    config = replace(CONFIGS[options.config], **{k: v for k, v in overrides.items() if v is not None})
+    config = CONFIGS[options.config]
+    if options.dropout is not None:
+        config = replace(config, dropout=options.dropout)
+    if options.spatial_dropout is not None:
+        config = replace(config, spatial_dropout=options.spatial_dropout)
     base_spec = ModelSpec(vocabulary=vocabulary, fps=fps, crop=crop, context=context_frames(config),
                           config=config.name, version=_version())
     print(f"{len(train_clips)} training clips, {len(val_clips)} validation clips", file=sys.stderr)
@@ -544,8 +548,8 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
                 append_log_row(run / "log.csv", epoch + 1, logs)
             print(f"\nepoch {epoch + 1}: val CER {cer:.4f} WER {wer:.4f} (best {state['best_cer']:.4f});"
                   f" e.g. {hyps[0]!r} for {val_clips[0].text!r}", file=sys.stderr)
-            if stopped_early(state, options.patience):
-                print(f"stopping early: no better validation reading in {options.patience} epochs", file=sys.stderr)
+            if stopped_early(state, patience):
+                print(f"stopping early: no better validation reading in {patience} epochs", file=sys.stderr)
                 self.model.stop_training = True
 
     if not options.resume:
@@ -555,7 +559,7 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
             keras.callbacks.LambdaCallback(on_train_batch_end=lambda _, logs: stopped(),
                                            on_epoch_end=lambda _, logs: stopped()),
             # (it logs the rate)
-            keras.callbacks.LearningRateScheduler(lambda e: learning_rate(e, options.lr, options.epochs)),
+            keras.callbacks.LearningRateScheduler(lambda e: learning_rate(e, options.lr, epochs)),
             keras.callbacks.LambdaCallback(on_epoch_begin=lambda e, _: seed_random_layers(model, options.seed, e)),
             Validate(),
             keras.callbacks.TensorBoard(str(run / "tb"), write_graph=False, profile_batch=0),
@@ -563,7 +567,7 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
         # With --ema, fit ends by writing the averages into the model: save nothing after it.
         # The dataset draws its own shuffled samples; fit's shuffle applies only to arrays.
         try:
-            model.fit(data, epochs=options.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps, shuffle=False,
+            model.fit(data, epochs=epochs, initial_epoch=state["epoch"], steps_per_epoch=steps, shuffle=False,
                       callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
             stopped()  # one that came after the last step
         except tf.errors.OpError as e:  # a failed step: its finished epochs are kept, the traceback says no more

@@ -44,7 +44,7 @@ class Mp4Writer:
             h, w = image.shape[:2]
             make_folder_for(self.path)
             self.size = (w, h)
-            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self.size)
+            self.writer = cv2.VideoWriter(str(self.partial), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, self.size)
             if not self.writer.isOpened():  # OpenCV fails silently: every frame would be lost
                 raise OSError(f"cannot write a video to {self.path}")
         self.writer.write(fitted(image, self.size))
