@@ -203,7 +203,7 @@ class RightContextPolicy(CaptionPolicy):
         self._commit_words([TimedWord(w.text, times[w.start], times[w.end], now) for w in done], since)
         cut, self._after = len(logp), None
         if not final:  # past the last committed character's whole run, so it is not read twice
-            cut, self._after = done[-1].end + 1, int(best[done[-1].end])
+            cut, self._after = done[-1].end + 1, self.vocabulary.charset.index(done[-1].text[-1])
             while cut < len(best) and best[cut] == self._after:
                 cut += 1
         self._frozen = self._frozen[cut:]

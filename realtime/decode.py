@@ -138,6 +138,7 @@ def beam_search(logp: np.ndarray, vocabulary: Vocabulary, width: int = BEAM_WIDT
     blank = vocabulary.blank
     charset = vocabulary.charset
     space = charset.index(" ")
+    previous = None if previous == blank else previous  # a blank's run goes on as any blank would
     start: State = grammar.start() if grammar else None
     # key: (prefix of class ids, grammar state) -> [logp ending in blank, logp ending in non-blank, frames]
     # (With `previous`, the frames begin within its run: the empty prefix ends in it, not in a blank.)

@@ -55,14 +55,19 @@ def fits(words: list[str], grammar: Grammar) -> bool:
     return any(all(w in grammar.slots[(first + i) % n] for i, w in enumerate(words)) for first in range(n))
 
 
+@pytest.mark.parametrize("previous", [None, "a", "_"], ids=["alone", "after-a", "after-blank"])
 @pytest.mark.parametrize("grammar", [None, Grammar((("a", "ab"), ("b",)), cyclic=True),
                                      Grammar((("a", "ab"), ("b",)), cyclic=False)], ids=["free", "cyclic", "sentence"])
-def test_beam_gives_each_text_the_probability_of_every_path_that_spells_it(grammar: Grammar | None) -> None:
+def test_beam_gives_each_text_the_probability_of_every_path_that_spells_it(grammar: Grammar | None,
+                                                                          previous: str | None) -> None:
     """Spaces before the first word, after the last, or two in a row are pauses: " a", "a" and "a  " are one
     text. A beam wide enough to keep every prefix must find the likeliest text (of those the grammar allows)
-    and its probability, summed over all its paths (counted here path by path), however its spellings split it."""
+    and its probability, summed over all its paths (counted here path by path), however its spellings split it.
+    After `previous` (a letter read just before the frames, or a blank), a path's first labels that go on with
+    its run add nothing."""
     rng = np.random.default_rng(0)
     classes = [V.charset.index(c) for c in " ab"] + [V.blank]
+    before = None if previous is None else V.blank if previous == "_" else V.charset.index(previous)
     frames = 6
     for _ in range(20):
         p = 0.9 * rng.dirichlet(np.full(len(classes), 0.7), size=frames) + 0.1 / len(classes)  # none pruned
@@ -70,13 +75,14 @@ def test_beam_gives_each_text_the_probability_of_every_path_that_spells_it(gramm
         logp[:, classes] = np.log(p)
         texts: dict[str, float] = {}
         for path in itertools.product(range(len(classes)), repeat=frames):
-            labels = [classes[k] for i, k in enumerate(path) if i == 0 or k != path[i - 1]]
+            run = [before, *(classes[k] for k in path)]  # the frames' labels, after the one read before them
+            labels = [c for i, c in enumerate(run) if i > 0 and c != run[i - 1]]
             words = "".join(V.charset[c] for c in labels if c != V.blank).split()
             if grammar is None or fits(words, grammar):
                 text = " ".join(words)
                 texts[text] = texts.get(text, 0.0) + math.prod(p[t, k] for t, k in enumerate(path))
         likeliest = max(texts, key=lambda text: texts[text])
-        hyp = beam_search(logp, V, width=len(classes) ** frames, grammar=grammar)
+        hyp = beam_search(logp, V, width=len(classes) ** frames, grammar=grammar, previous=before)
         assert hyp.text == likeliest
         assert math.isclose(math.exp(hyp.logp), texts[likeliest], rel_tol=1e-6)
 

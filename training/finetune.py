@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         from training import train
         from realtime.grid import find_clips
         from training.cache import load_clips
-        from training.split import is_validation, split
+        from training.split import SplitRecord, is_validation, split
         from training.evaluate import Predictor, evaluate
         from training.model import read_spec
         from training.prepare import prepare
@@ -163,12 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             # The split goes by the clips' names: too few on either side is said before minutes of preparing.
             keys = [c.key for c in find_clips(args.data)]
             held = sum(is_validation(key, args.val_fraction) for key in keys)
-            if keys:  # none: training.prepare says there are no videos
+            if keys and not resuming:  # none: training.prepare says there are no videos
                 enough_to_split(len(keys) - held, held)
             skipped = prepare(args.data, cache, args.workers, spec.crop)
             for clip, why in skipped:
                 print(f"skipped {clip.speaker}/{clip.name}: {why}", file=sys.stderr)
-            train_clips, held_out = split(load_clips(cache), args.val_fraction)
+            record = args.out / "split.json"  # a resumed run's clips are those it began with, as training's are
+            train_clips, held_out = SplitRecord.read(record).clips(load_clips(cache), 0, cache) \
+                if resuming and record.is_file() else split(load_clips(cache), args.val_fraction)
             enough_to_split(len(train_clips), len(held_out))  # a skipped clip can leave a side empty
         except (FileNotFoundError, ValueError):  # a refused run leaves --out as it found it
             for path in new:
