@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -357,24 +357,24 @@ class _KeptSubtitles:
                 pass
 
 
+@dataclass(eq=False)  # stateful: what the view shows
 class _Viewer:
     """The window: each frame drawn with its captions, and what its keys do (docs/usage.md: Options and window
     keys)."""
 
-    def __init__(self, window: Window, source: FrameSource, pipeline: LivePipeline, out: JsonLines | None,
-                 device: str) -> None:
-        self.window = window
-        self.source = source
-        self.pipeline = pipeline
-        self.out = out
-        self.device = device
-        self.paused = False
-        self.holding = False  # the video has ended and its last words are held: nothing is left to pause
-        self.scale = 0.0  # the view's: first_zoom's for the first frame, then changed with + and -
-        self.hidden = 0  # committed words cleared from the screen with c
-        self.frames_read: list[float] = []  # when, over the last second: the rate shown is of frames read, not redraws
-        # What a key did, shown on screen for NOTICE_SECONDS (its line on stderr is not seen from a desktop).
-        self.notice, self.notice_until = "", 0.0
+    window: Window
+    source: FrameSource
+    pipeline: LivePipeline
+    out: JsonLines | None
+    device: str  # where the model runs, for the status line
+    paused: bool = False
+    holding: bool = False  # the video has ended and its last words are held: nothing is left to pause
+    scale: float = 0.0  # the view's: first_zoom's for the first frame, then changed with + and -
+    hidden: int = 0  # committed words cleared from the screen with c
+    frames_read: list[float] = field(default_factory=list)  # when, over the last second: the rate shown
+    # What a key did, shown on screen for NOTICE_SECONDS (its line on stderr is not seen from a desktop).
+    notice: str = ""
+    notice_until: float = 0.0
 
     def frame_read(self) -> None:
         self.frames_read.append(time.monotonic())
@@ -419,24 +419,26 @@ class _Viewer:
         return step
 
 
+@dataclass(eq=False)  # stateful: how the run went
 class _LiveRun:
     """A run once its source, model and outputs are open: it reads the frames, then writes what was read."""
 
-    def __init__(self, args: argparse.Namespace, source: FrameSource, model: OnnxModel, pipeline: LivePipeline,
-                 viewer: _Viewer | None, out: JsonLines | None, started: float) -> None:
-        self.args = args
-        self.source = source
-        self.model = model
-        self.pipeline = pipeline
-        self.viewer = viewer
-        self.out = out
-        self.started = started
-        self.step: StepResult | None = None  # the last frame's; None until the first is read
-        self.final: CaptionState = pipeline.caption  # everything read, committed, once read() has ended
-        self.code = EXIT_OK  # the exit code: the reading's, then EXIT_USAGE if an output failed
-        self.stopped = False  # by the user (Ctrl-C, q), or a reader gone from stdout, before the source's end
-        self.unread = False  # nothing was read (a bad source, a stop before the first frame): outputs are left be
-        self.ended = False  # a video read to its end in a window, which then holds its last words
+    args: argparse.Namespace
+    source: FrameSource
+    model: OnnxModel
+    pipeline: LivePipeline
+    viewer: _Viewer | None
+    out: JsonLines | None
+    started: float  # time.monotonic() when the command started
+    step: StepResult | None = None  # the last frame's; None until the first is read
+    final: CaptionState = field(init=False)  # everything read, committed, once read() has ended
+    code: int = EXIT_OK  # the exit code: the reading's, then EXIT_USAGE if an output failed
+    stopped: bool = False  # by the user (Ctrl-C, q), or a reader gone from stdout, before the source's end
+    unread: bool = False  # nothing was read (a bad source, a stop before the first frame): outputs are left be
+    ended: bool = False  # a video read to its end in a window, which then holds its last words
+
+    def __post_init__(self) -> None:
+        self.final = self.pipeline.caption  # what a run that fails before read() ends has read: nothing
 
     def read(self) -> None:
         """Read the frames until the source ends or a stop is asked for, then commit everything read."""
