@@ -276,7 +276,7 @@ def _run(args: argparse.Namespace) -> int:
     if source is None:  # no model nor pipeline to end as below: files are left as they were, stdout has its last line
         log(f"stopped while opening {args.source}")
         if args.jsonl == "-":
-            JsonLines(sys.stdout).final("")
+            JsonLines(sys.stdout, stopped=lambda: True).final("")  # given up on if the pipe is full
         elif not (args.jsonl or args.srt or args.vtt):
             print(flush=True)
         return EXIT_INTERRUPTED
@@ -305,7 +305,7 @@ def _run(args: argparse.Namespace) -> int:
     out = None
     try:  # a FIFO blocks here until it has a reader: Ctrl-C still stops the run
         if args.jsonl == "-":
-            out = JsonLines(sys.stdout)
+            out = JsonLines(sys.stdout, stopped=lambda: bool(_stop_requested))
         elif args.jsonl:  # a file is opened (so replaced) at its first line: a run that reads nothing leaves it
             out = JsonLines(open_output(Path(args.jsonl), at_first_write=True))
     except (KeyboardInterrupt, OSError) as e:
@@ -512,8 +512,8 @@ class _LiveRun:
                     log(line)
                 if self.step.changed and out:
                     out.caption(self.step.caption)
-                    if out.error and self.args.jsonl == "-":
-                        raise _ReaderGone
+                    if out.error and self.args.jsonl == "-":  # a line given up on for a stop is the stop's
+                        raise KeyboardInterrupt if _stop_requested else _ReaderGone
             kept.update()  # on every frame: words committed within the throttle are written once it allows
             if viewer is not None and self.step is not None:
                 self.step = viewer.answer(viewer.show(self.step), self.step)

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from realtime.files import utf8
+from realtime.interrupts import STOP_POLL
 
 # FFmpeg's own lines (a damaged file's decoding errors, a refused connection) are muted: the user gets
 # lipstream's one line instead. Read by OpenCV when it first opens a video; set it to see them.
@@ -70,7 +71,6 @@ MAX_AHEAD = 1.0  # seconds
 BACKLOG = 0.25  # seconds
 LOSING_GROUND = 0.5  # seconds a backlog may grow, the pipeline holding the reader up, before it is given up
 MAX_BEHIND = 5.0  # seconds
-STOP_POLL = 0.1  # seconds a consumer waiting for a frame goes without asking whether to stop
 
 
 class Backlog:

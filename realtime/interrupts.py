@@ -15,6 +15,8 @@ from typing import Any, NoReturn, ParamSpec
 
 from realtime.exits import EXIT_INTERRUPTED
 
+STOP_POLL = 0.1  # seconds a wait (for a frame, for a pipe's reader) goes without asking whether to stop
+
 
 def interrupt(signum: int, frame: object) -> NoReturn:
     """A signal handler: a stop request (SIGTERM: kill, a service manager) ends a command as Ctrl-C does,

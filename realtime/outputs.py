@@ -3,13 +3,19 @@ stderr. Kept apart from the live loop, which only produces the captions."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import select
+import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import IO
 
 from realtime.captions import CaptionPolicy, CaptionState, TimedWord
 from realtime.files import OpenedAtFirstWrite, silence
+from realtime.interrupts import STOP_POLL
 
 
 def _timestamp(seconds: float, separator: str) -> str:
@@ -75,8 +81,11 @@ class JsonLines:
     line's size does not grow with the session and the lines' commits joined are the transcript.
     """
 
-    def __init__(self, out: IO[str] | OpenedAtFirstWrite):
+    def __init__(self, out: IO[str] | OpenedAtFirstWrite, stopped: Callable[[], bool] | None = None):
         self.out = out
+        # Whether a stop was asked for: a write to a pipe whose reader has stopped reading gives up then, where it
+        # would hold the run for as long as the reader does (a stop request is acted on between frames).
+        self.stopped = stopped
         self.written = 0  # characters of the committed text already written
         self.tentative = ""  # as last written: nothing is written until a caption shows something
         self.error: OSError | None = None  # the first write that failed (a full disk): later lines are not tried
@@ -103,10 +112,33 @@ class JsonLines:
         if self.error:
             return
         try:
-            self.out.write(json.dumps(line) + "\n")
-            self.out.flush()
+            text = json.dumps(line) + "\n"
+            if self.stopped is not None and not isinstance(self.out, OpenedAtFirstWrite) and _is_pipe(self.out):
+                _write_as_read(self.out, text.encode(), self.stopped)
+            else:
+                self.out.write(text)
+                self.out.flush()
         except OSError as e:
             self.error = e
+
+
+def _is_pipe(stream: IO[str]) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):  # not a file of the system's (io.UnsupportedOperation: a StringIO), or closed
+        return False
+
+
+def _write_as_read(pipe: IO[str], data: bytes, stopped: Callable[[], bool]) -> None:
+    """Write to a pipe as its reader makes room, at most PIPE_BUF bytes at a time (which a pipe with room takes
+    whole); an OSError once a stop is asked for while the pipe stays full."""
+    pipe.flush()  # anything written through the stream goes first
+    fd = pipe.fileno()
+    while data:
+        if select.select([], [fd], [], STOP_POLL)[1]:
+            data = data[os.write(fd, data[:select.PIPE_BUF]):]
+        elif stopped():
+            raise OSError(errno.EAGAIN, "its reader stopped reading")
 
 
 def log(message: str) -> None:

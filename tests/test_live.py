@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import hashlib
@@ -416,6 +417,36 @@ def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(stdout: s
     err = run.stderr.read()
     assert run.wait(timeout=60) == 2 and "Traceback" not in err, err
     assert "error: stdout was closed" in err and srt.exists()
+
+
+def test_a_stop_ends_a_run_whose_stdout_reader_stopped_reading(tmp_path: Path) -> None:
+    """`--jsonl - | a reader that stops reading`: once the pipe is full (here from the start) a line waits for
+    the reader, and the run with it. A SIGTERM still ends the run, which says the lines were not written;
+    before, it waited on the pipe for as long as the reader did."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(write_end, b"x" * 4096)
+    os.set_blocking(write_end, True)
+    run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
+                            "--jsonl", "-"], stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    os.close(write_end)
+    try:
+        lines = []
+        while not any("first frame processed" in line for line in lines) and run.poll() is None:
+            lines.append(run.stderr.readline())
+        time.sleep(1.0)  # into the clip: its first caption is under way, or waiting on the pipe
+        run.send_signal(signal.SIGTERM)
+        err = "".join(lines) + run.communicate(timeout=30)[1]
+    finally:
+        run.kill()
+        os.close(read_end)
+    assert run.returncode == run_live.EXIT_INTERRUPTED and "Traceback" not in err, err
+    assert "error: could not write to stdout (its reader stopped reading); stopped" in err
+    # The words read reach a file instead (none may have been read within the second).
+    saved = list(tmp_path.glob("lipstream-transcript-*.txt"))
+    assert ("lipstream: saved lipstream-transcript-" in err) == bool(saved), err
 
 
 @pytest.mark.parametrize("stderr", ["closed", "broken"])
