@@ -173,9 +173,9 @@ class OnnxModel:
         # The full model again, for the streaming backend's reads once per paced frame (a window's start, a
         # short window): without spinning, as the parts run, since spinning workers would take the cores
         # between frames (right-context and local-agreement read it on every frame once the window slides).
-        self.parts = None if step_part is None or back_part is None or \
-            FEATURES not in [o.name for o in self.full.get_outputs()] else \
-            StreamingParts(step_part, _session(path, providers, threads, spin=False), back_part)
+        self.parts: StreamingParts | None = None
+        if step_part is not None and back_part is not None and FEATURES in [o.name for o in self.full.get_outputs()]:
+            self.parts = StreamingParts(step_part, _session(path, providers, threads, spin=False), back_part)
 
     def _check_graph(self, step: ort.InferenceSession | None) -> None:
         """The metadata's crop, classes and context against the graph's own shapes: a model whose
