@@ -47,6 +47,30 @@ def test_beam_finds_what_greedy_misses() -> None:
     assert math.isclose(math.exp(hyp.logp), 0.4 * 0.4 + 0.4 * 0.6 * 2, rel_tol=1e-4)
 
 
+FEW = [V.charset.index(c) for c in " ab"] + [V.blank]  # the classes of the brute-force tests
+
+
+def few_classes(p: np.ndarray) -> np.ndarray:
+    """Log-probabilities (T, classes) in which FEW's classes have probabilities `p` (T, 4), the rest next to none."""
+    logp = np.full((len(p), V.size), -40.0)
+    logp[:, FEW] = np.log(p)
+    return logp
+
+
+def text_probabilities(p: np.ndarray, before: int | None = None, grammar: Grammar | None = None) -> dict[str, float]:
+    """Each text's probability under few_classes(p), summed path by path over every path of FEW's classes; after
+    `before` (the class read just before the frames), a path's first labels that go on with its run add nothing."""
+    texts: dict[str, float] = {}
+    for path in itertools.product(range(len(FEW)), repeat=len(p)):
+        run = [before, *(FEW[k] for k in path)]  # the frames' labels, after the one read before them
+        labels = [c for i, c in enumerate(run) if i > 0 and c != run[i - 1]]
+        words = "".join(V.charset[c] for c in labels if c != V.blank).split()
+        if grammar is None or fits(words, grammar):
+            text = " ".join(words)
+            texts[text] = texts.get(text, 0.0) + math.prod(p[t, k] for t, k in enumerate(path))
+    return texts
+
+
 def fits(words: list[str], grammar: Grammar) -> bool:
     """Whether words read in a row fit the grammar's slots: cyclic, from any slot on; otherwise one whole sentence."""
     n = len(grammar.slots)
@@ -66,25 +90,28 @@ def test_beam_gives_each_text_the_probability_of_every_path_that_spells_it(gramm
     After `previous` (a letter read just before the frames, or a blank), a path's first labels that go on with
     its run add nothing."""
     rng = np.random.default_rng(0)
-    classes = [V.charset.index(c) for c in " ab"] + [V.blank]
     before = None if previous is None else V.blank if previous == "_" else V.charset.index(previous)
     frames = 6
     for _ in range(20):
-        p = 0.9 * rng.dirichlet(np.full(len(classes), 0.7), size=frames) + 0.1 / len(classes)  # none pruned
-        logp = np.full((frames, V.size), -40.0)
-        logp[:, classes] = np.log(p)
-        texts: dict[str, float] = {}
-        for path in itertools.product(range(len(classes)), repeat=frames):
-            run = [before, *(classes[k] for k in path)]  # the frames' labels, after the one read before them
-            labels = [c for i, c in enumerate(run) if i > 0 and c != run[i - 1]]
-            words = "".join(V.charset[c] for c in labels if c != V.blank).split()
-            if grammar is None or fits(words, grammar):
-                text = " ".join(words)
-                texts[text] = texts.get(text, 0.0) + math.prod(p[t, k] for t, k in enumerate(path))
+        p = 0.9 * rng.dirichlet(np.full(len(FEW), 0.7), size=frames) + 0.1 / len(FEW)  # none pruned
+        texts = text_probabilities(p, before, grammar)
         likeliest = max(texts, key=lambda text: texts[text])
-        hyp = beam_search(logp, V, width=len(classes) ** frames, grammar=grammar, previous=before)
+        hyp = beam_search(few_classes(p), V, width=len(FEW) ** frames, grammar=grammar, previous=before)
         assert hyp.text == likeliest
         assert math.isclose(math.exp(hyp.logp), texts[likeliest], rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("p, text", [
+    ([[0.18, 0.18, 0.29, 0.35], [0.33, 0.27, 0.07, 0.33]], ""),
+    ([[0.18, 0.18, 0.55, 0.09], [0.36, 0.14, 0.21, 0.29], [0.3, 0.2, 0.1, 0.4], [0.14, 0.21, 0.43, 0.22]], "b"),
+], ids=["a-space-first", "two-spaces"])
+def test_a_narrow_beam_keeps_a_texts_spellings_in_one_place(p: list[list[float]], text: str) -> None:
+    """In a beam of two, a text spelled with a space before its first word, or with two in a row, takes no place
+    of its own beside the same text spelled without: it would crowd out the likeliest text. These matrices
+    (columns: space, a, b, blank) were found where it did, one for each of the two spellings."""
+    texts = text_probabilities(np.array(p))
+    assert max(texts, key=lambda t: texts[t]) == text
+    assert beam_search(few_classes(np.array(p)), V, width=2).text == text
 
 
 def test_grammar_corrects_a_misread_word() -> None:
