@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 import time
@@ -99,25 +100,33 @@ def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, t
     err = capsys.readouterr().err
     assert f"interrupted: {run} keeps every finished epoch; run the same command again to continue" in err
     assert "Traceback" not in err and epochs_done() == 1 and not (run / "finetune.json").exists()
+    # The resumed run holds out the clips its split.json records, as its training goes by them, whatever the split
+    # by name would draw now (a run begun before a change to it): one clip it held out is moved to its training.
+    record = json.loads((run / "split.json").read_text())
+    moved, *record["validation"] = record["validation"]
+    record["train"] = sorted([*record["train"], moved])
+    (run / "split.json").write_text(json.dumps(record))
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = finetune_main(command)  # the same command: the second epoch, then the rest
     assert code == 0, out.getvalue()
     assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")] == [
-        "note: these figures rest on 4 held-out clips: record more, or raise --val-fraction, for figures to go by"]
+        "note: these figures rest on 3 held-out clips: record more, or raise --val-fraction, for figures to go by"]
     assert epochs_done() == 2
     report = json.loads((run / "finetune.json").read_text())
-    assert report["held_out"] == 4 and report["trained_on"] == 5
+    assert report["held_out"] == 3 and report["trained_on"] == 6
     assert sum(len(c.mouth) for c in load_clips(run / "clips.h5")) < FRAMES_NEEDED
     for path in (run / "finetuned.onnx", *streaming_paths(run / "finetuned.onnx")):
         assert path.is_file()
 
     # The exported model, judged apart from the fine-tune's own figures: training.evaluate reads the
-    # held-out clips with the bundled ONNX model (the deterministic split at the fine-tune's share) and
-    # with finetuned.onnx (the split.json its run recorded beside it), and jiwer scores what they wrote.
-    held_out = {f"s1x/{name}" for name in CLIPS[0:1] + CLIPS[2:4] + CLIPS[6:7]}
-    base = evaluated(REPO / "models" / "lipstream-lite.onnx", run / "clips.h5", "--val-fraction", "0.4")
+    # held-out clips (those of the split.json beside each model) with a copy of the bundled ONNX model and
+    # with finetuned.onnx, and jiwer scores what they wrote.
+    held_out = set(record["validation"])
+    assert len(held_out) == 3 and held_out < {f"s1x/{name}" for name in CLIPS[0:1] + CLIPS[2:4] + CLIPS[6:7]}
+    shutil.copy(REPO / "models" / "lipstream-lite.onnx", run / "base.onnx")
+    base = evaluated(run / "base.onnx", run / "clips.h5")
     tuned = evaluated(run / "finetuned.onnx", run / "clips.h5")
     said = {f"s1x/{align.stem}": sentence(read_align(align)) for align in (tmp_path / "me").glob("s1x/align/*.align")}
     for result in (base, tuned):
