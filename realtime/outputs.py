@@ -86,6 +86,8 @@ class JsonLines:
         # Whether a stop was asked for: a write to a pipe whose reader has stopped reading gives up then, where it
         # would hold the run for as long as the reader does (a stop request is acted on between frames).
         self.stopped = stopped
+        # Which it is decided once: a pipe of the process's own, given `stopped`, is written as its reader takes it.
+        self.pipe = out if stopped is not None and not isinstance(out, OpenedAtFirstWrite) and _is_pipe(out) else None
         self.written = 0  # characters of the committed text already written
         self.tentative = ""  # as last written: nothing is written until a caption shows something
         self.error: OSError | None = None  # the first write that failed (a full disk): later lines are not tried
@@ -113,8 +115,8 @@ class JsonLines:
             return
         try:
             text = json.dumps(line) + "\n"
-            if self.stopped is not None and not isinstance(self.out, OpenedAtFirstWrite) and _is_pipe(self.out):
-                _write_as_read(self.out, text.encode(), self.stopped)
+            if self.pipe is not None and self.stopped is not None:
+                _write_as_read(self.pipe, text.encode(), self.stopped)
             else:
                 self.out.write(text)
                 self.out.flush()
