@@ -134,6 +134,12 @@ class _ReaderGone(Exception):
 _stop_requested: list[int] = []  # the stop requests (SIGINT, SIGTERM) that came while starting up or reading
 
 
+def _stopping() -> bool:
+    """Whether a stop was asked for: acted on between frames, and by a write into a pipe whose reader stopped
+    reading (realtime.files.write_as_read), which would otherwise hold the run for as long as the reader does."""
+    return bool(_stop_requested)
+
+
 def _defer(signum: int, frame: object) -> None:
     """A stop request noted, not raised: while modules load, an interrupted import (NumPy's, ONNX Runtime's)
     would fail later as a misleading ImportError, or a library could swallow it; while frames are read, it
@@ -305,7 +311,7 @@ def _run(args: argparse.Namespace) -> int:
     out = None
     try:  # a FIFO blocks here until it has a reader: Ctrl-C still stops the run
         if args.jsonl == "-":
-            out = JsonLines(sys.stdout, stopped=lambda: bool(_stop_requested))
+            out = JsonLines(sys.stdout, stopped=_stopping)
         elif args.jsonl:  # a file is opened (so replaced) at its first line: a run that reads nothing leaves it
             out = JsonLines(open_output(Path(args.jsonl), at_first_write=True))
     except (KeyboardInterrupt, OSError) as e:
@@ -500,7 +506,7 @@ class _LiveRun:
         notices = RunNotices(self.model.spec, self.model.path.name, self.args.decoder)
         kept = _KeptSubtitles(self.args, pipeline.policy)
         source.start()
-        for f in Resampler(self.model.spec.fps).resample(source.until(lambda: bool(_stop_requested))):
+        for f in Resampler(self.model.spec.fps).resample(source.until(_stopping)):
             if viewer is None or not viewer.paused:  # a paused camera: its frames pass unread, and keys answered
                 first = self.step is None
                 self.step = pipeline.step(f)
@@ -525,7 +531,7 @@ class _LiveRun:
 
     def write(self) -> None:
         """Write what was read to every output; one that fails makes the run exit 2, unless it failed already."""
-        from realtime.files import own_stream, silence, write_text, written_in_place
+        from realtime.files import own_stream, silence, write_stream, write_text, written_in_place
         from realtime.outputs import log, subtitles
 
         args, out, final, unread = self.args, self.out, self.final, self.unread
@@ -556,7 +562,7 @@ class _LiveRun:
         for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
             if path and not unread and path not in untouched:
                 try:
-                    write_text(path, subtitles(self.pipeline.policy, kind))
+                    write_text(path, subtitles(self.pipeline.policy, kind), _stopping)
                     kept = True
                 except OSError as e:  # a disk that filled up during the run: the words go to stdout instead
                     if names_stdout(path):
@@ -574,7 +580,7 @@ class _LiveRun:
         if not unread and ((lost and not on_stdout) or (not out and not args.srt and not args.vtt)):
             try:
                 if sys.stdout is not None:
-                    print(final.committed, flush=True)
+                    write_stream(sys.stdout, final.committed + "\n", _stopping)
                 elif final.committed:  # started with stdout closed (`>&-`): the words would go nowhere
                     raise OSError(errno.EBADF, "it is closed")
                 kept = True
@@ -584,8 +590,8 @@ class _LiveRun:
                 lost = True
         if not kept and final.committed:  # every output failed: the words still reach a file
             save_transcript(final.committed)
-        if lost and self.code == EXIT_OK:
-            self.code = EXIT_USAGE
+        if lost and self.code == EXIT_OK:  # a write given up on for a stop is the stop's
+            self.code = EXIT_INTERRUPTED if _stop_requested else EXIT_USAGE
 
     def hold(self) -> None:
         """Once everything is written, a video read to its end keeps its last words, committed, on screen until

@@ -50,10 +50,12 @@ class EpilogDefaultsFormatter(DefaultsFormatter, argparse.RawDescriptionHelpForm
 class Parser(argparse.ArgumentParser):
     """argparse's parser whose refusal of an option is one line (the usage block is --help's to show).
     `checks` refuse, in that line too, an option that the others leave without effect: one silently
-    ignored would let the user believe it was applied."""
+    ignored would let the user believe it was applied. Options are taken by their whole names only: a
+    misspelt one (`--headles`) is refused, not read as whichever option it begins."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", DefaultsFormatter)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self.checks: list[Callable[[argparse.Namespace], str | None]] = []
 

@@ -1,5 +1,6 @@
 """Output files: checked before a run (so that no run ends in a write that fails), their folders made
-when written, and text written so that no run leaves half a file; and the process's stderr: native
+when written, text written so that no run leaves half a file, and a pipe written as its reader takes it
+(so a stop is not held up by a reader that stopped reading); and the process's stderr: native
 libraries' lines held back (native_stderr), a stream whose reader is gone silenced (silence), and a
 command's stdout and stderr kept from costing it its work when they fail (run_command)."""
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import stat
 import sys
 import tempfile
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, overload
 
 from realtime.exits import EXIT_USAGE
-from realtime.interrupts import held_interrupts
+from realtime.interrupts import STOP_POLL, held_interrupts
 
 
 def utf8(name: str) -> bool:
@@ -313,19 +315,48 @@ def _opened_in_place(path: Path) -> int:
         return fd
 
 
-def write_text(path: Path, text: str) -> None:
+def is_pipe(stream: IO[str]) -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
+    except (OSError, ValueError):  # not a file of the system's (io.UnsupportedOperation: a StringIO), or closed
+        return False
+
+
+def write_as_read(pipe: IO[str], data: bytes, stopped: Callable[[], bool]) -> None:
+    """Write to a pipe as its reader makes room, at most PIPE_BUF bytes at a time (which a pipe with room takes
+    whole); an OSError once a stop is asked for while the pipe stays full. Its reader may stop reading and
+    not leave; a plain write would then hold the run, stop requests and all, for as long as the reader does."""
+    pipe.flush()  # anything written through the stream goes first
+    fd = pipe.fileno()
+    while data:
+        if select.select([], [fd], [], STOP_POLL)[1]:
+            data = data[os.write(fd, data[:select.PIPE_BUF]):]
+        elif stopped():
+            raise OSError(errno.EAGAIN, "its reader stopped reading")
+
+
+def write_stream(stream: IO[str], text: str, stopped: Callable[[], bool] | None = None) -> None:
+    """Write and flush; into a pipe, given `stopped` (whether a stop was asked for), as its reader takes it."""
+    if stopped is not None and is_pipe(stream):
+        write_as_read(stream, text.encode(), stopped)
+    else:
+        stream.write(text)
+        stream.flush()
+
+
+def write_text(path: Path, text: str, stopped: Callable[[], bool] | None = None) -> None:
     """Write a file through a temporary name, so an interrupted run never leaves half a file; a file
     replaced keeps its permissions and, where the user may give them, its owner and group (a transcript
     kept private stays private; ACLs and extended attributes are not copied). A symlink is written through
-    to its file, and a device or pipe (/dev/stdout) is written into: neither is replaced."""
+    to its file, and a device or pipe (/dev/stdout) is written into: neither is replaced, and a pipe given
+    `stopped` is written as its reader takes it (write_as_read)."""
     stream = own_stream(path)
     if stream:
-        stream.write(text)
-        stream.flush()
+        write_stream(stream, text, stopped)
         return
     if written_in_place(path):
         with open(_opened_in_place(path), "w", encoding="utf-8") as file:
-            file.write(text)
+            write_stream(file, text, stopped)
         return
     path = Path(os.path.realpath(path))
     make_folder_for(path)

@@ -3,19 +3,14 @@ stderr. Kept apart from the live loop, which only produces the captions."""
 
 from __future__ import annotations
 
-import errno
 import json
-import os
-import select
-import stat
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import IO
 
 from realtime.captions import CaptionPolicy, CaptionState, TimedWord
-from realtime.files import OpenedAtFirstWrite, silence
-from realtime.interrupts import STOP_POLL
+from realtime.files import OpenedAtFirstWrite, is_pipe, silence, write_as_read
 
 
 def _timestamp(seconds: float, separator: str) -> str:
@@ -87,7 +82,7 @@ class JsonLines:
         # would hold the run for as long as the reader does (a stop request is acted on between frames).
         self.stopped = stopped
         # Which it is decided once: a pipe of the process's own, given `stopped`, is written as its reader takes it.
-        self.pipe = out if stopped is not None and not isinstance(out, OpenedAtFirstWrite) and _is_pipe(out) else None
+        self.pipe = out if stopped is not None and not isinstance(out, OpenedAtFirstWrite) and is_pipe(out) else None
         self.written = 0  # characters of the committed text already written
         self.tentative = ""  # as last written: nothing is written until a caption shows something
         self.error: OSError | None = None  # the first write that failed (a full disk): later lines are not tried
@@ -116,31 +111,12 @@ class JsonLines:
         try:
             text = json.dumps(line) + "\n"
             if self.pipe is not None and self.stopped is not None:
-                _write_as_read(self.pipe, text.encode(), self.stopped)
+                write_as_read(self.pipe, text.encode(), self.stopped)
             else:
                 self.out.write(text)
                 self.out.flush()
         except OSError as e:
             self.error = e
-
-
-def _is_pipe(stream: IO[str]) -> bool:
-    try:
-        return stat.S_ISFIFO(os.fstat(stream.fileno()).st_mode)
-    except (OSError, ValueError):  # not a file of the system's (io.UnsupportedOperation: a StringIO), or closed
-        return False
-
-
-def _write_as_read(pipe: IO[str], data: bytes, stopped: Callable[[], bool]) -> None:
-    """Write to a pipe as its reader makes room, at most PIPE_BUF bytes at a time (which a pipe with room takes
-    whole); an OSError once a stop is asked for while the pipe stays full."""
-    pipe.flush()  # anything written through the stream goes first
-    fd = pipe.fileno()
-    while data:
-        if select.select([], [fd], [], STOP_POLL)[1]:
-            data = data[os.write(fd, data[:select.PIPE_BUF]):]
-        elif stopped():
-            raise OSError(errno.EAGAIN, "its reader stopped reading")
 
 
 def log(message: str) -> None:

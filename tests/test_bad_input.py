@@ -91,6 +91,8 @@ def not_a_file(tmp_path: Path) -> Path:
     (["training.prepare", "--crop-size", "4", "100"], "must be from 8 to 256, not 4"),
     (["training.prepare", "--crop-size", "5000", "5000"], "must be from 8 to 256, not 5000"),
     (["training.evaluate", "--val-fraction", "0.1"], "--val-fraction has no effect with --split all"),
+    (["realtime.record", "--headles"], "unrecognized arguments: --headles"),  # not taken for --headless
+    (["training.train", "--epoch", "5"], "unrecognized arguments: --epoch 5"),  # nor for --epochs
 ])
 def test_impossible_numbers_and_names_are_refused_before_anything_runs(argv: list[str], says: str, tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from realtime.captions import POLICIES, CaptionPolicy, PolicyOptions, make_policy
-from realtime.decode import greedy
+from realtime.decode import decode, greedy
 from realtime.grid import sentence_from_code
 from tests.test_decode import V, matrix
 from tests.test_live import clip, run_headless
@@ -207,6 +207,21 @@ def test_right_context_with_the_grammar_reads_no_word_twice(clip_name: str, tmp_
     space, which the grammar reads as a pause (it had made up a word to explain it: `at f f two`)."""
     code, lines = run_headless(tmp_path, clip(clip_name), "--policy", "right-context", "--decoder", "grammar")
     assert code == 0 and lines[-1]["text"] == sentence_from_code(clip_name)
+
+
+@pytest.mark.parametrize("decoder", ["beam", "grammar"])
+@pytest.mark.parametrize("hop", [1, 3])
+def test_right_context_goes_on_from_the_committed_words_last_letter(decoder: str, hop: int) -> None:
+    """The beam places bin's n at a frame where a blank is likelier (n 0.3 after n 0.45: together the
+    likelier reading); the n's run then goes on for two frames. The stretch after the committed "bin"
+    begins within that run, so it is decoded as going on from n, the word's last letter, and skips the
+    run, not as going on from the frame's likeliest class, which reads the run as a new word "n"."""
+    logp = matrix("__b_i___nn_ _b_l_u_e_ _a_t_" + "_" * 24, noise={6: ("n", 0.45), 7: ("n", 0.3)})
+    (placed,) = [w.end for w in decode(logp, decoder, V).words if w.text == "bin"]
+    assert np.argmax(logp[placed]) == V.blank
+    policy = make_policy(V, PolicyOptions("right-context", decoder=decoder, right_context=4, gap=4))
+    stream(logp, policy, window=20, hop=hop)
+    assert policy.flush().committed == "bin blue at"
 
 
 # Four sentences of one take (no cut between them, so one stream), as the live loop reads a talk.

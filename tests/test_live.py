@@ -419,10 +419,16 @@ def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(stdout: s
     assert "error: stdout was closed" in err and srt.exists()
 
 
-def test_a_stop_ends_a_run_whose_stdout_reader_stopped_reading(tmp_path: Path) -> None:
+@pytest.mark.parametrize("output, lost", [
+    (["--jsonl", "-"], "; stopped"),
+    (["--srt", "-"], ": the SRT subtitles were not written"),
+    ([], ""),  # the transcript, printed at the end
+])
+def test_a_stop_ends_a_run_whose_stdout_reader_stopped_reading(output: list[str], lost: str, tmp_path: Path) -> None:
     """`--jsonl - | a reader that stops reading`: once the pipe is full (here from the start) a line waits for
-    the reader, and the run with it. A SIGTERM still ends the run, which says the lines were not written;
-    before, it waited on the pipe for as long as the reader did."""
+    the reader, and the run with it. A SIGTERM still ends the run, which says what was not written; before,
+    it waited on the pipe for as long as the reader did. Subtitles and the transcript, written to stdout
+    at the end (the stop comes while the clip is read, or while they wait), give way to it too."""
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     with contextlib.suppress(BlockingIOError):
@@ -430,20 +436,21 @@ def test_a_stop_ends_a_run_whose_stdout_reader_stopped_reading(tmp_path: Path) -
             os.write(write_end, b"x" * 4096)
     os.set_blocking(write_end, True)
     run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
-                            "--jsonl", "-"], stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                            *output], stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     os.close(write_end)
     try:
         lines = []
         while not any("first frame processed" in line for line in lines) and run.poll() is None:
             lines.append(run.stderr.readline())
-        time.sleep(2.0)  # into the clip: its first words are read, and their captions wait on the pipe
+        time.sleep(2.0)  # into the clip: its first words are read (their captions wait on the pipe)
         run.send_signal(signal.SIGTERM)
         err = "".join(lines) + run.communicate(timeout=30)[1]
     finally:
         run.kill()
         os.close(read_end)
     assert run.returncode == run_live.EXIT_INTERRUPTED and "Traceback" not in err, err
-    assert "error: could not write to stdout (its reader stopped reading); stopped" in err
+    what = "to stdout" if output else "the transcript to stdout"
+    assert f"error: could not write {what} (its reader stopped reading){lost}" in err, err
     # The words read reach a file instead.
     saved = list(tmp_path.glob("lipstream-transcript-*.txt"))
     assert len(saved) == 1 and saved[0].read_text().strip() and f"lipstream: saved {saved[0].name}" in err, err

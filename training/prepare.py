@@ -153,12 +153,15 @@ def prepare_clip(clip: Clip, options: TrackerOptions, with_speech: bool) -> Prep
     spans = spans - first
     if len(results) < MIN_FRAMES:
         raise ClipError(f"too short ({len(results)} frames)")
+    faces = [(r.crop, r.pose, r.box) for r in results
+             if r.crop is not None and r.pose is not None and r.box is not None]
+    assert len(faces) == len(results)  # frames without a face were trimmed, or the clip refused, above
     speech, silent = clip_speech(clip.video, float(fps), len(results), first) if with_speech else (None, False)
     return PreparedClip(
         clip=clip, text=text, fps=float(fps),
-        mouth=np.stack([r.crop for r in results]),
-        pose=np.stack([r.pose.as_array() for r in results]).astype(np.float32),
-        box=np.stack([r.box for r in results]).astype(np.float32),
+        mouth=np.stack([crop for crop, _, _ in faces]),
+        pose=np.stack([pose.as_array() for _, pose, _ in faces]).astype(np.float32),
+        box=np.stack([box for _, _, box in faces]).astype(np.float32),
         lips=lip_landmarks(results).astype(np.float32),
         quality=np.array([r.quality for r in results], dtype=np.float32),
         held=np.array([r.reason == "held" for r in results]),

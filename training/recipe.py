@@ -57,7 +57,7 @@ def started(folder: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(
-        prog="python -m training.recipe", description=summary(__doc__), allow_abbrev=False,
+        prog="python -m training.recipe", description=summary(__doc__),
         epilog="Other options go to training.train in both stages, after the recipe's own flags, so they "
                "override them (e.g. --config tiny --limit 8 for a quick run).")
     parser.add_argument("--cache", type=named_path, required=True)
