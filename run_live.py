@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the runtime's modules load once the stop handler is in plac
     from realtime.window import Window
 
 MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
-NOTICE_SECONDS = 4.0  # how long the window shows what its s key did
+NOTICE_SECONDS = 4.0  # how long the window shows a notice: what its s key did, a face too small, ...
 SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seconds at most
 OPEN_GRACE = 0.5  # s: how long an open may go on after a stop request before the run ends without it
 SPEECH_FRAMES = 12  # frames of moving lips that no word was read from before the run says why it may be
@@ -376,31 +376,37 @@ class _Viewer:
     paused: bool = False
     holding: bool = False  # the video has ended and its last words are held: nothing is left to pause
     scale: float = 0.0  # the view's: first_zoom's for the first frame, then changed with + and -
-    hidden: int = 0  # committed words cleared from the screen with c
+    first: int = 0  # the first committed word the captions show: those before rolled off, or cleared with c
     frames_read: list[float] = field(default_factory=list)  # when, over the last second: the rate shown
-    # What a key did, shown on screen for NOTICE_SECONDS (its line on stderr is not seen from a desktop).
-    notice: str = ""
-    notice_until: float = 0.0
+    # What a key did, and what the run's notices said, each shown for NOTICE_SECONDS (a line on stderr is not seen
+    # from a desktop): (text, colour, until when).
+    notices: list[tuple[str, tuple[int, int, int], float]] = field(default_factory=list)
 
     def frame_read(self) -> None:
         self.frames_read.append(time.monotonic())
 
     def show(self, step: StepResult, wait_ms: int = 1, hud: str = "") -> int:
         """Draw the frame and its captions; the key pressed meanwhile (255 for none)."""
-        from realtime.window import first_zoom, render
+        from realtime.window import caption_layout, first_zoom, render, rolled
 
         self.frames_read = [t for t in self.frames_read if t > time.monotonic() - 1]
         hud = hud or (f"{len(self.frames_read)} fps  {step.latency_ms:.0f} ms  {self.device}"
                       f"  dropped {self.source.dropped}")
-        self.scale = self.scale or first_zoom(step.frame.image.shape)
-        shown = self.notice if time.monotonic() < self.notice_until else ""
-        return self.window.show(render(step, hud, self.scale, paused=self.paused, hidden=self.hidden, notice=shown),
-                                wait_ms)
+        self.scale = self.scale or first_zoom(step.frame.image.shape, self.window.room)
+        self.notices = [notice for notice in self.notices if notice[2] > time.monotonic()]
+        image = render(step, hud, self.scale, paused=self.paused, first=self.first,
+                       notices=[(text, colour) for text, colour, _ in self.notices])
+        self.first = rolled(self.first, step.caption.committed, step.caption.tentative, caption_layout(image.shape))
+        return self.window.show(image, wait_ms)
+
+    def tell(self, text: str, colour: tuple[int, int, int]) -> None:
+        """Show a line in the window for NOTICE_SECONDS."""
+        self.notices.append((text, colour, time.monotonic() + NOTICE_SECONDS))
 
     def answer(self, key: int, step: StepResult) -> StepResult:
         """Do what `key` asks; the step to show from now (a camera's pause commits what was read)."""
         from realtime.outputs import log
-        from realtime.window import zoom
+        from realtime.window import GREEN, RED, fitting_zoom, zoom
 
         if key in (ord("q"), 27) or _stop_requested:  # q, Esc, or Ctrl-C (SIGTERM) while a video waits
             raise KeyboardInterrupt
@@ -413,15 +419,15 @@ class _Viewer:
                 if self.out:
                     self.out.caption(step.caption)
             log(f"paused at {step.frame.t:.1f} s (space resumes)" if self.paused else "resumed")
-        elif (zoomed := zoom(self.scale, key)) != self.scale:
+        elif (zoomed := zoom(self.scale, key, fitting_zoom(step.frame.image.shape, self.window.room))) != self.scale:
             self.scale = zoomed
-            log(f"view at {self.scale:g}x")
+            log(f"view at {self.scale:.3g}x")
         elif key == ord("c"):
-            self.hidden = len(self.pipeline.policy.words)
+            self.first = len(self.pipeline.policy.words)
             log("screen cleared (the transcript keeps every word)")
         elif key == ord("s"):  # the run goes on whether or not it could
-            self.notice = save_transcript(self.pipeline.policy.committed)
-            self.notice_until = time.monotonic() + NOTICE_SECONDS
+            said = save_transcript(self.pipeline.policy.committed)
+            self.tell(said, RED if said.startswith("error") else GREEN)
         return step
 
 
@@ -499,6 +505,7 @@ class _LiveRun:
         from realtime.capture import Resampler
         from realtime.live import RunNotices
         from realtime.outputs import log
+        from realtime.window import YELLOW
 
         if _stop_requested:  # stopped while starting up: nothing read, so the outputs are left as they were
             raise KeyboardInterrupt
@@ -516,6 +523,8 @@ class _LiveRun:
                     log(f"first frame processed {time.monotonic() - self.started:.2f} s after start")
                 for line in notices.of(self.step, source.dropped, pipeline):
                     log(line)
+                    if viewer is not None:
+                        viewer.tell(line, YELLOW)
                 if self.step.changed and out:
                     out.caption(self.step.caption)
                     if out.error and self.args.jsonl == "-":  # a line given up on for a stop is the stop's

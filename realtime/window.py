@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import cv2
@@ -15,55 +18,115 @@ import numpy as np
 if TYPE_CHECKING:  # a type only: the recorder's window needs none of the live pipeline
     from realtime.live import StepResult
 
-WHITE, GREY, GREEN, YELLOW, RED = (255, 255, 255), (150, 150, 150), (80, 220, 80), (0, 220, 255), (60, 60, 230)
+WHITE, GREY, GREEN, YELLOW, RED = (255, 255, 255), (175, 175, 175), (80, 220, 80), (0, 220, 255), (60, 60, 230)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 TITLE = "lipstream"
 
 
 ZOOMS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)  # the view's scales, + and - step through them
-ZOOM = 2.0  # to begin with, if the view fits in FIRST_VIEW
-FIRST_VIEW = (1600, 900)  # the largest view to begin with (width, height): a 1080p screen, less its bars
+ZOOM = 2.0  # to begin with, if the view fits on the screen
+FIRST_VIEW = (1600, 900)  # the room for a view (width, height) where the screen's size is not known: 1080p's
+SCREEN_BARS = (40, 120)  # what a view leaves of the screen (width, height): the title bar, a taskbar, borders
 INSET = 2  # the model's crop is shown at twice its size, at most a third of the view's width and height
 CAPTION_LINES = 288  # captions take the same share of any view as of a 288-line video's (GRID's) at 1x
+SMALLEST_TEXT = 1.0  # but are never drawn smaller than at that 1x (capitals 10 pixels high)
+CAPTION_ROWS = 2
+BAND_SHADE = 0.8  # how dark the caption band is drawn over the video: tentative grey reads on a white wall too
+
+Colour = tuple[int, int, int]
 
 
-def first_zoom(shape: tuple[int, ...]) -> float:
-    """The scale to begin with for frames of this shape: ZOOM, or the largest smaller one that fits in
-    FIRST_VIEW (a 1080p video at 2x would open a window larger than most screens)."""
+def fitting_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW) -> float:
+    """The largest scale at which frames of this shape fit in `room` (width, height): no larger view is
+    offered, as the captions at its bottom would be the first thing the screen cuts off."""
     h, w = shape[:2]
-    fitting = [z for z in ZOOMS if z <= ZOOM and w * z <= FIRST_VIEW[0] and h * z <= FIRST_VIEW[1]]
-    return max(fitting, default=ZOOMS[0])
+    return min(room[0] / w, room[1] / h)
 
 
-def caption_lines(committed: str, tentative: str, image_width: int,
-                  text_scale: float = ZOOM) -> list[list[tuple[str, tuple[int, int, int]]]]:
-    """The two caption lines an image this wide, its text drawn at this scale, shows, as runs of (word,
-    colour): the newest words, older ones scrolled off the top."""
-    width = max(10, int(image_width / (7.5 * text_scale)))  # characters a line holds
+def first_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW) -> float:
+    """The scale to begin with for frames of this shape: ZOOM, or smaller to fit in `room`."""
+    return min(ZOOM, fitting_zoom(shape, room))
+
+
+def zoom(scale: float, key: int, largest: float = ZOOMS[-1]) -> float:
+    """The next of ZOOMS up (+ or =, up to `largest`) or down (-) from `scale`; the same for any other key."""
+    if key in (ord("+"), ord("=")):
+        return min((z for z in ZOOMS if scale < z <= largest), default=scale)
+    if key == ord("-"):
+        return max((z for z in ZOOMS if z < scale), default=scale)
+    return scale
+
+
+@dataclass(frozen=True)
+class CaptionLayout:
+    """How a view's caption band is drawn: its text grows with the view, down to SMALLEST_TEXT."""
+
+    text_scale: float  # 1 at a 288-line view
+    width: int  # pixels a line's words may take
+
+    @property
+    def size(self) -> float:  # OpenCV's font scale
+        return 0.425 * self.text_scale
+
+    @property
+    def thickness(self) -> int:
+        return max(1, round(self.text_scale))
+
+    @property
+    def margin(self) -> int:
+        return round(7 * self.text_scale)
+
+    def advance(self, word: str) -> int:
+        """Pixels from a word's start to the next's: the word and a space."""
+        return _text_width(word + " ", self.size, self.thickness)
+
+
+def caption_layout(view_shape: tuple[int, ...]) -> CaptionLayout:
+    h, w = view_shape[:2]
+    text_scale = max(h / CAPTION_LINES, SMALLEST_TEXT)
+    return CaptionLayout(text_scale, w - 2 * round(7 * text_scale))
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_width(text: str, size: float, thickness: int) -> int:
+    return cv2.getTextSize(text, FONT, size, thickness)[0][0]
+
+
+def caption_lines(committed: str, tentative: str, layout: CaptionLayout) -> list[list[tuple[str, Colour]]]:
+    """The words as the band's lines of (word, colour), each line as wide as its words drawn (a word too
+    wide for any line has one of its own)."""
     words = [(w, WHITE) for w in committed.split()] + [(w, GREY) for w in tentative.split()]
-    lines: list[list[tuple[str, tuple[int, int, int]]]] = [[]]
-    length = 0
+    lines: list[list[tuple[str, Colour]]] = [[]]
+    x = 0
     for word, colour in words:
-        if length and length + 1 + len(word) > width:
+        width = _text_width(word, layout.size, layout.thickness)
+        if lines[-1] and x + width > layout.width:
             lines.append([])
-            length = 0
+            x = 0
         lines[-1].append((word, colour))
-        length += len(word) + (1 if length else 0)
-    return lines[-2:]
+        x += layout.advance(word)
+    return lines
 
 
-def zoom(scale: float, key: int) -> float:
-    """The next scale for the + (or =) and - keys; the same for any other key."""
-    step = {ord("+"): 1, ord("="): 1, ord("-"): -1}.get(key, 0)
-    at = min(range(len(ZOOMS)), key=lambda i: abs(ZOOMS[i] - scale))
-    return ZOOMS[min(max(at + step, 0), len(ZOOMS) - 1)]
+def rolled(first: int, committed: str, tentative: str, layout: CaptionLayout) -> int:
+    """The first committed word the band shows, rolled on from `first` (never back) until the words from it
+    take at most CAPTION_ROWS lines. Roll-up captions: a line leaves the top when the words below need its
+    room, and does not come back when the tentative tail shrinks again, so the lines never jump."""
+    words = committed.split()
+    while first < len(words):
+        lines = caption_lines(" ".join(words[first:]), tentative, layout)
+        if len(lines) <= CAPTION_ROWS:
+            break
+        first = min(first + len(lines[0]), len(words))
+    return first
 
 
-def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, hidden: int = 0,
-           notice: str = "") -> np.ndarray:
+def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, first: int = 0,
+           notices: Sequence[tuple[str, Colour]] = ()) -> np.ndarray:
     """The window's image: the frame drawn at `scale`, its captions sized to the view, the rest at its
-    own size; `hidden`: committed words cleared from the screen (the c key); `notice`: what a key just did
-    (a transcript saved, or why not: red when it begins with "error")."""
+    own size. The captions from committed word `first` (rolled on as `rolled` does; those before it rolled
+    off, or cleared with the c key); `notices`: lines of what happened (a transcript saved; a face too small
+    to read well), in their colours."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     track = step.track
@@ -84,23 +147,36 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         image[10:10 + ih, w - iw - 10:w - 10] = inset
         cv2.rectangle(image, (w - iw - 11, 9), (w - 10, 10 + ih), WHITE, 1)
         status_width = w - iw - 30
-    # Caption band: its text grows with the view.
-    text_scale = h / CAPTION_LINES
-    band, size, thickness = round(42 * text_scale), 0.425 * text_scale, max(1, round(text_scale))
+    layout = caption_layout(image.shape)
+    band = round(42 * layout.text_scale)
     overlay = image.copy()
     cv2.rectangle(overlay, (0, h - band), (w, h), (0, 0, 0), -1)
-    image = cv2.addWeighted(overlay, 0.65, image, 0.35, 0)
-    committed = " ".join(step.caption.committed.split()[hidden:])
-    for row, line in enumerate(caption_lines(committed, step.caption.tentative, w, text_scale)):
-        x, y = round(7 * text_scale), h - band + round(16 * text_scale) + row * round(17 * text_scale)
+    image = cv2.addWeighted(overlay, BAND_SHADE, image, 1 - BAND_SHADE, 0)
+    committed = " ".join(step.caption.committed.split()[rolled(first, step.caption.committed,
+                                                               step.caption.tentative, layout):])
+    lines = caption_lines(committed, step.caption.tentative, layout)[-CAPTION_ROWS:]  # a tentative tail too long
+    for row, line in enumerate(lines):
+        x, y = layout.margin, h - band + round(16 * layout.text_scale) + row * round(17 * layout.text_scale)
         for word, colour in line:
-            cv2.putText(image, word, (x, y), FONT, size, colour, thickness, cv2.LINE_AA)
-            x += cv2.getTextSize(word + " ", FONT, size, thickness)[0][0]
-    lines = [(hud, 0.55, WHITE, 1)] + [("no face", 0.8, RED, 2)] * step.no_face + [("paused", 0.8, YELLOW, 2)] * paused
-    if notice:
-        lines.append((notice, 0.6, RED if notice.startswith("error") else GREEN, 2))
-    status(image, lines, status_width)
+            cv2.putText(image, word, (x, y), FONT, layout.size, colour, layout.thickness, cv2.LINE_AA)
+            x += layout.advance(word)
+    said = [(hud, 0.55, WHITE, 1)] + [("no face: face the camera", 0.8, RED, 2)] * step.no_face + \
+        [("paused: space resumes", 0.8, YELLOW, 2)] * paused + \
+        [(line, 0.6, colour, 2) for text, colour in notices for line in wrapped(text, 0.6, 2, status_width)]
+    status(image, said, status_width)
     return image
+
+
+def wrapped(text: str, size: float, thickness: int, width: int) -> list[str]:
+    """A status line broken into lines no wider than `width` pixels (outline included), where it can be."""
+    lines = [""]
+    for word in text.split():
+        joined = f"{lines[-1]} {word}" if lines[-1] else word
+        if lines[-1] and _text_width(joined, size, thickness + 2) > width:
+            lines.append(word)
+        else:
+            lines[-1] = joined
+    return lines
 
 
 def status(image: np.ndarray, lines: list[tuple[str, float, tuple[int, int, int], int]], width: int) -> None:
@@ -127,6 +203,20 @@ def display_problem() -> str | None:
     left from a session that has ended. So the server is asked first."""
     if not sys.platform.startswith("linux"):
         return None
+    reached = _x_screen()
+    return reached if isinstance(reached, str) else None
+
+
+def screen_room() -> tuple[int, int]:
+    """The room (width, height) a view may take on the screen: the screen less SCREEN_BARS; FIRST_VIEW where
+    its size is not known (another system than Linux)."""
+    if not sys.platform.startswith("linux") or isinstance(reached := _x_screen(), str):
+        return FIRST_VIEW
+    return reached[0] - SCREEN_BARS[0], reached[1] - SCREEN_BARS[1]
+
+
+def _x_screen() -> tuple[int, int] | str:
+    """The X display's default screen's size in pixels, or why it cannot be reached."""
     name = os.environ.get("DISPLAY")
     if not name:
         return "no display to open a window on"
@@ -137,11 +227,15 @@ def display_problem() -> str | None:
     x11.XOpenDisplay.restype = ctypes.c_void_p
     x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
     x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    x11.XDefaultScreen.argtypes = [ctypes.c_void_p]
+    x11.XDisplayWidth.argtypes = x11.XDisplayHeight.argtypes = [ctypes.c_void_p, ctypes.c_int]
     display = x11.XOpenDisplay(name.encode())
     if not display:
         return f"cannot reach the display {name} to open a window on"
+    screen = x11.XDefaultScreen(display)
+    size = x11.XDisplayWidth(display, screen), x11.XDisplayHeight(display, screen)
     x11.XCloseDisplay(display)
-    return None
+    return size
 
 
 class Window:
@@ -150,6 +244,7 @@ class Window:
 
     def __init__(self, title: str = TITLE) -> None:
         self.title = title
+        self.room = screen_room()  # what a view may take: the view is drawn at its size, not fitted to the window
         cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)  # no toolbar: the keys do it all
 
     def show(self, image: np.ndarray, wait_ms: int = 1) -> int:

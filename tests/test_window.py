@@ -24,7 +24,8 @@ from realtime.captions import CaptionState
 from realtime.capture import Frame
 from realtime.live import StepResult
 from realtime.tracker import MouthTracker, TrackerOptions
-from realtime.window import GREEN, GREY, RED, WHITE, ZOOMS, caption_lines, first_zoom, render, zoom
+from realtime.window import (CAPTION_ROWS, GREEN, GREY, RED, WHITE, YELLOW, ZOOMS, caption_layout, caption_lines,
+                             first_zoom, fitting_zoom, render, rolled, zoom)
 from tests.conftest import transcript
 from tests.test_live import cue_words
 
@@ -74,8 +75,9 @@ def test_the_status_line_reads_on_a_white_wall() -> None:
 def test_what_the_s_key_did_is_shown_in_the_window() -> None:
     """Saved, in green under the status line; could not save, in red: a desktop user sees no stderr."""
     step = step_on_real_frame("bin blue", "at")
-    region = {notice: render(step, "25 fps  20 ms  CPU", notice=notice)[40:80, :400]
-              for notice in ("", "saved lipstream-transcript-20261206-120000.txt", "error: could not save x.txt")}
+    region = {notice: render(step, "25 fps  20 ms  CPU", notices=[(notice, colour)] if notice else [])[40:80, :400]
+              for notice, colour in (("", GREEN), ("saved lipstream-transcript-20261206-120000.txt", GREEN),
+                                     ("error: could not save x.txt", RED))}
     count = {notice: {name: int((np.abs(image.astype(int) - colour).max(axis=-1) < 30).sum())
                       for name, colour in (("green", GREEN), ("red", RED))} for notice, image in region.items()}
     plain, saved, failed = count.values()
@@ -87,7 +89,7 @@ def test_cleared_words_leave_the_screen_and_the_tentative_ones_stay() -> None:
     """The c key: the committed words read so far are hidden; words read after them, and the tentative
     ones, show."""
     step = step_on_real_frame("bin blue", "at")
-    band = {hidden: render(step, "", hidden=hidden)[-84:] for hidden in (0, 1, 2)}
+    band = {hidden: render(step, "", first=hidden)[-84:] for hidden in (0, 1, 2)}
     white = {hidden: int((image == WHITE).all(axis=-1).sum()) for hidden, image in band.items()}
     assert white[0] > white[1] > white[2] == 0  # "bin blue", "blue", nothing
     assert all((image == GREY).all(axis=-1).sum() > 50 for image in band.values())  # "at" stays
@@ -101,12 +103,70 @@ def test_captions_roll_to_the_last_two_lines() -> None:
     image = render(step, "")
     band = image[image.shape[0] - 84:]
     assert (band == WHITE).all(axis=-1).sum() > 200 and (band == GREY).all(axis=-1).sum() > 50
-    lines = caption_lines(long, "again", image.shape[1])  # what the band shows
+    lines = caption_lines(long, "again", caption_layout(image.shape))[-2:]  # what the band shows
     words = [word for line in lines for word, _ in line]
     assert len(lines) == 2 and lines[-1][-1] == ("again", GREY)
     assert words == (long.split() + ["again"])[-len(words):] and len(words) < len(long.split())
     shown = replace(step, caption=CaptionState(0.4, " ".join(words[:-1]), "again"))
     assert np.array_equal(band, render(shown, "")[-84:])  # nothing of the rolled-off words is drawn
+
+
+def test_captions_roll_up_and_never_back_as_the_tentative_tail_changes() -> None:
+    """Roll-up captions: a tentative tail that grows onto a third line rolls the top line off, and when it
+    shrinks again the line does not come back (it had made the whole band jump up and down as a word's
+    letters came and went); the committed words keep their places from frame to frame."""
+    layout = caption_layout((576, 720))
+    committed = " ".join(["place white with"] * 5)  # a line and two thirds of a 2x GRID view's
+    tails = ["", "bin", "bin green at", "bin green at f two now please", "bin green at f", "bin", ""]
+    first, tops = 0, []
+    for tail in tails:
+        first = rolled(first, committed, tail, layout)
+        shown = caption_lines(" ".join(committed.split()[first:]), tail, layout)
+        assert len(shown) <= CAPTION_ROWS, tail
+        tops.append(first)
+    assert tops[:3] == [0, 0, 0] and tops[3] > 0  # rolled on once the tail needed a third line
+    assert tops[3:] == [tops[3]] * 4  # and not back as it shrank
+    # The band draws what `rolled` keeps.
+    step = step_on_real_frame(committed, "bin")
+    assert np.array_equal(render(step, "", first=tops[-1])[-84:],
+                          render(replace(step, caption=CaptionState(0.4, " ".join(committed.split()[tops[-1]:]),
+                                                                    "bin")), "")[-84:])
+
+
+@pytest.mark.parametrize("scale", [0.5, 1.0, 2.0, 3.0])
+def test_caption_lines_fit_the_band_as_drawn_and_are_filled(scale: float) -> None:
+    """Lines are broken by the words' drawn widths: none runs past the band's edge (GRID's letter, the word
+    that matters most, last on a line was cut off), and none breaks while the next word would still fit."""
+    rng = np.random.default_rng(0)
+    words = ["bin", "lay", "place", "set", "blue", "green", "red", "white", "at", "by", "in", "with", "m", "w",
+             "seven", "eight", "again", "please", "soon", "now"]
+    layout = caption_layout((round(288 * scale), round(360 * scale)))
+    for _ in range(200):
+        text = " ".join(rng.choice(words, size=24))
+        lines = caption_lines(text, "", layout)
+        assert [w for line in lines for w, _ in line] == text.split()
+        for line, after in zip(lines, lines[1:] + [[]]):
+            ends = sum(layout.advance(w) for w, _ in line[:-1]) + cv2.getTextSize(line[-1][0], cv2.FONT_HERSHEY_SIMPLEX,
+                                                                               layout.size, layout.thickness)[0][0]
+            assert ends <= layout.width or len(line) == 1, (scale, line)
+            if after:
+                wider = ends + layout.advance(" ") + cv2.getTextSize(after[0][0], cv2.FONT_HERSHEY_SIMPLEX,
+                                                                     layout.size, layout.thickness)[0][0]
+                assert wider > layout.width - layout.advance("  "), (scale, line, after[0])
+
+
+def test_a_long_notice_is_wrapped_within_the_view_not_shrunk() -> None:
+    """A run's notice (a face too small, shown in the window as on stderr) is broken into lines left of the
+    inset at its own size; the status line above it keeps its size."""
+    step = step_on_real_frame("bin blue", "at")
+    notice = ("face small at 3.2 s: its mouth is enlarged 3.4x for the model, and above 3x reading suffers: come "
+              "closer, or film at a higher resolution")
+    bare, told = render(step, "25 fps  20 ms  CPU"), render(step, "25 fps  20 ms  CPU", notices=[(notice, YELLOW)])
+    inset_left = int(np.nonzero((bare[9] == WHITE).all(axis=-1))[0].min())
+    yellow = np.abs(told.astype(int) - YELLOW).max(axis=-1) < 30
+    ys, xs = np.nonzero(yellow & (bare != told).any(axis=-1))
+    assert xs.max() < inset_left - 1 and ys.max() - ys.min() > 3 * 20  # four lines or more, clear of the inset
+    assert np.array_equal(bare[:28, :inset_left - 1], told[:28, :inset_left - 1])  # the status line as before
 
 
 def test_zoom_grows_the_captions_with_the_frame() -> None:
@@ -150,25 +210,31 @@ def test_the_status_lines_shrink_to_fit_left_of_the_inset_at_every_zoom() -> Non
 
 
 def test_a_large_video_opens_at_a_size_that_fits_and_captions_keep_their_share_of_it() -> None:
-    """A 1080p video at 2x would open a 3840x2160 window; it opens at 0.75x (1440x810), and its
-    captions are as large a share of that view as a GRID clip's of its 720x576 one."""
-    assert [first_zoom(shape) for shape in ((288, 360), (480, 640), (720, 1280), (1080, 1920))] == \
-        [2.0, 1.5, 1.0, 0.75]
+    """A 1080p video at 2x would open a 3840x2160 window; in the room a 1080p screen leaves it opens at
+    5/6x (1600x900), and its captions are as large a share of that view as a GRID clip's of its 720x576
+    one. No view is offered larger than the room (+ stops there)."""
+    room = (1600, 900)
+    assert [first_zoom(shape, room) for shape in ((288, 360), (480, 640), (720, 1280), (1080, 1920))] == \
+        pytest.approx([2.0, 1.875, 1.25, 5 / 6])
+    assert zoom(1.875, ord("+"), fitting_zoom((480, 640), room)) == 1.875 and zoom(1.875, ord("-")) == 1.5
     small = step_on_real_frame("bin blue at f two now", "")
     large = replace(small, frame=replace(small.frame, image=cv2.resize(small.frame.image, (1920, 1080))))
-    views = {step.frame.image.shape[0]: render(step, "", first_zoom(step.frame.image.shape)) for step in (small, large)}
-    assert views[1080].shape[:2] == (810, 1440)
+    views = {step.frame.image.shape[0]: render(step, "", first_zoom(step.frame.image.shape, room))
+             for step in (small, large)}
+    assert views[1080].shape[:2] == (900, 1600)
     white = {lines: int((view[-view.shape[0] // 6:] == WHITE).all(axis=-1).sum()) for lines, view in views.items()}
-    assert 1.6 < white[1080] / white[288] < 3.2  # strokes 810/576 times as long, 3 pixels thick against 2
+    assert 1.6 < white[1080] / white[288] < 3.2  # strokes 900/576 times as long, 3 pixels thick against 2
 
 
 @pytest.fixture
-def x_server() -> Iterator[tuple[dict[str, str], subprocess.Popen]]:
-    """A real X server (Xvfb): the environment that opens windows on it, and its process."""
+def x_server(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, str], subprocess.Popen]]:
+    """A real X server (Xvfb): the environment that opens windows on it, and its process. Its screen is
+    1280x1024, or the size a test gives (parametrized indirectly)."""
     if shutil.which("Xvfb") is None or shutil.which("xdotool") is None:
         pytest.fail("Xvfb and xdotool are missing: ./lipstream installs them; run the suite through it", pytrace=False)
     ready, told = os.pipe()  # Xvfb writes its display number here once it accepts clients
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(told), "-screen", "0", "1024x768x24"], pass_fds=(told,),
+    screen = getattr(request, "param", "1280x1024")
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(told), "-screen", "0", f"{screen}x24"], pass_fds=(told,),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(told)
     try:
@@ -356,6 +422,27 @@ def close(window: str, env: dict[str, str]) -> None:
     event.xclient.data[0] = x11.XInternAtom(display, b"WM_DELETE_WINDOW", 0)
     x11.XSendEvent(display, int(window), 0, 0, ctypes.byref(event))
     x11.XCloseDisplay(display)  # flushes the event
+
+
+@pytest.mark.parametrize("x_server", ["800x600"], indirect=True)
+def test_on_a_small_screen_the_window_opens_and_stays_within_it(x_server: tuple[dict[str, str], subprocess.Popen],
+                                                                tmp_path: Path) -> None:
+    """On an 800x600 screen a GRID clip at 2x (720x576) would lose its caption band under a taskbar: the
+    view opens at the largest size that leaves the screen's bars their room (760x480: 600x480), and +
+    offers none larger."""
+    env = x_server[0]
+    with window_run(env, tmp_path) as run:
+        def size() -> str:
+            geometry = subprocess.run(["xdotool", "getwindowgeometry", run.window], capture_output=True, text=True,
+                                      env=env, timeout=30).stdout
+            return geometry.split("Geometry: ")[1].split()[0]
+
+        assert size() == "600x480"
+        subprocess.run(["xdotool", "key", "plus"], env=env, check=True, timeout=30)
+        time.sleep(1.0)  # 25 frames: one key per frame is read
+        subprocess.run(["xdotool", "key", "c"], env=env, check=True, timeout=30)
+        run.wait_for(lambda: "screen cleared" in run.log.read_text(), "screen cleared")
+        assert "view at" not in run.log.read_text() and size() == "600x480"
 
 
 def test_the_view_shrinks_to_a_quarter_and_the_close_button_ends_the_run(x_display: dict[str, str],
