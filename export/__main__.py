@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         # as that needs (a person's own recordings are short: the gate reads them again if they are too
         # few). Parity asks for real pixels, not unseen ones. int8's activation ranges come from
         # training clips first, so that its figures on the validation clips stay held out.
-        ordered = held_out_first(cached, args.model)
+        ordered = held_out_first(cached, args.model, spec)
         clips = enough_frames((c.mouth for c in ordered), FRAMES_NEEDED)
         calibration = enough_frames((c.mouth for c in ordered[::-1]), CALIBRATION_FRAMES)
         if not any(map(len, clips)):  # told before the conversion, not after it

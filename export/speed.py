@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         keras_model, spec = load(args.model)
         onnx_model = OnnxModel(onnx_path, "cpu")
         check_crop(args.cache, spec.crop, args.model, "name a cache of its crop with --cache")
-        cached = held_out_first(load_clips(args.cache), args.model)  # split.json beside the model: one line too
+        cached = held_out_first(load_clips(args.cache), args.model, spec)  # a bad split.json: one line too
     except (ValueError, OSError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE

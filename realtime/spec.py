@@ -27,6 +27,12 @@ FRAMES = "frames"  # the full model's input: normalised crops (batch, time, H, W
 FEATURES = "features"  # the front end's per-frame features: the full model's second output, the back end's input
 LOGP = "logp"  # per-frame log-probabilities over the vocabulary
 STEP, FRAME, STATE = "step", "frame", "state"  # the step model's inputs: frame index, one frame, state0, state1…
+INPUT = ("frames: float32 (batch, time, height, width, channels), mouth crops of the crop's size, RGB (grey with "
+         "channels 1), turned level with the eyes, face_width outer-eye-corner distances wide and centred below_nose "
+         "of them below the base of the nose (realtime/crop.py), fps frames a second; each frame standardised over "
+         "height, width and channels together, (x - mean) / (std + 0.255) on 0-255 pixel values "
+         "(per_frame_standardise)")
+OUTPUT = "logp: float32 (batch, time, classes), per-frame log-softmax over the charset's characters, then the blank"
 
 
 class ModelSpecError(ValueError):
@@ -44,8 +50,11 @@ class ModelSpec:
     normalisation: str = NORMALISATION
     config: str = ""
     version: str = ""
-    val_cer: float | None = None
+    val_cer: float | None = None  # greedy, on the clips `validation` names, as training last measured them
     val_wer: float | None = None
+    # The keys (speaker folder/clip name) of the clips the model's training run held out: evaluation's --split
+    # goes by them wherever the model is copied or exported to (a renamed data folder matches none of them).
+    validation: tuple[str, ...] = ()
 
     def to_metadata(self) -> dict[str, str]:
         """Flat string key/values, as ONNX metadata_props hold them."""
@@ -60,6 +69,10 @@ class ModelSpec:
             "version": self.version,
             "val_cer": "" if self.val_cer is None else repr(self.val_cer),
             "val_wer": "" if self.val_wer is None else repr(self.val_wer),
+            "validation": json.dumps(list(self.validation)),
+            # For a reader of the ONNX file alone: what the graph takes and gives (realtime/spec.py).
+            "input": INPUT,
+            "output": OUTPUT,
         }
         return {_PREFIX + k: v for k, v in values.items()}
 
@@ -87,11 +100,19 @@ class ModelSpec:
                 version=values.get("version", ""),
                 val_cer=float(values["val_cer"]) if values.get("val_cer") else None,
                 val_wer=float(values["val_wer"]) if values.get("val_wer") else None,
+                validation=_keys(values.get("validation") or "[]"),
             )
         except (ValueError, TypeError, KeyError) as e:
             if isinstance(e, ModelSpecError):
                 raise
             raise ModelSpecError(f"{source}: malformed lipstream metadata ({e})") from None
+
+
+def _keys(text: str) -> tuple[str, ...]:
+    keys = json.loads(text)
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ValueError("validation is not a list of clip names")
+    return tuple(keys)
 
 
 def normalise(crops: np.ndarray, eps: float = 1e-3) -> np.ndarray:

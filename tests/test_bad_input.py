@@ -93,6 +93,8 @@ def not_a_file(tmp_path: Path) -> Path:
     (["training.evaluate", "--val-fraction", "0.1"], "--val-fraction has no effect with --split all"),
     (["realtime.record", "--headles"], "unrecognized arguments: --headles"),  # not taken for --headless
     (["training.train", "--epoch", "5"], "unrecognized arguments: --epoch 5"),  # nor for --epochs
+    (["training.train", "--logical-cpus", "4"], "--logical-cpus splits the CPU for --strategy mirrored alone"),
+    (["training.train", "--sequence-scale", "0.5"], "--sequence-scale scales the loss --sequence-weight turns on"),
 ])
 def test_impossible_numbers_and_names_are_refused_before_anything_runs(argv: list[str], says: str, tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture):
@@ -491,8 +493,9 @@ def test_evaluate_says_why_every_clip_was_skipped(grid_s1: Path, tmp_path: Path)
 def test_evaluate_says_when_no_clip_is_in_the_split(prepared, capsys: pytest.CaptureFixture) -> None:
     """A cache of clips the bundled model trained on, read with --split val: said as that, with the way on."""
     assert evaluate_main(["--model", "lipstream-lite.onnx", "--data", str(prepared.out), "--split", "val"]) == 2
-    one_line_error(capsys, f"no clip of {prepared.out} is in --split val (the clips the model's run held out or "
-                           "trained on, else the deterministic split): --split all takes every clip")
+    one_line_error(capsys, f"no clip of {prepared.out} is in --split val (the 53 clips the model records as held "
+                           "out, such as s1/bbaf5a; a clip's key is its speaker folder's name and its own): "
+                           "--split all takes every clip")
 
 
 @pytest.mark.parametrize("stage", ["workers_starting", "workers_preparing"])

@@ -252,7 +252,8 @@ def test_unusable_models_raise_a_one_line_error(exported: Export, tmp_path: Path
              (streaming_paths(exported.path)[0], f"the step part of a streaming export, not a model: name "
                                                  f"{exported.path}")]
     for i, (key, value) in enumerate((("crop", "[]"), ("crop", "null"), ("crop", '{"height": 0}'), ("fps", "0"),
-                                      ("fps", "nan"), ("context", "-1"))):
+                                      ("fps", "nan"), ("context", "-1"), ("validation", '{"s1": 1}'),
+                                      ("validation", "[1, 2]"), ("validation", "s1/bbaf2n"))):
         proto = onnx.load(exported.path)
         next(m for m in proto.metadata_props if m.key == f"lipstream.{key}").value = value
         onnx.save(proto, tmp_path / f"malformed{i}.onnx")
@@ -687,8 +688,8 @@ def test_evaluate_refuses_a_cache_cut_with_another_crop(tiny_run, small_cache: P
 
 def test_evaluate_holds_out_the_clips_the_model_s_run_held_out(tiny_run, small_cache: Path, tmp_path: Path,
                                                                capsys: pytest.CaptureFixture):
-    """`--split val` takes its share from split.json beside the model (training.train writes it), else
-    training's default; `--val-fraction` overrides both."""
+    """`--split val` takes the clips split.json beside the model records (training.train writes it), else those
+    the model records (test_training), else training's default share; `--val-fraction` overrides them."""
     keys = [c.key for c in load_clips(small_cache)]
     held_out = {share: [k for k in keys if is_validation(k, share)] for share in (VAL_FRACTION, 0.3, 0.5)}
     assert len({len(v) for v in held_out.values()}) == 3  # the three shares hold out different clips here
@@ -702,7 +703,7 @@ def test_evaluate_holds_out_the_clips_the_model_s_run_held_out(tiny_run, small_c
                               *extra]) == 0
         return [c["name"] for c in json.loads(capsys.readouterr().out)["clips"]]
 
-    assert names() == held_out[VAL_FRACTION]  # no record beside it, as for a model in models/
+    assert names() == held_out[VAL_FRACTION]  # no record beside it, nor in it (tiny_run is not training.train's)
     (run / "split.json").write_text(json.dumps({"fraction": 0.5, "validation": held_out[0.5], "train": 5}))
     assert names() == held_out[0.5]
     assert names("--val-fraction", "0.3") == held_out[0.3]

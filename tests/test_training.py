@@ -29,7 +29,7 @@ from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.benchmark import main as benchmark_main
 from training.cache import load_clips, read_crop_spec
 from training.dataset import SampleMix, batches, draw_with_words, tf_dataset
-from training.model import CONFIGS, build, load
+from training.model import CONFIGS, build, load, read_spec
 from training.recipe import main as recipe_main
 from training.speech import DIMS
 from training.train import averaged_weights, compile_model, improves, main
@@ -1000,8 +1000,20 @@ def test_a_resumed_run_and_evaluate_go_by_the_run_s_recorded_clips(small_cache: 
     for split in ("val", "train"):
         assert evaluate_main(["--model", str(run / "best.keras"), "--data", str(cache), "--split", split,
                               "--json"]) == 0
-        names = [c["name"] for c in json.loads(capsys.readouterr().out)["clips"]]
+        out, err = capsys.readouterr()
+        names = [c["name"] for c in json.loads(out)["clips"]]
         assert names == record["validation" if split == "val" else "train"]
+        assert f"--split {split}: the {'validation' if split == 'val' else 'training'} clips {run / 'split.json'}" \
+            in err
+    # The model itself records the clips held out: a copy away from its run's folder goes by them too (the
+    # deterministic split at training's default share would take others).
+    assert read_spec(run / "best.keras").validation == tuple(record["validation"])
+    (tmp_path / "elsewhere").mkdir()
+    copy = shutil.copy(run / "best.keras", tmp_path / "elsewhere" / "mine.keras")
+    assert evaluate_main(["--model", str(copy), "--data", str(cache), "--split", "val", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert [c["name"] for c in json.loads(out)["clips"]] == record["validation"]
+    assert "the model records as held out" in err
 
     complete(record["validation"][0], False)  # a cache without a clip the run validates on
     assert main([*argv, "--epochs", "3", "--resume"]) == 2

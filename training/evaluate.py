@@ -129,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=named_path, required=True, help="a GRID folder or an HDF5 cache")
     add_decoder(parser)
     parser.add_argument("--split", choices=("all", "val", "train"), default="all",
-                        help="the clips the training run validated or trained on (split.json beside the model), "
-                             "else those of the deterministic split")
+                        help="every clip, training ones too (all); or the clips the training run validated or "
+                             "trained on: those split.json beside the model records, else those the model records "
+                             "as held out, else the deterministic split's")
     parser.add_argument("--val-fraction", type=fraction_below_one,
                         help="take the deterministic split with this validation share instead (default: "
-                             f"split.json's clips, else training's default share, {VAL_FRACTION:g})")
+                             f"the records', else training's default share, {VAL_FRACTION:g})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1,
                         help="processes that cut the crops of a GRID folder")
@@ -145,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.model.is_file():
             raise FileNotFoundError(f"no model at {args.model}")
         predictor = Predictor(args.model)
-        wanted = split_of(args.model, args.split, args.val_fraction)
+        choice = split_of(args.model, predictor.spec, args.split, args.val_fraction)
+        wanted = choice.takes
         skipped: list[str] = []
         if args.data.is_dir():  # only the clips of the split are prepared
             clips, skipped = clips_from_folder(args.data, predictor.spec, args.workers, wanted)
@@ -160,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"no GRID folder or cache at {args.data}")
         if not clips:
             raise ValueError("no clips to evaluate" if args.split == "all" or skipped else
-                             f"no clip of {args.data} is in --split {args.split} (the clips the model's run "
-                             "held out or trained on, else the deterministic split): --split all takes every clip")
+                             f"no clip of {args.data} is in --split {args.split} ({choice.source}; a clip's key "
+                             "is its speaker folder's name and its own): --split all takes every clip")
     except Exception as e:  # one line for the user, whatever failed to load (Ctrl-C: interruptible)
         print(f"error: {training_packages_missing(e) or e}", file=sys.stderr)
         return EXIT_USAGE
@@ -170,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # the inputs were read: a failure of the reading itself is lipstream's own
         print(f"error: reading the clips failed: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
         return EXIT_FAILED
+    print(f"--split {args.split}: {choice.source}", file=sys.stderr)  # held-out and training clips read alike
     if args.json:
         print(json.dumps(result.as_json()))
     else:

@@ -1,6 +1,6 @@
 """The validation split: which clips a run holds out. By default a deterministic split by clip name, the
-same on every machine and run; a run records the clips it took (SplitRecord), and evaluation and export
-go by that record."""
+same on every machine and run; a run records the clips it took (SplitRecord, and its models' spec the clips
+held out), and evaluation and export go by that record."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 from realtime.crop import is_number
 from realtime.files import write_text
 from realtime.grid import Clip, find_clips
+from realtime.spec import ModelSpec
 from training.augment import CachedClip
 from training.records import is_count, is_names, read_json
 
@@ -34,11 +35,11 @@ def split(clips: list[CachedClip], fraction: float) -> tuple[list[CachedClip], l
     return train, val
 
 
-def held_out_first(clips: list[CachedClip], model: Path | None = None) -> list[CachedClip]:
-    """The clips, those `model`'s run held out first (its split.json's; without one, or without a
-    model, the deterministic split's): for checks that want unseen clips, and any clip when there are
-    too few of those."""
-    held_out = split_of(model, "val", None)
+def held_out_first(clips: list[CachedClip], model: Path | None = None,
+                   spec: ModelSpec | None = None) -> list[CachedClip]:
+    """The clips, those `model`'s run held out first (as split_of finds them; without a model, the
+    deterministic split's): for checks that want unseen clips, and any clip when there are too few of those."""
+    held_out = split_of(model, spec, "val", None).takes
     return sorted(clips, key=lambda c: not held_out(c.key))
 
 
@@ -85,18 +86,35 @@ class SplitRecord:
         return [c for c in clips if self.trains(c.key)], [c for c in clips if c.key in self.validation]
 
 
-def split_of(model: Path | None, side: str, share: float | None) -> Callable[[str], bool]:
+@dataclass(frozen=True)
+class SplitChoice:
+    """The clip keys a --split takes, and what chose them (an evaluation says so: a figure on held-out clips
+    and one on training clips look alike)."""
+
+    takes: Callable[[str], bool]
+    source: str
+
+
+def split_of(model: Path | None, spec: ModelSpec | None, side: str, share: float | None) -> SplitChoice:
     """Which clip keys `--split` takes (`side`: val, train or all): those of the split.json beside `model`
-    (as training.train records the run's clips); else the deterministic split by `share`, default training's.
-    `share` also overrides a record."""
+    (training.train's record of the run's clips); else those `spec` records as held out (wherever the model
+    was copied or exported to); else the deterministic split by `share`, default training's. `share` also
+    overrides the records."""
     record = model.parent / "split.json" if model else None
     if side == "all":
-        return lambda key: True
+        return SplitChoice(lambda key: True, "every clip, training ones too")
     if share is None and record and record.is_file():
         run = SplitRecord.read(record)
-        return (lambda key: key in run.validation) if side == "val" else run.trains
+        return SplitChoice((lambda key: key in run.validation) if side == "val" else run.trains,
+                           f"the {'validation' if side == 'val' else 'training'} clips {record} records")
+    if share is None and spec and spec.validation:
+        held_out = frozenset(spec.validation)
+        return SplitChoice(lambda key: (key in held_out) == (side == "val"),
+                           f"the {'' if side == 'val' else 'clips other than the '}{len(held_out)} clips the model "
+                           f"records as held out, such as {spec.validation[0]}")
     share = VAL_FRACTION if share is None else share
-    return lambda key: is_validation(key, share) == (side == "val")
+    return SplitChoice(lambda key: is_validation(key, share) == (side == "val"),
+                       f"the deterministic split at share {share:g}, by clip key (speaker folder/clip name)")
 
 
 def select_clips(grid: Path, side: str, count: int, found: list[Clip] | None = None) -> list[Clip]:

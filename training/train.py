@@ -295,8 +295,13 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
             parser.error(f"{option} is part of the webcam augmentation, which --augment lipnet leaves out")
     if args.freeze_front_end and not args.init and not args.resume:  # a resumed run has its own --init
         parser.error("--freeze-front-end keeps the front end --init gives: pass --init MODEL")
+    given = given_options(parser, argv)
+    if "logical_cpus" in given and args.strategy != "mirrored":  # (a run's strategy is the command line's)
+        parser.error("--logical-cpus splits the CPU for --strategy mirrored alone: pass both")
+    if "sequence_scale" in given and not args.sequence_weight and not args.resume:  # (a resumed run's: args.json)
+        parser.error("--sequence-scale scales the loss --sequence-weight turns on: give it a weight above 0")
     try:
-        return train(TrainOptions(**vars(args)), given_options(parser, argv), beside)
+        return train(TrainOptions(**vars(args)), given, beside)
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -355,12 +360,13 @@ def check_inputs(config: str, cache: Path) -> CropSpec:
 
 
 def given_options(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
-    """The recipe's options the command line gives, whatever their value (its default's too): parsed again
-    into a namespace holding a stand-in for each, which argparse leaves where an option is not given."""
+    """The options the command line gives, whatever their value (its default's too): parsed again into a
+    namespace holding a stand-in for each, which argparse leaves where an option is not given."""
     unset = object()
-    probe = argparse.Namespace(**dict.fromkeys(_RUN_OPTIONS, unset))
+    names = [f.name for f in fields(TrainOptions)]
+    probe = argparse.Namespace(**dict.fromkeys(names, unset))
     parser.parse_args(argv, probe)
-    return {key for key in _RUN_OPTIONS if getattr(probe, key) is not unset}
+    return {key for key in names if getattr(probe, key) is not unset}
 
 
 def check_cached_texts(train_clips: list[CachedClip], val_clips: list[CachedClip], cache: Path) -> None:
@@ -377,7 +383,7 @@ def check_cached_texts(train_clips: list[CachedClip], val_clips: list[CachedClip
 
 def train(options: TrainOptions, given: Collection[str] = (), beside: Collection[str] = ()) -> int:
     """Run or resume the training `options` ask for (a resumed run takes the default of an option its
-    folder's args.json predates); `given`: the recipe's options the command line gives (a resumed run
+    folder's args.json predates); `given`: the options the command line gives (a resumed run
     refuses one that is not the run's); `beside`: files a calling tool keeps in the run folder."""
     from training.cache import check_crop, check_fps, load_clips, read_fps
     from training.dataset import SampleMix, predict_clips, tf_dataset
@@ -493,7 +499,7 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
     if options.spatial_dropout is not None:
         config = replace(config, spatial_dropout=options.spatial_dropout)
     base_spec = ModelSpec(vocabulary=vocabulary, fps=fps, crop=crop, context=context_frames(config),
-                          config=config.name, version=_version())
+                          config=config.name, version=_version(), validation=tuple(c.key for c in val_clips))
     print(f"{len(train_clips)} training clips, {len(val_clips)} validation clips", file=sys.stderr)
     print(f"{options.strategy} strategy: {strategy.num_replicas_in_sync} device(s)", file=sys.stderr)
     with strategy.scope():
