@@ -63,8 +63,23 @@ def window_front_end(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:
     proto = _traced(window_function(model), opset)
     _rename(proto, proto.graph.input[0].name, FRAMES)
     _rename(proto, proto.graph.output[0].name, FEATURES)
+    name_batch_and_time(proto)
     proto.graph.name = "lipstream_front_end"
     return proto
+
+
+def name_batch_and_time(proto: onnx.ModelProto) -> None:
+    """The dynamic axes of `frames` and `features` named batch and time, as the back end's are, where tf2onnx
+    names them unk__N: a reader of the graph sees which axis is which (the front end keeps the time axis)."""
+    names: dict[str, str] = {}
+    for value in (proto.graph.input[0], *(o for o in proto.graph.output if o.name == FEATURES)):
+        for dim, name in zip(value.type.tensor_type.shape.dim, ("batch", "time")):
+            if dim.dim_param:
+                names[dim.dim_param] = name
+    for value in (*proto.graph.input, *proto.graph.output, *proto.graph.value_info):
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.dim_param in names:
+                dim.dim_param = names[dim.dim_param]
 
 
 def streaming_step(model: keras.Model, opset: int = OPSET) -> onnx.ModelProto:

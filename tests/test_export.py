@@ -131,6 +131,11 @@ def test_metadata_carries_the_keras_spec(exported: Export, tiny_run, small_cache
         meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
         assert ModelSpec.from_metadata(meta.custom_metadata_map, str(path)) == spec  # charset, blank, fps, crop..
         assert meta.custom_metadata_map[FORM] == form
+    # The full model's dynamic axes are named as what they are, not tf2onnx's unk__N.
+    graph = onnx.load(exported.path).graph
+    axes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim][:2]
+            for v in (*graph.input, *graph.output)}
+    assert axes == {"frames": ["batch", "time"], "logp": ["batch", "time"], "features": ["batch", "time"]}
 
 
 def test_gate_fails_when_a_weight_is_corrupted(exported: Export, keras_model, gate_clips, tmp_path: Path):
