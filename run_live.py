@@ -266,7 +266,7 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.backend import ModelLoadError, OnnxModel
     from realtime.capture import CaptureError, SourceOptions
     from realtime.cli import policy_options
-    from realtime.files import open_output
+    from realtime.files import open_output, silence, write_stream
     from realtime.interrupts import interrupt
     from realtime.live import LiveOptions, LivePipeline
     from realtime.outputs import JsonLines, log
@@ -283,8 +283,11 @@ def _run(args: argparse.Namespace) -> int:
         log(f"stopped while opening {args.source}")
         if args.jsonl == "-":
             JsonLines(sys.stdout, stopped=lambda: True).final("")  # given up on if the pipe is full
-        elif not (args.jsonl or args.srt or args.vtt):
-            print(flush=True)
+        elif not (args.jsonl or args.srt or args.vtt) and sys.stdout is not None:  # (None: started with it closed)
+            try:
+                write_stream(sys.stdout, "\n", lambda: True)  # given up on if the pipe's reader takes nothing
+            except OSError:
+                silence(sys.stdout)
         return EXIT_INTERRUPTED
     try:
         model = OnnxModel(args.model, args.provider, args.threads)
@@ -521,10 +524,10 @@ class _LiveRun:
                     viewer.frame_read()
                 if first:  # said once the frame is read: a stop that comes once it is said finds the frame read
                     log(f"first frame processed {time.monotonic() - self.started:.2f} s after start")
-                for line in notices.of(self.step, source.dropped, pipeline):
-                    log(line)
-                    if viewer is not None:
-                        viewer.tell(line, YELLOW)
+                for notice in notices.of(self.step, source.dropped, pipeline):
+                    log(notice.text)
+                    if viewer is not None and notice.short:
+                        viewer.tell(notice.short, YELLOW)
                 if self.step.changed and out:
                     out.caption(self.step.caption)
                     if out.error and self.args.jsonl == "-":  # a line given up on for a stop is the stop's
@@ -540,7 +543,7 @@ class _LiveRun:
 
     def write(self) -> None:
         """Write what was read to every output; one that fails makes the run exit 2, unless it failed already."""
-        from realtime.files import own_stream, silence, write_stream, write_text, written_in_place
+        from realtime.files import ReaderStalled, own_stream, silence, write_stream, write_text, written_in_place
         from realtime.outputs import log, subtitles
 
         args, out, final, unread = self.args, self.out, self.final, self.unread
@@ -553,7 +556,7 @@ class _LiveRun:
         if there := [p for p in untouched if Path(p).exists()]:  # files there before (the others are not made)
             log(f"{'stopped' if self.stopped else 'ended'} before a word was read: {' and '.join(map(str, there))} "
                 f"{'is' if len(there) == 1 else 'are'} left as {'it was' if len(there) == 1 else 'they were'}")
-        lost = False
+        lost = stalled = False  # an output not written; one given up on for a stop (its reader took nothing)
         on_stdout = bool(_to_stdout(args))  # stdout holds an output: the transcript is not printed there as well
         instead = "" if on_stdout else "; the transcript follows on stdout"
         # A file not opened yet (no caption shown) is left as it was; a stream is told the end.
@@ -563,7 +566,7 @@ class _LiveRun:
             if out.error and args.jsonl == "-":
                 silence(sys.stdout)
                 log(f"error: {stdout_failed(out.error)}; stopped")
-                lost = True
+                lost, stalled = True, stalled or isinstance(out.error, ReaderStalled)
             elif out.error:  # a disk that filled up during the run: the words go to stdout instead
                 log(f"error: could not write {args.jsonl} ({out.error.strerror or out.error}){instead}")
                 lost = True
@@ -579,7 +582,7 @@ class _LiveRun:
                         log(f"error: {stdout_failed(e)}: the {kind.upper()} subtitles were not written")
                     else:
                         log(f"error: could not write {path} ({e.strerror or e}){instead}")
-                    lost = True
+                    lost, stalled = True, stalled or isinstance(e, ReaderStalled)
         if self.source.dropped:
             log(f"{self.source.dropped} frames dropped (processing fell behind)")
         if not unread and not final.committed and self.pipeline.moved >= SPEECH_FRAMES:
@@ -596,11 +599,11 @@ class _LiveRun:
             except OSError as e:  # a closed pipe or a full disk behind stdout
                 silence(sys.stdout)
                 log(f"error: could not write the transcript to stdout ({e.strerror or e})")
-                lost = True
+                lost, stalled = True, stalled or isinstance(e, ReaderStalled)
         if not kept and final.committed:  # every output failed: the words still reach a file
             save_transcript(final.committed)
-        if lost and self.code == EXIT_OK:  # a write given up on for a stop is the stop's
-            self.code = EXIT_INTERRUPTED if _stop_requested else EXIT_USAGE
+        if lost and self.code == EXIT_OK:  # a headless run's write given up on for a stop is the stop's
+            self.code = EXIT_INTERRUPTED if stalled and self.viewer is None else EXIT_USAGE
 
     def hold(self) -> None:
         """Once everything is written, a video read to its end keeps its last words, committed, on screen until

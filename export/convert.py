@@ -20,7 +20,7 @@ from export.front_end import step_function, window_function
 from export.onnx_gru import back_end
 from realtime.backend import streaming_paths
 from realtime.files import native_stderr
-from realtime.spec import EXPORT_ID, FEATURES, FORM, FRAMES, LOGP, ModelSpec
+from realtime.spec import EXPORT_ID, FEATURES, FORM, FRAMES, GRAPH_IO, INPUT, LOGP, OUTPUT, ModelSpec
 from training.model import FRONT_END
 
 if TYPE_CHECKING:
@@ -104,7 +104,8 @@ def weights_digest(model: keras.Model) -> str:
 
 def with_metadata(proto: onnx.ModelProto, spec: ModelSpec, form: str, source: str) -> onnx.ModelProto:
     del proto.metadata_props[:]
-    for key, value in {**spec.to_metadata(), FORM: form, EXPORT_ID: source}.items():
+    described = dict(zip((INPUT, OUTPUT), GRAPH_IO[form]))
+    for key, value in {**spec.to_metadata(), FORM: form, EXPORT_ID: source, **described}.items():
         proto.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     proto.producer_name = "lipstream"
     return proto

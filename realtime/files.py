@@ -322,23 +322,33 @@ def is_pipe(stream: IO[str]) -> bool:
         return False
 
 
+class ReaderStalled(OSError):
+    """A pipe's reader took nothing for STALL_GRACE seconds after a stop was asked for: the write is given up."""
+
+
+STALL_GRACE = 2.0  # seconds a stopping run waits on a pipe whose reader takes nothing: a slow reader keeps up
+
+
 def write_as_read(pipe: IO[str], data: bytes, stopped: Callable[[], bool]) -> None:
     """Write to a pipe as its reader makes room, at most PIPE_BUF bytes at a time (which a pipe with room takes
-    whole); an OSError once a stop is asked for while the pipe stays full. Its reader may stop reading and
-    not leave; a plain write would then hold the run, stop requests and all, for as long as the reader does."""
+    whole). Its reader may stop reading and not leave; a plain write would then hold the run, stop requests
+    and all, for as long as the reader does. So once a stop is asked for, a reader that takes nothing for
+    STALL_GRACE seconds is given up on (ReaderStalled); one that reads, however slowly, gets everything."""
     pipe.flush()  # anything written through the stream goes first
     fd = pipe.fileno()
+    taken = time.monotonic()  # when the reader last made room
     while data:
         if select.select([], [fd], [], STOP_POLL)[1]:
             data = data[os.write(fd, data[:select.PIPE_BUF]):]
-        elif stopped():
-            raise OSError(errno.EAGAIN, "its reader stopped reading")
+            taken = time.monotonic()
+        elif stopped() and time.monotonic() - taken >= STALL_GRACE:
+            raise ReaderStalled(errno.EAGAIN, "its reader stopped reading")
 
 
 def write_stream(stream: IO[str], text: str, stopped: Callable[[], bool] | None = None) -> None:
     """Write and flush; into a pipe, given `stopped` (whether a stop was asked for), as its reader takes it."""
     if stopped is not None and is_pipe(stream):
-        write_as_read(stream, text.encode(), stopped)
+        write_as_read(stream, text.encode(getattr(stream, "encoding", None) or "utf-8", errors="replace"), stopped)
     else:
         stream.write(text)
         stream.flush()

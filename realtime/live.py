@@ -178,6 +178,15 @@ def nothing_read(source: str, frames: FrameSource, pipeline: LivePipeline) -> st
     return None
 
 
+@dataclass(frozen=True)
+class Notice:
+    """A line a live run tells: `text` on stderr; `short`, the few words the window shows ("" for what it shows
+    otherwise: the face lost and found, by its "no face" status)."""
+
+    text: str
+    short: str
+
+
 @dataclass(eq=False)  # stateful: what has been said
 class RunNotices:
     """What a live run tells as it happens: falling behind, no colour and a small face once each; another face
@@ -192,33 +201,37 @@ class RunNotices:
     colour_seen: bool = False
     faceless: bool = False
 
-    def of(self, step: StepResult, dropped: int, pipeline: LivePipeline) -> list[str]:
-        """The lines a step gives, with `dropped` frames dropped so far."""
+    def of(self, step: StepResult, dropped: int, pipeline: LivePipeline) -> list[Notice]:
+        """The notices a step gives, with `dropped` frames dropped so far."""
         said, t = [], step.frame.t
         if step.track.jumped:  # the transcript goes on with what someone else says
-            said.append(f"reading another face at {t:.1f} s (a second person, or a cut)")
+            said.append(Notice(f"reading another face at {t:.1f} s (a second person, or a cut)",
+                               "reading another face"))
         if dropped and not self.behind:  # as it happens: headless, the total comes at the end
             self.behind = True
             # The beam and grammar decoders read each phrase again on every frame: the first thing to lower.
             faster = ("" if self.decoder == "greedy"
                       else " (a smaller --beam-width, or --decoder greedy, decodes faster)")
-            said.append(f"processing fell behind at {t:.1f} s: frames are dropped, and reading suffers{faster}")
+            said.append(Notice(f"processing fell behind at {t:.1f} s: frames are dropped, and reading suffers{faster}",
+                               "falling behind: frames dropped"))
         if not self.colour_seen and step.track.crop is not None:  # the first face's picture
             self.colour_seen = True
             if self.spec.crop.channels == 3 and colourless(step.track.crop):
-                said.append(f"no colour in the picture at {t:.1f} s (a grey or infrared camera, or a black-and-white "
-                            f"video), and {self.model_name} reads colour: reading suffers; a fine-tune on clips from "
-                            "this camera mends it (README: Reading your own face)")
+                said.append(Notice(f"no colour in the picture at {t:.1f} s (a grey or infrared camera, or a "
+                                   f"black-and-white video), and {self.model_name} reads colour: reading suffers; a "
+                                   "fine-tune on clips from this camera mends it (README: Reading your own face)",
+                                   "no colour in the picture: reading suffers"))
         if not self.small and (enlarged := enlargement(step.track, self.spec.crop)) > MOST_ENLARGED:
             self.small = True
-            said.append(f"face small at {t:.1f} s: its mouth is enlarged {enlarged:.1f}x for the model, and above "
-                        f"{MOST_ENLARGED:g}x reading suffers: come closer, or film at a higher resolution")
+            said.append(Notice(f"face small at {t:.1f} s: its mouth is enlarged {enlarged:.1f}x for the model, and "
+                               f"above {MOST_ENLARGED:g}x reading suffers: come closer, or film at a higher resolution",
+                               "face small: come closer"))
         if step.no_face != self.faceless and (step.no_face or step.track.crop is not None):
             self.faceless = step.no_face
             # media time, where in a long file to look: when the face was last seen, or is found
             at = f"at {pipeline.last_face if self.faceless and pipeline.saw_a_face else t:.1f} s"
-            said.append(f"no face in view {at}: nothing to read until a face is seen" if self.faceless
-                        else f"face found {at}")
+            said.append(Notice(f"no face in view {at}: nothing to read until a face is seen" if self.faceless
+                               else f"face found {at}", ""))
         return said
 
 

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Callable
 
 import av
+import cv2
 import numpy as np
 
 from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
@@ -60,7 +61,7 @@ from realtime.interrupts import held_interrupts, stops_like_ctrl_c
 from realtime.outputs import log
 from realtime.tracker import MouthTracker, TrackResult, lip_landmarks, track_frames
 from realtime.vocab import GRID_GRAMMAR
-from realtime.window import WHITE, Window, display_problem, outlined
+from realtime.window import WHITE, Window, display_problem, fitting_zoom, outlined
 
 WINDOW = "lipstream record"
 MOST_CLIPS = 1000  # a session's prompts at most: GRID recorded 1000 sentences a speaker
@@ -372,7 +373,8 @@ class Screen:
     def show(self, image: np.ndarray) -> None:
         if self.window is None:
             return
-        view = image.copy()
+        scale = min(1.0, fitting_zoom(image.shape, self.window.room))  # a 1080p camera on a laptop's screen
+        view = image.copy() if scale == 1 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         outlined(view, self.text, (10, 30), 0.8, WHITE, 2)
         outlined(view, self.status, (10, view.shape[0] - 12), 0.5, WHITE, 1)
         if self.window.show(view) in (27, ord("q")):

@@ -27,12 +27,26 @@ FRAMES = "frames"  # the full model's input: normalised crops (batch, time, H, W
 FEATURES = "features"  # the front end's per-frame features: the full model's second output, the back end's input
 LOGP = "logp"  # per-frame log-probabilities over the vocabulary
 STEP, FRAME, STATE = "step", "frame", "state"  # the step model's inputs: frame index, one frame, state0, state1…
-INPUT = ("frames: float32 (batch, time, height, width, channels), mouth crops of the crop's size, RGB (grey with "
-         "channels 1), turned level with the eyes, face_width outer-eye-corner distances wide and centred below_nose "
-         "of them below the base of the nose (realtime/crop.py), fps frames a second; each frame standardised over "
-         "height, width and channels together, (x - mean) / (std + 0.255) on 0-255 pixel values "
-         "(per_frame_standardise)")
-OUTPUT = "logp: float32 (batch, time, classes), per-frame log-softmax over the charset's characters, then the blank"
+FRAMES_READ = ("mouth crops of the crop's size, RGB (grey with channels 1), turned level with the eyes, face_width "
+               "outer-eye-corner distances wide and centred below_nose of them below the base of the nose "
+               "(realtime/crop.py), fps frames a second; each frame standardised over height, width and channels "
+               "together, (x - mean) / (std + 0.255) on 0-255 pixel values (per_frame_standardise)")
+LOGP_READ = "per-frame log-softmax over the charset's characters, then the blank"
+# For a reader of one ONNX file alone: what each of the export's three graphs (FORM) takes and gives.
+GRAPH_IO = {
+    "full": (f"{FRAMES}: float32 (batch, time, height, width, channels), {FRAMES_READ}",
+             f"{LOGP}: float32 (batch, time, classes), {LOGP_READ}; {FEATURES}: float32 (batch, time, F), the "
+             "front end's per-frame features, the back part's input"),
+    "step": (f"{STEP}: int64, the frame's index in the stream from 0; {FRAME}: float32 (1, 1, height, width, "
+             f"channels), one frame as {FRAMES} holds them; {STATE}0..: each convolution's contributions of its two "
+             "newest final inputs, zeros at the stream's start, then the next_state0.. the step before gave",
+             f"{FEATURES}: float32 (1, L + 1, F), the front end's features at frames step - L .. step (L "
+             "convolutions), the first final, the others as a window ending at this frame reads them; "
+             f"next_{STATE}0..: the states for the next frame"),
+    "back": (f"{FEATURES}: float32 (batch, time, F), the front end's per-frame features",
+             f"{LOGP}: float32 (batch, time, classes), {LOGP_READ}"),
+}
+INPUT, OUTPUT = _PREFIX + "input", _PREFIX + "output"  # the keys GRAPH_IO's descriptions are written under
 
 
 class ModelSpecError(ValueError):
@@ -70,9 +84,6 @@ class ModelSpec:
             "val_cer": "" if self.val_cer is None else repr(self.val_cer),
             "val_wer": "" if self.val_wer is None else repr(self.val_wer),
             "validation": json.dumps(list(self.validation)),
-            # For a reader of the ONNX file alone: what the graph takes and gives (realtime/spec.py).
-            "input": INPUT,
-            "output": OUTPUT,
         }
         return {_PREFIX + k: v for k, v in values.items()}
 

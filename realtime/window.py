@@ -49,9 +49,11 @@ def first_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW) -> fl
 
 
 def zoom(scale: float, key: int, largest: float = ZOOMS[-1]) -> float:
-    """The next of ZOOMS up (+ or =, up to `largest`) or down (-) from `scale`; the same for any other key."""
+    """The next of ZOOMS up (+ or =; or `largest`, the scale that fits, past the last of them below it) or down
+    (-) from `scale`; the same for any other key."""
     if key in (ord("+"), ord("=")):
-        return min((z for z in ZOOMS if scale < z <= largest), default=scale)
+        largest = min(largest, ZOOMS[-1])
+        return min([z for z in ZOOMS if scale < z <= largest] + [largest] * (scale < largest), default=scale)
     if key == ord("-"):
         return max((z for z in ZOOMS if z < scale), default=scale)
     return scale
@@ -163,7 +165,7 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
     said = [(hud, 0.55, WHITE, 1)] + [("no face: face the camera", 0.8, RED, 2)] * step.no_face + \
         [("paused: space resumes", 0.8, YELLOW, 2)] * paused + \
         [(line, 0.6, colour, 2) for text, colour in notices for line in wrapped(text, 0.6, 2, status_width)]
-    status(image, said, status_width)
+    status(image, said, status_width, bottom=h - band - 4)
     return image
 
 
@@ -179,15 +181,19 @@ def wrapped(text: str, size: float, thickness: int, width: int) -> list[str]:
     return lines
 
 
-def status(image: np.ndarray, lines: list[tuple[str, float, tuple[int, int, int], int]], width: int) -> None:
+def status(image: np.ndarray, lines: list[tuple[str, float, tuple[int, int, int], int]], width: int,
+           bottom: int | None = None) -> None:
     """Outlined lines of (text, size, colour, thickness) at the view's top left, one under another,
-    all made smaller together when the widest would overrun `width` pixels (a small view, the - key)."""
+    all made smaller together when the widest would overrun `width` pixels (a small view, the - key);
+    those that would reach below `bottom` (the caption band) are left out, the last shown ending in dots."""
     widest = max((cv2.getTextSize(text, FONT, size, thickness + 2)[0][0] for text, size, _, thickness in lines),
                   default=0)
     fit = min(1.0, max(width, 1) / widest) if widest else 1.0
-    for row, (text, size, colour, thickness) in enumerate(lines):
-        outlined(image, text, (10, 10 + round(fit * (14 + 30 * row))), size * fit, colour,
-                 max(1, round(thickness * fit)))
+    at = [10 + round(fit * (14 + 30 * row)) for row in range(len(lines))]  # each line's baseline
+    shown = len(lines) if bottom is None else max(1, sum(y <= bottom for y in at))  # the first line always
+    for row, (text, size, colour, thickness) in enumerate(lines[:shown]):
+        ends = row + 1 == shown < len(lines)
+        outlined(image, text + " ..." * ends, (10, at[row]), size * fit, colour, max(1, round(thickness * fit)))
 
 
 def outlined(image: np.ndarray, text: str, at: tuple[int, int], size: float, colour: tuple[int, int, int],
@@ -209,10 +215,10 @@ def display_problem() -> str | None:
 
 def screen_room() -> tuple[int, int]:
     """The room (width, height) a view may take on the screen: the screen less SCREEN_BARS; FIRST_VIEW where
-    its size is not known (another system than Linux)."""
+    its size is not known (another system than Linux). X's screen is all its monitors together."""
     if not sys.platform.startswith("linux") or isinstance(reached := _x_screen(), str):
         return FIRST_VIEW
-    return reached[0] - SCREEN_BARS[0], reached[1] - SCREEN_BARS[1]
+    return max(reached[0] - SCREEN_BARS[0], reached[0] // 2), max(reached[1] - SCREEN_BARS[1], reached[1] // 2)
 
 
 def _x_screen() -> tuple[int, int] | str:

@@ -422,6 +422,36 @@ def test_a_pipe_no_process_reads_is_given_up_on_not_waited_for_for_ever(tmp_path
     assert heard == ["cue\n"]
 
 
+def test_a_stopping_run_waits_for_a_slow_pipe_reader_and_gives_up_on_one_that_takes_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Once a stop is asked for, subtitles written into a pipe (`--srt - | ssh …`) still reach a reader that
+    takes them slowly, 8 KiB every 0.15 s, whole, where giving up at the first full pipe cut them short; a
+    reader that takes nothing is given up on after STALL_GRACE (here 0.5 s)."""
+    import realtime.files
+
+    monkeypatch.setattr(realtime.files, "STALL_GRACE", 0.5)
+    text = "".join(f"{n}\n00:00:{n % 60:02d},000 --> 00:00:{n % 60:02d},500\nbin blue at f two now\n\n"
+                   for n in range(1600))  # 100 kB: more than a pipe holds
+    read_end, write_end = os.pipe()
+    heard = bytearray()
+
+    def read_slowly() -> None:
+        while chunk := os.read(read_end, 8192):
+            heard.extend(chunk)
+            time.sleep(0.15)
+
+    reader = threading.Thread(target=read_slowly, daemon=True)
+    reader.start()
+    with open(write_end, "w") as pipe:
+        realtime.files.write_stream(pipe, text, stopped=lambda: True)
+    reader.join(timeout=60)
+    assert heard.decode() == text
+    read_end, write_end = os.pipe()  # a reader that takes nothing
+    with open(write_end, "w") as pipe, pytest.raises(realtime.files.ReaderStalled):
+        realtime.files.write_stream(pipe, text, stopped=lambda: True)
+    os.close(read_end)
+
+
 def test_two_outputs_may_share_a_device_but_not_a_file(tmp_path: Path):
     """A device is written in place, so `--srt /dev/null --vtt /dev/null` loses nothing; one file named
     twice, or through a link, would be replaced by the second output."""

@@ -31,7 +31,7 @@ from export.speed import main as speed_main
 from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, choose_provider, streaming_paths
 from realtime.decode import greedy
 from realtime.grid import sentence_from_code
-from realtime.spec import EXPORT_ID, FORM, ModelSpec, normalise
+from realtime.spec import EXPORT_ID, FORM, INPUT, OUTPUT, ModelSpec, normalise
 from tests.conftest import made_once
 from training.cache import load_clips, read_crop_spec
 from training.evaluate import main as evaluate_main
@@ -131,11 +131,31 @@ def test_metadata_carries_the_keras_spec(exported: Export, tiny_run, small_cache
         meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta()
         assert ModelSpec.from_metadata(meta.custom_metadata_map, str(path)) == spec  # charset, blank, fps, crop..
         assert meta.custom_metadata_map[FORM] == form
+        # Each graph says what it takes and gives, by the names its inputs and outputs have.
+        graph = onnx.load(path).graph
+        for key, values in ((INPUT, graph.input), (OUTPUT, graph.output)):
+            described = meta.custom_metadata_map[key]
+            assert all(v.name in described for v in values if not v.name[-1].isdigit()), (form, key, described)
     # The full model's dynamic axes are named as what they are, not tf2onnx's unk__N.
     graph = onnx.load(exported.path).graph
     axes = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim][:2]
             for v in (*graph.input, *graph.output)}
     assert axes == {"frames": ["batch", "time"], "logp": ["batch", "time"], "features": ["batch", "time"]}
+
+
+def test_the_bundled_files_describe_their_graphs_and_name_their_held_out_clips(small_cache: Path):
+    """Each bundled ONNX file says what its graph takes and gives, and records the 53 clips the model's run held
+    out (those of the deterministic split, which the run took): the same in every file."""
+    models = Path(__file__).resolve().parents[1] / "models"
+    held_out = {c.key for c in load_clips(small_cache) if is_validation(c.key, VAL_FRACTION)}
+    for path in sorted(models.glob("*.onnx")):
+        proto = onnx.load(path, load_external_data=False)
+        meta = {m.key: m.value for m in proto.metadata_props}
+        spec = ModelSpec.from_metadata(meta, str(path))
+        assert len(spec.validation) == 53 and held_out <= set(spec.validation), path.name
+        for key, values in ((INPUT, proto.graph.input), (OUTPUT, proto.graph.output)):
+            assert all(v.name in meta[key] for v in values if not v.name[-1].isdigit()), (path.name, key)
+    assert read_spec(models / "lipstream-lite.keras").validation == spec.validation
 
 
 def test_gate_fails_when_a_weight_is_corrupted(exported: Export, keras_model, gate_clips, tmp_path: Path):

@@ -419,30 +419,35 @@ def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(stdout: s
     assert "error: stdout was closed" in err and srt.exists()
 
 
+@pytest.mark.parametrize("when", ["reading", "written"])
 @pytest.mark.parametrize("output, lost", [
     (["--jsonl", "-"], "; stopped"),
     (["--srt", "-"], ": the SRT subtitles were not written"),
     ([], ""),  # the transcript, printed at the end
 ])
-def test_a_stop_ends_a_run_whose_stdout_reader_stopped_reading(output: list[str], lost: str, tmp_path: Path) -> None:
+def test_a_stop_ends_a_run_whose_stdout_reader_stopped_reading(output: list[str], lost: str, when: str,
+                                                               tmp_path: Path) -> None:
     """`--jsonl - | a reader that stops reading`: once the pipe is full (here from the start) a line waits for
     the reader, and the run with it. A SIGTERM still ends the run, which says what was not written; before,
     it waited on the pipe for as long as the reader did. Subtitles and the transcript, written to stdout
-    at the end (the stop comes while the clip is read, or while they wait), give way to it too."""
+    at the end, give way to it too: the stop comes while the clip is read, or once it was read (--fast)
+    and they wait on the pipe."""
     read_end, write_end = os.pipe()
     os.set_blocking(write_end, False)
     with contextlib.suppress(BlockingIOError):
         while True:
             os.write(write_end, b"x" * 4096)
     os.set_blocking(write_end, True)
+    fast = ["--fast"] if when == "written" else []
     run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
-                            *output], stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+                            *fast, *output], stdout=write_end, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     os.close(write_end)
     try:
         lines = []
         while not any("first frame processed" in line for line in lines) and run.poll() is None:
             lines.append(run.stderr.readline())
-        time.sleep(2.0)  # into the clip: its first words are read (their captions wait on the pipe)
+        # Into the clip, its first words read (their captions wait on the pipe); or the 3 s clip read in 1 s.
+        time.sleep(2.0 if when == "reading" else 5.0)
         run.send_signal(signal.SIGTERM)
         err = "".join(lines) + run.communicate(timeout=30)[1]
     finally:

@@ -149,10 +149,10 @@ def test_caption_lines_fit_the_band_as_drawn_and_are_filled(scale: float) -> Non
             ends = sum(layout.advance(w) for w, _ in line[:-1]) + cv2.getTextSize(line[-1][0], cv2.FONT_HERSHEY_SIMPLEX,
                                                                                layout.size, layout.thickness)[0][0]
             assert ends <= layout.width or len(line) == 1, (scale, line)
-            if after:
-                wider = ends + layout.advance(" ") + cv2.getTextSize(after[0][0], cv2.FONT_HERSHEY_SIMPLEX,
-                                                                     layout.size, layout.thickness)[0][0]
-                assert wider > layout.width - layout.advance("  "), (scale, line, after[0])
+            if after:  # the next line's first word, drawn after this line's words and their spaces, would not fit
+                wider = sum(layout.advance(w) for w, _ in line) + cv2.getTextSize(
+                    after[0][0], cv2.FONT_HERSHEY_SIMPLEX, layout.size, layout.thickness)[0][0]
+                assert wider > layout.width, (scale, line, after[0])
 
 
 def test_a_long_notice_is_wrapped_within_the_view_not_shrunk() -> None:
@@ -167,6 +167,12 @@ def test_a_long_notice_is_wrapped_within_the_view_not_shrunk() -> None:
     ys, xs = np.nonzero(yellow & (bare != told).any(axis=-1))
     assert xs.max() < inset_left - 1 and ys.max() - ys.min() > 3 * 20  # four lines or more, clear of the inset
     assert np.array_equal(bare[:28, :inset_left - 1], told[:28, :inset_left - 1])  # the status line as before
+    # Notices too many for the view stop above the caption band: the captions stay uncovered.
+    for scale in (1.0, 1.5, 2.0):
+        bare, told = render(step, "25 fps", scale), render(step, "25 fps", scale, notices=[(notice, YELLOW)] * 3)
+        band = round(42 * max(bare.shape[0] / 288, 1.0))
+        assert np.array_equal(bare[-band - 2:], told[-band - 2:]), scale
+        assert (np.abs(told.astype(int) - YELLOW).max(axis=-1) < 30).any(), scale
 
 
 def test_zoom_grows_the_captions_with_the_frame() -> None:
@@ -217,6 +223,9 @@ def test_a_large_video_opens_at_a_size_that_fits_and_captions_keep_their_share_o
     assert [first_zoom(shape, room) for shape in ((288, 360), (480, 640), (720, 1280), (1080, 1920))] == \
         pytest.approx([2.0, 1.875, 1.25, 5 / 6])
     assert zoom(1.875, ord("+"), fitting_zoom((480, 640), room)) == 1.875 and zoom(1.875, ord("-")) == 1.5
+    # - then + comes back to the size it opened at, the largest that fits, which is none of ZOOMS.
+    largest = fitting_zoom((1080, 1920), room)
+    assert zoom(zoom(largest, ord("-"), largest), ord("+"), largest) == largest
     small = step_on_real_frame("bin blue at f two now", "")
     large = replace(small, frame=replace(small.frame, image=cv2.resize(small.frame.image, (1920, 1080))))
     views = {step.frame.image.shape[0]: render(step, "", first_zoom(step.frame.image.shape, room))
@@ -521,6 +530,32 @@ def test_quitting_the_record_window_at_its_first_prompt_saves_nothing_and_is_no_
         "lipstream: session stopped in the window",
         f"lipstream: 0 clips saved in {out / 'me'}, 0 takes not saved"]
     assert not (out / "me" / "video").exists() or not any((out / "me" / "video").iterdir())
+
+
+@pytest.mark.parametrize("x_server", ["800x600"], indirect=True)
+def test_the_record_window_of_a_large_camera_fits_a_small_screen(x_server: tuple[dict[str, str], subprocess.Popen],
+                                                                 tmp_path: Path) -> None:
+    """A 1280x720 camera (the clip scaled up, standing in) on an 800x600 screen: the prompt window shows it
+    smaller, within the screen less its bars (760x480), where at its own size the status line under the
+    image, how to end the session, would be off the screen."""
+    env, log, large = x_server[0], tmp_path / "stderr.txt", tmp_path / "large" / CLIP.name
+    large.parent.mkdir()
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(CLIP), "-vf", "scale=1280:720,setsar=1",
+                    str(large)], check=True)
+    with record_window(large, tmp_path / "grid", 1, log, env) as (run, window):
+        def size() -> str:
+            geometry = subprocess.run(["xdotool", "getwindowgeometry", window], capture_output=True, text=True,
+                                      env=env, timeout=30).stdout
+            return geometry.split("Geometry: ")[1].split()[0]
+
+        deadline = time.monotonic() + 30  # the window takes the image's size at its first image
+        while size() != "760x428":
+            assert time.monotonic() < deadline and run.poll() is None, (size(), log.read_text()[-2000:])
+            time.sleep(0.1)
+        subprocess.run(["xdotool", "windowfocus", "--sync", window], env=env, check=True, timeout=30)
+        subprocess.run(["xdotool", "key", "q"], env=env, check=True, timeout=30)
+        run.wait(timeout=60)
+    assert run.returncode == 0, log.read_text()
 
 
 def test_closing_the_record_window_stops_the_session_and_keeps_its_clips(x_display: dict[str, str],

@@ -97,8 +97,9 @@ class SplitChoice:
 
 def split_of(model: Path | None, spec: ModelSpec | None, side: str, share: float | None) -> SplitChoice:
     """Which clip keys `--split` takes (`side`: val, train or all): those of the split.json beside `model`
-    (training.train's record of the run's clips); else those `spec` records as held out (wherever the model
-    was copied or exported to); else the deterministic split by `share`, default training's. `share` also
+    (training.train's record of the run's clips: a model put in a run's folder, its base say, is read on
+    that run's clips); else those `spec` records as held out, the others for `train` (wherever the model was
+    copied or exported to); else the deterministic split by `share`, default training's. `share` also
     overrides the records."""
     record = model.parent / "split.json" if model else None
     if side == "all":
