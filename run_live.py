@@ -140,6 +140,13 @@ def _stopping() -> bool:
     return bool(_stop_requested)
 
 
+def _lost_to_the_stop(error: OSError) -> bool:
+    """Whether a write failed for the stop: given up on for it, or its reader gone with it."""
+    from realtime.files import ReaderStalled
+
+    return isinstance(error, ReaderStalled) or (isinstance(error, BrokenPipeError) and _stopping())
+
+
 def _defer(signum: int, frame: object) -> None:
     """A stop request noted, not raised: while modules load, an interrupted import (NumPy's, ONNX Runtime's)
     would fail later as a misleading ImportError, or a library could swallow it; while frames are read, it
@@ -282,7 +289,10 @@ def _run(args: argparse.Namespace) -> int:
     if source is None:  # no model nor pipeline to end as below: files are left as they were, stdout has its last line
         log(f"stopped while opening {args.source}")
         if args.jsonl == "-":
-            JsonLines(sys.stdout, stopped=lambda: True).final("")  # given up on if the pipe is full
+            ended = JsonLines(sys.stdout, stopped=lambda: True)
+            ended.final("")  # given up on if the pipe's reader takes nothing
+            if ended.error:
+                silence(sys.stdout)
         elif not (args.jsonl or args.srt or args.vtt) and sys.stdout is not None:  # (None: started with it closed)
             try:
                 write_stream(sys.stdout, "\n", lambda: True)  # given up on if the pipe's reader takes nothing
@@ -403,8 +413,8 @@ class _Viewer:
         return self.window.show(image, wait_ms)
 
     def tell(self, text: str, colour: tuple[int, int, int]) -> None:
-        """Show a line in the window for NOTICE_SECONDS."""
-        self.notices.append((text, colour, time.monotonic() + NOTICE_SECONDS))
+        """Show a line in the window for NOTICE_SECONDS (a line shown already, from then)."""
+        self.notices = [n for n in self.notices if n[0] != text] + [(text, colour, time.monotonic() + NOTICE_SECONDS)]
 
     def answer(self, key: int, step: StepResult) -> StepResult:
         """Do what `key` asks; the step to show from now (a camera's pause commits what was read)."""
@@ -543,7 +553,7 @@ class _LiveRun:
 
     def write(self) -> None:
         """Write what was read to every output; one that fails makes the run exit 2, unless it failed already."""
-        from realtime.files import ReaderStalled, own_stream, silence, write_stream, write_text, written_in_place
+        from realtime.files import own_stream, silence, write_stream, write_text, written_in_place
         from realtime.outputs import log, subtitles
 
         args, out, final, unread = self.args, self.out, self.final, self.unread
@@ -556,7 +566,9 @@ class _LiveRun:
         if there := [p for p in untouched if Path(p).exists()]:  # files there before (the others are not made)
             log(f"{'stopped' if self.stopped else 'ended'} before a word was read: {' and '.join(map(str, there))} "
                 f"{'is' if len(there) == 1 else 'are'} left as {'it was' if len(there) == 1 else 'they were'}")
-        lost = stalled = False  # an output not written; one given up on for a stop (its reader took nothing)
+        # An output not written; one lost to the stop (its reader took nothing, or left with the stop: Ctrl-C
+        # reaches a shell pipeline's every process).
+        lost = stopped = False
         on_stdout = bool(_to_stdout(args))  # stdout holds an output: the transcript is not printed there as well
         instead = "" if on_stdout else "; the transcript follows on stdout"
         # A file not opened yet (no caption shown) is left as it was; a stream is told the end.
@@ -566,7 +578,7 @@ class _LiveRun:
             if out.error and args.jsonl == "-":
                 silence(sys.stdout)
                 log(f"error: {stdout_failed(out.error)}; stopped")
-                lost, stalled = True, stalled or isinstance(out.error, ReaderStalled)
+                lost, stopped = True, stopped or _lost_to_the_stop(out.error)
             elif out.error:  # a disk that filled up during the run: the words go to stdout instead
                 log(f"error: could not write {args.jsonl} ({out.error.strerror or out.error}){instead}")
                 lost = True
@@ -582,7 +594,7 @@ class _LiveRun:
                         log(f"error: {stdout_failed(e)}: the {kind.upper()} subtitles were not written")
                     else:
                         log(f"error: could not write {path} ({e.strerror or e}){instead}")
-                    lost, stalled = True, stalled or isinstance(e, ReaderStalled)
+                    lost, stopped = True, stopped or _lost_to_the_stop(e)
         if self.source.dropped:
             log(f"{self.source.dropped} frames dropped (processing fell behind)")
         if not unread and not final.committed and self.pipeline.moved >= SPEECH_FRAMES:
@@ -599,11 +611,11 @@ class _LiveRun:
             except OSError as e:  # a closed pipe or a full disk behind stdout
                 silence(sys.stdout)
                 log(f"error: could not write the transcript to stdout ({e.strerror or e})")
-                lost, stalled = True, stalled or isinstance(e, ReaderStalled)
+                lost, stopped = True, stopped or _lost_to_the_stop(e)
         if not kept and final.committed:  # every output failed: the words still reach a file
             save_transcript(final.committed)
         if lost and self.code == EXIT_OK:  # a headless run's write given up on for a stop is the stop's
-            self.code = EXIT_INTERRUPTED if stalled and self.viewer is None else EXIT_USAGE
+            self.code = EXIT_INTERRUPTED if stopped and self.viewer is None else EXIT_USAGE
 
     def hold(self) -> None:
         """Once everything is written, a video read to its end keeps its last words, committed, on screen until

@@ -323,26 +323,36 @@ def is_pipe(stream: IO[str]) -> bool:
 
 
 class ReaderStalled(OSError):
-    """A pipe's reader took nothing for STALL_GRACE seconds after a stop was asked for: the write is given up."""
+    """A pipe's reader has taken nothing for STALL_GRACE seconds, and a stop is asked for: the write is given up."""
 
 
 STALL_GRACE = 2.0  # seconds a stopping run waits on a pipe whose reader takes nothing: a slow reader keeps up
 
 
 def write_as_read(pipe: IO[str], data: bytes, stopped: Callable[[], bool]) -> None:
-    """Write to a pipe as its reader makes room, at most PIPE_BUF bytes at a time (which a pipe with room takes
-    whole). Its reader may stop reading and not leave; a plain write would then hold the run, stop requests
-    and all, for as long as the reader does. So once a stop is asked for, a reader that takes nothing for
-    STALL_GRACE seconds is given up on (ReaderStalled); one that reads, however slowly, gets everything."""
+    """Write to a pipe as its reader makes room, without blocking (another writer, `2>&1`, may fill the room
+    first). Its reader may stop reading and not leave; a plain write would then hold the run, stop requests
+    and all, for as long as the reader does. So once a stop is asked for, a reader that has taken nothing for
+    STALL_GRACE seconds is given up on (ReaderStalled), a record then perhaps cut short; one that reads,
+    however slowly, gets everything."""
     pipe.flush()  # anything written through the stream goes first
     fd = pipe.fileno()
     taken = time.monotonic()  # when the reader last made room
-    while data:
-        if select.select([], [fd], [], STOP_POLL)[1]:
-            data = data[os.write(fd, data[:select.PIPE_BUF]):]
-            taken = time.monotonic()
-        elif stopped() and time.monotonic() - taken >= STALL_GRACE:
-            raise ReaderStalled(errno.EAGAIN, "its reader stopped reading")
+    blocking = os.get_blocking(fd)
+    os.set_blocking(fd, False)
+    try:
+        while data:
+            if select.select([], [fd], [], STOP_POLL)[1]:
+                try:
+                    data = data[os.write(fd, data[:select.PIPE_BUF]):]
+                    taken = time.monotonic()
+                    continue
+                except BlockingIOError:  # the room went to another writer
+                    pass
+            if stopped() and time.monotonic() - taken >= STALL_GRACE:
+                raise ReaderStalled(errno.EAGAIN, "its reader stopped reading")
+    finally:
+        os.set_blocking(fd, blocking)
 
 
 def write_stream(stream: IO[str], text: str, stopped: Callable[[], bool] | None = None) -> None:

@@ -53,7 +53,9 @@ def zoom(scale: float, key: int, largest: float = ZOOMS[-1]) -> float:
     (-) from `scale`; the same for any other key."""
     if key in (ord("+"), ord("=")):
         largest = min(largest, ZOOMS[-1])
-        return min([z for z in ZOOMS if scale < z <= largest] + [largest] * (scale < largest), default=scale)
+        below = max((z for z in ZOOMS if z <= largest), default=0.0)
+        fitting = [largest] * (scale < largest and largest > 1.02 * below)  # a step that shows, not 1.5 to 1.501
+        return min([z for z in ZOOMS if scale < z <= largest] + fitting, default=scale)
     if key == ord("-"):
         return max((z for z in ZOOMS if z < scale), default=scale)
     return scale
@@ -127,8 +129,8 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
            notices: Sequence[tuple[str, Colour]] = ()) -> np.ndarray:
     """The window's image: the frame drawn at `scale`, its captions sized to the view, the rest at its
     own size. The captions from committed word `first` (rolled on as `rolled` does; those before it rolled
-    off, or cleared with the c key); `notices`: lines of what happened (a transcript saved; a face too small
-    to read well), in their colours."""
+    off, or cleared with the c key); `notices`: lines of what happened, oldest first (a transcript saved; a
+    face too small to read well), in their colours."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     track = step.track
@@ -164,8 +166,8 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
             x += layout.advance(word)
     said = [(hud, 0.55, WHITE, 1)] + [("no face: face the camera", 0.8, RED, 2)] * step.no_face + \
         [("paused: space resumes", 0.8, YELLOW, 2)] * paused + \
-        [(line, 0.6, colour, 2) for text, colour in notices for line in wrapped(text, 0.6, 2, status_width)]
-    status(image, said, status_width, bottom=h - band - 4)
+        [(line, 0.6, colour, 2) for text, colour in notices[::-1] for line in wrapped(text, 0.6, 2, status_width)]
+    status(image, said, status_width, bottom=h - band - 2)  # the newest notices first: those left out are older
     return image
 
 
@@ -185,15 +187,17 @@ def status(image: np.ndarray, lines: list[tuple[str, float, tuple[int, int, int]
            bottom: int | None = None) -> None:
     """Outlined lines of (text, size, colour, thickness) at the view's top left, one under another,
     all made smaller together when the widest would overrun `width` pixels (a small view, the - key);
-    those that would reach below `bottom` (the caption band) are left out, the last shown ending in dots."""
+    those that would reach below `bottom` (the caption band) are left out, but for the first."""
     widest = max((cv2.getTextSize(text, FONT, size, thickness + 2)[0][0] for text, size, _, thickness in lines),
                   default=0)
     fit = min(1.0, max(width, 1) / widest) if widest else 1.0
-    at = [10 + round(fit * (14 + 30 * row)) for row in range(len(lines))]  # each line's baseline
-    shown = len(lines) if bottom is None else max(1, sum(y <= bottom for y in at))  # the first line always
-    for row, (text, size, colour, thickness) in enumerate(lines[:shown]):
-        ends = row + 1 == shown < len(lines)
-        outlined(image, text + " ..." * ends, (10, at[row]), size * fit, colour, max(1, round(thickness * fit)))
+    for row, (text, size, colour, thickness) in enumerate(lines):
+        y, size, thickness = 10 + round(fit * (14 + 30 * row)), size * fit, max(1, round(thickness * fit))
+        # Below the baseline: the descenders, then the outline's half and its smoothing.
+        low = y + cv2.getTextSize(text, FONT, size, thickness)[1] + (thickness + 2) // 2 + 1
+        if row and bottom is not None and low > bottom:
+            break
+        outlined(image, text, (10, y), size, colour, thickness)
 
 
 def outlined(image: np.ndarray, text: str, at: tuple[int, int], size: float, colour: tuple[int, int, int],

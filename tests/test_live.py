@@ -419,11 +419,12 @@ def test_a_reader_that_leaves_stops_the_run_and_the_subtitles_are_kept(stdout: s
     assert "error: stdout was closed" in err and srt.exists()
 
 
-@pytest.mark.parametrize("when", ["reading", "written"])
-@pytest.mark.parametrize("output, lost", [
-    (["--jsonl", "-"], "; stopped"),
-    (["--srt", "-"], ": the SRT subtitles were not written"),
-    ([], ""),  # the transcript, printed at the end
+@pytest.mark.parametrize("output, lost, when", [
+    (["--jsonl", "-"], "; stopped", "reading"),  # (its first caption waits on the pipe: a stop comes while reading)
+    (["--srt", "-"], ": the SRT subtitles were not written", "reading"),
+    (["--srt", "-"], ": the SRT subtitles were not written", "written"),
+    ([], "", "reading"),  # the transcript, printed at the end
+    ([], "", "written"),
 ])
 def test_a_stop_ends_a_run_whose_stdout_reader_stopped_reading(output: list[str], lost: str, when: str,
                                                                tmp_path: Path) -> None:

@@ -167,12 +167,18 @@ def test_a_long_notice_is_wrapped_within_the_view_not_shrunk() -> None:
     ys, xs = np.nonzero(yellow & (bare != told).any(axis=-1))
     assert xs.max() < inset_left - 1 and ys.max() - ys.min() > 3 * 20  # four lines or more, clear of the inset
     assert np.array_equal(bare[:28, :inset_left - 1], told[:28, :inset_left - 1])  # the status line as before
-    # Notices too many for the view stop above the caption band: the captions stay uncovered.
-    for scale in (1.0, 1.5, 2.0):
+    # Notices too many for the view stop above the caption band, descenders and outline too: the captions stay
+    # uncovered, at any height the view may have.
+    for scale in (0.75, 1.0, 1.2, 1.25, 1.3, 1.35, 1.5, 1.75, 2.0, 2.25, 2.5):
         bare, told = render(step, "25 fps", scale), render(step, "25 fps", scale, notices=[(notice, YELLOW)] * 3)
         band = round(42 * max(bare.shape[0] / 288, 1.0))
         assert np.array_equal(bare[-band - 2:], told[-band - 2:]), scale
         assert (np.abs(told.astype(int) - YELLOW).max(axis=-1) < 30).any(), scale
+    # The newest notices are shown first: in a view too small for all, an older one is the one left out.
+    red = {name: int((np.abs(image.astype(int) - RED).max(axis=-1) < 30).sum()) for name, image in (
+        ("bare", render(step, "25 fps", 1.0)),
+        ("told", render(step, "25 fps", 1.0, notices=[("error: could not save x.txt", RED), *[(notice, YELLOW)] * 3])))}
+    assert red["told"] == red["bare"], red
 
 
 def test_zoom_grows_the_captions_with_the_frame() -> None:
@@ -226,6 +232,7 @@ def test_a_large_video_opens_at_a_size_that_fits_and_captions_keep_their_share_o
     # - then + comes back to the size it opened at, the largest that fits, which is none of ZOOMS.
     largest = fitting_zoom((1080, 1920), room)
     assert zoom(zoom(largest, ord("-"), largest), ord("+"), largest) == largest
+    assert zoom(1.0, ord("+"), 1.501) == 1.5 and zoom(1.5, ord("+"), 1.501) == 1.5  # no step too small to see
     small = step_on_real_frame("bin blue at f two now", "")
     large = replace(small, frame=replace(small.frame, image=cv2.resize(small.frame.image, (1920, 1080))))
     views = {step.frame.image.shape[0]: render(step, "", first_zoom(step.frame.image.shape, room))
