@@ -9,7 +9,7 @@ import functools
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import cv2
@@ -87,8 +87,8 @@ class CaptionLayout:
 
 def caption_layout(view_shape: tuple[int, ...]) -> CaptionLayout:
     h, w = view_shape[:2]
-    text_scale = max(h / CAPTION_LINES, SMALLEST_TEXT)
-    return CaptionLayout(text_scale, w - 2 * round(7 * text_scale))
+    unsized = CaptionLayout(max(h / CAPTION_LINES, SMALLEST_TEXT), 0)
+    return replace(unsized, width=w - 2 * unsized.margin)
 
 
 @functools.lru_cache(maxsize=4096)
