@@ -219,14 +219,15 @@ def display_problem() -> str | None:
 
 def screen_room() -> tuple[int, int]:
     """The room (width, height) a view may take on the screen: the screen less SCREEN_BARS; FIRST_VIEW where
-    its size is not known (another system than Linux). X's screen is all its monitors together."""
+    its size is not known (another system than Linux)."""
     if not sys.platform.startswith("linux") or isinstance(reached := _x_screen(), str):
         return FIRST_VIEW
     return max(reached[0] - SCREEN_BARS[0], reached[0] // 2), max(reached[1] - SCREEN_BARS[1], reached[1] // 2)
 
 
 def _x_screen() -> tuple[int, int] | str:
-    """The X display's default screen's size in pixels, or why it cannot be reached."""
+    """The size in pixels of the monitor the pointer is on (where a window manager opens a window), else of the
+    X display's default screen, which spans all its monitors; or why the display cannot be reached."""
     name = os.environ.get("DISPLAY")
     if not name:
         return "no display to open a window on"
@@ -243,9 +244,56 @@ def _x_screen() -> tuple[int, int] | str:
     if not display:
         return f"cannot reach the display {name} to open a window on"
     screen = x11.XDefaultScreen(display)
-    size = x11.XDisplayWidth(display, screen), x11.XDisplayHeight(display, screen)
+    size = _pointer_monitor(x11, display) or (x11.XDisplayWidth(display, screen), x11.XDisplayHeight(display, screen))
     x11.XCloseDisplay(display)
     return size
+
+
+class _Monitor(ctypes.Structure):  # XRRMonitorInfo (RandR 1.5)
+    _fields_ = [("name", ctypes.c_ulong), ("primary", ctypes.c_int), ("automatic", ctypes.c_int),
+                ("noutput", ctypes.c_int), ("x", ctypes.c_int), ("y", ctypes.c_int), ("width", ctypes.c_int),
+                ("height", ctypes.c_int), ("mwidth", ctypes.c_int), ("mheight", ctypes.c_int),
+                ("outputs", ctypes.c_void_p)]
+
+
+def _pointer_monitor(x11: ctypes.CDLL, display: int) -> tuple[int, int] | None:
+    """The size of the smallest RandR monitor the pointer is on; None without RandR 1.5 (asked first: a request
+    the server does not know would end the process in Xlib's error handler) or without such a monitor."""
+    library = ctypes.util.find_library("Xrandr")
+    if library is None:
+        return None
+    try:
+        xrandr = ctypes.CDLL(library)
+        query, monitors_of, free = xrandr.XRRQueryVersion, xrandr.XRRGetMonitors, xrandr.XRRFreeMonitors
+    except (OSError, AttributeError):  # a libXrandr older than RandR 1.5
+        return None
+    query.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
+    major, minor = ctypes.c_int(), ctypes.c_int()
+    if not query(display, ctypes.byref(major), ctypes.byref(minor)) or (major.value, minor.value) < (1, 5):
+        return None
+    x11.XDefaultRootWindow.restype = ctypes.c_ulong
+    x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+    root = x11.XDefaultRootWindow(display)
+    pointer = [ctypes.c_int() for _ in range(4)]
+    window, child, mask = ctypes.c_ulong(), ctypes.c_ulong(), ctypes.c_uint()
+    ulong_p, int_p = ctypes.POINTER(ctypes.c_ulong), ctypes.POINTER(ctypes.c_int)
+    x11.XQueryPointer.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ulong_p, ulong_p, int_p, int_p, int_p, int_p,
+                                  ctypes.POINTER(ctypes.c_uint)]
+    if not x11.XQueryPointer(display, root, ctypes.byref(window), ctypes.byref(child),
+                             *map(ctypes.byref, pointer), ctypes.byref(mask)):
+        return None
+    px, py = pointer[0].value, pointer[1].value
+    monitors_of.restype = ctypes.POINTER(_Monitor)
+    monitors_of.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    free.argtypes = [ctypes.POINTER(_Monitor)]
+    count = ctypes.c_int()
+    monitors = monitors_of(display, root, 1, ctypes.byref(count))
+    if not monitors:
+        return None
+    under = [(m.width, m.height) for m in monitors[:count.value]
+             if m.x <= px < m.x + m.width and m.y <= py < m.y + m.height]
+    free(monitors)
+    return min(under, key=lambda size: size[0] * size[1], default=None)
 
 
 class Window:

@@ -250,8 +250,9 @@ def x_server(request: pytest.FixtureRequest) -> Iterator[tuple[dict[str, str], s
         pytest.fail("Xvfb and xdotool are missing: ./lipstream installs them; run the suite through it", pytrace=False)
     ready, told = os.pipe()  # Xvfb writes its display number here once it accepts clients
     screen = getattr(request, "param", "1280x1024")
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(told), "-screen", "0", f"{screen}x24"], pass_fds=(told,),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # -noreset: what a client sets on the server (RandR monitors) outlives the client.
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(told), "-noreset", "-screen", "0", f"{screen}x24"],
+                            pass_fds=(told,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     os.close(told)
     try:
         with os.fdopen(ready) as f:
@@ -459,6 +460,51 @@ def test_on_a_small_screen_the_window_opens_and_stays_within_it(x_server: tuple[
         subprocess.run(["xdotool", "key", "c"], env=env, check=True, timeout=30)
         run.wait_for(lambda: "screen cleared" in run.log.read_text(), "screen cleared")
         assert "view at" not in run.log.read_text() and size() == "600x480"
+
+
+def add_monitors(env: dict[str, str], monitors: dict[bytes, tuple[int, int, int, int]]) -> None:
+    """RandR monitors (name: x, y, width, height) on the X server's screen, as `xrandr --setmonitor` makes them:
+    two screens side by side, in one X screen."""
+    from realtime.window import _Monitor
+
+    x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
+    xrandr = ctypes.CDLL(ctypes.util.find_library("Xrandr"))
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XDefaultRootWindow.restype = ctypes.c_ulong
+    x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+    x11.XInternAtom.restype = ctypes.c_ulong
+    x11.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    xrandr.XRRAllocateMonitor.restype = ctypes.POINTER(_Monitor)
+    xrandr.XRRAllocateMonitor.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    xrandr.XRRSetMonitor.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.POINTER(_Monitor)]
+    xrandr.XRRQueryVersion.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int), ctypes.POINTER(ctypes.c_int)]
+    display = x11.XOpenDisplay(env["DISPLAY"].encode())
+    assert display, f"cannot connect to {env['DISPLAY']}"
+    major, minor = ctypes.c_int(), ctypes.c_int()  # the server takes RandR 1.5's requests once they are asked for
+    assert xrandr.XRRQueryVersion(display, ctypes.byref(major), ctypes.byref(minor))
+    assert (major.value, minor.value) >= (1, 5)
+    for name, (x, y, width, height) in monitors.items():
+        monitor = xrandr.XRRAllocateMonitor(display, 0)
+        monitor.contents.name = x11.XInternAtom(display, name, 0)
+        monitor.contents.x, monitor.contents.y, monitor.contents.width, monitor.contents.height = x, y, width, height
+        monitor.contents.mwidth, monitor.contents.mheight = width // 4, height // 4  # millimetres
+        xrandr.XRRSetMonitor(display, x11.XDefaultRootWindow(display), monitor)
+    x11.XCloseDisplay(display)  # flushes the requests
+
+
+def test_beside_a_larger_monitor_the_window_fits_the_one_the_pointer_is_on(
+        x_server: tuple[dict[str, str], subprocess.Popen], tmp_path: Path) -> None:
+    """An 800x600 screen beside a taller one, in one 1280x1024 X screen, the pointer on the small one (Xvfb
+    starts it at the middle, 640,512): the window fits the small screen less its bars (600x480), not the X
+    screen (where it would open at 720x576, its lower caption line under the small screen's taskbar)."""
+    env = x_server[0]
+    add_monitors(env, {b"laptop": (0, 0, 800, 600), b"monitor": (800, 0, 480, 1024)})
+    with window_run(env, tmp_path) as run:
+        geometry = subprocess.run(["xdotool", "getwindowgeometry", run.window], capture_output=True, text=True,
+                                  env=env, timeout=30).stdout
+        assert geometry.split("Geometry: ")[1].split()[0] == "600x480", geometry
 
 
 def test_the_view_shrinks_to_a_quarter_and_the_close_button_ends_the_run(x_display: dict[str, str],
