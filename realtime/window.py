@@ -3,12 +3,13 @@ rolling captions (committed in white, tentative in grey) and a HUD."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -117,18 +118,14 @@ def rolled(first: int, committed: str, tentative: str, layout: CaptionLayout) ->
     take at most CAPTION_ROWS lines. Roll-up captions: a line leaves the top when the words below need its
     room, and does not come back when the tentative tail shrinks again, so the lines never jump."""
     words = committed.split()
-    while first < len(words):
-        lines = caption_lines(" ".join(words[first:]), tentative, layout)
-        if len(lines) <= CAPTION_ROWS:
-            break
-        first = min(first + len(lines[0]), len(words))
-    return first
+    lines = caption_lines(" ".join(words[first:]), tentative, layout)  # from a line's start, each breaks alike
+    return min(first + sum(map(len, lines[:-CAPTION_ROWS])), len(words))
 
 
 def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, first: int = 0,
            notices: Sequence[tuple[str, Colour]] = ()) -> np.ndarray:
     """The window's image: the frame drawn at `scale`, its captions sized to the view, the rest at its
-    own size. The captions from committed word `first` (rolled on as `rolled` does; those before it rolled
+    own size. The captions: the last CAPTION_ROWS lines from committed word `first` (those before it rolled
     off, or cleared with the c key); `notices`: lines of what happened, oldest first (a transcript saved; a
     face too small to read well), in their colours."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
@@ -156,9 +153,9 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
     overlay = image.copy()
     cv2.rectangle(overlay, (0, h - band), (w, h), (0, 0, 0), -1)
     image = cv2.addWeighted(overlay, BAND_SHADE, image, 1 - BAND_SHADE, 0)
-    committed = " ".join(step.caption.committed.split()[rolled(first, step.caption.committed,
-                                                               step.caption.tentative, layout):])
-    lines = caption_lines(committed, step.caption.tentative, layout)[-CAPTION_ROWS:]  # a tentative tail too long
+    committed = " ".join(step.caption.committed.split()[first:])
+    # The last rows: those `rolled` leaves from `first` (a line breaks where it would from any earlier start).
+    lines = caption_lines(committed, step.caption.tentative, layout)[-CAPTION_ROWS:]
     for row, line in enumerate(lines):
         x, y = layout.margin, h - band + round(16 * layout.text_scale) + row * round(17 * layout.text_scale)
         for word, colour in line:
@@ -213,40 +210,51 @@ def display_problem() -> str | None:
     left from a session that has ended. So the server is asked first."""
     if not sys.platform.startswith("linux"):
         return None
-    reached = _x_screen()
-    return reached if isinstance(reached, str) else None
+    with _x_display() as reached:
+        return reached if isinstance(reached, str) else None
 
 
 def screen_room() -> tuple[int, int]:
-    """The room (width, height) a view may take on the screen: the screen less SCREEN_BARS; FIRST_VIEW where
-    its size is not known (another system than Linux)."""
-    if not sys.platform.startswith("linux") or isinstance(reached := _x_screen(), str):
+    """The room (width, height) a view may take on the screen: the size of the monitor the pointer is on (where
+    a window manager opens a window), else of X's default screen, which spans all its monitors, less
+    SCREEN_BARS; FIRST_VIEW where the screen cannot be asked (another system than Linux)."""
+    if not sys.platform.startswith("linux"):
         return FIRST_VIEW
-    return max(reached[0] - SCREEN_BARS[0], reached[0] // 2), max(reached[1] - SCREEN_BARS[1], reached[1] // 2)
+    with _x_display() as reached:
+        if isinstance(reached, str):
+            return FIRST_VIEW
+        x11, display = reached
+        x11.XDefaultScreen.argtypes = [ctypes.c_void_p]
+        x11.XDisplayWidth.argtypes = x11.XDisplayHeight.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        screen = x11.XDefaultScreen(display)
+        whole = x11.XDisplayWidth(display, screen), x11.XDisplayHeight(display, screen)
+        w, h = _pointer_monitor(x11, display) or whole
+    return max(w - SCREEN_BARS[0], w // 2), max(h - SCREEN_BARS[1], h // 2)
 
 
-def _x_screen() -> tuple[int, int] | str:
-    """The size in pixels of the monitor the pointer is on (where a window manager opens a window), else of the
-    X display's default screen, which spans all its monitors; or why the display cannot be reached."""
+@contextlib.contextmanager
+def _x_display() -> Iterator[tuple[ctypes.CDLL, int] | str]:
+    """libX11 and the display DISPLAY names, open for the block; or why it cannot be reached."""
     name = os.environ.get("DISPLAY")
     if not name:
-        return "no display to open a window on"
+        yield "no display to open a window on"
+        return
     library = ctypes.util.find_library("X11")  # Qt's X plugin loads it too
     if library is None:
-        return "no X library (libX11) to open a window with"
+        yield "no X library (libX11) to open a window with"
+        return
     x11 = ctypes.CDLL(library)
     x11.XOpenDisplay.restype = ctypes.c_void_p
     x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
     x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
-    x11.XDefaultScreen.argtypes = [ctypes.c_void_p]
-    x11.XDisplayWidth.argtypes = x11.XDisplayHeight.argtypes = [ctypes.c_void_p, ctypes.c_int]
     display = x11.XOpenDisplay(name.encode())
     if not display:
-        return f"cannot reach the display {name} to open a window on"
-    screen = x11.XDefaultScreen(display)
-    size = _pointer_monitor(x11, display) or (x11.XDisplayWidth(display, screen), x11.XDisplayHeight(display, screen))
-    x11.XCloseDisplay(display)
-    return size
+        yield f"cannot reach the display {name} to open a window on"
+        return
+    try:
+        yield x11, display
+    finally:
+        x11.XCloseDisplay(display)
 
 
 class _Monitor(ctypes.Structure):  # XRRMonitorInfo (RandR 1.5)
