@@ -280,7 +280,8 @@ def test_the_window_holds_the_last_words_when_the_video_ends(x_display: dict[str
                                     str(srt), "--jsonl", "-"], stdout=subprocess.PIPE, stderr=err, text=True,
                                    env=x_display, cwd=tmp_path)
     try:
-        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream$"], capture_output=True,
+        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^lipstream$"],
+                               capture_output=True,
                                text=True, env=x_display, timeout=120)
         window = found.stdout.split()[0]
         deadline = time.monotonic() + 60
@@ -345,7 +346,8 @@ def window_run(x_display: dict[str, str], tmp_path: Path, *options: str) -> Iter
                                     str(captions), *options], stdout=subprocess.DEVNULL, stderr=err,
                                    env=x_display, cwd=tmp_path)
     try:
-        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream$"], capture_output=True,
+        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^lipstream$"],
+                               capture_output=True,
                                text=True, env=x_display, timeout=120)
         run = WindowRun(process, log, captions, found.stdout.split()[0])
         run.wait_for(run.committed, "committed caption")  # the first sentence, read and committed
@@ -560,7 +562,8 @@ def record_window(video: Path, out: Path, count: int, log: Path,
                                 "--source", str(video), "--audio-file", str(video)],
                                stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=ROOT)
     try:
-        found = subprocess.run(["xdotool", "search", "--sync", "--name", "^lipstream record$"], capture_output=True,
+        found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^lipstream record$"],
+                               capture_output=True,
                                text=True, env=env, timeout=120)
         yield run, found.stdout.split()[0]
     finally:
