@@ -409,7 +409,8 @@ class _Viewer:
         self.notices = [notice for notice in self.notices if notice[2] > time.monotonic()]
         image = render(step, hud, self.scale, paused=self.paused, first=self.first,
                        notices=[(text, colour) for text, colour, _ in self.notices])
-        self.first = rolled(self.first, step.caption.committed, step.caption.tentative, caption_layout(image.shape))
+        self.first = rolled(self.first, step.caption.committed, step.caption.tentative, caption_layout(image.shape),
+                            step.caption.phrases)
         return self.window.show(image, wait_ms)
 
     def tell(self, text: str, colour: tuple[int, int, int]) -> None:

@@ -53,6 +53,9 @@ class CaptionState:
     t: float  # media time of the newest frame
     committed: str
     tentative: str
+    # The words that begin a phrase (what was said between two rests of the lips, or a stream's start and end),
+    # counted over the committed words and then the tentative ones: where the window begins a caption line.
+    phrases: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class CaptionPolicy:
     def __post_init__(self) -> None:
         self.words: list[TimedWord] = []
         self._tail = CaptionState(0.0, "", "")
+        self.phrase_starts: list[int] = []  # the committed words that begin a phrase
+        self._closed = True  # the last committed word ended its phrase: the next one begins another
         self._space = self.vocabulary.charset.index(" ")
         self._moved = (-np.inf, np.inf)  # media times of the first and last frame the lips moved in, last window
         self._first = np.inf  # media time of the last window's first frame; inf: none yet in this stream
@@ -115,12 +120,20 @@ class CaptionPolicy:
         anywhere its window allows (a sentence's first word at the window's start, before the lips move;
         its last at the end), so its frames time the words only roughly; the lips say when the speech was."""
         low, high = min(self._moved[0], since), self._moved[1]
+        if words and self._closed:
+            self.phrase_starts.append(len(self.words))
+            self._closed = False
         self.words.extend(replace(w, start=min(max(w.start, low), high), end=min(max(w.end, low), high))
                           for w in words)
 
     @property
     def committed(self) -> str:
         return " ".join(w.text for w in self.words)
+
+    def _shown(self, now: float, tentative: str) -> CaptionState:
+        """The caption with `tentative` after the committed words (which begins a phrase once one has ended)."""
+        tail = (len(self.words),) if tentative and self._closed else ()
+        return CaptionState(now, self.committed, tentative, (*self.phrase_starts, *tail))
 
     def _quiet(self, logp: np.ndarray) -> tuple[np.ndarray, int]:
         """The best class per frame, and how many frames at the end read no letter (blank or space)."""
@@ -132,7 +145,8 @@ class CaptionPolicy:
         """Commit the words still pending and show no tentative text; the next window starts a stream."""
         self._commit_words(words)
         self._first = np.inf
-        self._tail = CaptionState(self._tail.t if now is None else now, self.committed, "")
+        self._closed = True
+        self._tail = self._shown(self._tail.t if now is None else now, "")
         return self._tail
 
     def _decode(self, logp: np.ndarray, previous: int | None = None) -> Hypothesis:
@@ -230,7 +244,7 @@ class RightContextPolicy(CaptionPolicy):
         else:
             rows = [r for r, _, _ in self._frozen + self._open]
             tentative = self._decode(np.stack(rows), self._after).text if rows else ""
-        self._tail = CaptionState(now, self.committed, tentative)
+        self._tail = self._shown(now, tentative)
         return self._tail
 
     def flush(self, now: float | None = None) -> CaptionState:
@@ -240,7 +254,8 @@ class RightContextPolicy(CaptionPolicy):
         self._open = []
         self._commit(now, final=True)
         self._frozen, self._reading, self._after = [], False, None
-        self._tail = CaptionState(now, self.committed, "")
+        self._closed = True
+        self._tail = self._shown(now, "")
         return self._tail
 
 
@@ -279,7 +294,7 @@ class LocalAgreementPolicy(CaptionPolicy):
             self._commit_words(current[:agreed])
             self._committed_until = current[agreed - 1].end
         self._previous = current[agreed:]
-        self._tail = CaptionState(now, self.committed, " ".join(w.text for w in self._previous))
+        self._tail = self._shown(now, " ".join(w.text for w in self._previous))
         return self._tail
 
     def flush(self, now: float | None = None) -> CaptionState:
@@ -322,6 +337,7 @@ class PausePolicy(CaptionPolicy):
                 # last word late in the pause, up to where the lips move again.
                 done = [w for w in timed if w.start < times[resumed]] if resumed < len(times) else timed
                 self._commit_words(done)
+                self._closed = True  # the lips rest: the words after are another phrase
                 self._start = float(times[rest + self.options.still - self.options.still // 2 - 1])
                 timed = timed[len(done):]
             elif len(timed) > 1 and times[0] > self._start:
@@ -335,7 +351,7 @@ class PausePolicy(CaptionPolicy):
                     self._start = float(times[np.searchsorted(times, old[-1].end, side="right")])
                     timed = timed[len(old):]
         self._pending = timed
-        self._tail = CaptionState(now, self.committed, " ".join(w.text for w in timed))
+        self._tail = self._shown(now, " ".join(w.text for w in timed))
         return self._tail
 
     def _last_pause(self, moving: np.ndarray) -> tuple[int | None, int]:

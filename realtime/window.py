@@ -9,7 +9,7 @@ import ctypes.util
 import functools
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -97,15 +97,17 @@ def _text_width(text: str, size: float, thickness: int) -> int:
     return cv2.getTextSize(text, FONT, size, thickness)[0][0]
 
 
-def caption_lines(committed: str, tentative: str, layout: CaptionLayout) -> list[list[tuple[str, Colour]]]:
+def caption_lines(committed: str, tentative: str, layout: CaptionLayout,
+                  starts: Collection[int] = ()) -> list[list[tuple[str, Colour]]]:
     """The words as the band's lines of (word, colour), each line as wide as its words drawn (a word too
-    wide for any line has one of its own)."""
+    wide for any line has one of its own); `starts`: the words that begin a line whether or not it is full, a
+    phrase each (CaptionState.phrases: committed words counted first, then the tentative ones)."""
     words = [(w, WHITE) for w in committed.split()] + [(w, GREY) for w in tentative.split()]
     lines: list[list[tuple[str, Colour]]] = [[]]
     x = 0
-    for word, colour in words:
+    for i, (word, colour) in enumerate(words):
         width = _text_width(word, layout.size, layout.thickness)
-        if lines[-1] and x + width > layout.width:
+        if lines[-1] and (x + width > layout.width or i in starts):
             lines.append([])
             x = 0
         lines[-1].append((word, colour))
@@ -113,21 +115,27 @@ def caption_lines(committed: str, tentative: str, layout: CaptionLayout) -> list
     return lines
 
 
-def rolled(first: int, committed: str, tentative: str, layout: CaptionLayout) -> int:
+def rolled(first: int, committed: str, tentative: str, layout: CaptionLayout, phrases: Sequence[int] = ()) -> int:
     """The first committed word the band shows, rolled on from `first` (never back) until the words from it
     take at most CAPTION_ROWS lines. Roll-up captions: a line leaves the top when the words below need its
     room, and does not come back when the tentative tail shrinks again, so the lines never jump."""
     words = committed.split()
-    lines = caption_lines(" ".join(words[first:]), tentative, layout)  # from a line's start, each breaks alike
+    # From a line's start, each line breaks alike.
+    lines = caption_lines(" ".join(words[first:]), tentative, layout, shifted(phrases, first))
     return min(first + sum(map(len, lines[:-CAPTION_ROWS])), len(words))
+
+
+def shifted(phrases: Sequence[int], first: int) -> frozenset[int]:
+    """The phrases' first words, counted from word `first`."""
+    return frozenset(i - first for i in phrases if i > first)
 
 
 def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, first: int = 0,
            notices: Sequence[tuple[str, Colour]] = ()) -> np.ndarray:
     """The window's image: the frame drawn at `scale`, its captions sized to the view, the rest at its
     own size. The captions: the last CAPTION_ROWS lines from committed word `first` (those before it rolled
-    off, or cleared with the c key); `notices`: lines of what happened, oldest first (a transcript saved; a
-    face too small to read well), in their colours."""
+    off, or cleared with the c key), each phrase on a line of its own; `notices`: lines of what happened,
+    oldest first (a transcript saved; a face too small to read well), in their colours."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     track = step.track
@@ -155,7 +163,8 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
     image = cv2.addWeighted(overlay, BAND_SHADE, image, 1 - BAND_SHADE, 0)
     committed = " ".join(step.caption.committed.split()[first:])
     # The last rows: those `rolled` leaves from `first` (a line breaks where it would from any earlier start).
-    lines = caption_lines(committed, step.caption.tentative, layout)[-CAPTION_ROWS:]
+    lines = caption_lines(committed, step.caption.tentative, layout,
+                          shifted(step.caption.phrases, first))[-CAPTION_ROWS:]
     for row, line in enumerate(lines):
         x, y = layout.margin, h - band + round(16 * layout.text_scale) + row * round(17 * layout.text_scale)
         for word, colour in line:

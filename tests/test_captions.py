@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 
 from realtime.captions import POLICIES, CaptionPolicy, PolicyOptions, make_policy
+from realtime.capture import Frame
 from realtime.decode import decode, greedy
 from realtime.grid import sentence_from_code
+from realtime.live import LiveOptions, LivePipeline
 from tests.test_decode import V, matrix
-from tests.test_live import clip, run_headless
+from tests.test_live import bundled_model, clip, run_headless
+from tests.test_tracker import read_frames
 
 SENTENCE = "__b_i_n_ _b_l_u_e_ _a_t_ _f_ _t_w_o_ _n_o_w______"
 
@@ -252,6 +255,34 @@ def test_reads_hop_frames_apart_lose_no_word(name: str, one_take: Path, tmp_path
         assert lines[-1]["text"].replace(" ", "") == SPOKEN.replace(" ", "")
     else:
         assert lines[-1]["text"] == SPOKEN
+
+
+def test_each_phrase_begins_a_caption_line_from_its_first_tentative_word(one_take: Path) -> None:
+    """Through the live pipeline with the pause policy, each sentence of the take, which the lips rest after, is
+    a phrase (the window begins a caption line at each), and nothing else is; a phrase's first word begins one
+    from when it is first shown, tentative, so the window never moves a phrase's words to a new line as they
+    are committed, and a phrase committed stays one."""
+    pipeline = LivePipeline(bundled_model(), LiveOptions())
+    states = [pipeline.step(Frame(image, i / 25, i, 0.0)).caption for i, image in enumerate(read_frames(one_take))]
+    states.append(pipeline.finish())
+    pipeline.close()
+    assert states[-1].committed == SPOKEN
+    assert states[-1].phrases == (0, 6, 12, 18)
+    for before, after in zip(states, states[1:]):
+        shown, committed = len(before.committed.split()), len(after.committed.split())
+        assert {i for i in before.phrases if i < shown} <= set(after.phrases)
+        assert {i for i in after.phrases if shown <= i < committed} <= set(before.phrases), (before, after)
+    assert {i for state in states for i in state.phrases} == {0, 6, 12, 18}
+
+
+def test_a_new_stream_begins_a_phrase_with_every_policy() -> None:
+    """The end of a stream (a face lost, a camera paused) ends a phrase, whatever the policy."""
+    for name in POLICIES:
+        policy = make_policy(V, PolicyOptions(name, right_context=4, gap=4))
+        stream(matrix("__s_e_t_ _r_e_d_" + "_" * 4), policy, window=20)
+        assert policy.flush().phrases == (0,)
+        stream(matrix("__b_i_n_ _b_l_u_e_" + "_" * 4), policy, window=20, t0=10.0)
+        assert policy.flush().phrases == (0, 2), name
 
 
 @pytest.mark.parametrize("name, clip_name, spoken", [

@@ -133,6 +133,25 @@ def test_captions_roll_up_and_never_back_as_the_tentative_tail_changes() -> None
                                                                     "bin")), "")[-84:])
 
 
+def test_each_phrase_begins_a_line_and_rolls_off_whole() -> None:
+    """Two sentences that would share a line on their own begin a line each when the policy says each is a
+    phrase (said between two rests of the lips), the tentative tail too; a third phrase rolls the first off."""
+    layout = caption_layout((576, 720))
+    said, tail = "bin blue at f two now set red", "by"
+    assert len(caption_lines(said, tail, layout)) == 1
+    lines = caption_lines(said, tail, layout, frozenset({6}))
+    assert [[w for w, _ in line] for line in lines] == [["bin", "blue", "at", "f", "two", "now"], ["set", "red", "by"]]
+    assert rolled(0, said, tail, layout, (0, 6)) == 0
+    assert rolled(0, said, "lay", layout, (0, 6, 8)) == 6  # the tail begins a third phrase
+    assert rolled(6, said + " lay", "", layout, (0, 6, 8)) == 6  # committed, it stays where it was shown
+    # The band draws the phrases' lines: the first alone draws as the first of them.
+    step = step_on_real_frame(said, tail)
+    band = render(replace(step, caption=CaptionState(0.4, said, tail, (0, 6))), "")[-84:]
+    assert not np.array_equal(band, render(step, "")[-84:])
+    first_line = render(replace(step, caption=CaptionState(0.4, "bin blue at f two now", "")), "")[-84:]
+    assert np.array_equal(band[:42], first_line[:42])
+
+
 @pytest.mark.parametrize("scale", [0.5, 1.0, 2.0, 3.0])
 def test_caption_lines_fit_the_band_as_drawn_and_are_filled(scale: float) -> None:
     """Lines are broken by the words' drawn widths: none runs past the band's edge (GRID's letter, the word
