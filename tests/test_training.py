@@ -7,6 +7,7 @@ import csv
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -131,6 +132,10 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     state = json.loads((run / "state.json").read_text())
     assert state["epoch"] == 2
+    # stdout holds the result alone (Keras' progress goes to stderr), as state.json has it.
+    assert resumed.stdout == (f"best: {run / 'best.keras'} (epoch {state['best_epoch']} of 2, "
+                              f"val CER {state['best_cer']:.4f} WER {state['best_wer']:.4f})\n")
+    assert b"\r" not in (run / "log.csv").read_bytes()
     assert (run / "split.json").read_text() == split  # it validates on the clips it began with
     with open(run / "log.csv") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
@@ -227,7 +232,8 @@ def test_ctrl_c_during_training_is_one_line(small_cache: Path, tmp_path: Path):
     assert result.returncode == 130
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
     after = result.stderr[result.stderr.index("epoch 1:"):].splitlines()[1:]
-    assert [line for line in after if line.strip()] == [
+    keras_progress = re.compile(r"Epoch \d+/\d+$|\d+/\d+ - ")  # (a line an epoch: stderr is no terminal)
+    assert [line for line in after if line.strip() and not keras_progress.match(line)] == [
         f"interrupted: {run} keeps every finished epoch; run the same command with --resume to continue"]
 
 

@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Collection, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, redirect_stdout
 from dataclasses import MISSING, asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -444,11 +444,11 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
         check_fps(options.cache, began_spec.fps, run)
     if state["epoch"] >= epochs:  # before anything is loaded: a finished run costs nothing to ask
         print(f"{run} already trained {state['epoch']} epoch{'' if state['epoch'] == 1 else 's'}", file=sys.stderr)
-        return EXIT_OK
+        return report(run, state)
     if stopped_early(state, patience):
         print(f"{run} stopped early after epoch {state['epoch']}: no better validation reading since epoch "
               f"{state['best_epoch']}; a larger --patience goes on", file=sys.stderr)
-        return EXIT_OK
+        return report(run, state)
     # Every refusal before the run folder is made: a refused run leaves nothing behind.
     clips = load_clips(options.cache)
     if options.resume:  # the clips it began with, and no others
@@ -573,14 +573,22 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
         # With --ema, fit ends by writing the averages into the model: save nothing after it.
         # The dataset draws its own shuffled samples; fit's shuffle applies only to arrays.
         try:
-            model.fit(data, epochs=epochs, initial_epoch=state["epoch"], steps_per_epoch=steps, shuffle=False,
-                      callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
+            with redirect_stdout(sys.stderr):  # Keras' progress: stdout holds the run's result alone
+                model.fit(data, epochs=epochs, initial_epoch=state["epoch"], steps_per_epoch=steps, shuffle=False,
+                          callbacks=callbacks, verbose=1 if sys.stderr.isatty() else 2)
             stopped()  # one that came after the last step
         except tf.errors.OpError as e:  # a failed step: its finished epochs are kept, the traceback says no more
             print(f"error: training stopped in epoch {state['epoch'] + 1} ({run} keeps the epochs before it): "
                   f"{' '.join(e.message.split())}", file=sys.stderr)
             return EXIT_FAILED
-    print(json.dumps(state), file=sys.stderr)
+    return report(run, state)
+
+
+def report(run: Path, state: dict[str, Any]) -> int:
+    """The run's result on stdout: its best model and what it read (state.json holds the same)."""
+    if state["best_cer"] is not None:
+        print(f"best: {run / 'best.keras'} (epoch {state['best_epoch']} of {state['epoch']}, "
+              f"val CER {state['best_cer']:.4f} WER {state['best_wer']:.4f})")
     return EXIT_OK
 
 
@@ -592,7 +600,7 @@ def append_log_row(path: Path, epoch: int, logs: dict[str, float]) -> None:
     with open(path, "a+", newline="") as f:
         f.seek(0)
         fields = ["epoch", *sorted(logs)] if fresh else next(csv.reader(f))
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
         if fresh:
             writer.writeheader()
         writer.writerow({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
