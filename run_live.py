@@ -419,6 +419,7 @@ class _Viewer:
 
     def answer(self, key: int, step: StepResult) -> StepResult:
         """Do what `key` asks; the step to show from now (a camera's pause commits what was read)."""
+        from realtime.captions import transcript
         from realtime.outputs import log
         from realtime.window import GREEN, RED, fitting_zoom, zoom
 
@@ -440,7 +441,7 @@ class _Viewer:
             self.first = len(self.pipeline.policy.words)
             log("screen cleared (the transcript keeps every word)")
         elif key == ord("s"):  # the run goes on whether or not it could
-            said = save_transcript(self.pipeline.policy.committed)
+            said = save_transcript(transcript(self.pipeline.caption))
             self.tell(said, RED if said.startswith("error") else GREEN)
         return step
 
@@ -554,6 +555,7 @@ class _LiveRun:
 
     def write(self) -> None:
         """Write what was read to every output; one that fails makes the run exit 2, unless it failed already."""
+        from realtime.captions import transcript
         from realtime.files import own_stream, silence, write_stream, write_text, written_in_place
         from realtime.outputs import log, subtitles
 
@@ -605,7 +607,7 @@ class _LiveRun:
         if not unread and ((lost and not on_stdout) or (not out and not args.srt and not args.vtt)):
             try:
                 if sys.stdout is not None:
-                    write_stream(sys.stdout, final.committed + "\n", _stopping)
+                    write_stream(sys.stdout, transcript(final) + "\n", _stopping)
                 elif final.committed:  # started with stdout closed (`>&-`): the words would go nowhere
                     raise OSError(errno.EBADF, "it is closed")
                 kept = True
@@ -614,7 +616,7 @@ class _LiveRun:
                 log(f"error: could not write the transcript to stdout ({e.strerror or e})")
                 lost, stopped = True, stopped or _lost_to_the_stop(e)
         if not kept and final.committed:  # every output failed: the words still reach a file
-            save_transcript(final.committed)
+            save_transcript(transcript(final))
         if lost and self.code == EXIT_OK:  # a headless run's write given up on for a stop is the stop's
             self.code = EXIT_INTERRUPTED if stopped and self.viewer is None else EXIT_USAGE
 

@@ -58,6 +58,14 @@ class CaptionState:
     phrases: tuple[int, ...] = ()
 
 
+def transcript(caption: CaptionState) -> str:
+    """The committed words, a phrase a line (as whisper's text output holds a segment a line): the transcript
+    a run prints and saves."""
+    words = caption.committed.split()
+    starts = [i for i in caption.phrases if 0 < i < len(words)]
+    return "\n".join(" ".join(words[a:b]) for a, b in zip([0, *starts], [*starts, len(words)]))
+
+
 @dataclass(frozen=True)
 class PolicyOptions:
     policy: Literal["pause", "right-context", "local-agreement"] = "pause"

@@ -11,13 +11,14 @@ import numpy as np
 
 import pytest
 
-from realtime.captions import POLICIES, CaptionPolicy, PolicyOptions, make_policy
+import run_live
+from realtime.captions import POLICIES, CaptionPolicy, CaptionState, PolicyOptions, make_policy, transcript
 from realtime.capture import Frame
 from realtime.decode import decode, greedy
 from realtime.grid import sentence_from_code
 from realtime.live import LiveOptions, LivePipeline
 from tests.test_decode import V, matrix
-from tests.test_live import bundled_model, clip, run_headless
+from tests.test_live import MODEL, bundled_model, clip, run_headless
 from tests.test_tracker import read_frames
 
 SENTENCE = "__b_i_n_ _b_l_u_e_ _a_t_ _f_ _t_w_o_ _n_o_w______"
@@ -273,6 +274,15 @@ def test_each_phrase_begins_a_caption_line_from_its_first_tentative_word(one_tak
         assert {i for i in before.phrases if i < shown} <= set(after.phrases)
         assert {i for i in after.phrases if shown <= i < committed} <= set(before.phrases), (before, after)
     assert {i for state in states for i in state.phrases} == {0, 6, 12, 18}
+
+
+def test_the_transcript_a_run_prints_holds_a_phrase_a_line(one_take: Path, capsys: pytest.CaptureFixture) -> None:
+    """As whisper's text output holds a segment a line: each sentence of the take on a line of its own. A phrase
+    that only the tentative words begin is not the transcript's."""
+    assert run_live.main(["--source", str(one_take), "--model", str(MODEL), "--headless", "--fast"]) == 0
+    spoken = SPOKEN.split()
+    assert capsys.readouterr().out.splitlines() == [" ".join(spoken[i:i + 6]) for i in range(0, len(spoken), 6)]
+    assert transcript(CaptionState(1.0, "bin blue set red", "lay", (0, 2, 4))) == "bin blue\nset red"
 
 
 def test_a_new_stream_begins_a_phrase_with_every_policy() -> None:
