@@ -338,16 +338,18 @@ class PausePolicy(CaptionPolicy):
             words = self._decode(logp).words
             timed = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words
                      if (times[w.start] + times[w.end]) / 2 > committed_until]
-            rest, resumed = self._last_pause(moving)
-            if rest is not None:
-                # The speaker paused (anywhere in the frames read: reads may be `hop` frames apart): the
-                # window read the phrases before it whole, from rest to rest. The model places a phrase's
-                # last word late in the pause, up to where the lips move again.
-                done = [w for w in timed if w.start < times[resumed]] if resumed < len(times) else timed
-                self._commit_words(done)
-                self._closed = True  # the lips rest: the words after are another phrase
-                self._start = float(times[rest + self.options.still - self.options.still // 2 - 1])
-                timed = timed[len(done):]
+            pauses = self._pauses(moving)
+            if pauses:
+                # The speaker paused (anywhere in the frames read, and more than once when reads are `hop`
+                # frames apart): the window read the phrases before each pause whole, from rest to rest, a
+                # phrase each. The model places a phrase's last word late in the pause, up to where the lips
+                # move again.
+                for _, resumed in pauses:
+                    done = [w for w in timed if w.start < times[resumed]] if resumed < len(times) else timed
+                    self._commit_words(done)
+                    self._closed = True  # the words after are another phrase
+                    timed = timed[len(done):]
+                self._start = float(times[pauses[-1][0] + self.options.still - self.options.still // 2 - 1])
             elif len(timed) > 1 and times[0] > self._start:
                 # The phrase outgrew the backend's window: commit its older half before it slides out.
                 middle = times[len(times) // 2]
@@ -362,11 +364,10 @@ class PausePolicy(CaptionPolicy):
         self._tail = self._shown(now, " ".join(w.text for w in timed))
         return self._tail
 
-    def _last_pause(self, moving: np.ndarray) -> tuple[int | None, int]:
-        """The first frame of the last pause (`still` resting frames or more after the lips moved) in a
-        window, or None, and the frame the lips move again at (the window's length if they do not)."""
-        pauses = [(a, b) for a, b in true_runs(np.logical_not(moving)) if a > 0 and b - a >= self.options.still]
-        return (int(pauses[-1][0]), int(pauses[-1][1])) if pauses else (None, len(moving))
+    def _pauses(self, moving: np.ndarray) -> list[tuple[int, int]]:
+        """The pauses (`still` resting frames or more after the lips moved) in a window: the frame each
+        begins at, and the frame the lips move again at (the window's length if they do not)."""
+        return [(int(a), int(b)) for a, b in true_runs(np.logical_not(moving)) if a > 0 and b - a >= self.options.still]
 
     def flush(self, now: float | None = None) -> CaptionState:
         pending, self._pending, self._start = self._pending, [], -np.inf

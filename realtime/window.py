@@ -98,16 +98,16 @@ def _text_width(text: str, size: float, thickness: int) -> int:
 
 
 def caption_lines(committed: str, tentative: str, layout: CaptionLayout,
-                  starts: Collection[int] = ()) -> list[list[tuple[str, Colour]]]:
+                  phrases: Collection[int] = ()) -> list[list[tuple[str, Colour]]]:
     """The words as the band's lines of (word, colour), each line as wide as its words drawn (a word too
-    wide for any line has one of its own); `starts`: the words that begin a line whether or not it is full, a
-    phrase each (CaptionState.phrases: committed words counted first, then the tentative ones)."""
+    wide for any line has one of its own); each phrase (`phrases`: the words that begin one, committed words
+    counted first, then the tentative ones, as CaptionState.phrases) begins a line."""
     words = [(w, WHITE) for w in committed.split()] + [(w, GREY) for w in tentative.split()]
     lines: list[list[tuple[str, Colour]]] = [[]]
     x = 0
     for i, (word, colour) in enumerate(words):
         width = _text_width(word, layout.size, layout.thickness)
-        if lines[-1] and (x + width > layout.width or i in starts):
+        if lines[-1] and (x + width > layout.width or i in phrases):
             lines.append([])
             x = 0
         lines[-1].append((word, colour))
@@ -121,12 +121,12 @@ def rolled(first: int, committed: str, tentative: str, layout: CaptionLayout, ph
     room, and does not come back when the tentative tail shrinks again, so the lines never jump."""
     words = committed.split()
     # From a line's start, each line breaks alike.
-    lines = caption_lines(" ".join(words[first:]), tentative, layout, shifted(phrases, first))
+    lines = caption_lines(" ".join(words[first:]), tentative, layout, phrases_from(phrases, first))
     return min(first + sum(map(len, lines[:-CAPTION_ROWS])), len(words))
 
 
-def shifted(phrases: Sequence[int], first: int) -> frozenset[int]:
-    """The phrases' first words, counted from word `first`."""
+def phrases_from(phrases: Sequence[int], first: int) -> frozenset[int]:
+    """The words that begin a phrase, counted from word `first` (the first the band shows)."""
     return frozenset(i - first for i in phrases if i > first)
 
 
@@ -134,7 +134,7 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
            notices: Sequence[tuple[str, Colour]] = ()) -> np.ndarray:
     """The window's image: the frame drawn at `scale`, its captions sized to the view, the rest at its
     own size. The captions: the last CAPTION_ROWS lines from committed word `first` (those before it rolled
-    off, or cleared with the c key), each phrase on a line of its own; `notices`: lines of what happened,
+    off, or cleared with the c key), each phrase beginning a line; `notices`: lines of what happened,
     oldest first (a transcript saved; a face too small to read well), in their colours."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h, w = image.shape[:2]
@@ -164,7 +164,7 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
     committed = " ".join(step.caption.committed.split()[first:])
     # The last rows: those `rolled` leaves from `first` (a line breaks where it would from any earlier start).
     lines = caption_lines(committed, step.caption.tentative, layout,
-                          shifted(step.caption.phrases, first))[-CAPTION_ROWS:]
+                          phrases_from(step.caption.phrases, first))[-CAPTION_ROWS:]
     for row, line in enumerate(lines):
         x, y = layout.margin, h - band + round(16 * layout.text_scale) + row * round(17 * layout.text_scale)
         for word, colour in line:

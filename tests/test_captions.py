@@ -146,12 +146,23 @@ def test_pause_policy_commits_a_phrase_longer_than_the_window_from_full_windows(
     for end in range(1, len(logp) + 1):
         start = min(max(end - window, int(np.searchsorted(times, policy.window_start()))), end - 1)
         before = len(policy.words)
-        policy.update(logp[start:end], times[start:end], moving[start:end])
+        state = policy.update(logp[start:end], times[start:end], moving[start:end])
         if len(policy.words) > before:
             committing_windows.append(end - start)
+        assert state.phrases == ((0,) if state.committed or state.tentative else ())  # the lips never rest
     assert len(committing_windows) >= 3
     assert set(committing_windows) == {window}
     assert policy.flush().committed == "bin blue at f two now bin blue at f two now"
+
+
+def test_pause_policy_reads_each_pause_of_a_read_as_a_phrase_s_end() -> None:
+    """Reads far apart (`--hop`) may each hold two pauses: the words before each are a phrase of their own."""
+    said = "__s_e_t_ _r_e_d_ " + "_" * 8 + "b_i_n_ _b_l_u_e" + "_" * 10
+    logp, times = matrix(said), np.arange(len(said)) / 25
+    moving = np.array([i in range(2, 15) or i in range(25, 40) for i in range(len(said))])
+    policy = make_policy(V, PolicyOptions("pause", still=6))
+    state = policy.update(logp, times, moving)  # one read of the whole
+    assert (state.committed, state.phrases) == ("set red bin blue", (0, 2))
 
 
 def test_right_context_policy_keeps_only_the_last_frames_of_a_silence() -> None:
@@ -289,10 +300,14 @@ def test_a_new_stream_begins_a_phrase_with_every_policy() -> None:
     """The end of a stream (a face lost, a camera paused) ends a phrase, whatever the policy."""
     for name in POLICIES:
         policy = make_policy(V, PolicyOptions(name, right_context=4, gap=4))
-        stream(matrix("__s_e_t_ _r_e_d_" + "_" * 4), policy, window=20)
+        states = stream(matrix("__s_e_t_ _r_e_d_" + "_" * 4), policy, window=20)
         assert policy.flush().phrases == (0,)
-        stream(matrix("__b_i_n_ _b_l_u_e_" + "_" * 4), policy, window=20, t0=10.0)
+        states += stream(matrix("__b_i_n_ _b_l_u_e_" + "_" * 4), policy, window=20, t0=10.0)
         assert policy.flush().phrases == (0, 2), name
+        # Within a stream, words committed and tentative alike go on the phrase begun; a new stream's first
+        # word, tentative, begins one.
+        assert all(s.phrases == (0,) for s in states if s.t < 10.0 and (s.committed or s.tentative)), name
+        assert all(s.phrases == (0, 2) for s in states if s.t >= 10.0 and (s.tentative or s.committed != "set red"))
 
 
 @pytest.mark.parametrize("name, clip_name, spoken", [

@@ -111,6 +111,8 @@ def test_a_short_fine_tune_reads_a_new_look_better(grid_s1: Path, grid_subset, t
     with contextlib.redirect_stdout(out):
         code = finetune_main(command)  # the same command: the second epoch, then the rest
     assert code == 0, out.getvalue()
+    said = out.getvalue().splitlines()  # the export's, then its own result: training's is not the fine-tune's
+    assert said[-1].startswith("held-out clips: 3; CER ") and not any(line.startswith("best: ") for line in said)
     assert [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")] == [
         "note: these figures rest on 3 held-out clips: record more, or raise --val-fraction, for figures to go by"]
     assert epochs_done() == 2

@@ -150,7 +150,10 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     capsys.readouterr()  # a run whose best epoch is `patience` epochs behind stopped early: a resume says so
     (run / "state.json").write_text(json.dumps({**state, "best_epoch": 1}))
     assert main(quick_run(small_cache, run, "--epochs", "9", "--steps", "2", "--resume", "--patience", "1")) == 0
-    assert "stopped early after epoch 2: no better validation reading since epoch 1" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "stopped early after epoch 2: no better validation reading since epoch 1" in said.err
+    result = f"best: {run / 'best.keras'} (epoch 1 of 2, val CER {state['best_cer']:.4f} WER {state['best_wer']:.4f})\n"
+    assert said.out == result  # its result, as a run that ends says it
     assert json.loads((run / "state.json").read_text())["epoch"] == 2
     assert main(quick_run(small_cache, run, "--epochs", "3", "--steps", "2")) == 2
     err = capsys.readouterr().err
@@ -158,7 +161,8 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert json.loads((run / "state.json").read_text())["epoch"] == 2  # the refused run changed nothing
     # A bare --resume goes on to the epochs the run was last given (2), not to the option's default.
     assert main(quick_run(small_cache, run, "--steps", "2", "--resume")) == 0
-    assert capsys.readouterr().err.splitlines()[-1] == f"{run} already trained 2 epochs"
+    said = capsys.readouterr()
+    assert said.err.splitlines()[-1] == f"{run} already trained 2 epochs" and said.out == result
     assert main(quick_run(small_cache, run, "--steps", "2", "--resume", "--seed", "1")) == 2  # finished, still told
     assert "--seed 1 is not this run's (0)" in capsys.readouterr().err
     assert json.loads((run / "args.json").read_text())["epochs"] == 2
@@ -380,7 +384,8 @@ def test_recipe_trains_stage_two_from_stage_one_and_resumes(small_cache: Path, t
 
     capsys.readouterr()
     assert recipe_main(["--cache", str(small_cache), "--out", str(out), "--epochs", "1", "2", *quick]) == 0
-    assert f"the model: {out / 'stage2' / 'best.keras'}" in capsys.readouterr().out
+    said = capsys.readouterr().out  # the recipe's model alone: the stages' results are theirs
+    assert said.startswith(f"the model: {out / 'stage2' / 'best.keras'} (epoch ") and said.count("\n") == 1
     for stage, epochs in (("stage1", ["1"]), ("stage2", ["1", "2"])):  # stage 1 was done; stage 2 resumed
         with open(out / stage / "log.csv") as f:
             assert [row["epoch"] for row in csv.DictReader(f)] == epochs

@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                            "--curriculum-epochs", "0", "--patience", str(args.epochs), *PER_FRAME_TARGET]
                           + (["--freeze-front-end"] if args.freeze_front_end else [])
                           + (["--resume"] if resuming else []), to_continue="run the same command again",
-                          beside=(cache.name, "request.json"))
+                          beside=(cache.name, "request.json"), result=False)
         if code:
             return code
         tuned = args.out / "best.keras"

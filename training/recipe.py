@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, (stage, epochs) in enumerate(zip(STAGES, args.epochs)):
         if i + 1 == len(STAGES) or not started(args.out / STAGES[i + 1].name):
             code = train.main(stage_argv(stage, previous, args.cache, args.out, epochs, extra),
-                              to_continue="run the same command again")
+                              to_continue="run the same command again", result=False)
             if code:
                 return code
         previous = args.out / stage.name

@@ -221,9 +221,10 @@ def stopped_early(state: dict, patience: int) -> bool:
 
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None, to_continue: str = "run the same command with --resume",
-         beside: Collection[str] = ()) -> int:
+         beside: Collection[str] = (), result: bool = True) -> int:
     """`to_continue`: how the user continues an interrupted run (a calling tool resumes its own way);
-    `beside`: the names of a calling tool's own files in the run folder."""
+    `beside`: the names of a calling tool's own files in the run folder; `result`: print the run's result
+    on stdout (a calling tool prints its own)."""
     parser = Parser(prog="python -m training.train", description=summary(__doc__))
     parser.add_argument("--cache", type=named_path, required=True, help="mouth-crop cache (python -m training.prepare)")
     parser.add_argument("--out", type=named_path, required=True, help="run folder")
@@ -301,7 +302,10 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     if "sequence_scale" in given and not args.sequence_weight and not args.resume:  # (a resumed run's: args.json)
         parser.error("--sequence-scale scales the loss --sequence-weight turns on: give it a weight above 0")
     try:
-        return train(TrainOptions(**vars(args)), given, beside)
+        code = train(TrainOptions(**vars(args)), given, beside)
+        if code == EXIT_OK and result:
+            print_result(args.out)
+        return code
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -444,11 +448,11 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
         check_fps(options.cache, began_spec.fps, run)
     if state["epoch"] >= epochs:  # before anything is loaded: a finished run costs nothing to ask
         print(f"{run} already trained {state['epoch']} epoch{'' if state['epoch'] == 1 else 's'}", file=sys.stderr)
-        return report(run, state)
+        return EXIT_OK
     if stopped_early(state, patience):
         print(f"{run} stopped early after epoch {state['epoch']}: no better validation reading since epoch "
               f"{state['best_epoch']}; a larger --patience goes on", file=sys.stderr)
-        return report(run, state)
+        return EXIT_OK
     # Every refusal before the run folder is made: a refused run leaves nothing behind.
     clips = load_clips(options.cache)
     if options.resume:  # the clips it began with, and no others
@@ -581,15 +585,14 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
             print(f"error: training stopped in epoch {state['epoch'] + 1} ({run} keeps the epochs before it): "
                   f"{' '.join(e.message.split())}", file=sys.stderr)
             return EXIT_FAILED
-    return report(run, state)
-
-
-def report(run: Path, state: dict[str, Any]) -> int:
-    """The run's result on stdout: its best model and what it read (state.json holds the same)."""
-    if state["best_cer"] is not None:
-        print(f"best: {run / 'best.keras'} (epoch {state['best_epoch']} of {state['epoch']}, "
-              f"val CER {state['best_cer']:.4f} WER {state['best_wer']:.4f})")
     return EXIT_OK
+
+
+def print_result(run: Path) -> None:
+    """A run's result on stdout: its best model and what it read, as its state.json records them."""
+    state = read_state(run / "state.json")
+    print(f"best: {run / 'best.keras'} (epoch {state['best_epoch']} of {state['epoch']}, "
+          f"val CER {state['best_cer']:.4f} WER {state['best_wer']:.4f})")
 
 
 def append_log_row(path: Path, epoch: int, logs: dict[str, float]) -> None:
