@@ -44,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.cli import (EpilogDefaultsFormatter, Parser, add_decoder, add_policy, at_least, named, policy_options,
                               summary, window_problem)
     from realtime.live import LONGEST_WINDOW, SHORTEST_WINDOW, LiveOptions
+    from realtime.window import CAPTION_ROWS, MOST_CAPTION_ROWS
 
     command = Path(sys.argv[0]).name  # run_live.py as ./lipstream runs it, lipstream-live when installed
     p = Parser(prog="lipstream live" if command == "run_live.py" else command, description=summary(__doc__),
@@ -70,12 +71,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hop", type=at_least(1), default=LiveOptions.hop,
                    help=f"update the captions every N frames (default: {LiveOptions.hop}); at most half the window")
     add_policy(p)
+    p.add_argument("--caption-rows", type=at_least(1, MOST_CAPTION_ROWS), metavar="N",
+                   help=f"lines of captions the window shows, 1 to {MOST_CAPTION_ROWS} (default: {CAPTION_ROWS}); "
+                        "more cover more of the picture")
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
                    help=f"ONNX Runtime threads, up to {MOST_THREADS} (default, or 0: all cores)")
     p.checks.append(lambda a: window_problem(LiveOptions(window=a.window, hop=a.hop, policy=policy_options(a))))
     p.checks.append(_subtitle_format_problem)
+    p.checks.append(lambda a: "--caption-rows has no effect with --headless, which draws no captions"
+                    if a.headless and a.caption_rows is not None else None)
     p.checks.append(_stdout_problem)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.caption_rows = args.caption_rows or CAPTION_ROWS  # None until the checks: refused with --headless if given
+    return args
 
 
 def jsonl_target(text: str) -> str:
@@ -339,7 +347,8 @@ def _run(args: argparse.Namespace) -> int:
     # raised wherever the loop is could leave a queue's lock held, and the run waiting on it for ever.
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _defer)
-    viewer = None if window is None else _Viewer(window, source, pipeline, out, model.choice.name.upper())
+    viewer = None if window is None else _Viewer(window, source, pipeline, out, model.choice.name.upper(),
+                                                   args.caption_rows)
     run = _LiveRun(args, source, model, pipeline, viewer, out, started)
     run.read()
     run.write()
@@ -386,6 +395,7 @@ class _Viewer:
     pipeline: LivePipeline
     out: JsonLines | None
     device: str  # where the model runs, for the status line
+    rows: int  # lines of captions
     paused: bool = False
     holding: bool = False  # the video has ended and its last words are held: nothing is left to pause
     scale: float = 0.0  # the view's: first_zoom's for the first frame, then changed with + and -
@@ -408,9 +418,9 @@ class _Viewer:
         self.scale = self.scale or first_zoom(step.frame.image.shape, self.window.room)
         self.notices = [notice for notice in self.notices if notice[2] > time.monotonic()]
         image = render(step, hud, self.scale, paused=self.paused, first=self.first,
-                       notices=[(text, colour) for text, colour, _ in self.notices])
-        self.first = rolled(self.first, step.caption.committed, step.caption.tentative, caption_layout(image.shape),
-                            step.caption.phrases)
+                       notices=[(text, colour) for text, colour, _ in self.notices], rows=self.rows)
+        self.first = rolled(self.first, step.caption.committed, step.caption.tentative,
+                            caption_layout(image.shape, self.rows), step.caption.phrases)
         return self.window.show(image, wait_ms)
 
     def tell(self, text: str, colour: tuple[int, int, int]) -> None:

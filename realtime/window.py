@@ -31,7 +31,8 @@ SCREEN_BARS = (40, 120)  # what a view leaves of the screen (width, height): the
 INSET = 2  # the model's crop is shown at twice its size, at most a third of the view's width and height
 CAPTION_LINES = 288  # captions take the same share of any view as of a 288-line video's (GRID's) at 1x
 SMALLEST_TEXT = 1.0  # but are never drawn smaller than at that 1x (capitals 10 pixels high)
-CAPTION_ROWS = 2
+CAPTION_ROWS = 2  # lines of captions, unless asked for more (--caption-rows), up to MOST_CAPTION_ROWS
+MOST_CAPTION_ROWS = 4  # (a 288-line view's band then takes a quarter of it, down to a GRID speaker's lips)
 BAND_SHADE = 0.8  # how dark the caption band is drawn over the video: tentative grey reads on a white wall too
 
 Colour = tuple[int, int, int]
@@ -68,6 +69,7 @@ class CaptionLayout:
 
     text_scale: float  # 1 at a 288-line view
     width: int  # pixels a line's words may take
+    rows: int = CAPTION_ROWS  # lines the band shows
 
     @property
     def size(self) -> float:  # OpenCV's font scale
@@ -81,14 +83,23 @@ class CaptionLayout:
     def margin(self) -> int:
         return round(7 * self.text_scale)
 
+    @property
+    def band(self) -> int:
+        """The band's height in pixels: its lines, 17 pixels apart at 1x, and their margins."""
+        return round((8 + 17 * self.rows) * self.text_scale)
+
+    def baseline(self, row: int) -> int:
+        """The pixels from the band's top to a line's baseline."""
+        return round(16 * self.text_scale) + row * round(17 * self.text_scale)
+
     def advance(self, word: str) -> int:
         """Pixels from a word's start to the next's: the word and a space."""
         return _text_width(word + " ", self.size, self.thickness)
 
 
-def caption_layout(view_shape: tuple[int, ...]) -> CaptionLayout:
+def caption_layout(view_shape: tuple[int, ...], rows: int = CAPTION_ROWS) -> CaptionLayout:
     h, w = view_shape[:2]
-    unsized = CaptionLayout(max(h / CAPTION_LINES, SMALLEST_TEXT), 0)
+    unsized = CaptionLayout(max(h / CAPTION_LINES, SMALLEST_TEXT), 0, rows)
     return replace(unsized, width=w - 2 * unsized.margin)
 
 
@@ -117,12 +128,12 @@ def caption_lines(committed: str, tentative: str, layout: CaptionLayout,
 
 def rolled(first: int, committed: str, tentative: str, layout: CaptionLayout, phrases: Sequence[int] = ()) -> int:
     """The first committed word the band shows, rolled on from `first` (never back) until the words from it
-    take at most CAPTION_ROWS lines. Roll-up captions: a line leaves the top when the words below need its
+    take at most the layout's rows. Roll-up captions: a line leaves the top when the words below need its
     room, and does not come back when the tentative tail shrinks again, so the lines never jump."""
     words = committed.split()
     # From a line's start, each line breaks alike.
     lines = caption_lines(" ".join(words[first:]), tentative, layout, phrases_from(phrases, first))
-    return min(first + sum(map(len, lines[:-CAPTION_ROWS])), len(words))
+    return min(first + sum(map(len, lines[:-layout.rows])), len(words))
 
 
 def phrases_from(phrases: Sequence[int], first: int) -> frozenset[int]:
@@ -131,9 +142,9 @@ def phrases_from(phrases: Sequence[int], first: int) -> frozenset[int]:
 
 
 def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, first: int = 0,
-           notices: Sequence[tuple[str, Colour]] = ()) -> np.ndarray:
+           notices: Sequence[tuple[str, Colour]] = (), rows: int = CAPTION_ROWS) -> np.ndarray:
     """The window's image: the frame drawn at `scale`, its captions sized to the view, the rest at its
-    own size. The captions: the last CAPTION_ROWS lines from committed word `first` (those before it rolled
+    own size. The captions: the last `rows` lines from committed word `first` (those before it rolled
     off, or cleared with the c key), each phrase beginning a line; `notices`: lines of what happened,
     oldest first (a transcript saved; a face too small to read well), in their colours."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
@@ -156,17 +167,17 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         image[10:10 + ih, w - iw - 10:w - 10] = inset
         cv2.rectangle(image, (w - iw - 11, 9), (w - 10, 10 + ih), WHITE, 1)
         status_width = w - iw - 30
-    layout = caption_layout(image.shape)
-    band = round(42 * layout.text_scale)
+    layout = caption_layout(image.shape, rows)
+    band = layout.band
     overlay = image.copy()
     cv2.rectangle(overlay, (0, h - band), (w, h), (0, 0, 0), -1)
     image = cv2.addWeighted(overlay, BAND_SHADE, image, 1 - BAND_SHADE, 0)
     committed = " ".join(step.caption.committed.split()[first:])
     # The last rows: those `rolled` leaves from `first` (a line breaks where it would from any earlier start).
     lines = caption_lines(committed, step.caption.tentative, layout,
-                          phrases_from(step.caption.phrases, first))[-CAPTION_ROWS:]
+                          phrases_from(step.caption.phrases, first))[-rows:]
     for row, line in enumerate(lines):
-        x, y = layout.margin, h - band + round(16 * layout.text_scale) + row * round(17 * layout.text_scale)
+        x, y = layout.margin, h - band + layout.baseline(row)
         for word, colour in line:
             cv2.putText(image, word, (x, y), FONT, layout.size, colour, layout.thickness, cv2.LINE_AA)
             x += layout.advance(word)

@@ -907,7 +907,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
           (["--policy", "pause", "--right-context", "12"],
            "--right-context has no effect with --policy pause: it is the right-context policy's alone"),
           (["--policy", "local-agreement", "--right-context", "40"],
-           "--right-context has no effect with --policy local-agreement"))],
+           "--right-context has no effect with --policy local-agreement"),
+          (["--caption-rows", "2"], "--caption-rows has no effect with --headless, which draws no captions"))],
+    (["--caption-rows", "5"], "argument --caption-rows: must be from 1 to 4, not 5"),
 ])
 def test_faults_give_one_line_and_exit_2(args: list[str], says: str) -> None:
     result = _run(*args)

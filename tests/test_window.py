@@ -152,6 +152,19 @@ def test_each_phrase_begins_a_line_and_rolls_off_whole() -> None:
     assert np.array_equal(band[:42], first_line[:42])
 
 
+def test_more_caption_rows_show_more_of_what_was_said() -> None:
+    """--caption-rows 3: a taller band holds three phrases where two rows have rolled the first off; its last two
+    lines are drawn as the two-row band draws them."""
+    said = "bin blue at f two now set red by g nine soon lay white in k one again"
+    layout = {rows: caption_layout((576, 720), rows) for rows in (2, 3)}
+    assert rolled(0, said, "", layout[2], (0, 6, 12)) == 6 and rolled(0, said, "", layout[3], (0, 6, 12)) == 0
+    assert (layout[2].band, layout[3].band) == (84, 118)  # at 2x: a line 34 pixels more
+    step = replace(step_on_real_frame(said, ""), caption=CaptionState(0.4, said, "", (0, 6, 12)))
+    two, three = render(step, "", first=6), render(step, "", rows=3)
+    assert np.array_equal(three[-83:], two[-83:])  # (the row above them holds the smoothed foot of the line above)
+    assert (three[-118:-84] == WHITE).all(axis=-1).sum() > 200 and not (two[-118:-84] == WHITE).all(axis=-1).any()
+
+
 @pytest.mark.parametrize("scale", [0.5, 1.0, 2.0, 3.0])
 def test_caption_lines_fit_the_band_as_drawn_and_are_filled(scale: float) -> None:
     """Lines are broken by the words' drawn widths: none runs past the band's edge (GRID's letter, the word
