@@ -462,6 +462,37 @@ def test_a_stop_ends_a_run_whose_stdout_reader_stopped_reading(output: list[str]
     assert len(saved) == 1 and saved[0].read_text().strip() and f"lipstream: saved {saved[0].name}" in err, err
 
 
+def test_a_stop_ends_a_run_whose_stdout_and_stderr_share_a_pipe_its_reader_stopped_reading(tmp_path: Path) -> None:
+    """`lipstream live --jsonl - |& a reader that stops reading`: once the run gives up on stdout for the stop, its
+    own lines on stderr, into the same full pipe, would wait on the same reader, and the run with them; they are
+    given up with it. The words read reach a file."""
+    read_end, write_end = os.pipe()
+    run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
+                            "--jsonl", "-"], stdout=write_end, stderr=write_end, cwd=tmp_path)
+    read = b""
+    try:
+        while b"first frame processed" not in read and run.poll() is None:
+            read += os.read(read_end, 4096)
+        # The reader stops reading, and the pipe is filled to the byte, through an open of its own: the run's
+        # stays blocking, as a shell's pipe is.
+        filler = os.open(f"/proc/self/fd/{write_end}", os.O_WRONLY | os.O_NONBLOCK)
+        for size in (4096, 1):
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    os.write(filler, b"x" * size)
+        os.close(filler)
+        time.sleep(1.0)  # its next caption waits on the pipe
+        run.send_signal(signal.SIGTERM)
+        code = run.wait(timeout=30)
+    finally:
+        run.kill()
+        os.close(read_end)
+        os.close(write_end)
+    assert code == run_live.EXIT_INTERRUPTED
+    saved = list(tmp_path.glob("lipstream-transcript-*.txt"))
+    assert len(saved) == 1 and saved[0].read_text().strip()
+
+
 @pytest.mark.parametrize("stderr", ["closed", "broken"])
 def test_a_closed_or_broken_stderr_costs_no_output(stderr: str, offline: Callable[[str], str], tmp_path: Path) -> None:
     """Started with stderr closed (`2>&-`), or with its reader gone before the first line (`2>&1 >x |
