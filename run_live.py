@@ -284,8 +284,9 @@ def _run(args: argparse.Namespace) -> int:
     from realtime.files import open_output, silence, write_stream
     from realtime.interrupts import interrupt
     from realtime.live import LiveOptions, LivePipeline
-    from realtime.outputs import JsonLines, log
+    from realtime.outputs import JsonLines, log, log_gives_way_to
 
+    log_gives_way_to(_stopping)
     if problem := _refusal(args):
         log(f"error: {problem}")
         return EXIT_USAGE

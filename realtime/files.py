@@ -52,28 +52,16 @@ def folder_problem(folder: Path, what: Path | None = None) -> str | None:
 def silence(stream: IO[str] | None) -> None:
     """Point the process's own stdout or stderr at /dev/null once writing to it failed (a closed pipe),
     so that Python's flush at exit does not fail again with a traceback of its own; a stream that is
-    not the process's (main() run inside another program) is left alone. A stdout given up on takes a
-    stderr that writes into the same pipe (`|&`) with it: a line there would wait on the same reader."""
+    not the process's (main() run inside another program) is left alone."""
     if stream not in (sys.__stdout__, sys.__stderr__) or stream is None:
         return  # None: started closed, and pointed at /dev/null then (run_live)
-    streams = [stream]
-    if stream is sys.__stdout__ and sys.__stderr__ is not None and _same_pipe(stream, sys.__stderr__):
-        streams.append(sys.__stderr__)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        for silenced in streams:
-            with contextlib.suppress(OSError, ValueError):
-                os.dup2(devnull, silenced.fileno())
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError):
+        pass
     finally:
         os.close(devnull)
-
-
-def _same_pipe(one: IO[str], other: IO[str]) -> bool:
-    try:
-        a, b = os.fstat(one.fileno()), os.fstat(other.fileno())
-    except (OSError, ValueError):
-        return False
-    return stat.S_ISFIFO(a.st_mode) and (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 class KeptStream:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import IO
 
 from realtime.captions import CaptionPolicy, CaptionState, TimedWord
-from realtime.files import OpenedAtFirstWrite, is_pipe, silence, write_as_read
+from realtime.files import OpenedAtFirstWrite, is_pipe, silence, write_as_read, write_stream
 
 
 def _timestamp(seconds: float, separator: str) -> str:
@@ -119,11 +119,27 @@ class JsonLines:
             self.error = e
 
 
+def _never() -> bool:
+    return False
+
+
+_stopping: Callable[[], bool] = _never  # whether the command was asked to stop (log_gives_way_to)
+
+
+def log_gives_way_to(stopping: Callable[[], bool]) -> None:
+    """Let the lines `log` writes into a pipe give way to a stop, as a command's outputs do: a reader that
+    stopped reading (`|& less`, paused) holds a line only until a stop is asked for and it has taken nothing
+    for a while (realtime.files.write_as_read); the line is then lost, not the run."""
+    global _stopping
+    _stopping = stopping
+
+
 def log(message: str) -> None:
-    """A line on stderr; a closed or broken stderr (its reader gone) loses the line, never the run's outputs."""
+    """A line on stderr, written whole; a closed or broken stderr (its reader gone), or a stalled one at a stop,
+    loses the line, never the run's outputs."""
     if sys.stderr is None:  # started with stderr closed
         return
     try:
-        print(f"lipstream: {message}", file=sys.stderr, flush=True)
+        write_stream(sys.stderr, f"lipstream: {message}\n", _stopping)
     except (OSError, ValueError):
         silence(sys.stderr)

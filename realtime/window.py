@@ -33,6 +33,7 @@ CAPTION_LINES = 288  # captions take the same share of any view as of a 288-line
 SMALLEST_TEXT = 1.0  # but are never drawn smaller than at that 1x (capitals 10 pixels high)
 CAPTION_ROWS = 2  # lines of captions, unless asked for more (--caption-rows), up to MOST_CAPTION_ROWS
 MOST_CAPTION_ROWS = 4  # (a 288-line view's band then takes a quarter of it, down to a GRID speaker's lips)
+BAND_SHARE = 0.4  # of the view's height, the most the band takes: a small view shows fewer rows (one at least)
 BAND_SHADE = 0.8  # how dark the caption band is drawn over the video: tentative grey reads on a white wall too
 
 Colour = tuple[int, int, int]
@@ -69,7 +70,7 @@ class CaptionLayout:
 
     text_scale: float  # 1 at a 288-line view
     width: int  # pixels a line's words may take
-    rows: int = CAPTION_ROWS  # lines the band shows
+    rows: int = CAPTION_ROWS  # lines the band shows (caption_layout: those asked for that fit)
 
     @property
     def size(self) -> float:  # OpenCV's font scale
@@ -98,8 +99,11 @@ class CaptionLayout:
 
 
 def caption_layout(view_shape: tuple[int, ...], rows: int = CAPTION_ROWS) -> CaptionLayout:
+    """The band of a view of this shape: `rows` lines, or as many as fit in BAND_SHARE of it."""
     h, w = view_shape[:2]
-    unsized = CaptionLayout(max(h / CAPTION_LINES, SMALLEST_TEXT), 0, rows)
+    text_scale = max(h / CAPTION_LINES, SMALLEST_TEXT)
+    fitting = int((BAND_SHARE * h / text_scale - 8) // 17)  # the band's height, as CaptionLayout.band has it
+    unsized = CaptionLayout(text_scale, 0, max(1, min(rows, fitting)))
     return replace(unsized, width=w - 2 * unsized.margin)
 
 
@@ -144,9 +148,9 @@ def phrases_from(phrases: Sequence[int], first: int) -> frozenset[int]:
 def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, first: int = 0,
            notices: Sequence[tuple[str, Colour]] = (), rows: int = CAPTION_ROWS) -> np.ndarray:
     """The window's image: the frame drawn at `scale`, its captions sized to the view, the rest at its
-    own size. The captions: the last `rows` lines from committed word `first` (those before it rolled
-    off, or cleared with the c key), each phrase beginning a line; `notices`: lines of what happened,
-    oldest first (a transcript saved; a face too small to read well), in their colours."""
+    own size. The captions: the last `rows` lines, or as many as fit (caption_layout), from committed word
+    `first` (those before it rolled off, or cleared with the c key), each phrase beginning a line; `notices`:
+    lines of what happened, oldest first (a transcript saved; a face too small to read well), in their colours."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     track = step.track
@@ -175,7 +179,7 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
     committed = " ".join(step.caption.committed.split()[first:])
     # The last rows: those `rolled` leaves from `first` (a line breaks where it would from any earlier start).
     lines = caption_lines(committed, step.caption.tentative, layout,
-                          phrases_from(step.caption.phrases, first))[-rows:]
+                          phrases_from(step.caption.phrases, first))[-layout.rows:]
     for row, line in enumerate(lines):
         x, y = layout.margin, h - band + layout.baseline(row)
         for word, colour in line:

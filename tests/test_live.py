@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -463,31 +464,33 @@ def test_a_stop_ends_a_run_whose_stdout_reader_stopped_reading(output: list[str]
 
 
 def test_a_stop_ends_a_run_whose_stdout_and_stderr_share_a_pipe_its_reader_stopped_reading(tmp_path: Path) -> None:
-    """`lipstream live --jsonl - |& a reader that stops reading`: once the run gives up on stdout for the stop, its
-    own lines on stderr, into the same full pipe, would wait on the same reader, and the run with them; they are
-    given up with it. The words read reach a file."""
+    """`lipstream live --jsonl - |& a reader that stops reading`: lipstream's own lines on stderr wait on the full
+    pipe as its captions do, and give way to a stop as they do (a line there had held the run for as long as
+    the reader did, stop and all). The words read reach a file."""
     read_end, write_end = os.pipe()
     run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
                             "--jsonl", "-"], stdout=write_end, stderr=write_end, cwd=tmp_path)
+    # The pipe, filled to the byte through an open of its own (the run's stays blocking, as a shell's pipe is),
+    # which stays when the run's end closes.
+    filler = os.open(f"/proc/self/fd/{write_end}", os.O_WRONLY | os.O_NONBLOCK)
+    os.close(write_end)
     read = b""
     try:
-        while b"first frame processed" not in read and run.poll() is None:
-            read += os.read(read_end, 4096)
-        # The reader stops reading, and the pipe is filled to the byte, through an open of its own: the run's
-        # stays blocking, as a shell's pipe is.
-        filler = os.open(f"/proc/self/fd/{write_end}", os.O_WRONLY | os.O_NONBLOCK)
+        while b"after start\n" not in read:  # the first frame processed: the reader stops reading
+            assert run.poll() is None, read.decode(errors="replace")
+            if select.select([read_end], [], [], 0.5)[0]:
+                read += os.read(read_end, 4096)
         for size in (4096, 1):
             with contextlib.suppress(BlockingIOError):
                 while True:
                     os.write(filler, b"x" * size)
-        os.close(filler)
-        time.sleep(1.0)  # its next caption waits on the pipe
+        time.sleep(1.0)  # its next caption, or line, waits on the pipe
         run.send_signal(signal.SIGTERM)
         code = run.wait(timeout=30)
     finally:
         run.kill()
         os.close(read_end)
-        os.close(write_end)
+        os.close(filler)
     assert code == run_live.EXIT_INTERRUPTED
     saved = list(tmp_path.glob("lipstream-transcript-*.txt"))
     assert len(saved) == 1 and saved[0].read_text().strip()
