@@ -49,12 +49,16 @@ def folder_problem(folder: Path, what: Path | None = None) -> str | None:
     return None
 
 
+_SILENCED: set[int] = set()  # the descriptors `silence` gave up on: a file named by them is not written
+
+
 def silence(stream: IO[str] | None) -> None:
     """Point the process's own stdout or stderr at /dev/null once writing to it failed (a closed pipe),
     so that Python's flush at exit does not fail again with a traceback of its own; a stream that is
     not the process's (main() run inside another program) is left alone."""
     if stream not in (sys.__stdout__, sys.__stderr__) or stream is None:
         return  # None: started closed, and pointed at /dev/null then (run_live)
+    _SILENCED.add(stream.fileno())
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, stream.fileno())
@@ -159,6 +163,16 @@ def own_stream(path: Path) -> IO[str] | None:
         if (fd.st_dev, fd.st_ino) == (named.st_dev, named.st_ino):
             return stream
     return None
+
+
+def _descriptor(path: Path) -> int | None:
+    """The descriptor a path names (/dev/stderr, /dev/fd/2, /proc/self/fd/2), or None."""
+    name = os.path.abspath(path)
+    streams = {"/dev/stdout": 1, "/dev/stderr": 2}
+    if name in streams:
+        return streams[name]
+    head, number = os.path.split(name)
+    return int(number) if head in ("/dev/fd", "/proc/self/fd") and number.isdigit() else None
 
 
 def output_problem(path: Path) -> str | None:
@@ -369,7 +383,10 @@ def write_text(path: Path, text: str, stopped: Callable[[], bool] | None = None)
     replaced keeps its permissions and, where the user may give them, its owner and group (a transcript
     kept private stays private; ACLs and extended attributes are not copied). A symlink is written through
     to its file, and a device or pipe (/dev/stdout) is written into: neither is replaced, and a pipe given
-    `stopped` is written as its reader takes it (write_as_read)."""
+    `stopped` is written as its reader takes it (write_as_read). A stream given up on (silence: /dev/stderr, its
+    reader gone) is not written into the /dev/null put in its place: that fails, so the text goes elsewhere."""
+    if (fd := _descriptor(path)) in _SILENCED:
+        raise OSError(errno.EPIPE, f"it was given up on (fd {fd})")
     stream = own_stream(path)
     if stream:
         write_stream(stream, text, stopped)

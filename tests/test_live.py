@@ -463,13 +463,16 @@ def test_a_stop_ends_a_run_whose_stdout_reader_stopped_reading(output: list[str]
     assert len(saved) == 1 and saved[0].read_text().strip() and f"lipstream: saved {saved[0].name}" in err, err
 
 
-def test_a_stop_ends_a_run_whose_stdout_and_stderr_share_a_pipe_its_reader_stopped_reading(tmp_path: Path) -> None:
+@pytest.mark.parametrize("subtitles", [[], ["--srt", "/dev/stderr"]])
+def test_a_stop_ends_a_run_whose_stdout_and_stderr_share_a_pipe_its_reader_stopped_reading(subtitles: list[str],
+                                                                                           tmp_path: Path) -> None:
     """`lipstream live --jsonl - |& a reader that stops reading`: lipstream's own lines on stderr wait on the full
     pipe as its captions do, and give way to a stop as they do (a line there had held the run for as long as
-    the reader did, stop and all). The words read reach a file."""
+    the reader did, stop and all). The words read reach a file, also when the subtitles were to go to stderr,
+    given up on by then (they had been written into the /dev/null put in its place)."""
     read_end, write_end = os.pipe()
     run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
-                            "--jsonl", "-"], stdout=write_end, stderr=write_end, cwd=tmp_path)
+                            "--jsonl", "-", *subtitles], stdout=write_end, stderr=write_end, cwd=tmp_path)
     # The pipe, filled to the byte through an open of its own (the run's stays blocking, as a shell's pipe is),
     # which stays when the run's end closes.
     filler = os.open(f"/proc/self/fd/{write_end}", os.O_WRONLY | os.O_NONBLOCK)
