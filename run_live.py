@@ -588,7 +588,7 @@ class _LiveRun:
         # A file not opened yet (no caption shown) is left as it was; a stream is told the end.
         if out and not ((unread or wordless) and out.out.closed):
             out.caption(final)
-            out.final(final.committed)
+            out.final(transcript(final))
             if out.error and args.jsonl == "-":
                 silence(sys.stdout)
                 log(f"error: {stdout_failed(out.error)}; stopped")

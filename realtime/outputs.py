@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import IO
 
-from realtime.captions import CaptionPolicy, CaptionState, TimedWord
+from realtime.captions import CaptionPolicy, CaptionState, TimedWord, transcript
 from realtime.files import OpenedAtFirstWrite, is_pipe, silence, write_as_read, write_stream
 
 
@@ -73,7 +73,8 @@ class JsonLines:
     """`{"t", "commit", "tentative"}` per caption change, then `{"final": true, "text"}`.
 
     `commit` is only the text committed since the line before (the committed text only grows), so a
-    line's size does not grow with the session and the lines' commits joined are the transcript.
+    line's size does not grow with the session and the lines' commits joined are the transcript, a phrase a
+    line: a commit that begins a phrase begins with a line break where another begins with a space.
     """
 
     def __init__(self, out: IO[str] | OpenedAtFirstWrite, stopped: Callable[[], bool] | None = None):
@@ -90,7 +91,7 @@ class JsonLines:
     def caption(self, c: CaptionState) -> None:
         if (len(c.committed), c.tentative) == (self.written, self.tentative):
             return
-        commit = c.committed[self.written:]
+        commit = transcript(c)[self.written:]
         self.written, self.tentative = len(c.committed), c.tentative
         self._write({"t": round(c.t, 3), "commit": commit, "tentative": c.tentative})
 

@@ -263,10 +263,23 @@ def test_reads_hop_frames_apart_lose_no_word(name: str, one_take: Path, tmp_path
     last read saw them."""
     code, lines = run_headless(tmp_path, one_take, "--policy", name, "--hop", "75")
     assert code == 0
+    text = " ".join(lines[-1]["text"].split())  # the words, whatever lines their phrases take
     if name == "right-context":  # it may split a word where its frozen frames end (`p lease`), but loses no letter
-        assert lines[-1]["text"].replace(" ", "") == SPOKEN.replace(" ", "")
+        assert text.replace(" ", "") == SPOKEN.replace(" ", "")
     else:
-        assert lines[-1]["text"] == SPOKEN
+        assert text == SPOKEN
+
+
+def test_json_lines_break_their_commits_where_a_phrase_begins(one_take: Path, tmp_path: Path) -> None:
+    """The JSON lines' commits joined are the transcript a run prints, a phrase a line: a commit that begins a
+    phrase begins with a line break, so a reader of them breaks its lines where the window does."""
+    code, lines = run_headless(tmp_path, one_take)
+    assert code == 0
+    sentences = [" ".join(SPOKEN.split()[i:i + 6]) for i in range(0, 24, 6)]
+    assert lines[-1] == {"final": True, "text": "\n".join(sentences)}
+    commits = [line["commit"] for line in lines[:-1] if line["commit"]]
+    assert "".join(commits) == lines[-1]["text"]
+    assert sum(commit.startswith("\n") for commit in commits) == 3
 
 
 def test_each_phrase_begins_a_caption_line_from_its_first_tentative_word(one_take: Path) -> None:
