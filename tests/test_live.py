@@ -1223,7 +1223,10 @@ def test_the_runtime_s_modules_import_nothing_of_training_or_export() -> None:
 
 class _MjpegCamera:
     """A network camera on loopback: serves a real clip as MJPEG at 25 fps, `takes` times (each
-    connection gets the clip once, then the stream ends), then refuses connections."""
+    connection gets the clip once, then the stream ends), then refuses connections. Each take differs in
+    one pixel, as a camera's next frames always differ: one that starts over bit for bit, having sent its
+    frames faster than filmed (as frames sent while the model loads seem, read at once on a busy machine),
+    is a recording read to its end (realtime.capture)."""
 
     def __init__(self, path: Path, takes: int):
         import http.server
@@ -1231,7 +1234,14 @@ class _MjpegCamera:
         import threading
         import time
 
-        jpegs = [cv2.imencode(".jpg", f)[1].tobytes() for f in read_frames(path)]
+        def take(n: int) -> list[bytes]:
+            jpegs = []
+            for frame in read_frames(path):
+                frame[0, 0] = 40 * n
+                jpegs.append(cv2.imencode(".jpg", frame)[1].tobytes())
+            return jpegs
+
+        sent_takes = [take(n) for n in range(takes)]
         served = {"takes": 0}
         camera = self
         self.sent: list[float] = []  # when each frame was written (monotonic clock)
@@ -1241,6 +1251,7 @@ class _MjpegCamera:
                 if served["takes"] >= takes:
                     self.send_error(503)
                     return
+                jpegs = sent_takes[served["takes"]]
                 served["takes"] += 1
                 self.send_response(200)
                 self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
