@@ -327,9 +327,11 @@ class PausePolicy(CaptionPolicy):
         if self._start == -np.inf:  # a stream's first frame starts its first phrase
             self._start = float(times[0])
         moved = np.flatnonzero(moving)
+        committed = len(self.words)
         gone = self._next_window(times, moved, self._pending, float(times[0]))
         committed_until = gone[-1].end if gone else -np.inf  # of the last word committed as an earlier read read it
         timed = []
+        paused = False
         if not len(moved):
             # Resting lips: whatever the model reads here is not speech; keep the window short.
             if len(times) > 2 * self.options.still:
@@ -339,6 +341,7 @@ class PausePolicy(CaptionPolicy):
             timed = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words
                      if (times[w.start] + times[w.end]) / 2 > committed_until]
             pauses = self._pauses(moving)
+            paused = bool(pauses)
             if pauses:
                 # The speaker paused (anywhere in the frames read, and more than once when reads are `hop`
                 # frames apart): the window read the phrases before each pause whole, from rest to rest, a
@@ -361,7 +364,13 @@ class PausePolicy(CaptionPolicy):
                     self._start = float(times[np.searchsorted(times, old[-1].end, side="right")])
                     timed = timed[len(old):]
         self._pending = timed
-        self._tail = self._shown(now, " ".join(w.text for w in timed))
+        tentative = " ".join(w.text for w in timed)
+        if not tentative and len(moved) and not paused and len(self.words) == committed:
+            # A read that lost the words the last one showed, the lips still moving (they paused for a frame,
+            # which the model reads as the phrase's end): those words stay shown, where a line begun would be
+            # withdrawn for a frame and the lines above it jump down and back.
+            tentative = self._tail.tentative
+        self._tail = self._shown(now, tentative)
         return self._tail
 
     def _pauses(self, moving: np.ndarray) -> list[tuple[int, int]]:

@@ -286,7 +286,9 @@ def test_each_phrase_begins_a_caption_line_from_its_first_tentative_word(one_tak
     """Through the live pipeline with the pause policy, each sentence of the take, which the lips rest after, is
     a phrase (the window begins a caption line at each), and nothing else is; a phrase's first word begins one
     from when it is first shown, tentative, so the window never moves a phrase's words to a new line as they
-    are committed, and a phrase committed stays one."""
+    are committed, and a phrase committed stays one. Nor is a line, once begun, withdrawn: a read that loses
+    the words a new phrase began with, for a frame the lips pause in, keeps them shown (the code before it
+    withdrew 3 lines in this take, each for a frame or two, the lines above jumping down and back)."""
     pipeline = LivePipeline(bundled_model(), LiveOptions())
     states = [pipeline.step(Frame(image, i / 25, i, 0.0)).caption for i, image in enumerate(read_frames(one_take))]
     states.append(pipeline.finish())
@@ -297,6 +299,7 @@ def test_each_phrase_begins_a_caption_line_from_its_first_tentative_word(one_tak
         shown, committed = len(before.committed.split()), len(after.committed.split())
         assert {i for i in before.phrases if i < shown} <= set(after.phrases)
         assert {i for i in after.phrases if shown <= i < committed} <= set(before.phrases), (before, after)
+        assert len(after.phrases) >= len(before.phrases), (before, after)
     assert {i for state in states for i in state.phrases} == {0, 6, 12, 18}
 
 
