@@ -102,8 +102,8 @@ def caption_layout(view_shape: tuple[int, ...], rows: int = CAPTION_ROWS) -> Cap
     """The band of a view of this shape: `rows` lines, or as many as fit in BAND_SHARE of it."""
     h, w = view_shape[:2]
     text_scale = max(h / CAPTION_LINES, SMALLEST_TEXT)
-    fitting = int((BAND_SHARE * h / text_scale - 8) // 17)  # the band's height, as CaptionLayout.band has it
-    unsized = CaptionLayout(text_scale, 0, max(1, min(rows, fitting)))
+    fitting = [n for n in range(2, rows + 1) if CaptionLayout(text_scale, 0, n).band <= BAND_SHARE * h]
+    unsized = CaptionLayout(text_scale, 0, max(fitting, default=1))
     return replace(unsized, width=w - 2 * unsized.margin)
 
 
