@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import dropwhile
+from itertools import dropwhile, takewhile
 from typing import Literal
 
 import numpy as np
@@ -67,6 +67,16 @@ def transcript(caption: CaptionState) -> str:
 
 
 @dataclass(frozen=True)
+class TailSlot:
+    """A place of the tentative tail: the word it shows, the word the reads now give there (None: none),
+    and the media time since which they have."""
+
+    shown: str | None = None
+    reading: str | None = None
+    since: float = 0.0
+
+
+@dataclass(frozen=True)
 class PolicyOptions:
     policy: Literal["pause", "right-context", "local-agreement"] = "pause"
     decoder: Literal["greedy", "beam", "grammar"] = "greedy"
@@ -74,6 +84,7 @@ class PolicyOptions:
     right_context: int = 12  # frames after a frame before the model's reading of it settles
     gap: int = 6  # quiet frames that end a word without a space (blanks read) or a read (lips at rest too)
     still: int = 12  # frames of resting lips that end a phrase (pause policy)
+    settle: float = 0.07  # seconds a tentative word must read the same before it is shown (two frames at 25 fps)
 
 
 @dataclass(eq=False)  # stateful: two policies are equal only when they are one
@@ -86,6 +97,8 @@ class CaptionPolicy:
     def __post_init__(self) -> None:
         self.words: list[TimedWord] = []
         self._tail = CaptionState(0.0, "", "")
+        self._slots: list[TailSlot] = []  # the tentative tail's places, after the committed words
+        self._committed_before = 0  # committed words when the tail was last shown: its places then began there
         self.phrase_starts: list[int] = []  # the committed words that begin a phrase
         self._closed = True  # the last committed word ended its phrase: the next one begins another
         self._space = self.vocabulary.charset.index(" ")
@@ -139,7 +152,25 @@ class CaptionPolicy:
         return " ".join(w.text for w in self.words)
 
     def _shown(self, now: float, tentative: str) -> CaptionState:
-        """The caption with `tentative` after the committed words (which begins a phrase once one has ended)."""
+        """The caption with the committed words, then the tentative tail, which begins a phrase once one has
+        ended. Each place of the tail shows what the reads have given there (a word, or none) for `settle`
+        seconds, until they give another as long: a word the model is still spelling or guessing at (`bou`,
+        `wat`, `se` for `bin`) changes from read to read, and shown at once, it flickers."""
+        slots = self._slots[len(self.words) - self._committed_before:]  # committed words leave the tail's front
+        self._committed_before = len(self.words)
+        read = tentative.split()
+        self._slots = []
+        for i in range(max(len(read), len(slots))):
+            slot = slots[i] if i < len(slots) else TailSlot()
+            word = read[i] if i < len(read) else None
+            if word != slot.reading:
+                slot = replace(slot, reading=word, since=now)
+            if now - slot.since >= self.options.settle:
+                slot = replace(slot, shown=slot.reading)
+            self._slots.append(slot)
+        while self._slots and self._slots[-1].shown is None and self._slots[-1].reading is None:
+            self._slots.pop()
+        tentative = " ".join(takewhile(lambda word: word is not None, (slot.shown for slot in self._slots)))
         tail = (len(self.words),) if tentative and self._closed else ()
         return CaptionState(now, self.committed, tentative, (*self.phrase_starts, *tail))
 
@@ -154,6 +185,7 @@ class CaptionPolicy:
         self._commit_words(words)
         self._first = np.inf
         self._closed = True
+        self._slots = []
         self._tail = self._shown(self._tail.t if now is None else now, "")
         return self._tail
 
@@ -263,6 +295,7 @@ class RightContextPolicy(CaptionPolicy):
         self._commit(now, final=True)
         self._frozen, self._reading, self._after = [], False, None
         self._closed = True
+        self._slots = []
         self._tail = self._shown(now, "")
         return self._tail
 

@@ -80,14 +80,34 @@ def test_words_are_committed_while_speech_goes_on(name: str) -> None:
 
 @pytest.mark.parametrize("name", POLICIES)
 def test_invariants_hold_when_windows_disagree(name: str) -> None:
+    """Each read's tail shown as read (`settle` 0): the flush commits what the last read read."""
     logp = matrix(SENTENCE, sharp=0.6)
     for seed in range(5):
-        policy = make_policy(V, PolicyOptions(name, right_context=6))
+        policy = make_policy(V, PolicyOptions(name, right_context=6, settle=0.0))
         states = stream(logp, policy, window=25, noise=1.0, seed=seed)
         for before, after in zip(states, states[1:]):
             assert after.committed.startswith(before.committed)
         last = states[-1]
         assert policy.flush().committed == " ".join(s for s in (last.committed, last.tentative) if s)
+
+
+def test_a_tentative_word_is_shown_once_reads_have_given_it_for_settle_seconds() -> None:
+    """Reads a frame apart (25 fps) whose tails spell and guess (`s`, `se` for `bin`), change a word for one
+    read (`bluw`), drop one for one read, then drop a word shown for good: each place of the tail shows a word
+    (or none) once the reads have given it there for 0.07 s (three reads), and keeps it until they give
+    another as long. The flush commits the last read, shown or not."""
+    policy = make_policy(V, PolicyOptions("pause"))
+    reads = ["s", "se", "bin", "bin", "bin", "bin blue", "bin blue", "bin blue", "bin bluw", "bin blue", "bin",
+             "bin blue", "bin blue at", "bin blue at", "bin blue at", "bin blue", "bin blue", "bin blue", "bin blue i"]
+    shown = []
+    for k, said in enumerate(reads):
+        frames = "_".join(said).ljust(30 + k, "_")  # a window one frame longer each read
+        state = policy.update(matrix(frames), np.arange(len(frames)) / 25, np.ones(len(frames), bool))
+        shown.append(state.tentative)
+    assert shown == ["", "", "", "", "bin", "bin", "bin", "bin blue", "bin blue", "bin blue", "bin blue",
+                     "bin blue", "bin blue", "bin blue", "bin blue at", "bin blue at", "bin blue at", "bin blue",
+                     "bin blue"]
+    assert policy.flush().committed == "bin blue i"
 
 
 @pytest.mark.parametrize("name", POLICIES)
