@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from itertools import dropwhile, takewhile
+from itertools import dropwhile
 from typing import Literal
 
 import numpy as np
@@ -84,7 +84,7 @@ class PolicyOptions:
     right_context: int = 12  # frames after a frame before the model's reading of it settles
     gap: int = 6  # quiet frames that end a word without a space (blanks read) or a read (lips at rest too)
     still: int = 12  # frames of resting lips that end a phrase (pause policy)
-    settle: float = 0.07  # seconds a tentative word must read the same before it is shown (two frames at 25 fps)
+    settle: float = 0.06  # seconds a tentative word must read the same before it is shown (two frames at 25 or 30 fps)
 
 
 @dataclass(eq=False)  # stateful: two policies are equal only when they are one
@@ -156,9 +156,15 @@ class CaptionPolicy:
         ended. Each place of the tail shows what the reads have given there (a word, or none) for `settle`
         seconds, until they give another as long: a word the model is still spelling or guessing at (`bou`,
         `wat`, `se` for `bin`) changes from read to read, and shown at once, it flickers."""
-        slots = self._slots[len(self.words) - self._committed_before:]  # committed words leave the tail's front
-        self._committed_before = len(self.words)
         read = tentative.split()
+        slots = self._slots
+        if len(self.words) > self._committed_before:
+            # Committed words leave the tail's front. A policy that decodes its words again to commit them may
+            # commit more or fewer than the last read's front held, so a place moved up keeps its word only if
+            # this read gives it there too: a word shown after its own commit would read twice.
+            slots = [slot if i < len(read) and slot.shown == read[i] else replace(slot, shown=None)
+                     for i, slot in enumerate(slots[len(self.words) - self._committed_before:])]
+            self._committed_before = len(self.words)
         self._slots = []
         for i in range(max(len(read), len(slots))):
             slot = slots[i] if i < len(slots) else TailSlot()
@@ -170,7 +176,12 @@ class CaptionPolicy:
             self._slots.append(slot)
         while self._slots and self._slots[-1].shown is None and self._slots[-1].reading is None:
             self._slots.pop()
-        tentative = " ".join(takewhile(lambda word: word is not None, (slot.shown for slot in self._slots)))
+        shown = []
+        for slot in self._slots:
+            if slot.shown is None:  # a place that shows no word ends what is shown
+                break
+            shown.append(slot.shown)
+        tentative = " ".join(shown)
         tail = (len(self.words),) if tentative and self._closed else ()
         return CaptionState(now, self.committed, tentative, (*self.phrase_starts, *tail))
 
@@ -400,10 +411,11 @@ class PausePolicy(CaptionPolicy):
         tentative = " ".join(w.text for w in timed)
         if not tentative and len(moved) and not paused and len(self.words) == committed:
             # A read that lost the words the last one showed, the lips still moving (they paused for a frame,
-            # which the model reads as the phrase's end): those words stay shown, where a line begun would be
-            # withdrawn for a frame and the lines above it jump down and back.
-            tentative = self._tail.tentative
-        self._tail = self._shown(now, tentative)
+            # which the model reads as the phrase's end), is passed over: the words shown stay, where a line
+            # begun would be withdrawn and the lines above it jump down and back.
+            self._tail = replace(self._tail, t=now)
+        else:
+            self._tail = self._shown(now, tentative)
         return self._tail
 
     def _pauses(self, moving: np.ndarray) -> list[tuple[int, int]]:

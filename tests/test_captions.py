@@ -94,7 +94,7 @@ def test_invariants_hold_when_windows_disagree(name: str) -> None:
 def test_a_tentative_word_is_shown_once_reads_have_given_it_for_settle_seconds() -> None:
     """Reads a frame apart (25 fps) whose tails spell and guess (`s`, `se` for `bin`), change a word for one
     read (`bluw`), drop one for one read, then drop a word shown for good: each place of the tail shows a word
-    (or none) once the reads have given it there for 0.07 s (three reads), and keeps it until they give
+    (or none) once the reads have given it there for 0.06 s (three reads), and keeps it until they give
     another as long. The flush commits the last read, shown or not."""
     policy = make_policy(V, PolicyOptions("pause"))
     reads = ["s", "se", "bin", "bin", "bin", "bin blue", "bin blue", "bin blue", "bin bluw", "bin blue", "bin",
@@ -108,6 +108,24 @@ def test_a_tentative_word_is_shown_once_reads_have_given_it_for_settle_seconds()
                      "bin blue", "bin blue", "bin blue", "bin blue at", "bin blue at", "bin blue at", "bin blue",
                      "bin blue"]
     assert policy.flush().committed == "bin blue i"
+
+
+def test_a_word_committed_is_not_shown_again_in_the_tail() -> None:
+    """The pause policy decodes a phrase again to commit it at the pause, so it may commit fewer words than the
+    tail showed (here `bin` of `i bin`, the model's guess before it read the phrase whole); the tail's places
+    then keep no word the new read does not give, nor do reads that lose every word while the lips move."""
+    moving = np.array([True] * 10 + [False] * 12 + [True] * 30)
+    times = np.arange(len(moving)) / 25
+    guess, right = "i_ b_i_n_", "__b_i_n__"
+    reads = [guess + "_" * k for k in range(1, 4)] + [right + "_" * 13] + [right + "_" * (13 + k) for k in range(1, 30)]
+    policy = make_policy(V, PolicyOptions("pause"))
+    states = []
+    for frames in reads:
+        start = min(int(np.searchsorted(times, policy.window_start())), len(frames) - 1)
+        states.append(policy.update(matrix(frames[start:]), times[start:len(frames)], moving[start:len(frames)]))
+    assert states[2].tentative == "i bin"
+    assert states[3].committed == "bin"
+    assert all(state.tentative == "" for state in states[3:]), [state.tentative for state in states]
 
 
 @pytest.mark.parametrize("name", POLICIES)
