@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from typing import IO
 
@@ -35,14 +35,17 @@ class Cue:
     text: str
 
 
-def cues(words: list[TimedWord]) -> list[Cue]:
-    """The committed words as subtitle cues: words committed together (a phrase) or without a pause
-    between them share a cue of up to WORDS_PER_CUE words. Each cue stays up long enough to be read,
+def cues(words: list[TimedWord], phrase_starts: Collection[int] = ()) -> list[Cue]:
+    """The committed words as subtitle cues: each phrase (`phrase_starts`: the indices of the words that begin
+    one, CaptionPolicy.phrase_starts) begins a cue, and within one, words committed together or without a
+    pause between them share a cue of up to WORDS_PER_CUE words (one read may commit two phrases at once:
+    reads `--hop` frames apart, or a new stream begun at once). Each cue stays up long enough to be read,
     SHORTEST_CUE at least, and is gone when the next begins: a cue that would begin sooner waits."""
+    starts = set(phrase_starts)
     groups: list[list[TimedWord]] = []
-    for w in words:
+    for i, w in enumerate(words):
         last = groups[-1][-1] if groups else None
-        if last and len(groups[-1]) < WORDS_PER_CUE and (
+        if last and i not in starts and len(groups[-1]) < WORDS_PER_CUE and (
                 w.committed_at == last.committed_at or w.start - last.end < CUE_PAUSE):
             groups[-1].append(w)
         else:
@@ -62,7 +65,7 @@ def subtitles(policy: CaptionPolicy, kind: str) -> str:
     """SRT or WebVTT cues of the committed words, at the times they were spoken."""
     sep = "," if kind == "srt" else "."
     lines = [] if kind == "srt" else ["WEBVTT", ""]
-    for n, cue in enumerate(cues(policy.words), start=1):
+    for n, cue in enumerate(cues(policy.words, policy.phrase_starts), start=1):
         if kind == "srt":
             lines.append(str(n))
         lines += [f"{_timestamp(cue.start, sep)} --> {_timestamp(cue.end, sep)}", cue.text, ""]

@@ -197,6 +197,11 @@ def test_cues_group_phrases_and_stay_up_long_enough_to_read() -> None:
     same = cues([TimedWord(w, 1.0, 1.0, 2.0) for w in "bin blue at f two now please".split()])
     assert [c.text for c in same] == ["bin blue at f two now", "please"]
     assert all(c.end - c.start >= SHORTEST_CUE - 1e-9 for c in same) and same[0].end == same[1].start
+    # Two phrases committed by one read (reads --hop frames apart; a new stream begun at once): a cue each.
+    both = [word(w, 1.0 + 0.3 * i, 5.0) for i, w in enumerate(["set", "red"])] + \
+        [word(w, 2.0 + 0.3 * i, 5.0) for i, w in enumerate(["bin", "blue"])]
+    assert [c.text for c in cues(both)] == ["set red bin blue"]
+    assert [(c.text, c.start) for c in cues(both, phrase_starts=[0, 2])] == [("set red", 1.0), ("bin blue", 2.0)]
 
 
 def test_frames_after_the_last_update_are_read_before_the_end(tmp_path: Path) -> None:
