@@ -40,7 +40,9 @@ def cues(words: list[TimedWord], phrase_starts: Collection[int] = ()) -> list[Cu
     one, CaptionPolicy.phrase_starts) begins a cue, and within one, words committed together or without a
     pause between them share a cue of up to WORDS_PER_CUE words (one read may commit two phrases at once:
     reads `--hop` frames apart, or a new stream begun at once). Each cue stays up long enough to be read,
-    SHORTEST_CUE at least, and is gone when the next begins: a cue that would begin sooner waits."""
+    SHORTEST_CUE at least, and is gone when the next begins: a cue that would begin sooner waits, unless it
+    would then come up only after its words were said; it is then the last cue's second line, so that cues
+    said faster than one every SHORTEST_CUE do not fall further behind with each."""
     starts = set(phrase_starts)
     groups: list[list[TimedWord]] = []
     for i, w in enumerate(words):
@@ -53,6 +55,12 @@ def cues(words: list[TimedWord], phrase_starts: Collection[int] = ()) -> list[Cu
     out: list[Cue] = []
     for group in groups:
         text = " ".join(w.text for w in group)
+        if out and out[-1].start + SHORTEST_CUE > group[-1].end and "\n" not in out[-1].text:
+            shown = out[-1]
+            text = f"{shown.text}\n{text}"
+            out[-1] = Cue(shown.start, max(shown.end, group[-1].end + LINGER,
+                                           shown.start + max(len(text) / READING_RATE, SHORTEST_CUE)), text)
+            continue
         start = max(group[0].start, out[-1].start + SHORTEST_CUE) if out else group[0].start
         if out:  # the last cue ends where this one begins, having been up SHORTEST_CUE at least
             out[-1] = replace(out[-1], end=min(out[-1].end, start))

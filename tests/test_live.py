@@ -193,15 +193,30 @@ def test_cues_group_phrases_and_stay_up_long_enough_to_read() -> None:
     assert made[1].start == pytest.approx(made[0].start + SHORTEST_CUE) and made[0].end == made[1].start
     assert made[1].end == pytest.approx(made[1].start + len("please now bin") / READING_RATE)  # reading time
     assert made[2].end - made[2].start == pytest.approx(SHORTEST_CUE)  # a short word stays up long enough
-    # Words the lips could not tell apart in time (all at one instant) still give cues one can read.
+    # Words the lips could not tell apart in time (all at one instant) still give a cue one can read: what
+    # would wait past its words is the cue's second line.
     same = cues([TimedWord(w, 1.0, 1.0, 2.0) for w in "bin blue at f two now please".split()])
-    assert [c.text for c in same] == ["bin blue at f two now", "please"]
-    assert all(c.end - c.start >= SHORTEST_CUE - 1e-9 for c in same) and same[0].end == same[1].start
+    assert [c.text for c in same] == ["bin blue at f two now\nplease"]
+    assert same[0].end - same[0].start == pytest.approx(len(same[0].text) / READING_RATE)
     # Two phrases committed by one read (reads --hop frames apart; a new stream begun at once): a cue each.
     both = [word(w, 1.0 + 0.3 * i, 5.0) for i, w in enumerate(["set", "red"])] + \
         [word(w, 2.0 + 0.3 * i, 5.0) for i, w in enumerate(["bin", "blue"])]
     assert [c.text for c in cues(both)] == ["set red bin blue"]
     assert [(c.text, c.start) for c in cues(both, phrase_starts=[0, 2])] == [("set red", 1.0), ("bin blue", 2.0)]
+
+
+def test_cues_of_phrases_said_faster_than_they_can_be_read_keep_pace() -> None:
+    """Twenty one-word phrases 0.75 s apart, faster than a cue a SHORTEST_CUE: each cue waits for the one before
+    to have been up that long, but none comes up after its words were said (the code before fell 0.08 s further
+    behind with each, and its last cues came up after their words). Each cue is up SHORTEST_CUE at least, none
+    overlaps the next, and every word is in one, in order."""
+    said = [TimedWord(f"w{i}", 0.75 * i, 0.75 * i + 0.2, 0.75 * i + 0.7) for i in range(20)]
+    made = cues(said, phrase_starts=range(20))
+    assert " ".join(c.text for c in made).split() == [w.text for w in said]
+    shown_at = [c.start for c in made for _ in c.text.split()]
+    assert all(start <= w.end for start, w in zip(shown_at, said)), list(zip(shown_at, said))
+    assert all(c.end - c.start >= SHORTEST_CUE - 1e-9 for c in made)
+    assert all(a.end <= b.start for a, b in zip(made, made[1:]))
 
 
 def test_frames_after_the_last_update_are_read_before_the_end(tmp_path: Path) -> None:
