@@ -58,15 +58,19 @@ def cues(words: list[TimedWord], phrase_starts: Collection[int] = ()) -> list[Cu
         if out and out[-1].start + SHORTEST_CUE > group[-1].end and "\n" not in out[-1].text:
             shown = out[-1]
             text = f"{shown.text}\n{text}"
-            out[-1] = Cue(shown.start, max(shown.end, group[-1].end + LINGER,
-                                           shown.start + max(len(text) / READING_RATE, SHORTEST_CUE)), text)
+            out[-1] = Cue(shown.start, max(shown.end, _cue_end(shown.start, group[-1].end, text)), text)
             continue
         start = max(group[0].start, out[-1].start + SHORTEST_CUE) if out else group[0].start
         if out:  # the last cue ends where this one begins, having been up SHORTEST_CUE at least
             out[-1] = replace(out[-1], end=min(out[-1].end, start))
-        out.append(Cue(start, max(group[-1].end + LINGER, start + max(len(text) / READING_RATE, SHORTEST_CUE)),
-                       text))
+        out.append(Cue(start, _cue_end(start, group[-1].end, text), text))
     return out
+
+
+def _cue_end(start: float, said_until: float, text: str) -> float:
+    """When a cue from `start` may go: LINGER after its words were said, and once it has been up long enough
+    to read, SHORTEST_CUE at least."""
+    return max(said_until + LINGER, start + max(len(text) / READING_RATE, SHORTEST_CUE))
 
 
 def subtitles(policy: CaptionPolicy, kind: str) -> str:
