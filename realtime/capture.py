@@ -148,13 +148,18 @@ def video_timeline(path: str) -> tuple[float, float | None]:
     try:
         with av.open(path) as container:
             stream = container.streams.video[0]
-            start = 0.0
+            first = 0.0  # the video's first time stamp, in seconds
             if stream.start_time is not None and stream.time_base is not None:
-                start = max(0.0, float(stream.start_time * stream.time_base) - (container.start_time or 0) / 1e6)
+                first = float(stream.start_time * stream.time_base)
+            start = max(0.0, first - (container.start_time or 0) / 1e6)
             rate = stream.average_rate or stream.guessed_rate
             if stream.frames and rate:  # the count the file's header gives (a duration would be an estimate)
-                return start, stream.frames / float(rate)
-            return start, _clock_seconds(stream.metadata.get("DURATION", ""))  # Matroska keeps it as a tag
+                length = stream.frames / float(rate)
+                if stream.duration and stream.time_base is not None:  # an edit list shows fewer (`-c copy` cuts)
+                    length = min(length, float(stream.duration * stream.time_base))
+                return start, length
+            end = _clock_seconds(stream.metadata.get("DURATION", ""))  # Matroska keeps where the video ends
+            return start, None if end is None else max(0.0, end - first)
     except (av.FFmpegError, IndexError, OSError):
         return 0.0, None
 

@@ -135,6 +135,25 @@ def test_a_video_that_starts_after_its_sound_keeps_the_file_s_timeline(tmp_path:
     assert np.allclose([f.t for f in frames], 2 + np.arange(75) / 25, atol=1e-3)
 
 
+def test_a_video_cut_without_re_encoding_ends_cleanly(tmp_path: Path) -> None:
+    """`ffmpeg -ss 1.1 -c copy` keeps the packets from the keyframe before the cut and hides the first
+    ones with an edit list: the header counts 75 frames, of which 47 are shown, and a player plays 1.9 s.
+    Read whole, it has not ended early."""
+    ffmpeg("-ss", "1.1", "-i", str(CLIP), "-c", "copy", str(tmp_path / "cut.mp4"))
+    source, frames = read_all(str(tmp_path / "cut.mp4"))
+    assert source.duration == pytest.approx(1.9, abs=0.05)
+    assert source.error is None and len(frames) == pytest.approx(47, abs=1)
+
+
+def test_a_matroska_video_that_starts_after_its_sound_ends_cleanly(tmp_path: Path) -> None:
+    """Matroska keeps where the video ends on the file's timeline (4.06 s here), not how long it lasts (3 s)."""
+    ffmpeg("-itsoffset", "1", "-i", str(CLIP), "-i", str(CLIP), "-map", "0:v", "-map", "1:a", "-c", "copy",
+           str(tmp_path / "late.mkv"))
+    source, frames = read_all(str(tmp_path / "late.mkv"))
+    assert source.video_start == pytest.approx(1.0, abs=0.1) and source.duration == pytest.approx(3.0, abs=0.1)
+    assert source.error is None and len(frames) == 75
+
+
 def test_a_damaged_packet_does_not_end_the_video(tmp_path: Path) -> None:
     """One frame's H.264 data gets an impossible length: that frame is lost, the ones after it are read."""
     ffmpeg("-i", str(CLIP), "-c:v", "copy", "-an", str(tmp_path / "clip.mp4"))
