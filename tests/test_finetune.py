@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -202,8 +203,9 @@ def test_a_run_folder_is_continued_only_by_the_command_that_made_it(grid_subset,
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    assert "no videos under" in refusal(capsys, "--base", base, "--data", str(empty), "--out", str(tmp_path / "new"))
-    assert not (tmp_path / "new").exists()  # a refused run leaves no folder behind
+    assert "no videos under" in refusal(capsys, "--base", base, "--data", str(empty),
+                                        "--out", str(tmp_path / "new" / "runs" / "me"))
+    assert not (tmp_path / "new").exists()  # a refused run leaves no folder behind, nor the folders made for it
 
 
 def test_a_clip_re_aligned_mid_run_or_unwritable_is_refused(grid_subset, tmp_path: Path,
@@ -229,6 +231,23 @@ def test_a_clip_re_aligned_mid_run_or_unwritable_is_refused(grid_subset, tmp_pat
             f"error: {base} cannot write the text of s1/{CLIPS[0]} (\u00e0) " \
             "(it writes ' abcdefghijklmnopqrstuvwxyz'): correct their align files, or move the clips out of --data"
     assert not fresh.exists() and sorted(p.name for p in run.iterdir()) == ["request.json"]
+
+
+def test_clips_filmed_at_another_rate_are_refused_before_they_are_prepared(grid_subset, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture) -> None:
+    """The bundled model reads 25 fps; clips a phone filmed at 30 are named before anything is made (training
+    would refuse their cache only once it was prepared, and leave it in --out)."""
+    grid = grid_subset(("bbaf2n", CLIPS[0]))  # one to train on, one held out
+    video = grid / "s1" / "video" / f"{CLIPS[0]}.mp4"
+    at30 = tmp_path / "at30.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(video), "-r", "30", str(at30)], check=True)
+    video.unlink()
+    at30.rename(video)
+    base, out = REPO / "models" / "lipstream-lite.keras", tmp_path / "runs" / "me"
+    assert refusal(capsys, "--base", str(base), "--data", str(grid), "--out", str(out)) == \
+        f"error: {base} reads 25 fps, and s1/{CLIPS[0]} (30 fps) is filmed at another rate: record with python -m " \
+        "realtime.record (25 fps), or re-encode them at the model's rate"
+    assert not (tmp_path / "runs").exists()
 
 
 def test_a_refused_run_leaves_an_empty_folder_empty(grid_subset, grid_s1: Path, tmp_path: Path,

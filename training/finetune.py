@@ -93,6 +93,28 @@ def check_folder_texts(data: Path, charset: str, base: Path) -> None:
                          "files, or move the clips out of --data")
 
 
+def check_folder_rates(data: Path, fps: float, base: Path) -> None:
+    """Refuse clips filmed at another frame rate than the base model reads, naming them, before minutes of
+    preparing: training would refuse their cache only once it is made. An unreadable video is left to
+    training.prepare, which skips it and says why."""
+    from realtime.capture import Video, capture_fps
+    from realtime.grid import GRID_FPS, find_clips
+    from training.cache import same_rate
+
+    other = {}
+    for clip in find_clips(data):
+        video = Video(str(clip.video))
+        if video.isOpened() and not same_rate(rate := capture_fps(video, GRID_FPS), fps):
+            other[clip.key] = rate
+        video.release()
+    if other:
+        named = ", ".join(f"{key} ({rate:g} fps)" for key, rate in list(other.items())[:3])
+        more = f" and {len(other) - 3} more" if len(other) > 3 else ""
+        verb = "is" if len(other) == 1 else "are"
+        raise ValueError(f"{base} reads {fps:g} fps, and {named}{more} {verb} filmed at another rate: record with "
+                         "python -m realtime.record (25 fps), or re-encode them at the model's rate")
+
+
 FEW_HELD_OUT = 5  # held-out clips below which the before and after figures are a sentence or two's luck
 
 
@@ -138,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=at_least(1), default=2, help="processes preparing the clips")
     args = parser.parse_args(argv)
 
-    created, cache = not args.out.exists(), args.out / "clips.h5"
-    new = [path for path in (args.out / "request.json", cache) if not path.exists()]  # gone again if refused
+    # The first folder of --out's that this run makes, if any, and the files it makes: gone again if refused.
+    created = next((folder for folder in reversed((args.out, *args.out.parents)) if not folder.exists()), None)
+    cache = args.out / "clips.h5"
+    new = [path for path in (args.out / "request.json", cache) if not path.exists()]
     try:
         from export.__main__ import main as export_main  # TensorFlow loads for seconds: Ctrl-C meanwhile is told too
         from training import train
@@ -157,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.data.is_dir():
             raise FileNotFoundError(f"no folder of recorded clips at {args.data}")
         check_folder_texts(args.data, spec.vocabulary.charset, args.base)
+        check_folder_rates(args.data, spec.fps, args.base)
         claim(args.out, request_of(args))
         resuming = (args.out / "state.json").exists()  # interrupted: the same command goes on
         try:
@@ -176,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             for path in new:
                 path.unlink(missing_ok=True)
             if created:
-                shutil.rmtree(args.out, ignore_errors=True)
+                shutil.rmtree(created, ignore_errors=True)
             raise
         before = evaluate(Predictor(args.base), held_out)
         code = train.main(["--cache", str(cache), "--out", str(args.out), "--config", spec.config,
