@@ -88,8 +88,8 @@ def not_a_file(tmp_path: Path) -> Path:
     (["training.prepare", "--below-nose", "nan"], "must be a finite number, not nan"),
     (["training.prepare", "--below-nose", "1e9"], "must be from -1 to 2, not 1e9"),
     (["training.train", "--lr", "inf"], "must be a finite number, not inf"),
-    (["training.prepare", "--crop-size", "4", "100"], "must be from 8 to 256, not 4"),
-    (["training.prepare", "--crop-size", "5000", "5000"], "must be from 8 to 256, not 5000"),
+    (["training.prepare", "--crop-size", "14", "100"], "must be from 15 to 256, not 14"),
+    (["training.prepare", "--crop-size", "5000", "5000"], "must be from 15 to 256, not 5000"),
     (["training.evaluate", "--val-fraction", "0.1"], "--val-fraction has no effect with --split all"),
     (["realtime.record", "--headles"], "unrecognized arguments: --headles"),  # not taken for --headless
     (["training.train", "--epoch", "5"], "unrecognized arguments: --epoch 5"),  # nor for --epochs

@@ -28,7 +28,7 @@ from tests.conftest import TinyRun
 from training import model as model_module
 from training.augment import UNKNOWN, AugmentOptions, Sampler
 from training.benchmark import main as benchmark_main
-from training.cache import load_clips, read_crop_spec
+from training.cache import LEAST_CROP, load_clips, read_crop_spec
 from training.dataset import SampleMix, batches, draw_with_words, tf_dataset
 from training.model import CONFIGS, build, load, read_spec
 from training.recipe import main as recipe_main
@@ -1129,6 +1129,13 @@ def test_a_failed_save_leaves_no_partial_model(tiny_run, tmp_path: Path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"] and (target / "kept").is_dir()
 
 
+@pytest.mark.parametrize("config", CONFIGS)
+def test_every_configuration_reads_the_least_crop_and_none_smaller(config: str):
+    build(CONFIGS[config], LEAST_CROP, LEAST_CROP, 3)
+    with pytest.raises(ValueError):
+        build(CONFIGS[config], LEAST_CROP - 1, LEAST_CROP, 3)
+
+
 def test_malformed_caches_are_one_line_errors(small_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     from training.report import main as report_main
 
@@ -1140,6 +1147,17 @@ def test_malformed_caches_are_one_line_errors(small_cache: Path, tmp_path: Path,
     err = capsys.readouterr().err
     assert err.startswith(f"error: {newer}: crop settings") and "grey_gamma, which this version does not know" in err
     assert err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+    small = tmp_path / "small.h5"  # crops a model's poolings would leave no pixel of (an older version made them)
+    shutil.copy(small_cache, small)
+    with h5py.File(small, "a") as f:
+        f.attrs["crop"] = json.dumps({**json.loads(f.attrs["crop"]), "height": LEAST_CROP - 1})
+    assert main(quick_run(small, tmp_path / "run")) == 2
+    assert benchmark_main(["--cache", str(small), "--configs", "tiny", "--steps", "1"]) == 2
+    said = f"error: {small}'s crops are {LEAST_CROP - 1} x 100 pixels, and a model needs {LEAST_CROP} a side: " \
+           "prepare a cache with a larger --crop-size\n"
+    assert capsys.readouterr().err == said * 2
     assert not (tmp_path / "run").exists()
 
     poseless = tmp_path / "poseless.h5"  # a clip without its crop poses and lip landmarks

@@ -33,15 +33,24 @@ def complete_clips(f: h5py.File) -> list[tuple[str, h5py.Group]]:
     return sorted(clips, key=lambda c: c[0])
 
 
+# The least crop side a model reads: every configuration's convolutions and poolings halve it four times
+# (training.model), and a smaller one leaves them no pixel.
+LEAST_CROP = 15
+
+
 def read_crop_spec(cache: Path) -> CropSpec:
     """The crop the cache's clips were cut with, read as a model's are (CropSpec.from_json)."""
     with open_cache(cache) as f:
         if "crop" not in f.attrs:
             raise ValueError(f"{cache} is not a lipstream cache (no crop settings)")
         try:
-            return CropSpec.from_json(f.attrs["crop"])
+            crop = CropSpec.from_json(f.attrs["crop"])
         except ValueError as e:
             raise ValueError(f"{cache}: {e}") from None
+    if min(crop.height, crop.width) < LEAST_CROP:
+        raise ValueError(f"{cache}'s crops are {crop.height} x {crop.width} pixels, and a model needs {LEAST_CROP} a "
+                         "side: prepare a cache with a larger --crop-size")
+    return crop
 
 
 def check_crop(cache: Path, crop: CropSpec, user: object, hint: str) -> None:

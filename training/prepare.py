@@ -50,7 +50,7 @@ from realtime.files import make_folder_for, run_command
 from realtime.grid import GRID_FPS, AlignError, Clip, find_clips, read_align, sentence, sentence_from_code
 from realtime.interrupts import kept_stop_requests
 from realtime.tracker import TrackerOptions, lip_landmarks, tracked_video
-from training.cache import check_crop, complete_clips, open_cache
+from training.cache import LEAST_CROP, check_crop, complete_clips, open_cache
 from training.speech import FORMAT as SPEECH_FORMAT
 from training.speech import RATE, speech_features
 
@@ -380,9 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1,
                         help="processes tracking the clips (default: one per core)")
     default = CropSpec()
-    parser.add_argument("--crop-size", type=at_least(8, MOST_CROP), nargs=2, metavar=("H", "W"),
+    parser.add_argument("--crop-size", type=at_least(LEAST_CROP, MOST_CROP), nargs=2, metavar=("H", "W"),
                         default=(default.height, default.width),
-                        help=f"crop height and width in pixels, 8 to {MOST_CROP}")
+                        help=f"crop height and width in pixels, {LEAST_CROP} to {MOST_CROP}")
     # Bounds that keep the crop about the face (the mouth is about 0.5 eye-corner distances below the
     # nose, the chin about 1): far beyond them a cache of background would be made without a word.
     parser.add_argument("--face-width", type=within(0, 4, above=True), default=default.face_width,
