@@ -32,6 +32,7 @@ from training.evaluate import main as evaluate_main
 from training.model import SPEC_ENTRY, read_spec
 from training.prepare import main as prepare_main
 from training.report import main as report_main
+from training.recipe import main as recipe_main
 from training.train import main as train_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -78,7 +79,7 @@ def not_a_file(tmp_path: Path) -> Path:
     (["training.train", "--epochs", "0"], "must be 1 or more, not 0"),
     (["training.train", "--sequence-scale", "0"], "must be above 0, not 0"),
     (["training.train", "--colour-swap", "1.5"], "must be from 0 to 1, not 1.5"),
-    (["training.train", "--seed", "-1"], "must be 0 or more, not -1"),
+    (["training.train", "--seed", "-1"], "must be from 0 to 4294967295, not -1"),
     (["training.train", "--augment", "lipnet", "--colour-swap", "0.3"], "which --augment lipnet leaves out"),
     (["training.train", "--augment", "lipnet", "--time-mask", "3"], "--time-mask is part of the webcam"),
     (["training.train", "--freeze-front-end"], "--freeze-front-end keeps the front end --init gives"),
@@ -88,6 +89,7 @@ def not_a_file(tmp_path: Path) -> Path:
     (["training.prepare", "--below-nose", "nan"], "must be a finite number, not nan"),
     (["training.prepare", "--below-nose", "1e9"], "must be from -1 to 2, not 1e9"),
     (["training.train", "--lr", "inf"], "must be a finite number, not inf"),
+    (["training.train", "--seed", "4294967296"], "must be from 0 to 4294967295, not 4294967296"),
     (["training.prepare", "--crop-size", "14", "100"], "must be from 15 to 256, not 14"),
     (["training.prepare", "--crop-size", "5000", "5000"], "must be from 15 to 256, not 5000"),
     (["training.evaluate", "--val-fraction", "0.1"], "--val-fraction has no effect with --split all"),
@@ -95,6 +97,8 @@ def not_a_file(tmp_path: Path) -> Path:
     (["training.train", "--epoch", "5"], "unrecognized arguments: --epoch 5"),  # nor for --epochs
     (["training.train", "--logical-cpus", "4"], "--logical-cpus splits the CPU for --strategy mirrored alone"),
     (["training.train", "--sequence-scale", "0.5"], "--sequence-scale scales the loss --sequence-weight turns on"),
+    (["training.recipe", "--freeze-front-end"], "python -m training.recipe: error: the recipe trains every layer"),
+    (["training.recipe", "--seed", "-1"], "python -m training.recipe: error: argument --seed: must be from 0 to"),
 ])
 def test_impossible_numbers_and_names_are_refused_before_anything_runs(argv: list[str], says: str, tmp_path: Path,
                                                                       capsys: pytest.CaptureFixture):
@@ -106,10 +110,11 @@ def test_impossible_numbers_and_names_are_refused_before_anything_runs(argv: lis
                 "training.train": ["--cache", str(tmp_path / "c.h5"), "--out", str(tmp_path / "run")],
                 "training.report": ["--cache", str(tmp_path / "c.h5")],
                 "training.prepare": ["--grid", str(tmp_path), "--out", str(tmp_path / "c.h5")],
-                "training.evaluate": ["--model", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "c.h5")]}[tool]
+                "training.evaluate": ["--model", str(tmp_path / "m.onnx"), "--data", str(tmp_path / "c.h5")],
+                "training.recipe": ["--cache", str(tmp_path / "c.h5"), "--out", str(tmp_path / "run")]}[tool]
     main = {"training.concat": concat_main, "realtime.bench": bench_main, "realtime.record": record_main,
             "realtime.vad_report": vad_main, "training.train": train_main, "training.report": report_main,
-            "training.prepare": prepare_main, "training.evaluate": evaluate_main}[tool]
+            "training.prepare": prepare_main, "training.evaluate": evaluate_main, "training.recipe": recipe_main}[tool]
     with pytest.raises(SystemExit) as exit_:
         main([*required, *options])
     assert exit_.value.code == 2

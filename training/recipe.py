@@ -66,14 +66,18 @@ def main(argv: list[str] | None = None) -> int:
                         default=[stage.epochs for stage in STAGES], help="epochs of each stage")
     parser.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)  # the recipe resumes
     parser.add_argument("--init", help=argparse.SUPPRESS)  # and chains its stages itself
+    parser.add_argument("--freeze-front-end", action="store_true", help=argparse.SUPPRESS)  # from the first
     args, extra = parser.parse_known_args(argv)
     if args.resume or args.init:
         parser.error("the recipe resumes and chains its stages itself: run the same command again to resume")
+    if args.freeze_front_end:
+        parser.error("the recipe trains every layer from the first: --freeze-front-end is a fine-tune's "
+                     "(training.finetune, or training.train --init MODEL)")
     previous = None
     for i, (stage, epochs) in enumerate(zip(STAGES, args.epochs)):
         if i + 1 == len(STAGES) or not started(args.out / STAGES[i + 1].name):
             code = train.main(stage_argv(stage, previous, args.cache, args.out, epochs, extra),
-                              to_continue="run the same command again", result=False)
+                              to_continue="run the same command again", result=False, prog=parser.prog)
             if code:
                 return code
         previous = args.out / stage.name

@@ -221,11 +221,11 @@ def stopped_early(state: dict, patience: int) -> bool:
 
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None, to_continue: str = "run the same command with --resume",
-         beside: Collection[str] = (), result: bool = True) -> int:
+         beside: Collection[str] = (), result: bool = True, prog: str = "python -m training.train") -> int:
     """`to_continue`: how the user continues an interrupted run (a calling tool resumes its own way);
     `beside`: the names of a calling tool's own files in the run folder; `result`: print the run's result
-    on stdout (a calling tool prints its own)."""
-    parser = Parser(prog="python -m training.train", description=summary(__doc__))
+    on stdout (a calling tool prints its own); `prog`: the command a refused option is told of."""
+    parser = Parser(prog=prog, description=summary(__doc__))
     parser.add_argument("--cache", type=named_path, required=True, help="mouth-crop cache (python -m training.prepare)")
     parser.add_argument("--out", type=named_path, required=True, help="run folder")
     parser.add_argument("--config", help="model configuration (python -m training.model lists them)")
@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None, to_continue: str = "run the same command
     parser.add_argument("--freeze-front-end", action="store_true", help="train only the recurrent back end")
     parser.add_argument("--strategy", choices=("default", "mirrored"))
     parser.add_argument("--logical-cpus", type=at_least(1), help="CPU devices for --strategy mirrored")
-    parser.add_argument("--seed", type=at_least(0))
+    parser.add_argument("--seed", type=at_least(0, 2**32 - 1))  # what TensorFlow and NumPy take
     parser.set_defaults(**_DEFAULTS)  # the options' one source: TrainOptions
     args = parser.parse_args(argv)
     for option, value in (("--colour-swap", args.colour_swap), ("--time-mask", args.time_mask)):
