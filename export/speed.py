@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     if problem := missing(((args.model, "model"), (onnx_path, "ONNX model"), (args.cache, A_CACHE))):
         print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    if onnx_path.suffix == ".keras":  # the runtime's own hint would name its --model
+        print(f"error: {onnx_path} is a Keras model: --onnx names its ONNX export", file=sys.stderr)
+        return EXIT_USAGE
 
     from export.convert import weights_digest
     from realtime.backend import ModelLoadError, OnnxModel

@@ -757,6 +757,8 @@ def test_speed_times_the_export_and_its_keras_original_on_one_real_window(export
     assert speed_main(argv) == 2  # no export beside the .keras, and none named
     err = capsys.readouterr().err
     assert err == f"error: no ONNX model at {tiny_run.model.with_suffix('.onnx')}\n"
+    assert speed_main([*argv, "--onnx", str(tiny_run.model)]) == 2  # the Keras model named twice
+    assert capsys.readouterr().err == f"error: {tiny_run.model} is a Keras model: --onnx names its ONNX export\n"
     other = Path(__file__).resolve().parents[1] / "models" / "lipstream-lite.onnx"  # the same crop, other weights
     assert speed_main([*argv, "--onnx", str(other)]) == 2
     assert capsys.readouterr().err == (f"error: {other} was not exported from {tiny_run.model} (its metadata names "
