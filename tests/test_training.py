@@ -1136,6 +1136,22 @@ def test_every_configuration_reads_the_least_crop_and_none_smaller(config: str):
         build(CONFIGS[config], LEAST_CROP - 1, LEAST_CROP, 3)
 
 
+def test_only_the_clips_wanted_are_read(small_cache: Path, tmp_path: Path):
+    """Evaluation reads its split's clips alone: a cache of many speakers need not fit in memory to read
+    a few of them. A clip wanted and not whole is still named; an empty cache is still refused."""
+    every = load_clips(small_cache)
+    some = load_clips(small_cache, lambda key: key == every[1].key)
+    assert [c.key for c in some] == [every[1].key] and np.array_equal(some[0].mouth, every[1].mouth)
+    assert load_clips(small_cache, lambda key: False) == []
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(small_cache, damaged)
+    with h5py.File(damaged, "a") as f:
+        del f[f"clips/{every[0].key}/spans"]
+    assert len(load_clips(damaged, lambda key: key != every[0].key)) == len(every) - 1
+    with pytest.raises(ValueError, match=f"clip {every[0].key} has no spans"):
+        load_clips(damaged, lambda key: key == every[0].key)
+
+
 def test_malformed_caches_are_one_line_errors(small_cache: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
     from training.report import main as report_main
 

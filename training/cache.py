@@ -4,6 +4,7 @@ its completely written clips, loading them, and the checks that a model and a ca
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -95,18 +96,22 @@ def check_fps(cache: Path, fps: float, reader: object) -> None:
         raise ValueError(f"{cache} holds clips at {rate:g} fps, and {reader} reads {fps:g} fps: use clips at its rate")
 
 
-def load_clips(cache: Path) -> list[CachedClip]:
-    """Every complete clip in the cache, in memory (uint8 crops: about 1 GB for 900 GRID clips); a clip
-    without a part it needs is one line naming it (not_whole)."""
+def load_clips(cache: Path, wanted: Callable[[str], bool] | None = None) -> list[CachedClip]:
+    """Every complete clip in the cache, or those whose key is `wanted` (an evaluation's split: the others
+    are not read), in memory (uint8 crops: about 1 GB for 900 GRID clips); a clip without a part it needs
+    is one line naming it (not_whole)."""
     with open_cache(cache) as f:
-        clips = []
+        clips, complete = [], 0
         for key, g in complete_clips(f):
+            complete += 1
+            if wanted is not None and not wanted(key):
+                continue
             missing = [n for n in ("mouth", "spans") if n not in g] + \
                 [n for n in ("text", "words", "fps") if n not in g.attrs]
             if missing:
                 raise not_whole(cache, key, missing)
             clips.append(CachedClip(key, g["mouth"][()], str(g.attrs["text"]), tuple(json.loads(g.attrs["words"])),
                                     g["spans"][()], g["speech"][()] if "speech" in g else None))  # speech: float16
-    if not clips:
+    if not complete:
         raise ValueError(f"{cache} holds no complete clips")
     return clips

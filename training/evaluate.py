@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             check_crop(args.data, predictor.spec.crop, "the model",
                        "evaluate on the GRID folder or a cache of its crop")
             check_fps(args.data, predictor.spec.fps, "the model")
-            clips = [c for c in load_clips(args.data) if wanted(c.key)]
+            clips = load_clips(args.data, wanted)
         else:
             raise FileNotFoundError(f"no GRID folder or cache at {args.data}")
         if not clips:
