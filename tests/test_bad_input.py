@@ -201,6 +201,10 @@ def test_a_missing_or_foreign_start_model_is_told_before_a_run_folder_is_begun(s
         assert not run.exists()
     assert evaluate_main(["--model", str(tmp_path), "--data", str(small_cache)]) == 2
     one_line_error(capsys, f"{tmp_path} is a folder: name the .keras or .onnx model in it")
+    with pytest.raises(SystemExit) as exit_:  # an option the cache leaves without effect, as in the table above
+        evaluate_main(["--model", "lipstream-lite.onnx", "--data", str(small_cache), "--workers", "2"])
+    assert exit_.value.code == 2
+    one_line_error(capsys, f"--workers has no effect with a cache: {small_cache}'s crops are cut already")
 
 
 # Run with the training packages unimportable, as an install of the runtime alone (`pip install lipstream`)

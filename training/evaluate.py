@@ -121,6 +121,12 @@ def _val_fraction_problem(args: argparse.Namespace) -> str | None:
            "or leave it out"
 
 
+def _workers_problem(args: argparse.Namespace) -> str | None:
+    if args.workers is None or not args.data.is_file():
+        return None
+    return f"--workers has no effect with a cache: {args.data}'s crops are cut already"
+
+
 @interruptible
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.evaluate", description=summary(__doc__))
@@ -136,9 +142,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="take the deterministic split with this validation share instead (default: "
                              f"the records', else training's default share, {VAL_FRACTION:g})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1,
-                        help="processes that cut the crops of a GRID folder")
-    parser.checks.append(_val_fraction_problem)
+    parser.add_argument("--workers", type=at_least(1),
+                        help="processes that cut the crops of a GRID folder (default: one per core)")
+    parser.checks += [_val_fraction_problem, _workers_problem]
     args = parser.parse_args(argv)
     try:
         if args.model.is_dir():
@@ -150,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         wanted = choice.takes
         skipped: list[str] = []
         if args.data.is_dir():  # only the clips of the split are prepared
-            clips, skipped = clips_from_folder(args.data, predictor.spec, args.workers, wanted)
+            clips, skipped = clips_from_folder(args.data, predictor.spec, args.workers or os.cpu_count() or 1,
+                                                 wanted)
             for s in skipped:  # before any error: they may be why no clip is left
                 print(f"skipped {s}", file=sys.stderr)
         elif args.data.is_file():
