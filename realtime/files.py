@@ -189,7 +189,24 @@ def output_problem(path: Path) -> str | None:
                 pass
     except OSError as e:
         return f"cannot write {path}: {e.strerror or e}"
-    return folder_problem(target.parent, path)
+    return folder_problem(target.parent, path) or _name_problem(target, path)
+
+
+TMP = ".tmp"  # what write_text adds to a file's name to write it whole or not at all
+
+
+def _name_problem(target: Path, path: Path) -> str | None:
+    """A name the file system takes, but not with the TMP a file is written through: refused before a run,
+    not when its result is written."""
+    existing = next(p for p in (target.parent, *target.parent.parents) if p.exists())
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):  # a file system that does not say
+        return None
+    if len(os.fsencode(target.name + TMP)) <= limit:
+        return None
+    return f"cannot write {path}: its name is too long (it is written through NAME{TMP}, and this file system " \
+           f"takes names of up to {limit} bytes)"
 
 
 def file_id(path: Path) -> tuple[int, int] | str:
@@ -401,7 +418,7 @@ def write_text(path: Path, text: str, stopped: Callable[[], bool] | None = None)
         kept: os.stat_result | None = os.stat(path)
     except FileNotFoundError:
         kept = None
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + TMP)
     tmp.unlink(missing_ok=True)  # left by a killed run: made afresh, so it starts with no one's permissions
     # A file written over is made readable by its owner alone until its group is settled, never by more
     # people than before in between.

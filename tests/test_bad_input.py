@@ -486,6 +486,19 @@ def test_a_folder_no_one_can_write_in_is_found_out_even_by_root():
     assert problem and problem.startswith("cannot write /proc/lipstream-captions.srt: no file can be made in /proc")
 
 
+def test_a_name_too_long_to_write_through_its_tmp_is_refused_before_the_run(tmp_path: Path):
+    """Subtitles are written to NAME.tmp, then moved: a name of 252 to 255 bytes is one the file system
+    takes, but its .tmp is not, and the run would read to its end before failing to write it."""
+    longest = tmp_path / "new" / ("a" * 247 + ".srt")  # 251 bytes, and 255 with .tmp
+    assert output_problem(longest) is None
+    write_text(longest, "1\n")
+    assert longest.read_text() == "1\n"
+    longer = tmp_path / "new" / ("a" * 248 + ".srt")
+    assert output_problem(longer) == f"cannot write {longer}: its name is too long (it is written through NAME.tmp, " \
+                                     "and this file system takes names of up to 255 bytes)"
+    assert not longer.exists()
+
+
 @pytest.mark.parametrize("into", ["file", "pipe"])
 def test_dev_stdout_as_an_output_joins_what_stdout_already_holds(into: str, tmp_path: Path):
     """`--srt /dev/stdout`, stdout redirected to a file or piped: the text lands after what was printed
