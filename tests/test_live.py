@@ -1076,7 +1076,9 @@ def test_a_run_stopped_before_any_face_leaves_the_output_files_as_they_were(tmp_
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=60)
     assert process.returncode == run_live.EXIT_INTERRUPTED, err
-    assert err.splitlines() == ["lipstream: no face was seen, so nothing was read: the outputs are left as they were"]
+    said = [line for line in err.splitlines()  # a busy machine may drop frames of the file's pace, and say so
+            if not re.match(r"lipstream: (\d+ frames dropped \(|processing fell behind at )", line)]
+    assert said == ["lipstream: no face was seen, so nothing was read: the outputs are left as they were"], err
     assert {path: path.read_text() for path in kept} == kept
 
 
