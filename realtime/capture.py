@@ -48,7 +48,7 @@ class Frame:
 class SourceOptions:
     source: str = "0"  # camera index, video file or stream URL
     fast: bool = False  # files: read as fast as possible instead of at the file's own fps
-    queue_size: int = 4
+    backlog: float = 0.16  # seconds of frames held for a pipeline that falls behind (4 at 25 fps, 38 at 240)
     retries: int = 5  # reopen attempts after a camera or stream's last frame before it is given up
     backoff: float = 0.2  # seconds before the first reopen, doubled each time
 
@@ -292,7 +292,8 @@ class FrameSource:
         self._timeline = None if self._path is None else threading.Thread(target=self._read_timeline, daemon=True)
         if self._timeline is not None:
             self._timeline.start()
-        self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=options.queue_size)
+        # As long at any rate: a 240 fps video gives the 25 fps pipeline ten frames a frame, not needed but queued.
+        self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=max(2, round(options.backlog * self.fps)))
         self.dropped = 0
         self.read = 0
         self.paced = 0  # a stream's frames held back to its own pace; the others were behind it, read at once

@@ -211,6 +211,15 @@ def test_a_high_speed_video_is_read_to_its_end(tmp_path: Path, fps: int) -> None
     assert np.allclose([f.t for f in frames], np.arange(75) / fps, atol=1e-4)
 
 
+@pytest.mark.parametrize("fps, held", [(25, 4), (30, 5), (240, 38)])
+def test_a_faster_source_queues_as_long_not_as_many_frames(tmp_path: Path, fps: int, held: int) -> None:
+    """The pipeline takes 25 frames a second of any source: a 240 fps video played at its pace queued 4
+    frames (17 ms), and any hiccup dropped frames and said reading suffered."""
+    ffmpeg("-i", str(CLIP), "-vf", f"fps={fps}", "-an", str(tmp_path / "clip.mp4"))
+    source = FrameSource(SourceOptions(source=str(tmp_path / "clip.mp4")))
+    assert source.frames.maxsize == held
+
+
 def test_local_path_is_the_file_a_path_or_a_file_url_names(tmp_path: Path) -> None:
     video = tmp_path / "a talk.mp4"
     assert local_path(str(video)) == local_path(video.as_uri()) == local_path(f"file://localhost{video}") == video
