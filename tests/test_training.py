@@ -4,6 +4,7 @@ step benchmark, the mirrored strategy, the sampler's labels and the speech targe
 from __future__ import annotations
 
 import csv
+import errno
 import itertools
 import json
 import os
@@ -193,21 +194,52 @@ def test_ctrl_c_while_a_checkpoint_is_written_keeps_the_epoch_s_log_row(small_ca
                                                                       monkeypatch: pytest.MonkeyPatch):
     """The interrupt waits for the checkpoint, and the epoch it records is in log.csv too, so the resumed
     run's log has every epoch once."""
-    run, save = tmp_path / "run", model_module.save
+    run, stage = tmp_path / "run", model_module.stage
 
-    def save_pressing_ctrl_c(*args, **kwargs):
+    def stage_pressing_ctrl_c(*args, **kwargs):
         signal.raise_signal(signal.SIGINT)  # lands while best.keras, last.keras and state.json are written
-        return save(*args, **kwargs)
+        return stage(*args, **kwargs)
 
-    monkeypatch.setattr(model_module, "save", save_pressing_ctrl_c)
+    monkeypatch.setattr(model_module, "stage", stage_pressing_ctrl_c)
     assert main(quick_run(small_cache, run, "--epochs", "3", "--steps", "1")) == 130
-    monkeypatch.setattr(model_module, "save", save)
+    monkeypatch.setattr(model_module, "stage", stage)
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
     assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "1", "--resume")) == 0
     with open(run / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert [row["epoch"] for row in rows] == ["1", "2"]
     assert all(float(row["learning_rate"]) > 0 and 0 <= float(row["val_cer"]) for row in rows)
+
+
+def test_a_checkpoint_that_cannot_be_written_whole_replaces_nothing(small_cache: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture):
+    """The disk fills as an epoch's last.keras is written, after a better best.keras was: best, last, state
+    and log are all the first epoch's still (best.keras was replaced, and state.json named another best),
+    and the same command resumes from there."""
+    run, stage = tmp_path / "run", model_module.stage
+    assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "1")) == 0
+    kept = {name: (run / name).read_bytes() for name in ("best.keras", "last.keras", "state.json", "log.csv")}
+    state = json.loads(kept["state.json"])
+    state["best_cer"] = 2.0  # the next epoch reads better than this, so it stages a best.keras first
+    (run / "state.json").write_text(json.dumps(state, indent=1))
+    kept["state.json"] = (run / "state.json").read_bytes()
+
+    def stage_on_a_full_disk(model, path, spec):
+        if path.name == "last.keras":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return stage(model, path, spec)
+
+    monkeypatch.setattr(model_module, "stage", stage_on_a_full_disk)
+    assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "1", "--resume")) != 0
+    assert "No space left on device" in capsys.readouterr().err
+    assert {name: (run / name).read_bytes() for name in kept} == kept
+    assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
+    monkeypatch.setattr(model_module, "stage", stage)
+    assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "1", "--resume")) == 0
+    assert json.loads((run / "state.json").read_text())["epoch"] == 2
+    with open(run / "log.csv") as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
 
 
 def trained_until_ctrl_c(argv: list[str], at_sample: int) -> subprocess.CompletedProcess:

@@ -128,16 +128,23 @@ SPEC_ENTRY = "lipstream.json"  # the ModelSpec, stored inside the .keras zip bes
 def save(model: keras.Model, path: Path, spec: ModelSpec) -> None:
     """Save a .keras file that carries its ModelSpec, written to a temporary name and renamed: a failed
     save (a full disk, Ctrl-C) leaves the earlier file as it was, and no partial one beside it."""
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.keras")
+    staged = stage(model, path, spec)
+    os.replace(staged, path)
+
+
+def stage(model: keras.Model, path: Path, spec: ModelSpec) -> Path:
+    """`save`'s first half: the whole file, written beside `path` under a temporary name, which it returns
+    for the caller to rename (training renames an epoch's files once all are written); a failed write
+    leaves no partial file."""
+    tmp = Path(path).with_name(Path(path).stem + ".tmp.keras")
     try:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as z:
             z.writestr(SPEC_ENTRY, json.dumps(spec.to_metadata(), indent=1))
-        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp
 
 
 def read_spec(path: Path) -> ModelSpec:

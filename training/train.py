@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gc
+import io
 import json
 import math
 import sys
@@ -29,7 +30,7 @@ from realtime.backend import model_path
 from realtime.cli import Parser, at_least, fraction, fraction_below_one, named_path, non_negative, positive, summary
 from realtime.crop import is_number
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import folder_problem, make_folder_for, run_command, write_text
+from realtime.files import TMP, folder_problem, make_folder_for, run_command, write_text
 from realtime.interrupts import held_interrupts, kept_stop_requests, stops_like_ctrl_c
 from realtime.vocab import Vocabulary
 from training.augment import AugmentOptions
@@ -394,7 +395,7 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
     from training.split import SplitRecord, split
     from training.evaluate import error_rates
     from training.model import (CONFIGS, build, context_frames, count_params, forward, inference_model, load, read_spec,
-                                save)
+                                stage)
 
     crop = check_inputs(options.config, options.cache)
     if options.init and not options.resume:  # a missing or foreign model is told before the run folder is made
@@ -548,14 +549,22 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
                     hyps = [greedy(lp, vocabulary).text for lp in logp]
                     cer, wer = error_rates([c.text for c in val_clips], hyps)
                     checkpoint.enter_context(held_interrupts())  # best, last and state: all three, or none
-                    if improves(cer, wer, state):
-                        state.update(best_cer=cer, best_wer=wer, best_epoch=epoch + 1)
-                        save(runtime_model, run / "best.keras", replace(base_spec, val_cer=cer, val_wer=wer))
+                    staged = {}  # written whole first: a failed write (a full disk) replaces none of them
+                    checkpoint.callback(lambda: [tmp.unlink(missing_ok=True) for tmp in staged])
+                    better = improves(cer, wer, state)
+                    if better:
+                        staged[stage(runtime_model, run / "best.keras",
+                                     replace(base_spec, val_cer=cer, val_wer=wer))] = run / "best.keras"
                 logs.update(val_cer=cer, val_wer=wer, epoch_seconds=time.perf_counter() - self.started)
-                save(self.model, run / "last.keras", base_spec)
-                state["epoch"] = epoch + 1
-                write_text(state_path, json.dumps(state, indent=1))
-                append_log_row(run / "log.csv", epoch + 1, logs)
+                staged[stage(self.model, run / "last.keras", base_spec)] = run / "last.keras"
+                epoch_state = {**state, "epoch": epoch + 1,
+                               **(dict(best_cer=cer, best_wer=wer, best_epoch=epoch + 1) if better else {})}
+                staged[stage_text(state_path, json.dumps(epoch_state, indent=1))] = state_path
+                log = run / "log.csv"
+                staged[stage_text(log, with_log_row(log, epoch + 1, logs))] = log
+                for tmp, path in staged.items():  # renames in one folder: they do not fail for want of room
+                    tmp.replace(path)
+                state.update(epoch_state)
             print(f"\nepoch {epoch + 1}: val CER {cer:.4f} WER {wer:.4f} (best {state['best_cer']:.4f});"
                   f" e.g. {hyps[0]!r} for {val_clips[0].text!r}", file=sys.stderr)
             if stopped_early(state, patience):
@@ -595,18 +604,30 @@ def print_result(run: Path) -> None:
           f"val CER {state['best_cer']:.4f} WER {state['best_wer']:.4f})")
 
 
-def append_log_row(path: Path, epoch: int, logs: dict[str, float]) -> None:
-    """An epoch's row of log.csv (`epoch` counted from 1, as state.json and the console count), written
-    with its checkpoint so that an interrupt parts neither from the other; the columns are the first
-    row's (a resumed run logs what it began logging)."""
-    fresh = not path.exists() or path.stat().st_size == 0
-    with open(path, "a+", newline="") as f:
-        f.seek(0)
-        fields = ["epoch", *sorted(logs)] if fresh else next(csv.reader(f))
-        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
-        if fresh:
-            writer.writeheader()
-        writer.writerow({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+def with_log_row(path: Path, epoch: int, logs: dict[str, float]) -> str:
+    """log.csv with an epoch's row added (`epoch` counted from 1, as state.json and the console count),
+    written with its checkpoint so that neither an interrupt nor a full disk parts one from the other; the
+    columns are the first row's (a resumed run logs what it began logging)."""
+    text = path.read_text() if path.exists() else ""
+    fields = next(csv.reader(io.StringIO(text)), None) or ["epoch", *sorted(logs)]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    if not text:
+        writer.writeheader()
+    writer.writerow({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+    return text + out.getvalue()
+
+
+def stage_text(path: Path, text: str) -> Path:
+    """`text` written whole beside `path` under a temporary name, which it returns for the caller to rename;
+    a failed write leaves no partial file."""
+    tmp = path.with_name(path.name + TMP)
+    try:
+        tmp.write_text(text)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 def _version() -> str:
