@@ -84,6 +84,7 @@ class PolicyOptions:
     right_context: int = 12  # frames after a frame before the model's reading of it settles
     gap: int = 6  # quiet frames that end a word without a space (blanks read) or a read (lips at rest too)
     still: int = 12  # frames of resting lips that end a phrase (pause policy)
+    twitch: int = 3  # frames: lips that moved for fewer before resting said no phrase (pause policy)
     settle: float = 0.06  # seconds a tentative word must read the same before it is shown (two frames at 25 or 30 fps)
 
 
@@ -420,8 +421,16 @@ class PausePolicy(CaptionPolicy):
 
     def _pauses(self, moving: np.ndarray) -> list[tuple[int, int]]:
         """The pauses (`still` resting frames or more after the lips moved) in a window: the frame each
-        begins at, and the frame the lips move again at (the window's length if they do not)."""
-        return [(int(a), int(b)) for a, b in true_runs(np.logical_not(moving)) if a > 0 and b - a >= self.options.still]
+        begins at, and the frame the lips move again at (the window's length if they do not). Lips that
+        moved for fewer than `twitch` frames since the last pause said nothing: as a stream begins, a mouth
+        at rest may read as moving for a frame (its floor is then a few frames' low), and the pause after
+        it would end a phrase of the model's guess, which the speech after would say again."""
+        pauses, since = [], 0
+        for a, b in true_runs(np.logical_not(moving)):
+            if a > 0 and b - a >= self.options.still and np.count_nonzero(moving[since:a]) >= self.options.twitch:
+                pauses.append((int(a), int(b)))
+                since = b
+        return pauses
 
     def flush(self, now: float | None = None) -> CaptionState:
         pending, self._pending, self._start = self._pending, [], -np.inf

@@ -917,6 +917,17 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, timeout=120)
 
 
+def test_a_video_begun_just_before_the_speech_reads_one_phrase(tmp_path: Path) -> None:
+    """bbaf2n cut 0.52 s in, 0.4 s before its speech: a mouth at rest read as moving for a frame, then a
+    pause, ended a phrase of the model's guess (`bin`), and the sentence said it again: `bin` / `bin blue
+    at f two now`."""
+    video = tmp_path / "late.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-ss", "0.52", "-i", str(GRID / "video" / "bbaf2n.mp4"),
+                    "-an", "-c:v", "libx264", str(video)], check=True)
+    result = _run("--source", str(video), "--headless", "--fast")
+    assert result.returncode == 0 and result.stdout == "bin blue at f two now\n", result.stderr
+
+
 @pytest.mark.parametrize("args, says", [
     (["--source", "7", "--headless"], "--source FILE"),
     (["--source", "missing.mp4", "--headless", "--model", "missing.onnx"], "no video file"),  # told first
