@@ -2,7 +2,8 @@
 its own fps as a webcam would deliver it, stage by stage and glass to caption.
 
     python -m realtime.bench --source FILE [--model PATH] [--provider auto|cuda|cpu]
-        [--policy P] [--decoder D] [--hop N] [--fast] [--json PATH] [--plot PATH.png]
+        [--policy P] [--right-context N] [--decoder D] [--beam-width N] [--hop N] [--fast] [--json PATH]
+        [--plot PATH.png]
 
 With a GRID align file beside the video (FILE.align, or the corpus' align/NAME.align), it also
 measures how long after a word's end the word is committed. The export against its Keras original
