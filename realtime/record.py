@@ -79,7 +79,9 @@ class RecordOptions:
     headless: bool = False  # print the prompts instead of opening a window
     seed: int | None = None  # prompt order; None: the order the speaker's sessions began in (manifest), else 0
     seconds: float = 6.0  # longest take
-    quiet_after: float = 0.8  # a voiced take ends once the speaker has been quiet this long after speaking
+    # A voiced take ends once the speaker has been quiet this long after speaking: longer than a breath between
+    # words (0.8 s ended a take paused for 0.9 s before its last word, saved in part under its whole text).
+    quiet_after: float = 1.5
     fastest_word: float = 0.185  # ...after speaking this long a word (GRID s1's fastest sentence by the VAD: 0.186)
     margin: float = 0.3  # seconds kept each side of the spoken span
     # With --silent, of the lips' span: they rest before a word's sound ends (GRID's speaker 1: up to 0.48 s

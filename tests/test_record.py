@@ -374,14 +374,16 @@ def test_a_take_cut_off_mid_sentence_is_prompted_again_not_saved(cut: str, grid_
     assert files(tmp_path / "grid") == []
 
 
-def test_a_pause_mid_sentence_does_not_end_the_take(grid_s1: Path, tmp_path: Path):
-    """bbaf2n with a 1 s pause after "f" (its picture held, the room's own sound from before "bin"): "bin blue
-    at f" is shorter than six words at GRID's fastest, so the take goes on and keeps "two now" too."""
+@pytest.mark.parametrize("after", [41, 47])
+def test_a_pause_mid_sentence_does_not_end_the_take(after: int, grid_s1: Path, tmp_path: Path):
+    """bbaf2n with a 1 s pause after "f" or after "two" (frames 41 and 47 by bbaf2n.align; its picture held,
+    the room's own sound from before "bin"): "bin blue at f" is shorter than six words at GRID's fastest,
+    and a breath is shorter than the quiet that ends a take, so the take goes on and keeps the words after
+    (with 0.8 s of quiet ending a take, "bin blue at f two" was saved as the whole sentence)."""
     heard = read_audio(grid_s1 / "video" / "bbaf2n.mp4")
-    f_ends = 41  # frames: "f" ends at 41000 in bbaf2n.align
-    frames = [*range(f_ends), *[f_ends - 1] * 25, *range(f_ends, 75)]
+    frames = [*range(after), *[after - 1] * 25, *range(after, 75)]
     room = heard[:8000]  # its first 0.5 s: no speech (see test_take_without_speech_is_prompted_again_not_saved)
-    sound = np.concatenate([heard[:f_ends * 640], room, room, heard[f_ends * 640:]])
+    sound = np.concatenate([heard[:after * 640], room, room, heard[after * 640:]])
     options = bbaf2n_take(grid_s1, tmp_path, frames, sound)
     with contextlib.redirect_stdout(io.StringIO()):
         session = record(options)
