@@ -204,10 +204,16 @@ def band_energy_db(samples: np.ndarray, rate: int, frame_ms: float, band_hz: tup
     power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
     freqs = np.fft.rfftfreq(n, 1.0 / rate)
     band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
-    return 10 * np.log10(power[:, band].sum(axis=1) / n + 1e-10)
+    return 10 * np.log10(power[:, band].sum(axis=1) / n + ZERO_POWER)
+
+
+ZERO_POWER = 1e-10  # band_energy_db's floor: -100 dB, what frames of exact zeros read
 
 
 def detect_speech(samples: np.ndarray, rate: int, options: VadOptions = VadOptions()) -> Span | None:
-    """The main speech span of a take (first voiced frame to last), in seconds; None for no speech."""
+    """The main speech span of a take (first voiced frame to last), in seconds; None for no speech. Frames
+    of exact zeros (a microphone starting up, noise suppression) measure no room: as its floor, they would
+    make the room's noise speech, so they are left out (NaN) as frames without a measurement are."""
     energy = band_energy_db(samples, rate, options.frame_ms, options.band_hz)
+    energy[energy <= 10 * np.log10(ZERO_POWER)] = np.nan
     return active_span(energy, options.frame_ms / 1000, options.activity)

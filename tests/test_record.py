@@ -177,6 +177,18 @@ def test_vad_boundaries_match_grid_alignments(grid_s1: Path):
     assert (errors <= 0.08).mean(axis=0).min() >= 0.5  # a fixed 0.8-2.0 s span gets 5% of starts right
 
 
+def test_a_take_beginning_in_exact_zeros_finds_the_same_speech(grid_s1: Path):
+    """A microphone starting up (or noise suppression) hands over exact zeros: its first 0.3 s of bbaf2n
+    made zero, the floor was -100 dB and the room's noise speech (found from 0.4 s, where the whole clip's
+    is found from 0.6 s)."""
+    heard = read_audio(grid_s1 / "video" / "bbaf2n.mp4")
+    zeroed = heard.copy()
+    zeroed[:4800] = 0
+    span, whole = detect_speech(zeroed, 16000), detect_speech(heard, 16000)
+    assert span is not None and whole is not None
+    assert span.start == pytest.approx(whole.start, abs=0.01) and span.end == pytest.approx(whole.end, abs=0.01)
+
+
 def test_vad_report(grid_s1: Path, capsys: pytest.CaptureFixture):
     """The report's figures are those of the detector against GRID's alignments, measured here apart
     from it on the same clips (5 taken evenly across the sorted corpus: its 0th, 180th, 360th, ...)."""
