@@ -211,9 +211,11 @@ ZERO_POWER = 1e-10  # band_energy_db's floor: -100 dB, what frames of exact zero
 
 
 def detect_speech(samples: np.ndarray, rate: int, options: VadOptions = VadOptions()) -> Span | None:
-    """The main speech span of a take (first voiced frame to last), in seconds; None for no speech. Frames
-    of exact zeros (a microphone starting up, noise suppression) measure no room: as its floor, they would
-    make the room's noise speech, so they are left out (NaN) as frames without a measurement are."""
+    """The main speech span of a take (first voiced frame to last), in seconds; None for no speech. Exact
+    zeros before the first sound (a microphone starting up) measure no room: as its floor, they would make
+    the room's noise speech, so they are left out (NaN) as frames without a measurement are. Zeros after
+    a sound are kept: noise suppression silences the room between words, and only speech is left."""
     energy = band_energy_db(samples, rate, options.frame_ms, options.band_hz)
-    energy[energy <= 10 * np.log10(ZERO_POWER)] = np.nan
+    starting = np.argmax(energy > 10 * np.log10(ZERO_POWER)) if len(energy) else 0
+    energy[:starting] = np.nan
     return active_span(energy, options.frame_ms / 1000, options.activity)

@@ -155,7 +155,9 @@ def video_timeline(path: str) -> tuple[float, float | None]:
             rate = stream.average_rate or stream.guessed_rate
             if stream.frames and rate:  # the count the file's header gives (a duration would be an estimate)
                 length = stream.frames / float(rate)
-                if stream.duration and stream.time_base is not None:  # an edit list shows fewer (`-c copy` cuts)
+                # An MP4's edit list may show fewer (`-c copy` cuts); other containers' durations are what is
+                # left of a cut-off file.
+                if "mp4" in container.format.name.split(",") and stream.duration and stream.time_base is not None:
                     length = min(length, float(stream.duration * stream.time_base))
                 return start, length
             end = _clock_seconds(stream.metadata.get("DURATION", ""))  # Matroska keeps where the video ends

@@ -129,7 +129,11 @@ def save(model: keras.Model, path: Path, spec: ModelSpec) -> None:
     """Save a .keras file that carries its ModelSpec, written to a temporary name and renamed: a failed
     save (a full disk, Ctrl-C) leaves the earlier file as it was, and no partial one beside it."""
     staged = stage(model, path, spec)
-    os.replace(staged, path)
+    try:
+        os.replace(staged, path)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
 
 
 def stage(model: keras.Model, path: Path, spec: ModelSpec) -> Path:

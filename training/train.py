@@ -548,7 +548,7 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
                     logp = predict_clips(runtime_forward, val_clips)
                     hyps = [greedy(lp, vocabulary).text for lp in logp]
                     cer, wer = error_rates([c.text for c in val_clips], hyps)
-                    checkpoint.enter_context(held_interrupts())  # best, last and state: all three, or none
+                    checkpoint.enter_context(held_interrupts())  # best, last, state and log: all, or none
                     staged = {}  # written whole first: a failed write (a full disk) replaces none of them
                     checkpoint.callback(lambda: [tmp.unlink(missing_ok=True) for tmp in staged])
                     better = improves(cer, wer, state)
@@ -608,7 +608,8 @@ def with_log_row(path: Path, epoch: int, logs: dict[str, float]) -> str:
     """log.csv with an epoch's row added (`epoch` counted from 1, as state.json and the console count),
     written with its checkpoint so that neither an interrupt nor a full disk parts one from the other; the
     columns are the first row's (a resumed run logs what it began logging)."""
-    text = path.read_text() if path.exists() else ""
+    with open(path, newline="", encoding="utf-8") if path.exists() else io.StringIO() as f:
+        text = f.read()
     fields = next(csv.reader(io.StringIO(text)), None) or ["epoch", *sorted(logs)]
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
@@ -623,7 +624,7 @@ def stage_text(path: Path, text: str) -> Path:
     a failed write leaves no partial file."""
     tmp = path.with_name(path.name + TMP)
     try:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8", newline="")  # as written: `\n` line ends on every system
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
