@@ -412,6 +412,19 @@ def write_text(path: Path, text: str, stopped: Callable[[], bool] | None = None)
         with open(_opened_in_place(path), "w", encoding="utf-8") as file:
             write_stream(file, text, stopped)
         return
+    tmp, target = stage_text(path, text)
+    try:
+        tmp.replace(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def stage_text(path: Path, text: str, newline: str | None = None) -> tuple[Path, Path]:
+    """`write_text`'s first half, for a file: the text written whole beside the file `path` names (a
+    symlink's target), under a temporary name, with the permissions of the file it will replace; that name
+    and the file's, for the caller to rename (training renames an epoch's files once all are written). A
+    failed write leaves no partial file. `newline` as open's ("": line ends as written)."""
     path = Path(os.path.realpath(path))
     make_folder_for(path)
     try:
@@ -424,7 +437,7 @@ def write_text(path: Path, text: str, stopped: Callable[[], bool] | None = None)
     # people than before in between.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if kept is None else 0o600)
     try:
-        with open(fd, "w", encoding="utf-8") as file:
+        with open(fd, "w", encoding="utf-8", newline=newline) as file:
             if kept is not None:
                 mode = stat.S_IMODE(kept.st_mode)
                 if not _give_owner(fd, kept):  # another group than the file's: none of the group's rights
@@ -432,10 +445,10 @@ def write_text(path: Path, text: str, stopped: Callable[[], bool] | None = None)
                 with contextlib.suppress(OSError):  # a file system without permissions (some network mounts)
                     os.fchmod(fd, mode)
             file.write(text)
-        tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    return tmp, path
 
 
 def _give_owner(fd: int, kept: os.stat_result) -> bool:

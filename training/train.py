@@ -30,7 +30,7 @@ from realtime.backend import model_path
 from realtime.cli import Parser, at_least, fraction, fraction_below_one, named_path, non_negative, positive, summary
 from realtime.crop import is_number
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import TMP, folder_problem, make_folder_for, run_command, write_text
+from realtime.files import folder_problem, make_folder_for, run_command, stage_text, write_text
 from realtime.interrupts import held_interrupts, kept_stop_requests, stops_like_ctrl_c
 from realtime.vocab import Vocabulary
 from training.augment import AugmentOptions
@@ -559,9 +559,9 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
                 staged[stage(self.model, run / "last.keras", base_spec)] = run / "last.keras"
                 epoch_state = {**state, "epoch": epoch + 1,
                                **(dict(best_cer=cer, best_wer=wer, best_epoch=epoch + 1) if better else {})}
-                staged[stage_text(state_path, json.dumps(epoch_state, indent=1))] = state_path
-                log = run / "log.csv"
-                staged[stage_text(log, with_log_row(log, epoch + 1, logs))] = log
+                staged.update([stage_text(state_path, json.dumps(epoch_state, indent=1))])  # one at a time:
+                log = run / "log.csv"  # each is cleaned up if a later one fails; `\n` line ends everywhere
+                staged.update([stage_text(log, with_log_row(log, epoch + 1, logs), newline="")])
                 for tmp, path in staged.items():  # renames in one folder: they do not fail for want of room
                     tmp.replace(path)
                 state.update(epoch_state)
@@ -617,18 +617,6 @@ def with_log_row(path: Path, epoch: int, logs: dict[str, float]) -> str:
         writer.writeheader()
     writer.writerow({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
     return text + out.getvalue()
-
-
-def stage_text(path: Path, text: str) -> Path:
-    """`text` written whole beside `path` under a temporary name, which it returns for the caller to rename;
-    a failed write leaves no partial file."""
-    tmp = path.with_name(path.name + TMP)
-    try:
-        tmp.write_text(text, encoding="utf-8", newline="")  # as written: `\n` line ends on every system
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
 
 
 def _version() -> str:
