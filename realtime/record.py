@@ -365,14 +365,21 @@ class Screen:
         self.window = None if headless else Window(WINDOW)
         self.text = ""
         self.status = ""  # under the image: where the session stands, and how to end it
+        self._unprinted = ""  # the prompt's line, printed with the take's first image
 
     def prompt(self, text: str, number: int, total: int, attempt: int) -> None:
         self.text = text
         again = f" (take {attempt + 1})" if attempt else ""
         self.status = f"{number + 1}/{total}{again}   q: end the session"
-        print(f"[{number + 1}/{total}] say: {text}{again}", flush=True)
+        self._unprinted = f"[{number + 1}/{total}] say: {text}{again}"
 
     def show(self, image: np.ndarray) -> None:
+        """Show a take's image under the prompt. The prompt is printed with the take's first image, when the
+        camera and microphone have started: a camera that takes a second to open would miss the first word
+        of a prompt printed before it."""
+        if self._unprinted:
+            print(self._unprinted, flush=True)
+            self._unprinted = ""
         if self.window is None:
             return
         scale = min(1.0, fitting_zoom(image.shape, self.window.room))  # a 1080p camera on a laptop's screen

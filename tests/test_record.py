@@ -685,6 +685,24 @@ def test_a_sound_that_cannot_be_opened_leaves_the_camera_closed(grid_s1: Path, t
     assert str(video) not in open_files()
 
 
+def test_the_prompt_is_printed_once_the_camera_and_microphone_have_started(grid_s1: Path, tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture):
+    """A prompt printed before the take's devices open (a camera can take a second) would be read into a
+    camera not yet filming: it is printed with the take's first image, and a take whose sound fails to open
+    prints none."""
+    from realtime.record import Screen, capture_take
+
+    screen = Screen(headless=True)
+    screen.prompt("place red at j three again", 0, 1, 1)
+    assert capsys.readouterr().out == ""
+    (tmp_path / "noise.wav").write_bytes(b"not a sound file")
+    with pytest.raises(AudioError):
+        capture_take(stand_in(grid_s1, tmp_path / "grid", audio_file=str(tmp_path / "noise.wav")), screen.show, words=6)
+    assert capsys.readouterr().out == ""
+    capture_take(replace(stand_in(grid_s1, tmp_path / "grid"), seconds=0.5), screen.show, words=6)
+    assert capsys.readouterr().out == "[1/1] say: place red at j three again (take 2)\n"
+
+
 def test_a_clip_saved_as_a_second_take_stands_in_with_its_sentence():
     """record names a second clip of a sentence bbaf2n_2: as a stand-in it still says its sentence."""
     from realtime.record import own_sentence
