@@ -104,13 +104,33 @@ class CaptionPolicy:
         self._closed = True  # the last committed word ended its phrase: the next one begins another
         self._space = self.vocabulary.charset.index(" ")
         self._moved = (-np.inf, np.inf)  # media times of the first and last frame the lips moved in, last window
+        # The last window's pauses (`still` resting frames or more after the lips moved): media times of the
+        # last frame they moved in before resting, and of the frame they move again at (inf: not yet).
+        self._rests: list[tuple[float, float]] = []
         self._first = np.inf  # media time of the last window's first frame; inf: none yet in this stream
 
-    def _note_movement(self, times: np.ndarray, moved: np.ndarray) -> None:
-        """Note when the lips moved in this window (`moved`: the indices of the frames they moved in)."""
+    def _note_movement(self, times: np.ndarray, moving: np.ndarray) -> None:
+        """Note when the lips moved in this window (`moving`: whether they move in each frame), and where they
+        paused."""
+        moved = np.flatnonzero(moving)
         self._moved = (float(times[moved[0]]), float(times[moved[-1]])) if len(moved) else (-np.inf, np.inf)
+        self._rests = [(float(times[a - 1]), float(times[b]) if b < len(times) else np.inf)
+                       for a, b in self._pauses(moving)]
 
-    def _next_window(self, times: np.ndarray, moved: np.ndarray, pending: list[TimedWord],
+    def _pauses(self, moving: np.ndarray) -> list[tuple[int, int]]:
+        """The pauses (`still` resting frames or more after the lips moved) in a window: the frame each
+        begins at, and the frame the lips move again at (the window's length if they do not). Lips that
+        moved for fewer than `twitch` frames since the last pause said nothing: as a stream begins, a mouth
+        at rest may read as moving for a frame (its floor is then a few frames' low), and the pause after
+        it would end a phrase of the model's guess, which the speech after would say again."""
+        pauses, since = [], 0
+        for a, b in true_runs(np.logical_not(moving)):
+            if a > 0 and b - a >= self.options.still and np.count_nonzero(moving[since:a]) >= self.options.twitch:
+                pauses.append((int(a), int(b)))
+                since = b
+        return pauses
+
+    def _next_window(self, times: np.ndarray, moving: np.ndarray, pending: list[TimedWord],
                      edge: float) -> list[TimedWord] | None:
         """Note a window, first committing the words it slid past since the last read: those of `pending`
         (the last read's words) that begin before media time `edge`. With reads `hop` frames apart the
@@ -121,7 +141,7 @@ class CaptionPolicy:
         gone = [w for w in pending if w.start < edge] if slid else None
         if gone:
             self._commit_words(gone)
-        self._note_movement(times, moved)
+        self._note_movement(times, moving)
         return gone
 
     def _read_whole(self, words: Sequence[Word], logp: np.ndarray, moved: np.ndarray) -> int:
@@ -140,13 +160,23 @@ class CaptionPolicy:
         """Commit words with their times held within the lips' movement in the window read (or from
         `since`, when the lips moved in frames read before it). The model places a word's letters
         anywhere its window allows (a sentence's first word at the window's start, before the lips move;
-        its last at the end), so its frames time the words only roughly; the lips say when the speech was."""
+        a phrase's last late in the pause after it, up to where the lips move again), so its frames time
+        the words only roughly; the lips say when the speech was. A word read from a pause on was said
+        before it, and ends where the lips stopped; a word after a pause begins a phrase."""
         low, high = min(self._moved[0], since), self._moved[1]
-        if words and self._closed:
-            self.phrase_starts.append(len(self.words))
-            self._closed = False
-        self.words.extend(replace(w, start=min(max(w.start, low), high), end=min(max(w.end, low), high))
-                          for w in words)
+        for w in words:
+            stopped = next((until for until, resumed in self._rests if until < w.start < resumed), None)
+            if stopped is not None:
+                w = replace(w, start=max(stopped - (w.end - w.start), low), end=stopped)
+            else:
+                end = next((until for until, _ in self._rests if w.start <= until < w.end), w.end)
+                w = replace(w, start=min(max(w.start, low), high), end=min(max(end, low), high))
+            if self.words and any(self.words[-1].end <= until and resumed <= w.start for until, resumed in self._rests):
+                self._closed = True
+            if self._closed:
+                self.phrase_starts.append(len(self.words))
+                self._closed = False
+            self.words.append(w)
 
     @property
     def committed(self) -> str:
@@ -277,7 +307,7 @@ class RightContextPolicy(CaptionPolicy):
     def update(self, logp: np.ndarray, times: np.ndarray, moving: np.ndarray) -> CaptionState:
         now = float(times[-1])
         moved = np.flatnonzero(moving)
-        self._note_movement(times, moved)
+        self._note_movement(times, moving)
         # Frames the window slid past before they settled (reads `hop` frames apart, before the stream's
         # speech was read) are frozen as the last read read them, from where the lips began to move:
         # before that, that read's start held the model's guess at the first word, not speech.
@@ -326,7 +356,7 @@ class LocalAgreementPolicy(CaptionPolicy):
         # sentence spoken from there, and earlier frames not at all: the last read's words there are
         # committed as a stream's end there would have.
         lips = int(moved[0]) if len(moved) else len(times) - 1
-        gone = self._next_window(times, moved, self._previous, float(times[lips]))
+        gone = self._next_window(times, moving, self._previous, float(times[lips]))
         onset = 0 if gone is None else lips
         gone = gone or []
         if gone:
@@ -373,7 +403,7 @@ class PausePolicy(CaptionPolicy):
             self._start = float(times[0])
         moved = np.flatnonzero(moving)
         committed = len(self.words)
-        gone = self._next_window(times, moved, self._pending, float(times[0]))
+        gone = self._next_window(times, moving, self._pending, float(times[0]))
         committed_until = gone[-1].end if gone else -np.inf  # of the last word committed as an earlier read read it
         timed = []
         paused = False
@@ -418,19 +448,6 @@ class PausePolicy(CaptionPolicy):
         else:
             self._tail = self._shown(now, tentative)
         return self._tail
-
-    def _pauses(self, moving: np.ndarray) -> list[tuple[int, int]]:
-        """The pauses (`still` resting frames or more after the lips moved) in a window: the frame each
-        begins at, and the frame the lips move again at (the window's length if they do not). Lips that
-        moved for fewer than `twitch` frames since the last pause said nothing: as a stream begins, a mouth
-        at rest may read as moving for a frame (its floor is then a few frames' low), and the pause after
-        it would end a phrase of the model's guess, which the speech after would say again."""
-        pauses, since = [], 0
-        for a, b in true_runs(np.logical_not(moving)):
-            if a > 0 and b - a >= self.options.still and np.count_nonzero(moving[since:a]) >= self.options.twitch:
-                pauses.append((int(a), int(b)))
-                since = b
-        return pauses
 
     def flush(self, now: float | None = None) -> CaptionState:
         pending, self._pending, self._start = self._pending, [], -np.inf
