@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
@@ -122,8 +123,39 @@ class _Stream:
 WITHOUT_MICROPHONE = "; to record from a file instead, use --audio-file FILE, or --silent for mouthed words"
 
 
+class RateConverter:
+    """Sound blocks at one rate in, at another out, continuous across blocks (FFmpeg's resampler keeps the
+    filter's state between them): for a microphone that records only at its own rate."""
+
+    def __init__(self, rate_in: int, rate_out: int):
+        self.rate_in = rate_in
+        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=rate_out)
+        self._next = 0  # the next block's first sample, counted at rate_in
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """(n,) float32 at rate_in -> float32 at rate_out; the resampler's filter holds back a few samples."""
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block, np.float32)[None, :], format="flt",
+                                           layout="mono")
+        frame.sample_rate, frame.time_base, frame.pts = self.rate_in, Fraction(1, self.rate_in), self._next
+        self._next += len(block)
+        out = [f.to_ndarray()[0] for f in self._resampler.resample(frame)]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
+
+
+def at_rate(callback: Callback, rate_in: int, rate_out: int) -> Callback:
+    """The callback of a consumer at rate_out, given blocks at rate_in: each converted as it comes."""
+    convert = RateConverter(rate_in, rate_out)
+
+    def call(indata: np.ndarray, frames: int, status: Any) -> None:
+        block = convert(indata[:frames, 0])
+        callback(block[:, None], len(block), status)
+
+    return call
+
+
 class MicrophoneStream(_Stream):
-    """The default input device through sounddevice, at `rate`."""
+    """The default input device through sounddevice, at `rate`; at the device's own rate, converted, when it
+    takes no other (a raw ALSA device, Windows' WASAPI)."""
 
     def __init__(self, callback: Callback, rate: int = RATE):
         super().__init__(callback, rate)
@@ -134,8 +166,15 @@ class MicrophoneStream(_Stream):
                              f"libportaudio2){WITHOUT_MICROPHONE}") from None
         self._abort, self._failed = sounddevice.CallbackAbort, sounddevice.PortAudioError
         try:
-            self._stream = sounddevice.InputStream(samplerate=rate, blocksize=self.blocksize, channels=1,
-                                                   dtype="float32", callback=self._call)
+            device_rate = rate
+            try:
+                sounddevice.check_input_settings(samplerate=rate, channels=1, dtype="float32")
+            except sounddevice.PortAudioError:  # not at this rate, or no device: its own rate, or the error
+                device_rate = round(sounddevice.query_devices(kind="input")["default_samplerate"])
+                self.callback = at_rate(callback, device_rate, rate)
+            self._stream = sounddevice.InputStream(samplerate=device_rate, channels=1, dtype="float32",
+                                                   blocksize=round(self.blocksize * device_rate / rate),
+                                                   callback=self._call)
         except (sounddevice.PortAudioError, ValueError) as e:
             raise AudioError(f"cannot open a microphone ({e}){WITHOUT_MICROPHONE}") from None
 

@@ -22,7 +22,7 @@ import pytest
 
 import realtime.record as record_module
 from realtime.activity import Span
-from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream,
+from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, at_rate,
                             detect_speech, read_audio)
 from realtime.grid import code_from_sentence, read_align, sentence, sentence_from_code
 from realtime.interrupts import interrupt
@@ -582,6 +582,23 @@ def test_no_microphone_is_a_one_line_error():
     with pytest.raises(AudioError) as error:
         MicrophoneStream(AudioRecording(16000))
     assert "\n" not in str(error.value) and "--audio-file" in str(error.value)
+
+
+def test_a_microphone_that_records_only_at_48_khz_is_heard_at_16_khz(grid_s1: Path):
+    """A device that takes no rate but its own (a raw ALSA device, WASAPI) records at it, and each block is
+    converted as it comes: a clip's sound taken at 48 kHz in 20 ms blocks is recorded as the same sound read
+    at 16 kHz, in time, the filter holding back a millisecond or two."""
+    path = grid_s1 / "video" / f"{CLIP}.mp4"
+    heard, device = read_audio(path, 16000), read_audio(path, 48000)
+    recording = AudioRecording(16000)
+    callback = at_rate(recording, 48000, 16000)
+    for start in range(0, len(device), 960):
+        block = device[start:start + 960, None]
+        callback(block, len(block), None)
+    recorded = recording.samples()
+    assert len(heard) - 32 <= len(recorded) <= len(heard)
+    assert recording.seconds == len(recorded) / 16000
+    np.testing.assert_allclose(recorded, heard[:len(recorded)], atol=0.02)
 
 
 def test_sound_and_frames_of_a_file_keep_its_timeline(grid_s1: Path, tmp_path: Path):
