@@ -169,6 +169,11 @@ def face_box(points: np.ndarray) -> np.ndarray:
     return np.concatenate([points[:, :2].min(axis=0), points[:, :2].max(axis=0)])
 
 
+def _apart(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two boxes (x0, y0, x1, y1) do not overlap."""
+    return bool(a[0] >= b[2] or b[0] >= a[2] or a[1] >= b[3] or b[1] >= a[3])
+
+
 def box_size(box: np.ndarray) -> float:
     return float(max(box[2] - box[0], box[3] - box[1]))
 
@@ -197,6 +202,7 @@ class MouthTracker:
         self._starting = {self._mesh}  # meshes yet to find a face
         self._filter = _OneEuro(self.options.smoothing_cutoff_hz, self.options.smoothing_beta, np.ones(4))
         self._last: CropPose | None = None
+        self._others: list[CropPose] = []  # the faces not followed, in the last frame the followed one was read in
         self._raw: CropPose | None = None  # the last frame's pose before smoothing (None: it had no face)
         self._step = np.zeros(2)  # how far the face's centre moved from the frame before the last to the last
         self._box: np.ndarray | None = None  # the last frame's face box (None: it had no face)
@@ -234,7 +240,7 @@ class MouthTracker:
 
     def reset(self) -> None:
         self._filter.reset()
-        self._last = None
+        self._last, self._others = None, []
         self._raw, self._step, self._box = None, np.zeros(2), None
         self._last_seen = -math.inf
         self._grey = None
@@ -343,6 +349,10 @@ class MouthTracker:
         score = [p.width * (1 - math.hypot(p.cx - w / 2, p.cy - h / 2) / diagonal) for p in poses]
         return faces[int(np.argmax(score))]
 
+    def _is_other(self, raw: CropPose) -> bool:
+        """Whether a face is one of the others the followed one was last read beside, where it was then."""
+        return any(not _moved_fast(other, raw, self.options.new_face_jump) for other in self._others)
+
     def _is_cut(self, previous: np.ndarray | None, grey: np.ndarray) -> bool:
         """A cut in an edited video: the smoothed pose would take about five frames to follow the face
         to its new place (docs/streaming.md: Cuts), so smoothing starts afresh. Within a shot a
@@ -426,7 +436,12 @@ class MouthTracker:
                 faces = self._landmarks(rgb, view)
         spec = self.options.crop
         points = self._choose(faces, (h, w))
+        # other people: faces apart from the one chosen (FaceMesh may also give a stale second mesh of a face
+        # that moves fast, over it), before a fast move re-reads `points` below
+        unchosen = [] if points is None else [f for f in faces if _apart(face_box(f), face_box(points))]
         raw = None if points is None else pose_from_landmarks(points, spec)
+        if raw is not None and self._is_other(raw) and t - self._last_seen <= self.options.hold_seconds:
+            points = raw = None  # the face followed is gone for a blink, not swapped for the person beside it
         before = self._raw or self._last  # after a drop-out, the pose held through it
         # a face that moves fast, or did a frame ago (FaceMesh's tracking, left behind, may move little)
         fast = raw is not None and before is not None and (
@@ -470,6 +485,7 @@ class MouthTracker:
             cx, cy, width, angle = self._filter.place(raw.as_array()[:2])
         pose = CropPose(float(cx), float(cy), float(width), float(angle))
         self._last, self._last_seen = pose, t
+        self._others = [pose_from_landmarks(f, spec) for f in unchosen]
         crop = crop_mouth(frame_bgr, pose, spec)
         return TrackResult(t, crop, pose, crop_box(pose, spec), points[list(LIPS), :2].astype(np.float32),
                            frontality(points), "ok", len(faces), landmark_ms,

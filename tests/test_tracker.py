@@ -200,6 +200,19 @@ def test_the_followed_face_gone_another_is_read_and_said_to_be(frames: list[np.n
     assert sum(r.jumped for r in results) == 1
 
 
+def test_the_followed_face_gone_for_a_blink_is_held_not_swapped_for_the_other(frames: list[np.ndarray]):
+    """Two people; the one read is gone for 3 frames (a hand, a dropped frame), shorter than the hold: its
+    pose is held, not swapped for the other person's, and it is read again when back. The tracker had
+    jumped to the other face, restarting the stream, and stayed there: the nearer face when the first came back."""
+    canvas = ([two_faces(f, 1.0, 0.6) for f in frames[:5]] + [two_faces(f, 0, 0.6) for f in frames[5:8]] +
+              [two_faces(f, 1.0, 0.6) for f in frames[8:14]])
+    results = track(canvas)
+    half = canvas[0].shape[1] / 2
+    assert [r.reason for r in results[5:8]] == ["held"] * 3
+    assert all(r.pose.cx < half for r in results) and not any(r.jumped for r in results)
+    assert results[-1].reason == "ok" and results[-1].faces == 2
+
+
 def test_a_cut_starts_smoothing_afresh(frames: list[np.ndarray], grid_s1: Path):
     """A cut between two real clips, as in an edited video or the concatenated test stream: the crop on
     the new shot's first frame is where a fresh tracker puts it, not smoothed from the last shot's."""
