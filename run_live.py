@@ -642,7 +642,7 @@ class _LiveRun:
         viewer.holding = True
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, interrupt)
-        step = replace(self.step, caption=self.final)
+        step = replace(self.step, caption=self.final, no_face=False)  # nothing is read now: no face is asked for
         log("the video has ended: q, Esc or the close button closes the window")
         try:
             while True:

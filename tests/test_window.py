@@ -308,10 +308,15 @@ def x_display(x_server: tuple[dict[str, str], subprocess.Popen]) -> dict[str, st
 def test_the_window_holds_the_last_words_when_the_video_ends(x_display: dict[str, str], tmp_path: Path) -> None:
     """At the video's end everything read is committed, written out, and stays on screen until the window
     is closed: the last words are there to read, not gone with the window. (A run with subtitles prints no
-    transcript; its JSON lines, on stdout, tell what it committed.)"""
-    log, srt = tmp_path / "stderr.txt", tmp_path / "talk.srt"
+    transcript; its JSON lines, on stdout, tell what it committed.) The clip ends in a second with no face,
+    and the window held at the end no longer asks in red for a face: nothing is read any more."""
+    video, log, srt = tmp_path / "faceless_end.mp4", tmp_path / "stderr.txt", tmp_path / "talk.srt"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(CLIP), "-f", "lavfi", "-i",
+                    "color=black:s=360x288:r=25:d=1", "-filter_complex",
+                    "[0:v]setsar=1[a];[1:v]setsar=1,format=yuv420p[b];[a][b]concat=n=2:v=1:a=0", "-an", str(video)],
+                   check=True)
     with open(log, "w") as err:
-        process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(CLIP), "--srt",
+        process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--srt",
                                     str(srt), "--jsonl", "-"], stdout=subprocess.PIPE, stderr=err, text=True,
                                    env=x_display, cwd=tmp_path)
     try:
@@ -325,6 +330,13 @@ def test_the_window_holds_the_last_words_when_the_video_ends(x_display: dict[str
             time.sleep(0.1)
         time.sleep(1.0)
         assert process.poll() is None  # still showing the last words
+        assert "no face in view" in log.read_text()
+        shot = tmp_path / "held.png"
+        subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "x11grab", "-i", x_display["DISPLAY"],
+                        "-frames:v", "1", str(shot)], check=True, timeout=30)
+        held = cv2.imread(str(shot))
+        assert (np.abs(held.astype(int) - RED).max(axis=-1) < 30).sum() == 0
+        assert (held == WHITE).all(axis=-1).sum() > 500  # the last words, and the status line
         subtitled = cue_words(srt)  # written before the wait: closing the terminal would not lose it
         subprocess.run(["xdotool", "windowfocus", "--sync", window], env=x_display, check=True, timeout=30)
         subprocess.run(["xdotool", "key", "q"], env=x_display, check=True, timeout=30)
