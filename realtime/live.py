@@ -79,6 +79,7 @@ class LivePipeline:
         self.moving: deque[bool] = deque(maxlen=options.window)  # per frame of the window: the lips move
         self.caption = CaptionState(0.0, "", "")
         self.last_face = -np.inf
+        self.began = np.inf  # media time of the run's first frame: until a face is found, its absence counts from it
         self.moved = 0  # frames the lips moved in, of the whole run: speech, read or not
 
     def close(self) -> None:
@@ -99,6 +100,7 @@ class LivePipeline:
         processed whole: one landing between the back end's frames and their times, or in the policy's
         update, would leave them apart, and the words read so far could not be committed."""
         started = time.perf_counter()
+        self.began = min(self.began, frame.t)
         with held_interrupts():
             track = self.tracker.process(frame.image, frame.t)
             stages = {"capture": frame.read_ms, "landmarks": track.landmark_ms, "crop": track.crop_ms,
@@ -122,7 +124,8 @@ class LivePipeline:
                     changed = self._read(stages) or changed
         done = time.perf_counter()
         stages["total"] = (done - started) * 1e3 + frame.read_ms
-        no_face = track.crop is None and frame.t - self.last_face > self.options.lost_face_seconds
+        # a camera's first dark frames, or a face found a few frames in, are no missing face
+        no_face = track.crop is None and frame.t - max(self.last_face, self.began) > self.options.lost_face_seconds
         latency = (time.monotonic() - frame.captured) * 1e3
         return StepResult(frame, track, self.caption, changed, no_face, stages, latency)
 
@@ -229,7 +232,8 @@ class RunNotices:
         if step.no_face != self.faceless and (step.no_face or step.track.crop is not None):
             self.faceless = step.no_face
             # media time, where in a long file to look: when the face was last seen, or is found
-            at = f"at {pipeline.last_face if self.faceless and pipeline.saw_a_face else t:.1f} s"
+            seen = pipeline.last_face if pipeline.saw_a_face else pipeline.began
+            at = f"at {seen if self.faceless else t:.1f} s"
             said.append(Notice(f"no face in view {at}: nothing to read until a face is seen" if self.faceless
                                else f"face found {at}", ""))
         return said

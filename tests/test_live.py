@@ -1028,6 +1028,17 @@ def test_a_video_without_a_face_says_so(tmp_path: Path) -> None:
     assert result.stdout.strip()  # the speaker was read once found
 
 
+def test_a_face_found_a_few_frames_in_is_no_missing_face(tmp_path: Path) -> None:
+    """A camera's first frames dark for 0.2 s, less than a face must be missing for (0.5 s), as anywhere
+    later in the video: nothing is said, and the window asks for no face (it had, from the first frame)."""
+    frames = read_frames(clip(CLIPS[0]))
+    video = write_video(tmp_path / "dark_start.avi", [np.zeros_like(frames[0])] * 5 + frames, 25.0, "MJPG")
+    result = _run("--source", str(video), "--headless", "--fast")
+    assert result.returncode == 0, result.stderr
+    assert not [line for line in result.stderr.splitlines() if "face" in line], result.stderr
+    assert result.stdout.strip()
+
+
 @pytest.mark.parametrize("name, holds", [("voice.mp4", "sound"), ("captions.srt", "subtitles")])
 def test_a_file_of_sound_or_subtitles_alone_is_said_to_have_no_video(name: str, holds: str, tmp_path: Path) -> None:
     """Said as what it holds, not as a damaged video (nor subtitles as sound)."""
