@@ -215,9 +215,9 @@ def save_transcript(text: str) -> str:
     try:
         write_text(path, text + "\n")
     except OSError as e:
-        log(f"error: could not save {path} ({e.strerror or e})")
         reason = e.strerror or str(e)
-        return f"error: transcript not saved ({reason if len(reason) <= 50 else reason[:47] + '...'})"
+        log(f"error: could not save {path} ({reason})")
+        return f"error: transcript not saved ({reason.split(f'{path.name}: ', 1)[-1]})"  # the window wraps it
     log(f"saved {path}")
     return f"saved {path}"
 

@@ -1028,6 +1028,17 @@ def test_a_video_without_a_face_says_so(tmp_path: Path) -> None:
     assert result.stdout.strip()  # the speaker was read once found
 
 
+def test_a_transcript_that_cannot_be_saved_says_why_in_the_window(monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    """The s key in a folder where no file can be made: the window's red notice gives the reason, not the
+    file's name again cut off before it (`cannot write /proc/lipstream-transcript-2026120...`); stderr has both."""
+    monkeypatch.chdir("/proc")
+    said = run_live.save_transcript("bin blue at f two now")
+    assert said.startswith("error: transcript not saved (no file can be made in /proc (") and said.endswith("))")
+    assert "lipstream-transcript" not in said
+    assert capsys.readouterr().err.startswith("lipstream: error: could not save lipstream-transcript-")
+
+
 def test_a_face_found_a_few_frames_in_is_no_missing_face(tmp_path: Path) -> None:
     """A camera's first frames dark for 0.2 s, less than a face must be missing for (0.5 s), as anywhere
     later in the video: nothing is said, and the window asks for no face (it had, from the first frame)."""
