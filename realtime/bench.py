@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import io
 import json
 import sys
 import time
@@ -27,9 +28,10 @@ import numpy as np
 from realtime.backend import (BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, StreamingBackend, model_path,
                               streaming_paths)
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, Video, capture_fps, local_path
-from realtime.cli import Parser, add_decoder, add_policy, at_least, named_path, policy_options, summary, window_problem
+from realtime.cli import (Parser, add_decoder, add_policy, at_least, named, named_path, policy_options, summary,
+                          window_problem)
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
-from realtime.files import make_folder_for, outputs_problem, run_command, write_text
+from realtime.files import outputs_problem, run_command, write_text, write_whole
 from realtime.grid import GRID_FPS, AlignError, Token, read_align, sentence
 from realtime.interrupts import held_interrupts, interruptible
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
@@ -38,11 +40,11 @@ from realtime.tracker import TrackerOptions, tracked_video
 WINDOW = 75  # frames of the window the comparisons read: one GRID sentence
 
 
-def percentiles(values: list[float] | np.ndarray) -> dict[str, float]:
-    """p50, p95 and p99 (linear interpolation between order statistics); NaN for no values."""
+def percentiles(values: list[float] | np.ndarray) -> dict[str, float | None]:
+    """p50, p95 and p99 (linear interpolation between order statistics); None (JSON's null) for no values."""
     v = np.asarray(values, dtype=np.float64)
     if v.size == 0:
-        return {"p50": float("nan"), "p95": float("nan"), "p99": float("nan")}
+        return {"p50": None, "p95": None, "p99": None}
     p50, p95, p99 = np.percentile(v, [50, 95, 99])
     return {"p50": float(p50), "p95": float(p95), "p99": float(p99)}
 
@@ -189,7 +191,9 @@ def plot(rec: Recording, path: Path) -> None:
     b.set_ylabel("glass-to-caption latency (ms)")
     b.set_title("glass to caption over time")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110)
+    write_whole(path, png.getvalue())  # a failed write leaves the file there as it was
 
 
 def json_path(text: str) -> Path | None:
@@ -200,7 +204,8 @@ def json_path(text: str) -> Path | None:
 @interruptible
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m realtime.bench", description=summary(__doc__))
-    parser.add_argument("--source", type=named_path, required=True, help="a video file, played at its own fps")
+    parser.add_argument("--source", type=named, required=True,
+                        help="a video file (or its file:// URL), played at its own fps")
     parser.add_argument("--model", type=model_path, default=BUNDLED_MODEL,
                         help="the ONNX model (a bare name such as lipstream-lite.int8.onnx names a bundled one)")
     parser.add_argument("--provider", default="auto", choices=PROVIDERS)
@@ -223,12 +228,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--plot needs matplotlib, which the runtime does not install: install lipstream with its [train] "
                      "extra")
     # Before the run, not after it: its results must not be lost to a file that cannot be written or read.
-    video = local_path(str(args.source))
+    video = local_path(args.source)
     problem = outputs_problem([p for p in (args.json, args.plot) if p],
                               [(video, "the video read"),
                                (video and align_beside(video), "the align file read beside the video")])
     try:
-        tokens = reference(args.source)
+        tokens = None if video is None else reference(video)
     except AlignError as e:
         problem = problem or str(e)
     if problem:
@@ -236,18 +241,18 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         model = OnnxModel(args.model, args.provider)
-        rec, pipeline, source = run_stream(model, str(args.source), options, args.fast)
+        rec, pipeline, source = run_stream(model, args.source, options, args.fast)
     except (ModelLoadError, CaptureError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    problem = nothing_read(str(args.source), source, pipeline)  # as live refuses it
+    problem = nothing_read(args.source, source, pipeline)  # as live refuses it
     cut = source.failure or source.error  # figures of part of a video, its WER against all of its words
     if problem or cut:
         pipeline.close()
         print(f"error: {problem or f'{cut}: no figures written'}", file=sys.stderr)
         return EXIT_USAGE if problem else EXIT_FAILED if source.failure else EXIT_SOURCE_ENDED
     rss_mb = peak_rss_mb()
-    capture = Video(str(args.source))
+    capture = Video(args.source if video is None else str(video))
     fps = capture_fps(capture, GRID_FPS)  # GRID's where the video gives none
     with tracked_video(capture, fps, TrackerOptions(crop=model.spec.crop)) as tracked:
         crops = list(islice((r.crop for r in tracked if r.crop is not None), WINDOW))
@@ -283,13 +288,17 @@ def main(argv: list[str] | None = None) -> int:
         result["wer"] = float(jiwer.wer(sentence(tokens), pipeline.policy.committed))
     result["transcript"] = pipeline.policy.committed
     pipeline.close()
-    if args.json:
-        write_text(args.json, json.dumps(result, indent=1))
-    if args.plot:
-        make_folder_for(args.plot)
-        plot(rec, args.plot)
-    print(json.dumps({k: v for k, v in result.items() if k != "transcript"}, indent=1))
-    return EXIT_OK
+    print(json.dumps({k: v for k, v in result.items() if k != "transcript"}, indent=1))  # first: a file may fail
+    code = EXIT_OK
+    for path, write in ((args.json, lambda path: write_text(path, json.dumps(result, indent=1))),
+                        (args.plot, lambda path: plot(rec, path))):
+        if path:
+            try:
+                write(path)
+            except OSError as e:
+                print(f"error: cannot write {path} ({e.strerror or e}): the figures are on stdout", file=sys.stderr)
+                code = EXIT_USAGE
+    return code
 
 
 if __name__ == "__main__":

@@ -412,7 +412,18 @@ def write_text(path: Path, text: str, stopped: Callable[[], bool] | None = None)
         with open(_opened_in_place(path), "w", encoding="utf-8") as file:
             write_stream(file, text, stopped)
         return
-    tmp, target = stage_text(path, text)
+    write_whole(path, text)
+
+
+def write_whole(path: Path, data: str | bytes) -> None:
+    """A file (text, or bytes: a PNG) written through a temporary name and renamed: a failed or interrupted
+    write leaves the file as it was, and a file replaced keeps its permissions (stage_file). A device or pipe
+    is written into, not replaced."""
+    if written_in_place(path):
+        with open(_opened_in_place(path), "wb") as file:
+            file.write(data if isinstance(data, bytes) else data.encode())
+        return
+    tmp, target = stage_file(path, data)
     try:
         tmp.replace(target)
     except BaseException:
@@ -420,11 +431,11 @@ def write_text(path: Path, text: str, stopped: Callable[[], bool] | None = None)
         raise
 
 
-def stage_text(path: Path, text: str, newline: str | None = None) -> tuple[Path, Path]:
-    """`write_text`'s first half, for a file: the text written whole beside the file `path` names (a
+def stage_file(path: Path, data: str | bytes, newline: str | None = None) -> tuple[Path, Path]:
+    """`write_whole`'s first half: `data` (text, or bytes) written whole beside the file `path` names (a
     symlink's target), under a temporary name, with the permissions of the file it will replace; that name
     and the file's, for the caller to rename (training renames an epoch's files once all are written). A
-    failed write leaves no partial file. `newline` as open's ("": line ends as written)."""
+    failed write leaves no partial file. `newline` as open's ("": line ends as written), for text."""
     path = Path(os.path.realpath(path))
     make_folder_for(path)
     try:
@@ -437,14 +448,16 @@ def stage_text(path: Path, text: str, newline: str | None = None) -> tuple[Path,
     # people than before in between.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if kept is None else 0o600)
     try:
-        with open(fd, "w", encoding="utf-8", newline=newline) as file:
+        binary = isinstance(data, bytes)
+        opened: IO[Any] = open(fd, "wb") if binary else open(fd, "w", encoding="utf-8", newline=newline)
+        with opened as file:
             if kept is not None:
                 mode = stat.S_IMODE(kept.st_mode)
                 if not _give_owner(fd, kept):  # another group than the file's: none of the group's rights
                     mode &= ~0o070
                 with contextlib.suppress(OSError):  # a file system without permissions (some network mounts)
                     os.fchmod(fd, mode)
-            file.write(text)
+            file.write(data)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

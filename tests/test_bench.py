@@ -4,8 +4,10 @@ add up, and the percentile code. No speed is asserted: this machine's timings ar
 from __future__ import annotations
 
 import json
+import resource
+import signal
+import subprocess
 import sys
-import math
 from pathlib import Path
 
 import cv2
@@ -32,7 +34,7 @@ CLIP_ALIGN = CLIP.parent.parent / "align" / f"{CLIP.stem}.align"
 def test_percentiles_interpolate_between_order_statistics() -> None:
     assert percentiles(np.arange(1, 101)) == {"p50": 50.5, "p95": 95.05, "p99": 99.01}
     assert percentiles([7.0]) == {"p50": 7.0, "p95": 7.0, "p99": 7.0}
-    assert all(math.isnan(v) for v in percentiles([]).values())
+    assert percentiles([]) == {"p50": None, "p95": None, "p99": None}  # JSON's null: NaN is no JSON
 
 
 def test_each_stage_is_timed_within_its_frame(monkeypatch) -> None:
@@ -126,6 +128,42 @@ def test_json_to_stdout_is_printed_once_and_makes_no_file(tmp_path: Path, capsys
     assert bench_main(["--source", str(CLIP), "--fast", "--json", "-"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["frames"] == 75 and list(tmp_path.iterdir()) == []
+
+
+def test_figures_are_printed_and_old_files_kept_when_the_outputs_cannot_be_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A disk that fills up (files limited to 32 KB here: the 58 KB plot does not fit) and a --json on a full
+    device: the figures are printed all the same, each file not written is one line, the exit is 2, and the
+    user's old plot is as it was (written in place, it was left half a PNG, after a traceback and no figures).
+    No word read right gives null commit delays, not NaN, which is no JSON. The video is named by its file://
+    URL, and its align file is found beside it."""
+    import matplotlib.pyplot  # noqa: F401 - its font cache is made, if it must be, before the limit
+
+    video = tmp_path / "short.mp4"  # the clip's first 7 frames: too few for the engines' comparisons
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(CLIP), "-frames:v", "7", "-an", str(video)],
+                   check=True)
+    (tmp_path / "short.align").write_bytes(CLIP_ALIGN.read_bytes())
+    old = tmp_path / "old.png"
+    old.write_bytes(b"the user's own plot")
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as a full disk's
+    resource.setrlimit(resource.RLIMIT_FSIZE, (32768, hard))
+    try:
+        code = bench_main(["--source", f"file://{video}", "--fast", "--json", "/dev/full", "--plot", str(old)])
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+    captured = capsys.readouterr()
+    assert code == 2
+    figures = json.loads(captured.out, parse_constant=lambda name: pytest.fail(f"{name} is no JSON"))
+    assert figures["frames"] == 7 and figures["word_commit_delay_ms"] == {"p50": None, "p95": None, "p99": None,
+                                                                         "words": 0}
+    assert captured.err.splitlines() == [
+        "error: cannot write /dev/full (No space left on device): the figures are on stdout",
+        f"error: cannot write {old} (File too large): the figures are on stdout"]
+    assert old.read_bytes() == b"the user's own plot"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.png", "short.align", "short.mp4"]
 
 
 def test_a_bad_align_file_beside_the_video_is_refused_before_the_run(tmp_path: Path,

@@ -30,7 +30,7 @@ from realtime.backend import model_path
 from realtime.cli import Parser, at_least, fraction, fraction_below_one, named_path, non_negative, positive, summary
 from realtime.crop import is_number
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from realtime.files import folder_problem, make_folder_for, run_command, stage_text, write_text
+from realtime.files import folder_problem, make_folder_for, run_command, stage_file, write_text
 from realtime.interrupts import held_interrupts, kept_stop_requests, stops_like_ctrl_c
 from realtime.vocab import Vocabulary
 from training.augment import AugmentOptions
@@ -559,9 +559,9 @@ def train(options: TrainOptions, given: Collection[str] = (), beside: Collection
                 staged[stage(self.model, run / "last.keras", base_spec)] = run / "last.keras"
                 epoch_state = {**state, "epoch": epoch + 1,
                                **(dict(best_cer=cer, best_wer=wer, best_epoch=epoch + 1) if better else {})}
-                staged.update([stage_text(state_path, json.dumps(epoch_state, indent=1))])  # one at a time:
+                staged.update([stage_file(state_path, json.dumps(epoch_state, indent=1))])  # one at a time:
                 log = run / "log.csv"  # each is cleaned up if a later one fails; `\n` line ends everywhere
-                staged.update([stage_text(log, with_log_row(log, epoch + 1, logs), newline="")])
+                staged.update([stage_file(log, with_log_row(log, epoch + 1, logs), newline="")])
                 for tmp, path in staged.items():  # renames in one folder: they do not fail for want of room
                     tmp.replace(path)
                 state.update(epoch_state)
