@@ -15,6 +15,7 @@ no longer match.
 from __future__ import annotations
 
 import argparse
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable
@@ -122,11 +123,16 @@ def run(args: argparse.Namespace) -> int:
     existing = next(p for p in args.out.parents if p.is_dir())
     with tempfile.TemporaryDirectory(prefix=".export-", dir=existing) as staging:
         try:
-            staged = list(save(convert(model, spec, args.opset), Path(staging) / args.out.name))
+            exported = convert(model, spec, args.opset)
         except Exception as e:  # the converter's failure: one line, and nothing written
             print(f"error: conversion failed ({type(e).__name__}: {e}); nothing written to {args.out}",
                   file=sys.stderr)
             return EXIT_FAILED
+        try:
+            staged = save(exported, Path(staging) / args.out.name)
+        except OSError as e:  # a full disk: the output's, not lipstream's failure
+            print(f"error: cannot write the export ({e.strerror or e}); nothing written to {args.out}", file=sys.stderr)
+            return EXIT_USAGE
         try:
             results = gate(model, OnnxModel(staged[0], "cpu"), clips)
         except Exception as e:  # ONNX Runtime refusing the converted model
@@ -147,6 +153,10 @@ def run(args: argparse.Namespace) -> int:
                 variant = make()
                 results = variant_gate(OnnxModel(variant[0], "cpu"), OnnxModel(staged[0], "cpu"), clips,
                                        VARIANT_MAX_PROB_DIFF[tag], ROUNDED_MAX_PROB_DIFF[tag])
+            except OSError as e:
+                print(f"error: cannot write the {tag} variant ({e.strerror or e}); nothing written to {args.out}",
+                      file=sys.stderr)
+                return EXIT_USAGE
             except Exception as e:
                 print(f"error: the {tag} variant failed ({type(e).__name__}: {e}); nothing written to {args.out}",
                       file=sys.stderr)
@@ -166,7 +176,10 @@ def run(args: argparse.Namespace) -> int:
             with held_interrupts():  # all of the new export, or none of it
                 make_folder_for(args.out)
                 for p in staged:
-                    written.append(p.replace(args.out.with_name(p.name)))
+                    target = args.out.with_name(p.name)
+                    if target.is_file():  # a model kept private stays private
+                        p.chmod(stat.S_IMODE(target.stat().st_mode))
+                    written.append(p.replace(target))
                 for p in stale:
                     p.unlink()
         except KeyboardInterrupt:  # pressed while the files were moved: they all were
@@ -176,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
             moved = f": {args.out} may be incomplete" if written else ""
             why = f"cannot write the export ({e.strerror})" if e.strerror else str(e)  # make_folder_for's names it
             print(f"error: {why}{moved}", file=sys.stderr)
-            return EXIT_FAILED
+            return EXIT_USAGE
     for p in written:
         print(f"wrote {p} ({p.stat().st_size / 1e6:.2f} MB)")
     for p in stale:

@@ -3,6 +3,7 @@ add up, and the percentile code. No speed is asserted: this machine's timings ar
 
 from __future__ import annotations
 
+import importlib
 import json
 import resource
 import signal
@@ -137,7 +138,7 @@ def test_figures_are_printed_and_old_files_kept_when_the_outputs_cannot_be_writt
     user's old plot is as it was (written in place, it was left half a PNG, after a traceback and no figures).
     No word read right gives null commit delays, not NaN, which is no JSON. The video is named by its file://
     URL, and its align file is found beside it."""
-    import matplotlib.pyplot  # noqa: F401 - its font cache is made, if it must be, before the limit
+    importlib.import_module("matplotlib.pyplot")  # its font cache is made, if it must be, before the limit
 
     video = tmp_path / "short.mp4"  # the clip's first 7 frames: too few for the engines' comparisons
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(CLIP), "-frames:v", "7", "-an", str(video)],

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -428,6 +429,37 @@ def test_an_export_that_fails_the_gate_replaces_nothing(exported: Export, tiny_r
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+def test_an_export_that_cannot_be_written_is_one_line_and_replaces_nothing(
+        tiny_run, small_cache: Path, exported: Export, tmp_path: Path, capsys: pytest.CaptureFixture,
+        monkeypatch: pytest.MonkeyPatch):
+    """A disk that fills up as the converted model is saved (files limited to 64 KB from then, the model's
+    are larger): the conversion did not fail, the output did, so it says it cannot write the export and exits
+    2, the code of an output that cannot be written (it said "conversion failed", exit 1); the export already
+    at --out is as it was."""
+    import export.convert
+
+    def on_a_full_disk(*args, **kwargs):
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails (EFBIG), as on a full disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, hard))
+        try:
+            return save(*args, **kwargs)
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+            signal.signal(signal.SIGXFSZ, handler)
+
+    save = export.convert.save
+    monkeypatch.setattr(export.convert, "save", on_a_full_disk)
+    out = tmp_path / exported.path.name
+    for path in (exported.path, *streaming_paths(exported.path)):
+        shutil.copy(path, out.with_name(path.name))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    code = export_main(["--model", str(tiny_run.model), "--out", str(out), "--cache", str(small_cache)])
+    assert code == 2
+    assert capsys.readouterr().err == f"error: cannot write the export (File too large); nothing written to {out}\n"
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
 @pytest.mark.parametrize("case", ["no model", "no cache", "an onnx model", "out in /proc"])
 def test_missing_or_wrong_inputs_are_one_line_and_write_nothing(case: str, tiny_run, small_cache: Path,
                                                                tmp_path: Path, capsys: pytest.CaptureFixture):
@@ -648,10 +680,11 @@ def test_a_new_export_removes_variants_it_did_not_make_again(small_cache: Path, 
         for form in ("full", "streaming", "sliding"):
             for length in WINDOW_LENGTHS:
                 assert passed(printed.out, f"{tag} {form}", length)
+    out.chmod(0o600)  # a model kept private stays private when exported again
     assert export_main(["--model", str(model), "--out", str(out), "--cache", str(small_cache)]) == 0
     printed = capfd.readouterr()
     assert printed.err == ""
-    assert all(p.is_file() for p in family(out))
+    assert all(p.is_file() for p in family(out)) and out.stat().st_mode & 0o777 == 0o600
     for stale in (*family(out, "int8"), *family(out, "fp16")):
         assert not stale.exists() and f"removed {stale}" in printed.out
 
