@@ -7,9 +7,11 @@ import fcntl
 import io
 import json
 import os
+import resource
 import signal
+import sys
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,6 +76,23 @@ def ignores_sigint(pid: int) -> bool:
         return False
     mask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigIgn:")), 16)
     return bool(mask >> (signal.SIGINT - 1) & 1)
+
+
+@contextlib.contextmanager
+def disk_full_past(size: int) -> Iterator[None]:
+    """Within the block, a write that would make a file larger than `size` bytes fails (EFBIG, "File too
+    large"), as on a disk that fills up: the process's file size limit, lowered and restored. Python writes
+    no bytecode meanwhile (a module compiled in the block would leave a cut-off .pyc)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails, rather than the process
+    bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, handler)
+        sys.dont_write_bytecode = bytecode
 
 
 def transcript(json_lines: Iterable[dict]) -> str:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import resource
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +23,7 @@ from realtime.capture import FrameSource, Resampler, Video
 from realtime.grid import read_align, sentence
 from realtime.live import STAGES, LiveOptions, LivePipeline
 from realtime.tracker import MouthTracker, TrackResult
+from tests.conftest import disk_full_past
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "models" / "lipstream-lite.onnx"
@@ -132,7 +131,7 @@ def test_json_to_stdout_is_printed_once_and_makes_no_file(tmp_path: Path, capsys
 
 
 def test_figures_are_printed_and_old_files_kept_when_the_outputs_cannot_be_written(
-        tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A disk that fills up (files limited to 32 KB here: the 58 KB plot does not fit) and a --json on a full
     device: the figures are printed all the same, each file not written is one line, the exit is 2, and the
     user's old plot is as it was (written in place, it was left half a PNG, after a traceback and no figures).
@@ -146,15 +145,8 @@ def test_figures_are_printed_and_old_files_kept_when_the_outputs_cannot_be_writt
     (tmp_path / "short.align").write_bytes(CLIP_ALIGN.read_bytes())
     old = tmp_path / "old.png"
     old.write_bytes(b"the user's own plot")
-    monkeypatch.setattr(sys, "dont_write_bytecode", True)
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as a full disk's
-    resource.setrlimit(resource.RLIMIT_FSIZE, (32768, hard))
-    try:
+    with disk_full_past(32768):
         code = bench_main(["--source", f"file://{video}", "--fast", "--json", "/dev/full", "--plot", str(old)])
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, handler)
     captured = capsys.readouterr()
     assert code == 2
     figures = json.loads(captured.out, parse_constant=lambda name: pytest.fail(f"{name} is no JSON"))

@@ -7,7 +7,6 @@ import contextlib
 import io
 import json
 import re
-import resource
 import shutil
 import signal
 import subprocess
@@ -33,7 +32,7 @@ from realtime.backend import ModelLoadError, OnnxModel, StreamingBackend, choose
 from realtime.decode import greedy
 from realtime.grid import sentence_from_code
 from realtime.spec import EXPORT_ID, FORM, INPUT, OUTPUT, ModelSpec, normalise
-from tests.conftest import made_once
+from tests.conftest import disk_full_past, made_once
 from training.cache import load_clips, read_crop_spec
 from training.evaluate import main as evaluate_main
 from training.model import inference_model, load, read_spec
@@ -348,11 +347,16 @@ def test_every_bundled_onnx_file_was_exported_from_the_bundled_keras_weights():
             == digest, path.name
 
 
+def copy_export(model: Path, folder: Path) -> Path:
+    """An export (the model and its streaming parts) copied into `folder`, as an export already at --out."""
+    for path in (model, *streaming_paths(model)):
+        shutil.copy(path, folder / path.name)
+    return folder / model.name
+
+
 def test_a_failed_export_leaves_the_earlier_one_as_it_was(exported: Export, tiny_run, small_cache: Path,
                                                           tmp_path: Path, capsys: pytest.CaptureFixture):
-    out = tmp_path / exported.path.name
-    for path in (exported.path, *streaming_paths(exported.path)):
-        shutil.copy(path, out.with_name(path.name))
+    out = copy_export(exported.path, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     fake_cache, fake_model = tmp_path / "fake.h5", tmp_path / "fake.keras"
     fake_cache.write_text("not a cache\n")
@@ -415,9 +419,7 @@ def test_an_export_that_fails_the_gate_replaces_nothing(exported: Export, tiny_r
 
     real = export.convert.convert
     monkeypatch.setattr(export.convert, "convert", wrong)
-    out = tmp_path / exported.path.name
-    for path in (exported.path, *streaming_paths(exported.path)):
-        shutil.copy(path, out.with_name(path.name))
+    out = copy_export(exported.path, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     assert export_main(["--model", str(tiny_run.model), "--out", str(out), "--cache", str(small_cache)]) == 1
     captured = capsys.readouterr()
@@ -439,20 +441,12 @@ def test_an_export_that_cannot_be_written_is_one_line_and_replaces_nothing(
     import export.convert
 
     def on_a_full_disk(*args, **kwargs):
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past it fails (EFBIG), as on a full disk
-        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, hard))
-        try:
+        with disk_full_past(65536):
             return save(*args, **kwargs)
-        finally:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-            signal.signal(signal.SIGXFSZ, handler)
 
     save = export.convert.save
     monkeypatch.setattr(export.convert, "save", on_a_full_disk)
-    out = tmp_path / exported.path.name
-    for path in (exported.path, *streaming_paths(exported.path)):
-        shutil.copy(path, out.with_name(path.name))
+    out = copy_export(exported.path, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     code = export_main(["--model", str(tiny_run.model), "--out", str(out), "--cache", str(small_cache)])
     assert code == 2
