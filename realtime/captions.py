@@ -178,6 +178,13 @@ class CaptionPolicy:
                 self._closed = False
             self.words.append(w)
 
+    def _committed_end(self, read: TimedWord) -> float:
+        """Where the word just committed ends, as read (`read`) or as held within the lips' movement, whichever
+        is later: a later read that places a word before it reads that word again (a pause policy's window
+        slid past a phrase's first word read at its start, before the lips moved; retimed, it begins where they
+        did, and the next window reads it again at its own start)."""
+        return max(read.end, self.words[-1].end)
+
     @property
     def committed(self) -> str:
         return " ".join(w.text for w in self.words)
@@ -360,7 +367,7 @@ class LocalAgreementPolicy(CaptionPolicy):
         onset = 0 if gone is None else lips
         gone = gone or []
         if gone:
-            self._committed_until = gone[-1].end
+            self._committed_until = self._committed_end(gone[-1])
         words = self._decode(logp).words
         # A window that ends inside a word reads only its beginning: such a word cannot be agreed on.
         complete = self._read_whole(words, logp, moved)
@@ -375,7 +382,7 @@ class LocalAgreementPolicy(CaptionPolicy):
             agreed += 1
         if agreed:
             self._commit_words(current[:agreed])
-            self._committed_until = current[agreed - 1].end
+            self._committed_until = self._committed_end(current[agreed - 1])
         self._previous = current[agreed:]
         self._tail = self._shown(now, " ".join(w.text for w in self._previous))
         return self._tail
@@ -404,7 +411,7 @@ class PausePolicy(CaptionPolicy):
         moved = np.flatnonzero(moving)
         committed = len(self.words)
         gone = self._next_window(times, moving, self._pending, float(times[0]))
-        committed_until = gone[-1].end if gone else -np.inf  # of the last word committed as an earlier read read it
+        committed_until = self._committed_end(gone[-1]) if gone else -np.inf  # of words committed as a read read them
         timed = []
         paused = False
         if not len(moved):

@@ -308,6 +308,17 @@ def test_reads_hop_frames_apart_lose_no_word(name: str, one_take: Path, tmp_path
         assert text == SPOKEN
 
 
+def test_a_phrase_s_first_word_read_before_the_lips_move_is_committed_once(one_take: Path, tmp_path: Path) -> None:
+    """--window 100 --hop 40: a read's window starts in the last pause and reads the next phrase's `bin` at its
+    start, before the lips move; the window slides past it before the next read, which commits it retimed to
+    where the lips began, and read `bin` again at its own start, after the first one's end as read: `bin bin
+    blue at f three soon`. A word committed ends, for later reads, where it ends as read or as retimed,
+    whichever is later."""
+    code, lines = run_headless(tmp_path, one_take, "--window", "100", "--hop", "40")
+    assert code == 0
+    assert lines[-1]["text"] == "\n".join(" ".join(SPOKEN.split()[i:i + 6]) for i in range(0, 24, 6))
+
+
 def test_json_lines_break_their_commits_where_a_phrase_begins(one_take: Path, tmp_path: Path) -> None:
     """The JSON lines' commits joined are the transcript a run prints, a phrase a line: a commit that begins a
     phrase begins with a line break, so a reader of them breaks its lines where the window does."""
