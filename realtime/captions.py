@@ -107,6 +107,7 @@ class CaptionPolicy:
         # The last window's pauses (`still` resting frames or more after the lips moved): media times of the
         # last frame they moved in before resting, and of the frame they move again at (inf: not yet).
         self._rests: list[tuple[float, float]] = []
+        self._rest_before: list[tuple[float, float]] = []  # the last pause seen before the last window began, if any
         self._first = np.inf  # media time of the last window's first frame; inf: none yet in this stream
 
     def _note_movement(self, times: np.ndarray, moving: np.ndarray) -> None:
@@ -114,6 +115,11 @@ class CaptionPolicy:
         paused."""
         moved = np.flatnonzero(moving)
         self._moved = (float(times[moved[0]]), float(times[moved[-1]])) if len(moved) else (-np.inf, np.inf)
+        # A window that begins in or after a pause sees no movement before it, so no pause there: the last one
+        # seen is kept, for phrases (local-agreement commits a phrase a read after the pause that ends it, by
+        # when, with reads far apart, the window may begin past it), ended where this window's lips move.
+        before = [r for r in (*self._rest_before, *self._rests) if r[0] < times[0]][-1:]
+        self._rest_before = [(r[0], float(times[moved[0]]) if r[1] == np.inf and len(moved) else r[1]) for r in before]
         self._rests = [(float(times[a - 1]), float(times[b]) if b < len(times) else np.inf)
                        for a, b in self._pauses(moving)]
 
@@ -171,7 +177,8 @@ class CaptionPolicy:
             else:
                 end = next((until for until, _ in self._rests if w.start <= until < w.end), w.end)
                 w = replace(w, start=min(max(w.start, low), high), end=min(max(end, low), high))
-            if self.words and any(self.words[-1].end <= until and resumed <= w.start for until, resumed in self._rests):
+            if self.words and any(self.words[-1].end <= until and resumed <= w.start
+                                  for until, resumed in (*self._rest_before, *self._rests)):
                 self._closed = True
             if self._closed:
                 self.phrase_starts.append(len(self.words))
@@ -233,6 +240,7 @@ class CaptionPolicy:
         """Commit the words still pending and show no tentative text; the next window starts a stream."""
         self._commit_words(words)
         self._first = np.inf
+        self._rests, self._rest_before = [], []
         self._closed = True
         self._slots = []
         self._tail = self._shown(self._tail.t if now is None else now, "")
@@ -343,6 +351,7 @@ class RightContextPolicy(CaptionPolicy):
         self._open = []
         self._commit(now, final=True)
         self._frozen, self._reading, self._after = [], False, None
+        self._rests, self._rest_before = [], []
         self._closed = True
         self._slots = []
         self._tail = self._shown(now, "")

@@ -297,15 +297,17 @@ def one_take(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("name", POLICIES)
 def test_reads_hop_frames_apart_lose_no_word(name: str, one_take: Path, tmp_path: Path) -> None:
     """With --hop 75, the most the default window allows, a read sees each frame twice: a pause between two
-    reads still ends a phrase, and words the window slides past between two reads are committed as the
-    last read saw them."""
+    reads still ends a phrase, each sentence a line (local-agreement, which commits a phrase a read after
+    its pause, ran three into one: its window began past the pause), and words the window slides past
+    between two reads are committed as the last read saw them."""
     code, lines = run_headless(tmp_path, one_take, "--policy", name, "--hop", "75")
     assert code == 0
-    text = " ".join(lines[-1]["text"].split())  # the words, whatever lines their phrases take
+    read = lines[-1]["text"].splitlines()
+    sentences = [" ".join(SPOKEN.split()[i:i + 6]) for i in range(0, 24, 6)]
     if name == "right-context":  # it may split a word where its frozen frames end (`p lease`), but loses no letter
-        assert text.replace(" ", "") == SPOKEN.replace(" ", "")
+        assert [line.replace(" ", "") for line in read] == [sentence.replace(" ", "") for sentence in sentences]
     else:
-        assert text == SPOKEN
+        assert read == sentences
 
 
 def test_a_phrase_s_first_word_read_before_the_lips_move_is_committed_once(one_take: Path, tmp_path: Path) -> None:
