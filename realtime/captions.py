@@ -107,6 +107,7 @@ class CaptionPolicy:
         # The last window's pauses (`still` resting frames or more after the lips moved): media times of the
         # last frame they moved in before resting, and of the frame they move again at (inf: not yet).
         self._rests: list[tuple[float, float]] = []
+        self._paused: list[tuple[int, int]] = []  # the same pauses, as frames of the last window (_pauses)
         self._rest_before: list[tuple[float, float]] = []  # the last pause seen before the last window began, if any
         self._first = np.inf  # media time of the last window's first frame; inf: none yet in this stream
 
@@ -120,8 +121,8 @@ class CaptionPolicy:
         # when, with reads far apart, the window may begin past it), ended where this window's lips move.
         before = [r for r in (*self._rest_before, *self._rests) if r[0] < times[0]][-1:]
         self._rest_before = [(r[0], float(times[moved[0]]) if r[1] == np.inf and len(moved) else r[1]) for r in before]
-        self._rests = [(float(times[a - 1]), float(times[b]) if b < len(times) else np.inf)
-                       for a, b in self._pauses(moving)]
+        self._paused = self._pauses(moving)
+        self._rests = [(float(times[a - 1]), float(times[b]) if b < len(times) else np.inf) for a, b in self._paused]
 
     def _pauses(self, moving: np.ndarray) -> list[tuple[int, int]]:
         """The pauses (`still` resting frames or more after the lips moved) in a window: the frame each
@@ -431,7 +432,7 @@ class PausePolicy(CaptionPolicy):
             words = self._decode(logp).words
             timed = [TimedWord(w.text, float(times[w.start]), float(times[w.end]), now) for w in words
                      if (times[w.start] + times[w.end]) / 2 > committed_until]
-            pauses = self._pauses(moving)
+            pauses = self._paused  # this window's, noted by _next_window
             paused = bool(pauses)
             if pauses:
                 # The speaker paused (anywhere in the frames read, and more than once when reads are `hop`
