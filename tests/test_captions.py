@@ -321,6 +321,19 @@ def test_a_phrase_s_first_word_read_before_the_lips_move_is_committed_once(one_t
     assert lines[-1]["text"] == "\n".join(" ".join(SPOKEN.split()[i:i + 6]) for i in range(0, 24, 6))
 
 
+@pytest.mark.parametrize("options", [("--decoder", "grammar", "--hop", "2"), ("--window", "100", "--hop", "40")])
+def test_local_agreement_commits_a_word_read_again_a_little_later_once(options: tuple[str, ...], one_take: Path,
+                                                                        tmp_path: Path) -> None:
+    """A word's letters drift later as its window grows: `five`, committed at 10.78-10.94 s, read at 10.86-11.06
+    by a later window, or a one-frame `f` a frame later. Past the time filter, the next read that agreed on it
+    committed it again: `bin blue in a f five five again` with the grammar, `bin blue at f f two now` with reads
+    1.6 s apart. The take says no word twice in a row."""
+    code, lines = run_headless(tmp_path, one_take, "--policy", "local-agreement", *options)
+    assert code == 0
+    words = lines[-1]["text"].split()
+    assert all(a != b for a, b in zip(words, words[1:])), words
+
+
 def test_json_lines_break_their_commits_where_a_phrase_begins(one_take: Path, tmp_path: Path) -> None:
     """The JSON lines' commits joined are the transcript a run prints, a phrase a line: a commit that begins a
     phrase begins with a line break, so a reader of them breaks its lines where the window does."""
