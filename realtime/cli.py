@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from realtime.captions import POLICIES, PolicyOptions
-from realtime.decode import BEAM_WIDTH, DECODERS
+from realtime.decode import BEAM_WIDTH, DECODERS, SEARCHES
 from realtime.exits import EXIT_USAGE
 from realtime.files import utf8
 
@@ -198,16 +198,15 @@ def add_decoder(parser: Parser) -> None:
                              "the speech is not one")
     # Beyond a few hundred hypotheses nothing more is found, and each read's search takes seconds.
     parser.add_argument("--beam-width", type=at_least(1, MAX_BEAM_WIDTH), metavar="N",
-                        help=f"the beam and grammar decoders' width (default: {BEAM_WIDTH['beam']} and "
-                             f"{BEAM_WIDTH['grammar']})")
+                        help=f"the beam and grammar decoders' width (default: {BEAM_WIDTH})")
     parser.checks.append(_beam_width_problem)
 
 
 def _beam_width_problem(args: argparse.Namespace) -> str | None:
-    if args.beam_width is None or args.decoder in BEAM_WIDTH:
+    if args.beam_width is None or args.decoder in SEARCHES:
         return None
     return (f"--beam-width has no effect with --decoder {args.decoder}, which keeps no beam: choose --decoder "
-            f"{' or '.join(BEAM_WIDTH)}, or leave it out")
+            f"{' or '.join(SEARCHES)}, or leave it out")
 
 
 def add_policy(parser: Parser) -> None:
