@@ -54,11 +54,11 @@ def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
 @stops_like_ctrl_c
 def main(argv: list[str] | None = None) -> int:
     parser = Parser(prog="python -m training.restyle", description=summary(__doc__))
-    parser.add_argument("--grid", type=named_path, required=True)
+    parser.add_argument("--grid", type=named_path, required=True, help="GRID folder of the clips to restyle")
     parser.add_argument("--out", type=named_path, required=True, help="the folder to write (our GRID layout)")
     parser.add_argument("--split", choices=("val", "all"), default="val",
                         help="val: only clips no bundled model trained on")
-    parser.add_argument("--count", type=at_least(0), default=0, help="at most this many clips")
+    parser.add_argument("--count", type=at_least(0), default=0, help="at most this many clips (0: every one)")
     args = parser.parse_args(argv)
     try:
         n = restyle_clips(args.grid, args.out, args.split, args.count)
