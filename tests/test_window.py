@@ -316,8 +316,10 @@ def test_the_window_holds_the_last_words_when_the_video_ends(x_display: dict[str
                     "[0:v]setsar=1[a];[1:v]setsar=1,format=yuv420p[b];[a][b]concat=n=2:v=1:a=0", "-an", str(video)],
                    check=True)
     with open(log, "w") as err:
-        process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--srt",
-                                    str(srt), "--jsonl", "-"], stdout=subprocess.PIPE, stderr=err, text=True,
+        # --fast: every frame is read, however busy the machine (played at its pace, a busy machine drops frames,
+        # and reads fewer words to show).
+        process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(video), "--fast",
+                                    "--srt", str(srt), "--jsonl", "-"], stdout=subprocess.PIPE, stderr=err, text=True,
                                    env=x_display, cwd=tmp_path)
     try:
         found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^lipstream$"],
