@@ -365,11 +365,9 @@ class LocalAgreementPolicy(CaptionPolicy):
         super().__post_init__()
         self._previous: list[TimedWord] = []  # the last hypothesis' words after the committed ones
         self._committed_until = -np.inf  # media time of the last committed word's end
-        self._frame = 0.0  # seconds between the last window's frames
 
     def update(self, logp: np.ndarray, times: np.ndarray, moving: np.ndarray) -> CaptionState:
         now = float(times[-1])
-        self._frame = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
         moved = np.flatnonzero(moving)
         # A window that slid reads its start, up to where the lips begin to move, as the start of the
         # sentence spoken from there, and earlier frames not at all: the last read's words there are
@@ -388,7 +386,7 @@ class LocalAgreementPolicy(CaptionPolicy):
         keep = [(w.start + w.end) / 2 > self._committed_until for w in current]
         complete -= sum(1 for k in keep[:max(complete, 0)] if not k)
         current = [w for w, k in zip(current, keep) if k]
-        if self._repeated(current):
+        if self._repeated(current, times):
             current, complete = current[1:], complete - 1
         previous = self._previous[len(gone):]
         agreed = 0
@@ -401,14 +399,16 @@ class LocalAgreementPolicy(CaptionPolicy):
         self._tail = self._shown(now, " ".join(w.text for w in self._previous))
         return self._tail
 
-    def _repeated(self, current: list[TimedWord]) -> bool:
+    def _repeated(self, current: list[TimedWord], times: np.ndarray) -> bool:
         """Whether a read's first word (the first after the committed ones by its time) is the last committed
         word read again: the same word, begun by the frame after that one ended (the same word said again
         would begin a space's frame later or more). A word's letters drift later as its window grows (`five`
         read at 10.78-10.94 s, committed, then at 10.86-11.06; a one-frame `f` a frame later), past the time
         filter, and the next read that agreed on it committed it twice (`five five`, `at f f two`)."""
-        return bool(current and self.words and current[0].text == self.words[-1].text
-                    and current[0].start <= self._committed_until + self._frame)
+        if not (current and self.words and current[0].text == self.words[-1].text):
+            return False
+        frame = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+        return current[0].start <= self._committed_until + frame
 
     def flush(self, now: float | None = None) -> CaptionState:
         if self._previous:
