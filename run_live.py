@@ -432,7 +432,7 @@ class _Viewer:
         """Do what `key` asks; the step to show from now (a camera's pause commits what was read)."""
         from realtime.captions import transcript
         from realtime.outputs import log
-        from realtime.window import GREEN, RED, fitting_zoom, zoom
+        from realtime.window import GREEN, LARGER_KEYS, RED, SMALLER_KEY, fitting_zoom, zoom
 
         if key in (ord("q"), 27) or _stop_requested:  # q, Esc, or Ctrl-C (SIGTERM) while a video waits
             raise KeyboardInterrupt
@@ -445,9 +445,13 @@ class _Viewer:
                 if self.out:
                     self.out.caption(step.caption)
             log(f"paused at {step.frame.t:.1f} s (space resumes)" if self.paused else "resumed")
-        elif (zoomed := zoom(self.scale, key, fitting_zoom(step.frame.image.shape, self.window.room))) != self.scale:
-            self.scale = zoomed
-            log(f"view at {self.scale:.3g}x")
+        elif key in (*LARGER_KEYS, SMALLER_KEY):
+            zoomed = zoom(self.scale, key, fitting_zoom(step.frame.image.shape, self.window.room))
+            if zoomed == self.scale:  # said, so that a key pressed in vain is not taken for a key lost
+                log(f"view at {zoomed:.3g}x, its {'smallest' if key == SMALLER_KEY else 'largest on this screen'}")
+            else:
+                self.scale = zoomed
+                log(f"view at {zoomed:.3g}x")
         elif key == ord("c"):
             self.first = len(self.pipeline.policy.words)
             log("screen cleared (the transcript keeps every word)")

@@ -26,6 +26,8 @@ TITLE = "lipstream"
 
 ZOOMS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)  # the view's scales, + and - step through them
 ZOOM = 2.0  # to begin with, if the view fits on the screen
+LARGER_KEYS = (ord("+"), ord("="))  # = is + without shift
+SMALLER_KEY = ord("-")
 FIRST_VIEW = (1600, 900)  # the room for a view (width, height) where the screen's size is not known: 1080p's
 SCREEN_BARS = (40, 120)  # what a view leaves of the screen (width, height): the title bar, a taskbar, borders
 INSET = 2  # the model's crop is shown at twice its size, at most a third of the view's width and height
@@ -54,12 +56,12 @@ def first_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW) -> fl
 def zoom(scale: float, key: int, largest: float = ZOOMS[-1]) -> float:
     """The next of ZOOMS up (+ or =; or `largest`, the scale that fits, past the last of them below it) or down
     (-) from `scale`; the same for any other key."""
-    if key in (ord("+"), ord("=")):
+    if key in LARGER_KEYS:
         largest = min(largest, ZOOMS[-1])
         below = max((z for z in ZOOMS if z <= largest), default=0.0)
         fitting = [largest] * (scale < largest and largest > 1.02 * below)  # a step that shows, not 1.5 to 1.501
         return min([z for z in ZOOMS if scale < z <= largest] + fitting, default=scale)
-    if key == ord("-"):
+    if key == SMALLER_KEY:
         return max((z for z in ZOOMS if z < scale), default=scale)
     return scale
 

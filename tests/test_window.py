@@ -505,7 +505,7 @@ def test_on_a_small_screen_the_window_opens_and_stays_within_it(x_server: tuple[
                                                                 tmp_path: Path) -> None:
     """On an 800x600 screen a GRID clip at 2x (720x576) would lose its caption band under a taskbar: the
     view opens at the largest size that leaves the screen's bars their room (760x480: 600x480), and +
-    offers none larger."""
+    offers none larger, and says so."""
     env = x_server[0]
     with window_run(env, tmp_path) as run:
         def size() -> str:
@@ -515,10 +515,8 @@ def test_on_a_small_screen_the_window_opens_and_stays_within_it(x_server: tuple[
 
         assert size() == "600x480"
         subprocess.run(["xdotool", "key", "plus"], env=env, check=True, timeout=30)
-        time.sleep(1.0)  # 25 frames: one key per frame is read
-        subprocess.run(["xdotool", "key", "c"], env=env, check=True, timeout=30)
-        run.wait_for(lambda: "screen cleared" in run.log.read_text(), "screen cleared")
-        assert "view at" not in run.log.read_text() and size() == "600x480"
+        run.wait_for(lambda: "view at 1.67x, its largest on this screen" in run.log.read_text(), "+ refused")
+        assert size() == "600x480"
 
 
 def add_monitors(env: dict[str, str], monitors: dict[bytes, tuple[int, int, int, int]]) -> None:
@@ -568,13 +566,15 @@ def test_beside_a_larger_monitor_the_window_fits_the_one_the_pointer_is_on(
 
 def test_the_view_shrinks_to_a_quarter_and_the_close_button_ends_the_run(x_display: dict[str, str],
                                                                         tmp_path: Path) -> None:
-    """Once a word is read, - five times takes the view from 2x to 1/4x, smaller than the inset; closing
-    the window then ends the run as q does (OpenCV's next imshow would open it again), with the
-    transcript written out."""
+    """Once a word is read, - five times takes the view from 2x to 1/4x, smaller than the inset, and a sixth
+    says it is the smallest; closing the window then ends the run as q does (OpenCV's next imshow would
+    open it again), with the transcript written out."""
     with window_run(x_display, tmp_path) as run:
         for scale in ("1.5", "1", "0.75", "0.5", "0.25"):
             subprocess.run(["xdotool", "key", "minus"], env=x_display, check=True, timeout=30)
             run.wait_for(lambda: f"view at {scale}x" in run.log.read_text(), f"view at {scale}x")
+        subprocess.run(["xdotool", "key", "minus"], env=x_display, check=True, timeout=30)
+        run.wait_for(lambda: "view at 0.25x, its smallest" in run.log.read_text(), "- refused")
         close(run.window, x_display)
         run.process.wait(timeout=60)
     assert run.process.returncode == 0, run.log.read_text()
