@@ -68,6 +68,17 @@ def maps(pid: int, library: str) -> bool:
         return False
 
 
+def writes_as_read(pid: int, fd: int = 1) -> bool:
+    """Whether process `pid` is writing to its pipe `fd` as the pipe's reader makes room: realtime.files'
+    write_as_read makes the pipe non-blocking meanwhile (the file's flags in /proc)."""
+    try:
+        fdinfo = Path(f"/proc/{pid}/fdinfo/{fd}").read_text()
+    except OSError:  # gone, or not started yet
+        return False
+    flags = next(line.split()[1] for line in fdinfo.splitlines() if line.startswith("flags:"))
+    return bool(int(flags, 8) & os.O_NONBLOCK)
+
+
 def ignores_sigint(pid: int) -> bool:
     """Whether process `pid` ignores SIGINT now (its status' SigIgn mask)."""
     try:

@@ -35,7 +35,7 @@ from realtime.grid import read_align, sentence_from_code
 from realtime.live import LiveOptions, LivePipeline
 from realtime.outputs import READING_RATE, SHORTEST_CUE, WORDS_PER_CUE, cues
 from realtime.tracker import MouthTracker, TrackerOptions
-from tests.conftest import made_once, maps, transcript
+from tests.conftest import made_once, maps, transcript, writes_as_read
 from tests.test_tracker import at_x, read_frames
 from training.concat import concat
 
@@ -468,8 +468,13 @@ def test_a_stop_ends_a_run_whose_stdout_reader_stopped_reading(output: list[str]
         lines = []
         while not any("first frame processed" in line for line in lines) and run.poll() is None:
             lines.append(run.stderr.readline())
-        # Into the clip, its first words read (their captions wait on the pipe); or the 3 s clip read in 1 s.
-        time.sleep(2.0 if when == "reading" else 5.0)
+        if when == "reading":  # into the clip, its first words read (their captions wait on the pipe)
+            time.sleep(2.0)
+        else:  # the clip read, what is written at the end waits on the pipe
+            deadline = time.monotonic() + 120
+            while not writes_as_read(run.pid):
+                assert time.monotonic() < deadline and run.poll() is None, "the run never waited on the pipe"
+                time.sleep(0.1)
         run.send_signal(signal.SIGTERM)
         err = "".join(lines) + run.communicate(timeout=30)[1]
     finally:
