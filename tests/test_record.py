@@ -825,18 +825,26 @@ def test_a_session_that_fails_after_saving_says_what_it_kept(grid_s1: Path, tmp_
 
 
 def test_a_stop_request_ends_a_session_as_ctrl_c_does(grid_s1: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
-    """SIGTERM (kill, a service manager) in the middle of a paced take: the same line and exit as Ctrl-C,
+    """SIGTERM (kill, a service manager) half a second into a paced take: the same line and exit as Ctrl-C,
     not a silent death; and the handler the caller had is back afterwards."""
     clip = str(grid_s1 / "video" / f"{CLIP}.mp4")
     before = signal.getsignal(signal.SIGTERM)
-    stop = threading.Timer(1.0, signal.raise_signal, (signal.SIGTERM,))
-    stop.start()
+    stop = threading.Timer(0.5, signal.raise_signal, (signal.SIGTERM,))
+
+    class Stdout(io.StringIO):
+        def write(self, text: str) -> int:
+            if "say:" in text and stop.ident is None:  # the prompt, printed with the take's first image: not begun yet
+                stop.start()
+            return super().write(text)
+
+    printed = Stdout()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(printed):
             code = record_module.main(["--out", str(tmp_path / "grid"), "--speaker", "s1", "--count", "2",
                                        "--headless", "--source", clip, "--audio-file", clip])
     finally:
         stop.cancel()  # a session that ended before it must not take the signal to whatever runs next
+    assert printed.getvalue().count("say:") == 1, printed.getvalue()  # stopped in the first take
     assert code == 130 and signal.getsignal(signal.SIGTERM) == before
     assert capsys.readouterr().err.splitlines()[-1] == "lipstream: interrupted: no clip was saved"
     assert not (tmp_path / "grid").exists()  # nothing saved, nothing made
