@@ -189,10 +189,14 @@ def test_resume_continues_a_run(small_cache: Path, tmp_path: Path, capsys: pytes
     assert not (tmp_path / "refused").exists()
 
 
-def test_ctrl_c_while_a_checkpoint_is_written_keeps_the_epoch_s_log_row(small_cache: Path, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch):
-    """The interrupt waits for the checkpoint, and the epoch it records is in log.csv too, so the resumed
-    run's log has every epoch once."""
+def test_a_checkpoint_interrupted_or_cut_short_leaves_a_run_to_resume(small_cache: Path, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture):
+    """A Ctrl-C while a checkpoint is written waits for it, and the epoch it records is in log.csv too, so
+    the resumed run's log has every epoch once. Before that resume, the disk fills as the next epoch's
+    last.keras is written, after a better best.keras was: best, last, state and log are all the first
+    epoch's still (best.keras was replaced, and state.json named another best), for the same command to
+    resume from."""
     run, stage = tmp_path / "run", model_module.stage
 
     def stage_pressing_ctrl_c(*args, **kwargs):
@@ -201,23 +205,9 @@ def test_ctrl_c_while_a_checkpoint_is_written_keeps_the_epoch_s_log_row(small_ca
 
     monkeypatch.setattr(model_module, "stage", stage_pressing_ctrl_c)
     assert main(quick_run(small_cache, run, "--epochs", "3", "--steps", "1")) == 130
-    monkeypatch.setattr(model_module, "stage", stage)
     assert json.loads((run / "state.json").read_text())["epoch"] == 1
-    assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "1", "--resume")) == 0
-    with open(run / "log.csv") as f:
-        rows = list(csv.DictReader(f))
-    assert [row["epoch"] for row in rows] == ["1", "2"]
-    assert all(float(row["learning_rate"]) > 0 and 0 <= float(row["val_cer"]) for row in rows)
+    assert "interrupted" in capsys.readouterr().err
 
-
-def test_a_checkpoint_that_cannot_be_written_whole_replaces_nothing(small_cache: Path, tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch,
-                                                                    capsys: pytest.CaptureFixture):
-    """The disk fills as an epoch's last.keras is written, after a better best.keras was: best, last, state
-    and log are all the first epoch's still (best.keras was replaced, and state.json named another best),
-    for the same command to resume from (as test_resume_continues_a_run does)."""
-    run, stage = tmp_path / "run", model_module.stage
-    assert main(quick_run(small_cache, run, "--epochs", "1", "--steps", "1")) == 0
     kept = {name: (run / name).read_bytes() for name in ("best.keras", "last.keras", "state.json", "log.csv")}
     state = json.loads(kept["state.json"])
     state["best_cer"] = 2.0  # the next epoch reads better than this, so it stages a best.keras first
@@ -235,6 +225,13 @@ def test_a_checkpoint_that_cannot_be_written_whole_replaces_nothing(small_cache:
     assert "File too large" in capsys.readouterr().err
     assert {name: (run / name).read_bytes() for name in kept} == kept
     assert not [p.name for p in run.iterdir() if ".tmp" in p.name]
+
+    monkeypatch.setattr(model_module, "stage", stage)
+    assert main(quick_run(small_cache, run, "--epochs", "2", "--steps", "1", "--resume")) == 0
+    with open(run / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    assert all(float(row["learning_rate"]) > 0 and 0 <= float(row["val_cer"]) for row in rows)
 
 
 def trained_until_ctrl_c(argv: list[str], at_sample: int) -> subprocess.CompletedProcess:
@@ -307,22 +304,6 @@ def test_ctrl_c_that_python_drops_still_stops_the_run(small_cache: Path, tmp_pat
     assert result.returncode == 130 and not (run / "state.json").exists(), result.stderr[-2000:]
     assert result.stderr.splitlines()[-1] == \
         "interrupted before an epoch finished: nothing to resume; run the command again to begin"
-
-
-def test_a_run_traces_its_training_step_once(small_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """The default strategy is one device, made explicit, so Keras builds the optimizer before tracing the
-    step (unbuilt, its first trace makes variables and TensorFlow traces the step again)."""
-    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
-
-    traced, step = [], TensorFlowTrainer.train_step
-
-    def counted(self, data):
-        traced.append(1)
-        return step(self, data)
-
-    monkeypatch.setattr(TensorFlowTrainer, "train_step", counted)
-    assert main(quick_run(small_cache, tmp_path / "run", "--epochs", "2", "--steps", "2")) == 0
-    assert len(traced) == 1
 
 
 def test_a_folder_of_other_files_is_not_trained_into(small_cache: Path, tmp_path: Path,
@@ -1063,8 +1044,18 @@ def test_a_resumed_run_and_evaluate_go_by_the_run_s_recorded_clips(small_cache: 
 def test_a_resumed_run_trains_as_the_uninterrupted_one_trains(small_cache: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch):
     """Each epoch's samples and dropout masks come from (seed, epoch): epoch 2 of a run resumed after
-    epoch 1 is epoch 2 of the run that went on, to the last bit of its weights."""
+    epoch 1 is epoch 2 of the run that went on, to the last bit of its weights. And a run traces its
+    training step once: the default strategy is one device, made explicit, so Keras builds the optimizer
+    before tracing the step (unbuilt, its first trace makes variables and TensorFlow traces the step again)."""
+    from keras.src.backend.tensorflow.trainer import TensorFlowTrainer
+
     from training import dataset
+
+    traced, step = [], TensorFlowTrainer.train_step
+
+    def counted(self, data):
+        traced.append(1)
+        return step(self, data)
 
     drawn: dict[str, dict[int, list[np.ndarray]]] = {}
     whole = dataset.batches
@@ -1079,7 +1070,10 @@ def test_a_resumed_run_trains_as_the_uninterrupted_one_trains(small_cache: Path,
     dropout = ("--spatial-dropout", "0.25")
     argv = quick_run(small_cache, tmp_path / "through", "--steps", "2", "--seed", "3", *dropout)
     monkeypatch.setattr(dataset, "batches", recorded("through"))
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", counted)
     assert main([*argv, "--epochs", "2"]) == 0
+    assert len(traced) == 1
+    monkeypatch.setattr(TensorFlowTrainer, "train_step", step)
     argv = quick_run(small_cache, tmp_path / "paused", "--steps", "2", "--seed", "3", *dropout)
     monkeypatch.setattr(dataset, "batches", recorded("paused"))
     assert main([*argv, "--epochs", "1"]) == 0
