@@ -335,7 +335,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.jsonl == "-":
             out = JsonLines(sys.stdout, stopped=_stopping)
         elif args.jsonl:  # a file is opened (so replaced) at its first line: a run that reads nothing leaves it
-            out = JsonLines(open_output(Path(args.jsonl), at_first_write=True))
+            out = JsonLines(open_output(Path(args.jsonl), at_first_write=True), stopped=_stopping)
     except (KeyboardInterrupt, OSError) as e:
         if isinstance(e, OSError):
             log(f"error: cannot write {args.jsonl} ({e.strerror or e})")

@@ -325,10 +325,10 @@ class OpenedAtFirstWrite:
 PIPE_WAIT = 10.0  # seconds a named pipe is given to find a reader
 
 
-def _opened_in_place(path: Path) -> int:
+def _opened_in_place(path: Path, stopped: Callable[[], bool] | None = None) -> int:
     """A descriptor for writing into a device or pipe as it stands. A named pipe no process reads from
     would hold a blocking open for ever (and the run with it): it is tried without blocking until a
-    reader comes, for PIPE_WAIT seconds at most."""
+    reader comes, for PIPE_WAIT seconds at most, or until a stop is asked for."""
     if not stat.S_ISFIFO(os.stat(path).st_mode):
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     deadline = time.monotonic() + PIPE_WAIT
@@ -338,6 +338,8 @@ def _opened_in_place(path: Path) -> int:
         except OSError as e:
             if e.errno != errno.ENXIO:
                 raise
+            if stopped is not None and stopped():
+                raise ReaderStalled(e.errno, "no process read from the pipe") from None
             if time.monotonic() > deadline:
                 raise OSError(e.errno, f"no process read from the pipe in {PIPE_WAIT:g} s") from None
             time.sleep(0.05)
@@ -409,7 +411,7 @@ def write_text(path: Path, text: str, stopped: Callable[[], bool] | None = None)
         write_stream(stream, text, stopped)
         return
     if written_in_place(path):
-        with open(_opened_in_place(path), "w", encoding="utf-8") as file:
+        with open(_opened_in_place(path, stopped), "w", encoding="utf-8") as file:
             write_stream(file, text, stopped)
         return
     write_whole(path, text)

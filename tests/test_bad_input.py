@@ -431,6 +431,34 @@ def test_a_pipe_no_process_reads_is_given_up_on_not_waited_for_for_ever(tmp_path
     assert heard == ["cue\n"]
 
 
+def test_a_pipe_no_process_reads_is_given_up_on_once_a_stop_is_asked_for(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch):
+    """Ctrl-C at a run's end, as its subtitles wait for a named pipe's reader: the wait ends then (the stop
+    is the reason given), not after PIPE_WAIT (here an hour), during which the stop did nothing."""
+    import realtime.files
+
+    monkeypatch.setattr(realtime.files, "PIPE_WAIT", 3600.0)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    stop = threading.Event()
+    failed: list[OSError] = []
+
+    def write() -> None:
+        try:
+            write_text(pipe, "cue\n", stopped=stop.is_set)
+        except OSError as e:
+            failed.append(e)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    writer.join(timeout=0.5)
+    assert writer.is_alive()  # waiting for a reader
+    stop.set()
+    writer.join(timeout=30)
+    assert not writer.is_alive() and len(failed) == 1
+    assert isinstance(failed[0], realtime.files.ReaderStalled) and failed[0].strerror == "no process read from the pipe"
+
+
 def test_a_stopping_run_waits_for_a_slow_pipe_reader_and_gives_up_on_one_that_takes_nothing(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Once a stop is asked for, subtitles written into a pipe (`--srt - | ssh …`) still reach a reader that

@@ -601,6 +601,36 @@ def test_ctrl_c_stops_a_run_whose_json_lines_go_to_a_pipe_no_one_reads(tmp_path:
         run.kill()
 
 
+def test_a_stop_ends_a_run_whose_json_lines_pipe_reader_stopped_reading(tmp_path: Path) -> None:
+    """`--jsonl FIFO` read by a process that has stopped reading (the pipe full): a caption line waits on it,
+    and a SIGTERM ends the run, which says so, the transcript on stdout instead; before, the write held the
+    run, stop requests and all, until it was killed (`--jsonl -` into the same pipe gave way)."""
+    fifo = tmp_path / "captions.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # a reader that takes nothing
+    filler = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            os.write(filler, b"x" * 4096)
+    run = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", str(clip(CLIPS[0])), "--headless",
+                            "--jsonl", str(fifo)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        while not any("first frame processed" in line for line in lines) and run.poll() is None:
+            lines.append(run.stderr.readline())
+        time.sleep(2.0)  # into the clip, its first words read: their caption line waits on the pipe
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+        os.close(filler)
+        os.close(reader)
+    assert run.returncode == run_live.EXIT_INTERRUPTED and "Traceback" not in err, err
+    assert f"lipstream: error: could not write {fifo} (its reader stopped reading); the transcript follows on " \
+           "stdout" in err, err
+    assert out.strip(), "the words read by the stop"
+
+
 def open_files() -> list[str]:
     """What this process' file descriptors point to now."""
     links = []
