@@ -580,12 +580,13 @@ class Resampler:
         return out
 
     def flush(self) -> list[Frame]:
-        """At the source's end: its last frame for each due time it is nearer to than the frame after it
-        would have been, one interval later (a 24 fps video's last frame is due at 2.96 s of 3, and no
-        later frame comes to make it due)."""
+        """At the source's end: its last frame for each due time before the frame after it would have come,
+        one interval later, when the source ends (a 24 fps video's last frame is due at 2.96 s of 3, and no
+        later frame comes to make it due; a 12 fps video's last, shown from 2.92 s, is nearer 3.0 than 2.96,
+        and is still the frame of 2.96)."""
         out = []
         last = self.previous
-        while last is not None and self.next_t - last.t < last.t + self.interval - self.next_t:
+        while last is not None and self.next_t < last.t + self.interval - 1e-6:
             out.append(self._due(last))
         return out
 
