@@ -38,7 +38,9 @@ class NoAudioTrack(AudioError):
 def read_audio(path: Path | str, rate: int = RATE) -> np.ndarray:
     """The first audio track of any file FFmpeg reads (GRID's mp4s carry 16 kHz AAC), float32 mono at `rate`,
     on the file's timeline: sample k is heard k / rate seconds from the file's start, where a video's frames
-    are timed from too (capture.video_timeline), so a sound track that starts late is preceded by silence."""
+    are timed from too (capture.video_timeline), so a sound track that starts late is preceded by silence.
+    A damaged packet is heard as its length of silence, as FFmpeg's own tools skip it, and the sound after
+    it stays in time; a track whose format changes midway (a broadcast's) is read on in the new one."""
     try:
         container = av.open(str(path))
     except av.FFmpegError as e:  # its own text names FFmpeg's error number and the path again
@@ -46,18 +48,40 @@ def read_audio(path: Path | str, rate: int = RATE) -> np.ndarray:
     with container:
         if not container.streams.audio:
             raise NoAudioTrack(f"{path} has no audio track")
+        track = container.streams.audio[0]
         origin = (container.start_time or 0) / 1e6  # the file's start, in seconds of its streams' times
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
         sound_starts = None
-        chunks = []
+        chunks: list[np.ndarray] = []
+        resampler, form = None, None  # the resampler for the format the frames come in
+        damaged: av.FFmpegError | None = None
+        decoded = False
+
+        def flushed() -> list[np.ndarray]:
+            return [out.to_ndarray()[0] for out in resampler.resample(None)] if resampler else []
+
         try:
-            for frame in container.decode(audio=0):
-                if sound_starts is None and frame.time is not None:
-                    sound_starts = frame.time
-                chunks += [out.to_ndarray()[0] for out in resampler.resample(frame)]
-            chunks += [out.to_ndarray()[0] for out in resampler.resample(None)]
+            for packet in container.demux(track):
+                try:
+                    frames = packet.decode()
+                except av.FFmpegError as e:  # a damaged packet: its time is kept, in silence
+                    damaged = e
+                    if packet.duration and packet.time_base:
+                        chunks.append(np.zeros(round(packet.duration * packet.time_base * rate), np.float32))
+                    continue
+                for frame in frames:
+                    decoded = True
+                    if sound_starts is None and frame.time is not None:
+                        sound_starts = frame.time
+                    if (frame.format.name, frame.layout.name, frame.sample_rate) != form:
+                        chunks += flushed()
+                        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+                        form = (frame.format.name, frame.layout.name, frame.sample_rate)
+                    chunks += [out.to_ndarray()[0] for out in resampler.resample(frame)]
+            chunks += flushed()
         except av.FFmpegError as e:
-            raise AudioError(f"cannot decode the sound of {path}: {(e.strerror or str(e)).lower()}") from None
+            damaged = e
+        if damaged is not None and not decoded:
+            raise AudioError(f"cannot decode the sound of {path}: {(damaged.strerror or str(damaged)).lower()}")
     samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
     shift = 0 if sound_starts is None else round((sound_starts - origin) * rate)
     return np.concatenate([np.zeros(shift, np.float32), samples]) if shift > 0 else samples[-shift:]

@@ -637,6 +637,35 @@ def test_read_audio_errors_are_one_line(tmp_path: Path):
         read_audio(tmp_path / "x.mp4")
 
 
+def test_a_damaged_sound_packet_is_heard_as_silence_and_a_format_change_is_read_on(grid_s1: Path, tmp_path: Path):
+    """A packet damaged in the middle of a sound file (40 bytes overwritten, as a failing disk or a broken
+    download leaves it) made the whole file unreadable, where FFmpeg's own tools skip it: it is its length
+    of silence now, and the sound after it stays in time. A stream whose format changes midway (16 kHz mono
+    then 48 kHz stereo, as broadcast recordings do) failed with PyAV's own message; it is read on."""
+    from tests.test_capture import ffmpeg
+
+    clip = str(grid_s1 / "video" / "bbaf2n.mp4")
+    whole, damaged = tmp_path / "whole.aac", tmp_path / "damaged.aac"
+    ffmpeg("-i", clip, "-vn", "-c:a", "copy", str(whole))
+    data = bytearray(whole.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 40] = bytes(40)
+    damaged.write_bytes(bytes(data))
+    heard, kept = read_audio(whole), read_audio(damaged)
+    assert len(kept) == len(heard)
+    lost = np.flatnonzero(np.abs(kept - heard) > 1e-4)
+    assert 0 < len(lost) <= 2048 and lost[-1] - lost[0] < 2048  # the packet, and the next that overlaps it
+    assert not np.any(kept[lost[0]:lost[0] + 1024])  # the packet lost (1024 samples of AAC) is silent
+
+    halves = [tmp_path / "mono16k.ts", tmp_path / "stereo48k.ts"]
+    for half, (rate, channels) in zip(halves, [("16000", "1"), ("48000", "2")]):
+        ffmpeg("-i", clip, "-vn", "-ar", rate, "-ac", channels, "-c:a", "aac", str(half))
+    mixed = tmp_path / "mixed.ts"
+    mixed.write_bytes(halves[0].read_bytes() + halves[1].read_bytes())
+    sound = read_audio(mixed)
+    assert abs(len(sound) / 16000 - 6.0) < 0.15, len(sound) / 16000
+    assert np.abs(sound[:40000]).max() > 0.5 and np.abs(sound[56000:]).max() > 0.5  # both sentences heard
+
+
 def test_a_take_whose_sound_was_dropped_is_not_saved(grid_s1: Path):
     """A real GRID take is kept; the same take, had the audio device reported lost samples, is not:
     its sound would no longer line up with its frames."""
