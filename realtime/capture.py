@@ -198,6 +198,18 @@ def capture_fps(capture: cv2.VideoCapture | Video, fallback: float) -> float:
     return fps if 0 < fps <= MAX_FPS else fallback
 
 
+def is_still_image(path: Path) -> bool:
+    """Whether the file is a photo, which FFmpeg opens as a one-frame video. Its signature alone does not
+    say: a raw MJPEG video begins as a JPEG does, so a second frame is looked for."""
+    if not cv2.haveImageReader(str(path)):
+        return False
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return not (capture.grab() and capture.grab())
+    finally:
+        capture.release()
+
+
 class Video:
     """An OpenCV capture of a video file or URL whose frames come as a player shows them: upright, as the
     file's rotation tag says (phones film upright and tag the rotation; OpenCV 4.11 ignores the tag
@@ -276,8 +288,8 @@ class FrameSource:
         self._origin = self._opened_at  # a stream's time 0, which its frames' times count from
         fps = self._capture.get(cv2.CAP_PROP_FPS)  # the container's own: its frame count is at that rate
         self.fps = capture_fps(self._capture, USUAL_FPS)
-        if self._path is not None and cv2.haveImageReader(str(self._path)):
-            self._capture.release()  # FFmpeg opens a photo as a one-frame video
+        if self._path is not None and is_still_image(self._path):
+            self._capture.release()
             raise CaptureError(f"{source} is a still image, not a video: nothing to lipread")
         frames = 0.0 if is_camera(source) else self._capture.get(cv2.CAP_PROP_FRAME_COUNT)
         counted = 0 < frames < 1e12  # a live stream has no count; a webm without a duration, a garbage one

@@ -184,6 +184,22 @@ def test_a_video_of_which_no_frame_decodes_is_refused_as_it_opens(tmp_path: Path
         FrameSource(SourceOptions(source=str(tmp_path / "head.mp4")))
 
 
+def test_a_raw_mjpeg_video_is_read_and_a_photo_refused(tmp_path: Path) -> None:
+    """A raw MJPEG stream (`-f mjpeg`, as some cameras record) begins with a JPEG's signature, as a photo
+    does: it was refused as a still image. It is read whole; a JPEG photo of the same frame is refused."""
+    video, photo = tmp_path / "clip.mjpeg", tmp_path / "frame.jpg"
+    ffmpeg("-i", str(CLIP), "-c:v", "mjpeg", "-q:v", "3", "-an", "-f", "mjpeg", str(video))
+    ffmpeg("-i", str(CLIP), "-frames:v", "1", str(photo))
+    source = FrameSource(SourceOptions(source=str(video), fast=True)).start()
+    try:
+        frames = list(source)
+    finally:
+        source.stop()
+    assert source.error is None and len(frames) == 75
+    with pytest.raises(CaptureError, match="is a still image, not a video"):
+        FrameSource(SourceOptions(source=str(photo), fast=True))
+
+
 @pytest.mark.parametrize("fps, last", [(24, 71), (60, 178), (25, 74), (12, 35), (10, 29)])
 def test_a_video_at_another_rate_is_resampled_to_its_end(tmp_path: Path, fps: int, last: int) -> None:
     """Three seconds at 24, 60, 25, 12 or 10 fps give the model's 75 frames, each the source frame nearest its
