@@ -38,8 +38,10 @@ def test_clips_join_into_one_video_with_shifted_word_times(grid_subset, tmp_path
 
 def test_a_clip_cut_short_or_with_a_broken_align_file_is_left_out_whole(grid_subset, grid_s1: Path, tmp_path: Path,
                                                                          capsys: pytest.CaptureFixture):
-    """A video ending before its last word (21 of 75 frames kept) would put words on no frames, and a
-    garbled align file has no words to give: each is skipped, said in a line, and the rest is joined."""
+    """A video ending before its last word (21 of 75 frames kept) would put words on no frames, a
+    garbled align file has no words to give, and a video at another rate than the first (50 fps) would
+    play at the joined video's, slowed, its words where its frames are not: each is skipped, said in a
+    line, and the rest is joined."""
     from tests.test_capture import ffmpeg
 
     grid = grid_subset(("bbaf2n", "bbaf4p"))
@@ -48,12 +50,15 @@ def test_a_clip_cut_short_or_with_a_broken_align_file_is_left_out_whole(grid_sub
     shutil.copy(grid_s1 / "align" / "bbaf3s.align", speaker / "align" / "bbaf3s.align")
     (speaker / "align" / "bbaf4p.align").unlink()
     (speaker / "align" / "bbaf4p.align").write_text("0 not a line\n")
+    ffmpeg("-i", str(grid_s1 / "video" / "bbaf5a.mp4"), "-vf", "fps=50", str(speaker / "video" / "bbaf5a.mp4"))
+    shutil.copy(grid_s1 / "align" / "bbaf5a.align", speaker / "align" / "bbaf5a.align")
     out = tmp_path / "stream.mp4"
     assert concat_main(["--grid", str(grid), "--out", str(out), "--split", "all"]) == 0
     skipped = [line for line in capsys.readouterr().err.splitlines() if line.startswith("skipped")]
-    assert len(skipped) == 2, skipped
+    assert len(skipped) == 3, skipped
     assert skipped[0].startswith("skipped s1/bbaf3s: its video ends at 0.84 s, before its last word")
     assert skipped[1].startswith("skipped s1/bbaf4p: ")
+    assert skipped[2] == "skipped s1/bbaf5a: its video is 50 fps, the joined one 25 (the first clip's)"
     joined = read_align(out.with_suffix(".align"))
     assert joined == read_align(grid_s1 / "align" / "bbaf2n.align")
     video = cv2.VideoCapture(str(out))
@@ -146,6 +151,28 @@ def test_an_unwritable_output_is_one_line_and_exit_2(grid_subset, tmp_path: Path
                         "--split", "all"]) == 2
     assert capsys.readouterr().err == f"error: cannot write {blocker / 'v.mp4'}: {blocker} is not a folder\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "grid"]  # refused before anything was made
+
+
+def test_an_out_that_is_no_mp4_or_joins_nothing_is_one_line_and_makes_no_folder(grid_subset, grid_s1: Path,
+                                                                                 tmp_path: Path,
+                                                                                 capsys: pytest.CaptureFixture):
+    """--out without .mp4 (or naming the .align the video's word times would go to) is refused before the
+    clips are read; a run that joins no clip (its one video cut off before its words) says so in one line,
+    and leaves no folder made for its output."""
+    from tests.test_capture import ffmpeg
+
+    grid = grid_subset(("bbaf2n",))
+    for out in ("stream", "stream.align"):
+        assert concat_main(["--grid", str(grid), "--out", str(tmp_path / "new" / out), "--split", "all"]) == 2
+        assert capsys.readouterr().err == \
+            "error: --out must name an .mp4 (its word times go beside it, in stream.align)\n"
+    video = grid / "s1" / "video" / "bbaf2n.mp4"
+    video.unlink()
+    ffmpeg("-i", str(grid_s1 / "video" / "bbaf2n.mp4"), "-frames:v", "21", str(video))
+    assert concat_main(["--grid", str(grid), "--out", str(tmp_path / "new" / "stream.mp4"), "--split", "all"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == \
+        f"error: the clip under {grid} could not be joined (it said why above)"
+    assert not (tmp_path / "new").exists()
 
 
 def copied_grid(grid_s1: Path, root: Path, names: tuple[str, ...]) -> Path:

@@ -3,7 +3,9 @@ keeps talking: what the streaming captioner and the latency benchmark are measur
 
     python -m training.concat --grid DIR --out FILE.mp4 [--split val|all] [--count N] [--seconds S]
 
-Writes FILE.mp4 and FILE.align (word times shifted to the joined video, in GRID's units).
+Writes FILE.mp4 and FILE.align (word times shifted to the joined video, in GRID's units). A clip that
+cannot be joined whole (its video cut off before its words, its align file unreadable, or its frame rate
+not the first clip's) is left out, said in a line.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
             except AlignError as e:
                 print(f"skipped {clip.key}: {e}", file=sys.stderr)
                 continue
+            if abs((rate := video_fps(clip.video)) - fps) > 0.01:  # its frames would play at the first clip's rate
+                print(f"skipped {clip.key}: its video is {rate:g} fps, the joined one {fps:g} (the first clip's)",
+                      file=sys.stderr)
+                continue
             images = read_video(clip.video)
             spoken = max((t.end for t in tokens if t.is_word), default=0.0)
             if not images or len(images) * GRID_FPS / fps < spoken:
@@ -66,12 +72,14 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
                 break
         # Both files written before either is moved into place (each checked writable before the run), so
         # that a failure leaves no video beside another video's word times.
+        if not used:  # before anything is written: no file, nor a folder for one
+            raise ValueError(f"none of the {len(clips)} clips under {grid} could be joined (each said why above)"
+                             if len(clips) > 1 else f"the clip under {grid} could not be joined (it said why above)")
         align = out.with_suffix(".align")
         partial_align = align.with_name(f".{align.stem}.partial{align.suffix}")
         try:
             write_text(partial_align, align_text(shifted))
-            if not writer.close():
-                raise ValueError(f"none of the {len(clips)} clips under {grid} could be joined (each said why above)")
+            writer.close()
             partial_align.replace(align)
         finally:
             partial_align.unlink(missing_ok=True)
@@ -89,6 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=non_negative, default=0,
                         help="stop once the video is this long, in seconds (0: no limit)")
     args = parser.parse_args(argv)
+    if args.out.suffix.lower() != ".mp4":
+        print(f"error: --out must name an .mp4 (its word times go beside it, in {args.out.stem}.align)",
+              file=sys.stderr)
+        return EXIT_USAGE
     existed = args.out.exists()
     try:
         used, frames = concat(args.grid, args.out, args.split, args.count, args.seconds)
