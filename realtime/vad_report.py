@@ -51,7 +51,11 @@ def estimated_by_record(clips: list[Clip]) -> set[Path]:
 def boundary_errors(clip: Clip, options: VadOptions = VadOptions(), rate: int = RATE) -> tuple[float, float]:
     """Detected minus aligned start and end of the speech, in seconds; inf when no speech was found."""
     words = [t for t in read_align(clip.aligned) if t.is_word]
-    span = detect_speech(read_audio(clip.video, rate), rate, options)
+    sound = read_audio(clip.video, rate)
+    if len(sound) / rate < words[-1].end / GRID_FPS:  # a file cut off: no miss of the detector's
+        raise AudioError(f"its sound ends at {len(sound) / rate:.2f} s, before its last word "
+                         f"({words[-1].end / GRID_FPS:.2f} s)")
+    span = detect_speech(sound, rate, options)
     if span is None:
         return np.inf, np.inf
     return span.start - words[0].start / GRID_FPS, span.end - words[-1].end / GRID_FPS

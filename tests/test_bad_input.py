@@ -335,13 +335,18 @@ def test_an_unreadable_clip_is_left_out_of_a_joined_video_and_its_align_file(gri
     one_line_error(capsys, "none of the 2 clips")
 
 
-def test_vad_report_skips_a_clip_it_cannot_hear(grid_subset, capsys: pytest.CaptureFixture):
+def test_vad_report_skips_a_clip_it_cannot_hear(grid_subset, grid_s1: Path, capsys: pytest.CaptureFixture):
+    """A file that is no video, and a real clip cut off after 5000 bytes (whose sound reads as none): each
+    is skipped, said in a line, not counted as speech the detector missed."""
     grid = grid_subset(("bbaf2n",))
     (grid / "s1" / "video" / "bbaf3s.mp4").write_text("not a video\n")
     (grid / "s1" / "align" / "bbaf3s.align").write_text("0 20000 sil\n20000 30000 bin\n30000 74500 sil\n")
-    assert vad_main(["--grid", str(grid / "s1"), "--count", "2"]) == 0
+    (grid / "s1" / "video" / "bbaf4p.mp4").write_bytes((grid_s1 / "video" / "bbaf4p.mp4").read_bytes()[:5000])
+    (grid / "s1" / "align" / "bbaf4p.align").symlink_to(grid_s1 / "align" / "bbaf4p.align")
+    assert vad_main(["--grid", str(grid / "s1"), "--count", "3"]) == 0
     captured = capsys.readouterr()
     assert "skipped s1/bbaf3s" in captured.err and "1 clip, speech found in 1" in captured.out
+    assert "skipped s1/bbaf4p: its sound ends at 0.00 s, before its last word" in captured.err, captured.err
 
 
 def test_vad_report_leaves_a_clip_without_speech_out_of_its_figures(grid_subset, grid_s1: Path,
