@@ -420,6 +420,26 @@ def test_benchmark_times_training_steps(small_cache: Path, capsys: pytest.Captur
     assert capsys.readouterr().err.startswith("error: no cache at")
 
 
+def test_ctrl_c_while_the_benchmark_loads_its_clips_is_one_line(small_cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                capsys: pytest.CaptureFixture):
+    """A real Ctrl-C (SIGINT) as the clips load, before a step is timed: one line and exit 130, where it was
+    a traceback."""
+    import training.cache
+
+    load = training.cache.load_clips
+
+    def loading_pressing_ctrl_c(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(training.cache, "load_clips", loading_pressing_ctrl_c)
+    try:
+        code = benchmark_main(["--cache", str(small_cache), "--configs", "tiny", "--steps", "1"])
+    except KeyboardInterrupt:
+        pytest.fail("the Ctrl-C left the command as a traceback")
+    assert code == 130 and capsys.readouterr().err == "interrupted: nothing was timed\n"
+
+
 @pytest.mark.parametrize("package", ["training", "export"])
 def test_tensorflow_runs_its_onednn_kernels_unless_the_user_says_otherwise(package: str):
     """TensorFlow turns oneDNN on by itself only on AVX-512-class CPUs; on this AVX2 machine a `lite`

@@ -70,15 +70,18 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"samples a step, up to {MOST_BATCH}")
     parser.add_argument("--steps", type=at_least(1), default=20, help="steps counted per configuration")
     args = parser.parse_args(argv)
-    from training.cache import load_clips
-    from training.split import VAL_FRACTION, split
-    from training.train import check_inputs
+    try:  # TensorFlow loads, then the clips: seconds in which a Ctrl-C is as welcome as later
+        from training.cache import load_clips
+        from training.split import VAL_FRACTION, split
+        from training.train import check_inputs
 
-    try:
         crop = [check_inputs(name, args.cache) for name in args.configs][0]
         clips, _ = split(load_clips(args.cache), VAL_FRACTION)
         if not clips:
             raise ValueError(f"{args.cache} holds no training clips")
+    except KeyboardInterrupt:
+        print("interrupted: nothing was timed", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USAGE
