@@ -1223,6 +1223,23 @@ def test_malformed_caches_are_one_line_errors(small_cache: Path, tmp_path: Path,
         del f["clips/s1/bbaf3s/pose"], f["clips/s1/bbaf3s/lips"]
     assert report_main(["--cache", str(poseless)]) == 2
     assert capsys.readouterr().err == f"error: {poseless}: clip s1/bbaf3s has no pose or lips: prepare it again\n"
+    mouthless, frameless = tmp_path / "mouthless.h5", tmp_path / "frameless.h5"  # what --montage reads, too
+    for damaged in (mouthless, frameless):
+        shutil.copy(small_cache, damaged)
+        with h5py.File(damaged, "a") as f:
+            clip = f["clips/s1/bbaf3s"]
+            if damaged == mouthless:
+                del clip["mouth"]
+            else:
+                for name in ("mouth", "pose", "box", "lips", "quality", "held"):
+                    data = clip[name][()]
+                    del clip[name]
+                    clip.create_dataset(name, data=data[:0])
+        assert report_main(["--cache", str(damaged), "--montage", str(tmp_path / "m.png")]) == 2
+    said = capsys.readouterr().err.splitlines()
+    assert said == [f"error: {mouthless}: clip s1/bbaf3s has no mouth: prepare it again",
+                    f"error: {frameless}: clip s1/bbaf3s has no frames: prepare it again"]
+    assert not (tmp_path / "m.png").exists()
 
     # Texts the model cannot write (a hand-made align file with a digit), or no word at all: refused before
     # the run folder is made, naming the clips; the input pipeline would fail on them inside TensorFlow.

@@ -54,8 +54,10 @@ def summarize(f: h5py.File) -> CacheReport:
     if not clips:
         raise ValueError(f"{f.filename} holds no complete clips")
     for key, g in clips:  # h5py's KeyError names neither the clip nor what to do
-        if missing := [name for name in ("pose", "box", "lips", "quality", "held") if name not in g]:
+        if missing := [name for name in ("mouth", "pose", "box", "lips", "quality", "held") if name not in g]:
             raise ValueError(f"{f.filename}: clip {key} has no {' or '.join(missing)}: prepare it again")
+        if not len(g["mouth"]):
+            raise ValueError(f"{f.filename}: clip {key} has no frames: prepare it again")
     poses = [g["pose"][()] for _, g in clips]
     held = np.concatenate([g["held"][()] for _, g in clips])
     steps = np.concatenate([np.linalg.norm(np.diff(p[:, :2], axis=0), axis=1) for p in poses])
