@@ -562,17 +562,27 @@ def test_two_sessions_with_one_clip_name_are_refused_not_merged(grid_s1: Path, t
     assert not cache.exists() and not cache.with_name("me.h5.partial").exists()
 
 
-def test_evaluate_says_why_every_clip_was_skipped(grid_s1: Path, tmp_path: Path) -> None:
-    """A folder whose only video has no align file and no GRID name: the reason, then the error."""
+def test_evaluate_says_why_every_clip_was_skipped(grid_s1: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capfd: pytest.CaptureFixture) -> None:
+    """A folder whose only video has no align file and no GRID name: the reason, then the error. Its one clip
+    is prepared by one worker process, whatever --workers allows (each would import MediaPipe, for nothing)."""
+    import training.prepare
+
+    pool, started = training.prepare.worker_pool, []
+
+    def counted_pool(workers: int):
+        started.append(workers)
+        return pool(workers)
+
+    monkeypatch.setattr(training.prepare, "worker_pool", counted_pool)
     (tmp_path / "me" / "s1" / "video").mkdir(parents=True)
     (tmp_path / "me" / "s1" / "video" / "hello.mp4").symlink_to(grid_s1 / "video" / "bbaf2n.mp4")
-    run = subprocess.run([sys.executable, "-m", "training.evaluate",
-                          "--model", str(ROOT / "models" / "lipstream-lite.onnx"),
-                          "--data", str(tmp_path / "me"), "--workers", "1"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
-    assert run.returncode == 2
-    assert run.stderr.splitlines() == ["skipped s1/hello: no align file, and the name is not a GRID sentence code",
-                                       "error: no clips to evaluate"], run.stderr
+    assert evaluate_main(["--model", str(ROOT / "models" / "lipstream-lite.onnx"), "--data", str(tmp_path / "me"),
+                          "--workers", "4"]) == 2
+    err = capfd.readouterr().err
+    assert err.splitlines() == ["skipped s1/hello: no align file, and the name is not a GRID sentence code",
+                                "error: no clips to evaluate"], err
+    assert started == [1]
 
 
 def test_evaluate_says_when_no_clip_is_in_the_split(prepared, capsys: pytest.CaptureFixture) -> None:
