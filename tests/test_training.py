@@ -1272,6 +1272,26 @@ def test_a_truncated_cache_is_one_line_with_h5py_s_whole_reason(small_cache: Pat
     assert err.count("\n") == 1 and not (tmp_path / "run").exists()
 
 
+def test_a_cache_another_process_writes_is_told_as_that(small_cache: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture):
+    """A copy of a real cache held open for writing by another process (HDF5 locks it): said as that, not
+    as a file that is no lipstream cache."""
+    from training.report import main as report_main
+
+    busy = tmp_path / "busy.h5"
+    shutil.copy(small_cache, busy)
+    writer = subprocess.Popen([sys.executable, "-c", "import h5py, sys, time\n"
+                               "f = h5py.File(sys.argv[1], 'a')\nprint('open', flush=True)\ntime.sleep(120)\n",
+                               str(busy)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "open\n"
+        assert report_main(["--cache", str(busy)]) == 2
+    finally:
+        writer.kill()
+        writer.wait()
+    assert capsys.readouterr().err == f"error: {busy} is being written by another process: try again once it is done\n"
+
+
 def test_clips_with_no_window_of_words_are_one_error_not_an_endless_draw(small_cache: Path):
     """A recording whose one word outlasts twice the window (real frames, its word stretched over all of
     them) gives no stream window a word to count: the draw says so instead of looping for ever."""

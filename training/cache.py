@@ -22,6 +22,8 @@ def open_cache(cache: Path) -> h5py.File:
     except OSError as e:
         if not Path(cache).exists():
             raise FileNotFoundError(f"no cache at {cache}: make one with python -m training.prepare") from None
+        if "unable to lock file" in str(e):  # HDF5 locks a file another process writes
+            raise ValueError(f"{cache} is being written by another process: try again once it is done") from None
         raise ValueError(f"{cache} is not a lipstream cache (not a readable HDF5 file: "
                          f"{' '.join(str(e).split())})") from None  # h5py's reason whole, on one line
 
