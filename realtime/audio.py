@@ -56,8 +56,8 @@ def read_audio(path: Path | str, rate: int = RATE) -> np.ndarray:
         damaged: av.FFmpegError | None = None
         decoded = False
 
-        def flushed() -> list[np.ndarray]:
-            return [out.to_ndarray()[0] for out in resampler.resample(None)] if resampler else []
+        def resampled(frame: av.AudioFrame | None) -> list[np.ndarray]:  # None: what the resampler holds
+            return [out.to_ndarray()[0] for out in resampler.resample(frame)] if resampler else []
 
         try:
             for packet in container.demux(track):
@@ -73,11 +73,11 @@ def read_audio(path: Path | str, rate: int = RATE) -> np.ndarray:
                     if sound_starts is None and frame.time is not None:
                         sound_starts = frame.time
                     if (frame.format.name, frame.layout.name, frame.sample_rate) != form:
-                        chunks += flushed()
+                        chunks += resampled(None)
                         resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
                         form = (frame.format.name, frame.layout.name, frame.sample_rate)
-                    chunks += [out.to_ndarray()[0] for out in resampler.resample(frame)]
-            chunks += flushed()
+                    chunks += resampled(frame)
+            chunks += resampled(None)
         except av.FFmpegError as e:
             damaged = e
         if damaged is not None and not decoded:

@@ -30,7 +30,7 @@ from realtime.backend import (BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxMode
 from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, Video, capture_fps, local_path
 from realtime.cli import (Parser, add_decoder, add_policy, at_least, named, named_path, policy_options, summary,
                           window_problem)
-from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
+from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import outputs_problem, run_command, write_text, write_whole
 from realtime.grid import GRID_FPS, AlignError, Token, read_align, sentence
 from realtime.interrupts import held_interrupts, interruptible
@@ -252,21 +252,26 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem or f'{cut}: no figures written'}", file=sys.stderr)
         return EXIT_USAGE if problem else EXIT_FAILED if source.failure else EXIT_SOURCE_ENDED
     rss_mb = peak_rss_mb()
-    capture = Video(args.source if video is None else str(video))
-    fps = capture_fps(capture, GRID_FPS)  # GRID's where the video gives none
-    with tracked_video(capture, fps, TrackerOptions(crop=model.spec.crop)) as tracked:
-        crops = list(islice((r.crop for r in tracked if r.crop is not None), WINDOW))
     comparisons: dict[str, float] = {}
-    if len(crops) >= 8:
-        # int8 first: an engine's idle workers still spinning would slow the next one timed.
-        int8 = args.model.with_suffix(".int8.onnx")
-        if int8.is_file() and all(p.is_file() for p in streaming_paths(int8)):
-            try:
-                q = compare(OnnxModel(int8, args.provider), np.stack(crops), args.policy)
-                comparisons.update(ort_int8_window=q["ort_window"], ort_int8_stream_update=q["ort_stream_update"])
-            except ModelLoadError as e:
-                print(f"int8 comparison skipped: {e}", file=sys.stderr)
-        comparisons.update(compare(model, np.stack(crops), args.policy))
+    interrupted = False
+    try:  # a stop now keeps the stream's figures, measured already: they are written without the comparisons
+        capture = Video(args.source if video is None else str(video))
+        fps = capture_fps(capture, GRID_FPS)  # GRID's where the video gives none
+        with tracked_video(capture, fps, TrackerOptions(crop=model.spec.crop)) as tracked:
+            crops = list(islice((r.crop for r in tracked if r.crop is not None), WINDOW))
+        if len(crops) >= 8:
+            # int8 first: an engine's idle workers still spinning would slow the next one timed.
+            int8 = args.model.with_suffix(".int8.onnx")
+            if int8.is_file() and all(p.is_file() for p in streaming_paths(int8)):
+                try:
+                    q = compare(OnnxModel(int8, args.provider), np.stack(crops), args.policy)
+                    comparisons.update(ort_int8_window=q["ort_window"], ort_int8_stream_update=q["ort_stream_update"])
+                except ModelLoadError as e:
+                    print(f"int8 comparison skipped: {e}", file=sys.stderr)
+            comparisons.update(compare(model, np.stack(crops), args.policy))
+    except KeyboardInterrupt:
+        print("interrupted: the engines were not compared; the stream's figures follow", file=sys.stderr)
+        comparisons, interrupted = {}, True
     result = {
         "glass_to_caption_ms": percentiles(rec.latency),
         "stages_ms": {s: percentiles(v) for s, v in rec.stages.items()},
@@ -298,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             except OSError as e:
                 print(f"error: cannot write {path} ({e.strerror or e}): the figures are on stdout", file=sys.stderr)
                 code = EXIT_USAGE
-    return code
+    return EXIT_INTERRUPTED if interrupted else code
 
 
 if __name__ == "__main__":

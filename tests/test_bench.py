@@ -130,6 +130,34 @@ def test_json_to_stdout_is_printed_once_and_makes_no_file(tmp_path: Path, capsys
     assert result["frames"] == 75 and list(tmp_path.iterdir()) == []
 
 
+def test_a_stop_while_the_engines_are_compared_keeps_the_stream_s_figures(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real Ctrl-C (SIGINT) once the stream was read, as the engines are compared (40 s here): the stream's
+    figures, measured, are printed and written all the same, without the comparisons, and the exit says it
+    was stopped; before, they were thrown away."""
+    import signal
+
+    compare = realtime.bench.compare
+
+    def comparing_pressing_ctrl_c(*args, **kwargs):
+        signal.raise_signal(signal.SIGINT)
+        return compare(*args, **kwargs)
+
+    monkeypatch.setattr(realtime.bench, "compare", comparing_pressing_ctrl_c)
+    out = tmp_path / "bench.json"
+    try:
+        code = bench_main(["--source", str(CLIP), "--fast", "--json", str(out)])
+    except KeyboardInterrupt:
+        pytest.fail("the stop threw the figures away")
+    captured = capsys.readouterr()
+    assert code == 130
+    assert captured.err.splitlines()[-1] == "interrupted: the engines were not compared; the stream's figures follow"
+    printed, written = json.loads(captured.out), json.loads(out.read_text())
+    assert printed["frames"] == 75 and printed["compare_ms"] == {} and printed["wer"] >= 0
+    assert written == {**printed, "transcript": written["transcript"]} and written["transcript"]
+
+
 def test_figures_are_printed_and_old_files_kept_when_the_outputs_cannot_be_written(
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A disk that fills up (files limited to 32 KB here: the 58 KB plot does not fit) and a --json on a full
