@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"the records', else training's default share, {VAL_FRACTION:g})")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--workers", type=at_least(1),
-                        help="processes that cut the crops of a GRID folder (default: one per core)")
+                        help="processes cutting the crops of a GRID folder, at most one a clip (default: one per core)")
     parser.checks += [_val_fraction_problem, _workers_problem]
     args = parser.parse_args(argv)
     try:

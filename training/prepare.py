@@ -378,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", type=named_path, required=True, help="GRID folder (speakers, or one speaker)")
     parser.add_argument("--out", type=named_path, required=True, help="HDF5 cache to write or resume")
     parser.add_argument("--workers", type=at_least(1), default=os.cpu_count() or 1,
-                        help="processes tracking the clips (default: one per core)")
+                        help="processes tracking the clips, at most one a clip (default: one per core)")
     default = CropSpec()
     parser.add_argument("--crop-size", type=at_least(LEAST_CROP, MOST_CROP), nargs=2, metavar=("H", "W"),
                         default=(default.height, default.width),
