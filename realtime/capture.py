@@ -595,10 +595,12 @@ class Resampler:
         """At the source's end: its last frame for each due time before the frame after it would have come,
         one interval later, when the source ends (a 24 fps video's last frame is due at 2.96 s of 3, and no
         later frame comes to make it due; a 12 fps video's last, shown from 2.92 s, is nearer 3.0 than 2.96,
-        and is still the frame of 2.96)."""
+        and is still the frame of 2.96). A due time less than a quarter of a period before that end gets
+        none: a 29.97 fps video ends 3 ms past 3.0 s, and timestamps rounded to the millisecond move the end
+        by as much."""
         out = []
         last = self.previous
-        while last is not None and self.next_t < last.t + self.interval - 1e-6:
+        while last is not None and self.next_t < last.t + self.interval - self.period / 4:
             out.append(self._due(last))
         return out
 

@@ -184,6 +184,21 @@ def test_a_video_of_which_no_frame_decodes_is_refused_as_it_opens(tmp_path: Path
         FrameSource(SourceOptions(source=str(tmp_path / "head.mp4")))
 
 
+@pytest.mark.parametrize("fps, suffix", [("29.97", "mp4"), ("30", "webm"), ("12", "webm")])
+def test_a_video_ending_just_past_a_due_time_gives_no_frame_more(tmp_path: Path, fps: str, suffix: str) -> None:
+    """Three seconds at 29.97 fps end 3 ms past 3.0 s, and a webm's timestamps, in milliseconds, put the end of
+    a 30 or 12 fps one 1 ms past it: the 3.0 s due time is no frame of the video's (the source's last frame
+    for it made 76 frames of a 3 s clip)."""
+    video = tmp_path / f"at{fps}.{suffix}"
+    ffmpeg("-i", str(CLIP), "-vf", f"fps={fps}", "-an", str(video))
+    source = FrameSource(SourceOptions(source=str(video), fast=True)).start()
+    try:
+        out = list(Resampler(25).resample(source))
+    finally:
+        source.stop()
+    assert len(out) == 75 and out[-1].t == pytest.approx(2.96)
+
+
 def test_a_raw_mjpeg_video_is_read_and_a_photo_refused(tmp_path: Path) -> None:
     """A raw MJPEG stream (`-f mjpeg`, as some cameras record) begins with a JPEG's signature, as a photo
     does: it was refused as a still image. It is read whole; a JPEG photo of the same frame is refused."""
