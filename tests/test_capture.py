@@ -184,18 +184,23 @@ def test_a_video_of_which_no_frame_decodes_is_refused_as_it_opens(tmp_path: Path
         FrameSource(SourceOptions(source=str(tmp_path / "head.mp4")))
 
 
+def resampled_at(fps: str, video: Path) -> tuple[FrameSource, list[Frame]]:
+    """CLIP re-encoded at `fps` into `video` (its suffix names the container), read whole, and resampled to
+    the model's 25 fps."""
+    ffmpeg("-i", str(CLIP), "-vf", f"fps={fps}", "-an", str(video))
+    source = FrameSource(SourceOptions(source=str(video), fast=True)).start()
+    try:
+        return source, list(Resampler(25).resample(source))
+    finally:
+        source.stop()
+
+
 @pytest.mark.parametrize("fps, suffix", [("29.97", "mp4"), ("30", "webm"), ("12", "webm")])
 def test_a_video_ending_just_past_a_due_time_gives_no_frame_more(tmp_path: Path, fps: str, suffix: str) -> None:
     """Three seconds at 29.97 fps end 3 ms past 3.0 s, and a webm's timestamps, in milliseconds, put the end of
     a 30 or 12 fps one 1 ms past it: the 3.0 s due time is no frame of the video's (the source's last frame
     for it made 76 frames of a 3 s clip)."""
-    video = tmp_path / f"at{fps}.{suffix}"
-    ffmpeg("-i", str(CLIP), "-vf", f"fps={fps}", "-an", str(video))
-    source = FrameSource(SourceOptions(source=str(video), fast=True)).start()
-    try:
-        out = list(Resampler(25).resample(source))
-    finally:
-        source.stop()
+    _, out = resampled_at(fps, tmp_path / f"at{fps}.{suffix}")
     assert len(out) == 75 and out[-1].t == pytest.approx(2.96)
 
 
@@ -222,13 +227,7 @@ def test_a_video_at_another_rate_is_resampled_to_its_end(tmp_path: Path, fps: in
     though no frame comes after it; the 60 fps video's last (2.983 s) is nearest to none. A 12 fps video's last
     frame (2.917 s) is shown until its end, 3 s: it is the frame of 2.96 s, which a frame after it would have
     been nearer to, had one come (the video lost its last model frame)."""
-    video = tmp_path / f"at{fps}.mp4"
-    ffmpeg("-i", str(CLIP), "-vf", f"fps={fps}", "-an", str(video))
-    source = FrameSource(SourceOptions(source=str(video), fast=True)).start()
-    try:
-        out = list(Resampler(25).resample(source))
-    finally:
-        source.stop()
+    source, out = resampled_at(str(fps), tmp_path / f"at{fps}.mp4")
     assert source.read == 3 * fps and len(out) == 75
     assert np.allclose([f.t for f in out], np.arange(75) / 25)
     assert all(abs(f.index / fps - f.t) <= 0.5 / fps + 1e-6 or f.index == last for f in out) and out[-1].index == last
