@@ -350,7 +350,8 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         again = f" ({len(changed)} changed since they were cached, or cached unstamped)" if changed else ""
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare{again}", file=sys.stderr)
         # A Ctrl-C that Python drops (raised in one of h5py's weakref callbacks) stops the run at the next clip.
-        with kept_stop_requests() as stopped, worker_pool(max(1, min(workers, len(todo)))) as pool:
+        # No more workers than clips (each imports MediaPipe): those cached work too, when their sound is added.
+        with kept_stop_requests() as stopped, worker_pool(max(1, min(workers, len(clips)))) as pool:
             if f is not None:
                 add_missing_speech(f, {c.key: c.video for c in clips if c.key in done}, pool)
             with tqdm(total=len(todo), unit="clip", dynamic_ncols=True, disable=not todo) as bar:
