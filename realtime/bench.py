@@ -32,7 +32,7 @@ from realtime.cli import (Parser, add_decoder, add_policy, at_least, named, name
                           window_problem)
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import outputs_problem, run_command, write_text, write_whole
-from realtime.grid import GRID_FPS, AlignError, Token, read_align, sentence
+from realtime.grid import GRID_FPS, AlignError, Token, align_of, read_align, sentence
 from realtime.interrupts import held_interrupts, interruptible
 from realtime.live import STAGES, LiveOptions, LivePipeline, nothing_read
 from realtime.tracker import TrackerOptions, tracked_video
@@ -98,7 +98,7 @@ def peak_rss_mb() -> float | None:
 
 
 def align_beside(source: Path) -> Path | None:
-    for candidate in (source.with_suffix(".align"), source.parent.parent / "align" / f"{source.stem}.align"):
+    for candidate in (source.with_suffix(".align"), align_of(source)):
         if candidate.is_file():
             return candidate
     return None

@@ -144,6 +144,19 @@ def rivals(text: str) -> list[str]:
             for i, slot in enumerate(GRID_GRAMMAR) for other in slot if other != words[i]]
 
 
+def clip_files(speaker_dir: Path, name: str) -> tuple[Path, Path]:
+    """The video and align file of clip `name` as lipstream's tools write a speaker's clips:
+    SPEAKER/video/NAME.mp4 and SPEAKER/align/NAME.align."""
+    return speaker_dir / "video" / f"{name}.mp4", speaker_dir / "align" / f"{name}.align"
+
+
+def align_of(video: Path) -> Path:
+    """Where the align file of `video` is in either layout find_clips reads (it may not exist)."""
+    if video.parent.name == "video":
+        return video.parent.parent / "align" / f"{video.stem}.align"
+    return video.parent.parent / "alignments" / video.parent.name / f"{video.stem}.align"
+
+
 def find_clips(root: Path) -> list[Clip]:
     """Clips under a GRID folder, a speaker folder, or the corpus' own layout.
 
@@ -159,12 +172,8 @@ def find_clips(root: Path) -> list[Clip]:
     clips: list[Clip] = []
     videos = (p for p in root.rglob("*") if p.suffix.lower() in CLIP_SUFFIXES and not p.name.startswith("."))
     for video in sorted(videos):
-        if video.parent.name == "video":
-            speaker_dir = video.parent.parent
-            align = speaker_dir / "align" / f"{video.stem}.align"
-        else:
-            speaker_dir = video.parent
-            align = speaker_dir.parent / "alignments" / speaker_dir.name / f"{video.stem}.align"
+        speaker_dir = video.parent.parent if video.parent.name == "video" else video.parent
+        align = align_of(video)
         clips.append(Clip(speaker_dir.name, video.stem, video, align if align.is_file() else None))
     seen: dict[str, Clip] = {}
     for clip in clips:

@@ -55,7 +55,7 @@ from realtime.capture import CaptureError, Frame, FrameSource, Resampler, Source
 from realtime.cli import Parser, at_least, folder_name, named, named_path, summary
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE
 from realtime.files import folder_problem, output_problem, run_command, write_text
-from realtime.grid import (ALIGN_UNITS_PER_FRAME, GRID_FPS, Token, align_text, code_from_sentence,
+from realtime.grid import (ALIGN_UNITS_PER_FRAME, GRID_FPS, Token, align_text, clip_files, code_from_sentence,
                            sentence_from_code)
 from realtime.interrupts import held_interrupts, stops_like_ctrl_c
 from realtime.outputs import log
@@ -269,7 +269,7 @@ def capture_take(options: RecordOptions, show: Callable[[np.ndarray], None], wor
     return Take([f.image for f in frames], recording.samples()[start:start + n], recording.overflows > 0, stalled)
 
 
-def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, words: int = 6) -> Cut | str:
+def cut_take(take: Take, tracks: list[TrackResult], options: RecordOptions, words: int) -> Cut | str:
     """The clip to keep — the spoken span with `margin` each side (`lips_margin` with --silent) — or why there is
     none: a span within a frame of the take's start or end ran on past it, so the sentence is cut off; a span
     too short for the prompt's `words` missed some of them (lips the tracker followed poorly, a cough taken
@@ -329,7 +329,7 @@ def write_video(path: Path, images: list[np.ndarray], audio: np.ndarray, rate: i
 
 def save_clip(folder: Path, take: Take, cut: Cut, entry: ManifestEntry, rate: int) -> None:
     """Write one clip and its manifest line; on any failure or interruption, nothing of it is left."""
-    video, align = folder / "video" / f"{entry.name}.mp4", folder / "align" / f"{entry.name}.align"
+    video, align = clip_files(folder, entry.name)
     tmp = video.with_name(video.name + ".tmp")
     for made in (video, align):
         made.parent.mkdir(parents=True, exist_ok=True)

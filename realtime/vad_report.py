@@ -20,7 +20,7 @@ from realtime.audio import RATE, AudioError, VadOptions, detect_speech, read_aud
 from realtime.cli import Parser, at_least, named_path, summary
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from realtime.files import run_command
-from realtime.grid import GRID_FPS, AlignError, Clip, find_clips, read_align
+from realtime.grid import GRID_FPS, AlignError, Clip, clip_files, find_clips, read_align
 from realtime.interrupts import interruptible
 
 
@@ -44,7 +44,7 @@ def estimated_by_record(clips: list[Clip]) -> set[Path]:
             except ValueError:
                 continue
             if isinstance(entry, dict) and entry.get("alignment") == "estimated":
-                estimated.add(folder / "video" / f"{entry.get('name')}.mp4")
+                estimated.add(clip_files(folder, str(entry.get("name")))[0])
     return estimated
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from realtime.cli import Parser, at_least, named_path, summary
 from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import folder_problem, run_command
-from realtime.grid import video_fps
+from realtime.grid import clip_files, video_fps
 from realtime.interrupts import stops_like_ctrl_c
 from training.split import select_clips
 from training.video import Mp4Writer, read_video
@@ -40,14 +40,15 @@ def restyle_clips(grid: Path, out: Path, split: str, count: int) -> int:
         raise NotADirectoryError(problem)
     for clip in clips:
         speaker = out / f"{clip.speaker}x"
-        (speaker / "video").mkdir(parents=True, exist_ok=True)
-        (speaker / "align").mkdir(parents=True, exist_ok=True)
-        with Mp4Writer(speaker / "video" / f"{clip.name}.mp4", video_fps(clip.video)) as writer:
+        video, align = clip_files(speaker, clip.name)
+        for folder in (video.parent, align.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        with Mp4Writer(video, video_fps(clip.video)) as writer:
             for image in read_video(clip.video):
                 writer.write(restyle(image))
             if not writer.close():
                 raise ValueError(f"{clip.video} has no readable frames")
-        shutil.copy(clip.aligned, speaker / "align" / f"{clip.name}.align")
+        shutil.copy(clip.aligned, align)
     return len(clips)
 
 
