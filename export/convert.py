@@ -135,12 +135,9 @@ def convert(model: keras.Model, spec: ModelSpec, opset: int = OPSET) -> Exported
 
 
 def save(exported: Exported, path: Path) -> list[Path]:
-    step_path, back_path = streaming_paths(path)
-    written = []
-    for proto, p in ((exported.full, path), (exported.step, step_path), (exported.back, back_path)):
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        onnx.save(proto, tmp)
-        tmp.replace(p)
-        written.append(p)
+    """Write the three files at `path` and beside it, as the runtime finds them; into a staging folder, which
+    export/__main__ moves into place whole once they pass the gate."""
+    written = [path, *streaming_paths(path)]
+    for proto, p in zip((exported.full, exported.step, exported.back), written):
+        onnx.save(proto, p)
     return written

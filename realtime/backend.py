@@ -217,10 +217,6 @@ class OnnxModel:
             raise ModelLoadError(f"{path} is not this model's streaming part: re-export with python -m export")
         return session
 
-    @property
-    def streams(self) -> bool:
-        return self.parts is not None
-
     def window_logp(self, crops: np.ndarray) -> np.ndarray:
         """Log-probabilities (T, classes) for uint8 crops (T, H, W, C): the full-window recompute."""
         return self.full.run(None, {FRAMES: normalise(crops)[None]})[0][0]

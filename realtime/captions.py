@@ -8,7 +8,7 @@ why pause is the default):
 - right-context (buffered CTC): a frame's probabilities are frozen from the first window in which it
   has `right_context` frames after it (a bidirectional model's reading of a frame settles once it sees
   what follows); a word is committed once its frozen frames show it finished: a space read after it, or
-  a pause of `pause` frames.
+  `gap` quiet frames.
 - local-agreement (LocalAgreement-2, as in whisper_streaming): each window is decoded whole, and the
   longest run of words that two consecutive hypotheses agree on is committed.
 - pause: the window starts in the last pause (the policy says where: `window_start`), grows while the
@@ -31,12 +31,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import dropwhile
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from realtime.activity import true_runs
-from realtime.decode import Hypothesis, Word, decode
+from realtime.decode import DecoderName, Hypothesis, Word, decode
 from realtime.vocab import Vocabulary
 
 
@@ -76,10 +76,13 @@ class TailSlot:
     since: float = 0.0
 
 
+PolicyName = Literal["pause", "right-context", "local-agreement"]
+
+
 @dataclass(frozen=True)
 class PolicyOptions:
-    policy: Literal["pause", "right-context", "local-agreement"] = "pause"
-    decoder: Literal["greedy", "beam", "grammar"] = "greedy"
+    policy: PolicyName = "pause"
+    decoder: DecoderName = "greedy"
     beam_width: int | None = None  # None: the decoder's default (realtime.decode.BEAM_WIDTH)
     right_context: int = 12  # frames after a frame before the model's reading of it settles
     gap: int = 6  # quiet frames that end a word without a space (blanks read) or a read (lips at rest too)
@@ -352,11 +355,7 @@ class RightContextPolicy(CaptionPolicy):
         self._open = []
         self._commit(now, final=True)
         self._frozen, self._reading, self._after = [], False, None
-        self._rests, self._rest_before = [], []
-        self._closed = True
-        self._slots = []
-        self._tail = self._shown(now, "")
-        return self._tail
+        return self._flush_words([], now)
 
 
 @dataclass(eq=False)
@@ -484,6 +483,6 @@ class PausePolicy(CaptionPolicy):
         return self._flush_words(pending, now)
 
 
-POLICY_CLASSES: dict[str, type[CaptionPolicy]] = {"pause": PausePolicy, "right-context": RightContextPolicy,
-                                                  "local-agreement": LocalAgreementPolicy}
-POLICIES = tuple(POLICY_CLASSES)  # the names --policy takes
+POLICY_CLASSES: dict[PolicyName, type[CaptionPolicy]] = {"pause": PausePolicy, "right-context": RightContextPolicy,
+                                                         "local-agreement": LocalAgreementPolicy}
+POLICIES: tuple[str, ...] = get_args(PolicyName)  # the names --policy takes, each a key of POLICY_CLASSES

@@ -193,7 +193,7 @@ MAX_BEAM_WIDTH = 512
 def add_decoder(parser: Parser) -> None:
     """--decoder and --beam-width, as every command that decodes takes them; a width given to the greedy
     decoder, which has no beam, is refused."""
-    parser.add_argument("--decoder", choices=DECODERS, default="greedy",
+    parser.add_argument("--decoder", choices=DECODERS, default=PolicyOptions.decoder,
                         help="greedy: fastest; beam: a beam search; grammar: GRID sentences first, free text when "
                              "the speech is not one")
     # Beyond a few hundred hypotheses nothing more is found, and each read's search takes seconds.

@@ -10,6 +10,7 @@ import heapq
 import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -121,7 +122,8 @@ class Grammar:
         return False
 
 
-DECODERS = ("greedy", "beam", "grammar")
+DecoderName = Literal["greedy", "beam", "grammar"]
+DECODERS: tuple[str, ...] = get_args(DecoderName)
 BEAM_WIDTH = 8  # prefixes the beam and grammar searches keep
 SEARCHES = ("beam", "grammar")  # the decoders that keep a beam: --beam-width is theirs
 PRUNE = -8.0  # log-probability below which a class is not tried as an extension: CTC output is peaky

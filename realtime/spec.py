@@ -27,10 +27,11 @@ FRAMES = "frames"  # the full model's input: normalised crops (batch, time, H, W
 FEATURES = "features"  # the front end's per-frame features: the full model's second output, the back end's input
 LOGP = "logp"  # per-frame log-probabilities over the vocabulary
 STEP, FRAME, STATE = "step", "frame", "state"  # the step model's inputs: frame index, one frame, state0, state1…
+STD_FLOOR = 0.255  # added to a frame's standard deviation (of 0-255 pixel values), so that a flat frame stays finite
 FRAMES_READ = ("mouth crops of the crop's size, RGB (grey with channels 1), turned level with the eyes, face_width "
                "outer-eye-corner distances wide and centred below_nose of them below the base of the nose "
                "(realtime/crop.py), fps frames a second; each frame standardised over height, width and channels "
-               "together, (x - mean) / (std + 0.255) on 0-255 pixel values (per_frame_standardise)")
+               f"together, (x - mean) / (std + {STD_FLOOR}) on 0-255 pixel values ({NORMALISATION})")
 LOGP_READ = "per-frame log-softmax over the charset's characters, then the blank"
 # For a reader of one ONNX file alone: what each of the export's three graphs (FORM) takes and gives.
 GRAPH_IO = {
@@ -126,7 +127,7 @@ def _keys(text: str) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def normalise(crops: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+def normalise(crops: np.ndarray) -> np.ndarray:
     """uint8 crops (..., H, W, C) -> float32, each frame standardised to zero mean and unit variance.
 
     Per frame, so that a stream needs no statistics from frames it has not seen yet, and so that
@@ -136,4 +137,4 @@ def normalise(crops: np.ndarray, eps: float = 1e-3) -> np.ndarray:
     axes = (-3, -2, -1)
     mean = x.mean(axis=axes, keepdims=True)
     std = x.std(axis=axes, keepdims=True)
-    return (x - mean) / (std + eps * 255)
+    return (x - mean) / (std + STD_FLOOR)

@@ -321,7 +321,7 @@ def test_streaming_parts_of_another_export_are_refused(exported: Export, tmp_pat
     digests = [m.value for p in (exported.path, *streaming_paths(exported.path))
                for m in onnx.load(p).metadata_props if m.key == EXPORT_ID]
     assert len(digests) == 3 and len(set(digests)) == 1  # all three files name the same weights
-    assert OnnxModel(exported.path, "cpu").streams  # its own parts, from the same weights
+    assert OnnxModel(exported.path, "cpu").parts is not None  # its own parts, from the same weights
     other = tmp_path / "other.onnx"  # both files keyed, by other weights
     shutil.copy(exported.path, other)
     for source, target in zip(streaming_paths(exported.path), streaming_paths(other)):
@@ -671,7 +671,7 @@ def test_a_new_export_removes_variants_it_did_not_make_again(tiny_run, small_cac
     printed = capfd.readouterr()
     assert printed.err == ""
     for tag in ("int8", "fp16"):  # each family loads as the runtime will, with its streaming parts
-        assert OnnxModel(family(out, tag)[0], "cpu").streams
+        assert OnnxModel(family(out, tag)[0], "cpu").parts is not None
         for form in ("full", "streaming", "sliding"):
             for length in WINDOW_LENGTHS:
                 assert passed(printed.out, f"{tag} {form}", length)

@@ -18,6 +18,7 @@ from realtime.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from realtime.files import outputs_problem, run_command, write_text
 from realtime.grid import GRID_FPS, AlignError, Clip, Token, align_text, find_clips, read_align, video_fps
 from realtime.interrupts import stops_like_ctrl_c
+from training.cache import same_rate
 from training.split import select_clips
 from training.video import Mp4Writer, read_video
 
@@ -49,7 +50,7 @@ def concat(grid: Path, out: Path, split: str, count: int, seconds: float) -> tup
             except AlignError as e:
                 print(f"skipped {clip.key}: {e}", file=sys.stderr)
                 continue
-            if abs((rate := video_fps(clip.video)) - fps) > 0.01:  # its frames would play at the first clip's rate
+            if not same_rate(rate := video_fps(clip.video), fps):  # its frames would play at the first clip's rate
                 print(f"skipped {clip.key}: its video is {rate:g} fps, the joined one {fps:g} (the first clip's)",
                       file=sys.stderr)
                 continue
