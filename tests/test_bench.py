@@ -187,11 +187,16 @@ def test_figures_are_printed_and_old_files_kept_when_the_outputs_cannot_be_writt
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.png", "short.align", "short.mp4"]
 
 
-def test_a_bad_align_file_beside_the_video_is_refused_before_the_run(tmp_path: Path,
+@pytest.mark.parametrize("video_at, align_at", [("bbaf5a.mp4", "bbaf5a.align"),
+                                               ("s1/bbaf5a.mpg", "alignments/s1/bbaf5a.align")])  # GRID's own layout
+def test_a_bad_align_file_beside_the_video_is_refused_before_the_run(video_at: str, align_at: str, tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture) -> None:
     """The align file is read for the word commit delays, after the run: one that is no align file is
-    refused in one line naming it before the run, not a traceback that loses the run's results."""
-    video, align, out = tmp_path / "bbaf5a.mp4", tmp_path / "bbaf5a.align", tmp_path / "bench.json"
+    refused in one line naming it before the run, not a traceback that loses the run's results. It is found
+    beside the video, or where either GRID layout keeps it."""
+    video, align, out = tmp_path / video_at, tmp_path / align_at, tmp_path / "bench.json"
+    for made in (video, align):
+        made.parent.mkdir(parents=True, exist_ok=True)
     video.symlink_to(CLIP)
     align.write_text("garbage\n")
     assert bench_main(["--source", str(video), "--fast", "--json", str(out)]) == 2
