@@ -48,9 +48,8 @@ import av
 import cv2
 import numpy as np
 
-from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, lip_span
-from realtime.audio import (RATE, AudioError, AudioRecording, FileAudioStream, MicrophoneStream, VadOptions,
-                            detect_speech, read_audio)
+from realtime.activity import LIP_ACTIVITY, ActivityOptions, Span, VadOptions, detect_speech, lip_span
+from realtime.audio import RATE, AudioError, AudioRecording, FileAudioStream, MicrophoneStream, read_audio
 from realtime.capture import CaptureError, Frame, FrameSource, Resampler, SourceOptions, local_path
 from realtime.cli import Parser, at_least, folder_name, named, named_path, summary
 from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_ENDED, EXIT_USAGE

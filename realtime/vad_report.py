@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from realtime.audio import RATE, AudioError, VadOptions, detect_speech, read_audio
+from realtime.activity import VadOptions, detect_speech
+from realtime.audio import RATE, AudioError, read_audio
 from realtime.cli import Parser, at_least, named_path, summary
 from realtime.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from realtime.files import run_command

@@ -21,9 +21,8 @@ import numpy as np
 import pytest
 
 import realtime.record as record_module
-from realtime.activity import Span
-from realtime.audio import (AudioError, AudioRecording, FileAudioStream, MicrophoneStream, at_rate,
-                            detect_speech, read_audio)
+from realtime.activity import Span, detect_speech
+from realtime.audio import AudioError, AudioRecording, FileAudioStream, MicrophoneStream, at_rate, read_audio
 from realtime.grid import code_from_sentence, read_align, sentence, sentence_from_code
 from realtime.interrupts import interrupt
 from realtime.record import (Cut, ManifestEntry, RecordOptions, Session, Take, choose_prompts, estimated_align,
