@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
+
+import pytest
 
 from realtime.grid import read_align
 
@@ -70,20 +75,83 @@ def test_a_set_up_environment_runs_for_a_user_who_may_not_write_to_it(tmp_path: 
     (stale / "bin").mkdir(parents=True)
     (stale / "bin" / "python").symlink_to(sys.executable)
     (stale / ".lipstream-stamp").write_text("another version\n")
+    orphaned = shared / "orphaned"  # made for this checkout by a Python since uninstalled
+    (orphaned / "bin").mkdir(parents=True)
+    (orphaned / "bin" / "python").symlink_to(tmp_path / "uninstalled" / "python3.12")
+    (orphaned / ".lipstream-stamp").write_text((sys.prefix / Path(".lipstream-stamp")).read_text())
     shared.chmod(0o555)
     command = [str(ROOT / "lipstream"), "python", "-c", "print('ran')"]
     if os.geteuid() == 0:  # root is run without its power to write anywhere
         command = ["setpriv", "--inh-caps=-dac_override", "--bounding-set=-dac_override", *command]
     try:
-        ready, outdated = (subprocess.run(command, capture_output=True, text=True, timeout=120,
-                                          env={**os.environ, "LIPSTREAM_VENV": str(shared / name)})
-                           for name in ("venv", "stale"))
+        ready, outdated, broken = (subprocess.run(command, capture_output=True, text=True, timeout=120,
+                                                  env={**os.environ, "LIPSTREAM_VENV": str(shared / name)})
+                                   for name in ("venv", "stale", "orphaned"))
     finally:
         shared.chmod(0o755)
     assert (ready.returncode, ready.stdout, ready.stderr) == (0, "ran\n", "")
-    # One that still needs setting up is said to, in one line, not attempted without the lock.
-    assert (outdated.returncode, outdated.stdout) == (1, "")
-    assert outdated.stderr == (f"lipstream: the environment in {stale} needs setting up, and this user may not "
-                               "write beside it: run ./lipstream python once as its owner\n")
-    assert sorted(p.name for p in shared.iterdir()) == ["stale", "venv"]
+    # One that still needs setting up is said to, in one line, not attempted without the lock; so is one whose
+    # stamp is right but whose Python is gone (it was run, and failed in bash's words, exit 127).
+    for needing, folder in ((outdated, stale), (broken, orphaned)):
+        assert (needing.returncode, needing.stdout) == (1, "")
+        assert needing.stderr == (f"lipstream: the environment in {folder} needs setting up, and this user may not "
+                                  "write beside it: run ./lipstream python once as its owner\n")
+    assert sorted(p.name for p in shared.iterdir()) == ["orphaned", "stale", "venv"]
     assert (stale / ".lipstream-stamp").read_text() == "another version\n"
+
+
+def test_a_folder_that_is_no_environment_is_never_cleared_to_make_one(tmp_path: Path) -> None:
+    """LIPSTREAM_VENV naming a folder of the user's files, or one that holds the checkout, is refused in one line:
+    making an environment there (`python -m venv --clear`) would delete what it holds."""
+    own = tmp_path / "mydata"
+    own.mkdir()
+    (own / "notes.txt").write_text("precious\n")
+    checkout = tmp_path / "env" / "src"  # a checkout inside an environment's folder
+    checkout.mkdir(parents=True)
+    (checkout.parent / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    for name in ("lipstream", "pyproject.toml"):
+        shutil.copy(ROOT / name, checkout / name)
+    cases = [(ROOT / "lipstream", own, f"lipstream: {own} holds files and is no Python environment, so it is not made "
+                                       "into one: LIPSTREAM_VENV must name a new folder or an environment\n")]
+    for named, folder in (("..", checkout.parent), (".", checkout)):
+        cases.append((checkout / "lipstream", Path(named), f"lipstream: LIPSTREAM_VENV names {folder}, which holds "
+                                                           "the checkout: name a folder of its own\n"))
+    for launcher, venv, says in cases:
+        run = subprocess.run([str(launcher), "python", "-c", "print('ran')"], capture_output=True, text=True,
+                             timeout=120, env={**os.environ, "LIPSTREAM_VENV": str(venv)})
+        assert (run.returncode, run.stdout, run.stderr) == (2, "", says)
+    assert [p.name for p in own.iterdir()] == ["notes.txt"] and (own / "notes.txt").read_text() == "precious\n"
+    assert sorted(p.name for p in checkout.parent.iterdir()) == ["pyvenv.cfg", "src", "src.lock"]  # the locks
+    assert sorted(p.name for p in checkout.iterdir()) == ["lipstream", "pyproject.toml"]  # beside each one named
+
+
+def test_a_set_up_cut_short_by_ctrl_c_says_so_in_one_line(tmp_path: Path) -> None:
+    """Ctrl-C while the environment is made: one line, not the installer's log, and exit 130."""
+    process = subprocess.Popen([str(ROOT / "lipstream"), "python", "-c", "print('ran')"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               env={**os.environ, "LIPSTREAM_VENV": str(tmp_path / "venv")})
+    assert process.stderr.readline().startswith(f"lipstream: preparing the Python environment in {tmp_path / 'venv'}")
+    time.sleep(1)  # making the environment (about 3 s) or installing into it
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole process group
+    out, err = process.communicate(timeout=60)
+    assert (process.returncode, out, err) == (130, "", "lipstream: set-up interrupted; the next run finishes it\n")
+
+
+def test_a_user_without_sudo_is_told_the_packages_to_ask_for() -> None:
+    """A user who may not install system packages is told which, in one line, before anything is made."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run as a user without sudo")
+    with tempfile.TemporaryDirectory() as folder:  # one the other user may reach (pytest's are root's alone)
+        place = Path(folder)
+        place.chmod(0o777)  # the other user's lock file goes beside the environment
+        (place / "dpkg").write_text("#!/bin/sh\nexit 1\n")  # every package missing
+        (place / "dpkg").chmod(0o755)
+        run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(ROOT / "lipstream"),
+                              "live", "--help"], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PATH": f"{place}:{os.environ['PATH']}",
+                                  "LIPSTREAM_VENV": str(place / "venv")})
+        assert (run.returncode, run.stdout) == (1, "")
+        assert run.stderr == ("lipstream: needs system packages this user cannot install (no sudo): ask an "
+                              "administrator to run \"apt-get install libgl1 libglib2.0-0 libportaudio2\", then run "
+                              "this again\n")
+        assert sorted(p.name for p in place.iterdir()) == ["dpkg", "venv.lock"]
