@@ -36,6 +36,7 @@ MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count 
 NOTICE_SECONDS = 4.0  # how long the window shows a notice: what its s key did, a face too small, ...
 SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seconds at most
 OPEN_GRACE = 0.5  # s: how long an open may go on after a stop request before the run ends without it
+STALL_SHOWN = 1.0  # s without a frame (two frame periods at least) before the window says it waits for one
 SPEECH_FRAMES = 12  # frames of moving lips that no word was read from before the run says why it may be
 
 
@@ -409,8 +410,9 @@ class _Viewer:
     def frame_read(self) -> None:
         self.frames_read.append(time.monotonic())
 
-    def show(self, step: StepResult, wait_ms: int = 1, hud: str = "") -> int:
-        """Draw the frame and its captions; the key pressed meanwhile (255 for none)."""
+    def show(self, step: StepResult, wait_ms: int = 1, hud: str = "", stalled: float = 0.0) -> int:
+        """Draw the frame and its captions (`stalled`: the seconds the source has given no frame, said when
+        not 0); the key pressed meanwhile (255 for none)."""
         from realtime.window import caption_layout, first_zoom, render, rolled
 
         self.frames_read = [t for t in self.frames_read if t > time.monotonic() - 1]
@@ -419,7 +421,7 @@ class _Viewer:
         self.scale = self.scale or first_zoom(step.frame.image.shape, self.window.room)
         self.notices = [notice for notice in self.notices if notice[2] > time.monotonic()]
         image = render(step, hud, self.scale, paused=self.paused, first=self.first,
-                       notices=[(text, colour) for text, colour, _ in self.notices], rows=self.rows)
+                       notices=[(text, colour) for text, colour, _ in self.notices], rows=self.rows, stalled=stalled)
         self.first = rolled(self.first, step.caption.committed, step.caption.tentative,
                             caption_layout(image.shape, self.rows), step.caption.phrases)
         return self.window.show(image, wait_ms)
@@ -432,7 +434,7 @@ class _Viewer:
         """Do what `key` asks; the step to show from now (a camera's pause commits what was read)."""
         from realtime.captions import transcript
         from realtime.outputs import log
-        from realtime.window import GREEN, LARGER_KEYS, RED, SMALLER_KEY, fitting_zoom, zoom
+        from realtime.window import GREEN, LARGER_KEYS, RED, SMALLER_KEY, YELLOW, fitting_zoom, zoom, zoom_limit
 
         if key in (ord("q"), 27) or _stop_requested:  # q, Esc, or Ctrl-C (SIGTERM) while a video waits
             raise KeyboardInterrupt
@@ -446,9 +448,11 @@ class _Viewer:
                     self.out.caption(step.caption)
             log(f"paused at {step.frame.t:.1f} s (space resumes)" if self.paused else "resumed")
         elif key in (*LARGER_KEYS, SMALLER_KEY):
-            zoomed = zoom(self.scale, key, fitting_zoom(step.frame.image.shape, self.window.room))
+            largest = fitting_zoom(step.frame.image.shape, self.window.room)
+            zoomed = zoom(self.scale, key, largest)
             if zoomed == self.scale:  # said, so that a key pressed in vain is not taken for a key lost
-                log(f"view at {zoomed:.3g}x, its {'smallest' if key == SMALLER_KEY else 'largest on this screen'}")
+                log(said := zoom_limit(zoomed, key, largest))
+                self.tell(said, YELLOW)
             else:
                 self.scale = zoomed
                 log(f"view at {zoomed:.3g}x")
@@ -542,8 +546,23 @@ class _LiveRun:
         source, pipeline, viewer, out = self.source, self.pipeline, self.viewer, self.out
         notices = RunNotices(self.model.spec, self.model.path.name, self.args.decoder)
         kept = _KeptSubtitles(self.args, pipeline.policy)
+        late = max(STALL_SHOWN, 2 / source.fps)
+        told = False  # that the source stalled, once a stall
+
+        def waiting(seconds: float) -> None:
+            """A stalled camera or stream (reopened meanwhile, which can take tens of seconds): the window
+            stays drawn, answers its keys, and says it waits, so that frozen captions are not taken for silence."""
+            nonlocal told
+            if viewer is None or self.step is None:
+                return
+            if seconds >= late and not told:
+                log(f"no frame for {late:g} s: waiting for the source")
+                told = True
+            self.step = viewer.answer(viewer.show(self.step, stalled=seconds if seconds >= late else 0.0), self.step)
+
         source.start()
-        for f in Resampler(self.model.spec.fps).resample(source.until(_stopping)):
+        for f in Resampler(self.model.spec.fps).resample(source.until(_stopping, waiting)):
+            told = False
             if viewer is None or not viewer.paused:  # a paused camera: its frames pass unread, and keys answered
                 first = self.step is None
                 self.step = pipeline.step(f)

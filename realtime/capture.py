@@ -550,18 +550,25 @@ class FrameSource:
     def __iter__(self) -> Iterator[Frame]:
         return self.until(lambda: False)
 
-    def until(self, stopped: Callable[[], bool]) -> Iterator[Frame]:
+    def until(self, stopped: Callable[[], bool],
+              waiting: Callable[[float], None] | None = None) -> Iterator[Frame]:
         """The frames until the end, or until `stopped()` is true: asked before each frame, and every
-        STOP_POLL seconds while none comes. A stop request a signal handler notes is acted on here, between
-        frames; a KeyboardInterrupt raised inside the queue's lock can leave the lock held, and the pipeline
-        and the reading thread then wait on it for ever (a Ctrl-C as a run read its first frame did)."""
+        STOP_POLL seconds while none comes, when `waiting` is called too, with the seconds since the last
+        frame came (a window stays drawn and answers its keys through a stalled camera or stream). A stop
+        request a signal handler notes is acted on here, between frames; a KeyboardInterrupt raised inside
+        the queue's lock can leave the lock held, and the pipeline and the reading thread then wait on it
+        for ever (a Ctrl-C as a run read its first frame did)."""
+        came = time.monotonic()
         while not stopped():
             try:
                 frame = self.frames.get(timeout=STOP_POLL)
             except queue.Empty:
+                if waiting is not None:
+                    waiting(time.monotonic() - came)
                 continue
             if frame is None:
                 return
+            came = time.monotonic()
             yield frame
 
 

@@ -66,6 +66,14 @@ def zoom(scale: float, key: int, largest: float = ZOOMS[-1]) -> float:
     return scale
 
 
+def zoom_limit(scale: float, key: int, largest: float = ZOOMS[-1]) -> str:
+    """What a key that `zoom` leaves at `scale` says: the view's smallest, its largest (ZOOMS' last), or its
+    largest on this screen (`largest`, the scale that fits, below that)."""
+    if key == SMALLER_KEY:
+        return f"view at {scale:.3g}x, its smallest"
+    return f"view at {scale:.3g}x, its largest{' on this screen' if largest < ZOOMS[-1] else ''}"
+
+
 @dataclass(frozen=True)
 class CaptionLayout:
     """How a view's caption band is drawn: its text grows with the view, down to SMALLEST_TEXT."""
@@ -148,11 +156,12 @@ def phrases_from(phrases: Sequence[int], first: int) -> frozenset[int]:
 
 
 def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, first: int = 0,
-           notices: Sequence[tuple[str, Colour]] = (), rows: int = CAPTION_ROWS) -> np.ndarray:
+           notices: Sequence[tuple[str, Colour]] = (), rows: int = CAPTION_ROWS, stalled: float = 0.0) -> np.ndarray:
     """The window's image: the frame drawn at `scale`, its captions sized to the view, the rest at its
     own size. The captions: the last `rows` lines, or as many as fit (caption_layout), from committed word
     `first` (those before it rolled off, or cleared with the c key), each phrase beginning a line; `notices`:
-    lines of what happened, oldest first (a transcript saved; a face too small to read well), in their colours."""
+    lines of what happened, oldest first (a transcript saved; a face too small to read well), in their colours;
+    `stalled`: the seconds the source has given no frame, said when not 0."""
     image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     h, w = image.shape[:2]
     track = step.track
@@ -187,7 +196,8 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         for word, colour in line:
             cv2.putText(image, word, (x, y), FONT, layout.size, colour, layout.thickness, cv2.LINE_AA)
             x += layout.advance(word)
-    said = [(hud, 0.55, WHITE, 1)] + [("no face: face the camera", 0.8, RED, 2)] * step.no_face + \
+    said = [(hud, 0.55, WHITE, 1)] + [(f"no frame for {stalled:.0f} s: waiting", 0.8, YELLOW, 2)] * bool(stalled) + \
+        [("no face: face the camera", 0.8, RED, 2)] * (step.no_face and not stalled) + \
         [("paused: space resumes", 0.8, YELLOW, 2)] * paused + \
         [(line, 0.6, colour, 2) for text, colour in notices[::-1] for line in wrapped(text, 0.6, 2, status_width)]
     status(image, said, status_width, bottom=h - band - 2)  # the newest notices first: those left out are older

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import itertools
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +27,7 @@ from realtime.capture import Frame
 from realtime.live import StepResult
 from realtime.tracker import MouthTracker, TrackerOptions
 from realtime.window import (CAPTION_ROWS, GREEN, GREY, RED, WHITE, YELLOW, ZOOMS, caption_layout, caption_lines,
-                             first_zoom, fitting_zoom, render, rolled, zoom)
+                             first_zoom, fitting_zoom, render, rolled, zoom, zoom_limit)
 from tests.conftest import transcript
 from tests.test_live import cue_words
 
@@ -223,6 +225,11 @@ def test_zoom_grows_the_captions_with_the_frame() -> None:
     assert at[3.0].shape[:2] == (3 * 288, 3 * 360)
     assert white[3.0] > 1.8 * white[2.0]  # strokes 1.5 times as long and as thick: 2.25 times the pixels
     assert [zoom(2.0, ord(k)) for k in "+=-q"] == [2.5, 2.5, 1.5, 2.0] and zoom(ZOOMS[-1], ord("+")) == ZOOMS[-1]
+    # A key left without effect says which end it met: the last of ZOOMS on a screen with room for more (a 4K
+    # one: 6.7x would fit a GRID clip), or the screen's own limit.
+    assert zoom_limit(ZOOMS[-1], ord("+"), 6.7) == "view at 4x, its largest"
+    assert zoom_limit(1.67, ord("+"), 1.67) == "view at 1.67x, its largest on this screen"
+    assert zoom_limit(ZOOMS[0], ord("-"), 6.7) == "view at 0.25x, its smallest"
 
 
 def test_every_zoom_draws_the_inset_inside_the_view() -> None:
@@ -468,6 +475,61 @@ def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], t
     final = json.loads(run.captions.read_text().splitlines()[-1])
     assert final["final"] and before and final["text"].startswith(before)  # c lost no word
     assert saved[0].read_text() == paused + "\n" and final["text"].startswith(paused)
+
+
+def test_a_stalled_stream_keeps_the_window_drawn_and_answering_its_keys(x_display: dict[str, str],
+                                                                        tmp_path: Path) -> None:
+    """A live stream that stops sending (a network gone quiet) after the clip, its connection held open: the
+    window says it waits for frames, rather than freezing on a stale picture a deaf user would take for
+    silence, and q ends the run while the stream is still stalled, the words read written out. (It froze,
+    deaf to its keys, until the stream gave frames again or OpenCV gave up on it.)"""
+    from tests.test_capture import ffmpeg, streamed
+
+    ffmpeg("-i", str(CLIP), "-an", "-c:v", "libx264", "-f", "mpegts", str(tmp_path / "clip.ts"))
+    ts = (tmp_path / "clip.ts").read_bytes()
+    packets = [ts[i:i + 188] for i in range(0, len(ts), 188)]
+    chunks = [b"".join(packets[len(packets) * i // 75:len(packets) * (i + 1) // 75]) for i in range(75)]
+    released = threading.Event()
+
+    def stalling(clip: bool) -> Iterator[bytes]:
+        started = time.monotonic()
+        for i, chunk in enumerate(chunks if clip else []):  # at the clip's pace
+            time.sleep(max(0.0, started + i / 25 - time.monotonic()))
+            yield chunk
+        released.wait(120)  # then nothing, the connection open; a reopened one gives nothing either
+        yield b""
+
+    log, captions, shot = tmp_path / "stderr.txt", tmp_path / "captions.jsonl", tmp_path / "stalled.png"
+    with streamed(stalling(clip=i == 0) for i in itertools.count()) as address:
+        with open(log, "w") as err:
+            process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", f"{address}/live",
+                                        "--jsonl", str(captions)], stdout=subprocess.DEVNULL, stderr=err,
+                                       env=x_display, cwd=tmp_path)
+        try:
+            found = subprocess.run(["xdotool", "search", "--sync", "--onlyvisible", "--name", "^lipstream$"],
+                                   capture_output=True, text=True, env=x_display, timeout=120)
+            run = WindowRun(process, log, captions, found.stdout.split()[0])
+            run.wait_for(lambda: "waiting for the source" in log.read_text(), "word of the stall")
+
+            def yellow() -> int:  # in the status lines under the top one, where it says it waits (the window is
+                shot.unlink(missing_ok=True)  # at the screen's top left; the crop box, yellow too, is far lower)
+                subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "x11grab", "-i",
+                                x_display["DISPLAY"], "-frames:v", "1", str(shot)], check=True, timeout=30)
+                status = cv2.imread(str(shot))[28:70, :500].astype(int)
+                return int((np.abs(status - YELLOW).max(axis=-1) < 30).sum())
+
+            run.wait_for(lambda: yellow() > 200, "status line saying the window waits")
+            subprocess.run(["xdotool", "windowfocus", "--sync", run.window], env=x_display, check=True, timeout=30)
+            subprocess.run(["xdotool", "key", "q"], env=x_display, check=True, timeout=30)
+            process.wait(timeout=60)  # the stream stays stalled for 120 s
+            assert not released.is_set()
+        finally:
+            released.set()
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, log.read_text()
+    final = json.loads(captions.read_text().splitlines()[-1])
+    assert final["final"] and final["text"] == run.committed()
 
 
 def close(window: str, env: dict[str, str]) -> None:
