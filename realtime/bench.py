@@ -98,7 +98,8 @@ def peak_rss_mb() -> float | None:
 
 
 def align_beside(source: Path) -> Path | None:
-    for candidate in (source.with_suffix(".align"), align_of(source)):
+    for candidate in (source.with_suffix(".align"), source.parent.parent / "align" / f"{source.stem}.align",
+                      align_of(source)):
         if candidate.is_file():
             return candidate
     return None

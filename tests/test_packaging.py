@@ -142,16 +142,19 @@ def test_a_user_without_sudo_is_told_the_packages_to_ask_for() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root to run as a user without sudo")
     with tempfile.TemporaryDirectory() as folder:  # one the other user may reach (pytest's are root's alone)
-        place = Path(folder)
+        place, tools = Path(folder), Path(folder) / "bin"
         place.chmod(0o777)  # the other user's lock file goes beside the environment
-        (place / "dpkg").write_text("#!/bin/sh\nexit 1\n")  # every package missing
-        (place / "dpkg").chmod(0o755)
-        run = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(ROOT / "lipstream"),
-                              "live", "--help"], capture_output=True, text=True, timeout=120,
-                             env={**os.environ, "PATH": f"{place}:{os.environ['PATH']}",
-                                  "LIPSTREAM_VENV": str(place / "venv")})
+        tools.mkdir()  # the launcher's tools, and no sudo (a machine may have one)
+        for tool in ("bash", "readlink", "dirname", "realpath", "mkdir", "flock", "id"):
+            (tools / tool).symlink_to(shutil.which(tool))
+        for tool, code in (("dpkg", 1), ("python3", 0)):  # every package missing; a Python that makes environments
+            (tools / tool).write_text(f"#!/bin/sh\nexit {code}\n")
+            (tools / tool).chmod(0o755)
+        run = subprocess.run([shutil.which("setpriv"), "--reuid=65534", "--regid=65534", "--clear-groups",
+                              str(ROOT / "lipstream"), "live", "--help"], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "PATH": str(tools), "LIPSTREAM_VENV": str(place / "venv")})
         assert (run.returncode, run.stdout) == (1, "")
         assert run.stderr == ("lipstream: needs system packages this user cannot install (no sudo): ask an "
                               "administrator to run \"apt-get install libgl1 libglib2.0-0 libportaudio2\", then run "
                               "this again\n")
-        assert sorted(p.name for p in place.iterdir()) == ["dpkg", "venv.lock"]
+        assert sorted(p.name for p in place.iterdir()) == ["bin", "venv.lock"]
