@@ -413,17 +413,18 @@ class _Viewer:
     def show(self, step: StepResult, wait_ms: int = 1, hud: str = "", stalled: float = 0.0) -> int:
         """Draw the frame and its captions (`stalled`: the seconds the source has given no frame, said when
         not 0); the key pressed meanwhile (255 for none)."""
-        from realtime.window import caption_layout, first_zoom, render, rolled
+        from realtime.window import caption_layout, first_zoom, picture_shape, render, rolled
 
         self.frames_read = [t for t in self.frames_read if t > time.monotonic() - 1]
         hud = hud or (f"{len(self.frames_read)} fps  {step.latency_ms:.0f} ms  {self.device}"
                       f"  dropped {self.source.dropped}")
-        self.scale = self.scale or first_zoom(step.frame.image.shape, self.window.room)
+        self.scale = self.scale or first_zoom(step.frame.image.shape, self.window.room, self.rows)
         self.notices = [notice for notice in self.notices if notice[2] > time.monotonic()]
         image = render(step, hud, self.scale, paused=self.paused, first=self.first,
                        notices=[(text, colour) for text, colour, _ in self.notices], rows=self.rows, stalled=stalled)
         self.first = rolled(self.first, step.caption.committed, step.caption.tentative,
-                            caption_layout(image.shape, self.rows), step.caption.phrases)
+                            caption_layout(picture_shape(step.frame.image.shape, self.scale), self.rows),
+                            step.caption.phrases)
         return self.window.show(image, wait_ms)
 
     def tell(self, text: str, colour: tuple[int, int, int]) -> None:
@@ -448,7 +449,7 @@ class _Viewer:
                     self.out.caption(step.caption)
             log(f"paused at {step.frame.t:.1f} s (space resumes)" if self.paused else "resumed")
         elif key in (*LARGER_KEYS, SMALLER_KEY):
-            largest = fitting_zoom(step.frame.image.shape, self.window.room)
+            largest = fitting_zoom(step.frame.image.shape, self.window.room, self.rows)
             zoomed = zoom(self.scale, key, largest)
             if zoomed == self.scale:  # said, so that a key pressed in vain is not taken for a key lost
                 log(said := zoom_limit(zoomed, key, largest))

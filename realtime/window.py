@@ -1,5 +1,6 @@
-"""The live window: the frame with the lip contour and crop box, an inset of what the model reads,
-rolling captions (committed in white, tentative in grey) and a HUD."""
+"""The live window: the frame with the lip contour and crop box, an inset of what the model reads and a
+HUD, over rolling captions (committed in white, tentative in grey) in a band of their own below it: drawn
+over the picture, a band tall enough to read reached the speaker's lips, which a viewer may be reading too."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import functools
+import math
 import os
 import sys
 from collections.abc import Collection, Iterator, Sequence
@@ -34,23 +36,37 @@ INSET = 2  # the model's crop is shown at twice its size, at most a third of the
 CAPTION_LINES = 288  # captions take the same share of any view as of a 288-line video's (GRID's) at 1x
 SMALLEST_TEXT = 1.0  # but are never drawn smaller than at that 1x (capitals 10 pixels high)
 CAPTION_ROWS = 2  # lines of captions, unless asked for more (--caption-rows), up to MOST_CAPTION_ROWS
-MOST_CAPTION_ROWS = 4  # (a 288-line view's band then takes a quarter of it, down to a GRID speaker's lips)
-BAND_SHARE = 0.4  # of the view's height, the most the band takes: a small view shows fewer rows (one at least)
-BAND_SHADE = 0.8  # how dark the caption band is drawn over the video: tentative grey reads on a white wall too
+MOST_CAPTION_ROWS = 4  # (a 288-line view's band is then a quarter of its height)
+BAND_SHARE = 0.4  # of the picture's height, the most the band takes: a small view shows fewer rows (one at least)
 
 Colour = tuple[int, int, int]
 
 
-def fitting_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW) -> float:
-    """The largest scale at which frames of this shape fit in `room` (width, height): no larger view is
-    offered, as the captions at its bottom would be the first thing the screen cuts off."""
+def picture_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
+    """The (height, width) frames of this shape are drawn at, at `scale`."""
+    return round(shape[0] * scale), round(shape[1] * scale)
+
+
+def fitting_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW, rows: int | None = None) -> float:
+    """The largest scale at which frames of this shape, with a caption band of `rows` below them (None: no
+    band), fit in `room` (width, height): no larger view is offered, as the captions at its bottom would be
+    the first thing the screen cuts off."""
     h, w = shape[:2]
-    return min(room[0] / w, room[1] / h)
+    largest = min(room[0] / w, room[1] / h)
+    if rows is None:
+        return largest
+    low, high = 0.0, largest  # the band grows with the scale: the largest that fits with it, to a thousandth
+    while high - low > 1e-4:
+        mid = (low + high) / 2
+        view = picture_shape(shape, mid)
+        low, high = (mid, high) if view[0] + caption_layout(view, rows).band <= room[1] else (low, mid)
+    return math.floor(low * 1000) / 1000
 
 
-def first_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW) -> float:
-    """The scale to begin with for frames of this shape: ZOOM, or smaller to fit in `room`."""
-    return min(ZOOM, fitting_zoom(shape, room))
+def first_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW, rows: int = CAPTION_ROWS) -> float:
+    """The scale to begin with for frames of this shape under `rows` of captions: ZOOM, or smaller to fit in
+    `room`."""
+    return min(ZOOM, fitting_zoom(shape, room, rows))
 
 
 def zoom(scale: float, key: int, largest: float = ZOOMS[-1]) -> float:
@@ -109,7 +125,7 @@ class CaptionLayout:
 
 
 def caption_layout(view_shape: tuple[int, ...], rows: int = CAPTION_ROWS) -> CaptionLayout:
-    """The band of a view of this shape: `rows` lines, or as many as fit in BAND_SHARE of it."""
+    """The band under a picture of this shape: `rows` lines, or as many as fit in BAND_SHARE of its height."""
     h, w = view_shape[:2]
     text_scale = max(h / CAPTION_LINES, SMALLEST_TEXT)
     fitting = [n for n in range(2, rows + 1) if CaptionLayout(text_scale, 0, n).band <= BAND_SHARE * h]
@@ -157,13 +173,13 @@ def phrases_from(phrases: Sequence[int], first: int) -> frozenset[int]:
 
 def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, first: int = 0,
            notices: Sequence[tuple[str, Colour]] = (), rows: int = CAPTION_ROWS, stalled: float = 0.0) -> np.ndarray:
-    """The window's image: the frame drawn at `scale`, its captions sized to the view, the rest at its
-    own size. The captions: the last `rows` lines, or as many as fit (caption_layout), from committed word
+    """The window's image: the frame drawn at `scale` over its captions, sized to the picture, the rest at
+    its own size. The captions: the last `rows` lines, or as many as fit (caption_layout), from committed word
     `first` (those before it rolled off, or cleared with the c key), each phrase beginning a line; `notices`:
     lines of what happened, oldest first (a transcript saved; a face too small to read well), in their colours;
     `stalled`: the seconds the source has given no frame, said when not 0."""
-    image = cv2.resize(step.frame.image, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
-    h, w = image.shape[:2]
+    h, w = picture_shape(step.frame.image.shape, scale)
+    image = cv2.resize(step.frame.image, (w, h), interpolation=cv2.INTER_LINEAR)
     track = step.track
     if track.box is not None:
         cv2.polylines(image, [np.round(track.box * scale).astype(np.int32)], True, YELLOW, 1, cv2.LINE_AA)
@@ -183,25 +199,22 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         cv2.rectangle(image, (w - iw - 11, 9), (w - 10, 10 + ih), WHITE, 1)
         status_width = w - iw - 30
     layout = caption_layout(image.shape, rows)
-    band = layout.band
-    overlay = image.copy()
-    cv2.rectangle(overlay, (0, h - band), (w, h), (0, 0, 0), -1)
-    image = cv2.addWeighted(overlay, BAND_SHADE, image, 1 - BAND_SHADE, 0)
+    band = np.zeros((layout.band, w, 3), np.uint8)
     committed = " ".join(step.caption.committed.split()[first:])
     # The last rows: those `rolled` leaves from `first` (a line breaks where it would from any earlier start).
     lines = caption_lines(committed, step.caption.tentative, layout,
                           phrases_from(step.caption.phrases, first))[-layout.rows:]
     for row, line in enumerate(lines):
-        x, y = layout.margin, h - band + layout.baseline(row)
+        x, y = layout.margin, layout.baseline(row)
         for word, colour in line:
-            cv2.putText(image, word, (x, y), FONT, layout.size, colour, layout.thickness, cv2.LINE_AA)
+            cv2.putText(band, word, (x, y), FONT, layout.size, colour, layout.thickness, cv2.LINE_AA)
             x += layout.advance(word)
     said = [(hud, 0.55, WHITE, 1)] + [(f"no frame for {stalled:.0f} s: waiting", 0.8, YELLOW, 2)] * bool(stalled) + \
         [("no face: face the camera", 0.8, RED, 2)] * (step.no_face and not stalled) + \
         [("paused: space resumes", 0.8, YELLOW, 2)] * paused + \
         [(line, 0.6, colour, 2) for text, colour in notices[::-1] for line in wrapped(text, 0.6, 2, status_width)]
-    status(image, said, status_width, bottom=h - band - 2)  # the newest notices first: those left out are older
-    return image
+    status(image, said, status_width, bottom=h - 2)  # the newest notices first: those left out are older
+    return np.vstack([image, band])
 
 
 def wrapped(text: str, size: float, thickness: int, width: int) -> list[str]:
@@ -220,7 +233,7 @@ def status(image: np.ndarray, lines: list[tuple[str, float, tuple[int, int, int]
            bottom: int | None = None) -> None:
     """Outlined lines of (text, size, colour, thickness) at the view's top left, one under another,
     all made smaller together when the widest would overrun `width` pixels (a small view, the - key);
-    those that would reach below `bottom` (the caption band) are left out, but for the first."""
+    those that would reach below `bottom` (the picture's foot) are left out, but for the first."""
     widest = max((cv2.getTextSize(text, FONT, size, thickness + 2)[0][0] for text, size, _, thickness in lines),
                   default=0)
     fit = min(1.0, max(width, 1) / widest) if widest else 1.0

@@ -49,7 +49,11 @@ def test_render_draws_captions_inset_and_contour() -> None:
     step = step_on_real_frame("bin blue", "at")
     image = render(step, "25 fps  20 ms  CPU")
     h, w = image.shape[:2]
-    assert (h, w) == (2 * step.frame.image.shape[0], 2 * step.frame.image.shape[1])
+    # The captions' band (84 lines at 2x) is below the picture, not over it: the lips it would reach at more rows
+    # or a smaller view stay in sight, and the picture's foot is drawn as filmed.
+    picture = cv2.resize(step.frame.image, (w, 2 * step.frame.image.shape[0]))
+    assert (h, w) == (2 * step.frame.image.shape[0] + 84, 2 * step.frame.image.shape[1])
+    assert np.array_equal(image[h - 84 - 40:h - 84, :60], picture[-40:, :60])
     band = image[h - 84:]
     assert (band == WHITE).all(axis=-1).sum() > 200  # committed words in white
     assert (band == GREY).all(axis=-1).sum() > 50  # the tentative word in grey
@@ -105,7 +109,7 @@ def test_captions_roll_to_the_last_two_lines() -> None:
     image = render(step, "")
     band = image[image.shape[0] - 84:]
     assert (band == WHITE).all(axis=-1).sum() > 200 and (band == GREY).all(axis=-1).sum() > 50
-    lines = caption_lines(long, "again", caption_layout(image.shape))[-2:]  # what the band shows
+    lines = caption_lines(long, "again", caption_layout((576, 720)))[-2:]  # what the band under the 2x picture shows
     words = [word for line in lines for word, _ in line]
     assert len(lines) == 2 and lines[-1][-1] == ("again", GREY)
     assert words == (long.split() + ["again"])[-len(words):] and len(words) < len(long.split())
@@ -204,11 +208,11 @@ def test_a_long_notice_is_wrapped_within_the_view_not_shrunk() -> None:
     ys, xs = np.nonzero(yellow & (bare != told).any(axis=-1))
     assert xs.max() < inset_left - 1 and ys.max() - ys.min() > 3 * 20  # four lines or more, clear of the inset
     assert np.array_equal(bare[:28, :inset_left - 1], told[:28, :inset_left - 1])  # the status line as before
-    # Notices too many for the view stop above the caption band, descenders and outline too: the captions stay
-    # uncovered, at any height the view may have.
+    # Notices too many for the view stop above the picture's foot, descenders and outline too, clear of the
+    # captions below it, at any height the view may have.
     for scale in (0.75, 1.0, 1.2, 1.25, 1.3, 1.35, 1.5, 1.75, 2.0, 2.25, 2.5):
         bare, told = render(step, "25 fps", scale), render(step, "25 fps", scale, notices=[(notice, YELLOW)] * 3)
-        band = round(42 * max(bare.shape[0] / 288, 1.0))
+        band = bare.shape[0] - round(288 * scale)
         assert np.array_equal(bare[-band - 2:], told[-band - 2:]), scale
         assert (np.abs(told.astype(int) - YELLOW).max(axis=-1) < 30).any(), scale
     # The newest notices are shown first: in a view too small for all, an older one is the one left out.
@@ -222,7 +226,7 @@ def test_zoom_grows_the_captions_with_the_frame() -> None:
     step = step_on_real_frame("bin blue at f two now", "")
     at = {scale: render(step, "", scale) for scale in (2.0, 3.0)}
     white = {scale: int((image[-round(42 * scale):] == WHITE).all(axis=-1).sum()) for scale, image in at.items()}
-    assert at[3.0].shape[:2] == (3 * 288, 3 * 360)
+    assert at[3.0].shape[:2] == (3 * 288 + 3 * 42, 3 * 360)  # the picture, and its band of two lines below
     assert white[3.0] > 1.8 * white[2.0]  # strokes 1.5 times as long and as thick: 2.25 times the pixels
     assert [zoom(2.0, ord(k)) for k in "+=-q"] == [2.5, 2.5, 1.5, 2.0] and zoom(ZOOMS[-1], ord("+")) == ZOOMS[-1]
     # A key left without effect says which end it met: the last of ZOOMS on a screen with room for more (a 4K
@@ -238,7 +242,8 @@ def test_every_zoom_draws_the_inset_inside_the_view() -> None:
     for scale in ZOOMS:
         image = render(step, "", scale)
         h, w = image.shape[:2]
-        assert (h, w) == (round(288 * scale), round(360 * scale))
+        view = (round(288 * scale), round(360 * scale))
+        assert (h, w) == (view[0] + caption_layout(view).band, view[1])
         assert (image[9, w - 10] == WHITE).all(), scale  # the inset's frame, at the view's top right
         inset = np.nonzero((image[9] == WHITE).all(axis=-1))[0]
         assert w - 10 - inset.min() <= max(w / 3, 2 * 100) + 1, scale  # 2x, or a third of a small view
@@ -265,21 +270,23 @@ def test_the_status_lines_shrink_to_fit_left_of_the_inset_at_every_zoom() -> Non
 
 def test_a_large_video_opens_at_a_size_that_fits_and_captions_keep_their_share_of_it() -> None:
     """A 1080p video at 2x would open a 3840x2160 window; in the room a 1080p screen leaves it opens at
-    5/6x (1600x900), and its captions are as large a share of that view as a GRID clip's of its 720x576
-    one. No view is offered larger than the room (+ stops there)."""
+    0.727x (1396x785, and its captions' band below: 899 lines in all), and its captions are as large a share
+    of that view as a GRID clip's of its 720x576 one. No view is offered larger than the room (+ stops there)."""
     room = (1600, 900)
     assert [first_zoom(shape, room) for shape in ((288, 360), (480, 640), (720, 1280), (1080, 1920))] == \
-        pytest.approx([2.0, 1.875, 1.25, 5 / 6])
-    assert zoom(1.875, ord("+"), fitting_zoom((480, 640), room)) == 1.875 and zoom(1.875, ord("-")) == 1.5
+        [2.0, 1.636, 1.09, 0.727]
+    assert fitting_zoom((1080, 1920), room) == pytest.approx(5 / 6)  # without a band (the recorder's window)
+    assert zoom(1.636, ord("+"), fitting_zoom((480, 640), room, CAPTION_ROWS)) == 1.636
+    assert zoom(1.636, ord("-")) == 1.5
     # - then + comes back to the size it opened at, the largest that fits, which is none of ZOOMS.
-    largest = fitting_zoom((1080, 1920), room)
+    largest = fitting_zoom((1080, 1920), room, CAPTION_ROWS)
     assert zoom(zoom(largest, ord("-"), largest), ord("+"), largest) == largest
     assert zoom(1.0, ord("+"), 1.501) == 1.5 and zoom(1.5, ord("+"), 1.501) == 1.5  # no step too small to see
     small = step_on_real_frame("bin blue at f two now", "")
     large = replace(small, frame=replace(small.frame, image=cv2.resize(small.frame.image, (1920, 1080))))
     views = {step.frame.image.shape[0]: render(step, "", first_zoom(step.frame.image.shape, room))
              for step in (small, large)}
-    assert views[1080].shape[:2] == (900, 1600)
+    assert views[1080].shape[:2] == (899, 1396)
     white = {lines: int((view[-view.shape[0] // 6:] == WHITE).all(axis=-1).sum()) for lines, view in views.items()}
     assert 1.6 < white[1080] / white[288] < 3.2  # strokes 900/576 times as long, 3 pixels thick against 2
 
@@ -443,10 +450,10 @@ def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], t
             subprocess.run(["xdotool", "key", key], env=x_display, check=True, timeout=30)
             run.wait_for(lambda: effect in run.log.read_text(), f"{effect!r} after {key}")
 
-        assert size() == "720x576"  # the 360x288 clip at twice its size, no toolbar
+        assert size() == "720x660"  # the 360x288 clip at twice its size over its captions, no toolbar
         press("c", "screen cleared")
         press("plus", "view at 2.5x")
-        run.wait_for(lambda: size() == "900x720", "larger window after +")
+        run.wait_for(lambda: size() == "900x825", "larger window after +")
         # Said once the video is held and the loop waits in its pause; every caption line is written and
         # flushed before the key is read, and none while paused: from here on the file cannot change.
         press("space", "paused at")
@@ -566,9 +573,9 @@ def close(window: str, env: dict[str, str]) -> None:
 @pytest.mark.parametrize("x_server", ["800x600"], indirect=True)
 def test_on_a_small_screen_the_window_opens_and_stays_within_it(x_server: tuple[dict[str, str], subprocess.Popen],
                                                                 tmp_path: Path) -> None:
-    """On an 800x600 screen a GRID clip at 2x (720x576) would lose its caption band under a taskbar: the
-    view opens at the largest size that leaves the screen's bars their room (760x480: 600x480), and +
-    offers none larger, and says so."""
+    """On an 800x600 screen a GRID clip at 2x (720x660 with its captions) would lose its caption band under
+    a taskbar: the view opens at the largest size that leaves the screen's bars their room (760x480: 524x480,
+    the band included), and + offers none larger, and says so."""
     env = x_server[0]
     with window_run(env, tmp_path) as run:
         def size() -> str:
@@ -576,10 +583,10 @@ def test_on_a_small_screen_the_window_opens_and_stays_within_it(x_server: tuple[
                                       env=env, timeout=30).stdout
             return geometry.split("Geometry: ")[1].split()[0]
 
-        assert size() == "600x480"
+        assert size() == "524x480"
         subprocess.run(["xdotool", "key", "plus"], env=env, check=True, timeout=30)
-        run.wait_for(lambda: "view at 1.67x, its largest on this screen" in run.log.read_text(), "+ refused")
-        assert size() == "600x480"
+        run.wait_for(lambda: "view at 1.46x, its largest on this screen" in run.log.read_text(), "+ refused")
+        assert size() == "524x480"
 
 
 def add_monitors(env: dict[str, str], monitors: dict[bytes, tuple[int, int, int, int]]) -> None:
@@ -617,14 +624,14 @@ def add_monitors(env: dict[str, str], monitors: dict[bytes, tuple[int, int, int,
 def test_beside_a_larger_monitor_the_window_fits_the_one_the_pointer_is_on(
         x_server: tuple[dict[str, str], subprocess.Popen], tmp_path: Path) -> None:
     """An 800x600 screen beside a taller one, in one 1280x1024 X screen, the pointer on the small one (Xvfb
-    starts it at the middle, 640,512): the window fits the small screen less its bars (600x480), not the X
-    screen (where it would open at 720x576, its lower caption line under the small screen's taskbar)."""
+    starts it at the middle, 640,512): the window fits the small screen less its bars (524x480), not the X
+    screen (where it would open at 720x660, its lower caption line under the small screen's taskbar)."""
     env = x_server[0]
     add_monitors(env, {b"laptop": (0, 0, 800, 600), b"monitor": (800, 0, 480, 1024)})
     with window_run(env, tmp_path) as run:
         geometry = subprocess.run(["xdotool", "getwindowgeometry", run.window], capture_output=True, text=True,
                                   env=env, timeout=30).stdout
-        assert geometry.split("Geometry: ")[1].split()[0] == "600x480", geometry
+        assert geometry.split("Geometry: ")[1].split()[0] == "524x480", geometry
 
 
 def test_the_view_shrinks_to_a_quarter_and_the_close_button_ends_the_run(x_display: dict[str, str],
