@@ -6,7 +6,8 @@
 
 Keys in the window: q or Esc (or its close button) quit, space pause (a video waits where it is; for
 a camera, what was read is committed first), c clear the screen (the transcript and subtitles keep
-every word), s save the transcript, + and - make the view and its captions larger or smaller. When a
+every word), s save the transcript, + and - make the view and its captions larger or smaller, o hide
+(or show) the tracking marks drawn over the lips and the frame rate. When a
 video ends, the window stays open on its last words until it is closed.
 """
 
@@ -400,6 +401,7 @@ class _Viewer:
     rows: int  # lines of captions
     paused: bool = False
     holding: bool = False  # the video has ended and its last words are held: nothing is left to pause
+    tracking: bool = True  # the crop box, lip contour, inset and frame rate drawn (the o key hides them)
     scale: float = 0.0  # the view's: first_zoom's for the first frame, then changed with + and -
     first: int = 0  # the first committed word the captions show: those before rolled off, or cleared with c
     frames_read: list[float] = field(default_factory=list)  # when, over the last second: the rate shown
@@ -417,11 +419,12 @@ class _Viewer:
 
         self.frames_read = [t for t in self.frames_read if t > time.monotonic() - 1]
         hud = hud or (f"{len(self.frames_read)} fps  {step.latency_ms:.0f} ms  {self.device}"
-                      f"  dropped {self.source.dropped}")
+                      f"  dropped {self.source.dropped}") * self.tracking
         self.scale = self.scale or first_zoom(step.frame.image.shape, self.window.room, self.rows)
         self.notices = [notice for notice in self.notices if notice[2] > time.monotonic()]
         image = render(step, hud, self.scale, paused=self.paused, first=self.first,
-                       notices=[(text, colour) for text, colour, _ in self.notices], rows=self.rows, stalled=stalled)
+                       notices=[(text, colour) for text, colour, _ in self.notices], rows=self.rows, stalled=stalled,
+                       tracking=self.tracking)
         self.first = rolled(self.first, step.caption.committed, step.caption.tentative,
                             caption_layout(picture_shape(step.frame.image.shape, self.scale), self.rows),
                             step.caption.phrases)
@@ -460,6 +463,9 @@ class _Viewer:
         elif key == ord("c"):
             self.first = len(self.pipeline.policy.words)
             log("screen cleared (the transcript keeps every word)")
+        elif key == ord("o"):  # for a viewer reading the lips too: the marks drawn over them hide them
+            self.tracking = not self.tracking
+            log("tracking marks shown" if self.tracking else "tracking marks hidden (o shows them)")
         elif key == ord("s"):  # the run goes on whether or not it could
             said = save_transcript(transcript(self.pipeline.caption))
             self.tell(said, RED if said.startswith("error") else GREEN)

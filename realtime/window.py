@@ -172,15 +172,18 @@ def phrases_from(phrases: Sequence[int], first: int) -> frozenset[int]:
 
 
 def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, first: int = 0,
-           notices: Sequence[tuple[str, Colour]] = (), rows: int = CAPTION_ROWS, stalled: float = 0.0) -> np.ndarray:
+           notices: Sequence[tuple[str, Colour]] = (), rows: int = CAPTION_ROWS, stalled: float = 0.0,
+           tracking: bool = True) -> np.ndarray:
     """The window's image: the frame drawn at `scale` over its captions, sized to the picture, the rest at
     its own size. The captions: the last `rows` lines, or as many as fit (caption_layout), from committed word
     `first` (those before it rolled off, or cleared with the c key), each phrase beginning a line; `notices`:
     lines of what happened, oldest first (a transcript saved; a face too small to read well), in their colours;
-    `stalled`: the seconds the source has given no frame, said when not 0."""
+    `stalled`: the seconds the source has given no frame, said when not 0; `tracking`: whether the crop box,
+    the lip contour and the inset of what the model reads are drawn (hidden, the lips are seen as filmed).
+    An empty `hud` draws no status line of its own."""
     h, w = picture_shape(step.frame.image.shape, scale)
     image = cv2.resize(step.frame.image, (w, h), interpolation=cv2.INTER_LINEAR)
-    track = step.track
+    track = step.track if tracking else replace(step.track, box=None, lips=None, crop=None)
     if track.box is not None:
         cv2.polylines(image, [np.round(track.box * scale).astype(np.int32)], True, YELLOW, 1, cv2.LINE_AA)
     if track.lips is not None:
@@ -209,7 +212,7 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         for word, colour in line:
             cv2.putText(band, word, (x, y), FONT, layout.size, colour, layout.thickness, cv2.LINE_AA)
             x += layout.advance(word)
-    said = [(hud, 0.55, WHITE, 1)] + [(f"no frame for {stalled:.0f} s: waiting", 0.8, YELLOW, 2)] * bool(stalled) + \
+    said = [(hud, 0.55, WHITE, 1)] * bool(hud) + [(f"no frame for {stalled:.0f} s: waiting", 0.8, YELLOW, 2)] * bool(stalled) + \
         [("no face: face the camera", 0.8, RED, 2)] * (step.no_face and not stalled) + \
         [("paused: space resumes", 0.8, YELLOW, 2)] * paused + \
         [(line, 0.6, colour, 2) for text, colour in notices[::-1] for line in wrapped(text, 0.6, 2, status_width)]

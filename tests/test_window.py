@@ -54,6 +54,8 @@ def test_render_draws_captions_inset_and_contour() -> None:
     picture = cv2.resize(step.frame.image, (w, 2 * step.frame.image.shape[0]))
     assert (h, w) == (2 * step.frame.image.shape[0] + 84, 2 * step.frame.image.shape[1])
     assert np.array_equal(image[h - 84 - 40:h - 84, :60], picture[-40:, :60])
+    # With the tracking marks hidden (the o key) and no status line, the picture is the frame as filmed.
+    assert np.array_equal(render(step, "", tracking=False)[:h - 84], picture)
     band = image[h - 84:]
     assert (band == WHITE).all(axis=-1).sum() > 200  # committed words in white
     assert (band == GREY).all(axis=-1).sum() > 50  # the tentative word in grey
@@ -432,7 +434,7 @@ def window_run(x_display: dict[str, str], tmp_path: Path, *options: str) -> Iter
 
 def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], tmp_path: Path) -> None:
     """Keys typed into the real window (xdotool) on a real clip played 100 times at its fps: c clears
-    the screen but keeps the words; + makes the window (the frame and its captions) larger; space
+    the screen but keeps the words; o hides the tracking marks; + makes the window (the frame and its captions) larger; space
     pauses the video where it is (nothing is read until space again), the subtitle file comes to hold
     every word committed before it, and the paused window still answers s (save); the video then goes
     on, and only q can end the run in time."""
@@ -452,6 +454,7 @@ def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], t
 
         assert size() == "720x660"  # the 360x288 clip at twice its size over its captions, no toolbar
         press("c", "screen cleared")
+        press("o", "tracking marks hidden")
         press("plus", "view at 2.5x")
         run.wait_for(lambda: size() == "900x825", "larger window after +")
         # Said once the video is held and the loop waits in its pause; every caption line is written and
