@@ -212,7 +212,8 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         for word, colour in line:
             cv2.putText(band, word, (x, y), FONT, layout.size, colour, layout.thickness, cv2.LINE_AA)
             x += layout.advance(word)
-    said = [(hud, 0.55, WHITE, 1)] * bool(hud) + [(f"no frame for {stalled:.0f} s: waiting", 0.8, YELLOW, 2)] * bool(stalled) + \
+    said = [(hud, 0.55, WHITE, 1)] * bool(hud) + \
+        [(f"no frame for {stalled:.0f} s: waiting", 0.8, YELLOW, 2)] * bool(stalled) + \
         [("no face: face the camera", 0.8, RED, 2)] * (step.no_face and not stalled) + \
         [("paused: space resumes", 0.8, YELLOW, 2)] * paused + \
         [(line, 0.6, colour, 2) for text, colour in notices[::-1] for line in wrapped(text, 0.6, 2, status_width)]
