@@ -435,9 +435,9 @@ def window_run(x_display: dict[str, str], tmp_path: Path, *options: str) -> Iter
 def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], tmp_path: Path) -> None:
     """Keys typed into the real window (xdotool) on a real clip played 100 times at its fps: c clears
     the screen but keeps the words; o hides the tracking marks; + makes the window (the frame and its
-    captions) larger; space pauses the video where it is (nothing is read until space again), the subtitle file comes to hold
-    every word committed before it, and the paused window still answers s (save); the video then goes
-    on, and only q can end the run in time."""
+    captions) larger; space pauses the video where it is (nothing is read until space again), the subtitle
+    file comes to hold every word committed before it, and the paused window still answers s (save); the
+    video then goes on, and only q can end the run in time."""
     srt = tmp_path / "talk.srt"
     with window_run(x_display, tmp_path, "--srt", str(srt)) as run:
         before = run.committed()
