@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_policy(p)
     p.add_argument("--caption-rows", type=at_least(1, MOST_CAPTION_ROWS), metavar="N",
                    help=f"lines of captions the window shows, 1 to {MOST_CAPTION_ROWS} (default: {CAPTION_ROWS}); "
-                        "more cover more of the picture")
+                        "the band below the picture grows with them")
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
                    help=f"ONNX Runtime threads, up to {MOST_THREADS} (default, or 0: all cores)")
     p.checks.append(lambda a: window_problem(LiveOptions(window=a.window, hop=a.hop, policy=policy_options(a))))
@@ -465,7 +465,9 @@ class _Viewer:
             log("screen cleared (the transcript keeps every word)")
         elif key == ord("o"):  # for a viewer reading the lips too: the marks drawn over them hide them
             self.tracking = not self.tracking
-            log("tracking marks shown" if self.tracking else "tracking marks hidden (o shows them)")
+            said = "tracking marks shown" if self.tracking else "tracking marks hidden: o shows them"
+            log(said)
+            self.tell(said, YELLOW)
         elif key == ord("s"):  # the run goes on whether or not it could
             said = save_transcript(transcript(self.pipeline.caption))
             self.tell(said, RED if said.startswith("error") else GREEN)

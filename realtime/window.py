@@ -37,7 +37,7 @@ CAPTION_LINES = 288  # captions take the same share of any view as of a 288-line
 SMALLEST_TEXT = 1.0  # but are never drawn smaller than at that 1x (capitals 10 pixels high)
 CAPTION_ROWS = 2  # lines of captions, unless asked for more (--caption-rows), up to MOST_CAPTION_ROWS
 MOST_CAPTION_ROWS = 4  # (a 288-line view's band is then a quarter of its height)
-BAND_SHARE = 0.4  # of the picture's height, the most the band takes: a small view shows fewer rows (one at least)
+BAND_SHARE = 1.0  # of the picture's height, the most the band takes: a small view shows fewer rows (one at least)
 
 Colour = tuple[int, int, int]
 

@@ -162,7 +162,7 @@ def test_each_phrase_begins_a_line_and_rolls_off_whole() -> None:
 
 def test_more_caption_rows_show_more_of_what_was_said() -> None:
     """--caption-rows 3: a taller band holds three phrases where two rows have rolled the first off; its last two
-    lines are drawn as the two-row band draws them. A band never takes more than 40 % of the view."""
+    lines are drawn as the two-row band draws them. A band is never taller than the picture above it."""
     said = "bin blue at f two now set red by g nine soon lay white in k one again"
     layout = {rows: caption_layout((576, 720), rows) for rows in (2, 3)}
     assert rolled(0, said, "", layout[2], (0, 6, 12)) == 6 and rolled(0, said, "", layout[3], (0, 6, 12)) == 0
@@ -171,9 +171,9 @@ def test_more_caption_rows_show_more_of_what_was_said() -> None:
     two, three = render(step, "", first=6), render(step, "", rows=3)
     assert np.array_equal(three[-83:], two[-83:])  # (the row above them holds the smoothed foot of the line above)
     assert (three[-118:-84] == WHITE).all(axis=-1).sum() > 200 and not (two[-118:-84] == WHITE).all(axis=-1).any()
-    # A small view (the - key down to a quarter) shows as many as fit in 40 % of it, one at least.
-    assert [caption_layout((h, round(h * 1.25)), 4).rows for h in (72, 144, 288, 576)] == [1, 2, 4, 4]
-    assert [caption_layout((h, round(h * 1.25))).rows for h in (72, 144)] == [1, 2]
+    # A small view (the - key down to a quarter) shows as many as fit in its picture's height, one at least.
+    assert [caption_layout((h, round(h * 1.25)), 4).rows for h in (24, 36, 72, 144, 288)] == [1, 1, 3, 4, 4]
+    assert [caption_layout((h, round(h * 1.25))).rows for h in (24, 72)] == [1, 2]
 
 
 @pytest.mark.parametrize("scale", [0.5, 1.0, 2.0, 3.0])
