@@ -3,6 +3,7 @@ traceback, and nothing the user had lost or replaced."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -570,9 +571,11 @@ def test_evaluate_says_why_every_clip_was_skipped(grid_s1: Path, tmp_path: Path,
 
     pool, started = training.prepare.worker_pool, []
 
-    def counted_pool(workers: int):
-        started.append(workers)
-        return pool(workers)
+    @contextlib.contextmanager
+    def counted_pool(workers: int, tasks: int):
+        with pool(workers, tasks) as opened:
+            started.append(opened._processes)  # the worker processes it runs
+            yield opened
 
     monkeypatch.setattr(training.prepare, "worker_pool", counted_pool)
     (tmp_path / "me" / "s1" / "video").mkdir(parents=True)

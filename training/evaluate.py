@@ -62,7 +62,7 @@ def clips_from_folder(folder: Path, spec: ModelSpec, workers: int,
     jobs = [(c, options, False) for c in found if wanted(c.key)]  # the sound is training's alone
     if not jobs:
         return [], []
-    with worker_pool(min(workers, len(jobs))) as pool:  # a process each, started at a cost: none idle
+    with worker_pool(workers, len(jobs)) as pool:
         results = pool.map(try_prepare, jobs)
     clips, skipped = [], []
     for c, p, why in results:

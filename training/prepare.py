@@ -171,8 +171,9 @@ def prepare_clip(clip: Clip, options: TrackerOptions, with_speech: bool) -> Prep
 
 
 @contextmanager
-def worker_pool(workers: int) -> Iterator[Pool]:
-    """Spawned workers that leave Ctrl-C to the parent. Ctrl-C reaches the terminal's whole process group,
+def worker_pool(workers: int, tasks: int) -> Iterator[Pool]:
+    """Up to `workers` spawned workers, and no more than `tasks` (one at least): each imports MediaPipe, seconds
+    of work for nothing when idle. They leave Ctrl-C to the parent. Ctrl-C reaches the terminal's whole process group,
     and the parent alone says what became of the run (each worker would print a traceback of its own).
     A spawned process keeps an ignored signal ignored from its first instruction, so the parent ignores
     Ctrl-C in the milliseconds they take to start (an initializer alone comes too late for a worker still
@@ -182,7 +183,7 @@ def worker_pool(workers: int) -> Iterator[Pool]:
     if previous is not None:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        pool = mp.get_context("spawn").Pool(workers, initializer=signal.signal,
+        pool = mp.get_context("spawn").Pool(max(1, min(workers, tasks)), initializer=signal.signal,
                                             initargs=(signal.SIGINT, signal.SIG_IGN))
     finally:
         if previous is not None:
@@ -350,8 +351,8 @@ def prepare(grid: Path, out: Path, workers: int, spec: CropSpec = CropSpec()) ->
         again = f" ({len(changed)} changed since they were cached, or cached unstamped)" if changed else ""
         print(f"{len(clips)} clips, {len(done)} already cached, {len(todo)} to prepare{again}", file=sys.stderr)
         # A Ctrl-C that Python drops (raised in one of h5py's weakref callbacks) stops the run at the next clip.
-        # No more workers than clips (each imports MediaPipe): those cached work too, when their sound is added.
-        with kept_stop_requests() as stopped, worker_pool(max(1, min(workers, len(clips)))) as pool:
+        # The clips cached work too, when their sound is added.
+        with kept_stop_requests() as stopped, worker_pool(workers, len(clips)) as pool:
             if f is not None:
                 add_missing_speech(f, {c.key: c.video for c in clips if c.key in done}, pool)
             with tqdm(total=len(todo), unit="clip", dynamic_ncols=True, disable=not todo) as bar:
