@@ -38,6 +38,7 @@ SMALLEST_TEXT = 1.0  # but are never drawn smaller than at that 1x (capitals 10 
 CAPTION_ROWS = 2  # lines of captions, unless asked for more (--caption-rows), up to MOST_CAPTION_ROWS
 MOST_CAPTION_ROWS = 4  # (a 288-line view's band is then a quarter of its height)
 BAND_SHARE = 1.0  # of the picture's height, the most the band takes: a small view shows fewer rows (one at least)
+STATUS_LINES = 576  # from a picture this tall (GRID's at the first zoom) the status lines grow with it, as captions do
 
 Colour = tuple[int, int, int]
 
@@ -212,12 +213,14 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         for word, colour in line:
             cv2.putText(band, word, (x, y), FONT, layout.size, colour, layout.thickness, cv2.LINE_AA)
             x += layout.advance(word)
+    grow = max(1.0, h / STATUS_LINES)  # or at 4x "no face" would be half the captions' height
     said = [(hud, 0.55, WHITE, 1)] * bool(hud) + \
         [(f"no frame for {stalled:.0f} s: waiting", 0.8, YELLOW, 2)] * bool(stalled) + \
         [("no face: face the camera", 0.8, RED, 2)] * (step.no_face and not stalled) + \
         [("paused: space resumes", 0.8, YELLOW, 2)] * paused + \
-        [(line, 0.6, colour, 2) for text, colour in notices[::-1] for line in wrapped(text, 0.6, 2, status_width)]
-    status(image, said, status_width, bottom=h - 2)  # the newest notices first: those left out are older
+        [(line, 0.6, colour, 2) for text, colour in notices[::-1]
+         for line in wrapped(text, 0.6, 2, round(status_width / grow))]
+    status(image, said, status_width, bottom=h - 2, grow=grow)  # the newest notices first: those left out are older
     return np.vstack([image, band])
 
 
@@ -234,13 +237,13 @@ def wrapped(text: str, size: float, thickness: int, width: int) -> list[str]:
 
 
 def status(image: np.ndarray, lines: list[tuple[str, float, tuple[int, int, int], int]], width: int,
-           bottom: int | None = None) -> None:
-    """Outlined lines of (text, size, colour, thickness) at the view's top left, one under another,
-    all made smaller together when the widest would overrun `width` pixels (a small view, the - key);
-    those that would reach below `bottom` (the picture's foot) are left out, but for the first."""
+           bottom: int | None = None, grow: float = 1.0) -> None:
+    """Outlined lines of (text, size, colour, thickness) at the view's top left, one under another, `grow`
+    times their size, all made smaller together when the widest would overrun `width` pixels (a small view,
+    the - key); those that would reach below `bottom` (the picture's foot) are left out, but for the first."""
     widest = max((cv2.getTextSize(text, FONT, size, thickness + 2)[0][0] for text, size, _, thickness in lines),
                   default=0)
-    fit = min(1.0, max(width, 1) / widest) if widest else 1.0
+    fit = min(grow, max(width, 1) / widest) if widest else grow
     for row, (text, size, colour, thickness) in enumerate(lines):
         y, size, thickness = 10 + round(fit * (14 + 30 * row)), size * fit, max(1, round(thickness * fit))
         # Below the baseline: the descenders, then the outline's half and its smoothing.

@@ -252,8 +252,9 @@ def test_every_zoom_draws_the_inset_inside_the_view() -> None:
 
 
 def test_the_status_lines_shrink_to_fit_left_of_the_inset_at_every_zoom() -> None:
-    """Down to 1/4x the status line, "no face" and "paused" stay in the view, clear of the inset;
-    from the first zoom (2x) up they keep their full size, and they never grow as the view shrinks."""
+    """Down to 1/4x the status line, "no face" and "paused" stay in the view, clear of the inset; at the
+    first zoom (2x) they have their full size, above it they grow with the view as the captions do (at 4x,
+    "no face" would otherwise be half their height), and they never grow as the view shrinks."""
     step = step_on_real_frame("", "")
     black = replace(step, frame=replace(step.frame, image=np.zeros_like(step.frame.image)))
     heights = {}
@@ -266,7 +267,7 @@ def test_the_status_lines_shrink_to_fit_left_of_the_inset_at_every_zoom() -> Non
         red = (drawn[:, :inset_left - 1, 2] > 200) & (drawn[:, :inset_left - 1, 1] < 120)
         assert red.any() or scale < 0.5, scale  # "no face" shows too (at 1/4x its strokes are thinner than a pixel)
         heights[scale] = ys.max() - ys.min()
-    assert heights[2.0] == heights[4.0] and heights[0.25] < heights[2.0] / 2
+    assert heights[4.0] > 1.8 * heights[2.0] and heights[0.25] < heights[2.0] / 2
     assert all(heights[a] <= heights[b] for a, b in zip(ZOOMS, ZOOMS[1:]))
 
 
