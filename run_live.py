@@ -6,8 +6,8 @@
 
 Keys in the window: q or Esc (or its close button) quit, space pause (a video waits where it is; for
 a camera, what was read is committed first), c clear the screen (the transcript and subtitles keep
-every word), s save the transcript, + and - make the view and its captions larger or smaller, o hide
-(or show) the tracking marks drawn over the lips and the frame rate. When a
+every word), s save the transcript, + and - make the view and its captions larger or smaller, ] and [ the
+captions alone, o hide (or show) the tracking marks drawn over the lips and the frame rate. When a
 video ends, the window stays open on its last words until it is closed.
 """
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # the runtime's modules load once the stop handler is in plac
     from realtime.capture import FrameSource, SourceOptions
     from realtime.live import LivePipeline, StepResult
     from realtime.outputs import JsonLines
-    from realtime.window import Window
+    from realtime.window import CaptionStyle, Window
 
 MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
 NOTICE_SECONDS = 4.0  # how long the window shows a notice: what its s key did, a face too small, ...
@@ -44,9 +44,9 @@ SPEECH_FRAMES = 12  # frames of moving lips that no word was read from before th
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.backend import BUNDLED_MODEL, PROVIDERS, model_path
     from realtime.cli import (EpilogDefaultsFormatter, Parser, add_decoder, add_policy, at_least, named, policy_options,
-                              summary, window_problem)
+                              summary, window_problem, within)
     from realtime.live import LONGEST_WINDOW, SHORTEST_WINDOW, LiveOptions
-    from realtime.window import CAPTION_ROWS, MOST_CAPTION_ROWS
+    from realtime.window import CAPTION_ROWS, CAPTION_SIZES, MOST_CAPTION_ROWS
 
     command = Path(sys.argv[0]).name  # run_live.py as ./lipstream runs it, lipstream-live when installed
     p = Parser(prog="lipstream live" if command == "run_live.py" else command, description=summary(__doc__),
@@ -76,15 +76,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--caption-rows", type=at_least(1, MOST_CAPTION_ROWS), metavar="N",
                    help=f"lines of captions the window shows, 1 to {MOST_CAPTION_ROWS} (default: {CAPTION_ROWS}); "
                         "the band below the picture grows with them")
+    sizes = CAPTION_SIZES[0], CAPTION_SIZES[-1]
+    p.add_argument("--caption-size", type=within(*sizes), metavar="S",
+                   help=f"the captions' size, {sizes[0]:g} to {sizes[1]:g} times what the view gives them (default: 1; "
+                        "the [ and ] keys step it)")
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
                    help=f"ONNX Runtime threads, up to {MOST_THREADS} (default, or 0: all cores)")
     p.checks.append(lambda a: window_problem(LiveOptions(window=a.window, hop=a.hop, policy=policy_options(a))))
     p.checks.append(_subtitle_format_problem)
-    p.checks.append(lambda a: "--caption-rows has no effect with --headless, which draws no captions"
-                    if a.headless and a.caption_rows is not None else None)
+    p.checks.append(lambda a: next((f"--caption-{name} has no effect with --headless, which draws no captions"
+                                    for name in ("rows", "size") if getattr(a, f"caption_{name}") is not None), None)
+                    if a.headless else None)
     p.checks.append(_stdout_problem)
     args = p.parse_args(argv)
-    args.caption_rows = args.caption_rows or CAPTION_ROWS  # None until the checks: refused with --headless if given
+    # None until the checks: refused with --headless if given
+    args.caption_rows, args.caption_size = args.caption_rows or CAPTION_ROWS, args.caption_size or 1.0
     return args
 
 
@@ -321,7 +327,7 @@ def _run(args: argparse.Namespace) -> int:
         f"{model.spec.fps:g} fps, decoder {args.decoder}")
     window = None
     if not args.headless:
-        from realtime.window import Window
+        from realtime.window import CaptionStyle, Window
 
         try:
             window = Window()
@@ -351,7 +357,7 @@ def _run(args: argparse.Namespace) -> int:
     for s in (signal.SIGINT, signal.SIGTERM):
         signal.signal(s, _defer)
     viewer = None if window is None else _Viewer(window, source, pipeline, out, model.choice.name.upper(),
-                                                   args.caption_rows)
+                                                   CaptionStyle(args.caption_rows, args.caption_size))
     run = _LiveRun(args, source, model, pipeline, viewer, out, started)
     run.read()
     run.write()
@@ -398,7 +404,7 @@ class _Viewer:
     pipeline: LivePipeline
     out: JsonLines | None
     device: str  # where the model runs, for the status line
-    rows: int  # lines of captions
+    style: CaptionStyle  # the captions' rows and size: [ and ] change the size
     paused: bool = False
     holding: bool = False  # the video has ended and its last words are held: nothing is left to pause
     tracking: bool = True  # the crop box, lip contour, inset and frame rate drawn (the o key hides them)
@@ -420,13 +426,13 @@ class _Viewer:
         self.frames_read = [t for t in self.frames_read if t > time.monotonic() - 1]
         hud = hud or (f"{len(self.frames_read)} fps  {step.latency_ms:.0f} ms  {self.device}"
                       f"  dropped {self.source.dropped}") * self.tracking
-        self.scale = self.scale or first_zoom(step.frame.image.shape, self.window.room, self.rows)
+        self.scale = self.scale or first_zoom(step.frame.image.shape, self.window.room, self.style)
         self.notices = [notice for notice in self.notices if notice[2] > time.monotonic()]
         image = render(step, hud, self.scale, paused=self.paused, first=self.first,
-                       notices=[(text, colour) for text, colour, _ in self.notices], rows=self.rows, stalled=stalled,
+                       notices=[(text, colour) for text, colour, _ in self.notices], style=self.style, stalled=stalled,
                        tracking=self.tracking)
         self.first = rolled(self.first, step.caption.committed, step.caption.tentative,
-                            caption_layout(picture_shape(step.frame.image.shape, self.scale), self.rows),
+                            caption_layout(picture_shape(step.frame.image.shape, self.scale), self.style),
                             step.caption.phrases)
         return self.window.show(image, wait_ms)
 
@@ -438,7 +444,8 @@ class _Viewer:
         """Do what `key` asks; the step to show from now (a camera's pause commits what was read)."""
         from realtime.captions import transcript
         from realtime.outputs import log
-        from realtime.window import GREEN, LARGER_KEYS, RED, SMALLER_KEY, YELLOW, fitting_zoom, zoom, zoom_limit
+        from realtime.window import (GREEN, LARGER_CAPTIONS, LARGER_KEYS, RED, SMALLER_CAPTIONS, SMALLER_KEY, YELLOW,
+                                     caption_size, fitting_zoom, zoom, zoom_limit)
 
         if key in (ord("q"), 27) or _stop_requested:  # q, Esc, or Ctrl-C (SIGTERM) while a video waits
             raise KeyboardInterrupt
@@ -452,7 +459,7 @@ class _Viewer:
                     self.out.caption(step.caption)
             log(f"paused at {step.frame.t:.1f} s (space resumes)" if self.paused else "resumed")
         elif key in (*LARGER_KEYS, SMALLER_KEY):
-            largest = fitting_zoom(step.frame.image.shape, self.window.room, self.rows)
+            largest = fitting_zoom(step.frame.image.shape, self.window.room, self.style)
             zoomed = zoom(self.scale, key, largest)
             if zoomed == self.scale:  # said, so that a key pressed in vain is not taken for a key lost
                 log(said := zoom_limit(zoomed, key, largest))
@@ -460,6 +467,18 @@ class _Viewer:
             else:
                 self.scale = zoomed
                 log(f"view at {zoomed:.3g}x")
+        elif key in (LARGER_CAPTIONS, SMALLER_CAPTIONS):
+            size = caption_size(self.style.size, key)
+            if size == self.style.size:
+                said = f"captions at {size:g}x, their {'largest' if key == LARGER_CAPTIONS else 'smallest'}"
+            else:
+                self.style = replace(self.style, size=size)
+                # Larger captions take more of the screen: the view shrinks to keep them on it.
+                largest = fitting_zoom(step.frame.image.shape, self.window.room, self.style)
+                said = f"captions at {size:g}x" + f", view at {largest:.3g}x to fit them" * (self.scale > largest)
+                self.scale = min(self.scale, largest)
+            log(said)
+            self.tell(said, YELLOW)
         elif key == ord("c"):
             self.first = len(self.pipeline.policy.words)
             log("screen cleared (the transcript keeps every word)")

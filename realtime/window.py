@@ -37,10 +37,21 @@ CAPTION_LINES = 288  # captions take the same share of any view as of a 288-line
 SMALLEST_TEXT = 1.0  # but are never drawn smaller than at that 1x (capitals 10 pixels high)
 CAPTION_ROWS = 2  # lines of captions, unless asked for more (--caption-rows), up to MOST_CAPTION_ROWS
 MOST_CAPTION_ROWS = 4  # (a 288-line view's band is then a quarter of its height)
+CAPTION_SIZES = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)  # the captions' own sizes at a view, [ and ] step them
+LARGER_CAPTIONS, SMALLER_CAPTIONS = ord("]"), ord("[")
 BAND_SHARE = 1.0  # of the picture's height, the most the band takes: a small view shows fewer rows (one at least)
 STATUS_LINES = 576  # from a picture this tall (GRID's at the first zoom) the status lines grow with it, as captions do
 
 Colour = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class CaptionStyle:
+    """What the viewer asks of the captions: how many lines, and how large against the view's own size
+    (larger captions on a small picture, for a viewer far from the screen or who sees less well)."""
+
+    rows: int = CAPTION_ROWS
+    size: float = 1.0
 
 
 def picture_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
@@ -48,26 +59,28 @@ def picture_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
     return round(shape[0] * scale), round(shape[1] * scale)
 
 
-def fitting_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW, rows: int | None = None) -> float:
-    """The largest scale at which frames of this shape, with a caption band of `rows` below them (None: no
+def fitting_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW,
+                 style: CaptionStyle | None = None) -> float:
+    """The largest scale at which frames of this shape, with a caption band in `style` below them (None: no
     band), fit in `room` (width, height): no larger view is offered, as the captions at its bottom would be
     the first thing the screen cuts off."""
     h, w = shape[:2]
     largest = min(room[0] / w, room[1] / h)
-    if rows is None:
+    if style is None:
         return largest
     low, high = 0.0, largest  # the band grows with the scale: the largest that fits with it, to a thousandth
     while high - low > 1e-4:
         mid = (low + high) / 2
         view = picture_shape(shape, mid)
-        low, high = (mid, high) if view[0] + caption_layout(view, rows).band <= room[1] else (low, mid)
+        low, high = (mid, high) if view[0] + caption_layout(view, style).band <= room[1] else (low, mid)
     return math.floor(low * 1000) / 1000
 
 
-def first_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW, rows: int = CAPTION_ROWS) -> float:
-    """The scale to begin with for frames of this shape under `rows` of captions: ZOOM, or smaller to fit in
+def first_zoom(shape: tuple[int, ...], room: tuple[int, int] = FIRST_VIEW,
+               style: CaptionStyle = CaptionStyle()) -> float:
+    """The scale to begin with for frames of this shape over captions in `style`: ZOOM, or smaller to fit in
     `room`."""
-    return min(ZOOM, fitting_zoom(shape, room, rows))
+    return min(ZOOM, fitting_zoom(shape, room, style))
 
 
 def zoom(scale: float, key: int, largest: float = ZOOMS[-1]) -> float:
@@ -91,11 +104,21 @@ def zoom_limit(scale: float, key: int, largest: float = ZOOMS[-1]) -> str:
     return f"view at {scale:.3g}x, its largest{' on this screen' if largest < ZOOMS[-1] else ''}"
 
 
+def caption_size(size: float, key: int) -> float:
+    """The next of CAPTION_SIZES up (]) or down ([) from `size`; the same for any other key, or at either end."""
+    if key == LARGER_CAPTIONS:
+        return min((s for s in CAPTION_SIZES if s > size), default=size)
+    if key == SMALLER_CAPTIONS:
+        return max((s for s in CAPTION_SIZES if s < size), default=size)
+    return size
+
+
 @dataclass(frozen=True)
 class CaptionLayout:
-    """How a view's caption band is drawn: its text grows with the view, down to SMALLEST_TEXT."""
+    """How a view's caption band is drawn: its text grows with the view, down to SMALLEST_TEXT, times the
+    style's size."""
 
-    text_scale: float  # 1 at a 288-line view
+    text_scale: float  # 1 at a 288-line view, in the captions' own size
     width: int  # pixels a line's words may take
     rows: int = CAPTION_ROWS  # lines the band shows (caption_layout: those asked for that fit)
 
@@ -125,11 +148,12 @@ class CaptionLayout:
         return _text_width(word + " ", self.size, self.thickness)
 
 
-def caption_layout(view_shape: tuple[int, ...], rows: int = CAPTION_ROWS) -> CaptionLayout:
-    """The band under a picture of this shape: `rows` lines, or as many as fit in BAND_SHARE of its height."""
+def caption_layout(view_shape: tuple[int, ...], style: CaptionStyle = CaptionStyle()) -> CaptionLayout:
+    """The band under a picture of this shape: the style's rows, or as many as fit in BAND_SHARE of its height,
+    its text at the style's size."""
     h, w = view_shape[:2]
-    text_scale = max(h / CAPTION_LINES, SMALLEST_TEXT)
-    fitting = [n for n in range(2, rows + 1) if CaptionLayout(text_scale, 0, n).band <= BAND_SHARE * h]
+    text_scale = max(h / CAPTION_LINES, SMALLEST_TEXT) * style.size
+    fitting = [n for n in range(2, style.rows + 1) if CaptionLayout(text_scale, 0, n).band <= BAND_SHARE * h]
     unsized = CaptionLayout(text_scale, 0, max(fitting, default=1))
     return replace(unsized, width=w - 2 * unsized.margin)
 
@@ -173,10 +197,10 @@ def phrases_from(phrases: Sequence[int], first: int) -> frozenset[int]:
 
 
 def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False, first: int = 0,
-           notices: Sequence[tuple[str, Colour]] = (), rows: int = CAPTION_ROWS, stalled: float = 0.0,
+           notices: Sequence[tuple[str, Colour]] = (), style: CaptionStyle = CaptionStyle(), stalled: float = 0.0,
            tracking: bool = True) -> np.ndarray:
     """The window's image: the frame drawn at `scale` over its captions, sized to the picture, the rest at
-    its own size. The captions: the last `rows` lines, or as many as fit (caption_layout), from committed word
+    its own size. The captions: the style's last rows, or as many as fit (caption_layout), from committed word
     `first` (those before it rolled off, or cleared with the c key), each phrase beginning a line; `notices`:
     lines of what happened, oldest first (a transcript saved; a face too small to read well), in their colours;
     `stalled`: the seconds the source has given no frame, said when not 0; `tracking`: whether the crop box,
@@ -202,7 +226,7 @@ def render(step: StepResult, hud: str, scale: float = ZOOM, paused: bool = False
         image[10:10 + ih, w - iw - 10:w - 10] = inset
         cv2.rectangle(image, (w - iw - 11, 9), (w - 10, 10 + ih), WHITE, 1)
         status_width = w - iw - 30
-    layout = caption_layout(image.shape, rows)
+    layout = caption_layout(image.shape, style)
     band = np.zeros((layout.band, w, 3), np.uint8)
     committed = " ".join(step.caption.committed.split()[first:])
     # The last rows: those `rolled` leaves from `first` (a line breaks where it would from any earlier start).

@@ -1011,8 +1011,10 @@ def test_a_video_begun_just_before_the_speech_reads_one_phrase(tmp_path: Path) -
            "--right-context has no effect with --policy pause: it is the right-context policy's alone"),
           (["--policy", "local-agreement", "--right-context", "40"],
            "--right-context has no effect with --policy local-agreement"),
-          (["--caption-rows", "2"], "--caption-rows has no effect with --headless, which draws no captions"))],
+          (["--caption-rows", "2"], "--caption-rows has no effect with --headless, which draws no captions"),
+          (["--caption-size", "1"], "--caption-size has no effect with --headless, which draws no captions"))],
     (["--caption-rows", "5"], "argument --caption-rows: must be from 1 to 4, not 5"),
+    (["--caption-size", "4"], "argument --caption-size: must be from 0.5 to 3, not 4"),
 ])
 def test_faults_give_one_line_and_exit_2(args: list[str], says: str) -> None:
     result = _run(*args)

@@ -26,8 +26,8 @@ from realtime.captions import CaptionState
 from realtime.capture import Frame
 from realtime.live import StepResult
 from realtime.tracker import MouthTracker, TrackerOptions
-from realtime.window import (CAPTION_ROWS, GREEN, GREY, RED, WHITE, YELLOW, ZOOMS, caption_layout, caption_lines,
-                             first_zoom, fitting_zoom, render, rolled, zoom, zoom_limit)
+from realtime.window import (CAPTION_ROWS, GREEN, GREY, RED, WHITE, YELLOW, ZOOMS, CaptionStyle, caption_layout,
+                             caption_lines, caption_size, first_zoom, fitting_zoom, render, rolled, zoom, zoom_limit)
 from tests.conftest import transcript
 from tests.test_live import cue_words
 
@@ -164,16 +164,39 @@ def test_more_caption_rows_show_more_of_what_was_said() -> None:
     """--caption-rows 3: a taller band holds three phrases where two rows have rolled the first off; its last two
     lines are drawn as the two-row band draws them. A band is never taller than the picture above it."""
     said = "bin blue at f two now set red by g nine soon lay white in k one again"
-    layout = {rows: caption_layout((576, 720), rows) for rows in (2, 3)}
+    layout = {rows: caption_layout((576, 720), CaptionStyle(rows)) for rows in (2, 3)}
     assert rolled(0, said, "", layout[2], (0, 6, 12)) == 6 and rolled(0, said, "", layout[3], (0, 6, 12)) == 0
     assert (layout[2].band, layout[3].band) == (84, 118)  # at 2x: a line 34 pixels more
     step = replace(step_on_real_frame(said, ""), caption=CaptionState(0.4, said, "", (0, 6, 12)))
-    two, three = render(step, "", first=6), render(step, "", rows=3)
+    two, three = render(step, "", first=6), render(step, "", style=CaptionStyle(3))
     assert np.array_equal(three[-83:], two[-83:])  # (the row above them holds the smoothed foot of the line above)
     assert (three[-118:-84] == WHITE).all(axis=-1).sum() > 200 and not (two[-118:-84] == WHITE).all(axis=-1).any()
     # A small view (the - key down to a quarter) shows as many as fit in its picture's height, one at least.
-    assert [caption_layout((h, round(h * 1.25)), 4).rows for h in (24, 36, 72, 144, 288)] == [1, 1, 3, 4, 4]
+    assert [caption_layout((h, round(h * 1.25)), CaptionStyle(4)).rows for h in (24, 36, 72, 144, 288)] == \
+        [1, 1, 3, 4, 4]
     assert [caption_layout((h, round(h * 1.25))).rows for h in (24, 72)] == [1, 2]
+
+
+def test_the_captions_have_a_size_of_their_own() -> None:
+    """--caption-size and the ] and [ keys: larger captions under the same picture, for a viewer far from the
+    screen or who sees less well; the view that opens, and the largest + offers, still fit them on the screen."""
+    step = step_on_real_frame("bin blue at f two now", "")
+    one, double = render(step, ""), render(step, "", style=CaptionStyle(size=2.0))
+    assert np.array_equal(one[:576], double[:576])  # the picture as it was
+    assert (one.shape[0] - 576, double.shape[0] - 576) == (84, 168)  # a band twice as tall
+    white = [int((image[576:] == WHITE).all(axis=-1).sum()) for image in (one, double)]
+    assert white[1] > 2.5 * white[0]  # strokes twice as long, and thicker
+    assert [caption_size(1.0, ord("]")), caption_size(1.0, ord("[")), caption_size(1.1, ord("["))] == [1.25, 0.75, 1.0]
+    assert caption_size(3.0, ord("]")) == 3.0 and caption_size(0.5, ord("[")) == 0.5 and caption_size(2, ord("+")) == 2
+    room = (1326, 648)  # a 1366x768 laptop's, less the bars
+    for size in (1.0, 2.0, 3.0):
+        style = CaptionStyle(size=size)
+        largest = fitting_zoom((480, 640), room, style)
+        view = render(replace(step, frame=replace(step.frame, image=cv2.resize(step.frame.image, (640, 480)))), "",
+                      largest, style=style)
+        assert view.shape[0] <= room[1] and view.shape[1] <= room[0], size
+        assert view.shape[0] > room[1] - 5, size  # and no smaller than it need be
+    assert fitting_zoom((480, 640), room, CaptionStyle(size=3.0)) < fitting_zoom((480, 640), room, CaptionStyle())
 
 
 @pytest.mark.parametrize("scale", [0.5, 1.0, 2.0, 3.0])
@@ -279,10 +302,10 @@ def test_a_large_video_opens_at_a_size_that_fits_and_captions_keep_their_share_o
     assert [first_zoom(shape, room) for shape in ((288, 360), (480, 640), (720, 1280), (1080, 1920))] == \
         [2.0, 1.636, 1.09, 0.727]
     assert fitting_zoom((1080, 1920), room) == pytest.approx(5 / 6)  # without a band (the recorder's window)
-    assert zoom(1.636, ord("+"), fitting_zoom((480, 640), room, CAPTION_ROWS)) == 1.636
+    assert zoom(1.636, ord("+"), fitting_zoom((480, 640), room, CaptionStyle())) == 1.636
     assert zoom(1.636, ord("-")) == 1.5
     # - then + comes back to the size it opened at, the largest that fits, which is none of ZOOMS.
-    largest = fitting_zoom((1080, 1920), room, CAPTION_ROWS)
+    largest = fitting_zoom((1080, 1920), room, CaptionStyle())
     assert zoom(zoom(largest, ord("-"), largest), ord("+"), largest) == largest
     assert zoom(1.0, ord("+"), 1.501) == 1.5 and zoom(1.5, ord("+"), 1.501) == 1.5  # no step too small to see
     small = step_on_real_frame("bin blue at f two now", "")
@@ -436,9 +459,9 @@ def window_run(x_display: dict[str, str], tmp_path: Path, *options: str) -> Iter
 def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], tmp_path: Path) -> None:
     """Keys typed into the real window (xdotool) on a real clip played 100 times at its fps: c clears
     the screen but keeps the words; o hides the tracking marks; + makes the window (the frame and its
-    captions) larger; space pauses the video where it is (nothing is read until space again), the subtitle
-    file comes to hold every word committed before it, and the paused window still answers s (save); the
-    video then goes on, and only q can end the run in time."""
+    captions) larger, ] the captions alone; space pauses the video where it is (nothing is read until space
+    again), the subtitle file comes to hold every word committed before it, and the paused window still answers
+    s (save); the video then goes on, and only q can end the run in time."""
     srt = tmp_path / "talk.srt"
     with window_run(x_display, tmp_path, "--srt", str(srt)) as run:
         before = run.committed()
@@ -458,6 +481,8 @@ def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], t
         press("o", "tracking marks hidden")
         press("plus", "view at 2.5x")
         run.wait_for(lambda: size() == "900x825", "larger window after +")
+        press("bracketright", "captions at 1.25x")  # the captions alone: a taller band under the same picture
+        run.wait_for(lambda: size() == "900x851", "larger captions after ]")
         # Said once the video is held and the loop waits in its pause; every caption line is written and
         # flushed before the key is read, and none while paused: from here on the file cannot change.
         press("space", "paused at")
