@@ -78,8 +78,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "the band below the picture grows with them")
     sizes = CAPTION_SIZES[0], CAPTION_SIZES[-1]
     p.add_argument("--caption-size", type=within(*sizes), metavar="S",
-                   help=f"the captions' size, {sizes[0]:g} to {sizes[1]:g} times what the view gives them (default: 1; "
-                        "the [ and ] keys step it)")
+                   help=f"the captions' size, {sizes[0]:g} to {sizes[1]:g} times what the view gives them, never "
+                        "smaller than at a 288-line view (default: 1; the [ and ] keys step it)")
     p.add_argument("--threads", type=at_least(0, MOST_THREADS), default=0,
                    help=f"ONNX Runtime threads, up to {MOST_THREADS} (default, or 0: all cores)")
     p.checks.append(lambda a: window_problem(LiveOptions(window=a.window, hop=a.hop, policy=policy_options(a))))
@@ -651,7 +651,9 @@ class _LiveRun:
         for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
             if path and not unread and path not in untouched:
                 try:
-                    write_text(path, subtitles(self.pipeline.policy, kind), _stopping)
+                    # No cue outlasts the last frame read: the video's end, or where the run stopped.
+                    until = final.t + 1 / self.model.spec.fps
+                    write_text(path, subtitles(self.pipeline.policy, kind, until), _stopping)
                     kept = True
                 except OSError as e:  # a disk that filled up during the run: the words go to stdout instead
                     if names_stdout(path):
@@ -666,6 +668,8 @@ class _LiveRun:
             log(f"no words read, though the lips moved for {self.pipeline.moved / self.model.spec.fps:.1f} s: "
                 f"{self.model.path.name} reads the faces and cameras it was trained on (the bundled model, one GRID "
                 "speaker); another face needs a fine-tune (README: Reading your own face)")
+        elif not unread and not final.committed and not wordless:  # said, or an empty output looks like a fault
+            log("no words read: the lips did not move" + " (the subtitles hold no cue)" * bool(args.srt or args.vtt))
         if not unread and ((lost and not on_stdout) or (not out and not args.srt and not args.vtt)):
             try:
                 if sys.stdout is not None:

@@ -26,6 +26,7 @@ CUE_PAUSE = 0.5  # seconds between two words that begin a new cue
 LINGER = 0.2  # seconds a cue stays up after its last word
 READING_RATE = 15.0  # characters a second: a cue stays up long enough to be read (subtitling guides: 12-17)
 SHORTEST_CUE = 5 / 6  # seconds, however short its text (subtitling guides' minimum)
+CUE_GAP = 0.08  # seconds between a cue and the next (two frames at 25 fps): a line replaced by another is seen to go
 
 
 @dataclass(frozen=True)
@@ -35,14 +36,15 @@ class Cue:
     text: str
 
 
-def cues(words: list[TimedWord], phrase_starts: Collection[int] = ()) -> list[Cue]:
+def cues(words: list[TimedWord], phrase_starts: Collection[int] = (), until: float | None = None) -> list[Cue]:
     """The committed words as subtitle cues: each phrase (`phrase_starts`: the indices of the words that begin
     one, CaptionPolicy.phrase_starts) begins a cue, and within one, words committed together or without a
     pause between them share a cue of up to WORDS_PER_CUE words (one read may commit two phrases at once:
     reads `--hop` frames apart, or a new stream begun at once). Each cue stays up long enough to be read,
-    SHORTEST_CUE at least, and is gone when the next begins: a cue that would begin sooner waits, unless it
-    would then come up only after its words were said; it is then the last cue's second line, so that cues
-    said faster than one every SHORTEST_CUE do not fall further behind with each."""
+    SHORTEST_CUE at least, and is gone CUE_GAP before the next begins: a cue that would begin sooner waits,
+    unless it would then come up only after its words were said; it is then the last cue's second line, and
+    the cue after a two-line one waits SHORTEST_CUE alone, so that cues said faster than they can be read do
+    not fall further behind with each. No cue outlasts `until`, the video's end."""
     starts = set(phrase_starts)
     groups: list[list[TimedWord]] = []
     for i, w in enumerate(words):
@@ -55,29 +57,40 @@ def cues(words: list[TimedWord], phrase_starts: Collection[int] = ()) -> list[Cu
     out: list[Cue] = []
     for group in groups:
         text = " ".join(w.text for w in group)
-        if out and out[-1].start + SHORTEST_CUE > group[-1].end and "\n" not in out[-1].text:
+        if out:
             shown = out[-1]
-            text = f"{shown.text}\n{text}"
-            out[-1] = Cue(shown.start, max(shown.end, _cue_end(shown.start, group[-1].end, text)), text)
-            continue
-        start = max(group[0].start, out[-1].start + SHORTEST_CUE) if out else group[0].start
-        if out:  # the last cue ends where this one begins, having been up SHORTEST_CUE at least
-            out[-1] = replace(out[-1], end=min(out[-1].end, start))
+            two_lines = "\n" in shown.text
+            ready = shown.start + (SHORTEST_CUE if two_lines else _reading_time(shown.text)) + CUE_GAP
+            if ready > group[-1].end and not two_lines:
+                text = f"{shown.text}\n{text}"
+                out[-1] = Cue(shown.start, max(shown.end, _cue_end(shown.start, group[-1].end, text)), text)
+                continue
+            start = max(group[0].start, ready)
+            out[-1] = replace(shown, end=min(shown.end, start - CUE_GAP))
+        else:
+            start = group[0].start
         out.append(Cue(start, _cue_end(start, group[-1].end, text), text))
+    if until is not None:  # a cue that begins in the video's last frames is up until then, however briefly
+        out = [replace(c, end=min(c.end, max(until, c.start + CUE_GAP))) for c in out]
     return out
+
+
+def _reading_time(text: str) -> float:
+    return max(len(text) / READING_RATE, SHORTEST_CUE)
 
 
 def _cue_end(start: float, said_until: float, text: str) -> float:
     """When a cue from `start` may go: LINGER after its words were said, and once it has been up long enough
     to read, SHORTEST_CUE at least."""
-    return max(said_until + LINGER, start + max(len(text) / READING_RATE, SHORTEST_CUE))
+    return max(said_until + LINGER, start + _reading_time(text))
 
 
-def subtitles(policy: CaptionPolicy, kind: str) -> str:
-    """SRT or WebVTT cues of the committed words, at the times they were spoken."""
+def subtitles(policy: CaptionPolicy, kind: str, until: float | None = None) -> str:
+    """SRT or WebVTT cues of the committed words, at the times they were spoken (none past `until`, the
+    video's end)."""
     sep = "," if kind == "srt" else "."
     lines = [] if kind == "srt" else ["WEBVTT", ""]
-    for n, cue in enumerate(cues(policy.words, policy.phrase_starts), start=1):
+    for n, cue in enumerate(cues(policy.words, policy.phrase_starts, until), start=1):
         if kind == "srt":
             lines.append(str(n))
         lines += [f"{_timestamp(cue.start, sep)} --> {_timestamp(cue.end, sep)}", cue.text, ""]

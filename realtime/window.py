@@ -115,10 +115,10 @@ def caption_size(size: float, key: int) -> float:
 
 @dataclass(frozen=True)
 class CaptionLayout:
-    """How a view's caption band is drawn: its text grows with the view, down to SMALLEST_TEXT, times the
-    style's size."""
+    """How a view's caption band is drawn: its text grows with the view times the style's size, down to
+    SMALLEST_TEXT."""
 
-    text_scale: float  # 1 at a 288-line view, in the captions' own size
+    text_scale: float  # 1 at a 288-line view, times the captions' own size
     width: int  # pixels a line's words may take
     rows: int = CAPTION_ROWS  # lines the band shows (caption_layout: those asked for that fit)
 
@@ -152,7 +152,7 @@ def caption_layout(view_shape: tuple[int, ...], style: CaptionStyle = CaptionSty
     """The band under a picture of this shape: the style's rows, or as many as fit in BAND_SHARE of its height,
     its text at the style's size."""
     h, w = view_shape[:2]
-    text_scale = max(h / CAPTION_LINES, SMALLEST_TEXT) * style.size
+    text_scale = max(h / CAPTION_LINES * style.size, SMALLEST_TEXT)
     fitting = [n for n in range(2, style.rows + 1) if CaptionLayout(text_scale, 0, n).band <= BAND_SHARE * h]
     unsized = CaptionLayout(text_scale, 0, max(fitting, default=1))
     return replace(unsized, width=w - 2 * unsized.margin)

@@ -33,7 +33,7 @@ from realtime.capture import Frame, FrameSource, Resampler, SourceOptions
 from realtime.decode import greedy
 from realtime.grid import read_align, sentence_from_code
 from realtime.live import LiveOptions, LivePipeline
-from realtime.outputs import READING_RATE, SHORTEST_CUE, WORDS_PER_CUE, cues
+from realtime.outputs import CUE_GAP, READING_RATE, SHORTEST_CUE, WORDS_PER_CUE, cues
 from realtime.tracker import MouthTracker, TrackerOptions
 from tests.conftest import made_once, maps, transcript, writes_as_read
 from tests.test_tracker import at_x, read_frames
@@ -169,7 +169,7 @@ def test_subtitle_cues_follow_the_speech_and_never_overlap(tmp_path: Path) -> No
     found = srt_cues(srt)
     assert "\n".join(text for _, _, text in found) == lines[-1]["text"]  # a cue for each phrase, a line
     assert all(start < end for start, end, _ in found)
-    assert all(end <= next_start for (_, end, _), (next_start, _, _) in zip(found, found[1:]))
+    assert all(next_start - end >= CUE_GAP - 0.001 for (_, end, _), (next_start, _, _) in zip(found, found[1:]))
     words = [t for t in read_align(video.with_suffix(".align")) if t.is_word]
     spoken = [(words[i].start / 25, words[i + 5].end / 25) for i in range(0, len(words), 6)]  # GRID: 6 words
     assert len(found) == len(spoken) == 3
@@ -178,19 +178,38 @@ def test_subtitle_cues_follow_the_speech_and_never_overlap(tmp_path: Path) -> No
         assert end > speech_end - 0.2, (end, speech_end)
 
 
+def test_no_cue_outlasts_the_video(tmp_path: Path) -> None:
+    """A clip cut off in its last word: its cue, up LINGER after the word and long enough to read, ends with
+    the video, as subtitling checks ask (it ran 0.4 s past a video's end); the cue keeps every word read."""
+    from tests.test_capture import ffmpeg
+
+    cut, srt = tmp_path / "cut.mp4", tmp_path / "cut.srt"
+    ffmpeg("-i", str(clip(CLIPS[0])), "-t", "2.0", "-an", str(cut))
+    capture = cv2.VideoCapture(str(cut))
+    length = capture.get(cv2.CAP_PROP_FRAME_COUNT) / capture.get(cv2.CAP_PROP_FPS)
+    capture.release()
+    code, lines = run_headless(tmp_path, cut, "--srt", str(srt))
+    assert code == 0 and lines[-1]["text"]
+    found = srt_cues(srt)
+    assert cue_words(srt) == lines[-1]["text"].split()
+    assert found[-1][1] <= length + 0.0005 and found[-1][1] > found[-1][0], (found, length)
+
+
 def test_cues_group_phrases_and_stay_up_long_enough_to_read() -> None:
     def word(text: str, start: float, committed_at: float) -> TimedWord:
         return TimedWord(text, start, start + 0.2, committed_at)
 
-    phrase = [word(w, 1.0 + 0.05 * i, 3.0) for i, w in enumerate("set red at a nine again please".split())]
-    late = [word("now", 1.6, 4.0), word("bin", 1.9, 4.5), word("blue", 9.0, 9.5)]
+    phrase = [word(w, 0.5 + 0.05 * i, 3.0) for i, w in enumerate("set red at a nine again please".split())]
+    late = [word("now", 1.4, 4.0), word("bin", 2.0, 4.5), word("blue", 9.0, 9.5)]
     made = cues(phrase + late)
     # Committed together (the pause policy's phrase): one cue, of WORDS_PER_CUE words at most; words
     # committed apart share a cue only without a pause between them.
     assert [c.text for c in made] == ["set red at a nine again", "please now bin", "blue"]
     assert len(made[0].text.split()) == WORDS_PER_CUE
-    # "please" waits until the first cue has been up long enough to see, and the first ends there.
-    assert made[1].start == pytest.approx(made[0].start + SHORTEST_CUE) and made[0].end == made[1].start
+    # "please" waits until the first cue has been up long enough to read (23 characters: 1.53 s; it was cut
+    # at SHORTEST_CUE, 27 characters a second), and the first goes CUE_GAP before it comes.
+    assert made[1].start == pytest.approx(made[0].start + len(made[0].text) / READING_RATE + CUE_GAP)
+    assert made[0].end == pytest.approx(made[1].start - CUE_GAP)
     assert made[1].end == pytest.approx(made[1].start + len("please now bin") / READING_RATE)  # reading time
     assert made[2].end - made[2].start == pytest.approx(SHORTEST_CUE)  # a short word stays up long enough
     # Words the lips could not tell apart in time (all at one instant) still give a cue one can read: what
@@ -208,15 +227,16 @@ def test_cues_group_phrases_and_stay_up_long_enough_to_read() -> None:
 def test_cues_of_phrases_said_faster_than_they_can_be_read_keep_pace() -> None:
     """Twenty one-word phrases 0.75 s apart, faster than a cue a SHORTEST_CUE: each cue waits for the one before
     to have been up that long, but none comes up after its words were said (the code before fell 0.08 s further
-    behind with each, and its last cues came up after their words). Each cue is up SHORTEST_CUE at least, none
-    overlaps the next, and every word is in one, in order."""
+    behind with each, and its last cues came up after their words). Each cue is up SHORTEST_CUE at least, and
+    gone CUE_GAP before the next comes (a line replaced by another is seen to change), and every word is in one,
+    in order."""
     said = [TimedWord(f"w{i}", 0.75 * i, 0.75 * i + 0.2, 0.75 * i + 0.7) for i in range(20)]
     made = cues(said, phrase_starts=range(20))
     assert " ".join(c.text for c in made).split() == [w.text for w in said]
     shown_at = [c.start for c in made for _ in c.text.split()]
     assert all(start <= w.end for start, w in zip(shown_at, said)), list(zip(shown_at, said))
     assert all(c.end - c.start >= SHORTEST_CUE - 1e-9 for c in made)
-    assert all(a.end <= b.start for a, b in zip(made, made[1:]))
+    assert all(b.start - a.end >= CUE_GAP - 1e-9 for a, b in zip(made, made[1:]))
 
 
 def test_frames_after_the_last_update_are_read_before_the_end(tmp_path: Path) -> None:
@@ -1238,6 +1258,18 @@ def test_lips_that_move_with_no_word_read_are_told_why(tmp_path: Path, capsys: p
     assert re.fullmatch(r"lipstream: no words read, though the lips moved for \d\.\d s: lipstream-lite\.onnx reads "
                         r"the faces and cameras it was trained on \(the bundled model, one GRID speaker\); another "
                         r"face needs a fine-tune \(README: Reading your own face\)", told[0])
+
+
+def test_a_face_whose_lips_never_move_is_told_as_that(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A video of a still face (one real frame, held 3 s) reads no word: the run says why, rather than
+    leave an empty transcript and a subtitle file without cues to be taken for a fault."""
+    still = write_video(tmp_path / "still.avi", read_frames(clip(CLIPS[0]))[:1] * 75, 25.0, "MJPG")
+    srt = tmp_path / "still.srt"
+    assert run_live.main(["--source", str(still), "--model", str(MODEL), "--headless", "--fast", "--srt",
+                          str(srt)]) == 0
+    err = capsys.readouterr().err
+    assert srt.read_text() == "" and "lipstream: no words read: the lips did not move (the subtitles hold no cue)\n" \
+        in err, err
 
 
 def test_an_empty_file_is_refused_as_empty(tmp_path: Path) -> None:

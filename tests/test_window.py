@@ -188,6 +188,8 @@ def test_the_captions_have_a_size_of_their_own() -> None:
     assert white[1] > 2.5 * white[0]  # strokes twice as long, and thicker
     assert [caption_size(1.0, ord("]")), caption_size(1.0, ord("[")), caption_size(1.1, ord("["))] == [1.25, 0.75, 1.0]
     assert caption_size(3.0, ord("]")) == 3.0 and caption_size(0.5, ord("[")) == 0.5 and caption_size(2, ord("+")) == 2
+    # Smaller captions are never smaller than at a 288-line view's 1x (capitals 10 pixels high).
+    assert [caption_layout((h, h * 5 // 4), CaptionStyle(size=0.5)).text_scale for h in (288, 576, 1152)] == [1, 1, 2]
     room = (1326, 648)  # a 1366x768 laptop's, less the bars
     for size in (1.0, 2.0, 3.0):
         style = CaptionStyle(size=size)
