@@ -46,7 +46,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from realtime.cli import (EpilogDefaultsFormatter, Parser, add_decoder, add_policy, at_least, named, policy_options,
                               summary, window_problem, within)
     from realtime.live import LONGEST_WINDOW, SHORTEST_WINDOW, LiveOptions
-    from realtime.window import CAPTION_ROWS, CAPTION_SIZES, MOST_CAPTION_ROWS
+    from realtime.window import CAPTION_SIZES, MOST_CAPTION_ROWS, CaptionStyle
 
     command = Path(sys.argv[0]).name  # run_live.py as ./lipstream runs it, lipstream-live when installed
     p = Parser(prog="lipstream live" if command == "run_live.py" else command, description=summary(__doc__),
@@ -74,7 +74,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=f"update the captions every N frames (default: {LiveOptions.hop}); at most half the window")
     add_policy(p)
     p.add_argument("--caption-rows", type=at_least(1, MOST_CAPTION_ROWS), metavar="N",
-                   help=f"lines of captions the window shows, 1 to {MOST_CAPTION_ROWS} (default: {CAPTION_ROWS}); "
+                   help=f"lines of captions the window shows, 1 to {MOST_CAPTION_ROWS} (default: {CaptionStyle.rows}); "
                         "the band below the picture grows with them")
     sizes = CAPTION_SIZES[0], CAPTION_SIZES[-1]
     p.add_argument("--caption-size", type=within(*sizes), metavar="S",
@@ -90,7 +90,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.checks.append(_stdout_problem)
     args = p.parse_args(argv)
     # None until the checks: refused with --headless if given
-    args.caption_rows, args.caption_size = args.caption_rows or CAPTION_ROWS, args.caption_size or 1.0
+    args.caption_rows = args.caption_rows or CaptionStyle.rows
+    args.caption_size = args.caption_size or CaptionStyle.size
     return args
 
 
@@ -444,8 +445,8 @@ class _Viewer:
         """Do what `key` asks; the step to show from now (a camera's pause commits what was read)."""
         from realtime.captions import transcript
         from realtime.outputs import log
-        from realtime.window import (GREEN, LARGER_CAPTIONS, LARGER_KEYS, RED, SMALLER_CAPTIONS, SMALLER_KEY, YELLOW,
-                                     caption_size, fitting_zoom, zoom, zoom_limit)
+        from realtime.window import (CAPTION_SIZES, GREEN, LARGER_CAPTIONS, LARGER_KEYS, RED, SMALLER_CAPTIONS,
+                                     SMALLER_KEY, YELLOW, caption_size, fitting_zoom, picture_shape, zoom, zoom_limit)
 
         if key in (ord("q"), 27) or _stop_requested:  # q, Esc, or Ctrl-C (SIGTERM) while a video waits
             raise KeyboardInterrupt
@@ -468,9 +469,10 @@ class _Viewer:
                 self.scale = zoomed
                 log(f"view at {zoomed:.3g}x")
         elif key in (LARGER_CAPTIONS, SMALLER_CAPTIONS):
-            size = caption_size(self.style.size, key)
+            size = caption_size(self.style.size, key, picture_shape(step.frame.image.shape, self.scale))
             if size == self.style.size:
-                said = f"captions at {size:g}x, their {'largest' if key == LARGER_CAPTIONS else 'smallest'}"
+                said = f"captions at {size:g}x, their {'largest' if key == LARGER_CAPTIONS else 'smallest'}" + \
+                    " at this view" * (size not in (CAPTION_SIZES[0], CAPTION_SIZES[-1]))
             else:
                 self.style = replace(self.style, size=size)
                 # Larger captions take more of the screen: the view shrinks to keep them on it.
@@ -625,7 +627,8 @@ class _LiveRun:
         # Stopped or failed before a word was read: subtitle files there before stay as they were (the JSON lines,
         # written as the captions changed, hold what was shown; stdout, a device or a pipe is told the end). A run
         # read to its end writes them.
-        wordless = not unread and not final.committed and (self.stopped or self.code != EXIT_OK)
+        read_nothing = not unread and not final.committed  # frames were read, and no word in them
+        wordless = read_nothing and (self.stopped or self.code != EXIT_OK)
         untouched = [p for p in (args.srt, args.vtt)
                      if wordless and p and not written_in_place(Path(p)) and own_stream(Path(p)) is None]
         if there := [p for p in untouched if Path(p).exists()]:  # files there before (the others are not made)
@@ -648,13 +651,15 @@ class _LiveRun:
                 log(f"error: could not write {args.jsonl} ({out.error.strerror or out.error}){instead}")
                 lost = True
         kept = out is not None and out.error is None  # the transcript has reached an output
+        subtitled = False  # a subtitle file was written
+        # No cue outlasts the last frame read (the video's end, or where the run stopped; the captions' own time
+        # stands still where no face is read).
+        until = (self.step.frame.t if self.step else final.t) + 1 / self.model.spec.fps
         for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
             if path and not unread and path not in untouched:
                 try:
-                    # No cue outlasts the last frame read: the video's end, or where the run stopped.
-                    until = final.t + 1 / self.model.spec.fps
                     write_text(path, subtitles(self.pipeline.policy, kind, until), _stopping)
-                    kept = True
+                    kept = subtitled = True
                 except OSError as e:  # a disk that filled up during the run: the words go to stdout instead
                     if names_stdout(path):
                         silence(sys.stdout)
@@ -664,12 +669,14 @@ class _LiveRun:
                     lost, stopped = True, stopped or _lost_to_the_stop(e)
         if self.source.dropped:
             log(f"{self.source.dropped} frames dropped (processing fell behind)")
-        if not unread and not final.committed and self.pipeline.moved >= SPEECH_FRAMES:
-            log(f"no words read, though the lips moved for {self.pipeline.moved / self.model.spec.fps:.1f} s: "
+        moved = self.pipeline.moved / self.model.spec.fps
+        if read_nothing and self.pipeline.moved >= SPEECH_FRAMES:
+            log(f"no words read, though the lips moved for {moved:.1f} s: "
                 f"{self.model.path.name} reads the faces and cameras it was trained on (the bundled model, one GRID "
                 "speaker); another face needs a fine-tune (README: Reading your own face)")
-        elif not unread and not final.committed and not wordless:  # said, or an empty output looks like a fault
-            log("no words read: the lips did not move" + " (the subtitles hold no cue)" * bool(args.srt or args.vtt))
+        elif read_nothing and not wordless:  # said, or an empty output looks like a fault
+            log("no words read: the lips " + (f"moved for {moved:.1f} s only" if moved else "did not move") +
+                " (the subtitles hold no cue)" * subtitled)
         if not unread and ((lost and not on_stdout) or (not out and not args.srt and not args.vtt)):
             try:
                 if sys.stdout is not None:

@@ -43,8 +43,8 @@ def cues(words: list[TimedWord], phrase_starts: Collection[int] = (), until: flo
     reads `--hop` frames apart, or a new stream begun at once). Each cue stays up long enough to be read,
     SHORTEST_CUE at least, and is gone CUE_GAP before the next begins: a cue that would begin sooner waits,
     unless it would then come up only after its words were said; it is then the last cue's second line, and
-    the cue after a two-line one waits SHORTEST_CUE alone, so that cues said faster than they can be read do
-    not fall further behind with each. No cue outlasts `until`, the video's end."""
+    the cue after a two-line one waits for its first line alone, so that cues said faster than they can be read
+    do not fall further behind with each. No cue outlasts `until`, the video's end."""
     starts = set(phrase_starts)
     groups: list[list[TimedWord]] = []
     for i, w in enumerate(words):
@@ -60,7 +60,8 @@ def cues(words: list[TimedWord], phrase_starts: Collection[int] = (), until: flo
         if out:
             shown = out[-1]
             two_lines = "\n" in shown.text
-            ready = shown.start + (SHORTEST_CUE if two_lines else _reading_time(shown.text)) + CUE_GAP
+            # A two-line cue is up long enough to read its first line: its second came too soon to wait for.
+            ready = shown.start + _reading_time(shown.text.split("\n")[0]) + CUE_GAP
             if ready > group[-1].end and not two_lines:
                 text = f"{shown.text}\n{text}"
                 out[-1] = Cue(shown.start, max(shown.end, _cue_end(shown.start, group[-1].end, text)), text)

@@ -104,13 +104,16 @@ def zoom_limit(scale: float, key: int, largest: float = ZOOMS[-1]) -> str:
     return f"view at {scale:.3g}x, its largest{' on this screen' if largest < ZOOMS[-1] else ''}"
 
 
-def caption_size(size: float, key: int) -> float:
-    """The next of CAPTION_SIZES up (]) or down ([) from `size`; the same for any other key, or at either end."""
-    if key == LARGER_CAPTIONS:
-        return min((s for s in CAPTION_SIZES if s > size), default=size)
-    if key == SMALLER_CAPTIONS:
-        return max((s for s in CAPTION_SIZES if s < size), default=size)
-    return size
+def caption_size(size: float, key: int, view_shape: tuple[int, ...]) -> float:
+    """The next of CAPTION_SIZES up (]) or down ([) from `size` whose captions a view of this shape draws at
+    another size (below SMALLEST_TEXT several look alike: a key that changed nothing seen would seem lost);
+    `size` for any other key, or when none is."""
+    if key not in (LARGER_CAPTIONS, SMALLER_CAPTIONS):
+        return size
+    larger = key == LARGER_CAPTIONS
+    drawn = caption_layout(view_shape, CaptionStyle(size=size)).text_scale
+    return next((s for s in sorted(CAPTION_SIZES, reverse=not larger) if (s > size if larger else s < size)
+                 and caption_layout(view_shape, CaptionStyle(size=s)).text_scale != drawn), size)
 
 
 @dataclass(frozen=True)

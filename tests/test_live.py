@@ -19,6 +19,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -180,19 +181,25 @@ def test_subtitle_cues_follow_the_speech_and_never_overlap(tmp_path: Path) -> No
 
 def test_no_cue_outlasts_the_video(tmp_path: Path) -> None:
     """A clip cut off in its last word: its cue, up LINGER after the word and long enough to read, ends with
-    the video, as subtitling checks ask (it ran 0.4 s past a video's end); the cue keeps every word read."""
+    the video, as subtitling checks ask (it ran 0.4 s past a video's end); the cue keeps every word read. The
+    same clip followed by 2 s without a face is not cut there: the video goes on."""
     from tests.test_capture import ffmpeg
 
-    cut, srt = tmp_path / "cut.mp4", tmp_path / "cut.srt"
+    cut, faceless, srt = tmp_path / "cut.mp4", tmp_path / "faceless.mp4", tmp_path / "cut.srt"
     ffmpeg("-i", str(clip(CLIPS[0])), "-t", "2.0", "-an", str(cut))
+    ffmpeg("-i", str(cut), "-vf", "tpad=stop=50:color=black", str(faceless))
     capture = cv2.VideoCapture(str(cut))
     length = capture.get(cv2.CAP_PROP_FRAME_COUNT) / capture.get(cv2.CAP_PROP_FPS)
     capture.release()
-    code, lines = run_headless(tmp_path, cut, "--srt", str(srt))
-    assert code == 0 and lines[-1]["text"]
-    found = srt_cues(srt)
-    assert cue_words(srt) == lines[-1]["text"].split()
-    assert found[-1][1] <= length + 0.0005 and found[-1][1] > found[-1][0], (found, length)
+    ends = []
+    for video in (cut, faceless):
+        code, lines = run_headless(tmp_path, video, "--srt", str(srt))
+        assert code == 0 and lines[-1]["text"]
+        found = srt_cues(srt)
+        assert cue_words(srt) == lines[-1]["text"].split()
+        ends.append(found[-1][1])
+    assert found[-1][0] < ends[0] <= length + 0.0005, (found, length)
+    assert ends[1] > ends[0], ends  # past the cut: up LINGER after the last word said
 
 
 def test_cues_group_phrases_and_stay_up_long_enough_to_read() -> None:
@@ -211,6 +218,17 @@ def test_cues_group_phrases_and_stay_up_long_enough_to_read() -> None:
     assert made[1].start == pytest.approx(made[0].start + len(made[0].text) / READING_RATE + CUE_GAP)
     assert made[0].end == pytest.approx(made[1].start - CUE_GAP)
     assert made[1].end == pytest.approx(made[1].start + len("please now bin") / READING_RATE)  # reading time
+    # Said sooner (the first cue from 1 s, "please now bin" by 2.1 s), the second phrase would come up only after
+    # its words were said: it is the first cue's second line, up long enough to read both (it came at 5/6 s).
+    sooner = cues([replace(w, start=w.start + 0.5, end=w.end + 0.5) for w in phrase] +
+                  [word("now", 1.6, 4.0), word("bin", 1.9, 4.5)])
+    assert [(c.text, c.start) for c in sooner] == [("set red at a nine again\nplease now bin", 1.0)]
+    assert sooner[0].end == pytest.approx(1.0 + len(sooner[0].text) / READING_RATE)
+    # A two-line cue is up long enough to read its first line before the next comes (it was 5/6 s alone).
+    two = cues([replace(w, start=w.start + 0.5, end=w.end + 0.5) for w in phrase[:6]] +
+               [word("bin", 2.3, 4.0), word("now", 2.6, 5.0)], phrase_starts=[0, 6, 7])
+    assert [c.text for c in two] == ["set red at a nine again\nbin", "now"]
+    assert two[1].start == pytest.approx(1.0 + len("set red at a nine again") / READING_RATE + CUE_GAP)
     assert made[2].end - made[2].start == pytest.approx(SHORTEST_CUE)  # a short word stays up long enough
     # Words the lips could not tell apart in time (all at one instant) still give a cue one can read: what
     # would wait past its words is the cue's second line.

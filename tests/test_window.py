@@ -186,10 +186,15 @@ def test_the_captions_have_a_size_of_their_own() -> None:
     assert (one.shape[0] - 576, double.shape[0] - 576) == (84, 168)  # a band twice as tall
     white = [int((image[576:] == WHITE).all(axis=-1).sum()) for image in (one, double)]
     assert white[1] > 2.5 * white[0]  # strokes twice as long, and thicker
-    assert [caption_size(1.0, ord("]")), caption_size(1.0, ord("[")), caption_size(1.1, ord("["))] == [1.25, 0.75, 1.0]
-    assert caption_size(3.0, ord("]")) == 3.0 and caption_size(0.5, ord("[")) == 0.5 and caption_size(2, ord("+")) == 2
-    # Smaller captions are never smaller than at a 288-line view's 1x (capitals 10 pixels high).
+    at_2x = (576, 720)
+    stepped = [caption_size(size, ord(key), at_2x) for size, key in ((1.0, "]"), (1.0, "["), (1.1, "["))]
+    assert stepped == [1.25, 0.75, 1.0]
+    assert caption_size(3.0, ord("]"), at_2x) == 3.0 and caption_size(0.5, ord("["), at_2x) == 0.5
+    assert caption_size(2, ord("+"), at_2x) == 2
+    # Smaller captions are never smaller than at a 288-line view's 1x (capitals 10 pixels high) ...
     assert [caption_layout((h, h * 5 // 4), CaptionStyle(size=0.5)).text_scale for h in (288, 576, 1152)] == [1, 1, 2]
+    # ... so where sizes look alike a key steps to the first that shows, or says it can go no further.
+    assert caption_size(1.0, ord("["), (288, 360)) == 1.0 and caption_size(1.0, ord("]"), (144, 180)) == 2.5
     room = (1326, 648)  # a 1366x768 laptop's, less the bars
     for size in (1.0, 2.0, 3.0):
         style = CaptionStyle(size=size)
