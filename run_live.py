@@ -653,7 +653,7 @@ class _LiveRun:
         kept = out is not None and out.error is None  # the transcript has reached an output
         subtitled = False  # a subtitle file was written
         # No cue outlasts the last frame read (the video's end, or where the run stopped; the captions' own time
-        # stands still where no face is read).
+        # stands still where no face is read). With no frame read the run is unread, and writes no subtitles.
         until = (self.step.frame.t if self.step else final.t) + 1 / self.model.spec.fps
         for path, kind in ((args.srt, "srt"), (args.vtt, "vtt")):
             if path and not unread and path not in untouched:

@@ -131,6 +131,9 @@ class VadOptions:
         margin=15.0, floor_percentile=10.0, min_burst=0.05, hangover=0.3, min_active=0.2, pre=0.05, post=0.025))
 
 
+ZERO_POWER = 1e-10  # band_energy_db's floor: -100 dB, what frames of exact zeros read
+
+
 def band_energy_db(samples: np.ndarray, rate: int, frame_ms: float, band_hz: tuple[float, float]) -> np.ndarray:
     """Energy in `band_hz` of each `frame_ms` frame, in dB; only its differences matter."""
     n = max(1, round(rate * frame_ms / 1000))
@@ -140,9 +143,6 @@ def band_energy_db(samples: np.ndarray, rate: int, frame_ms: float, band_hz: tup
     freqs = np.fft.rfftfreq(n, 1.0 / rate)
     band = (freqs >= band_hz[0]) & (freqs <= band_hz[1])
     return 10 * np.log10(power[:, band].sum(axis=1) / n + ZERO_POWER)
-
-
-ZERO_POWER = 1e-10  # band_energy_db's floor: -100 dB, what frames of exact zeros read
 
 
 def detect_speech(samples: np.ndarray, rate: int, options: VadOptions = VadOptions()) -> Span | None:
