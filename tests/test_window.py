@@ -420,6 +420,14 @@ def looped(tmp_path: Path, times: int) -> Path:
     return video
 
 
+def window_geometry(window: str, env: dict[str, str]) -> tuple[int, int, int, int]:
+    """An X window's place and size on the screen: x, y, width, height."""
+    shell = subprocess.run(["xdotool", "getwindowgeometry", "--shell", window], capture_output=True, text=True,
+                           env=env, check=True, timeout=30).stdout
+    values = dict(line.split("=") for line in shell.split())
+    return int(values["X"]), int(values["Y"]), int(values["WIDTH"]), int(values["HEIGHT"])
+
+
 @dataclass(frozen=True)
 class WindowRun:
     """A real run_live window on the X display: its process, stderr log, JSON lines and X window id."""
@@ -474,9 +482,7 @@ def test_window_keys_clear_zoom_pause_save_and_quit(x_display: dict[str, str], t
         before = run.committed()
 
         def size() -> str:
-            geometry = subprocess.run(["xdotool", "getwindowgeometry", run.window], capture_output=True, text=True,
-                                      env=x_display, timeout=30).stdout
-            return geometry.split("Geometry: ")[1].split()[0]
+            return "{2}x{3}".format(*window_geometry(run.window, x_display))
 
         def press(key: str, effect: str) -> None:
             # One key per wait: OpenCV's Qt window keeps only the last key pressed between two frames.
@@ -554,14 +560,25 @@ def test_a_stalled_stream_keeps_the_window_drawn_and_answering_its_keys(x_displa
             run = WindowRun(process, log, captions, found.stdout.split()[0])
             run.wait_for(lambda: "waiting for the source" in log.read_text(), "word of the stall")
 
-            def yellow() -> int:  # in the status lines under the top one, where it says it waits (the window is
-                shot.unlink(missing_ok=True)  # at the screen's top left; the crop box, yellow too, is far lower)
+            looks: list[str] = []  # what each look at the screen saw, for a failure to tell
+
+            def yellow() -> int:  # in the status lines under the top one, where it says it waits (the crop box,
+                shot.unlink(missing_ok=True)  # yellow too, is far lower)
+                x, y, width, height = window_geometry(run.window, x_display)
                 subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "x11grab", "-i",
                                 x_display["DISPLAY"], "-frames:v", "1", str(shot)], check=True, timeout=30)
-                status = cv2.imread(str(shot))[28:70, :500].astype(int)
-                return int((np.abs(status - YELLOW).max(axis=-1) < 30).sum())
+                screen = np.abs(cv2.imread(str(shot)).astype(int) - YELLOW).max(axis=-1) < 30
+                found = int(screen[y + 28:y + 70, x:x + 500].sum())
+                rows, columns = np.nonzero(screen)
+                looks.append(f"window {width}x{height} at {x},{y}: {found} yellow pixels where the line goes, "
+                             f"{len(rows)} on the screen" + f" (rows {rows.min()}-{rows.max()}, columns "
+                             f"{columns.min()}-{columns.max()})" * bool(len(rows)))
+                return found
 
-            run.wait_for(lambda: yellow() > 200, "status line saying the window waits")
+            try:
+                run.wait_for(lambda: yellow() > 200, "status line saying the window waits")
+            except AssertionError as failed:
+                raise AssertionError(f"{failed}\nthe last looks: {looks[-3:]}") from None
             subprocess.run(["xdotool", "windowfocus", "--sync", run.window], env=x_display, check=True, timeout=30)
             subprocess.run(["xdotool", "key", "q"], env=x_display, check=True, timeout=30)
             process.wait(timeout=60)  # the stream stays stalled for 120 s
@@ -615,9 +632,7 @@ def test_on_a_small_screen_the_window_opens_and_stays_within_it(x_server: tuple[
     env = x_server[0]
     with window_run(env, tmp_path) as run:
         def size() -> str:
-            geometry = subprocess.run(["xdotool", "getwindowgeometry", run.window], capture_output=True, text=True,
-                                      env=env, timeout=30).stdout
-            return geometry.split("Geometry: ")[1].split()[0]
+            return "{2}x{3}".format(*window_geometry(run.window, env))
 
         assert size() == "524x480"
         subprocess.run(["xdotool", "key", "plus"], env=env, check=True, timeout=30)
@@ -665,9 +680,7 @@ def test_beside_a_larger_monitor_the_window_fits_the_one_the_pointer_is_on(
     env = x_server[0]
     add_monitors(env, {b"laptop": (0, 0, 800, 600), b"monitor": (800, 0, 480, 1024)})
     with window_run(env, tmp_path) as run:
-        geometry = subprocess.run(["xdotool", "getwindowgeometry", run.window], capture_output=True, text=True,
-                                  env=env, timeout=30).stdout
-        assert geometry.split("Geometry: ")[1].split()[0] == "524x480", geometry
+        assert window_geometry(run.window, env)[2:] == (524, 480)
 
 
 def test_the_view_shrinks_to_a_quarter_and_the_close_button_ends_the_run(x_display: dict[str, str],
@@ -763,9 +776,7 @@ def test_the_record_window_of_a_large_camera_fits_a_small_screen(x_server: tuple
                     str(large)], check=True)
     with record_window(large, tmp_path / "grid", 1, log, env) as (run, window):
         def size() -> str:
-            geometry = subprocess.run(["xdotool", "getwindowgeometry", window], capture_output=True, text=True,
-                                      env=env, timeout=30).stdout
-            return geometry.split("Geometry: ")[1].split()[0]
+            return "{2}x{3}".format(*window_geometry(window, env))
 
         deadline = time.monotonic() + 30  # the window takes the image's size at its first image
         while size() != "760x428":
