@@ -1357,7 +1357,8 @@ def test_live_process_never_imports_tensorflow_or_jax_and_says_only_its_own_line
 def test_the_runtime_s_modules_import_nothing_of_training_or_export() -> None:
     """The runtime stands alone: its commands (live, bench, record, vad_report) read GRID's align files
     through realtime.grid, and training and export build on the runtime, never the other way round."""
-    code = ("import sys, run_live, realtime.bench, realtime.record, realtime.vad_report, realtime.window\n"
+    code = ("import sys, run_live, realtime.bench, realtime.record, realtime.transcribe, realtime.vad_report, "
+            "realtime.window\n"
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'training', 'export', 'tensorflow', 'keras'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.stdout.strip() == "[]", result.stderr
