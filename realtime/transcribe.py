@@ -7,56 +7,72 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from realtime.backend import BUNDLED_MODEL, ModelLoadError, OnnxModel, find_model
-from realtime.captions import PolicyOptions, TimedWord, transcript
-from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions
+from realtime.backend import BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, find_model
+from realtime.captions import POLICIES, PolicyOptions, TimedWord, transcript
+from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, is_camera
+from realtime.decode import DECODERS
 from realtime.interrupts import held_interrupts
 from realtime.live import LiveOptions, LivePipeline, nothing_read
 
 
 class TranscribeError(Exception):
-    """A source or model that cannot be read; the message is the line run_live prints for it."""
+    """A source or model that cannot be read, or an option no run takes; the message is the line run_live
+    prints for it."""
 
 
 @dataclass(frozen=True)
 class Transcript:
+    """What a video said: its words, a phrase a line, and when each was read on the lips."""
+
     text: str  # the words read, a phrase a line, as run_live prints them
-    words: tuple[TimedWord, ...]  # each word with the media seconds it was said in, to the millisecond
+    # Each word with the media seconds of the first and last frames read as it (one frame: start == end), to the
+    # millisecond; a phrase's first word often begins up to half a second before its sound, as the lips move first.
+    words: tuple[TimedWord, ...]
     phrases: tuple[int, ...]  # the words that begin a phrase (what was said between two rests of the lips)
-    error: str | None = None  # why the source ended early (a damaged video): the words before it are kept
+    error: str | None = None  # why the reading ended early (a damaged video, a stop): the words before it are kept
 
 
 def transcribe(source: str | Path, model: str | Path = BUNDLED_MODEL, policy: PolicyOptions = PolicyOptions(),
                provider: str = "auto", threads: int = 0) -> Transcript:
     """Every frame of a video file (or a stream, until it ends) read as fast as the machine allows. `model`:
     an ONNX model, or the name of a bundled one; `policy`: the caption policy and decoder (`--policy`,
-    `--decoder`); `provider` and `threads` as run_live takes them. Raises TranscribeError for a source that
-    cannot be opened or holds no face, or a model that cannot be loaded; a Ctrl-C stops the reading between
-    frames and is raised after it."""
+    `--decoder`); `provider` and `threads` as run_live takes them. Raises TranscribeError for a camera (it
+    never ends: run_live reads it live), a source that cannot be opened (a URL that does not answer, after
+    OpenCV's 30 s) or holds no face, a model that cannot be loaded or an unknown option. Ctrl-C stops the
+    reading between frames: a handler that raises KeyboardInterrupt (Python's own) raises it then, and one
+    that does not (a script's, noting the stop) gets the words read so far, `error` saying where it stopped."""
+    if is_camera(str(source)):
+        raise TranscribeError(f"{source} is a camera, which never ends: run_live.py --source {source} reads it live")
+    for value, known, what in ((provider, PROVIDERS, "provider"), (policy.policy, POLICIES, "caption policy"),
+                               (policy.decoder, DECODERS, "decoder")):
+        if value not in known:  # refused before anything loads, as run_live's options are
+            raise TranscribeError(f"unknown {what} {value!r} (choose from {', '.join(known)})")
     try:
         frames = FrameSource(SourceOptions(source=str(source), fast=True))
     except CaptureError as e:
         raise TranscribeError(str(e)) from None
+    pipeline: LivePipeline | None = None
     try:
-        onnx = OnnxModel(find_model(Path(model)), provider, threads)
-        pipeline = LivePipeline(onnx, LiveOptions(policy=policy))
-    except ModelLoadError as e:
-        frames.stop()
-        raise TranscribeError(str(e)) from None
-    try:
+        try:
+            onnx = OnnxModel(find_model(Path(model)), provider, threads)
+            pipeline = LivePipeline(onnx, LiveOptions(policy=policy))
+        except ModelLoadError as e:
+            raise TranscribeError(str(e)) from None
         frames.start()
+        last: float | None = None  # the media time of the last frame read
         with held_interrupts() as stop_asked:  # a KeyboardInterrupt inside the frame queue's lock would hold it
             for frame in Resampler(onnx.spec.fps).resample(frames.until(stop_asked)):
                 pipeline.step(frame)
-        frames.stop()
-        if frames.failure:
-            raise TranscribeError(frames.failure)
-        if problem := nothing_read(str(source), frames, pipeline):
+                last = frame.t
+            stopped = None if not stop_asked() else \
+                "stopped before the first frame" if last is None else f"stopped at {last:.1f} s"
+        if not stopped and (problem := nothing_read(str(source), frames, pipeline)):
             raise TranscribeError(problem)
         caption = pipeline.finish()
         words = tuple(replace(w, start=round(w.start, 3), end=round(w.end, 3), committed_at=round(w.committed_at, 3))
                       for w in pipeline.policy.words)  # not 0.43999999999999995: sums of frame periods
-        return Transcript(transcript(caption), words, caption.phrases, frames.error)
+        return Transcript(transcript(caption), words, caption.phrases, stopped or frames.failure or frames.error)
     finally:
         frames.stop()
-        pipeline.close()
+        if pipeline is not None:
+            pipeline.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,8 @@ import pytest
 import run_live
 from realtime.captions import PolicyOptions
 from realtime.grid import GRID_FPS, read_align
+from realtime.capture import Frame
+from realtime.live import LivePipeline, StepResult
 from realtime.transcribe import TranscribeError, transcribe
 from tests.test_live import CLIPS, GRID, clip, write_video
 from tests.test_tracker import read_frames
@@ -17,8 +21,8 @@ from tests.test_tracker import read_frames
 
 def test_a_video_reads_as_the_command_reads_it_each_word_timed_near_its_speech(
         capsys: pytest.CaptureFixture) -> None:
-    """The text run_live prints, each word with the time it was said: within half a second of where the
-    clip's align file has it (a word is timed from its lips' movement, which begins before its sound)."""
+    """The text run_live prints, with its decoder and model too, each word timed by the frames read as it:
+    from 0.6 s before to 0.5 s after where the clip's align file has it (the lips move before the sound)."""
     name = CLIPS[1]
     read = transcribe(clip(name))
     assert run_live.main(["--source", str(clip(name)), "--headless", "--fast"]) == 0
@@ -31,9 +35,12 @@ def test_a_video_reads_as_the_command_reads_it_each_word_timed_near_its_speech(
         if word.text in said:
             start, end = said[word.text]
             assert start - 0.6 < word.start <= word.end < end + 0.5, (word, start, end)
-    # The policy's decoder, and a bundled model by name (as --model takes it).
-    grammar = transcribe(clip(name), model="lipstream-lite.int8.onnx", policy=PolicyOptions(decoder="grammar"))
-    assert len(grammar.text.split()) == 6
+    # The policy's decoder, and a bundled model by name (as --model takes it): both the command's.
+    options = PolicyOptions(policy="local-agreement", decoder="grammar")
+    grammar = transcribe(clip(name), model="lipstream-lite.int8.onnx", policy=options)
+    assert run_live.main(["--source", str(clip(name)), "--headless", "--fast", "--model", "lipstream-lite.int8.onnx",
+                          "--policy", "local-agreement", "--decoder", "grammar"]) == 0
+    assert grammar.text + "\n" == capsys.readouterr().out
 
 
 def test_what_cannot_be_read_raises_the_line_the_command_prints(tmp_path: Path,
@@ -47,6 +54,12 @@ def test_what_cannot_be_read_raises_the_line_the_command_prints(tmp_path: Path,
         assert capsys.readouterr().err.splitlines()[-1] == f"lipstream: error: {raised.value}"
     with pytest.raises(TranscribeError, match="^no model at "):
         transcribe(clip(CLIPS[0]), model=tmp_path / "none.onnx")
+    for options, says in ((dict(provider="gpu"), "unknown provider 'gpu'"),
+                          (dict(policy=PolicyOptions(decoder="beam-search")), "unknown decoder 'beam-search'")):
+        with pytest.raises(TranscribeError, match=f"^{says}"):
+            transcribe(clip(CLIPS[0]), **options)
+    with pytest.raises(TranscribeError, match="camera, which never ends"):
+        transcribe("0")
 
 
 def test_a_video_cut_off_keeps_the_words_before_the_cut_and_says_why(tmp_path: Path) -> None:
@@ -57,3 +70,29 @@ def test_a_video_cut_off_keeps_the_words_before_the_cut_and_says_why(tmp_path: P
     whole, cut = transcribe(clip(CLIPS[0])), transcribe(path)
     assert cut.error is not None and cut.error.startswith("video ended early")
     assert (cut.text + "\n").startswith(whole.text + "\n")
+
+
+def test_a_stop_mid_video_ends_the_reading_between_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (a real SIGINT, as frame 40 is read): Python's own handler raises KeyboardInterrupt once the
+    frame is read, no reading thread left behind; a script's handler that only notes the stop gets the words
+    read until then, and where it stopped, not a cut-short transcript passed off as whole."""
+    step = LivePipeline.step
+
+    def pressing_ctrl_c(pipeline: LivePipeline, frame: Frame) -> StepResult:
+        if frame.index == 40:
+            signal.raise_signal(signal.SIGINT)
+        return step(pipeline, frame)
+
+    monkeypatch.setattr(LivePipeline, "step", pressing_ctrl_c)
+    threads = threading.active_count()
+    with pytest.raises(KeyboardInterrupt):
+        transcribe(clip(CLIPS[1]))
+    assert threading.active_count() == threads
+    noted: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: noted.append(number))
+    try:
+        read = transcribe(clip(CLIPS[1]))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert noted == [signal.SIGINT] and read.error == "stopped at 1.6 s"
+    assert read.words and all(w.end <= 1.6 for w in read.words)
