@@ -28,21 +28,19 @@ from realtime.exits import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOURCE_E
 if TYPE_CHECKING:  # the runtime's modules load once the stop handler is in place (main)
     from realtime.backend import OnnxModel
     from realtime.captions import CaptionPolicy, CaptionState
-    from realtime.capture import FrameSource, SourceOptions
+    from realtime.capture import FrameSource
     from realtime.live import LivePipeline, StepResult
     from realtime.outputs import JsonLines
     from realtime.window import CaptionStyle, Window
 
-MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
 NOTICE_SECONDS = 4.0  # how long the window shows a notice: what its s key did, a face too small, ...
 SUBTITLES_EVERY = 2.0  # s: a run cut short loses the subtitles of its last seconds at most
-OPEN_GRACE = 0.5  # s: how long an open may go on after a stop request before the run ends without it
 STALL_SHOWN = 1.0  # s without a frame (two frame periods at least) before the window says it waits for one
 SPEECH_FRAMES = 12  # frames of moving lips that no word was read from before the run says why it may be
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from realtime.backend import BUNDLED_MODEL, PROVIDERS, model_path
+    from realtime.backend import BUNDLED_MODEL, MOST_THREADS, PROVIDERS, model_path
     from realtime.cli import (EpilogDefaultsFormatter, Parser, add_decoder, add_policy, at_least, named, policy_options,
                               summary, window_problem, within)
     from realtime.live import LONGEST_WINDOW, SHORTEST_WINDOW, LiveOptions
@@ -171,48 +169,6 @@ def _defer(signum: int, frame: object) -> None:
     _stop_requested.append(signum)
 
 
-def open_source(options: SourceOptions) -> FrameSource | None:
-    """The source, opened on a thread of its own: OpenCV's open of a URL that does not answer holds the
-    thread that asked for 30 s, and a stop asked for meanwhile ends the run within OPEN_GRACE seconds.
-    None when the open is still under way then (it is left to end with the process); an open that ends
-    within it (a file's, in milliseconds) gives its source, and the run stops as after any stop before
-    its first frame."""
-    import threading
-
-    from realtime.capture import FrameSource
-
-    opened: list[FrameSource | Exception] = []
-    given_up = threading.Event()  # set, under `lock`, once the caller has gone on without the source
-    lock = threading.Lock()
-
-    def open_it() -> None:
-        try:
-            result: FrameSource | Exception = FrameSource(options)
-        except Exception as e:  # raised on the caller's thread, below
-            result = e
-        with lock:
-            if given_up.is_set():  # an open that ended after all: its capture and connection are let go
-                if isinstance(result, FrameSource):
-                    result.stop()
-            else:
-                opened.append(result)
-
-    thread = threading.Thread(target=open_it, name="open", daemon=True)
-    thread.start()
-    while thread.is_alive():
-        thread.join(0.05)
-        if _stop_requested:
-            thread.join(OPEN_GRACE)
-            with lock:
-                if not opened:
-                    given_up.set()
-                    return None
-            break
-    if isinstance(opened[0], Exception):
-        raise opened[0]
-    return opened[0]
-
-
 def save_transcript(text: str) -> str:
     """The transcript to lipstream-transcript-DATE-TIME.txt in the current folder (the window's s key, and
     the last resort when every output failed); says where, or why it could not, and returns it in short
@@ -288,7 +244,7 @@ def _refusal(args: argparse.Namespace) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     from realtime.backend import ModelLoadError, OnnxModel
-    from realtime.capture import CaptureError, SourceOptions
+    from realtime.capture import CaptureError, SourceOptions, open_source
     from realtime.cli import policy_options
     from realtime.files import open_output, silence, write_stream
     from realtime.interrupts import interrupt
@@ -300,7 +256,7 @@ def _run(args: argparse.Namespace) -> int:
         log(f"error: {problem}")
         return EXIT_USAGE
     try:  # the source first: a wrong path is told before the model and FaceMesh load
-        source = open_source(SourceOptions(source=args.source, fast=args.fast))
+        source = open_source(SourceOptions(source=args.source, fast=args.fast), _stopping)
     except CaptureError as e:
         log(f"error: {e}")
         return EXIT_INTERRUPTED if _stop_requested else EXIT_USAGE  # a stop asked for while it opened came first

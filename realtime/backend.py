@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import onnxruntime as ort
 
 PROVIDERS = ("auto", "cuda", "cpu")
+MOST_THREADS = 256  # ONNX Runtime reserves memory per thread: a mistyped count must not take the machine
 
 
 def _bundled_model() -> Path:

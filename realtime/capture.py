@@ -66,6 +66,7 @@ USUAL_FPS = 30.0  # most cameras' rate: a source's that gives none
 # A stream whose timestamps run further ahead of the clock than this has jumped (a discontinuity, a new
 # segment): it is paced from that frame on, not waited for.
 MAX_AHEAD = 1.0  # seconds
+OPEN_GRACE = 0.5  # s: how long an open may go on after a stop request before the caller goes on without it
 # A stream's frame read this much after its own time starts a backlog (what it sent at once after a
 # stall, or buffered while the model loaded): see Backlog.
 BACKLOG = 0.25  # seconds
@@ -570,6 +571,44 @@ class FrameSource:
                 return
             came = time.monotonic()
             yield frame
+
+
+def open_source(options: SourceOptions, stopping: Callable[[], bool]) -> FrameSource | None:
+    """The source, opened on a thread of its own: OpenCV's open of a URL that does not answer holds the
+    thread that asked for 30 s, and a stop asked for meanwhile (`stopping()` turns true) ends the wait within
+    OPEN_GRACE seconds. None when the open is still under way then (it is left to end with the process); an
+    open that ends within it (a file's, in milliseconds) gives its source, and the caller stops as after any
+    stop before its first frame."""
+    opened: list[FrameSource | Exception] = []
+    given_up = threading.Event()  # set, under `lock`, once the caller has gone on without the source
+    lock = threading.Lock()
+
+    def open_it() -> None:
+        try:
+            result: FrameSource | Exception = FrameSource(options)
+        except Exception as e:  # raised on the caller's thread, below
+            result = e
+        with lock:
+            if given_up.is_set():  # an open that ended after all: its capture and connection are let go
+                if isinstance(result, FrameSource):
+                    result.stop()
+            else:
+                opened.append(result)
+
+    thread = threading.Thread(target=open_it, name="open", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.05)
+        if stopping():
+            thread.join(OPEN_GRACE)
+            with lock:
+                if not opened:
+                    given_up.set()
+                    return None
+            break
+    if isinstance(opened[0], Exception):
+        raise opened[0]
+    return opened[0]
 
 
 class Resampler:

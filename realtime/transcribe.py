@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from realtime.backend import BUNDLED_MODEL, PROVIDERS, ModelLoadError, OnnxModel, find_model
+from realtime.backend import BUNDLED_MODEL, MOST_THREADS, PROVIDERS, ModelLoadError, OnnxModel, find_model
 from realtime.captions import POLICIES, PolicyOptions, TimedWord, transcript
-from realtime.capture import CaptureError, FrameSource, Resampler, SourceOptions, is_camera
+from realtime.capture import CaptureError, Resampler, SourceOptions, is_camera, open_source
+from realtime.cli import MAX_BEAM_WIDTH, window_problem
 from realtime.decode import DECODERS
 from realtime.interrupts import held_interrupts
 from realtime.live import LiveOptions, LivePipeline, nothing_read
@@ -39,18 +40,18 @@ def transcribe(source: str | Path, model: str | Path = BUNDLED_MODEL, policy: Po
     `--decoder`); `provider` and `threads` as run_live takes them. Raises TranscribeError for a camera (it
     never ends: run_live reads it live), a source that cannot be opened (a URL that does not answer, after
     OpenCV's 30 s) or holds no face, a model that cannot be loaded or an unknown option. Ctrl-C stops the
-    reading between frames: a handler that raises KeyboardInterrupt (Python's own) raises it then, and one
-    that does not (a script's, noting the stop) gets the words read so far, `error` saying where it stopped."""
-    if is_camera(str(source)):
-        raise TranscribeError(f"{source} is a camera, which never ends: run_live.py --source {source} reads it live")
-    for value, known, what in ((provider, PROVIDERS, "provider"), (policy.policy, POLICIES, "caption policy"),
-                               (policy.decoder, DECODERS, "decoder")):
-        if value not in known:  # refused before anything loads, as run_live's options are
-            raise TranscribeError(f"unknown {what} {value!r} (choose from {', '.join(known)})")
+    reading between frames (or the open of a URL within half a second): a handler that raises KeyboardInterrupt
+    (Python's own) raises it then, and one that does not (a script's, noting the stop) gets the words read so
+    far, `error` saying where it stopped."""
+    if problem := _refusal(str(source), policy, provider, threads):
+        raise TranscribeError(problem)
     try:
-        frames = FrameSource(SourceOptions(source=str(source), fast=True))
+        with held_interrupts() as stop_asked:  # a URL that does not answer holds OpenCV's open for 30 s
+            frames = open_source(SourceOptions(source=str(source), fast=True), stop_asked)
     except CaptureError as e:
         raise TranscribeError(str(e)) from None
+    if frames is None:  # stopped as it opened, by a handler that only notes the stop
+        return Transcript("", (), (), "stopped before the first frame")
     pipeline: LivePipeline | None = None
     try:
         try:
@@ -76,3 +77,20 @@ def transcribe(source: str | Path, model: str | Path = BUNDLED_MODEL, policy: Po
         frames.stop()
         if pipeline is not None:
             pipeline.close()
+
+
+def _refusal(source: str, policy: PolicyOptions, provider: str, threads: int) -> str | None:
+    """Why no reading can begin, told before anything loads, as run_live refuses its options; or None."""
+    if not source:
+        return "an empty name names no file"
+    if is_camera(source):
+        return f"{source} is a camera, which never ends: run_live.py --source {source} reads it live"
+    for value, known, what in ((provider, PROVIDERS, "provider"), (policy.policy, POLICIES, "caption policy"),
+                               (policy.decoder, DECODERS, "decoder")):
+        if value not in known:
+            return f"unknown {what} {value!r} (choose from {', '.join(known)})"
+    if not 0 <= threads <= MOST_THREADS:
+        return f"threads must be from 0 (all cores) to {MOST_THREADS}"
+    if policy.beam_width is not None and not 1 <= policy.beam_width <= MAX_BEAM_WIDTH:
+        return f"the beam width must be from 1 to {MAX_BEAM_WIDTH}"
+    return window_problem(LiveOptions(policy=policy))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import signal
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from realtime.grid import GRID_FPS, read_align
 from realtime.capture import Frame
 from realtime.live import LivePipeline, StepResult
 from realtime.transcribe import TranscribeError, transcribe
-from tests.test_live import CLIPS, GRID, clip, write_video
+from tests.test_live import CLIPS, GRID, ROOT, clip, write_video
 from tests.test_tracker import read_frames
 
 
@@ -54,12 +57,18 @@ def test_what_cannot_be_read_raises_the_line_the_command_prints(tmp_path: Path,
         assert capsys.readouterr().err.splitlines()[-1] == f"lipstream: error: {raised.value}"
     with pytest.raises(TranscribeError, match="^no model at "):
         transcribe(clip(CLIPS[0]), model=tmp_path / "none.onnx")
+    # Options run_live refuses, refused as it refuses them: before anything loads.
     for options, says in ((dict(provider="gpu"), "unknown provider 'gpu'"),
-                          (dict(policy=PolicyOptions(decoder="beam-search")), "unknown decoder 'beam-search'")):
+                          (dict(policy=PolicyOptions(decoder="beam-search")), "unknown decoder 'beam-search'"),
+                          (dict(threads=-1), "threads must be from 0"),
+                          (dict(policy=PolicyOptions(decoder="beam", beam_width=0)), "the beam width must be from 1"),
+                          (dict(policy=PolicyOptions("right-context", right_context=150)),
+                           "--right-context must be less than the window")):
         with pytest.raises(TranscribeError, match=f"^{says}"):
             transcribe(clip(CLIPS[0]), **options)
-    with pytest.raises(TranscribeError, match="camera, which never ends"):
-        transcribe("0")
+    for source, says in (("0", "0 is a camera, which never ends"), ("", "an empty name names no file")):
+        with pytest.raises(TranscribeError, match=f"^{says}"):
+            transcribe(source)
 
 
 def test_a_video_cut_off_keeps_the_words_before_the_cut_and_says_why(tmp_path: Path) -> None:
@@ -96,3 +105,39 @@ def test_a_stop_mid_video_ends_the_reading_between_frames(monkeypatch: pytest.Mo
         signal.signal(signal.SIGINT, previous)
     assert noted == [signal.SIGINT] and read.error == "stopped at 1.6 s"
     assert read.words and all(w.end <= 1.6 for w in read.words)
+
+
+@pytest.mark.parametrize("handler", ["python's", "noting"])
+def test_a_stop_while_a_url_that_does_not_answer_opens_ends_the_call_at_once(handler: str) -> None:
+    """A server that takes the connection and never answers holds OpenCV's open for 30 s: a real SIGINT sent
+    once it has the connection ends the call well before that, as KeyboardInterrupt, or, for a script's
+    handler that notes the stop, with nothing read and the reason."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/live"
+    code = f"""if True:
+        import signal
+        from realtime.transcribe import transcribe
+        if {handler == "noting"}:
+            signal.signal(signal.SIGINT, lambda number, frame: None)
+        try:
+            print(repr(transcribe({url!r})))
+        except KeyboardInterrupt:
+            print("KeyboardInterrupt")"""
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    connection: socket.socket | None = None
+    try:
+        server.settimeout(60)
+        connection, _ = server.accept()  # the open is under way
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=15)  # OpenCV alone would hold it 30 s
+    finally:
+        process.kill()
+        server.close()
+        if connection is not None:
+            connection.close()
+    assert process.returncode == 0, err
+    assert out == ("KeyboardInterrupt\n" if handler == "python's" else
+                   "Transcript(text='', words=(), phrases=(), error='stopped before the first frame')\n")
