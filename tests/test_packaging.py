@@ -42,6 +42,12 @@ def test_installed_wheel_captions_with_its_bundled_model(tmp_path: Path, grid_s1
     assert "model lipstream-lite.onnx" in run.stderr
     spoken = " ".join(t.word for t in read_align(grid_s1 / "align" / "bram2n.align") if t.is_word)
     assert run.stdout.strip() == spoken  # a held-out clip the bundled model reads right
+    # From Python too, the installed package's transcribe() with the model installed beside it.
+    code = ("import realtime.transcribe as api; print(api.__file__); "
+            f"print(api.transcribe({str(grid_s1 / 'video' / 'bram2n.mp4')!r}).text)")
+    api = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(site)},
+                         capture_output=True, text=True, timeout=300)
+    assert api.stdout.splitlines() == [str(site / "realtime" / "transcribe.py"), spoken], api.stderr
 
 
 def test_the_entry_point_s_help_says_its_commands_and_installs_nothing(tmp_path: Path) -> None:
