@@ -1290,6 +1290,20 @@ def test_a_face_whose_lips_never_move_is_told_as_that(tmp_path: Path, capsys: py
         in err, err
 
 
+def test_lips_that_moved_too_briefly_for_a_word_are_told_as_that(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    """A face (a held-out clip's, in a look the bundled model reads nothing of: training.restyle's) held
+    still, but for seven frames of speech: no word is read, and the run says the lips moved only briefly,
+    not that they did not move, nor that the model may not know this face (which takes half a second)."""
+    from training.restyle import restyle
+
+    frames = [restyle(image) for image in read_frames(clip(CLIPS[0]))[42:49]]
+    brief = write_video(tmp_path / "brief.avi", frames[:1] * 30 + frames + frames[-1:] * 30, 25.0, "MJPG")
+    assert run_live.main(["--source", str(brief), "--model", str(MODEL), "--headless", "--fast"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "\n" and re.search(r"^lipstream: no words read: the lips moved for 0\.\d s only$", err, re.M), err
+
+
 def test_an_empty_file_is_refused_as_empty(tmp_path: Path) -> None:
     empty = tmp_path / "talk.mp4"
     empty.touch()
