@@ -868,33 +868,40 @@ def test_ctrl_c_while_the_model_loads_stops_cleanly(tmp_path: Path, monkeypatch:
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back for whoever runs next
 
 
-@pytest.mark.parametrize("to_stdout", [False, True])
-def test_ctrl_c_while_a_url_that_does_not_answer_opens_stops_the_run_at_once(to_stdout: bool,
-                                                                            tmp_path: Path) -> None:
-    """A server that takes the connection and never answers holds OpenCV's open for 30 s: a real SIGINT
-    sent once it has the connection ends the run well before that (exit 130, said in one line); nothing
-    was read, so its output file is not made, and JSON lines on stdout end with their final line."""
+def stopped_while_opening(command: Callable[[str], list[str]]) -> tuple[subprocess.CompletedProcess, str]:
+    """`command(url)` run on a URL whose server takes the connection and never answers (which holds OpenCV's
+    open for 30 s), a real SIGINT sent once it has the connection; what it did, and the URL."""
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
-    url, out = f"http://127.0.0.1:{server.getsockname()[1]}/live", tmp_path / "captions.jsonl"
-    process = subprocess.Popen([sys.executable, str(ROOT / "run_live.py"), "--source", url, "--headless", "--jsonl",
-                                "-" if to_stdout else str(out)], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/live"
+    process = subprocess.Popen(command(url), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     connection: socket.socket | None = None
     try:
         server.settimeout(60)
         connection, _ = server.accept()  # the open is under way
         process.send_signal(signal.SIGINT)
-        stdout, err = process.communicate(timeout=15)  # OpenCV alone would hold it 30 s
+        out, err = process.communicate(timeout=15)  # OpenCV alone would hold it 30 s
     finally:
         process.kill()
         server.close()
         if connection is not None:
             connection.close()
-    assert process.returncode == run_live.EXIT_INTERRUPTED, err
-    assert err.splitlines() == [f"lipstream: stopped while opening {url}"]
-    assert not out.exists() and stdout == ('{"final": true, "text": ""}\n' if to_stdout else "")
+    return subprocess.CompletedProcess(process.args, process.returncode, out, err), url
+
+
+@pytest.mark.parametrize("to_stdout", [False, True])
+def test_ctrl_c_while_a_url_that_does_not_answer_opens_stops_the_run_at_once(to_stdout: bool,
+                                                                            tmp_path: Path) -> None:
+    """A real SIGINT sent as the open of a URL that does not answer is under way ends the run well before
+    OpenCV would give up on it (exit 130, said in one line); nothing was read, so its output file is not
+    made, and JSON lines on stdout end with their final line."""
+    out = tmp_path / "captions.jsonl"
+    result, url = stopped_while_opening(lambda url: [sys.executable, str(ROOT / "run_live.py"), "--source", url,
+                                                     "--headless", "--jsonl", "-" if to_stdout else str(out)])
+    assert result.returncode == run_live.EXIT_INTERRUPTED, result.stderr
+    assert result.stderr.splitlines() == [f"lipstream: stopped while opening {url}"]
+    assert not out.exists() and result.stdout == ('{"final": true, "text": ""}\n' if to_stdout else "")
 
 
 def test_ctrl_c_mid_frame_keeps_the_transcript(model: OnnxModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

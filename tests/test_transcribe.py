@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -18,7 +16,7 @@ from realtime.grid import GRID_FPS, read_align
 from realtime.capture import Frame
 from realtime.live import LivePipeline, StepResult
 from realtime.transcribe import TranscribeError, transcribe
-from tests.test_live import CLIPS, GRID, ROOT, clip, write_video
+from tests.test_live import CLIPS, GRID, clip, stopped_while_opening, write_video
 from tests.test_tracker import read_frames
 
 
@@ -109,35 +107,21 @@ def test_a_stop_mid_video_ends_the_reading_between_frames(monkeypatch: pytest.Mo
 
 @pytest.mark.parametrize("handler", ["python's", "noting"])
 def test_a_stop_while_a_url_that_does_not_answer_opens_ends_the_call_at_once(handler: str) -> None:
-    """A server that takes the connection and never answers holds OpenCV's open for 30 s: a real SIGINT sent
-    once it has the connection ends the call well before that, as KeyboardInterrupt, or, for a script's
-    handler that notes the stop, with nothing read and the reason."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-    url = f"http://127.0.0.1:{server.getsockname()[1]}/live"
-    code = f"""if True:
-        import signal
-        from realtime.transcribe import transcribe
-        if {handler == "noting"}:
-            signal.signal(signal.SIGINT, lambda number, frame: None)
-        try:
-            print(repr(transcribe({url!r})))
-        except KeyboardInterrupt:
-            print("KeyboardInterrupt")"""
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    connection: socket.socket | None = None
-    try:
-        server.settimeout(60)
-        connection, _ = server.accept()  # the open is under way
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=15)  # OpenCV alone would hold it 30 s
-    finally:
-        process.kill()
-        server.close()
-        if connection is not None:
-            connection.close()
-    assert process.returncode == 0, err
-    assert out == ("KeyboardInterrupt\n" if handler == "python's" else
-                   "Transcript(text='', words=(), phrases=(), error='stopped before the first frame')\n")
+    """A real SIGINT sent as the open of a URL that does not answer is under way ends the call well before
+    OpenCV would give up on it (30 s), as KeyboardInterrupt, or, for a script's handler that notes the stop,
+    with nothing read and the reason."""
+    def script(url: str) -> list[str]:
+        return [sys.executable, "-c", f"""if True:
+            import signal
+            from realtime.transcribe import transcribe
+            if {handler == "noting"}:
+                signal.signal(signal.SIGINT, lambda number, frame: None)
+            try:
+                print(repr(transcribe({url!r})))
+            except KeyboardInterrupt:
+                print("KeyboardInterrupt")"""]
+
+    result, _ = stopped_while_opening(script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ("KeyboardInterrupt\n" if handler == "python's" else
+                             "Transcript(text='', words=(), phrases=(), error='stopped before the first frame')\n")
