@@ -12,8 +12,8 @@ import pytest
 
 import run_live
 from realtime.captions import PolicyOptions
-from realtime.grid import GRID_FPS, read_align
 from realtime.capture import Frame
+from realtime.grid import GRID_FPS, read_align
 from realtime.live import LivePipeline, StepResult
 from realtime.transcribe import TranscribeError, transcribe
 from tests.test_live import CLIPS, GRID, clip, stopped_while_opening, write_video
