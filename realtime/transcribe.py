@@ -13,7 +13,7 @@ from realtime.capture import CaptureError, Resampler, SourceOptions, is_camera, 
 from realtime.cli import MAX_BEAM_WIDTH, window_problem
 from realtime.decode import DECODERS
 from realtime.interrupts import held_interrupts
-from realtime.live import LiveOptions, LivePipeline, nothing_read
+from realtime.live import LONGEST_WINDOW, SHORTEST_WINDOW, LiveOptions, LivePipeline, nothing_read
 
 
 class TranscribeError(Exception):
@@ -34,16 +34,18 @@ class Transcript:
 
 
 def transcribe(source: str | Path, model: str | Path = BUNDLED_MODEL, policy: PolicyOptions = PolicyOptions(),
-               provider: str = "auto", threads: int = 0) -> Transcript:
-    """Every frame of a video file (or a stream, until it ends) read as fast as the machine allows. `model`:
-    an ONNX model, or the name of a bundled one; `policy`: the caption policy and decoder (`--policy`,
-    `--decoder`); `provider` and `threads` as run_live takes them. Raises TranscribeError for a camera (it
+               window: int = LiveOptions.window, hop: int = LiveOptions.hop, provider: str = "auto",
+               threads: int = 0) -> Transcript:
+    """Every frame of a video file (or a stream, until it ends) read as fast as the machine allows. `model`: an
+    ONNX model, or the name of a bundled one; `policy`: the caption policy and decoder (`--policy`, `--decoder`);
+    `window`, `hop`, `provider` and `threads` as run_live takes them. Raises TranscribeError for a camera (it
     never ends: run_live reads it live), a source that cannot be opened (a URL that does not answer, after
-    OpenCV's 30 s) or holds no face, a model that cannot be loaded or an unknown option. Ctrl-C stops the
-    reading between frames (or the open of a URL within half a second): a handler that raises KeyboardInterrupt
-    (Python's own) raises it then, and one that does not (a script's, noting the stop) gets the words read so
-    far, `error` saying where it stopped."""
-    if problem := _refusal(str(source), policy, provider, threads):
+    OpenCV's 30 s) or holds no face, a model that cannot be loaded, or an option the command refuses. Ctrl-C
+    stops the reading between frames (or the open of a URL within half a second): a handler that raises
+    KeyboardInterrupt (Python's own) raises it then, and one that does not (a script's, noting the stop) gets
+    the words read so far, `error` saying where it stopped."""
+    options = LiveOptions(window, hop, policy=policy)
+    if problem := _refusal(str(source), options, provider, threads):
         raise TranscribeError(problem)
     try:
         with held_interrupts() as stop_asked:  # a URL that does not answer holds OpenCV's open for 30 s
@@ -56,7 +58,7 @@ def transcribe(source: str | Path, model: str | Path = BUNDLED_MODEL, policy: Po
     try:
         try:
             onnx = OnnxModel(find_model(Path(model)), provider, threads)
-            pipeline = LivePipeline(onnx, LiveOptions(policy=policy))
+            pipeline = LivePipeline(onnx, options)
         except ModelLoadError as e:
             raise TranscribeError(str(e)) from None
         frames.start()
@@ -79,18 +81,23 @@ def transcribe(source: str | Path, model: str | Path = BUNDLED_MODEL, policy: Po
             pipeline.close()
 
 
-def _refusal(source: str, policy: PolicyOptions, provider: str, threads: int) -> str | None:
+def _refusal(source: str, options: LiveOptions, provider: str, threads: int) -> str | None:
     """Why no reading can begin, told before anything loads, as run_live refuses its options; or None."""
     if not source:
         return "an empty name names no file"
+    policy = options.policy
     if is_camera(source):
         return f"{source} is a camera, which never ends: run_live.py --source {source} reads it live"
     for value, known, what in ((provider, PROVIDERS, "provider"), (policy.policy, POLICIES, "caption policy"),
                                (policy.decoder, DECODERS, "decoder")):
         if value not in known:
             return f"unknown {what} {value!r} (choose from {', '.join(known)})"
+    if not SHORTEST_WINDOW <= options.window <= LONGEST_WINDOW:
+        return f"the window must be from {SHORTEST_WINDOW} to {LONGEST_WINDOW} frames"
+    if options.hop < 1:
+        return "the hop must be 1 frame or more"
     if not 0 <= threads <= MOST_THREADS:
         return f"threads must be from 0 (all cores) to {MOST_THREADS}"
     if policy.beam_width is not None and not 1 <= policy.beam_width <= MAX_BEAM_WIDTH:
         return f"the beam width must be from 1 to {MAX_BEAM_WIDTH}"
-    return window_problem(LiveOptions(policy=policy))
+    return window_problem(options)

@@ -36,11 +36,11 @@ def test_a_video_reads_as_the_command_reads_it_each_word_timed_near_its_speech(
         if word.text in said:
             start, end = said[word.text]
             assert start - 0.6 < word.start <= word.end < end + 0.5, (word, start, end)
-    # The policy's decoder, and a bundled model by name (as --model takes it): both the command's.
+    # The policy, its decoder, the window and hop, and a bundled model by name (as --model takes it): the command's.
     options = PolicyOptions(policy="local-agreement", decoder="grammar")
-    grammar = transcribe(clip(name), model="lipstream-lite.int8.onnx", policy=options)
+    grammar = transcribe(clip(name), model="lipstream-lite.int8.onnx", policy=options, window=100, hop=2)
     assert run_live.main(["--source", str(clip(name)), "--headless", "--fast", "--model", "lipstream-lite.int8.onnx",
-                          "--policy", "local-agreement", "--decoder", "grammar"]) == 0
+                          "--policy", "local-agreement", "--decoder", "grammar", "--window", "100", "--hop", "2"]) == 0
     assert grammar.text + "\n" == capsys.readouterr().out
 
 
@@ -59,6 +59,9 @@ def test_what_cannot_be_read_raises_the_line_the_command_prints(tmp_path: Path,
     for options, says in ((dict(provider="gpu"), "unknown provider 'gpu'"),
                           (dict(policy=PolicyOptions(decoder="beam-search")), "unknown decoder 'beam-search'"),
                           (dict(threads=-1), "threads must be from 0"),
+                          (dict(window=50), "the window must be from 100 to 750 frames"),
+                          (dict(hop=0), "the hop must be 1 frame or more"),
+                          (dict(hop=76), "--hop must not exceed half the window"),
                           (dict(policy=PolicyOptions(decoder="beam", beam_width=0)), "the beam width must be from 1"),
                           (dict(policy=PolicyOptions("right-context", right_context=150)),
                            "--right-context must be less than the window")):
