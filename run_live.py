@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import math
 import os
 import signal
 import sys
@@ -631,7 +632,8 @@ class _LiveRun:
                 f"{self.model.path.name} reads the faces and cameras it was trained on (the bundled model, one GRID "
                 "speaker); another face needs a fine-tune (README: Reading your own face)")
         elif read_nothing and not wordless:  # said, or an empty output looks like a fault
-            log("no words read: the lips " + (f"moved for {moved:.1f} s only" if moved else "did not move") +
+            briefly = math.ceil(moved * 10) / 10  # one frame's 0.04 s is not "0.0 s"
+            log("no words read: the lips " + (f"moved for {briefly:.1f} s only" if moved else "did not move") +
                 " (the subtitles hold no cue)" * subtitled)
         if not unread and ((lost and not on_stdout) or (not out and not args.srt and not args.vtt)):
             try:
